@@ -1,0 +1,126 @@
+"""Pushing an account's state to a master over SyncData."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+
+from imsync.v1 import entities_pb2, sync_pb2, sync_pb2_grpc
+
+# Well under gRPC's default 4 MiB message limit, leaving room for the envelope.
+DEFAULT_CHUNK_BYTES = 1 << 20
+
+_COLLECTION_FIELDS = ("contents", "comments", "conversations", "messages", "notifications")
+
+
+class SyncRefused(Exception):
+    """The master answered a Nack; `status` says why and names the field."""
+
+    def __init__(self, account_id: str, version: int, status: status_pb2.Status) -> None:
+        super().__init__(f"version {version} of {account_id!r} refused: {status.message} (code {status.code})")
+        self.account_id = account_id
+        self.version = version
+        self.status = status
+
+
+def split_batch(batch: sync_pb2.EntityBatch, max_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[sync_pb2.EntityBatch]:
+    """Splits a batch into batches of at most about `max_bytes` serialized bytes each."""
+    chunk = sync_pb2.EntityBatch()
+    size = 0
+    for name in _COLLECTION_FIELDS:
+        for entity in getattr(batch, name):
+            # Field tag and length prefix: at most 6 bytes more than the entity itself.
+            entity_size = entity.ByteSize() + 6
+            if size and size + entity_size > max_bytes:
+                yield chunk
+                chunk, size = sync_pb2.EntityBatch(), 0
+            getattr(chunk, name).append(entity)
+            size += entity_size
+    yield chunk
+
+
+class SyncClient:
+    """One worker's SyncData stream: Hello, then snapshots answered by Ack or Nack."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        worker_id: str,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._stub = sync_pb2_grpc.SyncServiceStub(channel)
+        self._worker_id = worker_id
+        self._chunk_bytes = chunk_bytes
+        self._metadata = tuple(metadata)
+        self._call: Any = None
+
+    async def open(self, accounts: Mapping[str, int]) -> dict[str, int]:
+        """Says hello with the versions the worker believes the master has; returns the master's."""
+        # grpc.aio lets a stream call start without an iterator, to write() to it.
+        stub: Any = self._stub
+        self._call = stub.SyncData(metadata=self._metadata)
+        hello = sync_pb2.Hello(
+            worker_id=self._worker_id,
+            accounts=[sync_pb2.AccountVersion(account_id=a, version=v) for a, v in accounts.items()],
+        )
+        reply = await self._exchange([sync_pb2.SyncDataRequest(hello=hello)])
+        if reply.WhichOneof("kind") == "nack":
+            raise SyncRefused("", 0, reply.nack.status)
+        return {account.account_id: account.version for account in reply.welcome.accounts}
+
+    async def push_snapshot(
+        self,
+        account_id: str,
+        version: int,
+        account: entities_pb2.Account,
+        entities: sync_pb2.EntityBatch,
+        collections: Iterable[sync_pb2.Collection.ValueType] = (),
+    ) -> int:
+        """Sends a complete snapshot in chunks; returns the acknowledged version or raises SyncRefused."""
+        chunks = list(split_batch(entities, self._chunk_bytes))
+        requests = [
+            sync_pb2.SyncDataRequest(
+                snapshot=sync_pb2.Snapshot(
+                    account_id=account_id,
+                    version=version,
+                    collections=list(collections),
+                    chunk_index=index,
+                    last=index == len(chunks) - 1,
+                    account=account if index == len(chunks) - 1 else None,
+                    entities=chunk,
+                )
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+        return await self.send(requests)
+
+    async def send(self, requests: Sequence[sync_pb2.SyncDataRequest]) -> int:
+        """Sends raw sync messages of one version; returns the acknowledged version or raises SyncRefused."""
+        reply = await self._exchange(requests)
+        kind = reply.WhichOneof("kind")
+        if kind == "ack":
+            return reply.ack.version
+        if kind == "nack":
+            raise SyncRefused(reply.nack.account_id, reply.nack.version, reply.nack.status)
+        raise RuntimeError(f"unexpected reply from the master: {kind}")
+
+    async def _exchange(self, requests: Sequence[sync_pb2.SyncDataRequest]) -> sync_pb2.SyncDataResponse:
+        if self._call is None:
+            raise RuntimeError("call open() first")
+        for request in requests:
+            await self._call.write(request)
+        reply = await self._call.read()
+        if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
+            raise ConnectionError("the master closed the stream")
+        result: sync_pb2.SyncDataResponse = reply
+        return result
+
+    async def close(self) -> None:
+        if self._call is not None:
+            await self._call.done_writing()
+            self._call = None

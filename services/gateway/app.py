@@ -1,0 +1,174 @@
+"""The gateway: serves every google.api.http-annotated RPC of the given services over REST.
+
+Routes come from the descriptors at start-up (routes.py); a request is bound into the
+RPC's request message (binding.py), sent to the master over gRPC, and answered in the
+profile its path asks for (marshalers.py). Unmatched paths get 404, matched paths with
+another method 405, both with a google.rpc.Status body, as grpc-gateway answers them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
+
+from imsync.v1 import (
+    accounts_pb2,
+    contents_pb2,
+    conversations_pb2,
+    discussions_pb2,
+    messages_pb2,
+    unified_messages_pb2,
+)
+from services.common.rpc_errors import bad_request
+
+from .binding import BindingError, bind_body, bind_path, bind_query
+from .errors import http_status_of
+from .grpc_bridge import MalformedTimeout, incoming_headers, outgoing_metadata, status_of, timeout_of
+from .marshalers import Profile, ProfileRegistry
+from .routes import Route, routes_of
+
+JSON = "application/json"
+
+
+def im_services() -> list[ServiceDescriptor]:
+    """The IM query services the master serves."""
+    return [
+        service
+        for module in (
+            accounts_pb2,
+            conversations_pb2,
+            messages_pb2,
+            contents_pb2,
+            discussions_pb2,
+            unified_messages_pb2,
+        )
+        for service in module.DESCRIPTOR.services_by_name.values()
+    ]
+
+
+class Gateway:
+    """The ASGI application that maps HTTP requests onto gRPC calls."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceDescriptor],
+        *,
+        master: str = "",
+        channel: grpc.aio.Channel | None = None,
+        profiles: ProfileRegistry = ProfileRegistry(),
+    ) -> None:
+        self.routes: Sequence[Route] = routes_of(services)
+        self._master = master
+        self._channel = channel
+        self._owns_channel = channel is None
+        self._profiles = profiles
+        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: object) -> AsyncIterator[None]:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._master)
+        try:
+            yield
+        finally:
+            if self._owns_channel and self._channel is not None:
+                await self._channel.close(grace=None)
+                self._channel = None
+                self._calls.clear()
+
+    def _call(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
+        call = self._calls.get(route.grpc_path)
+        if call is None:
+            if self._channel is None:
+                raise RuntimeError("the gateway's channel is not open (lifespan not started)")
+            call = self._channel.unary_unary(
+                route.grpc_path,
+                request_serializer=route.request_type.SerializeToString,
+                response_deserializer=route.response_type.FromString,
+            )
+            self._calls[route.grpc_path] = call
+        return call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        profile = self._profiles.for_path(scope["path"])
+        allowed: list[str] = []
+        for route in self.routes:
+            variables = route.template.match(raw_path)
+            if variables is None:
+                continue
+            if route.http_method != request.method:
+                allowed.append(route.http_method)
+                continue
+            response = await self._handle(route, variables, request, profile)
+            await response(scope, receive, send)
+            return
+        if allowed:
+            status = status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="Method Not Allowed")
+            response = _error(profile, status, http_status=405)
+        else:
+            response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
+        await response(scope, receive, send)
+
+    async def _handle(self, route: Route, variables: dict[str, str], request: Request, profile: Profile) -> Response:
+        message = route.request_type()
+        try:
+            bind_path(message, variables, profile.style)
+            bound = set(variables)
+            if route.body:
+                bind_body(message, route.body, await request.body(), profile.style)
+                bound.add(route.body)
+            if route.body != "*":
+                bind_query(
+                    message, request.query_params.multi_items(), bound, profile.style, split_commas=profile.split_commas
+                )
+            timeout = timeout_of(request.headers)
+        except BindingError as error:
+            return _error(profile, bad_request(error.field, error.description))
+        except MalformedTimeout as error:
+            return _error(profile, bad_request("Grpc-Timeout", f"malformed header {error}"))
+
+        client = request.client.host if request.client else None
+        call = self._call(route)(message, metadata=outgoing_metadata(request.headers, client), timeout=timeout)
+        try:
+            reply: Message = await call
+            headers = incoming_headers(await call.initial_metadata())
+        except grpc.aio.AioRpcError as error:
+            return _error(profile, status_of(error))
+        if route.response_body:
+            reply = getattr(reply, route.response_body)
+        return Response(profile.response_body(reply), media_type=JSON, headers=headers)
+
+
+def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | None = None) -> Response:
+    return Response(
+        profile.error_body(status),
+        status_code=http_status or http_status_of(status.code),
+        media_type=JSON,
+    )
+
+
+def create_app(
+    master: str = "",
+    *,
+    channel: grpc.aio.Channel | None = None,
+    services: Iterable[ServiceDescriptor] | None = None,
+    profiles: ProfileRegistry = ProfileRegistry(),
+) -> Starlette:
+    """The gateway application, calling the master at `master` (or over `channel`)."""
+    gateway = Gateway(
+        im_services() if services is None else services, master=master, channel=channel, profiles=profiles
+    )
+    return Starlette(routes=[Mount("/", app=gateway)], lifespan=gateway.lifespan)

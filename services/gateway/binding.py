@@ -1,0 +1,188 @@
+"""Builds an RPC's request message from an HTTP request, as grpc-gateway does.
+
+Path variables first, then the body (`body: "*"` or one field), then query parameters for
+every field neither of them bound: nested (`a.b=`), repeated (`?x=1&x=2`), enums by name or
+number, well-known types in their JSON form. Unknown parameters are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from .protojson import JsonStyle, descriptor_of, enum_of, from_json, parse_enum
+
+
+class BindingError(Exception):
+    """The HTTP request cannot become the RPC's request; `field` names the culprit."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1, "int32"),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1, "int32"),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1, "int32"),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1, "uint32"),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1, "uint32"),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1, "int64"),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1, "int64"),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1, "int64"),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1, "uint64"),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1, "uint64"),
+}
+
+
+def _find_field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
+    return descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
+
+
+def _resolve(message: Message, path: str) -> tuple[Message, FieldDescriptor] | None:
+    """The message holding the last field of a dotted path, and that field; None if unknown."""
+    parts = path.split(".")
+    target = message
+    for index, part in enumerate(parts):
+        field = _find_field(descriptor_of(target), part)
+        if field is None:
+            return None
+        if index == len(parts) - 1:
+            return target, field
+        if field.message_type is None or field.is_repeated or field.message_type.full_name.startswith("google.protobuf."):
+            return None
+        target = getattr(target, field.name)
+    return None
+
+
+def _scalar(field: FieldDescriptor, text: str, name: str, style: JsonStyle) -> Any:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return text
+    if kind == FieldDescriptor.TYPE_BOOL:
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise BindingError(name, f"invalid value {text!r} for bool")
+    if kind in _INT_RANGES:
+        low, high, label = _INT_RANGES[kind]
+        try:
+            number = int(text, 10)
+        except ValueError:
+            raise BindingError(name, f"invalid value {text!r} for {label}") from None
+        if not low <= number <= high:
+            raise BindingError(name, f"value {text!r} out of range for {label}")
+        return number
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        try:
+            return float(text)
+        except ValueError:
+            raise BindingError(name, f"invalid value {text!r} for a number") from None
+    if kind == FieldDescriptor.TYPE_BYTES:
+        try:
+            padded = text + "=" * (-len(text) % 4)
+            return base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+        except (binascii.Error, ValueError):
+            raise BindingError(name, f"invalid base64 value {text!r}") from None
+    if kind == FieldDescriptor.TYPE_ENUM:
+        enum_type = enum_of(field)
+        full = parse_enum(enum_type, text, style=style)
+        value = enum_type.values_by_name.get(full)
+        if value is None and text.lstrip("-").isdigit():
+            value = enum_type.values_by_number.get(int(text))
+        if value is None:
+            choices = ", ".join(v.name for v in enum_type.values)
+            raise BindingError(name, f"invalid value {text!r} for enum {enum_type.name} (one of {choices})")
+        return value.number
+    raise BindingError(name, "this field cannot be set from a query parameter")
+
+
+def set_from_text(message: Message, path: str, texts: Sequence[str], style: JsonStyle) -> bool:
+    """Sets the field at `path` from its textual values; False when no such field exists."""
+    resolved = _resolve(message, path)
+    if resolved is None:
+        return False
+    target, field = resolved
+    if field.message_type is not None:
+        if field.is_repeated:
+            raise BindingError(path, "a repeated message cannot be set from a query parameter")
+        if len(texts) != 1:
+            raise BindingError(path, "expected one value")
+        if not field.message_type.full_name.startswith("google.protobuf."):
+            raise BindingError(path, "a message cannot be set from a query parameter")
+        # Well-known types take their JSON form: an RFC 3339 time, "1.5s", a wrapper's value.
+        value: Any = texts[0]
+        if field.message_type.full_name.endswith("Value") and field.message_type.fields:
+            value = _scalar(field.message_type.fields_by_name["value"], texts[0], path, style)
+        try:
+            json_format.ParseDict(value, getattr(target, field.name))
+        except json_format.ParseError as error:
+            raise BindingError(path, f"invalid value {texts[0]!r}: {error}") from None
+        return True
+    if field.is_repeated:
+        getattr(target, field.name).extend(_scalar(field, text, path, style) for text in texts)
+        return True
+    if len(texts) != 1:
+        raise BindingError(path, f"expected one value, got {len(texts)}")
+    setattr(target, field.name, _scalar(field, texts[0], path, style))
+    return True
+
+
+def bind_body(message: Message, body_field: str, raw: bytes, style: JsonStyle) -> None:
+    if not raw.strip():
+        return  # grpc-gateway treats an empty body as an empty message
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BindingError("body", f"not valid JSON: {error}") from None
+    try:
+        if body_field == "*":
+            if not isinstance(value, dict):
+                raise BindingError("body", "expected a JSON object")
+            from_json(value, message, style)
+            return
+        resolved = _resolve(message, body_field)
+        if resolved is None:
+            raise BindingError(body_field, "no such field")
+        target, field = resolved
+        if field.message_type is not None and not field.is_repeated:
+            from_json(value, getattr(target, field.name), style)
+        else:
+            from_json({field.name: value}, target, style)
+    except json_format.ParseError as error:
+        raise BindingError("body", str(error)) from None
+
+
+def bind_query(
+    message: Message, params: Iterable[tuple[str, str]], bound: set[str], style: JsonStyle, *, split_commas: bool
+) -> None:
+    """Sets fields from query parameters, skipping those already bound by path or body."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in params:
+        grouped.setdefault(key, []).append(value)
+    for key, values in grouped.items():
+        if key in bound or any(key.startswith(prefix + ".") for prefix in bound):
+            continue
+        resolved = _resolve(message, key)
+        if resolved is None:
+            continue  # unknown parameters are ignored, as grpc-gateway does
+        if split_commas and resolved[1].is_repeated:
+            values = [part for value in values for part in value.split(",") if part]
+        set_from_text(message, key, values, style)
+
+
+def bind_path(message: Message, variables: Mapping[str, str], style: JsonStyle) -> None:
+    for path, value in variables.items():
+        if not set_from_text(message, path, [value], style):
+            raise BindingError(path, "no such field")

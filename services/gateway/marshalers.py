@@ -1,0 +1,66 @@
+"""JSON profiles, chosen per request (as grpc-gateway's marshaler registry does).
+
+A profile turns a response message or a google.rpc.Status into a body, and says how
+query parameters are read. The IM profile is grpc-gateway configured with UseProtoNames,
+a response rewriter (the IM envelope) and an error handler (the IM error envelope).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
+from .protojson import JsonStyle, to_json
+
+# Imported so that BadRequest details can be printed from their Any.
+_DETAIL_TYPES = (error_details_pb2.BadRequest,)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    style: JsonStyle
+    # IM clients send repeated values as one comma-separated parameter (types=comment,discussion).
+    split_commas: bool
+    envelope: bool
+
+    def response_body(self, message: Message) -> bytes:
+        data = to_json(message, self.style)
+        if self.envelope:
+            return _dumps({"data": data, "status_code": 0, "status_msg": ""})
+        return _dumps(data)
+
+    def error_body(self, status: status_pb2.Status) -> bytes:
+        if self.envelope:
+            return _dumps({"data": None, "status_code": status.code, "status_msg": status.message})
+        return _dumps(
+            json_format.MessageToDict(status, preserving_proto_field_name=self.style is JsonStyle.IM)
+            | {"code": status.code, "message": status.message}
+        )
+
+
+GRPC_GATEWAY = Profile("grpc-gateway", JsonStyle.GRPC_GATEWAY, split_commas=False, envelope=False)
+IM = Profile("im", JsonStyle.IM, split_commas=True, envelope=True)
+
+
+@dataclass(frozen=True)
+class ProfileRegistry:
+    """Picks a profile by path prefix; the first matching prefix wins."""
+
+    by_prefix: tuple[tuple[str, Profile], ...] = (("/api/im/", IM),)
+    default: Profile = GRPC_GATEWAY
+
+    def for_path(self, path: str) -> Profile:
+        for prefix, profile in self.by_prefix:
+            if path.startswith(prefix):
+                return profile
+        return self.default

@@ -1,0 +1,306 @@
+"""One account's state in the memory store: crawled entities, their indexes and counters.
+
+The crawled dictionaries and sort orders are built once per applied snapshot and not
+changed afterwards; only the unread counters move when the team marks items read. The
+`Handling` beside it is the master's own state and outlives every snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sortedcontainers import SortedList
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import unified_messages_pb2 as u
+
+from .errors import InvalidArgument, NotFound
+
+
+def ns_of(ts: Timestamp) -> int:
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def comment_key(comment_id: str) -> str:
+    return f"comment:{comment_id}"
+
+
+def message_key(message_id: str) -> str:
+    return f"message:{message_id}"
+
+
+def split_item_key(item_id: str, *, field: str) -> tuple[str, str]:
+    """Splits an inbox item id ("comment:<id>" or "message:<id>") into kind and entity id."""
+    kind, sep, entity_id = item_id.partition(":")
+    if not sep or kind not in ("comment", "message") or not entity_id:
+        raise InvalidArgument(
+            f"{item_id!r} is not an inbox item id ('comment:<id>' or 'message:<id>')", field=field
+        )
+    return kind, entity_id
+
+
+@dataclass
+class Handling:
+    """The master's own state of an account: never overwritten by a sync."""
+
+    # Inbox item key ("comment:<id>", "message:<id>") -> when it was marked read (ns).
+    read_at: dict[str, int] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    muted: set[str] = field(default_factory=set)
+    # Inbox items and works that arrived after the account's first sync; an item stops
+    # being new once read.
+    new_items: set[str] = field(default_factory=set)
+    new_contents: set[str] = field(default_factory=set)
+
+
+class AccountState:
+    """Crawled state of one account at one version, with its indexes."""
+
+    def __init__(self, account_id: str, version: int, account: e.Account, handling: Handling) -> None:
+        self.account_id = account_id
+        self.version = version
+        self.account = account
+        self.handling = handling
+        self.contents: dict[str, e.Content] = {}
+        self.comments: dict[str, e.Comment] = {}
+        self.conversations: dict[str, e.Conversation] = {}
+        self.messages: dict[str, e.Message] = {}
+        self.notifications: dict[str, e.Notification] = {}
+        # Sort orders; every key ends with the entity's id, so keys are unique.
+        self.conversation_order = SortedList()  # (0 pinned / 1 not, -last message ns, id)
+        self.message_order = SortedList()  # (-create ns, id)
+        self.messages_by_conversation: dict[str, SortedList] = {}
+        self.content_order = SortedList()  # (-publish ns, id)
+        self.comment_order = SortedList()  # (-create ns, id)
+        self.comments_by_content: dict[str, SortedList] = {}
+        self.replies_by_parent: dict[str, SortedList] = {}
+        self.inbox_order = SortedList()  # (-create ns, item key)
+        # Unread counters, kept in step with Handling.read_at.
+        self.unread_by_conversation: Counter[str] = Counter()
+        self.unread_by_content: Counter[str] = Counter()
+        self.new_by_content: Counter[str] = Counter()
+        self.unread_comments = 0
+        self.unread_discussions = 0
+        self.unread_direct_messages = 0
+
+    @classmethod
+    def empty(cls, account_id: str) -> AccountState:
+        return cls(account_id, 0, e.Account(account_id=account_id), Handling())
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        account_id: str,
+        version: int,
+        account: e.Account,
+        contents: dict[str, e.Content],
+        comments: dict[str, e.Comment],
+        conversations: dict[str, e.Conversation],
+        messages: dict[str, e.Message],
+        notifications: dict[str, e.Notification],
+        handling: Handling,
+        previous: AccountState | None,
+    ) -> AccountState:
+        state = cls(account_id, version, account, handling)
+        state.contents = contents
+        state.comments = comments
+        state.conversations = conversations
+        state.messages = messages
+        state.notifications = notifications
+        if previous is not None:
+            state._note_new_arrivals(previous)
+
+        read = handling.read_at
+        state.conversation_order = SortedList(
+            (0 if cid in handling.pinned else 1, -_last_activity_ns(c), cid) for cid, c in conversations.items()
+        )
+        message_keys: list[tuple[int, str]] = []
+        by_conversation: dict[str, list[tuple[int, str]]] = {}
+        inbox: list[tuple[int, str]] = []
+        for mid, m in messages.items():
+            key = (-ns_of(m.create_time), mid)
+            message_keys.append(key)
+            by_conversation.setdefault(m.conversation_id, []).append(key)
+            if state.is_inbound(m):
+                item = message_key(mid)
+                inbox.append((key[0], item))
+                if item not in read:
+                    state.unread_by_conversation[m.conversation_id] += 1
+                    state.unread_direct_messages += 1
+        state.message_order = SortedList(message_keys)
+        state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in by_conversation.items()}
+
+        state.content_order = SortedList((-ns_of(c.publish_time), cid) for cid, c in contents.items())
+        comment_keys: list[tuple[int, str]] = []
+        by_content: dict[str, list[tuple[int, str]]] = {}
+        by_parent: dict[str, list[tuple[int, str]]] = {}
+        for cid, c in comments.items():
+            key = (-ns_of(c.created_at), cid)
+            comment_keys.append(key)
+            by_content.setdefault(c.content_id, []).append(key)
+            if c.parent_comment_id:
+                by_parent.setdefault(c.parent_comment_id, []).append(key)
+            if not state.is_own(c):
+                item = comment_key(cid)
+                inbox.append((key[0], item))
+                if item not in read:
+                    state._count_unread_comment(c, item, +1)
+        state.comment_order = SortedList(comment_keys)
+        state.comments_by_content = {cid: SortedList(keys) for cid, keys in by_content.items()}
+        state.replies_by_parent = {cid: SortedList(keys) for cid, keys in by_parent.items()}
+        state.inbox_order = SortedList(inbox)
+        return state
+
+    def _note_new_arrivals(self, previous: AccountState) -> None:
+        """Marks as new what this version brings that the previous one did not have."""
+        handling = self.handling
+        for mid, m in self.messages.items():
+            if mid not in previous.messages and self.is_inbound(m):
+                handling.new_items.add(message_key(mid))
+        for cid, c in self.comments.items():
+            if cid not in previous.comments and not self.is_own(c):
+                handling.new_items.add(comment_key(cid))
+        handling.new_contents.update(cid for cid in self.contents if cid not in previous.contents)
+        # What is gone is no longer new.
+        handling.new_items = {
+            item
+            for item in handling.new_items
+            if (item[8:] in self.messages if item.startswith("message:") else item[8:] in self.comments)
+        }
+        handling.new_contents &= self.contents.keys()
+
+    def collection(self, kind: str) -> dict[str, Any]:
+        """The entities of one kind: "conversation", "message", "content" or "comment"."""
+        collections: dict[str, dict[str, Any]] = {
+            "conversation": self.conversations,
+            "message": self.messages,
+            "content": self.contents,
+            "comment": self.comments,
+        }
+        return collections[kind]
+
+    # ----------------------------------------------------------- predicates
+
+    def is_inbound(self, message: e.Message) -> bool:
+        if message.direction != e.DIRECTION_UNSPECIFIED:
+            return message.direction == e.DIRECTION_INBOUND
+        return message.sender.user_id != self.account.user_id
+
+    def is_own(self, comment: e.Comment) -> bool:
+        return bool(self.account.user_id) and comment.author.user_id == self.account.user_id
+
+    def _count_unread_comment(self, comment: e.Comment, item: str, delta: int) -> None:
+        self.unread_by_content[comment.content_id] += delta
+        if item in self.handling.new_items:
+            self.new_by_content[comment.content_id] += delta
+        if comment.parent_comment_id:
+            self.unread_discussions += delta
+        else:
+            self.unread_comments += delta
+
+    # ------------------------------------------------------------ read state
+
+    def mark_read(self, item: str, now_ns: int) -> bool:
+        """Marks an inbox item read; True when it was unread. Outbound items are never unread."""
+        handling = self.handling
+        if item in handling.read_at:
+            return False
+        kind, entity_id = split_item_key(item, field="id")
+        if kind == "message":
+            message = self.messages.get(entity_id)
+            if message is None:
+                raise NotFound(f"message {entity_id!r} not found")
+            if not self.is_inbound(message):
+                return False
+            self.unread_by_conversation[message.conversation_id] -= 1
+            self.unread_direct_messages -= 1
+        else:
+            comment = self.comments.get(entity_id)
+            if comment is None:
+                raise NotFound(f"comment {entity_id!r} not found")
+            if self.is_own(comment):
+                return False
+            self._count_unread_comment(comment, item, -1)
+        handling.read_at[item] = now_ns
+        handling.new_items.discard(item)
+        return True
+
+    # ----------------------------------------------------------------- views
+
+    def account_view(self) -> e.Account:
+        account = e.Account()
+        account.CopyFrom(self.account)
+        account.account_id = self.account_id
+        account.version = self.version
+        return account
+
+    def conversation_view(self, conversation_id: str) -> e.Conversation:
+        conversation = e.Conversation()
+        conversation.CopyFrom(self.conversations[conversation_id])
+        conversation.account_id = self.account_id
+        conversation.unread_count = self.unread_by_conversation.get(conversation_id, 0)
+        conversation.is_pinned = conversation_id in self.handling.pinned
+        conversation.is_muted = conversation_id in self.handling.muted
+        return conversation
+
+    def message_view(self, message: e.Message) -> e.Message:
+        view = e.Message()
+        view.CopyFrom(message)
+        view.account_id = self.account_id
+        item = message_key(message.message_id)
+        read_ns = self.handling.read_at.get(item)
+        if read_ns is not None:
+            view.read_at.FromNanoseconds(read_ns)
+        view.is_read = read_ns is not None or not self.is_inbound(message)
+        view.is_new = item in self.handling.new_items
+        return view
+
+    def comment_view(self, comment: e.Comment) -> e.Comment:
+        view = e.Comment()
+        view.CopyFrom(comment)
+        view.account_id = self.account_id
+        item = comment_key(comment.comment_id)
+        read_ns = self.handling.read_at.get(item)
+        if read_ns is not None:
+            view.read_at.FromNanoseconds(read_ns)
+        view.is_read = read_ns is not None or self.is_own(comment)
+        view.is_new = item in self.handling.new_items
+        return view
+
+    def content_view(self, content_id: str) -> e.Content:
+        content = e.Content()
+        content.CopyFrom(self.contents[content_id])
+        content.account_id = self.account_id
+        content.stats.unread_comments = self.unread_by_content.get(content_id, 0)
+        content.stats.new_comments = self.new_by_content.get(content_id, 0)
+        content.is_new = content_id in self.handling.new_contents
+        return content
+
+    def unified_view(self, item: str) -> u.UnifiedMessage:
+        kind, entity_id = split_item_key(item, field="id")
+        result = u.UnifiedMessage(id=item, account_id=self.account_id)
+        if kind == "message":
+            message = self.message_view(self.messages[entity_id])
+            result.type = u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE
+            result.create_time.CopyFrom(message.create_time)
+            result.is_read, result.is_new = message.is_read, message.is_new
+            result.message.CopyFrom(message)
+        else:
+            comment = self.comment_view(self.comments[entity_id])
+            result.type = (
+                u.UNIFIED_MESSAGE_TYPE_DISCUSSION if comment.parent_comment_id else u.UNIFIED_MESSAGE_TYPE_COMMENT
+            )
+            result.create_time.CopyFrom(comment.created_at)
+            result.is_read, result.is_new = comment.is_read, comment.is_new
+            result.comment.CopyFrom(comment)
+        return result
+
+
+def _last_activity_ns(conversation: e.Conversation) -> int:
+    if conversation.HasField("last_message"):
+        return ns_of(conversation.last_message.create_time)
+    return ns_of(conversation.update_time)

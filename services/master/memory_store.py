@@ -1,0 +1,392 @@
+"""The embedded store: every account's newest state in memory, indexed for the IM orders.
+
+Each account's crawled state is an immutable-by-convention `AccountState`: a snapshot
+builds a new one beside the old and swaps it in, so a reader never sees half a snapshot.
+The master's own state (`Handling`: read marks, pins, mutes, what is new) lives apart and
+is never replaced by a sync. Every list walks a sorted index from the cursor's key, so a
+page costs O(log n + page size) plus whatever a filter skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TypeVar
+
+from sortedcontainers import SortedList
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from imsync.v1 import unified_messages_pb2 as u
+
+from . import cursor as cursors
+from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .store import Page, SnapshotData, UnifiedStats, page_size
+
+T = TypeVar("T")
+Key = tuple[int | str, ...]
+
+_ALL_COLLECTIONS = frozenset(
+    {
+        sync_pb2.COLLECTION_CONTENTS,
+        sync_pb2.COLLECTION_COMMENTS,
+        sync_pb2.COLLECTION_CONVERSATIONS,
+        sync_pb2.COLLECTION_MESSAGES,
+        sync_pb2.COLLECTION_NOTIFICATIONS,
+    }
+)
+
+
+def _page(
+    order: SortedList,
+    index: str,
+    shape: Sequence[type],
+    cursor: str,
+    count: int,
+    view: Callable[[Key], T | None],
+    stop: Callable[[Key], bool] | None = None,
+) -> Page[T]:
+    """Walks `order` after the cursor's key, keeping the keys `view` turns into items."""
+    limit = page_size(count)
+    after = cursors.decode(cursor, index, shape)
+    start = 0 if after is None else order.bisect_right(after)
+    items: list[T] = []
+    last: Key | None = None
+    has_more = False
+    for key in order.islice(start):
+        if stop is not None and stop(key):
+            break
+        item = view(key)
+        if item is None:
+            continue
+        if len(items) == limit:
+            has_more = True
+            break
+        items.append(item)
+        last = key
+    return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
+
+
+class MemoryStore:
+    """The in-memory Store."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, AccountState] = {}
+        self._handling: dict[str, Handling] = {}
+        self._account_order: SortedList = SortedList()
+
+    # ------------------------------------------------------------------ sync
+
+    def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]:
+        return {
+            account_id: (state.version if (state := self._accounts.get(account_id)) else 0)
+            for account_id in account_ids
+        }
+
+    def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+        current = self._accounts.get(snapshot.account_id)
+        if current is not None:
+            if snapshot.version == current.version:
+                return False
+            if snapshot.version < current.version:
+                raise FailedPrecondition(
+                    f"version {snapshot.version} is older than the applied version {current.version}",
+                    field="version",
+                )
+        handling = self._handling.setdefault(snapshot.account_id, Handling())
+        replaced = snapshot.collections or _ALL_COLLECTIONS
+        batch = snapshot.entities
+
+        def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
+            return fresh if collection in replaced else old
+
+        empty = AccountState.empty(snapshot.account_id)
+        base = current or empty
+        account = snapshot.account if snapshot.account.ByteSize() else base.account
+        state = AccountState.build(
+            account_id=snapshot.account_id,
+            version=snapshot.version,
+            account=account,
+            contents=pick(sync_pb2.COLLECTION_CONTENTS, {c.content_id: c for c in batch.contents}, base.contents),
+            comments=pick(sync_pb2.COLLECTION_COMMENTS, {c.comment_id: c for c in batch.comments}, base.comments),
+            conversations=pick(
+                sync_pb2.COLLECTION_CONVERSATIONS,
+                {c.conversation_id: c for c in batch.conversations},
+                base.conversations,
+            ),
+            messages=pick(sync_pb2.COLLECTION_MESSAGES, {m.message_id: m for m in batch.messages}, base.messages),
+            notifications=pick(
+                sync_pb2.COLLECTION_NOTIFICATIONS,
+                {n.notification_id: n for n in batch.notifications},
+                base.notifications,
+            ),
+            handling=handling,
+            previous=current,
+        )
+        self._accounts[snapshot.account_id] = state
+        if current is None:
+            self._account_order.add((snapshot.account_id,))
+        return True
+
+    # ------------------------------------------------------------ accounts
+
+    def _state(self, account_id: str) -> AccountState:
+        if not account_id:
+            raise InvalidArgument("required", field="account_id")
+        state = self._accounts.get(account_id)
+        if state is None:
+            raise NotFound(f"account {account_id!r} not found")
+        return state
+
+    def _owner(self, account_id: str, kind: str, entity_id: str, field: str) -> AccountState:
+        """The account holding an entity: the one named, or else the only one that has it.
+
+        IM clients of the old API address items by id alone; platform ids are unique in
+        practice, and an id found in several accounts asks for `account_id`.
+        """
+        if account_id:
+            state = self._state(account_id)
+            owners = [state] if entity_id in state.collection(kind) else []
+        else:
+            owners = [state for state in self._accounts.values() if entity_id in state.collection(kind)]
+        if not entity_id:
+            raise InvalidArgument("required", field=field)
+        if not owners:
+            raise NotFound(f"{kind} {entity_id!r} not found")
+        if len(owners) > 1:
+            raise InvalidArgument(f"{kind} {entity_id!r} is in several accounts; name one", field="account_id")
+        return owners[0]
+
+    def list_accounts(
+        self,
+        *,
+        status: int,
+        platform: int,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Account]:
+        def view(key: Key) -> e.Account | None:
+            state = self._accounts[str(key[0])]
+            if status and state.account.status != status:
+                return None
+            if platform and state.account.platform != platform:
+                return None
+            return state.account_view()
+
+        return _page(self._account_order, "accounts", (str,), cursor, count, view)
+
+    def get_account(self, account_id: str) -> e.Account:
+        return self._state(account_id).account_view()
+
+    # ------------------------------------------------------- conversations
+
+    def list_conversations(
+        self,
+        account_id: str,
+        *,
+        status: int,
+        is_pinned: bool | None,
+        is_muted: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Conversation]:
+        state = self._state(account_id)
+        handling = state.handling
+
+        def view(key: Key) -> e.Conversation | None:
+            conversation_id = str(key[2])
+            if is_pinned is not None and (conversation_id in handling.pinned) != is_pinned:
+                return None
+            if is_muted is not None and (conversation_id in handling.muted) != is_muted:
+                return None
+            if status and state.conversations[conversation_id].status != status:
+                return None
+            return state.conversation_view(conversation_id)
+
+        return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
+
+    def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        return state.conversation_view(conversation_id)
+
+    def mark_conversation_read(
+        self, account_id: str, conversation_id: str, now_ns: int
+    ) -> tuple[int, e.Conversation]:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        conversation = state.conversation_view(conversation_id)
+        order = state.messages_by_conversation.get(conversation_id, ())
+        marked = sum(state.mark_read(message_key(str(key[1])), now_ns) for key in order)
+        conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
+        return marked, conversation
+
+    # ------------------------------------------------------------ messages
+
+    def list_messages(
+        self,
+        account_id: str,
+        *,
+        conversation_id: str,
+        sender_id: str,
+        receiver_id: str,
+        status: int,
+        message_type: int,
+        since_ns: int | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Message]:
+        state = self._state(account_id)
+        if conversation_id:
+            order = state.messages_by_conversation.get(conversation_id)
+            if order is None:
+                if conversation_id not in state.conversations:
+                    raise NotFound(f"conversation {conversation_id!r} not found")
+                order = SortedList()
+        else:
+            order = state.message_order
+
+        def view(key: Key) -> e.Message | None:
+            message = state.messages[str(key[1])]
+            if sender_id and message.sender.user_id != sender_id:
+                return None
+            if receiver_id and message.receiver.user_id != receiver_id:
+                return None
+            if status and message.status != status:
+                return None
+            if message_type and message.msg_type != message_type:
+                return None
+            return state.message_view(message)
+
+        # Newest first: once a message is older than since_time, so are all after it.
+        stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
+        return _page(order, "messages", (int, str), cursor, count, view, stop)
+
+    def get_message(self, account_id: str, message_id: str) -> e.Message:
+        state = self._owner(account_id, "message", message_id, "message_id")
+        return state.message_view(state.messages[message_id])
+
+    def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message:
+        state = self._owner(account_id, "message", message_id, "message_id")
+        state.mark_read(message_key(message_id), now_ns)
+        return state.message_view(state.messages[message_id])
+
+    # ------------------------------------------------------------ contents
+
+    def list_contents(
+        self,
+        account_id: str,
+        *,
+        content_type: int,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Content]:
+        state = self._state(account_id)
+
+        def view(key: Key) -> e.Content | None:
+            content_id = str(key[1])
+            if content_type and state.contents[content_id].content_type != content_type:
+                return None
+            if is_new is not None and (content_id in state.handling.new_contents) != is_new:
+                return None
+            return state.content_view(content_id)
+
+        return _page(state.content_order, "contents", (int, str), cursor, count, view)
+
+    def get_content(self, account_id: str, content_id: str) -> e.Content:
+        state = self._owner(account_id, "content", content_id, "content_id")
+        return state.content_view(content_id)
+
+    def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]:
+        state = self._owner(account_id, "content", content_id, "content_id")
+        order = state.comments_by_content.get(content_id, ())
+        marked = sum(state.mark_read(comment_key(str(key[1])), now_ns) for key in order)
+        state.handling.new_contents.discard(content_id)
+        return marked, state.content_view(content_id)
+
+    # --------------------------------------------------------- discussions
+
+    def list_discussions(
+        self,
+        account_id: str,
+        *,
+        content_id: str,
+        parent_comment_id: str,
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Comment]:
+        state = self._state(account_id)
+        if parent_comment_id:
+            order = state.replies_by_parent.get(parent_comment_id, SortedList())
+        elif content_id:
+            order = state.comments_by_content.get(content_id, SortedList())
+        else:
+            order = state.comment_order
+
+        def view(key: Key) -> e.Comment | None:
+            comment = state.comments[str(key[1])]
+            if content_id and comment.content_id != content_id:
+                return None
+            result = state.comment_view(comment)
+            if is_read is not None and result.is_read != is_read:
+                return None
+            if is_new is not None and result.is_new != is_new:
+                return None
+            return result
+
+        return _page(order, "discussions", (int, str), cursor, count, view)
+
+    def get_discussion(self, account_id: str, comment_id: str) -> e.Comment:
+        state = self._owner(account_id, "comment", comment_id, "comment_id")
+        return state.comment_view(state.comments[comment_id])
+
+    def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment:
+        state = self._owner(account_id, "comment", comment_id, "comment_id")
+        state.mark_read(comment_key(comment_id), now_ns)
+        return state.comment_view(state.comments[comment_id])
+
+    # ------------------------------------------------------- unified inbox
+
+    def list_unified(
+        self,
+        account_id: str,
+        *,
+        types: Collection[int],
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[u.UnifiedMessage]:
+        state = self._state(account_id)
+        wanted = set(types)
+
+        def view(key: Key) -> u.UnifiedMessage | None:
+            item = state.unified_view(str(key[1]))
+            if wanted and item.type not in wanted:
+                return None
+            if is_read is not None and item.is_read != is_read:
+                return None
+            if is_new is not None and item.is_new != is_new:
+                return None
+            return item
+
+        return _page(state.inbox_order, "unified", (int, str), cursor, count, view)
+
+    def unified_stats(self, account_id: str) -> UnifiedStats:
+        state = self._state(account_id)
+        return UnifiedStats(state.unread_comments, state.unread_discussions, state.unread_direct_messages)
+
+    def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage:
+        kind, entity_id = split_item_key(item_id, field="id")
+        return self._owner(account_id, kind, entity_id, "id").unified_view(item_id)
+
+    def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int:
+        # Locate every id before marking any, so a bad id changes nothing.
+        owners = []
+        for position, item_id in enumerate(item_ids):
+            field = f"ids[{position}]"
+            kind, entity_id = split_item_key(item_id, field=field)
+            owners.append(self._owner(account_id, kind, entity_id, field))
+        return sum(state.mark_read(item_id, now_ns) for state, item_id in zip(owners, item_ids))
+

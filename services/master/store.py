@@ -1,0 +1,172 @@
+"""The store interface: what the master's services need, whatever the backend.
+
+The store holds the newest crawled state of every account and the master's own state
+(read marks, pins, mutes) beside it. It knows nothing of gRPC: it takes and returns
+entity protos and plain values, and raises the errors of errors.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from imsync.v1 import unified_messages_pb2 as u
+
+from .errors import InvalidArgument
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def page_size(count: int) -> int:
+    """The page size for a requested `count`: 0 means the default; above the maximum is clamped."""
+    if count < 0:
+        raise InvalidArgument("must not be negative", field="count")
+    if count == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(count, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class SnapshotData:
+    """A complete, validated snapshot of an account, assembled from its chunks."""
+
+    account_id: str
+    version: int
+    # The collections replaced; empty means all of them.
+    collections: frozenset[sync_pb2.Collection.ValueType]
+    account: e.Account
+    entities: sync_pb2.EntityBatch
+
+
+@dataclass(frozen=True)
+class UnifiedStats:
+    unread_comments: int
+    unread_discussions: int
+    unread_direct_messages: int
+
+    @property
+    def total_unread(self) -> int:
+        return self.unread_comments + self.unread_discussions + self.unread_direct_messages
+
+
+class Store(Protocol):
+    # --- sync ---
+    def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
+
+    def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+        """Applies a snapshot atomically; False when this version was already applied."""
+        ...
+
+    # --- accounts ---
+    def list_accounts(
+        self,
+        *,
+        status: int,
+        platform: int,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Account]: ...
+
+    def get_account(self, account_id: str) -> e.Account: ...
+
+    # --- conversations ---
+    def list_conversations(
+        self,
+        account_id: str,
+        *,
+        status: int,
+        is_pinned: bool | None,
+        is_muted: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Conversation]: ...
+
+    def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
+
+    def mark_conversation_read(
+        self, account_id: str, conversation_id: str, now_ns: int
+    ) -> tuple[int, e.Conversation]: ...
+
+    # --- messages ---
+    def list_messages(
+        self,
+        account_id: str,
+        *,
+        conversation_id: str,
+        sender_id: str,
+        receiver_id: str,
+        status: int,
+        message_type: int,
+        since_ns: int | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Message]: ...
+
+    def get_message(self, account_id: str, message_id: str) -> e.Message: ...
+
+    def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message: ...
+
+    # --- contents ---
+    def list_contents(
+        self,
+        account_id: str,
+        *,
+        content_type: int,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Content]: ...
+
+    def get_content(self, account_id: str, content_id: str) -> e.Content: ...
+
+    def mark_content_read(
+        self, account_id: str, content_id: str, now_ns: int
+    ) -> tuple[int, e.Content]: ...
+
+    # --- discussions ---
+    def list_discussions(
+        self,
+        account_id: str,
+        *,
+        content_id: str,
+        parent_comment_id: str,
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Comment]: ...
+
+    def get_discussion(self, account_id: str, comment_id: str) -> e.Comment: ...
+
+    def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment: ...
+
+    # --- unified inbox ---
+    def list_unified(
+        self,
+        account_id: str,
+        *,
+        types: Collection[int],
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[u.UnifiedMessage]: ...
+
+    def unified_stats(self, account_id: str) -> UnifiedStats: ...
+
+    def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage: ...
+
+    def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int: ...

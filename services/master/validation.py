@@ -1,0 +1,85 @@
+"""Checks of what a worker sends, before anything of it reaches the store.
+
+Every refusal names the offending field by its path in the sync message
+(e.g. `snapshot.entities.messages[3].message_id`), so a worker's log says what to fix.
+Master-owned fields a worker sets are cleared, never trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+
+from .errors import InvalidArgument
+
+# google.protobuf.Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+# (collection field of EntityBatch, key field, master-owned fields to clear)
+_COLLECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("contents", "content_id", ("is_new",)),
+    ("comments", "comment_id", ("is_read", "read_at", "is_new", "is_handled")),
+    ("conversations", "conversation_id", ("unread_count", "is_pinned", "is_muted")),
+    ("messages", "message_id", ("is_read", "read_at", "is_new")),
+    ("notifications", "notification_id", ("is_read", "read_at")),
+)
+
+
+def check_timestamps(message: ProtoMessage, path: str) -> None:
+    """Refuses any Timestamp, however deep, outside the range protojson can print."""
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        values: Iterable[ProtoMessage] = value if descriptor.is_repeated else (value,)
+        for index, item in enumerate(values):
+            where = f"{path}.{descriptor.name}" + (f"[{index}]" if descriptor.is_repeated else "")
+            if isinstance(item, Timestamp):
+                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
+                    raise InvalidArgument("timestamp out of range", field=where)
+            else:
+                check_timestamps(item, where)
+
+
+def _check_account_id(entity: ProtoMessage, account_id: str, where: str) -> None:
+    value = getattr(entity, "account_id")
+    if value and value != account_id:
+        raise InvalidArgument(f"belongs to account {value!r}, not {account_id!r}", field=f"{where}.account_id")
+    setattr(entity, "account_id", account_id)
+
+
+def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:
+    """Validates a batch of one account's entities in place and clears master-owned fields."""
+    for collection, key, master_owned in _COLLECTIONS:
+        for index, entity in enumerate(getattr(batch, collection)):
+            where = f"{path}.{collection}[{index}]"
+            if not getattr(entity, key):
+                raise InvalidArgument("must not be empty", field=f"{where}.{key}")
+            _check_account_id(entity, account_id, where)
+            for name in master_owned:
+                entity.ClearField(name)
+            check_timestamps(entity, where)
+    for index, message in enumerate(batch.messages):
+        if not message.conversation_id:
+            raise InvalidArgument("must not be empty", field=f"{path}.messages[{index}].conversation_id")
+    for index, comment in enumerate(batch.comments):
+        if not comment.content_id:
+            raise InvalidArgument("must not be empty", field=f"{path}.comments[{index}].content_id")
+        if comment.parent_comment_id == comment.comment_id:
+            raise InvalidArgument("a comment cannot reply to itself", field=f"{path}.comments[{index}].parent_comment_id")
+    for index, content in enumerate(batch.contents):
+        content.stats.ClearField("unread_comments")
+        content.stats.ClearField("new_comments")
+
+
+def clean_account(account: e.Account, account_id: str, path: str) -> None:
+    if account.account_id and account.account_id != account_id:
+        raise InvalidArgument(f"is {account.account_id!r}, the snapshot's account is {account_id!r}", field=f"{path}.account_id")
+    account.account_id = account_id
+    account.ClearField("version")
+    check_timestamps(account, path)

@@ -1,0 +1,57 @@
+"""Starting imsync's own processes and learning the address each one bound."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Sequence
+
+_LISTENING = re.compile(r"listening on (?:http://)?(\S+)")
+
+
+class Child:
+    """A started `imsync` subcommand and the address it reported."""
+
+    def __init__(self, process: asyncio.subprocess.Process, address: str) -> None:
+        self.process = process
+        self.address = address
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def start(args: Sequence[str], *, timeout: float = 30.0) -> Child:
+    """Runs `imsync ARGS...` and waits for its "listening on HOST:PORT" line."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError(f"imsync {' '.join(args)} exited with {await process.wait()}")
+                found = _LISTENING.search(line)
+                if found:
+                    break
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
+    # Keep draining stdout so the child never blocks on a full pipe.
+    asyncio.get_running_loop().create_task(_drain(process.stdout))
+    return Child(process, found.group(1))
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass

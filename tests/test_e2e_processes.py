@@ -1,0 +1,171 @@
+"""End to end over real processes: `imsync master` and `imsync gateway` on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from imsync.v1 import conversations_pb2 as conv
+from imsync_client import ImClient, SyncClient, SyncRefused
+from services import processes
+from services.common.sample import SampleAccount, sample_accounts
+from services.gateway.protojson import JsonStyle, to_json
+
+from .conftest import NOW
+
+pytestmark = pytest.mark.e2e
+
+
+class Deployment:
+    def __init__(self, master: str, gateway: str, channel: grpc.aio.Channel, http: httpx.AsyncClient) -> None:
+        self.master = master
+        self.channel = channel
+        self.http = http
+        self.im = ImClient(channel)
+        self.sync = SyncClient(channel, "e2e-worker")
+
+
+@pytest_asyncio.fixture
+async def deployment() -> AsyncIterator[Deployment]:
+    master = await processes.start(["master", "--listen", "127.0.0.1:0"])
+    gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
+    try:
+        async with grpc.aio.insecure_channel(master.address) as channel, httpx.AsyncClient(
+            base_url=f"http://{gateway.address}", timeout=10
+        ) as http:
+            yield Deployment(master.address, gateway.address, channel, http)
+    finally:
+        await gateway.stop()
+        await master.stop()
+
+
+async def walk(http: httpx.AsyncClient, account_id: str, count: int, between_pages: object = None) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = []
+    cursor = ""
+    while True:
+        response = await http.get("/api/im/conversations", params={"account_id": account_id, "cursor": cursor, "count": count})
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        items += data["conversations"]
+        if not data["has_more"]:
+            return items
+        cursor = data["cursor"]
+        if between_pages is not None:
+            await between_pages()  # type: ignore[operator]
+
+
+async def test_snapshot_pushed_through_syncdata_comes_back_through_the_gateway(deployment: Deployment) -> None:
+    account = SampleAccount("shop-1", seed=21, now=NOW)
+    account.fill(conversations=37, messages_per_conversation=3, contents=2, comments_per_content=3)
+    await deployment.sync.open({"shop-1": 0})
+    assert await deployment.sync.push_snapshot("shop-1", 1, account.account, account.batch) == 1
+
+    original = {c.conversation_id for c in account.batch.conversations}
+    version = 1
+
+    async def push_new_conversations() -> None:
+        nonlocal version
+        version += 1
+        account.add_conversation(NOW + version * 60, 2)  # newer than everything: sorts first
+        account.add_conversation(NOW - 40 * 86_400, 2)  # older than everything: sorts last
+        assert await deployment.sync.push_snapshot("shop-1", version, account.account, account.batch) == version
+
+    items = await walk(deployment.http, "shop-1", 6, push_new_conversations)
+    ids = [str(item["conversation_id"]) for item in items]
+    assert len(ids) == len(set(ids)), "no conversation twice"
+    assert original <= set(ids), "no original conversation missed"
+    # IM order: by last message time, newest first (none pinned here).
+    times = [str(item["last_message"]["create_time"]) for item in items]  # type: ignore[index]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_second_snapshot_replaces_the_first_and_read_state_survives(deployment: Deployment) -> None:
+    account = SampleAccount("shop-2", seed=22, now=NOW)
+    account.fill(conversations=8, messages_per_conversation=4, contents=0, comments_per_content=0)
+    await deployment.sync.open({"shop-2": 0})
+    await deployment.sync.push_snapshot("shop-2", 1, account.account, account.batch)
+
+    kept = account.batch.conversations[1].conversation_id
+    marked = await deployment.http.put(f"/api/im/conversations/{kept}/read", json={"account_id": "shop-2"})
+    assert marked.status_code == 200 and marked.json()["data"]["marked_count"] > 0
+
+    dropped = account.batch.conversations[0].conversation_id
+    del account.batch.conversations[0]
+    await deployment.sync.push_snapshot("shop-2", 2, account.account, account.batch)
+
+    gone = await deployment.http.get(f"/api/im/conversations/{dropped}", params={"account_id": "shop-2"})
+    assert gone.status_code == 404
+    still = await deployment.http.get(f"/api/im/conversations/{kept}", params={"account_id": "shop-2"})
+    assert still.json()["data"]["conversation"]["unread_count"] == 0
+
+
+async def test_bad_input_over_real_processes(deployment: Deployment) -> None:
+    account = SampleAccount("shop-3", seed=23, now=NOW)
+    account.fill(conversations=5, messages_per_conversation=2, contents=0, comments_per_content=0)
+    await deployment.sync.open({"shop-3": 0})
+    bad = type(account.batch)()
+    bad.CopyFrom(account.batch)
+    bad.conversations[2].conversation_id = ""
+    with pytest.raises(SyncRefused) as refused:
+        await deployment.sync.push_snapshot("shop-3", 1, account.account, bad)
+    assert "snapshot.entities.conversations[2].conversation_id" in refused.value.status.message
+    # The stream is still open for the next message.
+    assert await deployment.sync.push_snapshot("shop-3", 1, account.account, account.batch) == 1
+
+    unknown = await deployment.http.get("/api/im/conversations", params={"account_id": "no-such-shop"})
+    assert unknown.status_code == 404 and unknown.json()["status_code"] == 5
+    missing = await deployment.http.get("/api/im/conversations")
+    assert missing.status_code == 400 and "account_id" in missing.json()["status_msg"]
+    cursor = await deployment.http.get("/api/im/conversations", params={"account_id": "shop-3", "cursor": "%%%"})
+    assert cursor.status_code == 400 and "cursor" in cursor.json()["status_msg"]
+    clamped = await deployment.http.get("/api/im/messages", params={"account_id": "shop-3", "count": 10_000})
+    assert clamped.status_code == 200 and len(clamped.json()["data"]["messages"]) == 10
+
+
+async def test_grpc_and_gateway_answer_identically_and_health_is_served(deployment: Deployment) -> None:
+    account = sample_accounts(1, now=NOW, seed=30)[0]
+    await deployment.sync.open({account.account_id: 0})
+    await deployment.sync.push_snapshot(account.account_id, 1, account.account, account.batch)
+    request = conv.ListConversationsRequest(account_id=account.account_id, count=4)
+    over_grpc = await deployment.im.list_conversations(request)
+    over_http = await deployment.http.get("/api/im/conversations", params={"account_id": account.account_id, "count": 4})
+    assert over_http.json()["data"] == to_json(over_grpc, JsonStyle.IM)
+
+    health = health_pb2_grpc.HealthStub(deployment.channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service="imsync.v1.SyncService"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_demo_comes_up_and_its_urls_answer() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "demo",
+        "--master-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--interval", "0.2",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert demo.stdout is not None
+    try:
+        urls: list[str] = []
+        async with asyncio.timeout(60):
+            while not any("pushed" in line for line in urls):
+                line = (await demo.stdout.readline()).decode()
+                assert line, "the demo exited early"
+                urls.append(line)
+        printed = re.findall(r"curl '([^']+)'", "".join(urls))
+        assert len(printed) >= 4
+        async with httpx.AsyncClient(timeout=10) as http:
+            for url in printed:
+                response = await http.get(url)
+                assert response.status_code == 200, (url, response.text)
+                assert response.json()["status_code"] == 0
+    finally:
+        demo.send_signal(2)  # Ctrl-C stops the demo and its children
+        async with asyncio.timeout(20):
+            assert await demo.wait() == 0

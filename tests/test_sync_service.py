@@ -1,0 +1,186 @@
+"""SyncData over a real gRPC loopback connection to an in-process master."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2, sync_pb2_grpc
+from imsync_client import SyncRefused, split_batch
+from services.common.sample import SampleAccount
+
+from .conftest import NOW, Master, push_all
+
+
+def field_of(refused: SyncRefused) -> str:
+    for detail in refused.status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            return str(bad.field_violations[0].field)
+    return ""
+
+
+async def test_snapshot_is_applied_and_acknowledged(master: Master, accounts: list[SampleAccount]) -> None:
+    await push_all(master, accounts)
+    reply = await master.im.list_conversations(conv.ListConversationsRequest(account_id=accounts[0].account_id, count=100))
+    assert {c.conversation_id for c in reply.conversations} == {
+        c.conversation_id for c in accounts[0].batch.conversations
+    }
+
+
+async def test_welcome_reports_the_versions_the_master_really_has(master: Master, accounts: list[SampleAccount]) -> None:
+    await push_all(master, accounts, version=3)
+    again = master.sync("worker-2")
+    versions = await again.open({accounts[0].account_id: 99, "never-seen": 4})
+    assert versions == {accounts[0].account_id: 3, "never-seen": 0}
+
+
+async def test_empty_key_is_refused_and_the_stream_stays_open(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    sync = master.sync()
+    await sync.open({account.account_id: 0})
+    bad = sync_pb2.EntityBatch()
+    bad.CopyFrom(account.batch)
+    bad.messages[3].message_id = ""
+    with pytest.raises(SyncRefused) as refused:
+        await sync.push_snapshot(account.account_id, 1, account.account, bad)
+    assert refused.value.status.code == code_pb2.INVALID_ARGUMENT
+    assert field_of(refused.value) == "snapshot.entities.messages[3].message_id"
+    assert "message_id" in refused.value.status.message
+    # Nothing of it was stored ...
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await master.im.list_conversations(conv.ListConversationsRequest(account_id=account.account_id))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # ... and the same stream takes the next, valid snapshot.
+    assert await sync.push_snapshot(account.account_id, 1, account.account, account.batch) == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: setattr(b.conversations[0], "conversation_id", ""), "snapshot.entities.conversations[0].conversation_id"),
+        (lambda b: setattr(b.messages[0], "conversation_id", ""), "snapshot.entities.messages[0].conversation_id"),
+        (lambda b: setattr(b.comments[0], "account_id", "someone-else"), "snapshot.entities.comments[0].account_id"),
+        (lambda b: setattr(b.messages[1].create_time, "seconds", 10**12), "snapshot.entities.messages[1].create_time"),
+        (lambda b: setattr(b.contents[0], "content_id", ""), "snapshot.entities.contents[0].content_id"),
+    ],
+)
+async def test_bad_entities_are_refused_naming_the_field(
+    master: Master, accounts: list[SampleAccount], mutate: object, field: str
+) -> None:
+    account = accounts[0]
+    sync = master.sync()
+    await sync.open({account.account_id: 0})
+    bad = sync_pb2.EntityBatch()
+    bad.CopyFrom(account.batch)
+    mutate(bad)  # type: ignore[operator]
+    with pytest.raises(SyncRefused) as refused:
+        await sync.push_snapshot(account.account_id, 1, account.account, bad)
+    assert field_of(refused.value) == field
+
+
+async def test_master_owned_fields_sent_by_a_worker_are_ignored(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    for message in account.batch.messages:
+        message.is_read = True
+    account.batch.conversations[0].is_pinned = True
+    await push_all(master, [account])
+    stats = master.store.unified_stats(account.account_id)
+    assert stats.unread_direct_messages > 0
+    assert not master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id).is_pinned
+
+
+async def test_large_account_syncs_in_chunks_under_the_default_message_limit(master: Master) -> None:
+    account = SampleAccount("big", seed=3, now=NOW)
+    account.fill(conversations=400, messages_per_conversation=50, contents=0, comments_per_content=0)
+    assert account.batch.ByteSize() > 4 * 1024 * 1024, "the test needs a snapshot over gRPC's default limit"
+    await push_all(master, [account])
+    stats = master.store.unified_stats("big")
+    inbound = sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
+    assert stats.unread_direct_messages == inbound
+
+
+def test_split_batch_keeps_every_entity_once_within_the_bound() -> None:
+    account = SampleAccount("a", seed=1, now=NOW)
+    account.fill(conversations=30, messages_per_conversation=10, contents=5, comments_per_content=10)
+    chunks = list(split_batch(account.batch, 4096))
+    assert len(chunks) > 1
+    assert all(chunk.ByteSize() <= 4096 for chunk in chunks)
+    joined = sync_pb2.EntityBatch()
+    for chunk in chunks:
+        joined.MergeFrom(chunk)
+    assert joined == account.batch
+
+
+def chunk_requests(account: SampleAccount, version: int, max_bytes: int) -> list[sync_pb2.SyncDataRequest]:
+    chunks = list(split_batch(account.batch, max_bytes))
+    return [
+        sync_pb2.SyncDataRequest(
+            snapshot=sync_pb2.Snapshot(
+                account_id=account.account_id, version=version, chunk_index=i, last=i == len(chunks) - 1, entities=c
+            )
+        )
+        for i, c in enumerate(chunks)
+    ]
+
+
+async def test_chunk_out_of_order_is_refused_and_nothing_applies(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    sync = await push_all(master, [account])
+    before = master.store.unified_stats(account.account_id)
+    account.grow(NOW + 100)
+    requests = chunk_requests(account, 2, 2048)
+    assert len(requests) >= 3
+    requests[1], requests[2] = requests[2], requests[1]
+    with pytest.raises(SyncRefused) as refused:
+        await sync.send(requests)
+    assert field_of(refused.value) == "snapshot.chunk_index"
+    assert master.store.get_account(account.account_id).version == 1
+    assert master.store.unified_stats(account.account_id) == before
+    # One Nack for the refused snapshot; the stream goes on with the next.
+    assert await sync.send(chunk_requests(account, 2, 2048)) == 2
+
+
+async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    await push_all(master, [account])
+    before = master.store.unified_stats(account.account_id)
+    account.grow(NOW + 100)
+    requests = chunk_requests(account, 2, 2048)
+    stub: Any = sync_pb2_grpc.SyncServiceStub(master.channel)
+    call = stub.SyncData()
+    hello = sync_pb2.Hello(worker_id="crashing-worker", accounts=[sync_pb2.AccountVersion(account_id=account.account_id)])
+    await call.write(sync_pb2.SyncDataRequest(hello=hello))
+    assert (await call.read()).WhichOneof("kind") == "welcome"
+    for request in requests[:-1]:
+        await call.write(request)
+    call.cancel()  # the worker dies with its snapshot half sent
+    # A fresh stream sees the old version, unchanged.
+    fresh = master.sync("next-worker")
+    assert await fresh.open({account.account_id: 0}) == {account.account_id: 1}
+    assert master.store.unified_stats(account.account_id) == before
+
+
+async def test_snapshot_before_hello_and_for_unannounced_accounts(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    sync = master.sync()
+    await sync.open({"another-account": 0})
+    with pytest.raises(SyncRefused) as refused:
+        await sync.push_snapshot(account.account_id, 1, account.account, account.batch)
+    assert field_of(refused.value) == "snapshot.account_id"
+    assert refused.value.status.code == code_pb2.FAILED_PRECONDITION
+
+
+async def test_stale_version_is_refused_and_a_repeat_is_a_noop(master: Master, accounts: list[SampleAccount]) -> None:
+    account = accounts[0]
+    sync = await push_all(master, [account], version=4)
+    assert await sync.push_snapshot(account.account_id, 4, account.account, account.batch) == 4
+    with pytest.raises(SyncRefused) as refused:
+        await sync.push_snapshot(account.account_id, 3, account.account, account.batch)
+    assert refused.value.status.code == code_pb2.FAILED_PRECONDITION
+    assert field_of(refused.value) == "version"
