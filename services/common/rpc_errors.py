@@ -1,13 +1,20 @@
-"""google.rpc.Status values shared by the master and the gateway."""
+"""google.rpc.Status values shared by the master, the gateway and the worker."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+DOMAIN = "imsync.dev"
 
-def bad_request(field: str, description: str, *, code: int = code_pb2.INVALID_ARGUMENT) -> status_pb2.Status:
-    """A status whose message names the field, with the field in a BadRequest detail."""
+
+def error_status(
+    code: int, description: str, *, field: str = "", reason: str = "", metadata: Mapping[str, str] | None = None
+) -> status_pb2.Status:
+    """A status whose message names the field, carrying the field in a BadRequest detail and
+    a machine-readable reason in an ErrorInfo detail."""
     result = status_pb2.Status(code=code, message=f"{field}: {description}" if field else description)
     if field:
         detail = any_pb2.Any()
@@ -17,4 +24,30 @@ def bad_request(field: str, description: str, *, code: int = code_pb2.INVALID_AR
             )
         )
         result.details.append(detail)
+    if reason:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {})))
+        result.details.append(detail)
     return result
+
+
+def bad_request(field: str, description: str) -> status_pb2.Status:
+    return error_status(code_pb2.INVALID_ARGUMENT, description, field=field)
+
+
+def reason_of(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason of a status, or "" when it has none."""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""
+
+
+def field_of(status: status_pb2.Status) -> str:
+    """The first BadRequest field of a status, or "" when it names none."""
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad) and bad.field_violations:
+            return str(bad.field_violations[0].field)
+    return ""

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from .errors import InvalidArgument, NotFound
@@ -43,6 +44,15 @@ def split_item_key(item_id: str, *, field: str) -> tuple[str, str]:
 
 
 @dataclass
+class Presence:
+    """What the owning worker says of the account, and whether it is connected."""
+
+    worker_id: str = ""
+    online: bool = False
+    status: sync_pb2.AccountStatusReport = field(default_factory=sync_pb2.AccountStatusReport)
+
+
+@dataclass
 class Handling:
     """The master's own state of an account: never overwritten by a sync."""
 
@@ -64,6 +74,7 @@ class AccountState:
         self.version = version
         self.account = account
         self.handling = handling
+        self.presence = Presence()
         self.contents: dict[str, e.Content] = {}
         self.comments: dict[str, e.Comment] = {}
         self.conversations: dict[str, e.Conversation] = {}
@@ -105,55 +116,185 @@ class AccountState:
         handling: Handling,
         previous: AccountState | None,
     ) -> AccountState:
+        """A state with every index made in bulk (one sort per index)."""
         state = cls(account_id, version, account, handling)
         state.contents = contents
         state.comments = comments
         state.conversations = conversations
         state.messages = messages
         state.notifications = notifications
-        if previous is not None:
+        if previous is not None and previous.version > 0:
             state._note_new_arrivals(previous)
 
-        read = handling.read_at
-        state.conversation_order = SortedList(
-            (0 if cid in handling.pinned else 1, -_last_activity_ns(c), cid) for cid, c in conversations.items()
-        )
+        state.conversation_order = SortedList(state._conversation_key(c) for c in conversations.values())
         message_keys: list[tuple[int, str]] = []
         by_conversation: dict[str, list[tuple[int, str]]] = {}
         inbox: list[tuple[int, str]] = []
-        for mid, m in messages.items():
-            key = (-ns_of(m.create_time), mid)
+        for m in messages.values():
+            key, item = state._message_keys(m)
             message_keys.append(key)
             by_conversation.setdefault(m.conversation_id, []).append(key)
-            if state.is_inbound(m):
-                item = message_key(mid)
-                inbox.append((key[0], item))
-                if item not in read:
-                    state.unread_by_conversation[m.conversation_id] += 1
-                    state.unread_direct_messages += 1
+            if item is not None:
+                inbox.append(item)
+                state._count_message(m, +1)
         state.message_order = SortedList(message_keys)
         state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in by_conversation.items()}
 
-        state.content_order = SortedList((-ns_of(c.publish_time), cid) for cid, c in contents.items())
+        state.content_order = SortedList(_content_key(c) for c in contents.values())
         comment_keys: list[tuple[int, str]] = []
         by_content: dict[str, list[tuple[int, str]]] = {}
         by_parent: dict[str, list[tuple[int, str]]] = {}
-        for cid, c in comments.items():
-            key = (-ns_of(c.created_at), cid)
+        for c in comments.values():
+            key, item = state._comment_keys(c)
             comment_keys.append(key)
             by_content.setdefault(c.content_id, []).append(key)
             if c.parent_comment_id:
                 by_parent.setdefault(c.parent_comment_id, []).append(key)
-            if not state.is_own(c):
-                item = comment_key(cid)
-                inbox.append((key[0], item))
-                if item not in read:
-                    state._count_unread_comment(c, item, +1)
+            if item is not None:
+                inbox.append(item)
+                state._count_comment(c, +1)
         state.comment_order = SortedList(comment_keys)
         state.comments_by_content = {cid: SortedList(keys) for cid, keys in by_content.items()}
         state.replies_by_parent = {cid: SortedList(keys) for cid, keys in by_parent.items()}
         state.inbox_order = SortedList(inbox)
         return state
+
+    # ------------------------------------------------------ index keys, counters
+
+    def _conversation_key(self, conversation: e.Conversation) -> tuple[int, int, str]:
+        pinned = conversation.conversation_id in self.handling.pinned
+        return (0 if pinned else 1, -_last_activity_ns(conversation), conversation.conversation_id)
+
+    def _message_keys(self, message: e.Message) -> tuple[tuple[int, str], tuple[int, str] | None]:
+        key = (-ns_of(message.create_time), message.message_id)
+        inbox = (key[0], message_key(message.message_id)) if self.is_inbound(message) else None
+        return key, inbox
+
+    def _comment_keys(self, comment: e.Comment) -> tuple[tuple[int, str], tuple[int, str] | None]:
+        key = (-ns_of(comment.created_at), comment.comment_id)
+        inbox = None if self.is_own(comment) else (key[0], comment_key(comment.comment_id))
+        return key, inbox
+
+    def _count_message(self, message: e.Message, sign: int) -> None:
+        """Counts an inbound message in (sign +1) or out of (-1) the unread counters."""
+        if message_key(message.message_id) in self.handling.read_at:
+            return
+        self.unread_by_conversation[message.conversation_id] += sign
+        self.unread_direct_messages += sign
+
+    def _count_comment(self, comment: e.Comment, sign: int) -> None:
+        """Counts a customer's comment in (+1) or out of (-1) the unread and new counters."""
+        item = comment_key(comment.comment_id)
+        if item in self.handling.read_at:
+            return
+        self.unread_by_content[comment.content_id] += sign
+        if item in self.handling.new_items:
+            self.new_by_content[comment.content_id] += sign
+        if comment.parent_comment_id:
+            self.unread_discussions += sign
+        else:
+            self.unread_comments += sign
+
+    # ----------------------------------------------------- incremental changes
+
+    def apply_changes(self, version: int, account: e.Account | None, upserts: Any, removals: Any) -> None:
+        """Applies a delta in place, index by index; O(changes x log n)."""
+        if account is not None:
+            self.account = account
+        fresh = self.version > 0
+        for content in upserts.contents:
+            if fresh and content.content_id not in self.contents:
+                self.handling.new_contents.add(content.content_id)
+            self._remove_content(content.content_id)
+            self.contents[content.content_id] = content
+            self.content_order.add(_content_key(content))
+        for conversation in upserts.conversations:
+            self._remove_conversation(conversation.conversation_id)
+            self.conversations[conversation.conversation_id] = conversation
+            self.conversation_order.add(self._conversation_key(conversation))
+        for message in upserts.messages:
+            is_new = fresh and message.message_id not in self.messages
+            self._remove_message(message.message_id)
+            if is_new and self.is_inbound(message):
+                self.handling.new_items.add(message_key(message.message_id))
+            self._add_message(message)
+        for comment in upserts.comments:
+            is_new = fresh and comment.comment_id not in self.comments
+            self._remove_comment(comment.comment_id)
+            if is_new and not self.is_own(comment):
+                self.handling.new_items.add(comment_key(comment.comment_id))
+            self._add_comment(comment)
+        for notification in upserts.notifications:
+            self.notifications[notification.notification_id] = notification
+
+        for content_id in removals.content_ids:
+            self._remove_content(content_id)
+            self.handling.new_contents.discard(content_id)
+        for conversation_id in removals.conversation_ids:
+            self._remove_conversation(conversation_id)
+        for message_id in removals.message_ids:
+            self._remove_message(message_id)
+            self.handling.new_items.discard(message_key(message_id))
+        for comment_id in removals.comment_ids:
+            self._remove_comment(comment_id)
+            self.handling.new_items.discard(comment_key(comment_id))
+        for notification_id in removals.notification_ids:
+            self.notifications.pop(notification_id, None)
+        self.version = version
+
+    def _remove_content(self, content_id: str) -> None:
+        old = self.contents.pop(content_id, None)
+        if old is not None:
+            self.content_order.discard(_content_key(old))
+
+    def _remove_conversation(self, conversation_id: str) -> None:
+        old = self.conversations.pop(conversation_id, None)
+        if old is not None:
+            self.conversation_order.discard(self._conversation_key(old))
+
+    def _add_message(self, message: e.Message) -> None:
+        self.messages[message.message_id] = message
+        key, item = self._message_keys(message)
+        self.message_order.add(key)
+        self.messages_by_conversation.setdefault(message.conversation_id, SortedList()).add(key)
+        if item is not None:
+            self.inbox_order.add(item)
+            self._count_message(message, +1)
+
+    def _remove_message(self, message_id: str) -> None:
+        old = self.messages.pop(message_id, None)
+        if old is None:
+            return
+        key, item = self._message_keys(old)
+        self.message_order.discard(key)
+        _discard_from(self.messages_by_conversation, old.conversation_id, key)
+        if item is not None:
+            self.inbox_order.discard(item)
+            self._count_message(old, -1)
+
+    def _add_comment(self, comment: e.Comment) -> None:
+        self.comments[comment.comment_id] = comment
+        key, item = self._comment_keys(comment)
+        self.comment_order.add(key)
+        self.comments_by_content.setdefault(comment.content_id, SortedList()).add(key)
+        if comment.parent_comment_id:
+            self.replies_by_parent.setdefault(comment.parent_comment_id, SortedList()).add(key)
+        if item is not None:
+            self.inbox_order.add(item)
+            self._count_comment(comment, +1)
+
+    def _remove_comment(self, comment_id: str) -> None:
+        old = self.comments.pop(comment_id, None)
+        if old is None:
+            return
+        key, item = self._comment_keys(old)
+        self.comment_order.discard(key)
+        _discard_from(self.comments_by_content, old.content_id, key)
+        if old.parent_comment_id:
+            _discard_from(self.replies_by_parent, old.parent_comment_id, key)
+        if item is not None:
+            self.inbox_order.discard(item)
+            self._count_comment(old, -1)
 
     def _note_new_arrivals(self, previous: AccountState) -> None:
         """Marks as new what this version brings that the previous one did not have."""
@@ -193,15 +334,6 @@ class AccountState:
     def is_own(self, comment: e.Comment) -> bool:
         return bool(self.account.user_id) and comment.author.user_id == self.account.user_id
 
-    def _count_unread_comment(self, comment: e.Comment, item: str, delta: int) -> None:
-        self.unread_by_content[comment.content_id] += delta
-        if item in self.handling.new_items:
-            self.new_by_content[comment.content_id] += delta
-        if comment.parent_comment_id:
-            self.unread_discussions += delta
-        else:
-            self.unread_comments += delta
-
     # ------------------------------------------------------------ read state
 
     def mark_read(self, item: str, now_ns: int) -> bool:
@@ -216,15 +348,14 @@ class AccountState:
                 raise NotFound(f"message {entity_id!r} not found")
             if not self.is_inbound(message):
                 return False
-            self.unread_by_conversation[message.conversation_id] -= 1
-            self.unread_direct_messages -= 1
+            self._count_message(message, -1)
         else:
             comment = self.comments.get(entity_id)
             if comment is None:
                 raise NotFound(f"comment {entity_id!r} not found")
             if self.is_own(comment):
                 return False
-            self._count_unread_comment(comment, item, -1)
+            self._count_comment(comment, -1)
         handling.read_at[item] = now_ns
         handling.new_items.discard(item)
         return True
@@ -236,6 +367,17 @@ class AccountState:
         account.CopyFrom(self.account)
         account.account_id = self.account_id
         account.version = self.version
+        presence = self.presence
+        account.worker_id = presence.worker_id
+        account.online = presence.online
+        status = presence.status
+        if status.login_state:
+            account.login_state = status.login_state
+        if status.HasField("last_crawl_at"):
+            account.last_crawl_at.CopyFrom(status.last_crawl_at)
+        account.last_error = status.last_error
+        if status.HasField("last_error_at"):
+            account.last_error_at.CopyFrom(status.last_error_at)
         return account
 
     def conversation_view(self, conversation_id: str) -> e.Conversation:
@@ -298,6 +440,18 @@ class AccountState:
             result.is_read, result.is_new = comment.is_read, comment.is_new
             result.comment.CopyFrom(comment)
         return result
+
+
+def _content_key(content: e.Content) -> tuple[int, str]:
+    return (-ns_of(content.publish_time), content.content_id)
+
+
+def _discard_from(index: dict[str, SortedList], group: str, key: tuple[int, str]) -> None:
+    keys = index.get(group)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[group]
 
 
 def _last_activity_ns(conversation: e.Conversation) -> int:

@@ -1,19 +1,26 @@
-"""The store's errors. The store knows nothing of gRPC; status.py maps these to codes."""
+"""The master's errors. They know nothing of gRPC; status.py maps them to codes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class StoreError(Exception):
-    """Base of every error the store raises on purpose."""
+    """Base of every error raised on purpose. `field` names the culprit; `reason` is a
+    machine-readable ErrorInfo reason for peers that act on it (e.g. a worker)."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self, message: str, *, field: str = "", reason: str = "", metadata: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.description = message
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(StoreError):
-    """The request or sync message is malformed; `field` names the bad field."""
+    """The request or sync message is malformed."""
 
 
 class NotFound(StoreError):
@@ -21,4 +28,21 @@ class NotFound(StoreError):
 
 
 class FailedPrecondition(StoreError):
-    """The request is well formed but does not fit the current state (e.g. a stale version)."""
+    """Well formed, but not for the current state (a base version that is not the master's,
+    an account this worker does not own)."""
+
+
+class AlreadyExists(StoreError):
+    """A request id already used for something else."""
+
+
+class ResourceExhausted(StoreError):
+    """Over a limit: a message too large, a queue full."""
+
+
+class Unauthenticated(StoreError):
+    """No credentials, or credentials nobody issued."""
+
+
+class PermissionDenied(StoreError):
+    """Credentials that do not allow this."""

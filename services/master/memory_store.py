@@ -21,7 +21,7 @@ from imsync.v1 import unified_messages_pb2 as u
 from . import cursor as cursors
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound
-from .store import Page, SnapshotData, UnifiedStats, page_size
+from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
 
 T = TypeVar("T")
 Key = tuple[int | str, ...]
@@ -85,14 +85,8 @@ class MemoryStore:
 
     def apply_snapshot(self, snapshot: SnapshotData) -> bool:
         current = self._accounts.get(snapshot.account_id)
-        if current is not None:
-            if snapshot.version == current.version:
-                return False
-            if snapshot.version < current.version:
-                raise FailedPrecondition(
-                    f"version {snapshot.version} is older than the applied version {current.version}",
-                    field="version",
-                )
+        if current is not None and snapshot.version <= current.version:
+            return False  # delivered again: already applied, or superseded
         handling = self._handling.setdefault(snapshot.account_id, Handling())
         replaced = snapshot.collections or _ALL_COLLECTIONS
         batch = snapshot.entities
@@ -123,10 +117,45 @@ class MemoryStore:
             handling=handling,
             previous=current,
         )
+        state.presence = base.presence
         self._accounts[snapshot.account_id] = state
         if current is None:
             self._account_order.add((snapshot.account_id,))
         return True
+
+    def apply_delta(self, delta: DeltaData) -> bool:
+        state = self._accounts.get(delta.account_id)
+        applied = state.version if state is not None else 0
+        if delta.version <= applied:
+            return False  # delivered again
+        if delta.base_version != applied or state is None:
+            raise FailedPrecondition(
+                f"{delta.base_version} is not the applied version {applied}; send a snapshot",
+                field="delta.base_version",
+                reason="BASE_VERSION_MISMATCH",
+                metadata={"applied_version": str(applied)},
+            )
+        state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals)
+        return True
+
+    def _state_or_new(self, account_id: str) -> AccountState:
+        state = self._accounts.get(account_id)
+        if state is None:
+            # A worker speaks of an account it could not crawl yet: show it, empty.
+            state = AccountState.empty(account_id)
+            state.handling = self._handling.setdefault(account_id, Handling())
+            self._accounts[account_id] = state
+            self._account_order.add((account_id,))
+        return state
+
+    def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+        state = self._state_or_new(report.account_id)
+        state.presence.status.CopyFrom(report)
+
+    def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
+        presence = self._state_or_new(account_id).presence
+        presence.worker_id = worker_id
+        presence.online = online
 
     # ------------------------------------------------------------ accounts
 

@@ -1,4 +1,4 @@
-"""The one place where the store's errors become gRPC statuses."""
+"""The one place where the master's errors become gRPC statuses."""
 
 from __future__ import annotations
 
@@ -6,21 +6,34 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.common.rpc_errors import bad_request
+from services.common.rpc_errors import error_status
 
-from .errors import FailedPrecondition, InvalidArgument, NotFound, StoreError
+from .errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    StoreError,
+    Unauthenticated,
+)
 
 _CODES: dict[type[StoreError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
     NotFound: code_pb2.NOT_FOUND,
     FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    AlreadyExists: code_pb2.ALREADY_EXISTS,
+    ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
+    PermissionDenied: code_pb2.PERMISSION_DENIED,
 }
 
 
 def rpc_status_of(error: StoreError) -> status_pb2.Status:
-    """A google.rpc.Status for a store error; a named field travels as a BadRequest detail."""
-    code = next((code for kind, code in _CODES.items() if isinstance(error, kind)), code_pb2.INTERNAL)
-    return bad_request(error.field, error.description, code=code)
+    """A google.rpc.Status for an error, naming its field and reason in details."""
+    code = _CODES.get(type(error), code_pb2.INTERNAL)
+    return error_status(code, error.description, field=error.field, reason=error.reason, metadata=error.metadata)
 
 
 def grpc_status_of(error: StoreError) -> grpc.Status:

@@ -52,6 +52,19 @@ class SnapshotData:
 
 
 @dataclass(frozen=True)
+class DeltaData:
+    """Validated changes to an account, from base_version to version."""
+
+    account_id: str
+    base_version: int
+    version: int
+    # None keeps the account's profile.
+    account: e.Account | None
+    upserts: sync_pb2.EntityBatch
+    removals: sync_pb2.Removals
+
+
+@dataclass(frozen=True)
 class UnifiedStats:
     unread_comments: int
     unread_discussions: int
@@ -67,7 +80,23 @@ class Store(Protocol):
     def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
 
     def apply_snapshot(self, snapshot: SnapshotData) -> bool:
-        """Applies a snapshot atomically; False when this version was already applied."""
+        """Applies a snapshot atomically; False (a no-op) for a version not newer than the applied one."""
+        ...
+
+    def apply_delta(self, delta: DeltaData) -> bool:
+        """Applies a delta atomically; False (a no-op) for a version already applied.
+
+        Raises FailedPrecondition (reason BASE_VERSION_MISMATCH) when its base is not the
+        applied version.
+        """
+        ...
+
+    def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+        """Keeps what a worker says of an account's health; shown in the account's view."""
+        ...
+
+    def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
+        """Records which worker holds the account and whether its stream is connected."""
         ...
 
     # --- accounts ---

@@ -85,6 +85,44 @@ LOGIN_STATE_LOGGED_IN: LoginState.ValueType  # 1
 LOGIN_STATE_LOGGED_OUT: LoginState.ValueType  # 2
 Global___LoginState: _TypeAlias = LoginState  # noqa: Y015
 
+class _FailureReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailureReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAILURE_REASON_UNSPECIFIED: _FailureReason.ValueType  # 0
+    FAILURE_REASON_LOGIN_EXPIRED: _FailureReason.ValueType  # 1
+    """The account's browser session is logged out."""
+    FAILURE_REASON_TARGET_NOT_FOUND: _FailureReason.ValueType  # 2
+    """The comment, work or conversation replied to is gone."""
+    FAILURE_REASON_REPLY_BLOCKED: _FailureReason.ValueType  # 3
+    """The platform refused the reply (a private work, comments closed, ...)."""
+    FAILURE_REASON_RATE_LIMITED: _FailureReason.ValueType  # 4
+    """The platform asked to slow down."""
+    FAILURE_REASON_EXPIRED: _FailureReason.ValueType  # 5
+    """No worker performed it before it expired (the owning worker was away)."""
+    FAILURE_REASON_PLATFORM_ERROR: _FailureReason.ValueType  # 6
+    """The page or the platform failed in another way."""
+
+class FailureReason(_FailureReason, metaclass=_FailureReasonEnumTypeWrapper):
+    """Why a reply or a private message could not be performed on the platform."""
+
+FAILURE_REASON_UNSPECIFIED: FailureReason.ValueType  # 0
+FAILURE_REASON_LOGIN_EXPIRED: FailureReason.ValueType  # 1
+"""The account's browser session is logged out."""
+FAILURE_REASON_TARGET_NOT_FOUND: FailureReason.ValueType  # 2
+"""The comment, work or conversation replied to is gone."""
+FAILURE_REASON_REPLY_BLOCKED: FailureReason.ValueType  # 3
+"""The platform refused the reply (a private work, comments closed, ...)."""
+FAILURE_REASON_RATE_LIMITED: FailureReason.ValueType  # 4
+"""The platform asked to slow down."""
+FAILURE_REASON_EXPIRED: FailureReason.ValueType  # 5
+"""No worker performed it before it expired (the owning worker was away)."""
+FAILURE_REASON_PLATFORM_ERROR: FailureReason.ValueType  # 6
+"""The page or the platform failed in another way."""
+Global___FailureReason: _TypeAlias = FailureReason  # noqa: Y015
+
 class _ContentType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -282,6 +320,11 @@ class Account(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     LOGIN_STATE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    LAST_CRAWL_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """imsync's key for the account, chosen in the worker's configuration."""
     platform: Global___Platform.ValueType
@@ -295,12 +338,25 @@ class Account(_message.Message):
     following_count: _builtins.int
     status: Global___AccountStatus.ValueType
     login_state: Global___LoginState.ValueType
+    """As the worker last reported it."""
     version: _builtins.int
     """Master-owned: the last version of the account the master applied."""
+    last_error: _builtins.str
+    """The worker's last crawl error, empty once a crawl succeeds."""
+    worker_id: _builtins.str
+    """Master-owned: the worker holding the account's lease; empty when none does."""
+    online: _builtins.bool
+    """Master-owned: whether that worker's stream is connected now."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_crawl_at(self) -> _timestamp_pb2.Timestamp:
+        """When the worker last finished a crawl of the account."""
+
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -318,10 +374,15 @@ class Account(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         login_state: Global___LoginState.ValueType = ...,
         version: _builtins.int = ...,
+        last_crawl_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        worker_id: _builtins.str = ...,
+        online: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_crawl_at", b"last_crawl_at", "last_error_at", b"last_error_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "created_at", b"created_at", "follower_count", b"follower_count", "following_count", b"following_count", "login_state", b"login_state", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "created_at", b"created_at", "follower_count", b"follower_count", "following_count", b"following_count", "last_crawl_at", b"last_crawl_at", "last_error", b"last_error", "last_error_at", b"last_error_at", "login_state", b"login_state", "online", b"online", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
@@ -20,6 +22,24 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CommandOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommandOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMAND_OUTCOME_UNSPECIFIED: _CommandOutcome.ValueType  # 0
+    COMMAND_OUTCOME_SENT: _CommandOutcome.ValueType  # 1
+    COMMAND_OUTCOME_FAILED: _CommandOutcome.ValueType  # 2
+
+class CommandOutcome(_CommandOutcome, metaclass=_CommandOutcomeEnumTypeWrapper):
+    """What became of a command."""
+
+COMMAND_OUTCOME_UNSPECIFIED: CommandOutcome.ValueType  # 0
+COMMAND_OUTCOME_SENT: CommandOutcome.ValueType  # 1
+COMMAND_OUTCOME_FAILED: CommandOutcome.ValueType  # 2
+Global___CommandOutcome: _TypeAlias = CommandOutcome  # noqa: Y015
 
 class _Collection:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -54,24 +74,36 @@ class SyncDataRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_STATUS_FIELD_NUMBER: _builtins.int
+    COMMAND_RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def snapshot(self) -> Global___Snapshot: ...
     @_builtins.property
     def delta(self) -> Global___Delta: ...
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def account_status(self) -> Global___AccountStatusReport: ...
+    @_builtins.property
+    def command_result(self) -> Global___CommandResult: ...
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         snapshot: Global___Snapshot | None = ...,
         delta: Global___Delta | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        account_status: Global___AccountStatusReport | None = ...,
+        command_result: Global___CommandResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta", "heartbeat", "account_status", "command_result"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -86,24 +118,32 @@ class SyncDataResponse(_message.Message):
     WELCOME_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     NACK_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
     def ack(self) -> Global___Ack: ...
     @_builtins.property
     def nack(self) -> Global___Nack: ...
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def command(self) -> Global___Command: ...
     def __init__(
         self,
         *,
         welcome: Global___Welcome | None = ...,
         ack: Global___Ack | None = ...,
         nack: Global___Nack | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        command: Global___Command | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack", "heartbeat", "command"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -117,22 +157,65 @@ class AccountVersion(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    LEASE_EPOCH_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     version: _builtins.int
     """0 when the worker has never seen a version acknowledged."""
+    lease_epoch: _builtins.int
+    """In Welcome: the fencing token of this worker's lease on the account. It grows with
+    every new owner; messages of an older owner are refused.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         version: _builtins.int = ...,
+        lease_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "lease_epoch", b"lease_epoch", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AccountVersion: _TypeAlias = AccountVersion  # noqa: Y015
+
+@_typing.final
+class AccountRefusal(_message.Message):
+    """An account the master would not give to this worker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OWNER_WORKER_ID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    owner_worker_id: _builtins.str
+    """The worker holding the account now."""
+    @_builtins.property
+    def status(self) -> _status_pb2.Status:
+        """Why, with an ErrorInfo detail whose reason is e.g. "ACCOUNT_OWNED"."""
+
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When that worker's lease lapses unless it keeps sending heartbeats."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        status: _status_pb2.Status | None = ...,
+        owner_worker_id: _builtins.str = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "lease_expires_at", b"lease_expires_at", "owner_worker_id", b"owner_worker_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountRefusal: _TypeAlias = AccountRefusal  # noqa: Y015
 
 @_typing.final
 class Hello(_message.Message):
@@ -161,25 +244,237 @@ Global___Hello: _TypeAlias = Hello  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):
-    """The master's answer to Hello: the version it has really applied for each account."""
+    """The master's answer to Hello: the version it has really applied for each account
+    granted to this worker, and the accounts it would not grant.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNTS_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountVersion]: ...
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountRefusal]: ...
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often each side sends a heartbeat when it has nothing else to say."""
+
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """How long a lease lasts without a message from its worker."""
+
     def __init__(
         self,
         *,
         accounts: _abc.Iterable[Global___AccountVersion] | None = ...,
+        refused: _abc.Iterable[Global___AccountRefusal] | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "refused", b"refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Welcome: _TypeAlias = Welcome  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    """Liveness, sent by either side when it has been silent for a heartbeat interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class AccountStatusReport(_message.Message):
+    """The worker's view of an account's health."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LOGIN_STATE_FIELD_NUMBER: _builtins.int
+    LAST_CRAWL_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    login_state: _entities_pb2.LoginState.ValueType
+    last_error: _builtins.str
+    """Empty when the last crawl succeeded."""
+    @_builtins.property
+    def last_crawl_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        login_state: _entities_pb2.LoginState.ValueType = ...,
+        last_crawl_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_crawl_at", b"last_crawl_at", "last_error_at", b"last_error_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "last_crawl_at", b"last_crawl_at", "last_error", b"last_error", "last_error_at", b"last_error_at", "login_state", b"login_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountStatusReport: _TypeAlias = AccountStatusReport  # noqa: Y015
+
+@_typing.final
+class Command(_message.Message):
+    """Work for the worker owning account_id. Performing a command twice with the same
+    request_id must have the effect of performing it once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REPLY_TO_COMMENT_FIELD_NUMBER: _builtins.int
+    SEND_MESSAGE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    account_id: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """After this instant the master has failed the command; the worker must not perform it."""
+
+    @_builtins.property
+    def reply_to_comment(self) -> Global___ReplyToComment: ...
+    @_builtins.property
+    def send_message(self) -> Global___SendMessage: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        reply_to_comment: Global___ReplyToComment | None = ...,
+        send_message: Global___SendMessage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "send_message", b"send_message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "send_message", b"send_message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["reply_to_comment", "send_message"]  # noqa: Y015
+    _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
+
+Global___Command: _TypeAlias = Command  # noqa: Y015
+
+@_typing.final
+class ReplyToComment(_message.Message):
+    """Reply under a comment of a work."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    content_id: _builtins.str
+    comment_id: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        content_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_id", b"comment_id", "content_id", b"content_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplyToComment: _TypeAlias = ReplyToComment  # noqa: Y015
+
+@_typing.final
+class SendMessage(_message.Message):
+    """Send a private message in a conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendMessage: _TypeAlias = SendMessage  # noqa: Y015
+
+@_typing.final
+class CommandResult(_message.Message):
+    """The worker's answer to a Command."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CREATED_ID_FIELD_NUMBER: _builtins.int
+    PERFORMED_AT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    account_id: _builtins.str
+    outcome: Global___CommandOutcome.ValueType
+    reason: _entities_pb2.FailureReason.ValueType
+    """Set when the outcome is FAILED."""
+    message: _builtins.str
+    """A human-readable detail of the outcome."""
+    created_id: _builtins.str
+    """The platform's id of the comment or message created, when the platform says it."""
+    @_builtins.property
+    def performed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        outcome: Global___CommandOutcome.ValueType = ...,
+        reason: _entities_pb2.FailureReason.ValueType = ...,
+        message: _builtins.str = ...,
+        created_id: _builtins.str = ...,
+        performed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["performed_at", b"performed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_id", b"created_id", "message", b"message", "outcome", b"outcome", "performed_at", b"performed_at", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandResult: _TypeAlias = CommandResult  # noqa: Y015
 
 @_typing.final
 class EntityBatch(_message.Message):

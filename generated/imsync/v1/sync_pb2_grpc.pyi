@@ -36,8 +36,10 @@ class SyncServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SyncServiceAsyncStub: ...
     SyncData: _grpc.StreamStreamMultiCallable[_sync_pb2.SyncDataRequest, _sync_pb2.SyncDataResponse]
-    """The worker sends Hello first, then snapshots and deltas; the master answers with
-    Welcome, then an Ack or a Nack for each version.
+    """The worker authenticates with "authorization: Bearer <token>" metadata and sends
+    Hello first, then snapshots, deltas, heartbeats, account status and command results;
+    the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
+    and commands.
     """
 
 @_typing.type_check_only
@@ -48,8 +50,10 @@ class SyncServiceAsyncStub(SyncServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SyncData: _aio.StreamStreamMultiCallable[_sync_pb2.SyncDataRequest, _sync_pb2.SyncDataResponse]  # type: ignore[assignment]
-    """The worker sends Hello first, then snapshots and deltas; the master answers with
-    Welcome, then an Ack or a Nack for each version.
+    """The worker authenticates with "authorization: Bearer <token>" metadata and sends
+    Hello first, then snapshots, deltas, heartbeats, account status and command results;
+    the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
+    and commands.
     """
 
 class SyncServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -63,8 +67,10 @@ class SyncServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_sync_pb2.SyncDataRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_sync_pb2.SyncDataResponse], _abc.AsyncIterator[_sync_pb2.SyncDataResponse]]:
-        """The worker sends Hello first, then snapshots and deltas; the master answers with
-        Welcome, then an Ack or a Nack for each version.
+        """The worker authenticates with "authorization: Bearer <token>" metadata and sends
+        Hello first, then snapshots, deltas, heartbeats, account status and command results;
+        the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
+        and commands.
         """
 
 def add_SyncServiceServicer_to_server(servicer: SyncServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,161 @@
+"""Deltas applied in place give exactly the state a snapshot of the same data gives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from services.common.sample import SampleAccount
+from services.master.errors import FailedPrecondition
+from services.master.memory_store import MemoryStore
+from services.master.store import DeltaData, SnapshotData
+
+from .conftest import NOW
+
+_KEYS = {
+    "contents": "content_id",
+    "comments": "comment_id",
+    "conversations": "conversation_id",
+    "messages": "message_id",
+    "notifications": "notification_id",
+}
+_REMOVALS = {
+    "contents": "content_ids",
+    "comments": "comment_ids",
+    "conversations": "conversation_ids",
+    "messages": "message_ids",
+    "notifications": "notification_ids",
+}
+
+
+def as_maps(batch: sync_pb2.EntityBatch) -> dict[str, dict[str, object]]:
+    return {name: {getattr(x, key): x for x in getattr(batch, name)} for name, key in _KEYS.items()}
+
+
+def diff(old: sync_pb2.EntityBatch, new: sync_pb2.EntityBatch) -> tuple[sync_pb2.EntityBatch, sync_pb2.Removals]:
+    upserts, removals = sync_pb2.EntityBatch(), sync_pb2.Removals()
+    before, after = as_maps(old), as_maps(new)
+    for name in _KEYS:
+        for key, entity in after[name].items():
+            if before[name].get(key) != entity:
+                getattr(upserts, name).append(entity)
+        getattr(removals, _REMOVALS[name]).extend(k for k in before[name] if k not in after[name])
+    return upserts, removals
+
+
+def copy(batch: sync_pb2.EntityBatch) -> sync_pb2.EntityBatch:
+    result = sync_pb2.EntityBatch()
+    result.CopyFrom(batch)
+    return result
+
+
+def mutate(account: SampleAccount, rng: random.Random, step: int) -> None:
+    """What a platform does between two crawls: new, edited and deleted items."""
+    batch = account.batch
+    for _ in range(rng.randint(0, 3)):
+        account.grow(NOW + step * 100 + rng.randint(0, 99))
+    if batch.messages and rng.random() < 0.5:
+        del batch.messages[rng.randrange(len(batch.messages))]
+    if batch.comments and rng.random() < 0.4:
+        del batch.comments[rng.randrange(len(batch.comments))]
+    if batch.comments and rng.random() < 0.5:
+        comment = batch.comments[rng.randrange(len(batch.comments))]
+        comment.like_count += 1
+        comment.created_at.seconds += rng.choice([-5, 0, 5])
+    if batch.conversations and rng.random() < 0.3:
+        account.add_conversation(NOW - rng.randint(0, 10**6), rng.randint(0, 3))
+    if batch.conversations and rng.random() < 0.2:
+        del batch.conversations[rng.randrange(len(batch.conversations))]
+    if batch.contents and rng.random() < 0.2:
+        batch.contents[rng.randrange(len(batch.contents))].stats.likes += 7
+
+
+def observable(store: MemoryStore, account_id: str) -> dict[str, object]:
+    """Everything a client can see of an account: every list in order, every counter."""
+    def walk(lister: object) -> list[bytes]:
+        out: list[bytes] = []
+        cursor = ""
+        while True:
+            page = lister(cursor)  # type: ignore[operator]
+            out += [item.SerializeToString(deterministic=True) for item in page.items]
+            if not page.has_more:
+                return out
+            cursor = page.cursor
+
+    return {
+        "conversations": walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)),
+        "messages": walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=50)),
+        "contents": walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)),
+        "discussions": walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50)),
+        "inbox": walk(lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)),
+        "stats": store.unified_stats(account_id),
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), steps=st.integers(1, 8), reads=st.lists(st.integers(0, 10**6), max_size=6))
+def test_deltas_equal_snapshots(seed: int, steps: int, reads: list[int]) -> None:
+    rng = random.Random(seed)
+    account = SampleAccount("acc", seed=seed, now=NOW)
+    account.fill(conversations=6, messages_per_conversation=4, contents=3, comments_per_content=4)
+    by_delta, by_snapshot = MemoryStore(), MemoryStore()
+    first = SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch))
+    by_delta.apply_snapshot(first)
+    by_snapshot.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    previous = copy(account.batch)
+    for step in range(steps):
+        mutate(account, rng, step)
+        # The team reads a few items on both masters alike.
+        inbox = by_snapshot.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
+        for pick in reads[: rng.randint(0, len(reads))]:
+            if inbox:
+                item_id = inbox[pick % len(inbox)].id
+                by_snapshot.mark_unified_read("acc", [item_id], 1)
+                by_delta.mark_unified_read("acc", [item_id], 1)
+        upserts, removals = diff(previous, account.batch)
+        assert by_delta.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
+        assert by_snapshot.apply_snapshot(SnapshotData("acc", step + 2, frozenset(), account.account, copy(account.batch)))
+        previous = copy(account.batch)
+        assert observable(by_delta, "acc") == observable(by_snapshot, "acc")
+
+
+def test_delta_against_the_wrong_base_is_refused_and_changes_nothing() -> None:
+    account = SampleAccount("acc", seed=1, now=NOW)
+    account.fill(conversations=3, messages_per_conversation=2, contents=1, comments_per_content=2)
+    store = MemoryStore()
+    store.apply_snapshot(SnapshotData("acc", 3, frozenset(), account.account, copy(account.batch)))
+    before = observable(store, "acc")
+    removals = sync_pb2.Removals(message_ids=[account.batch.messages[0].message_id])
+    with pytest.raises(FailedPrecondition) as refused:
+        store.apply_delta(DeltaData("acc", 2, 4, None, sync_pb2.EntityBatch(), removals))
+    assert refused.value.reason == "BASE_VERSION_MISMATCH"
+    assert refused.value.metadata == {"applied_version": "3"}
+    assert observable(store, "acc") == before
+    # Delivered again after it was applied: a no-op.
+    assert store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
+    assert not store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
+    with pytest.raises(FailedPrecondition):
+        store.apply_delta(DeltaData("unknown", 0, 1, None, sync_pb2.EntityBatch(), removals))
+
+
+def test_status_reports_show_in_the_account_view_even_before_any_crawl() -> None:
+    store = MemoryStore()
+    report = sync_pb2.AccountStatusReport(
+        account_id="fresh", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="login page shown"
+    )
+    store.report_status(report)
+    store.set_presence("fresh", "worker-7", True)
+    view = store.get_account("fresh")
+    assert (view.login_state, view.last_error, view.worker_id, view.online) == (
+        e.LOGIN_STATE_LOGGED_OUT, "login page shown", "worker-7", True,
+    )
+    account = SampleAccount("fresh", seed=2, now=NOW)
+    store.apply_snapshot(SnapshotData("fresh", 1, frozenset(), account.account, copy(account.batch)))
+    view = store.get_account("fresh")
+    assert view.worker_id == "worker-7" and view.login_state == e.LOGIN_STATE_LOGGED_OUT
+    assert not view.HasField("last_crawl_at")
