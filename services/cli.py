@@ -38,6 +38,59 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="gRPC address to listen on; port 0 picks a free port (env IMSYNC_MASTER_LISTEN; default %(default)s)",
     )
+    master.add_argument(
+        "--worker-tokens",
+        default=_env("IMSYNC_WORKER_TOKENS", ""),
+        metavar="FILE",
+        help="TOML file of hashed worker tokens, read again when it changes; without it no worker may sync "
+        "(env IMSYNC_WORKER_TOKENS; add tokens with `imsync worker-token`)",
+    )
+    master.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=float(_env("IMSYNC_HEARTBEAT_SECONDS", "5")),
+        help="heartbeat interval on sync streams (env IMSYNC_HEARTBEAT_SECONDS; default %(default)s)",
+    )
+    master.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=float(_env("IMSYNC_LEASE_SECONDS", "15")),
+        help="an account's owner keeps it this long after its last message (env IMSYNC_LEASE_SECONDS; "
+        "default %(default)s)",
+    )
+    master.add_argument(
+        "--command-ttl-seconds",
+        type=float,
+        default=float(_env("IMSYNC_COMMAND_TTL_SECONDS", "300")),
+        help="a reply not performed by then fails as expired (env IMSYNC_COMMAND_TTL_SECONDS; default %(default)s)",
+    )
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker: crawl its accounts and sync them to the master",
+        description="Runs a worker: one crawl loop per account of its configuration file, one SyncData "
+        "stream to the master. The file's format is in services/worker/config.py and the README.",
+    )
+    worker.add_argument(
+        "--config",
+        default=_env("IMSYNC_WORKER_CONFIG", "worker.toml"),
+        metavar="FILE",
+        help="the worker's TOML configuration (env IMSYNC_WORKER_CONFIG; default %(default)s)",
+    )
+
+    token = commands.add_parser(
+        "worker-token",
+        help="create (or rotate) a worker's token",
+        description="Creates a token for WORKER_ID, stores its SHA-256 in FILE (replacing the worker's old "
+        "one: a running master picks the change up) and prints the token once.",
+    )
+    token.add_argument("worker_id", metavar="WORKER_ID")
+    token.add_argument(
+        "--file",
+        default=_env("IMSYNC_WORKER_TOKENS", "worker-tokens.toml"),
+        metavar="FILE",
+        help="the tokens file (env IMSYNC_WORKER_TOKENS; default %(default)s)",
+    )
 
     gateway = commands.add_parser(
         "gateway",
@@ -91,9 +144,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "master":
-            from services.master.server import MasterConfig, serve
+            from pathlib import Path
 
-            asyncio.run(serve(MasterConfig(listen=args.listen)))
+            from services.master.server import MasterConfig, serve
+            from services.master.sync_service import SyncConfig
+
+            config = MasterConfig(
+                listen=args.listen,
+                worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
+                sync=SyncConfig(heartbeat_interval=args.heartbeat_seconds, lease_duration=args.lease_seconds),
+                command_ttl=args.command_ttl_seconds,
+            )
+            asyncio.run(serve(config))
+        elif args.command == "worker":
+            from pathlib import Path
+
+            from services.worker.config import ConfigError, load_worker_config
+            from services.worker.main import run_worker
+
+            try:
+                worker_config = load_worker_config(Path(args.config))
+            except ConfigError as error:
+                print(f"imsync worker: {args.config}: {error}", file=sys.stderr)
+                return 2
+            asyncio.run(run_worker(worker_config))
+        elif args.command == "worker-token":
+            from pathlib import Path
+
+            from services.master.worker_auth import add_worker_token
+
+            print(add_worker_token(Path(args.file), args.worker_id))
         elif args.command == "gateway":
             from services.gateway.server import GatewayConfig, run
 

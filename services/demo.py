@@ -1,17 +1,16 @@
-"""`imsync demo`: a master and a gateway on this machine, fed with live sample accounts."""
+"""`imsync demo`: master, gateway and a worker on this machine, with live sample accounts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import time
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
+import httpx
 
-from imsync_client import SyncClient
-from services.common.sample import sample_accounts
+from services.master.worker_auth import add_worker_token
 
 from . import processes
 
@@ -24,22 +23,47 @@ class DemoConfig:
     accounts: int = 3
 
 
+def _worker_config(folder: Path, master: str, config: DemoConfig) -> Path:
+    accounts = "".join(
+        f'\n[[accounts]]\naccount_id = "douyin-{index:03d}"\nadapter = "sample"\nseed = {index}\n'
+        for index in range(1, config.accounts + 1)
+    )
+    path = folder / "worker.toml"
+    path.write_text(
+        f'master = "{master}"\nworker_id = "demo-worker"\ntoken_file = "demo-worker.token"\n'
+        f"crawl_interval = {config.interval}\n{accounts}"
+    )
+    return path
+
+
+async def _wait_for_accounts(base: str, count: int) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        async with asyncio.timeout(60):
+            while True:
+                body = (await http.get(f"{base}/api/im/accounts")).json()
+                if len(body["data"]["users"]) >= count:
+                    return
+                await asyncio.sleep(0.2)
+
+
 async def _demo(config: DemoConfig) -> None:
-    master = await processes.start(["master", "--listen", config.master_listen])
-    gateway = None
-    try:
-        gateway = await processes.start(["gateway", "--listen", config.gateway_listen, "--master", master.address])
-        now = int(time.time())
-        accounts = sample_accounts(config.accounts, now=now)
-        async with grpc.aio.insecure_channel(master.address) as channel:
-            sync = SyncClient(channel, "demo-worker")
-            versions = await sync.open({account.account_id: 0 for account in accounts})
-            for account in accounts:
-                versions[account.account_id] = await sync.push_snapshot(
-                    account.account_id, versions[account.account_id] + 1, account.account, account.batch
-                )
+    children: list[processes.Child] = []
+    with tempfile.TemporaryDirectory(prefix="imsync-demo-") as tmp:
+        folder = Path(tmp)
+        try:
+            token = add_worker_token(folder / "worker-tokens.toml", "demo-worker")
+            (folder / "demo-worker.token").write_text(token)
+            master = await processes.start(
+                ["master", "--listen", config.master_listen, "--worker-tokens", str(folder / "worker-tokens.toml")]
+            )
+            children.append(master)
+            gateway = await processes.start(["gateway", "--listen", config.gateway_listen, "--master", master.address])
+            children.append(gateway)
+            worker_config = _worker_config(folder, master.address, config)
+            children.append(await processes.start(["worker", "--config", str(worker_config)], echo=True))
             base = f"http://{gateway.address}"
-            first = accounts[0].account_id
+            await _wait_for_accounts(base, config.accounts)
+            first = "douyin-001"
             print(
                 "\nimsync demo is running. Try:\n"
                 f"  curl '{base}/api/im/accounts'\n"
@@ -48,22 +72,12 @@ async def _demo(config: DemoConfig) -> None:
                 f"  curl '{base}/api/im/unified-messages/stats?account_id={first}'\n"
                 f"  curl '{base}/api/im/contents?account_id={first}'\n"
                 f"  grpcurl -plaintext {master.address} list   (reflection is on)\n"
-                f"A new message arrives every {config.interval:g} s. Ctrl-C stops everything.\n",
+                f"The worker crawls every {config.interval:g} s and new items arrive. Ctrl-C stops everything.\n",
                 flush=True,
             )
-            rng = random.Random(7)
-            while True:
-                await asyncio.sleep(config.interval)
-                account = rng.choice(accounts)
-                account.grow(int(time.time()))
-                version = await sync.push_snapshot(
-                    account.account_id, versions[account.account_id] + 1, account.account, account.batch
-                )
-                versions[account.account_id] = version
-                print(f"pushed {account.account_id} version {version}", flush=True)
-    finally:
-        for child in (gateway, master):
-            if child is not None:
+            await asyncio.Event().wait()
+        finally:
+            for child in reversed(children):
                 await child.stop()
 
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 _LISTENING = re.compile(r"listening on (?:http://)?(\S+)")
+_STARTED = re.compile(r"imsync \w+ .*started")
 
 
 class Child:
@@ -21,16 +22,21 @@ class Child:
         if self.process.returncode is None:
             self.process.terminate()
             try:
-                await asyncio.wait_for(self.process.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.process.wait()
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 
 
-async def start(args: Sequence[str], *, timeout: float = 30.0) -> Child:
-    """Runs `imsync ARGS...` and waits for its "listening on HOST:PORT" line."""
+async def start(
+    args: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None, echo: bool = False
+) -> Child:
+    """Runs `imsync ARGS...` and waits for its "listening on HOST:PORT" (or "started") line.
+
+    """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, env=env
     )
     assert process.stdout is not None
     try:
@@ -39,7 +45,7 @@ async def start(args: Sequence[str], *, timeout: float = 30.0) -> Child:
                 line = (await process.stdout.readline()).decode()
                 if not line:
                     raise RuntimeError(f"imsync {' '.join(args)} exited with {await process.wait()}")
-                found = _LISTENING.search(line)
+                found = _LISTENING.search(line) or _STARTED.search(line)
                 if found:
                     break
     except BaseException:
@@ -48,10 +54,14 @@ async def start(args: Sequence[str], *, timeout: float = 30.0) -> Child:
             await process.wait()
         raise
     # Keep draining stdout so the child never blocks on a full pipe.
-    asyncio.get_running_loop().create_task(_drain(process.stdout))
-    return Child(process, found.group(1))
+    _drains.add(asyncio.get_running_loop().create_task(_drain(process.stdout, echo)))
+    return Child(process, found.group(1) if found.groups() else "")
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+_drains: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader, echo: bool) -> None:
+    while line := await stream.readline():
+        if echo:
+            print(line.decode().rstrip(), flush=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -12,7 +13,24 @@ from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
 from services.master.memory_store import MemoryStore
-from services.master.server import build_server
+from services.master.server import Master as MasterProcess
+from services.master.server import MasterConfig
+from services.master.sync_service import SyncConfig
+from services.master.worker_auth import token_hash
+
+# Every worker id a test uses has the token "token-<worker id>".
+WORKER_IDS = ("test-worker", "worker-2", "crashing-worker", "next-worker", "worker-a", "worker-b", "e2e-worker", "intruder")
+
+
+def token_for(worker_id: str) -> str:
+    return f"token-{worker_id}"
+
+
+def write_tokens(path: Path, worker_ids: tuple[str, ...] = WORKER_IDS) -> Path:
+    path.write_text(
+        "".join(f'[workers."{w}"]\ntoken_sha256 = "{token_hash(token_for(w))}"\n' for w in worker_ids)
+    )
+    return path
 
 NOW = 1_790_000_000  # a fixed "now" (2026-09-21), so that sample data is the same every run
 
@@ -23,30 +41,35 @@ def accounts() -> list[SampleAccount]:
 
 
 class Master:
-    def __init__(self, address: str, store: MemoryStore, channel: grpc.aio.Channel) -> None:
+    def __init__(self, address: str, process: MasterProcess, channel: grpc.aio.Channel) -> None:
         self.address = address
-        self.store = store
+        self.process = process
+        self.store: MemoryStore = process.store  # type: ignore[assignment]
         self.channel = channel
         self.im = ImClient(channel)
 
     def sync(self, worker_id: str = "test-worker") -> SyncClient:
-        return SyncClient(self.channel, worker_id)
+        return SyncClient(self.channel, worker_id, token=token_for(worker_id))
+
+
+@pytest.fixture
+def sync_config() -> SyncConfig:
+    return SyncConfig(heartbeat_interval=0.5, lease_duration=2.0)
 
 
 @pytest_asyncio.fixture
-async def master() -> AsyncIterator[Master]:
+async def master(tmp_path: Path, sync_config: SyncConfig) -> AsyncIterator[Master]:
     """A real master (gRPC over loopback) in this process, on an ephemeral port."""
-    store = MemoryStore()
-    server = await build_server(store)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    config = MasterConfig(listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), sync=sync_config)
+    process = MasterProcess(config)
+    port = await process.start()
     address = f"127.0.0.1:{port}"
     channel = grpc.aio.insecure_channel(address)
     try:
-        yield Master(address, store, channel)
+        yield Master(address, process, channel)
     finally:
         await channel.close(grace=None)
-        await server.stop(grace=None)
+        await process.stop()
 
 
 @pytest_asyncio.fixture

@@ -6,6 +6,7 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -19,7 +20,7 @@ from services import processes
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.protojson import JsonStyle, to_json
 
-from .conftest import NOW
+from .conftest import NOW, token_for, write_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +31,13 @@ class Deployment:
         self.channel = channel
         self.http = http
         self.im = ImClient(channel)
-        self.sync = SyncClient(channel, "e2e-worker")
+        self.sync = SyncClient(channel, "e2e-worker", token=token_for("e2e-worker"))
 
 
 @pytest_asyncio.fixture
-async def deployment() -> AsyncIterator[Deployment]:
-    master = await processes.start(["master", "--listen", "127.0.0.1:0"])
+async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
+    tokens = write_tokens(tmp_path / "tokens.toml")
+    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     try:
         async with grpc.aio.insecure_channel(master.address) as channel, httpx.AsyncClient(
@@ -154,7 +156,7 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
     try:
         urls: list[str] = []
         async with asyncio.timeout(60):
-            while not any("pushed" in line for line in urls):
+            while not any("Ctrl-C stops everything" in line for line in urls):
                 line = (await demo.stdout.readline()).decode()
                 assert line, "the demo exited early"
                 urls.append(line)

@@ -10,7 +10,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master import cursor as cursors
-from services.master.errors import InvalidArgument, NotFound
+from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.memory_store import MemoryStore
 from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SnapshotData
 
@@ -177,7 +177,10 @@ def test_versions(store: MemoryStore, account: SampleAccount) -> None:
     assert not store.apply_snapshot(snapshot(account, 1)), "the same version again is a no-op"
     assert store.apply_snapshot(snapshot(account, 5))
     del account.batch.conversations[:]
-    assert not store.apply_snapshot(snapshot(account, 4)), "an older version delivered late changes nothing"
+    assert not store.apply_snapshot(snapshot(account, 1)), "an applied version delivered late changes nothing"
+    with pytest.raises(FailedPrecondition) as refused:
+        store.apply_snapshot(snapshot(account, 4))  # never applied, and older: refused
+    assert refused.value.reason == "STALE_VERSION" and refused.value.metadata == {"applied_version": "5"}
     assert store.get_account("acc-1").version == 5
     assert walk_conversations(store, "acc-1", 100)
 

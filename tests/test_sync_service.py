@@ -12,9 +12,10 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import SyncRefused, split_batch
+from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 
-from .conftest import NOW, Master, push_all
+from .conftest import NOW, Master, push_all, token_for
 
 
 def field_of(refused: SyncRefused) -> str:
@@ -34,10 +35,30 @@ async def test_snapshot_is_applied_and_acknowledged(master: Master, accounts: li
 
 
 async def test_welcome_reports_the_versions_the_master_really_has(master: Master, accounts: list[SampleAccount]) -> None:
-    await push_all(master, accounts, version=3)
-    again = master.sync("worker-2")
+    first = await push_all(master, accounts, version=3)
+    await first.close()
+    # The same worker reconnecting takes its accounts back at once.
+    again = master.sync("test-worker")
     versions = await again.open({accounts[0].account_id: 99, "never-seen": 4})
     assert versions == {accounts[0].account_id: 3, "never-seen": 0}
+
+
+async def test_a_second_worker_is_told_who_owns_the_account(master: Master, accounts: list[SampleAccount]) -> None:
+    owner = await push_all(master, accounts)
+    intruder = master.sync("worker-2")
+    versions = await intruder.open({accounts[0].account_id: 0, "free-account": 0})
+    assert versions == {"free-account": 0}
+    refusal = intruder.refused[accounts[0].account_id]
+    assert refusal.owner_worker_id == "test-worker"
+    assert refusal.status.code == code_pb2.FAILED_PRECONDITION
+    assert "test-worker" in refusal.status.message
+    assert reason_of(refusal.status) == "ACCOUNT_OWNED"
+    # Its data for the account is refused: nothing of it is stored.
+    with pytest.raises(SyncRefused) as refused:
+        await intruder.push_snapshot(accounts[0].account_id, 9, accounts[0].account, sync_pb2.EntityBatch())
+    assert reason_of(refused.value.status) == "NOT_OWNER"
+    assert master.store.get_account(accounts[0].account_id).version == 1
+    await owner.close()
 
 
 async def test_empty_key_is_refused_and_the_stream_stays_open(master: Master, accounts: list[SampleAccount]) -> None:
@@ -52,10 +73,10 @@ async def test_empty_key_is_refused_and_the_stream_stays_open(master: Master, ac
     assert refused.value.status.code == code_pb2.INVALID_ARGUMENT
     assert field_of(refused.value) == "snapshot.entities.messages[3].message_id"
     assert "message_id" in refused.value.status.message
-    # Nothing of it was stored ...
-    with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await master.im.list_conversations(conv.ListConversationsRequest(account_id=account.account_id))
-    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # Nothing of it was stored (the account shows, owned and empty, at version 0) ...
+    listed = await master.im.list_conversations(conv.ListConversationsRequest(account_id=account.account_id))
+    assert not listed.conversations
+    assert master.store.get_account(account.account_id).version == 0
     # ... and the same stream takes the next, valid snapshot.
     assert await sync.push_snapshot(account.account_id, 1, account.account, account.batch) == 1
 
@@ -153,15 +174,17 @@ async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Ma
     account.grow(NOW + 100)
     requests = chunk_requests(account, 2, 2048)
     stub: Any = sync_pb2_grpc.SyncServiceStub(master.channel)
-    call = stub.SyncData()
-    hello = sync_pb2.Hello(worker_id="crashing-worker", accounts=[sync_pb2.AccountVersion(account_id=account.account_id)])
+    # The same worker, restarted, takes its account over and dies mid-snapshot.
+    call = stub.SyncData(metadata=(("authorization", f"Bearer {token_for('test-worker')}"),))
+    hello = sync_pb2.Hello(worker_id="test-worker", accounts=[sync_pb2.AccountVersion(account_id=account.account_id)])
     await call.write(sync_pb2.SyncDataRequest(hello=hello))
-    assert (await call.read()).WhichOneof("kind") == "welcome"
+    welcome = (await call.read()).welcome
+    assert [granted.account_id for granted in welcome.accounts] == [account.account_id]
     for request in requests[:-1]:
         await call.write(request)
     call.cancel()  # the worker dies with its snapshot half sent
     # A fresh stream sees the old version, unchanged.
-    fresh = master.sync("next-worker")
+    fresh = master.sync("test-worker")
     assert await fresh.open({account.account_id: 0}) == {account.account_id: 1}
     assert master.store.unified_stats(account.account_id) == before
 
@@ -176,7 +199,7 @@ async def test_snapshot_before_hello_and_for_unannounced_accounts(master: Master
     assert refused.value.status.code == code_pb2.FAILED_PRECONDITION
 
 
-async def test_versions_delivered_again_are_acknowledged_without_effect(
+async def test_versions_delivered_again_are_acknowledged_without_effect_and_older_ones_refused(
     master: Master, accounts: list[SampleAccount]
 ) -> None:
     account = accounts[0]
@@ -184,6 +207,8 @@ async def test_versions_delivered_again_are_acknowledged_without_effect(
     before = master.store.unified_stats(account.account_id)
     assert await sync.push_snapshot(account.account_id, 4, account.account, account.batch) == 4
     emptied = sync_pb2.EntityBatch()
-    assert await sync.push_snapshot(account.account_id, 3, account.account, emptied) == 3
+    with pytest.raises(SyncRefused) as refused:
+        await sync.push_snapshot(account.account_id, 3, account.account, emptied)
+    assert reason_of(refused.value.status) == "STALE_VERSION"
     assert master.store.get_account(account.account_id).version == 4
     assert master.store.unified_stats(account.account_id) == before

@@ -182,6 +182,17 @@ class SampleAccount:
                 content.stats.total_comments += 1
         return comment
 
+    def add_reply(self, content_id: str, parent_comment_id: str, text: str, at: int) -> e.Comment:
+        """The account's own reply under a comment."""
+        return self.batch.comments.add(
+            comment_id=self._id(),
+            content_id=content_id,
+            parent_comment_id=parent_comment_id,
+            content=text,
+            author=self._me(),
+            created_at=_stamp(at),
+        )
+
     def grow(self, at: int) -> None:
         """A new inbound message in a random conversation and, sometimes, a new comment."""
         if self.batch.conversations:

@@ -7,7 +7,7 @@ changed afterwards; only the unread counters move when the team marks items read
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,9 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from .errors import InvalidArgument, NotFound
+
+
+_APPLIED_HISTORY = 64
 
 
 def ns_of(ts: Timestamp) -> int:
@@ -75,6 +78,9 @@ class AccountState:
         self.account = account
         self.handling = handling
         self.presence = Presence()
+        # The last versions applied, newest last: a version among them delivered again is
+        # a no-op; any other version not newer than `version` is refused.
+        self.applied_versions: deque[int] = deque(maxlen=_APPLIED_HISTORY)
         self.contents: dict[str, e.Content] = {}
         self.comments: dict[str, e.Comment] = {}
         self.conversations: dict[str, e.Conversation] = {}
@@ -313,6 +319,12 @@ class AccountState:
             if (item[8:] in self.messages if item.startswith("message:") else item[8:] in self.comments)
         }
         handling.new_contents &= self.contents.keys()
+
+    def was_applied(self, version: int) -> bool:
+        return version in self.applied_versions
+
+    def note_applied(self, version: int) -> None:
+        self.applied_versions.append(version)
 
     def collection(self, kind: str) -> dict[str, Any]:
         """The entities of one kind: "conversation", "message", "content" or "comment"."""

@@ -85,8 +85,16 @@ class MemoryStore:
 
     def apply_snapshot(self, snapshot: SnapshotData) -> bool:
         current = self._accounts.get(snapshot.account_id)
-        if current is not None and snapshot.version <= current.version:
-            return False  # delivered again: already applied, or superseded
+        if current is not None:
+            if current.was_applied(snapshot.version):
+                return False  # delivered again
+            if snapshot.version <= current.version:
+                raise FailedPrecondition(
+                    f"{snapshot.version} is not newer than the applied version {current.version}",
+                    field="snapshot.version",
+                    reason="STALE_VERSION",
+                    metadata={"applied_version": str(current.version)},
+                )
         handling = self._handling.setdefault(snapshot.account_id, Handling())
         replaced = snapshot.collections or _ALL_COLLECTIONS
         batch = snapshot.entities
@@ -118,6 +126,8 @@ class MemoryStore:
             previous=current,
         )
         state.presence = base.presence
+        state.applied_versions = base.applied_versions
+        state.note_applied(snapshot.version)
         self._accounts[snapshot.account_id] = state
         if current is None:
             self._account_order.add((snapshot.account_id,))
@@ -126,7 +136,7 @@ class MemoryStore:
     def apply_delta(self, delta: DeltaData) -> bool:
         state = self._accounts.get(delta.account_id)
         applied = state.version if state is not None else 0
-        if delta.version <= applied:
+        if state is not None and state.was_applied(delta.version):
             return False  # delivered again
         if delta.base_version != applied or state is None:
             raise FailedPrecondition(
@@ -136,6 +146,7 @@ class MemoryStore:
                 metadata={"applied_version": str(applied)},
             )
         state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals)
+        state.note_applied(delta.version)
         return True
 
     def _state_or_new(self, account_id: str) -> AccountState:

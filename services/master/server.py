@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +30,7 @@ from imsync.v1 import (
     unified_messages_pb2_grpc,
 )
 
+from .commands import CommandBook
 from .memory_store import MemoryStore
 from .query_services import (
     AccountServicer,
@@ -39,7 +41,8 @@ from .query_services import (
     UnifiedMessageServicer,
 )
 from .store import Store
-from .sync_service import SyncServicer
+from .sync_service import SyncConfig, SyncHub, SyncServicer
+from .worker_auth import WorkerTokens
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,61 @@ SERVICE_NAMES = (
 @dataclass(frozen=True)
 class MasterConfig:
     listen: str = "127.0.0.1:50051"
+    # TOML file of hashed worker tokens; without one, no worker may sync.
+    worker_tokens: Path | None = None
+    sync: SyncConfig = SyncConfig()
+    command_ttl: float = 300.0
 
 
-async def build_server(store: Store) -> grpc.aio.Server:
-    server = grpc.aio.server()
-    sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(store), server)
+# The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
+# so that an oversized sync message gets a Nack instead of breaking the stream.
+_TRANSPORT_LIMIT = 64 * 1024 * 1024
+
+
+class Master:
+    """A master's parts, for the process and for tests that run one in-process."""
+
+    def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.store: Store = store if store is not None else MemoryStore()
+        self.book = CommandBook(ttl=config.command_ttl)
+        self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync)
+        self.server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Starts serving on config.listen; returns the port."""
+        self.server = await build_server(self.store, self.hub)
+        port = self.server.add_insecure_port(self.config.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self.server.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+        return port
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.hub.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.server is not None:
+            await self.server.stop(grace)
+
+
+async def build_server(store: Store, hub: SyncHub) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
+            ("grpc.max_send_message_length", _TRANSPORT_LIMIT),
+        ]
+    )
+    sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store), server)
     conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store), server)
     messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store), server)
@@ -78,12 +131,14 @@ async def build_server(store: Store) -> grpc.aio.Server:
 
 
 async def serve(config: MasterConfig, store: Store | None = None) -> None:
-    server = await build_server(store if store is not None else MemoryStore())
-    port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise SystemExit(f"imsync master: cannot listen on {config.listen}")
+    master = Master(config, store)
+    try:
+        port = await master.start()
+    except OSError as error:
+        raise SystemExit(f"imsync master: {error}") from None
     host = config.listen.rpartition(":")[0]
-    await server.start()
+    if config.worker_tokens is None:
+        log.warning("no --worker-tokens file: every worker will be refused")
     # Tests and the demo read this line to learn the port when asked for port 0.
     print(f"imsync master listening on {host}:{port}", flush=True)
 
@@ -93,4 +148,4 @@ async def serve(config: MasterConfig, store: Store | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
-    await server.stop(grace=5)
+    await master.stop(grace=5)

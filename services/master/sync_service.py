@@ -1,30 +1,50 @@
 """SyncService: the master's end of the SyncData stream.
 
-One `SyncSession` per stream. A refused message gets a Nack naming the bad field and the
-stream goes on; nothing of a refused or unfinished snapshot reaches the store.
+Each stream is a `SyncSession`: it authenticates (bearer token), claims its accounts in
+Hello (one live owner per account: leases.py), then takes snapshots (in chunks, applied
+when the last arrives) and deltas, each answered by an Ack or a Nack naming the bad field.
+A refused message never ends the stream and never reaches the store. Everything the
+master sends (acks, heartbeats, commands) goes through the session's one outbound queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
-from google.rpc import code_pb2, status_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import code_pb2
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
+from services.common.rpc_errors import error_status
 
-from .errors import FailedPrecondition, InvalidArgument, StoreError
-from .status import rpc_status_of
-from .store import SnapshotData, Store
-from .validation import clean_account, clean_batch
+from .commands import CommandBook, CommandRecord, CommandState
+from .errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted, StoreError, Unauthenticated
+from .leases import AccountOwned, Leases
+from .status import grpc_status_of, rpc_status_of
+from .store import DeltaData, SnapshotData, Store
+from .validation import clean_account, clean_batch, clean_removals
+from .worker_auth import WorkerTokens
 
 log = logging.getLogger(__name__)
 
-# Bound on the entities of one snapshot held while its chunks arrive.
-MAX_SNAPSHOT_ENTITIES = 5_000_000
+
+@dataclass(frozen=True)
+class SyncConfig:
+    heartbeat_interval: float = 5.0
+    lease_duration: float = 15.0
+    # The protocol's bound on one message; the transport takes more, so that a message
+    # over it is refused with a Nack instead of breaking the stream.
+    max_message_bytes: int = 4 * 1024 * 1024
+    # Bound on the entities of one snapshot held while its chunks arrive.
+    max_snapshot_entities: int = 5_000_000
+    outbound_queue: int = 10_000
 
 
 @dataclass
@@ -46,70 +66,215 @@ def _entity_count(batch: sync_pb2.EntityBatch) -> int:
     )
 
 
-class SyncSession:
-    """The state of one worker's stream: who it is and its snapshots in progress."""
+def _nack(account_id: str, version: int, error: StoreError) -> sync_pb2.SyncDataResponse:
+    return sync_pb2.SyncDataResponse(
+        nack=sync_pb2.Nack(account_id=account_id, version=version, status=rpc_status_of(error))
+    )
 
-    def __init__(self, store: Store, peer: str) -> None:
-        self._store = store
-        self._peer = peer
-        self.worker_id = ""
-        self._accounts: set[str] = set()
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
+
+
+class _End:
+    """Put on an outbound queue when the worker's side of the stream is over."""
+
+
+class SyncHub:
+    """What all streams share: the store, the leases, the commands and the live sessions."""
+
+    def __init__(self, store: Store, tokens: WorkerTokens, book: CommandBook, config: SyncConfig = SyncConfig()) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.book = book
+        self.config = config
+        self.leases = Leases(config.lease_duration)
+        self.sessions: dict[int, SyncSession] = {}
+        book.subscribe(self._on_command)
+
+    def _on_command(self, record: CommandRecord) -> None:
+        if record.state is CommandState.PENDING:
+            self.deliver(record.command.account_id)
+
+    def deliver(self, account_id: str) -> None:
+        """Sends the account's waiting commands to the stream owning it, if one does."""
+        lease = self.leases.holder(account_id)
+        session = self.sessions.get(lease.session_id) if lease is not None else None
+        if session is None:
+            return
+        for command in self.book.deliverable(account_id, session.id):
+            session.send(sync_pb2.SyncDataResponse(command=command))
+
+    def sweep(self) -> None:
+        """Expires commands and takes away lapsed leases; run about once a second."""
+        self.book.expire()
+        for session in list(self.sessions.values()):
+            for account_id in [a for a in session.granted if not self.leases.holds(a, session.id)]:
+                del session.granted[account_id]
+                if self.leases.holder(account_id) is None:
+                    self.store.set_presence(account_id, session.worker_id, online=False)
+                log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
+
+    def end(self, session: SyncSession) -> None:
+        self.sessions.pop(session.id, None)
+        for account_id in self.leases.release(session.id, set(session.granted)):
+            self.store.set_presence(account_id, session.worker_id, online=False)
+        session.granted.clear()
+
+
+class SyncSession:
+    """One worker's stream."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, hub: SyncHub, worker_id: str, peer: str) -> None:
+        self.id = next(self._ids)
+        self.hub = hub
+        self.worker_id = worker_id
+        self.peer = peer
+        self.outbound: asyncio.Queue[sync_pb2.SyncDataResponse | StoreError | _End] = asyncio.Queue(
+            hub.config.outbound_queue
+        )
+        self.said_hello = False
+        # Account -> lease epoch granted to this stream.
+        self.granted: dict[str, int] = {}
         self._pending: dict[str, _PendingSnapshot] = {}
         # Account -> version whose snapshot was refused: its later chunks are dropped
         # quietly, so that one refused snapshot gets one Nack.
         self._refused: dict[str, int] = {}
 
-    def handle(self, request: sync_pb2.SyncDataRequest) -> sync_pb2.SyncDataResponse:
+    def send(self, response: sync_pb2.SyncDataResponse) -> None:
+        try:
+            self.outbound.put_nowait(response)
+        except asyncio.QueueFull:
+            # The worker stopped reading; ending its stream frees its accounts.
+            self.outbound = asyncio.Queue(1)
+            self.outbound.put_nowait(ResourceExhausted("the worker does not read what the master sends"))
+
+    # ------------------------------------------------------------- dispatch
+
+    def handle(self, request: sync_pb2.SyncDataRequest) -> None:
+        """Handles one message; raises only for what must end the stream."""
+        hub = self.hub
+        hub.leases.renew(self.id, set(self.granted))
         kind = request.WhichOneof("kind")
-        if kind == "hello":
-            return self._hello(request.hello)
-        if kind == "snapshot":
-            chunk = request.snapshot
-            if chunk.chunk_index > 0 and self._refused.get(chunk.account_id) == chunk.version:
-                return sync_pb2.SyncDataResponse()
-            self._refused.pop(chunk.account_id, None)
-            try:
-                return self._snapshot(chunk)
-            except StoreError as error:
-                self._pending.pop(chunk.account_id, None)
-                if not chunk.last:
-                    self._refused[chunk.account_id] = chunk.version
-                log.warning("refused version %d of %r from %s: %s", chunk.version, chunk.account_id, self.worker_id, error)
-                return _nack(chunk.account_id, chunk.version, rpc_status_of(error))
-        if kind == "delta":
-            return _nack(
-                request.delta.account_id,
-                request.delta.version,
-                status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="delta: not supported yet; send a snapshot"),
-            )
-        return _nack("", 0, rpc_status_of(InvalidArgument("one of hello, snapshot, delta is required", field="kind")))
-
-    def _hello(self, hello: sync_pb2.Hello) -> sync_pb2.SyncDataResponse:
-        if not hello.worker_id:
-            return _nack("", 0, rpc_status_of(InvalidArgument("must not be empty", field="hello.worker_id")))
-        for index, account in enumerate(hello.accounts):
-            if not account.account_id:
-                return _nack(
-                    "", 0, rpc_status_of(InvalidArgument("must not be empty", field=f"hello.accounts[{index}].account_id"))
+        account_id, version = _subject(request)
+        try:
+            size = request.ByteSize()
+            if size > hub.config.max_message_bytes:
+                raise ResourceExhausted(
+                    f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
+                    field=kind or "kind",
                 )
-        self.worker_id = hello.worker_id
-        self._accounts = {account.account_id for account in hello.accounts}
-        versions = self._store.account_versions(sorted(self._accounts))
-        log.info("worker %s (%s) says hello with %d accounts", self.worker_id, self._peer, len(self._accounts))
-        return sync_pb2.SyncDataResponse(
-            welcome=sync_pb2.Welcome(
-                accounts=[sync_pb2.AccountVersion(account_id=a, version=v) for a, v in versions.items()]
-            )
-        )
+            if kind == "hello":
+                self._hello(request.hello)
+            elif not self.said_hello:
+                raise FailedPrecondition("the stream must start with hello", field="hello")
+            elif kind == "snapshot":
+                self._chunk(request.snapshot)
+            elif kind == "delta":
+                self._delta(request.delta)
+            elif kind == "heartbeat":
+                pass  # renewing the leases was all it had to do
+            elif kind == "account_status":
+                self._owned(request.account_status.account_id, "account_status.account_id")
+                hub.store.report_status(request.account_status)
+            elif kind == "command_result":
+                self._command_result(request.command_result)
+            else:
+                raise InvalidArgument("one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind")
+        except (Unauthenticated, PermissionDenied):
+            raise
+        except StoreError as error:
+            if kind == "snapshot":
+                self._pending.pop(account_id, None)
+                if not request.snapshot.last:
+                    self._refused[account_id] = version
+            log.warning("refused %s %d of %r from %s: %s", kind, version, account_id, self.worker_id, error)
+            self.send(_nack(account_id, version, error))
 
-    def _snapshot(self, chunk: sync_pb2.Snapshot) -> sync_pb2.SyncDataResponse:
-        if not self.worker_id:
-            raise FailedPrecondition("the stream must start with hello", field="hello")
-        account_id = chunk.account_id
+    # ---------------------------------------------------------------- hello
+
+    def _hello(self, hello: sync_pb2.Hello) -> None:
+        if hello.worker_id != self.worker_id:
+            raise PermissionDenied(
+                f"this token belongs to worker {self.worker_id!r}, not {hello.worker_id!r}", field="hello.worker_id"
+            )
+        for index, claim in enumerate(hello.accounts):
+            if not claim.account_id:
+                raise InvalidArgument("must not be empty", field=f"hello.accounts[{index}].account_id")
+        self.said_hello = True
+        hub = self.hub
+        welcome = sync_pb2.Welcome(
+            heartbeat_interval=_duration(hub.config.heartbeat_interval),
+            lease_duration=_duration(hub.config.lease_duration),
+        )
+        granted = []
+        for claim in hello.accounts:
+            try:
+                lease = hub.leases.claim(claim.account_id, self.worker_id, self.id)
+            except AccountOwned as owned:
+                expires = Timestamp()
+                expires.GetCurrentTime()
+                expires.FromNanoseconds(expires.ToNanoseconds() + int(owned.remaining * 1e9))
+                welcome.refused.add(
+                    account_id=claim.account_id,
+                    owner_worker_id=owned.lease.worker_id,
+                    lease_expires_at=expires,
+                    status=error_status(
+                        code_pb2.FAILED_PRECONDITION,
+                        str(owned),
+                        reason="ACCOUNT_OWNED",
+                        metadata={"owner_worker_id": owned.lease.worker_id},
+                    ),
+                )
+                continue
+            # A stream of the same worker that still held it is fenced now.
+            self.granted[claim.account_id] = lease.epoch
+            self._fence_others(claim.account_id)
+            granted.append(claim.account_id)
+        versions = hub.store.account_versions(granted)
+        for account_id in granted:
+            welcome.accounts.add(
+                account_id=account_id, version=versions[account_id], lease_epoch=self.granted[account_id]
+            )
+            hub.store.set_presence(account_id, self.worker_id, online=True)
+        log.info(
+            "worker %s (%s): %d accounts granted, %d refused", self.worker_id, self.peer, len(granted), len(welcome.refused)
+        )
+        self.send(sync_pb2.SyncDataResponse(welcome=welcome))
+        # Commands that waited for these accounts follow the Welcome.
+        for account_id in granted:
+            hub.deliver(account_id)
+
+    def _fence_others(self, account_id: str) -> None:
+        for other in self.hub.sessions.values():
+            if other is not self and account_id in other.granted:
+                del other.granted[account_id]
+                other._pending.pop(account_id, None)
+
+    def _owned(self, account_id: str, field: str) -> None:
         if not account_id:
-            raise InvalidArgument("must not be empty", field="snapshot.account_id")
-        if account_id not in self._accounts:
-            raise FailedPrecondition(f"account {account_id!r} was not announced in hello", field="snapshot.account_id")
+            raise InvalidArgument("must not be empty", field=field)
+        if account_id not in self.granted or not self.hub.leases.holds(account_id, self.id):
+            lease = self.hub.leases.holder(account_id)
+            owner = f"; worker {lease.worker_id!r} owns it" if lease is not None else ""
+            raise FailedPrecondition(
+                f"account {account_id!r} is not held by this stream{owner}; say hello again to claim it",
+                field=field,
+                reason="NOT_OWNER",
+            )
+
+    # ------------------------------------------------------------- snapshot
+
+    def _chunk(self, chunk: sync_pb2.Snapshot) -> None:
+        account_id = chunk.account_id
+        if chunk.chunk_index > 0 and self._refused.get(account_id) == chunk.version:
+            return
+        self._refused.pop(account_id, None)
+        self._owned(account_id, "snapshot.account_id")
         if chunk.version == 0:
             raise InvalidArgument("must be positive", field="snapshot.version")
         pending = self._pending.get(account_id)
@@ -118,45 +283,123 @@ class SyncSession:
             self._pending[account_id] = pending
         elif pending is None or pending.version != chunk.version or pending.next_chunk != chunk.chunk_index:
             expected = "0" if pending is None or pending.version != chunk.version else str(pending.next_chunk)
-            raise InvalidArgument(f"chunk {chunk.chunk_index} out of order, expected {expected}", field="snapshot.chunk_index")
+            raise InvalidArgument(
+                f"chunk {chunk.chunk_index} out of order, expected {expected}", field="snapshot.chunk_index"
+            )
         if frozenset(chunk.collections) != pending.collections:
             raise InvalidArgument("differs from the first chunk's", field="snapshot.collections")
 
         clean_batch(chunk.entities, account_id, "snapshot.entities")
         pending.size += _entity_count(chunk.entities)
-        if pending.size > MAX_SNAPSHOT_ENTITIES:
-            raise InvalidArgument(f"more than {MAX_SNAPSHOT_ENTITIES} entities", field="snapshot.entities")
+        if pending.size > self.hub.config.max_snapshot_entities:
+            raise ResourceExhausted(
+                f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
+            )
         pending.entities.MergeFrom(chunk.entities)
         pending.next_chunk += 1
         if not chunk.last:
-            return sync_pb2.SyncDataResponse()
+            return
 
         del self._pending[account_id]
         account = e.Account()
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
-        self._store.apply_snapshot(
+        self.hub.store.apply_snapshot(
             SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities)
         )
-        return sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version))
+        self.send(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
+
+    # ---------------------------------------------------------------- delta
+
+    def _delta(self, delta: sync_pb2.Delta) -> None:
+        account_id = delta.account_id
+        self._owned(account_id, "delta.account_id")
+        if delta.version <= delta.base_version:
+            raise InvalidArgument(f"must be greater than base_version {delta.base_version}", field="delta.version")
+        clean_batch(delta.upserts, account_id, "delta.upserts")
+        clean_removals(delta.removals, "delta.removals")
+        account: e.Account | None = None
+        if delta.HasField("account"):
+            account = e.Account()
+            account.CopyFrom(delta.account)
+            clean_account(account, account_id, "delta.account")
+        self.hub.store.apply_delta(
+            DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
+        )
+        self.send(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
+
+    # -------------------------------------------------------------- commands
+
+    def _command_result(self, result: sync_pb2.CommandResult) -> None:
+        if not result.request_id:
+            raise InvalidArgument("must not be empty", field="command_result.request_id")
+        if result.outcome == sync_pb2.COMMAND_OUTCOME_UNSPECIFIED:
+            raise InvalidArgument("must be SENT or FAILED", field="command_result.outcome")
+        if self.hub.book.complete(result) is None:
+            log.warning("worker %s answered unknown command %r", self.worker_id, result.request_id)
 
 
-def _nack(account_id: str, version: int, status: status_pb2.Status) -> sync_pb2.SyncDataResponse:
-    return sync_pb2.SyncDataResponse(nack=sync_pb2.Nack(account_id=account_id, version=version, status=status))
+def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
+    """The account and version a message is about, for its Nack."""
+    kind = request.WhichOneof("kind")
+    if kind == "snapshot":
+        return request.snapshot.account_id, request.snapshot.version
+    if kind == "delta":
+        return request.delta.account_id, request.delta.version
+    if kind == "account_status":
+        return request.account_status.account_id, 0
+    if kind == "command_result":
+        return request.command_result.account_id, 0
+    return "", 0
 
 
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, hub: SyncHub) -> None:
+        self._hub = hub
 
     async def SyncData(
         self,
         request_iterator: AsyncIterator[sync_pb2.SyncDataRequest],
         context: grpc.aio.ServicerContext[sync_pb2.SyncDataRequest, sync_pb2.SyncDataResponse],
     ) -> AsyncIterator[sync_pb2.SyncDataResponse]:
-        session = SyncSession(self._store, context.peer())
-        async for request in request_iterator:
-            response = session.handle(request)
-            # A non-final chunk is answered by nothing; its snapshot's last chunk gets the Ack.
-            if response.WhichOneof("kind") is not None:
-                yield response
+        hub = self._hub
+        try:
+            worker_id = hub.tokens.authenticate(list(context.invocation_metadata() or ()))
+        except Unauthenticated as error:
+            status = grpc_status_of(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        session = SyncSession(hub, worker_id, context.peer())
+        hub.sessions[session.id] = session
+        reader = asyncio.create_task(self._read(request_iterator, session))
+        try:
+            while True:
+                try:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation.
+                    async with asyncio.timeout(hub.config.heartbeat_interval):
+                        item = await session.outbound.get()
+                except TimeoutError:
+                    heartbeat = sync_pb2.Heartbeat()
+                    heartbeat.sent_at.GetCurrentTime()
+                    item = sync_pb2.SyncDataResponse(heartbeat=heartbeat)
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, StoreError):
+                    status = grpc_status_of(item)
+                    await context.abort(status.code, status.details, status.trailing_metadata)
+                yield item
+        finally:
+            reader.cancel()
+            hub.end(session)
+
+    async def _read(self, requests: AsyncIterator[sync_pb2.SyncDataRequest], session: SyncSession) -> None:
+        try:
+            async for request in requests:
+                session.handle(request)
+        except StoreError as error:  # what ends the stream: a wrong identity
+            session.outbound.put_nowait(error)
+            return
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception:  # a bug must not leave the worker waiting forever
+            log.exception("sync stream of %s failed", session.worker_id)
+        session.outbound.put_nowait(_End())

@@ -77,6 +77,13 @@ def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None
         content.stats.ClearField("new_comments")
 
 
+def clean_removals(removals: sync_pb2.Removals, path: str) -> None:
+    for name in ("content_ids", "comment_ids", "conversation_ids", "message_ids", "notification_ids"):
+        for index, key in enumerate(getattr(removals, name)):
+            if not key:
+                raise InvalidArgument("must not be empty", field=f"{path}.{name}[{index}]")
+
+
 def clean_account(account: e.Account, account_id: str, path: str) -> None:
     if account.account_id and account.account_id != account_id:
         raise InvalidArgument(f"is {account.account_id!r}, the snapshot's account is {account_id!r}", field=f"{path}.account_id")

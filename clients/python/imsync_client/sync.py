@@ -43,24 +43,29 @@ def split_batch(batch: sync_pb2.EntityBatch, max_bytes: int = DEFAULT_CHUNK_BYTE
 
 
 class SyncClient:
-    """One worker's SyncData stream: Hello, then snapshots answered by Ack or Nack."""
+    """A SyncData stream driven step by step: Hello, then snapshots or deltas, each answered
+    by an Ack or a Nack. Heartbeats and commands from the master are skipped; a worker that
+    performs commands and resumes by itself is services.worker.sync_engine.SyncEngine."""
 
     def __init__(
         self,
         channel: grpc.aio.Channel,
         worker_id: str,
         *,
+        token: str,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._stub = sync_pb2_grpc.SyncServiceStub(channel)
         self._worker_id = worker_id
         self._chunk_bytes = chunk_bytes
-        self._metadata = tuple(metadata)
+        self._metadata = (("authorization", f"Bearer {token}"), *metadata)
         self._call: Any = None
+        self.refused: dict[str, sync_pb2.AccountRefusal] = {}
 
     async def open(self, accounts: Mapping[str, int]) -> dict[str, int]:
-        """Says hello with the versions the worker believes the master has; returns the master's."""
+        """Says hello with the versions the worker believes the master has; returns the master's
+        version of each account granted to this worker (refused ones are in `self.refused`)."""
         # grpc.aio lets a stream call start without an iterator, to write() to it.
         stub: Any = self._stub
         self._call = stub.SyncData(metadata=self._metadata)
@@ -71,6 +76,7 @@ class SyncClient:
         reply = await self._exchange([sync_pb2.SyncDataRequest(hello=hello)])
         if reply.WhichOneof("kind") == "nack":
             raise SyncRefused("", 0, reply.nack.status)
+        self.refused = {refusal.account_id: refusal for refusal in reply.welcome.refused}
         return {account.account_id: account.version for account in reply.welcome.accounts}
 
     async def push_snapshot(
@@ -114,11 +120,13 @@ class SyncClient:
             raise RuntimeError("call open() first")
         for request in requests:
             await self._call.write(request)
-        reply = await self._call.read()
-        if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
-            raise ConnectionError("the master closed the stream")
-        result: sync_pb2.SyncDataResponse = reply
-        return result
+        while True:
+            reply = await self._call.read()
+            if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
+                raise ConnectionError("the master closed the stream")
+            if reply.WhichOneof("kind") not in ("heartbeat", "command"):
+                result: sync_pb2.SyncDataResponse = reply
+                return result
 
     async def close(self) -> None:
         if self._call is not None:

@@ -1,0 +1,161 @@
+"""Commands for workers (replies, private messages): queued, delivered, answered, expired.
+
+A command waits for the worker owning its account, is delivered on that worker's stream
+(again on each new stream until answered), and ends SENT or FAILED with a reason. A
+command nobody answers before its expiry fails with FAILURE_REASON_EXPIRED, visibly.
+The request id makes a command idempotent: the same id with the same action is the same
+command; with another action it is refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+
+from .errors import AlreadyExists, InvalidArgument, ResourceExhausted
+
+
+class CommandState(enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass
+class CommandRecord:
+    command: sync_pb2.Command
+    state: CommandState = CommandState.PENDING
+    result: sync_pb2.CommandResult | None = None
+    # The stream it was last delivered on; a new stream gets it again.
+    delivered_to: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+Listener = Callable[[CommandRecord], None]
+
+
+class CommandBook:
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        max_pending_per_account: int = 1000,
+        max_finished: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ttl = ttl
+        self._max_pending = max_pending_per_account
+        self._max_finished = max_finished
+        self._clock = clock
+        self._records: OrderedDict[str, CommandRecord] = OrderedDict()
+        self._pending: dict[str, dict[str, CommandRecord]] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """`listener` hears of every new command and every change of state."""
+        self._listeners.append(listener)
+
+    def _notify(self, record: CommandRecord) -> None:
+        for listener in self._listeners:
+            listener(record)
+
+    def submit(self, command: sync_pb2.Command) -> CommandRecord:
+        if not command.request_id:
+            raise InvalidArgument("must not be empty", field="request_id")
+        if not command.account_id:
+            raise InvalidArgument("must not be empty", field="account_id")
+        if command.WhichOneof("action") is None:
+            raise InvalidArgument("one of reply_to_comment, send_message is required", field="action")
+        existing = self._records.get(command.request_id)
+        if existing is not None:
+            same = sync_pb2.Command()
+            same.CopyFrom(command)
+            same.expires_at.CopyFrom(existing.command.expires_at)
+            if same != existing.command:
+                raise AlreadyExists(
+                    f"request id {command.request_id!r} was used for another command", field="request_id"
+                )
+            return existing
+        pending = self._pending.setdefault(command.account_id, {})
+        if len(pending) >= self._max_pending:
+            raise ResourceExhausted(f"{self._max_pending} commands already wait for account {command.account_id!r}")
+        stored = sync_pb2.Command()
+        stored.CopyFrom(command)
+        if not stored.HasField("expires_at"):
+            stored.expires_at.FromNanoseconds(int((self._clock() + self.ttl) * 1e9))
+        record = CommandRecord(stored, created_at=self._clock())
+        self._records[command.request_id] = record
+        pending[command.request_id] = record
+        self._trim()
+        self._notify(record)
+        return record
+
+    def get(self, request_id: str) -> CommandRecord | None:
+        return self._records.get(request_id)
+
+    def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
+        """Pending commands of an account not yet delivered on this stream; marks them delivered."""
+        out = []
+        for record in self._pending.get(account_id, {}).values():
+            if record.delivered_to != session_id:
+                record.delivered_to = session_id
+                out.append(record.command)
+        return out
+
+    def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
+        """Records a worker's answer; None for a request id the master does not know."""
+        record = self._records.get(result.request_id)
+        if record is None:
+            return None
+        stored = sync_pb2.CommandResult()
+        stored.CopyFrom(result)
+        self._finish(record, stored)
+        return record
+
+    def expire(self) -> list[CommandRecord]:
+        """Fails every pending command past its expiry."""
+        now_ns = int(self._clock() * 1e9)
+        expired = [
+            record
+            for pending in self._pending.values()
+            for record in pending.values()
+            if record.command.expires_at.ToNanoseconds() <= now_ns
+        ]
+        for record in expired:
+            performed = Timestamp()
+            performed.FromNanoseconds(now_ns)
+            self._finish(
+                record,
+                sync_pb2.CommandResult(
+                    request_id=record.command.request_id,
+                    account_id=record.command.account_id,
+                    outcome=sync_pb2.COMMAND_OUTCOME_FAILED,
+                    reason=e.FAILURE_REASON_EXPIRED,
+                    message="no worker of the account performed it before it expired",
+                    performed_at=performed,
+                ),
+            )
+        return expired
+
+    def _finish(self, record: CommandRecord, result: sync_pb2.CommandResult) -> None:
+        # A worker's answer after expiry still wins: the platform's truth is what happened.
+        record.result = result
+        record.state = CommandState.SENT if result.outcome == sync_pb2.COMMAND_OUTCOME_SENT else CommandState.FAILED
+        self._pending.get(record.command.account_id, {}).pop(record.command.request_id, None)
+        self._notify(record)
+
+    def _trim(self) -> None:
+        """Forgets the oldest finished commands past the bound; pending ones are kept."""
+        excess = len(self._records) - self._max_finished
+        if excess <= 0:
+            return
+        for request_id in [rid for rid, rec in self._records.items() if rec.state is not CommandState.PENDING][:excess]:
+            del self._records[request_id]

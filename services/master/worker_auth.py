@@ -1,0 +1,87 @@
+"""Who may sync: per-worker bearer tokens, kept hashed in a TOML file.
+
+    [workers.worker-1]
+    token_sha256 = "<hex sha-256 of the token>"
+
+The file is read again whenever it changes, so tokens can be added, rotated or revoked
+without a restart. `imsync worker-token WORKER_ID --file FILE` adds one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class WorkerTokens:
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._hashes: dict[str, str] = {}  # sha-256 hex -> worker id
+
+    def _reload(self) -> None:
+        if self._path is None:
+            return
+        try:
+            stat = os.stat(self._path)
+        except FileNotFoundError:
+            self._hashes, self._stamp = {}, None
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            workers = tomllib.loads(self._path.read_text()).get("workers", {})
+            self._hashes = {str(entry["token_sha256"]).lower(): str(worker) for worker, entry in workers.items()}
+            self._stamp = stamp
+            log.info("worker tokens loaded for %d workers", len(self._hashes))
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
+            # Keep the last good tokens rather than lock every worker out.
+            log.error("worker tokens file %s is invalid (%s); keeping the previous tokens", self._path, error)
+
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> str:
+        """The worker id a request's `authorization: Bearer <token>` belongs to."""
+        self._reload()
+        header = next((value for key, value in metadata if key == "authorization"), None)
+        if not isinstance(header, str) or not header.lower().startswith("bearer "):
+            raise Unauthenticated("missing authorization: Bearer <worker token>")
+        presented = token_hash(header[7:].strip())
+        for known, worker_id in self._hashes.items():
+            if hmac.compare_digest(known, presented):
+                return worker_id
+        if self._path is None:
+            raise Unauthenticated("this master has no worker tokens configured (--worker-tokens)")
+        raise Unauthenticated("unknown or revoked worker token")
+
+
+def add_worker_token(path: Path, worker_id: str) -> str:
+    """Creates a token for a worker (replacing its old one) and stores its hash; returns the token."""
+    token = secrets.token_urlsafe(32)
+    lines = path.read_text().splitlines() if path.exists() else []
+    # Drop the worker's previous table, if any.
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.strip().startswith("["):
+            skipping = line.strip() in (f'[workers."{worker_id}"]', f"[workers.{worker_id}]")
+        if not skipping:
+            kept.append(line)
+    kept += [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', ""]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(kept))
+    os.replace(tmp, path)
+    return token

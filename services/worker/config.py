@@ -1,0 +1,104 @@
+"""The worker's configuration file (TOML).
+
+    master = "127.0.0.1:50051"
+    worker_id = "worker-1"
+    token_file = "worker-1.token"     # or token = "...", or env IMSYNC_WORKER_TOKEN
+    crawl_interval = 30                # seconds between two crawls of an account
+    crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
+    crawl_timeout = 120                # a crawl taking longer is abandoned and reported
+    window = 8                         # unacknowledged versions per account before coalescing
+
+    [[accounts]]
+    account_id = "douyin-001"
+    adapter = "sample"                 # generated data (demo, tests)
+    seed = 1
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    account_id: str
+    adapter: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    master: str
+    worker_id: str
+    token: str
+    accounts: tuple[AccountConfig, ...]
+    crawl_interval: float = 30.0
+    crawl_jitter: float = 0.2
+    crawl_timeout: float = 120.0
+    window: int = 8
+
+
+_ADAPTERS = ("sample",)
+
+
+def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table.get(key)
+    if not isinstance(value, kind) or (isinstance(value, str) and not value):
+        raise ConfigError(f"{where}{key}: required, a {kind.__name__}")
+    return value
+
+
+def load_worker_config(path: Path) -> WorkerConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    token = os.environ.get("IMSYNC_WORKER_TOKEN") or raw.get("token")
+    if not token and "token_file" in raw:
+        token_path = (path.parent / str(raw["token_file"])).resolve()
+        try:
+            token = token_path.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"token_file: {error}") from None
+    if not token:
+        raise ConfigError("token: required (token, token_file or env IMSYNC_WORKER_TOKEN)")
+    accounts = []
+    seen: set[str] = set()
+    for index, table in enumerate(raw.get("accounts", [])):
+        where = f"accounts[{index}]."
+        account_id = _require(table, "account_id", str, where)
+        adapter = _require(table, "adapter", str, where)
+        if adapter not in _ADAPTERS:
+            raise ConfigError(f"{where}adapter: {adapter!r} is not one of {', '.join(_ADAPTERS)}")
+        if account_id in seen:
+            raise ConfigError(f"{where}account_id: {account_id!r} appears twice")
+        seen.add(account_id)
+        options = {k: v for k, v in table.items() if k not in ("account_id", "adapter")}
+        accounts.append(AccountConfig(account_id, adapter, options))
+    if not accounts:
+        raise ConfigError("accounts: at least one [[accounts]] table is required")
+    numbers = {}
+    for key, default in (("crawl_interval", 30.0), ("crawl_jitter", 0.2), ("crawl_timeout", 120.0)):
+        value = raw.get(key, default)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key}: must be a non-negative number")
+        numbers[key] = float(value)
+    window = raw.get("window", 8)
+    if not isinstance(window, int) or window < 1:
+        raise ConfigError("window: must be a positive integer")
+    return WorkerConfig(
+        master=_require(raw, "master", str, ""),
+        worker_id=_require(raw, "worker_id", str, ""),
+        token=str(token),
+        accounts=tuple(accounts),
+        window=window,
+        **numbers,
+    )

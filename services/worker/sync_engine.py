@@ -1,0 +1,322 @@
+"""The worker's end of SyncData: one stream to the master for all the worker's accounts.
+
+It says Hello with the versions it believes the master has, resumes each account from the
+version the master really has (a delta, or a snapshot when that version is unknown), sends
+heartbeats when idle, reports account status, performs commands, and when the stream breaks
+or the master falls silent it reconnects with exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2, sync_pb2_grpc
+from imsync_client.sync import DEFAULT_CHUNK_BYTES
+
+from .account_state import AccountView
+from .account_sync import AccountSync
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[sync_pb2.Command], Awaitable[sync_pb2.CommandResult]]
+
+_TRANSPORT_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    master: str
+    worker_id: str
+    token: str
+    # Unacknowledged versions per account before new crawls are coalesced.
+    window: int = 8
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    # The master is taken for gone after this many heartbeat intervals of silence.
+    liveness_intervals: float = 3.0
+    # Results of performed commands kept to answer a command delivered again.
+    remembered_results: int = 10_000
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        account_ids: Iterable[str],
+        on_command: CommandHandler | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.accounts = {
+            account_id: AccountSync(account_id, window=config.window, chunk_bytes=config.chunk_bytes)
+            for account_id in account_ids
+        }
+        self._on_command = on_command
+        self._rng = rng or random.Random()
+        self._status: dict[str, sync_pb2.AccountStatusReport] = {}
+        self._status_dirty: set[str] = set()
+        self._results: OrderedDict[str, sync_pb2.CommandResult] = OrderedDict()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._unsent: list[sync_pb2.SyncDataRequest] = []
+        self._outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._heartbeat_interval = 5.0
+        self._lease_duration = 15.0
+        self._rehello_at: float | None = None
+        self._attempt = 0
+        # Observable state, for the worker's progress line and for tests.
+        self.connected = False
+        self.sessions = 0
+        self.bytes_sent: Counter[str] = Counter()
+        self.refused: dict[str, sync_pb2.AccountRefusal] = {}
+
+    # ---------------------------------------------------------- the crawler's side
+
+    def publish(self, account_id: str, view: AccountView) -> None:
+        """The newest crawl of an account; what changed since the last one will be sent."""
+        self.accounts[account_id].publish(view)
+        self._wake.set()
+
+    def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+        self._status[report.account_id] = report
+        self._status_dirty.add(report.account_id)
+        self._wake.set()
+
+    async def wait_synced(self, account_ids: Iterable[str] | None = None, timeout: float = 30.0) -> None:
+        """Waits until the master has acknowledged the newest crawl of these accounts."""
+        wanted = [self.accounts[a] for a in (account_ids if account_ids is not None else self.accounts)]
+        async with asyncio.timeout(timeout):
+            while not all(account.synced for account in wanted):
+                self._progress.clear()
+                await self._progress.wait()
+
+    # ------------------------------------------------------------- the connection
+
+    async def run(self) -> None:
+        """Keeps a stream to the master until cancelled."""
+        options = [
+            ("grpc.max_send_message_length", _TRANSPORT_LIMIT),
+            ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
+            # The engine has its own backoff with jitter; the channel's must not add minutes to it.
+            ("grpc.initial_reconnect_backoff_ms", int(self.config.backoff_initial * 1000)),
+            ("grpc.min_reconnect_backoff_ms", int(self.config.backoff_initial * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(self.config.backoff_max * 1000)),
+        ]
+        async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
+            me = asyncio.current_task()
+            while True:
+                try:
+                    await self._session(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # whatever broke, the worker reconnects
+                    # gRPC turns the cancellation of a task awaiting a call into
+                    # AioRpcError(CANCELLED); a cancelled engine must stop all the same.
+                    if me is not None and me.cancelling():
+                        raise asyncio.CancelledError() from error
+                    if isinstance(error, grpc.aio.AioRpcError):
+                        log.warning("sync stream ended: %s %s", error.code().name, error.details())
+                    else:
+                        log.warning("sync stream ended: %r", error)
+                finally:
+                    self.connected = False
+                    self._outbound = None
+                    for account in self.accounts.values():
+                        account.granted = False
+                ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2**self._attempt)
+                self._attempt += 1
+                await asyncio.sleep(self._rng.uniform(0, ceiling))
+
+    async def _session(self, channel: grpc.aio.Channel) -> None:
+        outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[sync_pb2.SyncDataRequest]:
+            while (item := await outbound.get()) is not None:
+                for message in self.on_the_wire(item):
+                    self.bytes_sent[message.WhichOneof("kind") or ""] += message.ByteSize()
+                    yield message
+
+        stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
+        call = stub.SyncData(requests(), metadata=(("authorization", f"Bearer {self.config.token}"),))
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            outbound.put_nowait(self._hello(self.accounts))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation.
+            async with asyncio.timeout(30):
+                first = await call.read()
+            if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":  # type: ignore[attr-defined]
+                raise ConnectionError(f"expected Welcome, got {first}")
+            self._outbound = outbound
+            self.connected = True
+            self.sessions += 1
+            self._attempt = 0
+            self._on_welcome(first.welcome)
+            for request in self._unsent:
+                outbound.put_nowait(request)
+            self._unsent.clear()
+            self._status_dirty.update(self._status)
+            tasks = [asyncio.create_task(self._read(call)), asyncio.create_task(self._send(outbound))]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            outbound.put_nowait(None)
+            call.cancel()
+
+    def on_the_wire(self, message: sync_pb2.SyncDataRequest) -> list[sync_pb2.SyncDataRequest]:
+        """The messages that go out for one queued message: itself. Tests override this to
+        inject the faults of a real network (messages delivered twice)."""
+        return [message]
+
+    def _hello(self, accounts: Iterable[str]) -> sync_pb2.SyncDataRequest:
+        return sync_pb2.SyncDataRequest(
+            hello=sync_pb2.Hello(
+                worker_id=self.config.worker_id,
+                accounts=[
+                    sync_pb2.AccountVersion(account_id=a, version=self.accounts[a].confirmed_version) for a in accounts
+                ],
+            )
+        )
+
+    def _on_welcome(self, welcome: sync_pb2.Welcome) -> None:
+        if welcome.HasField("heartbeat_interval"):
+            self._heartbeat_interval = welcome.heartbeat_interval.ToNanoseconds() / 1e9 or self._heartbeat_interval
+        if welcome.HasField("lease_duration"):
+            self._lease_duration = welcome.lease_duration.ToNanoseconds() / 1e9 or self._lease_duration
+        for granted in welcome.accounts:
+            account = self.accounts.get(granted.account_id)
+            if account is not None:
+                account.on_welcome(granted.version)
+                self.refused.pop(granted.account_id, None)
+        for refusal in welcome.refused:
+            self.refused[refusal.account_id] = refusal
+            log.warning("account %s refused: %s", refusal.account_id, refusal.status.message)
+        if welcome.refused:
+            self._schedule_rehello()
+        self._wake.set()
+        self._progress.set()
+
+    def _schedule_rehello(self) -> None:
+        # Claim again once the other owner's lease could have lapsed.
+        delay = self._lease_duration * (1 + self._rng.uniform(0, 0.2))
+        self._rehello_at = time.monotonic() + delay
+
+    async def _read(self, call: Any) -> None:
+        while True:
+            async with asyncio.timeout(self.config.liveness_intervals * self._heartbeat_interval):
+                response = await call.read()
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]
+                raise ConnectionError("the master closed the stream")
+            kind = response.WhichOneof("kind")
+            if kind == "ack":
+                account = self.accounts.get(response.ack.account_id)
+                if account is not None:
+                    account.on_ack(response.ack.version)
+            elif kind == "nack":
+                account = self.accounts.get(response.nack.account_id)
+                if account is not None and account.on_nack(response.nack) == "NOT_OWNER":
+                    self._schedule_rehello()
+                elif account is None:
+                    log.error("master refused: %s", response.nack.status.message)
+            elif kind == "command":
+                self._start_command(response.command)
+            elif kind == "welcome":
+                self._on_welcome(response.welcome)
+            self._wake.set()
+            self._progress.set()
+
+    async def _send(self, outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None]) -> None:
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        while True:
+            self._wake.clear()
+            sent = False
+            for account in self.accounts.values():
+                for message in account.next_messages():
+                    outbound.put_nowait(message)
+                    sent = True
+            for account_id in list(self._status_dirty):
+                if self.accounts[account_id].granted:
+                    outbound.put_nowait(sync_pb2.SyncDataRequest(account_status=self._status[account_id]))
+                    self._status_dirty.discard(account_id)
+                    sent = True
+            if self._rehello_at is not None and time.monotonic() >= self._rehello_at:
+                self._rehello_at = None
+                missing = [a for a, account in self.accounts.items() if not account.granted]
+                if missing:
+                    outbound.put_nowait(self._hello(missing))
+                    sent = True
+            now = loop.time()
+            if sent:
+                last_sent = now
+            idle_left = self._heartbeat_interval - (now - last_sent)
+            if idle_left <= 0:
+                heartbeat = sync_pb2.Heartbeat()
+                heartbeat.sent_at.GetCurrentTime()
+                outbound.put_nowait(sync_pb2.SyncDataRequest(heartbeat=heartbeat))
+                last_sent = now
+                continue
+            wait = idle_left
+            if self._rehello_at is not None:
+                wait = min(wait, max(0.0, self._rehello_at - time.monotonic()))
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ commands
+
+    def _start_command(self, command: sync_pb2.Command) -> None:
+        request_id = command.request_id
+        known = self._results.get(request_id)
+        if known is not None:
+            self._deliver(sync_pb2.SyncDataRequest(command_result=known))  # delivered again: same answer
+            return
+        if request_id in self._running:
+            return
+        if command.expires_at.ToNanoseconds() and command.expires_at.ToNanoseconds() < time.time_ns():
+            return  # the master has failed it already; performing it now would surprise everyone
+        self._running[request_id] = asyncio.create_task(self._perform(command))
+
+    async def _perform(self, command: sync_pb2.Command) -> None:
+        try:
+            if self._on_command is None:
+                raise RuntimeError("this worker performs no commands")
+            result = await self._on_command(command)
+        except Exception as error:
+            log.exception("command %s failed", command.request_id)
+            result = sync_pb2.CommandResult(
+                outcome=sync_pb2.COMMAND_OUTCOME_FAILED, reason=e.FAILURE_REASON_PLATFORM_ERROR, message=str(error)
+            )
+        result.request_id = command.request_id
+        result.account_id = command.account_id
+        if not result.HasField("performed_at"):
+            result.performed_at.GetCurrentTime()
+        self._results[command.request_id] = result
+        while len(self._results) > self.config.remembered_results:
+            self._results.popitem(last=False)
+        self._running.pop(command.request_id, None)
+        self._deliver(sync_pb2.SyncDataRequest(command_result=result))
+
+    def _deliver(self, request: sync_pb2.SyncDataRequest) -> None:
+        if self._outbound is not None:
+            self._outbound.put_nowait(request)
+        else:
+            self._unsent.append(request)

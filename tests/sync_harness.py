@@ -1,0 +1,127 @@
+"""An in-process master and worker engines, for the sync tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from services.master.memory_store import MemoryStore
+from services.master.server import Master as MasterProcess
+from services.master.server import MasterConfig
+from services.master.sync_service import SyncConfig
+from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
+
+from .conftest import token_for, write_tokens
+
+
+class MasterHandle:
+    """A master that can be restarted on the same port, over the same store (as a master
+    with a durable store would come back) or over a new one."""
+
+    def __init__(self, tmp: Path, sync: SyncConfig) -> None:
+        self.tokens = write_tokens(tmp / "tokens.toml")
+        self.sync = sync
+        self.port = 0
+        self.store = MemoryStore()
+        self.process: MasterProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        config = MasterConfig(listen=f"127.0.0.1:{self.port}", worker_tokens=self.tokens, sync=self.sync)
+        self.process = MasterProcess(config, self.store)
+        self.port = await self.process.start()
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await self.process.stop(grace=None)
+            self.process = None
+
+    async def restart(self, *, lose_state: bool = False) -> None:
+        await self.stop()
+        if lose_state:
+            self.store = MemoryStore()
+        await self.start()
+
+
+@asynccontextmanager
+async def running(engine: SyncEngine) -> AsyncIterator[SyncEngine]:
+    task = asyncio.create_task(engine.run())
+    try:
+        yield engine
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+def engine_for(
+    master: MasterHandle,
+    accounts: list[str],
+    *,
+    worker_id: str = "test-worker",
+    on_command: CommandHandler | None = None,
+    engine_class: type[SyncEngine] = SyncEngine,
+    **options: object,
+) -> SyncEngine:
+    config = EngineConfig(
+        master=master.address, worker_id=worker_id, token=token_for(worker_id),
+        backoff_initial=0.05, backoff_max=0.3, **options,  # type: ignore[arg-type]
+    )
+    return engine_class(config, accounts, on_command)
+
+
+_MASTER_OWNED = {
+    "contents": ("is_new",),
+    "comments": ("is_read", "read_at", "is_new", "is_handled"),
+    "conversations": ("unread_count", "is_pinned", "is_muted"),
+    "messages": ("is_read", "read_at", "is_new"),
+}
+
+
+def _crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
+    copy: Any = type(entity)()
+    copy.CopyFrom(entity)
+    for field in _MASTER_OWNED[name]:
+        copy.ClearField(field)
+    if name == "contents":
+        copy.stats.ClearField("unread_comments")
+        copy.stats.ClearField("new_comments")
+    copy.account_id = account_id
+    return bytes(copy.SerializeToString(deterministic=True))
+
+
+def master_copy(store: MemoryStore, account_id: str) -> dict[str, dict[str, bytes]]:
+    """The crawled part of what the master serves for an account, walked through its lists."""
+    def walk(lister: object, key: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        cursor = ""
+        while True:
+            page = lister(cursor)  # type: ignore[operator]
+            out.update({getattr(item, key): item for item in page.items})
+            if not page.has_more:
+                return out
+            cursor = page.cursor
+
+    lists = {
+        "conversations": walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
+        "messages": walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
+        "contents": walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"),
+        "comments": walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
+    }
+    return {name: {k: _crawled_bytes(name, v, account_id) for k, v in items.items()} for name, items in lists.items()}
+
+
+def view_copy(view: object, account_id: str) -> dict[str, dict[str, bytes]]:
+    entities = getattr(view, "entities")
+    return {
+        name: {k: _crawled_bytes(name, v, account_id) for k, v in entities.get(name, {}).items()}
+        for name in _MASTER_OWNED
+    }

@@ -1,0 +1,364 @@
+"""The worker's sync engine against a real master over loopback gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from google.rpc import code_pb2
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2, sync_pb2_grpc
+from imsync_client import SyncRefused
+from services.common.rpc_errors import field_of, reason_of
+from services.common.sample import SampleAccount
+from services.master.commands import CommandState
+from services.master.errors import AlreadyExists, NotFound
+from services.master.sync_service import SyncConfig
+from services.worker.account_state import AccountView
+from services.worker.sync_engine import SyncEngine
+
+from .conftest import NOW, token_for
+from .sync_harness import MasterHandle, engine_for, master_copy, running, view_copy
+
+FAST = SyncConfig(heartbeat_interval=0.3, lease_duration=1.0)
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if condition():
+                    return
+            except NotFound:
+                pass
+            await asyncio.sleep(0.03)
+
+
+@pytest_asyncio.fixture
+async def master(tmp_path: Path) -> AsyncIterator[MasterHandle]:
+    handle = MasterHandle(tmp_path, FAST)
+    await handle.start()
+    try:
+        yield handle
+    finally:
+        await handle.stop()
+
+
+def sample(account_id: str = "acc", seed: int = 1, **size: int) -> SampleAccount:
+    account = SampleAccount(account_id, seed=seed, now=NOW)
+    account.fill(**({"conversations": 10, "messages_per_conversation": 5, "contents": 4, "comments_per_content": 5} | size))
+    return account
+
+
+def view_of(account: SampleAccount) -> AccountView:
+    """A crawl of the sample as it is now (copied: the sample changes its protos in place)."""
+    batch, profile = sync_pb2.EntityBatch(), e.Account()
+    batch.CopyFrom(account.batch)
+    profile.CopyFrom(account.account)
+    return AccountView.from_batch(profile, batch)
+
+
+async def test_first_crawl_goes_as_a_snapshot_then_changes_as_deltas(master: MasterHandle) -> None:
+    account = sample()
+    async with running(engine_for(master, ["acc"])) as engine:
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        snapshot_bytes = engine.bytes_sent["snapshot"]
+        account.grow(NOW + 10)
+        del account.batch.messages[0]
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        assert engine.bytes_sent["snapshot"] == snapshot_bytes, "a change is sent as a delta"
+        assert engine.bytes_sent["delta"] > 0
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+
+
+async def test_a_one_percent_change_costs_at_most_two_percent_of_a_snapshot(master: MasterHandle) -> None:
+    account = sample(conversations=200, messages_per_conversation=45, contents=20, comments_per_content=45)
+    total = sum(len(getattr(account.batch, name)) for name in ("messages", "comments", "conversations", "contents"))
+    assert total >= 10_000
+    async with running(engine_for(master, ["acc"])) as engine:
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        snapshot_bytes = engine.bytes_sent["snapshot"]
+        # 1% of the entities change: new likes on comments, edited messages.
+        changes = total // 100
+        for index in range(changes):
+            if index % 2:
+                account.batch.comments[index].like_count += 1
+            else:
+                account.batch.messages[index].status = e.MESSAGE_STATUS_READ
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        delta_bytes = engine.bytes_sent["delta"]
+        assert delta_bytes <= 0.02 * snapshot_bytes, (delta_bytes, snapshot_bytes)
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+
+
+async def test_crawls_past_the_window_are_coalesced(master: MasterHandle) -> None:
+    account = sample()
+    async with running(engine_for(master, ["acc"], window=1)) as engine:
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        sync = engine.accounts["acc"]
+        first_version = sync.last_version
+        most_in_flight = 0
+        for step in range(30):
+            account.grow(NOW + step)
+            engine.publish("acc", view_of(account))
+            most_in_flight = max(most_in_flight, len(sync.inflight))
+            await asyncio.sleep(0)
+        await engine.wait_synced()
+        assert most_in_flight <= 1
+        assert sync.last_version - first_version < 30, "thirty crawls, fewer versions"
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+
+
+async def test_a_base_the_master_does_not_have_falls_back_to_a_snapshot(master: MasterHandle) -> None:
+    account = sample()
+    async with running(engine_for(master, ["acc"])) as engine:
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        # Behind the worker's back the master moves on (an operator restored another copy).
+        other = sample(seed=2)
+        from services.master.store import SnapshotData
+
+        master.store.apply_snapshot(SnapshotData("acc", 40, frozenset(), other.account, other.batch))
+        snapshots = engine.bytes_sent["snapshot"]
+        account.grow(NOW + 99)
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        assert engine.bytes_sent["snapshot"] > snapshots
+        assert master.store.get_account("acc").version > 40
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+
+
+async def test_the_worker_resumes_by_itself_after_a_master_restart(master: MasterHandle) -> None:
+    account = sample()
+    async with running(engine_for(master, ["acc"])) as engine:
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced()
+        sessions, snapshots = engine.sessions, engine.bytes_sent["snapshot"]
+        await master.restart()  # the store survives, as a durable one does
+        account.grow(NOW + 50)
+        engine.publish("acc", view_of(account))
+        await engine.wait_synced(timeout=20)
+        assert engine.sessions > sessions
+        assert engine.bytes_sent["snapshot"] == snapshots, "resumed with a delta, no full resync"
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        await master.restart(lose_state=True)  # a master that lost everything gets a snapshot
+        await asyncio.sleep(0.5)
+        await engine.wait_synced(timeout=20)
+        assert engine.bytes_sent["snapshot"] > snapshots
+        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+
+
+async def test_account_status_shows_in_the_accounts_api(master: MasterHandle) -> None:
+    async with running(engine_for(master, ["acc"])) as engine:
+        report = sync_pb2.AccountStatusReport(
+            account_id="acc", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="the login page replaced the works page"
+        )
+        engine.report_status(report)
+        await eventually(lambda: master.store.account_versions(["acc"]) and master.store.get_account("acc").last_error == report.last_error)
+        view = master.store.get_account("acc")
+        assert view.login_state == e.LOGIN_STATE_LOGGED_OUT
+        assert (view.worker_id, view.online) == ("test-worker", True)
+    await eventually(lambda: not master.store.get_account("acc").online)
+
+
+async def test_commands_reach_the_owner_once_and_results_come_back(master: MasterHandle) -> None:
+    performed: list[str] = []
+
+    async def perform(command: sync_pb2.Command) -> sync_pb2.CommandResult:
+        performed.append(command.request_id)
+        return sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-1")
+
+    assert master.process is not None
+    book = master.process.book
+    command = sync_pb2.Command(
+        request_id="r-1", account_id="acc", reply_to_comment=sync_pb2.ReplyToComment(comment_id="7", text="谢谢！")
+    )
+    # Submitted while the worker is away: it waits.
+    record = book.submit(command)
+    assert record.state is CommandState.PENDING
+    async with running(engine_for(master, ["acc"], on_command=perform)):
+        async with asyncio.timeout(10):
+            while record.state is CommandState.PENDING:
+                await asyncio.sleep(0.05)
+    assert record.state is CommandState.SENT and record.result is not None
+    assert record.result.created_id == "c-1"
+    assert performed == ["r-1"]
+    # The same request id again is the same command; with other content it is refused.
+    assert book.submit(command) is record
+    other = sync_pb2.Command()
+    other.CopyFrom(command)
+    other.reply_to_comment.text = "另一条"
+    with pytest.raises(AlreadyExists):
+        book.submit(other)
+
+
+async def test_a_command_delivered_again_is_answered_without_performing_it_twice(master: MasterHandle) -> None:
+    performed: list[str] = []
+    release = asyncio.Event()
+
+    async def perform(command: sync_pb2.Command) -> sync_pb2.CommandResult:
+        performed.append(command.request_id)
+        await release.wait()
+        return sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT)
+
+    assert master.process is not None
+    record = master.process.book.submit(
+        sync_pb2.Command(request_id="r-2", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+    )
+    async with running(engine_for(master, ["acc"], on_command=perform)) as engine:
+        async with asyncio.timeout(10):
+            while not performed:
+                await asyncio.sleep(0.02)
+        await master.restart()  # the stream breaks mid-command; the new master's book is empty
+        master.process.book.submit(record.command)  # ... and gets the command again
+        await asyncio.sleep(0.5)
+        release.set()
+        async with asyncio.timeout(10):
+            while (current := master.process.book.get("r-2")) is None or current.state is CommandState.PENDING:
+                await asyncio.sleep(0.05)
+        assert performed == ["r-2"]
+        assert engine.sessions >= 2
+
+
+async def test_commands_for_an_absent_worker_expire_visibly(master: MasterHandle) -> None:
+    assert master.process is not None
+    book = master.process.book
+    book.ttl = 0.2
+    record = book.submit(
+        sync_pb2.Command(request_id="r-3", account_id="nobody-runs-this", send_message=sync_pb2.SendMessage(conversation_id="c", text="t"))
+    )
+    async with asyncio.timeout(5):
+        while record.state is CommandState.PENDING:
+            await asyncio.sleep(0.05)
+    assert record.state is CommandState.FAILED and record.result is not None
+    assert record.result.reason == e.FAILURE_REASON_EXPIRED
+
+
+def raw_stream(master: MasterHandle, token: str | None) -> Any:
+    channel = grpc.aio.insecure_channel(master.address)
+    stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
+    metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
+    return channel, stub.SyncData(metadata=metadata)
+
+
+def hello(worker_id: str, *accounts: str) -> sync_pb2.SyncDataRequest:
+    return sync_pb2.SyncDataRequest(
+        hello=sync_pb2.Hello(worker_id=worker_id, accounts=[sync_pb2.AccountVersion(account_id=a) for a in accounts])
+    )
+
+
+@pytest.mark.parametrize(("token", "code"), [(None, grpc.StatusCode.UNAUTHENTICATED), ("forged", grpc.StatusCode.UNAUTHENTICATED)])
+async def test_workers_without_a_valid_token_are_refused(master: MasterHandle, token: str | None, code: grpc.StatusCode) -> None:
+    channel, call = raw_stream(master, token)
+    async with channel:
+        await call.write(hello("test-worker", "acc"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == code
+    assert master.store.account_versions(["acc"]) == {"acc": 0}
+
+
+async def test_a_token_speaks_for_one_worker_only(master: MasterHandle) -> None:
+    channel, call = raw_stream(master, token_for("worker-a"))
+    async with channel:
+        await call.write(hello("worker-b", "acc"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "worker-a" in (refused.value.details() or "")
+
+
+async def test_tokens_are_rotated_without_a_restart(master: MasterHandle) -> None:
+    from services.master.worker_auth import add_worker_token
+
+    new_token = add_worker_token(master.tokens, "test-worker")
+    old_channel, old_call = raw_stream(master, token_for("test-worker"))
+    async with old_channel:
+        await old_call.write(hello("test-worker", "acc"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await old_call.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    channel, call = raw_stream(master, new_token)
+    async with channel:
+        await call.write(hello("test-worker", "acc"))
+        assert (await call.read()).WhichOneof("kind") == "welcome"
+
+
+async def test_a_silent_owner_loses_its_lease_and_is_fenced(master: MasterHandle) -> None:
+    account = sample()
+    silent_channel, silent = raw_stream(master, token_for("worker-a"))
+    async with silent_channel:
+        await silent.write(hello("worker-a", "acc"))
+        assert (await silent.read()).welcome.accounts[0].lease_epoch == 1
+        # worker-b is refused while worker-a's lease runs ...
+        async with running(engine_for(master, ["acc"], worker_id="worker-b")) as engine:
+            engine.publish("acc", view_of(account))
+            async with asyncio.timeout(5):
+                while "acc" not in engine.refused:
+                    await asyncio.sleep(0.02)
+            assert engine.refused["acc"].owner_worker_id == "worker-a"
+            # ... and takes over once worker-a has been silent for a lease.
+            await engine.wait_synced(timeout=10)
+        assert master.store.get_account("acc").version >= 1
+        # worker-a's late snapshot is refused: it is fenced.
+        late = sync_pb2.Snapshot(account_id="acc", version=99, last=True)
+        await silent.write(sync_pb2.SyncDataRequest(snapshot=late))
+        reply = await silent.read()
+        while reply.WhichOneof("kind") == "heartbeat":
+            reply = await silent.read()
+        assert reason_of(reply.nack.status) == "NOT_OWNER"
+        assert master.store.get_account("acc").version < 99
+
+
+async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master: MasterHandle) -> None:
+    from imsync_client import SyncClient
+
+    channel = grpc.aio.insecure_channel(master.address)
+    async with channel:
+        client = SyncClient(channel, "test-worker", token=token_for("test-worker"))
+        good, other = sample("good", seed=3), sample("other", seed=4)
+        await client.open({"good": 0, "other": 0})
+        assert await client.push_snapshot("good", 1, good.account, good.batch) == 1
+        before = master_copy(master.store, "good")
+
+        async def refused(request: sync_pb2.SyncDataRequest) -> tuple[int, str, str]:
+            with pytest.raises(SyncRefused) as caught:
+                await client.send([request])
+            return caught.value.status.code, field_of(caught.value.status), reason_of(caught.value.status)
+
+        # A delta for an account this stream does not hold.
+        stranger = sync_pb2.Delta(account_id="stranger", base_version=0, version=1)
+        assert await refused(sync_pb2.SyncDataRequest(delta=stranger)) == (
+            code_pb2.FAILED_PRECONDITION, "delta.account_id", "NOT_OWNER"
+        )
+        # An entity with an empty key.
+        bad = sync_pb2.Delta(account_id="good", base_version=1, version=2)
+        bad.upserts.messages.add(conversation_id="c")
+        assert await refused(sync_pb2.SyncDataRequest(delta=bad)) == (
+            code_pb2.INVALID_ARGUMENT, "delta.upserts.messages[0].message_id", ""
+        )
+        # A delta against a base the master does not have.
+        stale = sync_pb2.Delta(account_id="good", base_version=7, version=8)
+        assert (await refused(sync_pb2.SyncDataRequest(delta=stale)))[2] == "BASE_VERSION_MISMATCH"
+        # A message over the protocol's size limit.
+        huge = sync_pb2.Delta(account_id="good", base_version=1, version=2)
+        huge.upserts.messages.add(message_id="m", conversation_id="c", content="字" * (2 * 1024 * 1024))
+        code, field, _ = await refused(sync_pb2.SyncDataRequest(delta=huge))
+        assert (code, field) == (code_pb2.RESOURCE_EXHAUSTED, "delta")
+        # The stream still works, for this account and the other; nothing refused was stored.
+        assert master_copy(master.store, "good") == before
+        assert await client.push_snapshot("other", 1, other.account, other.batch) == 1
+        assert master_copy(master.store, "other") == view_copy(view_of(other), "other")
+        await client.close()
