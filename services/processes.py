@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections import deque
 from collections.abc import Sequence
 
 _LISTENING = re.compile(r"listening on (?:http://)?(\S+)")
@@ -12,11 +13,12 @@ _STARTED = re.compile(r"imsync \w+ .*started")
 
 
 class Child:
-    """A started `imsync` subcommand and the address it reported."""
+    """A started `imsync` subcommand, the address it reported, and its latest output lines."""
 
     def __init__(self, process: asyncio.subprocess.Process, address: str) -> None:
         self.process = process
         self.address = address
+        self.output: deque[str] = deque(maxlen=1000)
 
     async def stop(self, timeout: float = 10.0) -> None:
         if self.process.returncode is None:
@@ -54,14 +56,17 @@ async def start(
             await process.wait()
         raise
     # Keep draining stdout so the child never blocks on a full pipe.
-    _drains.add(asyncio.get_running_loop().create_task(_drain(process.stdout, echo)))
-    return Child(process, found.group(1) if found.groups() else "")
+    child = Child(process, found.group(1) if found.groups() else "")
+    _drains.add(asyncio.get_running_loop().create_task(_drain(process.stdout, child, echo)))
+    return child
 
 
 _drains: set[asyncio.Task[None]] = set()
 
 
-async def _drain(stream: asyncio.StreamReader, echo: bool) -> None:
+async def _drain(stream: asyncio.StreamReader, child: Child, echo: bool) -> None:
     while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        child.output.append(text)
         if echo:
-            print(line.decode().rstrip(), flush=True)
+            print(text, flush=True)

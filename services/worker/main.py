@@ -27,7 +27,12 @@ _MAX_BACKOFF_INTERVALS = 16
 
 def make_adapter(account: AccountConfig) -> PlatformAdapter:
     if account.adapter == "sample":
-        return SampleAdapter(account.account_id, int(account.options.get("seed", 1)))
+        size: dict[str, int] = {
+            key: int(account.options[key])
+            for key in ("conversations", "messages_per_conversation", "contents", "comments_per_content")
+            if key in account.options
+        }
+        return SampleAdapter(account.account_id, int(account.options.get("seed", 1)), size=size or None)
     raise ValueError(f"unknown adapter {account.adapter!r}")
 
 
@@ -76,6 +81,9 @@ async def crawl_loop(
             report.last_error_at.CopyFrom(_now())
             log.warning("crawl of %s failed", account_id, exc_info=not isinstance(error, TimeoutError))
             print(f"{account_id}: crawl failed ({failures} in a row): {report.last_error}", flush=True)
+        refusal = engine.refused.get(account_id)
+        if refusal is not None:
+            print(f"{account_id}: not synced: {refusal.status.message}", flush=True)
         engine.report_status(report)
         backoff = min(2 ** max(failures - 1, 0), _MAX_BACKOFF_INTERVALS) if failures else 1
         await asyncio.sleep(config.crawl_interval * backoff * (1 + rng.uniform(-config.crawl_jitter, config.crawl_jitter)))

@@ -21,9 +21,8 @@ from .adapter import CrawlResult
 class SampleAdapter:
     def __init__(self, account_id: str, seed: int, *, size: dict[str, int] | None = None) -> None:
         self.sample = SampleAccount(account_id, seed, int(time.time()))
-        self.sample.fill(
-            **(size or dict(conversations=12, messages_per_conversation=6, contents=6, comments_per_content=8))
-        )
+        shape = dict(conversations=12, messages_per_conversation=6, contents=6, comments_per_content=8)
+        self.sample.fill(**(shape | (size or {})))
         self._crawls = 0
 
     async def crawl(self) -> CrawlResult:

@@ -115,6 +115,12 @@ class SyncClient:
             raise SyncRefused(reply.nack.account_id, reply.nack.version, reply.nack.status)
         raise RuntimeError(f"unexpected reply from the master: {kind}")
 
+    async def write(self, request: sync_pb2.SyncDataRequest) -> None:
+        """Sends one message without waiting for an answer (a chunk, a heartbeat)."""
+        if self._call is None:
+            raise RuntimeError("call open() first")
+        await self._call.write(request)
+
     async def _exchange(self, requests: Sequence[sync_pb2.SyncDataRequest]) -> sync_pb2.SyncDataResponse:
         if self._call is None:
             raise RuntimeError("call open() first")
