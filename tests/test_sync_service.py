@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
-from imsync_client import SyncRefused, split_batch
+from imsync_client import SyncClient, SyncRefused, split_batch
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 
@@ -116,11 +116,16 @@ async def test_master_owned_fields_sent_by_a_worker_are_ignored(master: Master, 
     assert not master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id).is_pinned
 
 
-async def test_large_account_syncs_in_chunks_under_the_default_message_limit(master: Master) -> None:
+async def test_an_account_of_100000_messages_syncs_under_the_default_message_limit(master: Master) -> None:
     account = SampleAccount("big", seed=3, now=NOW)
-    account.fill(conversations=400, messages_per_conversation=50, contents=0, comments_per_content=0)
-    assert account.batch.ByteSize() > 4 * 1024 * 1024, "the test needs a snapshot over gRPC's default limit"
-    await push_all(master, [account])
+    account.fill(conversations=2000, messages_per_conversation=50, contents=0, comments_per_content=0)
+    assert len(account.batch.messages) == 100_000
+    assert account.batch.ByteSize() > 5 * 4 * 1024 * 1024, "far over gRPC's default 4 MiB per message"
+    # A client channel with gRPC's defaults: each chunk must fit in 4 MiB.
+    async with grpc.aio.insecure_channel(master.address) as channel:
+        sync = SyncClient(channel, "test-worker", token=token_for("test-worker"))
+        await sync.open({"big": 0})
+        assert await sync.push_snapshot("big", 1, account.account, account.batch) == 1
     stats = master.store.unified_stats("big")
     inbound = sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
     assert stats.unread_direct_messages == inbound
