@@ -150,3 +150,40 @@ async def test_two_workers_claiming_one_account_one_wins_the_other_is_told_why(
             return account.worker_id == "worker-b" and account.online
 
         await eventually(owned_by_b, timeout=30)
+
+
+async def test_a_reply_sent_through_rest_is_performed_by_the_worker(
+    tmp_path: Path, tokens: Path, children: list[processes.Child]
+) -> None:
+    import httpx
+
+    master = await start_master(tokens)
+    children.append(master)
+    gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
+    children.append(gateway)
+    worker = await processes.start(["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["shop"]))])
+    children.append(worker)
+    async with httpx.AsyncClient(base_url=f"http://{gateway.address}", timeout=5) as http:
+        async def has_conversations() -> bool:
+            body = (await http.get("/api/im/conversations", params={"account_id": "shop"})).json()
+            return bool(body["data"] and body["data"]["conversations"])
+
+        await eventually(has_conversations)
+        conversation = (await http.get("/api/im/conversations", params={"account_id": "shop"})).json()["data"]["conversations"][0]
+        body = {"request_id": "e2e-1", "send_message": {"conversation_id": conversation["conversation_id"], "text": "您好，已为您处理✅"}}
+        assert (await http.post("/api/im/replies", json=body)).status_code == 200
+
+        async def sent() -> bool:
+            reply = (await http.get("/api/im/replies/e2e-1")).json()["data"]["reply"]
+            return bool(reply["state"] == "sent")
+
+        await eventually(sent)
+        created = (await http.get("/api/im/replies/e2e-1")).json()["data"]["reply"]["created_id"]
+
+        async def message_synced() -> bool:
+            response = await http.get(f"/api/im/messages/{created}")
+            return response.status_code == 200 and response.json()["data"]["message"]["direction"] == "outbound"
+
+        await eventually(message_synced)
+        message = (await http.get(f"/api/im/messages/{created}")).json()["data"]["message"]
+        assert message["content"] == "您好，已为您处理✅"

@@ -285,3 +285,18 @@ def test_items_are_found_by_id_alone_when_unambiguous(store: MemoryStore, accoun
     assert store.get_conversation("acc-2", conversation_id).account_id == "acc-2"
     with pytest.raises(NotFound):
         store.get_message("acc-2", message_id)
+
+
+def test_pinned_conversations_come_first_and_pins_survive_snapshots(store: MemoryStore, account: SampleAccount) -> None:
+    oldest = walk_conversations(store, "acc-1", 100)[-1]
+    pinned = store.set_pinned("acc-1", oldest, True)
+    assert pinned.is_pinned
+    assert walk_conversations(store, "acc-1", 100)[0] == oldest
+    assert store.apply_snapshot(snapshot(account, 2))
+    assert walk_conversations(store, "acc-1", 100)[0] == oldest
+    only_pinned = store.list_conversations("acc-1", status=0, is_pinned=True, is_muted=None, cursor="", count=10)
+    assert [c.conversation_id for c in only_pinned.items] == [oldest]
+    store.set_pinned("acc-1", oldest, False)
+    assert walk_conversations(store, "acc-1", 100)[-1] == oldest
+    assert store.set_muted("acc-1", oldest, True).is_muted
+    assert store.get_conversation("acc-1", oldest).is_muted

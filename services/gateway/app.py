@@ -28,6 +28,7 @@ from imsync.v1 import (
     conversations_pb2,
     discussions_pb2,
     messages_pb2,
+    replies_pb2,
     unified_messages_pb2,
 )
 from services.common.rpc_errors import bad_request
@@ -52,6 +53,7 @@ def im_services() -> list[ServiceDescriptor]:
             contents_pb2,
             discussions_pb2,
             unified_messages_pb2,
+            replies_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
     ]

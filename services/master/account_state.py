@@ -248,6 +248,16 @@ class AccountState:
             self.notifications.pop(notification_id, None)
         self.version = version
 
+    def set_pinned(self, conversation_id: str, pinned: bool) -> None:
+        """Pins or unpins a conversation, moving it in the conversation order."""
+        conversation = self.conversations[conversation_id]
+        self.conversation_order.discard(self._conversation_key(conversation))
+        if pinned:
+            self.handling.pinned.add(conversation_id)
+        else:
+            self.handling.pinned.discard(conversation_id)
+        self.conversation_order.add(self._conversation_key(conversation))
+
     def _remove_content(self, content_id: str) -> None:
         old = self.contents.pop(content_id, None)
         if old is not None:

@@ -259,6 +259,19 @@ class MemoryStore:
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
         return marked, conversation
 
+    def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        state.set_pinned(conversation_id, pinned)
+        return state.conversation_view(conversation_id)
+
+    def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        if muted:
+            state.handling.muted.add(conversation_id)
+        else:
+            state.handling.muted.discard(conversation_id)
+        return state.conversation_view(conversation_id)
+
     # ------------------------------------------------------------ messages
 
     def list_messages(

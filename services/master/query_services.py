@@ -33,6 +33,11 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+async def answer(context: Context, compute: Callable[[], T]) -> T:
+    """Runs a store call; its errors end the RPC with their status."""
+    return await _answer(context, compute)
+
+
 async def _answer(context: Context, compute: Callable[[], T]) -> T:
     try:
         return compute()
@@ -98,6 +103,30 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
             lambda: self._store.mark_conversation_read(request.account_id, request.conversation_id, time.time_ns()),
         )
         return conv.MarkConversationReadResponse(marked_count=marked, conversation=found)
+
+    async def PinConversation(
+        self, request: conv.PinConversationRequest, context: Context
+    ) -> conv.PinConversationResponse:
+        found = await _answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
+        return conv.PinConversationResponse(conversation=found)
+
+    async def UnpinConversation(
+        self, request: conv.UnpinConversationRequest, context: Context
+    ) -> conv.UnpinConversationResponse:
+        found = await _answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
+        return conv.UnpinConversationResponse(conversation=found)
+
+    async def MuteConversation(
+        self, request: conv.MuteConversationRequest, context: Context
+    ) -> conv.MuteConversationResponse:
+        found = await _answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
+        return conv.MuteConversationResponse(conversation=found)
+
+    async def UnmuteConversation(
+        self, request: conv.UnmuteConversationRequest, context: Context
+    ) -> conv.UnmuteConversationResponse:
+        found = await _answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
+        return conv.UnmuteConversationResponse(conversation=found)
 
 
 class MessageServicer(messages_pb2_grpc.MessageServiceServicer):

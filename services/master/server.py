@@ -24,6 +24,8 @@ from imsync.v1 import (
     discussions_pb2_grpc,
     messages_pb2,
     messages_pb2_grpc,
+    replies_pb2,
+    replies_pb2_grpc,
     sync_pb2,
     sync_pb2_grpc,
     unified_messages_pb2,
@@ -40,6 +42,7 @@ from .query_services import (
     MessageServicer,
     UnifiedMessageServicer,
 )
+from .reply_service import ReplyServicer
 from .store import Store
 from .sync_service import SyncConfig, SyncHub, SyncServicer
 from .worker_auth import WorkerTokens
@@ -54,6 +57,7 @@ SERVICE_NAMES = (
     contents_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name,
     discussions_pb2.DESCRIPTOR.services_by_name["DiscussionService"].full_name,
     unified_messages_pb2.DESCRIPTOR.services_by_name["UnifiedMessageService"].full_name,
+    replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
 )
 
 
@@ -84,7 +88,7 @@ class Master:
 
     async def start(self) -> int:
         """Starts serving on config.listen; returns the port."""
-        self.server = await build_server(self.store, self.hub)
+        self.server = await build_server(self.store, self.hub, self.book)
         port = self.server.add_insecure_port(self.config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
@@ -107,7 +111,7 @@ class Master:
             await self.server.stop(grace)
 
 
-async def build_server(store: Store, hub: SyncHub) -> grpc.aio.Server:
+async def build_server(store: Store, hub: SyncHub, book: CommandBook) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -121,6 +125,7 @@ async def build_server(store: Store, hub: SyncHub) -> grpc.aio.Server:
     contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store), server)
     discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store), server)
     unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store), server)
+    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, book), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -129,6 +129,10 @@ class Store(Protocol):
         self, account_id: str, conversation_id: str, now_ns: int
     ) -> tuple[int, e.Conversation]: ...
 
+    def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation: ...
+
+    def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation: ...
+
     # --- messages ---
     def list_messages(
         self,

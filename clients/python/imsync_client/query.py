@@ -17,6 +17,8 @@ from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import discussions_pb2_grpc
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import messages_pb2_grpc
+from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import replies_pb2_grpc
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync.v1 import unified_messages_pb2_grpc
 
@@ -37,6 +39,7 @@ class ImClient:
         self._contents = contents_pb2_grpc.ContentServiceStub(channel)
         self._discussions = discussions_pb2_grpc.DiscussionServiceStub(channel)
         self._unified = unified_messages_pb2_grpc.UnifiedMessageServiceStub(channel)
+        self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
 
     @classmethod
     def connect(cls, address: str, **kwargs: Any) -> ImClient:
@@ -91,6 +94,38 @@ class ImClient:
     ) -> conv.MarkConversationReadResponse:
         result: conv.MarkConversationReadResponse = await self._unary(
             self._conversations.MarkConversationRead, request, timeout, metadata
+        )
+        return result
+
+    async def pin_conversation(
+        self, request: conv.PinConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> conv.PinConversationResponse:
+        result: conv.PinConversationResponse = await self._unary(
+            self._conversations.PinConversation, request, timeout, metadata
+        )
+        return result
+
+    async def unpin_conversation(
+        self, request: conv.UnpinConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> conv.UnpinConversationResponse:
+        result: conv.UnpinConversationResponse = await self._unary(
+            self._conversations.UnpinConversation, request, timeout, metadata
+        )
+        return result
+
+    async def mute_conversation(
+        self, request: conv.MuteConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> conv.MuteConversationResponse:
+        result: conv.MuteConversationResponse = await self._unary(
+            self._conversations.MuteConversation, request, timeout, metadata
+        )
+        return result
+
+    async def unmute_conversation(
+        self, request: conv.UnmuteConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> conv.UnmuteConversationResponse:
+        result: conv.UnmuteConversationResponse = await self._unary(
+            self._conversations.UnmuteConversation, request, timeout, metadata
         )
         return result
 
@@ -216,4 +251,17 @@ class ImClient:
         result: uni.MarkUnifiedMessagesReadResponse = await self._unary(
             self._unified.MarkUnifiedMessagesRead, request, timeout, metadata
         )
+        return result
+
+    # replies
+    async def send_reply(
+        self, request: rep.SendReplyRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> rep.SendReplyResponse:
+        result: rep.SendReplyResponse = await self._unary(self._replies.SendReply, request, timeout, metadata)
+        return result
+
+    async def get_reply(
+        self, request: rep.GetReplyRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> rep.GetReplyResponse:
+        result: rep.GetReplyResponse = await self._unary(self._replies.GetReply, request, timeout, metadata)
         return result

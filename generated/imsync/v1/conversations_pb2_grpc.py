@@ -50,6 +50,26 @@ class ConversationServiceStub:
                 request_serializer=imsync_dot_v1_dot_conversations__pb2.MarkConversationReadRequest.SerializeToString,
                 response_deserializer=imsync_dot_v1_dot_conversations__pb2.MarkConversationReadResponse.FromString,
                 _registered_method=True)
+        self.PinConversation = channel.unary_unary(
+                '/imsync.v1.ConversationService/PinConversation',
+                request_serializer=imsync_dot_v1_dot_conversations__pb2.PinConversationRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_conversations__pb2.PinConversationResponse.FromString,
+                _registered_method=True)
+        self.UnpinConversation = channel.unary_unary(
+                '/imsync.v1.ConversationService/UnpinConversation',
+                request_serializer=imsync_dot_v1_dot_conversations__pb2.UnpinConversationRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_conversations__pb2.UnpinConversationResponse.FromString,
+                _registered_method=True)
+        self.MuteConversation = channel.unary_unary(
+                '/imsync.v1.ConversationService/MuteConversation',
+                request_serializer=imsync_dot_v1_dot_conversations__pb2.MuteConversationRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_conversations__pb2.MuteConversationResponse.FromString,
+                _registered_method=True)
+        self.UnmuteConversation = channel.unary_unary(
+                '/imsync.v1.ConversationService/UnmuteConversation',
+                request_serializer=imsync_dot_v1_dot_conversations__pb2.UnmuteConversationRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_conversations__pb2.UnmuteConversationResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
@@ -77,6 +97,34 @@ class ConversationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PinConversation(self, request, context):
+        """Pins the conversation: pinned conversations come first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinConversation(self, request, context):
+        """Unpins the conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MuteConversation(self, request, context):
+        """Mutes the conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmuteConversation(self, request, context):
+        """Unmutes the conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +142,26 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     servicer.MarkConversationRead,
                     request_deserializer=imsync_dot_v1_dot_conversations__pb2.MarkConversationReadRequest.FromString,
                     response_serializer=imsync_dot_v1_dot_conversations__pb2.MarkConversationReadResponse.SerializeToString,
+            ),
+            'PinConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinConversation,
+                    request_deserializer=imsync_dot_v1_dot_conversations__pb2.PinConversationRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_conversations__pb2.PinConversationResponse.SerializeToString,
+            ),
+            'UnpinConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinConversation,
+                    request_deserializer=imsync_dot_v1_dot_conversations__pb2.UnpinConversationRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_conversations__pb2.UnpinConversationResponse.SerializeToString,
+            ),
+            'MuteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.MuteConversation,
+                    request_deserializer=imsync_dot_v1_dot_conversations__pb2.MuteConversationRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_conversations__pb2.MuteConversationResponse.SerializeToString,
+            ),
+            'UnmuteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmuteConversation,
+                    request_deserializer=imsync_dot_v1_dot_conversations__pb2.UnmuteConversationRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_conversations__pb2.UnmuteConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +246,114 @@ class ConversationService:
             '/imsync.v1.ConversationService/MarkConversationRead',
             imsync_dot_v1_dot_conversations__pb2.MarkConversationReadRequest.SerializeToString,
             imsync_dot_v1_dot_conversations__pb2.MarkConversationReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.ConversationService/PinConversation',
+            imsync_dot_v1_dot_conversations__pb2.PinConversationRequest.SerializeToString,
+            imsync_dot_v1_dot_conversations__pb2.PinConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.ConversationService/UnpinConversation',
+            imsync_dot_v1_dot_conversations__pb2.UnpinConversationRequest.SerializeToString,
+            imsync_dot_v1_dot_conversations__pb2.UnpinConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MuteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.ConversationService/MuteConversation',
+            imsync_dot_v1_dot_conversations__pb2.MuteConversationRequest.SerializeToString,
+            imsync_dot_v1_dot_conversations__pb2.MuteConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmuteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.ConversationService/UnmuteConversation',
+            imsync_dot_v1_dot_conversations__pb2.UnmuteConversationRequest.SerializeToString,
+            imsync_dot_v1_dot_conversations__pb2.UnmuteConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

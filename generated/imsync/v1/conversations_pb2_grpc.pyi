@@ -39,6 +39,14 @@ class ConversationServiceStub:
     """Gets one conversation."""
     MarkConversationRead: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.MarkConversationReadRequest, _conversations_pb2.MarkConversationReadResponse]
     """Marks every message of the conversation read."""
+    PinConversation: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.PinConversationRequest, _conversations_pb2.PinConversationResponse]
+    """Pins the conversation: pinned conversations come first."""
+    UnpinConversation: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.UnpinConversationRequest, _conversations_pb2.UnpinConversationResponse]
+    """Unpins the conversation."""
+    MuteConversation: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.MuteConversationRequest, _conversations_pb2.MuteConversationResponse]
+    """Mutes the conversation."""
+    UnmuteConversation: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.UnmuteConversationRequest, _conversations_pb2.UnmuteConversationResponse]
+    """Unmutes the conversation."""
 
 @_typing.type_check_only
 class ConversationServiceAsyncStub(ConversationServiceStub):
@@ -51,6 +59,14 @@ class ConversationServiceAsyncStub(ConversationServiceStub):
     """Gets one conversation."""
     MarkConversationRead: _aio.UnaryUnaryMultiCallable[_conversations_pb2.MarkConversationReadRequest, _conversations_pb2.MarkConversationReadResponse]  # type: ignore[assignment]
     """Marks every message of the conversation read."""
+    PinConversation: _aio.UnaryUnaryMultiCallable[_conversations_pb2.PinConversationRequest, _conversations_pb2.PinConversationResponse]  # type: ignore[assignment]
+    """Pins the conversation: pinned conversations come first."""
+    UnpinConversation: _aio.UnaryUnaryMultiCallable[_conversations_pb2.UnpinConversationRequest, _conversations_pb2.UnpinConversationResponse]  # type: ignore[assignment]
+    """Unpins the conversation."""
+    MuteConversation: _aio.UnaryUnaryMultiCallable[_conversations_pb2.MuteConversationRequest, _conversations_pb2.MuteConversationResponse]  # type: ignore[assignment]
+    """Mutes the conversation."""
+    UnmuteConversation: _aio.UnaryUnaryMultiCallable[_conversations_pb2.UnmuteConversationRequest, _conversations_pb2.UnmuteConversationResponse]  # type: ignore[assignment]
+    """Unmutes the conversation."""
 
 class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Private-message conversations of an account."""
@@ -78,5 +94,37 @@ class ConversationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_conversations_pb2.MarkConversationReadResponse, _abc.Awaitable[_conversations_pb2.MarkConversationReadResponse]]:
         """Marks every message of the conversation read."""
+
+    @_abc_1.abstractmethod
+    def PinConversation(
+        self,
+        request: _conversations_pb2.PinConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.PinConversationResponse, _abc.Awaitable[_conversations_pb2.PinConversationResponse]]:
+        """Pins the conversation: pinned conversations come first."""
+
+    @_abc_1.abstractmethod
+    def UnpinConversation(
+        self,
+        request: _conversations_pb2.UnpinConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.UnpinConversationResponse, _abc.Awaitable[_conversations_pb2.UnpinConversationResponse]]:
+        """Unpins the conversation."""
+
+    @_abc_1.abstractmethod
+    def MuteConversation(
+        self,
+        request: _conversations_pb2.MuteConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.MuteConversationResponse, _abc.Awaitable[_conversations_pb2.MuteConversationResponse]]:
+        """Mutes the conversation."""
+
+    @_abc_1.abstractmethod
+    def UnmuteConversation(
+        self,
+        request: _conversations_pb2.UnmuteConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.UnmuteConversationResponse, _abc.Awaitable[_conversations_pb2.UnmuteConversationResponse]]:
+        """Unmutes the conversation."""
 
 def add_ConversationServiceServicer_to_server(servicer: ConversationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

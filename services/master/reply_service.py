@@ -1,0 +1,99 @@
+"""ReplyService: a person's reply becomes a command to the worker owning the account."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import replies_pb2_grpc, sync_pb2
+
+from .commands import CommandBook, CommandRecord, CommandState
+from .errors import InvalidArgument, NotFound
+from .query_services import Context, answer
+from .store import Store
+
+MAX_TEXT = 2000
+MAX_REQUEST_ID = 128
+
+_STATES = {
+    CommandState.PENDING: rep.REPLY_STATE_PENDING,
+    CommandState.SENT: rep.REPLY_STATE_SENT,
+    CommandState.FAILED: rep.REPLY_STATE_FAILED,
+}
+
+
+def reply_of(record: CommandRecord) -> rep.Reply:
+    command = record.command
+    reply = rep.Reply(
+        request_id=command.request_id,
+        account_id=command.account_id,
+        state=_STATES[record.state],
+        expire_time=command.expires_at,
+    )
+    created = Timestamp()
+    created.FromNanoseconds(int(record.created_at * 1e9))
+    reply.create_time.CopyFrom(created)
+    if command.HasField("reply_to_comment"):
+        reply.reply_to_comment.CopyFrom(command.reply_to_comment)
+    else:
+        reply.send_message.CopyFrom(command.send_message)
+    if record.result is not None:
+        reply.reason = record.result.reason
+        reply.detail = record.result.message
+        reply.created_id = record.result.created_id
+        if record.result.HasField("performed_at"):
+            reply.performed_time.CopyFrom(record.result.performed_at)
+    return reply
+
+
+class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
+    def __init__(self, store: Store, book: CommandBook) -> None:
+        self._store = store
+        self._book = book
+
+    def _command(self, request: rep.SendReplyRequest) -> sync_pb2.Command:
+        if not request.request_id:
+            raise InvalidArgument("required: a client-chosen id that makes sending again safe", field="request_id")
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument(f"at most {MAX_REQUEST_ID} characters", field="request_id")
+        command = sync_pb2.Command(request_id=request.request_id)
+        target = request.WhichOneof("target")
+        if target == "reply_to_comment":
+            wanted = request.reply_to_comment
+            if not wanted.comment_id:
+                raise InvalidArgument("required", field="reply_to_comment.comment_id")
+            comment = self._store.get_discussion(request.account_id, wanted.comment_id)
+            command.account_id = comment.account_id
+            command.reply_to_comment.CopyFrom(wanted)
+            command.reply_to_comment.content_id = comment.content_id
+            text, field = wanted.text, "reply_to_comment.text"
+        elif target == "send_message":
+            wanted_message = request.send_message
+            if not wanted_message.conversation_id:
+                raise InvalidArgument("required", field="send_message.conversation_id")
+            conversation = self._store.get_conversation(request.account_id, wanted_message.conversation_id)
+            command.account_id = conversation.account_id
+            command.send_message.CopyFrom(wanted_message)
+            text, field = wanted_message.text, "send_message.text"
+        else:
+            raise InvalidArgument("one of reply_to_comment, send_message is required", field="target")
+        if not text.strip():
+            raise InvalidArgument("must not be empty", field=field)
+        if len(text) > MAX_TEXT:
+            raise InvalidArgument(f"at most {MAX_TEXT} characters", field=field)
+        return command
+
+    async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:
+        record = await answer(context, lambda: self._book.submit(self._command(request)))
+        return rep.SendReplyResponse(reply=reply_of(record))
+
+    async def GetReply(self, request: rep.GetReplyRequest, context: Context) -> rep.GetReplyResponse:
+        def find() -> CommandRecord:
+            if not request.request_id:
+                raise InvalidArgument("required", field="request_id")
+            record = self._book.get(request.request_id)
+            if record is None:
+                raise NotFound(f"reply {request.request_id!r} not found")
+            return record
+
+        return rep.GetReplyResponse(reply=reply_of(await answer(context, find)))

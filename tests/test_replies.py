@@ -1,0 +1,88 @@
+"""Replies through REST become commands to the owning worker; their state is readable."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from imsync.v1 import sync_pb2
+from services.common.sample import SampleAccount
+from services.master.commands import CommandState
+
+from .conftest import NOW, Master, push_all
+
+
+@pytest_asyncio.fixture
+async def shop(master: Master) -> SampleAccount:
+    account = SampleAccount("shop", seed=8, now=NOW)
+    account.fill(conversations=3, messages_per_conversation=3, contents=2, comments_per_content=3)
+    await push_all(master, [account])
+    return account
+
+
+async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempotent(
+    master: Master, gateway: httpx.AsyncClient, shop: SampleAccount
+) -> None:
+    comment = next(c for c in shop.batch.comments if not c.parent_comment_id)
+    body = {"request_id": "req-1", "reply_to_comment": {"comment_id": comment.comment_id, "text": "谢谢支持🙏"}}
+    sent = await gateway.post("/api/im/replies", json=body)
+    assert sent.status_code == 200, sent.text
+    reply = sent.json()["data"]["reply"]
+    assert reply["state"] == "pending" and reply["account_id"] == "shop"
+    assert reply["reply_to_comment"]["content_id"] == comment.content_id, "the work is found from the comment"
+    again = await gateway.post("/api/im/replies", json=body)
+    assert again.status_code == 200 and again.json()["data"]["reply"]["create_time"] == reply["create_time"]
+    changed = await gateway.post("/api/im/replies", json=body | {"reply_to_comment": {"comment_id": comment.comment_id, "text": "别的"}})
+    assert changed.status_code == 409
+    assert changed.json()["status_msg"].startswith("request_id:")
+    fetched = await gateway.get("/api/im/replies/req-1")
+    assert fetched.json()["data"]["reply"]["state"] == "pending"
+    # The worker answers: the state follows.
+    record = master.process.book.get("req-1")
+    assert record is not None
+    master.process.book.complete(
+        sync_pb2.CommandResult(request_id="req-1", account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-9")
+    )
+    done = (await gateway.get("/api/im/replies/req-1")).json()["data"]["reply"]
+    assert (done["state"], done["created_id"]) == ("sent", "c-9")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"send_message": {"conversation_id": "x", "text": "hi"}}, 400, "request_id"),
+        ({"request_id": "r"}, 400, "target"),
+        ({"request_id": "r", "send_message": {"conversation_id": "nope", "text": "hi"}}, 404, ""),
+        ({"request_id": "r", "send_message": {"conversation_id": "CID", "text": "  "}}, 400, "send_message.text"),
+        ({"request_id": "r", "send_message": {"conversation_id": "CID", "text": "长" * 2001}}, 400, "send_message.text"),
+    ],
+)
+async def test_bad_replies_are_refused_and_nothing_is_queued(
+    master: Master, gateway: httpx.AsyncClient, shop: SampleAccount, body: dict[str, object], status: int, field: str
+) -> None:
+    conversation_id = shop.batch.conversations[0].conversation_id
+    text = str(body).replace("CID", conversation_id)
+    response = await gateway.post("/api/im/replies", content=text.replace("'", '"').encode())
+    assert response.status_code == status, response.text
+    if field:
+        assert response.json()["status_msg"].startswith(f"{field}:")
+    assert master.process.book.get("r") is None
+
+
+async def test_pin_and_mute_through_rest(gateway: httpx.AsyncClient, shop: SampleAccount) -> None:
+    oldest = min(shop.batch.conversations, key=lambda c: c.last_message.create_time.seconds).conversation_id
+    pinned = await gateway.put(f"/api/im/conversations/{oldest}/pin")
+    assert pinned.json()["data"]["conversation"]["is_pinned"] is True
+    listed = (await gateway.get("/api/im/conversations", params={"account_id": "shop"})).json()["data"]
+    assert listed["conversations"][0]["conversation_id"] == oldest
+    await gateway.delete(f"/api/im/conversations/{oldest}/pin")
+    muted = await gateway.put(f"/api/im/conversations/{oldest}/mute")
+    assert muted.json()["data"]["conversation"]["is_muted"] is True
+    unmuted = await gateway.delete(f"/api/im/conversations/{oldest}/mute")
+    assert unmuted.json()["data"]["conversation"]["is_muted"] is False
+    only_muted = (await gateway.get("/api/im/conversations", params={"account_id": "shop", "is_muted": "true"})).json()
+    assert only_muted["data"]["conversations"] == []
