@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
@@ -27,13 +27,14 @@ from imsync.v1 import (
     contents_pb2,
     conversations_pb2,
     discussions_pb2,
+    events_pb2,
     messages_pb2,
     replies_pb2,
     unified_messages_pb2,
 )
 from services.common.rpc_errors import bad_request
 
-from .binding import BindingError, bind_body, bind_path, bind_query
+from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
 from .errors import http_status_of
 from .grpc_bridge import MalformedTimeout, incoming_headers, outgoing_metadata, status_of, timeout_of
 from .marshalers import Profile, ProfileRegistry
@@ -54,6 +55,7 @@ def im_services() -> list[ServiceDescriptor]:
             discussions_pb2,
             unified_messages_pb2,
             replies_pb2,
+            events_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
     ]
@@ -69,8 +71,12 @@ class Gateway:
         master: str = "",
         channel: grpc.aio.Channel | None = None,
         profiles: ProfileRegistry = ProfileRegistry(),
+        sse_id_field: str = "event.event_id",
+        sse_resume_field: str = "after_event_id",
     ) -> None:
         self.routes: Sequence[Route] = routes_of(services)
+        self._sse_id_field = sse_id_field
+        self._sse_resume_field = sse_resume_field
         self._master = master
         self._channel = channel
         self._owns_channel = channel is None
@@ -88,6 +94,59 @@ class Gateway:
                 await self._channel.close(grace=None)
                 self._channel = None
                 self._calls.clear()
+
+    async def _stream(
+        self,
+        route: Route,
+        message: Message,
+        request: Request,
+        profile: Profile,
+        metadata: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> Response:
+        """A server stream: newline-delimited {"result": ...} as grpc-gateway writes it, or
+        server-sent events for clients that accept text/event-stream. For SSE, `id:` comes
+        from the response field at `sse_id_field`, and Last-Event-ID fills the request's
+        `sse_resume_field`, when the RPC has such fields."""
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        last_event_id = request.headers.get("last-event-id")
+        if sse and last_event_id and not _field_text(message, self._sse_resume_field):
+            try:
+                set_from_text(message, self._sse_resume_field, [last_event_id], profile.style)
+            except BindingError as error:
+                return _error(profile, bad_request("Last-Event-ID", error.description))
+        if self._channel is None:
+            raise RuntimeError("the gateway's channel is not open (lifespan not started)")
+        call: Any = self._channel.unary_stream(
+            route.grpc_path,
+            request_serializer=route.request_type.SerializeToString,
+            response_deserializer=route.response_type.FromString,
+        )(message, metadata=metadata, timeout=timeout)
+        # The master sends headers as soon as the stream is open; a refusal ends it first.
+        initial = await call.initial_metadata()
+        if call.done() and await call.code() != grpc.StatusCode.OK:
+            try:
+                await call.read()
+            except grpc.aio.AioRpcError as error:
+                return _error(profile, status_of(error))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                if sse:
+                    yield b": stream open\n\n"
+                while (reply := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                    if sse:
+                        yield profile.event(reply, _field_text(reply, self._sse_id_field))
+                    else:
+                        yield profile.stream_item(reply)
+            except grpc.aio.AioRpcError as error:
+                status = status_of(error)
+                yield profile.event_error(status) if sse else profile.stream_error(status)
+            finally:
+                call.cancel()
+
+        headers = incoming_headers(initial) | {"Cache-Control": "no-cache"}
+        return StreamingResponse(body(), media_type="text/event-stream" if sse else JSON, headers=headers)
 
     def _call(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
         call = self._calls.get(route.grpc_path)
@@ -143,7 +202,10 @@ class Gateway:
             return _error(profile, bad_request("Grpc-Timeout", f"malformed header {error}"))
 
         client = request.client.host if request.client else None
-        call = self._call(route)(message, metadata=outgoing_metadata(request.headers, client), timeout=timeout)
+        metadata = outgoing_metadata(request.headers, client)
+        if route.server_streaming:
+            return await self._stream(route, message, request, profile, metadata, timeout)
+        call = self._call(route)(message, metadata=metadata, timeout=timeout)
         try:
             reply: Message = await call
             headers = incoming_headers(await call.initial_metadata())
@@ -152,6 +214,15 @@ class Gateway:
         if route.response_body:
             reply = getattr(reply, route.response_body)
         return Response(profile.response_body(reply), media_type=JSON, headers=headers)
+
+
+def _field_text(message: Message, path: str) -> str:
+    value: Any = message
+    for part in path.split("."):
+        if not hasattr(value, "DESCRIPTOR") or part not in value.DESCRIPTOR.fields_by_name:
+            return ""
+        value = getattr(value, part)
+    return str(value) if isinstance(value, (str, int)) else ""
 
 
 def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | None = None) -> Response:

@@ -39,13 +39,31 @@ class Profile:
             return _dumps({"data": data, "status_code": 0, "status_msg": ""})
         return _dumps(data)
 
+    def stream_item(self, message: Message) -> bytes:
+        """One message of a server stream, as grpc-gateway writes it: {"result": ...} and a newline."""
+        return _dumps({"result": to_json(message, self.style)}) + b"\n"
+
+    def stream_error(self, status: status_pb2.Status) -> bytes:
+        return _dumps({"error": self._status_json(status)}) + b"\n"
+
+    def event(self, message: Message, event_id: str) -> bytes:
+        """One server-sent event."""
+        head = f"id: {event_id}\n" if event_id else ""
+        return f"{head}data: ".encode() + _dumps(to_json(message, self.style)) + b"\n\n"
+
+    def event_error(self, status: status_pb2.Status) -> bytes:
+        return b"event: error\ndata: " + _dumps(self._status_json(status)) + b"\n\n"
+
+    def _status_json(self, status: status_pb2.Status) -> dict[str, object]:
+        return json_format.MessageToDict(status, preserving_proto_field_name=self.style is JsonStyle.IM) | {
+            "code": status.code,
+            "message": status.message,
+        }
+
     def error_body(self, status: status_pb2.Status) -> bytes:
         if self.envelope:
             return _dumps({"data": None, "status_code": status.code, "status_msg": status.message})
-        return _dumps(
-            json_format.MessageToDict(status, preserving_proto_field_name=self.style is JsonStyle.IM)
-            | {"code": status.code, "message": status.message}
-        )
+        return _dumps(self._status_json(status))
 
 
 GRPC_GATEWAY = Profile("grpc-gateway", JsonStyle.GRPC_GATEWAY, split_commas=False, envelope=False)

@@ -81,6 +81,8 @@ class AccountState:
         # The last versions applied, newest last: a version among them delivered again is
         # a no-op; any other version not newer than `version` is refused.
         self.applied_versions: deque[int] = deque(maxlen=_APPLIED_HISTORY)
+        # Customers' messages and comments this version brought; the store announces them.
+        self.arrivals: list[e.Message | e.Comment] = []
         self.contents: dict[str, e.Content] = {}
         self.comments: dict[str, e.Comment] = {}
         self.conversations: dict[str, e.Conversation] = {}
@@ -223,12 +225,14 @@ class AccountState:
             self._remove_message(message.message_id)
             if is_new and self.is_inbound(message):
                 self.handling.new_items.add(message_key(message.message_id))
+                self.arrivals.append(message)
             self._add_message(message)
         for comment in upserts.comments:
             is_new = fresh and comment.comment_id not in self.comments
             self._remove_comment(comment.comment_id)
             if is_new and not self.is_own(comment):
                 self.handling.new_items.add(comment_key(comment.comment_id))
+                self.arrivals.append(comment)
             self._add_comment(comment)
         for notification in upserts.notifications:
             self.notifications[notification.notification_id] = notification
@@ -318,9 +322,11 @@ class AccountState:
         for mid, m in self.messages.items():
             if mid not in previous.messages and self.is_inbound(m):
                 handling.new_items.add(message_key(mid))
+                self.arrivals.append(m)
         for cid, c in self.comments.items():
             if cid not in previous.comments and not self.is_own(c):
                 handling.new_items.add(comment_key(cid))
+                self.arrivals.append(c)
         handling.new_contents.update(cid for cid in self.contents if cid not in previous.contents)
         # What is gone is no longer new.
         handling.new_items = {

@@ -40,6 +40,10 @@ class ResourceExhausted(StoreError):
     """Over a limit: a message too large, a queue full."""
 
 
+class OutOfRange(StoreError):
+    """Past what is kept: events older than the bounded history."""
+
+
 class Unauthenticated(StoreError):
     """No credentials, or credentials nobody issued."""
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
@@ -70,7 +71,9 @@ def _page(
 class MemoryStore:
     """The in-memory Store."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_event: Callable[[ev.Event], None] | None = None) -> None:
+        # Hears of new messages and comments, read marks and account status changes.
+        self.on_event = on_event
         self._accounts: dict[str, AccountState] = {}
         self._handling: dict[str, Handling] = {}
         self._account_order: SortedList = SortedList()
@@ -128,6 +131,7 @@ class MemoryStore:
         state.presence = base.presence
         state.applied_versions = base.applied_versions
         state.note_applied(snapshot.version)
+        self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state
         if current is None:
             self._account_order.add((snapshot.account_id,))
@@ -147,7 +151,30 @@ class MemoryStore:
             )
         state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals)
         state.note_applied(delta.version)
+        self._announce_arrivals(state)
         return True
+
+    # --------------------------------------------------------------- events
+
+    def _emit(self, event: ev.Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _announce_arrivals(self, state: AccountState) -> None:
+        for entity in state.arrivals:
+            if isinstance(entity, e.Message):
+                self._emit(ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id=state.account_id, message=state.message_view(entity)))
+            else:
+                self._emit(ev.Event(type=ev.EVENT_TYPE_NEW_COMMENT, account_id=state.account_id, comment=state.comment_view(entity)))
+        state.arrivals.clear()
+
+    def _announce_read(self, state: AccountState, items: list[str]) -> None:
+        if items:
+            change = ev.ReadStateChange(item_ids=items, is_read=True)
+            self._emit(ev.Event(type=ev.EVENT_TYPE_READ_STATE_CHANGED, account_id=state.account_id, read_state=change))
+
+    def _announce_status(self, state: AccountState) -> None:
+        self._emit(ev.Event(type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=state.account_id, account=state.account_view()))
 
     def _state_or_new(self, account_id: str) -> AccountState:
         state = self._accounts.get(account_id)
@@ -161,12 +188,16 @@ class MemoryStore:
 
     def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
         state = self._state_or_new(report.account_id)
-        state.presence.status.CopyFrom(report)
+        if state.presence.status != report:
+            state.presence.status.CopyFrom(report)
+            self._announce_status(state)
 
     def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
-        presence = self._state_or_new(account_id).presence
-        presence.worker_id = worker_id
-        presence.online = online
+        state = self._state_or_new(account_id)
+        if (state.presence.worker_id, state.presence.online) != (worker_id, online):
+            state.presence.worker_id = worker_id
+            state.presence.online = online
+            self._announce_status(state)
 
     # ------------------------------------------------------------ accounts
 
@@ -255,7 +286,9 @@ class MemoryStore:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         conversation = state.conversation_view(conversation_id)
         order = state.messages_by_conversation.get(conversation_id, ())
-        marked = sum(state.mark_read(message_key(str(key[1])), now_ns) for key in order)
+        items = [item for key in order if state.mark_read(item := message_key(str(key[1])), now_ns)]
+        self._announce_read(state, items)
+        marked = len(items)
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
         return marked, conversation
 
@@ -319,7 +352,8 @@ class MemoryStore:
 
     def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
-        state.mark_read(message_key(message_id), now_ns)
+        if state.mark_read(message_key(message_id), now_ns):
+            self._announce_read(state, [message_key(message_id)])
         return state.message_view(state.messages[message_id])
 
     # ------------------------------------------------------------ contents
@@ -352,7 +386,9 @@ class MemoryStore:
     def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]:
         state = self._owner(account_id, "content", content_id, "content_id")
         order = state.comments_by_content.get(content_id, ())
-        marked = sum(state.mark_read(comment_key(str(key[1])), now_ns) for key in order)
+        items = [item for key in order if state.mark_read(item := comment_key(str(key[1])), now_ns)]
+        self._announce_read(state, items)
+        marked = len(items)
         state.handling.new_contents.discard(content_id)
         return marked, state.content_view(content_id)
 
@@ -396,7 +432,8 @@ class MemoryStore:
 
     def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
-        state.mark_read(comment_key(comment_id), now_ns)
+        if state.mark_read(comment_key(comment_id), now_ns):
+            self._announce_read(state, [comment_key(comment_id)])
         return state.comment_view(state.comments[comment_id])
 
     # ------------------------------------------------------- unified inbox
@@ -441,5 +478,10 @@ class MemoryStore:
             field = f"ids[{position}]"
             kind, entity_id = split_item_key(item_id, field=field)
             owners.append(self._owner(account_id, kind, entity_id, field))
-        return sum(state.mark_read(item_id, now_ns) for state, item_id in zip(owners, item_ids))
+        marked = 0
+        for state, item_id in zip(owners, item_ids):
+            if state.mark_read(item_id, now_ns):
+                self._announce_read(state, [item_id])
+                marked += 1
+        return marked
 

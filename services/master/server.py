@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -22,6 +23,8 @@ from imsync.v1 import (
     conversations_pb2_grpc,
     discussions_pb2,
     discussions_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     messages_pb2,
     messages_pb2_grpc,
     replies_pb2,
@@ -42,7 +45,9 @@ from .query_services import (
     MessageServicer,
     UnifiedMessageServicer,
 )
-from .reply_service import ReplyServicer
+from .event_service import EventServicer
+from .events import EventBus
+from .reply_service import ReplyServicer, reply_of
 from .store import Store
 from .sync_service import SyncConfig, SyncHub, SyncServicer
 from .worker_auth import WorkerTokens
@@ -58,6 +63,7 @@ SERVICE_NAMES = (
     discussions_pb2.DESCRIPTOR.services_by_name["DiscussionService"].full_name,
     unified_messages_pb2.DESCRIPTOR.services_by_name["UnifiedMessageService"].full_name,
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 
@@ -80,15 +86,26 @@ class Master:
 
     def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
         self.config = config
+        self.bus = EventBus()
         self.store: Store = store if store is not None else MemoryStore()
+        self.store.on_event = self.bus.publish
         self.book = CommandBook(ttl=config.command_ttl)
+        self.book.subscribe(
+            lambda record: self.bus.publish(
+                ev.Event(
+                    type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
+                    account_id=record.command.account_id,
+                    reply=reply_of(record),
+                )
+            )
+        )
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync)
         self.server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Starts serving on config.listen; returns the port."""
-        self.server = await build_server(self.store, self.hub, self.book)
+        self.server = await build_server(self.store, self.hub, self.book, self.bus)
         port = self.server.add_insecure_port(self.config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
@@ -111,7 +128,7 @@ class Master:
             await self.server.stop(grace)
 
 
-async def build_server(store: Store, hub: SyncHub, book: CommandBook) -> grpc.aio.Server:
+async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: EventBus) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -126,6 +143,7 @@ async def build_server(store: Store, hub: SyncHub, book: CommandBook) -> grpc.ai
     discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store), server)
     unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store), server)
     replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, book), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

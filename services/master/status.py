@@ -13,6 +13,7 @@ from .errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     StoreError,
@@ -25,6 +26,7 @@ _CODES: dict[type[StoreError], int] = {
     FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     AlreadyExists: code_pb2.ALREADY_EXISTS,
     ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    OutOfRange: code_pb2.OUT_OF_RANGE,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
 }

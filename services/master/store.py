@@ -7,11 +7,12 @@ entity protos and plain values, and raises the errors of errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
@@ -76,6 +77,9 @@ class UnifiedStats:
 
 
 class Store(Protocol):
+    # Hears of new messages and comments, read marks and account status changes.
+    on_event: Callable[[ev.Event], None] | None
+
     # --- sync ---
     def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +15,8 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import conversations_pb2_grpc
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import discussions_pb2_grpc
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import events_pb2_grpc
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import messages_pb2_grpc
 from imsync.v1 import replies_pb2 as rep
@@ -40,6 +42,7 @@ class ImClient:
         self._discussions = discussions_pb2_grpc.DiscussionServiceStub(channel)
         self._unified = unified_messages_pb2_grpc.UnifiedMessageServiceStub(channel)
         self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
+        self._events = events_pb2_grpc.EventServiceStub(channel)
 
     @classmethod
     def connect(cls, address: str, **kwargs: Any) -> ImClient:
@@ -265,3 +268,14 @@ class ImClient:
     ) -> rep.GetReplyResponse:
         result: rep.GetReplyResponse = await self._unary(self._replies.GetReply, request, timeout, metadata)
         return result
+
+    # events
+    async def stream_events(
+        self, request: ev.StreamEventsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> AsyncIterator[ev.StreamEventsResponse]:
+        """Follows events until the stream ends; `timeout` bounds the whole stream (None: no bound)."""
+        stream: Any = self._events.StreamEvents(
+            request, timeout=timeout, metadata=self._metadata + tuple(metadata or ())
+        )
+        async for response in stream:
+            yield response

@@ -1,0 +1,33 @@
+"""EventService: live events to IM clients, resumable within the bus's history."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import events_pb2_grpc
+
+from .errors import StoreError
+from .events import EventBus
+from .status import grpc_status_of
+
+
+class EventServicer(events_pb2_grpc.EventServiceServicer):
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+
+    async def StreamEvents(
+        self, request: ev.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[ev.StreamEventsResponse]:
+        try:
+            subscription = self._bus.subscribe(list(request.account_ids), list(request.types), request.after_event_id)
+            # Headers now: a client learns the stream is open before the first event.
+            await context.send_initial_metadata(())
+            async for event in self._bus.follow(subscription):
+                yield ev.StreamEventsResponse(event=event)
+        except StoreError as error:
+            status = grpc_status_of(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)

@@ -1,0 +1,87 @@
+"""Live events: a bounded history and the subscribers that follow it.
+
+Every event gets an increasing id. A subscriber can resume after an id as long as the
+history still holds the events after it; a subscriber that cannot keep up is dropped (its
+buffer is bounded) and resumes from its last id, instead of growing the master's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+
+from imsync.v1 import events_pb2 as ev
+
+from .errors import InvalidArgument, OutOfRange, ResourceExhausted
+
+
+@dataclass(eq=False)  # compared and hashed by identity: subscribers live in a set
+class Subscription:
+    account_ids: frozenset[str]
+    types: frozenset[int]
+    queue: asyncio.Queue[ev.Event | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    dropped: bool = False
+
+    def wants(self, event: ev.Event) -> bool:
+        return (not self.account_ids or event.account_id in self.account_ids) and (
+            not self.types or event.type in self.types
+        )
+
+
+class EventBus:
+    def __init__(self, *, history: int = 10_000, buffer: int = 1_000) -> None:
+        self._history: deque[ev.Event] = deque(maxlen=history)
+        self._ids = itertools.count(1)
+        self._buffer = buffer
+        self._subscribers: set[Subscription] = set()
+
+    def publish(self, event: ev.Event) -> None:
+        event.event_id = str(next(self._ids))
+        if not event.HasField("create_time"):
+            event.create_time.GetCurrentTime()
+        self._history.append(event)
+        for subscriber in list(self._subscribers):
+            if not subscriber.wants(event):
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                subscriber.dropped = True
+                self._subscribers.discard(subscriber)
+                subscriber.queue.get_nowait()
+                subscriber.queue.put_nowait(None)
+
+    def subscribe(self, account_ids: Collection[str], types: Collection[int], after_event_id: str) -> Subscription:
+        """Registers a subscriber, with the events after `after_event_id` already queued."""
+        subscription = Subscription(frozenset(account_ids), frozenset(types), asyncio.Queue(self._buffer))
+        if after_event_id:
+            if not after_event_id.isdigit():
+                raise InvalidArgument("must be an event id", field="after_event_id")
+            after = int(after_event_id)
+            oldest = int(self._history[0].event_id) if self._history else int(after_event_id) + 1
+            if after < oldest - 1:
+                raise OutOfRange(
+                    f"events after {after} are no longer held (the oldest is {oldest}); reload, then subscribe anew",
+                    field="after_event_id",
+                )
+            missed = [event for event in self._history if int(event.event_id) > after and subscription.wants(event)]
+            if len(missed) >= self._buffer:
+                raise ResourceExhausted(f"{len(missed)} events to replay; reload, then subscribe anew")
+            for event in missed:
+                subscription.queue.put_nowait(event)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    async def follow(self, subscription: Subscription) -> AsyncIterator[ev.Event]:
+        try:
+            while (event := await subscription.queue.get()) is not None:
+                yield event
+            raise ResourceExhausted("this subscriber fell too far behind; resume from the last event id")
+        finally:
+            self.unsubscribe(subscription)
