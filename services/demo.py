@@ -71,6 +71,7 @@ async def _demo(config: DemoConfig) -> None:
                 f"  curl '{base}/api/im/unified-messages?account_id={first}&types=direct_message'\n"
                 f"  curl '{base}/api/im/unified-messages/stats?account_id={first}'\n"
                 f"  curl '{base}/api/im/contents?account_id={first}'\n"
+                f"  curl -N '{base}/api/im/events?types=new_message,new_comment'   (live; Ctrl-C to leave)\n"
                 f"  grpcurl -plaintext {master.address} list   (reflection is on)\n"
                 f"The worker crawls every {config.interval:g} s and new items arrive. Ctrl-C stops everything.\n",
                 flush=True,

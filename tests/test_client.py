@@ -35,3 +35,24 @@ async def test_calls_carry_timeout_and_status(master: Master) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await master.im.list_conversations(conv.ListConversationsRequest(account_id="nobody"), timeout=5)
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_friendly_layer_walks_every_page(master: Master) -> None:
+    from imsync_client import Inbox
+    from services.common.sample import SampleAccount
+
+    from .conftest import NOW, push_all
+
+    account = SampleAccount("shop", seed=12, now=NOW)
+    account.fill(conversations=30, messages_per_conversation=5, contents=3, comments_per_content=4)
+    await push_all(master, [account])
+    inbox = Inbox(master.im, page_size=7)
+    assert [a.account_id async for a in inbox.accounts()] == ["shop"]
+    assert sorted([c.conversation_id async for c in inbox.conversations("shop")]) == sorted(
+        c.conversation_id for c in account.batch.conversations
+    )
+    assert len([m async for m in inbox.messages("shop")]) == len(account.batch.messages)
+    assert len([c async for c in inbox.discussions("shop")]) == len(account.batch.comments)
+    assert len([c async for c in inbox.contents("shop")]) == len(account.batch.contents)
+    unread = [item async for item in inbox.unified("shop", is_read=False)]
+    assert len(unread) == master.store.unified_stats("shop").total_unread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -160,10 +161,17 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                 line = (await demo.stdout.readline()).decode()
                 assert line, "the demo exited early"
                 urls.append(line)
-        printed = re.findall(r"curl '([^']+)'", "".join(urls))
-        assert len(printed) >= 4
+        printed = re.findall(r"curl (?:-N )?'([^']+)'", "".join(urls))
+        assert len(printed) >= 5
         async with httpx.AsyncClient(timeout=10) as http:
             for url in printed:
+                if "/events" in url:
+                    # Live: the worker's next crawl brings new items, and their events.
+                    async with http.stream("GET", url) as stream:
+                        assert stream.status_code == 200
+                        line = await anext(aiter(stream.aiter_lines()))
+                        assert json.loads(line)["result"]["event"]["type"] in ("new_message", "new_comment")
+                    continue
                 response = await http.get(url)
                 assert response.status_code == 200, (url, response.text)
                 assert response.json()["status_code"] == 0

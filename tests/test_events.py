@@ -170,3 +170,39 @@ async def test_sse_and_ndjson_clients_see_new_messages_and_resume_exactly(deploy
         too_old = await http.get("/api/im/events", params={"after_event_id": "nonsense"})
         assert too_old.status_code == 400 and too_old.json()["status_msg"].startswith("after_event_id:")
         assert e.LOGIN_STATE_LOGGED_IN  # the account synced logged in; its status events are filtered out here
+
+
+async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -> None:
+    from imsync_client import ImClient, Inbox
+    from services.master.sync_service import SyncConfig
+
+    from .sync_harness import MasterHandle
+
+    master = MasterHandle(tmp_path, SyncConfig(heartbeat_interval=0.3, lease_duration=1.0))
+    await master.start()
+    client = ImClient.connect(master.address)
+    seen: list[ev.Event] = []
+
+    async def follow() -> None:
+        async for item in Inbox(client).events(types=[ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED]):
+            seen.append(item)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(0.2)
+        master.store.set_presence("shop", "w", True)
+        async with asyncio.timeout(5):
+            while len(seen) < 1:
+                await asyncio.sleep(0.02)
+        await master.restart()
+        await asyncio.sleep(0.5)
+        master.store.set_presence("shop", "w", False)
+        async with asyncio.timeout(10):
+            while len(seen) < 2:
+                await asyncio.sleep(0.05)
+        assert [x.account.online for x in seen] == [True, False]
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await client.close()
+        await master.stop()
