@@ -55,10 +55,12 @@ class Profile:
         return b"event: error\ndata: " + _dumps(self._status_json(status)) + b"\n\n"
 
     def _status_json(self, status: status_pb2.Status) -> dict[str, object]:
-        return json_format.MessageToDict(status, preserving_proto_field_name=self.style is JsonStyle.IM) | {
-            "code": status.code,
-            "message": status.message,
-        }
+        # EmitUnpopulated, as grpc-gateway's default marshaler: "details": [] included.
+        return json_format.MessageToDict(
+            status,
+            preserving_proto_field_name=self.style is JsonStyle.IM,
+            always_print_fields_with_no_presence=True,
+        )
 
     def error_body(self, status: status_pb2.Status) -> bytes:
         if self.envelope:

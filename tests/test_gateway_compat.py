@@ -1,0 +1,187 @@
+"""grpc-gateway compatibility, rule by rule, against a service made to exercise each one.
+
+Written from grpc-gateway's documented behaviour (the google.api.http mapping rules, the
+default JSONPb marshaler with EmitUnpopulated, runtime.HTTPStatusFromCode, the default
+header matcher, server-stream framing); its code is not copied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+
+from imsync.testing.v1 import compat_pb2 as c
+from imsync.testing.v1 import compat_pb2_grpc
+from services.gateway.app import create_app
+from services.gateway.marshalers import ProfileRegistry
+
+
+class EchoServicer(compat_pb2_grpc.CompatServiceServicer):
+    async def Echo(self, request: c.EchoRequest, context: Any) -> c.EchoResponse:
+        await context.send_initial_metadata((("x-echo", "yes"),))
+        metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+        remaining = context.time_remaining()
+        return c.EchoResponse(echoed=request, metadata=metadata, deadline_seconds=remaining or 0)
+
+    async def EchoPayload(self, request: c.EchoPayloadRequest, context: Any) -> c.EchoPayloadResponse:
+        return c.EchoPayloadResponse(payload=c.Nested(label=request.id, amount=7), ignored="not in the body")
+
+    async def Fail(self, request: c.FailRequest, context: Any) -> c.FailResponse:
+        code = next(code for code in grpc.StatusCode if code.value[0] == request.code)
+        await context.abort(code, request.message or f"failed with {code.name}")
+        raise AssertionError("unreachable")
+
+    async def Count(self, request: c.CountRequest, context: Any) -> AsyncIterator[c.CountResponse]:
+        for index in range(request.count):
+            yield c.CountResponse(index=index)
+        if request.then_fail:
+            code = next(code for code in grpc.StatusCode if code.value[0] == request.then_fail)
+            await context.abort(code, "stopped on purpose")
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    server = grpc.aio.server()
+    compat_pb2_grpc.add_CompatServiceServicer_to_server(EchoServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    app = create_app(
+        channel=channel, services=c.DESCRIPTOR.services_by_name.values(), profiles=ProfileRegistry(by_prefix=())
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            yield client
+    finally:
+        await channel.close(grace=None)
+        await server.stop(None)
+
+
+def echoed(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()["echoed"]
+    return body
+
+
+# (method, path, query, json body, expected subset of the echoed request)
+BINDINGS: list[tuple[str, str, str, Any, dict[str, Any]]] = [
+    ("GET", "/v1/echo/abc", "", None, {"id": "abc"}),
+    ("GET", "/v1/echo/%E4%BD%A0%2F1", "", None, {"id": "你/1"}),
+    ("GET", "/v1/echo/a", "name=x&big=9007199254740993&small=7&flag=true&ratio=0.5", None,
+     {"name": "x", "big": "9007199254740993", "small": 7, "flag": True, "ratio": 0.5}),
+    ("GET", "/v1/echo/a", "flag=1", None, {"flag": True}),
+    ("GET", "/v1/echo/a", "nested.label=L&nested.amount=3&nested.color=COLOR_BLUE", None,
+     {"nested": {"label": "L", "amount": 3, "color": "COLOR_BLUE"}}),
+    ("GET", "/v1/echo/a", "tags=a&tags=b&colors=COLOR_RED&colors=2&numbers=1&numbers=-2", None,
+     {"tags": ["a", "b"], "colors": ["COLOR_RED", "COLOR_BLUE"], "numbers": [1, -2]}),
+    ("GET", "/v1/echo/a", "tags=a,b", None, {"tags": ["a,b"]}),
+    ("GET", "/v1/echo/a", "color=2", None, {"color": "COLOR_BLUE"}),
+    ("GET", "/v1/echo/a", "when=2026-01-02T03:04:05Z&maybe=5&blob=aGk%3D&opt=", None,
+     {"when": "2026-01-02T03:04:05Z", "maybe": 5, "blob": "aGk=", "opt": ""}),
+    ("GET", "/v1/echo/a", "zzz=1&nested.zzz=2", None, {"id": "a"}),
+    ("POST", "/v1/echo", "name=from-query", {"id": "b", "nested": {"label": "n"}, "unknownField": 1},
+     {"id": "b", "name": "", "nested": {"label": "n", "amount": 0, "color": "COLOR_UNSPECIFIED"}}),
+    ("PUT", "/v1/echo/abc", "name=q", {"label": "p", "amount": 2}, {"id": "abc", "name": "q", "payload": {"label": "p", "amount": 2, "color": "COLOR_UNSPECIFIED"}}),
+    ("GET", "/v1/shelves/s1/books/b2", "", None, {"name": "shelves/s1/books/b2"}),
+    ("POST", "/v1/shelves/s1:archive", "", {}, {"name": "shelves/s1"}),
+    ("DELETE", "/v1/echo/L1/nested", "", None, {"nested": {"label": "L1", "amount": 0, "color": "COLOR_UNSPECIFIED"}}),
+    ("PATCH", "/v1/files/a/b/c", "", None, {"name": "a/b/c"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "body", "expected"), BINDINGS)
+async def test_request_binding(http: httpx.AsyncClient, method: str, path: str, query: str, body: Any, expected: dict[str, Any]) -> None:
+    url = f"{path}?{query}" if query else path
+    response = await http.request(method, url, json=body) if body is not None else await http.request(method, url)
+    got = echoed(response)
+    assert {key: got[key] for key in expected} == expected
+
+
+async def test_every_field_is_emitted_in_lower_camel_case_with_64_bit_integers_as_strings(http: httpx.AsyncClient) -> None:
+    body = (await http.get("/v1/echo/a")).json()
+    assert set(body) == {"echoed", "metadata", "deadlineSeconds"}
+    got = body["echoed"]
+    assert got["big"] == "0" and got["small"] == 0 and got["tags"] == [] and got["nested"] is None
+    assert got["color"] == "COLOR_UNSPECIFIED" and got["when"] is None
+    assert "opt" not in got, "an unset optional (a oneof member) is not emitted"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("big=1.5", "big"), ("small=-1", "small"), ("flag=yes", "flag"), ("color=GREEN", "color"),
+     ("ratio=half", "ratio"), ("when=yesterday", "when"), ("name=a&name=b", "name"), ("nested=x", "nested")],
+)
+async def test_bad_query_values_are_400_naming_the_field(http: httpx.AsyncClient, query: str, field: str) -> None:
+    response = await http.get(f"/v1/echo/a?{query}")
+    assert response.status_code == 400
+    status = response.json()
+    assert status["code"] == 3 and status["message"].startswith(f"{field}:")
+    assert status["details"][0]["fieldViolations"][0]["field"] == field
+
+
+async def test_response_body_selects_one_field(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/v1/payload/x")).json() == {"label": "x", "amount": 7, "color": "COLOR_UNSPECIFIED"}
+
+
+# grpc-gateway's runtime.HTTPStatusFromCode.
+STATUS_TABLE = [
+    (1, 499), (2, 500), (3, 400), (4, 504), (5, 404), (6, 409), (7, 403), (8, 429),
+    (9, 400), (10, 409), (11, 400), (12, 501), (13, 500), (14, 503), (15, 500), (16, 401),
+]
+
+
+@pytest.mark.parametrize(("code", "http_status"), STATUS_TABLE)
+async def test_error_status_table_and_body(http: httpx.AsyncClient, code: int, http_status: int) -> None:
+    response = await http.get(f"/v1/fail/{code}", params={"message": "why"})
+    assert response.status_code == http_status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"code": code, "message": "why", "details": []}
+
+
+async def test_unknown_paths_and_methods(http: httpx.AsyncClient) -> None:
+    missing = await http.get("/v1/nope")
+    assert missing.status_code == 404 and missing.json()["code"] == 5
+    wrong = await http.post("/v1/echo/abc")
+    assert wrong.status_code == 405 and wrong.json() == {"code": 12, "message": "Method Not Allowed", "details": []}
+
+
+async def test_bodies_that_are_not_json(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/echo", content=b"{nope")
+    assert response.status_code == 400 and response.json()["message"].startswith("body:")
+    response = await http.post("/v1/echo", content=b"[1, 2]")
+    assert response.status_code == 400
+    empty = await http.post("/v1/echo", content=b"")
+    assert empty.status_code == 200, "an empty body is an empty message"
+
+
+async def test_metadata_authorization_and_timeout(http: httpx.AsyncClient) -> None:
+    response = await http.get(
+        "/v1/echo/a",
+        headers={"Grpc-Metadata-Tenant": "t1", "Authorization": "Bearer k", "Grpc-Timeout": "2S", "X-Other": "no"},
+    )
+    body = response.json()
+    assert body["metadata"]["tenant"] == "t1"
+    assert body["metadata"]["authorization"] == "Bearer k"
+    assert "x-other" not in body["metadata"], "only Grpc-Metadata-* and Authorization go through"
+    assert 0 < body["deadlineSeconds"] <= 2
+    assert response.headers["Grpc-Metadata-x-echo"] == "yes"
+    untimed = (await http.get("/v1/echo/a")).json()
+    assert untimed["deadlineSeconds"] == 0
+
+
+async def test_server_streams_are_newline_delimited_results_then_the_error(http: httpx.AsyncClient) -> None:
+    response = await http.get("/v1/count/3")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert lines == [{"result": {"index": i}} for i in range(3)]
+    failing = await http.get("/v1/count/2", params={"then_fail": 9})
+    lines = [json.loads(line) for line in failing.text.splitlines()]
+    assert lines[:2] == [{"result": {"index": 0}}, {"result": {"index": 1}}]
+    assert lines[2]["error"]["code"] == 9 and lines[2]["error"]["message"] == "stopped on purpose"
+    refused = await http.get("/v1/count/0", params={"then_fail": 7})
+    assert refused.status_code == 403, "a stream refused before its first message is an HTTP error"
