@@ -18,8 +18,8 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Mount
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from imsync.v1 import (
@@ -38,7 +38,9 @@ from .binding import BindingError, bind_body, bind_path, bind_query, set_from_te
 from .errors import http_status_of
 from .grpc_bridge import MalformedTimeout, incoming_headers, outgoing_metadata, status_of, timeout_of
 from .marshalers import Profile, ProfileRegistry
-from .routes import Route, routes_of
+from .openapi import openapi_document
+from .routes import Route as RpcRoute
+from .routes import routes_of
 
 JSON = "application/json"
 
@@ -74,7 +76,7 @@ class Gateway:
         sse_id_field: str = "event.event_id",
         sse_resume_field: str = "after_event_id",
     ) -> None:
-        self.routes: Sequence[Route] = routes_of(services)
+        self.routes: Sequence[RpcRoute] = routes_of(services)
         self._sse_id_field = sse_id_field
         self._sse_resume_field = sse_resume_field
         self._master = master
@@ -97,7 +99,7 @@ class Gateway:
 
     async def _stream(
         self,
-        route: Route,
+        route: RpcRoute,
         message: Message,
         request: Request,
         profile: Profile,
@@ -148,7 +150,7 @@ class Gateway:
         headers = incoming_headers(initial) | {"Cache-Control": "no-cache"}
         return StreamingResponse(body(), media_type="text/event-stream" if sse else JSON, headers=headers)
 
-    def _call(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
+    def _call(self, route: RpcRoute) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
         call = self._calls.get(route.grpc_path)
         if call is None:
             if self._channel is None:
@@ -183,7 +185,7 @@ class Gateway:
             response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
         await response(scope, receive, send)
 
-    async def _handle(self, route: Route, variables: dict[str, str], request: Request, profile: Profile) -> Response:
+    async def _handle(self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile) -> Response:
         message = route.request_type()
         try:
             bind_path(message, variables, profile.style)
@@ -244,4 +246,13 @@ def create_app(
     gateway = Gateway(
         im_services() if services is None else services, master=master, channel=channel, profiles=profiles
     )
-    return Starlette(routes=[Mount("/", app=gateway)], lifespan=gateway.lifespan)
+    document = openapi_document(gateway.routes, profiles)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    app = Starlette(routes=[Route("/openapi.json", openapi, methods=["GET"])], lifespan=gateway.lifespan)
+    # Everything else is the gateway's, whatever the path holds (a Mount's regex would
+    # leave paths with an encoded newline to Starlette's plain-text 404).
+    app.router.default = gateway
+    return app
