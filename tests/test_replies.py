@@ -86,3 +86,39 @@ async def test_pin_and_mute_through_rest(gateway: httpx.AsyncClient, shop: Sampl
     assert unmuted.json()["data"]["conversation"]["is_muted"] is False
     only_muted = (await gateway.get("/api/im/conversations", params={"account_id": "shop", "is_muted": "true"})).json()
     assert only_muted["data"]["conversations"] == []
+
+
+async def test_reply_states_are_pushed_as_events_and_an_absent_worker_makes_them_expire(
+    master: Master, gateway: httpx.AsyncClient, shop: SampleAccount
+) -> None:
+    from imsync.v1 import entities_pb2 as entities
+    from imsync.v1 import events_pb2 as ev
+    from imsync.v1 import replies_pb2 as rep
+
+    master.process.book.ttl = 0.5  # nobody performs commands in this test: the worker is away
+    seen: list[ev.Event] = []
+
+    async def follow() -> None:
+        request = ev.StreamEventsRequest(account_ids=["shop"], types=[ev.EVENT_TYPE_REPLY_STATE_CHANGED])
+        async for response in master.im.stream_events(request):
+            seen.append(response.event)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(0.2)
+        conversation_id = shop.batch.conversations[0].conversation_id
+        body = {"request_id": "away-1", "send_message": {"conversation_id": conversation_id, "text": "在的"}}
+        assert (await gateway.post("/api/im/replies", json=body)).status_code == 200
+        async with asyncio.timeout(10):
+            while len(seen) < 2:
+                await asyncio.sleep(0.05)
+        assert [e.reply.state for e in seen] == [rep.REPLY_STATE_PENDING, rep.REPLY_STATE_FAILED]
+        assert seen[1].reply.reason == entities.FAILURE_REASON_EXPIRED
+        state = (await gateway.get("/api/im/replies/away-1")).json()["data"]["reply"]
+        assert (state["state"], state["reason"]) == ("failed", "expired")
+        assert "expired" in state["detail"]
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    assert master.process.book.get("away-1") is not None
+    assert CommandState.FAILED is master.process.book.get("away-1").state  # type: ignore[union-attr]
