@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from services.common.sample import SampleAccount
 from services.master.memory_store import MemoryStore
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
+from services.worker.account_state import AccountView
 from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
 
 from .conftest import token_for, write_tokens
@@ -125,3 +129,11 @@ def view_copy(view: object, account_id: str) -> dict[str, dict[str, bytes]]:
         name: {k: _crawled_bytes(name, v, account_id) for k, v in entities.get(name, {}).items()}
         for name in _MASTER_OWNED
     }
+
+
+def crawl_of(account: SampleAccount) -> AccountView:
+    """A crawl of the sample as it is now (copied: the sample changes its protos in place)."""
+    batch, profile = sync_pb2.EntityBatch(), e.Account()
+    batch.CopyFrom(account.batch)
+    profile.CopyFrom(account.account)
+    return AccountView.from_batch(profile, batch)

@@ -20,11 +20,10 @@ from services.common.sample import SampleAccount
 from services.master.commands import CommandState
 from services.master.errors import AlreadyExists, NotFound
 from services.master.sync_service import SyncConfig
-from services.worker.account_state import AccountView
 from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW, token_for
-from .sync_harness import MasterHandle, engine_for, master_copy, running, view_copy
+from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy
 
 FAST = SyncConfig(heartbeat_interval=0.3, lease_duration=1.0)
 
@@ -56,12 +55,7 @@ def sample(account_id: str = "acc", seed: int = 1, **size: int) -> SampleAccount
     return account
 
 
-def view_of(account: SampleAccount) -> AccountView:
-    """A crawl of the sample as it is now (copied: the sample changes its protos in place)."""
-    batch, profile = sync_pb2.EntityBatch(), e.Account()
-    batch.CopyFrom(account.batch)
-    profile.CopyFrom(account.account)
-    return AccountView.from_batch(profile, batch)
+view_of = crawl_of
 
 
 async def test_first_crawl_goes_as_a_snapshot_then_changes_as_deltas(master: MasterHandle) -> None:

@@ -16,15 +16,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.sync_service import SyncConfig
-from services.worker.account_state import AccountView
 from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW
-from .sync_harness import MasterHandle, engine_for, master_copy, view_copy
+from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, view_copy
 from .test_store_deltas import mutate
 
 
@@ -52,13 +50,6 @@ operations = st.lists(
     min_size=1,
     max_size=10,
 )
-
-
-def crawl_of(account: SampleAccount) -> AccountView:
-    batch, profile = sync_pb2.EntityBatch(), e.Account()
-    batch.CopyFrom(account.batch)
-    profile.CopyFrom(account.account)
-    return AccountView.from_batch(profile, batch)
 
 
 async def scenario(seed: int, steps: list[tuple[str, int]], duplicate_rate: float) -> None:
