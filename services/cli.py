@@ -110,6 +110,26 @@ def _parser() -> argparse.ArgumentParser:
         help="the master's gRPC address (env IMSYNC_MASTER_ADDR; default %(default)s)",
     )
 
+    sim = commands.add_parser(
+        "sim",
+        help="run the platform simulator: creator-center pages and JSON, for the worker to crawl",
+        description="Runs a local imitation of the platform's creator center (pages, the JSON they load, "
+        "login, replies), whose data grows over time. /__sim/truth shows what it holds; /__sim/faults "
+        "makes it misbehave.",
+    )
+    sim.add_argument(
+        "--listen",
+        default=_env("IMSYNC_SIM_LISTEN", "127.0.0.1:8090"),
+        metavar="HOST:PORT",
+        help="HTTP address to listen on; port 0 picks a free port (env IMSYNC_SIM_LISTEN; default %(default)s)",
+    )
+    sim.add_argument("--accounts", type=int, default=int(_env("IMSYNC_SIM_ACCOUNTS", "3")),
+                     help="simulated accounts (env IMSYNC_SIM_ACCOUNTS; default %(default)s)")
+    sim.add_argument("--seed", type=int, default=int(_env("IMSYNC_SIM_SEED", "1")),
+                     help="seed of the generated data (env IMSYNC_SIM_SEED; default %(default)s)")
+    sim.add_argument("--rate", type=float, default=float(_env("IMSYNC_SIM_RATE", "6")),
+                     help="new comments, replies and messages per minute (env IMSYNC_SIM_RATE; default %(default)s)")
+
     demo = commands.add_parser(
         "demo",
         help="start a master and a gateway here, fill them with sample accounts, keep data flowing",
@@ -156,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command_ttl=args.command_ttl_seconds,
             )
             asyncio.run(serve(config))
+        elif args.command == "sim":
+            from services.sim.server import SimConfig
+            from services.sim.server import run as run_sim
+
+            run_sim(SimConfig(listen=args.listen, accounts=args.accounts, seed=args.seed, rate_per_minute=args.rate))
         elif args.command == "worker":
             from pathlib import Path
 

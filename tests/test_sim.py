@@ -1,0 +1,180 @@
+"""The platform simulator: its JSON in-process, its pages in a real Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from services.sim.app import Simulator, build_app
+from services.sim.platform_data import Platform
+
+from .conftest import NOW
+
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[tuple[Simulator, httpx.AsyncClient]]:
+    simulator = Simulator(Platform(accounts=2, seed=3, now=NOW))
+    transport = httpx.ASGITransport(app=build_app(simulator))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+        yield simulator, http
+
+
+async def login(http: httpx.AsyncClient, uid: str) -> None:
+    response = await http.post("/login", data={"uid": uid, "password": "sim"})
+    assert response.status_code == 303
+
+
+async def test_logged_out_pages_redirect_and_json_says_so(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    page = await http.get("/creator-micro/content/manage")
+    assert page.status_code == 302 and page.headers["location"] == "/login"
+    assert (await http.get("/aweme/v1/creator/item/list/")).json() == {"status_code": 8, "status_msg": "用户未登录"}
+    assert (await http.post("/login", data={"uid": next(iter(simulator.platform.accounts)), "password": "x"})).status_code == 403
+
+
+async def test_json_shapes_and_paging(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    uid = next(iter(simulator.platform.accounts))
+    await login(http, uid)
+    works: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        page = (await http.get("/aweme/v1/creator/item/list/", params={"cursor": cursor, "count": 3})).json()
+        works += page["item_info_list"]
+        if not page["has_more"]:
+            break
+        cursor = page["cursor"]
+    truth = (await http.get("/__sim/truth", params={"uid": uid})).json()
+    assert sorted(w["item_id"] for w in works) == sorted(w["item_id"] for w in truth["works"])
+    assert {"item_id", "aweme_id", "cover_image_url", "create_time", "comment_count", "media_type", "duration"} <= set(works[0])
+    assert isinstance(works[0]["create_time"], int) and works[0]["create_time"] < 10**10, "seconds"
+    comments = (await http.get("/aweme/v1/web/comment/list/select/", params={"item_id": works[0]["item_id"]})).json()["comments"]
+    comment = comments[0]
+    assert comment["reply_id"] == "0" and comment["aweme_id"] == works[0]["item_id"]
+    assert {"cid", "text", "create_time", "digg_count", "reply_comment_total", "ip_label"} <= set(comment)
+    assert set(comment["user"]) == {"uid", "nickname", "avatar_thumb"} and comment["user"]["avatar_thumb"]["url_list"]
+    conversations = (await http.get("/aweme/v1/im/conversation/list/")).json()["conversations"]
+    assert re.fullmatch(r"0:1:\d+:\d+", conversations[0]["conversation_id"])
+    history = (await http.get("/aweme/v1/im/message/history/", params={"conversation_id": conversations[0]["conversation_id"]})).json()
+    assert history["messages"][0]["create_time"] > 10**12, "private messages carry milliseconds"
+
+
+async def test_replies_messages_and_refusals(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    uid = next(iter(simulator.platform.accounts))
+    account = simulator.platform.accounts[uid]
+    await login(http, uid)
+    work = account.works[0]
+    parent = next(c for c in account.comments.values() if c["aweme_id"] == work["item_id"] and c["reply_id"] == "0")
+    sent = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "谢谢🙏"})).json()
+    assert sent["status_code"] == 0 and sent["comment"]["reply_id"] == parent["cid"]
+    assert sent["comment"]["user"]["uid"] == uid, "the account's own reply"
+    account.deleted.add(parent["cid"])
+    refused = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "x"})).json()
+    assert refused["status_code"] == 2100
+    other = next(c for c in account.comments.values() if c["reply_id"] == "0" and c["cid"] != parent["cid"])
+    account.work(other["aweme_id"])["is_private"] = True  # type: ignore[index]
+    private = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": other["aweme_id"], "reply_id": other["cid"], "text": "x"})).json()
+    assert private["status_code"] == 2149
+    conversation_id = next(iter(account.conversations))
+    message = (await http.post("/aweme/v1/im/message/send/", json={"conversation_id": conversation_id, "text": "在的"})).json()
+    assert message["status_code"] == 0 and message["message"]["is_self"] is True
+    truth = (await http.get("/__sim/truth", params={"uid": uid})).json()
+    assert any(m["server_id"] == message["message"]["server_id"] for m in truth["messages"])
+
+
+async def test_fault_switches(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    await login(http, next(iter(simulator.platform.accounts)))
+    await http.post("/__sim/faults", json={"malformed": True})
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((await http.get("/aweme/v1/creator/item/list/")).content)
+    await http.post("/__sim/faults", json={"malformed": False, "truncated": True})
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((await http.get("/aweme/v1/creator/item/list/")).content)
+    await http.post("/__sim/faults", json={"truncated": False, "expire_sessions": True})
+    assert (await http.get("/aweme/v1/creator/item/list/")).json()["status_code"] == 8
+    assert simulator.faults.slow_ms == 0 and not simulator.faults.hang
+
+
+def test_the_platform_grows_over_time() -> None:
+    platform = Platform(accounts=2, seed=9, now=NOW)
+    before = sum(len(a.comments) + len(a.messages) for a in platform.accounts.values())
+    for step in range(20):
+        platform.tick(NOW + step)
+    assert sum(len(a.comments) + len(a.messages) for a in platform.accounts.values()) == before + 20
+    again = Platform(accounts=2, seed=9, now=NOW)
+    assert again.truth(next(iter(again.accounts))) == Platform(accounts=2, seed=9, now=NOW).truth(next(iter(again.accounts)))
+
+
+@pytest.fixture(scope="module")
+def sim_process() -> Iterator[tuple[str, str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "sim", "--listen", "127.0.0.1:0", "--rate", "0"], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"listening on (http://\S+) \(accounts (\d+)", line)
+    assert found, line
+    try:
+        yield found.group(1), found.group(2)
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
+
+
+@pytest.mark.e2e
+async def test_the_pages_work_in_chromium(sim_process: tuple[str, str]) -> None:
+    from playwright.async_api import async_playwright
+
+    from services.worker.browser import launch_options
+
+    base, uid = sim_process
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(**launch_options())
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 800})
+            await page.goto(f"{base}/creator-micro/content/manage")
+            assert page.url.endswith("/login"), "logged out: the login page replaces the creator pages"
+            await page.select_option("select[name=uid]", uid)
+            await page.fill("input[name=password]", "sim")
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("li.work")
+            truth = httpx.get(f"{base}/__sim/truth", params={"uid": uid}).json()
+            assert await page.locator("li.work").count() == len(truth["works"])
+            await page.screenshot(path=str(ARTIFACTS / "sim-works.png"))
+
+            await page.click("li.work a >> nth=0")
+            await page.wait_for_selector("li.comment")
+            first = page.locator("li.comment").first
+            await first.locator("textarea").fill("感谢支持，已私信您🙏")
+            await first.locator(".reply-box button").click()
+            await first.locator(".status").filter(has_text="回复成功").wait_for()
+            await page.screenshot(path=str(ARTIFACTS / "sim-comments.png"))
+            truth = httpx.get(f"{base}/__sim/truth", params={"uid": uid}).json()
+            assert any(c["text"] == "感谢支持，已私信您🙏" and c["user"]["uid"] == uid for c in truth["comments"])
+
+            conversation_id = truth["conversations"][0]["conversation_id"]
+            await page.goto(f"{base}/creator-micro/data/following/chat?conversation_id={conversation_id}")
+            await page.wait_for_selector("#chat textarea")
+            await page.fill("#chat textarea", "您好，这款有货的")
+            await page.click("#chat button")
+            await page.locator("#chat .status").filter(has_text="发送成功").wait_for()
+            await page.screenshot(path=str(ARTIFACTS / "sim-chat.png"))
+            truth = httpx.get(f"{base}/__sim/truth", params={"uid": uid}).json()
+            assert any(m["content"] == "您好，这款有货的" and m["is_self"] for m in truth["messages"])
+        finally:
+            await browser.close()
