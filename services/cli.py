@@ -132,9 +132,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="start a master and a gateway here, fill them with sample accounts, keep data flowing",
-        description="Starts a master and a gateway on this machine, pushes sample accounts through "
-        "SyncData, keeps adding messages, and prints the URLs to try. Ctrl-C stops everything.",
+        help="start the simulator, a worker in headless Chromium, a master and a gateway here",
+        description="Starts the platform simulator, a worker crawling three of its accounts in headless "
+        "Chromium, a master and a gateway on this machine, and prints the URLs to try. Ctrl-C stops "
+        "everything.",
     )
     demo.add_argument(
         "--gateway-listen",
@@ -152,7 +153,14 @@ def _parser() -> argparse.ArgumentParser:
         "--interval",
         type=float,
         default=float(_env("IMSYNC_DEMO_INTERVAL", "5")),
-        help="seconds between new sample messages (env IMSYNC_DEMO_INTERVAL; default %(default)s)",
+        help="seconds between two crawls of an account (env IMSYNC_DEMO_INTERVAL; default %(default)s)",
+    )
+    demo.add_argument(
+        "--sim-rate",
+        type=float,
+        default=float(_env("IMSYNC_DEMO_SIM_RATE", "12")),
+        help="new comments, replies and messages per minute on the simulated platform "
+        "(env IMSYNC_DEMO_SIM_RATE; default %(default)s)",
     )
     return parser
 
@@ -208,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(
                 DemoConfig(
-                    master_listen=args.master_listen, gateway_listen=args.gateway_listen, interval=args.interval
+                    master_listen=args.master_listen,
+                    gateway_listen=args.gateway_listen,
+                    interval=args.interval,
+                    sim_rate=args.sim_rate,
                 )
             )
     except KeyboardInterrupt:

@@ -1,9 +1,12 @@
-"""`imsync demo`: master, gateway and a worker on this machine, with live sample accounts."""
+"""`imsync demo`: the platform simulator, a worker crawling it in headless Chromium, the
+master and the gateway, all on this machine; Ctrl-C stops them together."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,15 @@ class DemoConfig:
     gateway_listen: str = "127.0.0.1:8080"
     interval: float = 5.0
     accounts: int = 3
+    # New comments, replies and messages per minute on the simulated platform.
+    sim_rate: float = 12.0
 
 
-def _worker_config(folder: Path, master: str, config: DemoConfig) -> Path:
+def _worker_config(folder: Path, master: str, sim: str, uids: list[str], config: DemoConfig) -> Path:
     accounts = "".join(
-        f'\n[[accounts]]\naccount_id = "douyin-{index:03d}"\nadapter = "sample"\nseed = {index}\n'
-        for index in range(1, config.accounts + 1)
+        f'\n[[accounts]]\naccount_id = "douyin-{index:03d}"\nadapter = "douyin"\nbase_url = "http://{sim}"\n'
+        f'login_uid = "{uid}"\nlogin_password = "sim"\n'
+        for index, uid in enumerate(uids, start=1)
     )
     path = folder / "worker.toml"
     path.write_text(
@@ -37,16 +43,21 @@ def _worker_config(folder: Path, master: str, config: DemoConfig) -> Path:
 
 
 async def _wait_for_accounts(base: str, count: int) -> None:
+    """Until every account's first crawl has reached the master."""
     async with httpx.AsyncClient(timeout=5) as http:
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             while True:
-                body = (await http.get(f"{base}/api/im/accounts")).json()
-                if len(body["data"]["users"]) >= count:
+                users = (await http.get(f"{base}/api/im/accounts")).json()["data"]["users"]
+                if len(users) >= count and all(int(user["version"]) > 0 for user in users):
                     return
                 await asyncio.sleep(0.2)
 
 
 async def _demo(config: DemoConfig) -> None:
+    # SIGTERM stops the demo as Ctrl-C does: its processes are stopped with it.
+    main = asyncio.current_task()
+    if main is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     children: list[processes.Child] = []
     with tempfile.TemporaryDirectory(prefix="imsync-demo-") as tmp:
         folder = Path(tmp)
@@ -59,7 +70,13 @@ async def _demo(config: DemoConfig) -> None:
             children.append(master)
             gateway = await processes.start(["gateway", "--listen", config.gateway_listen, "--master", master.address])
             children.append(gateway)
-            worker_config = _worker_config(folder, master.address, config)
+            sim = await processes.start(
+                ["sim", "--listen", "127.0.0.1:0", "--accounts", str(config.accounts), "--rate", str(config.sim_rate)]
+            )
+            children.append(sim)
+            found = re.search(r"accounts ([\d, ]+);", sim.ready_line)
+            uids = found.group(1).split(", ") if found else []
+            worker_config = _worker_config(folder, master.address, sim.address, uids, config)
             children.append(await processes.start(["worker", "--config", str(worker_config)], echo=True))
             base = f"http://{gateway.address}"
             await _wait_for_accounts(base, config.accounts)
@@ -73,7 +90,9 @@ async def _demo(config: DemoConfig) -> None:
                 f"  curl '{base}/api/im/contents?account_id={first}'\n"
                 f"  curl -N '{base}/api/im/events?types=new_message,new_comment'   (live; Ctrl-C to leave)\n"
                 f"  grpcurl -plaintext {master.address} list   (reflection is on)\n"
-                f"The worker crawls every {config.interval:g} s and new items arrive. Ctrl-C stops everything.\n",
+                f"The simulated platform is at http://{sim.address}/login (password 'sim'); its customers write\n"
+                f"{config.sim_rate:g} times a minute, and the worker crawls it every {config.interval:g} s in headless\n"
+                f"Chromium. Ctrl-C stops everything.\n",
                 flush=True,
             )
             await asyncio.Event().wait()
@@ -83,6 +102,6 @@ async def _demo(config: DemoConfig) -> None:
 
 
 def run_demo(config: DemoConfig) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(_demo(config))
     return 0

@@ -15,9 +15,10 @@ _STARTED = re.compile(r"imsync \w+ .*started")
 class Child:
     """A started `imsync` subcommand, the address it reported, and its latest output lines."""
 
-    def __init__(self, process: asyncio.subprocess.Process, address: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, address: str, ready_line: str = "") -> None:
         self.process = process
         self.address = address
+        self.ready_line = ready_line
         self.output: deque[str] = deque(maxlen=1000)
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -56,7 +57,7 @@ async def start(
             await process.wait()
         raise
     # Keep draining stdout so the child never blocks on a full pipe.
-    child = Child(process, found.group(1) if found.groups() else "")
+    child = Child(process, found.group(1) if found.groups() else "", line.strip())
     _drains.add(asyncio.get_running_loop().create_task(_drain(process.stdout, child, echo)))
     return child
 

@@ -150,20 +150,22 @@ async def test_grpc_and_gateway_answer_identically_and_health_is_served(deployme
 async def test_the_demo_comes_up_and_its_urls_answer() -> None:
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "demo",
-        "--master-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--interval", "0.2",
+        "--master-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--interval", "1", "--sim-rate", "120",
         stdout=asyncio.subprocess.PIPE,
     )
     assert demo.stdout is not None
     try:
         urls: list[str] = []
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             while not any("Ctrl-C stops everything" in line for line in urls):
                 line = (await demo.stdout.readline()).decode()
                 assert line, "the demo exited early"
                 urls.append(line)
+        # Keep reading the demo's progress lines, so that it never blocks on a full pipe.
+        drain = asyncio.create_task(demo.stdout.read())
         printed = re.findall(r"curl (?:-N )?'([^']+)'", "".join(urls))
         assert len(printed) >= 5
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             for url in printed:
                 if "/events" in url:
                     # Live: the worker's next crawl brings new items, and their events.
@@ -177,5 +179,5 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                 assert response.json()["status_code"] == 0
     finally:
         demo.send_signal(2)  # Ctrl-C stops the demo and its children
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(30):
             assert await demo.wait() == 0

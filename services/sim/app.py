@@ -46,6 +46,9 @@ class Simulator:
         self.rate_per_minute = rate_per_minute
         self.sessions: dict[str, str] = {}  # token -> uid
         self.faults = Faults()
+        # Set while `hang` is off: hung requests wait for it, and go on once it is turned off.
+        self.unhung = asyncio.Event()
+        self.unhung.set()
 
     def uid_of(self, request: Request) -> str | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
@@ -59,7 +62,7 @@ class Simulator:
 
     async def misbehave(self) -> None:
         if self.faults.hang:
-            await asyncio.Event().wait()
+            await self.unhung.wait()
         if self.faults.slow_ms:
             await asyncio.sleep(self.faults.slow_ms / 1000)
 
@@ -196,6 +199,10 @@ def build_app(simulator: Simulator) -> Starlette:
             for key, value in wanted.items():
                 if hasattr(simulator.faults, key):
                     setattr(simulator.faults, key, type(getattr(simulator.faults, key))(value))
+            if simulator.faults.hang:
+                simulator.unhung.clear()
+            else:
+                simulator.unhung.set()
         return JSONResponse(vars(simulator.faults))
 
     async def tick(request: Request) -> Response:

@@ -10,7 +10,16 @@
 
     [[accounts]]
     account_id = "douyin-001"
-    adapter = "sample"                 # generated data (demo, tests)
+    adapter = "douyin"                 # the creator center in Chromium
+    base_url = "https://creator.douyin.com"   # or the simulator's address
+    profile_dir = "profiles/douyin-001"       # the browser profile (cookies) on disk
+    login_uid = "60001000"             # simulator only: its login form's account ...
+    login_password = "sim"             # ... and password; the real site wants a QR scan
+    page_timeout = 20                  # seconds a page may take
+
+    [[accounts]]
+    account_id = "sample-001"
+    adapter = "sample"                 # generated data that grows by itself (tests)
     seed = 1
 """
 
@@ -46,7 +55,7 @@ class WorkerConfig:
     window: int = 8
 
 
-_ADAPTERS = ("sample",)
+_ADAPTERS = ("douyin", "sample")
 
 
 def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -82,6 +91,9 @@ def load_worker_config(path: Path) -> WorkerConfig:
             raise ConfigError(f"{where}account_id: {account_id!r} appears twice")
         seen.add(account_id)
         options = {k: v for k, v in table.items() if k not in ("account_id", "adapter")}
+        if adapter == "douyin":
+            _require(table, "base_url", str, where)
+            options["profile_dir"] = str(path.parent / str(options.get("profile_dir", f"profiles/{account_id}")))
         accounts.append(AccountConfig(account_id, adapter, options))
     if not accounts:
         raise ConfigError("accounts: at least one [[accounts]] table is required")

@@ -7,6 +7,7 @@ import logging
 import random
 import signal
 import time
+from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -16,6 +17,7 @@ from imsync.v1 import sync_pb2
 from .account_state import EMPTY, AccountView
 from .adapter import CrawlFailed, PlatformAdapter
 from .config import AccountConfig, WorkerConfig
+from .douyin_adapter import DouyinAdapter, DouyinOptions
 from .sample_adapter import SampleAdapter
 from .sync_engine import EngineConfig, SyncEngine
 
@@ -26,6 +28,19 @@ _MAX_BACKOFF_INTERVALS = 16
 
 
 def make_adapter(account: AccountConfig) -> PlatformAdapter:
+    if account.adapter == "douyin":
+        options = account.options
+        return DouyinAdapter(
+            account.account_id,
+            DouyinOptions(
+                base_url=str(options["base_url"]),
+                profile_dir=Path(str(options["profile_dir"])),
+                login_uid=str(options.get("login_uid", "")),
+                login_password=str(options.get("login_password", "")),
+                page_timeout=float(options.get("page_timeout", 20)),
+                headless=bool(options.get("headless", True)),
+            ),
+        )
     if account.adapter == "sample":
         size: dict[str, int] = {
             key: int(account.options[key])

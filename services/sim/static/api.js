@@ -34,3 +34,8 @@ function pageOnScroll(load) {
   });
   return next;
 }
+// Every page shows who is logged in, as the creator center's header does.
+platformGet("/aweme/v1/creator/user/info/", {}).then((data) => {
+  const nav = document.querySelector("nav");
+  if (nav) nav.append(element("span", data.user.nickname, "me"));
+}).catch(() => {});
