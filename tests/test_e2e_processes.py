@@ -154,6 +154,7 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     assert demo.stdout is not None
+    drains: list[asyncio.Task[bytes]] = []
     try:
         urls: list[str] = []
         async with asyncio.timeout(120):
@@ -162,7 +163,7 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                 assert line, "the demo exited early"
                 urls.append(line)
         # Keep reading the demo's progress lines, so that it never blocks on a full pipe.
-        drain = asyncio.create_task(demo.stdout.read())
+        drains.append(asyncio.create_task(demo.stdout.read()))
         printed = re.findall(r"curl (?:-N )?'([^']+)'", "".join(urls))
         assert len(printed) >= 5
         async with httpx.AsyncClient(timeout=60) as http:
@@ -181,3 +182,5 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
         demo.send_signal(2)  # Ctrl-C stops the demo and its children
         async with asyncio.timeout(30):
             assert await demo.wait() == 0
+        for drain in drains:
+            drain.cancel()

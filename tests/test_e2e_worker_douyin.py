@@ -83,7 +83,7 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
             for index, uid in enumerate(uids):
                 account_id = f"shop-{index}"
 
-                async def matches() -> bool:
+                async def matches(uid: str = uid, account_id: str = account_id) -> bool:
                     truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
                     conversations = await all_items(http, "/api/im/conversations", "conversations", account_id=account_id)
                     messages = await all_items(http, "/api/im/messages", "messages", account_id=account_id)

@@ -20,7 +20,6 @@ from services.common.sample import SampleAccount
 from services.master.commands import CommandState
 from services.master.errors import AlreadyExists, NotFound
 from services.master.sync_service import SyncConfig
-from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW, token_for
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy

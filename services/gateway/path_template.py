@@ -35,7 +35,7 @@ class PathTemplate:
             return None
         return {
             name: "/".join(unquote(part) for part in value.split("/"))
-            for name, value in zip(self.variables, found.groups())
+            for name, value in zip(self.variables, found.groups(), strict=True)
         }
 
 

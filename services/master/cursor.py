@@ -43,7 +43,7 @@ def decode(cursor: str, index: str, shape: Sequence[type]) -> SortKey | None:
         or len(parts) != len(shape) + 2
         or parts[0] != _VERSION
         or parts[1] != index
-        or not all(type(value) is kind for value, kind in zip(parts[2:], shape))
+        or not all(type(value) is kind for value, kind in zip(parts[2:], shape, strict=True))
     ):
         raise InvalidArgument("cursor does not belong to this list", field="cursor")
     return tuple(parts[2:])

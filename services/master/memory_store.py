@@ -479,7 +479,7 @@ class MemoryStore:
             kind, entity_id = split_item_key(item_id, field=field)
             owners.append(self._owner(account_id, kind, entity_id, field))
         marked = 0
-        for state, item_id in zip(owners, item_ids):
+        for state, item_id in zip(owners, item_ids, strict=True):
             if state.mark_read(item_id, now_ns):
                 self._announce_read(state, [item_id])
                 marked += 1

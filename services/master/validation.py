@@ -72,7 +72,7 @@ def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None
             raise InvalidArgument("must not be empty", field=f"{path}.comments[{index}].content_id")
         if comment.parent_comment_id == comment.comment_id:
             raise InvalidArgument("a comment cannot reply to itself", field=f"{path}.comments[{index}].parent_comment_id")
-    for index, content in enumerate(batch.contents):
+    for content in batch.contents:
         content.stats.ClearField("unread_comments")
         content.stats.ClearField("new_comments")
 
