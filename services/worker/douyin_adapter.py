@@ -82,7 +82,13 @@ class _Capture:
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def attach(self, page: Page) -> None:
-        page.on("response", lambda response: self._track(asyncio.ensure_future(self._read(response))))
+        page.on("response", self._on_response)
+
+    def detach(self, page: Page) -> None:
+        page.remove_listener("response", self._on_response)
+
+    def _on_response(self, response: Response) -> None:
+        self._track(asyncio.ensure_future(self._read(response)))
 
     def _track(self, task: asyncio.Future[None]) -> None:
         self.pending.add(task)  # type: ignore[arg-type]
@@ -161,10 +167,22 @@ class DouyinAdapter:
             await extra.close()
         return context.pages[0] if context.pages else await context.new_page()
 
+    async def _goto(self, page: Page, url: str) -> None:
+        """page.goto, again when the page's own scripts navigated elsewhere meanwhile (a page
+        that found itself logged out sends the browser to /login, as real sites do)."""
+        for attempt in range(3):
+            try:
+                await page.goto(url)
+                return
+            except PlaywrightError as error:
+                if "interrupted by another navigation" not in str(error) or attempt == 2:
+                    raise
+                await page.wait_for_load_state()
+
     async def _open(self, page: Page, path: str) -> None:
         """Goes to a creator page, logging in through the form where there is one."""
         url = self.options.base_url.rstrip("/") + path
-        await page.goto(url)
+        await self._goto(page, url)
         if urlparse(page.url).path.rstrip("/") != "/login":
             return
         if not self.options.login_uid:
@@ -175,7 +193,7 @@ class DouyinAdapter:
         await page.wait_for_load_state()
         if urlparse(page.url).path.rstrip("/") == "/login":
             raise CrawlFailed("logged out: the login form refused the credentials", login_state=e.LOGIN_STATE_LOGGED_OUT)
-        await page.goto(url)
+        await self._goto(page, url)
 
     async def _load_all(self, page: Page) -> None:
         """Scrolls until the page says everything is loaded."""
@@ -199,10 +217,15 @@ class DouyinAdapter:
             raise CrawlFailed(f"browser: {error.message.splitlines()[0] if error.message else error}") from None
 
     async def _crawl(self) -> CrawlResult:
-        base = self.options.base_url
         page = await self._page()
         capture = _Capture()
         capture.attach(page)
+        try:
+            return await self._crawl_pages(page, capture)
+        finally:
+            capture.detach(page)
+
+    async def _crawl_pages(self, page: Page, capture: _Capture) -> CrawlResult:
         errors: list[str] = []
 
         await self._open(page, WORKS_PAGE)
@@ -216,7 +239,7 @@ class DouyinAdapter:
         if capture.logged_out:
             raise CrawlFailed("logged out: the platform answered 'not logged in'", login_state=e.LOGIN_STATE_LOGGED_OUT)
         users = capture.items(USER_INFO, "user") or [body.get("user", {}) for body in capture.bodies.get(USER_INFO, [])]
-        profile = account_of(self.account_id, users[0] if users else {}, base)
+        profile = account_of(self.account_id, users[0] if users else {}, self.options.base_url)
         me = e.User(user_id=profile.user_id, user_name=profile.user_name, avatar=profile.avatar)
         works = capture.items(WORK_LIST, "item_info_list")
         complete: set[str] = set()
