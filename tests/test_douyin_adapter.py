@@ -138,3 +138,19 @@ async def test_logged_out_unreadable_and_hung_pages_fail_the_crawl_and_it_recove
     finally:
         faults(sim, hang=False, truncated=False)
         await adapter.close()
+
+
+async def test_a_reply_during_a_crawl_waits_its_turn(adapter: DouyinAdapter, sim: tuple[str, str]) -> None:
+    import asyncio
+
+    held = truth(sim)
+    parent = next(c for c in held["comments"] if c["reply_id"] == "0")
+    command = sync_pb2.Command(
+        request_id="r-during", account_id="shop",
+        reply_to_comment=sync_pb2.ReplyToComment(content_id=parent["aweme_id"], comment_id=parent["cid"], text="稍等～"),
+    )
+    crawl = asyncio.create_task(adapter.crawl())
+    await asyncio.sleep(0.3)  # the crawl is navigating now
+    result = await adapter.perform(command)
+    assert result.outcome == sync_pb2.COMMAND_OUTCOME_SENT, result.message
+    assert (await crawl).complete == {"contents", "comments", "conversations", "messages"}

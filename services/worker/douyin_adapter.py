@@ -132,6 +132,8 @@ class DouyinAdapter:
         self.options = options
         self._playwright: Playwright | None = None
         self._context: BrowserContext | None = None
+        # A crawl and a reply must not navigate the account's page at the same time.
+        self._turn = asyncio.Lock()
 
     # ------------------------------------------------------------------ browser
 
@@ -207,6 +209,10 @@ class DouyinAdapter:
     # -------------------------------------------------------------------- crawl
 
     async def crawl(self) -> CrawlResult:
+        async with self._turn:
+            return await self._crawl_once()
+
+    async def _crawl_once(self) -> CrawlResult:
         try:
             return await self._crawl()
         except TimeoutError as error:
@@ -326,6 +332,10 @@ class DouyinAdapter:
     # ----------------------------------------------------------------- commands
 
     async def perform(self, command: sync_pb2.Command) -> sync_pb2.CommandResult:
+        async with self._turn:
+            return await self._perform(command)
+
+    async def _perform(self, command: sync_pb2.Command) -> sync_pb2.CommandResult:
         try:
             page = await self._page()
             if command.HasField("reply_to_comment"):
