@@ -18,20 +18,14 @@ from imsync_client import ImClient, SyncClient
 from services import processes
 from services.common.sample import SampleAccount
 
+from . import waiting
 from .conftest import NOW, token_for, write_tokens
 
 pytestmark = pytest.mark.e2e
 
 
 async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                if await check():  # type: ignore[misc]
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
+    await waiting.eventually(check, timeout=timeout, every=0.1, ignoring=(grpc.aio.AioRpcError,))
 
 
 def worker_config(folder: Path, name: str, master: str, accounts: list[str], interval: float = 0.3) -> Path:

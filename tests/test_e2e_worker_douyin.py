@@ -17,21 +17,17 @@ import pytest
 
 from services import processes
 
+from . import waiting
 from .conftest import token_for, write_tokens
 
 pytestmark = pytest.mark.e2e
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.3) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                result = await check()
-                if result:
-                    return result
-            except (httpx.HTTPError, KeyError, IndexError, TypeError):
-                pass
-            await asyncio.sleep(every)
+async def eventually(check: Callable[[], Any]) -> Any:
+    # A key missing from a body that is not there yet counts as "not yet" too.
+    return await waiting.eventually(
+        check, timeout=60.0, every=0.3, ignoring=(httpx.HTTPError, KeyError, IndexError, TypeError)
+    )
 
 
 async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: str) -> list[dict[str, Any]]:

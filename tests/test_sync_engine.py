@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,11 @@ from services.master.errors import AlreadyExists, NotFound
 from services.master.sync_service import SyncConfig
 
 from .conftest import NOW, token_for
+from .waiting import eventually
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy
 
 FAST = SyncConfig(heartbeat_interval=0.3, lease_duration=1.0)
 
-
-async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                if condition():
-                    return
-            except NotFound:
-                pass
-            await asyncio.sleep(0.03)
 
 
 @pytest_asyncio.fixture
@@ -159,11 +150,11 @@ async def test_account_status_shows_in_the_accounts_api(master: MasterHandle) ->
             account_id="acc", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="the login page replaced the works page"
         )
         engine.report_status(report)
-        await eventually(lambda: master.store.account_versions(["acc"]) and master.store.get_account("acc").last_error == report.last_error)
+        await eventually(lambda: master.store.get_account("acc").last_error == report.last_error, timeout=10, ignoring=(NotFound,))
         view = master.store.get_account("acc")
         assert view.login_state == e.LOGIN_STATE_LOGGED_OUT
         assert (view.worker_id, view.online) == ("test-worker", True)
-    await eventually(lambda: not master.store.get_account("acc").online)
+    await eventually(lambda: not master.store.get_account("acc").online, timeout=10)
 
 
 async def test_commands_reach_the_owner_once_and_results_come_back(master: MasterHandle) -> None:

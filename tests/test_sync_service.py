@@ -6,12 +6,13 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import code_pb2, error_details_pb2
+from google.rpc import code_pb2
 
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import SyncClient, SyncRefused, split_batch
+from services.common import rpc_errors
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 
@@ -19,11 +20,7 @@ from .conftest import NOW, Master, push_all, token_for
 
 
 def field_of(refused: SyncRefused) -> str:
-    for detail in refused.status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            return str(bad.field_violations[0].field)
-    return ""
+    return rpc_errors.field_of(refused.status)
 
 
 async def test_snapshot_is_applied_and_acknowledged(master: Master, accounts: list[SampleAccount]) -> None:

@@ -46,7 +46,7 @@ JSON = "application/json"
 
 
 def im_services() -> list[ServiceDescriptor]:
-    """The IM query services the master serves."""
+    """The IM services the master serves over REST: the six modules, replies and events."""
     return [
         service
         for module in (

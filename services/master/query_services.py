@@ -1,6 +1,6 @@
 """The IM query services: each RPC turns its request into one store call.
 
-Store errors become gRPC statuses in `_answer`, the one boundary between them.
+Store errors become gRPC statuses in `answer`, the one boundary between them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 async def answer(context: Context, compute: Callable[[], T]) -> T:
     """Runs a store call; its errors end the RPC with their status."""
-    return await _answer(context, compute)
-
-
-async def _answer(context: Context, compute: Callable[[], T]) -> T:
     try:
         return compute()
     except StoreError as error:
@@ -56,7 +52,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         self._store = store
 
     async def ListAccounts(self, request: acc.ListAccountsRequest, context: Context) -> acc.ListAccountsResponse:
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_accounts(
                 status=request.status, platform=request.platform, cursor=request.cursor, count=request.count
@@ -65,7 +61,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         return acc.ListAccountsResponse(users=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetAccount(self, request: acc.GetAccountRequest, context: Context) -> acc.GetAccountResponse:
-        account = await _answer(context, lambda: self._store.get_account(request.account_id))
+        account = await answer(context, lambda: self._store.get_account(request.account_id))
         return acc.GetAccountResponse(user=account)
 
 
@@ -76,7 +72,7 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def ListConversations(
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_conversations(
                 request.account_id,
@@ -92,13 +88,13 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conv.GetConversationRequest, context: Context
     ) -> conv.GetConversationResponse:
-        found = await _answer(context, lambda: self._store.get_conversation(request.account_id, request.conversation_id))
+        found = await answer(context, lambda: self._store.get_conversation(request.account_id, request.conversation_id))
         return conv.GetConversationResponse(conversation=found)
 
     async def MarkConversationRead(
         self, request: conv.MarkConversationReadRequest, context: Context
     ) -> conv.MarkConversationReadResponse:
-        marked, found = await _answer(
+        marked, found = await answer(
             context,
             lambda: self._store.mark_conversation_read(request.account_id, request.conversation_id, time.time_ns()),
         )
@@ -107,25 +103,25 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def PinConversation(
         self, request: conv.PinConversationRequest, context: Context
     ) -> conv.PinConversationResponse:
-        found = await _answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
+        found = await answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
         return conv.PinConversationResponse(conversation=found)
 
     async def UnpinConversation(
         self, request: conv.UnpinConversationRequest, context: Context
     ) -> conv.UnpinConversationResponse:
-        found = await _answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
+        found = await answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
         return conv.UnpinConversationResponse(conversation=found)
 
     async def MuteConversation(
         self, request: conv.MuteConversationRequest, context: Context
     ) -> conv.MuteConversationResponse:
-        found = await _answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
+        found = await answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
         return conv.MuteConversationResponse(conversation=found)
 
     async def UnmuteConversation(
         self, request: conv.UnmuteConversationRequest, context: Context
     ) -> conv.UnmuteConversationResponse:
-        found = await _answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
+        found = await answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
         return conv.UnmuteConversationResponse(conversation=found)
 
 
@@ -135,7 +131,7 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
 
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_messages(
                 request.account_id,
@@ -152,13 +148,13 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
-        found = await _answer(context, lambda: self._store.get_message(request.account_id, request.message_id))
+        found = await answer(context, lambda: self._store.get_message(request.account_id, request.message_id))
         return msg.GetMessageResponse(message=found)
 
     async def MarkMessageRead(
         self, request: msg.MarkMessageReadRequest, context: Context
     ) -> msg.MarkMessageReadResponse:
-        found = await _answer(
+        found = await answer(
             context, lambda: self._store.mark_message_read(request.account_id, request.message_id, time.time_ns())
         )
         return msg.MarkMessageReadResponse(message=found)
@@ -169,7 +165,7 @@ class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
         self._store = store
 
     async def ListContents(self, request: cnt.ListContentsRequest, context: Context) -> cnt.ListContentsResponse:
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_contents(
                 request.account_id,
@@ -182,19 +178,19 @@ class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
         return cnt.ListContentsResponse(contents=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetContent(self, request: cnt.GetContentRequest, context: Context) -> cnt.GetContentResponse:
-        found = await _answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
         return cnt.GetContentResponse(content=found)
 
     async def GetContentStats(
         self, request: cnt.GetContentStatsRequest, context: Context
     ) -> cnt.GetContentStatsResponse:
-        found = await _answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
         return cnt.GetContentStatsResponse(stats=found.stats)
 
     async def MarkContentRead(
         self, request: cnt.MarkContentReadRequest, context: Context
     ) -> cnt.MarkContentReadResponse:
-        marked, found = await _answer(
+        marked, found = await answer(
             context, lambda: self._store.mark_content_read(request.account_id, request.content_id, time.time_ns())
         )
         return cnt.MarkContentReadResponse(marked_count=marked, content=found)
@@ -207,7 +203,7 @@ class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
     async def ListDiscussions(
         self, request: dis.ListDiscussionsRequest, context: Context
     ) -> dis.ListDiscussionsResponse:
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_discussions(
                 request.account_id,
@@ -222,13 +218,13 @@ class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
         return dis.ListDiscussionsResponse(discussions=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetDiscussion(self, request: dis.GetDiscussionRequest, context: Context) -> dis.GetDiscussionResponse:
-        found = await _answer(context, lambda: self._store.get_discussion(request.account_id, request.comment_id))
+        found = await answer(context, lambda: self._store.get_discussion(request.account_id, request.comment_id))
         return dis.GetDiscussionResponse(discussion=found)
 
     async def MarkDiscussionRead(
         self, request: dis.MarkDiscussionReadRequest, context: Context
     ) -> dis.MarkDiscussionReadResponse:
-        found = await _answer(
+        found = await answer(
             context, lambda: self._store.mark_discussion_read(request.account_id, request.comment_id, time.time_ns())
         )
         return dis.MarkDiscussionReadResponse(discussion=found)
@@ -241,7 +237,7 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
     async def ListUnifiedMessages(
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
-        page = await _answer(
+        page = await answer(
             context,
             lambda: self._store.list_unified(
                 request.account_id,
@@ -257,7 +253,7 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context
     ) -> uni.GetUnifiedStatsResponse:
-        stats = await _answer(context, lambda: self._store.unified_stats(request.account_id))
+        stats = await answer(context, lambda: self._store.unified_stats(request.account_id))
         return uni.GetUnifiedStatsResponse(
             total_unread=stats.total_unread,
             unread_comments=stats.unread_comments,
@@ -273,12 +269,12 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
             self._store.mark_unified_read(request.account_id, [request.id], time.time_ns())
             return self._store.get_unified(request.account_id, request.id)
 
-        return uni.MarkUnifiedMessageReadResponse(message=await _answer(context, mark))
+        return uni.MarkUnifiedMessageReadResponse(message=await answer(context, mark))
 
     async def MarkUnifiedMessagesRead(
         self, request: uni.MarkUnifiedMessagesReadRequest, context: Context
     ) -> uni.MarkUnifiedMessagesReadResponse:
-        marked = await _answer(
+        marked = await answer(
             context, lambda: self._store.mark_unified_read(request.account_id, list(request.ids), time.time_ns())
         )
         return uni.MarkUnifiedMessagesReadResponse(marked_count=marked)

@@ -48,7 +48,6 @@ class AccountSync:
         self.needs_snapshot = True
         # A crawl the master refused as invalid is not sent again; the next crawl is.
         self.blocked_generation = -1
-        self.last_refusal = ""
 
     @property
     def synced(self) -> bool:
@@ -96,7 +95,6 @@ class AccountSync:
         else:
             # The master will not take this data; sending it again would loop.
             self.blocked_generation = sent.generation
-            self.last_refusal = nack.status.message
             log.error("master refused version %d of %s: %s", nack.version, self.account_id, nack.status.message)
         return reason
 

@@ -244,7 +244,7 @@ class DouyinAdapter:
                 raise CrawlFailed(f"unreadable answers from {unreadable}")
         if capture.logged_out:
             raise CrawlFailed("logged out: the platform answered 'not logged in'", login_state=e.LOGIN_STATE_LOGGED_OUT)
-        users = capture.items(USER_INFO, "user") or [body.get("user", {}) for body in capture.bodies.get(USER_INFO, [])]
+        users = [body["user"] for body in capture.bodies.get(USER_INFO, []) if isinstance(body.get("user"), dict)]
         profile = account_of(self.account_id, users[0] if users else {}, self.options.base_url)
         me = e.User(user_id=profile.user_id, user_name=profile.user_name, avatar=profile.avatar)
         works = capture.items(WORK_LIST, "item_info_list")

@@ -78,7 +78,6 @@ class SyncEngine:
         self._rehello_at: float | None = None
         self._attempt = 0
         # Observable state, for the worker's progress line and for tests.
-        self.connected = False
         self.sessions = 0
         self.bytes_sent: Counter[str] = Counter()
         self.refused: dict[str, sync_pb2.AccountRefusal] = {}
@@ -132,7 +131,6 @@ class SyncEngine:
                     else:
                         log.warning("sync stream ended: %r", error)
                 finally:
-                    self.connected = False
                     self._outbound = None
                     for account in self.accounts.values():
                         account.granted = False
@@ -160,7 +158,6 @@ class SyncEngine:
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":  # type: ignore[attr-defined]
                 raise ConnectionError(f"expected Welcome, got {first}")
             self._outbound = outbound
-            self.connected = True
             self.sessions += 1
             self._attempt = 0
             self._on_welcome(first.welcome)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -25,7 +25,6 @@ from imsync.v1 import unified_messages_pb2 as uni
 from imsync.v1 import unified_messages_pb2_grpc
 
 Metadata = Sequence[tuple[str, str]]
-R = TypeVar("R")
 
 
 class ImClient:
