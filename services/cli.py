@@ -64,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         default=float(_env("IMSYNC_COMMAND_TTL_SECONDS", "300")),
         help="a reply not performed by then fails as expired (env IMSYNC_COMMAND_TTL_SECONDS; default %(default)s)",
     )
+    master.add_argument(
+        "--data-dir",
+        default=_env("IMSYNC_DATA_DIR", ""),
+        metavar="DIR",
+        help="directory of the journal (SQLite): what the master acknowledged survives a restart; without it, "
+        "state lives in memory only (env IMSYNC_DATA_DIR)",
+    )
+    master.add_argument(
+        "--journal-sync",
+        choices=("FULL", "NORMAL"),
+        default=_env("IMSYNC_JOURNAL_SYNC", "FULL"),
+        help="FULL: an acknowledgement survives power loss; NORMAL: only a crash of the process "
+        "(env IMSYNC_JOURNAL_SYNC; default %(default)s)",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -182,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
                 sync=SyncConfig(heartbeat_interval=args.heartbeat_seconds, lease_duration=args.lease_seconds),
                 command_ttl=args.command_ttl_seconds,
+                data_dir=Path(args.data_dir) if args.data_dir else None,
+                journal_sync=args.journal_sync,
             )
             asyncio.run(serve(config))
         elif args.command == "sim":

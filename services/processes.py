@@ -42,6 +42,7 @@ async def start(
         sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, env=env
     )
     assert process.stdout is not None
+    before: list[str] = []
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -51,6 +52,7 @@ async def start(
                 found = _LISTENING.search(line) or _STARTED.search(line)
                 if found:
                     break
+                before.append(line.rstrip())
     except BaseException:
         if process.returncode is None:
             process.kill()
@@ -58,6 +60,7 @@ async def start(
         raise
     # Keep draining stdout so the child never blocks on a full pipe.
     child = Child(process, found.group(1) if found.groups() else "", line.strip())
+    child.output.extend(before)
     _drains.add(asyncio.get_running_loop().create_task(_drain(process.stdout, child, echo)))
     return child
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,11 +23,12 @@ from .conftest import token_for, write_tokens
 
 
 class MasterHandle:
-    """A master that can be restarted on the same port, over the same store (as a master
-    with a durable store would come back) or over a new one."""
+    """A master over a data directory that can be restarted on the same port: it comes
+    back with what its journal holds, or (lose_state) with nothing."""
 
     def __init__(self, tmp: Path, sync: SyncConfig) -> None:
         self.tokens = write_tokens(tmp / "tokens.toml")
+        self.data_dir = tmp / "data"
         self.sync = sync
         self.port = 0
         self.store = MemoryStore()
@@ -37,7 +39,13 @@ class MasterHandle:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        config = MasterConfig(listen=f"127.0.0.1:{self.port}", worker_tokens=self.tokens, sync=self.sync)
+        config = MasterConfig(
+            listen=f"127.0.0.1:{self.port}",
+            worker_tokens=self.tokens,
+            sync=self.sync,
+            reconnect_after=0.1,
+            data_dir=self.data_dir,
+        )
         self.process = MasterProcess(config, self.store)
         self.port = await self.process.start()
 
@@ -49,7 +57,8 @@ class MasterHandle:
     async def restart(self, *, lose_state: bool = False) -> None:
         await self.stop()
         if lose_state:
-            self.store = MemoryStore()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.store = MemoryStore()
         await self.start()
 
 
@@ -90,7 +99,7 @@ _MASTER_OWNED = {
 }
 
 
-def _crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
+def crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
     copy: Any = type(entity)()
     copy.CopyFrom(entity)
     for field in _MASTER_OWNED[name]:
@@ -120,13 +129,13 @@ def master_copy(store: MemoryStore, account_id: str) -> dict[str, dict[str, byte
         "contents": walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"),
         "comments": walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
     }
-    return {name: {k: _crawled_bytes(name, v, account_id) for k, v in items.items()} for name, items in lists.items()}
+    return {name: {k: crawled_bytes(name, v, account_id) for k, v in items.items()} for name, items in lists.items()}
 
 
 def view_copy(view: object, account_id: str) -> dict[str, dict[str, bytes]]:
     entities = getattr(view, "entities")
     return {
-        name: {k: _crawled_bytes(name, v, account_id) for k, v in entities.get(name, {}).items()}
+        name: {k: crawled_bytes(name, v, account_id) for k, v in entities.get(name, {}).items()}
         for name in _MASTER_OWNED
     }
 

@@ -16,7 +16,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync_client import SyncClient
 from services import processes
 from services.common.sample import SampleAccount
-from services.master.errors import OutOfRange, ResourceExhausted
+from services.master.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from services.master.events import EventBus
 
 from .conftest import NOW, Master, push_all, token_for, write_tokens
@@ -39,24 +39,38 @@ async def drain(bus: EventBus, subscription: object, count: int) -> list[ev.Even
 
 
 async def test_resuming_after_an_id_misses_nothing_and_repeats_nothing() -> None:
-    bus = EventBus(history=100)
+    bus = EventBus(history=100, epoch=7)
     for index in range(10):
         bus.publish(event("a" if index % 2 else "b"))
-    resumed = bus.subscribe(["a"], [], after_event_id="4")
+    resumed = bus.subscribe(["a"], [], after_event_id="7-4")
     bus.publish(event("a"))
     got = await drain(bus, resumed, 4)
-    assert [x.event_id for x in got] == ["6", "8", "10", "11"]
+    assert [x.event_id for x in got] == ["7-6", "7-8", "7-10", "7-11"]
+
+
+async def test_an_id_of_an_earlier_run_is_out_of_range() -> None:
+    """A master that restarted cannot know what a client missed: it says so."""
+    before = EventBus(epoch=1)
+    before.publish(event("a"))
+    last = before.subscribe([], [], after_event_id="1-0").queue.get_nowait()
+    assert isinstance(last, ev.Event) and last.event_id == "1-1"
+    after = EventBus(epoch=2)
+    after.publish(event("a"))
+    with pytest.raises(OutOfRange, match="earlier run"):
+        after.subscribe([], [], after_event_id=last.event_id)
+    with pytest.raises(InvalidArgument):
+        after.subscribe([], [], after_event_id="12")
 
 
 async def test_history_too_old_and_slow_subscribers() -> None:
-    bus = EventBus(history=5, buffer=3)
+    bus = EventBus(history=5, buffer=3, epoch=3)
     for _ in range(10):
         bus.publish(event("a"))
     with pytest.raises(OutOfRange):
-        bus.subscribe([], [], after_event_id="2")
-    assert bus.subscribe([], [], after_event_id="8")  # 9 and 10 are held, and fit the buffer
+        bus.subscribe([], [], after_event_id="3-2")
+    assert bus.subscribe([], [], after_event_id="3-8")  # 9 and 10 are held, and fit the buffer
     with pytest.raises(ResourceExhausted):
-        bus.subscribe([], [], after_event_id="5")  # 6..10 are held, but more than the buffer
+        bus.subscribe([], [], after_event_id="3-5")  # 6..10 are held, but more than the buffer
     slow = bus.subscribe([], [], after_event_id="")
     for _ in range(5):
         bus.publish(event("a"))
@@ -171,7 +185,8 @@ async def test_sse_and_ndjson_clients_see_new_messages_and_resume_exactly(deploy
 
 
 async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -> None:
-    from imsync_client import ImClient, Inbox
+    """Across a restart the follower is told it may have missed events, and follows anew."""
+    from imsync_client import EventsMissed, ImClient, Inbox
     from services.master.sync_service import SyncConfig
 
     from .sync_harness import MasterHandle
@@ -180,10 +195,15 @@ async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -
     await master.start()
     client = ImClient.connect(master.address)
     seen: list[ev.Event] = []
+    missed: list[str] = []
 
     async def follow() -> None:
-        async for item in Inbox(client).events(types=[ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED]):
-            seen.append(item)
+        while True:
+            try:
+                async for item in Inbox(client).events(types=[ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED]):
+                    seen.append(item)
+            except EventsMissed as error:
+                missed.append(str(error))  # a console would reload its lists here
 
     follower = asyncio.create_task(follow())
     try:
@@ -193,12 +213,16 @@ async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -
             while len(seen) < 1:
                 await asyncio.sleep(0.02)
         await master.restart()
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(10):
+            while not missed:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # following anew
         master.store.set_presence("shop", "w", False)
         async with asyncio.timeout(10):
             while len(seen) < 2:
                 await asyncio.sleep(0.05)
         assert [x.account.online for x in seen] == [True, False]
+        assert "earlier run" in missed[0]
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)

@@ -336,6 +336,11 @@ class AccountState:
         }
         handling.new_contents &= self.contents.keys()
 
+    def entity_count(self) -> int:
+        return (
+            len(self.contents) + len(self.comments) + len(self.conversations) + len(self.messages) + len(self.notifications)
+        )
+
     def was_applied(self, version: int) -> bool:
         return version in self.applied_versions
 

@@ -28,6 +28,12 @@ class CommandState(enum.Enum):
     SENT = "sent"
     FAILED = "failed"
 
+    @classmethod
+    def of(cls, result: sync_pb2.CommandResult | None) -> CommandState:
+        if result is None:
+            return cls.PENDING
+        return cls.SENT if result.outcome == sync_pb2.COMMAND_OUTCOME_SENT else cls.FAILED
+
 
 @dataclass
 class CommandRecord:
@@ -58,6 +64,8 @@ class CommandBook:
         self._records: OrderedDict[str, CommandRecord] = OrderedDict()
         self._pending: dict[str, dict[str, CommandRecord]] = {}
         self._listeners: list[Listener] = []
+        # Hears of finished commands the book forgets (past its bound).
+        self.on_forget: Callable[[str], None] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         """`listener` hears of every new command and every change of state."""
@@ -97,6 +105,16 @@ class CommandBook:
         self._trim()
         self._notify(record)
         return record
+
+    def restore(self, record: CommandRecord) -> None:
+        """Takes back a command a previous master journaled; a pending one waits for delivery again."""
+        record.delivered_to = None
+        self._records[record.command.request_id] = record
+        if record.state is CommandState.PENDING:
+            self._pending.setdefault(record.command.account_id, {})[record.command.request_id] = record
+
+    def records(self) -> list[CommandRecord]:
+        return list(self._records.values())
 
     def get(self, request_id: str) -> CommandRecord | None:
         return self._records.get(request_id)
@@ -148,7 +166,7 @@ class CommandBook:
     def _finish(self, record: CommandRecord, result: sync_pb2.CommandResult) -> None:
         # A worker's answer after expiry still wins: the platform's truth is what happened.
         record.result = result
-        record.state = CommandState.SENT if result.outcome == sync_pb2.COMMAND_OUTCOME_SENT else CommandState.FAILED
+        record.state = CommandState.of(result)
         self._pending.get(record.command.account_id, {}).pop(record.command.request_id, None)
         self._notify(record)
 
@@ -159,3 +177,5 @@ class CommandBook:
             return
         for request_id in [rid for rid, rec in self._records.items() if rec.state is not CommandState.PENDING][:excess]:
             del self._records[request_id]
+            if self.on_forget is not None:
+                self.on_forget(request_id)

@@ -1,14 +1,19 @@
 """Live events: a bounded history and the subscribers that follow it.
 
-Every event gets an increasing id. A subscriber can resume after an id as long as the
-history still holds the events after it; a subscriber that cannot keep up is dropped (its
-buffer is bounded) and resumes from its last id, instead of growing the master's memory.
+Every event gets an increasing id, "<epoch>-<n>": the epoch changes whenever the master
+starts, so a subscriber resuming with an id of an earlier run is told it missed events
+(OUT_OF_RANGE) instead of silently skipping or repeating them. A subscriber can resume
+after an id as long as the history still holds the events after it; a subscriber that
+cannot keep up is dropped (its buffer is bounded) and resumes from its last id, instead
+of growing the master's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
@@ -18,11 +23,18 @@ from imsync.v1 import events_pb2 as ev
 from .errors import InvalidArgument, OutOfRange, ResourceExhausted
 
 
+_EVENT_ID = re.compile(r"(\d+)-(\d+)")
+
+
+class _Closed:
+    """Put on a subscriber's queue when the bus closes (the master is stopping)."""
+
+
 @dataclass(eq=False)  # compared and hashed by identity: subscribers live in a set
 class Subscription:
     account_ids: frozenset[str]
     types: frozenset[int]
-    queue: asyncio.Queue[ev.Event | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    queue: asyncio.Queue[ev.Event | _Closed | None] = field(default_factory=lambda: asyncio.Queue(1000))
     dropped: bool = False
 
     def wants(self, event: ev.Event) -> bool:
@@ -32,14 +44,16 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, *, history: int = 10_000, buffer: int = 1_000) -> None:
+    def __init__(self, *, history: int = 10_000, buffer: int = 1_000, epoch: int | None = None) -> None:
         self._history: deque[ev.Event] = deque(maxlen=history)
+        # Without a journal to count starts, the start time (ms) tells runs apart.
+        self.epoch = epoch if epoch is not None else time.time_ns() // 1_000_000
         self._ids = itertools.count(1)
         self._buffer = buffer
         self._subscribers: set[Subscription] = set()
 
     def publish(self, event: ev.Event) -> None:
-        event.event_id = str(next(self._ids))
+        event.event_id = f"{self.epoch}-{next(self._ids)}"
         if not event.HasField("create_time"):
             event.create_time.GetCurrentTime()
         self._history.append(event)
@@ -58,16 +72,23 @@ class EventBus:
         """Registers a subscriber, with the events after `after_event_id` already queued."""
         subscription = Subscription(frozenset(account_ids), frozenset(types), asyncio.Queue(self._buffer))
         if after_event_id:
-            if not after_event_id.isdigit():
-                raise InvalidArgument("must be an event id", field="after_event_id")
-            after = int(after_event_id)
-            oldest = int(self._history[0].event_id) if self._history else int(after_event_id) + 1
-            if after < oldest - 1:
+            found = _EVENT_ID.fullmatch(after_event_id)
+            if found is None:
+                raise InvalidArgument("must be an event id (<epoch>-<n>)", field="after_event_id")
+            if int(found.group(1)) != self.epoch:
                 raise OutOfRange(
-                    f"events after {after} are no longer held (the oldest is {oldest}); reload, then subscribe anew",
+                    f"event {after_event_id} is from an earlier run of the master; reload, then subscribe anew",
                     field="after_event_id",
                 )
-            missed = [event for event in self._history if int(event.event_id) > after and subscription.wants(event)]
+            after = int(found.group(2))
+            oldest = _number(self._history[0]) if self._history else after + 1
+            if after < oldest - 1:
+                raise OutOfRange(
+                    f"events after {after_event_id} are no longer held (the oldest is {self.epoch}-{oldest}); "
+                    "reload, then subscribe anew",
+                    field="after_event_id",
+                )
+            missed = [event for event in self._history if _number(event) > after and subscription.wants(event)]
             if len(missed) >= self._buffer:
                 raise ResourceExhausted(f"{len(missed)} events to replay; reload, then subscribe anew")
             for event in missed:
@@ -78,10 +99,26 @@ class EventBus:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
+    def close(self) -> None:
+        """Ends every subscriber's stream after what it has queued (the master is stopping)."""
+        for subscriber in list(self._subscribers):
+            self._subscribers.discard(subscriber)
+            if subscriber.queue.full():
+                subscriber.queue.get_nowait()
+                subscriber.queue.put_nowait(None)  # it had fallen behind anyway
+            else:
+                subscriber.queue.put_nowait(_Closed())
+
     async def follow(self, subscription: Subscription) -> AsyncIterator[ev.Event]:
         try:
             while (event := await subscription.queue.get()) is not None:
+                if isinstance(event, _Closed):
+                    return
                 yield event
             raise ResourceExhausted("this subscriber fell too far behind; resume from the last event id")
         finally:
             self.unsubscribe(subscription)
+
+
+def _number(event: ev.Event) -> int:
+    return int(event.event_id.rpartition("-")[2])

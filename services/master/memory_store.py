@@ -9,11 +9,13 @@ page costs O(log n + page size) plus whatever a filter skips.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 from sortedcontainers import SortedList
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
@@ -22,6 +24,7 @@ from imsync.v1 import unified_messages_pb2 as u
 from . import cursor as cursors
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .journal import Checkpoint, Journal, encode_delta, encode_entities, encode_snapshot
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
 
 T = TypeVar("T")
@@ -68,6 +71,17 @@ def _page(
     return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
 
 
+# Entities per part of a checkpoint: parts stay far below SQLite's blob limit.
+_CHECKPOINT_PART = 10_000
+
+
+def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
+    if on:
+        flags.add(conversation_id)
+    else:
+        flags.discard(conversation_id)
+
+
 class MemoryStore:
     """The in-memory Store."""
 
@@ -77,6 +91,131 @@ class MemoryStore:
         self._accounts: dict[str, AccountState] = {}
         self._handling: dict[str, Handling] = {}
         self._account_order: SortedList = SortedList()
+        # Set by the master when it runs with a data directory: every change is journaled.
+        self.journal: Journal | None = None
+
+    # ------------------------------------------------------------ journal
+
+    def persisted(self) -> asyncio.Future[None] | None:
+        return self.journal.persisted() if self.journal is not None else None
+
+    def _log(self, account_id: str, record: jpb.Record) -> None:
+        if self.journal is not None:
+            self.journal.append(account_id, record.SerializeToString)
+
+    def _log_reads(self, state: AccountState, items: list[str], now_ns: int, seen_content_id: str = "") -> None:
+        if self.journal is not None and (items or seen_content_id):
+            marks = jpb.ReadMarks(account_id=state.account_id, item_ids=items, seen_content_id=seen_content_id)
+            marks.read_at.FromNanoseconds(now_ns)
+            self._log(state.account_id, jpb.Record(read_marks=marks))
+
+    def replay(self, record: jpb.Record) -> None:
+        """Applies a journaled change again, as it was applied the first time."""
+        kind = record.WhichOneof("change")
+        if kind == "snapshot":
+            snap = record.snapshot
+            self.apply_snapshot(
+                SnapshotData(snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities)
+            )
+        elif kind == "delta":
+            delta = record.delta
+            account = delta.account if delta.HasField("account") else None
+            self.apply_delta(
+                DeltaData(delta.account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
+            )
+        elif kind == "read_marks":
+            marks = record.read_marks
+            state = self._state(marks.account_id)
+            now_ns = marks.read_at.ToNanoseconds()
+            for item in marks.item_ids:
+                state.mark_read(item, now_ns)
+            state.handling.new_contents.discard(marks.seen_content_id)
+        elif kind == "conversation_flags":
+            flags = record.conversation_flags
+            state = self._state(flags.account_id)
+            if flags.conversation_id not in state.conversations:
+                raise NotFound(f"conversation {flags.conversation_id!r} not found")
+            if flags.HasField("pinned"):
+                state.set_pinned(flags.conversation_id, flags.pinned)
+            if flags.HasField("muted"):
+                _set_flag(state.handling.muted, flags.conversation_id, flags.muted)
+        else:
+            raise InvalidArgument(f"unknown journal record {kind!r}", field="change")
+
+    def account_ids(self) -> list[str]:
+        return [str(key[0]) for key in self._account_order]
+
+    def entity_count(self) -> int:
+        return sum(state.entity_count() for state in self._accounts.values())
+
+    def capture(self, account_id: str) -> Callable[[], list[bytes]]:
+        """The account's state now, as a function that encodes it (on the journal's thread)
+        into a checkpoint head and its entity parts. Only references and shallow copies
+        are taken here: entities are never changed in place once stored."""
+        state = self._accounts[account_id]
+        handling = state.handling
+        version, account, applied = state.version, state.account, list(state.applied_versions)
+        read_at = dict(handling.read_at)
+        pinned, muted = sorted(handling.pinned), sorted(handling.muted)
+        new_items, new_contents = sorted(handling.new_items), sorted(handling.new_contents)
+        groups: list[tuple[int, list[object]]] = [
+            (1, list(state.contents.values())),
+            (2, list(state.comments.values())),
+            (3, list(state.conversations.values())),
+            (4, list(state.messages.values())),
+            (5, list(state.notifications.values())),
+        ]
+
+        def encode() -> list[bytes]:
+            parts: list[bytes] = []
+            for number, entities in groups:
+                for start in range(0, len(entities), _CHECKPOINT_PART):
+                    parts.append(encode_entities({number: entities[start : start + _CHECKPOINT_PART]}))
+            head = jpb.AccountCheckpoint(
+                account_id=account_id,
+                version=version,
+                account=account,
+                applied_versions=applied,
+                pinned_conversation_ids=pinned,
+                muted_conversation_ids=muted,
+                new_item_ids=new_items,
+                new_content_ids=new_contents,
+                parts=len(parts),
+            )
+            for item, read_ns in read_at.items():
+                head.read_marks.add(item_id=item).read_at.FromNanoseconds(read_ns)
+            return [head.SerializeToString(), *parts]
+
+        return encode
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Puts back an account as a checkpoint holds it."""
+        head = checkpoint.head
+        handling = Handling(
+            read_at={mark.item_id: mark.read_at.ToNanoseconds() for mark in head.read_marks},
+            pinned=set(head.pinned_conversation_ids),
+            muted=set(head.muted_conversation_ids),
+            new_items=set(head.new_item_ids),
+            new_contents=set(head.new_content_ids),
+        )
+        parts = checkpoint.parts
+        state = AccountState.build(
+            account_id=head.account_id,
+            version=head.version,
+            account=head.account,
+            contents={c.content_id: c for part in parts for c in part.contents},
+            comments={c.comment_id: c for part in parts for c in part.comments},
+            conversations={c.conversation_id: c for part in parts for c in part.conversations},
+            messages={m.message_id: m for part in parts for m in part.messages},
+            notifications={n.notification_id: n for part in parts for n in part.notifications},
+            handling=handling,
+            previous=None,
+        )
+        state.applied_versions.extend(head.applied_versions)
+        if head.account_id not in self._accounts:
+            self._account_order.add((head.account_id,))
+        self._handling[head.account_id] = handling
+        self._accounts[head.account_id] = state
 
     # ------------------------------------------------------------------ sync
 
@@ -135,6 +274,13 @@ class MemoryStore:
         self._accounts[snapshot.account_id] = state
         if current is None:
             self._account_order.add((snapshot.account_id,))
+        if self.journal is not None:
+            self.journal.append(
+                snapshot.account_id,
+                lambda: encode_snapshot(
+                    snapshot.account_id, snapshot.version, snapshot.collections, snapshot.account, snapshot.entities
+                ),
+            )
         return True
 
     def apply_delta(self, delta: DeltaData) -> bool:
@@ -152,6 +298,11 @@ class MemoryStore:
         state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals)
         state.note_applied(delta.version)
         self._announce_arrivals(state)
+        if self.journal is not None:
+            head = sync_pb2.Delta(account_id=delta.account_id, base_version=delta.base_version, version=delta.version)
+            if delta.account is not None:
+                head.account.CopyFrom(delta.account)
+            self.journal.append(delta.account_id, lambda: encode_delta(head, delta.upserts, delta.removals))
         return True
 
     # --------------------------------------------------------------- events
@@ -287,6 +438,7 @@ class MemoryStore:
         conversation = state.conversation_view(conversation_id)
         order = state.messages_by_conversation.get(conversation_id, ())
         items = [item for key in order if state.mark_read(item := message_key(str(key[1])), now_ns)]
+        self._log_reads(state, items, now_ns)
         self._announce_read(state, items)
         marked = len(items)
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
@@ -295,14 +447,15 @@ class MemoryStore:
     def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         state.set_pinned(conversation_id, pinned)
+        flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, pinned=pinned)
+        self._log(state.account_id, jpb.Record(conversation_flags=flags))
         return state.conversation_view(conversation_id)
 
     def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
-        if muted:
-            state.handling.muted.add(conversation_id)
-        else:
-            state.handling.muted.discard(conversation_id)
+        _set_flag(state.handling.muted, conversation_id, muted)
+        flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, muted=muted)
+        self._log(state.account_id, jpb.Record(conversation_flags=flags))
         return state.conversation_view(conversation_id)
 
     # ------------------------------------------------------------ messages
@@ -353,6 +506,7 @@ class MemoryStore:
     def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
         if state.mark_read(message_key(message_id), now_ns):
+            self._log_reads(state, [message_key(message_id)], now_ns)
             self._announce_read(state, [message_key(message_id)])
         return state.message_view(state.messages[message_id])
 
@@ -387,9 +541,11 @@ class MemoryStore:
         state = self._owner(account_id, "content", content_id, "content_id")
         order = state.comments_by_content.get(content_id, ())
         items = [item for key in order if state.mark_read(item := comment_key(str(key[1])), now_ns)]
+        seen = content_id if content_id in state.handling.new_contents else ""
+        state.handling.new_contents.discard(content_id)
+        self._log_reads(state, items, now_ns, seen)
         self._announce_read(state, items)
         marked = len(items)
-        state.handling.new_contents.discard(content_id)
         return marked, state.content_view(content_id)
 
     # --------------------------------------------------------- discussions
@@ -433,6 +589,7 @@ class MemoryStore:
     def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
         if state.mark_read(comment_key(comment_id), now_ns):
+            self._log_reads(state, [comment_key(comment_id)], now_ns)
             self._announce_read(state, [comment_key(comment_id)])
         return state.comment_view(state.comments[comment_id])
 
@@ -481,6 +638,7 @@ class MemoryStore:
         marked = 0
         for state, item_id in zip(owners, item_ids, strict=True):
             if state.mark_read(item_id, now_ns):
+                self._log_reads(state, [item_id], now_ns)
                 self._announce_read(state, [item_id])
                 marked += 1
         return marked

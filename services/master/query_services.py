@@ -26,6 +26,7 @@ from imsync.v1 import unified_messages_pb2_grpc
 
 from .account_state import ns_of
 from .errors import StoreError
+from .journal import JournalFailed
 from .status import grpc_status_of
 from .store import Store
 
@@ -33,14 +34,25 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-async def answer(context: Context, compute: Callable[[], T]) -> T:
-    """Runs a store call; its errors end the RPC with their status."""
+async def answer(store: Store, context: Context, compute: Callable[[], T]) -> T:
+    """Runs a store call; its errors end the RPC with their status.
+
+    The answer waits until every change made so far is on disk (the store's journal), so
+    that nothing a client is told, its own mark or another's, can be lost by a crash.
+    """
     try:
-        return compute()
+        result = compute()
     except StoreError as error:
         status = grpc_status_of(error)
         await context.abort(status.code, status.details, status.trailing_metadata)
         raise  # abort() raises; this line is never reached
+    persisted = store.persisted()
+    if persisted is not None:
+        try:
+            await persisted
+        except JournalFailed as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
+    return result
 
 
 def _optional(message: Any, name: str) -> bool | None:
@@ -53,7 +65,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
 
     async def ListAccounts(self, request: acc.ListAccountsRequest, context: Context) -> acc.ListAccountsResponse:
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_accounts(
                 status=request.status, platform=request.platform, cursor=request.cursor, count=request.count
             ),
@@ -61,7 +73,7 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
         return acc.ListAccountsResponse(users=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetAccount(self, request: acc.GetAccountRequest, context: Context) -> acc.GetAccountResponse:
-        account = await answer(context, lambda: self._store.get_account(request.account_id))
+        account = await answer(self._store, context, lambda: self._store.get_account(request.account_id))
         return acc.GetAccountResponse(user=account)
 
 
@@ -73,7 +85,7 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_conversations(
                 request.account_id,
                 status=request.status,
@@ -88,14 +100,14 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conv.GetConversationRequest, context: Context
     ) -> conv.GetConversationResponse:
-        found = await answer(context, lambda: self._store.get_conversation(request.account_id, request.conversation_id))
+        found = await answer(self._store, context, lambda: self._store.get_conversation(request.account_id, request.conversation_id))
         return conv.GetConversationResponse(conversation=found)
 
     async def MarkConversationRead(
         self, request: conv.MarkConversationReadRequest, context: Context
     ) -> conv.MarkConversationReadResponse:
         marked, found = await answer(
-            context,
+            self._store, context,
             lambda: self._store.mark_conversation_read(request.account_id, request.conversation_id, time.time_ns()),
         )
         return conv.MarkConversationReadResponse(marked_count=marked, conversation=found)
@@ -103,25 +115,25 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def PinConversation(
         self, request: conv.PinConversationRequest, context: Context
     ) -> conv.PinConversationResponse:
-        found = await answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
+        found = await answer(self._store, context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
         return conv.PinConversationResponse(conversation=found)
 
     async def UnpinConversation(
         self, request: conv.UnpinConversationRequest, context: Context
     ) -> conv.UnpinConversationResponse:
-        found = await answer(context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
+        found = await answer(self._store, context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
         return conv.UnpinConversationResponse(conversation=found)
 
     async def MuteConversation(
         self, request: conv.MuteConversationRequest, context: Context
     ) -> conv.MuteConversationResponse:
-        found = await answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
+        found = await answer(self._store, context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
         return conv.MuteConversationResponse(conversation=found)
 
     async def UnmuteConversation(
         self, request: conv.UnmuteConversationRequest, context: Context
     ) -> conv.UnmuteConversationResponse:
-        found = await answer(context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
+        found = await answer(self._store, context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
         return conv.UnmuteConversationResponse(conversation=found)
 
 
@@ -132,7 +144,7 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_messages(
                 request.account_id,
                 conversation_id=request.conversation_id,
@@ -148,14 +160,14 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
-        found = await answer(context, lambda: self._store.get_message(request.account_id, request.message_id))
+        found = await answer(self._store, context, lambda: self._store.get_message(request.account_id, request.message_id))
         return msg.GetMessageResponse(message=found)
 
     async def MarkMessageRead(
         self, request: msg.MarkMessageReadRequest, context: Context
     ) -> msg.MarkMessageReadResponse:
         found = await answer(
-            context, lambda: self._store.mark_message_read(request.account_id, request.message_id, time.time_ns())
+            self._store, context, lambda: self._store.mark_message_read(request.account_id, request.message_id, time.time_ns())
         )
         return msg.MarkMessageReadResponse(message=found)
 
@@ -166,7 +178,7 @@ class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
 
     async def ListContents(self, request: cnt.ListContentsRequest, context: Context) -> cnt.ListContentsResponse:
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_contents(
                 request.account_id,
                 content_type=request.content_type,
@@ -178,20 +190,20 @@ class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
         return cnt.ListContentsResponse(contents=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetContent(self, request: cnt.GetContentRequest, context: Context) -> cnt.GetContentResponse:
-        found = await answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await answer(self._store, context, lambda: self._store.get_content(request.account_id, request.content_id))
         return cnt.GetContentResponse(content=found)
 
     async def GetContentStats(
         self, request: cnt.GetContentStatsRequest, context: Context
     ) -> cnt.GetContentStatsResponse:
-        found = await answer(context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await answer(self._store, context, lambda: self._store.get_content(request.account_id, request.content_id))
         return cnt.GetContentStatsResponse(stats=found.stats)
 
     async def MarkContentRead(
         self, request: cnt.MarkContentReadRequest, context: Context
     ) -> cnt.MarkContentReadResponse:
         marked, found = await answer(
-            context, lambda: self._store.mark_content_read(request.account_id, request.content_id, time.time_ns())
+            self._store, context, lambda: self._store.mark_content_read(request.account_id, request.content_id, time.time_ns())
         )
         return cnt.MarkContentReadResponse(marked_count=marked, content=found)
 
@@ -204,7 +216,7 @@ class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
         self, request: dis.ListDiscussionsRequest, context: Context
     ) -> dis.ListDiscussionsResponse:
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_discussions(
                 request.account_id,
                 content_id=request.content_id,
@@ -218,14 +230,14 @@ class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
         return dis.ListDiscussionsResponse(discussions=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetDiscussion(self, request: dis.GetDiscussionRequest, context: Context) -> dis.GetDiscussionResponse:
-        found = await answer(context, lambda: self._store.get_discussion(request.account_id, request.comment_id))
+        found = await answer(self._store, context, lambda: self._store.get_discussion(request.account_id, request.comment_id))
         return dis.GetDiscussionResponse(discussion=found)
 
     async def MarkDiscussionRead(
         self, request: dis.MarkDiscussionReadRequest, context: Context
     ) -> dis.MarkDiscussionReadResponse:
         found = await answer(
-            context, lambda: self._store.mark_discussion_read(request.account_id, request.comment_id, time.time_ns())
+            self._store, context, lambda: self._store.mark_discussion_read(request.account_id, request.comment_id, time.time_ns())
         )
         return dis.MarkDiscussionReadResponse(discussion=found)
 
@@ -238,7 +250,7 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
         page = await answer(
-            context,
+            self._store, context,
             lambda: self._store.list_unified(
                 request.account_id,
                 types=list(request.types),
@@ -253,7 +265,7 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context
     ) -> uni.GetUnifiedStatsResponse:
-        stats = await answer(context, lambda: self._store.unified_stats(request.account_id))
+        stats = await answer(self._store, context, lambda: self._store.unified_stats(request.account_id))
         return uni.GetUnifiedStatsResponse(
             total_unread=stats.total_unread,
             unread_comments=stats.unread_comments,
@@ -269,12 +281,12 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
             self._store.mark_unified_read(request.account_id, [request.id], time.time_ns())
             return self._store.get_unified(request.account_id, request.id)
 
-        return uni.MarkUnifiedMessageReadResponse(message=await answer(context, mark))
+        return uni.MarkUnifiedMessageReadResponse(message=await answer(self._store, context, mark))
 
     async def MarkUnifiedMessagesRead(
         self, request: uni.MarkUnifiedMessagesReadRequest, context: Context
     ) -> uni.MarkUnifiedMessagesReadResponse:
         marked = await answer(
-            context, lambda: self._store.mark_unified_read(request.account_id, list(request.ids), time.time_ns())
+            self._store, context, lambda: self._store.mark_unified_read(request.account_id, list(request.ids), time.time_ns())
         )
         return uni.MarkUnifiedMessagesReadResponse(marked_count=marked)

@@ -84,7 +84,7 @@ class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
         return command
 
     async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:
-        record = await answer(context, lambda: self._book.submit(self._command(request)))
+        record = await answer(self._store, context, lambda: self._book.submit(self._command(request)))
         return rep.SendReplyResponse(reply=reply_of(record))
 
     async def GetReply(self, request: rep.GetReplyRequest, context: Context) -> rep.GetReplyResponse:
@@ -96,4 +96,4 @@ class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
                 raise NotFound(f"reply {request.request_id!r} not found")
             return record
 
-        return rep.GetReplyResponse(reply=reply_of(await answer(context, find)))
+        return rep.GetReplyResponse(reply=reply_of(await answer(self._store, context, find)))

@@ -7,6 +7,7 @@ entity protos and plain values, and raises the errors of errors.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -79,6 +80,11 @@ class UnifiedStats:
 class Store(Protocol):
     # Hears of new messages and comments, read marks and account status changes.
     on_event: Callable[[ev.Event], None] | None
+
+    # --- durability ---
+    def persisted(self) -> asyncio.Future[None] | None:
+        """A future resolved once every change made so far is durable; None when it already is."""
+        ...
 
     # --- sync ---
     def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...

@@ -4,7 +4,10 @@ Each stream is a `SyncSession`: it authenticates (bearer token), claims its acco
 Hello (one live owner per account: leases.py), then takes snapshots (in chunks, applied
 when the last arrives) and deltas, each answered by an Ack or a Nack naming the bad field.
 A refused message never ends the stream and never reaches the store. Everything the
-master sends (acks, heartbeats, commands) goes through the session's one outbound queue.
+master sends (acks, heartbeats, commands) goes through the session's one outbound queue;
+an Ack leaves it only once its version is on disk (the store's journal), and the
+messages behind it wait their turn, so acknowledgements stay in order. A master that
+stops drains each stream: it answers what it took, sends GoAway, and ends the stream.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from services.common.rpc_errors import error_status
 
 from .commands import CommandBook, CommandRecord, CommandState
 from .errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted, StoreError, Unauthenticated
+from .journal import JournalFailed
 from .leases import AccountOwned, Leases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
@@ -82,6 +86,17 @@ class _End:
     """Put on an outbound queue when the worker's side of the stream is over."""
 
 
+@dataclass(frozen=True)
+class _WhenPersisted:
+    """A response that leaves only once the change it answers is durable."""
+
+    persisted: asyncio.Future[None]
+    response: sync_pb2.SyncDataResponse
+
+
+_Outbound = sync_pb2.SyncDataResponse | _WhenPersisted | StoreError | _End
+
+
 class SyncHub:
     """What all streams share: the store, the leases, the commands and the live sessions."""
 
@@ -92,7 +107,15 @@ class SyncHub:
         self.config = config
         self.leases = Leases(config.lease_duration)
         self.sessions: dict[int, SyncSession] = {}
+        # Set when the master stops: no new streams, no new messages taken.
+        self.draining = False
         book.subscribe(self._on_command)
+
+    def drain(self, reconnect_after: float) -> None:
+        """Ends every stream after what it already took is answered, with a GoAway."""
+        self.draining = True
+        for session in list(self.sessions.values()):
+            session.go_away(reconnect_after)
 
     def _on_command(self, record: CommandRecord) -> None:
         if record.state is CommandState.PENDING:
@@ -134,9 +157,8 @@ class SyncSession:
         self.hub = hub
         self.worker_id = worker_id
         self.peer = peer
-        self.outbound: asyncio.Queue[sync_pb2.SyncDataResponse | StoreError | _End] = asyncio.Queue(
-            hub.config.outbound_queue
-        )
+        # Bounded by send(), not by the queue: the end of a stream must always get in.
+        self.outbound: asyncio.Queue[_Outbound] = asyncio.Queue()
         self.said_hello = False
         # Account -> lease epoch granted to this stream.
         self.granted: dict[str, int] = {}
@@ -144,20 +166,44 @@ class SyncSession:
         # Account -> version whose snapshot was refused: its later chunks are dropped
         # quietly, so that one refused snapshot gets one Nack.
         self._refused: dict[str, int] = {}
+        # Set once GoAway is queued: nothing more is taken or sent.
+        self.closing = False
 
-    def send(self, response: sync_pb2.SyncDataResponse) -> None:
-        try:
-            self.outbound.put_nowait(response)
-        except asyncio.QueueFull:
+    def send(self, response: sync_pb2.SyncDataResponse | _WhenPersisted) -> None:
+        if self.closing:
+            return
+        if self.outbound.qsize() >= self.hub.config.outbound_queue:
             # The worker stopped reading; ending its stream frees its accounts.
-            self.outbound = asyncio.Queue(1)
+            self.closing = True
+            while not self.outbound.empty():
+                self.outbound.get_nowait()
             self.outbound.put_nowait(ResourceExhausted("the worker does not read what the master sends"))
+            return
+        self.outbound.put_nowait(response)
+
+    def send_when_persisted(self, response: sync_pb2.SyncDataResponse) -> None:
+        persisted = self.hub.store.persisted()
+        self.send(response if persisted is None else _WhenPersisted(persisted, response))
+
+    def go_away(self, reconnect_after: float) -> None:
+        """Queues a GoAway and the end of the stream behind what is queued already."""
+        if self.closing:
+            return
+        self.send(
+            sync_pb2.SyncDataResponse(
+                go_away=sync_pb2.GoAway(reconnect_after=_duration(reconnect_after), reason="the master is stopping")
+            )
+        )
+        self.closing = True
+        self.outbound.put_nowait(_End())
 
     # ------------------------------------------------------------- dispatch
 
     def handle(self, request: sync_pb2.SyncDataRequest) -> None:
         """Handles one message; raises only for what must end the stream."""
         hub = self.hub
+        if self.closing:
+            return  # unanswered: the worker sends it again on its next stream
         hub.leases.renew(self.id, set(self.granted))
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
@@ -307,7 +353,7 @@ class SyncSession:
         self.hub.store.apply_snapshot(
             SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities)
         )
-        self.send(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
+        self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
 
     # ---------------------------------------------------------------- delta
 
@@ -326,7 +372,7 @@ class SyncSession:
         self.hub.store.apply_delta(
             DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
         )
-        self.send(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
+        self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
 
     # -------------------------------------------------------------- commands
 
@@ -363,6 +409,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         context: grpc.aio.ServicerContext[sync_pb2.SyncDataRequest, sync_pb2.SyncDataResponse],
     ) -> AsyncIterator[sync_pb2.SyncDataResponse]:
         hub = self._hub
+        if hub.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the master is stopping; connect again later")
         try:
             worker_id = hub.tokens.authenticate(list(context.invocation_metadata() or ()))
         except Unauthenticated as error:
@@ -386,6 +434,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 if isinstance(item, StoreError):
                     status = grpc_status_of(item)
                     await context.abort(status.code, status.details, status.trailing_metadata)
+                if isinstance(item, _WhenPersisted):
+                    try:
+                        await item.persisted
+                    except JournalFailed as error:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
+                    item = item.response
                 yield item
         finally:
             reader.cancel()

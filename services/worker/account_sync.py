@@ -51,7 +51,9 @@ class AccountSync:
 
     @property
     def synced(self) -> bool:
-        return self.current is not None and self.confirmed_generation == self.generation
+        """The master this worker is connected to holds the newest crawl (as it said on
+        this stream: a master that restarted has to say so again)."""
+        return self.granted and self.current is not None and self.confirmed_generation == self.generation
 
     def publish(self, view: AccountView) -> None:
         self.current = view

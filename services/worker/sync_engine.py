@@ -49,6 +49,15 @@ class EngineConfig:
     remembered_results: int = 10_000
 
 
+class GoAway(Exception):
+    """The master is stopping and asked to be called again after `delay` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -117,10 +126,15 @@ class SyncEngine:
         async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
             me = asyncio.current_task()
             while True:
+                delay: float | None = None
                 try:
                     await self._session(channel)
                 except asyncio.CancelledError:
                     raise
+                except GoAway as away:
+                    log.info("the master is going away (%s); connecting again in %.1f s", away.reason, away.delay)
+                    self._attempt = 0
+                    delay = away.delay * self._rng.uniform(1.0, 1.5)
                 except Exception as error:  # whatever broke, the worker reconnects
                     # gRPC turns the cancellation of a task awaiting a call into
                     # AioRpcError(CANCELLED); a cancelled engine must stop all the same.
@@ -134,9 +148,11 @@ class SyncEngine:
                     self._outbound = None
                     for account in self.accounts.values():
                         account.granted = False
-                ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2**self._attempt)
-                self._attempt += 1
-                await asyncio.sleep(self._rng.uniform(0, ceiling))
+                if delay is None:
+                    ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2**self._attempt)
+                    self._attempt += 1
+                    delay = self._rng.uniform(0, ceiling)
+                await asyncio.sleep(delay)
 
     async def _session(self, channel: grpc.aio.Channel) -> None:
         outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] = asyncio.Queue()
@@ -235,6 +251,8 @@ class SyncEngine:
                 self._start_command(response.command)
             elif kind == "welcome":
                 self._on_welcome(response.welcome)
+            elif kind == "go_away":
+                raise GoAway(response.go_away.reconnect_after.ToNanoseconds() / 1e9, response.go_away.reason)
             self._wake.set()
             self._progress.set()
 

@@ -4,8 +4,8 @@ ImClient: one typed call per query RPC. Inbox: lists walked for you and events f
 for good. SyncClient: a SyncData stream driven step by step.
 """
 
-from .friendly import Inbox, walk
+from .friendly import EventsMissed, Inbox, walk
 from .query import ImClient
 from .sync import SyncClient, SyncRefused, split_batch
 
-__all__ = ["ImClient", "Inbox", "SyncClient", "SyncRefused", "split_batch", "walk"]
+__all__ = ["EventsMissed", "ImClient", "Inbox", "SyncClient", "SyncRefused", "split_batch", "walk"]

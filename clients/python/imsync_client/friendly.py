@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
+class EventsMissed(Exception):
+    """The master no longer holds the events after the last one seen (it restarted, or
+    the client fell too far behind): reload what is shown, then follow events anew."""
+
 # Failures after which following events reconnects instead of giving up.
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
 
@@ -84,7 +89,9 @@ class Inbox:
         backoff_max: float = 10.0,
     ) -> AsyncIterator[ev.Event]:
         """Events as they happen, for good: a broken stream is resumed after the last event
-        seen, with backoff and jitter. Ends only with an error that retrying cannot mend."""
+        seen, with backoff and jitter. Raises EventsMissed when resuming is impossible (the
+        caller reloads, then follows again), and ends only with an error that retrying
+        cannot mend."""
         last = after_event_id
         attempt = 0
         while True:
@@ -95,6 +102,8 @@ class Inbox:
                     last = response.event.event_id
                     yield response.event
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    raise EventsMissed(error.details()) from error
                 if error.code() not in _TRANSIENT:
                     raise
                 log.info("event stream broke (%s); resuming after %r", error.code().name, last)

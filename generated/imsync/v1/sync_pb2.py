@@ -28,53 +28,55 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14imsync/v1/sync.proto\x12\timsync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18imsync/v1/entities.proto\"\xa1\x02\n\x0fSyncDataRequest\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.imsync.v1.HelloH\x00\x12\'\n\x08snapshot\x18\x02 \x01(\x0b\x32\x13.imsync.v1.SnapshotH\x00\x12!\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x10.imsync.v1.DeltaH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.imsync.v1.HeartbeatH\x00\x12\x38\n\x0e\x61\x63\x63ount_status\x18\x05 \x01(\x0b\x32\x1e.imsync.v1.AccountStatusReportH\x00\x12\x32\n\x0e\x63ommand_result\x18\x06 \x01(\x0b\x32\x18.imsync.v1.CommandResultH\x00\x42\x06\n\x04kind\"\xd3\x01\n\x10SyncDataResponse\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.imsync.v1.WelcomeH\x00\x12\x1d\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0e.imsync.v1.AckH\x00\x12\x1f\n\x04nack\x18\x03 \x01(\x0b\x32\x0f.imsync.v1.NackH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.imsync.v1.HeartbeatH\x00\x12%\n\x07\x63ommand\x18\x05 \x01(\x0b\x32\x12.imsync.v1.CommandH\x00\x42\x06\n\x04kind\"J\n\x0e\x41\x63\x63ountVersion\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0blease_epoch\x18\x03 \x01(\x04\"\x97\x01\n\x0e\x41\x63\x63ountRefusal\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0fowner_worker_id\x18\x03 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12+\n\x08\x61\x63\x63ounts\x18\x02 \x03(\x0b\x32\x19.imsync.v1.AccountVersion\"\xcc\x01\n\x07Welcome\x12+\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x19.imsync.v1.AccountVersion\x12*\n\x07refused\x18\x02 \x03(\x0b\x32\x19.imsync.v1.AccountRefusal\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x13\x41\x63\x63ountStatusReport\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x0blogin_state\x18\x02 \x01(\x0e\x32\x15.imsync.v1.LoginState\x12\x31\n\rlast_crawl_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x31\n\rlast_error_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10reply_to_comment\x18\x04 \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x05 \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x42\x08\n\x06\x61\x63tion\"F\n\x0eReplyToComment\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"4\n\x0bSendMessage\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xe4\x01\n\rCommandResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.imsync.v1.CommandOutcome\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.imsync.v1.FailureReason\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x12\n\ncreated_id\x18\x06 \x01(\t\x12\x30\n\x0cperformed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x0b\x45ntityBatch\x12$\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Content\x12$\n\x08\x63omments\x18\x02 \x03(\x0b\x32\x12.imsync.v1.Comment\x12.\n\rconversations\x18\x03 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12$\n\x08messages\x18\x04 \x03(\x0b\x32\x12.imsync.v1.Message\x12.\n\rnotifications\x18\x05 \x03(\x0b\x32\x17.imsync.v1.Notification\"\xcd\x01\n\x08Snapshot\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12*\n\x0b\x63ollections\x18\x03 \x03(\x0e\x32\x15.imsync.v1.Collection\x12\x13\n\x0b\x63hunk_index\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12#\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x12.imsync.v1.Account\x12(\n\x08\x65ntities\x18\x07 \x01(\x0b\x32\x16.imsync.v1.EntityBatch\"}\n\x08Removals\x12\x13\n\x0b\x63ontent_ids\x18\x01 \x03(\t\x12\x13\n\x0b\x63omment_ids\x18\x02 \x03(\t\x12\x18\n\x10\x63onversation_ids\x18\x03 \x03(\t\x12\x13\n\x0bmessage_ids\x18\x04 \x03(\t\x12\x18\n\x10notification_ids\x18\x05 \x03(\t\"\xb7\x01\n\x05\x44\x65lta\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12#\n\x07\x61\x63\x63ount\x18\x04 \x01(\x0b\x32\x12.imsync.v1.Account\x12\'\n\x07upserts\x18\x05 \x01(\x0b\x32\x16.imsync.v1.EntityBatch\x12%\n\x08removals\x18\x06 \x01(\x0b\x32\x13.imsync.v1.Removals\"*\n\x03\x41\x63k\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"O\n\x04Nack\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status*g\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_OUTCOME_SENT\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02*\xaf\x01\n\nCollection\x12\x1a\n\x16\x43OLLECTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OLLECTION_CONTENTS\x10\x01\x12\x17\n\x13\x43OLLECTION_COMMENTS\x10\x02\x12\x1c\n\x18\x43OLLECTION_CONVERSATIONS\x10\x03\x12\x17\n\x13\x43OLLECTION_MESSAGES\x10\x04\x12\x1c\n\x18\x43OLLECTION_NOTIFICATIONS\x10\x05\x32V\n\x0bSyncService\x12G\n\x08SyncData\x12\x1a.imsync.v1.SyncDataRequest\x1a\x1b.imsync.v1.SyncDataResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14imsync/v1/sync.proto\x12\timsync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18imsync/v1/entities.proto\"\xa1\x02\n\x0fSyncDataRequest\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.imsync.v1.HelloH\x00\x12\'\n\x08snapshot\x18\x02 \x01(\x0b\x32\x13.imsync.v1.SnapshotH\x00\x12!\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x10.imsync.v1.DeltaH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.imsync.v1.HeartbeatH\x00\x12\x38\n\x0e\x61\x63\x63ount_status\x18\x05 \x01(\x0b\x32\x1e.imsync.v1.AccountStatusReportH\x00\x12\x32\n\x0e\x63ommand_result\x18\x06 \x01(\x0b\x32\x18.imsync.v1.CommandResultH\x00\x42\x06\n\x04kind\"\xf9\x01\n\x10SyncDataResponse\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.imsync.v1.WelcomeH\x00\x12\x1d\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0e.imsync.v1.AckH\x00\x12\x1f\n\x04nack\x18\x03 \x01(\x0b\x32\x0f.imsync.v1.NackH\x00\x12)\n\theartbeat\x18\x04 \x01(\x0b\x32\x14.imsync.v1.HeartbeatH\x00\x12%\n\x07\x63ommand\x18\x05 \x01(\x0b\x32\x12.imsync.v1.CommandH\x00\x12$\n\x07go_away\x18\x06 \x01(\x0b\x32\x11.imsync.v1.GoAwayH\x00\x42\x06\n\x04kind\"J\n\x0e\x41\x63\x63ountVersion\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0blease_epoch\x18\x03 \x01(\x04\"\x97\x01\n\x0e\x41\x63\x63ountRefusal\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0fowner_worker_id\x18\x03 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12+\n\x08\x61\x63\x63ounts\x18\x02 \x03(\x0b\x32\x19.imsync.v1.AccountVersion\"\xcc\x01\n\x07Welcome\x12+\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x19.imsync.v1.AccountVersion\x12*\n\x07refused\x18\x02 \x03(\x0b\x32\x19.imsync.v1.AccountRefusal\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x06GoAway\x12\x32\n\x0freconnect_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xcf\x01\n\x13\x41\x63\x63ountStatusReport\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x0blogin_state\x18\x02 \x01(\x0e\x32\x15.imsync.v1.LoginState\x12\x31\n\rlast_crawl_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x31\n\rlast_error_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10reply_to_comment\x18\x04 \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x05 \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x42\x08\n\x06\x61\x63tion\"F\n\x0eReplyToComment\x12\x12\n\ncontent_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"4\n\x0bSendMessage\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xe4\x01\n\rCommandResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12*\n\x07outcome\x18\x03 \x01(\x0e\x32\x19.imsync.v1.CommandOutcome\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.imsync.v1.FailureReason\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x12\n\ncreated_id\x18\x06 \x01(\t\x12\x30\n\x0cperformed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x0b\x45ntityBatch\x12$\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Content\x12$\n\x08\x63omments\x18\x02 \x03(\x0b\x32\x12.imsync.v1.Comment\x12.\n\rconversations\x18\x03 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12$\n\x08messages\x18\x04 \x03(\x0b\x32\x12.imsync.v1.Message\x12.\n\rnotifications\x18\x05 \x03(\x0b\x32\x17.imsync.v1.Notification\"\xcd\x01\n\x08Snapshot\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12*\n\x0b\x63ollections\x18\x03 \x03(\x0e\x32\x15.imsync.v1.Collection\x12\x13\n\x0b\x63hunk_index\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12#\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x12.imsync.v1.Account\x12(\n\x08\x65ntities\x18\x07 \x01(\x0b\x32\x16.imsync.v1.EntityBatch\"}\n\x08Removals\x12\x13\n\x0b\x63ontent_ids\x18\x01 \x03(\t\x12\x13\n\x0b\x63omment_ids\x18\x02 \x03(\t\x12\x18\n\x10\x63onversation_ids\x18\x03 \x03(\t\x12\x13\n\x0bmessage_ids\x18\x04 \x03(\t\x12\x18\n\x10notification_ids\x18\x05 \x03(\t\"\xb7\x01\n\x05\x44\x65lta\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12#\n\x07\x61\x63\x63ount\x18\x04 \x01(\x0b\x32\x12.imsync.v1.Account\x12\'\n\x07upserts\x18\x05 \x01(\x0b\x32\x16.imsync.v1.EntityBatch\x12%\n\x08removals\x18\x06 \x01(\x0b\x32\x13.imsync.v1.Removals\"*\n\x03\x41\x63k\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"O\n\x04Nack\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status*g\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_OUTCOME_SENT\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02*\xaf\x01\n\nCollection\x12\x1a\n\x16\x43OLLECTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OLLECTION_CONTENTS\x10\x01\x12\x17\n\x13\x43OLLECTION_COMMENTS\x10\x02\x12\x1c\n\x18\x43OLLECTION_CONVERSATIONS\x10\x03\x12\x17\n\x13\x43OLLECTION_MESSAGES\x10\x04\x12\x1c\n\x18\x43OLLECTION_NOTIFICATIONS\x10\x05\x32V\n\x0bSyncService\x12G\n\x08SyncData\x12\x1a.imsync.v1.SyncDataRequest\x1a\x1b.imsync.v1.SyncDataResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDOUTCOME']._serialized_start=2877
-  _globals['_COMMANDOUTCOME']._serialized_end=2980
-  _globals['_COLLECTION']._serialized_start=2983
-  _globals['_COLLECTION']._serialized_end=3158
+  _globals['_COMMANDOUTCOME']._serialized_start=2993
+  _globals['_COMMANDOUTCOME']._serialized_end=3096
+  _globals['_COLLECTION']._serialized_start=3099
+  _globals['_COLLECTION']._serialized_end=3274
   _globals['_SYNCDATAREQUEST']._serialized_start=152
   _globals['_SYNCDATAREQUEST']._serialized_end=441
   _globals['_SYNCDATARESPONSE']._serialized_start=444
-  _globals['_SYNCDATARESPONSE']._serialized_end=655
-  _globals['_ACCOUNTVERSION']._serialized_start=657
-  _globals['_ACCOUNTVERSION']._serialized_end=731
-  _globals['_ACCOUNTREFUSAL']._serialized_start=734
-  _globals['_ACCOUNTREFUSAL']._serialized_end=885
-  _globals['_HELLO']._serialized_start=887
-  _globals['_HELLO']._serialized_end=958
-  _globals['_WELCOME']._serialized_start=961
-  _globals['_WELCOME']._serialized_end=1165
-  _globals['_HEARTBEAT']._serialized_start=1167
-  _globals['_HEARTBEAT']._serialized_end=1223
-  _globals['_ACCOUNTSTATUSREPORT']._serialized_start=1226
-  _globals['_ACCOUNTSTATUSREPORT']._serialized_end=1433
-  _globals['_COMMAND']._serialized_start=1436
-  _globals['_COMMAND']._serialized_end=1646
-  _globals['_REPLYTOCOMMENT']._serialized_start=1648
-  _globals['_REPLYTOCOMMENT']._serialized_end=1718
-  _globals['_SENDMESSAGE']._serialized_start=1720
-  _globals['_SENDMESSAGE']._serialized_end=1772
-  _globals['_COMMANDRESULT']._serialized_start=1775
-  _globals['_COMMANDRESULT']._serialized_end=2003
-  _globals['_ENTITYBATCH']._serialized_start=2006
-  _globals['_ENTITYBATCH']._serialized_end=2229
-  _globals['_SNAPSHOT']._serialized_start=2232
-  _globals['_SNAPSHOT']._serialized_end=2437
-  _globals['_REMOVALS']._serialized_start=2439
-  _globals['_REMOVALS']._serialized_end=2564
-  _globals['_DELTA']._serialized_start=2567
-  _globals['_DELTA']._serialized_end=2750
-  _globals['_ACK']._serialized_start=2752
-  _globals['_ACK']._serialized_end=2794
-  _globals['_NACK']._serialized_start=2796
-  _globals['_NACK']._serialized_end=2875
-  _globals['_SYNCSERVICE']._serialized_start=3160
-  _globals['_SYNCSERVICE']._serialized_end=3246
+  _globals['_SYNCDATARESPONSE']._serialized_end=693
+  _globals['_ACCOUNTVERSION']._serialized_start=695
+  _globals['_ACCOUNTVERSION']._serialized_end=769
+  _globals['_ACCOUNTREFUSAL']._serialized_start=772
+  _globals['_ACCOUNTREFUSAL']._serialized_end=923
+  _globals['_HELLO']._serialized_start=925
+  _globals['_HELLO']._serialized_end=996
+  _globals['_WELCOME']._serialized_start=999
+  _globals['_WELCOME']._serialized_end=1203
+  _globals['_HEARTBEAT']._serialized_start=1205
+  _globals['_HEARTBEAT']._serialized_end=1261
+  _globals['_GOAWAY']._serialized_start=1263
+  _globals['_GOAWAY']._serialized_end=1339
+  _globals['_ACCOUNTSTATUSREPORT']._serialized_start=1342
+  _globals['_ACCOUNTSTATUSREPORT']._serialized_end=1549
+  _globals['_COMMAND']._serialized_start=1552
+  _globals['_COMMAND']._serialized_end=1762
+  _globals['_REPLYTOCOMMENT']._serialized_start=1764
+  _globals['_REPLYTOCOMMENT']._serialized_end=1834
+  _globals['_SENDMESSAGE']._serialized_start=1836
+  _globals['_SENDMESSAGE']._serialized_end=1888
+  _globals['_COMMANDRESULT']._serialized_start=1891
+  _globals['_COMMANDRESULT']._serialized_end=2119
+  _globals['_ENTITYBATCH']._serialized_start=2122
+  _globals['_ENTITYBATCH']._serialized_end=2345
+  _globals['_SNAPSHOT']._serialized_start=2348
+  _globals['_SNAPSHOT']._serialized_end=2553
+  _globals['_REMOVALS']._serialized_start=2555
+  _globals['_REMOVALS']._serialized_end=2680
+  _globals['_DELTA']._serialized_start=2683
+  _globals['_DELTA']._serialized_end=2866
+  _globals['_ACK']._serialized_start=2868
+  _globals['_ACK']._serialized_end=2910
+  _globals['_NACK']._serialized_start=2912
+  _globals['_NACK']._serialized_end=2991
+  _globals['_SYNCSERVICE']._serialized_start=3276
+  _globals['_SYNCSERVICE']._serialized_end=3362
 # @@protoc_insertion_point(module_scope)

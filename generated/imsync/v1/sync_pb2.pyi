@@ -120,6 +120,7 @@ class SyncDataResponse(_message.Message):
     NACK_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    GO_AWAY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -130,6 +131,8 @@ class SyncDataResponse(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def command(self) -> Global___Command: ...
+    @_builtins.property
+    def go_away(self) -> Global___GoAway: ...
     def __init__(
         self,
         *,
@@ -138,12 +141,13 @@ class SyncDataResponse(_message.Message):
         nack: Global___Nack | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         command: Global___Command | None = ...,
+        go_away: Global___GoAway | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack", "heartbeat", "command"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack", "heartbeat", "command", "go_away"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -303,6 +307,34 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class GoAway(_message.Message):
+    """The master is stopping: it has answered every message it took and ends the stream
+    after this. The worker connects again after reconnect_after (to this master once it is
+    back, or to another behind the same address) and resumes from the versions it is told.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECONNECT_AFTER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def reconnect_after(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        reconnect_after: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reconnect_after", b"reconnect_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "reconnect_after", b"reconnect_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GoAway: _TypeAlias = GoAway  # noqa: Y015
 
 @_typing.final
 class AccountStatusReport(_message.Message):

@@ -1,0 +1,348 @@
+"""A master process killed with SIGKILL, or restarted over a damaged journal, on real processes.
+
+The worker's engine runs in this process, so the test knows exactly which versions the
+master acknowledged; a client marks items read over gRPC and keeps the marks the master
+acknowledged. After every restart the master's Welcome must offer at least every
+acknowledged version, every acknowledged mark must be there, and once the worker has
+resumed the master must serve exactly the worker's truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import contents_pb2 as cnt
+from imsync.v1 import discussions_pb2 as dis
+from imsync.v1 import messages_pb2 as msg
+from imsync.v1 import sync_pb2
+from imsync.v1 import unified_messages_pb2 as uni
+from imsync_client import ImClient, walk
+from services import processes
+from services.common.sample import SampleAccount
+from services.master.journal import FILE_NAME
+from services.worker.sync_engine import EngineConfig, SyncEngine
+
+from . import waiting
+from .conftest import NOW, token_for, write_tokens
+from .sync_harness import crawl_of, crawled_bytes, running, view_copy
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNTS = ["shop-a", "shop-b", "shop-c"]
+# A channel of its own: gRPC shares connections between channels to one address, and one
+# still backing off from the killed master would fail the first call to the new one.
+FRESH = [("grpc.use_local_subchannel_pool", 1)]
+
+
+class WatchedEngine(SyncEngine):
+    """An engine that remembers what each Welcome offered, and can kill the master the
+    moment an Ack arrives (the moment a lost write would show)."""
+
+    welcomes: list[dict[str, int]]
+    kill_on_ack: Callable[[], None] | None = None
+
+    def _on_welcome(self, welcome: sync_pb2.Welcome) -> None:
+        self.welcomes.append({granted.account_id: granted.version for granted in welcome.accounts})
+        super()._on_welcome(welcome)
+
+    async def _read(self, call: Any) -> None:
+        original = call.read
+
+        async def read() -> Any:
+            response = await original()
+            if self.kill_on_ack is not None and response is not grpc.aio.EOF and response.WhichOneof("kind") == "ack":  # type: ignore[attr-defined]
+                kill, self.kill_on_ack = self.kill_on_ack, None
+                kill()
+            return response
+
+        call.read = read
+        await super()._read(call)
+
+
+class Rig:
+    """A master process over a data directory, a worker engine here, and a reading client."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tokens = write_tokens(tmp / "tokens.toml")
+        self.data_dir = tmp / "data"
+        self.port = 0
+        self.master: processes.Child | None = None
+        self.samples = {a: SampleAccount(a, seed=i + 21, now=NOW) for i, a in enumerate(ACCOUNTS)}
+        for sample in self.samples.values():
+            sample.fill(conversations=6, messages_per_conversation=3, contents=3, comments_per_content=3)
+        self.engine: WatchedEngine | None = None
+        # Set to kill the master the moment the next read mark is acknowledged.
+        self.kill_on_mark = False
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start_master(self, port: int | None = None) -> processes.Child:
+        listen = f"127.0.0.1:{self.port if port is None else port}"
+        args = ["master", "--listen", listen, "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
+                "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
+        for attempt in range(20):
+            try:
+                child = await processes.start(args)
+                break
+            except RuntimeError:  # the port of the killed master is not free yet
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
+        if port is None:
+            self.master = child
+            self.port = int(child.address.rpartition(":")[2])
+        return child
+
+    def kill_master(self) -> None:
+        assert self.master is not None
+        self.master.process.send_signal(signal.SIGKILL)
+
+    def make_engine(self) -> WatchedEngine:
+        config = EngineConfig(master=self.address, worker_id="test-worker", token=token_for("test-worker"),
+                              backoff_initial=0.05, backoff_max=0.3)
+        engine = WatchedEngine(config, ACCOUNTS, None)
+        engine.welcomes = []
+        for account_id, sample in self.samples.items():
+            engine.publish(account_id, crawl_of(sample))
+        self.engine = engine
+        return engine
+
+    async def crawl_forever(self, rng: random.Random) -> None:
+        """What the platform does: new messages and comments, edits; never a deletion, so
+        that every item marked read is still there to be checked."""
+        assert self.engine is not None
+        step = 0
+        while True:
+            step += 1
+            account_id = rng.choice(ACCOUNTS)
+            sample = self.samples[account_id]
+            sample.grow(NOW + step * 10)
+            if sample.batch.contents:
+                sample.batch.contents[rng.randrange(len(sample.batch.contents))].stats.likes += 1
+            self.engine.publish(account_id, crawl_of(sample))
+            await asyncio.sleep(rng.uniform(0.01, 0.06))
+
+    async def read_forever(self, rng: random.Random, acknowledged: dict[str, set[str]]) -> None:
+        """A person marking items read; keeps those the master acknowledged."""
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            im = ImClient(channel)
+            while True:
+                account_id = rng.choice(ACCOUNTS)
+                try:
+                    page = await im.list_unified_messages(
+                        uni.ListUnifiedMessagesRequest(account_id=account_id, is_read=False, count=20), timeout=2
+                    )
+                    if page.messages:
+                        item = rng.choice(page.messages).id
+                        await im.mark_unified_message_read(
+                            uni.MarkUnifiedMessageReadRequest(account_id=account_id, id=item), timeout=2
+                        )
+                        acknowledged[account_id].add(item)
+                        if self.kill_on_mark:
+                            self.kill_on_mark = False
+                            self.kill_master()
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.05)  # the master is down: try again
+                await asyncio.sleep(rng.uniform(0.005, 0.03))
+
+
+async def served(address: str, account_id: str) -> dict[str, dict[str, bytes]]:
+    """The crawled part of what a master serves of an account, over gRPC."""
+    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
+        im = ImClient(channel)
+        lists: dict[str, tuple[Any, Any, str, str]] = {
+            "conversations": (im.list_conversations, conv.ListConversationsRequest, "conversations", "conversation_id"),
+            "messages": (im.list_messages, msg.ListMessagesRequest, "messages", "message_id"),
+            "contents": (im.list_contents, cnt.ListContentsRequest, "contents", "content_id"),
+            "comments": (im.list_discussions, dis.ListDiscussionsRequest, "discussions", "comment_id"),
+        }
+        out: dict[str, dict[str, bytes]] = {}
+        for name, (call, request_type, field, key) in lists.items():
+            items = [item async for item in walk(call, request_type(account_id=account_id, count=100), field)]
+            out[name] = {getattr(item, key): crawled_bytes(name, item, account_id) for item in items}
+        return out
+
+
+async def read_items(address: str, account_id: str) -> set[str]:
+    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
+        request = uni.ListUnifiedMessagesRequest(account_id=account_id, is_read=True, count=100)
+        return {item.id async for item in walk(ImClient(channel).list_unified_messages, request, "messages")}
+
+
+@pytest_asyncio.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    rig = Rig(tmp_path)
+    try:
+        yield rig
+    finally:
+        if rig.master is not None:
+            print("\n".join(rig.master.output))  # shown when the test fails
+            await rig.master.stop()
+
+
+async def _settled(rig: Rig) -> None:
+    """The worker has resumed: the master serves exactly its truth."""
+    assert rig.engine is not None
+    await rig.engine.wait_synced(timeout=30)
+    for account_id, sample in rig.samples.items():
+        assert await served(rig.address, account_id) == view_copy(crawl_of(sample), account_id)
+
+
+async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) -> None:
+    rounds = int(os.environ.get("IMSYNC_CRASH_ROUNDS", "6"))
+    seed = int(os.environ.get("IMSYNC_CRASH_SEED", str(random.randrange(10**6))))
+    print(f"crash test: {rounds} rounds, IMSYNC_CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    await rig.start_master()
+    engine = rig.make_engine()
+    marks: dict[str, set[str]] = {a: set() for a in ACCOUNTS}
+    async with running(engine):
+        await engine.wait_synced(timeout=30)
+        for round_ in range(rounds):
+            crawler = asyncio.create_task(rig.crawl_forever(random.Random(rng.random())))
+            reader = asyncio.create_task(rig.read_forever(random.Random(rng.random()), marks))
+            await asyncio.sleep(rng.uniform(0.2, 1.5))
+            moment = rng.choice(["any", "ack", "mark"])
+            if moment == "any":
+                rig.kill_master()
+            elif moment == "ack":  # the moment the next Ack arrives
+                engine.kill_on_ack = rig.kill_master
+            else:  # the moment the next read mark is acknowledged
+                rig.kill_on_mark = True
+            assert rig.master is not None
+            await rig.master.process.wait()
+            # From here nothing more can be acknowledged.
+            acknowledged = {a: account.confirmed_version for a, account in engine.accounts.items()}
+            marked = {a: set(items) for a, items in marks.items()}
+            crawler.cancel()
+            reader.cancel()
+            await asyncio.gather(crawler, reader, return_exceptions=True)
+            engine.kill_on_ack, rig.kill_on_mark = None, False
+            welcomes = len(engine.welcomes)
+
+            await rig.start_master()
+            await waiting.eventually(lambda: len(engine.welcomes) > welcomes, timeout=30)
+            offered = engine.welcomes[welcomes]
+            for account_id, version in acknowledged.items():
+                assert offered[account_id] >= version, (
+                    f"round {round_}: {account_id} version {version} was acknowledged, the restarted master has {offered[account_id]}"
+                )
+            for account_id, items in marked.items():
+                got = await read_items(rig.address, account_id)
+                missing = items - got
+                assert not missing, f"round {round_}: acknowledged read marks lost: {sorted(missing)[:5]}"
+        await _settled(rig)
+    assert sum(len(items) for items in marks.values()) > rounds, "the reader marked items in most rounds"
+
+
+def _journal_rows(data_dir: Path) -> list[tuple[int, bytes]]:
+    with sqlite3.connect(data_dir / FILE_NAME) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # as SQLite does at the next open
+        return list(db.execute("SELECT seq, body FROM journal ORDER BY seq"))
+
+
+async def _crash_with_journal_rows(rig: Rig) -> WatchedEngine:
+    """A master that took several versions and marks, killed: its journal holds rows."""
+    await rig.start_master()
+    engine = rig.make_engine()
+    rng = random.Random(4)
+    async with running(engine):
+        await engine.wait_synced(timeout=30)
+        for step in range(12):
+            account_id = ACCOUNTS[step % 3]
+            rig.samples[account_id].grow(NOW + step * 10)
+            engine.publish(account_id, crawl_of(rig.samples[account_id]))
+            await engine.wait_synced(timeout=30)
+        marks: dict[str, set[str]] = {a: set() for a in ACCOUNTS}
+        reader = asyncio.create_task(rig.read_forever(rng, marks))
+        await waiting.eventually(lambda: sum(map(len, marks.values())) >= 5, timeout=20)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        rig.kill_master()
+        assert rig.master is not None
+        await rig.master.process.wait()
+    return engine
+
+
+async def _restart_and_resume(rig: Rig, engine: WatchedEngine) -> processes.Child:
+    child = await rig.start_master(port=rig.port)
+    rig.master = child
+    async with running(engine):
+        await _settled(rig)
+    return child
+
+
+async def test_a_journal_with_a_flipped_byte(rig: Rig) -> None:
+    engine = await _crash_with_journal_rows(rig)
+    rows = _journal_rows(rig.data_dir)
+    assert len(rows) > 10
+    seq, body = rows[len(rows) // 2]
+    path = rig.data_dir / FILE_NAME
+    data = bytearray(path.read_bytes())
+    where = data.find(body)
+    assert where >= 0, "the row's body is stored whole in one page"
+    data[where + len(body) // 2] ^= 0x20
+    path.write_bytes(bytes(data))
+
+    child = await _restart_and_resume(rig, engine)
+    said = "\n".join(child.output) + child.ready_line
+    assert f"journal record {seq} is damaged" in said, said
+    assert "JOURNAL DAMAGED" in said
+    assert list(rig.data_dir.glob(f"{FILE_NAME}.damaged-*")), "the damaged file is kept for a person to look at"
+
+
+async def test_a_truncated_journal(rig: Rig) -> None:
+    engine = await _crash_with_journal_rows(rig)
+    rows = _journal_rows(rig.data_dir)
+    path = rig.data_dir / FILE_NAME
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.truncate(size * 2 // 3 // 4096 * 4096)
+
+    child = await _restart_and_resume(rig, engine)
+    said = "\n".join(child.output) + child.ready_line
+    assert "JOURNAL DAMAGED" in said, said
+    assert rows, "there were rows to lose"
+
+
+async def test_sigterm_answers_what_was_taken_and_sends_workers_away(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="services.worker.sync_engine")
+    await rig.start_master()
+    engine = rig.make_engine()
+    async with running(engine):
+        await engine.wait_synced(timeout=30)
+        crawler = asyncio.create_task(rig.crawl_forever(random.Random(9)))
+        await asyncio.sleep(0.5)
+        assert rig.master is not None
+        rig.master.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await rig.master.process.wait() == 0
+        crawler.cancel()
+        await asyncio.gather(crawler, return_exceptions=True)
+        acknowledged = {a: account.confirmed_version for a, account in engine.accounts.items()}
+        assert any("the master is going away" in record.getMessage() for record in caplog.records)
+        welcomes = len(engine.welcomes)
+        snapshots = engine.bytes_sent["snapshot"]
+
+        child = await rig.start_master()
+        said = "\n".join(child.output)
+        assert "JOURNAL DAMAGED" not in said
+        await waiting.eventually(lambda: len(engine.welcomes) > welcomes, timeout=30)
+        assert engine.welcomes[welcomes] == acknowledged, "a clean stop leaves exactly what was acknowledged"
+        await _settled(rig)
+        assert engine.bytes_sent["snapshot"] == snapshots, "the worker resumed with deltas, no full resync"

@@ -1,0 +1,187 @@
+"""The journal, in process: what a master acknowledged comes back, however it stopped.
+
+A store is given a data directory, changed, and its journal closed without the clean
+stop's checkpoint (as after a crash: only journal rows), or compacted, or damaged; a new
+store over the same directory must show exactly what the first one showed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import threading
+from pathlib import Path
+
+import grpc
+
+from imsync_client import ImClient
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import sync_pb2
+from services.common.sample import SampleAccount
+from services.master.commands import CommandBook, CommandState
+from services.master.durability import Recovery, checkpoint_all, compact, open_data_dir
+from services.master.journal import FILE_NAME
+from services.master.memory_store import MemoryStore
+from services.master.store import DeltaData, SnapshotData
+from services.master.sync_service import SyncConfig
+
+from . import waiting
+from .conftest import NOW
+from .sync_harness import MasterHandle, crawl_of, engine_for, running
+from .test_store_deltas import copy, diff, mutate, observable
+
+
+def _open(data_dir: Path) -> tuple[MemoryStore, CommandBook, Recovery]:
+    store, book = MemoryStore(), CommandBook()
+    recovery = open_data_dir(data_dir, store, book)
+    recovery.journal.start()
+    return store, book, recovery
+
+
+def _command(request_id: str, account_id: str, comment_id: str) -> sync_pb2.Command:
+    return sync_pb2.Command(
+        request_id=request_id,
+        account_id=account_id,
+        reply_to_comment=sync_pb2.ReplyToComment(content_id="c", comment_id=comment_id, text="thanks"),
+    )
+
+
+async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], list[str]]:
+    """Snapshots, deltas, read marks, pins, mutes and replies into a journaled store,
+    closed with only its journal rows (no checkpoint); returns what it showed."""
+    rng = random.Random(seed)
+    store, book, recovery = _open(data_dir)
+    account = SampleAccount("acc", seed=seed, now=NOW)
+    account.fill(conversations=6, messages_per_conversation=4, contents=3, comments_per_content=4)
+    store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    previous = copy(account.batch)
+    for step in range(6):
+        mutate(account, rng, step)
+        upserts, removals = diff(previous, account.batch)
+        store.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
+        previous = copy(account.batch)
+        inbox = store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
+        if inbox:
+            store.mark_unified_read("acc", [rng.choice(inbox).id], NOW * 10**9 + step)
+    conversations = list(store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=100).items)
+    store.set_pinned("acc", conversations[-1].conversation_id, True)
+    store.set_muted("acc", conversations[0].conversation_id, True)
+    store.mark_conversation_read("acc", conversations[1].conversation_id, NOW * 10**9)
+    contents = store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100).items
+    store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
+    comment = store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1).items[0]
+    book.submit(_command("r-1", "acc", comment.comment_id))
+    book.submit(_command("r-2", "acc", comment.comment_id))
+    book.complete(sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT))
+    persisted = store.persisted()
+    assert persisted is not None, "changes wait for the disk"
+    await persisted
+    assert store.persisted() is None
+    await recovery.journal.close()
+    return observable(store, "acc"), ["r-1", "r-2"]
+
+
+async def test_journal_rows_alone_bring_back_everything(tmp_path: Path) -> None:
+    shown, replies = await _busy_store(tmp_path, seed=3)
+    store, book, recovery = _open(tmp_path)
+    try:
+        assert recovery.problems == [] and recovery.records > 6
+        assert observable(store, "acc") == shown
+        states = [book.get(request_id).state for request_id in replies]  # type: ignore[union-attr]
+        assert states == [CommandState.PENDING, CommandState.SENT]
+        assert book.deliverable("acc", session_id=1)[0].request_id == "r-1", "a pending reply is delivered again"
+    finally:
+        await recovery.journal.close()
+
+
+async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path) -> None:
+    shown, _ = await _busy_store(tmp_path, seed=5)
+    store, _, recovery = _open(tmp_path)
+    journal = recovery.journal
+    assert compact(store, journal, minimum_bytes=0) == ["acc"]
+    # A change after the checkpoint is a journal row on top of it.
+    conversation = store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
+    store.set_muted("acc", conversation.conversation_id, True)
+    shown = observable(store, "acc")
+    await journal.close()
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        assert db.execute("SELECT count(*) FROM journal").fetchone() == (1,), "compaction deleted the rows it covers"
+        assert db.execute("SELECT count(*) FROM checkpoints WHERE account_id = 'acc'").fetchone()[0] >= 2
+
+    store, _, recovery = _open(tmp_path)
+    assert recovery.problems == [] and recovery.records == 1
+    assert observable(store, "acc") == shown
+    checkpoint_all(store, recovery.journal)
+    await recovery.journal.close()
+    store, _, recovery = _open(tmp_path)
+    assert recovery.records == 0 and observable(store, "acc") == shown
+    await recovery.journal.close()
+
+
+async def test_an_ack_leaves_only_once_its_version_is_on_disk(tmp_path: Path) -> None:
+    master = MasterHandle(tmp_path, SyncConfig(heartbeat_interval=0.3, lease_duration=1.0))
+    await master.start()
+    account = SampleAccount("acc", seed=1, now=NOW)
+    account.fill(conversations=2, messages_per_conversation=2, contents=1, comments_per_content=1)
+    engine = engine_for(master, ["acc"])
+    engine.publish("acc", crawl_of(account))
+    try:
+        async with running(engine):
+            await engine.wait_synced(timeout=10)
+            journal = master.process.recovery.journal  # type: ignore[union-attr]
+            # Hold the journal's thread: nothing commits until the gate opens.
+            gate, held = threading.Event(), threading.Event()
+
+            def hold(_: sqlite3.Connection) -> None:
+                held.set()
+                gate.wait(10)
+
+            journal._enqueue(hold)
+            await asyncio.to_thread(held.wait, 5)
+            account.grow(NOW + 60)
+            engine.publish("acc", crawl_of(account))
+            await asyncio.sleep(0.5)
+            assert master.store.get_account("acc").version == 2, "applied in memory at once"
+            assert not engine.accounts["acc"].synced, "but not acknowledged before it is on disk"
+            gate.set()
+            await engine.wait_synced(timeout=10)
+    finally:
+        await master.stop()
+
+
+async def test_a_restarted_master_keeps_marks_pins_and_replies_over_grpc(tmp_path: Path) -> None:
+    master = MasterHandle(tmp_path, SyncConfig(heartbeat_interval=0.3, lease_duration=1.0))
+    await master.start()
+    account = SampleAccount("acc", seed=2, now=NOW)
+    account.fill(conversations=3, messages_per_conversation=3, contents=1, comments_per_content=2)
+    engine = engine_for(master, ["acc"])
+    engine.publish("acc", crawl_of(account))
+    try:
+        async with running(engine):
+            await engine.wait_synced(timeout=10)
+            async with grpc.aio.insecure_channel(master.address) as channel:
+                im = ImClient(channel)
+                conversation = master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
+                await im.mark_conversation_read(conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id))
+                await im.pin_conversation(conv.PinConversationRequest(conversation_id=conversation.conversation_id))
+                await im.send_reply(rep.SendReplyRequest(
+                    request_id="keep-me", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hi"),
+                ))
+
+                async def answered() -> rep.Reply | None:
+                    reply = (await im.get_reply(rep.GetReplyRequest(request_id="keep-me"))).reply
+                    return reply if reply.state != rep.REPLY_STATE_PENDING else None
+
+                # This worker cannot perform replies: it answers FAILED, with a reason.
+                sent = await waiting.eventually(answered, timeout=10)
+            shown = observable(master.store, "acc")
+            await master.restart()
+            assert observable(master.store, "acc") == shown
+            async with grpc.aio.insecure_channel(master.address) as channel:
+                again = await ImClient(channel).get_reply(rep.GetReplyRequest(request_id="keep-me"))
+            assert again.reply == sent
+            await engine.wait_synced(timeout=10)
+    finally:
+        await master.stop()
