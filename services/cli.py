@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         "state lives in memory only (env IMSYNC_DATA_DIR)",
     )
     master.add_argument(
+        "--retention",
+        default=_env("IMSYNC_RETENTION", "default"),
+        metavar="RULES",
+        help="time to live per collection and a bound on entities, e.g. "
+        "'messages=90d,comments=90d,conversations=90d,contents=365d,notifications=30d,max_entities=2000000' "
+        "(units s, m, h, d; 0 keeps for good; 'none' keeps everything). Unnamed rules keep their defaults: "
+        "messages, comments and conversations 180d, contents 365d, notifications 30d, 2,000,000 entities "
+        "(env IMSYNC_RETENTION)",
+    )
+    master.add_argument(
         "--journal-sync",
         choices=("FULL", "NORMAL"),
         default=_env("IMSYNC_JOURNAL_SYNC", "FULL"),
@@ -188,8 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "master":
             from pathlib import Path
 
+            from services.master.retention import parse_retention
             from services.master.server import MasterConfig, serve
             from services.master.sync_service import SyncConfig
+
+            try:
+                retention = parse_retention(args.retention)
+            except ValueError as error:
+                print(f"imsync master: --retention: {error}", file=sys.stderr)
+                return 2
 
             config = MasterConfig(
                 listen=args.listen,
@@ -198,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command_ttl=args.command_ttl_seconds,
                 data_dir=Path(args.data_dir) if args.data_dir else None,
                 journal_sync=args.journal_sync,
+                retention=retention,
             )
             asyncio.run(serve(config))
         elif args.command == "sim":

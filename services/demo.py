@@ -65,7 +65,8 @@ async def _demo(config: DemoConfig) -> None:
             token = add_worker_token(folder / "worker-tokens.toml", "demo-worker")
             (folder / "demo-worker.token").write_text(token)
             master = await processes.start(
-                ["master", "--listen", config.master_listen, "--worker-tokens", str(folder / "worker-tokens.toml")]
+                ["master", "--listen", config.master_listen, "--worker-tokens", str(folder / "worker-tokens.toml"),
+                 "--data-dir", str(folder / "master-data")]
             )
             children.append(master)
             gateway = await processes.start(["gateway", "--listen", config.gateway_listen, "--master", master.address])

@@ -14,6 +14,7 @@ from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
 from services.master.memory_store import MemoryStore
 from services.master.server import Master as MasterProcess
+from services.master.retention import KEEP_EVERYTHING
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 from services.master.worker_auth import token_hash
@@ -32,7 +33,9 @@ def write_tokens(path: Path, worker_ids: tuple[str, ...] = WORKER_IDS) -> Path:
     )
     return path
 
-NOW = 1_790_000_000  # a fixed "now" (2026-09-21), so that sample data is the same every run
+# A fixed "now" (2026-09-21), so that sample data is the same every run. Masters in tests
+# keep everything: a time to live counted from the real clock would drop this data one day.
+NOW = 1_790_000_000
 
 
 @pytest.fixture
@@ -60,7 +63,9 @@ def sync_config() -> SyncConfig:
 @pytest_asyncio.fixture
 async def master(tmp_path: Path, sync_config: SyncConfig) -> AsyncIterator[Master]:
     """A real master (gRPC over loopback) in this process, on an ephemeral port."""
-    config = MasterConfig(listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), sync=sync_config)
+    config = MasterConfig(
+        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), sync=sync_config, retention=KEEP_EVERYTHING
+    )
     process = MasterProcess(config)
     port = await process.start()
     address = f"127.0.0.1:{port}"

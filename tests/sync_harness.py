@@ -13,6 +13,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.memory_store import MemoryStore
+from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
@@ -45,6 +46,7 @@ class MasterHandle:
             sync=self.sync,
             reconnect_after=0.1,
             data_dir=self.data_dir,
+            retention=KEEP_EVERYTHING,
         )
         self.process = MasterProcess(config, self.store)
         self.port = await self.process.start()

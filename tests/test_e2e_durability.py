@@ -93,7 +93,7 @@ class Rig:
 
     async def start_master(self, port: int | None = None) -> processes.Child:
         listen = f"127.0.0.1:{self.port if port is None else port}"
-        args = ["master", "--listen", listen, "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
+        args = ["master", "--listen", listen, "--retention", "none", "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
                 "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
         for attempt in range(20):
             try:

@@ -38,7 +38,7 @@ class Deployment:
 @pytest_asyncio.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     tokens = write_tokens(tmp_path / "tokens.toml")
-    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
+    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)])
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     try:
         async with grpc.aio.insecure_channel(master.address) as channel, httpx.AsyncClient(

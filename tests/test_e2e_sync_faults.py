@@ -42,7 +42,7 @@ async def tokens(tmp_path: Path) -> Path:
 
 async def start_master(tokens: Path, listen: str = "127.0.0.1:0") -> processes.Child:
     return await processes.start(
-        ["master", "--listen", listen, "--worker-tokens", str(tokens), "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
+        ["master", "--listen", listen, "--retention", "none", "--worker-tokens", str(tokens), "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
     )
 
 

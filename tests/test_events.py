@@ -138,7 +138,7 @@ async def ndjson_events(http: httpx.AsyncClient, url: str, count: int) -> list[d
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     tokens = write_tokens(tmp_path / "tokens.toml")
-    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
+    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)])
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     try:
         yield master.address, f"http://{gateway.address}"

@@ -55,7 +55,7 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
 @pytest.fixture(scope="module")
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tokens = write_tokens(Path(tmp_path_factory.mktemp("tokens")) / "tokens.toml")
-    master, master_address = _start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
+    master, master_address = _start(["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)])
     gateway, gateway_address = _start(["gateway", "--listen", "127.0.0.1:0", "--master", master_address])
 
     async def fill() -> None:

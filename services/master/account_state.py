@@ -67,6 +67,9 @@ class Handling:
     # being new once read.
     new_items: set[str] = field(default_factory=set)
     new_contents: set[str] = field(default_factory=set)
+    # Collection -> newest platform time (ns) evicted to bound memory: nothing at or before
+    # it that the account does not hold is taken in again.
+    horizons: dict[str, int] = field(default_factory=dict)
 
 
 class AccountState:
@@ -205,10 +208,15 @@ class AccountState:
 
     # ----------------------------------------------------- incremental changes
 
-    def apply_changes(self, version: int, account: e.Account | None, upserts: Any, removals: Any) -> None:
-        """Applies a delta in place, index by index; O(changes x log n)."""
+    def apply_changes(
+        self, version: int, account: e.Account | None, upserts: Any, removals: Any, floors: dict[str, int] | None = None
+    ) -> None:
+        """Applies a delta in place, index by index; O(changes x log n). An entity the
+        account does not hold, at or before its collection's floor (retention), is left out."""
         if account is not None:
             self.account = account
+        if floors:
+            upserts = self.admitted(upserts, floors)
         fresh = self.version > 0
         for content in upserts.contents:
             if fresh and content.content_id not in self.contents:
@@ -335,6 +343,77 @@ class AccountState:
             if (item[8:] in self.messages if item.startswith("message:") else item[8:] in self.comments)
         }
         handling.new_contents &= self.contents.keys()
+
+    def admitted(self, batch: Any, floors: dict[str, int]) -> sync_pb2.EntityBatch:
+        """The entities of `batch` the account holds already or that are newer than their
+        collection's floor; `batch` itself when that is all of them."""
+        held: dict[str, tuple[dict[str, Any], str, Any]] = {
+            "messages": (self.messages, "message_id", lambda m: ns_of(m.create_time)),
+            "comments": (self.comments, "comment_id", lambda c: ns_of(c.created_at)),
+            "contents": (self.contents, "content_id", lambda c: ns_of(c.publish_time)),
+            "conversations": (self.conversations, "conversation_id", _last_activity_ns),
+            "notifications": (self.notifications, "notification_id", lambda n: ns_of(n.create_time)),
+        }
+        kept: dict[str, list[Any]] = {}
+        dropped = False
+        for kind, (entities, key, time_of) in held.items():
+            floor = floors.get(kind, 0)
+            items = getattr(batch, kind)
+            if not floor:
+                kept[kind] = list(items)
+                continue
+            kept[kind] = [x for x in items if getattr(x, key) in entities or time_of(x) > floor]
+            dropped = dropped or len(kept[kind]) != len(items)
+        if not dropped:
+            return batch  # type: ignore[no-any-return]
+        out = sync_pb2.EntityBatch()
+        for kind, items in kept.items():
+            getattr(out, kind).extend(items)
+        return out
+
+    def floors(self, ttl_horizons: dict[str, int]) -> dict[str, int]:
+        """Per collection, the platform time at or before which an entity not held is not taken in."""
+        return {kind: max(ttl_horizons.get(kind, 0), self.handling.horizons.get(kind, 0)) for kind in ttl_horizons}
+
+    def expired(self, ttl_horizons: dict[str, int]) -> sync_pb2.Removals:
+        """The entities past their time to live, found from the old end of each order."""
+        removals = sync_pb2.Removals()
+
+        def old_end(order: SortedList, floor: int, time_at: int) -> list[str]:
+            out: list[str] = []
+            if floor:
+                for key in reversed(order):
+                    if -int(key[time_at]) > floor:
+                        break
+                    out.append(str(key[-1]))
+            return out
+
+        removals.message_ids.extend(old_end(self.message_order, ttl_horizons.get("messages", 0), 0))
+        removals.comment_ids.extend(old_end(self.comment_order, ttl_horizons.get("comments", 0), 0))
+        removals.content_ids.extend(old_end(self.content_order, ttl_horizons.get("contents", 0), 0))
+        floor = ttl_horizons.get("conversations", 0)
+        if floor:
+            # A conversation the team pinned stays until unpinned.
+            removals.conversation_ids.extend(
+                cid for cid, c in self.conversations.items() if _last_activity_ns(c) <= floor and cid not in self.handling.pinned
+            )
+        floor = ttl_horizons.get("notifications", 0)
+        if floor:
+            removals.notification_ids.extend(
+                nid for nid, n in self.notifications.items() if ns_of(n.create_time) <= floor
+            )
+        return removals
+
+    def evict(self, removals: sync_pb2.Removals) -> None:
+        """Drops entities as a platform deletion would, and forgets their read marks."""
+        self.apply_changes(self.version, None, sync_pb2.EntityBatch(), removals)
+        handling = self.handling
+        for message_id in removals.message_ids:
+            handling.read_at.pop(message_key(message_id), None)
+        for comment_id in removals.comment_ids:
+            handling.read_at.pop(comment_key(comment_id), None)
+        handling.pinned.difference_update(removals.conversation_ids)
+        handling.muted.difference_update(removals.conversation_ids)
 
     def entity_count(self) -> int:
         return (

@@ -10,7 +10,11 @@ page costs O(log n + page size) plus whatever a filter skips.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Sequence
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from sortedcontainers import SortedList
@@ -25,10 +29,13 @@ from . import cursor as cursors
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_entities, encode_snapshot
+from .retention import Retention
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
 
 T = TypeVar("T")
 Key = tuple[int | str, ...]
+
+log = logging.getLogger(__name__)
 
 _ALL_COLLECTIONS = frozenset(
     {
@@ -75,6 +82,16 @@ def _page(
 _CHECKPOINT_PART = 10_000
 
 
+def _removal_count(removals: sync_pb2.Removals) -> int:
+    return (
+        len(removals.message_ids)
+        + len(removals.comment_ids)
+        + len(removals.content_ids)
+        + len(removals.conversation_ids)
+        + len(removals.notification_ids)
+    )
+
+
 def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
     if on:
         flags.add(conversation_id)
@@ -85,9 +102,19 @@ def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
 class MemoryStore:
     """The in-memory Store."""
 
-    def __init__(self, on_event: Callable[[ev.Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[ev.Event], None] | None = None,
+        *,
+        retention: Retention | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         # Hears of new messages and comments, read marks and account status changes.
         self.on_event = on_event
+        # None keeps everything for good.
+        self.retention = retention if retention is not None and not retention.keeps_everything else None
+        self._clock = clock
+        self._warned_at = 0.0
         self._accounts: dict[str, AccountState] = {}
         self._handling: dict[str, Handling] = {}
         self._account_order: SortedList = SortedList()
@@ -139,6 +166,14 @@ class MemoryStore:
                 state.set_pinned(flags.conversation_id, flags.pinned)
             if flags.HasField("muted"):
                 _set_flag(state.handling.muted, flags.conversation_id, flags.muted)
+        elif kind == "eviction":
+            eviction = record.eviction
+            horizons = {}
+            if eviction.HasField("messages_horizon"):
+                horizons["messages"] = eviction.messages_horizon.ToNanoseconds()
+            if eviction.HasField("comments_horizon"):
+                horizons["comments"] = eviction.comments_horizon.ToNanoseconds()
+            self._evict(self._state(eviction.account_id), eviction.removals, horizons)
         else:
             raise InvalidArgument(f"unknown journal record {kind!r}", field="change")
 
@@ -158,6 +193,7 @@ class MemoryStore:
         read_at = dict(handling.read_at)
         pinned, muted = sorted(handling.pinned), sorted(handling.muted)
         new_items, new_contents = sorted(handling.new_items), sorted(handling.new_contents)
+        horizons = dict(handling.horizons)
         groups: list[tuple[int, list[object]]] = [
             (1, list(state.contents.values())),
             (2, list(state.comments.values())),
@@ -184,6 +220,10 @@ class MemoryStore:
             )
             for item, read_ns in read_at.items():
                 head.read_marks.add(item_id=item).read_at.FromNanoseconds(read_ns)
+            if "messages" in horizons:
+                head.messages_horizon.FromNanoseconds(horizons["messages"])
+            if "comments" in horizons:
+                head.comments_horizon.FromNanoseconds(horizons["comments"])
             return [head.SerializeToString(), *parts]
 
         return encode
@@ -198,6 +238,10 @@ class MemoryStore:
             new_items=set(head.new_item_ids),
             new_contents=set(head.new_content_ids),
         )
+        if head.HasField("messages_horizon"):
+            handling.horizons["messages"] = head.messages_horizon.ToNanoseconds()
+        if head.HasField("comments_horizon"):
+            handling.horizons["comments"] = head.comments_horizon.ToNanoseconds()
         parts = checkpoint.parts
         state = AccountState.build(
             account_id=head.account_id,
@@ -240,6 +284,9 @@ class MemoryStore:
         handling = self._handling.setdefault(snapshot.account_id, Handling())
         replaced = snapshot.collections or _ALL_COLLECTIONS
         batch = snapshot.entities
+        floors = self._floors(current)
+        if floors:
+            batch = (current or AccountState.empty(snapshot.account_id)).admitted(batch, floors)
 
         def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
             return fresh if collection in replaced else old
@@ -295,7 +342,7 @@ class MemoryStore:
                 reason="BASE_VERSION_MISMATCH",
                 metadata={"applied_version": str(applied)},
             )
-        state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals)
+        state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals, self._floors(state))
         state.note_applied(delta.version)
         self._announce_arrivals(state)
         if self.journal is not None:
@@ -304,6 +351,73 @@ class MemoryStore:
                 head.account.CopyFrom(delta.account)
             self.journal.append(delta.account_id, lambda: encode_delta(head, delta.upserts, delta.removals))
         return True
+
+    # ------------------------------------------------------------ retention
+
+    def _floors(self, state: AccountState | None) -> dict[str, int] | None:
+        if self.retention is None:
+            return None
+        horizons = self.retention.horizons(self._clock())
+        return state.floors(horizons) if state is not None else horizons
+
+    def enforce_retention(self, *, budget: int = 100_000) -> int:
+        """Drops what outlived its time to live, then the oldest read messages and comments
+        while the store is over its bound; at most `budget` entities a call. Returns how many."""
+        if self.retention is None:
+            return 0
+        horizons = self.retention.horizons(self._clock())
+        evicted = 0
+        for state in list(self._accounts.values()):
+            removals = state.expired(horizons)
+            count = _removal_count(removals)
+            if count:
+                self._evict(state, removals, {})
+                evicted += count
+        bound = self.retention.max_entities
+        if bound and (excess := self.entity_count() - bound) > 0:
+            # Down to 95% of the bound, so that eviction does not run at every new message.
+            wanted = min(budget, excess + bound // 20)
+            evicted += self._evict_oldest_read(wanted)
+            left = self.entity_count() - bound
+            if left > 0 and time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                log.warning("%d entities over the bound of %d: the rest are unread and are kept", left, bound)
+        return evicted
+
+    def _evict_oldest_read(self, wanted: int) -> int:
+        def read_messages(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
+            for key in reversed(state.message_order):
+                message_id = str(key[1])
+                if message_key(message_id) in state.handling.read_at or not state.is_inbound(state.messages[message_id]):
+                    yield -int(key[0]), state.account_id, "messages", message_id
+
+        def read_comments(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
+            for key in reversed(state.comment_order):
+                comment_id = str(key[1])
+                if comment_key(comment_id) in state.handling.read_at or state.is_own(state.comments[comment_id]):
+                    yield -int(key[0]), state.account_id, "comments", comment_id
+
+        streams = [gen(state) for state in self._accounts.values() for gen in (read_messages, read_comments)]
+        chosen: dict[str, tuple[sync_pb2.Removals, dict[str, int]]] = {}
+        for at_ns, account_id, kind, entity_id in itertools.islice(heapq.merge(*streams), wanted):
+            removals, horizons = chosen.setdefault(account_id, (sync_pb2.Removals(), {}))
+            (removals.message_ids if kind == "messages" else removals.comment_ids).append(entity_id)
+            horizons[kind] = max(horizons.get(kind, 0), at_ns)
+        for account_id, (removals, horizons) in chosen.items():
+            self._evict(self._accounts[account_id], removals, horizons)
+        return sum(_removal_count(removals) for removals, _ in chosen.values())
+
+    def _evict(self, state: AccountState, removals: sync_pb2.Removals, horizons: dict[str, int]) -> None:
+        state.evict(removals)
+        for kind, at_ns in horizons.items():
+            state.handling.horizons[kind] = max(state.handling.horizons.get(kind, 0), at_ns)
+        if self.journal is not None:
+            eviction = jpb.Eviction(account_id=state.account_id, removals=removals)
+            if "messages" in horizons:
+                eviction.messages_horizon.FromNanoseconds(state.handling.horizons["messages"])
+            if "comments" in horizons:
+                eviction.comments_horizon.FromNanoseconds(state.handling.horizons["comments"])
+            self._log(state.account_id, jpb.Record(eviction=eviction))
 
     # --------------------------------------------------------------- events
 

@@ -38,6 +38,7 @@ from imsync.v1 import (
 from .commands import CommandBook
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
+from .retention import Retention
 from .query_services import (
     AccountServicer,
     ContentServicer,
@@ -85,6 +86,7 @@ class MasterConfig:
     checkpoint_min_bytes: int = 16 * 1024 * 1024
     # What a stopping master tells its workers to wait before they connect again.
     reconnect_after: float = 1.0
+    retention: Retention = Retention()
 
 
 # The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
@@ -98,7 +100,7 @@ class Master:
     def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
         self.config = config
         self.bus = EventBus()
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: Store = store if store is not None else MemoryStore(retention=config.retention)
         self.store.on_event = self.bus.publish
         self.book = CommandBook(ttl=config.command_ttl)
         self.book.subscribe(
@@ -142,6 +144,8 @@ class Master:
             await asyncio.sleep(1.0)
             try:
                 self.hub.sweep()
+                if isinstance(self.store, MemoryStore):
+                    self.store.enforce_retention()
                 if self.recovery is not None:
                     compact(self.store, self.recovery.journal, minimum_bytes=self.config.checkpoint_min_bytes)  # type: ignore[arg-type]
             except Exception:

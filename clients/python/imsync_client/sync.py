@@ -122,10 +122,14 @@ class SyncClient:
         await self._call.write(request)
 
     async def _exchange(self, requests: Sequence[sync_pb2.SyncDataRequest]) -> sync_pb2.SyncDataResponse:
+        for request in requests:
+            await self.write(request)
+        return await self.receive()
+
+    async def receive(self) -> sync_pb2.SyncDataResponse:
+        """The master's next answer (Welcome, Ack, Nack or GoAway); heartbeats and commands are skipped."""
         if self._call is None:
             raise RuntimeError("call open() first")
-        for request in requests:
-            await self._call.write(request)
         while True:
             reply = await self._call.read()
             if reply is grpc.aio.EOF:  # type: ignore[attr-defined]

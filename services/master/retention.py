@@ -1,0 +1,73 @@
+"""How long the master keeps what it was sent, and how much of it.
+
+Two rules, enforced by the master's sweep and journaled like every other change:
+
+- a time to live per collection, counted from the entity's platform time (a message's or
+  comment's creation, a work's publication, a conversation's last activity); past it the
+  entity is dropped, and a worker's crawl that still lists it does not bring it back;
+- a bound on the entities held in all: past it the oldest read messages and comments go
+  first (a customer's unread message is never dropped to make room; the master warns
+  instead). Counters, statistics and cursors stay right: an evicted item is removed as a
+  platform deletion would remove it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+DAY = 86_400.0
+
+KINDS = ("messages", "comments", "conversations", "contents", "notifications")
+
+
+@dataclass(frozen=True)
+class Retention:
+    # Seconds each collection's entities are kept after their platform time; 0 keeps them.
+    messages: float = 180 * DAY
+    comments: float = 180 * DAY
+    conversations: float = 180 * DAY
+    contents: float = 365 * DAY
+    notifications: float = 30 * DAY
+    # Entities held in all; past it the oldest read messages and comments go. 0: no bound.
+    max_entities: int = 2_000_000
+
+    def horizons(self, now_ns: int) -> dict[str, int]:
+        """Per collection, the platform time at or before which an entity has expired (0: never)."""
+        return {kind: now_ns - int(ttl * 1e9) if (ttl := getattr(self, kind)) > 0 else 0 for kind in KINDS}
+
+    @property
+    def keeps_everything(self) -> bool:
+        return self.max_entities == 0 and all(getattr(self, kind) == 0 for kind in KINDS)
+
+
+KEEP_EVERYTHING = Retention(0, 0, 0, 0, 0, 0)
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def parse_retention(text: str, base: Retention = Retention()) -> Retention:
+    """Reads "messages=90d,comments=90d,max_entities=500000" (units s, m, h, d; 0 keeps
+    for good) over `base`; "none" keeps everything."""
+    text = text.strip()
+    if text in ("", "default"):
+        return base
+    if text == "none":
+        return KEEP_EVERYTHING
+    values: dict[str, float | int] = {}
+    names = {f.name for f in fields(Retention)}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in names:
+            raise ValueError(f"{part!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(names))}")
+        if name == "max_entities":
+            if not value.isdigit():
+                raise ValueError(f"{part!r}: max_entities is a count")
+            values[name] = int(value)
+            continue
+        found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value)
+        if found is None:
+            raise ValueError(f"{part!r}: expected a duration such as 90d, 12h or 0")
+        values[name] = float(found.group(1)) * _UNITS[found.group(2) or "s"]
+    merged = {f.name: getattr(base, f.name) for f in fields(Retention)} | values
+    return Retention(**merged)
