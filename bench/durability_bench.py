@@ -137,7 +137,7 @@ async def _fill_data_dir(data_dir: Path, entities: int, *, checkpoint: bool) -> 
     if persisted is not None:
         await persisted
     if checkpoint:
-        checkpoint_all(store, recovery.journal)
+        await checkpoint_all(store, recovery.journal)
     stored = store.entity_count()
     await recovery.journal.close()
     return stored

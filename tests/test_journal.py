@@ -100,7 +100,7 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     shown, _ = await _busy_store(tmp_path, seed=5)
     store, _, recovery = _open(tmp_path)
     journal = recovery.journal
-    assert compact(store, journal, minimum_bytes=0) == ["acc"]
+    assert await compact(store, journal, minimum_bytes=0) == ["acc"]
     # A change after the checkpoint is a journal row on top of it.
     conversation = store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
     store.set_muted("acc", conversation.conversation_id, True)
@@ -113,7 +113,7 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     store, _, recovery = _open(tmp_path)
     assert recovery.problems == [] and recovery.records == 1
     assert observable(store, "acc") == shown
-    checkpoint_all(store, recovery.journal)
+    await checkpoint_all(store, recovery.journal)
     await recovery.journal.close()
     store, _, recovery = _open(tmp_path)
     assert recovery.records == 0 and observable(store, "acc") == shown

@@ -80,7 +80,7 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         journal = Journal.create(path, epoch=found.epoch, next_seq=1, synchronous=synchronous)
         # The recovered state goes to the new file before anything else does.
         for account_id in store.account_ids():
-            journal.checkpoint(account_id, store.capture(account_id))
+            journal.write_checkpoint(account_id, journal.last_seq, store.capture(account_id)())
         for command in book.records():
             journal.put_command(command.command.request_id, partial(_command_entry, command))
     else:
@@ -116,17 +116,18 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
     return recovery
 
 
-def compact(store: MemoryStore, journal: Journal, *, minimum_bytes: int, limit: int = 4) -> list[str]:
-    """Checkpoints the accounts whose journal rows outweigh their last checkpoint (and
-    `minimum_bytes`), at most `limit` at a time; their rows are then deleted."""
-    chosen = journal.needs_checkpoint(minimum_bytes)[:limit]
+async def compact(store: MemoryStore, journal: Journal, *, minimum_bytes: int) -> list[str]:
+    """Checkpoints, one after another, the accounts whose journal rows outweigh their last
+    checkpoint (and `minimum_bytes`); their rows are then deleted."""
+    chosen = journal.needs_checkpoint(minimum_bytes)
     for account_id in chosen:
-        journal.checkpoint(account_id, store.capture(account_id))
+        if store.has_account(account_id):
+            await journal.checkpoint(account_id, store.capture(account_id))
     return chosen
 
 
-def checkpoint_all(store: MemoryStore, journal: Journal) -> None:
+async def checkpoint_all(store: MemoryStore, journal: Journal) -> None:
     """Checkpoints every account that has journal rows (at a clean stop: a fast next start)."""
     for account_id in store.account_ids():
         if journal.bytes_since_checkpoint.get(account_id, 1):
-            journal.checkpoint(account_id, store.capture(account_id))
+            await journal.checkpoint(account_id, store.capture(account_id))

@@ -262,6 +262,9 @@ class Journal:
         # Bytes appended per account since its last checkpoint, and each checkpoint's size.
         self.bytes_since_checkpoint: dict[str, int] = {}
         self.checkpoint_bytes: dict[str, int] = {}
+        # Accounts whose checkpoint is being encoded, and the rows appended meanwhile.
+        self._checkpointing: set[str] = set()
+        self._row_sizes: dict[str, list[tuple[int, int]]] = {}
         self.commits = 0
 
     @classmethod
@@ -320,6 +323,8 @@ class Journal:
                 "INSERT INTO journal (seq, account_id, crc, body) VALUES (?, ?, ?, ?)", (seq, account_id, _crc(body), body)
             )
             self.bytes_since_checkpoint[account_id] = self.bytes_since_checkpoint.get(account_id, 0) + len(body)
+            if account_id in self._checkpointing:
+                self._row_sizes.setdefault(account_id, []).append((seq, len(body)))
 
         self._enqueue(op)
 
@@ -338,20 +343,41 @@ class Journal:
 
         self._enqueue(op)
 
-    def checkpoint(self, account_id: str, encode: Callable[[], list[bytes]]) -> None:
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest journal row appended."""
+        return self._next_seq - 1
+
+    async def checkpoint(self, account_id: str, encode: Callable[[], list[bytes]]) -> None:
         """Replaces the account's journal rows so far with its state now, which the caller
-        captured just before; `encode` gives the checkpoint's head and then its parts."""
-        seq = self._next_seq - 1
+        captured just before; `encode` gives the checkpoint's head and then its parts.
+
+        Encoding runs on a thread of its own, so that the writer (and every Ack behind
+        it) waits only for the rows to be written, not for them to be made."""
+        if account_id in self._checkpointing:
+            return
+        seq = self.last_seq  # what the captured state covers
+        self._checkpointing.add(account_id)
+        try:
+            rows = await asyncio.to_thread(encode)
+            self.write_checkpoint(account_id, seq, rows)
+        finally:
+            self._checkpointing.discard(account_id)
+
+    def write_checkpoint(self, account_id: str, seq: int, rows: list[bytes]) -> None:
+        """Stores an encoded checkpoint covering the account's rows up to `seq`, and deletes them."""
 
         def op(connection: sqlite3.Connection) -> None:
-            rows = encode()
             connection.execute("DELETE FROM checkpoints WHERE account_id = ?", (account_id,))
             connection.executemany(
                 "INSERT INTO checkpoints (account_id, part, seq, crc, body) VALUES (?, ?, ?, ?, ?)",
                 [(account_id, index, seq, _crc(body), body) for index, body in enumerate(rows)],
             )
             connection.execute("DELETE FROM journal WHERE account_id = ? AND seq <= ?", (account_id, seq))
-            self.bytes_since_checkpoint[account_id] = 0
+            # Rows appended since `seq` are not covered: count only those.
+            self.bytes_since_checkpoint[account_id] = sum(
+                size for row_seq, size in self._row_sizes.pop(account_id, []) if row_seq > seq
+            )
             self.checkpoint_bytes[account_id] = sum(len(body) for body in rows)
 
         self._enqueue(op)
@@ -368,7 +394,7 @@ class Journal:
         return [
             account_id
             for account_id, size in list(self.bytes_since_checkpoint.items())
-            if size > max(minimum, self.checkpoint_bytes.get(account_id, 0))
+            if size > max(minimum, self.checkpoint_bytes.get(account_id, 0)) and account_id not in self._checkpointing
         ]
 
     # --------------------------------------------------------- durability

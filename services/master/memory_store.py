@@ -177,6 +177,9 @@ class MemoryStore:
         else:
             raise InvalidArgument(f"unknown journal record {kind!r}", field="change")
 
+    def has_account(self, account_id: str) -> bool:
+        return account_id in self._accounts
+
     def account_ids(self) -> list[str]:
         return [str(key[0]) for key in self._account_order]
 

@@ -115,6 +115,7 @@ class Master:
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync)
         self.server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
         self.recovery: Recovery | None = None
         # Set when the journal fails: the master cannot keep its promises and must stop.
         self.failed = asyncio.Event()
@@ -137,6 +138,8 @@ class Master:
             raise OSError(f"cannot listen on {self.config.listen}")
         await self.server.start()
         self._sweeper = asyncio.create_task(self._sweep())
+        if self.recovery is not None:
+            self._compactor = asyncio.create_task(self._compact())
         return port
 
     async def _sweep(self) -> None:
@@ -146,16 +149,25 @@ class Master:
                 self.hub.sweep()
                 if isinstance(self.store, MemoryStore):
                     self.store.enforce_retention()
-                if self.recovery is not None:
-                    compact(self.store, self.recovery.journal, minimum_bytes=self.config.checkpoint_min_bytes)  # type: ignore[arg-type]
             except Exception:
                 log.exception("sweep failed")
+
+    async def _compact(self) -> None:
+        assert self.recovery is not None and isinstance(self.store, MemoryStore)
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await compact(self.store, self.recovery.journal, minimum_bytes=self.config.checkpoint_min_bytes)
+            except Exception:
+                log.exception("compaction failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
         and leaves the journal checkpointed and closed."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._compactor):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self.hub.drain(self.config.reconnect_after)
         self.bus.close()
         if self.server is not None:
@@ -163,7 +175,7 @@ class Master:
         if self.recovery is not None:
             journal = self.recovery.journal
             if journal.failed is None:
-                checkpoint_all(self.store, journal)  # type: ignore[arg-type]
+                await checkpoint_all(self.store, journal)  # type: ignore[arg-type]
             await journal.close()
 
 
