@@ -133,6 +133,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the master's gRPC address (env IMSYNC_MASTER_ADDR; default %(default)s)",
     )
+    gateway.add_argument(
+        "--console",
+        default=_env("IMSYNC_CONSOLE_DIR", ""),
+        metavar="DIR",
+        help="folder of the web console served at / (env IMSYNC_CONSOLE_DIR; default: clients/web of this "
+        "checkout); 'none' serves no console",
+    )
 
     sim = commands.add_parser(
         "sim",
@@ -242,9 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(add_worker_token(Path(args.file), args.worker_id))
         elif args.command == "gateway":
+            from pathlib import Path
+
+            from services.gateway.console import CONSOLE_DIR
             from services.gateway.server import GatewayConfig, run
 
-            run(GatewayConfig(listen=args.listen, master=args.master))
+            console = None if args.console == "none" else Path(args.console) if args.console else CONSOLE_DIR
+            run(GatewayConfig(listen=args.listen, master=args.master, console=console))
         elif args.command == "demo":
             from services.demo import DemoConfig, run_demo
 

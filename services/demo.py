@@ -83,7 +83,9 @@ async def _demo(config: DemoConfig) -> None:
             await _wait_for_accounts(base, config.accounts)
             first = "douyin-001"
             print(
-                "\nimsync demo is running. Try:\n"
+                "\nimsync demo is running.\n"
+                f"  The console: {base}/\n"
+                "Or try the API:\n"
                 f"  curl '{base}/api/im/accounts'\n"
                 f"  curl '{base}/api/im/conversations?account_id={first}'\n"
                 f"  curl '{base}/api/im/unified-messages?account_id={first}&types=direct_message'\n"

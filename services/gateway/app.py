@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,6 +35,7 @@ from imsync.v1 import (
 )
 from services.common.rpc_errors import bad_request
 
+from .console import console_routes
 from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
 from .errors import http_status_of
 from .grpc_bridge import MalformedTimeout, incoming_headers, outgoing_metadata, status_of, timeout_of
@@ -241,8 +243,10 @@ def create_app(
     channel: grpc.aio.Channel | None = None,
     services: Iterable[ServiceDescriptor] | None = None,
     profiles: ProfileRegistry = ProfileRegistry(),
+    console: Path | None = None,
 ) -> Starlette:
-    """The gateway application, calling the master at `master` (or over `channel`)."""
+    """The gateway application, calling the master at `master` (or over `channel`); with
+    `console`, the web console's files from that folder at `/`."""
     gateway = Gateway(
         im_services() if services is None else services, master=master, channel=channel, profiles=profiles
     )
@@ -251,7 +255,8 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(document)
 
-    app = Starlette(routes=[Route("/openapi.json", openapi, methods=["GET"])], lifespan=gateway.lifespan)
+    routes = [Route("/openapi.json", openapi, methods=["GET"]), *(console_routes(console) if console else [])]
+    app = Starlette(routes=routes, lifespan=gateway.lifespan)
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).
     app.router.default = gateway

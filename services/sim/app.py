@@ -4,7 +4,8 @@ Run with `imsync sim`. Pages need a session cookie (from /login) and send the br
 /login without one; the JSON endpoints then answer status_code 8. `/__sim/truth` shows
 what the platform holds, for tests to compare against; `/__sim/faults` makes it
 misbehave on purpose (slow, malformed or truncated JSON, an expired session, a page that
-never finishes loading).
+never finishes loading); `/__sim/tick` makes a random customer write and `/__sim/customer`
+a given one.
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ def build_app(simulator: Simulator) -> Starlette:
         platform.tick(int(time.time()))
         return JSONResponse({"ok": True})
 
+    async def customer(request: Request) -> Response:
+        wanted = await request.json()
+        if wanted.get("uid") not in platform.accounts or wanted.get("kind") not in ("message", "comment"):
+            return JSONResponse({"error": "uid: an account of this simulator; kind: message or comment"}, status_code=400)
+        return JSONResponse(platform.customer_writes(wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time())))
+
     routes = [
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
@@ -227,6 +234,7 @@ def build_app(simulator: Simulator) -> Starlette:
         Route("/__sim/truth", truth),
         Route("/__sim/faults", faults, methods=["GET", "POST"]),
         Route("/__sim/tick", tick, methods=["POST"]),
+        Route("/__sim/customer", customer, methods=["POST"]),
         Mount("/static", StaticFiles(directory=_STATIC)),
     ]
     return Starlette(routes=routes)

@@ -175,6 +175,17 @@ class Platform:
         elif account.conversations:
             self._add_message(account, self._rng.choice(list(account.conversations.values())), now * 1000, own=False)
 
+    def customer_writes(self, uid: str, kind: str, text: str, now: int) -> dict[str, Any]:
+        """A customer writes `text` to account `uid`: a private message in its latest
+        conversation, or a comment on its latest work (kind "message" or "comment")."""
+        self.now = now
+        account = self.accounts[uid]
+        if kind == "message":
+            conversation = max(account.conversations.values(), key=lambda c: c["update_time"])
+            return self._add_message(account, conversation, now * 1000, own=False, text=text)
+        work = max(account.works, key=lambda w: w["create_time"])
+        return self._add_comment(account, work, now, text=text)
+
     # ----------------------------------------------------------------- actions
 
     def reply(self, uid: str, item_id: str, reply_to: str, text: str, now: int) -> dict[str, Any]:

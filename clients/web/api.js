@@ -1,0 +1,74 @@
+// The public IM REST API (/api/im, the IM envelope), and nothing else.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function call(method, path, { query, body } = {}) {
+  const url = new URL(path, window.location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
+  }
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch (error) {
+    throw new ApiError(0, 14, "the gateway cannot be reached");
+  }
+  let envelope = null;
+  try {
+    envelope = await response.json();
+  } catch (error) {
+    throw new ApiError(response.status, 13, `HTTP ${response.status} without a JSON body`);
+  }
+  if (!response.ok || envelope.status_code) {
+    throw new ApiError(response.status, envelope.status_code, envelope.status_msg);
+  }
+  return envelope.data;
+}
+
+export const api = {
+  accounts: (cursor) => call("GET", "/api/im/accounts", { query: { count: 100, cursor } }),
+  stats: (accountId) => call("GET", "/api/im/unified-messages/stats", { query: { account_id: accountId } }),
+  inbox: (accountId, { types, unreadOnly, cursor, count = 30 }) =>
+    call("GET", "/api/im/unified-messages", {
+      query: { account_id: accountId, types: types.join(","), is_read: unreadOnly ? "false" : "", cursor, count },
+    }),
+  markItemRead: (accountId, id) =>
+    call("PUT", `/api/im/unified-messages/${encodeURIComponent(id)}/read`, { body: { account_id: accountId } }),
+  conversation: (accountId, conversationId) =>
+    call("GET", `/api/im/conversations/${encodeURIComponent(conversationId)}`, { query: { account_id: accountId } }),
+  messages: (accountId, conversationId, cursor) =>
+    call("GET", "/api/im/messages", { query: { account_id: accountId, conversation_id: conversationId, cursor, count: 30 } }),
+  markConversationRead: (accountId, conversationId) =>
+    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/read`, { body: { account_id: accountId } }),
+  works: (accountId, cursor) => call("GET", "/api/im/contents", { query: { account_id: accountId, cursor, count: 50 } }),
+  work: (accountId, contentId) =>
+    call("GET", `/api/im/contents/${encodeURIComponent(contentId)}`, { query: { account_id: accountId } }),
+  comments: (accountId, contentId, cursor) =>
+    call("GET", "/api/im/discussions", { query: { account_id: accountId, content_id: contentId, cursor, count: 100 } }),
+  markWorkRead: (accountId, contentId) =>
+    call("PUT", `/api/im/contents/${encodeURIComponent(contentId)}/read`, { body: { account_id: accountId } }),
+  sendReply: (body) => call("POST", "/api/im/replies", { body }),
+  reply: (requestId) => call("GET", `/api/im/replies/${encodeURIComponent(requestId)}`),
+};
+
+// Every page of a list, following cursors.
+export async function everyPage(fetchPage, itemsKey) {
+  const items = [];
+  let cursor = "";
+  for (;;) {
+    const page = await fetchPage(cursor);
+    items.push(...(page[itemsKey] || []));
+    if (!page.has_more) return items;
+    cursor = page.cursor;
+  }
+}

@@ -1,0 +1,451 @@
+// The imsync console: accounts, the unified inbox, conversations and works, replies and
+// live updates, over the gateway's public REST API and its event stream only.
+
+import { api, everyPage } from "./api.js";
+import { ConversationView } from "./conversation.js";
+import { avatar, badge, h, replace, time } from "./dom.js";
+import { EventStream } from "./events.js";
+import { Replies } from "./replies.js";
+import { WorkView, workCard } from "./works.js";
+
+const TYPES = [
+  ["direct_message", "Messages"],
+  ["comment", "Comments"],
+  ["discussion", "Replies"],
+];
+const LOGIN = { logged_in: "logged in", logged_out: "logged out", unspecified: "status unknown" };
+
+const state = {
+  accounts: [],
+  stats: new Map(),
+  selected: "all",
+  view: "inbox", // or "works"
+  types: new Set(),
+  unreadOnly: false,
+  inbox: [], // unified items, newest first
+  cursors: new Map(), // account id -> {cursor, hasMore, oldest}
+  works: [],
+  detail: null, // the open ConversationView or WorkView
+  detailKey: "",
+  active: "", // the key of the list item with the keyboard focus
+};
+
+const $ = (id) => document.getElementById(id);
+const replies = new Replies((record) => state.detail && state.detail.onReplyChange(record));
+
+// ------------------------------------------------------------------ accounts
+
+async function loadAccounts() {
+  state.accounts = await everyPage((cursor) => api.accounts(cursor), "users");
+  await Promise.all(state.accounts.map((a) => refreshStats(a.account_id, false)));
+  renderAccounts();
+}
+
+async function refreshStats(accountId, render = true) {
+  try {
+    state.stats.set(accountId, await api.stats(accountId));
+  } catch (error) {
+    return; // shown stale until the next update
+  }
+  if (render) renderAccounts();
+}
+
+function unread(accountId) {
+  return (state.stats.get(accountId) || {}).total_unread || 0;
+}
+
+function renderAccounts() {
+  const total = state.accounts.reduce((sum, a) => sum + unread(a.account_id), 0);
+  const entry = (id, label, sub, count, picture) =>
+    h(
+      "li",
+      {},
+      h(
+        "button",
+        {
+          type: "button",
+          class: `account ${state.selected === id ? "selected" : ""}`,
+          "aria-pressed": state.selected === id ? "true" : "false",
+          onclick: () => select(id),
+        },
+        picture,
+        h("span", { class: "account-text" }, h("span", { class: "name" }, label), h("span", { class: "sub" }, sub)),
+        badge(count, "unread"),
+      ),
+    );
+  replace(
+    $("accounts"),
+    entry("all", "All accounts", `${state.accounts.length} accounts`, total, h("span", { class: "avatar all", "aria-hidden": "true" }, "∗")),
+    state.accounts.map((a) =>
+      entry(
+        a.account_id,
+        a.user_name || a.account_id,
+        h(
+          "span",
+          {},
+          `${a.platform} · `,
+          h("span", { class: `login ${a.login_state}` }, LOGIN[a.login_state] || a.login_state),
+          a.online ? null : h("span", { class: "offline" }, " · worker offline"),
+        ),
+        unread(a.account_id),
+        avatar(a.user_name),
+      ),
+    ),
+  );
+  document.title = total ? `(${total}) imsync` : "imsync";
+}
+
+function accountIds() {
+  return state.selected === "all" ? state.accounts.map((a) => a.account_id) : [state.selected];
+}
+
+function accountName(id) {
+  const account = state.accounts.find((a) => a.account_id === id);
+  return account ? account.user_name || id : id;
+}
+
+async function select(id) {
+  state.selected = id;
+  closeDetail();
+  renderAccounts();
+  await reloadList();
+}
+
+// -------------------------------------------------------------------- inbox
+
+async function reloadList() {
+  renderToolbar();
+  replace($("list"), h("li", { class: "loading" }, "Loading…"));
+  if (state.view === "inbox") {
+    state.inbox = [];
+    state.cursors = new Map(accountIds().map((id) => [id, { cursor: "", hasMore: true, oldest: "" }]));
+    await loadMoreInbox();
+  } else {
+    state.works = [];
+    for (const id of accountIds()) state.works.push(...(await everyPage((cursor) => api.works(id, cursor), "contents")));
+    state.works.sort((a, b) => (a.publish_time < b.publish_time ? 1 : -1));
+    renderList();
+  }
+}
+
+async function loadMoreInbox() {
+  const pending = [...state.cursors.entries()].filter(([, c]) => c.hasMore);
+  const pages = await Promise.all(
+    pending.map(([id, c]) => api.inbox(id, { types: [...state.types], unreadOnly: state.unreadOnly, cursor: c.cursor })),
+  );
+  pending.forEach(([id, c], index) => {
+    const page = pages[index];
+    const items = page.messages || [];
+    c.cursor = page.cursor;
+    c.hasMore = page.has_more;
+    if (items.length) c.oldest = items[items.length - 1].create_time;
+    mergeItems(items);
+  });
+  renderList();
+}
+
+function mergeItems(items) {
+  const known = new Map(state.inbox.map((item) => [`${item.account_id}/${item.id}`, item]));
+  for (const item of items) known.set(`${item.account_id}/${item.id}`, item);
+  state.inbox = [...known.values()].sort((a, b) => (a.create_time === b.create_time ? (a.id < b.id ? 1 : -1) : a.create_time < b.create_time ? 1 : -1));
+}
+
+// Items older than what every account with more pages has reached are held back, so that
+// "all accounts" never shows an item above one not loaded yet.
+function visibleInbox() {
+  const reached = [...state.cursors.values()].filter((c) => c.hasMore && c.oldest).map((c) => c.oldest);
+  const horizon = reached.length ? reached.reduce((a, b) => (a > b ? a : b)) : "";
+  return state.inbox.filter((item) => passes(item) && (!horizon || item.create_time >= horizon));
+}
+
+function passes(item) {
+  return (!state.types.size || state.types.has(item.type)) && (!state.unreadOnly || !item.is_read);
+}
+
+function itemKey(item) {
+  return `item:${item.account_id}:${item.id}`;
+}
+
+function inboxRow(item) {
+  const message = item.message;
+  const comment = item.comment;
+  const who = message ? message.sender || {} : (comment && comment.author) || {};
+  const kind = { direct_message: "Message", comment: "Comment", discussion: "Reply" }[item.type] || item.type;
+  const key = itemKey(item);
+  return h(
+    "li",
+    {
+      class: `item ${item.is_read ? "read" : "unread"} ${state.detailKey === key ? "selected" : ""}`,
+      role: "option",
+      tabindex: state.active === key ? "0" : "-1",
+      "aria-selected": state.detailKey === key ? "true" : "false",
+      dataset: { key },
+      onclick: () => openItem(item),
+    },
+    avatar(who.user_name),
+    h(
+      "div",
+      { class: "item-body" },
+      h(
+        "p",
+        { class: "who" },
+        item.is_read ? null : h("span", { class: "dot", "aria-label": "unread" }),
+        h("strong", {}, who.user_name || "someone"),
+        h("span", { class: `kind ${item.type}` }, kind),
+        state.selected === "all" ? h("span", { class: "muted small" }, accountName(item.account_id)) : null,
+      ),
+      h("p", { class: "text" }, (message ? message.content : comment ? comment.content : "") || "(no text)"),
+    ),
+    time(item.create_time),
+  );
+}
+
+function renderList() {
+  const list = $("list");
+  list.setAttribute("aria-label", state.view === "inbox" ? "Inbox" : "Works");
+  if (state.view === "inbox") {
+    const items = visibleInbox();
+    const more = [...state.cursors.values()].some((c) => c.hasMore);
+    replace(
+      list,
+      items.length ? items.map(inboxRow) : h("li", { class: "empty" }, state.unreadOnly ? "Nothing unread. 🎉" : "Nothing here yet."),
+      more ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: loadMoreInbox }, "Load older")) : null,
+    );
+    if (more) moreObserver.observe($("more"));
+  } else {
+    replace(
+      list,
+      state.works.length
+        ? state.works.map((work) => workCard(work, { selected: state.detailKey === `work:${work.account_id}:${work.content_id}`, onOpen: openWork }))
+        : h("li", { class: "empty" }, "No works yet."),
+    );
+  }
+  const rows = [...list.querySelectorAll("[role=option]")];
+  if (rows.length && !rows.some((row) => row.tabIndex === 0)) rows[0].tabIndex = 0;
+}
+
+const moreObserver = new IntersectionObserver((entries) => {
+  if (entries.some((entry) => entry.isIntersecting)) {
+    moreObserver.disconnect();
+    loadMoreInbox();
+  }
+});
+
+function renderToolbar() {
+  for (const button of document.querySelectorAll("[data-view]")) {
+    button.setAttribute("aria-selected", button.dataset.view === state.view ? "true" : "false");
+  }
+  const filters = $("filters");
+  filters.hidden = state.view !== "inbox";
+  replace(
+    filters,
+    TYPES.map(([type, label]) =>
+      h(
+        "button",
+        { type: "button", class: "chip", "aria-pressed": state.types.has(type) ? "true" : "false", onclick: () => toggleType(type) },
+        label,
+      ),
+    ),
+    h(
+      "label",
+      { class: "chip" },
+      h("input", { type: "checkbox", checked: state.unreadOnly, onchange: (event) => setUnreadOnly(event.target.checked) }),
+      " Unread only",
+    ),
+  );
+}
+
+function toggleType(type) {
+  if (state.types.has(type)) state.types.delete(type);
+  else state.types.add(type);
+  reloadList();
+}
+
+function setUnreadOnly(on) {
+  state.unreadOnly = on;
+  reloadList();
+}
+
+// ------------------------------------------------------------------ details
+
+async function openItem(item, { reply = false } = {}) {
+  state.active = itemKey(item);
+  if (item.message) await openDetail(itemKey(item), ConversationView, { conversationId: item.message.conversation_id }, item.account_id, reply);
+  else await openDetail(itemKey(item), WorkView, { contentId: item.comment.content_id, focusCommentId: item.comment.comment_id }, item.account_id, reply);
+}
+
+async function openWork(work) {
+  const key = `work:${work.account_id}:${work.content_id}`;
+  state.active = key;
+  await openDetail(key, WorkView, { contentId: work.content_id }, work.account_id, false);
+}
+
+async function openDetail(key, View, options, accountId, reply) {
+  closeDetail();
+  state.detailKey = key;
+  document.body.classList.add("detail-open");
+  const root = $("detail");
+  state.detail = new View(root, { ...options, accountId, accountName: accountName(accountId), replies, onRead: onMarkedRead, onBack: backToList });
+  renderList();
+  try {
+    await state.detail.open();
+    if (reply) state.detail.focusReply();
+  } catch (error) {
+    replace(root, h("p", { class: "error", role: "alert" }, `Could not open it: ${error.message}`));
+  }
+}
+
+function closeDetail() {
+  if (state.detail) state.detail.destroy();
+  state.detail = null;
+  state.detailKey = "";
+  document.body.classList.remove("detail-open");
+  replace($("detail"), h("p", { class: "placeholder" }, "Pick a message, a comment or a work."));
+}
+
+function backToList() {
+  const key = state.active;
+  closeDetail();
+  renderList();
+  focusRow(key);
+}
+
+// What the console just marked read: its own lists show it at once; the event stream
+// tells every other console.
+async function onMarkedRead(accountId) {
+  await refreshStats(accountId);
+  if (state.view === "works") {
+    const fresh = await everyPage((cursor) => api.works(accountId, cursor), "contents");
+    state.works = state.works.map((w) => (w.account_id === accountId ? fresh.find((f) => f.content_id === w.content_id) || w : w));
+    renderList();
+  }
+}
+
+// ------------------------------------------------------------------- events
+
+function onEvent(event) {
+  const accountId = event.account_id;
+  if (event.type === "new_message" || event.type === "new_comment") {
+    const entity = event.message || event.comment;
+    const item = event.message
+      ? { id: `message:${entity.message_id}`, type: "direct_message", message: entity }
+      : { id: `comment:${entity.comment_id}`, type: entity.parent_comment_id ? "discussion" : "comment", comment: entity };
+    Object.assign(item, { account_id: accountId, create_time: entity.create_time || entity.created_at, is_read: entity.is_read, is_new: true });
+    if (accountIds().includes(accountId)) {
+      mergeItems([item]);
+      if (state.view === "inbox") renderList();
+      announce(`New ${item.type === "direct_message" ? "message" : "comment"} from ${((entity.sender || entity.author) || {}).user_name || "a customer"}`);
+    }
+    if (state.detail) {
+      if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(entity);
+      if (event.comment && state.detail.onNewComment) state.detail.onNewComment(entity);
+    }
+    refreshStats(accountId);
+  } else if (event.type === "read_state_changed") {
+    const read = new Set(event.read_state.item_ids);
+    for (const item of state.inbox) if (item.account_id === accountId && read.has(item.id)) item.is_read = true;
+    if (state.view === "inbox") renderList();
+    refreshStats(accountId);
+  } else if (event.type === "reply_state_changed") {
+    replies.apply(event.reply);
+  } else if (event.type === "account_status_changed") {
+    const index = state.accounts.findIndex((a) => a.account_id === accountId);
+    if (index >= 0) state.accounts[index] = event.account;
+    else state.accounts.push(event.account);
+    renderAccounts();
+  }
+}
+
+let wasOffline = false;
+
+function onConnection(status) {
+  const banner = $("connection");
+  banner.dataset.state = status;
+  if (status === "live") {
+    banner.textContent = wasOffline ? "Back online: caught up." : "Live";
+    if (wasOffline) {
+      // Events missed while offline were replayed; the lists are refreshed all the same.
+      loadAccounts();
+      replies.refresh();
+    }
+    wasOffline = false;
+  } else {
+    wasOffline = true;
+    banner.textContent = "Offline: the gateway cannot be reached. Showing what was loaded; reconnecting…";
+  }
+}
+
+function onEventsLost() {
+  announce("The server restarted; reloading.");
+  loadAccounts().then(reloadList);
+}
+
+function announce(text) {
+  $("announcer").textContent = text;
+}
+
+// ----------------------------------------------------------------- keyboard
+
+function rows() {
+  return [...$("list").querySelectorAll("[role=option]")];
+}
+
+function focusRow(key) {
+  const all = rows();
+  const row = all.find((r) => r.dataset.key === key) || all[0];
+  if (!row) return;
+  for (const r of all) r.tabIndex = r === row ? 0 : -1;
+  state.active = row.dataset.key;
+  row.focus();
+}
+
+function onListKey(event) {
+  const all = rows();
+  const index = all.indexOf(document.activeElement);
+  if (index < 0) return;
+  const move = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, Home: -index, End: all.length - 1 - index }[event.key];
+  if (move !== undefined) {
+    event.preventDefault();
+    const next = all[Math.max(0, Math.min(all.length - 1, index + move))];
+    focusRow(next.dataset.key);
+  } else if (event.key === "Enter" || event.key === "o" || event.key === "r") {
+    event.preventDefault();
+    const key = all[index].dataset.key;
+    const reply = event.key === "r";
+    const item = state.inbox.find((i) => itemKey(i) === key);
+    if (item) openItem(item, { reply });
+    const work = state.works.find((w) => `work:${w.account_id}:${w.content_id}` === key);
+    if (work) openWork(work).then(() => reply && state.detail && state.detail.focusReply());
+  }
+}
+
+function onGlobalKey(event) {
+  if (event.key === "Escape" && state.detail) {
+    event.preventDefault();
+    backToList();
+  }
+}
+
+// -------------------------------------------------------------------- start
+
+async function start() {
+  $("list").addEventListener("keydown", onListKey);
+  document.addEventListener("keydown", onGlobalKey);
+  for (const button of document.querySelectorAll("[data-view]")) {
+    button.addEventListener("click", () => {
+      state.view = button.dataset.view;
+      closeDetail();
+      reloadList();
+    });
+  }
+  closeDetail();
+  try {
+    await loadAccounts();
+    await reloadList();
+  } catch (error) {
+    replace($("list"), h("li", { class: "error", role: "alert" }, `Could not load: ${error.message}`));
+  }
+  new EventStream({ onEvent, onState: onConnection, onLost: onEventsLost }).start();
+}
+
+start();

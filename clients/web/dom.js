@@ -1,0 +1,57 @@
+// Building the page without ever parsing text as markup: every string from the API
+// (written by strangers on the platform) goes in as a text node or an attribute value.
+
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export function replace(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+}
+
+// Times come as RFC 3339 instants; they are shown in the viewer's own time zone.
+export function time(iso) {
+  if (!iso) return "";
+  const when = new Date(iso);
+  if (Number.isNaN(when.getTime())) return "";
+  const now = new Date();
+  const sameDay = when.toDateString() === now.toDateString();
+  const label = sameDay
+    ? when.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
+    : when.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  return h("time", { datetime: iso, title: when.toLocaleString() }, label);
+}
+
+// Avatars are drawn from initials: a platform avatar URL would be a request to another host.
+export function avatar(name, size = "") {
+  const text = (name || "?").trim();
+  const initial = Array.from(text)[0] || "?";
+  let hash = 0;
+  for (const char of text) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return h("span", { class: `avatar ${size}`, "aria-hidden": "true", dataset: { hue: String(hash % 8) } }, initial.toUpperCase());
+}
+
+export function badge(count, label) {
+  if (!count) return null;
+  return h("span", { class: "badge", "aria-label": `${count} ${label}` }, count > 99 ? "99+" : String(count));
+}
+
+export function requestId() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}

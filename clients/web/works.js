@@ -1,0 +1,205 @@
+// Works (the account's videos and posts) with their comment statistics, and one work's
+// comments with the replies nested under them. Opening a work's comments marks them read.
+
+import { api, everyPage } from "./api.js";
+import { replyBox, replyStatus } from "./compose.js";
+import { avatar, badge, h, replace, time } from "./dom.js";
+
+export function workCard(work, { selected, onOpen }) {
+  const stats = work.stats || {};
+  return h(
+    "li",
+    {
+      class: `work ${selected ? "selected" : ""}`,
+      role: "option",
+      tabindex: "-1",
+      "aria-selected": selected ? "true" : "false",
+      dataset: { key: `work:${work.account_id}:${work.content_id}` },
+      onclick: () => onOpen(work),
+    },
+    h("div", { class: "cover", "aria-hidden": "true" }, work.content_type === "video" ? "▶" : "▣"),
+    h(
+      "div",
+      { class: "work-body" },
+      h("p", { class: "title" }, work.title || work.description || "(untitled)", work.is_new ? h("span", { class: "tag" }, "new") : null),
+      h(
+        "p",
+        { class: "stats muted" },
+        `${stats.total_comments || 0} comments · ${stats.likes || 0} likes · ${stats.views || 0} views · `,
+        time(work.publish_time),
+      ),
+    ),
+    badge(stats.unread_comments, "unread comments"),
+  );
+}
+
+export class WorkView {
+  constructor(root, { accountId, accountName, contentId, focusCommentId, replies, onRead, onBack }) {
+    Object.assign(this, { root, accountId, accountName, contentId, focusCommentId, replies, onRead, onBack });
+    this.work = null;
+    this.comments = [];
+    // Comments unread when the work was opened keep a "new" mark while it stays open.
+    this.fresh = new Set();
+    this.open_replies = new Set();
+  }
+
+  async open() {
+    replace(this.root, h("p", { class: "loading" }, "Loading the work's comments…"));
+    const [found, comments] = await Promise.all([
+      api.work(this.accountId, this.contentId),
+      everyPage((cursor) => api.comments(this.accountId, this.contentId, cursor), "discussions"),
+    ]);
+    this.work = found.content;
+    this.comments = comments;
+    this.fresh = new Set(comments.filter((c) => !c.is_read).map((c) => c.comment_id));
+    this.render();
+    this.scrollToFocus();
+    await this.markRead();
+  }
+
+  async markRead() {
+    const stats = (this.work && this.work.stats) || {};
+    if (!stats.unread_comments && !this.work.is_new) return;
+    const done = await api.markWorkRead(this.accountId, this.contentId);
+    this.work = done.content || this.work;
+    for (const comment of this.comments) comment.is_read = true;
+    this.onRead(this.accountId);
+    this.renderHeader();
+    this.renderComments();
+  }
+
+  render() {
+    this.header = h("header", { class: "detail-header" });
+    this.list = h("ol", { class: "comments", "aria-label": "Comments", "aria-live": "polite" });
+    replace(this.root, this.header, this.list);
+    this.root.setAttribute("aria-labelledby", "detail-title");
+    this.renderHeader();
+    this.renderComments();
+  }
+
+  renderHeader() {
+    const work = this.work;
+    const stats = work.stats || {};
+    replace(
+      this.header,
+      h("button", { type: "button", class: "back", onclick: () => this.onBack() }, "← Back"),
+      h("div", { class: "cover", "aria-hidden": "true" }, work.content_type === "video" ? "▶" : "▣"),
+      h(
+        "div",
+        {},
+        h("h2", { id: "detail-title" }, work.title || work.description || "(untitled)"),
+        h("p", { class: "muted" }, `A work of ${this.accountName}`),
+        h(
+          "p",
+          { class: "muted" },
+          `${stats.total_comments || 0} comments · ${stats.unread_comments || 0} unread · ${stats.likes || 0} likes · `,
+          `${stats.shares || 0} shares · ${stats.views || 0} views · published `,
+          time(work.publish_time),
+        ),
+      ),
+    );
+  }
+
+  renderComments() {
+    const tops = this.comments.filter((c) => !c.parent_comment_id || !this.comments.some((p) => p.comment_id === c.parent_comment_id));
+    tops.sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+    const children = (id) =>
+      this.comments.filter((c) => c.parent_comment_id === id).sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+    replace(
+      this.list,
+      tops.length ? null : h("li", { class: "empty" }, "No comments yet."),
+      tops.map((comment) => this.thread(comment, children(comment.comment_id))),
+    );
+  }
+
+  thread(comment, replies) {
+    const copied = (r) => r.state === "sent" && replies.some((c) => c.comment_id === r.createdId || c.content === r.text);
+    const mine = this.replies.for((r) => r.target.commentId === comment.comment_id && r.accountId === this.accountId && !copied(r));
+    const open = this.open_replies.has(comment.comment_id) || mine.some((r) => r.state === "failed");
+    return h(
+      "li",
+      { class: "comment-thread" },
+      commentBody(comment, this.fresh),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "link", "aria-expanded": open ? "true" : "false", onclick: () => this.toggleReply(comment.comment_id) }, "Reply"),
+      ),
+      replies.length ? h("ol", { class: "replies", "aria-label": `Replies to ${(comment.author || {}).user_name || "this comment"}` }, replies.map((r) => h("li", {}, commentBody(r, this.fresh)))) : null,
+      mine.map((record) => h("div", { class: "my-reply" }, h("p", { class: "text" }, record.text), replyStatus(record, (r) => this.replies.retry(r)))),
+      open
+        ? replyBox({
+            label: `Reply to ${(comment.author || {}).user_name || "this comment"}`,
+            placeholder: "Write a reply…",
+            onSend: (text) => {
+              this.open_replies.delete(comment.comment_id);
+              this.replies.send(this.accountId, { contentId: this.contentId, commentId: comment.comment_id }, text);
+            },
+          })
+        : null,
+    );
+  }
+
+  toggleReply(commentId) {
+    if (this.open_replies.has(commentId)) this.open_replies.delete(commentId);
+    else this.open_replies.add(commentId);
+    this.renderComments();
+    if (this.open_replies.has(commentId)) this.focusReply();
+  }
+
+  focusReply() {
+    const input = this.root.querySelector(".reply-box textarea");
+    if (input) input.focus();
+    else {
+      const first = this.focusCommentId || (this.comments.find((c) => !c.parent_comment_id) || {}).comment_id;
+      if (first) this.toggleReply(first);
+    }
+  }
+
+  scrollToFocus() {
+    if (!this.focusCommentId) return;
+    const node = this.root.querySelector(`[data-comment-id="${CSS.escape(this.focusCommentId)}"]`);
+    if (node) {
+      node.classList.add("focused");
+      node.scrollIntoView({ block: "center" });
+    }
+  }
+
+  onNewComment(comment) {
+    if (comment.content_id !== this.contentId || this.comments.some((c) => c.comment_id === comment.comment_id)) return;
+    this.comments.push(comment);
+    if (!comment.is_read) this.fresh.add(comment.comment_id);
+    // The platform's copy of a reply sent from here replaces the sent note.
+    for (const record of this.replies.for((r) => r.target.commentId === comment.parent_comment_id && r.state === "sent")) {
+      if (record.createdId === comment.comment_id || comment.content === record.text) this.replies.forget(record);
+    }
+    this.renderComments();
+    if (!comment.is_read && document.visibilityState === "visible") {
+      this.work.stats = { ...(this.work.stats || {}), unread_comments: 1 };
+      this.markRead();
+    }
+  }
+
+  onReplyChange(record) {
+    if (record.target.contentId === this.contentId) this.renderComments();
+  }
+
+  destroy() {}
+}
+
+function commentBody(comment, fresh) {
+  const author = comment.author || {};
+  const mark = !comment.is_read ? "unread" : fresh.has(comment.comment_id) ? "new" : null;
+  return h(
+    "article",
+    { class: `comment ${mark || ""}`, dataset: { commentId: comment.comment_id } },
+    avatar(author.user_name, "small"),
+    h(
+      "div",
+      {},
+      h("p", { class: "who" }, h("strong", {}, author.user_name || "someone"), " ", time(comment.created_at), mark ? h("span", { class: "tag" }, mark) : null),
+      h("p", { class: "text" }, comment.content),
+      comment.like_count ? h("p", { class: "muted small" }, `${comment.like_count} likes`) : null,
+    ),
+  );
+}

@@ -1,0 +1,265 @@
+"""The web console in Chromium, against the demo's processes: simulator, worker in
+Chromium, master and gateway.
+
+It checks what a person would: the console lists what the API lists; a customer's new
+message appears live with its badge; opening it marks it read everywhere; a reply typed
+in the console reaches the platform and turns from pending to sent; the console says when
+the gateway is gone, keeps what it shows, and catches up when it is back; the keyboard
+works. Screenshots of the main views at two window sizes go to test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from services import processes
+
+from . import waiting
+from .conftest import token_for, write_tokens
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
+WIDE = {"width": 1366, "height": 800}
+NARROW = {"width": 420, "height": 860}
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    return await waiting.eventually(check, timeout=timeout, every=0.3, ignoring=(httpx.HTTPError, KeyError, IndexError))
+
+
+class Demo:
+    """The demo's processes, with a gateway that can be stopped and started again."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.children: list[processes.Child] = []
+        self.gateway: processes.Child | None = None
+        self.uids: list[str] = []
+        self.gateway_port = 0
+        self.master_address = ""
+        self.sim_address = ""
+
+    async def start(self) -> None:
+        sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "2", "--rate", "0"])
+        self.children.append(sim)
+        self.sim_address = sim.address
+        self.uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
+        tokens = write_tokens(self.tmp / "tokens.toml")
+        master = await processes.start(
+            ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens), "--data-dir", str(self.tmp / "data")]
+        )
+        self.children.append(master)
+        self.master_address = master.address
+        await self.start_gateway()
+        accounts = "".join(
+            f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
+            f'login_uid = "{uid}"\nlogin_password = "sim"\npage_timeout = 5\n'
+            for i, uid in enumerate(self.uids)
+        )
+        config = self.tmp / "worker.toml"
+        config.write_text(
+            f'master = "{master.address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
+            f"crawl_interval = 1\ncrawl_timeout = 30\n{accounts}"
+        )
+        self.children.append(await processes.start(["worker", "--config", str(config)]))
+
+    async def start_gateway(self) -> None:
+        listen = f"127.0.0.1:{self.gateway_port}"
+        for attempt in range(20):
+            try:
+                self.gateway = await processes.start(["gateway", "--listen", listen, "--master", self.master_address])
+                break
+            except RuntimeError:  # the port of the stopped gateway is not free yet
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
+        assert self.gateway is not None
+        self.gateway_port = int(self.gateway.address.rpartition(":")[2])
+
+    async def stop_gateway(self) -> None:
+        assert self.gateway is not None
+        await self.gateway.stop()
+        self.gateway = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for child in reversed(self.children):
+            await child.stop()
+
+
+@pytest_asyncio.fixture
+async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
+    running = Demo(tmp_path)
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    from services.worker.browser import launch_options
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(**launch_options())
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def shoot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+async def test_the_console_end_to_end(demo: Demo, browser: Any) -> None:
+    http = httpx.AsyncClient(base_url=demo.base, timeout=30)
+    platform = httpx.AsyncClient(base_url=f"http://{demo.sim_address}", timeout=10)
+
+    async def synced() -> bool:
+        users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+        return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
+
+    await eventually(synced)
+    stranger_hosts: list[str] = []
+    errors: list[str] = []
+    page = await browser.new_page(viewport=WIDE)
+    page.on("request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(demo.base + "/")
+
+    async def badge_of(account_name: str) -> int:
+        button = page.locator(".account", has=page.locator(".name", has_text=account_name))
+        badges = button.locator(".badge")
+        return int(await badges.inner_text()) if await badges.count() else 0
+
+    async def stats(account_id: str) -> int:
+        return int((await http.get("/api/im/unified-messages/stats", params={"account_id": account_id})).json()["data"]["total_unread"])
+
+    # 1. The console lists what the API lists: accounts with their unread counts, and the inbox.
+    users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+    await page.wait_for_selector("#connection[data-state=live]")
+    for user in users:
+        await page.locator(".account .name", has_text=user["user_name"]).wait_for()
+        assert await badge_of(user["user_name"]) == await stats(user["account_id"])
+    first = users[0]
+    await page.locator(".account", has=page.locator(".name", has_text=first["user_name"])).click()
+    listed = (await http.get("/api/im/unified-messages", params={"account_id": first["account_id"], "count": "30"})).json()["data"]["messages"]
+
+    async def shown_keys() -> list[str]:
+        return [key for key in await page.locator("#list [role=option]").evaluate_all("rows => rows.map(r => r.dataset.key)")]
+
+    await eventually(lambda: _same_start(shown_keys, [f"item:{first['account_id']}:{m['id']}" for m in listed]))
+    await shoot(page, "wide-inbox")
+
+    # 2. A customer writes: the message appears without a reload, with its badge.
+    before = await badge_of(first["user_name"])
+    text = f"还有货吗 {secrets.token_hex(3)}"
+    uid = next(u for u in demo.uids if first["account_id"] == f"shop-{demo.uids.index(u)}")
+    await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": text})
+    row = page.locator("#list [role=option]", has_text=text)
+    await row.wait_for(timeout=60_000)
+    assert await row.locator(".dot").count() == 1, "shown unread"
+    await eventually(lambda: _at_least(badge_of(first["user_name"]), before + 1))
+
+    # 3. Opening it marks the conversation read: the badge drops everywhere at once.
+    await row.click()
+    await page.locator(".thread .bubble", has_text=text).wait_for()
+    await eventually(lambda: _badge_matches(badge_of(first["user_name"]), stats(first["account_id"])))
+    assert await stats(first["account_id"]) <= before
+    await shoot(page, "wide-conversation")
+
+    # 4. A reply typed in the console shows as pending, then sent, and reaches the platform.
+    answer = f"有的，马上发货 {secrets.token_hex(3)}"
+    await page.locator(".reply-box textarea").fill(answer)
+    await page.keyboard.press("Enter")
+    mine = page.locator(".bubble.mine", has_text=answer)
+    await mine.wait_for()
+    assert "Sending" in await mine.inner_text() or "Sent" in await mine.inner_text()
+    await page.locator(".bubble.mine.sent", has_text=answer).or_(page.locator(".thread .bubble.outbound", has_text=answer)).first.wait_for(timeout=60_000)
+
+    async def on_platform() -> bool:
+        truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
+        return any(m["content"] == answer for m in truth["messages"])
+
+    await eventually(on_platform)
+
+    # 5. Works: a work's comments with their replies; a reply under a comment.
+    await page.locator("[role=tab][data-view=works]").click()
+    await page.locator("#list .work").first.click()
+    await page.locator(".comments").wait_for()
+    comment = page.locator(".comment-thread").first
+    await comment.locator(".actions button").click()
+    under = f"谢谢支持 {secrets.token_hex(3)}"
+    await comment.locator("textarea").fill(under)
+    await page.keyboard.press("Enter")
+    await page.locator(".my-reply", has_text=under).locator(".reply-state.sent").wait_for(timeout=60_000)
+    await shoot(page, "wide-work")
+
+    # 6. The keyboard: back to the inbox, move down, open.
+    await page.locator("[role=tab][data-view=inbox]").click()
+    await page.locator("#list [role=option]").first.focus()
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    await page.locator("#detail-title").wait_for()
+    await page.keyboard.press("Escape")
+    assert await page.locator("#detail-title").count() == 0
+
+    # 7. The gateway goes away: the console says so and keeps what it shows; back, it catches up.
+    shown = len(await shown_keys())
+    await demo.stop_gateway()
+    await page.wait_for_selector("#connection[data-state=offline]", timeout=30_000)
+    assert len(await shown_keys()) == shown, "what was shown stays"
+    await shoot(page, "wide-offline")
+    missed = f"在吗 {secrets.token_hex(3)}"
+    await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": missed})
+    await demo.start_gateway()
+    await page.wait_for_selector("#connection[data-state=live]", timeout=60_000)
+    await page.locator("#list [role=option]", has_text=missed).wait_for(timeout=60_000)
+
+    # 8. A narrow window: the list, then a conversation on its own with a way back.
+    await page.set_viewport_size(NARROW)
+    await shoot(page, "narrow-inbox")
+    await page.locator("#list [role=option]", has_text=missed).click()
+    await page.locator(".detail-header .back").wait_for()
+    assert not await page.locator(".listing").is_visible()
+    await shoot(page, "narrow-conversation")
+    await page.locator(".detail-header .back").click()
+    assert await page.locator(".listing").is_visible()
+
+    assert not stranger_hosts, f"requests to other hosts: {stranger_hosts}"
+    assert not errors, errors
+    await http.aclose()
+    await platform.aclose()
+
+
+async def _same_start(shown: Callable[[], Any], listed: list[str]) -> bool:
+    keys = await shown()
+    return len(keys) >= min(len(listed), 5) and keys[: len(listed)] == listed[: len(keys)]
+
+
+async def _at_least(value: Any, wanted: int) -> bool:
+    return int(await value) >= wanted
+
+
+async def _badge_matches(badge: Any, stats: Any) -> bool:
+    return int(await badge) == int(await stats)
