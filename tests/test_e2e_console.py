@@ -132,9 +132,13 @@ async def shoot(page: Any, name: str) -> None:
 
 
 async def test_the_console_end_to_end(demo: Demo, browser: Any) -> None:
-    http = httpx.AsyncClient(base_url=demo.base, timeout=30)
-    platform = httpx.AsyncClient(base_url=f"http://{demo.sim_address}", timeout=10)
+    async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
+        base_url=f"http://{demo.sim_address}", timeout=10
+    ) as platform:
+        await _walk_through(demo, browser, http, platform)
 
+
+async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient) -> None:
     async def synced() -> bool:
         users = (await http.get("/api/im/accounts")).json()["data"]["users"]
         return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
@@ -203,20 +207,36 @@ async def test_the_console_end_to_end(demo: Demo, browser: Any) -> None:
 
     await eventually(on_platform)
 
-    # 5. Works: a work's comments with their replies; a reply under a comment.
+    # 5. Works: a work's comments with their replies. A reply under a comment of a work made
+    #    private fails with the platform's reason; once the work is public, Retry sends it.
     await page.locator("[role=tab][data-view=works]").click()
-    await page.locator("#list .work").first.click()
+    work_row = page.locator("#list .work").first
+    content_id = (await work_row.get_attribute("data-key")).rpartition(":")[2]  # type: ignore[union-attr]
+    await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": True})
+    await work_row.click()
     await page.locator(".comments").wait_for()
     comment = page.locator(".comment-thread").first
     await comment.locator(".actions button").click()
     under = f"谢谢支持 {secrets.token_hex(3)}"
     await comment.locator("textarea").fill(under)
     await page.keyboard.press("Enter")
+    mine_under = page.locator(".my-reply", has_text=under)
+    await mine_under.locator(".reply-state.failed").wait_for(timeout=60_000)
+    assert "refused" in await mine_under.inner_text()
+    await shoot(page, "wide-work-failed-reply")
+    await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": False})
+    await mine_under.get_by_role("button", name="Retry").click()
     await page.locator(".my-reply", has_text=under).locator(".reply-state.sent").wait_for(timeout=60_000)
     await shoot(page, "wide-work")
 
-    # 6. The keyboard: back to the inbox, move down, open.
+    # 6. Filters, and the keyboard: back to the inbox, move down, open.
     await page.locator("[role=tab][data-view=inbox]").click()
+    await page.get_by_role("button", name="Comments").click()
+    await page.locator("#list [role=option] .kind").first.wait_for()
+    kinds = await page.locator("#list [role=option] .kind").all_inner_texts()
+    assert kinds and set(kinds) == {"Comment"}, kinds
+    await page.get_by_role("button", name="Comments").click()
+    await page.locator("#list [role=option] .kind", has_text="Message").first.wait_for()
     await page.locator("#list [role=option]").first.focus()
     await page.keyboard.press("j")
     await page.keyboard.press("Enter")
@@ -246,10 +266,20 @@ async def test_the_console_end_to_end(demo: Demo, browser: Any) -> None:
     await page.locator(".detail-header .back").click()
     assert await page.locator(".listing").is_visible()
 
+    # 9. A long conversation: older messages load as the reader scrolls up.
+    await page.set_viewport_size(WIDE)
+    for index in range(35):
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": f"第{index}条"})
+    await page.locator("#list [role=option]", has_text="第34条").click(timeout=60_000)
+    await page.locator(".thread .bubble", has_text="第34条").wait_for()
+    bubbles = page.locator(".thread .bubble:not(.mine)")
+    loaded = await bubbles.count()
+    assert loaded == 30, loaded
+    await page.locator(".thread").evaluate("thread => thread.scrollTop = 0")
+    await eventually(lambda: _at_least(bubbles.count(), loaded + 1))
+
     assert not stranger_hosts, f"requests to other hosts: {stranger_hosts}"
     assert not errors, errors
-    await http.aclose()
-    await platform.aclose()
 
 
 async def _same_start(shown: Callable[[], Any], listed: list[str]) -> bool:

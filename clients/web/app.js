@@ -364,6 +364,9 @@ function onConnection(status) {
   if (status === "live") {
     banner.textContent = wasOffline ? "Back online: caught up." : "Live";
     if (wasOffline) {
+      setTimeout(() => {
+        if (banner.dataset.state === "live") banner.textContent = "Live";
+      }, 5000);
       // Events missed while offline were replayed; the lists are refreshed all the same.
       loadAccounts();
       replies.refresh();

@@ -5,7 +5,7 @@ Run with `imsync sim`. Pages need a session cookie (from /login) and send the br
 what the platform holds, for tests to compare against; `/__sim/faults` makes it
 misbehave on purpose (slow, malformed or truncated JSON, an expired session, a page that
 never finishes loading); `/__sim/tick` makes a random customer write and `/__sim/customer`
-a given one.
+a given one; `/__sim/private` makes a work private (replies under it are refused) or public.
 """
 
 from __future__ import annotations
@@ -216,6 +216,15 @@ def build_app(simulator: Simulator) -> Starlette:
             return JSONResponse({"error": "uid: an account of this simulator; kind: message or comment"}, status_code=400)
         return JSONResponse(platform.customer_writes(wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time())))
 
+    async def set_private(request: Request) -> Response:
+        wanted = await request.json()
+        account = platform.accounts.get(wanted.get("uid"))
+        work = account.work(str(wanted.get("item_id"))) if account is not None else None
+        if work is None:
+            return JSONResponse({"error": "uid and item_id: a work of an account of this simulator"}, status_code=400)
+        work["is_private"] = bool(wanted.get("is_private", True))
+        return JSONResponse(work)
+
     routes = [
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
@@ -235,6 +244,7 @@ def build_app(simulator: Simulator) -> Starlette:
         Route("/__sim/faults", faults, methods=["GET", "POST"]),
         Route("/__sim/tick", tick, methods=["POST"]),
         Route("/__sim/customer", customer, methods=["POST"]),
+        Route("/__sim/private", set_private, methods=["POST"]),
         Mount("/static", StaticFiles(directory=_STATIC)),
     ]
     return Starlette(routes=routes)
