@@ -211,7 +211,7 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     #    private fails with the platform's reason; once the work is public, Retry sends it.
     await page.locator("[role=tab][data-view=works]").click()
     work_row = page.locator("#list .work").first
-    content_id = (await work_row.get_attribute("data-key")).rpartition(":")[2]  # type: ignore[union-attr]
+    content_id = (await work_row.get_attribute("data-key")).rpartition(":")[2]
     await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": True})
     await work_row.click()
     await page.locator(".comments").wait_for()
