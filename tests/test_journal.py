@@ -11,6 +11,8 @@ import asyncio
 import random
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -26,6 +28,7 @@ from services.master.journal import FILE_NAME
 from services.master.memory_store import MemoryStore
 from services.master.store import DeltaData, SnapshotData
 from services.master.sync_service import SyncConfig
+from services.worker.sync_engine import SyncEngine
 
 from . import waiting
 from .conftest import NOW
@@ -120,68 +123,67 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     await recovery.journal.close()
 
 
-async def test_an_ack_leaves_only_once_its_version_is_on_disk(tmp_path: Path) -> None:
+@asynccontextmanager
+async def synced_master(tmp_path: Path, account: SampleAccount) -> AsyncIterator[tuple[MasterHandle, SyncEngine]]:
+    """A master over a data directory, and a running worker engine that synced `account`."""
     master = MasterHandle(tmp_path, SyncConfig(heartbeat_interval=0.3, lease_duration=1.0))
     await master.start()
-    account = SampleAccount("acc", seed=1, now=NOW)
-    account.fill(conversations=2, messages_per_conversation=2, contents=1, comments_per_content=1)
-    engine = engine_for(master, ["acc"])
-    engine.publish("acc", crawl_of(account))
+    engine = engine_for(master, [account.account_id])
+    engine.publish(account.account_id, crawl_of(account))
     try:
         async with running(engine):
             await engine.wait_synced(timeout=10)
-            journal = master.process.recovery.journal  # type: ignore[union-attr]
-            # Hold the journal's thread: nothing commits until the gate opens.
-            gate, held = threading.Event(), threading.Event()
-
-            def hold(_: sqlite3.Connection) -> None:
-                held.set()
-                gate.wait(10)
-
-            journal._enqueue(hold)
-            await asyncio.to_thread(held.wait, 5)
-            account.grow(NOW + 60)
-            engine.publish("acc", crawl_of(account))
-            await asyncio.sleep(0.5)
-            assert master.store.get_account("acc").version == 2, "applied in memory at once"
-            assert not engine.accounts["acc"].synced, "but not acknowledged before it is on disk"
-            gate.set()
-            await engine.wait_synced(timeout=10)
+            yield master, engine
     finally:
         await master.stop()
+
+
+async def test_an_ack_leaves_only_once_its_version_is_on_disk(tmp_path: Path) -> None:
+    account = SampleAccount("acc", seed=1, now=NOW)
+    account.fill(conversations=2, messages_per_conversation=2, contents=1, comments_per_content=1)
+    async with synced_master(tmp_path, account) as (master, engine):
+        journal = master.process.recovery.journal  # type: ignore[union-attr]
+        # Hold the journal's thread: nothing commits until the gate opens.
+        gate, held = threading.Event(), threading.Event()
+
+        def hold(_: sqlite3.Connection) -> None:
+            held.set()
+            gate.wait(10)
+
+        journal._enqueue(hold)
+        await asyncio.to_thread(held.wait, 5)
+        account.grow(NOW + 60)
+        engine.publish("acc", crawl_of(account))
+        await asyncio.sleep(0.5)
+        assert master.store.get_account("acc").version == 2, "applied in memory at once"
+        assert not engine.accounts["acc"].synced, "but not acknowledged before it is on disk"
+        gate.set()
+        await engine.wait_synced(timeout=10)
 
 
 async def test_a_restarted_master_keeps_marks_pins_and_replies_over_grpc(tmp_path: Path) -> None:
-    master = MasterHandle(tmp_path, SyncConfig(heartbeat_interval=0.3, lease_duration=1.0))
-    await master.start()
     account = SampleAccount("acc", seed=2, now=NOW)
     account.fill(conversations=3, messages_per_conversation=3, contents=1, comments_per_content=2)
-    engine = engine_for(master, ["acc"])
-    engine.publish("acc", crawl_of(account))
-    try:
-        async with running(engine):
-            await engine.wait_synced(timeout=10)
-            async with grpc.aio.insecure_channel(master.address) as channel:
-                im = ImClient(channel)
-                conversation = master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
-                await im.mark_conversation_read(conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id))
-                await im.pin_conversation(conv.PinConversationRequest(conversation_id=conversation.conversation_id))
-                await im.send_reply(rep.SendReplyRequest(
-                    request_id="keep-me", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hi"),
-                ))
+    async with synced_master(tmp_path, account) as (master, engine):
+        async with grpc.aio.insecure_channel(master.address) as channel:
+            im = ImClient(channel)
+            conversation = master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
+            await im.mark_conversation_read(conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id))
+            await im.pin_conversation(conv.PinConversationRequest(conversation_id=conversation.conversation_id))
+            await im.send_reply(rep.SendReplyRequest(
+                request_id="keep-me", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hi"),
+            ))
 
-                async def answered() -> rep.Reply | None:
-                    reply = (await im.get_reply(rep.GetReplyRequest(request_id="keep-me"))).reply
-                    return reply if reply.state != rep.REPLY_STATE_PENDING else None
+            async def answered() -> rep.Reply | None:
+                reply = (await im.get_reply(rep.GetReplyRequest(request_id="keep-me"))).reply
+                return reply if reply.state != rep.REPLY_STATE_PENDING else None
 
-                # This worker cannot perform replies: it answers FAILED, with a reason.
-                sent = await waiting.eventually(answered, timeout=10)
-            shown = observable(master.store, "acc")
-            await master.restart()
-            assert observable(master.store, "acc") == shown
-            async with grpc.aio.insecure_channel(master.address) as channel:
-                again = await ImClient(channel).get_reply(rep.GetReplyRequest(request_id="keep-me"))
-            assert again.reply == sent
-            await engine.wait_synced(timeout=10)
-    finally:
-        await master.stop()
+            # This worker cannot perform replies: it answers FAILED, with a reason.
+            sent = await waiting.eventually(answered, timeout=10)
+        shown = observable(master.store, "acc")
+        await master.restart()
+        assert observable(master.store, "acc") == shown
+        async with grpc.aio.insecure_channel(master.address) as channel:
+            again = await ImClient(channel).get_reply(rep.GetReplyRequest(request_id="keep-me"))
+        assert again.reply == sent
+        await engine.wait_synced(timeout=10)

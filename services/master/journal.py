@@ -167,10 +167,12 @@ def read_journal(path: Path) -> Recovered:
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as error:
         problems.append(f"the journal file cannot be opened ({error}); starting empty")
+        recovered.epoch = int(time.time())
         return recovered
     try:
         meta: dict[str, str] = dict(_rows(connection, "SELECT key, value FROM meta", problems, "meta"))
-        recovered.epoch = int(str(meta.get("epoch", "0"))) + 1
+        # Without a readable epoch, one no earlier run can have used (event ids carry it).
+        recovered.epoch = int(meta["epoch"]) + 1 if "epoch" in meta else int(time.time())
         if meta.get("format", FORMAT) != FORMAT:
             raise SystemExit(f"{path}: journal format {meta.get('format')}, this master reads {FORMAT}")
         top = 0

@@ -38,7 +38,6 @@ from imsync.v1 import (
 from .commands import CommandBook
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
-from .retention import Retention
 from .query_services import (
     AccountServicer,
     ContentServicer,
@@ -50,6 +49,7 @@ from .query_services import (
 from .event_service import EventServicer
 from .events import EventBus
 from .reply_service import ReplyServicer, reply_of
+from .retention import Retention
 from .store import Store
 from .sync_service import SyncConfig, SyncHub, SyncServicer
 from .worker_auth import WorkerTokens
