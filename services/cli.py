@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         "(env IMSYNC_WORKER_TOKENS; add tokens with `imsync worker-token`)",
     )
     master.add_argument(
+        "--api-keys",
+        default=_env("IMSYNC_API_KEYS", ""),
+        metavar="FILE",
+        help="TOML file of hashed API keys (accounts and scopes per key), read again when it changes; without it "
+        "every IM client may read and answer every account (env IMSYNC_API_KEYS; create keys with `imsync api-key`)",
+    )
+    master.add_argument(
         "--heartbeat-seconds",
         type=float,
         default=float(_env("IMSYNC_HEARTBEAT_SECONDS", "5")),
@@ -114,6 +121,25 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("IMSYNC_WORKER_TOKENS", "worker-tokens.toml"),
         metavar="FILE",
         help="the tokens file (env IMSYNC_WORKER_TOKENS; default %(default)s)",
+    )
+
+    key = commands.add_parser(
+        "api-key",
+        help="create or revoke an IM client's API key",
+        description="Creates an API key limited to some accounts and scopes, storing only its SHA-256 in FILE "
+        "(a running master picks the change up) and printing the key once; or revokes one.",
+    )
+    key.add_argument("action", choices=("create", "revoke"))
+    key.add_argument("key_id", metavar="KEY_ID", help="a name for the key (who or what uses it)")
+    key.add_argument(
+        "--accounts", default="*", help="comma-separated account ids the key may use, or * for all (default %(default)s)"
+    )
+    key.add_argument("--scopes", default="read", help="read, reply or read,reply (default %(default)s)")
+    key.add_argument(
+        "--file",
+        default=_env("IMSYNC_API_KEYS", "api-keys.toml"),
+        metavar="FILE",
+        help="the keys file (env IMSYNC_API_KEYS; default %(default)s)",
     )
 
     gateway = commands.add_parser(
@@ -218,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = MasterConfig(
                 listen=args.listen,
                 worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
+                api_keys=Path(args.api_keys) if args.api_keys else None,
                 sync=SyncConfig(heartbeat_interval=args.heartbeat_seconds, lease_duration=args.lease_seconds),
                 command_ttl=args.command_ttl_seconds,
                 data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -242,6 +269,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"imsync worker: {args.config}: {error}", file=sys.stderr)
                 return 2
             asyncio.run(run_worker(worker_config))
+        elif args.command == "api-key":
+            from pathlib import Path
+
+            from services.master.api_keys import create_api_key, revoke_api_key
+
+            if args.action == "revoke":
+                if not revoke_api_key(Path(args.file), args.key_id):
+                    print(f"imsync api-key: no key {args.key_id!r} in {args.file}", file=sys.stderr)
+                    return 1
+                return 0
+            try:
+                print(create_api_key(Path(args.file), args.key_id, _split(args.accounts), _split(args.scopes)))
+            except ValueError as error:
+                print(f"imsync api-key: {error}", file=sys.stderr)
+                return 2
         elif args.command == "worker-token":
             from pathlib import Path
 
@@ -270,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":

@@ -10,20 +10,28 @@ import grpc
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import events_pb2_grpc
 
+from .api_keys import ApiKeys
 from .errors import StoreError
 from .events import EventBus
 from .status import grpc_status_of
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, keys: ApiKeys) -> None:
         self._bus = bus
+        self._keys = keys
 
     async def StreamEvents(
         self, request: ev.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[ev.StreamEventsResponse]:
         try:
-            subscription = self._bus.subscribe(list(request.account_ids), list(request.types), request.after_event_id)
+            access = self._keys.authorize(list(context.invocation_metadata() or ()))
+            access.require("read")
+            for position, account_id in enumerate(request.account_ids):
+                access.check(account_id, field=f"account_ids[{position}]")
+            # A key limited to some accounts hears of those only.
+            accounts = list(request.account_ids) or sorted(access.accounts or ())
+            subscription = self._bus.subscribe(accounts, list(request.types), request.after_event_id)
             # Headers now: a client learns the stream is open before the first event.
             await context.send_initial_metadata(())
             async for event in self._bus.follow(subscription):

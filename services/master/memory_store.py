@@ -496,6 +496,9 @@ class MemoryStore:
             raise InvalidArgument(f"{kind} {entity_id!r} is in several accounts; name one", field="account_id")
         return owners[0]
 
+    def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
+        return [state.account_id for state in self._accounts.values() if entity_id in state.collection(kind)]
+
     def list_accounts(
         self,
         *,
@@ -503,8 +506,11 @@ class MemoryStore:
         platform: int,
         cursor: str,
         count: int,
+        only: Collection[str] | None = None,
     ) -> Page[e.Account]:
         def view(key: Key) -> e.Account | None:
+            if only is not None and key[0] not in only:
+                return None
             state = self._accounts[str(key[0])]
             if status and state.account.status != status:
                 return None

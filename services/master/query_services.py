@@ -24,8 +24,9 @@ from imsync.v1 import messages_pb2_grpc
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync.v1 import unified_messages_pb2_grpc
 
-from .account_state import ns_of
-from .errors import StoreError
+from .account_state import ns_of, split_item_key
+from .api_keys import Access, ApiKeys
+from .errors import InvalidArgument, NotFound, StoreError
 from .journal import JournalFailed
 from .status import grpc_status_of
 from .store import Store
@@ -34,60 +35,87 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-async def answer(store: Store, context: Context, compute: Callable[[], T]) -> T:
-    """Runs a store call; its errors end the RPC with their status.
+class Guarded:
+    """A servicer whose every call is authorized by the caller's API key first."""
 
-    The answer waits until every change made so far is on disk (the store's journal), so
-    that nothing a client is told, its own mark or another's, can be lost by a crash.
-    """
-    try:
-        result = compute()
-    except StoreError as error:
-        status = grpc_status_of(error)
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        raise  # abort() raises; this line is never reached
-    persisted = store.persisted()
-    if persisted is not None:
+    def __init__(self, store: Store, keys: ApiKeys) -> None:
+        self._store = store
+        self._keys = keys
+
+    async def _answer(self, context: Context, compute: Callable[[Access], T], scope: str = "read") -> T:
+        """Authorizes the call, runs `compute` with what the key may do, and ends the RPC
+        with the status of a store error.
+
+        The answer waits until every change made so far is on disk (the store's journal),
+        so that nothing a client is told, its own mark or another's, can be lost by a crash.
+        """
         try:
-            await persisted
-        except JournalFailed as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
-    return result
+            access = self._keys.authorize(list(context.invocation_metadata() or ()))
+            access.require(scope)
+            result = compute(access)
+        except StoreError as error:
+            status = grpc_status_of(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+            raise  # abort() raises; this line is never reached
+        persisted = self._store.persisted()
+        if persisted is not None:
+            try:
+                await persisted
+            except JournalFailed as error:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
+        return result
+
+    def _account(self, access: Access, account_id: str) -> str:
+        access.check(account_id)
+        return account_id
+
+    def _holder(self, access: Access, kind: str, entity_id: str, account_id: str) -> str:
+        """The account to find an entity in: the one named, if the key may use it; else, for
+        a key limited to some accounts, the one of those holding it (an entity elsewhere is
+        not found, exactly as one that does not exist)."""
+        if account_id or access.accounts is None or not entity_id:
+            return self._account(access, account_id)
+        holders = [a for a in self._store.accounts_holding(kind, entity_id) if access.may_use(a)]
+        if not holders:
+            raise NotFound(f"{kind} {entity_id!r} not found")
+        if len(holders) > 1:
+            raise InvalidArgument(f"{kind} {entity_id!r} is in several accounts; name one", field="account_id")
+        return holders[0]
 
 
 def _optional(message: Any, name: str) -> bool | None:
     return bool(getattr(message, name)) if message.HasField(name) else None
 
 
-class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class AccountServicer(Guarded, accounts_pb2_grpc.AccountServiceServicer):
 
     async def ListAccounts(self, request: acc.ListAccountsRequest, context: Context) -> acc.ListAccountsResponse:
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_accounts(
-                status=request.status, platform=request.platform, cursor=request.cursor, count=request.count
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_accounts(
+                status=request.status,
+                platform=request.platform,
+                cursor=request.cursor,
+                count=request.count,
+                only=access.accounts,
             ),
         )
         return acc.ListAccountsResponse(users=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetAccount(self, request: acc.GetAccountRequest, context: Context) -> acc.GetAccountResponse:
-        account = await answer(self._store, context, lambda: self._store.get_account(request.account_id))
+        account = await self._answer(context, lambda access: self._store.get_account(self._account(access, request.account_id)))
         return acc.GetAccountResponse(user=account)
 
 
-class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceServicer):
 
     async def ListConversations(
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_conversations(
-                request.account_id,
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_conversations(
+                self._account(access, request.account_id),
                 status=request.status,
                 is_pinned=_optional(request, "is_pinned"),
                 is_muted=_optional(request, "is_muted"),
@@ -100,53 +128,51 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conv.GetConversationRequest, context: Context
     ) -> conv.GetConversationResponse:
-        found = await answer(self._store, context, lambda: self._store.get_conversation(request.account_id, request.conversation_id))
+        found = await self._answer(context, lambda access: self._store.get_conversation(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id))
         return conv.GetConversationResponse(conversation=found)
 
     async def MarkConversationRead(
         self, request: conv.MarkConversationReadRequest, context: Context
     ) -> conv.MarkConversationReadResponse:
-        marked, found = await answer(
-            self._store, context,
-            lambda: self._store.mark_conversation_read(request.account_id, request.conversation_id, time.time_ns()),
+        marked, found = await self._answer(
+            context,
+            lambda access: self._store.mark_conversation_read(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, time.time_ns()),
         )
         return conv.MarkConversationReadResponse(marked_count=marked, conversation=found)
 
     async def PinConversation(
         self, request: conv.PinConversationRequest, context: Context
     ) -> conv.PinConversationResponse:
-        found = await answer(self._store, context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, True))
+        found = await self._answer(context, lambda access: self._store.set_pinned(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, True))
         return conv.PinConversationResponse(conversation=found)
 
     async def UnpinConversation(
         self, request: conv.UnpinConversationRequest, context: Context
     ) -> conv.UnpinConversationResponse:
-        found = await answer(self._store, context, lambda: self._store.set_pinned(request.account_id, request.conversation_id, False))
+        found = await self._answer(context, lambda access: self._store.set_pinned(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, False))
         return conv.UnpinConversationResponse(conversation=found)
 
     async def MuteConversation(
         self, request: conv.MuteConversationRequest, context: Context
     ) -> conv.MuteConversationResponse:
-        found = await answer(self._store, context, lambda: self._store.set_muted(request.account_id, request.conversation_id, True))
+        found = await self._answer(context, lambda access: self._store.set_muted(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, True))
         return conv.MuteConversationResponse(conversation=found)
 
     async def UnmuteConversation(
         self, request: conv.UnmuteConversationRequest, context: Context
     ) -> conv.UnmuteConversationResponse:
-        found = await answer(self._store, context, lambda: self._store.set_muted(request.account_id, request.conversation_id, False))
+        found = await self._answer(context, lambda access: self._store.set_muted(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, False))
         return conv.UnmuteConversationResponse(conversation=found)
 
 
-class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
 
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_messages(
-                request.account_id,
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_messages(
+                self._account(access, request.account_id),
                 conversation_id=request.conversation_id,
                 sender_id=request.sender_id,
                 receiver_id=request.receiver_id,
@@ -160,27 +186,25 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
-        found = await answer(self._store, context, lambda: self._store.get_message(request.account_id, request.message_id))
+        found = await self._answer(context, lambda access: self._store.get_message(self._holder(access, "message", request.message_id, request.account_id), request.message_id))
         return msg.GetMessageResponse(message=found)
 
     async def MarkMessageRead(
         self, request: msg.MarkMessageReadRequest, context: Context
     ) -> msg.MarkMessageReadResponse:
-        found = await answer(
-            self._store, context, lambda: self._store.mark_message_read(request.account_id, request.message_id, time.time_ns())
+        found = await self._answer(
+            context, lambda access: self._store.mark_message_read(self._holder(access, "message", request.message_id, request.account_id), request.message_id, time.time_ns())
         )
         return msg.MarkMessageReadResponse(message=found)
 
 
-class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
 
     async def ListContents(self, request: cnt.ListContentsRequest, context: Context) -> cnt.ListContentsResponse:
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_contents(
-                request.account_id,
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_contents(
+                self._account(access, request.account_id),
                 content_type=request.content_type,
                 is_new=_optional(request, "is_new"),
                 cursor=request.cursor,
@@ -190,35 +214,33 @@ class ContentServicer(contents_pb2_grpc.ContentServiceServicer):
         return cnt.ListContentsResponse(contents=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetContent(self, request: cnt.GetContentRequest, context: Context) -> cnt.GetContentResponse:
-        found = await answer(self._store, context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await self._answer(context, lambda access: self._store.get_content(self._holder(access, "content", request.content_id, request.account_id), request.content_id))
         return cnt.GetContentResponse(content=found)
 
     async def GetContentStats(
         self, request: cnt.GetContentStatsRequest, context: Context
     ) -> cnt.GetContentStatsResponse:
-        found = await answer(self._store, context, lambda: self._store.get_content(request.account_id, request.content_id))
+        found = await self._answer(context, lambda access: self._store.get_content(self._holder(access, "content", request.content_id, request.account_id), request.content_id))
         return cnt.GetContentStatsResponse(stats=found.stats)
 
     async def MarkContentRead(
         self, request: cnt.MarkContentReadRequest, context: Context
     ) -> cnt.MarkContentReadResponse:
-        marked, found = await answer(
-            self._store, context, lambda: self._store.mark_content_read(request.account_id, request.content_id, time.time_ns())
+        marked, found = await self._answer(
+            context, lambda access: self._store.mark_content_read(self._holder(access, "content", request.content_id, request.account_id), request.content_id, time.time_ns())
         )
         return cnt.MarkContentReadResponse(marked_count=marked, content=found)
 
 
-class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer):
 
     async def ListDiscussions(
         self, request: dis.ListDiscussionsRequest, context: Context
     ) -> dis.ListDiscussionsResponse:
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_discussions(
-                request.account_id,
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_discussions(
+                self._account(access, request.account_id),
                 content_id=request.content_id,
                 parent_comment_id=request.parent_comment_id,
                 is_read=_optional(request, "is_read"),
@@ -230,29 +252,27 @@ class DiscussionServicer(discussions_pb2_grpc.DiscussionServiceServicer):
         return dis.ListDiscussionsResponse(discussions=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetDiscussion(self, request: dis.GetDiscussionRequest, context: Context) -> dis.GetDiscussionResponse:
-        found = await answer(self._store, context, lambda: self._store.get_discussion(request.account_id, request.comment_id))
+        found = await self._answer(context, lambda access: self._store.get_discussion(self._holder(access, "comment", request.comment_id, request.account_id), request.comment_id))
         return dis.GetDiscussionResponse(discussion=found)
 
     async def MarkDiscussionRead(
         self, request: dis.MarkDiscussionReadRequest, context: Context
     ) -> dis.MarkDiscussionReadResponse:
-        found = await answer(
-            self._store, context, lambda: self._store.mark_discussion_read(request.account_id, request.comment_id, time.time_ns())
+        found = await self._answer(
+            context, lambda access: self._store.mark_discussion_read(self._holder(access, "comment", request.comment_id, request.account_id), request.comment_id, time.time_ns())
         )
         return dis.MarkDiscussionReadResponse(discussion=found)
 
 
-class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServicer):
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageServiceServicer):
 
     async def ListUnifiedMessages(
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
-        page = await answer(
-            self._store, context,
-            lambda: self._store.list_unified(
-                request.account_id,
+        page = await self._answer(
+            context,
+            lambda access: self._store.list_unified(
+                self._account(access, request.account_id),
                 types=list(request.types),
                 is_read=_optional(request, "is_read"),
                 is_new=_optional(request, "is_new"),
@@ -265,7 +285,7 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context
     ) -> uni.GetUnifiedStatsResponse:
-        stats = await answer(self._store, context, lambda: self._store.unified_stats(request.account_id))
+        stats = await self._answer(context, lambda access: self._store.unified_stats(self._account(access, request.account_id)))
         return uni.GetUnifiedStatsResponse(
             total_unread=stats.total_unread,
             unread_comments=stats.unread_comments,
@@ -276,17 +296,28 @@ class UnifiedMessageServicer(unified_messages_pb2_grpc.UnifiedMessageServiceServ
     async def MarkUnifiedMessageRead(
         self, request: uni.MarkUnifiedMessageReadRequest, context: Context
     ) -> uni.MarkUnifiedMessageReadResponse:
-        def mark() -> uni.UnifiedMessage:
-            self._store.get_unified(request.account_id, request.id)
-            self._store.mark_unified_read(request.account_id, [request.id], time.time_ns())
-            return self._store.get_unified(request.account_id, request.id)
+        def mark(access: Access) -> uni.UnifiedMessage:
+            account_id = self._item_holder(access, request.id, "id", request.account_id)
+            self._store.get_unified(account_id, request.id)
+            self._store.mark_unified_read(account_id, [request.id], time.time_ns())
+            return self._store.get_unified(account_id, request.id)
 
-        return uni.MarkUnifiedMessageReadResponse(message=await answer(self._store, context, mark))
+        return uni.MarkUnifiedMessageReadResponse(message=await self._answer(context, mark))
+
+    def _item_holder(self, access: Access, item_id: str, field: str, account_id: str) -> str:
+        kind, entity_id = split_item_key(item_id, field=field)
+        return self._holder(access, kind, entity_id, account_id)
 
     async def MarkUnifiedMessagesRead(
         self, request: uni.MarkUnifiedMessagesReadRequest, context: Context
     ) -> uni.MarkUnifiedMessagesReadResponse:
-        marked = await answer(
-            self._store, context, lambda: self._store.mark_unified_read(request.account_id, list(request.ids), time.time_ns())
-        )
-        return uni.MarkUnifiedMessagesReadResponse(marked_count=marked)
+        def mark_all(access: Access) -> int:
+            # Every id is located (and allowed) before any is marked: a bad one changes nothing.
+            by_account: dict[str, list[str]] = {}
+            for position, item_id in enumerate(request.ids):
+                holder = self._item_holder(access, item_id, f"ids[{position}]", request.account_id)
+                by_account.setdefault(holder, []).append(item_id)
+            now = time.time_ns()
+            return sum(self._store.mark_unified_read(account_id, ids, now) for account_id, ids in by_account.items())
+
+        return uni.MarkUnifiedMessagesReadResponse(marked_count=await self._answer(context, mark_all))

@@ -9,7 +9,8 @@ from imsync.v1 import replies_pb2_grpc, sync_pb2
 
 from .commands import CommandBook, CommandRecord, CommandState
 from .errors import InvalidArgument, NotFound
-from .query_services import Context, answer
+from .api_keys import Access, ApiKeys
+from .query_services import Context, Guarded
 from .store import Store
 
 MAX_TEXT = 2000
@@ -46,12 +47,12 @@ def reply_of(record: CommandRecord) -> rep.Reply:
     return reply
 
 
-class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
-    def __init__(self, store: Store, book: CommandBook) -> None:
-        self._store = store
+class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
+    def __init__(self, store: Store, keys: ApiKeys, book: CommandBook) -> None:
+        super().__init__(store, keys)
         self._book = book
 
-    def _command(self, request: rep.SendReplyRequest) -> sync_pb2.Command:
+    def _command(self, request: rep.SendReplyRequest, access: Access) -> sync_pb2.Command:
         if not request.request_id:
             raise InvalidArgument("required: a client-chosen id that makes sending again safe", field="request_id")
         if len(request.request_id) > MAX_REQUEST_ID:
@@ -62,7 +63,8 @@ class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
             wanted = request.reply_to_comment
             if not wanted.comment_id:
                 raise InvalidArgument("required", field="reply_to_comment.comment_id")
-            comment = self._store.get_discussion(request.account_id, wanted.comment_id)
+            holder = self._holder(access, "comment", wanted.comment_id, request.account_id)
+            comment = self._store.get_discussion(holder, wanted.comment_id)
             command.account_id = comment.account_id
             command.reply_to_comment.CopyFrom(wanted)
             command.reply_to_comment.content_id = comment.content_id
@@ -71,7 +73,8 @@ class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
             wanted_message = request.send_message
             if not wanted_message.conversation_id:
                 raise InvalidArgument("required", field="send_message.conversation_id")
-            conversation = self._store.get_conversation(request.account_id, wanted_message.conversation_id)
+            holder = self._holder(access, "conversation", wanted_message.conversation_id, request.account_id)
+            conversation = self._store.get_conversation(holder, wanted_message.conversation_id)
             command.account_id = conversation.account_id
             command.send_message.CopyFrom(wanted_message)
             text, field = wanted_message.text, "send_message.text"
@@ -84,16 +87,17 @@ class ReplyServicer(replies_pb2_grpc.ReplyServiceServicer):
         return command
 
     async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:
-        record = await answer(self._store, context, lambda: self._book.submit(self._command(request)))
+        record = await self._answer(context, lambda access: self._book.submit(self._command(request, access)), "reply")
         return rep.SendReplyResponse(reply=reply_of(record))
 
     async def GetReply(self, request: rep.GetReplyRequest, context: Context) -> rep.GetReplyResponse:
-        def find() -> CommandRecord:
+        def find(access: Access) -> CommandRecord:
             if not request.request_id:
                 raise InvalidArgument("required", field="request_id")
             record = self._book.get(request.request_id)
-            if record is None:
+            # A reply of an account the key may not use is not found, as one never sent.
+            if record is None or not access.may_use(record.command.account_id):
                 raise NotFound(f"reply {request.request_id!r} not found")
             return record
 
-        return rep.GetReplyResponse(reply=reply_of(await answer(self._store, context, find)))
+        return rep.GetReplyResponse(reply=reply_of(await self._answer(context, find, "reply")))

@@ -35,6 +35,7 @@ from imsync.v1 import (
     unified_messages_pb2_grpc,
 )
 
+from .api_keys import ApiKeys
 from .commands import CommandBook
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
@@ -76,6 +77,8 @@ class MasterConfig:
     worker_tokens: Path | None = None
     sync: SyncConfig = SyncConfig()
     command_ttl: float = 300.0
+    # TOML file of hashed API keys for IM clients; without one, every client may read all.
+    api_keys: Path | None = None
     # Where the journal lives; without one, a restart loses everything.
     data_dir: Path | None = None
     # SQLite's synchronous setting for the journal: FULL survives power loss, NORMAL only
@@ -132,7 +135,7 @@ class Master:
             journal.start()
             # An event goes out only once what it reports is on disk.
             self.store.on_event = lambda event: journal.when_persisted(lambda: self.bus.publish(event))
-        self.server = await build_server(self.store, self.hub, self.book, self.bus)
+        self.server = await build_server(self.store, self.hub, self.book, self.bus, ApiKeys(self.config.api_keys))
         port = self.server.add_insecure_port(self.config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
@@ -179,7 +182,7 @@ class Master:
             await journal.close()
 
 
-async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: EventBus) -> grpc.aio.Server:
+async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: EventBus, keys: ApiKeys) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -187,14 +190,14 @@ async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: Event
         ]
     )
     sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store), server)
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store), server)
-    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store), server)
-    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store), server)
-    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store), server)
-    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store), server)
-    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, book), server)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus), server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys), server)
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys), server)
+    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys), server)
+    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys), server)
+    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys), server)
+    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys), server)
+    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -213,6 +216,8 @@ async def serve(config: MasterConfig, store: Store | None = None) -> None:
     host = config.listen.rpartition(":")[0]
     if config.worker_tokens is None:
         log.warning("no --worker-tokens file: every worker will be refused")
+    if config.api_keys is None:
+        log.warning("no --api-keys file: every IM client may read and answer every account")
     recovery = master.recovery
     if recovery is not None:
         for problem in recovery.problems:

@@ -117,7 +117,14 @@ class Store(Protocol):
         platform: int,
         cursor: str,
         count: int,
-    ) -> Page[e.Account]: ...
+        only: Collection[str] | None = None,
+    ) -> Page[e.Account]:
+        """Accounts in id order; with `only`, just those (the accounts a key may use)."""
+        ...
+
+    def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
+        """The accounts holding an entity of a kind ("conversation", "message", "content", "comment")."""
+        ...
 
     def get_account(self, account_id: str) -> e.Account: ...
 

@@ -1,0 +1,159 @@
+"""Who may read and answer which accounts: API keys for IM clients, kept hashed in TOML.
+
+    [keys."team-a"]
+    key_sha256 = "<hex sha-256 of the key>"
+    accounts = ["douyin-001", "douyin-002"]   # or ["*"]: every account
+    scopes = ["read", "reply"]                 # read: lists, gets, read marks, pins; reply: replies
+
+The file is read again whenever it changes, so keys are created and revoked without a
+restart (`imsync api-key create|revoke`). A master without a keys file serves every
+client (the demo, a single trusted machine) and says so at start.
+
+Permission comes before existence: a key asking about an account it may not use gets
+PERMISSION_DENIED whether or not that account exists, and an id looked up without an
+account is searched only in the key's accounts, so a key never learns what lies outside.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PermissionDenied, Unauthenticated
+from .worker_auth import token_hash
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("read", "reply")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ACCOUNT = re.compile(r"[^\s\"\\]{1,256}")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one request may do."""
+
+    key_id: str
+    # None: every account.
+    accounts: frozenset[str] | None
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise PermissionDenied(f"this key lacks the {scope!r} scope")
+
+    def may_use(self, account_id: str) -> bool:
+        return self.accounts is None or account_id in self.accounts
+
+    def check(self, account_id: str, field: str = "account_id") -> None:
+        """Refuses an account the key may not use, in the same words whether it exists or not."""
+        if account_id and not self.may_use(account_id):
+            raise PermissionDenied(f"this key may not use account {account_id!r}", field=field)
+
+
+EVERYTHING = Access("", None, frozenset(SCOPES))
+
+
+class ApiKeys:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, Access] = {}  # sha-256 hex -> access
+
+    def _reload(self) -> None:
+        assert self.path is not None
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self._keys, self._stamp = {}, None
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            keys = tomllib.loads(self.path.read_text()).get("keys", {})
+            loaded = {}
+            for key_id, entry in keys.items():
+                accounts = [str(a) for a in entry["accounts"]]
+                scopes = frozenset(str(s) for s in entry["scopes"]) & frozenset(SCOPES)
+                loaded[str(entry["key_sha256"]).lower()] = Access(
+                    str(key_id), None if "*" in accounts else frozenset(accounts), scopes
+                )
+            self._keys, self._stamp = loaded, stamp
+            log.info("API keys loaded: %d", len(loaded))
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
+            log.error("API keys file %s is invalid (%s); keeping the previous keys", self.path, error)
+
+    def authorize(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
+        """The access a request's `authorization: Bearer <key>` grants."""
+        if self.path is None:
+            return EVERYTHING
+        self._reload()
+        header = next((value for key, value in metadata if key == "authorization"), None)
+        if not isinstance(header, str) or not header.lower().startswith("bearer "):
+            raise Unauthenticated("missing authorization: Bearer <API key>")
+        presented = token_hash(header[7:].strip())
+        for known, access in self._keys.items():
+            if hmac.compare_digest(known, presented):
+                return access
+        raise Unauthenticated("unknown or revoked API key")
+
+
+def _tables_without(lines: list[str], key_id: str) -> list[str]:
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.strip().startswith("["):
+            skipping = line.strip() in (f'[keys."{key_id}"]', f"[keys.{key_id}]")
+        if not skipping:
+            kept.append(line)
+    return kept
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Iterable[str]) -> str:
+    """Creates a key (replacing one of the same id) and stores its hash; returns the key."""
+    accounts, scopes = list(accounts), list(scopes)
+    if not _NAME.fullmatch(key_id):
+        raise ValueError(f"{key_id!r}: a key id is 1 to 64 letters, digits, '.', '_' or '-'")
+    for account_id in accounts:
+        if account_id != "*" and not _ACCOUNT.fullmatch(account_id):
+            raise ValueError(f"{account_id!r} is not an account id")
+    if not accounts:
+        raise ValueError("name the accounts the key may use, or '*' for all")
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"scopes are some of {', '.join(SCOPES)}, not {', '.join(sorted(unknown)) or 'none'}")
+    key = "imk_" + secrets.token_urlsafe(32)
+    lines = _tables_without(path.read_text().splitlines() if path.exists() else [], key_id)
+    def quoted(values: list[str]) -> str:
+        return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+    lines += [f'[keys."{key_id}"]', f'key_sha256 = "{token_hash(key)}"', f"accounts = {quoted(accounts)}",
+              f"scopes = {quoted(scopes)}", ""]
+    _write(path, lines)
+    return key
+
+
+def revoke_api_key(path: Path, key_id: str) -> bool:
+    """Removes a key; False when there was none of that id."""
+    if not path.exists():
+        return False
+    lines = path.read_text().splitlines()
+    kept = _tables_without(lines, key_id)
+    if kept == lines:
+        return False
+    _write(path, kept)
+    return True

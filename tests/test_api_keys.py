@@ -1,0 +1,260 @@
+"""API keys: every RPC and every route answers a key scoped to account A the same way
+about account B as about an account that does not exist, and never lets it touch B."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+
+from imsync.v1 import accounts_pb2 as acc
+from imsync.v1 import contents_pb2 as cnt
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import discussions_pb2 as dis
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import messages_pb2 as msg
+from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import sync_pb2
+from imsync.v1 import unified_messages_pb2 as uni
+from imsync_client import ImClient, SyncClient
+from services.common.sample import SampleAccount
+from services.gateway.app import create_app, im_services
+from services.gateway.routes import routes_of
+from services.master.api_keys import create_api_key, revoke_api_key
+from services.master.retention import KEEP_EVERYTHING
+from services.master.server import Master, MasterConfig
+from services.master.sync_service import SyncConfig
+
+from .conftest import NOW, token_for, write_tokens
+
+
+class Rig:
+    def __init__(self, master: Master, channel: grpc.aio.Channel, keys: dict[str, str], keys_file: Path) -> None:
+        self.master = master
+        self.channel = channel
+        self.keys = keys
+        self.keys_file = keys_file
+        self.im = ImClient(channel)
+        self.a = SampleAccount("shop-a", seed=1, now=NOW)
+        self.b = SampleAccount("shop-b", seed=2, now=NOW)
+
+    def as_key(self, name: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.keys[name]}"),)
+
+
+@pytest_asyncio.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    keys_file = tmp_path / "api-keys.toml"
+    keys = {
+        "a-reader": create_api_key(keys_file, "a-reader", ["shop-a"], ["read"]),
+        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply"]),
+        "all": create_api_key(keys_file, "all", ["*"], ["read", "reply"]),
+    }
+    config = MasterConfig(
+        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), api_keys=keys_file,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0), retention=KEEP_EVERYTHING,
+    )
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    rig = Rig(master, channel, keys, keys_file)
+    sync = SyncClient(channel, "test-worker", token=token_for("test-worker"))
+    await sync.open({"shop-a": 0, "shop-b": 0})
+    for account in (rig.a, rig.b):
+        account.fill(conversations=3, messages_per_conversation=2, contents=2, comments_per_content=2)
+        await sync.push_snapshot(account.account_id, 1, account.account, account.batch)
+    try:
+        yield rig
+    finally:
+        await sync.close()
+        await channel.close(grace=None)
+        await master.stop()
+
+
+def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[str, Any]]:
+    """For every IM RPC, a request about account `account` (B, or one that does not exist)
+    and, for RPCs that find an entity by id alone, about an entity of B (or a made-up id)."""
+    conversation = b.batch.conversations[0].conversation_id if exists else "no-such-conversation"
+    message = b.batch.messages[0].message_id if exists else "no-such-message"
+    content = b.batch.contents[0].content_id if exists else "no-such-content"
+    comment = b.batch.comments[0].comment_id if exists else "no-such-comment"
+    return {
+        "GetAccount": ("get_account", acc.GetAccountRequest(account_id=account)),
+        "ListConversations": ("list_conversations", conv.ListConversationsRequest(account_id=account)),
+        "GetConversation": ("get_conversation", conv.GetConversationRequest(account_id=account, conversation_id=conversation)),
+        "MarkConversationRead": ("mark_conversation_read", conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation)),
+        "PinConversation": ("pin_conversation", conv.PinConversationRequest(account_id=account, conversation_id=conversation)),
+        "UnpinConversation": ("unpin_conversation", conv.UnpinConversationRequest(account_id=account, conversation_id=conversation)),
+        "MuteConversation": ("mute_conversation", conv.MuteConversationRequest(account_id=account, conversation_id=conversation)),
+        "UnmuteConversation": ("unmute_conversation", conv.UnmuteConversationRequest(account_id=account, conversation_id=conversation)),
+        "ListMessages": ("list_messages", msg.ListMessagesRequest(account_id=account)),
+        "GetMessage": ("get_message", msg.GetMessageRequest(account_id=account, message_id=message)),
+        "MarkMessageRead": ("mark_message_read", msg.MarkMessageReadRequest(account_id=account, message_id=message)),
+        "ListContents": ("list_contents", cnt.ListContentsRequest(account_id=account)),
+        "GetContent": ("get_content", cnt.GetContentRequest(account_id=account, content_id=content)),
+        "GetContentStats": ("get_content_stats", cnt.GetContentStatsRequest(account_id=account, content_id=content)),
+        "MarkContentRead": ("mark_content_read", cnt.MarkContentReadRequest(account_id=account, content_id=content)),
+        "ListDiscussions": ("list_discussions", dis.ListDiscussionsRequest(account_id=account)),
+        "GetDiscussion": ("get_discussion", dis.GetDiscussionRequest(account_id=account, comment_id=comment)),
+        "MarkDiscussionRead": ("mark_discussion_read", dis.MarkDiscussionReadRequest(account_id=account, comment_id=comment)),
+        "ListUnifiedMessages": ("list_unified_messages", uni.ListUnifiedMessagesRequest(account_id=account)),
+        "GetUnifiedStats": ("get_unified_stats", uni.GetUnifiedStatsRequest(account_id=account)),
+        "MarkUnifiedMessageRead": ("mark_unified_message_read", uni.MarkUnifiedMessageReadRequest(account_id=account, id=f"message:{message}")),
+        "MarkUnifiedMessagesRead": ("mark_unified_messages_read", uni.MarkUnifiedMessagesReadRequest(account_id=account, ids=[f"comment:{comment}"])),
+        "SendReply": ("send_reply", rep.SendReplyRequest(
+            account_id=account, request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"))),
+        "StreamEvents": ("stream_events", ev.StreamEventsRequest(account_ids=[account])),
+        # Found by id alone, so asked by id: ListAccounts and GetReply are tested on their own below.
+        "ListAccounts": ("list_accounts", acc.ListAccountsRequest()),
+        "GetReply": ("get_reply", rep.GetReplyRequest(request_id="r-of-b" if exists else "no-such-reply")),
+    }
+
+
+async def _status(rig: Rig, method: str, request: Any, key: str) -> tuple[grpc.StatusCode, str]:
+    call: Callable[..., Any] = getattr(rig.im, method)
+    try:
+        if method == "stream_events":
+            async for _ in call(request, metadata=rig.as_key(key)):
+                break
+        else:
+            await call(request, metadata=rig.as_key(key))
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def _without_account_id(request: Any) -> Any:
+    copy = type(request)()
+    copy.CopyFrom(request)
+    if "account_id" in copy.DESCRIPTOR.fields_by_name:
+        copy.ClearField("account_id")
+    return copy
+
+
+async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist(rig: Rig) -> None:
+    # A reply of B, sent with a key that may.
+    await rig.im.send_reply(rep.SendReplyRequest(
+        account_id="shop-b", request_id="r-of-b",
+        send_message=sync_pb2.SendMessage(conversation_id=rig.b.batch.conversations[0].conversation_id, text="x"),
+    ), metadata=rig.as_key("all"))
+    before = await rig.im.get_unified_stats(uni.GetUnifiedStatsRequest(account_id="shop-b"), metadata=rig.as_key("all"))
+    rpcs = {method.name for service in im_services() for method in service.methods}
+    of_b, of_nobody = _requests(rig.b, "shop-b", True), _requests(rig.b, "ghost", False)
+    assert set(of_b) == rpcs, "every RPC has a case"
+
+    for name in sorted(rpcs - {"ListAccounts", "GetReply"}):
+        method, request = of_b[name]
+        _, nobody_request = of_nobody[name]
+        about_b = await _status(rig, method, request, "a-agent")
+        about_nobody = await _status(rig, method, nobody_request, "a-agent")
+        assert about_b[0] == grpc.StatusCode.PERMISSION_DENIED, (name, about_b)
+        assert about_b == (about_nobody[0], about_nobody[1].replace("ghost", "shop-b")), name
+        # Asked by id alone, B's entity is as unknown to the key as an id that does not exist.
+        if "account_id" in request.DESCRIPTOR.fields_by_name and request.DESCRIPTOR.name not in (
+            "ListConversationsRequest", "ListMessagesRequest", "ListContentsRequest", "ListDiscussionsRequest",
+            "ListUnifiedMessagesRequest", "GetUnifiedStatsRequest", "GetAccountRequest",
+        ):
+            by_id = await _status(rig, method, _without_account_id(request), "a-agent")
+            by_made_up_id = await _status(rig, method, _without_account_id(nobody_request), "a-agent")
+            assert by_id[0] == grpc.StatusCode.NOT_FOUND, (name, by_id)
+            assert by_id[0] == by_made_up_id[0], name
+
+    # GetReply and ListAccounts take no account: B's reply is not found, B is not listed.
+    code, _ = await _status(rig, "get_reply", of_b["GetReply"][1], "a-agent")
+    assert code == (await _status(rig, "get_reply", of_nobody["GetReply"][1], "a-agent"))[0] == grpc.StatusCode.NOT_FOUND
+    listed = await rig.im.list_accounts(acc.ListAccountsRequest(), metadata=rig.as_key("a-reader"))
+    assert [user.account_id for user in listed.users] == ["shop-a"]
+    after = await rig.im.get_unified_stats(uni.GetUnifiedStatsRequest(account_id="shop-b"), metadata=rig.as_key("all"))
+    assert after == before, "nothing of B changed"
+
+
+async def test_keys_scopes_and_revocation(rig: Rig) -> None:
+    conversation = rig.a.batch.conversations[0].conversation_id
+    request = rep.SendReplyRequest(request_id="r-a", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"))
+    code, details = await _status(rig, "send_reply", request, "a-reader")
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "reply" in details
+    assert (await _status(rig, "send_reply", request, "a-agent"))[0] == grpc.StatusCode.OK
+    assert (await _status(rig, "list_conversations", conv.ListConversationsRequest(account_id="shop-a"), "a-reader"))[0] == grpc.StatusCode.OK
+    for metadata in ((), (("authorization", "Bearer imk_made_up"),), (("authorization", "Basic x"),)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await rig.im.list_accounts(acc.ListAccountsRequest(), metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert revoke_api_key(rig.keys_file, "a-reader")
+    assert (await _status(rig, "list_accounts", acc.ListAccountsRequest(), "a-reader"))[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_keys_event_stream_carries_its_accounts_only(rig: Rig) -> None:
+    seen: list[ev.Event] = []
+
+    async def follow() -> None:
+        async for response in rig.im.stream_events(ev.StreamEventsRequest(), metadata=rig.as_key("a-reader")):
+            seen.append(response.event)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(0.3)
+        for account in ("shop-b", "shop-a"):
+            conversation = (rig.b if account == "shop-b" else rig.a).batch.conversations[0].conversation_id
+            await rig.im.mark_conversation_read(
+                conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation), metadata=rig.as_key("all")
+            )
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert {event.account_id for event in seen} == {"shop-a"}
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> None:
+    app = create_app(channel=rig.channel)
+    headers = {"Authorization": f"Bearer {rig.keys['a-agent']}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as http:
+        b = rig.b.batch
+        routes = [
+            ("GET", "/api/im/accounts/{a}", None),
+            ("GET", "/api/im/conversations?account_id={a}", None),
+            ("GET", f"/api/im/conversations/{b.conversations[0].conversation_id}?account_id={{a}}", None),
+            ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/read", {"account_id": "{a}"}),
+            ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/pin", {"account_id": "{a}"}),
+            ("DELETE", f"/api/im/conversations/{b.conversations[0].conversation_id}/pin?account_id={{a}}", None),
+            ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/mute", {"account_id": "{a}"}),
+            ("DELETE", f"/api/im/conversations/{b.conversations[0].conversation_id}/mute?account_id={{a}}", None),
+            ("GET", "/api/im/messages?account_id={a}", None),
+            ("GET", f"/api/im/messages/{b.messages[0].message_id}?account_id={{a}}", None),
+            ("PUT", f"/api/im/messages/{b.messages[0].message_id}/read", {"account_id": "{a}"}),
+            ("GET", "/api/im/contents?account_id={a}", None),
+            ("GET", f"/api/im/contents/{b.contents[0].content_id}?account_id={{a}}", None),
+            ("GET", f"/api/im/contents/{b.contents[0].content_id}/stats?account_id={{a}}", None),
+            ("PUT", f"/api/im/contents/{b.contents[0].content_id}/read", {"account_id": "{a}"}),
+            ("GET", "/api/im/discussions?account_id={a}", None),
+            ("GET", f"/api/im/discussions/{b.comments[0].comment_id}?account_id={{a}}", None),
+            ("PUT", f"/api/im/discussions/{b.comments[0].comment_id}/read", {"account_id": "{a}"}),
+            ("GET", "/api/im/unified-messages?account_id={a}", None),
+            ("GET", "/api/im/unified-messages/stats?account_id={a}", None),
+            ("PUT", f"/api/im/unified-messages/message:{b.messages[0].message_id}/read", {"account_id": "{a}"}),
+            ("PUT", "/api/im/unified-messages/read-many", {"account_id": "{a}", "ids": [f"message:{b.messages[0].message_id}"]}),
+            ("POST", "/api/im/replies", {"account_id": "{a}", "request_id": "r", "send_message": {"conversation_id": b.conversations[0].conversation_id, "text": "x"}}),
+            ("GET", "/api/im/events?account_ids={a}", None),
+        ]
+        # Every route of the IM API is here, but the two that take no account (tested above).
+        every = routes_of(im_services())
+        covered = {r.method.name for r in every if any(r.http_method == m and r.template.match(p.partition("?")[0]) is not None for m, p, _ in routes)}
+        assert covered | {"ListAccounts", "GetReply"} == {r.method.name for r in every}
+        for method, path, body in routes:
+            answers = []
+            for account in ("shop-b", "ghost"):
+                json_body = None if body is None else {k: (v.replace("{a}", account) if isinstance(v, str) else v) for k, v in body.items()}
+                response = await http.request(method, path.replace("{a}", account), json=json_body, headers=headers)
+                answers.append((response.status_code, response.json()["status_msg"].replace(account, "X")))
+            assert answers[0][0] == 403, (method, path, answers)
+            assert answers[0] == answers[1], (method, path, answers)
+        assert (await http.get("/api/im/accounts")).status_code == 401
