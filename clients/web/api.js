@@ -8,6 +8,23 @@ export class ApiError extends Error {
   }
 }
 
+// The API key, when the master asks for one: kept in this browser until forgotten.
+const KEY = "imsync.api-key";
+
+export function apiKey() {
+  return window.localStorage.getItem(KEY) || "";
+}
+
+export function setApiKey(key) {
+  if (key) window.localStorage.setItem(KEY, key);
+  else window.localStorage.removeItem(KEY);
+}
+
+export function authHeaders() {
+  const key = apiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
 async function call(method, path, { query, body } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query || {})) {
@@ -17,7 +34,7 @@ async function call(method, path, { query, body } = {}) {
   try {
     response = await fetch(url, {
       method,
-      headers: body ? { "Content-Type": "application/json" } : {},
+      headers: { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
   } catch (error) {

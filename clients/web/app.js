@@ -1,7 +1,7 @@
 // The imsync console: accounts, the unified inbox, conversations and works, replies and
 // live updates, over the gateway's public REST API and its event stream only.
 
-import { api, everyPage } from "./api.js";
+import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { ConversationView } from "./conversation.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
@@ -75,7 +75,7 @@ function renderAccounts() {
     );
   replace(
     $("accounts"),
-    entry("all", "All accounts", `${state.accounts.length} accounts`, total, h("span", { class: "avatar all", "aria-hidden": "true" }, "∗")),
+    entry("all", "All accounts", `${state.accounts.length} account${state.accounts.length === 1 ? "" : "s"}`, total, h("span", { class: "avatar all", "aria-hidden": "true" }, "∗")),
     state.accounts.map((a) =>
       entry(
         a.account_id,
@@ -372,10 +372,42 @@ function onConnection(status) {
       replies.refresh();
     }
     wasOffline = false;
+  } else if (status === "locked") {
+    banner.textContent = "Locked: the API key was refused";
   } else {
     wasOffline = true;
     banner.textContent = "Offline: the gateway cannot be reached. Showing what was loaded; reconnecting…";
   }
+}
+
+// The master asks for an API key: ask the person for one.
+function askForKey(message) {
+  const input = h("input", { id: "api-key", type: "password", autocomplete: "off", required: true, spellcheck: "false" });
+  const form = h(
+    "form",
+    {
+      class: "key-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        setApiKey(input.value.trim());
+        await start();
+      },
+    },
+    h("h2", {}, "This gateway asks for an API key"),
+    h("p", { class: "muted" }, message),
+    h("label", { for: "api-key" }, "API key"),
+    input,
+    h("button", { type: "submit", class: "primary" }, "Use this key"),
+  );
+  replace($("detail"), form);
+  document.body.classList.add("detail-open");
+  replace($("list"), h("li", { class: "empty" }, "Locked: no valid API key."));
+  input.focus();
+}
+
+function forgetKey() {
+  setApiKey("");
+  window.location.reload();
 }
 
 function onEventsLost() {
@@ -431,24 +463,35 @@ function onGlobalKey(event) {
 
 // -------------------------------------------------------------------- start
 
+let events = null;
+
 async function start() {
-  $("list").addEventListener("keydown", onListKey);
-  document.addEventListener("keydown", onGlobalKey);
-  for (const button of document.querySelectorAll("[data-view]")) {
-    button.addEventListener("click", () => {
-      state.view = button.dataset.view;
-      closeDetail();
-      reloadList();
-    });
-  }
   closeDetail();
+  $("forget-key").hidden = !apiKey();
   try {
     await loadAccounts();
     await reloadList();
   } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      askForKey(apiKey() ? "The key given was refused (unknown or revoked)." : "Ask whoever runs imsync for one.");
+      return;
+    }
     replace($("list"), h("li", { class: "error", role: "alert" }, `Could not load: ${error.message}`));
   }
-  new EventStream({ onEvent, onState: onConnection, onLost: onEventsLost }).start();
+  if (!events) {
+    events = new EventStream({ onEvent, onState: onConnection, onLost: onEventsLost });
+    events.start();
+  }
 }
 
+$("list").addEventListener("keydown", onListKey);
+document.addEventListener("keydown", onGlobalKey);
+$("forget-key").addEventListener("click", forgetKey);
+for (const button of document.querySelectorAll("[data-view]")) {
+  button.addEventListener("click", () => {
+    state.view = button.dataset.view;
+    closeDetail();
+    reloadList();
+  });
+}
 start();

@@ -1,9 +1,12 @@
+import { authHeaders } from "./api.js";
+
 // Live events as server-sent events from /api/im/events, read with fetch so that the
 // console sees why a stream ended: a broken connection is resumed after the last event id
 // (the gateway replays what was missed); a refusal to resume (the master restarted and
 // no longer holds those events) asks for a full reload instead.
 
 const OUT_OF_RANGE = 11;
+const UNAUTHENTICATED = 16;
 
 export class EventStream {
   constructor({ onEvent, onState, onLost }) {
@@ -25,9 +28,14 @@ export class EventStream {
       try {
         const url = new URL("/api/im/events", window.location.origin);
         if (this.lastId) url.searchParams.set("after_event_id", this.lastId);
-        const response = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: this.controller.signal });
+        const response = await fetch(url, { headers: { Accept: "text/event-stream", ...authHeaders() }, signal: this.controller.signal });
         if (!response.ok) {
           const envelope = await response.json().catch(() => ({}));
+          if (envelope.status_code === UNAUTHENTICATED) {
+            this.onState("locked");
+            await new Promise((resolve) => setTimeout(resolve, 2000)); // until a key is given
+            continue;
+          }
           if (envelope.status_code === OUT_OF_RANGE) {
             // What happened since lastId is gone: start afresh and reload everything.
             this.lastId = "";

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -68,12 +69,22 @@ class Simulator:
             await asyncio.sleep(self.faults.slow_ms / 1000)
 
     def json(self, payload: dict[str, Any]) -> Response:
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        body = _encode(payload)
         if self.faults.malformed:
             body = b'{"status_code": 0, "item_info_list": [{"item_id": '
         elif self.faults.truncated:
             body = body[: len(body) // 2]
         return Response(body, media_type="application/json")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encode(payload: Any) -> bytes:
+    """JSON as UTF-8, a lone surrogate written as its \\ud800 escape (as a JavaScript
+    platform's JSON.stringify writes it; UTF-8 cannot carry it)."""
+    text = json.dumps(payload, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
 def _page(title: str, body: str, script: str) -> HTMLResponse:
@@ -190,7 +201,7 @@ def build_app(simulator: Simulator) -> Starlette:
         uid = request.query_params.get("uid", "")
         if uid not in platform.accounts:
             return JSONResponse({"accounts": list(platform.accounts)}, status_code=404 if uid else 200)
-        return JSONResponse(platform.truth(uid))
+        return Response(_encode(platform.truth(uid)), media_type="application/json")
 
     async def faults(request: Request) -> Response:
         if request.method == "POST":
@@ -214,7 +225,8 @@ def build_app(simulator: Simulator) -> Starlette:
         wanted = await request.json()
         if wanted.get("uid") not in platform.accounts or wanted.get("kind") not in ("message", "comment"):
             return JSONResponse({"error": "uid: an account of this simulator; kind: message or comment"}, status_code=400)
-        return JSONResponse(platform.customer_writes(wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time())))
+        written = platform.customer_writes(wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time()))
+        return Response(_encode(written), media_type="application/json")
 
     async def set_private(request: Request) -> Response:
         wanted = await request.json()

@@ -7,6 +7,7 @@ outbound when it is the account's own (`is_self`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urljoin
 
@@ -34,6 +35,18 @@ def _millis(value: Any) -> Timestamp:
     return stamp
 
 
+def text_of(value: Any) -> str:
+    """Platform text as valid Unicode: a lone surrogate (which the platform's JSON may carry
+    and protobuf strings cannot) becomes U+FFFD; everything else is kept as it came."""
+    text = str(value)
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _required(raw: dict[str, Any], key: str) -> str:
     value = raw.get(key)
     if value in (None, "", 0):
@@ -45,7 +58,7 @@ def user_of(raw: dict[str, Any], base_url: str) -> e.User:
     urls = ((raw.get("avatar_thumb") or {}).get("url_list")) or []
     return e.User(
         user_id=str(raw.get("uid", "")),
-        user_name=str(raw.get("nickname", "")),
+        user_name=text_of(raw.get("nickname", "")),
         avatar=urljoin(base_url, str(urls[0])) if urls else "",
     )
 
@@ -58,7 +71,7 @@ def account_of(account_id: str, raw: dict[str, Any], base_url: str) -> e.Account
         user_id=user.user_id,
         user_name=user.user_name,
         avatar=user.avatar,
-        signature=str(raw.get("signature", "")),
+        signature=text_of(raw.get("signature", "")),
         follower_count=int(raw.get("follower_count") or 0),
         status=e.ACCOUNT_STATUS_ACTIVE,
         login_state=e.LOGIN_STATE_LOGGED_IN,
@@ -70,7 +83,7 @@ def content_of(raw: dict[str, Any], base_url: str) -> e.Content:
     return e.Content(
         content_id=content_id,
         content_type=_MEDIA_TYPES.get(int(raw.get("media_type") or 0), e.CONTENT_TYPE_VIDEO),
-        title=str(raw.get("title", "")),
+        title=text_of(raw.get("title", "")),
         cover=urljoin(base_url, str(raw.get("cover_image_url", ""))),
         url=urljoin(base_url, f"/video/{content_id}"),
         publish_time=_seconds(_required(raw, "create_time")),
@@ -85,12 +98,12 @@ def comment_of(raw: dict[str, Any], base_url: str) -> e.Comment:
         comment_id=_required(raw, "cid"),
         content_id=_required(raw, "aweme_id"),
         parent_comment_id="" if parent == "0" else parent,
-        content=str(raw.get("text", "")),
+        content=text_of(raw.get("text", "")),
         author=user_of(raw.get("user") or {}, base_url),
         created_at=_seconds(_required(raw, "create_time")),
         like_count=int(raw.get("digg_count") or 0),
         reply_count=int(raw.get("reply_comment_total") or 0),
-        ip_label=str(raw.get("ip_label") or ""),
+        ip_label=text_of(raw.get("ip_label") or ""),
         image_urls=images,
     )
 
@@ -110,7 +123,7 @@ def conversation_of(raw: dict[str, Any], base_url: str) -> e.Conversation:
     if last:
         conversation.last_message.CopyFrom(
             e.MessagePreview(
-                content=str(last.get("content", "")),
+                content=text_of(last.get("content", "")),
                 msg_type=_MESSAGE_TYPES.get(int(last.get("msg_type") or 7), e.MESSAGE_TYPE_TEXT),
                 create_time=_millis(_required(last, "create_time")),
             )
@@ -126,7 +139,7 @@ def message_of(raw: dict[str, Any], me: e.User, participant: e.User) -> e.Messag
         sender=me if own else participant,
         receiver=participant if own else me,
         msg_type=_MESSAGE_TYPES.get(int(raw.get("msg_type") or 7), e.MESSAGE_TYPE_TEXT),
-        content=str(raw.get("content", "")),
+        content=text_of(raw.get("content", "")),
         create_time=_millis(_required(raw, "create_time")),
         status=e.MESSAGE_STATUS_SENT if own else e.MESSAGE_STATUS_DELIVERED,
         direction=e.DIRECTION_OUTBOUND if own else e.DIRECTION_INBOUND,

@@ -1,0 +1,150 @@
+"""Hostile text and API keys in the console, on the demo's processes in Chromium.
+
+Customers on the platform write whatever they like. Comments holding a script, an image
+whose onerror runs code, 100 KB of text, a right-to-left override and a lone surrogate
+must be stored, come back intact through the API (the lone surrogate as U+FFFD: protobuf
+strings are Unicode), and show as inert text in the console: no script runs and no
+request leaves for another host. The console asks for an API key when the master wants
+one, and a key of one account shows that account only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from services import processes
+from services.master.api_keys import create_api_key
+
+from . import waiting
+from .conftest import token_for, write_tokens
+from .test_e2e_console import ARTIFACTS, WIDE, browser  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE = {
+    "script": '<script>window.__pwned = "script"</script>',
+    "img": '<img src=x onerror="window.__pwned = \'img\'">',
+    "big": "长" * 33_000 + "x" * 1_000,  # about 100 KB of UTF-8
+    "rtl": "\u202eevil.exe\u202c txt",
+    "surrogate": "lone \ud800 surrogate",
+}
+
+
+class Running:
+    def __init__(self) -> None:
+        self.children: list[processes.Child] = []
+        self.gateway = ""
+        self.sim = ""
+        self.uids: list[str] = []
+        self.key = ""
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            await child.stop()
+
+
+@pytest_asyncio.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    run = Running()
+    try:
+        sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "2", "--rate", "0"])
+        run.children.append(sim)
+        run.sim = sim.address
+        run.uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
+        keys = tmp_path / "api-keys.toml"
+        run.key = create_api_key(keys, "shop-0-team", ["shop-0"], ["read", "reply"])
+        master = await processes.start([
+            "master", "--listen", "127.0.0.1:0", "--worker-tokens", str(write_tokens(tmp_path / "tokens.toml")),
+            "--api-keys", str(keys),
+        ])
+        run.children.append(master)
+        gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
+        run.children.append(gateway)
+        run.gateway = f"http://{gateway.address}"
+        accounts = "".join(
+            f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
+            f'login_uid = "{uid}"\nlogin_password = "sim"\npage_timeout = 5\n'
+            for i, uid in enumerate(run.uids)
+        )
+        config = tmp_path / "worker.toml"
+        config.write_text(
+            f'master = "{master.address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
+            f"crawl_interval = 1\ncrawl_timeout = 30\n{accounts}"
+        )
+        run.children.append(await processes.start(["worker", "--config", str(config)]))
+        yield run
+    finally:
+        await run.stop()
+
+
+async def test_hostile_comments_are_stored_intact_and_shown_inert(running: Running, browser: Any) -> None:  # noqa: F811
+    headers = {"Authorization": f"Bearer {running.key}"}
+    async with httpx.AsyncClient(base_url=running.gateway, timeout=30, headers=headers) as http, httpx.AsyncClient(
+        base_url=f"http://{running.sim}", timeout=30
+    ) as platform:
+        assert (await http.get("/api/im/accounts", headers={"Authorization": ""})).status_code == 401
+        for label, text in HOSTILE.items():
+            response = await platform.post(
+                "/__sim/customer",
+                content=_json_with_escapes({"uid": running.uids[0], "kind": "comment", "text": f"[{label}] {text}"}),
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status_code == 200, response.text
+
+        async def stored() -> dict[str, str] | None:
+            found: dict[str, str] = {}
+            cursor = ""
+            while True:
+                data = (await http.get("/api/im/discussions", params={"account_id": "shop-0", "count": "100", "cursor": cursor})).json()["data"]
+                for comment in data["discussions"]:
+                    if (label := re.match(r"\[(\w+)\] ", comment["content"])) is not None:
+                        found[label.group(1)] = comment["content"][len(label.group(0)):]
+                if not data["has_more"]:
+                    break
+                cursor = data["cursor"]
+            return found if len(found) == len(HOSTILE) else None
+
+        found = await waiting.eventually(stored, timeout=60, every=0.5, ignoring=(httpx.HTTPError, KeyError))
+        for label, text in HOSTILE.items():
+            expected = text.replace("\ud800", "\ufffd")
+            assert found[label] == expected, label
+
+        # The console: a key is asked for, then only its account is shown.
+        stranger_hosts: list[str] = []
+        page = await browser.new_page(viewport=WIDE)
+        page.on("request", lambda request: None if request.url.startswith(running.gateway) else stranger_hosts.append(request.url))
+        await page.goto(running.gateway + "/")
+        await page.locator("#api-key").fill(running.key)
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#connection[data-state=live]")
+        names = await page.locator(".account .name").all_inner_texts()
+        assert len(names) == 2 and names[0] == "All accounts", names  # "all" and shop-0 alone
+
+        await page.get_by_role("button", name="Comments").click()
+        for label in HOSTILE:
+            await page.locator("#list [role=option]", has_text=f"[{label}]").first.wait_for(timeout=30_000)
+        await page.locator("#list [role=option]", has_text="[script]").first.click()
+        await page.locator(".comments").wait_for()
+        for label, text in HOSTILE.items():
+            article = page.locator(".comment", has_text=f"[{label}]").first
+            shown = await article.locator(".text").inner_text()
+            assert shown == f"[{label}] {text.replace(chr(0xD800), chr(0xFFFD))}", label
+        assert await page.locator(".comments img").count() == 0, "markup stayed text"
+        assert await page.evaluate("window.__pwned") is None, "no script ran"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "wide-hostile-comments.png"))
+        assert not stranger_hosts, stranger_hosts
+
+
+def _json_with_escapes(payload: dict[str, str]) -> bytes:
+    """JSON with a lone surrogate as its \\ud800 escape (Python's own encoder cannot write it as UTF-8)."""
+    import json
+
+    return json.dumps(payload, ensure_ascii=True).encode()
