@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("worker_id", metavar="WORKER_ID")
     token.add_argument(
+        "--accounts", default="*", help="comma-separated account ids the worker may sync, or * for any (default %(default)s)"
+    )
+    token.add_argument(
         "--file",
         default=_env("IMSYNC_WORKER_TOKENS", "worker-tokens.toml"),
         metavar="FILE",
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from services.master.worker_auth import add_worker_token
 
-            print(add_worker_token(Path(args.file), args.worker_id))
+            print(add_worker_token(Path(args.file), args.worker_id, _split(args.accounts)))
         elif args.command == "gateway":
             from pathlib import Path
 

@@ -281,6 +281,45 @@ async def test_tokens_are_rotated_without_a_restart(master: MasterHandle) -> Non
         assert (await call.read()).WhichOneof("kind") == "welcome"
 
 
+async def test_a_worker_syncs_only_the_accounts_assigned_to_it(master: MasterHandle) -> None:
+    from services.master.worker_auth import add_worker_token
+
+    account = sample()
+    token = add_worker_token(master.tokens, "worker-a", ["other-account"])  # not "acc"
+    channel, call = raw_stream(master, token)
+    async with channel:
+        await call.write(hello("worker-a", "acc", "other-account"))
+        welcome = (await call.read()).welcome
+        assert [a.account_id for a in welcome.accounts] == ["other-account"]
+        refusal = welcome.refused[0]
+        assert refusal.account_id == "acc" and refusal.status.code == code_pb2.PERMISSION_DENIED
+        assert reason_of(refusal.status) == "ACCOUNT_NOT_ASSIGNED"
+        await call.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
+            account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))
+        nack = (await call.read()).nack
+        assert reason_of(nack.status) == "ACCOUNT_NOT_ASSIGNED"
+    assert master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
+
+
+async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_more(master: MasterHandle) -> None:
+    from services.master.worker_auth import add_worker_token
+
+    account = sample()
+    token = add_worker_token(master.tokens, "worker-a")
+    channel, call = raw_stream(master, token)
+    async with channel:
+        await call.write(hello("worker-a", "acc"))
+        assert (await call.read()).WhichOneof("kind") == "welcome"
+        add_worker_token(master.tokens, "worker-a")  # rotated: the old token is revoked
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
+                account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "revoked" in (refused.value.details() or "")
+    assert master.store.account_versions(["acc"]) == {"acc": 0}
+
+
 async def test_a_silent_owner_loses_its_lease_and_is_fenced(master: MasterHandle) -> None:
     account = sample()
     silent_channel, silent = raw_stream(master, token_for("worker-a"))

@@ -152,8 +152,9 @@ class SyncSession:
 
     _ids = itertools.count(1)
 
-    def __init__(self, hub: SyncHub, worker_id: str, peer: str) -> None:
+    def __init__(self, hub: SyncHub, worker_id: str, peer: str, token_hash: str = "") -> None:
         self.id = next(self._ids)
+        self.token_hash = token_hash
         self.hub = hub
         self.worker_id = worker_id
         self.peer = peer
@@ -204,6 +205,8 @@ class SyncSession:
         hub = self.hub
         if self.closing:
             return  # unanswered: the worker sends it again on its next stream
+        if self.token_hash and hub.tokens.holder_of(self.token_hash) != self.worker_id:
+            raise Unauthenticated("the worker token was revoked or rotated; connect again with the new one")
         hub.leases.renew(self.id, set(self.granted))
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
@@ -259,6 +262,16 @@ class SyncSession:
         )
         granted = []
         for claim in hello.accounts:
+            if not hub.tokens.may_sync(self.worker_id, claim.account_id):
+                welcome.refused.add(
+                    account_id=claim.account_id,
+                    status=error_status(
+                        code_pb2.PERMISSION_DENIED,
+                        f"account {claim.account_id!r} is not assigned to worker {self.worker_id!r}",
+                        reason="ACCOUNT_NOT_ASSIGNED",
+                    ),
+                )
+                continue
             try:
                 lease = hub.leases.claim(claim.account_id, self.worker_id, self.id)
             except AccountOwned as owned:
@@ -304,6 +317,16 @@ class SyncSession:
     def _owned(self, account_id: str, field: str) -> None:
         if not account_id:
             raise InvalidArgument("must not be empty", field=field)
+        if not self.hub.tokens.may_sync(self.worker_id, account_id):
+            # Taken away from this worker while it held it: the account is free at once.
+            if self.granted.pop(account_id, None) is not None:
+                for released in self.hub.leases.release(self.id, {account_id}):
+                    self.hub.store.set_presence(released, self.worker_id, online=False)
+            raise FailedPrecondition(
+                f"account {account_id!r} is not assigned to worker {self.worker_id!r}",
+                field=field,
+                reason="ACCOUNT_NOT_ASSIGNED",
+            )
         if account_id not in self.granted or not self.hub.leases.holds(account_id, self.id):
             lease = self.hub.leases.holder(account_id)
             owner = f"; worker {lease.worker_id!r} owns it" if lease is not None else ""
@@ -412,11 +435,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         if hub.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the master is stopping; connect again later")
         try:
-            worker_id = hub.tokens.authenticate(list(context.invocation_metadata() or ()))
+            worker_id, hashed = hub.tokens.authenticate(list(context.invocation_metadata() or ()))
         except Unauthenticated as error:
             status = grpc_status_of(error)
             await context.abort(status.code, status.details, status.trailing_metadata)
-        session = SyncSession(hub, worker_id, context.peer())
+        session = SyncSession(hub, worker_id, context.peer(), hashed)
         hub.sessions[session.id] = session
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:

@@ -2,9 +2,11 @@
 
     [workers.worker-1]
     token_sha256 = "<hex sha-256 of the token>"
+    accounts = ["douyin-001", "douyin-002"]   # the accounts it may sync; ["*"] (the default): any
 
 The file is read again whenever it changes, so tokens can be added, rotated or revoked
-without a restart. `imsync worker-token WORKER_ID --file FILE` adds one.
+and accounts reassigned without a restart. `imsync worker-token WORKER_ID --file FILE`
+adds one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class WorkerTokens:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._hashes: dict[str, str] = {}  # sha-256 hex -> worker id
+        self._accounts: dict[str, frozenset[str] | None] = {}  # worker id -> assigned accounts (None: any)
 
     def _reload(self) -> None:
         if self._path is None:
@@ -46,30 +49,51 @@ class WorkerTokens:
             return
         try:
             workers = tomllib.loads(self._path.read_text()).get("workers", {})
-            self._hashes = {str(entry["token_sha256"]).lower(): str(worker) for worker, entry in workers.items()}
-            self._stamp = stamp
+            hashes = {str(entry["token_sha256"]).lower(): str(worker) for worker, entry in workers.items()}
+            assigned: dict[str, frozenset[str] | None] = {}
+            for worker, entry in workers.items():
+                accounts = [str(a) for a in entry.get("accounts", ["*"])]
+                assigned[str(worker)] = None if "*" in accounts else frozenset(accounts)
+            self._hashes, self._accounts, self._stamp = hashes, assigned, stamp
             log.info("worker tokens loaded for %d workers", len(self._hashes))
         except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
             # Keep the last good tokens rather than lock every worker out.
             log.error("worker tokens file %s is invalid (%s); keeping the previous tokens", self._path, error)
 
-    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> str:
-        """The worker id a request's `authorization: Bearer <token>` belongs to."""
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
+        """The worker id a request's `authorization: Bearer <token>` belongs to, and the
+        token's hash (to check later that it was not revoked meanwhile)."""
         self._reload()
         header = next((value for key, value in metadata if key == "authorization"), None)
         if not isinstance(header, str) or not header.lower().startswith("bearer "):
             raise Unauthenticated("missing authorization: Bearer <worker token>")
         presented = token_hash(header[7:].strip())
-        for known, worker_id in self._hashes.items():
-            if hmac.compare_digest(known, presented):
-                return worker_id
+        worker_id = self.holder_of(presented)
+        if worker_id is not None:
+            return worker_id, presented
         if self._path is None:
             raise Unauthenticated("this master has no worker tokens configured (--worker-tokens)")
         raise Unauthenticated("unknown or revoked worker token")
 
 
-def add_worker_token(path: Path, worker_id: str) -> str:
-    """Creates a token for a worker (replacing its old one) and stores its hash; returns the token."""
+    def holder_of(self, hashed: str) -> str | None:
+        """The worker a token hash belongs to now; None once it is revoked or rotated."""
+        self._reload()
+        for known, worker_id in self._hashes.items():
+            if hmac.compare_digest(known, hashed):
+                return worker_id
+        return None
+
+    def may_sync(self, worker_id: str, account_id: str) -> bool:
+        """Whether the worker is assigned the account (the file is read again if it changed)."""
+        self._reload()
+        assigned = self._accounts.get(worker_id)
+        return assigned is None or account_id in assigned
+
+
+def add_worker_token(path: Path, worker_id: str, accounts: Sequence[str] = ("*",)) -> str:
+    """Creates a token for a worker (replacing its old one) and stores its hash and its
+    assigned accounts; returns the token."""
     token = secrets.token_urlsafe(32)
     lines = path.read_text().splitlines() if path.exists() else []
     # Drop the worker's previous table, if any.
@@ -80,7 +104,8 @@ def add_worker_token(path: Path, worker_id: str) -> str:
             skipping = line.strip() in (f'[workers."{worker_id}"]', f"[workers.{worker_id}]")
         if not skipping:
             kept.append(line)
-    kept += [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', ""]
+    listed = ", ".join(f'"{account}"' for account in accounts)
+    kept += [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', f"accounts = [{listed}]", ""]
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("\n".join(kept))
     os.replace(tmp, path)
