@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "every IM client may read and answer every account (env IMSYNC_API_KEYS; create keys with `imsync api-key`)",
     )
     master.add_argument(
+        "--rate-limit",
+        type=float,
+        default=float(_env("IMSYNC_RATE_LIMIT", "50")),
+        metavar="PER_SECOND",
+        help="requests a second per API key, with bursts of twice that; over it, 429 with Retry-After; 0: no limit "
+        "(env IMSYNC_RATE_LIMIT; default %(default)s)",
+    )
+    master.add_argument(
         "--heartbeat-seconds",
         type=float,
         default=float(_env("IMSYNC_HEARTBEAT_SECONDS", "5")),
@@ -248,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 listen=args.listen,
                 worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
                 api_keys=Path(args.api_keys) if args.api_keys else None,
+                rate_limit=args.rate_limit,
                 sync=SyncConfig(heartbeat_interval=args.heartbeat_seconds, lease_duration=args.lease_seconds),
                 command_ttl=args.command_ttl_seconds,
                 data_dir=Path(args.data_dir) if args.data_dir else None,

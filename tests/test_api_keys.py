@@ -58,7 +58,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     }
     config = MasterConfig(
         listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), api_keys=keys_file,
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0), retention=KEEP_EVERYTHING,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0), retention=KEEP_EVERYTHING, rate_limit=0,
     )
     master = Master(config)
     port = await master.start()
@@ -258,3 +258,39 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             assert answers[0][0] == 403, (method, path, answers)
             assert answers[0] == answers[1], (method, path, answers)
         assert (await http.get("/api/im/accounts")).status_code == 401
+
+
+async def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    keys_file = tmp_path / "api-keys.toml"
+    key = create_api_key(keys_file, "busy", ["*"], ["read"])
+    config = MasterConfig(listen="127.0.0.1:0", api_keys=keys_file, rate_limit=1.0, retention=KEEP_EVERYTHING)
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        app = create_app(channel=channel)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as http:
+            headers = {"Authorization": f"Bearer {key}"}
+            answers = [await http.get("/api/im/accounts", headers=headers) for _ in range(4)]
+            assert [a.status_code for a in answers[:2]] == [200, 200], "a burst of twice the rate"
+            limited = answers[-1]
+            assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+            assert "requests a second" in limited.json()["status_msg"]
+            # Too large a body is refused before it is read whole.
+            big = await http.put("/api/im/unified-messages/read-many", headers=headers, content=b"[" + b" " * (2 << 20) + b"]")
+            assert big.status_code == 413 and big.json()["status_msg"].startswith("body:")
+    finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
+def test_the_bucket_refills_with_time() -> None:
+    from services.master.rate_limit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(2.0, 2, clock=lambda: now[0])
+    assert [limiter.take("k") for _ in range(2)] == [0.0, 0.0]
+    assert limiter.take("k") == pytest.approx(0.5)
+    now[0] = 0.5
+    assert limiter.take("k") == 0.0
+    assert limiter.take("") == 0.0, "no key (a master without keys) is not limited"

@@ -11,10 +11,16 @@ DOMAIN = "imsync.dev"
 
 
 def error_status(
-    code: int, description: str, *, field: str = "", reason: str = "", metadata: Mapping[str, str] | None = None
+    code: int,
+    description: str,
+    *,
+    field: str = "",
+    reason: str = "",
+    metadata: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> status_pb2.Status:
-    """A status whose message names the field, carrying the field in a BadRequest detail and
-    a machine-readable reason in an ErrorInfo detail."""
+    """A status whose message names the field, carrying the field in a BadRequest detail,
+    a machine-readable reason in an ErrorInfo detail, and when to try again in RetryInfo."""
     result = status_pb2.Status(code=code, message=f"{field}: {description}" if field else description)
     if field:
         detail = any_pb2.Any()
@@ -28,7 +34,24 @@ def error_status(
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {})))
         result.details.append(detail)
+    if retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        result.details.append(detail)
     return result
+
+
+def retry_after_of(status: status_pb2.Status) -> float | None:
+    """The seconds a RetryInfo detail asks to wait, or None."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            seconds: float = info.retry_delay.ToNanoseconds() / 1e9
+            return seconds
+    return None
 
 
 def bad_request(field: str, description: str) -> status_pb2.Status:

@@ -9,6 +9,7 @@ another method 405, both with a google.rpc.Status body, as grpc-gateway answers 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from imsync.v1 import (
     replies_pb2,
     unified_messages_pb2,
 )
-from services.common.rpc_errors import bad_request
+from services.common.rpc_errors import bad_request, error_status, retry_after_of
 
 from .console import console_routes
 from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
@@ -45,6 +46,8 @@ from .routes import Route as RpcRoute
 from .routes import routes_of
 
 JSON = "application/json"
+# The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def im_services() -> list[ServiceDescriptor]:
@@ -193,7 +196,13 @@ class Gateway:
             bind_path(message, variables, profile.style)
             bound = set(variables)
             if route.body:
-                bind_body(message, route.body, await request.body(), profile.style)
+                body = await _bounded_body(request)
+                if body is None:
+                    status = error_status(
+                        code_pb2.RESOURCE_EXHAUSTED, f"the request body is over {MAX_BODY_BYTES} bytes", field="body"
+                    )
+                    return _error(profile, status, http_status=413)
+                bind_body(message, route.body, body, profile.style)
                 bound.add(route.body)
             if route.body != "*":
                 bind_query(
@@ -220,6 +229,21 @@ class Gateway:
         return Response(profile.response_body(reply), media_type=JSON, headers=headers)
 
 
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None once it passes MAX_BODY_BYTES (the rest is not read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _field_text(message: Message, path: str) -> str:
     value: Any = message
     for part in path.split("."):
@@ -230,10 +254,13 @@ def _field_text(message: Message, path: str) -> str:
 
 
 def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | None = None) -> Response:
+    retry_after = retry_after_of(status)
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
     return Response(
         profile.error_body(status),
         status_code=http_status or http_status_of(status.code),
         media_type=JSON,
+        headers=headers,
     )
 
 

@@ -10,13 +10,21 @@ class StoreError(Exception):
     machine-readable ErrorInfo reason for peers that act on it (e.g. a worker)."""
 
     def __init__(
-        self, message: str, *, field: str = "", reason: str = "", metadata: Mapping[str, str] | None = None
+        self,
+        message: str,
+        *,
+        field: str = "",
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.description = message
         self.reason = reason
         self.metadata = dict(metadata or {})
+        # Seconds after which trying again may succeed (RetryInfo).
+        self.retry_after = retry_after
 
 
 class InvalidArgument(StoreError):

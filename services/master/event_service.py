@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,31 +12,46 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import events_pb2_grpc
 
 from .api_keys import ApiKeys
-from .errors import StoreError
+from .errors import ResourceExhausted, StoreError
+from .rate_limit import RateLimiter
 from .events import EventBus
 from .status import grpc_status_of
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, bus: EventBus, keys: ApiKeys) -> None:
+    def __init__(self, bus: EventBus, keys: ApiKeys, limiter: RateLimiter | None = None, max_streams_per_key: int = 16) -> None:
         self._bus = bus
         self._keys = keys
+        self._limiter = limiter or RateLimiter(0, 1)
+        self._max_streams = max_streams_per_key
+        self._streams: Counter[str] = Counter()
 
     async def StreamEvents(
         self, request: ev.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[ev.StreamEventsResponse]:
+        key_id = ""
         try:
             access = self._keys.authorize(list(context.invocation_metadata() or ()))
+            wait = self._limiter.take(access.key_id)
+            if wait:
+                raise ResourceExhausted(f"this key is over {self._limiter.rate:g} requests a second", retry_after=wait)
             access.require("read")
+            if access.key_id and self._streams[access.key_id] >= self._max_streams:
+                raise ResourceExhausted(f"this key already has {self._max_streams} event streams open")
+            key_id = access.key_id
             for position, account_id in enumerate(request.account_ids):
                 access.check(account_id, field=f"account_ids[{position}]")
             # A key limited to some accounts hears of those only.
             accounts = list(request.account_ids) or sorted(access.accounts or ())
             subscription = self._bus.subscribe(accounts, list(request.types), request.after_event_id)
-            # Headers now: a client learns the stream is open before the first event.
-            await context.send_initial_metadata(())
-            async for event in self._bus.follow(subscription):
-                yield ev.StreamEventsResponse(event=event)
+            self._streams[key_id] += 1
+            try:
+                # Headers now: a client learns the stream is open before the first event.
+                await context.send_initial_metadata(())
+                async for event in self._bus.follow(subscription):
+                    yield ev.StreamEventsResponse(event=event)
+            finally:
+                self._streams[key_id] -= 1
         except StoreError as error:
             status = grpc_status_of(error)
             await context.abort(status.code, status.details, status.trailing_metadata)

@@ -49,6 +49,7 @@ from .query_services import (
 )
 from .event_service import EventServicer
 from .events import EventBus
+from .rate_limit import RateLimiter
 from .reply_service import ReplyServicer, reply_of
 from .retention import Retention
 from .store import Store
@@ -79,6 +80,9 @@ class MasterConfig:
     command_ttl: float = 300.0
     # TOML file of hashed API keys for IM clients; without one, every client may read all.
     api_keys: Path | None = None
+    # Requests a second per API key (a burst of twice as many); 0: no limit.
+    rate_limit: float = 50.0
+    max_streams_per_key: int = 16
     # Where the journal lives; without one, a restart loses everything.
     data_dir: Path | None = None
     # SQLite's synchronous setting for the journal: FULL survives power loss, NORMAL only
@@ -135,7 +139,10 @@ class Master:
             journal.start()
             # An event goes out only once what it reports is on disk.
             self.store.on_event = lambda event: journal.when_persisted(lambda: self.bus.publish(event))
-        self.server = await build_server(self.store, self.hub, self.book, self.bus, ApiKeys(self.config.api_keys))
+        limiter = RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2))
+        self.server = await build_server(
+            self.store, self.hub, self.book, self.bus, ApiKeys(self.config.api_keys), limiter, self.config.max_streams_per_key
+        )
         port = self.server.add_insecure_port(self.config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
@@ -182,7 +189,15 @@ class Master:
             await journal.close()
 
 
-async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: EventBus, keys: ApiKeys) -> grpc.aio.Server:
+async def build_server(
+    store: Store,
+    hub: SyncHub,
+    book: CommandBook,
+    bus: EventBus,
+    keys: ApiKeys,
+    limiter: RateLimiter,
+    max_streams_per_key: int,
+) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -190,14 +205,14 @@ async def build_server(store: Store, hub: SyncHub, book: CommandBook, bus: Event
         ]
     )
     sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys), server)
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys), server)
-    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys), server)
-    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys), server)
-    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys), server)
-    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys), server)
-    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book), server)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys), server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys, limiter), server)
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys, limiter), server)
+    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys, limiter), server)
+    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys, limiter), server)
+    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys, limiter), server)
+    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys, limiter), server)
+    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book, limiter), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys, limiter, max_streams_per_key), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -35,7 +35,9 @@ _CODES: dict[type[StoreError], int] = {
 def rpc_status_of(error: StoreError) -> status_pb2.Status:
     """A google.rpc.Status for an error, naming its field and reason in details."""
     code = _CODES.get(type(error), code_pb2.INTERNAL)
-    return error_status(code, error.description, field=error.field, reason=error.reason, metadata=error.metadata)
+    return error_status(
+        code, error.description, field=error.field, reason=error.reason, metadata=error.metadata, retry_after=error.retry_after
+    )
 
 
 def grpc_status_of(error: StoreError) -> grpc.Status:
