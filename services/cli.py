@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _env(name: str, default: str) -> str:
@@ -52,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         help="TOML file of hashed API keys (accounts and scopes per key), read again when it changes; without it "
         "every IM client may read and answer every account (env IMSYNC_API_KEYS; create keys with `imsync api-key`)",
     )
+    master.add_argument("--tls-cert", default=_env("IMSYNC_TLS_CERT", ""), metavar="FILE",
+                        help="serve gRPC over TLS with this certificate (PEM; env IMSYNC_TLS_CERT) ...")
+    master.add_argument("--tls-key", default=_env("IMSYNC_TLS_KEY", ""), metavar="FILE",
+                        help="... and this private key (env IMSYNC_TLS_KEY)")
+    master.add_argument("--tls-client-ca", default=_env("IMSYNC_TLS_CLIENT_CA", ""), metavar="FILE",
+                        help="demand client certificates signed by this CA (mutual TLS for workers and gateways; "
+                        "env IMSYNC_TLS_CLIENT_CA)")
     master.add_argument(
         "--rate-limit",
         type=float,
@@ -170,6 +178,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the master's gRPC address (env IMSYNC_MASTER_ADDR; default %(default)s)",
     )
+    gateway.add_argument("--master-ca", default=_env("IMSYNC_MASTER_CA", ""), metavar="FILE",
+                         help="reach the master over TLS, trusting this CA (env IMSYNC_MASTER_CA)")
+    gateway.add_argument("--master-cert", default=_env("IMSYNC_MASTER_CERT", ""), metavar="FILE",
+                         help="the gateway's client certificate, for a master that demands one (env IMSYNC_MASTER_CERT)")
+    gateway.add_argument("--master-key", default=_env("IMSYNC_MASTER_KEY", ""), metavar="FILE",
+                         help="... and its key (env IMSYNC_MASTER_KEY)")
+    gateway.add_argument("--tls-cert", default=_env("IMSYNC_GATEWAY_TLS_CERT", ""), metavar="FILE",
+                         help="serve HTTPS with this certificate (env IMSYNC_GATEWAY_TLS_CERT) ...")
+    gateway.add_argument("--tls-key", default=_env("IMSYNC_GATEWAY_TLS_KEY", ""), metavar="FILE",
+                         help="... and this key (env IMSYNC_GATEWAY_TLS_KEY)")
+    gateway.add_argument("--forwarded-allow-ips", default=_env("IMSYNC_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                         metavar="IPS", help="proxies whose X-Forwarded-* headers are believed, comma-separated "
+                         "(env IMSYNC_FORWARDED_ALLOW_IPS; default %(default)s)")
     gateway.add_argument(
         "--console",
         default=_env("IMSYNC_CONSOLE_DIR", ""),
@@ -257,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
                 api_keys=Path(args.api_keys) if args.api_keys else None,
                 rate_limit=args.rate_limit,
+                tls=_server_tls(args),
                 sync=SyncConfig(heartbeat_interval=args.heartbeat_seconds, lease_duration=args.lease_seconds),
                 command_ttl=args.command_ttl_seconds,
                 data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -308,8 +330,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.gateway.console import CONSOLE_DIR
             from services.gateway.server import GatewayConfig, run
 
+            from services.common.http_server import HttpOptions
+            from services.common.tls import ClientTls
+
             console = None if args.console == "none" else Path(args.console) if args.console else CONSOLE_DIR
-            run(GatewayConfig(listen=args.listen, master=args.master, console=console))
+            master_tls = (
+                ClientTls(Path(args.master_ca), Path(args.master_cert) if args.master_cert else None,
+                          Path(args.master_key) if args.master_key else None)
+                if args.master_ca else None
+            )
+            http = HttpOptions(
+                tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+                tls_key=Path(args.tls_key) if args.tls_key else None,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+            )
+            run(GatewayConfig(listen=args.listen, master=args.master, console=console, master_tls=master_tls, http=http))
         elif args.command == "demo":
             from services.demo import DemoConfig, run_demo
 
@@ -324,6 +359,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _server_tls(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from services.common.tls import ServerTls
+
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            raise SystemExit("imsync master: --tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise SystemExit("imsync master: give both --tls-cert and --tls-key")
+    return ServerTls(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None)
 
 
 def _split(text: str) -> list[str]:

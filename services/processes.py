@@ -8,7 +8,7 @@ import sys
 from collections import deque
 from collections.abc import Sequence
 
-_LISTENING = re.compile(r"listening on (?:http://)?(\S+)")
+_LISTENING = re.compile(r"listening on (?:https?://)?(\S+)")
 _STARTED = re.compile(r"imsync \w+ .*started")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
@@ -11,8 +13,23 @@ import uvicorn
 from .addresses import split_host_port
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    # HTTPS when both are given.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a proxy in front);
+    # from anyone else the connection's own address counts.
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
 async def serve_asgi(
-    app: Any, listen: str, announce: Callable[[str], str], *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    listen: str,
+    announce: Callable[[str], str],
+    *,
+    lifespan: Literal["auto", "on", "off"] = "on",
+    options: HttpOptions = HttpOptions(),
 ) -> None:
     """Binds first, so that port 0 can be reported (by printing `announce(host:port)`)."""
     host, port = split_host_port(listen)
@@ -21,7 +38,17 @@ async def serve_asgi(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = f"{host}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan=lifespan,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
+        ssl_keyfile=str(options.tls_key) if options.tls_key else None,
+        proxy_headers=True,
+        forwarded_allow_ips=options.forwarded_allow_ips,
+    )
     server = uvicorn.Server(config)
     print(announce(bound), flush=True)
     await server.serve(sockets=[sock])

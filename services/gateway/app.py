@@ -35,6 +35,7 @@ from imsync.v1 import (
     unified_messages_pb2,
 )
 from services.common.rpc_errors import bad_request, error_status, retry_after_of
+from services.common.tls import ClientTls, open_channel
 
 from .console import console_routes
 from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
@@ -80,6 +81,7 @@ class Gateway:
         profiles: ProfileRegistry = ProfileRegistry(),
         sse_id_field: str = "event.event_id",
         sse_resume_field: str = "after_event_id",
+        tls: ClientTls | None = None,
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
         self._sse_id_field = sse_id_field
@@ -89,11 +91,12 @@ class Gateway:
         self._owns_channel = channel is None
         self._profiles = profiles
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
+        self._tls = tls
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._master)
+            self._channel = open_channel(self._master, self._tls)
         try:
             yield
         finally:
@@ -271,11 +274,12 @@ def create_app(
     services: Iterable[ServiceDescriptor] | None = None,
     profiles: ProfileRegistry = ProfileRegistry(),
     console: Path | None = None,
+    tls: ClientTls | None = None,
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
     `console`, the web console's files from that folder at `/`."""
     gateway = Gateway(
-        im_services() if services is None else services, master=master, channel=channel, profiles=profiles
+        im_services() if services is None else services, master=master, channel=channel, profiles=profiles, tls=tls
     )
     document = openapi_document(gateway.routes, profiles)
 

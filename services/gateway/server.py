@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.http_server import serve_asgi
+from services.common.http_server import HttpOptions, serve_asgi
+from services.common.tls import ClientTls
 
 from .app import create_app
 from .console import CONSOLE_DIR
@@ -18,8 +19,14 @@ class GatewayConfig:
     master: str = "127.0.0.1:50051"
     # The web console's files, served at `/`; None serves no console.
     console: Path | None = CONSOLE_DIR
+    # TLS to the master; None speaks plain text.
+    master_tls: ClientTls | None = None
+    # HTTPS and the proxies believed.
+    http: HttpOptions = HttpOptions()
 
 
 def run(config: GatewayConfig) -> None:
-    announce = lambda bound: f"imsync gateway listening on http://{bound} (master {config.master})"  # noqa: E731
-    asyncio.run(serve_asgi(create_app(config.master, console=config.console), config.listen, announce))
+    scheme = "https" if config.http.tls_cert else "http"
+    announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (master {config.master})"  # noqa: E731
+    app = create_app(config.master, console=config.console, tls=config.master_tls)
+    asyncio.run(serve_asgi(app, config.listen, announce, options=config.http))

@@ -35,6 +35,8 @@ from imsync.v1 import (
     unified_messages_pb2_grpc,
 )
 
+from services.common.tls import ServerTls
+
 from .api_keys import ApiKeys
 from .commands import CommandBook
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
@@ -94,6 +96,8 @@ class MasterConfig:
     # What a stopping master tells its workers to wait before they connect again.
     reconnect_after: float = 1.0
     retention: Retention = Retention()
+    # TLS for every client (workers, gateways, services); None serves plain text.
+    tls: ServerTls | None = None
 
 
 # The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
@@ -143,7 +147,10 @@ class Master:
         self.server = await build_server(
             self.store, self.hub, self.book, self.bus, ApiKeys(self.config.api_keys), limiter, self.config.max_streams_per_key
         )
-        port = self.server.add_insecure_port(self.config.listen)
+        if self.config.tls is not None:
+            port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
+        else:
+            port = self.server.add_insecure_port(self.config.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
         await self.server.start()

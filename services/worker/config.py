@@ -7,6 +7,9 @@
     crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
     crawl_timeout = 120                # a crawl taking longer is abandoned and reported
     window = 8                         # unacknowledged versions per account before coalescing
+    tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its certificate ...
+    tls_cert = "certs/worker-1.pem"    # ... and, for a master that demands one, this worker's
+    tls_key = "certs/worker-1.key"     #     certificate and key (paths relative to this file)
 
     [[accounts]]
     account_id = "douyin-001"
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.tls import ClientTls
+
 
 class ConfigError(ValueError):
     pass
@@ -53,6 +58,7 @@ class WorkerConfig:
     crawl_jitter: float = 0.2
     crawl_timeout: float = 120.0
     window: int = 8
+    tls: ClientTls | None = None
 
 
 _ADAPTERS = ("douyin", "sample")
@@ -103,6 +109,17 @@ def load_worker_config(path: Path) -> WorkerConfig:
         if not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key}: must be a non-negative number")
         numbers[key] = float(value)
+    tls = None
+    if "tls_ca" in raw:
+        files = {key: path.parent / str(raw[key]) for key in ("tls_ca", "tls_cert", "tls_key") if key in raw}
+        for key, file in files.items():
+            if not file.is_file():
+                raise ConfigError(f"{key}: {file} is not a file")
+        if ("tls_cert" in files) != ("tls_key" in files):
+            raise ConfigError("tls_cert and tls_key: give both or neither")
+        tls = ClientTls(files["tls_ca"], files.get("tls_cert"), files.get("tls_key"))
+    elif "tls_cert" in raw or "tls_key" in raw:
+        raise ConfigError("tls_ca: required with tls_cert and tls_key")
     window = raw.get("window", 8)
     if not isinstance(window, int) or window < 1:
         raise ConfigError("window: must be a positive integer")
@@ -112,5 +129,6 @@ def load_worker_config(path: Path) -> WorkerConfig:
         token=str(token),
         accounts=tuple(accounts),
         window=window,
+        tls=tls,
         **numbers,
     )

@@ -22,6 +22,7 @@ import grpc
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client.sync import DEFAULT_CHUNK_BYTES
+from services.common.tls import ClientTls, open_channel
 
 from .account_state import AccountView
 from .account_sync import AccountSync
@@ -47,6 +48,8 @@ class EngineConfig:
     liveness_intervals: float = 3.0
     # Results of performed commands kept to answer a command delivered again.
     remembered_results: int = 10_000
+    # TLS to the master; None speaks plain text.
+    tls: ClientTls | None = None
 
 
 class GoAway(Exception):
@@ -123,7 +126,7 @@ class SyncEngine:
             ("grpc.min_reconnect_backoff_ms", int(self.config.backoff_initial * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(self.config.backoff_max * 1000)),
         ]
-        async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
+        async with open_channel(self.config.master, self.config.tls, options) as channel:
             me = asyncio.current_task()
             while True:
                 delay: float | None = None
