@@ -294,3 +294,36 @@ def test_the_bucket_refills_with_time() -> None:
     now[0] = 0.5
     assert limiter.take("k") == 0.0
     assert limiter.take("") == 0.0, "no key (a master without keys) is not limited"
+
+
+async def test_logs_at_the_default_level_hold_no_keys_tokens_or_bodies(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    secret_text = "SECRET-BODY-4711"
+    conversation = rig.a.batch.conversations[0].conversation_id
+    await rig.im.send_reply(rep.SendReplyRequest(
+        request_id="logged?", send_message=sync_pb2.SendMessage(conversation_id=conversation, text=secret_text),
+    ), metadata=rig.as_key("a-agent"))
+    for metadata in ((("authorization", f"Bearer {rig.keys['a-agent']}x"),), rig.as_key("a-reader")):
+        try:
+            await rig.im.send_reply(rep.SendReplyRequest(request_id="r2", send_message=sync_pb2.SendMessage(
+                conversation_id=conversation, text=secret_text)), metadata=metadata)
+        except grpc.aio.AioRpcError:
+            pass
+    # A worker with a wrong token, and one with a right one that sends a bad message.
+    for token in ("forged-token-123", token_for("test-worker")):
+        sync = SyncClient(rig.channel, "test-worker", token=token)
+        try:
+            await sync.open({"shop-a": 0})
+            bad = sync_pb2.EntityBatch()
+            bad.messages.add(message_id="m", conversation_id="c", content=secret_text)  # no create_time: refused
+            await sync.push_snapshot("shop-a", 9, rig.a.account, bad)
+        except Exception:
+            pass
+        finally:
+            await sync.close()
+    logged = caplog.text
+    assert logged, "the master did log"
+    for secret in (*rig.keys.values(), token_for("test-worker"), "forged-token-123", secret_text):
+        assert secret not in logged, secret

@@ -1,0 +1,139 @@
+"""Hostile sync messages: whatever a worker sends, the master answers without breaking,
+and its state stays whole (lists walk, counters agree, versions never go back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from services.master.commands import CommandBook
+from services.master.errors import PermissionDenied, Unauthenticated
+from services.master.memory_store import MemoryStore
+from services.master.sync_service import SyncConfig, SyncHub, SyncSession
+from services.master.worker_auth import WorkerTokens
+
+from .conftest import write_tokens
+from .test_store_deltas import observable
+
+# Mostly well-formed, so that messages reach the store; the rest is hostile.
+ACCOUNTS = ["a", "a", "a", "b", ""]
+ids = st.sampled_from(["1", "2", "3", "4"] * 3 + ["", "x" * 300, "\u202e", "<script>"])
+texts = st.text(max_size=40)
+seconds = st.sampled_from([1_790_000_000 + n for n in range(8)] + [0, -62_135_596_801, 253_402_300_800, 2**40])
+
+
+@st.composite
+def stamps(draw: st.DrawFn) -> dict[str, int]:
+    return {"seconds": draw(seconds), "nanos": draw(st.sampled_from([0] * 6 + [1, 999_999_999, 1_000_000_000]))}
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> sync_pb2.EntityBatch:
+    batch = sync_pb2.EntityBatch()
+    for _ in range(draw(st.integers(0, 3))):
+        batch.messages.add(
+            message_id=draw(ids), conversation_id=draw(ids), content=draw(texts),
+            direction=draw(st.sampled_from([0, 1, 2])), create_time=draw(stamps()),
+            sender=e.User(user_id=draw(ids)),
+        )
+    for _ in range(draw(st.integers(0, 3))):
+        batch.comments.add(
+            comment_id=draw(ids), content_id=draw(ids), parent_comment_id=draw(ids), content=draw(texts),
+            created_at=draw(stamps()), author=e.User(user_id=draw(ids)),
+        )
+    for _ in range(draw(st.integers(0, 2))):
+        batch.conversations.add(conversation_id=draw(ids), update_time=draw(stamps()))
+    for _ in range(draw(st.integers(0, 2))):
+        batch.contents.add(content_id=draw(ids), publish_time=draw(stamps()))
+    return batch
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> sync_pb2.SyncDataRequest:
+    kind = draw(st.sampled_from(["snapshot"] * 3 + ["delta"] * 3 + ["hello", "status", "result", "heartbeat", "bytes"]))
+    account = draw(st.sampled_from(ACCOUNTS))
+    version = draw(st.sampled_from([1, 2, 3, 4, 5, 6] * 2 + [0, 2**63]))
+    if kind == "hello":
+        return sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(
+            worker_id=draw(st.sampled_from(["fuzzer", "someone-else"])),
+            accounts=[sync_pb2.AccountVersion(account_id=a, version=version) for a in draw(st.lists(st.sampled_from(ACCOUNTS), max_size=3))],
+        ))
+    if kind == "snapshot":
+        return sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
+            account_id=account, version=version, chunk_index=draw(st.sampled_from([0, 0, 0, 1, 2])),
+            last=draw(st.sampled_from([True, True, False])), entities=draw(batches()),
+            collections=draw(st.sampled_from([[], [], [], [2], [4, 3], [0], [7]])),
+            account=e.Account(account_id=draw(st.sampled_from([account, "other"])), user_id=draw(ids)),
+        ))
+    if kind == "delta":
+        return sync_pb2.SyncDataRequest(delta=sync_pb2.Delta(
+            account_id=account, base_version=draw(st.sampled_from([0, 1, 2, 3, 4, 5])), version=version, upserts=draw(batches()),
+            removals=sync_pb2.Removals(message_ids=draw(st.lists(ids, max_size=2)), comment_ids=draw(st.lists(ids, max_size=2))),
+        ))
+    if kind == "status":
+        return sync_pb2.SyncDataRequest(account_status=sync_pb2.AccountStatusReport(account_id=account, last_error=draw(texts)))
+    if kind == "result":
+        return sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
+            request_id=draw(ids), account_id=account, outcome=draw(st.integers(0, 3))))
+    if kind == "heartbeat":
+        return sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat())
+    try:
+        return sync_pb2.SyncDataRequest.FromString(draw(st.binary(max_size=64)))
+    except DecodeError:
+        return sync_pb2.SyncDataRequest()
+
+
+def _whole(store: MemoryStore) -> dict[str, int]:
+    """Every list walks, every view builds, and the unread counters agree with the lists."""
+    versions = {}
+    for account_id in store.account_ids():
+        observable(store, account_id)
+        unread, cursor = 0, ""
+        while True:
+            page = store.list_unified(account_id, types=(), is_read=False, is_new=None, cursor=cursor, count=100)
+            unread += len(page.items)
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        assert store.unified_stats(account_id).total_unread == unread
+        versions[account_id] = store.get_account(account_id).version
+    return versions
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(messages=st.lists(requests(), min_size=1, max_size=25))
+def test_no_message_breaks_the_master(tmp_path: Path, messages: list[sync_pb2.SyncDataRequest]) -> None:
+    store = MemoryStore()
+    tokens = WorkerTokens(write_tokens(tmp_path / "tokens.toml", ("fuzzer",)))
+    hub = SyncHub(store, tokens, CommandBook(), SyncConfig())
+    session = SyncSession(hub, "fuzzer", "fuzz")
+    hub.sessions[session.id] = session
+    # Start as a real stream does most of the time: with a hello.
+    session.handle(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="fuzzer", accounts=[sync_pb2.AccountVersion(account_id="a")])))
+    before: dict[str, int] = {}
+    for message in messages:
+        try:
+            session.handle(message)
+        except (Unauthenticated, PermissionDenied):
+            break  # the stream ends, as designed (a hello naming another worker)
+        after = _whole(store)
+        for account_id, version in before.items():
+            assert after.get(account_id, version) >= version, "a version went back"
+        before = after
+    while not session.outbound.empty():
+        answer = session.outbound.get_nowait()
+        assert isinstance(answer, sync_pb2.SyncDataResponse), answer  # an Ack, a Nack, a Welcome: no failure
+    applied.append(max(before.values(), default=0))
+
+
+applied: list[int] = []
+
+
+def test_the_fuzzer_reached_the_store() -> None:
+    """Not only refusals: some drawn messages were applied (runs after the fuzz test)."""
+    assert applied and max(applied) > 0
