@@ -4,6 +4,7 @@ and its state stays whole (lists walk, counters agree, versions never go back)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
@@ -67,7 +68,8 @@ def requests(draw: st.DrawFn) -> sync_pb2.SyncDataRequest:
         return sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
             account_id=account, version=version, chunk_index=draw(st.sampled_from([0, 0, 0, 1, 2])),
             last=draw(st.sampled_from([True, True, False])), entities=draw(batches()),
-            collections=draw(st.sampled_from([[], [], [], [2], [4, 3], [0], [7]])),
+            # Unknown enum numbers (0, 7) on purpose.
+            collections=cast(Any, draw(st.sampled_from([[], [], [], [2], [4, 3], [0], [7]]))),
             account=e.Account(account_id=draw(st.sampled_from([account, "other"])), user_id=draw(ids)),
         ))
     if kind == "delta":
@@ -79,7 +81,7 @@ def requests(draw: st.DrawFn) -> sync_pb2.SyncDataRequest:
         return sync_pb2.SyncDataRequest(account_status=sync_pb2.AccountStatusReport(account_id=account, last_error=draw(texts)))
     if kind == "result":
         return sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-            request_id=draw(ids), account_id=account, outcome=draw(st.integers(0, 3))))
+            request_id=draw(ids), account_id=account, outcome=cast(Any, draw(st.integers(0, 3)))))
     if kind == "heartbeat":
         return sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat())
     try:
