@@ -37,6 +37,9 @@ async def serve_asgi(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening before the announcement: a client that connects as soon as it reads the
+    # line waits in the backlog until uvicorn accepts, instead of being refused.
+    sock.listen(2048)
     bound = f"{host}:{sock.getsockname()[1]}"
     config = uvicorn.Config(
         app,
