@@ -11,6 +11,7 @@ works. Screenshots of the main views at two window sizes go to test-artifacts/co
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -149,7 +150,21 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     page = await browser.new_page(viewport=WIDE)
     page.on("request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
+    sent_replies: list[str] = []
+    page.on("request", lambda r: sent_replies.append(r.post_data or "") if r.url.endswith("/api/im/replies") else None)
     await page.goto(demo.base + "/")
+
+    async def waiting_for(locator: Any, what: str) -> None:
+        """Waits for `locator`; when it does not come, says what the replies and the worker did."""
+        try:
+            await locator.wait_for(timeout=60_000)
+        except Exception as error:
+            states = []
+            for body in sent_replies:
+                request_id = json.loads(body)["request_id"] if body else ""
+                states.append((await http.get(f"/api/im/replies/{request_id}")).json() if request_id else "no body")
+            worker = "\n".join(list(demo.children[-1].output)[-30:])
+            raise AssertionError(f"{what}: {error}\nreplies sent: {states}\nworker said:\n{worker}") from error
 
     async def badge_of(account_name: str) -> int:
         button = page.locator(".account", has=page.locator(".name", has_text=account_name))
@@ -215,18 +230,25 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": True})
     await work_row.click()
     await page.locator(".comments").wait_for()
-    comment = page.locator(".comment-thread").first
+    thread = await page.locator(".comment-thread").first.get_attribute("data-thread")
+    comment = page.locator(f'.comment-thread[data-thread="{thread}"]')
     await comment.locator(".actions button").click()
     under = f"谢谢支持 {secrets.token_hex(3)}"
     await comment.locator("textarea").fill(under)
+    # A customer's comment arriving meanwhile redraws the comments: the draft stays.
+    arriving = f"新评论 {secrets.token_hex(3)}"
+    await platform.post("/__sim/customer", json={"uid": uid, "kind": "comment", "text": arriving})
+    await page.locator(".comments .comment", has_text=arriving).wait_for(timeout=60_000)
+    assert await comment.locator("textarea").input_value() == under
+    await comment.locator("textarea").focus()
     await page.keyboard.press("Enter")
     mine_under = page.locator(".my-reply", has_text=under)
-    await mine_under.locator(".reply-state.failed").wait_for(timeout=60_000)
+    await waiting_for(mine_under.locator(".reply-state.failed"), "the reply under a private work fails")
     assert "refused" in await mine_under.inner_text()
     await shoot(page, "wide-work-failed-reply")
     await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": False})
     await mine_under.get_by_role("button", name="Retry").click()
-    await page.locator(".my-reply", has_text=under).locator(".reply-state.sent").wait_for(timeout=60_000)
+    await waiting_for(page.locator(".my-reply", has_text=under).locator(".reply-state.sent"), "the retried reply is sent")
     await shoot(page, "wide-work")
 
     # 6. Filters, and the keyboard: back to the inbox, move down, open.

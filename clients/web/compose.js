@@ -3,9 +3,13 @@
 import { h, time } from "./dom.js";
 import { reasonText } from "./replies.js";
 
-export function replyBox({ label, placeholder, onSend }) {
+// `draft` and `onDraft` keep what was typed when the box is drawn again (a live update
+// re-renders the comments around it).
+export function replyBox({ label, placeholder, onSend, draft = "", onDraft = () => {} }) {
   const id = `reply-${Math.random().toString(36).slice(2)}`;
   const input = h("textarea", { id, rows: "2", placeholder, "aria-label": label, maxlength: "2000" });
+  input.value = draft;
+  input.addEventListener("input", () => onDraft(input.value));
   const button = h("button", { type: "submit", class: "primary" }, "Send");
   const form = h(
     "form",
@@ -16,6 +20,7 @@ export function replyBox({ label, placeholder, onSend }) {
         const text = input.value.trim();
         if (!text) return;
         input.value = "";
+        onDraft("");
         onSend(text);
       },
     },

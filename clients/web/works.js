@@ -40,6 +40,8 @@ export class WorkView {
     this.comments = [];
     // Comments unread when the work was opened keep a "new" mark while it stays open.
     this.fresh = new Set();
+    // What was typed in each reply box, kept across re-renders.
+    this.drafts = new Map();
     this.open_replies = new Set();
   }
 
@@ -101,6 +103,22 @@ export class WorkView {
   }
 
   renderComments() {
+    // The box being typed in is drawn again with its text and keeps the focus.
+    const focused = document.activeElement && this.list && this.list.contains(document.activeElement)
+      ? document.activeElement.closest("[data-thread]")
+      : null;
+    const refocus = focused ? focused.dataset.thread : "";
+    this.drawComments();
+    if (refocus) {
+      const input = this.list.querySelector(`[data-thread="${CSS.escape(refocus)}"] textarea`);
+      if (input) {
+        input.focus();
+        input.setSelectionRange(input.value.length, input.value.length);
+      }
+    }
+  }
+
+  drawComments() {
     const tops = this.comments.filter((c) => !c.parent_comment_id || !this.comments.some((p) => p.comment_id === c.parent_comment_id));
     tops.sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
     const children = (id) =>
@@ -118,7 +136,7 @@ export class WorkView {
     const open = this.open_replies.has(comment.comment_id) || mine.some((r) => r.state === "failed");
     return h(
       "li",
-      { class: "comment-thread" },
+      { class: "comment-thread", dataset: { thread: comment.comment_id } },
       commentBody(comment, this.fresh),
       h(
         "div",
@@ -131,6 +149,8 @@ export class WorkView {
         ? replyBox({
             label: `Reply to ${(comment.author || {}).user_name || "this comment"}`,
             placeholder: "Write a reply…",
+            draft: this.drafts.get(comment.comment_id) || "",
+            onDraft: (text) => this.drafts.set(comment.comment_id, text),
             onSend: (text) => {
               this.open_replies.delete(comment.comment_id);
               this.replies.send(this.accountId, { contentId: this.contentId, commentId: comment.comment_id }, text);
