@@ -10,11 +10,9 @@ page costs O(log n + page size) plus whatever a filter skips.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 from sortedcontainers import SortedList
@@ -25,11 +23,12 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
+from . import checkpoints
 from . import cursor as cursors
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound
-from .journal import Checkpoint, Journal, encode_delta, encode_entities, encode_snapshot
-from .retention import Retention
+from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
+from .retention import Retention, oldest_read, removal_count
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
 
 T = TypeVar("T")
@@ -76,20 +75,6 @@ def _page(
         items.append(item)
         last = key
     return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
-
-
-# Entities per part of a checkpoint: parts stay far below SQLite's blob limit.
-_CHECKPOINT_PART = 10_000
-
-
-def _removal_count(removals: sync_pb2.Removals) -> int:
-    return (
-        len(removals.message_ids)
-        + len(removals.comment_ids)
-        + len(removals.content_ids)
-        + len(removals.conversation_ids)
-        + len(removals.notification_ids)
-    )
 
 
 def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
@@ -187,82 +172,16 @@ class MemoryStore:
         return sum(state.entity_count() for state in self._accounts.values())
 
     def capture(self, account_id: str) -> Callable[[], list[bytes]]:
-        """The account's state now, as a function that encodes it (on the journal's thread)
-        into a checkpoint head and its entity parts. Only references and shallow copies
-        are taken here: entities are never changed in place once stored."""
-        state = self._accounts[account_id]
-        handling = state.handling
-        version, account, applied = state.version, state.account, list(state.applied_versions)
-        read_at = dict(handling.read_at)
-        pinned, muted = sorted(handling.pinned), sorted(handling.muted)
-        new_items, new_contents = sorted(handling.new_items), sorted(handling.new_contents)
-        horizons = dict(handling.horizons)
-        groups: list[tuple[int, list[object]]] = [
-            (1, list(state.contents.values())),
-            (2, list(state.comments.values())),
-            (3, list(state.conversations.values())),
-            (4, list(state.messages.values())),
-            (5, list(state.notifications.values())),
-        ]
-
-        def encode() -> list[bytes]:
-            parts: list[bytes] = []
-            for number, entities in groups:
-                for start in range(0, len(entities), _CHECKPOINT_PART):
-                    parts.append(encode_entities({number: entities[start : start + _CHECKPOINT_PART]}))
-            head = jpb.AccountCheckpoint(
-                account_id=account_id,
-                version=version,
-                account=account,
-                applied_versions=applied,
-                pinned_conversation_ids=pinned,
-                muted_conversation_ids=muted,
-                new_item_ids=new_items,
-                new_content_ids=new_contents,
-                parts=len(parts),
-            )
-            for item, read_ns in read_at.items():
-                head.read_marks.add(item_id=item).read_at.FromNanoseconds(read_ns)
-            if "messages" in horizons:
-                head.messages_horizon.FromNanoseconds(horizons["messages"])
-            if "comments" in horizons:
-                head.comments_horizon.FromNanoseconds(horizons["comments"])
-            return [head.SerializeToString(), *parts]
-
-        return encode
+        """The account's state now, as a function that encodes it into a checkpoint."""
+        return checkpoints.capture(self._accounts[account_id])
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Puts back an account as a checkpoint holds it."""
-        head = checkpoint.head
-        handling = Handling(
-            read_at={mark.item_id: mark.read_at.ToNanoseconds() for mark in head.read_marks},
-            pinned=set(head.pinned_conversation_ids),
-            muted=set(head.muted_conversation_ids),
-            new_items=set(head.new_item_ids),
-            new_contents=set(head.new_content_ids),
-        )
-        if head.HasField("messages_horizon"):
-            handling.horizons["messages"] = head.messages_horizon.ToNanoseconds()
-        if head.HasField("comments_horizon"):
-            handling.horizons["comments"] = head.comments_horizon.ToNanoseconds()
-        parts = checkpoint.parts
-        state = AccountState.build(
-            account_id=head.account_id,
-            version=head.version,
-            account=head.account,
-            contents={c.content_id: c for part in parts for c in part.contents},
-            comments={c.comment_id: c for part in parts for c in part.comments},
-            conversations={c.conversation_id: c for part in parts for c in part.conversations},
-            messages={m.message_id: m for part in parts for m in part.messages},
-            notifications={n.notification_id: n for part in parts for n in part.notifications},
-            handling=handling,
-            previous=None,
-        )
-        state.applied_versions.extend(head.applied_versions)
-        if head.account_id not in self._accounts:
-            self._account_order.add((head.account_id,))
-        self._handling[head.account_id] = handling
-        self._accounts[head.account_id] = state
+        state = checkpoints.state_of(checkpoint)
+        if state.account_id not in self._accounts:
+            self._account_order.add((state.account_id,))
+        self._handling[state.account_id] = state.handling
+        self._accounts[state.account_id] = state
 
     # ------------------------------------------------------------------ sync
 
@@ -372,7 +291,7 @@ class MemoryStore:
         evicted = 0
         for state in list(self._accounts.values()):
             removals = state.expired(horizons)
-            count = _removal_count(removals)
+            count = removal_count(removals)
             if count:
                 self._evict(state, removals, {})
                 evicted += count
@@ -388,27 +307,10 @@ class MemoryStore:
         return evicted
 
     def _evict_oldest_read(self, wanted: int) -> int:
-        def read_messages(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
-            for key in reversed(state.message_order):
-                message_id = str(key[1])
-                if message_key(message_id) in state.handling.read_at or not state.is_inbound(state.messages[message_id]):
-                    yield -int(key[0]), state.account_id, "messages", message_id
-
-        def read_comments(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
-            for key in reversed(state.comment_order):
-                comment_id = str(key[1])
-                if comment_key(comment_id) in state.handling.read_at or state.is_own(state.comments[comment_id]):
-                    yield -int(key[0]), state.account_id, "comments", comment_id
-
-        streams = [gen(state) for state in self._accounts.values() for gen in (read_messages, read_comments)]
-        chosen: dict[str, tuple[sync_pb2.Removals, dict[str, int]]] = {}
-        for at_ns, account_id, kind, entity_id in itertools.islice(heapq.merge(*streams), wanted):
-            removals, horizons = chosen.setdefault(account_id, (sync_pb2.Removals(), {}))
-            (removals.message_ids if kind == "messages" else removals.comment_ids).append(entity_id)
-            horizons[kind] = max(horizons.get(kind, 0), at_ns)
+        chosen = oldest_read(self._accounts.values(), wanted)
         for account_id, (removals, horizons) in chosen.items():
             self._evict(self._accounts[account_id], removals, horizons)
-        return sum(_removal_count(removals) for removals, _ in chosen.values())
+        return sum(removal_count(removals) for removals, _ in chosen.values())
 
     def _evict(self, state: AccountState, removals: sync_pb2.Removals, horizons: dict[str, int]) -> None:
         state.evict(removals)

@@ -13,8 +13,15 @@ Two rules, enforced by the master's sweep and journaled like every other change:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
+
+from imsync.v1 import sync_pb2
+
+from .account_state import AccountState, comment_key, message_key
 
 DAY = 86_400.0
 
@@ -71,3 +78,40 @@ def parse_retention(text: str, base: Retention = Retention()) -> Retention:
         values[name] = float(found.group(1)) * _UNITS[found.group(2) or "s"]
     merged = {f.name: getattr(base, f.name) for f in fields(Retention)} | values
     return Retention(**merged)
+
+
+def removal_count(removals: sync_pb2.Removals) -> int:
+    return (
+        len(removals.message_ids)
+        + len(removals.comment_ids)
+        + len(removals.content_ids)
+        + len(removals.conversation_ids)
+        + len(removals.notification_ids)
+    )
+
+
+def oldest_read(
+    states: Iterable[AccountState], wanted: int
+) -> dict[str, tuple[sync_pb2.Removals, dict[str, int]]]:
+    """The `wanted` oldest read (or own) messages and comments across accounts, per account
+    as removals and the newest platform time evicted per collection."""
+
+    def read_messages(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
+        for key in reversed(state.message_order):
+            message_id = str(key[1])
+            if message_key(message_id) in state.handling.read_at or not state.is_inbound(state.messages[message_id]):
+                yield -int(key[0]), state.account_id, "messages", message_id
+
+    def read_comments(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
+        for key in reversed(state.comment_order):
+            comment_id = str(key[1])
+            if comment_key(comment_id) in state.handling.read_at or state.is_own(state.comments[comment_id]):
+                yield -int(key[0]), state.account_id, "comments", comment_id
+
+    streams = [gen(state) for state in states for gen in (read_messages, read_comments)]
+    chosen: dict[str, tuple[sync_pb2.Removals, dict[str, int]]] = {}
+    for at_ns, account_id, kind, entity_id in itertools.islice(heapq.merge(*streams), wanted):
+        removals, horizons = chosen.setdefault(account_id, (sync_pb2.Removals(), {}))
+        (removals.message_ids if kind == "messages" else removals.comment_ids).append(entity_id)
+        horizons[kind] = max(horizons.get(kind, 0), at_ns)
+    return chosen
