@@ -56,11 +56,11 @@ class Demo:
         self.sim_address = sim.address
         self.uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
         tokens = write_tokens(self.tmp / "tokens.toml")
-        master = await processes.start(
-            ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens), "--data-dir", str(self.tmp / "data")]
-        )
+        self.master_args = ["master", "--worker-tokens", str(tokens), "--data-dir", str(self.tmp / "data")]
+        master = await processes.start([*self.master_args, "--listen", "127.0.0.1:0"])
         self.children.append(master)
         self.master_address = master.address
+        self.master_index = len(self.children) - 1
         await self.start_gateway()
         accounts = "".join(
             f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
@@ -86,6 +86,18 @@ class Demo:
                 await asyncio.sleep(0.25)
         assert self.gateway is not None
         self.gateway_port = int(self.gateway.address.rpartition(":")[2])
+
+    async def restart_master(self) -> None:
+        """Stops the master and starts it again on its address, over its data directory."""
+        await self.children[self.master_index].stop()
+        for attempt in range(20):
+            try:
+                self.children[self.master_index] = await processes.start([*self.master_args, "--listen", self.master_address])
+                return
+            except RuntimeError:  # the port is not free yet
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def stop_gateway(self) -> None:
         assert self.gateway is not None
@@ -278,7 +290,15 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     await page.wait_for_selector("#connection[data-state=live]", timeout=60_000)
     await page.locator("#list [role=option]", has_text=missed).wait_for(timeout=60_000)
 
-    # 8. A narrow window: the list, then a conversation on its own with a way back.
+    # 8. The master restarts: it no longer holds the events after the console's last one,
+    #    so the console reloads, and new messages keep coming.
+    await demo.restart_master()
+    after_restart = f"重启后 {secrets.token_hex(3)}"
+    await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": after_restart})
+    await page.locator("#list [role=option]", has_text=after_restart).wait_for(timeout=90_000)
+    await page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+
+    # 9. A narrow window: the list, then a conversation on its own with a way back.
     await page.set_viewport_size(NARROW)
     await shoot(page, "narrow-inbox")
     await page.locator("#list [role=option]", has_text=missed).click()
@@ -288,7 +308,7 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     await page.locator(".detail-header .back").click()
     assert await page.locator(".listing").is_visible()
 
-    # 9. A long conversation: older messages load as the reader scrolls up.
+    # 10. A long conversation: older messages load as the reader scrolls up.
     await page.set_viewport_size(WIDE)
     for index in range(35):
         await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": f"第{index}条"})
