@@ -327,3 +327,15 @@ async def test_logs_at_the_default_level_hold_no_keys_tokens_or_bodies(rig: Rig,
     assert logged, "the master did log"
     for secret in (*rig.keys.values(), token_for("test-worker"), "forged-token-123", secret_text):
         assert secret not in logged, secret
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
+    from starlette.datastructures import Headers
+
+    from services.gateway.grpc_bridge import outgoing_metadata
+
+    headers = Headers({"x-forwarded-for": "6.6.6.6", "host": "gw"})
+    from_proxy = dict(outgoing_metadata(headers, "10.0.0.2", frozenset({"10.0.0.2"})))
+    from_anyone = dict(outgoing_metadata(headers, "203.0.113.9", frozenset({"10.0.0.2"})))
+    assert from_proxy["x-forwarded-for"] == "6.6.6.6, 10.0.0.2"
+    assert from_anyone["x-forwarded-for"] == "203.0.113.9", "a stranger's chain is not passed on"

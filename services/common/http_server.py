@@ -22,6 +22,10 @@ class HttpOptions:
     # from anyone else the connection's own address counts.
     forwarded_allow_ips: str = "127.0.0.1"
 
+    @property
+    def trusted_proxies(self) -> frozenset[str]:
+        return frozenset(ip.strip() for ip in self.forwarded_allow_ips.split(",") if ip.strip())
+
 
 async def serve_asgi(
     app: Any,
@@ -49,8 +53,8 @@ async def serve_asgi(
         timeout_graceful_shutdown=5,
         ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
         ssl_keyfile=str(options.tls_key) if options.tls_key else None,
-        proxy_headers=True,
-        forwarded_allow_ips=options.forwarded_allow_ips,
+        # The gateway reads X-Forwarded-* itself, from trusted proxies only.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     print(announce(bound), flush=True)

@@ -82,6 +82,7 @@ class Gateway:
         sse_id_field: str = "event.event_id",
         sse_resume_field: str = "after_event_id",
         tls: ClientTls | None = None,
+        trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
         self._sse_id_field = sse_id_field
@@ -92,6 +93,7 @@ class Gateway:
         self._profiles = profiles
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._tls = tls
+        self._trusted_proxies = trusted_proxies
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
@@ -218,7 +220,7 @@ class Gateway:
             return _error(profile, bad_request("Grpc-Timeout", f"malformed header {error}"))
 
         client = request.client.host if request.client else None
-        metadata = outgoing_metadata(request.headers, client)
+        metadata = outgoing_metadata(request.headers, client, self._trusted_proxies)
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
         call = self._call(route)(message, metadata=metadata, timeout=timeout)
@@ -275,11 +277,17 @@ def create_app(
     profiles: ProfileRegistry = ProfileRegistry(),
     console: Path | None = None,
     tls: ClientTls | None = None,
+    trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
     `console`, the web console's files from that folder at `/`."""
     gateway = Gateway(
-        im_services() if services is None else services, master=master, channel=channel, profiles=profiles, tls=tls
+        im_services() if services is None else services,
+        master=master,
+        channel=channel,
+        profiles=profiles,
+        tls=tls,
+        trusted_proxies=trusted_proxies,
     )
     document = openapi_document(gateway.routes, profiles)
 

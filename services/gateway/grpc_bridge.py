@@ -18,8 +18,13 @@ class MalformedTimeout(ValueError):
     pass
 
 
-def outgoing_metadata(headers: Headers, client_host: str | None) -> list[tuple[str, str]]:
-    """grpc-gateway's default header matching: Authorization and Grpc-Metadata-* go through."""
+def outgoing_metadata(
+    headers: Headers, client_host: str | None, trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
+) -> list[tuple[str, str]]:
+    """grpc-gateway's default header matching: Authorization and Grpc-Metadata-* go through.
+
+    X-Forwarded-For is extended with the peer's address; the chain it brought is kept only
+    when the peer is a trusted proxy (anyone else could write anything there)."""
     metadata: list[tuple[str, str]] = []
     for key, value in headers.items():
         if key == "authorization":
@@ -29,7 +34,7 @@ def outgoing_metadata(headers: Headers, client_host: str | None) -> list[tuple[s
     if "host" in headers:
         metadata.append(("x-forwarded-host", headers["host"]))
     if client_host:
-        forwarded = headers.get("x-forwarded-for")
+        forwarded = headers.get("x-forwarded-for") if client_host in trusted_proxies else None
         metadata.append(("x-forwarded-for", f"{forwarded}, {client_host}" if forwarded else client_host))
     return metadata
 

@@ -28,5 +28,7 @@ class GatewayConfig:
 def run(config: GatewayConfig) -> None:
     scheme = "https" if config.http.tls_cert else "http"
     announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (master {config.master})"  # noqa: E731
-    app = create_app(config.master, console=config.console, tls=config.master_tls)
+    app = create_app(
+        config.master, console=config.console, tls=config.master_tls, trusted_proxies=config.http.trusted_proxies
+    )
     asyncio.run(serve_asgi(app, config.listen, announce, options=config.http))
