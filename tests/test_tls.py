@@ -31,6 +31,14 @@ async def _master(tmp_path: Path, tls: ServerTls) -> tuple[Master, str]:
     return master, f"127.0.0.1:{port}"
 
 
+def _engine(address: str, tls: ClientTls, account: SampleAccount) -> SyncEngine:
+    config = EngineConfig(master=address, worker_id="test-worker", token=token_for("test-worker"), tls=tls,
+                          backoff_initial=0.05, backoff_max=0.3)
+    engine = SyncEngine(config, [account.account_id])
+    engine.publish(account.account_id, crawl_of(account))
+    return engine
+
+
 async def _accounts(address: str, tls: ClientTls | None) -> list[str]:
     async with open_channel(address, tls, [("grpc.use_local_subchannel_pool", 1)]) as channel:
         reply = await ImClient(channel).list_accounts(acc.ListAccountsRequest(), timeout=5)
@@ -44,12 +52,7 @@ async def test_a_worker_syncs_over_tls_and_plain_text_is_refused(tmp_path: Path)
     try:
         account = SampleAccount("acc", seed=1, now=NOW)
         account.fill(conversations=2, messages_per_conversation=2, contents=1, comments_per_content=1)
-        engine = SyncEngine(
-            EngineConfig(master=address, worker_id="test-worker", token=token_for("test-worker"), tls=ClientTls(ca.pem),
-                         backoff_initial=0.05, backoff_max=0.3),
-            ["acc"],
-        )
-        engine.publish("acc", crawl_of(account))
+        engine = _engine(address, ClientTls(ca.pem), account)
         async with running(engine):
             await engine.wait_synced(timeout=20)
         assert await _accounts(address, ClientTls(ca.pem)) == ["acc"]
@@ -73,12 +76,7 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate_and_stores_noth
     try:
         account = SampleAccount("acc", seed=1, now=NOW)
         account.fill(conversations=1, messages_per_conversation=1, contents=1, comments_per_content=1)
-        without = SyncEngine(
-            EngineConfig(master=address, worker_id="test-worker", token=token_for("test-worker"), tls=ClientTls(ca.pem),
-                         backoff_initial=0.05, backoff_max=0.3),
-            ["acc"],
-        )
-        without.publish("acc", crawl_of(account))
+        without = _engine(address, ClientTls(ca.pem), account)
         async with running(without):
             with pytest.raises(TimeoutError):
                 await without.wait_synced(timeout=1.5)
@@ -86,12 +84,7 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate_and_stores_noth
         with pytest.raises(grpc.aio.AioRpcError):
             await _accounts(address, ClientTls(ca.pem))
 
-        engine = SyncEngine(
-            EngineConfig(master=address, worker_id="test-worker", token=token_for("test-worker"),
-                         tls=ClientTls(ca.pem, worker.cert, worker.key), backoff_initial=0.05, backoff_max=0.3),
-            ["acc"],
-        )
-        engine.publish("acc", crawl_of(account))
+        engine = _engine(address, ClientTls(ca.pem, worker.cert, worker.key), account)
         async with running(engine):
             await engine.wait_synced(timeout=20)
         assert master.store.account_versions(["acc"]) == {"acc": 1}

@@ -17,19 +17,17 @@ account is searched only in the key's accounts, so a key never learns what lies 
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 import re
 import secrets
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import PermissionDenied, Unauthenticated
+from .watched_file import WatchedToml
 from .worker_auth import token_hash
-
-log = logging.getLogger(__name__)
 
 SCOPES = ("read", "reply")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -61,46 +59,34 @@ class Access:
 EVERYTHING = Access("", None, frozenset(SCOPES))
 
 
+def _parse_keys(document: dict[str, Any]) -> dict[str, Access]:
+    """sha-256 hex -> the access the key grants."""
+    loaded = {}
+    for key_id, entry in document.get("keys", {}).items():
+        accounts = [str(a) for a in entry["accounts"]]
+        scopes = frozenset(str(s) for s in entry["scopes"]) & frozenset(SCOPES)
+        loaded[str(entry["key_sha256"]).lower()] = Access(str(key_id), None if "*" in accounts else frozenset(accounts), scopes)
+    return loaded
+
+
 class ApiKeys:
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._keys: dict[str, Access] = {}  # sha-256 hex -> access
-
-    def _reload(self) -> None:
-        assert self.path is not None
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            self._keys, self._stamp = {}, None
-            return
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return
-        try:
-            keys = tomllib.loads(self.path.read_text()).get("keys", {})
-            loaded = {}
-            for key_id, entry in keys.items():
-                accounts = [str(a) for a in entry["accounts"]]
-                scopes = frozenset(str(s) for s in entry["scopes"]) & frozenset(SCOPES)
-                loaded[str(entry["key_sha256"]).lower()] = Access(
-                    str(key_id), None if "*" in accounts else frozenset(accounts), scopes
-                )
-            self._keys, self._stamp = loaded, stamp
-            log.info("API keys loaded: %d", len(loaded))
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
-            log.error("API keys file %s is invalid (%s); keeping the previous keys", self.path, error)
+        empty: dict[str, Access] = {}
+        self._file: WatchedToml[dict[str, Access]] | None = (
+            WatchedToml(path, _parse_keys, empty, "API keys") if path is not None else None
+        )
 
     def authorize(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
         """The access a request's `authorization: Bearer <key>` grants."""
-        if self.path is None:
+        if self._file is None:
             return EVERYTHING
-        self._reload()
+        keys = self._file.current()
         header = next((value for key, value in metadata if key == "authorization"), None)
         if not isinstance(header, str) or not header.lower().startswith("bearer "):
             raise Unauthenticated("missing authorization: Bearer <API key>")
         presented = token_hash(header[7:].strip())
-        for known, access in self._keys.items():
+        for known, access in keys.items():
             if hmac.compare_digest(known, presented):
                 return access
         raise Unauthenticated("unknown or revoked API key")

@@ -13,57 +13,47 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import secrets
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import Unauthenticated
-
-log = logging.getLogger(__name__)
-
+from .watched_file import WatchedToml
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_Workers = tuple[dict[str, str], dict[str, frozenset[str] | None]]
+
+
+def _parse_workers(document: dict[str, Any]) -> _Workers:
+    """sha-256 hex -> worker id, and worker id -> assigned accounts (None: any)."""
+    workers = document.get("workers", {})
+    hashes = {str(entry["token_sha256"]).lower(): str(worker) for worker, entry in workers.items()}
+    assigned: dict[str, frozenset[str] | None] = {}
+    for worker, entry in workers.items():
+        accounts = [str(a) for a in entry.get("accounts", ["*"])]
+        assigned[str(worker)] = None if "*" in accounts else frozenset(accounts)
+    return hashes, assigned
+
+
 class WorkerTokens:
     def __init__(self, path: Path | None) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
-        self._hashes: dict[str, str] = {}  # sha-256 hex -> worker id
-        self._accounts: dict[str, frozenset[str] | None] = {}  # worker id -> assigned accounts (None: any)
+        empty: _Workers = ({}, {})
+        self._file: WatchedToml[_Workers] | None = (
+            WatchedToml(path, _parse_workers, empty, "worker tokens") if path is not None else None
+        )
 
-    def _reload(self) -> None:
-        if self._path is None:
-            return
-        try:
-            stat = os.stat(self._path)
-        except FileNotFoundError:
-            self._hashes, self._stamp = {}, None
-            return
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return
-        try:
-            workers = tomllib.loads(self._path.read_text()).get("workers", {})
-            hashes = {str(entry["token_sha256"]).lower(): str(worker) for worker, entry in workers.items()}
-            assigned: dict[str, frozenset[str] | None] = {}
-            for worker, entry in workers.items():
-                accounts = [str(a) for a in entry.get("accounts", ["*"])]
-                assigned[str(worker)] = None if "*" in accounts else frozenset(accounts)
-            self._hashes, self._accounts, self._stamp = hashes, assigned, stamp
-            log.info("worker tokens loaded for %d workers", len(self._hashes))
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as error:
-            # Keep the last good tokens rather than lock every worker out.
-            log.error("worker tokens file %s is invalid (%s); keeping the previous tokens", self._path, error)
+    def _workers(self) -> _Workers:
+        return self._file.current() if self._file is not None else ({}, {})
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
         """The worker id a request's `authorization: Bearer <token>` belongs to, and the
         token's hash (to check later that it was not revoked meanwhile)."""
-        self._reload()
         header = next((value for key, value in metadata if key == "authorization"), None)
         if not isinstance(header, str) or not header.lower().startswith("bearer "):
             raise Unauthenticated("missing authorization: Bearer <worker token>")
@@ -78,16 +68,14 @@ class WorkerTokens:
 
     def holder_of(self, hashed: str) -> str | None:
         """The worker a token hash belongs to now; None once it is revoked or rotated."""
-        self._reload()
-        for known, worker_id in self._hashes.items():
+        for known, worker_id in self._workers()[0].items():
             if hmac.compare_digest(known, hashed):
                 return worker_id
         return None
 
     def may_sync(self, worker_id: str, account_id: str) -> bool:
         """Whether the worker is assigned the account (the file is read again if it changed)."""
-        self._reload()
-        assigned = self._accounts.get(worker_id)
+        assigned = self._workers()[1].get(worker_id)
         return assigned is None or account_id in assigned
 
 
