@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import struct
 import threading
 import time
 import zlib
@@ -155,12 +156,62 @@ def _rows(connection: sqlite3.Connection, sql: str, problems: list[str], what: s
     return rows
 
 
+def wal_damage(wal: Path) -> str | None:
+    """What SQLite would drop silently from a damaged write-ahead log, said aloud.
+
+    SQLite replays the -wal file up to the first frame whose checksum fails. A crash can
+    leave a torn, uncommitted tail there, which is fine (nothing in it was acknowledged);
+    but a *commit* frame of the same log after a failed checksum means committed,
+    acknowledged work is being dropped. Format: sqlite.org/fileformat2.html#walformat.
+    """
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < 32:
+        return None
+    magic, _, page_size, _, salt1, salt2, check1, check2 = struct.unpack(">8I", data[:32])
+    if magic not in (0x377F0682, 0x377F0683):
+        return "the write-ahead log has no valid header"
+    order = ">" if magic & 1 else "<"
+
+    def checksum(chunk: bytes, s0: int, s1: int) -> tuple[int, int]:
+        words = struct.unpack(f"{order}{len(chunk) // 4}I", chunk)
+        for index in range(0, len(words), 2):
+            s0 = (s0 + words[index] + s1) & 0xFFFFFFFF
+            s1 = (s1 + words[index + 1] + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    s0, s1 = checksum(data[:24], 0, 0)
+    if (s0, s1) != (check1, check2):
+        return "the write-ahead log's header is damaged"
+    frame = 24 + page_size
+    broken_at = None
+    for offset in range(32, len(data) - frame + 1, frame):
+        head = data[offset : offset + 24]
+        _, commit, frame_salt1, frame_salt2, frame_check1, frame_check2 = struct.unpack(">6I", head)
+        if (frame_salt1, frame_salt2) != (salt1, salt2):
+            break  # left over from an earlier generation of the log: its end
+        index = (offset - 32) // frame
+        if broken_at is None:
+            s0, s1 = checksum(head[:8] + data[offset + 24 : offset + frame], s0, s1)
+            if (s0, s1) != (frame_check1, frame_check2):
+                broken_at = index
+        elif commit:
+            return f"the write-ahead log is damaged at frame {broken_at}; committed frames after it (up to {index}) are dropped"
+    return None
+
+
 def read_journal(path: Path) -> Recovered:
     """Reads a journal file as far as it can be trusted."""
     recovered = Recovered()
     if not path.exists():
         return recovered
     problems = recovered.problems
+    # Before SQLite opens the file and replays (and then discards) its log.
+    damage = wal_damage(Path(f"{path}-wal"))
+    if damage is not None:
+        problems.append(damage)
     try:
         # Opening also takes in the -wal file: what was committed before a crash.
         connection = sqlite3.connect(path)
