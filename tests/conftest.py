@@ -17,7 +17,7 @@ from services.master.server import Master as MasterProcess
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
-from services.master.worker_auth import token_hash
+from services.master.watched_file import token_hash
 
 # Every worker id a test uses has the token "token-<worker id>".
 WORKER_IDS = ("test-worker", "worker-2", "crashing-worker", "next-worker", "worker-a", "worker-b", "e2e-worker", "intruder")

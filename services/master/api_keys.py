@@ -17,7 +17,6 @@ account is searched only in the key's accounts, so a key never learns what lies 
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PermissionDenied, Unauthenticated
-from .watched_file import WatchedToml
-from .worker_auth import token_hash
+from .errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from .rate_limit import RateLimiter
+from .watched_file import WatchedToml, bearer_hash, replace_table, token_hash
 
 SCOPES = ("read", "reply")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -70,43 +69,35 @@ def _parse_keys(document: dict[str, Any]) -> dict[str, Access]:
 
 
 class ApiKeys:
-    def __init__(self, path: Path | None) -> None:
+    """The one gate of every IM call: who calls, within its rate, with the scope it needs."""
+
+    def __init__(self, path: Path | None, limiter: RateLimiter | None = None) -> None:
         self.path = path
+        self.limiter = limiter or RateLimiter(0, 1)
         empty: dict[str, Access] = {}
         self._file: WatchedToml[dict[str, Access]] | None = (
             WatchedToml(path, _parse_keys, empty, "API keys") if path is not None else None
         )
 
-    def authorize(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
-        """The access a request's `authorization: Bearer <key>` grants."""
+    def authorize(self, metadata: Sequence[tuple[str, str | bytes]], scope: str) -> Access:
+        """What a request's `authorization: Bearer <key>` allows, once the key is known, within
+        its rate (RESOURCE_EXHAUSTED with a retry delay beyond it) and holds `scope`."""
+        access = self._identify(metadata)
+        wait = self.limiter.take(access.key_id)
+        if wait:
+            raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
+        access.require(scope)
+        return access
+
+    def _identify(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
         if self._file is None:
             return EVERYTHING
         keys = self._file.current()
-        header = next((value for key, value in metadata if key == "authorization"), None)
-        if not isinstance(header, str) or not header.lower().startswith("bearer "):
-            raise Unauthenticated("missing authorization: Bearer <API key>")
-        presented = token_hash(header[7:].strip())
+        presented = bearer_hash(metadata, "API key")
         for known, access in keys.items():
             if hmac.compare_digest(known, presented):
                 return access
         raise Unauthenticated("unknown or revoked API key")
-
-
-def _tables_without(lines: list[str], key_id: str) -> list[str]:
-    kept: list[str] = []
-    skipping = False
-    for line in lines:
-        if line.strip().startswith("["):
-            skipping = line.strip() in (f'[keys."{key_id}"]', f"[keys.{key_id}]")
-        if not skipping:
-            kept.append(line)
-    return kept
-
-
-def _write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Iterable[str]) -> str:
@@ -123,13 +114,12 @@ def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Ite
     if unknown or not scopes:
         raise ValueError(f"scopes are some of {', '.join(SCOPES)}, not {', '.join(sorted(unknown)) or 'none'}")
     key = "imk_" + secrets.token_urlsafe(32)
-    lines = _tables_without(path.read_text().splitlines() if path.exists() else [], key_id)
     def quoted(values: list[str]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
-    lines += [f'[keys."{key_id}"]', f'key_sha256 = "{token_hash(key)}"', f"accounts = {quoted(accounts)}",
-              f"scopes = {quoted(scopes)}", ""]
-    _write(path, lines)
+    table = [f'[keys."{key_id}"]', f'key_sha256 = "{token_hash(key)}"', f"accounts = {quoted(accounts)}",
+             f"scopes = {quoted(scopes)}"]
+    replace_table(path, "keys", key_id, table)
     return key
 
 
@@ -137,9 +127,4 @@ def revoke_api_key(path: Path, key_id: str) -> bool:
     """Removes a key; False when there was none of that id."""
     if not path.exists():
         return False
-    lines = path.read_text().splitlines()
-    kept = _tables_without(lines, key_id)
-    if kept == lines:
-        return False
-    _write(path, kept)
-    return True
+    return replace_table(path, "keys", key_id, [])

@@ -13,16 +13,14 @@ from imsync.v1 import events_pb2_grpc
 
 from .api_keys import ApiKeys
 from .errors import ResourceExhausted, StoreError
-from .rate_limit import RateLimiter
 from .events import EventBus
 from .status import grpc_status_of
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, bus: EventBus, keys: ApiKeys, limiter: RateLimiter | None = None, max_streams_per_key: int = 16) -> None:
+    def __init__(self, bus: EventBus, keys: ApiKeys, max_streams_per_key: int = 16) -> None:
         self._bus = bus
         self._keys = keys
-        self._limiter = limiter or RateLimiter(0, 1)
         self._max_streams = max_streams_per_key
         self._streams: Counter[str] = Counter()
 
@@ -31,11 +29,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[ev.StreamEventsResponse]:
         key_id = ""
         try:
-            access = self._keys.authorize(list(context.invocation_metadata() or ()))
-            wait = self._limiter.take(access.key_id)
-            if wait:
-                raise ResourceExhausted(f"this key is over {self._limiter.rate:g} requests a second", retry_after=wait)
-            access.require("read")
+            access = self._keys.authorize(list(context.invocation_metadata() or ()), "read")
             if access.key_id and self._streams[access.key_id] >= self._max_streams:
                 raise ResourceExhausted(f"this key already has {self._max_streams} event streams open")
             key_id = access.key_id

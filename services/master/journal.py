@@ -140,10 +140,6 @@ class Recovered:
     journal_bytes: dict[str, int] = field(default_factory=dict)
     checkpoint_bytes: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def damaged(self) -> bool:
-        return bool(self.problems)
-
 
 def _rows(connection: sqlite3.Connection, sql: str, problems: list[str], what: str) -> list[Any]:
     """The rows SQLite can read; a damaged file ends the list and is noted."""
@@ -318,7 +314,6 @@ class Journal:
         # Accounts whose checkpoint is being encoded, and the rows appended meanwhile.
         self._checkpointing: set[str] = set()
         self._row_sizes: dict[str, list[tuple[int, int]]] = {}
-        self.commits = 0
 
     @classmethod
     def create(cls, path: Path, *, epoch: int, next_seq: int, synchronous: str = "FULL") -> Journal:
@@ -435,13 +430,6 @@ class Journal:
 
         self._enqueue(op)
 
-    def drop_account(self, account_id: str) -> None:
-        def op(connection: sqlite3.Connection) -> None:
-            connection.execute("DELETE FROM checkpoints WHERE account_id = ?", (account_id,))
-            connection.execute("DELETE FROM journal WHERE account_id = ?", (account_id,))
-
-        self._enqueue(op)
-
     def needs_checkpoint(self, minimum: int) -> list[str]:
         """Accounts whose journal rows outweigh both `minimum` bytes and their last checkpoint."""
         return [
@@ -451,10 +439,6 @@ class Journal:
         ]
 
     # --------------------------------------------------------- durability
-
-    @property
-    def pending(self) -> int:
-        return self._position - self._durable
 
     def persisted(self) -> asyncio.Future[None] | None:
         """A future resolved once everything appended so far is on disk; None if it already is."""
@@ -477,7 +461,6 @@ class Journal:
 
     def _committed(self, position: int) -> None:
         self._durable = max(self._durable, position)
-        self.commits += 1
         while self._waiters and self._waiters[0][0] <= self._durable:
             _, waiter = self._waiters.popleft()
             if isinstance(waiter, asyncio.Future):

@@ -26,9 +26,8 @@ from imsync.v1 import unified_messages_pb2_grpc
 
 from .account_state import ns_of, split_item_key
 from .api_keys import Access, ApiKeys
-from .errors import InvalidArgument, NotFound, ResourceExhausted, StoreError
+from .errors import InvalidArgument, NotFound, StoreError
 from .journal import JournalFailed
-from .rate_limit import RateLimiter
 from .status import grpc_status_of
 from .store import Store
 
@@ -39,10 +38,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class Guarded:
     """A servicer whose every call is authorized by the caller's API key first."""
 
-    def __init__(self, store: Store, keys: ApiKeys, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, store: Store, keys: ApiKeys) -> None:
         self._store = store
         self._keys = keys
-        self._limiter = limiter or RateLimiter(0, 1)
 
     async def _answer(self, context: Context, compute: Callable[[Access], T], scope: str = "read") -> T:
         """Authorizes the call, runs `compute` with what the key may do, and ends the RPC
@@ -52,11 +50,7 @@ class Guarded:
         so that nothing a client is told, its own mark or another's, can be lost by a crash.
         """
         try:
-            access = self._keys.authorize(list(context.invocation_metadata() or ()))
-            wait = self._limiter.take(access.key_id)
-            if wait:
-                raise ResourceExhausted(f"this key is over {self._limiter.rate:g} requests a second", retry_after=wait)
-            access.require(scope)
+            access = self._keys.authorize(list(context.invocation_metadata() or ()), scope)
             result = compute(access)
         except StoreError as error:
             status = grpc_status_of(error)

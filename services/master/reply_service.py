@@ -11,7 +11,6 @@ from .commands import CommandBook, CommandRecord, CommandState
 from .errors import InvalidArgument, NotFound
 from .api_keys import Access, ApiKeys
 from .query_services import Context, Guarded
-from .rate_limit import RateLimiter
 from .store import Store
 
 MAX_TEXT = 2000
@@ -49,8 +48,8 @@ def reply_of(record: CommandRecord) -> rep.Reply:
 
 
 class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
-    def __init__(self, store: Store, keys: ApiKeys, book: CommandBook, limiter: RateLimiter | None = None) -> None:
-        super().__init__(store, keys, limiter)
+    def __init__(self, store: Store, keys: ApiKeys, book: CommandBook) -> None:
+        super().__init__(store, keys)
         self._book = book
 
     def _command(self, request: rep.SendReplyRequest, access: Access) -> sync_pb2.Command:

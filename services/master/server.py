@@ -143,10 +143,8 @@ class Master:
             journal.start()
             # An event goes out only once what it reports is on disk.
             self.store.on_event = lambda event: journal.when_persisted(lambda: self.bus.publish(event))
-        limiter = RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2))
-        self.server = await build_server(
-            self.store, self.hub, self.book, self.bus, ApiKeys(self.config.api_keys), limiter, self.config.max_streams_per_key
-        )
+        keys = ApiKeys(self.config.api_keys, RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2)))
+        self.server = await build_server(self.store, self.hub, self.book, self.bus, keys, self.config.max_streams_per_key)
         if self.config.tls is not None:
             port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
         else:
@@ -202,7 +200,6 @@ async def build_server(
     book: CommandBook,
     bus: EventBus,
     keys: ApiKeys,
-    limiter: RateLimiter,
     max_streams_per_key: int,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
@@ -212,14 +209,14 @@ async def build_server(
         ]
     )
     sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys, limiter), server)
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys, limiter), server)
-    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys, limiter), server)
-    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys, limiter), server)
-    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys, limiter), server)
-    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys, limiter), server)
-    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book, limiter), server)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys, limiter, max_streams_per_key), server)
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys), server)
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys), server)
+    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys), server)
+    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys), server)
+    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys), server)
+    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys), server)
+    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys, max_streams_per_key), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

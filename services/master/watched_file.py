@@ -1,18 +1,51 @@
-"""A TOML file of credentials, read again whenever it changes, so that tokens and keys are
-added, rotated and revoked without a restart."""
+"""Files of credentials (worker tokens, API keys): TOML tables holding SHA-256 hashes,
+read again whenever they change, so that tokens and keys are added, rotated and revoked
+without a restart, and rewritten one table at a time."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from .errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_hash(metadata: Sequence[tuple[str, str | bytes]], what: str) -> str:
+    """The hash of a request's `authorization: Bearer <secret>`; Unauthenticated without one."""
+    header = next((value for key, value in metadata if key == "authorization"), None)
+    if not isinstance(header, str) or not header.lower().startswith("bearer "):
+        raise Unauthenticated(f"missing authorization: Bearer <{what}>")
+    return token_hash(header[7:].strip())
+
+
+def replace_table(path: Path, section: str, name: str, lines: Sequence[str]) -> bool:
+    """Rewrites the file (atomically) without its `[section."name"]` table, and with `lines`
+    (a new table) at the end; True when there was such a table before."""
+    old = path.read_text().splitlines() if path.exists() else []
+    kept: list[str] = []
+    skipping = False
+    for line in old:
+        if line.strip().startswith("["):
+            skipping = line.strip() in (f'[{section}."{name}"]', f"[{section}.{name}]")
+        if not skipping:
+            kept.append(line)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join([*kept, *lines]) + "\n")
+    os.replace(tmp, path)
+    return len(kept) != len(old)
 
 
 class WatchedToml(Generic[T]):

@@ -11,20 +11,14 @@ adds one.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import Unauthenticated
-from .watched_file import WatchedToml
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
+from .watched_file import WatchedToml, bearer_hash, replace_table, token_hash
 
 _Workers = tuple[dict[str, str], dict[str, frozenset[str] | None]]
 
@@ -54,10 +48,7 @@ class WorkerTokens:
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
         """The worker id a request's `authorization: Bearer <token>` belongs to, and the
         token's hash (to check later that it was not revoked meanwhile)."""
-        header = next((value for key, value in metadata if key == "authorization"), None)
-        if not isinstance(header, str) or not header.lower().startswith("bearer "):
-            raise Unauthenticated("missing authorization: Bearer <worker token>")
-        presented = token_hash(header[7:].strip())
+        presented = bearer_hash(metadata, "worker token")
         worker_id = self.holder_of(presented)
         if worker_id is not None:
             return worker_id, presented
@@ -83,18 +74,7 @@ def add_worker_token(path: Path, worker_id: str, accounts: Sequence[str] = ("*",
     """Creates a token for a worker (replacing its old one) and stores its hash and its
     assigned accounts; returns the token."""
     token = secrets.token_urlsafe(32)
-    lines = path.read_text().splitlines() if path.exists() else []
-    # Drop the worker's previous table, if any.
-    kept: list[str] = []
-    skipping = False
-    for line in lines:
-        if line.strip().startswith("["):
-            skipping = line.strip() in (f'[workers."{worker_id}"]', f"[workers.{worker_id}]")
-        if not skipping:
-            kept.append(line)
     listed = ", ".join(f'"{account}"' for account in accounts)
-    kept += [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', f"accounts = [{listed}]", ""]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("\n".join(kept))
-    os.replace(tmp, path)
+    table = [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', f"accounts = [{listed}]"]
+    replace_table(path, "workers", worker_id, table)
     return token
