@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from services.master.worker_auth import add_worker_token
+from services.sim.server import uids_of, worker_accounts
 
 from . import processes
 
@@ -29,11 +29,7 @@ class DemoConfig:
 
 
 def _worker_config(folder: Path, master: str, sim: str, uids: list[str], config: DemoConfig) -> Path:
-    accounts = "".join(
-        f'\n[[accounts]]\naccount_id = "douyin-{index:03d}"\nadapter = "douyin"\nbase_url = "http://{sim}"\n'
-        f'login_uid = "{uid}"\nlogin_password = "sim"\n'
-        for index, uid in enumerate(uids, start=1)
-    )
+    accounts = worker_accounts(sim, [f"douyin-{index:03d}" for index in range(1, len(uids) + 1)], uids)
     path = folder / "worker.toml"
     path.write_text(
         f'master = "{master}"\nworker_id = "demo-worker"\ntoken_file = "demo-worker.token"\n'
@@ -75,8 +71,7 @@ async def _demo(config: DemoConfig) -> None:
                 ["sim", "--listen", "127.0.0.1:0", "--accounts", str(config.accounts), "--rate", str(config.sim_rate)]
             )
             children.append(sim)
-            found = re.search(r"accounts ([\d, ]+);", sim.ready_line)
-            uids = found.group(1).split(", ") if found else []
+            uids = uids_of(sim.ready_line)
             worker_config = _worker_config(folder, master.address, sim.address, uids, config)
             children.append(await processes.start(["worker", "--config", str(worker_config)], echo=True))
             base = f"http://{gateway.address}"

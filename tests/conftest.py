@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -92,6 +96,24 @@ async def push_all(master: Master, accounts: list[SampleAccount], version: int =
     for account in accounts:
         assert await sync.push_snapshot(account.account_id, version, account.account, account.batch) == version
     return sync
+
+
+@contextmanager
+def sim_subprocess(*extra: str) -> Iterator[tuple[str, str]]:
+    """`imsync sim` quiet (no customers writing by themselves) on a free port: its base URL
+    and its first account's uid; for sync fixtures (the async tests use services.processes)."""
+    args = [sys.executable, "-m", "services.cli", "sim", "--listen", "127.0.0.1:0", "--rate", "0", *extra]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"listening on (http://\S+) \(accounts (\d+)", line)
+    assert found, line
+    try:
+        yield found.group(1), found.group(2)
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
 
 
 def wall_clock_ns() -> int:

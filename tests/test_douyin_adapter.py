@@ -3,9 +3,6 @@ what the simulator holds; replies are typed into the page; misbehaviour is repor
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,25 +16,15 @@ from imsync.v1 import sync_pb2
 from services.worker.adapter import CrawlFailed
 from services.worker.douyin_adapter import DouyinAdapter, DouyinOptions
 
+from .conftest import sim_subprocess
+
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "sim", "--listen", "127.0.0.1:0", "--rate", "0", "--accounts", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    found = re.search(r"listening on (http://\S+) \(accounts (\d+)", process.stdout.readline())
-    assert found
-    try:
-        yield found.group(1), found.group(2)
-    finally:
-        process.terminate()
-        process.wait(10)
-        process.stdout.close()
+def sim() -> Iterator[tuple[str, str]]:
+    with sim_subprocess("--accounts", "2") as running:
+        yield running
 
 
 @pytest_asyncio.fixture

@@ -10,9 +10,7 @@ works. Screenshots of the main views at two window sizes go to test-artifacts/co
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,10 +20,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services import processes
-
 from . import waiting
-from .conftest import token_for, write_tokens
+from .demo_processes import DemoProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -38,86 +34,9 @@ async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     return await waiting.eventually(check, timeout=timeout, every=0.3, ignoring=(httpx.HTTPError, KeyError, IndexError))
 
 
-class Demo:
-    """The demo's processes, with a gateway that can be stopped and started again."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.children: list[processes.Child] = []
-        self.gateway: processes.Child | None = None
-        self.uids: list[str] = []
-        self.gateway_port = 0
-        self.master_address = ""
-        self.sim_address = ""
-
-    async def start(self) -> None:
-        sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "2", "--rate", "0"])
-        self.children.append(sim)
-        self.sim_address = sim.address
-        self.uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
-        tokens = write_tokens(self.tmp / "tokens.toml")
-        self.master_args = ["master", "--worker-tokens", str(tokens), "--data-dir", str(self.tmp / "data")]
-        master = await processes.start([*self.master_args, "--listen", "127.0.0.1:0"])
-        self.children.append(master)
-        self.master_address = master.address
-        self.master_index = len(self.children) - 1
-        await self.start_gateway()
-        accounts = "".join(
-            f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
-            f'login_uid = "{uid}"\nlogin_password = "sim"\npage_timeout = 5\n'
-            for i, uid in enumerate(self.uids)
-        )
-        config = self.tmp / "worker.toml"
-        config.write_text(
-            f'master = "{master.address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
-            f"crawl_interval = 1\ncrawl_timeout = 30\n{accounts}"
-        )
-        self.children.append(await processes.start(["worker", "--config", str(config)]))
-
-    async def start_gateway(self) -> None:
-        listen = f"127.0.0.1:{self.gateway_port}"
-        for attempt in range(20):
-            try:
-                self.gateway = await processes.start(["gateway", "--listen", listen, "--master", self.master_address])
-                break
-            except RuntimeError:  # the port of the stopped gateway is not free yet
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.25)
-        assert self.gateway is not None
-        self.gateway_port = int(self.gateway.address.rpartition(":")[2])
-
-    async def restart_master(self) -> None:
-        """Stops the master and starts it again on its address, over its data directory."""
-        await self.children[self.master_index].stop()
-        for attempt in range(20):
-            try:
-                self.children[self.master_index] = await processes.start([*self.master_args, "--listen", self.master_address])
-                return
-            except RuntimeError:  # the port is not free yet
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.25)
-
-    async def stop_gateway(self) -> None:
-        assert self.gateway is not None
-        await self.gateway.stop()
-        self.gateway = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    async def stop(self) -> None:
-        if self.gateway is not None:
-            await self.gateway.stop()
-        for child in reversed(self.children):
-            await child.stop()
-
-
 @pytest_asyncio.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    running = Demo(tmp_path)
+async def demo(tmp_path: Path) -> AsyncIterator[DemoProcesses]:
+    running = DemoProcesses(tmp_path, master_args=["--data-dir", str(tmp_path / "data")])
     try:
         await running.start()
         yield running
@@ -144,14 +63,14 @@ async def shoot(page: Any, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-async def test_the_console_end_to_end(demo: Demo, browser: Any) -> None:
+async def test_the_console_end_to_end(demo: DemoProcesses, browser: Any) -> None:
     async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
-        base_url=f"http://{demo.sim_address}", timeout=10
+        base_url=demo.platform, timeout=10
     ) as platform:
         await _walk_through(demo, browser, http, platform)
 
 
-async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient) -> None:
+async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient) -> None:
     async def synced() -> bool:
         users = (await http.get("/api/im/accounts")).json()["data"]["users"]
         return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
@@ -175,7 +94,7 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
             for body in sent_replies:
                 request_id = json.loads(body)["request_id"] if body else ""
                 states.append((await http.get(f"/api/im/replies/{request_id}")).json() if request_id else "no body")
-            worker = "\n".join(list(demo.children[-1].output)[-30:])
+            worker = "\n".join(list(demo.worker.output)[-30:]) if demo.worker else ""
             raise AssertionError(f"{what}: {error}\nreplies sent: {states}\nworker said:\n{worker}") from error
 
     async def badge_of(account_name: str) -> int:
@@ -205,7 +124,7 @@ async def _walk_through(demo: Demo, browser: Any, http: httpx.AsyncClient, platf
     # 2. A customer writes: the message appears without a reload, with its badge.
     before = await badge_of(first["user_name"])
     text = f"还有货吗 {secrets.token_hex(3)}"
-    uid = next(u for u in demo.uids if first["account_id"] == f"shop-{demo.uids.index(u)}")
+    uid = demo.uid_of(first["account_id"])
     await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": text})
     row = page.locator("#list [role=option]", has_text=text)
     await row.wait_for(timeout=60_000)

@@ -19,11 +19,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services import processes
 from services.master.api_keys import create_api_key
 
 from . import waiting
-from .conftest import token_for, write_tokens
+from .demo_processes import DemoProcesses
 from .test_e2e_console import ARTIFACTS, WIDE, browser  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -37,63 +36,30 @@ HOSTILE = {
 }
 
 
-class Running:
-    def __init__(self) -> None:
-        self.children: list[processes.Child] = []
-        self.gateway = ""
-        self.sim = ""
-        self.uids: list[str] = []
-        self.key = ""
-
-    async def stop(self) -> None:
-        for child in reversed(self.children):
-            await child.stop()
-
-
 @pytest_asyncio.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    run = Running()
+async def running(tmp_path: Path) -> AsyncIterator[tuple[DemoProcesses, str]]:
+    """The demo's processes with a master that wants API keys, and a key for shop-0 only."""
+    keys = tmp_path / "api-keys.toml"
+    key = create_api_key(keys, "shop-0-team", ["shop-0"], ["read", "reply"])
+    demo = DemoProcesses(tmp_path, master_args=["--api-keys", str(keys)])
     try:
-        sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "2", "--rate", "0"])
-        run.children.append(sim)
-        run.sim = sim.address
-        run.uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
-        keys = tmp_path / "api-keys.toml"
-        run.key = create_api_key(keys, "shop-0-team", ["shop-0"], ["read", "reply"])
-        master = await processes.start([
-            "master", "--listen", "127.0.0.1:0", "--worker-tokens", str(write_tokens(tmp_path / "tokens.toml")),
-            "--api-keys", str(keys),
-        ])
-        run.children.append(master)
-        gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
-        run.children.append(gateway)
-        run.gateway = f"http://{gateway.address}"
-        accounts = "".join(
-            f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
-            f'login_uid = "{uid}"\nlogin_password = "sim"\npage_timeout = 5\n'
-            for i, uid in enumerate(run.uids)
-        )
-        config = tmp_path / "worker.toml"
-        config.write_text(
-            f'master = "{master.address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
-            f"crawl_interval = 1\ncrawl_timeout = 30\n{accounts}"
-        )
-        run.children.append(await processes.start(["worker", "--config", str(config)]))
-        yield run
+        await demo.start()
+        yield demo, key
     finally:
-        await run.stop()
+        await demo.stop()
 
 
-async def test_hostile_comments_are_stored_intact_and_shown_inert(running: Running, browser: Any) -> None:  # noqa: F811
-    headers = {"Authorization": f"Bearer {running.key}"}
-    async with httpx.AsyncClient(base_url=running.gateway, timeout=30, headers=headers) as http, httpx.AsyncClient(
-        base_url=f"http://{running.sim}", timeout=30
+async def test_hostile_comments_are_stored_intact_and_shown_inert(running: tuple[DemoProcesses, str], browser: Any) -> None:  # noqa: F811
+    demo, key = running
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=demo.base, timeout=30, headers=headers) as http, httpx.AsyncClient(
+        base_url=demo.platform, timeout=30
     ) as platform:
         assert (await http.get("/api/im/accounts", headers={"Authorization": ""})).status_code == 401
         for label, text in HOSTILE.items():
             response = await platform.post(
                 "/__sim/customer",
-                content=_json_with_escapes({"uid": running.uids[0], "kind": "comment", "text": f"[{label}] {text}"}),
+                content=_json_with_escapes({"uid": demo.uids[0], "kind": "comment", "text": f"[{label}] {text}"}),
                 headers={"Content-Type": "application/json"},
             )
             assert response.status_code == 200, response.text
@@ -119,9 +85,9 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(running: Runni
         # The console: a key is asked for, then only its account is shown.
         stranger_hosts: list[str] = []
         page = await browser.new_page(viewport=WIDE)
-        page.on("request", lambda request: None if request.url.startswith(running.gateway) else stranger_hosts.append(request.url))
-        await page.goto(running.gateway + "/")
-        await page.locator("#api-key").fill(running.key)
+        page.on("request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url))
+        await page.goto(demo.base + "/")
+        await page.locator("#api-key").fill(key)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#connection[data-state=live]")
         names = await page.locator(".account .name").all_inner_texts()

@@ -95,14 +95,7 @@ class Rig:
         listen = f"127.0.0.1:{self.port if port is None else port}"
         args = ["master", "--listen", listen, "--retention", "none", "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
                 "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
-        for attempt in range(20):
-            try:
-                child = await processes.start(args)
-                break
-            except RuntimeError:  # the port of the killed master is not free yet
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.25)
+        child = await processes.start(args, attempts=20)  # the killed master's port may not be free yet
         if port is None:
             self.master = child
             self.port = int(child.address.rpartition(":")[2])

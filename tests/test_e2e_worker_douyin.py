@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -15,10 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services import processes
-
 from . import waiting
-from .conftest import token_for, write_tokens
+from .demo_processes import DemoProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -42,31 +39,15 @@ async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: str)
 
 
 async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: Path) -> None:
-    children: list[processes.Child] = []
+    demo = DemoProcesses(tmp_path)
     try:
-        sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "2", "--rate", "0"])
-        children.append(sim)
-        uids = re.search(r"accounts ([\d, ]+);", sim.ready_line).group(1).split(", ")  # type: ignore[union-attr]
-        tokens = write_tokens(tmp_path / "tokens.toml")
-        master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
-        children.append(master)
-        gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
-        children.append(gateway)
-        accounts = "".join(
-            f'[[accounts]]\naccount_id = "shop-{i}"\nadapter = "douyin"\nbase_url = "http://{sim.address}"\n'
-            f'login_uid = "{uid}"\nlogin_password = "sim"\npage_timeout = 5\n'
-            for i, uid in enumerate(uids)
-        )
-        config = tmp_path / "worker.toml"
-        config.write_text(
-            f'master = "{master.address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
-            f"crawl_interval = 1\ncrawl_timeout = 30\n{accounts}"
-        )
-        worker = await processes.start(["worker", "--config", str(config)])
-        children.append(worker)
+        await demo.start()
+        uids = demo.uids
+        assert demo.worker is not None
+        worker = demo.worker
 
-        async with httpx.AsyncClient(base_url=f"http://{gateway.address}", timeout=30) as http, httpx.AsyncClient(
-            base_url=f"http://{sim.address}", timeout=10
+        async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
+            base_url=demo.platform, timeout=10
         ) as platform:
 
             async def synced() -> bool:
@@ -177,5 +158,4 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
             await eventually(crawling_again)
             assert worker.process.returncode is None, "the worker never crashes"
     finally:
-        for child in reversed(children):
-            await child.stop()
+        await demo.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest_asyncio
 from services.sim.app import Simulator, build_app
 from services.sim.platform_data import Platform
 
-from .conftest import NOW
+from .conftest import NOW, sim_subprocess
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 
@@ -120,19 +118,8 @@ def test_the_platform_grows_over_time() -> None:
 
 @pytest.fixture(scope="module")
 def sim_process() -> Iterator[tuple[str, str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "sim", "--listen", "127.0.0.1:0", "--rate", "0"], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"listening on (http://\S+) \(accounts (\d+)", line)
-    assert found, line
-    try:
-        yield found.group(1), found.group(2)
-    finally:
-        process.terminate()
-        process.wait(10)
-        process.stdout.close()
+    with sim_subprocess() as running:
+        yield running
 
 
 @pytest.mark.e2e

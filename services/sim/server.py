@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 
@@ -39,6 +40,24 @@ async def serve(config: SimConfig) -> None:
         grower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await grower
+
+
+def uids_of(ready_line: str) -> list[str]:
+    """The account uids a simulator names in its "listening on" line."""
+    found = re.search(r"\(accounts ([\d, ]+);", ready_line)
+    if found is None:
+        raise ValueError(f"not a simulator's ready line: {ready_line!r}")
+    return found.group(1).split(", ")
+
+
+def worker_accounts(sim_address: str, account_ids: list[str], uids: list[str], *, page_timeout: float | None = None) -> str:
+    """[[accounts]] tables of a worker configuration crawling the simulator's accounts."""
+    timeout = f"page_timeout = {page_timeout:g}\n" if page_timeout is not None else ""
+    return "".join(
+        f'\n[[accounts]]\naccount_id = "{account_id}"\nadapter = "douyin"\nbase_url = "http://{sim_address}"\n'
+        f'login_uid = "{uid}"\nlogin_password = "sim"\n{timeout}'
+        for account_id, uid in zip(account_ids, uids, strict=True)
+    )
 
 
 def run(config: SimConfig) -> None:

@@ -1,0 +1,80 @@
+"""The demo's processes for end-to-end tests: the simulator (its customers quiet unless
+told to write), a master, a gateway, and a worker crawling every account in Chromium.
+The gateway and the master can be stopped and started again on their addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from services import processes
+from services.sim.server import uids_of, worker_accounts
+
+from .conftest import token_for, write_tokens
+
+
+class DemoProcesses:
+    def __init__(self, tmp: Path, *, accounts: int = 2, master_args: Sequence[str] = ()) -> None:
+        self.tmp = tmp
+        self.accounts = accounts
+        self.master_args = ["master", "--worker-tokens", str(write_tokens(tmp / "tokens.toml")), *master_args]
+        self.sim: processes.Child | None = None
+        self.master: processes.Child | None = None
+        self.gateway: processes.Child | None = None
+        self.worker: processes.Child | None = None
+        self.uids: list[str] = []
+        self.master_address = "127.0.0.1:0"
+        self.gateway_address = "127.0.0.1:0"
+
+    async def start(self) -> None:
+        self.sim = await processes.start(
+            ["sim", "--listen", "127.0.0.1:0", "--accounts", str(self.accounts), "--rate", "0"]
+        )
+        self.uids = uids_of(self.sim.ready_line)
+        await self.start_master()
+        await self.start_gateway()
+        config = self.tmp / "worker.toml"
+        config.write_text(
+            f'master = "{self.master_address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
+            f"crawl_interval = 1\ncrawl_timeout = 30\n"
+            + worker_accounts(self.sim.address, [f"shop-{i}" for i in range(self.accounts)], self.uids, page_timeout=5)
+        )
+        self.worker = await processes.start(["worker", "--config", str(config)])
+
+    async def start_master(self) -> None:
+        """Starts the master, on its former address when it had one."""
+        self.master = await processes.start([*self.master_args, "--listen", self.master_address], attempts=20)
+        self.master_address = self.master.address
+
+    async def restart_master(self) -> None:
+        assert self.master is not None
+        await self.master.stop()
+        await self.start_master()
+
+    async def start_gateway(self) -> None:
+        self.gateway = await processes.start(
+            ["gateway", "--listen", self.gateway_address, "--master", self.master_address], attempts=20
+        )
+        self.gateway_address = self.gateway.address
+
+    async def stop_gateway(self) -> None:
+        assert self.gateway is not None
+        await self.gateway.stop()
+        self.gateway = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.gateway_address}"
+
+    @property
+    def platform(self) -> str:
+        assert self.sim is not None
+        return f"http://{self.sim.address}"
+
+    def uid_of(self, account_id: str) -> str:
+        return self.uids[int(account_id.rpartition("-")[2])]
+
+    async def stop(self) -> None:
+        for child in (self.worker, self.gateway, self.master, self.sim):
+            if child is not None:
+                await child.stop()
