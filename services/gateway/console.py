@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from google.rpc import code_pb2, status_pb2
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from .marshalers import GRPC_GATEWAY
 
 # The console's files in a checkout (and an editable install).
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
@@ -41,8 +44,9 @@ def console_routes(directory: Path) -> list[BaseRoute]:
 
     async def asset(request: Request) -> Response:
         path = files.get(request.path_params["name"])
-        if path is None:
-            return JSONResponse({"code": 5, "message": "Not Found", "details": []}, status_code=404)
+        if path is None:  # answered as the gateway answers any unknown path
+            body = GRPC_GATEWAY.error_body(status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
+            return Response(body, status_code=404, media_type="application/json")
         return FileResponse(path, media_type=_TYPES[path.suffix], headers=SECURITY_HEADERS)
 
     return [Route("/", index, methods=["GET", "HEAD"]), Route("/assets/{name}", asset, methods=["GET", "HEAD"])]
