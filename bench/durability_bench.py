@@ -132,7 +132,7 @@ async def _fill_data_dir(data_dir: Path, entities: int, *, checkpoint: bool) -> 
         account_id = f"big-{index}"
         batch = sync_pb2.EntityBatch()
         batch.CopyFrom(sample.batch)
-        store.apply_snapshot(SnapshotData(account_id, 1, frozenset(), sample.account, batch))
+        await store.apply_snapshot(SnapshotData(account_id, 1, frozenset(), sample.account, batch))
     persisted = store.persisted()
     if persisted is not None:
         await persisted

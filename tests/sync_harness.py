@@ -113,23 +113,23 @@ def crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
     return bytes(copy.SerializeToString(deterministic=True))
 
 
-def master_copy(store: MemoryStore, account_id: str) -> dict[str, dict[str, bytes]]:
+async def master_copy(store: MemoryStore, account_id: str) -> dict[str, dict[str, bytes]]:
     """The crawled part of what the master serves for an account, walked through its lists."""
-    def walk(lister: object, key: str) -> dict[str, object]:
+    async def walk(lister: object, key: str) -> dict[str, object]:
         out: dict[str, object] = {}
         cursor = ""
         while True:
-            page = lister(cursor)  # type: ignore[operator]
+            page = await lister(cursor)  # type: ignore[operator]
             out.update({getattr(item, key): item for item in page.items})
             if not page.has_more:
                 return out
             cursor = page.cursor
 
     lists = {
-        "conversations": walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
-        "messages": walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
-        "contents": walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"),
-        "comments": walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
+        "conversations": await walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
+        "messages": await walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
+        "contents": await walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"),
+        "comments": await walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
     }
     return {name: {k: crawled_bytes(name, v, account_id) for k, v in items.items()} for name, items in lists.items()}
 

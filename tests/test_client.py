@@ -55,4 +55,4 @@ async def test_the_friendly_layer_walks_every_page(master: Master) -> None:
     assert len([c async for c in inbox.discussions("shop")]) == len(account.batch.comments)
     assert len([c async for c in inbox.contents("shop")]) == len(account.batch.contents)
     unread = [item async for item in inbox.unified("shop", is_read=False)]
-    assert len(unread) == master.store.unified_stats("shop").total_unread
+    assert len(unread) == (await master.store.unified_stats("shop")).total_unread

@@ -92,7 +92,7 @@ async def test_rpc_events_for_arrivals_reads_and_replies(master: Master) -> None
     await asyncio.sleep(0.2)
     message = account.add_message(account.batch.conversations[0], NOW + 5, inbound=True)
     await sync.push_snapshot("shop", 2, account.account, account.batch)
-    master.store.mark_message_read("shop", message.message_id, 1)
+    await master.store.mark_message_read("shop", message.message_id, 1)
     async with asyncio.timeout(5):
         while len(seen) < 2:
             await asyncio.sleep(0.02)
@@ -208,7 +208,7 @@ async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -
     follower = asyncio.create_task(follow())
     try:
         await asyncio.sleep(0.2)
-        master.store.set_presence("shop", "w", True)
+        await master.store.set_presence("shop", "w", True)
         async with asyncio.timeout(5):
             while len(seen) < 1:
                 await asyncio.sleep(0.02)
@@ -217,7 +217,7 @@ async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -
             while not missed:
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # following anew
-        master.store.set_presence("shop", "w", False)
+        await master.store.set_presence("shop", "w", False)
         async with asyncio.timeout(10):
             while len(seen) < 2:
                 await asyncio.sleep(0.05)

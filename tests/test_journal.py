@@ -58,23 +58,23 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     store, book, recovery = _open(data_dir)
     account = SampleAccount("acc", seed=seed, now=NOW)
     account.fill(conversations=6, messages_per_conversation=4, contents=3, comments_per_content=4)
-    store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     previous = copy(account.batch)
     for step in range(6):
         mutate(account, rng, step)
         upserts, removals = diff(previous, account.batch)
-        store.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
+        await store.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
         previous = copy(account.batch)
-        inbox = store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
+        inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
         if inbox:
-            store.mark_unified_read("acc", [rng.choice(inbox).id], NOW * 10**9 + step)
-    conversations = list(store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=100).items)
-    store.set_pinned("acc", conversations[-1].conversation_id, True)
-    store.set_muted("acc", conversations[0].conversation_id, True)
-    store.mark_conversation_read("acc", conversations[1].conversation_id, NOW * 10**9)
-    contents = store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100).items
-    store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
-    comment = store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1).items[0]
+            await store.mark_unified_read("acc", [rng.choice(inbox).id], NOW * 10**9 + step)
+    conversations = list((await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=100)).items)
+    await store.set_pinned("acc", conversations[-1].conversation_id, True)
+    await store.set_muted("acc", conversations[0].conversation_id, True)
+    await store.mark_conversation_read("acc", conversations[1].conversation_id, NOW * 10**9)
+    contents = (await store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100)).items
+    await store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
+    comment = (await store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1)).items[0]
     book.submit(_command("r-1", "acc", comment.comment_id))
     book.submit(_command("r-2", "acc", comment.comment_id))
     book.complete(sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT))
@@ -83,7 +83,7 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     await persisted
     assert store.persisted() is None
     await recovery.journal.close()
-    return observable(store, "acc"), ["r-1", "r-2"]
+    return await observable(store, "acc"), ["r-1", "r-2"]
 
 
 async def test_journal_rows_alone_bring_back_everything(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path) -> None:
     store, book, recovery = _open(tmp_path)
     try:
         assert recovery.problems == [] and recovery.records > 6
-        assert observable(store, "acc") == shown
+        assert await observable(store, "acc") == shown
         states = [book.get(request_id).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
         assert book.deliverable("acc", session_id=1)[0].request_id == "r-1", "a pending reply is delivered again"
@@ -105,9 +105,9 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     journal = recovery.journal
     assert await compact(store, journal, minimum_bytes=0) == ["acc"]
     # A change after the checkpoint is a journal row on top of it.
-    conversation = store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
-    store.set_muted("acc", conversation.conversation_id, True)
-    shown = observable(store, "acc")
+    conversation = (await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1)).items[0]
+    await store.set_muted("acc", conversation.conversation_id, True)
+    shown = await observable(store, "acc")
     await journal.close()
     with sqlite3.connect(tmp_path / FILE_NAME) as db:
         assert db.execute("SELECT count(*) FROM journal").fetchone() == (1,), "compaction deleted the rows it covers"
@@ -115,11 +115,11 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
 
     store, _, recovery = _open(tmp_path)
     assert recovery.problems == [] and recovery.records == 1
-    assert observable(store, "acc") == shown
+    assert await observable(store, "acc") == shown
     await checkpoint_all(store, recovery.journal)
     await recovery.journal.close()
     store, _, recovery = _open(tmp_path)
-    assert recovery.records == 0 and observable(store, "acc") == shown
+    assert recovery.records == 0 and await observable(store, "acc") == shown
     await recovery.journal.close()
 
 
@@ -155,7 +155,7 @@ async def test_an_ack_leaves_only_once_its_version_is_on_disk(tmp_path: Path) ->
         account.grow(NOW + 60)
         engine.publish("acc", crawl_of(account))
         await asyncio.sleep(0.5)
-        assert master.store.get_account("acc").version == 2, "applied in memory at once"
+        assert (await master.store.get_account("acc")).version == 2, "applied in memory at once"
         assert not engine.accounts["acc"].synced, "but not acknowledged before it is on disk"
         gate.set()
         await engine.wait_synced(timeout=10)
@@ -167,7 +167,7 @@ async def test_a_restarted_master_keeps_marks_pins_and_replies_over_grpc(tmp_pat
     async with synced_master(tmp_path, account) as (master, engine):
         async with grpc.aio.insecure_channel(master.address) as channel:
             im = ImClient(channel)
-            conversation = master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1).items[0]
+            conversation = (await master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1)).items[0]
             await im.mark_conversation_read(conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id))
             await im.pin_conversation(conv.PinConversationRequest(conversation_id=conversation.conversation_id))
             await im.send_reply(rep.SendReplyRequest(
@@ -180,9 +180,9 @@ async def test_a_restarted_master_keeps_marks_pins_and_replies_over_grpc(tmp_pat
 
             # This worker cannot perform replies: it answers FAILED, with a reason.
             sent = await waiting.eventually(answered, timeout=10)
-        shown = observable(master.store, "acc")
+        shown = await observable(master.store, "acc")
         await master.restart()
-        assert observable(master.store, "acc") == shown
+        assert await observable(master.store, "acc") == shown
         async with grpc.aio.insecure_channel(master.address) as channel:
             again = await ImClient(channel).get_reply(rep.GetReplyRequest(request_id="keep-me"))
         assert again.reply == sent

@@ -28,7 +28,7 @@ def _sample() -> SampleAccount:
     return account
 
 
-def _remaining(store: MemoryStore, account: SampleAccount) -> MemoryStore:
+async def _remaining(store: MemoryStore, account: SampleAccount) -> MemoryStore:
     """A store that was only ever sent what `store` still holds, with the same read marks."""
     held = store._accounts["acc"]
     batch = sync_pb2.EntityBatch()
@@ -37,64 +37,64 @@ def _remaining(store: MemoryStore, account: SampleAccount) -> MemoryStore:
     batch.contents.extend(c for c in account.batch.contents if c.content_id in held.contents)
     batch.conversations.extend(c for c in account.batch.conversations if c.conversation_id in held.conversations)
     reference = MemoryStore()
-    reference.apply_snapshot(SnapshotData("acc", held.version, frozenset(), account.account, batch))
-    reference.mark_unified_read("acc", sorted(held.handling.read_at), READ_AT)
+    await reference.apply_snapshot(SnapshotData("acc", held.version, frozenset(), account.account, batch))
+    await reference.mark_unified_read("acc", sorted(held.handling.read_at), READ_AT)
     return reference
 
 
-def test_time_to_live_drops_old_items_and_keeps_them_out() -> None:
+async def test_time_to_live_drops_old_items_and_keeps_them_out() -> None:
     account = _sample()
     times = sorted(ns_of(m.create_time) for m in account.batch.messages)
     middle = times[len(times) // 2]
     clock = [0]  # nothing has expired while the first snapshot goes in
     messages_for_a_day = Retention(messages=DAY, comments=0, conversations=0, contents=0, notifications=0, max_entities=0)
     store = MemoryStore(retention=messages_for_a_day, clock=lambda: clock[0])
-    store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
-    inbox = store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
-    store.mark_unified_read("acc", [item.id for item in inbox[::3]], READ_AT)
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
+    await store.mark_unified_read("acc", [item.id for item in inbox[::3]], READ_AT)
     assert len(store._accounts["acc"].messages) == len(times)
 
     # Then "now" is such that the older half of the messages is past a one-day TTL.
     clock[0] = middle + int(DAY * 1e9)
-    evicted = store.enforce_retention()
+    evicted = await store.enforce_retention()
     kept = store._accounts["acc"].messages
     assert evicted == sum(1 for t in times if t <= middle) and kept
     assert all(ns_of(m.create_time) > middle for m in kept.values())
-    assert observable(store, "acc") == observable(_remaining(store, account), "acc"), "counters and lists as if never sent"
+    assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc"), "counters and lists as if never sent"
 
     # The worker's next crawl still lists the old messages: they stay out.
-    store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
+    await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
     assert store._accounts["acc"].messages.keys() == kept.keys()
 
 
-def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold() -> None:
+async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold() -> None:
     account = _sample()
     store = MemoryStore()
-    store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     total = store.entity_count()
-    inbox = store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
+    inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
     read = [item.id for item in inbox[5:]]  # the five newest stay unread
-    store.mark_unified_read("acc", read, READ_AT)
+    await store.mark_unified_read("acc", read, READ_AT)
     unread_before = {item.id for item in inbox[:5]}
-    first_page = store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=5)
+    first_page = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=5)
 
     store.retention = Retention(0, 0, 0, 0, 0, max_entities=total - 20)
-    evicted = store.enforce_retention()
+    evicted = await store.enforce_retention()
     assert evicted >= 20 and store.entity_count() <= total - 20
     held = store._accounts["acc"]
     for item in unread_before:
         kind, entity_id = item.split(":", 1)
         assert entity_id in (held.messages if kind == "message" else held.comments), "unread items are never evicted"
     # What went is older than everything of its kind that stayed and was read.
-    assert observable(store, "acc") == observable(_remaining(store, account), "acc")
+    assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc")
 
-    rest = store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=first_page.cursor, count=100)
-    everything = store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=100)
+    rest = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=first_page.cursor, count=100)
+    everything = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=100)
     assert [m.message_id for m in first_page.items + rest.items] == [m.message_id for m in everything.items]
 
     # Crawled again, the evicted items stay out; a genuinely new message gets in.
     account.grow(NOW + 10**6)
-    store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
+    await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
     assert store.entity_count() <= total - 20 + 3
 
 
@@ -103,18 +103,18 @@ async def test_evictions_are_journaled(tmp_path: Path) -> None:
     store = MemoryStore()
     recovery = open_data_dir(tmp_path, store, CommandBook())
     recovery.journal.start()
-    store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
-    inbox = store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
-    store.mark_unified_read("acc", [item.id for item in inbox], READ_AT)
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
+    await store.mark_unified_read("acc", [item.id for item in inbox], READ_AT)
     store.retention = Retention(0, 0, 0, 0, 0, max_entities=store.entity_count() - 30)
-    assert store.enforce_retention() > 0
-    shown = observable(store, "acc")
+    assert await store.enforce_retention() > 0
+    shown = await observable(store, "acc")
     await recovery.journal.close()
 
     again = MemoryStore()
     recovery = open_data_dir(tmp_path, again, CommandBook())
     assert recovery.problems == []
-    assert observable(again, "acc") == shown
+    assert await observable(again, "acc") == shown
     assert again._accounts["acc"].handling.horizons == store._accounts["acc"].handling.horizons
 
 

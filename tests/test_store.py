@@ -33,17 +33,17 @@ def account() -> SampleAccount:
 
 
 @pytest.fixture
-def store(account: SampleAccount) -> MemoryStore:
+async def store(account: SampleAccount) -> MemoryStore:
     store = MemoryStore()
-    assert store.apply_snapshot(snapshot(account, 1))
+    assert await store.apply_snapshot(snapshot(account, 1))
     return store
 
 
-def walk_conversations(store: MemoryStore, account_id: str, count: int) -> list[str]:
+async def walk_conversations(store: MemoryStore, account_id: str, count: int) -> list[str]:
     seen: list[str] = []
     cursor = ""
     while True:
-        page = store.list_conversations(
+        page = await store.list_conversations(
             account_id, status=0, is_pinned=None, is_muted=None, cursor=cursor, count=count
         )
         seen += [c.conversation_id for c in page.items]
@@ -56,25 +56,25 @@ def last_activity(conversation: e.Conversation) -> int:
     return conversation.last_message.create_time.ToNanoseconds()
 
 
-def test_conversations_come_newest_first_and_each_exactly_once(store: MemoryStore, account: SampleAccount) -> None:
-    seen = walk_conversations(store, "acc-1", 7)
+async def test_conversations_come_newest_first_and_each_exactly_once(store: MemoryStore, account: SampleAccount) -> None:
+    seen = await walk_conversations(store, "acc-1", 7)
     assert sorted(seen) == sorted(c.conversation_id for c in account.batch.conversations)
     assert len(seen) == len(set(seen))
-    times = [last_activity(store.get_conversation("acc-1", cid)) for cid in seen]
+    times = [last_activity(await store.get_conversation("acc-1", cid)) for cid in seen]
     assert times == sorted(times, reverse=True)
 
 
-def test_keyset_cursor_survives_items_arriving_between_pages(store: MemoryStore, account: SampleAccount) -> None:
+async def test_keyset_cursor_survives_items_arriving_between_pages(store: MemoryStore, account: SampleAccount) -> None:
     original = {c.conversation_id for c in account.batch.conversations}
-    first = store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor="", count=10)
+    first = await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor="", count=10)
     # New conversations, some newer and some older than the page boundary, arrive now.
     for offset in (10, -20 * 86_400, -5 * 86_400):
         account.add_conversation(NOW + offset, 2)
-    assert store.apply_snapshot(snapshot(account, 2))
+    assert await store.apply_snapshot(snapshot(account, 2))
     seen = [c.conversation_id for c in first.items]
     cursor = first.cursor
     while True:
-        page = store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=cursor, count=10)
+        page = await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=cursor, count=10)
         seen += [c.conversation_id for c in page.items]
         if not page.has_more:
             break
@@ -83,37 +83,37 @@ def test_keyset_cursor_survives_items_arriving_between_pages(store: MemoryStore,
     assert original <= set(seen), "an item that was there all along was skipped"
 
 
-def test_snapshot_replaces_atomically_and_absent_items_are_gone(store: MemoryStore, account: SampleAccount) -> None:
+async def test_snapshot_replaces_atomically_and_absent_items_are_gone(store: MemoryStore, account: SampleAccount) -> None:
     dropped = account.batch.conversations[0].conversation_id
     del account.batch.conversations[0]
-    assert store.apply_snapshot(snapshot(account, 2))
+    assert await store.apply_snapshot(snapshot(account, 2))
     with pytest.raises(NotFound):
-        store.get_conversation("acc-1", dropped)
-    assert store.get_account("acc-1").version == 2
+        await store.get_conversation("acc-1", dropped)
+    assert (await store.get_account("acc-1")).version == 2
 
 
-def test_partial_snapshot_keeps_other_collections(store: MemoryStore, account: SampleAccount) -> None:
+async def test_partial_snapshot_keeps_other_collections(store: MemoryStore, account: SampleAccount) -> None:
     contents_before = len(account.batch.contents)
     del account.batch.contents[:]
     del account.batch.conversations[:]
-    assert store.apply_snapshot(snapshot(account, 2, (sync_pb2.COLLECTION_CONVERSATIONS,)))
-    page = store.list_contents("acc-1", content_type=0, is_new=None, cursor="", count=100)
+    assert await store.apply_snapshot(snapshot(account, 2, (sync_pb2.COLLECTION_CONVERSATIONS,)))
+    page = await store.list_contents("acc-1", content_type=0, is_new=None, cursor="", count=100)
     assert len(page.items) == contents_before
-    assert walk_conversations(store, "acc-1", 50) == []
+    assert await walk_conversations(store, "acc-1", 50) == []
 
 
-def test_read_marks_survive_every_later_snapshot(store: MemoryStore, account: SampleAccount) -> None:
+async def test_read_marks_survive_every_later_snapshot(store: MemoryStore, account: SampleAccount) -> None:
     conversation_id = account.batch.conversations[3].conversation_id
-    before = store.get_conversation("acc-1", conversation_id).unread_count
+    before = (await store.get_conversation("acc-1", conversation_id)).unread_count
     assert before > 0
-    marked, conversation = store.mark_conversation_read("acc-1", conversation_id, 123)
+    marked, conversation = await store.mark_conversation_read("acc-1", conversation_id, 123)
     assert (marked, conversation.unread_count) == (before, 0)
-    stats_after_mark = store.unified_stats("acc-1")
+    stats_after_mark = await store.unified_stats("acc-1")
     # The worker knows nothing of read marks and sends the same state again, then more.
-    assert store.apply_snapshot(snapshot(account, 2))
-    assert store.get_conversation("acc-1", conversation_id).unread_count == 0
-    assert store.unified_stats("acc-1") == stats_after_mark
-    messages = store.list_messages(
+    assert await store.apply_snapshot(snapshot(account, 2))
+    assert (await store.get_conversation("acc-1", conversation_id)).unread_count == 0
+    assert await store.unified_stats("acc-1") == stats_after_mark
+    messages = await store.list_messages(
         "acc-1", conversation_id=conversation_id, sender_id="", receiver_id="", status=0,
         message_type=0, since_ns=None, cursor="", count=100,
     )
@@ -121,16 +121,16 @@ def test_read_marks_survive_every_later_snapshot(store: MemoryStore, account: Sa
     assert inbound and all(m.is_read and m.read_at.ToNanoseconds() == 123 for m in inbound)
 
 
-def test_unread_counts_agree_everywhere(store: MemoryStore, account: SampleAccount) -> None:
-    stats = store.unified_stats("acc-1")
-    conversations = [store.get_conversation("acc-1", c.conversation_id) for c in account.batch.conversations]
+async def test_unread_counts_agree_everywhere(store: MemoryStore, account: SampleAccount) -> None:
+    stats = await store.unified_stats("acc-1")
+    conversations = [await store.get_conversation("acc-1", c.conversation_id) for c in account.batch.conversations]
     assert stats.unread_direct_messages == sum(c.unread_count for c in conversations)
-    contents = store.list_contents("acc-1", content_type=0, is_new=None, cursor="", count=100).items
+    contents = (await store.list_contents("acc-1", content_type=0, is_new=None, cursor="", count=100)).items
     assert stats.unread_comments + stats.unread_discussions == sum(c.stats.unread_comments for c in contents)
     inbox_unread = 0
     cursor = ""
     while True:
-        page = store.list_unified("acc-1", types=(), is_read=False, is_new=None, cursor=cursor, count=100)
+        page = await store.list_unified("acc-1", types=(), is_read=False, is_new=None, cursor=cursor, count=100)
         inbox_unread += len(page.items)
         if not page.has_more:
             break
@@ -138,71 +138,71 @@ def test_unread_counts_agree_everywhere(store: MemoryStore, account: SampleAccou
     assert inbox_unread == stats.total_unread
 
 
-def test_mark_unified_read_many_and_types_filter(store: MemoryStore) -> None:
-    page = store.list_unified(
+async def test_mark_unified_read_many_and_types_filter(store: MemoryStore) -> None:
+    page = await store.list_unified(
         "acc-1", types=(u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE,), is_read=None, is_new=None, cursor="", count=5
     )
     assert {item.type for item in page.items} == {u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE}
-    before = store.unified_stats("acc-1")
-    assert store.mark_unified_read("acc-1", [item.id for item in page.items], 1) == 5
-    assert store.unified_stats("acc-1").unread_direct_messages == before.unread_direct_messages - 5
+    before = await store.unified_stats("acc-1")
+    assert await store.mark_unified_read("acc-1", [item.id for item in page.items], 1) == 5
+    assert (await store.unified_stats("acc-1")).unread_direct_messages == before.unread_direct_messages - 5
     # Marking again changes nothing.
-    assert store.mark_unified_read("acc-1", [item.id for item in page.items], 2) == 0
+    assert await store.mark_unified_read("acc-1", [item.id for item in page.items], 2) == 0
 
 
-def test_a_bad_id_in_read_many_marks_nothing(store: MemoryStore) -> None:
-    page = store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor="", count=3)
-    before = store.unified_stats("acc-1")
+async def test_a_bad_id_in_read_many_marks_nothing(store: MemoryStore) -> None:
+    page = await store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor="", count=3)
+    before = await store.unified_stats("acc-1")
     with pytest.raises(NotFound):
-        store.mark_unified_read("acc-1", [page.items[0].id, "message:does-not-exist"], 1)
+        await store.mark_unified_read("acc-1", [page.items[0].id, "message:does-not-exist"], 1)
     with pytest.raises(InvalidArgument) as refused:
-        store.mark_unified_read("acc-1", [page.items[0].id, "nonsense"], 1)
+        await store.mark_unified_read("acc-1", [page.items[0].id, "nonsense"], 1)
     assert refused.value.field == "ids[1]"
-    assert store.unified_stats("acc-1") == before
+    assert await store.unified_stats("acc-1") == before
 
 
-def test_items_arriving_after_the_first_sync_are_new_until_read(store: MemoryStore, account: SampleAccount) -> None:
-    assert not store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10).items
+async def test_items_arriving_after_the_first_sync_are_new_until_read(store: MemoryStore, account: SampleAccount) -> None:
+    assert not (await store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10)).items
     conversation = account.batch.conversations[0]
     message = account.add_message(conversation, NOW + 60, inbound=True)
-    assert store.apply_snapshot(snapshot(account, 2))
-    fresh = store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10).items
+    assert await store.apply_snapshot(snapshot(account, 2))
+    fresh = (await store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10)).items
     assert [item.id for item in fresh] == [f"message:{message.message_id}"]
-    store.mark_message_read("acc-1", message.message_id, 5)
-    assert not store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10).items
+    await store.mark_message_read("acc-1", message.message_id, 5)
+    assert not (await store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10)).items
 
 
-def test_versions(store: MemoryStore, account: SampleAccount) -> None:
-    assert store.account_versions(["acc-1", "other"]) == {"acc-1": 1, "other": 0}
-    assert not store.apply_snapshot(snapshot(account, 1)), "the same version again is a no-op"
-    assert store.apply_snapshot(snapshot(account, 5))
+async def test_versions(store: MemoryStore, account: SampleAccount) -> None:
+    assert await store.account_versions(["acc-1", "other"]) == {"acc-1": 1, "other": 0}
+    assert not await store.apply_snapshot(snapshot(account, 1)), "the same version again is a no-op"
+    assert await store.apply_snapshot(snapshot(account, 5))
     del account.batch.conversations[:]
-    assert not store.apply_snapshot(snapshot(account, 1)), "an applied version delivered late changes nothing"
+    assert not await store.apply_snapshot(snapshot(account, 1)), "an applied version delivered late changes nothing"
     with pytest.raises(FailedPrecondition) as refused:
-        store.apply_snapshot(snapshot(account, 4))  # never applied, and older: refused
+        await store.apply_snapshot(snapshot(account, 4))  # never applied, and older: refused
     assert refused.value.reason == "STALE_VERSION" and refused.value.metadata == {"applied_version": "5"}
-    assert store.get_account("acc-1").version == 5
-    assert walk_conversations(store, "acc-1", 100)
+    assert (await store.get_account("acc-1")).version == 5
+    assert await walk_conversations(store, "acc-1", 100)
 
 
-def test_page_size_default_and_clamp(store: MemoryStore) -> None:
-    def size(count: int) -> int:
-        page = store.list_messages(
+async def test_page_size_default_and_clamp(store: MemoryStore) -> None:
+    async def size(count: int) -> int:
+        page = await store.list_messages(
             "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
             since_ns=None, cursor="", count=count,
         )
         return len(page.items)
 
-    assert size(0) == DEFAULT_PAGE_SIZE
-    assert size(MAX_PAGE_SIZE + 500) == MAX_PAGE_SIZE
+    assert await size(0) == DEFAULT_PAGE_SIZE
+    assert await size(MAX_PAGE_SIZE + 500) == MAX_PAGE_SIZE
     with pytest.raises(InvalidArgument) as refused:
-        size(-1)
+        await size(-1)
     assert refused.value.field == "count"
 
 
-def test_since_time_stops_at_older_messages(store: MemoryStore, account: SampleAccount) -> None:
+async def test_since_time_stops_at_older_messages(store: MemoryStore, account: SampleAccount) -> None:
     since = NOW - 10 * 86_400
-    page = store.list_messages(
+    page = await store.list_messages(
         "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
         since_ns=since * 10**9, cursor="", count=100,
     )
@@ -213,90 +213,90 @@ def test_since_time_stops_at_older_messages(store: MemoryStore, account: SampleA
 
 
 @pytest.mark.parametrize("bad", ["!!!", "WzFd", cursors.encode("contents", (1, "x")), cursors.encode("conversations", ("a", 1, "x"))])
-def test_malformed_or_foreign_cursors_are_refused(store: MemoryStore, bad: str) -> None:
+async def test_malformed_or_foreign_cursors_are_refused(store: MemoryStore, bad: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
-        store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=bad, count=5)
+        await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=bad, count=5)
     assert refused.value.field == "cursor"
 
 
-def test_unknown_and_missing_accounts(store: MemoryStore) -> None:
+async def test_unknown_and_missing_accounts(store: MemoryStore) -> None:
     with pytest.raises(NotFound):
-        store.list_conversations("nobody", status=0, is_pinned=None, is_muted=None, cursor="", count=5)
+        await store.list_conversations("nobody", status=0, is_pinned=None, is_muted=None, cursor="", count=5)
     with pytest.raises(InvalidArgument) as refused:
-        store.unified_stats("")
+        await store.unified_stats("")
     assert refused.value.field == "account_id"
 
 
-def test_accounts_and_filters(store: MemoryStore, account: SampleAccount) -> None:
+async def test_accounts_and_filters(store: MemoryStore, account: SampleAccount) -> None:
     other = SampleAccount("acc-0", seed=6, now=NOW)
     other.account.status = e.ACCOUNT_STATUS_BANNED
-    store.apply_snapshot(snapshot(other, 1))
-    listed = store.list_accounts(status=0, platform=0, cursor="", count=10).items
+    await store.apply_snapshot(snapshot(other, 1))
+    listed = (await store.list_accounts(status=0, platform=0, cursor="", count=10)).items
     assert [a.account_id for a in listed] == ["acc-0", "acc-1"]
-    banned = store.list_accounts(status=e.ACCOUNT_STATUS_BANNED, platform=0, cursor="", count=10).items
+    banned = (await store.list_accounts(status=e.ACCOUNT_STATUS_BANNED, platform=0, cursor="", count=10)).items
     assert [a.account_id for a in banned] == ["acc-0"]
 
 
-def test_discussions_of_a_work_and_replies(store: MemoryStore, account: SampleAccount) -> None:
+async def test_discussions_of_a_work_and_replies(store: MemoryStore, account: SampleAccount) -> None:
     reply = next(c for c in account.batch.comments if c.parent_comment_id)
-    replies = store.list_discussions(
+    replies = (await store.list_discussions(
         "acc-1", content_id="", parent_comment_id=reply.parent_comment_id, is_read=None, is_new=None, cursor="", count=10
-    ).items
+    )).items
     assert [c.comment_id for c in replies] == [reply.comment_id]
     # The account's own reply is not unread: it is the team's own words.
     assert replies[0].is_read
-    of_work = store.list_discussions(
+    of_work = (await store.list_discussions(
         "acc-1", content_id=reply.content_id, parent_comment_id="", is_read=None, is_new=None, cursor="", count=100
-    ).items
+    )).items
     expected = {c.comment_id for c in account.batch.comments if c.content_id == reply.content_id}
     assert {c.comment_id for c in of_work} == expected
     created = [c.created_at.ToNanoseconds() for c in of_work]
     assert created == sorted(created, reverse=True)
 
 
-def test_mark_content_read(store: MemoryStore, account: SampleAccount) -> None:
+async def test_mark_content_read(store: MemoryStore, account: SampleAccount) -> None:
     content_id = account.batch.contents[0].content_id
-    before = store.get_content("acc-1", content_id).stats.unread_comments
+    before = (await store.get_content("acc-1", content_id)).stats.unread_comments
     assert before > 0
-    marked, content = store.mark_content_read("acc-1", content_id, 9)
+    marked, content = await store.mark_content_read("acc-1", content_id, 9)
     assert marked == before and content.stats.unread_comments == 0
 
 
-def test_views_carry_timestamps_not_numbers(store: MemoryStore, account: SampleAccount) -> None:
-    message = store.get_message("acc-1", account.batch.messages[0].message_id)
+async def test_views_carry_timestamps_not_numbers(store: MemoryStore, account: SampleAccount) -> None:
+    message = await store.get_message("acc-1", account.batch.messages[0].message_id)
     assert isinstance(message.create_time, Timestamp)
     assert message.create_time == account.batch.messages[0].create_time
 
 
-def test_items_are_found_by_id_alone_when_unambiguous(store: MemoryStore, account: SampleAccount) -> None:
+async def test_items_are_found_by_id_alone_when_unambiguous(store: MemoryStore, account: SampleAccount) -> None:
     conversation_id = account.batch.conversations[0].conversation_id
-    assert store.get_conversation("", conversation_id).account_id == "acc-1"
+    assert (await store.get_conversation("", conversation_id)).account_id == "acc-1"
     message_id = account.batch.messages[0].message_id
-    assert store.get_unified("", f"message:{message_id}").account_id == "acc-1"
+    assert (await store.get_unified("", f"message:{message_id}")).account_id == "acc-1"
     # The same platform id under a second account asks for account_id.
     twin = SampleAccount("acc-2", seed=77, now=NOW)
     twin.fill(conversations=1, messages_per_conversation=1, contents=0, comments_per_content=0)
     twin.batch.conversations[0].conversation_id = conversation_id
     twin.batch.messages[0].conversation_id = conversation_id
-    store.apply_snapshot(snapshot(twin, 1))
+    await store.apply_snapshot(snapshot(twin, 1))
     with pytest.raises(InvalidArgument) as refused:
-        store.get_conversation("", conversation_id)
+        await store.get_conversation("", conversation_id)
     assert refused.value.field == "account_id"
-    assert store.get_conversation("acc-2", conversation_id).account_id == "acc-2"
+    assert (await store.get_conversation("acc-2", conversation_id)).account_id == "acc-2"
     with pytest.raises(NotFound):
-        store.get_message("acc-2", message_id)
+        await store.get_message("acc-2", message_id)
 
 
-def test_pinned_conversations_come_first_and_pins_survive_snapshots(store: MemoryStore, account: SampleAccount) -> None:
-    oldest = walk_conversations(store, "acc-1", 100)[-1]
-    pinned = store.set_pinned("acc-1", oldest, True)
+async def test_pinned_conversations_come_first_and_pins_survive_snapshots(store: MemoryStore, account: SampleAccount) -> None:
+    oldest = (await walk_conversations(store, "acc-1", 100))[-1]
+    pinned = await store.set_pinned("acc-1", oldest, True)
     assert pinned.is_pinned
-    assert walk_conversations(store, "acc-1", 100)[0] == oldest
-    assert store.apply_snapshot(snapshot(account, 2))
-    assert walk_conversations(store, "acc-1", 100)[0] == oldest
-    only_pinned = store.list_conversations("acc-1", status=0, is_pinned=True, is_muted=None, cursor="", count=10)
+    assert (await walk_conversations(store, "acc-1", 100))[0] == oldest
+    assert await store.apply_snapshot(snapshot(account, 2))
+    assert (await walk_conversations(store, "acc-1", 100))[0] == oldest
+    only_pinned = await store.list_conversations("acc-1", status=0, is_pinned=True, is_muted=None, cursor="", count=10)
     assert [c.conversation_id for c in only_pinned.items] == [oldest]
-    store.set_pinned("acc-1", oldest, False)
-    assert walk_conversations(store, "acc-1", 100)[-1] == oldest
-    assert store.set_muted("acc-1", oldest, True).is_muted
-    assert store.get_conversation("acc-1", oldest).is_muted
+    await store.set_pinned("acc-1", oldest, False)
+    assert (await walk_conversations(store, "acc-1", 100))[-1] == oldest
+    assert (await store.set_muted("acc-1", oldest, True)).is_muted
+    assert (await store.get_conversation("acc-1", oldest)).is_muted

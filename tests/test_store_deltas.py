@@ -75,87 +75,87 @@ def mutate(account: SampleAccount, rng: random.Random, step: int) -> None:
         batch.contents[rng.randrange(len(batch.contents))].stats.likes += 7
 
 
-def observable(store: MemoryStore, account_id: str) -> dict[str, object]:
+async def observable(store: MemoryStore, account_id: str) -> dict[str, object]:
     """Everything a client can see of an account: every list in order, every counter."""
-    def walk(lister: object) -> list[bytes]:
+    async def walk(lister: object) -> list[bytes]:
         out: list[bytes] = []
         cursor = ""
         while True:
-            page = lister(cursor)  # type: ignore[operator]
+            page = await lister(cursor)  # type: ignore[operator]
             out += [item.SerializeToString(deterministic=True) for item in page.items]
             if not page.has_more:
                 return out
             cursor = page.cursor
 
     return {
-        "conversations": walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)),
-        "messages": walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=50)),
-        "contents": walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)),
-        "discussions": walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50)),
-        "inbox": walk(lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)),
-        "stats": store.unified_stats(account_id),
+        "conversations": await walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)),
+        "messages": await walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=50)),
+        "contents": await walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)),
+        "discussions": await walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50)),
+        "inbox": await walk(lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)),
+        "stats": await store.unified_stats(account_id),
     }
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), steps=st.integers(1, 8), reads=st.lists(st.integers(0, 10**6), max_size=6))
-def test_deltas_equal_snapshots(seed: int, steps: int, reads: list[int]) -> None:
+async def test_deltas_equal_snapshots(seed: int, steps: int, reads: list[int]) -> None:
     rng = random.Random(seed)
     account = SampleAccount("acc", seed=seed, now=NOW)
     account.fill(conversations=6, messages_per_conversation=4, contents=3, comments_per_content=4)
     by_delta, by_snapshot = MemoryStore(), MemoryStore()
     first = SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch))
-    by_delta.apply_snapshot(first)
-    by_snapshot.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    await by_delta.apply_snapshot(first)
+    await by_snapshot.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     previous = copy(account.batch)
     for step in range(steps):
         mutate(account, rng, step)
         # The team reads a few items on both masters alike.
-        inbox = by_snapshot.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100).items
+        inbox = (await by_snapshot.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
         for pick in reads[: rng.randint(0, len(reads))]:
             if inbox:
                 item_id = inbox[pick % len(inbox)].id
-                by_snapshot.mark_unified_read("acc", [item_id], 1)
-                by_delta.mark_unified_read("acc", [item_id], 1)
+                await by_snapshot.mark_unified_read("acc", [item_id], 1)
+                await by_delta.mark_unified_read("acc", [item_id], 1)
         upserts, removals = diff(previous, account.batch)
-        assert by_delta.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
-        assert by_snapshot.apply_snapshot(SnapshotData("acc", step + 2, frozenset(), account.account, copy(account.batch)))
+        assert await by_delta.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
+        assert await by_snapshot.apply_snapshot(SnapshotData("acc", step + 2, frozenset(), account.account, copy(account.batch)))
         previous = copy(account.batch)
-        assert observable(by_delta, "acc") == observable(by_snapshot, "acc")
+        assert await observable(by_delta, "acc") == await observable(by_snapshot, "acc")
 
 
-def test_delta_against_the_wrong_base_is_refused_and_changes_nothing() -> None:
+async def test_delta_against_the_wrong_base_is_refused_and_changes_nothing() -> None:
     account = SampleAccount("acc", seed=1, now=NOW)
     account.fill(conversations=3, messages_per_conversation=2, contents=1, comments_per_content=2)
     store = MemoryStore()
-    store.apply_snapshot(SnapshotData("acc", 3, frozenset(), account.account, copy(account.batch)))
-    before = observable(store, "acc")
+    await store.apply_snapshot(SnapshotData("acc", 3, frozenset(), account.account, copy(account.batch)))
+    before = await observable(store, "acc")
     removals = sync_pb2.Removals(message_ids=[account.batch.messages[0].message_id])
     with pytest.raises(FailedPrecondition) as refused:
-        store.apply_delta(DeltaData("acc", 2, 4, None, sync_pb2.EntityBatch(), removals))
+        await store.apply_delta(DeltaData("acc", 2, 4, None, sync_pb2.EntityBatch(), removals))
     assert refused.value.reason == "BASE_VERSION_MISMATCH"
     assert refused.value.metadata == {"applied_version": "3"}
-    assert observable(store, "acc") == before
+    assert await observable(store, "acc") == before
     # Delivered again after it was applied: a no-op.
-    assert store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
-    assert not store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
+    assert await store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
+    assert not await store.apply_delta(DeltaData("acc", 3, 4, None, sync_pb2.EntityBatch(), removals))
     with pytest.raises(FailedPrecondition):
-        store.apply_delta(DeltaData("unknown", 0, 1, None, sync_pb2.EntityBatch(), removals))
+        await store.apply_delta(DeltaData("unknown", 0, 1, None, sync_pb2.EntityBatch(), removals))
 
 
-def test_status_reports_show_in_the_account_view_even_before_any_crawl() -> None:
+async def test_status_reports_show_in_the_account_view_even_before_any_crawl() -> None:
     store = MemoryStore()
     report = sync_pb2.AccountStatusReport(
         account_id="fresh", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="login page shown"
     )
-    store.report_status(report)
-    store.set_presence("fresh", "worker-7", True)
-    view = store.get_account("fresh")
+    await store.report_status(report)
+    await store.set_presence("fresh", "worker-7", True)
+    view = await store.get_account("fresh")
     assert (view.login_state, view.last_error, view.worker_id, view.online) == (
         e.LOGIN_STATE_LOGGED_OUT, "login page shown", "worker-7", True,
     )
     account = SampleAccount("fresh", seed=2, now=NOW)
-    store.apply_snapshot(SnapshotData("fresh", 1, frozenset(), account.account, copy(account.batch)))
-    view = store.get_account("fresh")
+    await store.apply_snapshot(SnapshotData("fresh", 1, frozenset(), account.account, copy(account.batch)))
+    view = await store.get_account("fresh")
     assert view.worker_id == "worker-7" and view.login_state == e.LOGIN_STATE_LOGGED_OUT
     assert not view.HasField("last_crawl_at")

@@ -53,7 +53,7 @@ async def test_first_crawl_goes_as_a_snapshot_then_changes_as_deltas(master: Mas
     async with running(engine_for(master, ["acc"])) as engine:
         engine.publish("acc", view_of(account))
         await engine.wait_synced()
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
         snapshot_bytes = engine.bytes_sent["snapshot"]
         account.grow(NOW + 10)
         del account.batch.messages[0]
@@ -61,7 +61,7 @@ async def test_first_crawl_goes_as_a_snapshot_then_changes_as_deltas(master: Mas
         await engine.wait_synced()
         assert engine.bytes_sent["snapshot"] == snapshot_bytes, "a change is sent as a delta"
         assert engine.bytes_sent["delta"] > 0
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
 
 
 async def test_a_one_percent_change_costs_at_most_two_percent_of_a_snapshot(master: MasterHandle) -> None:
@@ -83,7 +83,7 @@ async def test_a_one_percent_change_costs_at_most_two_percent_of_a_snapshot(mast
         await engine.wait_synced()
         delta_bytes = engine.bytes_sent["delta"]
         assert delta_bytes <= 0.02 * snapshot_bytes, (delta_bytes, snapshot_bytes)
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
 
 
 async def test_crawls_past_the_window_are_coalesced(master: MasterHandle) -> None:
@@ -102,7 +102,7 @@ async def test_crawls_past_the_window_are_coalesced(master: MasterHandle) -> Non
         await engine.wait_synced()
         assert most_in_flight <= 1
         assert sync.last_version - first_version < 30, "thirty crawls, fewer versions"
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
 
 
 async def test_a_base_the_master_does_not_have_falls_back_to_a_snapshot(master: MasterHandle) -> None:
@@ -114,14 +114,14 @@ async def test_a_base_the_master_does_not_have_falls_back_to_a_snapshot(master: 
         other = sample(seed=2)
         from services.master.store import SnapshotData
 
-        master.store.apply_snapshot(SnapshotData("acc", 40, frozenset(), other.account, other.batch))
+        await master.store.apply_snapshot(SnapshotData("acc", 40, frozenset(), other.account, other.batch))
         snapshots = engine.bytes_sent["snapshot"]
         account.grow(NOW + 99)
         engine.publish("acc", view_of(account))
         await engine.wait_synced()
         assert engine.bytes_sent["snapshot"] > snapshots
-        assert master.store.get_account("acc").version > 40
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert (await master.store.get_account("acc")).version > 40
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
 
 
 async def test_the_worker_resumes_by_itself_after_a_master_restart(master: MasterHandle) -> None:
@@ -136,12 +136,12 @@ async def test_the_worker_resumes_by_itself_after_a_master_restart(master: Maste
         await engine.wait_synced(timeout=20)
         assert engine.sessions > sessions
         assert engine.bytes_sent["snapshot"] == snapshots, "resumed with a delta, no full resync"
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
         await master.restart(lose_state=True)  # a master that lost everything gets a snapshot
         await asyncio.sleep(0.5)
         await engine.wait_synced(timeout=20)
         assert engine.bytes_sent["snapshot"] > snapshots
-        assert master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
+        assert await master_copy(master.store, "acc") == view_copy(view_of(account), "acc")
 
 
 async def test_account_status_shows_in_the_accounts_api(master: MasterHandle) -> None:
@@ -150,11 +150,19 @@ async def test_account_status_shows_in_the_accounts_api(master: MasterHandle) ->
             account_id="acc", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="the login page replaced the works page"
         )
         engine.report_status(report)
-        await eventually(lambda: master.store.get_account("acc").last_error == report.last_error, timeout=10, ignoring=(NotFound,))
-        view = master.store.get_account("acc")
+
+        async def reported() -> bool:
+            return (await master.store.get_account("acc")).last_error == report.last_error
+
+        await eventually(reported, timeout=10, ignoring=(NotFound,))
+        view = await master.store.get_account("acc")
         assert view.login_state == e.LOGIN_STATE_LOGGED_OUT
         assert (view.worker_id, view.online) == ("test-worker", True)
-    await eventually(lambda: not master.store.get_account("acc").online, timeout=10)
+
+    async def offline() -> bool:
+        return not (await master.store.get_account("acc")).online
+
+    await eventually(offline, timeout=10)
 
 
 async def test_commands_reach_the_owner_once_and_results_come_back(master: MasterHandle) -> None:
@@ -252,7 +260,7 @@ async def test_workers_without_a_valid_token_are_refused(master: MasterHandle, t
             await call.write(hello("test-worker", "acc"))
             await call.read()
         assert refused.value.code() == code
-    assert master.store.account_versions(["acc"]) == {"acc": 0}
+    assert await master.store.account_versions(["acc"]) == {"acc": 0}
 
 
 async def test_a_token_speaks_for_one_worker_only(master: MasterHandle) -> None:
@@ -298,7 +306,7 @@ async def test_a_worker_syncs_only_the_accounts_assigned_to_it(master: MasterHan
             account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))
         nack = (await call.read()).nack
         assert reason_of(nack.status) == "ACCOUNT_NOT_ASSIGNED"
-    assert master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
+    assert await master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
 
 
 async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_more(master: MasterHandle) -> None:
@@ -317,7 +325,7 @@ async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_mor
             await call.read()
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "revoked" in (refused.value.details() or "")
-    assert master.store.account_versions(["acc"]) == {"acc": 0}
+    assert await master.store.account_versions(["acc"]) == {"acc": 0}
 
 
 async def test_a_silent_owner_loses_its_lease_and_is_fenced(master: MasterHandle) -> None:
@@ -335,7 +343,7 @@ async def test_a_silent_owner_loses_its_lease_and_is_fenced(master: MasterHandle
             assert engine.refused["acc"].owner_worker_id == "worker-a"
             # ... and takes over once worker-a has been silent for a lease.
             await engine.wait_synced(timeout=10)
-        assert master.store.get_account("acc").version >= 1
+        assert (await master.store.get_account("acc")).version >= 1
         # worker-a's late snapshot is refused: it is fenced.
         late = sync_pb2.Snapshot(account_id="acc", version=99, last=True)
         await silent.write(sync_pb2.SyncDataRequest(snapshot=late))
@@ -343,7 +351,7 @@ async def test_a_silent_owner_loses_its_lease_and_is_fenced(master: MasterHandle
         while reply.WhichOneof("kind") == "heartbeat":
             reply = await silent.read()
         assert reason_of(reply.nack.status) == "NOT_OWNER"
-        assert master.store.get_account("acc").version < 99
+        assert (await master.store.get_account("acc")).version < 99
 
 
 async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master: MasterHandle) -> None:
@@ -355,7 +363,7 @@ async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master:
         good, other = sample("good", seed=3), sample("other", seed=4)
         await client.open({"good": 0, "other": 0})
         assert await client.push_snapshot("good", 1, good.account, good.batch) == 1
-        before = master_copy(master.store, "good")
+        before = await master_copy(master.store, "good")
 
         async def refused(request: sync_pb2.SyncDataRequest) -> tuple[int, str, str]:
             with pytest.raises(SyncRefused) as caught:
@@ -382,7 +390,7 @@ async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master:
         code, field, _ = await refused(sync_pb2.SyncDataRequest(delta=huge))
         assert (code, field) == (code_pb2.RESOURCE_EXHAUSTED, "delta")
         # The stream still works, for this account and the other; nothing refused was stored.
-        assert master_copy(master.store, "good") == before
+        assert await master_copy(master.store, "good") == before
         assert await client.push_snapshot("other", 1, other.account, other.batch) == 1
-        assert master_copy(master.store, "other") == view_copy(view_of(other), "other")
+        assert await master_copy(master.store, "other") == view_copy(view_of(other), "other")
         await client.close()

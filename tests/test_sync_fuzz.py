@@ -3,6 +3,7 @@ and its state stays whole (lists walk, counters agree, versions never go back)."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, cast
 
@@ -90,45 +91,49 @@ def requests(draw: st.DrawFn) -> sync_pb2.SyncDataRequest:
         return sync_pb2.SyncDataRequest()
 
 
-def _whole(store: MemoryStore) -> dict[str, int]:
+async def _whole(store: MemoryStore) -> dict[str, int]:
     """Every list walks, every view builds, and the unread counters agree with the lists."""
     versions = {}
     for account_id in store.account_ids():
-        observable(store, account_id)
+        await observable(store, account_id)
         unread, cursor = 0, ""
         while True:
-            page = store.list_unified(account_id, types=(), is_read=False, is_new=None, cursor=cursor, count=100)
+            page = await store.list_unified(account_id, types=(), is_read=False, is_new=None, cursor=cursor, count=100)
             unread += len(page.items)
             if not page.has_more:
                 break
             cursor = page.cursor
-        assert store.unified_stats(account_id).total_unread == unread
-        versions[account_id] = store.get_account(account_id).version
+        assert (await store.unified_stats(account_id)).total_unread == unread
+        versions[account_id] = (await store.get_account(account_id)).version
     return versions
 
 
-def _session(tmp_path: Path) -> tuple[MemoryStore, SyncSession]:
+async def _session(tmp_path: Path) -> tuple[MemoryStore, SyncSession]:
     store = MemoryStore()
     tokens = WorkerTokens(write_tokens(tmp_path / "tokens.toml", ("fuzzer",)))
     hub = SyncHub(store, tokens, CommandBook(), SyncConfig())
     session = SyncSession(hub, "fuzzer", "fuzz")
     hub.sessions[session.id] = session
     # Start as a real stream does most of the time: with a hello.
-    session.handle(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="fuzzer", accounts=[sync_pb2.AccountVersion(account_id="a")])))
+    await session.handle(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="fuzzer", accounts=[sync_pb2.AccountVersion(account_id="a")])))
     return store, session
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(messages=st.lists(requests(), min_size=1, max_size=25))
 def test_no_message_breaks_the_master(tmp_path: Path, messages: list[sync_pb2.SyncDataRequest]) -> None:
-    store, session = _session(tmp_path)
+    asyncio.run(_no_message_breaks_the_master(tmp_path, messages))
+
+
+async def _no_message_breaks_the_master(tmp_path: Path, messages: list[sync_pb2.SyncDataRequest]) -> None:
+    store, session = await _session(tmp_path)
     before: dict[str, int] = {}
     for message in messages:
         try:
-            session.handle(message)
+            await session.handle(message)
         except (Unauthenticated, PermissionDenied):
             break  # the stream ends, as designed (a hello naming another worker)
-        after = _whole(store)
+        after = await _whole(store)
         for account_id, version in before.items():
             assert after.get(account_id, version) >= version, "a version went back"
         before = after
@@ -141,14 +146,14 @@ def test_the_fuzzer_reaches_the_store(tmp_path: Path) -> None:
     """Not only refusals: the drawn messages do get applied, so the test above exercises
     the store and not just the validation in front of it."""
 
-    def applies(messages: list[sync_pb2.SyncDataRequest]) -> bool:
-        store, session = _session(tmp_path)
+    async def applies(messages: list[sync_pb2.SyncDataRequest]) -> bool:
+        store, session = await _session(tmp_path)
         for message in messages:
             try:
-                session.handle(message)
+                await session.handle(message)
             except (Unauthenticated, PermissionDenied):
                 break
-        return any(version > 0 for version in store.account_versions(["a", "b"]).values())
+        return any(version > 0 for version in (await store.account_versions(["a", "b"])).values())
 
     settings_ = settings(max_examples=500, database=None, suppress_health_check=list(HealthCheck))
-    assert find(st.lists(requests(), min_size=1, max_size=25), applies, settings=settings_)
+    assert find(st.lists(requests(), min_size=1, max_size=25), lambda drawn: asyncio.run(applies(drawn)), settings=settings_)

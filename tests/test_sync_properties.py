@@ -87,25 +87,25 @@ async def scenario(seed: int, steps: list[tuple[str, int]], duplicate_rate: floa
                     read.clear()
                 elif operation == "read":
                     try:
-                        inbox = master.store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)
+                        inbox = await master.store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)
                     except Exception:
                         continue  # nothing synced yet
                     if inbox.items:
                         item = inbox.items[value % len(inbox.items)].id
-                        master.store.mark_unified_read("acc", [item], 1)
+                        await master.store.mark_unified_read("acc", [item], 1)
                         read.add(item)
                 await asyncio.sleep(0.01 * (value % 4) if operation == "pause" else rng.choice([0, 0, 0.02]))
             async with asyncio.timeout(8):
                 while engine.sessions <= settled_after:
                     await asyncio.sleep(0.01)
             await engine.wait_synced(timeout=8)
-            assert master_copy(master.store, "acc") == view_copy(crawl_of(account), "acc")
+            assert await master_copy(master.store, "acc") == view_copy(crawl_of(account), "acc")
             # Every read mark of an item still there is intact.
             for item in read:
                 kind, _, entity_id = item.partition(":")
                 present = entity_id in ({c.comment_id for c in account.batch.comments} if kind == "comment" else {m.message_id for m in account.batch.messages})
                 if present:
-                    assert master.store.get_unified("acc", item).is_read, item
+                    assert (await master.store.get_unified("acc", item)).is_read, item
         finally:
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)

@@ -54,7 +54,7 @@ async def test_a_second_worker_is_told_who_owns_the_account(master: Master, acco
     with pytest.raises(SyncRefused) as refused:
         await intruder.push_snapshot(accounts[0].account_id, 9, accounts[0].account, sync_pb2.EntityBatch())
     assert reason_of(refused.value.status) == "NOT_OWNER"
-    assert master.store.get_account(accounts[0].account_id).version == 1
+    assert (await master.store.get_account(accounts[0].account_id)).version == 1
     await owner.close()
 
 
@@ -73,7 +73,7 @@ async def test_empty_key_is_refused_and_the_stream_stays_open(master: Master, ac
     # Nothing of it was stored (the account shows, owned and empty, at version 0) ...
     listed = await master.im.list_conversations(conv.ListConversationsRequest(account_id=account.account_id))
     assert not listed.conversations
-    assert master.store.get_account(account.account_id).version == 0
+    assert (await master.store.get_account(account.account_id)).version == 0
     # ... and the same stream takes the next, valid snapshot.
     assert await sync.push_snapshot(account.account_id, 1, account.account, account.batch) == 1
 
@@ -108,9 +108,9 @@ async def test_master_owned_fields_sent_by_a_worker_are_ignored(master: Master, 
         message.is_read = True
     account.batch.conversations[0].is_pinned = True
     await push_all(master, [account])
-    stats = master.store.unified_stats(account.account_id)
+    stats = await master.store.unified_stats(account.account_id)
     assert stats.unread_direct_messages > 0
-    assert not master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id).is_pinned
+    assert not (await master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id)).is_pinned
 
 
 async def test_an_account_of_100000_messages_syncs_under_the_default_message_limit(master: Master) -> None:
@@ -123,7 +123,7 @@ async def test_an_account_of_100000_messages_syncs_under_the_default_message_lim
         sync = SyncClient(channel, "test-worker", token=token_for("test-worker"))
         await sync.open({"big": 0})
         assert await sync.push_snapshot("big", 1, account.account, account.batch) == 1
-    stats = master.store.unified_stats("big")
+    stats = await master.store.unified_stats("big")
     inbound = sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
     assert stats.unread_direct_messages == inbound
 
@@ -155,7 +155,7 @@ def chunk_requests(account: SampleAccount, version: int, max_bytes: int) -> list
 async def test_chunk_out_of_order_is_refused_and_nothing_applies(master: Master, accounts: list[SampleAccount]) -> None:
     account = accounts[0]
     sync = await push_all(master, [account])
-    before = master.store.unified_stats(account.account_id)
+    before = await master.store.unified_stats(account.account_id)
     account.grow(NOW + 100)
     requests = chunk_requests(account, 2, 2048)
     assert len(requests) >= 3
@@ -163,8 +163,8 @@ async def test_chunk_out_of_order_is_refused_and_nothing_applies(master: Master,
     with pytest.raises(SyncRefused) as refused:
         await sync.send(requests)
     assert field_of(refused.value) == "snapshot.chunk_index"
-    assert master.store.get_account(account.account_id).version == 1
-    assert master.store.unified_stats(account.account_id) == before
+    assert (await master.store.get_account(account.account_id)).version == 1
+    assert await master.store.unified_stats(account.account_id) == before
     # One Nack for the refused snapshot; the stream goes on with the next.
     assert await sync.send(chunk_requests(account, 2, 2048)) == 2
 
@@ -172,7 +172,7 @@ async def test_chunk_out_of_order_is_refused_and_nothing_applies(master: Master,
 async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Master, accounts: list[SampleAccount]) -> None:
     account = accounts[0]
     await push_all(master, [account])
-    before = master.store.unified_stats(account.account_id)
+    before = await master.store.unified_stats(account.account_id)
     account.grow(NOW + 100)
     requests = chunk_requests(account, 2, 2048)
     stub: Any = sync_pb2_grpc.SyncServiceStub(master.channel)
@@ -188,7 +188,7 @@ async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Ma
     # A fresh stream sees the old version, unchanged.
     fresh = master.sync("test-worker")
     assert await fresh.open({account.account_id: 0}) == {account.account_id: 1}
-    assert master.store.unified_stats(account.account_id) == before
+    assert await master.store.unified_stats(account.account_id) == before
 
 
 async def test_snapshot_before_hello_and_for_unannounced_accounts(master: Master, accounts: list[SampleAccount]) -> None:
@@ -206,11 +206,11 @@ async def test_versions_delivered_again_are_acknowledged_without_effect_and_olde
 ) -> None:
     account = accounts[0]
     sync = await push_all(master, [account], version=4)
-    before = master.store.unified_stats(account.account_id)
+    before = await master.store.unified_stats(account.account_id)
     assert await sync.push_snapshot(account.account_id, 4, account.account, account.batch) == 4
     emptied = sync_pb2.EntityBatch()
     with pytest.raises(SyncRefused) as refused:
         await sync.push_snapshot(account.account_id, 3, account.account, emptied)
     assert reason_of(refused.value.status) == "STALE_VERSION"
-    assert master.store.get_account(account.account_id).version == 4
-    assert master.store.unified_stats(account.account_id) == before
+    assert (await master.store.get_account(account.account_id)).version == 4
+    assert await master.store.unified_stats(account.account_id) == before

@@ -80,14 +80,14 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate_and_stores_noth
         async with running(without):
             with pytest.raises(TimeoutError):
                 await without.wait_synced(timeout=1.5)
-        assert master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
+        assert await master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
         with pytest.raises(grpc.aio.AioRpcError):
             await _accounts(address, ClientTls(ca.pem))
 
         engine = _engine(address, ClientTls(ca.pem, worker.cert, worker.key), account)
         async with running(engine):
             await engine.wait_synced(timeout=20)
-        assert master.store.account_versions(["acc"]) == {"acc": 1}
+        assert await master.store.account_versions(["acc"]) == {"acc": 1}
     finally:
         await master.stop()
 

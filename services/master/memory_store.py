@@ -126,13 +126,13 @@ class MemoryStore:
         kind = record.WhichOneof("change")
         if kind == "snapshot":
             snap = record.snapshot
-            self.apply_snapshot(
+            self._apply_snapshot(
                 SnapshotData(snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities)
             )
         elif kind == "delta":
             delta = record.delta
             account = delta.account if delta.HasField("account") else None
-            self.apply_delta(
+            self._apply_delta(
                 DeltaData(delta.account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
             )
         elif kind == "read_marks":
@@ -185,13 +185,19 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ sync
 
-    def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]:
+    async def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]:
         return {
             account_id: (state.version if (state := self._accounts.get(account_id)) else 0)
             for account_id in account_ids
         }
 
-    def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+    async def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+        return self._apply_snapshot(snapshot)
+
+    async def apply_delta(self, delta: DeltaData) -> bool:
+        return self._apply_delta(delta)
+
+    def _apply_snapshot(self, snapshot: SnapshotData) -> bool:
         current = self._accounts.get(snapshot.account_id)
         if current is not None:
             if current.was_applied(snapshot.version):
@@ -252,7 +258,7 @@ class MemoryStore:
             )
         return True
 
-    def apply_delta(self, delta: DeltaData) -> bool:
+    def _apply_delta(self, delta: DeltaData) -> bool:
         state = self._accounts.get(delta.account_id)
         applied = state.version if state is not None else 0
         if state is not None and state.was_applied(delta.version):
@@ -282,7 +288,10 @@ class MemoryStore:
         horizons = self.retention.horizons(self._clock())
         return state.floors(horizons) if state is not None else horizons
 
-    def enforce_retention(self, *, budget: int = 100_000) -> int:
+    async def enforce_retention(self, *, budget: int = 100_000) -> int:
+        return self._enforce_retention(budget)
+
+    def _enforce_retention(self, budget: int) -> int:
         """Drops what outlived its time to live, then the oldest read messages and comments
         while the store is over its bound; at most `budget` entities a call. Returns how many."""
         if self.retention is None:
@@ -356,13 +365,13 @@ class MemoryStore:
             self._account_order.add((account_id,))
         return state
 
-    def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+    async def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
         state = self._state_or_new(report.account_id)
         if state.presence.status != report:
             state.presence.status.CopyFrom(report)
             self._announce_status(state)
 
-    def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
+    async def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
         state = self._state_or_new(account_id)
         if (state.presence.worker_id, state.presence.online) != (worker_id, online):
             state.presence.worker_id = worker_id
@@ -398,10 +407,10 @@ class MemoryStore:
             raise InvalidArgument(f"{kind} {entity_id!r} is in several accounts; name one", field="account_id")
         return owners[0]
 
-    def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
+    async def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
         return [state.account_id for state in self._accounts.values() if entity_id in state.collection(kind)]
 
-    def list_accounts(
+    async def list_accounts(
         self,
         *,
         status: int,
@@ -422,12 +431,12 @@ class MemoryStore:
 
         return _page(self._account_order, "accounts", (str,), cursor, count, view)
 
-    def get_account(self, account_id: str) -> e.Account:
+    async def get_account(self, account_id: str) -> e.Account:
         return self._state(account_id).account_view()
 
     # ------------------------------------------------------- conversations
 
-    def list_conversations(
+    async def list_conversations(
         self,
         account_id: str,
         *,
@@ -452,11 +461,11 @@ class MemoryStore:
 
         return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
 
-    def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
+    async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         return state.conversation_view(conversation_id)
 
-    def mark_conversation_read(
+    async def mark_conversation_read(
         self, account_id: str, conversation_id: str, now_ns: int
     ) -> tuple[int, e.Conversation]:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
@@ -469,14 +478,14 @@ class MemoryStore:
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
         return marked, conversation
 
-    def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
+    async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         state.set_pinned(conversation_id, pinned)
         flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, pinned=pinned)
         self._log(state.account_id, jpb.Record(conversation_flags=flags))
         return state.conversation_view(conversation_id)
 
-    def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation:
+    async def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         _set_flag(state.handling.muted, conversation_id, muted)
         flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, muted=muted)
@@ -485,7 +494,7 @@ class MemoryStore:
 
     # ------------------------------------------------------------ messages
 
-    def list_messages(
+    async def list_messages(
         self,
         account_id: str,
         *,
@@ -524,11 +533,11 @@ class MemoryStore:
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
         return _page(order, "messages", (int, str), cursor, count, view, stop)
 
-    def get_message(self, account_id: str, message_id: str) -> e.Message:
+    async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
         return state.message_view(state.messages[message_id])
 
-    def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message:
+    async def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
         if state.mark_read(message_key(message_id), now_ns):
             self._log_reads(state, [message_key(message_id)], now_ns)
@@ -537,7 +546,7 @@ class MemoryStore:
 
     # ------------------------------------------------------------ contents
 
-    def list_contents(
+    async def list_contents(
         self,
         account_id: str,
         *,
@@ -558,11 +567,11 @@ class MemoryStore:
 
         return _page(state.content_order, "contents", (int, str), cursor, count, view)
 
-    def get_content(self, account_id: str, content_id: str) -> e.Content:
+    async def get_content(self, account_id: str, content_id: str) -> e.Content:
         state = self._owner(account_id, "content", content_id, "content_id")
         return state.content_view(content_id)
 
-    def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]:
+    async def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]:
         state = self._owner(account_id, "content", content_id, "content_id")
         order = state.comments_by_content.get(content_id, ())
         items = [item for key in order if state.mark_read(item := comment_key(str(key[1])), now_ns)]
@@ -575,7 +584,7 @@ class MemoryStore:
 
     # --------------------------------------------------------- discussions
 
-    def list_discussions(
+    async def list_discussions(
         self,
         account_id: str,
         *,
@@ -607,11 +616,11 @@ class MemoryStore:
 
         return _page(order, "discussions", (int, str), cursor, count, view)
 
-    def get_discussion(self, account_id: str, comment_id: str) -> e.Comment:
+    async def get_discussion(self, account_id: str, comment_id: str) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
         return state.comment_view(state.comments[comment_id])
 
-    def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment:
+    async def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
         if state.mark_read(comment_key(comment_id), now_ns):
             self._log_reads(state, [comment_key(comment_id)], now_ns)
@@ -620,7 +629,7 @@ class MemoryStore:
 
     # ------------------------------------------------------- unified inbox
 
-    def list_unified(
+    async def list_unified(
         self,
         account_id: str,
         *,
@@ -645,15 +654,15 @@ class MemoryStore:
 
         return _page(state.inbox_order, "unified", (int, str), cursor, count, view)
 
-    def unified_stats(self, account_id: str) -> UnifiedStats:
+    async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)
         return UnifiedStats(state.unread_comments, state.unread_discussions, state.unread_direct_messages)
 
-    def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage:
+    async def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage:
         kind, entity_id = split_item_key(item_id, field="id")
         return self._owner(account_id, kind, entity_id, "id").unified_view(item_id)
 
-    def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int:
+    async def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int:
         # Locate every id before marking any, so a bad id changes nothing.
         owners = []
         for position, item_id in enumerate(item_ids):

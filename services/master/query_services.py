@@ -6,7 +6,7 @@ Store errors become gRPC statuses in `answer`, the one boundary between them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -42,7 +42,7 @@ class Guarded:
         self._store = store
         self._keys = keys
 
-    async def _answer(self, context: Context, compute: Callable[[Access], T], scope: str = "read") -> T:
+    async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]], scope: str = "read") -> T:
         """Authorizes the call, runs `compute` with what the key may do, and ends the RPC
         with the status of a store error.
 
@@ -51,7 +51,7 @@ class Guarded:
         """
         try:
             access = self._keys.authorize(list(context.invocation_metadata() or ()), scope)
-            result = compute(access)
+            result = await compute(access)
         except StoreError as error:
             status = grpc_status_of(error)
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -64,17 +64,33 @@ class Guarded:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
         return result
 
+    async def _answer_held(
+        self,
+        context: Context,
+        kind: str,
+        entity_id: str,
+        account_id: str,
+        act: Callable[[str], Awaitable[T]],
+        scope: str = "read",
+    ) -> T:
+        """`_answer` for a call on one entity: `act` gets the account holding it."""
+
+        async def compute(access: Access) -> T:
+            return await act(await self._holder(access, kind, entity_id, account_id))
+
+        return await self._answer(context, compute, scope)
+
     def _account(self, access: Access, account_id: str) -> str:
         access.check(account_id)
         return account_id
 
-    def _holder(self, access: Access, kind: str, entity_id: str, account_id: str) -> str:
+    async def _holder(self, access: Access, kind: str, entity_id: str, account_id: str) -> str:
         """The account to find an entity in: the one named, if the key may use it; else, for
         a key limited to some accounts, the one of those holding it (an entity elsewhere is
         not found, exactly as one that does not exist)."""
         if account_id or access.accounts is None or not entity_id:
             return self._account(access, account_id)
-        holders = [a for a in self._store.accounts_holding(kind, entity_id) if access.may_use(a)]
+        holders = [a for a in await self._store.accounts_holding(kind, entity_id) if access.may_use(a)]
         if not holders:
             raise NotFound(f"{kind} {entity_id!r} not found")
         if len(holders) > 1:
@@ -127,40 +143,56 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
     async def GetConversation(
         self, request: conv.GetConversationRequest, context: Context
     ) -> conv.GetConversationResponse:
-        found = await self._answer(context, lambda access: self._store.get_conversation(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id))
+        found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.get_conversation(holder, request.conversation_id),
+        )
         return conv.GetConversationResponse(conversation=found)
 
     async def MarkConversationRead(
         self, request: conv.MarkConversationReadRequest, context: Context
     ) -> conv.MarkConversationReadResponse:
-        marked, found = await self._answer(
-            context,
-            lambda access: self._store.mark_conversation_read(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, time.time_ns()),
+        marked, found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.mark_conversation_read(holder, request.conversation_id, time.time_ns(),
+        ),
         )
         return conv.MarkConversationReadResponse(marked_count=marked, conversation=found)
 
     async def PinConversation(
         self, request: conv.PinConversationRequest, context: Context
     ) -> conv.PinConversationResponse:
-        found = await self._answer(context, lambda access: self._store.set_pinned(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, True))
+        found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.set_pinned(holder, request.conversation_id, True),
+        )
         return conv.PinConversationResponse(conversation=found)
 
     async def UnpinConversation(
         self, request: conv.UnpinConversationRequest, context: Context
     ) -> conv.UnpinConversationResponse:
-        found = await self._answer(context, lambda access: self._store.set_pinned(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, False))
+        found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.set_pinned(holder, request.conversation_id, False),
+        )
         return conv.UnpinConversationResponse(conversation=found)
 
     async def MuteConversation(
         self, request: conv.MuteConversationRequest, context: Context
     ) -> conv.MuteConversationResponse:
-        found = await self._answer(context, lambda access: self._store.set_muted(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, True))
+        found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.set_muted(holder, request.conversation_id, True),
+        )
         return conv.MuteConversationResponse(conversation=found)
 
     async def UnmuteConversation(
         self, request: conv.UnmuteConversationRequest, context: Context
     ) -> conv.UnmuteConversationResponse:
-        found = await self._answer(context, lambda access: self._store.set_muted(self._holder(access, "conversation", request.conversation_id, request.account_id), request.conversation_id, False))
+        found = await self._answer_held(
+            context, "conversation", request.conversation_id, request.account_id,
+            lambda holder: self._store.set_muted(holder, request.conversation_id, False),
+        )
         return conv.UnmuteConversationResponse(conversation=found)
 
 
@@ -185,14 +217,19 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
-        found = await self._answer(context, lambda access: self._store.get_message(self._holder(access, "message", request.message_id, request.account_id), request.message_id))
+        found = await self._answer_held(
+            context, "message", request.message_id, request.account_id,
+            lambda holder: self._store.get_message(holder, request.message_id),
+        )
         return msg.GetMessageResponse(message=found)
 
     async def MarkMessageRead(
         self, request: msg.MarkMessageReadRequest, context: Context
     ) -> msg.MarkMessageReadResponse:
-        found = await self._answer(
-            context, lambda access: self._store.mark_message_read(self._holder(access, "message", request.message_id, request.account_id), request.message_id, time.time_ns())
+        found = await self._answer_held(
+            context, "message", request.message_id, request.account_id,
+            lambda holder: self._store.mark_message_read(holder, request.message_id, time.time_ns(),
+        )
         )
         return msg.MarkMessageReadResponse(message=found)
 
@@ -213,20 +250,28 @@ class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
         return cnt.ListContentsResponse(contents=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetContent(self, request: cnt.GetContentRequest, context: Context) -> cnt.GetContentResponse:
-        found = await self._answer(context, lambda access: self._store.get_content(self._holder(access, "content", request.content_id, request.account_id), request.content_id))
+        found = await self._answer_held(
+            context, "content", request.content_id, request.account_id,
+            lambda holder: self._store.get_content(holder, request.content_id),
+        )
         return cnt.GetContentResponse(content=found)
 
     async def GetContentStats(
         self, request: cnt.GetContentStatsRequest, context: Context
     ) -> cnt.GetContentStatsResponse:
-        found = await self._answer(context, lambda access: self._store.get_content(self._holder(access, "content", request.content_id, request.account_id), request.content_id))
+        found = await self._answer_held(
+            context, "content", request.content_id, request.account_id,
+            lambda holder: self._store.get_content(holder, request.content_id),
+        )
         return cnt.GetContentStatsResponse(stats=found.stats)
 
     async def MarkContentRead(
         self, request: cnt.MarkContentReadRequest, context: Context
     ) -> cnt.MarkContentReadResponse:
-        marked, found = await self._answer(
-            context, lambda access: self._store.mark_content_read(self._holder(access, "content", request.content_id, request.account_id), request.content_id, time.time_ns())
+        marked, found = await self._answer_held(
+            context, "content", request.content_id, request.account_id,
+            lambda holder: self._store.mark_content_read(holder, request.content_id, time.time_ns(),
+        )
         )
         return cnt.MarkContentReadResponse(marked_count=marked, content=found)
 
@@ -251,14 +296,19 @@ class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer
         return dis.ListDiscussionsResponse(discussions=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetDiscussion(self, request: dis.GetDiscussionRequest, context: Context) -> dis.GetDiscussionResponse:
-        found = await self._answer(context, lambda access: self._store.get_discussion(self._holder(access, "comment", request.comment_id, request.account_id), request.comment_id))
+        found = await self._answer_held(
+            context, "comment", request.comment_id, request.account_id,
+            lambda holder: self._store.get_discussion(holder, request.comment_id),
+        )
         return dis.GetDiscussionResponse(discussion=found)
 
     async def MarkDiscussionRead(
         self, request: dis.MarkDiscussionReadRequest, context: Context
     ) -> dis.MarkDiscussionReadResponse:
-        found = await self._answer(
-            context, lambda access: self._store.mark_discussion_read(self._holder(access, "comment", request.comment_id, request.account_id), request.comment_id, time.time_ns())
+        found = await self._answer_held(
+            context, "comment", request.comment_id, request.account_id,
+            lambda holder: self._store.mark_discussion_read(holder, request.comment_id, time.time_ns(),
+        )
         )
         return dis.MarkDiscussionReadResponse(discussion=found)
 
@@ -295,28 +345,28 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     async def MarkUnifiedMessageRead(
         self, request: uni.MarkUnifiedMessageReadRequest, context: Context
     ) -> uni.MarkUnifiedMessageReadResponse:
-        def mark(access: Access) -> uni.UnifiedMessage:
-            account_id = self._item_holder(access, request.id, "id", request.account_id)
-            self._store.get_unified(account_id, request.id)
-            self._store.mark_unified_read(account_id, [request.id], time.time_ns())
-            return self._store.get_unified(account_id, request.id)
+        async def mark(access: Access) -> uni.UnifiedMessage:
+            account_id = await self._item_holder(access, request.id, "id", request.account_id)
+            await self._store.get_unified(account_id, request.id)
+            await self._store.mark_unified_read(account_id, [request.id], time.time_ns())
+            return await self._store.get_unified(account_id, request.id)
 
         return uni.MarkUnifiedMessageReadResponse(message=await self._answer(context, mark))
 
-    def _item_holder(self, access: Access, item_id: str, field: str, account_id: str) -> str:
+    async def _item_holder(self, access: Access, item_id: str, field: str, account_id: str) -> str:
         kind, entity_id = split_item_key(item_id, field=field)
-        return self._holder(access, kind, entity_id, account_id)
+        return await self._holder(access, kind, entity_id, account_id)
 
     async def MarkUnifiedMessagesRead(
         self, request: uni.MarkUnifiedMessagesReadRequest, context: Context
     ) -> uni.MarkUnifiedMessagesReadResponse:
-        def mark_all(access: Access) -> int:
+        async def mark_all(access: Access) -> int:
             # Every id is located (and allowed) before any is marked: a bad one changes nothing.
             by_account: dict[str, list[str]] = {}
             for position, item_id in enumerate(request.ids):
-                holder = self._item_holder(access, item_id, f"ids[{position}]", request.account_id)
+                holder = await self._item_holder(access, item_id, f"ids[{position}]", request.account_id)
                 by_account.setdefault(holder, []).append(item_id)
             now = time.time_ns()
-            return sum(self._store.mark_unified_read(account_id, ids, now) for account_id, ids in by_account.items())
+            return sum([await self._store.mark_unified_read(account_id, ids, now) for account_id, ids in by_account.items()])
 
         return uni.MarkUnifiedMessagesReadResponse(marked_count=await self._answer(context, mark_all))

@@ -52,7 +52,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
         super().__init__(store, keys)
         self._book = book
 
-    def _command(self, request: rep.SendReplyRequest, access: Access) -> sync_pb2.Command:
+    async def _command(self, request: rep.SendReplyRequest, access: Access) -> sync_pb2.Command:
         if not request.request_id:
             raise InvalidArgument("required: a client-chosen id that makes sending again safe", field="request_id")
         if len(request.request_id) > MAX_REQUEST_ID:
@@ -63,8 +63,8 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             wanted = request.reply_to_comment
             if not wanted.comment_id:
                 raise InvalidArgument("required", field="reply_to_comment.comment_id")
-            holder = self._holder(access, "comment", wanted.comment_id, request.account_id)
-            comment = self._store.get_discussion(holder, wanted.comment_id)
+            holder = await self._holder(access, "comment", wanted.comment_id, request.account_id)
+            comment = await self._store.get_discussion(holder, wanted.comment_id)
             command.account_id = comment.account_id
             command.reply_to_comment.CopyFrom(wanted)
             command.reply_to_comment.content_id = comment.content_id
@@ -73,8 +73,8 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             wanted_message = request.send_message
             if not wanted_message.conversation_id:
                 raise InvalidArgument("required", field="send_message.conversation_id")
-            holder = self._holder(access, "conversation", wanted_message.conversation_id, request.account_id)
-            conversation = self._store.get_conversation(holder, wanted_message.conversation_id)
+            holder = await self._holder(access, "conversation", wanted_message.conversation_id, request.account_id)
+            conversation = await self._store.get_conversation(holder, wanted_message.conversation_id)
             command.account_id = conversation.account_id
             command.send_message.CopyFrom(wanted_message)
             text, field = wanted_message.text, "send_message.text"
@@ -87,11 +87,14 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
         return command
 
     async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:
-        record = await self._answer(context, lambda access: self._book.submit(self._command(request, access)), "reply")
+        async def submit(access: Access) -> CommandRecord:
+            return self._book.submit(await self._command(request, access))
+
+        record = await self._answer(context, submit, "reply")
         return rep.SendReplyResponse(reply=reply_of(record))
 
     async def GetReply(self, request: rep.GetReplyRequest, context: Context) -> rep.GetReplyResponse:
-        def find(access: Access) -> CommandRecord:
+        async def find(access: Access) -> CommandRecord:
             if not request.request_id:
                 raise InvalidArgument("required", field="request_id")
             record = self._book.get(request.request_id)

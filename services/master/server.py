@@ -161,9 +161,8 @@ class Master:
         while True:
             await asyncio.sleep(1.0)
             try:
-                self.hub.sweep()
-                if isinstance(self.store, MemoryStore):
-                    self.store.enforce_retention()
+                await self.hub.sweep()
+                await self.store.enforce_retention()
             except Exception:
                 log.exception("sweep failed")
 

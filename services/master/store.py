@@ -86,14 +86,19 @@ class Store(Protocol):
         """A future resolved once every change made so far is durable; None when it already is."""
         ...
 
-    # --- sync ---
-    def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
+    async def enforce_retention(self, *, budget: int = 100_000) -> int:
+        """Drops what outlived its time to live, then the oldest read items while over the
+        entity bound; at most `budget` entities a call. Returns how many."""
+        ...
 
-    def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+    # --- sync ---
+    async def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
+
+    async def apply_snapshot(self, snapshot: SnapshotData) -> bool:
         """Applies a snapshot atomically; False (a no-op) for a version not newer than the applied one."""
         ...
 
-    def apply_delta(self, delta: DeltaData) -> bool:
+    async def apply_delta(self, delta: DeltaData) -> bool:
         """Applies a delta atomically; False (a no-op) for a version already applied.
 
         Raises FailedPrecondition (reason BASE_VERSION_MISMATCH) when its base is not the
@@ -101,16 +106,16 @@ class Store(Protocol):
         """
         ...
 
-    def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+    async def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
         """Keeps what a worker says of an account's health; shown in the account's view."""
         ...
 
-    def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
+    async def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
         """Records which worker holds the account and whether its stream is connected."""
         ...
 
     # --- accounts ---
-    def list_accounts(
+    async def list_accounts(
         self,
         *,
         status: int,
@@ -122,14 +127,14 @@ class Store(Protocol):
         """Accounts in id order; with `only`, just those (the accounts a key may use)."""
         ...
 
-    def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
+    async def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
         """The accounts holding an entity of a kind ("conversation", "message", "content", "comment")."""
         ...
 
-    def get_account(self, account_id: str) -> e.Account: ...
+    async def get_account(self, account_id: str) -> e.Account: ...
 
     # --- conversations ---
-    def list_conversations(
+    async def list_conversations(
         self,
         account_id: str,
         *,
@@ -140,18 +145,18 @@ class Store(Protocol):
         count: int,
     ) -> Page[e.Conversation]: ...
 
-    def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
+    async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
 
-    def mark_conversation_read(
+    async def mark_conversation_read(
         self, account_id: str, conversation_id: str, now_ns: int
     ) -> tuple[int, e.Conversation]: ...
 
-    def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation: ...
+    async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation: ...
 
-    def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation: ...
+    async def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation: ...
 
     # --- messages ---
-    def list_messages(
+    async def list_messages(
         self,
         account_id: str,
         *,
@@ -165,12 +170,12 @@ class Store(Protocol):
         count: int,
     ) -> Page[e.Message]: ...
 
-    def get_message(self, account_id: str, message_id: str) -> e.Message: ...
+    async def get_message(self, account_id: str, message_id: str) -> e.Message: ...
 
-    def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message: ...
+    async def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message: ...
 
     # --- contents ---
-    def list_contents(
+    async def list_contents(
         self,
         account_id: str,
         *,
@@ -180,14 +185,14 @@ class Store(Protocol):
         count: int,
     ) -> Page[e.Content]: ...
 
-    def get_content(self, account_id: str, content_id: str) -> e.Content: ...
+    async def get_content(self, account_id: str, content_id: str) -> e.Content: ...
 
-    def mark_content_read(
+    async def mark_content_read(
         self, account_id: str, content_id: str, now_ns: int
     ) -> tuple[int, e.Content]: ...
 
     # --- discussions ---
-    def list_discussions(
+    async def list_discussions(
         self,
         account_id: str,
         *,
@@ -199,12 +204,12 @@ class Store(Protocol):
         count: int,
     ) -> Page[e.Comment]: ...
 
-    def get_discussion(self, account_id: str, comment_id: str) -> e.Comment: ...
+    async def get_discussion(self, account_id: str, comment_id: str) -> e.Comment: ...
 
-    def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment: ...
+    async def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment: ...
 
     # --- unified inbox ---
-    def list_unified(
+    async def list_unified(
         self,
         account_id: str,
         *,
@@ -215,8 +220,8 @@ class Store(Protocol):
         count: int,
     ) -> Page[u.UnifiedMessage]: ...
 
-    def unified_stats(self, account_id: str) -> UnifiedStats: ...
+    async def unified_stats(self, account_id: str) -> UnifiedStats: ...
 
-    def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage: ...
+    async def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage: ...
 
-    def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int: ...
+    async def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int: ...

@@ -130,20 +130,20 @@ class SyncHub:
         for command in self.book.deliverable(account_id, session.id):
             session.send(sync_pb2.SyncDataResponse(command=command))
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Expires commands and takes away lapsed leases; run about once a second."""
         self.book.expire()
         for session in list(self.sessions.values()):
             for account_id in [a for a in session.granted if not self.leases.holds(a, session.id)]:
                 del session.granted[account_id]
                 if self.leases.holder(account_id) is None:
-                    self.store.set_presence(account_id, session.worker_id, online=False)
+                    await self.store.set_presence(account_id, session.worker_id, online=False)
                 log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
 
-    def end(self, session: SyncSession) -> None:
+    async def end(self, session: SyncSession) -> None:
         self.sessions.pop(session.id, None)
         for account_id in self.leases.release(session.id, set(session.granted)):
-            self.store.set_presence(account_id, session.worker_id, online=False)
+            await self.store.set_presence(account_id, session.worker_id, online=False)
         session.granted.clear()
 
 
@@ -200,7 +200,7 @@ class SyncSession:
 
     # ------------------------------------------------------------- dispatch
 
-    def handle(self, request: sync_pb2.SyncDataRequest) -> None:
+    async def handle(self, request: sync_pb2.SyncDataRequest) -> None:
         """Handles one message; raises only for what must end the stream."""
         hub = self.hub
         if self.closing:
@@ -218,18 +218,18 @@ class SyncSession:
                     field=kind or "kind",
                 )
             if kind == "hello":
-                self._hello(request.hello)
+                await self._hello(request.hello)
             elif not self.said_hello:
                 raise FailedPrecondition("the stream must start with hello", field="hello")
             elif kind == "snapshot":
-                self._chunk(request.snapshot)
+                await self._chunk(request.snapshot)
             elif kind == "delta":
-                self._delta(request.delta)
+                await self._delta(request.delta)
             elif kind == "heartbeat":
                 pass  # renewing the leases was all it had to do
             elif kind == "account_status":
-                self._owned(request.account_status.account_id, "account_status.account_id")
-                hub.store.report_status(request.account_status)
+                await self._owned(request.account_status.account_id, "account_status.account_id")
+                await hub.store.report_status(request.account_status)
             elif kind == "command_result":
                 self._command_result(request.command_result)
             else:
@@ -246,7 +246,7 @@ class SyncSession:
 
     # ---------------------------------------------------------------- hello
 
-    def _hello(self, hello: sync_pb2.Hello) -> None:
+    async def _hello(self, hello: sync_pb2.Hello) -> None:
         if hello.worker_id != self.worker_id:
             raise PermissionDenied(
                 f"this token belongs to worker {self.worker_id!r}, not {hello.worker_id!r}", field="hello.worker_id"
@@ -294,12 +294,12 @@ class SyncSession:
             self.granted[claim.account_id] = lease.epoch
             self._fence_others(claim.account_id)
             granted.append(claim.account_id)
-        versions = hub.store.account_versions(granted)
+        versions = await hub.store.account_versions(granted)
         for account_id in granted:
             welcome.accounts.add(
                 account_id=account_id, version=versions[account_id], lease_epoch=self.granted[account_id]
             )
-            hub.store.set_presence(account_id, self.worker_id, online=True)
+            await hub.store.set_presence(account_id, self.worker_id, online=True)
         log.info(
             "worker %s (%s): %d accounts granted, %d refused", self.worker_id, self.peer, len(granted), len(welcome.refused)
         )
@@ -314,14 +314,14 @@ class SyncSession:
                 del other.granted[account_id]
                 other._pending.pop(account_id, None)
 
-    def _owned(self, account_id: str, field: str) -> None:
+    async def _owned(self, account_id: str, field: str) -> None:
         if not account_id:
             raise InvalidArgument("must not be empty", field=field)
         if not self.hub.tokens.may_sync(self.worker_id, account_id):
             # Taken away from this worker while it held it: the account is free at once.
             if self.granted.pop(account_id, None) is not None:
                 for released in self.hub.leases.release(self.id, {account_id}):
-                    self.hub.store.set_presence(released, self.worker_id, online=False)
+                    await self.hub.store.set_presence(released, self.worker_id, online=False)
             raise FailedPrecondition(
                 f"account {account_id!r} is not assigned to worker {self.worker_id!r}",
                 field=field,
@@ -338,12 +338,12 @@ class SyncSession:
 
     # ------------------------------------------------------------- snapshot
 
-    def _chunk(self, chunk: sync_pb2.Snapshot) -> None:
+    async def _chunk(self, chunk: sync_pb2.Snapshot) -> None:
         account_id = chunk.account_id
         if chunk.chunk_index > 0 and self._refused.get(account_id) == chunk.version:
             return
         self._refused.pop(account_id, None)
-        self._owned(account_id, "snapshot.account_id")
+        await self._owned(account_id, "snapshot.account_id")
         if chunk.version == 0:
             raise InvalidArgument("must be positive", field="snapshot.version")
         pending = self._pending.get(account_id)
@@ -373,16 +373,16 @@ class SyncSession:
         account = e.Account()
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
-        self.hub.store.apply_snapshot(
+        await self.hub.store.apply_snapshot(
             SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities)
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
 
     # ---------------------------------------------------------------- delta
 
-    def _delta(self, delta: sync_pb2.Delta) -> None:
+    async def _delta(self, delta: sync_pb2.Delta) -> None:
         account_id = delta.account_id
-        self._owned(account_id, "delta.account_id")
+        await self._owned(account_id, "delta.account_id")
         if delta.version <= delta.base_version:
             raise InvalidArgument(f"must be greater than base_version {delta.base_version}", field="delta.version")
         clean_batch(delta.upserts, account_id, "delta.upserts")
@@ -392,7 +392,7 @@ class SyncSession:
             account = e.Account()
             account.CopyFrom(delta.account)
             clean_account(account, account_id, "delta.account")
-        self.hub.store.apply_delta(
+        await self.hub.store.apply_delta(
             DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
@@ -466,12 +466,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 yield item
         finally:
             reader.cancel()
-            hub.end(session)
+            await hub.end(session)
 
     async def _read(self, requests: AsyncIterator[sync_pb2.SyncDataRequest], session: SyncSession) -> None:
         try:
             async for request in requests:
-                session.handle(request)
+                await session.handle(request)
         except StoreError as error:  # what ends the stream: a wrong identity
             session.outbound.put_nowait(error)
             return
