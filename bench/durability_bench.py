@@ -138,7 +138,7 @@ async def _fill_data_dir(data_dir: Path, entities: int, *, checkpoint: bool) -> 
         await persisted
     if checkpoint:
         await checkpoint_all(store, recovery.journal)
-    stored = store.entity_count()
+    stored = store.count_entities()
     await recovery.journal.close()
     return stored
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,11 +18,15 @@ from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
 from services.master.memory_store import MemoryStore
+from services.master.redis_store import RedisStore
+from services.master.store import Store
 from services.master.server import Master as MasterProcess
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 from services.master.watched_file import token_hash
+
+from .helpers.redis_server import RedisServer
 
 # Every worker id a test uses has the token "token-<worker id>".
 WORKER_IDS = ("test-worker", "worker-2", "crashing-worker", "next-worker", "worker-a", "worker-b", "e2e-worker", "intruder")
@@ -40,6 +45,36 @@ def write_tokens(path: Path, worker_ids: tuple[str, ...] = WORKER_IDS) -> Path:
 # A fixed "now" (2026-09-21), so that sample data is the same every run. Masters in tests
 # keep everything: a time to live counted from the real clock would drop this data one day.
 NOW = 1_790_000_000
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; each store in it gets its own key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+_prefixes = itertools.count(1)
+StoreFactory = Callable[..., Store]
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def new_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    """Makes stores of one backend: the store's behaviour tests run against both."""
+    server: RedisServer | None = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    made: list[RedisStore] = []
+
+    def make(**kwargs: object) -> Store:
+        if server is None:
+            return MemoryStore(**kwargs)  # type: ignore[arg-type]
+        store = RedisStore.from_url(server.url, prefix=f"test{next(_prefixes)}", **kwargs)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """Retention: a time to live per collection and a bound on entities, with lists, cursors
-and counters as right after an eviction as if the evicted items had never been sent."""
+and counters as right after an eviction as if the evicted items had never been sent.
+The rules' tests run against both store backends."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,9 +17,9 @@ from services.master.commands import CommandBook
 from services.master.durability import open_data_dir
 from services.master.memory_store import MemoryStore
 from services.master.retention import DAY, KEEP_EVERYTHING, Retention, parse_retention
-from services.master.store import SnapshotData
+from services.master.store import SnapshotData, Store
 
-from .conftest import NOW
+from .conftest import NOW, StoreFactory
 from .test_store_deltas import copy, observable
 
 READ_AT = NOW * 10**9
@@ -28,50 +31,76 @@ def _sample() -> SampleAccount:
     return account
 
 
-async def _remaining(store: MemoryStore, account: SampleAccount) -> MemoryStore:
+async def _held(store: Store) -> dict[str, set[str]]:
+    """The ids of what the store holds of the account, and its inbox items marked read, as
+    its lists show them."""
+
+    async def ids(lister: Callable[[str], Awaitable[Any]], key: str) -> set[str]:
+        found: set[str] = set()
+        cursor = ""
+        while True:
+            page = await lister(cursor)
+            found |= {getattr(item, key) for item in page.items}
+            if not page.has_more:
+                return found
+            cursor = page.cursor
+
+    inbox = await ids(lambda c: store.list_unified("acc", types=(), is_read=True, is_new=None, cursor=c, count=100), "id")
+    return {
+        "messages": await ids(lambda c: store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
+        "comments": await ids(lambda c: store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
+        "contents": await ids(lambda c: store.list_contents("acc", content_type=0, is_new=None, cursor=c, count=100), "content_id"),
+        "conversations": await ids(lambda c: store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
+        # The customers' items still held that were marked read.
+        "read": inbox,
+    }
+
+
+async def _remaining(store: Store, account: SampleAccount) -> MemoryStore:
     """A store that was only ever sent what `store` still holds, with the same read marks."""
-    held = store._accounts["acc"]
+    held = await _held(store)
     batch = sync_pb2.EntityBatch()
-    batch.messages.extend(m for m in account.batch.messages if m.message_id in held.messages)
-    batch.comments.extend(c for c in account.batch.comments if c.comment_id in held.comments)
-    batch.contents.extend(c for c in account.batch.contents if c.content_id in held.contents)
-    batch.conversations.extend(c for c in account.batch.conversations if c.conversation_id in held.conversations)
+    batch.messages.extend(m for m in account.batch.messages if m.message_id in held["messages"])
+    batch.comments.extend(c for c in account.batch.comments if c.comment_id in held["comments"])
+    batch.contents.extend(c for c in account.batch.contents if c.content_id in held["contents"])
+    batch.conversations.extend(c for c in account.batch.conversations if c.conversation_id in held["conversations"])
     reference = MemoryStore()
-    await reference.apply_snapshot(SnapshotData("acc", held.version, frozenset(), account.account, batch))
-    await reference.mark_unified_read("acc", sorted(held.handling.read_at), READ_AT)
+    version = (await store.get_account("acc")).version
+    await reference.apply_snapshot(SnapshotData("acc", version, frozenset(), account.account, batch))
+    await reference.mark_unified_read("acc", sorted(held["read"]), READ_AT)
     return reference
 
 
-async def test_time_to_live_drops_old_items_and_keeps_them_out() -> None:
+async def test_time_to_live_drops_old_items_and_keeps_them_out(new_store: StoreFactory) -> None:
     account = _sample()
     times = sorted(ns_of(m.create_time) for m in account.batch.messages)
     middle = times[len(times) // 2]
     clock = [0]  # nothing has expired while the first snapshot goes in
     messages_for_a_day = Retention(messages=DAY, comments=0, conversations=0, contents=0, notifications=0, max_entities=0)
-    store = MemoryStore(retention=messages_for_a_day, clock=lambda: clock[0])
+    store = new_store(retention=messages_for_a_day, clock=lambda: clock[0])
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
     await store.mark_unified_read("acc", [item.id for item in inbox[::3]], READ_AT)
-    assert len(store._accounts["acc"].messages) == len(times)
+    assert len((await _held(store))["messages"]) == len(times)
 
     # Then "now" is such that the older half of the messages is past a one-day TTL.
     clock[0] = middle + int(DAY * 1e9)
     evicted = await store.enforce_retention()
-    kept = store._accounts["acc"].messages
+    kept = (await _held(store))["messages"]
     assert evicted == sum(1 for t in times if t <= middle) and kept
-    assert all(ns_of(m.create_time) > middle for m in kept.values())
+    assert all(ns_of(m.create_time) > middle for m in account.batch.messages if m.message_id in kept)
     assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc"), "counters and lists as if never sent"
 
     # The worker's next crawl still lists the old messages: they stay out.
     await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
-    assert store._accounts["acc"].messages.keys() == kept.keys()
+    assert (await _held(store))["messages"] == kept
 
 
-async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold() -> None:
+async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold(new_store: StoreFactory) -> None:
     account = _sample()
-    store = MemoryStore()
+    store = new_store()
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
-    total = store.entity_count()
+    total = await store.entity_count()
     inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
     read = [item.id for item in inbox[5:]]  # the five newest stay unread
     await store.mark_unified_read("acc", read, READ_AT)
@@ -80,11 +109,11 @@ async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_curs
 
     store.retention = Retention(0, 0, 0, 0, 0, max_entities=total - 20)
     evicted = await store.enforce_retention()
-    assert evicted >= 20 and store.entity_count() <= total - 20
-    held = store._accounts["acc"]
+    assert evicted >= 20 and await store.entity_count() <= total - 20
+    held = await _held(store)
     for item in unread_before:
         kind, entity_id = item.split(":", 1)
-        assert entity_id in (held.messages if kind == "message" else held.comments), "unread items are never evicted"
+        assert entity_id in held[f"{kind}s"], "unread items are never evicted"
     # What went is older than everything of its kind that stayed and was read.
     assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc")
 
@@ -95,7 +124,7 @@ async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_curs
     # Crawled again, the evicted items stay out; a genuinely new message gets in.
     account.grow(NOW + 10**6)
     await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
-    assert store.entity_count() <= total - 20 + 3
+    assert await store.entity_count() <= total - 20 + 3
 
 
 async def test_evictions_are_journaled(tmp_path: Path) -> None:
@@ -106,7 +135,7 @@ async def test_evictions_are_journaled(tmp_path: Path) -> None:
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
     await store.mark_unified_read("acc", [item.id for item in inbox], READ_AT)
-    store.retention = Retention(0, 0, 0, 0, 0, max_entities=store.entity_count() - 30)
+    store.retention = Retention(0, 0, 0, 0, 0, max_entities=store.count_entities() - 30)
     assert await store.enforce_retention() > 0
     shown = await observable(store, "acc")
     await recovery.journal.close()

@@ -1,4 +1,5 @@
-"""The memory store's behaviour, called in-process."""
+"""The store's behaviour, called in-process: every test runs against each backend (the
+memory store, and the Redis store on a real redis-server)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master import cursor as cursors
 from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.master.memory_store import MemoryStore
-from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SnapshotData
+from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SnapshotData, Store
 
-from .conftest import NOW
+from .conftest import NOW, StoreFactory
 
 
 def snapshot(account: SampleAccount, version: int, collections: tuple[int, ...] = ()) -> SnapshotData:
@@ -33,13 +33,13 @@ def account() -> SampleAccount:
 
 
 @pytest.fixture
-async def store(account: SampleAccount) -> MemoryStore:
-    store = MemoryStore()
+async def store(account: SampleAccount, new_store: StoreFactory) -> Store:
+    store = new_store()
     assert await store.apply_snapshot(snapshot(account, 1))
     return store
 
 
-async def walk_conversations(store: MemoryStore, account_id: str, count: int) -> list[str]:
+async def walk_conversations(store: Store, account_id: str, count: int) -> list[str]:
     seen: list[str] = []
     cursor = ""
     while True:
@@ -56,7 +56,7 @@ def last_activity(conversation: e.Conversation) -> int:
     return conversation.last_message.create_time.ToNanoseconds()
 
 
-async def test_conversations_come_newest_first_and_each_exactly_once(store: MemoryStore, account: SampleAccount) -> None:
+async def test_conversations_come_newest_first_and_each_exactly_once(store: Store, account: SampleAccount) -> None:
     seen = await walk_conversations(store, "acc-1", 7)
     assert sorted(seen) == sorted(c.conversation_id for c in account.batch.conversations)
     assert len(seen) == len(set(seen))
@@ -64,7 +64,7 @@ async def test_conversations_come_newest_first_and_each_exactly_once(store: Memo
     assert times == sorted(times, reverse=True)
 
 
-async def test_keyset_cursor_survives_items_arriving_between_pages(store: MemoryStore, account: SampleAccount) -> None:
+async def test_keyset_cursor_survives_items_arriving_between_pages(store: Store, account: SampleAccount) -> None:
     original = {c.conversation_id for c in account.batch.conversations}
     first = await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor="", count=10)
     # New conversations, some newer and some older than the page boundary, arrive now.
@@ -83,7 +83,7 @@ async def test_keyset_cursor_survives_items_arriving_between_pages(store: Memory
     assert original <= set(seen), "an item that was there all along was skipped"
 
 
-async def test_snapshot_replaces_atomically_and_absent_items_are_gone(store: MemoryStore, account: SampleAccount) -> None:
+async def test_snapshot_replaces_atomically_and_absent_items_are_gone(store: Store, account: SampleAccount) -> None:
     dropped = account.batch.conversations[0].conversation_id
     del account.batch.conversations[0]
     assert await store.apply_snapshot(snapshot(account, 2))
@@ -92,7 +92,7 @@ async def test_snapshot_replaces_atomically_and_absent_items_are_gone(store: Mem
     assert (await store.get_account("acc-1")).version == 2
 
 
-async def test_partial_snapshot_keeps_other_collections(store: MemoryStore, account: SampleAccount) -> None:
+async def test_partial_snapshot_keeps_other_collections(store: Store, account: SampleAccount) -> None:
     contents_before = len(account.batch.contents)
     del account.batch.contents[:]
     del account.batch.conversations[:]
@@ -102,7 +102,7 @@ async def test_partial_snapshot_keeps_other_collections(store: MemoryStore, acco
     assert await walk_conversations(store, "acc-1", 50) == []
 
 
-async def test_read_marks_survive_every_later_snapshot(store: MemoryStore, account: SampleAccount) -> None:
+async def test_read_marks_survive_every_later_snapshot(store: Store, account: SampleAccount) -> None:
     conversation_id = account.batch.conversations[3].conversation_id
     before = (await store.get_conversation("acc-1", conversation_id)).unread_count
     assert before > 0
@@ -121,7 +121,7 @@ async def test_read_marks_survive_every_later_snapshot(store: MemoryStore, accou
     assert inbound and all(m.is_read and m.read_at.ToNanoseconds() == 123 for m in inbound)
 
 
-async def test_unread_counts_agree_everywhere(store: MemoryStore, account: SampleAccount) -> None:
+async def test_unread_counts_agree_everywhere(store: Store, account: SampleAccount) -> None:
     stats = await store.unified_stats("acc-1")
     conversations = [await store.get_conversation("acc-1", c.conversation_id) for c in account.batch.conversations]
     assert stats.unread_direct_messages == sum(c.unread_count for c in conversations)
@@ -138,7 +138,7 @@ async def test_unread_counts_agree_everywhere(store: MemoryStore, account: Sampl
     assert inbox_unread == stats.total_unread
 
 
-async def test_mark_unified_read_many_and_types_filter(store: MemoryStore) -> None:
+async def test_mark_unified_read_many_and_types_filter(store: Store) -> None:
     page = await store.list_unified(
         "acc-1", types=(u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE,), is_read=None, is_new=None, cursor="", count=5
     )
@@ -150,7 +150,7 @@ async def test_mark_unified_read_many_and_types_filter(store: MemoryStore) -> No
     assert await store.mark_unified_read("acc-1", [item.id for item in page.items], 2) == 0
 
 
-async def test_a_bad_id_in_read_many_marks_nothing(store: MemoryStore) -> None:
+async def test_a_bad_id_in_read_many_marks_nothing(store: Store) -> None:
     page = await store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor="", count=3)
     before = await store.unified_stats("acc-1")
     with pytest.raises(NotFound):
@@ -161,7 +161,7 @@ async def test_a_bad_id_in_read_many_marks_nothing(store: MemoryStore) -> None:
     assert await store.unified_stats("acc-1") == before
 
 
-async def test_items_arriving_after_the_first_sync_are_new_until_read(store: MemoryStore, account: SampleAccount) -> None:
+async def test_items_arriving_after_the_first_sync_are_new_until_read(store: Store, account: SampleAccount) -> None:
     assert not (await store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10)).items
     conversation = account.batch.conversations[0]
     message = account.add_message(conversation, NOW + 60, inbound=True)
@@ -172,7 +172,7 @@ async def test_items_arriving_after_the_first_sync_are_new_until_read(store: Mem
     assert not (await store.list_unified("acc-1", types=(), is_read=None, is_new=True, cursor="", count=10)).items
 
 
-async def test_versions(store: MemoryStore, account: SampleAccount) -> None:
+async def test_versions(store: Store, account: SampleAccount) -> None:
     assert await store.account_versions(["acc-1", "other"]) == {"acc-1": 1, "other": 0}
     assert not await store.apply_snapshot(snapshot(account, 1)), "the same version again is a no-op"
     assert await store.apply_snapshot(snapshot(account, 5))
@@ -185,7 +185,7 @@ async def test_versions(store: MemoryStore, account: SampleAccount) -> None:
     assert await walk_conversations(store, "acc-1", 100)
 
 
-async def test_page_size_default_and_clamp(store: MemoryStore) -> None:
+async def test_page_size_default_and_clamp(store: Store) -> None:
     async def size(count: int) -> int:
         page = await store.list_messages(
             "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
@@ -200,7 +200,7 @@ async def test_page_size_default_and_clamp(store: MemoryStore) -> None:
     assert refused.value.field == "count"
 
 
-async def test_since_time_stops_at_older_messages(store: MemoryStore, account: SampleAccount) -> None:
+async def test_since_time_stops_at_older_messages(store: Store, account: SampleAccount) -> None:
     since = NOW - 10 * 86_400
     page = await store.list_messages(
         "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
@@ -213,13 +213,13 @@ async def test_since_time_stops_at_older_messages(store: MemoryStore, account: S
 
 
 @pytest.mark.parametrize("bad", ["!!!", "WzFd", cursors.encode("contents", (1, "x")), cursors.encode("conversations", ("a", 1, "x"))])
-async def test_malformed_or_foreign_cursors_are_refused(store: MemoryStore, bad: str) -> None:
+async def test_malformed_or_foreign_cursors_are_refused(store: Store, bad: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=bad, count=5)
     assert refused.value.field == "cursor"
 
 
-async def test_unknown_and_missing_accounts(store: MemoryStore) -> None:
+async def test_unknown_and_missing_accounts(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.list_conversations("nobody", status=0, is_pinned=None, is_muted=None, cursor="", count=5)
     with pytest.raises(InvalidArgument) as refused:
@@ -227,7 +227,7 @@ async def test_unknown_and_missing_accounts(store: MemoryStore) -> None:
     assert refused.value.field == "account_id"
 
 
-async def test_accounts_and_filters(store: MemoryStore, account: SampleAccount) -> None:
+async def test_accounts_and_filters(store: Store, account: SampleAccount) -> None:
     other = SampleAccount("acc-0", seed=6, now=NOW)
     other.account.status = e.ACCOUNT_STATUS_BANNED
     await store.apply_snapshot(snapshot(other, 1))
@@ -237,7 +237,7 @@ async def test_accounts_and_filters(store: MemoryStore, account: SampleAccount) 
     assert [a.account_id for a in banned] == ["acc-0"]
 
 
-async def test_discussions_of_a_work_and_replies(store: MemoryStore, account: SampleAccount) -> None:
+async def test_discussions_of_a_work_and_replies(store: Store, account: SampleAccount) -> None:
     reply = next(c for c in account.batch.comments if c.parent_comment_id)
     replies = (await store.list_discussions(
         "acc-1", content_id="", parent_comment_id=reply.parent_comment_id, is_read=None, is_new=None, cursor="", count=10
@@ -254,7 +254,7 @@ async def test_discussions_of_a_work_and_replies(store: MemoryStore, account: Sa
     assert created == sorted(created, reverse=True)
 
 
-async def test_mark_content_read(store: MemoryStore, account: SampleAccount) -> None:
+async def test_mark_content_read(store: Store, account: SampleAccount) -> None:
     content_id = account.batch.contents[0].content_id
     before = (await store.get_content("acc-1", content_id)).stats.unread_comments
     assert before > 0
@@ -262,13 +262,13 @@ async def test_mark_content_read(store: MemoryStore, account: SampleAccount) -> 
     assert marked == before and content.stats.unread_comments == 0
 
 
-async def test_views_carry_timestamps_not_numbers(store: MemoryStore, account: SampleAccount) -> None:
+async def test_views_carry_timestamps_not_numbers(store: Store, account: SampleAccount) -> None:
     message = await store.get_message("acc-1", account.batch.messages[0].message_id)
     assert isinstance(message.create_time, Timestamp)
     assert message.create_time == account.batch.messages[0].create_time
 
 
-async def test_items_are_found_by_id_alone_when_unambiguous(store: MemoryStore, account: SampleAccount) -> None:
+async def test_items_are_found_by_id_alone_when_unambiguous(store: Store, account: SampleAccount) -> None:
     conversation_id = account.batch.conversations[0].conversation_id
     assert (await store.get_conversation("", conversation_id)).account_id == "acc-1"
     message_id = account.batch.messages[0].message_id
@@ -287,7 +287,7 @@ async def test_items_are_found_by_id_alone_when_unambiguous(store: MemoryStore, 
         await store.get_message("acc-2", message_id)
 
 
-async def test_pinned_conversations_come_first_and_pins_survive_snapshots(store: MemoryStore, account: SampleAccount) -> None:
+async def test_pinned_conversations_come_first_and_pins_survive_snapshots(store: Store, account: SampleAccount) -> None:
     oldest = (await walk_conversations(store, "acc-1", 100))[-1]
     pinned = await store.set_pinned("acc-1", oldest, True)
     assert pinned.is_pinned

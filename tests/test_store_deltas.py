@@ -12,10 +12,9 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.errors import FailedPrecondition
-from services.master.memory_store import MemoryStore
-from services.master.store import DeltaData, SnapshotData
+from services.master.store import DeltaData, SnapshotData, Store
 
-from .conftest import NOW
+from .conftest import NOW, StoreFactory
 
 _KEYS = {
     "contents": "content_id",
@@ -75,7 +74,7 @@ def mutate(account: SampleAccount, rng: random.Random, step: int) -> None:
         batch.contents[rng.randrange(len(batch.contents))].stats.likes += 7
 
 
-async def observable(store: MemoryStore, account_id: str) -> dict[str, object]:
+async def observable(store: Store, account_id: str) -> dict[str, object]:
     """Everything a client can see of an account: every list in order, every counter."""
     async def walk(lister: object) -> list[bytes]:
         out: list[bytes] = []
@@ -97,13 +96,13 @@ async def observable(store: MemoryStore, account_id: str) -> dict[str, object]:
     }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), steps=st.integers(1, 8), reads=st.lists(st.integers(0, 10**6), max_size=6))
-async def test_deltas_equal_snapshots(seed: int, steps: int, reads: list[int]) -> None:
+async def test_deltas_equal_snapshots(new_store: StoreFactory, seed: int, steps: int, reads: list[int]) -> None:
     rng = random.Random(seed)
     account = SampleAccount("acc", seed=seed, now=NOW)
     account.fill(conversations=6, messages_per_conversation=4, contents=3, comments_per_content=4)
-    by_delta, by_snapshot = MemoryStore(), MemoryStore()
+    by_delta, by_snapshot = new_store(), new_store()
     first = SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch))
     await by_delta.apply_snapshot(first)
     await by_snapshot.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
@@ -124,10 +123,10 @@ async def test_deltas_equal_snapshots(seed: int, steps: int, reads: list[int]) -
         assert await observable(by_delta, "acc") == await observable(by_snapshot, "acc")
 
 
-async def test_delta_against_the_wrong_base_is_refused_and_changes_nothing() -> None:
+async def test_delta_against_the_wrong_base_is_refused_and_changes_nothing(new_store: StoreFactory) -> None:
     account = SampleAccount("acc", seed=1, now=NOW)
     account.fill(conversations=3, messages_per_conversation=2, contents=1, comments_per_content=2)
-    store = MemoryStore()
+    store = new_store()
     await store.apply_snapshot(SnapshotData("acc", 3, frozenset(), account.account, copy(account.batch)))
     before = await observable(store, "acc")
     removals = sync_pb2.Removals(message_ids=[account.batch.messages[0].message_id])
@@ -143,8 +142,8 @@ async def test_delta_against_the_wrong_base_is_refused_and_changes_nothing() -> 
         await store.apply_delta(DeltaData("unknown", 0, 1, None, sync_pb2.EntityBatch(), removals))
 
 
-async def test_status_reports_show_in_the_account_view_even_before_any_crawl() -> None:
-    store = MemoryStore()
+async def test_status_reports_show_in_the_account_view_even_before_any_crawl(new_store: StoreFactory) -> None:
+    store = new_store()
     report = sync_pb2.AccountStatusReport(
         account_id="fresh", login_state=e.LOGIN_STATE_LOGGED_OUT, last_error="login page shown"
     )

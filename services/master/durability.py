@@ -94,7 +94,7 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
     recovery = Recovery(
         journal,
         accounts=len(store.account_ids()),
-        entities=store.entity_count(),
+        entities=store.count_entities(),
         replies=len(found.commands),
         records=replayed,
         seconds=time.monotonic() - started,

@@ -52,6 +52,10 @@ class OutOfRange(StoreError):
     """Past what is kept: events older than the bounded history."""
 
 
+class Unavailable(StoreError):
+    """The store cannot be reached for now; trying again later may succeed."""
+
+
 class Unauthenticated(StoreError):
     """No credentials, or credentials nobody issued."""
 

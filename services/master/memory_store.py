@@ -23,10 +23,10 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
-from . import checkpoints
+from . import checkpoints, transitions
 from . import cursor as cursors
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
 from .retention import Retention, oldest_read, removal_count
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
@@ -35,17 +35,6 @@ T = TypeVar("T")
 Key = tuple[int | str, ...]
 
 log = logging.getLogger(__name__)
-
-_ALL_COLLECTIONS = frozenset(
-    {
-        sync_pb2.COLLECTION_CONTENTS,
-        sync_pb2.COLLECTION_COMMENTS,
-        sync_pb2.COLLECTION_CONVERSATIONS,
-        sync_pb2.COLLECTION_MESSAGES,
-        sync_pb2.COLLECTION_NOTIFICATIONS,
-    }
-)
-
 
 def _page(
     order: SortedList,
@@ -168,7 +157,10 @@ class MemoryStore:
     def account_ids(self) -> list[str]:
         return [str(key[0]) for key in self._account_order]
 
-    def entity_count(self) -> int:
+    async def entity_count(self) -> int:
+        return self.count_entities()
+
+    def count_entities(self) -> int:
         return sum(state.entity_count() for state in self._accounts.values())
 
     def capture(self, account_id: str) -> Callable[[], list[bytes]]:
@@ -199,52 +191,10 @@ class MemoryStore:
 
     def _apply_snapshot(self, snapshot: SnapshotData) -> bool:
         current = self._accounts.get(snapshot.account_id)
-        if current is not None:
-            if current.was_applied(snapshot.version):
-                return False  # delivered again
-            if snapshot.version <= current.version:
-                raise FailedPrecondition(
-                    f"{snapshot.version} is not newer than the applied version {current.version}",
-                    field="snapshot.version",
-                    reason="STALE_VERSION",
-                    metadata={"applied_version": str(current.version)},
-                )
+        if not transitions.snapshot_is_new(current, snapshot):
+            return False  # delivered again
         handling = self._handling.setdefault(snapshot.account_id, Handling())
-        replaced = snapshot.collections or _ALL_COLLECTIONS
-        batch = snapshot.entities
-        floors = self._floors(current)
-        if floors:
-            batch = (current or AccountState.empty(snapshot.account_id)).admitted(batch, floors)
-
-        def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
-            return fresh if collection in replaced else old
-
-        empty = AccountState.empty(snapshot.account_id)
-        base = current or empty
-        account = snapshot.account if snapshot.account.ByteSize() else base.account
-        state = AccountState.build(
-            account_id=snapshot.account_id,
-            version=snapshot.version,
-            account=account,
-            contents=pick(sync_pb2.COLLECTION_CONTENTS, {c.content_id: c for c in batch.contents}, base.contents),
-            comments=pick(sync_pb2.COLLECTION_COMMENTS, {c.comment_id: c for c in batch.comments}, base.comments),
-            conversations=pick(
-                sync_pb2.COLLECTION_CONVERSATIONS,
-                {c.conversation_id: c for c in batch.conversations},
-                base.conversations,
-            ),
-            messages=pick(sync_pb2.COLLECTION_MESSAGES, {m.message_id: m for m in batch.messages}, base.messages),
-            notifications=pick(
-                sync_pb2.COLLECTION_NOTIFICATIONS,
-                {n.notification_id: n for n in batch.notifications},
-                base.notifications,
-            ),
-            handling=handling,
-            previous=current,
-        )
-        state.presence = base.presence
-        state.applied_versions = base.applied_versions
-        state.note_applied(snapshot.version)
+        state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state
         if current is None:
@@ -260,18 +210,10 @@ class MemoryStore:
 
     def _apply_delta(self, delta: DeltaData) -> bool:
         state = self._accounts.get(delta.account_id)
-        applied = state.version if state is not None else 0
-        if state is not None and state.was_applied(delta.version):
+        if not transitions.delta_is_new(state, delta):
             return False  # delivered again
-        if delta.base_version != applied or state is None:
-            raise FailedPrecondition(
-                f"{delta.base_version} is not the applied version {applied}; send a snapshot",
-                field="delta.base_version",
-                reason="BASE_VERSION_MISMATCH",
-                metadata={"applied_version": str(applied)},
-            )
-        state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals, self._floors(state))
-        state.note_applied(delta.version)
+        assert state is not None
+        transitions.apply_delta(state, delta, self._floors(state))
         self._announce_arrivals(state)
         if self.journal is not None:
             head = sync_pb2.Delta(account_id=delta.account_id, base_version=delta.base_version, version=delta.version)
@@ -305,11 +247,11 @@ class MemoryStore:
                 self._evict(state, removals, {})
                 evicted += count
         bound = self.retention.max_entities
-        if bound and (excess := self.entity_count() - bound) > 0:
+        if bound and (excess := self.count_entities() - bound) > 0:
             # Down to 95% of the bound, so that eviction does not run at every new message.
             wanted = min(budget, excess + bound // 20)
             evicted += self._evict_oldest_read(wanted)
-            left = self.entity_count() - bound
+            left = self.count_entities() - bound
             if left > 0 and time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("%d entities over the bound of %d: the rest are unread and are kept", left, bound)

@@ -18,6 +18,7 @@ from .errors import (
     ResourceExhausted,
     StoreError,
     Unauthenticated,
+    Unavailable,
 )
 
 _CODES: dict[type[StoreError], int] = {
@@ -29,6 +30,7 @@ _CODES: dict[type[StoreError], int] = {
     OutOfRange: code_pb2.OUT_OF_RANGE,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
+    Unavailable: code_pb2.UNAVAILABLE,
 }
 
 

@@ -18,6 +18,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from .errors import InvalidArgument
+from .retention import Retention
 
 T = TypeVar("T")
 
@@ -51,6 +52,8 @@ class SnapshotData:
     collections: frozenset[sync_pb2.Collection.ValueType]
     account: e.Account
     entities: sync_pb2.EntityBatch
+    # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
+    lease_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class DeltaData:
     account: e.Account | None
     upserts: sync_pb2.EntityBatch
     removals: sync_pb2.Removals
+    # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
+    lease_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ class UnifiedStats:
 
 
 class Store(Protocol):
+    # What the store keeps and for how long; None keeps everything.
+    retention: Retention | None
     # Hears of new messages and comments, read marks and account status changes.
     on_event: Callable[[ev.Event], None] | None
 
@@ -89,6 +96,10 @@ class Store(Protocol):
     async def enforce_retention(self, *, budget: int = 100_000) -> int:
         """Drops what outlived its time to live, then the oldest read items while over the
         entity bound; at most `budget` entities a call. Returns how many."""
+        ...
+
+    async def entity_count(self) -> int:
+        """Entities held in all accounts."""
         ...
 
     # --- sync ---
