@@ -75,9 +75,9 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     contents = (await store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100)).items
     await store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
     comment = (await store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1)).items[0]
-    book.submit(_command("r-1", "acc", comment.comment_id))
-    book.submit(_command("r-2", "acc", comment.comment_id))
-    book.complete(sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT))
+    await book.submit(_command("r-1", "acc", comment.comment_id))
+    await book.submit(_command("r-2", "acc", comment.comment_id))
+    await book.complete(sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT))
     persisted = store.persisted()
     assert persisted is not None, "changes wait for the disk"
     await persisted
@@ -92,9 +92,9 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path) -> None:
     try:
         assert recovery.problems == [] and recovery.records > 6
         assert await observable(store, "acc") == shown
-        states = [book.get(request_id).state for request_id in replies]  # type: ignore[union-attr]
+        states = [(await book.get(request_id)).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
-        assert book.deliverable("acc", session_id=1)[0].request_id == "r-1", "a pending reply is delivered again"
+        assert (await book.deliverable("acc", session_id=1))[0].request_id == "r-1", "a pending reply is delivered again"
     finally:
         await recovery.journal.close()
 

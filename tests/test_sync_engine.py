@@ -178,7 +178,7 @@ async def test_commands_reach_the_owner_once_and_results_come_back(master: Maste
         request_id="r-1", account_id="acc", reply_to_comment=sync_pb2.ReplyToComment(comment_id="7", text="谢谢！")
     )
     # Submitted while the worker is away: it waits.
-    record = book.submit(command)
+    record = await book.submit(command)
     assert record.state is CommandState.PENDING
     async with running(engine_for(master, ["acc"], on_command=perform)):
         async with asyncio.timeout(10):
@@ -188,12 +188,12 @@ async def test_commands_reach_the_owner_once_and_results_come_back(master: Maste
     assert record.result.created_id == "c-1"
     assert performed == ["r-1"]
     # The same request id again is the same command; with other content it is refused.
-    assert book.submit(command) is record
+    assert await book.submit(command) is record
     other = sync_pb2.Command()
     other.CopyFrom(command)
     other.reply_to_comment.text = "另一条"
     with pytest.raises(AlreadyExists):
-        book.submit(other)
+        await book.submit(other)
 
 
 async def test_a_command_delivered_again_is_answered_without_performing_it_twice(master: MasterHandle) -> None:
@@ -206,7 +206,7 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
         return sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT)
 
     assert master.process is not None
-    record = master.process.book.submit(
+    record = await master.process.book.submit(
         sync_pb2.Command(request_id="r-2", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
     )
     async with running(engine_for(master, ["acc"], on_command=perform)) as engine:
@@ -214,11 +214,11 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
             while not performed:
                 await asyncio.sleep(0.02)
         await master.restart()  # the stream breaks mid-command; the new master's book is empty
-        master.process.book.submit(record.command)  # ... and gets the command again
+        await master.process.book.submit(record.command)  # ... and gets the command again
         await asyncio.sleep(0.5)
         release.set()
         async with asyncio.timeout(10):
-            while (current := master.process.book.get("r-2")) is None or current.state is CommandState.PENDING:
+            while (current := await master.process.book.get("r-2")) is None or current.state is CommandState.PENDING:
                 await asyncio.sleep(0.05)
         assert performed == ["r-2"]
         assert engine.sessions >= 2
@@ -228,7 +228,7 @@ async def test_commands_for_an_absent_worker_expire_visibly(master: MasterHandle
     assert master.process is not None
     book = master.process.book
     book.ttl = 0.2
-    record = book.submit(
+    record = await book.submit(
         sync_pb2.Command(request_id="r-3", account_id="nobody-runs-this", send_message=sync_pb2.SendMessage(conversation_id="c", text="t"))
     )
     async with asyncio.timeout(5):

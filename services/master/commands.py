@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -48,6 +49,71 @@ class CommandRecord:
 Listener = Callable[[CommandRecord], None]
 
 
+class Commands(Protocol):
+    """The commands of every account, wherever they are kept (CommandBook in memory,
+    RedisCommandBook shared by several masters)."""
+
+    # Hears of an account with a new command to deliver.
+    on_pending: Callable[[str], None] | None
+
+    async def submit(self, command: sync_pb2.Command) -> CommandRecord: ...
+
+    async def get(self, request_id: str) -> CommandRecord | None: ...
+
+    async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
+        """Pending commands of an account not yet delivered on this stream; marks them delivered."""
+        ...
+
+    async def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
+        """Records a worker's answer; None for a request id nobody knows."""
+        ...
+
+    async def expire(self) -> list[CommandRecord]:
+        """Fails every pending command past its expiry."""
+        ...
+
+
+def check_command(command: sync_pb2.Command) -> None:
+    if not command.request_id:
+        raise InvalidArgument("must not be empty", field="request_id")
+    if not command.account_id:
+        raise InvalidArgument("must not be empty", field="account_id")
+    if command.WhichOneof("action") is None:
+        raise InvalidArgument("one of reply_to_comment, send_message is required", field="action")
+
+
+def same_command(existing: CommandRecord, command: sync_pb2.Command) -> CommandRecord:
+    """`existing` when `command` is the same command sent again; else AlreadyExists."""
+    same = sync_pb2.Command()
+    same.CopyFrom(command)
+    same.expires_at.CopyFrom(existing.command.expires_at)
+    if same != existing.command:
+        raise AlreadyExists(f"request id {command.request_id!r} was used for another command", field="request_id")
+    return existing
+
+
+def with_expiry(command: sync_pb2.Command, default_expiry: float) -> sync_pb2.Command:
+    """A copy of the command with its expiry set (to `default_expiry`, a time in seconds, if it had none)."""
+    stored = sync_pb2.Command()
+    stored.CopyFrom(command)
+    if not stored.HasField("expires_at"):
+        stored.expires_at.FromNanoseconds(int(default_expiry * 1e9))
+    return stored
+
+
+def expiry_result(command: sync_pb2.Command, now_ns: int) -> sync_pb2.CommandResult:
+    performed = Timestamp()
+    performed.FromNanoseconds(now_ns)
+    return sync_pb2.CommandResult(
+        request_id=command.request_id,
+        account_id=command.account_id,
+        outcome=sync_pb2.COMMAND_OUTCOME_FAILED,
+        reason=e.FAILURE_REASON_EXPIRED,
+        message="no worker of the account performed it before it expired",
+        performed_at=performed,
+    )
+
+
 class CommandBook:
     def __init__(
         self,
@@ -66,6 +132,8 @@ class CommandBook:
         self._listeners: list[Listener] = []
         # Hears of finished commands the book forgets (past its bound).
         self.on_forget: Callable[[str], None] | None = None
+        # Hears of an account with a new command to deliver.
+        self.on_pending: Callable[[str], None] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         """`listener` hears of every new command and every change of state."""
@@ -75,35 +143,21 @@ class CommandBook:
         for listener in self._listeners:
             listener(record)
 
-    def submit(self, command: sync_pb2.Command) -> CommandRecord:
-        if not command.request_id:
-            raise InvalidArgument("must not be empty", field="request_id")
-        if not command.account_id:
-            raise InvalidArgument("must not be empty", field="account_id")
-        if command.WhichOneof("action") is None:
-            raise InvalidArgument("one of reply_to_comment, send_message is required", field="action")
+    async def submit(self, command: sync_pb2.Command) -> CommandRecord:
+        check_command(command)
         existing = self._records.get(command.request_id)
         if existing is not None:
-            same = sync_pb2.Command()
-            same.CopyFrom(command)
-            same.expires_at.CopyFrom(existing.command.expires_at)
-            if same != existing.command:
-                raise AlreadyExists(
-                    f"request id {command.request_id!r} was used for another command", field="request_id"
-                )
-            return existing
+            return same_command(existing, command)
         pending = self._pending.setdefault(command.account_id, {})
         if len(pending) >= self._max_pending:
             raise ResourceExhausted(f"{self._max_pending} commands already wait for account {command.account_id!r}")
-        stored = sync_pb2.Command()
-        stored.CopyFrom(command)
-        if not stored.HasField("expires_at"):
-            stored.expires_at.FromNanoseconds(int((self._clock() + self.ttl) * 1e9))
-        record = CommandRecord(stored, created_at=self._clock())
+        record = CommandRecord(with_expiry(command, self._clock() + self.ttl), created_at=self._clock())
         self._records[command.request_id] = record
         pending[command.request_id] = record
         self._trim()
         self._notify(record)
+        if self.on_pending is not None:
+            self.on_pending(command.account_id)
         return record
 
     def restore(self, record: CommandRecord) -> None:
@@ -116,10 +170,10 @@ class CommandBook:
     def records(self) -> list[CommandRecord]:
         return list(self._records.values())
 
-    def get(self, request_id: str) -> CommandRecord | None:
+    async def get(self, request_id: str) -> CommandRecord | None:
         return self._records.get(request_id)
 
-    def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
+    async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
         """Pending commands of an account not yet delivered on this stream; marks them delivered."""
         out = []
         for record in self._pending.get(account_id, {}).values():
@@ -128,7 +182,7 @@ class CommandBook:
                 out.append(record.command)
         return out
 
-    def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
+    async def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
         """Records a worker's answer; None for a request id the master does not know."""
         record = self._records.get(result.request_id)
         if record is None:
@@ -138,7 +192,7 @@ class CommandBook:
         self._finish(record, stored)
         return record
 
-    def expire(self) -> list[CommandRecord]:
+    async def expire(self) -> list[CommandRecord]:
         """Fails every pending command past its expiry."""
         now_ns = int(self._clock() * 1e9)
         expired = [
@@ -148,19 +202,7 @@ class CommandBook:
             if record.command.expires_at.ToNanoseconds() <= now_ns
         ]
         for record in expired:
-            performed = Timestamp()
-            performed.FromNanoseconds(now_ns)
-            self._finish(
-                record,
-                sync_pb2.CommandResult(
-                    request_id=record.command.request_id,
-                    account_id=record.command.account_id,
-                    outcome=sync_pb2.COMMAND_OUTCOME_FAILED,
-                    reason=e.FAILURE_REASON_EXPIRED,
-                    message="no worker of the account performed it before it expired",
-                    performed_at=performed,
-                ),
-            )
+            self._finish(record, expiry_result(record.command, now_ns))
         return expired
 
     def _finish(self, record: CommandRecord, result: sync_pb2.CommandResult) -> None:

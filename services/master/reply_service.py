@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import replies_pb2_grpc, sync_pb2
 
-from .commands import CommandBook, CommandRecord, CommandState
+from .commands import CommandRecord, Commands, CommandState
 from .errors import InvalidArgument, NotFound
 from .api_keys import Access, ApiKeys
 from .query_services import Context, Guarded
@@ -48,7 +48,7 @@ def reply_of(record: CommandRecord) -> rep.Reply:
 
 
 class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
-    def __init__(self, store: Store, keys: ApiKeys, book: CommandBook) -> None:
+    def __init__(self, store: Store, keys: ApiKeys, book: Commands) -> None:
         super().__init__(store, keys)
         self._book = book
 
@@ -88,7 +88,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
 
     async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:
         async def submit(access: Access) -> CommandRecord:
-            return self._book.submit(await self._command(request, access))
+            return await self._book.submit(await self._command(request, access))
 
         record = await self._answer(context, submit, "reply")
         return rep.SendReplyResponse(reply=reply_of(record))
@@ -97,7 +97,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
         async def find(access: Access) -> CommandRecord:
             if not request.request_id:
                 raise InvalidArgument("required", field="request_id")
-            record = self._book.get(request.request_id)
+            record = await self._book.get(request.request_id)
             # A reply of an account the key may not use is not found, as one never sent.
             if record is None or not access.may_use(record.command.account_id):
                 raise NotFound(f"reply {request.request_id!r} not found")

@@ -27,10 +27,11 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from services.common.rpc_errors import error_status
 
-from .commands import CommandBook, CommandRecord, CommandState
+from .commands import Commands
 from .errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted, StoreError, Unauthenticated
 from .journal import JournalFailed
 from .leases import AccountOwned, Leases
+from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
 from .validation import clean_account, clean_batch, clean_removals
@@ -100,16 +101,26 @@ _Outbound = sync_pb2.SyncDataResponse | _WhenPersisted | StoreError | _End
 class SyncHub:
     """What all streams share: the store, the leases, the commands and the live sessions."""
 
-    def __init__(self, store: Store, tokens: WorkerTokens, book: CommandBook, config: SyncConfig = SyncConfig()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tokens: WorkerTokens,
+        book: Commands,
+        config: SyncConfig = SyncConfig(),
+        shared: SharedLeases | None = None,
+    ) -> None:
         self.store = store
         self.tokens = tokens
         self.book = book
         self.config = config
         self.leases = Leases(config.lease_duration)
+        # Leases between masters (several masters over Redis); None for a master alone.
+        self.shared = shared
         self.sessions: dict[int, SyncSession] = {}
         # Set when the master stops: no new streams, no new messages taken.
         self.draining = False
-        book.subscribe(self._on_command)
+        self._deliveries: set[asyncio.Task[None]] = set()
+        book.on_pending = self.wake
 
     def drain(self, reconnect_after: float) -> None:
         """Ends every stream after what it already took is answered, with a GoAway."""
@@ -117,34 +128,61 @@ class SyncHub:
         for session in list(self.sessions.values()):
             session.go_away(reconnect_after)
 
-    def _on_command(self, record: CommandRecord) -> None:
-        if record.state is CommandState.PENDING:
-            self.deliver(record.command.account_id)
+    def wake(self, account_id: str) -> None:
+        """An account has a new command: delivers it soon, if a stream here owns the account."""
+        if self.leases.holder(account_id) is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.deliver(account_id))
+        self._deliveries.add(task)
+        task.add_done_callback(self._delivered)
 
-    def deliver(self, account_id: str) -> None:
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("delivering commands failed: %s", error)
+
+    async def deliver(self, account_id: str) -> None:
         """Sends the account's waiting commands to the stream owning it, if one does."""
         lease = self.leases.holder(account_id)
         session = self.sessions.get(lease.session_id) if lease is not None else None
         if session is None:
             return
-        for command in self.book.deliverable(account_id, session.id):
+        for command in await self.book.deliverable(account_id, session.id):
             session.send(sync_pb2.SyncDataResponse(command=command))
 
     async def sweep(self) -> None:
         """Expires commands and takes away lapsed leases; run about once a second."""
-        self.book.expire()
+        await self.book.expire()
         for session in list(self.sessions.values()):
             for account_id in [a for a in session.granted if not self.leases.holds(a, session.id)]:
-                del session.granted[account_id]
+                epoch = session.granted.pop(account_id)
+                if self.shared is not None:
+                    await self.shared.release({account_id: epoch})
                 if self.leases.holder(account_id) is None:
                     await self.store.set_presence(account_id, session.worker_id, online=False)
                 log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
 
+    async def renew_shared(self) -> None:
+        """Renews the leases between masters of the accounts this master's streams hold;
+        an account whose lease another master took is taken from its stream here."""
+        if self.shared is None:
+            return
+        for session in list(self.sessions.values()):
+            live = {a: epoch for a, epoch in session.granted.items() if self.leases.holds(a, session.id)}
+            for account_id in await self.shared.renew(live):
+                if session.granted.get(account_id) == live[account_id]:
+                    del session.granted[account_id]
+                    self.leases.release(session.id, {account_id})
+                    log.warning("worker %s lost account %s: another master holds it now", session.worker_id, account_id)
+
     async def end(self, session: SyncSession) -> None:
         self.sessions.pop(session.id, None)
-        for account_id in self.leases.release(session.id, set(session.granted)):
-            await self.store.set_presence(account_id, session.worker_id, online=False)
+        held = dict(session.granted)
         session.granted.clear()
+        if self.shared is not None:
+            await self.shared.release(held)
+        for account_id in self.leases.release(session.id, set(held)):
+            await self.store.set_presence(account_id, session.worker_id, online=False)
 
 
 class SyncSession:
@@ -231,7 +269,7 @@ class SyncSession:
                 await self._owned(request.account_status.account_id, "account_status.account_id")
                 await hub.store.report_status(request.account_status)
             elif kind == "command_result":
-                self._command_result(request.command_result)
+                await self._command_result(request.command_result)
             else:
                 raise InvalidArgument("one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind")
         except (Unauthenticated, PermissionDenied):
@@ -274,6 +312,13 @@ class SyncSession:
                 continue
             try:
                 lease = hub.leases.claim(claim.account_id, self.worker_id, self.id)
+                epoch = lease.epoch
+                if hub.shared is not None:
+                    try:
+                        epoch = await hub.shared.claim(claim.account_id, self.worker_id, self.id)
+                    except AccountOwned:
+                        hub.leases.release(self.id, {claim.account_id})
+                        raise
             except AccountOwned as owned:
                 expires = Timestamp()
                 expires.GetCurrentTime()
@@ -291,7 +336,7 @@ class SyncSession:
                 )
                 continue
             # A stream of the same worker that still held it is fenced now.
-            self.granted[claim.account_id] = lease.epoch
+            self.granted[claim.account_id] = epoch
             self._fence_others(claim.account_id)
             granted.append(claim.account_id)
         versions = await hub.store.account_versions(granted)
@@ -306,7 +351,7 @@ class SyncSession:
         self.send(sync_pb2.SyncDataResponse(welcome=welcome))
         # Commands that waited for these accounts follow the Welcome.
         for account_id in granted:
-            hub.deliver(account_id)
+            await hub.deliver(account_id)
 
     def _fence_others(self, account_id: str) -> None:
         for other in self.hub.sessions.values():
@@ -374,9 +419,13 @@ class SyncSession:
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
         await self.hub.store.apply_snapshot(
-            SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities)
+            SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities, self._fence(account_id))
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
+
+    def _fence(self, account_id: str) -> int:
+        """The epoch a store shared between masters checks this stream's writes against."""
+        return self.granted[account_id] if self.hub.shared is not None else 0
 
     # ---------------------------------------------------------------- delta
 
@@ -393,18 +442,18 @@ class SyncSession:
             account.CopyFrom(delta.account)
             clean_account(account, account_id, "delta.account")
         await self.hub.store.apply_delta(
-            DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals)
+            DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals, self._fence(account_id))
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
 
     # -------------------------------------------------------------- commands
 
-    def _command_result(self, result: sync_pb2.CommandResult) -> None:
+    async def _command_result(self, result: sync_pb2.CommandResult) -> None:
         if not result.request_id:
             raise InvalidArgument("must not be empty", field="command_result.request_id")
         if result.outcome == sync_pb2.COMMAND_OUTCOME_UNSPECIFIED:
             raise InvalidArgument("must be SENT or FAILED", field="command_result.outcome")
-        if self.hub.book.complete(result) is None:
+        if await self.hub.book.complete(result) is None:
             log.warning("worker %s answered unknown command %r", self.worker_id, result.request_id)
 
 
