@@ -105,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
         "(env IMSYNC_RETENTION)",
     )
     master.add_argument(
+        "--store",
+        default=_env("IMSYNC_STORE", "memory"),
+        metavar="memory|URL",
+        help="where accounts live: 'memory' (this process; journaled with --data-dir) or a Redis URL such as "
+        "redis://127.0.0.1:6379/0, shared by every master given the same URL: run several behind one address "
+        "(env IMSYNC_STORE; default %(default)s)",
+    )
+    master.add_argument(
+        "--redis-prefix",
+        default=_env("IMSYNC_REDIS_PREFIX", "imsync"),
+        help="prefix of every key in Redis, so that deployments can share one Redis (env IMSYNC_REDIS_PREFIX; "
+        "default %(default)s)",
+    )
+    master.add_argument(
+        "--master-id",
+        default=_env("IMSYNC_MASTER_ID", ""),
+        help="this master's name in the leases it holds in Redis (env IMSYNC_MASTER_ID; default host:pid:listen)",
+    )
+    master.add_argument(
         "--journal-sync",
         choices=("FULL", "NORMAL"),
         default=_env("IMSYNC_JOURNAL_SYNC", "FULL"),
@@ -284,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_dir=Path(args.data_dir) if args.data_dir else None,
                 journal_sync=args.journal_sync,
                 retention=retention,
+                store=args.store,
+                redis_prefix=args.redis_prefix,
+                master_id=args.master_id,
             )
             asyncio.run(serve(config))
         elif args.command == "sim":

@@ -13,6 +13,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.memory_store import MemoryStore
+from services.master.store import Store
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
@@ -113,7 +114,7 @@ def crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
     return bytes(copy.SerializeToString(deterministic=True))
 
 
-async def master_copy(store: MemoryStore, account_id: str) -> dict[str, dict[str, bytes]]:
+async def master_copy(store: Store, account_id: str) -> dict[str, dict[str, bytes]]:
     """The crawled part of what the master serves for an account, walked through its lists."""
     async def walk(lister: object, key: str) -> dict[str, object]:
         out: dict[str, object] = {}

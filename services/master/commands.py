@@ -19,6 +19,7 @@ from typing import Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 
 from .errors import AlreadyExists, InvalidArgument, ResourceExhausted
@@ -55,6 +56,8 @@ class Commands(Protocol):
 
     # Hears of an account with a new command to deliver.
     on_pending: Callable[[str], None] | None
+    # Seconds a command waits for its worker before it fails as expired.
+    ttl: float
 
     async def submit(self, command: sync_pb2.Command) -> CommandRecord: ...
 
@@ -221,3 +224,34 @@ class CommandBook:
             del self._records[request_id]
             if self.on_forget is not None:
                 self.on_forget(request_id)
+
+
+_STATES = {
+    CommandState.PENDING: rep.REPLY_STATE_PENDING,
+    CommandState.SENT: rep.REPLY_STATE_SENT,
+    CommandState.FAILED: rep.REPLY_STATE_FAILED,
+}
+
+
+def reply_of(record: CommandRecord) -> rep.Reply:
+    command = record.command
+    reply = rep.Reply(
+        request_id=command.request_id,
+        account_id=command.account_id,
+        state=_STATES[record.state],
+        expire_time=command.expires_at,
+    )
+    created = Timestamp()
+    created.FromNanoseconds(int(record.created_at * 1e9))
+    reply.create_time.CopyFrom(created)
+    if command.HasField("reply_to_comment"):
+        reply.reply_to_comment.CopyFrom(command.reply_to_comment)
+    else:
+        reply.send_message.CopyFrom(command.send_message)
+    if record.result is not None:
+        reply.reason = record.result.reason
+        reply.detail = record.result.message
+        reply.created_id = record.result.created_id
+        if record.result.HasField("performed_at"):
+            reply.performed_time.CopyFrom(record.result.performed_at)
+    return reply

@@ -2,7 +2,9 @@
 
 Every event gets an increasing id, "<epoch>-<n>": the epoch changes whenever the master
 starts, so a subscriber resuming with an id of an earlier run is told it missed events
-(OUT_OF_RANGE) instead of silently skipping or repeating them. A subscriber can resume
+(OUT_OF_RANGE) instead of silently skipping or repeating them. A bus shared by several
+masters (over Redis) takes the ids of the shared stream instead ("<ms>-<seq>"), the same
+on every master, so a client may resume on any of them. A subscriber can resume
 after an id as long as the history still holds the events after it; a subscriber that
 cannot keep up is dropped (its buffer is bounded) and resumes from its last id, instead
 of growing the master's memory.
@@ -44,18 +46,27 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, *, history: int = 10_000, buffer: int = 1_000, epoch: int | None = None) -> None:
+    def __init__(
+        self, *, history: int = 10_000, buffer: int = 1_000, epoch: int | None = None, shared: bool = False
+    ) -> None:
         self._history: deque[ev.Event] = deque(maxlen=history)
         # Without a journal to count starts, the start time (ms) tells runs apart.
         self.epoch = epoch if epoch is not None else time.time_ns() // 1_000_000
+        # Ids come from the shared stream with each event; there are no runs to tell apart.
+        self.shared = shared
         self._ids = itertools.count(1)
+        # The position of the newest event no longer held: resuming before it misses events.
+        self._dropped_upto: tuple[int, int] = (0, 0)
         self._buffer = buffer
         self._subscribers: set[Subscription] = set()
 
     def publish(self, event: ev.Event) -> None:
-        event.event_id = f"{self.epoch}-{next(self._ids)}"
+        if not self.shared:
+            event.event_id = f"{self.epoch}-{next(self._ids)}"
         if not event.HasField("create_time"):
             event.create_time.GetCurrentTime()
+        if len(self._history) == self._history.maxlen:
+            self._dropped_upto = _position(self._history[0].event_id)
         self._history.append(event)
         for subscriber in list(self._subscribers):
             if not subscriber.wants(event):
@@ -68,6 +79,11 @@ class EventBus:
                 subscriber.queue.get_nowait()
                 subscriber.queue.put_nowait(None)
 
+    def held_since(self, dropped_upto: str) -> None:
+        """For a shared bus primed with the stream's newest events: the id of the newest one
+        it did not take (or that the stream no longer holds)."""
+        self._dropped_upto = _position(dropped_upto)
+
     def subscribe(self, account_ids: Collection[str], types: Collection[int], after_event_id: str) -> Subscription:
         """Registers a subscriber, with the events after `after_event_id` already queued."""
         subscription = Subscription(frozenset(account_ids), frozenset(types), asyncio.Queue(self._buffer))
@@ -75,20 +91,20 @@ class EventBus:
             found = _EVENT_ID.fullmatch(after_event_id)
             if found is None:
                 raise InvalidArgument("must be an event id (<epoch>-<n>)", field="after_event_id")
-            if int(found.group(1)) != self.epoch:
+            if not self.shared and int(found.group(1)) != self.epoch:
                 raise OutOfRange(
                     f"event {after_event_id} is from an earlier run of the master; reload, then subscribe anew",
                     field="after_event_id",
                 )
-            after = int(found.group(2))
-            oldest = _number(self._history[0]) if self._history else after + 1
-            if after < oldest - 1:
+            after = _position(after_event_id)
+            if after < self._dropped_upto:
+                oldest = self._history[0].event_id if self._history else "none"
                 raise OutOfRange(
-                    f"events after {after_event_id} are no longer held (the oldest is {self.epoch}-{oldest}); "
+                    f"events after {after_event_id} are no longer held (the oldest is {oldest}); "
                     "reload, then subscribe anew",
                     field="after_event_id",
                 )
-            missed = [event for event in self._history if _number(event) > after and subscription.wants(event)]
+            missed = [event for event in self._history if _position(event.event_id) > after and subscription.wants(event)]
             if len(missed) >= self._buffer:
                 raise ResourceExhausted(f"{len(missed)} events to replay; reload, then subscribe anew")
             for event in missed:
@@ -120,5 +136,6 @@ class EventBus:
             self.unsubscribe(subscription)
 
 
-def _number(event: ev.Event) -> int:
-    return int(event.event_id.rpartition("-")[2])
+def _position(event_id: str) -> tuple[int, int]:
+    first, _, second = event_id.partition("-")
+    return int(first), int(second)

@@ -80,19 +80,21 @@ class SharedLeases:
         """Renews leases (account -> epoch); returns the accounts whose lease is gone."""
         if not held:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for account_id, epoch in held.items():
-            await self._renew(keys=[self._keys(account_id).lease], args=[str(epoch), self._ms], client=pipe)
-        results = await pipe.execute()
+        # A context, so that a cancellation while the pipeline loads its script (before
+        # execute's own cleanup) still gives its connection back.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id, epoch in held.items():
+                await self._renew(keys=[self._keys(account_id).lease], args=[str(epoch), self._ms], client=pipe)
+            results = await pipe.execute()
         return [account_id for account_id, kept in zip(held, results, strict=True) if not int(kept)]
 
     async def release(self, held: dict[str, int]) -> None:
         if not held:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for account_id, epoch in held.items():
-            await self._release(keys=[self._keys(account_id).lease], args=[str(epoch)], client=pipe)
-        await pipe.execute()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id, epoch in held.items():
+                await self._release(keys=[self._keys(account_id).lease], args=[str(epoch)], client=pipe)
+            await pipe.execute()
 
     async def alive(self, account_ids: list[str]) -> dict[str, bool]:
         """Whether some master holds each account's lease."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import replies_pb2_grpc, sync_pb2
 
-from .commands import CommandRecord, Commands, CommandState
+from .commands import CommandRecord, Commands, reply_of
 from .errors import InvalidArgument, NotFound
 from .api_keys import Access, ApiKeys
 from .query_services import Context, Guarded
@@ -15,37 +14,6 @@ from .store import Store
 
 MAX_TEXT = 2000
 MAX_REQUEST_ID = 128
-
-_STATES = {
-    CommandState.PENDING: rep.REPLY_STATE_PENDING,
-    CommandState.SENT: rep.REPLY_STATE_SENT,
-    CommandState.FAILED: rep.REPLY_STATE_FAILED,
-}
-
-
-def reply_of(record: CommandRecord) -> rep.Reply:
-    command = record.command
-    reply = rep.Reply(
-        request_id=command.request_id,
-        account_id=command.account_id,
-        state=_STATES[record.state],
-        expire_time=command.expires_at,
-    )
-    created = Timestamp()
-    created.FromNanoseconds(int(record.created_at * 1e9))
-    reply.create_time.CopyFrom(created)
-    if command.HasField("reply_to_comment"):
-        reply.reply_to_comment.CopyFrom(command.reply_to_comment)
-    else:
-        reply.send_message.CopyFrom(command.send_message)
-    if record.result is not None:
-        reply.reason = record.result.reason
-        reply.detail = record.result.message
-        reply.created_id = record.result.created_id
-        if record.result.HasField("performed_at"):
-            reply.performed_time.CopyFrom(record.result.performed_at)
-    return reply
-
 
 class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
     def __init__(self, store: Store, keys: ApiKeys, book: Commands) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from redis.exceptions import RedisError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -38,7 +42,7 @@ from imsync.v1 import (
 from services.common.tls import ServerTls
 
 from .api_keys import ApiKeys
-from .commands import CommandBook
+from .commands import CommandBook, Commands
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
 from .query_services import (
@@ -52,7 +56,12 @@ from .query_services import (
 from .event_service import EventServicer
 from .events import EventBus
 from .rate_limit import RateLimiter
-from .reply_service import ReplyServicer, reply_of
+from .commands import reply_of
+from .reply_service import ReplyServicer
+from .redis_commands import RedisCommandBook
+from .redis_events import RedisEventFeed
+from .redis_leases import SharedLeases
+from .redis_store import RedisStore
 from .retention import Retention
 from .store import Store
 from .sync_service import SyncConfig, SyncHub, SyncServicer
@@ -98,6 +107,17 @@ class MasterConfig:
     retention: Retention = Retention()
     # TLS for every client (workers, gateways, services); None serves plain text.
     tls: ServerTls | None = None
+    # Where accounts live: "memory" (this process, journaled under data_dir), or a Redis
+    # URL (redis://host:port/db) shared by several masters.
+    store: str = "memory"
+    # Prefix of every Redis key, so that several deployments can share one Redis.
+    redis_prefix: str = "imsync"
+    # This master's name in the leases it holds in Redis; empty: host, process and address.
+    master_id: str = ""
+
+    @property
+    def shared(self) -> bool:
+        return self.store != "memory"
 
 
 # The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
@@ -110,23 +130,44 @@ class Master:
 
     def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
         self.config = config
-        self.bus = EventBus()
-        self.store: Store = store if store is not None else MemoryStore(retention=config.retention)
-        self.store.on_event = self.bus.publish
-        self.book = CommandBook(ttl=config.command_ttl)
-        self.book.subscribe(
-            lambda record: self.bus.publish(
-                ev.Event(
-                    type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
-                    account_id=record.command.account_id,
-                    reply=reply_of(record),
+        self.redis: RedisStore | None = None
+        self.feed: RedisEventFeed | None = None
+        shared: SharedLeases | None = None
+        if config.shared:
+            if config.data_dir is not None:
+                raise ValueError("a data directory journals the memory store only; Redis keeps its own data")
+            if not config.store.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)")
+            self.redis = RedisStore.from_url(config.store, prefix=config.redis_prefix, retention=config.retention)
+            self.store: Store = self.redis
+            # Events come from the shared stream, with its ids, whichever master caused them.
+            self.bus = EventBus(shared=True)
+            self.feed = RedisEventFeed(self.redis.redis, self.redis.events_key, self.bus)
+            self.book: Commands = RedisCommandBook(self.redis, ttl=config.command_ttl)
+            master_id = config.master_id or f"{socket.gethostname()}:{os.getpid()}:{config.listen}"
+            shared = SharedLeases(self.redis.redis, config.redis_prefix, master_id, config.sync.lease_duration)
+        else:
+            self.bus = EventBus()
+            self.store = store if store is not None else MemoryStore(retention=config.retention)
+            self.store.on_event = self.bus.publish
+            book = CommandBook(ttl=config.command_ttl)
+            book.subscribe(
+                lambda record: self.bus.publish(
+                    ev.Event(
+                        type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
+                        account_id=record.command.account_id,
+                        reply=reply_of(record),
+                    )
                 )
             )
-        )
-        self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync)
+            self.book = book
+        self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
         self.server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._followers: list[asyncio.Task[None]] = []
+        # What an acknowledgement means with the Redis the master uses (told at start).
+        self.persistence = ""
         self.recovery: Recovery | None = None
         # Set when the journal fails: the master cannot keep its promises and must stop.
         self.failed = asyncio.Event()
@@ -136,6 +177,7 @@ class Master:
         if self.config.data_dir is not None:
             if not isinstance(self.store, MemoryStore):
                 raise ValueError("a data directory journals the memory store only")
+            assert isinstance(self.book, CommandBook)
             self.recovery = open_data_dir(self.config.data_dir, self.store, self.book, synchronous=self.config.journal_sync)
             journal = self.recovery.journal
             self.bus.epoch = journal.epoch
@@ -143,6 +185,18 @@ class Master:
             journal.start()
             # An event goes out only once what it reports is on disk.
             self.store.on_event = lambda event: journal.when_persisted(lambda: self.bus.publish(event))
+        if self.redis is not None and self.feed is not None:
+            try:
+                self.persistence = await self.redis.check_persistence()
+                await self.feed.prime()
+            except (RedisError, OSError) as error:
+                raise OSError(f"cannot reach Redis at {self.config.store}: {error}") from error
+            assert isinstance(self.book, RedisCommandBook)
+            self._followers = [
+                asyncio.create_task(self.feed.follow()),
+                asyncio.create_task(self.book.follow()),
+                asyncio.create_task(self._renew_leases()),
+            ]
         keys = ApiKeys(self.config.api_keys, RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2)))
         self.server = await build_server(self.store, self.hub, self.book, self.bus, keys, self.config.max_streams_per_key)
         if self.config.tls is not None:
@@ -158,13 +212,24 @@ class Master:
         return port
 
     async def _sweep(self) -> None:
-        while True:
+        # Retention in Redis scans every account's orders: less often than in memory.
+        retention_every = 10 if self.redis is not None else 1
+        for count in itertools.count(1):
             await asyncio.sleep(1.0)
             try:
                 await self.hub.sweep()
-                await self.store.enforce_retention()
+                if count % retention_every == 0:
+                    await self.store.enforce_retention()
             except Exception:
                 log.exception("sweep failed")
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sync.lease_duration / 3)
+            try:
+                await self.hub.renew_shared()
+            except Exception:
+                log.exception("renewing the leases in Redis failed")
 
     async def _compact(self) -> None:
         assert self.recovery is not None and isinstance(self.store, MemoryStore)
@@ -178,7 +243,7 @@ class Master:
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
         and leaves the journal checkpointed and closed."""
-        for task in (self._sweeper, self._compactor):
+        for task in (self._sweeper, self._compactor, *self._followers):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -186,6 +251,12 @@ class Master:
         self.bus.close()
         if self.server is not None:
             await self.server.stop(grace)
+        if self.redis is not None:
+            try:
+                await self.hub.settle()
+            except TimeoutError:
+                log.warning("streams still ending after 5 s; closing the Redis connections anyway")
+            await self.redis.close()
         if self.recovery is not None:
             journal = self.recovery.journal
             if journal.failed is None:
@@ -196,7 +267,7 @@ class Master:
 async def build_server(
     store: Store,
     hub: SyncHub,
-    book: CommandBook,
+    book: Commands,
     bus: EventBus,
     keys: ApiKeys,
     max_streams_per_key: int,
@@ -226,7 +297,10 @@ async def build_server(
 
 
 async def serve(config: MasterConfig, store: Store | None = None) -> None:
-    master = Master(config, store)
+    try:
+        master = Master(config, store)
+    except ValueError as error:
+        raise SystemExit(f"imsync master: {error}") from None
     try:
         port = await master.start()
     except OSError as error:
@@ -245,6 +319,8 @@ async def serve(config: MasterConfig, store: Store | None = None) -> None:
             f"{recovery.replies} replies from {config.data_dir} in {recovery.seconds:.2f} s",
             flush=True,
         )
+    if master.persistence:
+        print(f"imsync master: store {config.store} (prefix {config.redis_prefix!r}); {master.persistence}", flush=True)
     # Tests and the demo read this line to learn the port when asked for port 0.
     print(f"imsync master listening on {host}:{port}", flush=True)
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
+from redis.exceptions import RedisError
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2
@@ -28,7 +29,15 @@ from imsync.v1 import sync_pb2, sync_pb2_grpc
 from services.common.rpc_errors import error_status
 
 from .commands import Commands
-from .errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted, StoreError, Unauthenticated
+from .errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    StoreError,
+    Unauthenticated,
+    Unavailable,
+)
 from .journal import JournalFailed
 from .leases import AccountOwned, Leases
 from .redis_leases import SharedLeases
@@ -120,6 +129,8 @@ class SyncHub:
         # Set when the master stops: no new streams, no new messages taken.
         self.draining = False
         self._deliveries: set[asyncio.Task[None]] = set()
+        # Streams whose end is being recorded in the store.
+        self._ending = 0
         book.on_pending = self.wake
 
     def drain(self, reconnect_after: float) -> None:
@@ -179,10 +190,24 @@ class SyncHub:
         self.sessions.pop(session.id, None)
         held = dict(session.granted)
         session.granted.clear()
-        if self.shared is not None:
-            await self.shared.release(held)
-        for account_id in self.leases.release(session.id, set(held)):
-            await self.store.set_presence(account_id, session.worker_id, online=False)
+        released = self.leases.release(session.id, set(held))
+        self._ending += 1
+        try:
+            if self.shared is not None:
+                await self.shared.release(held)
+            for account_id in released:
+                await self.store.set_presence(account_id, session.worker_id, online=False)
+        except (StoreError, RedisError, OSError) as error:
+            # The store is out of reach: the leases between masters lapse by themselves.
+            log.warning("could not release the accounts of worker %s: %s", session.worker_id, error)
+        finally:
+            self._ending -= 1
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Waits until every stream's end is recorded and no delivery runs (the master stops)."""
+        async with asyncio.timeout(timeout):
+            while self.sessions or self._ending or self._deliveries:
+                await asyncio.sleep(0.01)
 
 
 class SyncSession:
@@ -272,8 +297,8 @@ class SyncSession:
                 await self._command_result(request.command_result)
             else:
                 raise InvalidArgument("one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind")
-        except (Unauthenticated, PermissionDenied):
-            raise
+        except (Unauthenticated, PermissionDenied, Unavailable):
+            raise  # a wrong identity, or a store out of reach: the stream ends
         except StoreError as error:
             if kind == "snapshot":
                 self._pending.pop(account_id, None)

@@ -1,0 +1,197 @@
+"""Two masters in this process over one real redis-server: a worker syncs to A, a client
+reads, listens and replies through B. (The processes, killed and restarted, are in
+test_e2e_redis_masters.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import sync_pb2
+from imsync_client import ImClient, SyncClient, walk
+from services.common.sample import SampleAccount
+from services.master.retention import KEEP_EVERYTHING
+from services.master.server import Master as MasterProcess
+from services.master.server import MasterConfig
+from services.master.sync_service import SyncConfig
+
+from .conftest import NOW, token_for, write_tokens
+from .helpers.redis_server import RedisServer
+from .sync_harness import crawl_of, master_copy, view_copy
+
+_prefixes = itertools.count(1)
+
+
+class Pair:
+    """Masters A and B on one Redis, each with a channel."""
+
+    def __init__(self, a: MasterProcess, b: MasterProcess, a_address: str, b_address: str) -> None:
+        self.a, self.b = a, b
+        self.a_channel = grpc.aio.insecure_channel(a_address)
+        self.b_channel = grpc.aio.insecure_channel(b_address)
+        self.im_b = ImClient(self.b_channel)
+
+    def sync_a(self, worker_id: str = "test-worker") -> SyncClient:
+        return SyncClient(self.a_channel, worker_id, token=token_for(worker_id))
+
+
+@pytest_asyncio.fixture
+async def pair(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Pair]:
+    prefix = f"pair{next(_prefixes)}"
+    tokens = write_tokens(tmp_path / "tokens.toml")
+    masters = []
+    for name in ("a", "b"):
+        config = MasterConfig(
+            listen="127.0.0.1:0",
+            worker_tokens=tokens,
+            sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+            retention=KEEP_EVERYTHING,
+            store=redis_server.url,
+            redis_prefix=prefix,
+            master_id=name,
+        )
+        master = MasterProcess(config)
+        masters.append((master, f"127.0.0.1:{await master.start()}"))
+    (a, a_address), (b, b_address) = masters
+    pair = Pair(a, b, a_address, b_address)
+    try:
+        yield pair
+    finally:
+        await pair.a_channel.close(grace=None)
+        await pair.b_channel.close(grace=None)
+        await a.stop()
+        await b.stop()
+
+
+def _sample(account_id: str, seed: int) -> SampleAccount:
+    sample = SampleAccount(account_id, seed=seed, now=NOW)
+    sample.fill(conversations=8, messages_per_conversation=3, contents=3, comments_per_content=3)
+    return sample
+
+
+async def _next_command(sync: SyncClient) -> sync_pb2.Command:
+    """The next command on a worker's stream (SyncClient.receive skips them)."""
+    async with asyncio.timeout(10):
+        while True:
+            response = await sync._call.read()
+            if response.WhichOneof("kind") == "command":
+                return response.command  # type: ignore[no-any-return]
+
+
+async def test_a_client_on_b_sees_what_a_worker_on_a_synced(pair: Pair) -> None:
+    samples = [_sample("shop-1", 1), _sample("shop-2", 2)]
+    sync = pair.sync_a()
+    await sync.open({s.account_id: 0 for s in samples})
+    for sample in samples:
+        assert await sync.push_snapshot(sample.account_id, 1, sample.account, sample.batch) == 1
+    for sample in samples:
+        # B's store is A's: what B serves is exactly the worker's crawl.
+        assert await master_copy(pair.b.store, sample.account_id) == view_copy(crawl_of(sample), sample.account_id)
+        listed = [c async for c in walk(pair.im_b.list_conversations, conv.ListConversationsRequest(account_id=sample.account_id, count=3), "conversations")]
+        assert len(listed) == len(sample.batch.conversations)
+    await sync.close()
+
+
+async def test_events_of_a_reach_clients_of_b_and_resume_on_either(pair: Pair) -> None:
+    sample = _sample("shop-1", 3)
+    sync = pair.sync_a()
+    await sync.open({"shop-1": 0})
+    assert await sync.push_snapshot("shop-1", 1, sample.account, sample.batch) == 1
+
+    heard: list[ev.Event] = []
+
+    async def listen(im: ImClient, after: str, wanted: int) -> None:
+        async for response in im.stream_events(ev.StreamEventsRequest(account_ids=["shop-1"], after_event_id=after)):
+            event = response.event
+            if event.type == ev.EVENT_TYPE_NEW_MESSAGE:
+                heard.append(event)
+                if len(heard) >= wanted:
+                    return
+
+    listener = asyncio.create_task(listen(pair.im_b, "", 1))
+    await asyncio.sleep(0.3)  # subscribed
+    before = {m.message_id for m in sample.batch.messages}
+    sample.grow(NOW + 100)
+    assert await sync.push_snapshot("shop-1", 2, sample.account, sample.batch) == 2
+    await asyncio.wait_for(listener, 10)
+    assert heard[0].message.message_id in {m.message_id for m in sample.batch.messages} - before
+
+    # The id B gave resumes on A: the next event, and only it, comes.
+    resumed = asyncio.create_task(listen(ImClient(pair.a_channel), heard[0].event_id, 2))
+    sample.grow(NOW + 200)
+    assert await sync.push_snapshot("shop-1", 3, sample.account, sample.batch) == 3
+    await asyncio.wait_for(resumed, 10)
+    first, second = (tuple(map(int, event.event_id.split("-"))) for event in heard[:2])
+    assert second > first
+    await sync.close()
+
+
+async def test_a_reply_sent_through_b_is_performed_by_the_worker_on_a(pair: Pair) -> None:
+    sample = _sample("shop-1", 4)
+    sync = pair.sync_a()
+    await sync.open({"shop-1": 0})
+    assert await sync.push_snapshot("shop-1", 1, sample.account, sample.batch) == 1
+    conversation = sample.batch.conversations[0]
+
+    states: list[int] = []
+
+    async def listen() -> None:
+        async for response in pair.im_b.stream_events(ev.StreamEventsRequest(account_ids=["shop-1"])):
+            event = response.event
+            if event.type == ev.EVENT_TYPE_REPLY_STATE_CHANGED:
+                states.append(event.reply.state)
+                if event.reply.state == rep.REPLY_STATE_SENT:
+                    return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.3)
+    sent = await pair.im_b.send_reply(
+        rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"))
+    )
+    assert sent.reply.state == rep.REPLY_STATE_PENDING
+    # The worker, connected to A, is handed the command B took.
+    command = await _next_command(sync)
+    assert command.request_id == "r-1" and command.send_message.text == "hello"
+    await sync.write(
+        sync_pb2.SyncDataRequest(
+            command_result=sync_pb2.CommandResult(
+                request_id="r-1", account_id="shop-1", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="m-new"
+            )
+        )
+    )
+    await asyncio.wait_for(listener, 10)
+    assert states == [rep.REPLY_STATE_PENDING, rep.REPLY_STATE_SENT], "each change announced once"
+    got = await pair.im_b.get_reply(rep.GetReplyRequest(request_id="r-1"))
+    assert (got.reply.state, got.reply.created_id) == (rep.REPLY_STATE_SENT, "m-new")
+    # The same request id again is the same reply; with another text it is refused.
+    again = await pair.im_b.send_reply(
+        rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"))
+    )
+    assert again.reply.state == rep.REPLY_STATE_SENT
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await pair.im_b.send_reply(
+            rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="other"))
+        )
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    await sync.close()
+
+
+async def test_a_second_worker_on_b_is_refused_an_account_a_worker_holds_on_a(pair: Pair) -> None:
+    sample = _sample("shop-1", 5)
+    owner = pair.sync_a("worker-a")
+    await owner.open({"shop-1": 0})
+    assert await owner.push_snapshot("shop-1", 1, sample.account, sample.batch) == 1
+    other = SyncClient(pair.b_channel, "worker-b", token=token_for("worker-b"))
+    welcome = await other.open({"shop-1": 0})
+    assert "shop-1" not in welcome
+    await other.close()
+    await owner.close()
