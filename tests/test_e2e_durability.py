@@ -15,167 +15,21 @@ import os
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
 import pytest_asyncio
 
-from imsync.v1 import conversations_pb2 as conv
-from imsync.v1 import contents_pb2 as cnt
-from imsync.v1 import discussions_pb2 as dis
-from imsync.v1 import messages_pb2 as msg
-from imsync.v1 import sync_pb2
-from imsync.v1 import unified_messages_pb2 as uni
-from imsync_client import ImClient, walk
 from services import processes
-from services.common.sample import SampleAccount
 from services.master.journal import FILE_NAME
-from services.worker.sync_engine import EngineConfig, SyncEngine
 
 from . import waiting
-from .conftest import NOW, token_for, write_tokens
-from .sync_harness import crawl_of, crawled_bytes, running, view_copy
+from .conftest import NOW
+from .crash_rig import ACCOUNTS, Rig, WatchedEngine, read_items, served
+from .sync_harness import crawl_of, running, view_copy
 
 pytestmark = pytest.mark.e2e
-
-ACCOUNTS = ["shop-a", "shop-b", "shop-c"]
-# A channel of its own: gRPC shares connections between channels to one address, and one
-# still backing off from the killed master would fail the first call to the new one.
-FRESH = [("grpc.use_local_subchannel_pool", 1)]
-
-
-class WatchedEngine(SyncEngine):
-    """An engine that remembers what each Welcome offered, and can kill the master the
-    moment an Ack arrives (the moment a lost write would show)."""
-
-    welcomes: list[dict[str, int]]
-    kill_on_ack: Callable[[], None] | None = None
-
-    def _on_welcome(self, welcome: sync_pb2.Welcome) -> None:
-        self.welcomes.append({granted.account_id: granted.version for granted in welcome.accounts})
-        super()._on_welcome(welcome)
-
-    async def _read(self, call: Any) -> None:
-        original = call.read
-
-        async def read() -> Any:
-            response = await original()
-            if self.kill_on_ack is not None and response is not grpc.aio.EOF and response.WhichOneof("kind") == "ack":  # type: ignore[attr-defined]
-                kill, self.kill_on_ack = self.kill_on_ack, None
-                kill()
-            return response
-
-        call.read = read
-        await super()._read(call)
-
-
-class Rig:
-    """A master process over a data directory, a worker engine here, and a reading client."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tokens = write_tokens(tmp / "tokens.toml")
-        self.data_dir = tmp / "data"
-        self.port = 0
-        self.master: processes.Child | None = None
-        self.samples = {a: SampleAccount(a, seed=i + 21, now=NOW) for i, a in enumerate(ACCOUNTS)}
-        for sample in self.samples.values():
-            sample.fill(conversations=6, messages_per_conversation=3, contents=3, comments_per_content=3)
-        self.engine: WatchedEngine | None = None
-        # Set to kill the master the moment the next read mark is acknowledged.
-        self.kill_on_mark = False
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start_master(self, port: int | None = None) -> processes.Child:
-        listen = f"127.0.0.1:{self.port if port is None else port}"
-        args = ["master", "--listen", listen, "--retention", "none", "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
-                "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
-        child = await processes.start(args, attempts=20)  # the killed master's port may not be free yet
-        if port is None:
-            self.master = child
-            self.port = int(child.address.rpartition(":")[2])
-        return child
-
-    def kill_master(self) -> None:
-        assert self.master is not None
-        self.master.process.send_signal(signal.SIGKILL)
-
-    def make_engine(self) -> WatchedEngine:
-        config = EngineConfig(master=self.address, worker_id="test-worker", token=token_for("test-worker"),
-                              backoff_initial=0.05, backoff_max=0.3)
-        engine = WatchedEngine(config, ACCOUNTS, None)
-        engine.welcomes = []
-        for account_id, sample in self.samples.items():
-            engine.publish(account_id, crawl_of(sample))
-        self.engine = engine
-        return engine
-
-    async def crawl_forever(self, rng: random.Random) -> None:
-        """What the platform does: new messages and comments, edits; never a deletion, so
-        that every item marked read is still there to be checked."""
-        assert self.engine is not None
-        step = 0
-        while True:
-            step += 1
-            account_id = rng.choice(ACCOUNTS)
-            sample = self.samples[account_id]
-            sample.grow(NOW + step * 10)
-            if sample.batch.contents:
-                sample.batch.contents[rng.randrange(len(sample.batch.contents))].stats.likes += 1
-            self.engine.publish(account_id, crawl_of(sample))
-            await asyncio.sleep(rng.uniform(0.01, 0.06))
-
-    async def read_forever(self, rng: random.Random, acknowledged: dict[str, set[str]]) -> None:
-        """A person marking items read; keeps those the master acknowledged."""
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            im = ImClient(channel)
-            while True:
-                account_id = rng.choice(ACCOUNTS)
-                try:
-                    page = await im.list_unified_messages(
-                        uni.ListUnifiedMessagesRequest(account_id=account_id, is_read=False, count=20), timeout=2
-                    )
-                    if page.messages:
-                        item = rng.choice(page.messages).id
-                        await im.mark_unified_message_read(
-                            uni.MarkUnifiedMessageReadRequest(account_id=account_id, id=item), timeout=2
-                        )
-                        acknowledged[account_id].add(item)
-                        if self.kill_on_mark:
-                            self.kill_on_mark = False
-                            self.kill_master()
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.05)  # the master is down: try again
-                await asyncio.sleep(rng.uniform(0.005, 0.03))
-
-
-async def served(address: str, account_id: str) -> dict[str, dict[str, bytes]]:
-    """The crawled part of what a master serves of an account, over gRPC."""
-    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
-        im = ImClient(channel)
-        lists: dict[str, tuple[Any, Any, str, str]] = {
-            "conversations": (im.list_conversations, conv.ListConversationsRequest, "conversations", "conversation_id"),
-            "messages": (im.list_messages, msg.ListMessagesRequest, "messages", "message_id"),
-            "contents": (im.list_contents, cnt.ListContentsRequest, "contents", "content_id"),
-            "comments": (im.list_discussions, dis.ListDiscussionsRequest, "discussions", "comment_id"),
-        }
-        out: dict[str, dict[str, bytes]] = {}
-        for name, (call, request_type, field, key) in lists.items():
-            items = [item async for item in walk(call, request_type(account_id=account_id, count=100), field)]
-            out[name] = {getattr(item, key): crawled_bytes(name, item, account_id) for item in items}
-        return out
-
-
-async def read_items(address: str, account_id: str) -> set[str]:
-    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
-        request = uni.ListUnifiedMessagesRequest(account_id=account_id, is_read=True, count=100)
-        return {item.id async for item in walk(ImClient(channel).list_unified_messages, request, "messages")}
-
 
 @pytest_asyncio.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -142,7 +144,16 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        # A connection Redis closed (a restart) is tried again on a fresh one. That is safe:
+        # a commit sent twice finds the rev moved and computes itself again, to a no-op.
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         return cls(client, **kwargs)
 
     async def close(self) -> None:
