@@ -26,7 +26,7 @@ from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 from services.master.watched_file import token_hash
 
-from .helpers.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 
 # Every worker id a test uses has the token "token-<worker id>".
 WORKER_IDS = ("test-worker", "worker-2", "crashing-worker", "next-worker", "worker-a", "worker-b", "e2e-worker", "intruder")

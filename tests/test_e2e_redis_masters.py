@@ -23,7 +23,7 @@ from services import processes
 
 from . import waiting
 from .crash_rig import ACCOUNTS, Rig, read_items, served
-from .helpers.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 from .sync_harness import crawl_of, running, view_copy
 
 pytestmark = pytest.mark.e2e

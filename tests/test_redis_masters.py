@@ -19,13 +19,14 @@ from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient, walk
 from services.common.sample import SampleAccount
+from services.master.redis_store import RedisStore
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
-from .helpers.redis_server import RedisServer
+from services.common.local_redis import RedisServer
 from .sync_harness import crawl_of, master_copy, view_copy
 
 _prefixes = itertools.count(1)
@@ -195,3 +196,18 @@ async def test_a_second_worker_on_b_is_refused_an_account_a_worker_holds_on_a(pa
     assert "shop-1" not in welcome
     await other.close()
     await owner.close()
+
+
+async def test_a_dead_master_s_workers_are_shown_offline_once_their_leases_lapse(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url, prefix=f"orphans{next(_prefixes)}")
+    try:
+        for account_id in ("kept", "orphaned"):
+            await store.set_presence(account_id, "worker-1", True)
+        # A live lease for one; the other's master died and its lease lapsed.
+        await store.redis.hset(store.keys("kept").lease, mapping={"master": "a", "worker": "worker-1", "epoch": "1"})
+        assert await store.show_orphans_offline() == 1
+        assert (await store.get_account("kept")).online
+        assert not (await store.get_account("orphaned")).online
+        assert await store.show_orphans_offline() == 0
+    finally:
+        await store.close()

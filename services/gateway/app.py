@@ -98,7 +98,9 @@ class Gateway:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
         if self._channel is None:
-            self._channel = open_channel(self._master, self._tls)
+            # Given several masters ("ipv4:host1:port1,host2:port2", masters over one
+            # Redis), calls are spread over them, and go to the others while one is down.
+            self._channel = open_channel(self._master, self._tls, [("grpc.lb_policy_name", "round_robin")])
         try:
             yield
         finally:

@@ -463,14 +463,17 @@ class RedisStore:
             account=state.account.SerializeToString(),
         )
 
-    async def _presence_change(self, account_id: str, change: Callable[[Presence], bool]) -> None:
+    async def _presence_change(self, account_id: str, change: Callable[[Presence], bool], *, unless_leased: bool = False) -> None:
         keys = self.keys(account_id)
         await self._register(account_id)
 
         async def attempt() -> bool | None:
-            raw: dict[bytes, bytes] = await self.redis.hgetall(keys.meta)  # type: ignore[assignment]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(keys.meta)
+            pipe.exists(keys.lease)
+            raw, leased = await pipe.execute()
             meta = _Meta(raw)
-            if not change(meta.presence):
+            if (unless_leased and leased) or not change(meta.presence):
                 return True
             writes = Writes()
             fields = writes.hash(keys.meta)
@@ -1202,6 +1205,36 @@ class RedisStore:
         return found[:wanted]
 
     # ------------------------------------------------------------------ admin
+
+    @_redis_errors
+    async def show_orphans_offline(self) -> int:
+        """Shows offline the accounts whose worker is shown online but whose lease no master
+        holds any more (its master died and could not say so); returns how many."""
+        orphans = await self._orphaned_presence()
+
+        def offline(presence: Presence) -> bool:
+            if not presence.online:
+                return False
+            presence.online = False
+            return True
+
+        for account_id, _ in orphans:
+            # Checked again in the change: a worker claiming it meanwhile keeps it online.
+            await self._presence_change(account_id, offline, unless_leased=True)
+        return len(orphans)
+
+    async def _orphaned_presence(self) -> list[tuple[str, str]]:
+        account_ids = await self.account_ids()
+        pipe = self.redis.pipeline(transaction=False)
+        for account_id in account_ids:
+            pipe.hmget(self.keys(account_id).meta, ["online", "worker_id"])
+            pipe.exists(self.keys(account_id).lease)
+        results = await pipe.execute()
+        return [
+            (account_id, _text(worker or b""))
+            for account_id, (online, worker), leased in zip(account_ids, results[::2], results[1::2], strict=True)
+            if online == b"1" and not leased
+        ]
 
     async def account_ids(self) -> list[str]:
         return _strings(await self.redis.zrange(self.accounts_key, 0, -1))

@@ -220,6 +220,9 @@ class Master:
                 await self.hub.sweep()
                 if count % retention_every == 0:
                     await self.store.enforce_retention()
+                if self.redis is not None and count % 5 == 0:
+                    # A master that died could not say its workers went away.
+                    await self.redis.show_orphans_offline()
             except Exception:
                 log.exception("sweep failed")
 

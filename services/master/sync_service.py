@@ -128,7 +128,8 @@ class SyncHub:
         self.sessions: dict[int, SyncSession] = {}
         # Set when the master stops: no new streams, no new messages taken.
         self.draining = False
-        self._deliveries: set[asyncio.Task[None]] = set()
+        # Tasks of their own: command deliveries and the ends of streams.
+        self._tasks: set[asyncio.Task[None]] = set()
         # Streams whose end is being recorded in the store.
         self._ending = 0
         book.on_pending = self.wake
@@ -144,13 +145,13 @@ class SyncHub:
         if self.leases.holder(account_id) is None:
             return
         task = asyncio.get_running_loop().create_task(self.deliver(account_id))
-        self._deliveries.add(task)
-        task.add_done_callback(self._delivered)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._deliveries.discard(task)
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
-            log.warning("delivering commands failed: %s", error)
+            log.warning("a task of the sync hub failed: %s", error)
 
     async def deliver(self, account_id: str) -> None:
         """Sends the account's waiting commands to the stream owning it, if one does."""
@@ -186,6 +187,13 @@ class SyncHub:
                     self.leases.release(session.id, {account_id})
                     log.warning("worker %s lost account %s: another master holds it now", session.worker_id, account_id)
 
+    def end_soon(self, session: SyncSession) -> asyncio.Task[None]:
+        """Ends a stream in a task of its own, which a cancellation of the caller does not stop."""
+        task = asyncio.get_running_loop().create_task(self.end(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
     async def end(self, session: SyncSession) -> None:
         self.sessions.pop(session.id, None)
         held = dict(session.granted)
@@ -206,7 +214,7 @@ class SyncHub:
     async def settle(self, timeout: float = 5.0) -> None:
         """Waits until every stream's end is recorded and no delivery runs (the master stops)."""
         async with asyncio.timeout(timeout):
-            while self.sessions or self._ending or self._deliveries:
+            while self.sessions or self._ending or self._tasks:
                 await asyncio.sleep(0.01)
 
 
@@ -540,7 +548,9 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 yield item
         finally:
             reader.cancel()
-            await hub.end(session)
+            # Shielded: a stream the client cancelled still frees its accounts in the
+            # store (over Redis that takes awaits the cancellation would cut short).
+            await asyncio.shield(hub.end_soon(session))
 
     async def _read(self, requests: AsyncIterator[sync_pb2.SyncDataRequest], session: SyncSession) -> None:
         try:

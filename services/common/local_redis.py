@@ -1,4 +1,5 @@
-"""A real redis-server for the tests: on 127.0.0.1, an ephemeral port, its own directory.
+"""A local redis-server, for the tests and the benchmarks: on 127.0.0.1, an
+ephemeral port, its own directory.
 
 Persistence is what imsync asks of Redis (appendonly yes, appendfsync always), so that a
 test can kill Redis and start it again on the same files and port.
@@ -35,7 +36,7 @@ class RedisServer:
         """Starts Redis (again, on the same port and files when it ran before)."""
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed: run scripts/bootstrap")
+            raise RuntimeError("redis-server is not installed (scripts/bootstrap installs Debian's)")
         self.directory.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             if not self.port:
