@@ -211,3 +211,17 @@ async def test_a_dead_master_s_workers_are_shown_offline_once_their_leases_lapse
         assert await store.show_orphans_offline() == 0
     finally:
         await store.close()
+
+
+async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url, prefix=f"outbox{next(_prefixes)}")
+    try:
+        await store.set_presence("acc", "worker-1", True)
+        before = await store.redis.xlen(store.events_key)
+        # As if a master committed a change and died before moving its event on.
+        await store.redis.rpush(store.keys("acc").outbox, b"\x08\x01")
+        assert await store.flush_outboxes() == 1
+        assert await store.redis.xlen(store.events_key) == before + 1
+        assert await store.flush_outboxes() == 0
+    finally:
+        await store.close()

@@ -81,8 +81,8 @@ class RedisCommandBook:
         self._finish = self._redis.register_script(_FINISH)
         self.notices_key = f"{self._prefix}:commands"
         self.expiry_key = f"{self._prefix}:cmd-expiry"
-        # Request id -> the stream of this master it was last delivered on.
-        self._delivered: dict[str, int] = {}
+        # Account -> request id -> the stream of this master it was last delivered on.
+        self._delivered: dict[str, dict[str, int]] = {}
         self.on_pending: Callable[[str], None] | None = None
 
     def _keys(self, account_id: str) -> AccountKeys:
@@ -149,7 +149,10 @@ class RedisCommandBook:
     async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
         keys = self._keys(account_id)
         pending = [_text(rid) for rid in await self._redis.zrange(keys.pending, 0, -1)]
-        fresh = [rid for rid in pending if self._delivered.get(rid) != session_id]
+        # What is no longer pending (answered, perhaps through another master) is forgotten.
+        delivered = {rid: session for rid, session in self._delivered.get(account_id, {}).items() if rid in pending}
+        self._delivered[account_id] = delivered
+        fresh = [rid for rid in pending if delivered.get(rid) != session_id]
         if not fresh:
             return []
         pipe = self._redis.pipeline(transaction=False)
@@ -158,7 +161,7 @@ class RedisCommandBook:
         out = []
         for request_id, raw in zip(fresh, await pipe.execute(), strict=True):
             if raw is not None:
-                self._delivered[request_id] = session_id
+                delivered[request_id] = session_id
                 out.append(sync_pb2.Command.FromString(raw))
         return out
 
@@ -176,7 +179,7 @@ class RedisCommandBook:
         )
         if not int(changed):
             return None
-        self._delivered.pop(request_id, None)
+        self._delivered.get(account_id, {}).pop(request_id, None)
         await self._redis.zrem(self.expiry_key, f"{account_id}\n{request_id}")
         await self._store.flush_outbox(keys)
         return record

@@ -1207,6 +1207,19 @@ class RedisStore:
     # ------------------------------------------------------------------ admin
 
     @_redis_errors
+    async def flush_outboxes(self) -> int:
+        """Moves to the stream the events a master queued but could not move (it died
+        between its commit and the move); returns how many accounts had some."""
+        account_ids = await self.account_ids()
+        pipe = self.redis.pipeline(transaction=False)
+        for account_id in account_ids:
+            pipe.llen(self.keys(account_id).outbox)
+        waiting = [a for a, queued in zip(account_ids, await pipe.execute(), strict=True) if queued]
+        for account_id in waiting:
+            await self.flush_outbox(self.keys(account_id))
+        return len(waiting)
+
+    @_redis_errors
     async def show_orphans_offline(self) -> int:
         """Shows offline the accounts whose worker is shown online but whose lease no master
         holds any more (its master died and could not say so); returns how many."""

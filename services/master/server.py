@@ -221,8 +221,10 @@ class Master:
                 if count % retention_every == 0:
                     await self.store.enforce_retention()
                 if self.redis is not None and count % 5 == 0:
-                    # A master that died could not say its workers went away.
+                    # A master that died could not say its workers went away, nor announce
+                    # what it committed last.
                     await self.redis.show_orphans_offline()
+                    await self.redis.flush_outboxes()
             except Exception:
                 log.exception("sweep failed")
 
