@@ -12,20 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
-from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import contents_pb2 as cnt
+from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, walk
+
 from services import processes
 from services.common.sample import SampleAccount
 from services.worker.sync_engine import EngineConfig, SyncEngine
 
 from .conftest import NOW, token_for, write_tokens
-from .sync_harness import crawl_of, crawled_bytes
+from .sync_harness import crawl_of, crawled_bytes, view_copy
 
 ACCOUNTS = ["shop-a", "shop-b", "shop-c"]
 # A channel of its own: gRPC shares connections between channels to one address, and one
@@ -167,3 +167,11 @@ async def read_items(address: str, account_id: str) -> set[str]:
     async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
         request = uni.ListUnifiedMessagesRequest(account_id=account_id, is_read=True, count=100)
         return {item.id async for item in walk(ImClient(channel).list_unified_messages, request, "messages")}
+
+
+async def settled(rig: Rig) -> None:
+    """The worker has resumed: the master serves exactly its truth."""
+    assert rig.engine is not None
+    await rig.engine.wait_synced(timeout=30)
+    for account_id, sample in rig.samples.items():
+        assert await served(rig.address, account_id) == view_copy(crawl_of(sample), account_id)

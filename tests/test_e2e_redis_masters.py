@@ -20,11 +20,11 @@ import pytest_asyncio
 import redis
 
 from services import processes
+from services.common.local_redis import RedisServer
 
 from . import waiting
-from .crash_rig import ACCOUNTS, Rig, read_items, served
-from services.common.local_redis import RedisServer
-from .sync_harness import crawl_of, running, view_copy
+from .crash_rig import ACCOUNTS, Rig, read_items, settled
+from .sync_harness import crawl_of, running
 
 pytestmark = pytest.mark.e2e
 
@@ -85,13 +85,6 @@ async def two(tmp_path: Path) -> AsyncIterator[TwoMasters]:
         rig.redis.stop()
 
 
-async def _settled(rig: TwoMasters) -> None:
-    assert rig.engine is not None
-    await rig.engine.wait_synced(timeout=30)
-    for account_id, sample in rig.samples.items():
-        assert await served(rig.address, account_id) == view_copy(crawl_of(sample), account_id)
-
-
 async def test_a_killed_master_s_worker_moves_to_the_other_and_resumes_without_a_resync(two: TwoMasters) -> None:
     engine = two.make_engine()
     async with running(engine):
@@ -110,7 +103,7 @@ async def test_a_killed_master_s_worker_moves_to_the_other_and_resumes_without_a
 
         await waiting.eventually(lambda: len(engine.welcomes) > welcomes, timeout=30)
         assert engine.welcomes[welcomes] == acknowledged, "B offers exactly what A acknowledged"
-        await _settled(two)
+        await settled(two)
         assert engine.bytes_sent["snapshot"] == snapshots, "resumed with deltas: no full resync"
         assert set(two.holders().values()) == {"b"}
 
@@ -146,5 +139,5 @@ async def test_redis_killed_and_restarted_loses_nothing_acknowledged(two: TwoMas
             for account_id, items in marked.items():
                 missing = items - await read_items(two.address, account_id)
                 assert not missing, f"round {round_}: acknowledged read marks lost: {sorted(missing)[:5]}"
-        await _settled(two)
+        await settled(two)
     assert sum(len(items) for items in marks.values()) > rounds, "the reader marked items in most rounds"

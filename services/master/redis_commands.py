@@ -12,20 +12,26 @@ master's clients. `<p>:rid:<request id>` keeps request ids unique across account
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 
-from .commands import CommandRecord, CommandState, check_command, expiry_result, reply_of, same_command, with_expiry
+from .commands import (
+    CommandRecord,
+    CommandState,
+    check_command,
+    expiry_result,
+    reply_of,
+    same_command,
+    with_expiry,
+)
 from .errors import AlreadyExists, ResourceExhausted
+from .redis_events import follow_stream
 from .redis_layout import AccountKeys
 from .redis_store import RedisStore
 
@@ -212,19 +218,10 @@ class RedisCommandBook:
         """Hears of every master's new commands and hands their accounts to on_pending,
         until cancelled."""
         newest = await self._redis.xrevrange(self.notices_key, count=1)
-        last = _text(newest[0][0]) if newest else "0-0"
-        while True:
-            try:
-                found: Any = await self._redis.xread({self.notices_key: last}, block=1000, count=100)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                log.warning("cannot read the command notices: %s; trying again", error)
-                await asyncio.sleep(1.0)
-                continue
-            for _, entries in found or ():
-                for entry_id, fields in entries:
-                    last = _text(entry_id)
-                    account_id = fields.get(b"account_id")
-                    if account_id is not None and self.on_pending is not None:
-                        self.on_pending(_text(account_id))
+
+        def notice(entry_id: Any, fields: dict[bytes, bytes]) -> None:
+            account_id = fields.get(b"account_id")
+            if account_id is not None and self.on_pending is not None:
+                self.on_pending(_text(account_id))
+
+        await follow_stream(self._redis, self.notices_key, _text(newest[0][0]) if newest else "0-0", notice, "the command notices")

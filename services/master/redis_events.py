@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from imsync.v1 import events_pb2 as ev
+from redis.exceptions import RedisError
 
 from .events import EventBus
 
@@ -62,15 +62,29 @@ class RedisEventFeed:
 
     async def follow(self) -> None:
         """Publishes each new event of the stream to the bus, until cancelled."""
-        while True:
-            try:
-                found: Any = await self._redis.xread({self._key: self._last}, block=1000, count=500)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                log.warning("cannot read the event stream: %s; trying again", error)
-                await asyncio.sleep(1.0)
-                continue
-            for _, entries in found or ():
-                for entry_id, fields in entries:
-                    self._publish(entry_id, fields)
+        await follow_stream(self._redis, self._key, self._last, self._publish, "the event stream")
+
+
+async def follow_stream(
+    client: aioredis.Redis,
+    key: str,
+    after: str,
+    handle: Callable[[Any, dict[bytes, bytes]], None],
+    what: str,
+) -> None:
+    """Hands each entry of a stream after `after` to `handle` (its id and fields), until
+    cancelled; Redis out of reach is waited for, and reading goes on where it stopped."""
+    last = after
+    while True:
+        try:
+            found: Any = await client.xread({key: last}, block=1000, count=500)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as error:
+            log.warning("cannot read %s: %s; trying again", what, error)
+            await asyncio.sleep(1.0)
+            continue
+        for _, entries in found or ():
+            for entry_id, fields in entries:
+                last = _text(entry_id)
+                handle(entry_id, fields)
