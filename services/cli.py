@@ -105,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
         "(env IMSYNC_RETENTION)",
     )
     master.add_argument(
+        "--gateway-listen",
+        default=_env("IMSYNC_EMBEDDED_GATEWAY_LISTEN", ""),
+        metavar="HOST:PORT",
+        help="also serve the REST gateway and the console from this process, calling the services directly and "
+        "answering repeated reads from a cache (single-machine use; env IMSYNC_EMBEDDED_GATEWAY_LISTEN)",
+    )
+    master.add_argument(
+        "--gateway-console",
+        default=_env("IMSYNC_CONSOLE_DIR", ""),
+        metavar="DIR",
+        help="with --gateway-listen: the console's folder (default: clients/web of this checkout); 'none' for none",
+    )
+    master.add_argument(
         "--store",
         default=_env("IMSYNC_STORE", "memory"),
         metavar="memory|URL",
@@ -307,7 +320,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis_prefix=args.redis_prefix,
                 master_id=args.master_id,
             )
-            asyncio.run(serve(config))
+            alongside = None
+            if args.gateway_listen:
+                from services.embedded import embedded_gateway
+                from services.gateway.console import CONSOLE_DIR
+
+                console_dir = args.gateway_console
+                console = None if console_dir == "none" else Path(console_dir) if console_dir else CONSOLE_DIR
+                alongside = embedded_gateway(args.gateway_listen, console=console)
+            asyncio.run(serve(config, alongside=alongside))
         elif args.command == "sim":
             from services.sim.server import SimConfig
             from services.sim.server import run as run_sim

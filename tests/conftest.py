@@ -17,6 +17,7 @@ import pytest_asyncio
 from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
+from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.redis_store import RedisStore
 from services.master.store import Store
@@ -116,10 +117,14 @@ async def master(tmp_path: Path, sync_config: SyncConfig) -> AsyncIterator[Maste
         await process.stop()
 
 
-@pytest_asyncio.fixture
-async def gateway(master: Master) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway's ASGI app in this process, calling the master over gRPC."""
-    app = create_app(channel=master.channel)
+@pytest_asyncio.fixture(params=["grpc", "in-process"])
+async def gateway(master: Master, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway's ASGI app in this process, calling the master over gRPC, or (as the
+    embedded gateway does) calling its servicers directly: every gateway test runs both ways."""
+    if request.param == "grpc":
+        app = create_app(channel=master.channel)
+    else:
+        app = create_app(channel=InProcessChannel(master.process.im_servicers))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client

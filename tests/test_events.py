@@ -19,6 +19,7 @@ from services.common.sample import SampleAccount
 from services.master.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from services.master.events import EventBus
 
+from . import waiting
 from .conftest import NOW, Master, push_all, token_for, write_tokens
 
 
@@ -135,10 +136,21 @@ async def ndjson_events(http: httpx.AsyncClient, url: str, count: int) -> list[d
     return out
 
 
-@pytest.fixture
-async def deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+@pytest.fixture(params=["gateway process", "embedded gateway"])
+async def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, str]]:
     tokens = write_tokens(tmp_path / "tokens.toml")
-    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)])
+    args = ["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)]
+    if request.param == "embedded gateway":
+        # The gateway announces itself first, then the master.
+        master = await processes.start([*args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"])
+        gateway_base = f"http://{master.address}"
+        said = await waiting.eventually(lambda: next((line for line in master.output if "master listening on" in line), None), timeout=10)
+        try:
+            yield said.rpartition(" ")[2], gateway_base
+        finally:
+            await master.stop()
+        return
+    master = await processes.start(args)
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     try:
         yield master.address, f"http://{gateway.address}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,8 +36,11 @@ async def serve_asgi(
     *,
     lifespan: Literal["auto", "on", "off"] = "on",
     options: HttpOptions = HttpOptions(),
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Binds first, so that port 0 can be reported (by printing `announce(host:port)`)."""
+    """Binds first, so that port 0 can be reported (by printing `announce(host:port)`).
+
+    With `stop`, the server leaves signals to its process and ends once `stop` is set."""
     host, port = split_host_port(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -56,7 +61,27 @@ async def serve_asgi(
         # The gateway reads X-Forwarded-* itself, from trusted proxies only.
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config) if stop is None else _QuietServer(config)
     print(announce(bound), flush=True)
-    await server.serve(sockets=[sock])
+    if stop is None:
+        await server.serve(sockets=[sock])
+        return
+
+    async def stopper() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stopper())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+
+
+class _QuietServer(uvicorn.Server):
+    """A server inside another service's process: that process owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 

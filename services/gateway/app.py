@@ -9,6 +9,7 @@ another method 405, both with a google.rpc.Status body, as grpc-gateway answers 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from imsync.v1 import (
 from services.common.rpc_errors import bad_request, error_status, retry_after_of
 from services.common.tls import ClientTls, open_channel
 
+from .cache import Answer, ResponseCache
 from .console import console_routes
 from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
 from .errors import http_status_of
@@ -83,8 +85,10 @@ class Gateway:
         sse_resume_field: str = "after_event_id",
         tls: ClientTls | None = None,
         trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
+        cache: ResponseCache | None = None,
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
+        self._cache = cache
         self._sse_id_field = sse_id_field
         self._sse_resume_field = sse_resume_field
         self._master = master
@@ -225,6 +229,21 @@ class Gateway:
         metadata = outgoing_metadata(request.headers, client, self._trusted_proxies)
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
+        cache = self._cache if self._cache is not None and request.method == "GET" and route.service in self._cache.services else None
+        key: tuple[object, ...] = ()
+        stamp = 0
+        if cache is not None:
+            account_id = getattr(message, "account_id", "")
+            stamp = cache.stamp(account_id if isinstance(account_id, str) else "")
+            # Who asks is part of the key: a key limited to some accounts gets other answers.
+            key = (route.grpc_path, message.SerializeToString(deterministic=True), profile.name, request.headers.get("authorization", ""))
+            try:
+                cache.authorize(metadata)
+            except Exception:
+                cache = None  # refused: the call below answers why
+            else:
+                if (hit := cache.get(key, stamp)) is not None:
+                    return _answer(request, hit.body, hit.headers)
         call = self._call(route)(message, metadata=metadata, timeout=timeout)
         try:
             reply: Message = await call
@@ -233,7 +252,23 @@ class Gateway:
             return _error(profile, status_of(error))
         if route.response_body:
             reply = getattr(reply, route.response_body)
-        return Response(profile.response_body(reply), media_type=JSON, headers=headers)
+        body = profile.response_body(reply)
+        if request.method != "GET":
+            return Response(body, media_type=JSON, headers=headers)
+        headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        if cache is not None:
+            cache.put(key, stamp, Answer(body, headers))
+        return _answer(request, body, headers)
+
+
+def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
+    """A read's answer, or 304 Not Modified for a client that holds the same bytes already
+    (If-None-Match); the client is asked to check again each time (no-cache)."""
+    headers = {**headers, "Cache-Control": "no-cache"}
+    wanted = request.headers.get("if-none-match")
+    if wanted is not None and (wanted.strip() == "*" or headers["ETag"] in (tag.strip() for tag in wanted.split(","))):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=JSON, headers=headers)
 
 
 async def _bounded_body(request: Request) -> bytes | None:
@@ -280,9 +315,11 @@ def create_app(
     console: Path | None = None,
     tls: ClientTls | None = None,
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
+    cache: ResponseCache | None = None,
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
-    `console`, the web console's files from that folder at `/`."""
+    `console`, the web console's files from that folder at `/`; with `cache`, repeated
+    reads answered without a call (cache.py)."""
     gateway = Gateway(
         im_services() if services is None else services,
         master=master,
@@ -290,6 +327,7 @@ def create_app(
         profiles=profiles,
         tls=tls,
         trusted_proxies=trusted_proxies,
+        cache=cache,
     )
     document = openapi_document(gateway.routes, profiles)
 

@@ -32,6 +32,10 @@ class Route:
         return f"/{self.method.containing_service.full_name}/{self.method.name}"
 
     @property
+    def service(self) -> str:
+        return str(self.method.containing_service.full_name)
+
+    @property
     def server_streaming(self) -> bool:
         return bool(self.method.server_streaming)
 

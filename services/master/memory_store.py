@@ -10,6 +10,7 @@ page costs O(log n + page size) plus whatever a filter skips.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -94,6 +95,19 @@ class MemoryStore:
         self._account_order: SortedList = SortedList()
         # Set by the master when it runs with a data directory: every change is journaled.
         self.journal: Journal | None = None
+        # Advanced with every change, before anyone hears of it: per account, and in all
+        # (the stamps of the gateway's response cache).
+        self._generations: Counter[str] = Counter()
+        self._generation = 0
+
+    def stamp(self, account_id: str = "") -> int:
+        """The generation of an account's state ("" for the whole store's): it moves with
+        every change, synchronously."""
+        return self._generations[account_id] if account_id else self._generation
+
+    def _changed(self, account_id: str) -> None:
+        self._generations[account_id] += 1
+        self._generation += 1
 
     # ------------------------------------------------------------ journal
 
@@ -105,6 +119,8 @@ class MemoryStore:
             self.journal.append(account_id, record.SerializeToString)
 
     def _log_reads(self, state: AccountState, items: list[str], now_ns: int, seen_content_id: str = "") -> None:
+        if items or seen_content_id:
+            self._changed(state.account_id)
         if self.journal is not None and (items or seen_content_id):
             marks = jpb.ReadMarks(account_id=state.account_id, item_ids=items, seen_content_id=seen_content_id)
             marks.read_at.FromNanoseconds(now_ns)
@@ -170,6 +186,7 @@ class MemoryStore:
     def restore(self, checkpoint: Checkpoint) -> None:
         """Puts back an account as a checkpoint holds it."""
         state = checkpoints.state_of(checkpoint)
+        self._changed(state.account_id)
         if state.account_id not in self._accounts:
             self._account_order.add((state.account_id,))
         self._handling[state.account_id] = state.handling
@@ -197,6 +214,7 @@ class MemoryStore:
         state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state
+        self._changed(snapshot.account_id)
         if current is None:
             self._account_order.add((snapshot.account_id,))
         if self.journal is not None:
@@ -214,6 +232,7 @@ class MemoryStore:
             return False  # delivered again
         assert state is not None
         transitions.apply_delta(state, delta, self._floors(state))
+        self._changed(delta.account_id)
         self._announce_arrivals(state)
         if self.journal is not None:
             head = sync_pb2.Delta(account_id=delta.account_id, base_version=delta.base_version, version=delta.version)
@@ -265,6 +284,7 @@ class MemoryStore:
 
     def _evict(self, state: AccountState, removals: sync_pb2.Removals, horizons: dict[str, int]) -> None:
         state.evict(removals)
+        self._changed(state.account_id)
         for kind, at_ns in horizons.items():
             state.handling.horizons[kind] = max(state.handling.horizons.get(kind, 0), at_ns)
         if self.journal is not None:
@@ -295,6 +315,7 @@ class MemoryStore:
             self._emit(ev.Event(type=ev.EVENT_TYPE_READ_STATE_CHANGED, account_id=state.account_id, read_state=change))
 
     def _announce_status(self, state: AccountState) -> None:
+        self._changed(state.account_id)
         self._emit(ev.Event(type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=state.account_id, account=state.account_view()))
 
     def _state_or_new(self, account_id: str) -> AccountState:
@@ -423,6 +444,7 @@ class MemoryStore:
     async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         state.set_pinned(conversation_id, pinned)
+        self._changed(state.account_id)
         flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, pinned=pinned)
         self._log(state.account_id, jpb.Record(conversation_flags=flags))
         return state.conversation_view(conversation_id)
@@ -430,6 +452,7 @@ class MemoryStore:
     async def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         _set_flag(state.handling.muted, conversation_id, muted)
+        self._changed(state.account_id)
         flags = jpb.ConversationFlags(account_id=state.account_id, conversation_id=conversation_id, muted=muted)
         self._log(state.account_id, jpb.Record(conversation_flags=flags))
         return state.conversation_view(conversation_id)

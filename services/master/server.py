@@ -8,10 +8,14 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from redis.exceptions import RedisError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -197,8 +201,9 @@ class Master:
                 asyncio.create_task(self.book.follow()),
                 asyncio.create_task(self._renew_leases()),
             ]
-        keys = ApiKeys(self.config.api_keys, RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2)))
-        self.server = await build_server(self.store, self.hub, self.book, self.bus, keys, self.config.max_streams_per_key)
+        self.keys = ApiKeys(self.config.api_keys, RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2)))
+        self.im_servicers = im_servicers(self.store, self.book, self.bus, self.keys, self.config.max_streams_per_key)
+        self.server = await build_server(self.hub, self.im_servicers)
         if self.config.tls is not None:
             port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
         else:
@@ -269,14 +274,40 @@ class Master:
             await journal.close()
 
 
-async def build_server(
-    store: Store,
-    hub: SyncHub,
-    book: Commands,
-    bus: EventBus,
-    keys: ApiKeys,
-    max_streams_per_key: int,
-) -> grpc.aio.Server:
+def im_servicers(
+    store: Store, book: Commands, bus: EventBus, keys: ApiKeys, max_streams_per_key: int
+) -> list[tuple[ServiceDescriptor, Any]]:
+    """The IM services' servicers with their descriptors: served over gRPC, and called
+    directly by a gateway in this process (in_process.py)."""
+
+    def service(module: Any, name: str) -> ServiceDescriptor:
+        return module.DESCRIPTOR.services_by_name[name]  # type: ignore[no-any-return]
+
+    return [
+        (service(accounts_pb2, "AccountService"), AccountServicer(store, keys)),
+        (service(conversations_pb2, "ConversationService"), ConversationServicer(store, keys)),
+        (service(messages_pb2, "MessageService"), MessageServicer(store, keys)),
+        (service(contents_pb2, "ContentService"), ContentServicer(store, keys)),
+        (service(discussions_pb2, "DiscussionService"), DiscussionServicer(store, keys)),
+        (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
+        (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
+        (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key)),
+    ]
+
+
+_ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
+    "AccountService": accounts_pb2_grpc.add_AccountServiceServicer_to_server,
+    "ConversationService": conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
+    "MessageService": messages_pb2_grpc.add_MessageServiceServicer_to_server,
+    "ContentService": contents_pb2_grpc.add_ContentServiceServicer_to_server,
+    "DiscussionService": discussions_pb2_grpc.add_DiscussionServiceServicer_to_server,
+    "UnifiedMessageService": unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server,
+    "ReplyService": replies_pb2_grpc.add_ReplyServiceServicer_to_server,
+    "EventService": events_pb2_grpc.add_EventServiceServicer_to_server,
+}
+
+
+async def build_server(hub: SyncHub, servicers: list[tuple[ServiceDescriptor, Any]]) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -284,14 +315,8 @@ async def build_server(
         ]
     )
     sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
-    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(store, keys), server)
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(ConversationServicer(store, keys), server)
-    messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(store, keys), server)
-    contents_pb2_grpc.add_ContentServiceServicer_to_server(ContentServicer(store, keys), server)
-    discussions_pb2_grpc.add_DiscussionServiceServicer_to_server(DiscussionServicer(store, keys), server)
-    unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server(UnifiedMessageServicer(store, keys), server)
-    replies_pb2_grpc.add_ReplyServiceServicer_to_server(ReplyServicer(store, keys, book), server)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bus, keys, max_streams_per_key), server)
+    for descriptor, servicer in servicers:
+        _ADDERS[descriptor.name](servicer, server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -301,7 +326,11 @@ async def build_server(
     return server
 
 
-async def serve(config: MasterConfig, store: Store | None = None) -> None:
+# What runs in the master's process beside it until the event is set (the embedded gateway).
+Alongside = Callable[["Master", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def serve(config: MasterConfig, store: Store | None = None, alongside: Alongside | None = None) -> None:
     try:
         master = Master(config, store)
     except ValueError as error:
@@ -326,10 +355,14 @@ async def serve(config: MasterConfig, store: Store | None = None) -> None:
         )
     if master.persistence:
         print(f"imsync master: store {config.store} (prefix {config.redis_prefix!r}); {master.persistence}", flush=True)
+    stop = asyncio.Event()
+    beside = None
+    if alongside is not None:
+        beside = asyncio.create_task(alongside(master, stop))
+        await asyncio.sleep(0)  # it binds and says where before the master does
     # Tests and the demo read this line to learn the port when asked for port 0.
     print(f"imsync master listening on {host}:{port}", flush=True)
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -339,6 +372,9 @@ async def serve(config: MasterConfig, store: Store | None = None) -> None:
     failed.cancel()
     stopped.cancel()
     log.info("stopping")
+    stop.set()
+    if beside is not None:
+        await asyncio.gather(beside, return_exceptions=True)
     await master.stop(grace=5)
     if master.failed.is_set():
         raise SystemExit("imsync master: the journal failed; stopped without acknowledging more")

@@ -1,0 +1,66 @@
+"""The gateway in the master's process (`imsync master --gateway-listen`): one process for
+single-machine use, in which the gateway calls the services directly (in_process.py)
+and answers repeated reads from a cache kept exact by the store's own generations
+(gateway/cache.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from imsync.v1 import (
+    accounts_pb2,
+    contents_pb2,
+    conversations_pb2,
+    discussions_pb2,
+    messages_pb2,
+    unified_messages_pb2,
+)
+from starlette.applications import Starlette
+
+from services.common.http_server import HttpOptions, serve_asgi
+from services.gateway.app import create_app
+from services.gateway.cache import Metadata, ResponseCache
+from services.master.in_process import InProcessChannel
+from services.master.memory_store import MemoryStore
+from services.master.server import Alongside, Master
+
+# The services whose reads depend on the store alone (replies and events do not).
+CACHED_SERVICES = frozenset(
+    service.full_name
+    for module in (accounts_pb2, conversations_pb2, messages_pb2, contents_pb2, discussions_pb2, unified_messages_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+)
+
+
+def embedded_app(
+    master: Master, *, console: Path | None = None, http: HttpOptions = HttpOptions(), cache: bool = True
+) -> tuple[Starlette, ResponseCache | None]:
+    """The gateway over a started master's servicers, and its cache (none over a store
+    other masters change too)."""
+    responses = None
+    if cache and isinstance(master.store, MemoryStore):
+        keys = master.keys
+
+        def authorize(metadata: Metadata) -> object:
+            return keys.authorize(list(metadata), "read")
+
+        responses = ResponseCache(master.store.stamp, authorize, services=CACHED_SERVICES)
+    app = create_app(
+        channel=InProcessChannel(master.im_servicers),  # type: ignore[arg-type]
+        console=console,
+        trusted_proxies=http.trusted_proxies,
+        cache=responses,
+    )
+    return app, responses
+
+
+def embedded_gateway(listen: str, *, console: Path | None, http: HttpOptions = HttpOptions(), cache: bool = True) -> Alongside:
+    async def run(master: Master, stop: asyncio.Event) -> None:
+        app, responses = embedded_app(master, console=console, http=http, cache=cache)
+        scheme = "https" if http.tls_cert else "http"
+        kept = "with a response cache" if responses is not None else "without a cache (the store is shared)"
+        announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (embedded, {kept})"  # noqa: E731
+        await serve_asgi(app, listen, announce, options=http, stop=stop)
+
+    return run

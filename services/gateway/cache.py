@@ -1,0 +1,65 @@
+"""Answers of repeated reads without calling the services again, never stale.
+
+An answer is kept with the *stamp* of what it was computed from: the generation of the
+account the request names (or of the whole store, for a request naming none), which the
+store advances synchronously with every change it makes, before the change is
+acknowledged to anyone. A later request whose stamp is still the same gets the same bytes;
+any change makes the stamp move and the next request computes afresh. The stamp is read
+before the answer is computed, so an answer computed while a change happened is kept
+under the older stamp and never served after it.
+
+Only a store in the gateway's own process can give stamps that are synchronous with its
+changes (the embedded mode, `imsync master --gateway-listen`); a gateway in another
+process, or masters over Redis, get ETags and 304s but no cache. Each hit is still
+authorized (API key, scope and rate) exactly as a call would be.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+Metadata = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    headers: dict[str, str]
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        stamp: Callable[[str], int],
+        authorize: Callable[[Metadata], object],
+        *,
+        services: frozenset[str],
+        max_entries: int = 20_000,
+    ) -> None:
+        # The generation of an account ("" for the whole store).
+        self.stamp = stamp
+        # Raises for a caller that may not read (or is over its rate), as a call would.
+        self.authorize = authorize
+        # The gRPC services whose GET answers may be kept (full names).
+        self.services = services
+        self._entries: OrderedDict[tuple[object, ...], tuple[int, Answer]] = OrderedDict()
+        self._max = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[object, ...], stamp: int) -> Answer | None:
+        found = self._entries.get(key)
+        if found is None or found[0] != stamp:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return found[1]
+
+    def put(self, key: tuple[object, ...], stamp: int, answer: Answer) -> None:
+        self._entries[key] = (stamp, answer)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)

@@ -1,0 +1,159 @@
+"""The master's services called in this process, through what looks like a gRPC channel.
+
+As grpc-gateway's in-process registration (RegisterXHandlerServer) calls the server's
+methods directly, the embedded gateway (`imsync master --gateway-listen`) is given an
+`InProcessChannel`: its calls go straight to the servicers, with a context that carries
+the caller's metadata and turns `abort` into the `grpc.aio.AioRpcError` a real channel
+raises, details included. No serialization, no HTTP/2, no second event-loop hop; the
+servicers and everything behind them (API keys, rate limits, the journal's wait) are the
+very ones the gRPC server uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+_Method = Callable[[Message, "InProcessContext"], Any]
+# What a stream's read() returns at its end, as on a real channel.
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, Any]]) -> None:
+        super().__init__(details)
+        self.code, self.details, self.trailing = code, details, tuple(trailing)
+
+
+def _rpc_error(code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, Any]] = ()) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details, None)
+
+
+class InProcessContext:
+    """What the servicers use of a grpc.aio.ServicerContext."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self._metadata = tuple(metadata)
+        self.headers_sent = asyncio.Event()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def peer(self) -> str:
+        return "in-process"
+
+    async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self.headers_sent.set()
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()) -> None:
+        raise _Aborted(code, details, trailing_metadata)
+
+
+async def _guarded(work: Awaitable[Any], timeout: float | None) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            return await work
+    except _Aborted as aborted:
+        raise _rpc_error(aborted.code, aborted.details, aborted.trailing) from None
+    except TimeoutError:
+        raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+
+class _UnaryCall:
+    def __init__(self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None) -> None:
+        self._result = _guarded(method(request, InProcessContext(metadata)), timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._result.__await__()
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata()
+
+
+class _StreamCall:
+    """A server stream: the servicer's generator runs in a task of its own, as on a server."""
+
+    def __init__(self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None) -> None:
+        self._context = InProcessContext(metadata)
+        self._items: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        self._error: grpc.aio.AioRpcError | None = None
+        self._task = asyncio.get_running_loop().create_task(self._run(method(request, self._context), timeout))
+
+    async def _run(self, stream: AsyncIterator[Any], timeout: float | None) -> None:
+        async def drain() -> None:
+            async for item in stream:
+                self._context.headers_sent.set()
+                await self._items.put(item)
+
+        try:
+            await _guarded(drain(), timeout)
+        except grpc.aio.AioRpcError as error:
+            self._error = error
+        finally:
+            self._context.headers_sent.set()
+            await self._items.put(EOF)
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        await self._context.headers_sent.wait()
+        await asyncio.sleep(0)  # an abort right after the headers is seen as done()
+        return grpc.aio.Metadata()
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def code(self) -> grpc.StatusCode:
+        await asyncio.wait([self._task])
+        return self._error.code() if self._error is not None else grpc.StatusCode.OK
+
+    async def read(self) -> Any:
+        item = await self._items.get()
+        if item is EOF:
+            self._items.put_nowait(EOF)  # every later read sees the end too
+            if self._error is not None:
+                raise self._error
+        return item
+
+    def cancel(self) -> bool:
+        return self._task.cancel()
+
+
+class _Multicallable:
+    def __init__(self, method: _Method, streaming: bool) -> None:
+        self._method, self._streaming = method, streaming
+
+    def __call__(
+        self, request: Message, *, metadata: Sequence[tuple[str, str]] = (), timeout: float | None = None, **_: Any
+    ) -> _UnaryCall | _StreamCall:
+        if self._streaming:
+            return _StreamCall(self._method, request, metadata, timeout)
+        return _UnaryCall(self._method, request, metadata, timeout)
+
+
+class InProcessChannel:
+    """The part of grpc.aio.Channel the gateway uses, over servicers in this process."""
+
+    def __init__(self, servicers: Sequence[tuple[ServiceDescriptor, object]]) -> None:
+        self._methods: dict[str, _Method] = {}
+        for service, servicer in servicers:
+            for method in service.methods:
+                self._methods[f"/{service.full_name}/{method.name}"] = getattr(servicer, method.name)
+
+    def _method(self, path: str) -> _Method:
+        method = self._methods.get(path)
+        if method is None:
+            raise ValueError(f"no servicer in this process serves {path}")
+        return method
+
+    def unary_unary(self, path: str, **_: Any) -> _Multicallable:
+        return _Multicallable(self._method(path), streaming=False)
+
+    def unary_stream(self, path: str, **_: Any) -> _Multicallable:
+        return _Multicallable(self._method(path), streaming=True)
+
+    async def close(self, grace: float | None = None) -> None:
+        pass

@@ -1,0 +1,98 @@
+"""The embedded gateway's response cache: repeated reads come without a call, and a read
+after an acknowledged sync, a mark-read or a pin never returns the older state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+
+from imsync.v1 import unified_messages_pb2 as uni
+from services.common.sample import SampleAccount
+from services.embedded import embedded_app
+from services.gateway.cache import ResponseCache
+
+from .conftest import NOW, Master, push_all
+
+
+class Embedded:
+    def __init__(self, cached: httpx.AsyncClient, uncached: httpx.AsyncClient, cache: ResponseCache) -> None:
+        self.cached, self.uncached, self.cache = cached, uncached, cache
+
+
+@pytest_asyncio.fixture
+async def embedded(master: Master) -> AsyncIterator[Embedded]:
+    app, cache = embedded_app(master.process)
+    bare, _ = embedded_app(master.process, cache=False)
+    assert cache is not None
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded.test") as cached,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://embedded.test") as uncached,
+    ):
+        yield Embedded(cached, uncached, cache)
+
+
+async def test_repeated_reads_are_answered_from_the_cache_with_etags(master: Master, embedded: Embedded, accounts: list[SampleAccount]) -> None:
+    await push_all(master, accounts)
+    url = f"/api/im/conversations?account_id={accounts[0].account_id}&count=5"
+    first = await embedded.cached.get(url)
+    hits = embedded.cache.hits
+    second = await embedded.cached.get(url)
+    assert second.status_code == 200 and second.content == first.content
+    assert embedded.cache.hits == hits + 1
+    etag = second.headers["etag"]
+    again = await embedded.cached.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    changed = await embedded.cached.get(url, headers={"If-None-Match": '"something else"'})
+    assert changed.status_code == 200
+    # Errors are not kept: an unknown account is 404 every time, computed every time.
+    assert (await embedded.cached.get("/api/im/conversations?account_id=nobody")).status_code == 404
+
+
+async def test_a_read_after_an_acknowledged_change_never_returns_the_older_state(
+    master: Master, embedded: Embedded, accounts: list[SampleAccount]
+) -> None:
+    """Random syncs, marks, pins and reads; every cached read equals the uncached one."""
+    sync = await push_all(master, accounts)
+    versions = {account.account_id: 1 for account in accounts}
+    rng = random.Random(5)
+    urls = [
+        "/api/im/accounts",
+        "/api/im/conversations?account_id={a}&count=5",
+        "/api/im/conversations?account_id={a}&is_pinned=true",
+        "/api/im/messages?account_id={a}&count=7",
+        "/api/im/unified-messages?account_id={a}&count=6",
+        "/api/im/unified-messages/stats?account_id={a}",
+        "/api/im/contents?account_id={a}",
+        "/api/im/discussions?account_id={a}&count=4",
+    ]
+    for step in range(120):
+        account = rng.choice(accounts)
+        a = account.account_id
+        action = rng.random()
+        if action < 0.2:
+            account.grow(NOW + 1000 + step)
+            versions[a] += 1
+            assert await sync.push_snapshot(a, versions[a], account.account, account.batch) == versions[a]
+        elif action < 0.35:
+            unread = await master.im.list_unified_messages(uni.ListUnifiedMessagesRequest(account_id=a, is_read=False, count=20))
+            if unread.messages:
+                item = rng.choice(unread.messages).id
+                response = await embedded.cached.put(f"/api/im/unified-messages/{item}/read", json={"account_id": a})
+                assert response.status_code == 200, response.text
+        elif action < 0.45:
+            conversation = rng.choice(account.batch.conversations).conversation_id
+            method = rng.choice(["PUT", "DELETE"])
+            if method == "PUT":
+                response = await embedded.cached.put(f"/api/im/conversations/{conversation}/pin", json={"account_id": a})
+            else:
+                response = await embedded.cached.delete(f"/api/im/conversations/{conversation}/pin?account_id={a}")
+            assert response.status_code == 200, response.text
+        for url in rng.sample(urls, 3):
+            path = url.format(a=a)
+            cached, fresh = await embedded.cached.get(path), await embedded.uncached.get(path)
+            assert cached.status_code == fresh.status_code == 200, (path, cached.text)
+            assert cached.content == fresh.content, f"step {step}: {path} served an older state"
+    assert embedded.cache.hits > 50, "most reads repeat an unchanged account's page"
