@@ -300,3 +300,28 @@ async def test_pinned_conversations_come_first_and_pins_survive_snapshots(store:
     assert (await walk_conversations(store, "acc-1", 100))[-1] == oldest
     assert (await store.set_muted("acc-1", oldest, True)).is_muted
     assert (await store.get_conversation("acc-1", oldest)).is_muted
+
+
+async def test_items_of_the_same_second_come_newest_first_by_id_and_cursors_hold(new_store: StoreFactory) -> None:
+    """A platform's times are whole seconds: a burst of messages shares one, and the larger
+    (later) id comes first, as newer items do; paging through the tie skips nothing."""
+    sample = SampleAccount("burst", seed=9, now=NOW)
+    sample.fill(conversations=1, messages_per_conversation=0, contents=0, comments_per_content=0)
+    conversation = sample.batch.conversations[0]
+    burst = [sample.add_message(conversation, NOW + 60, inbound=True).message_id for _ in range(7)]
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("burst", 1, frozenset(), sample.account, sample.batch))
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = await store.list_messages(
+            "burst", conversation_id=conversation.conversation_id, sender_id="", receiver_id="", status=0,
+            message_type=0, since_ns=None, cursor=cursor, count=3,
+        )
+        seen += [m.message_id for m in page.items]
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    assert seen == sorted(burst, reverse=True)
+    inbox = await store.list_unified("burst", types=(), is_read=None, is_new=None, cursor="", count=100)
+    assert [item.message.message_id for item in inbox.items] == sorted(burst, reverse=True)

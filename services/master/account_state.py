@@ -18,6 +18,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
+from .cursor import Newest
 from .errors import InvalidArgument, NotFound
 
 
@@ -177,13 +178,13 @@ class AccountState:
         return (0 if pinned else 1, -_last_activity_ns(conversation), conversation.conversation_id)
 
     def _message_keys(self, message: e.Message) -> tuple[tuple[int, str], tuple[int, str] | None]:
-        key = (-ns_of(message.create_time), message.message_id)
-        inbox = (key[0], message_key(message.message_id)) if self.is_inbound(message) else None
+        key = (-ns_of(message.create_time), Newest(message.message_id))
+        inbox = (key[0], Newest(message_key(message.message_id))) if self.is_inbound(message) else None
         return key, inbox
 
     def _comment_keys(self, comment: e.Comment) -> tuple[tuple[int, str], tuple[int, str] | None]:
-        key = (-ns_of(comment.created_at), comment.comment_id)
-        inbox = None if self.is_own(comment) else (key[0], comment_key(comment.comment_id))
+        key = (-ns_of(comment.created_at), Newest(comment.comment_id))
+        inbox = None if self.is_own(comment) else (key[0], Newest(comment_key(comment.comment_id)))
         return key, inbox
 
     def _count_message(self, message: e.Message, sign: int) -> None:

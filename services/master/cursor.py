@@ -17,6 +17,26 @@ from .errors import InvalidArgument
 
 SortKey = tuple[int | str, ...]
 
+
+class Newest(str):
+    """An id in a sort key that orders the other way: among items of the same instant (a
+    platform's times are whole seconds), the larger id, the later one, comes first, as
+    the newer items before it do."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return str.__gt__(self, other)  # type: ignore[operator]
+
+    def __gt__(self, other: object) -> bool:
+        return str.__lt__(self, other)  # type: ignore[operator]
+
+    def __le__(self, other: object) -> bool:
+        return str.__ge__(self, other)  # type: ignore[operator]
+
+    def __ge__(self, other: object) -> bool:
+        return str.__le__(self, other)  # type: ignore[operator]
+
 _VERSION: Final = 1
 
 
@@ -43,7 +63,7 @@ def decode(cursor: str, index: str, shape: Sequence[type]) -> SortKey | None:
         or len(parts) != len(shape) + 2
         or parts[0] != _VERSION
         or parts[1] != index
-        or not all(type(value) is kind for value, kind in zip(parts[2:], shape, strict=True))
+        or not all(type(value) is (str if kind is Newest else kind) for value, kind in zip(parts[2:], shape, strict=True))
     ):
         raise InvalidArgument("cursor does not belong to this list", field="cursor")
-    return tuple(parts[2:])
+    return tuple(Newest(value) if kind is Newest else value for value, kind in zip(parts[2:], shape, strict=True))

@@ -26,6 +26,7 @@ from imsync.v1 import unified_messages_pb2 as u
 
 from . import checkpoints, transitions
 from . import cursor as cursors
+from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
@@ -496,7 +497,7 @@ class MemoryStore:
 
         # Newest first: once a message is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
-        return _page(order, "messages", (int, str), cursor, count, view, stop)
+        return _page(order, "messages", (int, Newest), cursor, count, view, stop)
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
@@ -579,7 +580,7 @@ class MemoryStore:
                 return None
             return result
 
-        return _page(order, "discussions", (int, str), cursor, count, view)
+        return _page(order, "discussions", (int, Newest), cursor, count, view)
 
     async def get_discussion(self, account_id: str, comment_id: str) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
@@ -617,7 +618,7 @@ class MemoryStore:
                 return None
             return item
 
-        return _page(state.inbox_order, "unified", (int, str), cursor, count, view)
+        return _page(state.inbox_order, "unified", (int, Newest), cursor, count, view)
 
     async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .cursor import SortKey
+from .cursor import Newest, SortKey
 
 _OFFSET = 1 << 63
 _WIDTH = 20
@@ -50,8 +50,19 @@ def number(value: int) -> str:
     return f"{value + _OFFSET:0{_WIDTH}d}"
 
 
+def _newest(text: str) -> str:
+    """An id whose byte order is the reverse of its own: each UTF-8 byte complemented, in
+    hex, and "~" (after every hex digit) at the end, so that a longer id sharing a prefix
+    comes first too."""
+    return bytes(255 - b for b in text.encode()).hex() + "~"
+
+
+def _from_newest(text: str) -> str:
+    return bytes(255 - b for b in bytes.fromhex(text[:-1])).decode()
+
+
 def member_of(key: SortKey) -> str:
-    return "".join(number(part) if isinstance(part, int) else part for part in key)
+    return "".join(number(part) if isinstance(part, int) else _newest(part) if isinstance(part, Newest) else part for part in key)
 
 
 def key_of(member: str, shape: Sequence[type]) -> SortKey:
@@ -62,13 +73,18 @@ def key_of(member: str, shape: Sequence[type]) -> SortKey:
         if kind is int:
             parts.append(int(member[at : at + _WIDTH]) - _OFFSET)
             at += _WIDTH
+        elif kind is Newest:
+            parts.append(Newest(_from_newest(member[at:])))
         else:
             parts.append(member[at:])
     return tuple(parts)
 
 
-def id_of(member: str, ints: int) -> str:
-    return member[ints * _WIDTH :]
+def id_of(member: str, ints: int, newest: bool = True) -> str:
+    """The id a member ends with: in the other order (Newest) in the orders of messages,
+    comments and the inbox, as it is in those of conversations and works."""
+    rest = member[ints * _WIDTH :]
+    return _from_newest(rest) if newest else rest
 
 
 class AccountKeys:

@@ -36,6 +36,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from . import cursor as cursors
+from .cursor import Newest
 from . import transitions
 from .account_state import AccountState, Handling, Presence, comment_key, message_key, ns_of, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -729,7 +730,7 @@ class RedisStore:
         keys = self._account_keys(account_id)
 
         async def build(members: list[str], rev: str | None) -> list[e.Conversation | None] | None:
-            ids = [id_of(m, 2) for m in members]
+            ids = [id_of(m, 2, newest=False) for m in members]
             state = await self._conversations_state(keys, rev, ids)
             if state is None:
                 return None
@@ -879,7 +880,7 @@ class RedisStore:
 
         # Newest first: once a message is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
-        return await self._walk(order, "messages", (int, str), cursor, count, build, meta_key=keys.meta, stop=stop)
+        return await self._walk(order, "messages", (int, Newest), cursor, count, build, meta_key=keys.meta, stop=stop)
 
     @_redis_errors
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
@@ -914,7 +915,7 @@ class RedisStore:
         keys = self._account_keys(account_id)
 
         async def build(members: list[str], rev: str | None) -> list[e.Content | None] | None:
-            ids = [id_of(m, 1) for m in members]
+            ids = [id_of(m, 1, newest=False) for m in members]
             state = await self._contents_state(keys, rev, ids)
             if state is None:
                 return None
@@ -988,7 +989,7 @@ class RedisStore:
                 views.append(view if keep else None)
             return views
 
-        return await self._walk(order, "discussions", (int, str), cursor, count, build, meta_key=keys.meta)
+        return await self._walk(order, "discussions", (int, Newest), cursor, count, build, meta_key=keys.meta)
 
     async def _comment(self, keys: AccountKeys, comment_id: str) -> e.Comment:
         state = await self._items_state(keys, None, comments=[comment_id])
@@ -1043,7 +1044,7 @@ class RedisStore:
                 views.append(view if keep else None)
             return views
 
-        return await self._walk(keys.orders["inbox"], "unified", (int, str), cursor, count, build, meta_key=keys.meta)
+        return await self._walk(keys.orders["inbox"], "unified", (int, Newest), cursor, count, build, meta_key=keys.meta)
 
     async def _unified_state(self, keys: AccountKeys, rev: str | None, items: Sequence[str]) -> AccountState | None:
         split = [split_item_key(item, field="id") for item in items]
@@ -1125,11 +1126,11 @@ class RedisStore:
         for kind, target in (("messages", removals.message_ids), ("comments", removals.comment_ids), ("contents", removals.content_ids)):
             if floor := horizons.get(kind, 0):
                 found = _strings(await self.redis.zrangebylex(keys.orders[kind], "[" + number(-floor), "+"))
-                target.extend(id_of(m, 1) for m in found)
+                target.extend(id_of(m, 1, newest=kind != "contents") for m in found)
         if floor := horizons.get("conversations", 0):
             # Pinned conversations sort first (0) and stay until unpinned.
             found = _strings(await self.redis.zrangebylex(keys.orders["conversations"], "[" + number(1) + number(-floor), "+"))
-            removals.conversation_ids.extend(id_of(m, 2) for m in found)
+            removals.conversation_ids.extend(id_of(m, 2, newest=False) for m in found)
         if floor := horizons.get("notifications", 0):
             held: dict[bytes, bytes] = await self.redis.hgetall(keys.entities["notifications"])  # type: ignore[assignment]
             removals.notification_ids.extend(
@@ -1192,7 +1193,7 @@ class RedisStore:
             state = await self._items_state(keys, None, **{kind: ids})
             assert state is not None
             for member, entity_id in zip(members, ids, strict=True):
-                at_ns = -int(key_of(member, (int, str))[0])
+                at_ns = -int(key_of(member, (int, Newest))[0])
                 if kind == "messages":
                     message = state.messages.get(entity_id)
                     if message is not None and (message_key(entity_id) in state.handling.read_at or not state.is_inbound(message)):
