@@ -45,6 +45,9 @@ async def serve_asgi(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by every accepted connection: without it, a response written in two parts
+    # waits for the client's delayed ACK (40 ms per request on Linux).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     # Listening before the announcement: a client that connects as soon as it reads the
     # line waits in the backlog until uvicorn accepts, instead of being refused.
