@@ -33,24 +33,32 @@ class Child:
 
 
 async def start(
-    args: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None, echo: bool = False, attempts: int = 1
+    args: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    echo: bool = False,
+    attempts: int = 1,
+    module: str = "services.cli",
+    python: Sequence[str] = (),
 ) -> Child:
-    """Runs `imsync ARGS...` and waits for its "listening on HOST:PORT" (or "started") line.
+    """Runs `imsync ARGS...` (or `python [PYTHON...] -m MODULE ARGS...`) and waits for its
+    "listening on HOST:PORT" (or "started") line.
 
     With `attempts`, a process that exits before it listens (the address of one just
     stopped is not free yet) is started again, a quarter second later."""
+    command = [sys.executable, *python, "-m", module, *args]
     for attempt in range(attempts - 1):
         try:
-            return await _start(args, timeout, env, echo)
+            return await _start(command, timeout, env, echo)
         except RuntimeError:
             await asyncio.sleep(0.25)
-    return await _start(args, timeout, env, echo)
+    return await _start(command, timeout, env, echo)
 
 
-async def _start(args: Sequence[str], timeout: float, env: dict[str, str] | None, echo: bool) -> Child:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, stdout=asyncio.subprocess.PIPE, env=env
-    )
+async def _start(command: Sequence[str], timeout: float, env: dict[str, str] | None, echo: bool) -> Child:
+    args = command[command.index("-m") + 2 :]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
     assert process.stdout is not None
     before: list[str] = []
     try:
