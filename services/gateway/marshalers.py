@@ -7,10 +7,10 @@ a response rewriter (the IM envelope) and an error handler (the IM error envelop
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
@@ -22,7 +22,8 @@ _DETAIL_TYPES = (error_details_pb2.BadRequest,)
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # Compact UTF-8, as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it.
+    return orjson.dumps(value)
 
 
 @dataclass(frozen=True)
