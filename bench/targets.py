@@ -18,6 +18,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,7 +114,13 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
         try:
             results["separate"] = measure(f"http://{gateway.address}{URL}", seconds)
         finally:
-            await gateway.stop(timeout=30)
+            # SIGINT: uvicorn ends by raising the signal it caught, and only an interrupt
+            # (not a termination) lets pyinstrument write its profile on the way out.
+            gateway.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(gateway.process.wait(), 30)
+            finally:
+                await gateway.stop()
         hop = await processes.start(["one-hop", "--master", master.address], module="bench.baselines")
         try:
             results["one_hop"] = measure(f"http://{hop.address}{URL}", seconds)

@@ -38,6 +38,8 @@ _WELL_KNOWN = {
     "google.protobuf.StringValue",
     "google.protobuf.BytesValue",
 }
+# Well-known types protojson writes as a string, which their own ToJsonString gives.
+_AS_STRING = {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 _INT64_TYPES = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT64,
@@ -90,25 +92,50 @@ def to_json(message: Message, style: JsonStyle) -> dict[str, Any]:
     return result
 
 
-def _message(message: Message, style: JsonStyle) -> Any:
-    descriptor = descriptor_of(message)
-    if descriptor.full_name in _WELL_KNOWN:
-        return json_format.MessageToDict(message, preserving_proto_field_name=style is JsonStyle.IM)
-    out: dict[str, Any] = {}
+# How a field is written, decided once per message type and style (_plan).
+_MAP, _REPEATED, _ONEOF, _MESSAGE, _SCALAR = range(5)
+
+
+@cache
+def _plan(descriptor: Descriptor, style: JsonStyle) -> tuple[tuple[str, str, int, FieldDescriptor], ...]:
+    """(JSON name, attribute, how, the field whose values are written) for each field."""
+    plan = []
     for field in descriptor.fields:
         name = field_json_name(field, style)
-        value = getattr(message, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
-            out[name] = {str(key): _scalar_or_message(value_field, item, style) for key, item in value.items()}
+            plan.append((name, field.name, _MAP, field.message_type.fields_by_name["value"]))
         elif field.is_repeated:
-            out[name] = [_scalar_or_message(field, item, style) for item in value]
-        elif field.containing_oneof is not None and not message.HasField(field.name):
-            continue  # protojson never emits an unset oneof member
-        elif field.message_type is not None and not message.HasField(field.name):
-            out[name] = None
+            plan.append((name, field.name, _REPEATED, field))
+        elif field.containing_oneof is not None:
+            plan.append((name, field.name, _ONEOF, field))
+        elif field.message_type is not None:
+            plan.append((name, field.name, _MESSAGE, field))
         else:
+            plan.append((name, field.name, _SCALAR, field))
+    return tuple(plan)
+
+
+def _message(message: Message, style: JsonStyle) -> Any:
+    descriptor = descriptor_of(message)
+    full_name = descriptor.full_name
+    if full_name in _WELL_KNOWN:
+        if full_name in _AS_STRING:
+            return message.ToJsonString()  # type: ignore[attr-defined]
+        return json_format.MessageToDict(message, preserving_proto_field_name=style is JsonStyle.IM)
+    out: dict[str, Any] = {}
+    for name, attribute, how, field in _plan(descriptor, style):
+        value = getattr(message, attribute)
+        if how == _SCALAR:
             out[name] = _scalar_or_message(field, value, style)
+        elif how == _MESSAGE:
+            out[name] = _message(value, style) if message.HasField(attribute) else None
+        elif how == _REPEATED:
+            out[name] = [_scalar_or_message(field, item, style) for item in value]
+        elif how == _ONEOF:
+            if message.HasField(attribute):  # protojson never emits an unset oneof member
+                out[name] = _scalar_or_message(field, value, style)
+        else:
+            out[name] = {str(key): _scalar_or_message(field, item, style) for key, item in value.items()}
     return out
 
 
