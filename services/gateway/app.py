@@ -183,6 +183,9 @@ class Gateway:
         request = Request(scope, receive)
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
         profile = self._profiles.for_path(scope["path"])
+        if self._cache is not None and request.method == "GET" and (hit := self._cached(request, raw_path, profile)) is not None:
+            await hit(scope, receive, send)
+            return
         allowed: list[str] = []
         for route in self.routes:
             variables = route.template.match(raw_path)
@@ -191,7 +194,7 @@ class Gateway:
             if route.http_method != request.method:
                 allowed.append(route.http_method)
                 continue
-            response = await self._handle(route, variables, request, profile)
+            response = await self._handle(route, variables, request, profile, raw_path)
             await response(scope, receive, send)
             return
         if allowed:
@@ -201,7 +204,9 @@ class Gateway:
             response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
         await response(scope, receive, send)
 
-    async def _handle(self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile) -> Response:
+    async def _handle(
+        self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile, raw_path: str
+    ) -> Response:
         message = route.request_type()
         try:
             bind_path(message, variables, profile.style)
@@ -230,20 +235,10 @@ class Gateway:
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
         cache = self._cache if self._cache is not None and request.method == "GET" and route.service in self._cache.services else None
-        key: tuple[object, ...] = ()
-        stamp = 0
-        if cache is not None:
-            account_id = getattr(message, "account_id", "")
-            stamp = cache.stamp(account_id if isinstance(account_id, str) else "")
-            # Who asks is part of the key: a key limited to some accounts gets other answers.
-            key = (route.grpc_path, message.SerializeToString(deterministic=True), profile.name, request.headers.get("authorization", ""))
-            try:
-                cache.authorize(metadata)
-            except Exception:
-                cache = None  # refused: the call below answers why
-            else:
-                if (hit := cache.get(key, stamp)) is not None:
-                    return _answer(request, hit.body, hit.headers)
+        account_id = getattr(message, "account_id", "")
+        account_id = account_id if isinstance(account_id, str) else ""
+        # Read before the answer is computed: a change meanwhile makes the answer stale at once.
+        stamp = cache.stamp(account_id) if cache is not None else 0
         call = self._call(route)(message, metadata=metadata, timeout=timeout)
         try:
             reply: Message = await call
@@ -257,8 +252,26 @@ class Gateway:
             return Response(body, media_type=JSON, headers=headers)
         headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         if cache is not None:
-            cache.put(key, stamp, Answer(body, headers))
+            cache.put(_cache_key(request, raw_path, profile), account_id, stamp, Answer(body, headers))
         return _answer(request, body, headers)
+
+    def _cached(self, request: Request, raw_path: str, profile: Profile) -> Response | None:
+        """A kept answer to this very request, if still exact and the caller may read it."""
+        assert self._cache is not None
+        hit = self._cache.get(_cache_key(request, raw_path, profile))
+        if hit is None:
+            return None
+        try:
+            self._cache.authorize([("authorization", request.headers["authorization"])] if "authorization" in request.headers else [])
+        except Exception:
+            return None  # refused: the call answers why
+        return _answer(request, hit.body, hit.headers)
+
+
+def _cache_key(request: Request, raw_path: str, profile: Profile) -> tuple[object, ...]:
+    # The request as it came, and who asks: a key limited to some accounts gets other
+    # answers. Only answers that succeeded are kept, so a request found here binds.
+    return (raw_path, request.scope.get("query_string", b""), profile.name, request.headers.get("authorization", ""))
 
 
 def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:

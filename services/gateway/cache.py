@@ -1,6 +1,7 @@
 """Answers of repeated reads without calling the services again, never stale.
 
-An answer is kept with the *stamp* of what it was computed from: the generation of the
+An answer is kept, under the request exactly as it came (path, query, credentials), with
+the *stamp* of what it was computed from: the generation of the
 account the request names (or of the whole store, for a request naming none), which the
 store advances synchronously with every change it makes, before the change is
 acknowledged to anyone. A later request whose stamp is still the same gets the same bytes;
@@ -44,22 +45,24 @@ class ResponseCache:
         self.authorize = authorize
         # The gRPC services whose GET answers may be kept (full names).
         self.services = services
-        self._entries: OrderedDict[tuple[object, ...], tuple[int, Answer]] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], tuple[str, int, Answer]] = OrderedDict()
         self._max = max_entries
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[object, ...], stamp: int) -> Answer | None:
+    def get(self, key: tuple[object, ...]) -> Answer | None:
+        """The answer kept for `key`, if what it was computed from has not changed since."""
         found = self._entries.get(key)
-        if found is None or found[0] != stamp:
+        if found is None or self.stamp(found[0]) != found[1]:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return found[1]
+        return found[2]
 
-    def put(self, key: tuple[object, ...], stamp: int, answer: Answer) -> None:
-        self._entries[key] = (stamp, answer)
+    def put(self, key: tuple[object, ...], account_id: str, stamp: int, answer: Answer) -> None:
+        """Keeps an answer computed from the account's state at `stamp` (read before computing)."""
+        self._entries[key] = (account_id, stamp, answer)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
