@@ -13,6 +13,7 @@ from imsync.v1 import unified_messages_pb2 as uni
 from services.common.sample import SampleAccount
 from services.embedded import embedded_app
 from services.gateway.cache import ResponseCache
+from services.master.errors import PermissionDenied
 
 from .conftest import NOW, Master, push_all
 
@@ -96,3 +97,25 @@ async def test_a_read_after_an_acknowledged_change_never_returns_the_older_state
             assert cached.status_code == fresh.status_code == 200, (path, cached.text)
             assert cached.content == fresh.content, f"step {step}: {path} served an older state"
     assert embedded.cache.hits > 50, "most reads repeat an unchanged account's page"
+
+
+async def test_every_hit_is_authorized_as_a_call_would_be(master: Master, embedded: Embedded, accounts: list[SampleAccount]) -> None:
+    await push_all(master, accounts)
+    url = f"/api/im/conversations?account_id={accounts[0].account_id}"
+    await embedded.cached.get(url)
+    allowed = embedded.cache.authorize
+    refused: list[object] = []
+
+    def refuse(metadata: object) -> object:
+        refused.append(metadata)
+        raise PermissionDenied("revoked")
+
+    embedded.cache.authorize = refuse
+    hits = embedded.cache.hits
+    # A caller the keys now refuse is not answered from the cache: the call decides (this
+    # master has no API keys file, so the call itself lets it through).
+    assert (await embedded.cached.get(url)).status_code == 200
+    assert refused and embedded.cache.hits == hits
+    embedded.cache.authorize = allowed
+    await embedded.cached.get(url)
+    assert embedded.cache.hits == hits + 1

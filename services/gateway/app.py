@@ -265,6 +265,7 @@ class Gateway:
             self._cache.authorize([("authorization", request.headers["authorization"])] if "authorization" in request.headers else [])
         except Exception:
             return None  # refused: the call answers why
+        self._cache.hits += 1
         return _answer(request, hit.body, hit.headers)
 
 

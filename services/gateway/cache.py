@@ -47,17 +47,15 @@ class ResponseCache:
         self.services = services
         self._entries: OrderedDict[tuple[object, ...], tuple[str, int, Answer]] = OrderedDict()
         self._max = max_entries
+        # Answers served from the cache.
         self.hits = 0
-        self.misses = 0
 
     def get(self, key: tuple[object, ...]) -> Answer | None:
         """The answer kept for `key`, if what it was computed from has not changed since."""
         found = self._entries.get(key)
         if found is None or self.stamp(found[0]) != found[1]:
-            self.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return found[2]
 
     def put(self, key: tuple[object, ...], account_id: str, stamp: int, answer: Answer) -> None:
