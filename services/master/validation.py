@@ -8,7 +8,9 @@ Master-owned fields a worker sets are cleared, never trusted.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -31,8 +33,51 @@ _COLLECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+_PLANNING: set[str] = set()
+
+
+@cache
+def _timestamp_plan(descriptor: Descriptor) -> tuple[tuple[str, bool, bool], ...]:
+    """(field, repeated, is a Timestamp) for each field of a message type holding a
+    Timestamp, directly or deeper; decided once per type."""
+    _PLANNING.add(descriptor.full_name)
+    plan = []
+    for field in descriptor.fields:
+        kind = field.message_type
+        if kind is None:
+            continue
+        if kind.full_name == "google.protobuf.Timestamp":
+            plan.append((field.name, field.is_repeated, True))
+        elif kind.full_name in _PLANNING:
+            # A type that holds itself: walk it field by field, as a nested message.
+            plan.append((field.name, field.is_repeated, False))
+        elif _timestamp_plan(kind):
+            plan.append((field.name, field.is_repeated, False))
+    _PLANNING.discard(descriptor.full_name)
+    return tuple(plan)
+
+
+def _timestamps_fit(message: ProtoMessage) -> bool:
+    for name, repeated, is_timestamp in _timestamp_plan(message.DESCRIPTOR):
+        values = getattr(message, name)
+        for item in values if repeated else (values,):
+            if is_timestamp:
+                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
+                    return False
+            elif not _timestamps_fit(item):
+                return False
+    return True
+
+
 def check_timestamps(message: ProtoMessage, path: str) -> None:
     """Refuses any Timestamp, however deep, outside the range protojson can print."""
+    if _timestamps_fit(message):
+        return
+    _find_bad_timestamp(message, path)
+
+
+def _find_bad_timestamp(message: ProtoMessage, path: str) -> None:
+    """The slow walk that names the field, once a bad timestamp is known to be there."""
     for descriptor, value in message.ListFields():
         if descriptor.message_type is None:
             continue
@@ -43,7 +88,7 @@ def check_timestamps(message: ProtoMessage, path: str) -> None:
                 if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
                     raise InvalidArgument("timestamp out of range", field=where)
             else:
-                check_timestamps(item, where)
+                _find_bad_timestamp(item, where)
 
 
 def _check_account_id(entity: ProtoMessage, account_id: str, where: str) -> None:
