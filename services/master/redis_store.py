@@ -7,7 +7,7 @@ that first checks the account's `rev` is still the one read: two masters changin
 account never interleave, the later one computes again. A read takes two pipelined round
 trips (the order, then the items) and is repeated when `rev` moved between them, so that a
 page never mixes two versions of an account. Events of a change are queued in the
-account's outbox by the same script, then moved to the shared stream (events.py's
+account's outbox by the same script, then moved to the shared stream (redis_events.py's
 RedisEventFeed delivers them to every master's subscribers).
 
 What an acknowledgement means depends on Redis's persistence: see the README

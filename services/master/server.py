@@ -166,6 +166,9 @@ class Master:
             )
             self.book = book
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
+        self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
+        # The IM servicers: served over gRPC, and called directly by an embedded gateway.
+        self.im_servicers = im_servicers(self.store, self.book, self.bus, self.keys, config.max_streams_per_key)
         self.server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -201,8 +204,6 @@ class Master:
                 asyncio.create_task(self.book.follow()),
                 asyncio.create_task(self._renew_leases()),
             ]
-        self.keys = ApiKeys(self.config.api_keys, RateLimiter(self.config.rate_limit, int(self.config.rate_limit * 2)))
-        self.im_servicers = im_servicers(self.store, self.book, self.bus, self.keys, self.config.max_streams_per_key)
         self.server = await build_server(self.hub, self.im_servicers)
         if self.config.tls is not None:
             port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
