@@ -17,7 +17,8 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
-from imsync_client import ImClient, SyncClient, walk
+from imsync_client import ImClient, SyncClient, SyncRefused, walk
+from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.master.redis_store import RedisStore
 from services.master.retention import KEEP_EVERYTHING
@@ -225,3 +226,25 @@ async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_ser
         assert await store.flush_outboxes() == 0
     finally:
         await store.close()
+
+
+async def test_a_stream_fenced_by_a_newer_claim_on_another_master_cannot_write(pair: Pair) -> None:
+    """The same worker reconnects through B while its old stream on A still lives (a
+    partition): B's claim takes a newer epoch, and A's store commit refuses the old one."""
+    sample = _sample("shop-1", 6)
+    old = pair.sync_a()
+    await old.open({"shop-1": 0})
+    assert await old.push_snapshot("shop-1", 1, sample.account, sample.batch) == 1
+    new = SyncClient(pair.b_channel, "test-worker", token=token_for("test-worker"))
+    assert await new.open({"shop-1": 1}) == {"shop-1": 1}
+
+    sample.grow(NOW + 500)
+    delta = sync_pb2.Delta(account_id="shop-1", base_version=1, version=2)
+    delta.upserts.messages.append(sample.batch.messages[-1])
+    with pytest.raises(SyncRefused) as refused:
+        await old.send([sync_pb2.SyncDataRequest(delta=delta)])
+    assert reason_of(refused.value.status) == "NOT_OWNER"
+    assert (await pair.b.store.get_account("shop-1")).version == 1
+    assert await new.send([sync_pb2.SyncDataRequest(delta=delta)]) == 2
+    await new.close()
+    await old.close()
