@@ -24,7 +24,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
-from . import checkpoints, transitions
+from . import checkpoints, filters, transitions
 from . import cursor as cursors
 from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
@@ -383,15 +383,13 @@ class MemoryStore:
         count: int,
         only: Collection[str] | None = None,
     ) -> Page[e.Account]:
+        wanted = filters.accounts(status, platform, only)
+
         def view(key: Key) -> e.Account | None:
             if only is not None and key[0] not in only:
-                return None
-            state = self._accounts[str(key[0])]
-            if status and state.account.status != status:
-                return None
-            if platform and state.account.platform != platform:
-                return None
-            return state.account_view()
+                return None  # not even built
+            account = self._accounts[str(key[0])].account_view()
+            return account if wanted(account) else None
 
         return _page(self._account_order, "accounts", (str,), cursor, count, view)
 
@@ -411,17 +409,11 @@ class MemoryStore:
         count: int,
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
-        handling = state.handling
+        wanted = filters.conversations(status, is_pinned, is_muted)
 
         def view(key: Key) -> e.Conversation | None:
-            conversation_id = str(key[2])
-            if is_pinned is not None and (conversation_id in handling.pinned) != is_pinned:
-                return None
-            if is_muted is not None and (conversation_id in handling.muted) != is_muted:
-                return None
-            if status and state.conversations[conversation_id].status != status:
-                return None
-            return state.conversation_view(conversation_id)
+            conversation = state.conversation_view(str(key[2]))
+            return conversation if wanted(conversation) else None
 
         return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
 
@@ -483,17 +475,11 @@ class MemoryStore:
         else:
             order = state.message_order
 
+        wanted = filters.messages(sender_id, receiver_id, status, message_type)
+
         def view(key: Key) -> e.Message | None:
             message = state.messages[str(key[1])]
-            if sender_id and message.sender.user_id != sender_id:
-                return None
-            if receiver_id and message.receiver.user_id != receiver_id:
-                return None
-            if status and message.status != status:
-                return None
-            if message_type and message.msg_type != message_type:
-                return None
-            return state.message_view(message)
+            return state.message_view(message) if wanted(message) else None
 
         # Newest first: once a message is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
@@ -522,14 +508,11 @@ class MemoryStore:
         count: int,
     ) -> Page[e.Content]:
         state = self._state(account_id)
+        wanted = filters.contents(content_type, is_new)
 
         def view(key: Key) -> e.Content | None:
-            content_id = str(key[1])
-            if content_type and state.contents[content_id].content_type != content_type:
-                return None
-            if is_new is not None and (content_id in state.handling.new_contents) != is_new:
-                return None
-            return state.content_view(content_id)
+            content = state.content_view(str(key[1]))
+            return content if wanted(content) else None
 
         return _page(state.content_order, "contents", (int, str), cursor, count, view)
 
@@ -569,16 +552,11 @@ class MemoryStore:
         else:
             order = state.comment_order
 
+        wanted = filters.discussions(content_id, is_read, is_new)
+
         def view(key: Key) -> e.Comment | None:
-            comment = state.comments[str(key[1])]
-            if content_id and comment.content_id != content_id:
-                return None
-            result = state.comment_view(comment)
-            if is_read is not None and result.is_read != is_read:
-                return None
-            if is_new is not None and result.is_new != is_new:
-                return None
-            return result
+            comment = state.comment_view(state.comments[str(key[1])])
+            return comment if wanted(comment) else None
 
         return _page(order, "discussions", (int, Newest), cursor, count, view)
 
@@ -606,17 +584,11 @@ class MemoryStore:
         count: int,
     ) -> Page[u.UnifiedMessage]:
         state = self._state(account_id)
-        wanted = set(types)
+        wanted = filters.unified(types, is_read, is_new)
 
         def view(key: Key) -> u.UnifiedMessage | None:
             item = state.unified_view(str(key[1]))
-            if wanted and item.type not in wanted:
-                return None
-            if is_read is not None and item.is_read != is_read:
-                return None
-            if is_new is not None and item.is_new != is_new:
-                return None
-            return item
+            return item if wanted(item) else None
 
         return _page(state.inbox_order, "unified", (int, Newest), cursor, count, view)
 

@@ -37,7 +37,7 @@ from imsync.v1 import unified_messages_pb2 as u
 
 from . import cursor as cursors
 from .cursor import Newest
-from . import transitions
+from . import filters, transitions
 from .account_state import AccountState, Handling, Presence, comment_key, message_key, ns_of, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from .redis_layout import COMMIT, AccountKeys, Writes, id_of, key_of, member_of, number
@@ -692,6 +692,8 @@ class RedisStore:
         count: int,
         only: Collection[str] | None = None,
     ) -> Page[e.Account]:
+        wanted = filters.accounts(status, platform, only)
+
         async def build(members: list[str], rev: str | None) -> list[e.Account | None]:
             pipe = self.redis.pipeline(transaction=False)
             for account_id in members:
@@ -702,7 +704,7 @@ class RedisStore:
                     views.append(None)
                     continue
                 view = _view_state(account_id, _Meta(raw)).account_view()
-                views.append(None if (status and view.status != status) or (platform and view.platform != platform) else view)
+                views.append(view if wanted(view) else None)
             return views
 
         return await self._walk(self.accounts_key, "accounts", (str,), cursor, count, build)
@@ -728,6 +730,7 @@ class RedisStore:
         count: int,
     ) -> Page[e.Conversation]:
         keys = self._account_keys(account_id)
+        wanted = filters.conversations(status, is_pinned, is_muted)
 
         async def build(members: list[str], rev: str | None) -> list[e.Conversation | None] | None:
             ids = [id_of(m, 2, newest=False) for m in members]
@@ -739,12 +742,7 @@ class RedisStore:
                 if cid not in state.conversations:
                     return None
                 view = state.conversation_view(cid)
-                keep = (
-                    (is_pinned is None or view.is_pinned == is_pinned)
-                    and (is_muted is None or view.is_muted == is_muted)
-                    and (not status or view.status == status)
-                )
-                views.append(view if keep else None)
+                views.append(view if wanted(view) else None)
             return views
 
         return await self._walk(keys.orders["conversations"], "conversations", (int, int, str), cursor, count, build, meta_key=keys.meta)
@@ -846,6 +844,7 @@ class RedisStore:
         count: int,
     ) -> Page[e.Message]:
         keys = self._account_keys(account_id)
+        wanted = filters.messages(sender_id, receiver_id, status, message_type)
         order = keys.orders["messages"]
         if conversation_id:
             order = keys.group("mbc", conversation_id)
@@ -869,13 +868,7 @@ class RedisStore:
                 message = state.messages.get(message_id)
                 if message is None:
                     return None
-                keep = (
-                    (not sender_id or message.sender.user_id == sender_id)
-                    and (not receiver_id or message.receiver.user_id == receiver_id)
-                    and (not status or message.status == status)
-                    and (not message_type or message.msg_type == message_type)
-                )
-                views.append(state.message_view(message) if keep else None)
+                views.append(state.message_view(message) if wanted(message) else None)
             return views
 
         # Newest first: once a message is older than since_time, so are all after it.
@@ -913,6 +906,7 @@ class RedisStore:
         count: int,
     ) -> Page[e.Content]:
         keys = self._account_keys(account_id)
+        wanted = filters.contents(content_type, is_new)
 
         async def build(members: list[str], rev: str | None) -> list[e.Content | None] | None:
             ids = [id_of(m, 1, newest=False) for m in members]
@@ -924,8 +918,7 @@ class RedisStore:
                 if content_id not in state.contents:
                     return None
                 view = state.content_view(content_id)
-                keep = (not content_type or view.content_type == content_type) and (is_new is None or view.is_new == is_new)
-                views.append(view if keep else None)
+                views.append(view if wanted(view) else None)
             return views
 
         return await self._walk(keys.orders["contents"], "contents", (int, str), cursor, count, build, meta_key=keys.meta)
@@ -964,6 +957,7 @@ class RedisStore:
         count: int,
     ) -> Page[e.Comment]:
         keys = self._account_keys(account_id)
+        wanted = filters.discussions(content_id, is_read, is_new)
         if parent_comment_id:
             order = keys.group("rbp", parent_comment_id)
         elif content_id:
@@ -981,12 +975,8 @@ class RedisStore:
                 comment = state.comments.get(comment_id)
                 if comment is None:
                     return None
-                if content_id and comment.content_id != content_id:
-                    views.append(None)
-                    continue
                 view = state.comment_view(comment)
-                keep = (is_read is None or view.is_read == is_read) and (is_new is None or view.is_new == is_new)
-                views.append(view if keep else None)
+                views.append(view if wanted(view) else None)
             return views
 
         return await self._walk(order, "discussions", (int, Newest), cursor, count, build, meta_key=keys.meta)
@@ -1023,7 +1013,7 @@ class RedisStore:
         count: int,
     ) -> Page[u.UnifiedMessage]:
         keys = self._account_keys(account_id)
-        wanted = set(types)
+        wanted = filters.unified(types, is_read, is_new)
 
         async def build(members: list[str], rev: str | None) -> list[u.UnifiedMessage | None] | None:
             items = [id_of(m, 1) for m in members]
@@ -1036,12 +1026,7 @@ class RedisStore:
                 if entity_id not in state.collection(kind):
                     return None
                 view = state.unified_view(item)
-                keep = (
-                    (not wanted or view.type in wanted)
-                    and (is_read is None or view.is_read == is_read)
-                    and (is_new is None or view.is_new == is_new)
-                )
-                views.append(view if keep else None)
+                views.append(view if wanted(view) else None)
             return views
 
         return await self._walk(keys.orders["inbox"], "unified", (int, Newest), cursor, count, build, meta_key=keys.meta)
