@@ -29,17 +29,15 @@ from typing import Any
 import grpc
 
 from imsync.v1 import conversations_pb2 as conv
-from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient
+from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from services import processes
 from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.master.worker_auth import add_worker_token
 
-NOW = 1_790_000_000
 ACCOUNTS = 10
 SEED = 7
-_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
 def samples(size: str) -> list[SampleAccount]:
@@ -73,7 +71,7 @@ async def load_reads(targets: list[str], accounts: list[str], seconds: float, co
 
 async def load_syncs(targets: list[str], tokens: dict[str, str], size: str, seconds: float) -> dict[str, Any]:
     by_id = {sample.account_id: sample for sample in samples(size)}
-    channels = [grpc.aio.insecure_channel(target, options=_OPTIONS) for target in targets]
+    channels = [grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) for target in targets]
     latencies: list[float] = []
     warm_until = time.perf_counter() + 0.5
     deadline = warm_until + seconds
@@ -81,19 +79,12 @@ async def load_syncs(targets: list[str], tokens: dict[str, str], size: str, seco
     async def worker(index: int, account_id: str) -> None:
         sample = by_id[account_id]
         client = SyncClient(channels[index % len(channels)], f"bench-{index}", token=tokens[account_id])
-        # The loader's stream may still hold the account for a moment after it closed.
-        while (version := (await client.open({account_id: 0})).get(account_id)) is None:
-            await client.close()
-            await asyncio.sleep(0.1)
+        version = await open_when_free(client, account_id)
         step = 0
         while (now := time.perf_counter()) < deadline:
             step += 1
-            conversation = sample.batch.conversations[step % len(sample.batch.conversations)]
-            message = sample.add_message(conversation, NOW + 10_000 + step, inbound=True)
-            delta = sync_pb2.Delta(account_id=account_id, base_version=version, version=version + 1)
-            delta.upserts.messages.append(message)
-            delta.upserts.conversations.append(conversation)
-            version = await client.send([sync_pb2.SyncDataRequest(delta=delta)])
+            request, _ = new_message_delta(sample, version, step)
+            version = await client.send([request])
             if now >= warm_until:
                 latencies.append(time.perf_counter() - now)
         await client.close()
@@ -138,12 +129,7 @@ async def _configuration(
                 args += ["--data-dir", str(tmp / name)]
             children.append(await processes.start(args))
         targets = [child.address for child in children]
-        async with grpc.aio.insecure_channel(targets[0], options=_OPTIONS) as channel:
-            loader = SyncClient(channel, "loader", token=loader_token, chunk_bytes=1 << 20)
-            await loader.open({s.account_id: 0 for s in data})
-            for sample in data:
-                await loader.push_snapshot(sample.account_id, 1, sample.account, sample.batch)
-            await loader.close()
+        await load(targets[0], loader_token, data)
         accounts = [s.account_id for s in data]
         spec = {"targets": targets, "accounts": accounts, "seconds": seconds, "concurrency": 16}
         reads = await asyncio.gather(*(_generator("reads", spec) for _ in range(2)))

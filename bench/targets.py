@@ -30,8 +30,8 @@ import grpc
 import httpx
 
 from imsync.v1 import conversations_pb2 as conv
-from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient
+from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from services import processes
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.marshalers import IM
@@ -39,9 +39,7 @@ from services.master.memory_store import MemoryStore
 from services.master.store import SnapshotData
 from services.master.worker_auth import add_worker_token
 
-NOW = 1_790_000_000
 URL = "/api/im/conversations?account_id=douyin-001&count=20"
-_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
 # ------------------------------------------------------------------------- wrk
@@ -74,20 +72,8 @@ def measure(url: str, seconds: float) -> dict[str, float]:
 # ----------------------------------------------------------------- deployments
 
 
-async def _load(address: str, token: str, data: list[SampleAccount]) -> None:
-    async with grpc.aio.insecure_channel(address, options=_OPTIONS) as channel:
-        loader = SyncClient(channel, "loader", token=token, chunk_bytes=1 << 20)
-        await loader.open({s.account_id: 0 for s in data})
-        for sample in data:
-            await loader.push_snapshot(sample.account_id, 1, sample.account, sample.batch)
-        await loader.close()
-
-
 async def _master_line(child: processes.Child) -> str:
-    async with asyncio.timeout(10):
-        while not (found := next((line for line in child.output if "master listening on" in line), None)):
-            await asyncio.sleep(0.05)
-    return found.rpartition(" ")[2]
+    return (await child.line_with("master listening on")).rpartition(" ")[2]
 
 
 async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, profile: Path | None) -> dict[str, Any]:
@@ -100,7 +86,7 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
     # Gateway and master in separate processes, and its baseline: one grpc.aio call per request.
     master = await processes.start(master_args)
     try:
-        await _load(master.address, token, data)
+        await load(master.address, token, data)
         async with grpc.aio.insecure_channel(master.address) as channel:
             page = await ImClient(channel).list_conversations(conv.ListConversationsRequest(account_id="douyin-001", count=20))
         body = IM.response_body(page)
@@ -135,7 +121,7 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
         [*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"], python=python, module="services.cli"
     )
     try:
-        await _load(await _master_line(embedded), token, data)
+        await load(await _master_line(embedded), token, data)
         results["embedded"] = measure(f"http://{embedded.address}{URL}", seconds)
         results["sse"] = await sse_latency(await _master_line(embedded), f"http://{embedded.address}", tokens, data[0])
     finally:
@@ -180,21 +166,12 @@ async def sse_latency(master: str, base: str, tokens: Path, sample: SampleAccoun
     listener = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 10)
     latencies = []
-    async with grpc.aio.insecure_channel(master, options=_OPTIONS) as channel:
-        while True:  # the loader's stream may hold the account a moment longer
-            client = SyncClient(channel, "sse-worker", token=token)
-            version = (await client.open({sample.account_id: 0})).get(sample.account_id)
-            if version is not None:
-                break
-            await client.close()
-            await asyncio.sleep(0.1)
+    async with grpc.aio.insecure_channel(master, options=GRPC_OPTIONS) as channel:
+        client = SyncClient(channel, "sse-worker", token=token)
+        version = await open_when_free(client, sample.account_id)
         for step in range(count):
-            conversation = sample.batch.conversations[step % len(sample.batch.conversations)]
-            message = sample.add_message(conversation, NOW + 10_000 + step, inbound=True)
-            delta = sync_pb2.Delta(account_id=sample.account_id, base_version=version, version=version + 1)
-            delta.upserts.messages.append(message)
-            delta.upserts.conversations.append(conversation)
-            version = await client.send([sync_pb2.SyncDataRequest(delta=delta)])
+            request, message = new_message_delta(sample, version, step)
+            version = await client.send([request])
             acked = time.perf_counter()
             async with asyncio.timeout(10):
                 while message.message_id not in seen:

@@ -21,6 +21,14 @@ class Child:
         self.ready_line = ready_line
         self.output: deque[str] = deque(maxlen=1000)
 
+    async def line_with(self, text: str, timeout: float = 10.0) -> str:
+        """The first line it printed containing `text`, once it has (a second address a
+        process announces after its first, say)."""
+        async with asyncio.timeout(timeout):
+            while (found := next((line for line in self.output if text in line), None)) is None:
+                await asyncio.sleep(0.02)
+        return found
+
     async def stop(self, timeout: float = 10.0) -> None:
         if self.process.returncode is None:
             self.process.terminate()

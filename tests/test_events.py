@@ -19,7 +19,6 @@ from services.common.sample import SampleAccount
 from services.master.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from services.master.events import EventBus
 
-from . import waiting
 from .conftest import NOW, Master, push_all, token_for, write_tokens
 
 
@@ -144,7 +143,7 @@ async def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
         # The gateway announces itself first, then the master.
         master = await processes.start([*args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"])
         gateway_base = f"http://{master.address}"
-        said = await waiting.eventually(lambda: next((line for line in master.output if "master listening on" in line), None), timeout=10)
+        said = await master.line_with("master listening on")
         try:
             yield said.rpartition(" ")[2], gateway_base
         finally:

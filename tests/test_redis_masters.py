@@ -80,15 +80,6 @@ def _sample(account_id: str, seed: int) -> SampleAccount:
     return sample
 
 
-async def _next_command(sync: SyncClient) -> sync_pb2.Command:
-    """The next command on a worker's stream (SyncClient.receive skips them)."""
-    async with asyncio.timeout(10):
-        while True:
-            response = await sync._call.read()
-            if response.WhichOneof("kind") == "command":
-                return response.command  # type: ignore[no-any-return]
-
-
 async def test_a_client_on_b_sees_what_a_worker_on_a_synced(pair: Pair) -> None:
     samples = [_sample("shop-1", 1), _sample("shop-2", 2)]
     sync = pair.sync_a()
@@ -161,7 +152,7 @@ async def test_a_reply_sent_through_b_is_performed_by_the_worker_on_a(pair: Pair
     )
     assert sent.reply.state == rep.REPLY_STATE_PENDING
     # The worker, connected to A, is handed the command B took.
-    command = await _next_command(sync)
+    command = await asyncio.wait_for(sync.next_command(), 10)
     assert command.request_id == "r-1" and command.send_message.text == "hello"
     await sync.write(
         sync_pb2.SyncDataRequest(

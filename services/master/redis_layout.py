@@ -39,7 +39,6 @@ _CHUNK = 1_000
 
 COLLECTIONS = ("contents", "comments", "conversations", "messages", "notifications")
 ORDERS = ("conversations", "messages", "contents", "comments", "inbox")
-GROUPS = ("mbc", "cbc", "rbp")  # messages by conversation, comments by content, replies by parent
 COUNTERS = ("conversation_unread", "content_unread", "content_new")
 SETS = ("pinned", "muted", "new", "newc")
 

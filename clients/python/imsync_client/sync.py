@@ -138,6 +138,19 @@ class SyncClient:
                 result: sync_pb2.SyncDataResponse = reply
                 return result
 
+    async def next_command(self) -> sync_pb2.Command:
+        """The next command (a reply to perform) the master hands this worker; for a stream
+        on which no answer to an earlier message is awaited (receive() skips commands)."""
+        if self._call is None:
+            raise RuntimeError("call open() first")
+        while True:
+            reply = await self._call.read()
+            if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
+                raise ConnectionError("the master closed the stream")
+            if reply.WhichOneof("kind") == "command":
+                command: sync_pb2.Command = reply.command
+                return command
+
     async def close(self) -> None:
         if self._call is not None:
             await self._call.done_writing()
