@@ -302,16 +302,18 @@ class RedisStore:
         )
         return meta.rev, state
 
-    async def _load_full(self, keys: AccountKeys) -> tuple[str, AccountState] | None:
+    async def _load_full(self, keys: AccountKeys, *, register: bool = False) -> tuple[str, AccountState] | None:
         """All of an account, as the memory store holds it (without its orders)."""
         pipe = self.redis.pipeline(transaction=False)
+        if register:
+            self._register(pipe, keys.account_id)
         pipe.hgetall(keys.meta)
         for name in _PARSERS:
             pipe.hgetall(keys.entities[name])
         pipe.hgetall(keys.read)
         for name in ("pinned", "muted", "new", "newc"):
             pipe.smembers(keys.sets[name])
-        raw_meta, *rest = await pipe.execute()
+        raw_meta, *rest = (await pipe.execute())[1 if register else 0 :]
         if not raw_meta:
             return None
         meta = _Meta(raw_meta)
@@ -349,18 +351,18 @@ class RedisStore:
             pipe.hget(self.keys(account_id).meta, "version")
         return {account_id: int(v or 0) for account_id, v in zip(ids, await pipe.execute(), strict=True)}
 
-    async def _register(self, account_id: str) -> None:
-        # Before the account's first commit: a crash in between leaves an id without data,
-        # which every list skips, never data without an id.
-        await self.redis.zadd(self.accounts_key, {account_id: 0}, nx=True)
+    def _register(self, pipe: Any, account_id: str) -> None:
+        """Queues the account's id in the list of accounts, in the pipeline that reads what
+        its change needs: before its first commit, so that a crash in between leaves an id
+        without data, which every list skips, never data without an id."""
+        pipe.zadd(self.accounts_key, {account_id: 0}, nx=True)
 
     @_redis_errors
     async def apply_snapshot(self, snapshot: SnapshotData) -> bool:
         keys = self.keys(snapshot.account_id)
-        await self._register(snapshot.account_id)
 
         async def attempt() -> bool | None:
-            loaded = await self._load_full(keys)
+            loaded = await self._load_full(keys, register=True)
             rev, current = loaded if loaded is not None else ("0", None)
             if not transitions.snapshot_is_new(current, snapshot):
                 return False
@@ -466,13 +468,13 @@ class RedisStore:
 
     async def _presence_change(self, account_id: str, change: Callable[[Presence], bool], *, unless_leased: bool = False) -> None:
         keys = self.keys(account_id)
-        await self._register(account_id)
 
         async def attempt() -> bool | None:
             pipe = self.redis.pipeline(transaction=False)
+            self._register(pipe, account_id)
             pipe.hgetall(keys.meta)
             pipe.exists(keys.lease)
-            raw, leased = await pipe.execute()
+            _, raw, leased = await pipe.execute()
             meta = _Meta(raw)
             if (unless_leased and leased) or not change(meta.presence):
                 return True
