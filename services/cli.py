@@ -185,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument(
         "--accounts", default="*", help="comma-separated account ids the key may use, or * for all (default %(default)s)"
     )
-    key.add_argument("--scopes", default="read", help="read, reply or read,reply (default %(default)s)")
+    key.add_argument("--scopes", default="read", help="some of read, reply and gateway, comma-separated: read lists and marks, reply "
+                     "answers, gateway lets a gateway keep answers of reads (default %(default)s)")
     key.add_argument(
         "--file",
         default=_env("IMSYNC_API_KEYS", "api-keys.toml"),
@@ -230,6 +231,13 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of the web console served at / (env IMSYNC_CONSOLE_DIR; default: clients/web of this "
         "checkout); 'none' serves no console",
     )
+    gateway.add_argument("--no-cache", action="store_true",
+                         help="keep no answers: every read calls the master (answers are kept only in front of "
+                         "one master with its store in memory, which tells the gateway of every change first)")
+    gateway.add_argument("--cache-key-file", default=_env("IMSYNC_GATEWAY_CACHE_KEY_FILE", ""), metavar="FILE",
+                         help="file holding an API key with the 'gateway' scope, which a master with API keys "
+                         "asks of a gateway keeping answers (env IMSYNC_GATEWAY_CACHE_KEY_FILE, or the key "
+                         "itself in IMSYNC_GATEWAY_CACHE_KEY)")
 
     sim = commands.add_parser(
         "sim",
@@ -387,7 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tls_key=Path(args.tls_key) if args.tls_key else None,
                 forwarded_allow_ips=args.forwarded_allow_ips,
             )
-            run(GatewayConfig(listen=args.listen, master=args.master, console=console, master_tls=master_tls, http=http))
+            cache_key = os.environ.get("IMSYNC_GATEWAY_CACHE_KEY", "")
+            if args.cache_key_file:
+                try:
+                    cache_key = Path(args.cache_key_file).read_text().strip()
+                except OSError as error:
+                    raise SystemExit(f"imsync gateway: --cache-key-file: {error}") from None
+            run(GatewayConfig(listen=args.listen, master=args.master, console=console, master_tls=master_tls, http=http,
+                              cache=not args.no_cache, cache_key=cache_key))
         elif args.command == "demo":
             from services.demo import DemoConfig, run_demo
 

@@ -8,14 +8,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from imsync.v1 import (
-    accounts_pb2,
-    contents_pb2,
-    conversations_pb2,
-    discussions_pb2,
-    messages_pb2,
-    unified_messages_pb2,
-)
 from starlette.applications import Starlette
 
 from services.common.http_server import HttpOptions, serve_asgi
@@ -24,14 +16,6 @@ from services.gateway.cache import Metadata, ResponseCache
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.server import Alongside, Master
-
-# The services whose reads depend on the store alone (replies and events do not).
-CACHED_SERVICES = frozenset(
-    service.full_name
-    for module in (accounts_pb2, conversations_pb2, messages_pb2, contents_pb2, discussions_pb2, unified_messages_pb2)
-    for service in module.DESCRIPTOR.services_by_name.values()
-)
-
 
 def embedded_app(
     master: Master, *, console: Path | None = None, http: HttpOptions = HttpOptions(), cache: bool = True
@@ -45,7 +29,7 @@ def embedded_app(
         def authorize(metadata: Metadata) -> object:
             return keys.authorize(list(metadata), "read")
 
-        responses = ResponseCache(master.store.stamp, authorize, services=CACHED_SERVICES)
+        responses = ResponseCache(master.store.stamp, authorize)
     app = create_app(
         channel=InProcessChannel(master.im_servicers),  # type: ignore[arg-type]
         console=console,

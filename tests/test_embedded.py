@@ -1,17 +1,21 @@
-"""The embedded gateway's response cache: repeated reads come without a call, and a read
-after an acknowledged sync, a mark-read or a pin never returns the older state."""
+"""The gateway's response cache, embedded in the master's process and in a process of its
+own (kept exact by the master's invalidations): repeated reads come without a call, and
+a read after an acknowledged sync, a mark-read or a pin never returns the older state."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from imsync.v1 import unified_messages_pb2 as uni
 from services.common.sample import SampleAccount
 from services.embedded import embedded_app
+from services.gateway.app import Gateway, create_app
 from services.gateway.cache import ResponseCache
 from services.master.errors import PermissionDenied
 
@@ -23,16 +27,31 @@ class Embedded:
         self.cached, self.uncached, self.cache = cached, uncached, cache
 
 
-@pytest_asyncio.fixture
-async def embedded(master: Master) -> AsyncIterator[Embedded]:
-    app, cache = embedded_app(master.process)
-    bare, _ = embedded_app(master.process, cache=False)
-    assert cache is not None
+@pytest_asyncio.fixture(params=["embedded", "separate"])
+async def embedded(master: Master, request: pytest.FixtureRequest) -> AsyncIterator[Embedded]:
+    """A gateway keeping answers, and one that keeps none; the first in the master's process
+    (calling its servicers), or calling it over gRPC as a gateway process does."""
+    if request.param == "embedded":
+        app, cache = embedded_app(master.process)
+        bare, _ = embedded_app(master.process, cache=False)
+        assert cache is not None
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded.test") as cached,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://embedded.test") as uncached,
+        ):
+            yield Embedded(cached, uncached, cache)
+        return
+    app = create_app(channel=master.channel, watch=True)
+    bare = create_app(channel=master.channel)
+    gateway: Gateway = app.state.gateway
     async with (
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded.test") as cached,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://embedded.test") as uncached,
+        gateway.lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as cached,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://gateway.test") as uncached,
     ):
-        yield Embedded(cached, uncached, cache)
+        assert gateway.watch is not None and gateway.cache is not None
+        await asyncio.wait_for(gateway.watch.connected.wait(), 5)
+        yield Embedded(cached, uncached, gateway.cache)
 
 
 async def test_repeated_reads_are_answered_from_the_cache_with_etags(master: Master, embedded: Embedded, accounts: list[SampleAccount]) -> None:

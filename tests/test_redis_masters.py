@@ -20,6 +20,7 @@ from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient, SyncRefused, walk
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
+from services.gateway.app import Gateway, create_app
 from services.master.redis_store import RedisStore
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master as MasterProcess
@@ -27,6 +28,7 @@ from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
+from .waiting import eventually
 from services.common.local_redis import RedisServer
 from .sync_harness import crawl_of, master_copy, view_copy
 
@@ -239,3 +241,14 @@ async def test_a_stream_fenced_by_a_newer_claim_on_another_master_cannot_write(p
     assert await new.send([sync_pb2.SyncDataRequest(delta=delta)]) == 2
     await new.close()
     await old.close()
+
+
+async def test_a_gateway_in_front_of_masters_over_redis_keeps_no_answers(pair: Pair) -> None:
+    """B cannot hear of A's changes in time to tell a gateway before A acknowledges them."""
+    app = create_app(channel=pair.b_channel, watch=True)
+    gateway: Gateway = app.state.gateway
+    async with gateway.lifespan(app):
+        assert gateway.watch is not None
+        await eventually(lambda: gateway.watch is not None and gateway.watch.refused != "")
+        assert gateway.watch.refused.startswith("FAILED_PRECONDITION")
+        assert gateway.watch.stamp("") is None

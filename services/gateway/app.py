@@ -8,6 +8,7 @@ another method 405, both with a google.rpc.Status body, as grpc-gateway answers 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import math
@@ -47,6 +48,7 @@ from .marshalers import Profile, ProfileRegistry
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
+from .watch import ChangeWatch
 
 JSON = "application/json"
 # The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
@@ -86,9 +88,15 @@ class Gateway:
         tls: ClientTls | None = None,
         trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
         cache: ResponseCache | None = None,
+        watch: bool = False,
+        watch_key: str = "",
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
         self._cache = cache
+        # Keep answers, stamped by the master's invalidations (watch.py).
+        self._watch_wanted = watch and cache is None
+        self._watch_key = watch_key
+        self.watch: ChangeWatch | None = None
         self._sse_id_field = sse_id_field
         self._sse_resume_field = sse_resume_field
         self._master = master
@@ -99,15 +107,27 @@ class Gateway:
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
+    @property
+    def cache(self) -> ResponseCache | None:
+        return self._cache
+
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
         if self._channel is None:
             # Given several masters ("ipv4:host1:port1,host2:port2", masters over one
             # Redis), calls are spread over them, and go to the others while one is down.
             self._channel = open_channel(self._master, self._tls, [("grpc.lb_policy_name", "round_robin")])
+        watching: asyncio.Task[None] | None = None
+        if self._watch_wanted:
+            self.watch = ChangeWatch(self._channel, self._watch_key)
+            self._cache = ResponseCache(self.watch.stamp, self.watch.authorize)
+            watching = asyncio.create_task(self.watch.run())
         try:
             yield
         finally:
+            if watching is not None and self.watch is not None:
+                await self.watch.close(watching)
+                self._cache = None
             if self._owns_channel and self._channel is not None:
                 await self._channel.close(grace=None)
                 self._channel = None
@@ -330,10 +350,13 @@ def create_app(
     tls: ClientTls | None = None,
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
     cache: ResponseCache | None = None,
+    watch: bool = False,
+    watch_key: str = "",
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
-    `console`, the web console's files from that folder at `/`; with `cache`, repeated
-    reads answered without a call (cache.py)."""
+    `console`, the web console's files from that folder at `/`; with `cache` (embedded) or
+    `watch` (a master in another process; `watch_key` an API key with the gateway scope),
+    repeated reads answered without a call (cache.py)."""
     gateway = Gateway(
         im_services() if services is None else services,
         master=master,
@@ -342,6 +365,8 @@ def create_app(
         tls=tls,
         trusted_proxies=trusted_proxies,
         cache=cache,
+        watch=watch,
+        watch_key=watch_key,
     )
     document = openapi_document(gateway.routes, profiles)
 
@@ -353,4 +378,5 @@ def create_app(
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).
     app.router.default = gateway
+    app.state.gateway = gateway
     return app

@@ -9,10 +9,12 @@ any change makes the stamp move and the next request computes afresh. The stamp 
 before the answer is computed, so an answer computed while a change happened is kept
 under the older stamp and never served after it.
 
-Only a store in the gateway's own process can give stamps that are synchronous with its
-changes (the embedded mode, `imsync master --gateway-listen`); a gateway in another
-process, or masters over Redis, get ETags and 304s but no cache. Each hit is still
-authorized (API key, scope and rate) exactly as a call would be.
+The stamps come from the store itself in the embedded mode (`imsync master
+--gateway-listen`), where they move synchronously with its changes; a gateway in another
+process takes them from the master's invalidations, which the master waits for before it
+acknowledges a change (watch.py, coherence.py), and has none while its lease is not
+running. Masters over Redis give no stamps: their gateways get ETags and 304s but no
+cache. Each hit is still authorized (API key and rate) as a call would be.
 """
 
 from __future__ import annotations
@@ -21,7 +23,23 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from imsync.v1 import (
+    accounts_pb2,
+    contents_pb2,
+    conversations_pb2,
+    discussions_pb2,
+    messages_pb2,
+    unified_messages_pb2,
+)
+
 Metadata = Sequence[tuple[str, str]]
+
+# The services whose reads depend on the store alone (replies and events do not).
+CACHED_SERVICES = frozenset(
+    service.full_name
+    for module in (accounts_pb2, conversations_pb2, messages_pb2, contents_pb2, discussions_pb2, unified_messages_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+)
 
 
 @dataclass(frozen=True)
@@ -33,13 +51,13 @@ class Answer:
 class ResponseCache:
     def __init__(
         self,
-        stamp: Callable[[str], int],
+        stamp: Callable[[str], int | None],
         authorize: Callable[[Metadata], object],
         *,
-        services: frozenset[str],
+        services: frozenset[str] = CACHED_SERVICES,
         max_entries: int = 20_000,
     ) -> None:
-        # The generation of an account ("" for the whole store).
+        # The generation of an account ("" for the whole store); None while none is known.
         self.stamp = stamp
         # Raises for a caller that may not read (or is over its rate), as a call would.
         self.authorize = authorize
@@ -53,13 +71,15 @@ class ResponseCache:
     def get(self, key: tuple[object, ...]) -> Answer | None:
         """The answer kept for `key`, if what it was computed from has not changed since."""
         found = self._entries.get(key)
-        if found is None or self.stamp(found[0]) != found[1]:
+        if found is None or found[1] != self.stamp(found[0]):
             return None
         self._entries.move_to_end(key)
         return found[2]
 
-    def put(self, key: tuple[object, ...], account_id: str, stamp: int, answer: Answer) -> None:
+    def put(self, key: tuple[object, ...], account_id: str, stamp: int | None, answer: Answer) -> None:
         """Keeps an answer computed from the account's state at `stamp` (read before computing)."""
+        if stamp is None:
+            return
         self._entries[key] = (account_id, stamp, answer)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:

@@ -23,12 +23,24 @@ class GatewayConfig:
     master_tls: ClientTls | None = None
     # HTTPS and the proxies believed.
     http: HttpOptions = HttpOptions()
+    # Keep answers of repeated reads, kept exact by the master's invalidations; never over
+    # several masters (whose store is shared in Redis).
+    cache: bool = True
+    # An API key with the "gateway" scope, for a master with API keys.
+    cache_key: str = ""
 
 
 def run(config: GatewayConfig) -> None:
     scheme = "https" if config.http.tls_cert else "http"
-    announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (master {config.master})"  # noqa: E731
+    watch = config.cache and "," not in config.master
+    kept = "keeping answers while the master allows" if watch else "keeping no answers"
+    announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (master {config.master}, {kept})"  # noqa: E731
     app = create_app(
-        config.master, console=config.console, tls=config.master_tls, trusted_proxies=config.http.trusted_proxies
+        config.master,
+        console=config.console,
+        tls=config.master_tls,
+        trusted_proxies=config.http.trusted_proxies,
+        watch=watch,
+        watch_key=config.cache_key,
     )
     asyncio.run(serve_asgi(app, config.listen, announce, options=config.http))

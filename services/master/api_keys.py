@@ -4,6 +4,7 @@
     key_sha256 = "<hex sha-256 of the key>"
     accounts = ["douyin-001", "douyin-002"]   # or ["*"]: every account
     scopes = ["read", "reply"]                 # read: lists, gets, read marks, pins; reply: replies
+                                               # gateway: a gateway keeping answers (cache.proto)
 
 The file is read again whenever it changes, so keys are created and revoked without a
 restart (`imsync api-key create|revoke`). A master without a keys file serves every
@@ -28,7 +29,7 @@ from .errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from .rate_limit import RateLimiter
 from .watched_file import WatchedToml, bearer_hash, replace_table, token_hash
 
-SCOPES = ("read", "reply")
+SCOPES = ("read", "reply", "gateway")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ACCOUNT = re.compile(r"[^\s\"\\]{1,256}")
 
@@ -88,6 +89,13 @@ class ApiKeys:
             raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
         access.require(scope)
         return access
+
+    def revision(self) -> int:
+        """Moves whenever the keys file is taken again (read now, if it changed)."""
+        if self._file is None:
+            return 0
+        self._file.current()
+        return self._file.revision
 
     def _identify(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
         if self._file is None:

@@ -28,6 +28,7 @@ from . import checkpoints, filters, transitions
 from . import cursor as cursors
 from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
+from .coherence import Coherence
 from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
 from .retention import Retention, oldest_read, removal_count
@@ -100,6 +101,9 @@ class MemoryStore:
         # (the stamps of the gateway's response cache).
         self._generations: Counter[str] = Counter()
         self._generation = 0
+        # Set by the master while gateways in other processes keep answers: every change is
+        # announced to them before it is acknowledged (coherence.py).
+        self.coherence: Coherence | None = None
 
     def stamp(self, account_id: str = "") -> int:
         """The generation of an account's state ("" for the whole store's): it moves with
@@ -109,11 +113,31 @@ class MemoryStore:
     def _changed(self, account_id: str) -> None:
         self._generations[account_id] += 1
         self._generation += 1
+        if self.coherence is not None:
+            self.coherence.changed(account_id)
 
     # ------------------------------------------------------------ journal
 
     def persisted(self) -> asyncio.Future[None] | None:
-        return self.journal.persisted() if self.journal is not None else None
+        """Resolved once every change so far is on disk (the journal) and known to every
+        gateway keeping answers (coherence); None when both are already."""
+        on_disk = self.journal.persisted() if self.journal is not None else None
+        announced = self.coherence.announced() if self.coherence is not None else None
+        if on_disk is None or announced is None:
+            return on_disk or announced
+        both: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done(_: object) -> None:
+            if both.done():
+                return
+            if on_disk.done() and not on_disk.cancelled() and on_disk.exception() is not None:
+                both.set_exception(on_disk.exception())  # type: ignore[arg-type]
+            elif on_disk.done() and announced.done():
+                both.set_result(None)
+
+        on_disk.add_done_callback(done)
+        announced.add_done_callback(done)
+        return both
 
     def _log(self, account_id: str, record: jpb.Record) -> None:
         if self.journal is not None:

@@ -37,6 +37,8 @@ from imsync.v1 import (
     messages_pb2_grpc,
     replies_pb2,
     replies_pb2_grpc,
+    cache_pb2,
+    cache_pb2_grpc,
     sync_pb2,
     sync_pb2_grpc,
     unified_messages_pb2,
@@ -46,6 +48,7 @@ from imsync.v1 import (
 from services.common.tls import ServerTls
 
 from .api_keys import ApiKeys
+from .coherence import CacheServicer, Coherence
 from .commands import CommandBook, Commands
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
@@ -83,6 +86,7 @@ SERVICE_NAMES = (
     unified_messages_pb2.DESCRIPTOR.services_by_name["UnifiedMessageService"].full_name,
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
 )
 
 
@@ -118,6 +122,9 @@ class MasterConfig:
     redis_prefix: str = "imsync"
     # This master's name in the leases it holds in Redis; empty: host, process and address.
     master_id: str = ""
+    # How long a gateway keeping answers may go unheard before changes are acknowledged
+    # without it (coherence.py).
+    cache_lease: float = 1.0
 
     @property
     def shared(self) -> bool:
@@ -136,6 +143,8 @@ class Master:
         self.config = config
         self.redis: RedisStore | None = None
         self.feed: RedisEventFeed | None = None
+        # Gateways in other processes keeping answers; none over a store other masters change.
+        self.coherence: Coherence | None = None
         shared: SharedLeases | None = None
         if config.shared:
             if config.data_dir is not None:
@@ -152,8 +161,11 @@ class Master:
             shared = SharedLeases(self.redis.redis, config.redis_prefix, master_id, config.sync.lease_duration)
         else:
             self.bus = EventBus()
-            self.store = store if store is not None else MemoryStore(retention=config.retention)
-            self.store.on_event = self.bus.publish
+            memory = store if store is not None else MemoryStore(retention=config.retention)
+            self.store = memory
+            if isinstance(memory, MemoryStore):
+                self.coherence = memory.coherence = Coherence(config.cache_lease)
+            self.store.on_event = self._publisher(self.bus.publish)
             book = CommandBook(ttl=config.command_ttl)
             book.subscribe(
                 lambda record: self.bus.publish(
@@ -191,7 +203,8 @@ class Master:
             journal.on_failure = lambda error: self.failed.set()
             journal.start()
             # An event goes out only once what it reports is on disk.
-            self.store.on_event = lambda event: journal.when_persisted(lambda: self.bus.publish(event))
+            publish = self._publisher(self.bus.publish)
+            self.store.on_event = lambda event: journal.when_persisted(lambda: publish(event))
         if self.redis is not None and self.feed is not None:
             try:
                 self.persistence = await self.redis.check_persistence()
@@ -204,7 +217,7 @@ class Master:
                 asyncio.create_task(self.book.follow()),
                 asyncio.create_task(self._renew_leases()),
             ]
-        self.server = await build_server(self.hub, self.im_servicers)
+        self.server = await build_server(self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys))
         if self.config.tls is not None:
             port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
         else:
@@ -215,7 +228,27 @@ class Master:
         self._sweeper = asyncio.create_task(self._sweep())
         if self.recovery is not None:
             self._compactor = asyncio.create_task(self._compact())
+        if self.coherence is not None:
+            self._followers.append(asyncio.create_task(self._watch_keys(self.coherence)))
         return port
+
+    def _publisher(self, publish: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
+        """Publishes an event once gateways keeping answers know of its change, so that a
+        client reading on at once is not answered the older state."""
+        coherence = self.coherence
+        if coherence is None:
+            return publish
+        return lambda event: coherence.when_announced(lambda: publish(event))
+
+    async def _watch_keys(self, coherence: Coherence) -> None:
+        """Gateways keep answers per API key: once the keys file changes (a key revoked, its
+        accounts narrowed), every kept answer goes."""
+        revision = self.keys.revision()
+        while True:
+            await asyncio.sleep(0.25)
+            if coherence.watching and (now := self.keys.revision()) != revision:
+                revision = now
+                coherence.changed_everything()
 
     async def _sweep(self) -> None:
         # Retention in Redis scans every account's orders: less often than in memory.
@@ -308,7 +341,9 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
 }
 
 
-async def build_server(hub: SyncHub, servicers: list[tuple[ServiceDescriptor, Any]]) -> grpc.aio.Server:
+async def build_server(
+    hub: SyncHub, servicers: list[tuple[ServiceDescriptor, Any]], cache: CacheServicer
+) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
@@ -318,6 +353,7 @@ async def build_server(hub: SyncHub, servicers: list[tuple[ServiceDescriptor, An
     sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
     for descriptor, servicer in servicers:
         _ADDERS[descriptor.name](servicer, server)
+    cache_pb2_grpc.add_CacheServiceServicer_to_server(cache, server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -56,6 +56,8 @@ class WatchedToml(Generic[T]):
         self._what = what
         self._stamp: tuple[int, int] | None = None
         self._value = empty
+        # Advanced whenever the content taken changes (loaded again, or the file gone).
+        self.revision = 0
 
     def current(self) -> T:
         """The file's content as parsed; a file gone is empty, a file that no longer parses
@@ -63,6 +65,8 @@ class WatchedToml(Generic[T]):
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
+            if self._stamp is not None:
+                self.revision += 1
             self._value, self._stamp = self._empty, None
             return self._value
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -70,6 +74,7 @@ class WatchedToml(Generic[T]):
             try:
                 self._value = self._parse(tomllib.loads(self.path.read_text()))
                 self._stamp = stamp
+                self.revision += 1
                 log.info("%s loaded from %s", self._what, self.path)
             except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError) as error:
                 log.error("%s file %s is invalid (%s); keeping the previous ones", self._what, self.path, error)
