@@ -201,11 +201,8 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0]
+        raw_path = _raw_path(scope)
         profile = self._profiles.for_path(scope["path"])
-        if self._cache is not None and request.method == "GET" and (hit := self._cached(request, raw_path, profile)) is not None:
-            await hit(scope, receive, send)
-            return
         allowed: list[str] = []
         for route in self.routes:
             variables = route.template.match(raw_path)
@@ -272,27 +269,54 @@ class Gateway:
             return Response(body, media_type=JSON, headers=headers)
         headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         if cache is not None:
-            cache.put(_cache_key(request, raw_path, profile), account_id, stamp, Answer(body, headers))
+            key = _cache_key(request.scope, profile, request.headers.get("authorization", ""))
+            cache.put(key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}))
         return _answer(request, body, headers)
 
-    def _cached(self, request: Request, raw_path: str, profile: Profile) -> Response | None:
-        """A kept answer to this very request, if still exact and the caller may read it."""
-        assert self._cache is not None
-        hit = self._cache.get(_cache_key(request, raw_path, profile))
+    async def answer_kept(self, scope: Scope, send: Send) -> bool:
+        """Answers a GET from the cache, straight in ASGI (no routing, no Request or Response
+        objects: a hit costs a lookup), if an answer to this very request is kept, still
+        exact, and the caller may have it; False leaves the request to the routes."""
+        cache = self._cache
+        if cache is None:
+            return False
+        authorization = ""
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and not authorization:
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match" and if_none_match is None:
+                if_none_match = value.decode("latin-1")
+        hit = cache.get(_cache_key(scope, self._profiles.for_path(scope["path"]), authorization))
         if hit is None:
-            return None
+            return False
         try:
-            self._cache.authorize([("authorization", request.headers["authorization"])] if "authorization" in request.headers else [])
+            cache.authorize([("authorization", authorization)] if authorization else [])
         except Exception:
-            return None  # refused: the call answers why
-        self._cache.hits += 1
-        return _answer(request, hit.body, hit.headers)
+            return False  # refused: the call answers why
+        cache.hits += 1
+        if if_none_match is not None and _matches(if_none_match, hit.headers["ETag"]):
+            await send({"type": "http.response.start", "status": 304, "headers": hit.raw_headers})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": hit.raw_headers_200})
+            await send({"type": "http.response.body", "body": hit.body})
+        return True
 
 
-def _cache_key(request: Request, raw_path: str, profile: Profile) -> tuple[object, ...]:
+def _raw_path(scope: Scope) -> str:
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    return raw.decode("latin-1").partition("?")[0]
+
+
+def _cache_key(scope: Scope, profile: Profile, authorization: str) -> tuple[object, ...]:
     # The request as it came, and who asks: a key limited to some accounts gets other
     # answers. Only answers that succeeded are kept, so a request found here binds.
-    return (raw_path, request.scope.get("query_string", b""), profile.name, request.headers.get("authorization", ""))
+    return (_raw_path(scope), scope.get("query_string", b""), profile.name, authorization)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    return if_none_match.strip() == "*" or etag in (tag.strip() for tag in if_none_match.split(","))
 
 
 def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
@@ -300,7 +324,7 @@ def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
     (If-None-Match); the client is asked to check again each time (no-cache)."""
     headers = {**headers, "Cache-Control": "no-cache"}
     wanted = request.headers.get("if-none-match")
-    if wanted is not None and (wanted.strip() == "*" or headers["ETag"] in (tag.strip() for tag in wanted.split(","))):
+    if wanted is not None and _matches(wanted, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=JSON, headers=headers)
 
@@ -340,6 +364,19 @@ def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | No
     )
 
 
+class GatewayApp(Starlette):
+    """Starlette, but a GET whose answer is kept is answered before any routing."""
+
+    def __init__(self, gateway: Gateway, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     master: str = "",
     *,
@@ -374,7 +411,7 @@ def create_app(
         return JSONResponse(document)
 
     routes = [Route("/openapi.json", openapi, methods=["GET"]), *(console_routes(console) if console else [])]
-    app = Starlette(routes=routes, lifespan=gateway.lifespan)
+    app = GatewayApp(gateway, routes=routes, lifespan=gateway.lifespan)
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).
     app.router.default = gateway

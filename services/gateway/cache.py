@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from imsync.v1 import (
     accounts_pb2,
@@ -42,10 +41,18 @@ CACHED_SERVICES = frozenset(
 )
 
 
-@dataclass(frozen=True)
 class Answer:
-    body: bytes
-    headers: dict[str, str]
+    """A kept answer, with its HTTP headers ready to send (for 304, and for 200 with the body)."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.headers = headers
+        self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self.raw_headers_200 = [
+            *self.raw_headers,
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
 
 
 class ResponseCache:
