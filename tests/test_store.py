@@ -12,6 +12,7 @@ from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master import cursor as cursors
 from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.master.cursor import Newest
 from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
@@ -325,3 +326,35 @@ async def test_items_of_the_same_second_come_newest_first_by_id_and_cursors_hold
     assert seen == sorted(burst, reverse=True)
     inbox = await store.list_unified("burst", types=(), is_read=None, is_new=None, cursor="", count=100)
     assert [item.message.message_id for item in inbox.items] == sorted(burst, reverse=True)
+
+
+async def test_the_inbox_orders_messages_and_comments_of_one_instant_as_its_cursors_do(new_store: StoreFactory) -> None:
+    """Customers' messages and comments, many at one instant: the inbox is newest first,
+    and at one instant in the order of (-ns, Newest("message:<id>" / "comment:<id>")), in
+    both backends, through pages that end inside the tie."""
+    sample = SampleAccount("ties", seed=11, now=NOW)
+    sample.fill(conversations=2, messages_per_conversation=0, contents=1, comments_per_content=0)
+    content_id = sample.batch.contents[0].content_id
+    for at in (NOW + 60, NOW + 60, NOW + 61, NOW + 60, NOW + 59):
+        sample.add_message(sample.batch.conversations[0], at, inbound=True)
+        sample.add_comment(content_id, at)
+    # Only customers' comments are in the inbox: the sample's own answers go.
+    own = [c for c in sample.batch.comments if c.parent_comment_id]
+    for comment in own:
+        sample.batch.comments.remove(comment)
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("ties", 1, frozenset(), sample.account, sample.batch))
+    expected = sorted(
+        [(-m.create_time.seconds, Newest(f"message:{m.message_id}")) for m in sample.batch.messages]
+        + [(-c.created_at.seconds, Newest(f"comment:{c.comment_id}")) for c in sample.batch.comments if not c.parent_comment_id],
+    )
+    for size in (1, 2, 3, 100):
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            page = await store.list_unified("ties", types=(), is_read=None, is_new=None, cursor=cursor, count=size)
+            seen += [item.id for item in page.items]
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        assert seen == [str(item) for _, item in expected], size

@@ -18,7 +18,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
-from .cursor import Newest
+from . import time_keys
 from .errors import InvalidArgument, NotFound
 
 
@@ -94,13 +94,17 @@ class AccountState:
         self.notifications: dict[str, e.Notification] = {}
         # Sort orders; every key ends with the entity's id, so keys are unique.
         self.conversation_order = SortedList()  # (0 pinned / 1 not, -last message ns, id)
+        # The orders of messages, comments and the inbox hold packed keys (time_keys.py).
         self.message_order = SortedList()  # (-create ns, id)
         self.messages_by_conversation: dict[str, SortedList] = {}
         self.content_order = SortedList()  # (-publish ns, id)
         self.comment_order = SortedList()  # (-create ns, id)
         self.comments_by_content: dict[str, SortedList] = {}
         self.replies_by_parent: dict[str, SortedList] = {}
-        self.inbox_order = SortedList()  # (-create ns, item key)
+        # The inbox: customers' messages and comments, their keys shared with the orders
+        # above; merged when listed (MemoryStore.list_unified).
+        self.inbox_messages = SortedList()
+        self.inbox_comments = SortedList()
         # Unread counters, kept in step with Handling.read_at.
         self.unread_by_conversation: Counter[str] = Counter()
         self.unread_by_content: Counter[str] = Counter()
@@ -139,36 +143,38 @@ class AccountState:
             state._note_new_arrivals(previous)
 
         state.conversation_order = SortedList(state._conversation_key(c) for c in conversations.values())
-        message_keys: list[tuple[int, str]] = []
-        by_conversation: dict[str, list[tuple[int, str]]] = {}
-        inbox: list[tuple[int, str]] = []
+        message_keys: list[bytes] = []
+        by_conversation: dict[str, list[bytes]] = {}
+        inbox: list[bytes] = []
         for m in messages.values():
-            key, item = state._message_keys(m)
+            key = time_keys.time_key(m.create_time, m.message_id)
             message_keys.append(key)
             by_conversation.setdefault(m.conversation_id, []).append(key)
-            if item is not None:
-                inbox.append(item)
+            if state.is_inbound(m):
+                inbox.append(key)
                 state._count_message(m, +1)
         state.message_order = SortedList(message_keys)
+        state.inbox_messages = SortedList(inbox)
         state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in by_conversation.items()}
 
         state.content_order = SortedList(_content_key(c) for c in contents.values())
-        comment_keys: list[tuple[int, str]] = []
-        by_content: dict[str, list[tuple[int, str]]] = {}
-        by_parent: dict[str, list[tuple[int, str]]] = {}
+        comment_keys: list[bytes] = []
+        by_content: dict[str, list[bytes]] = {}
+        by_parent: dict[str, list[bytes]] = {}
+        inbox = []
         for c in comments.values():
-            key, item = state._comment_keys(c)
+            key = time_keys.time_key(c.created_at, c.comment_id)
             comment_keys.append(key)
             by_content.setdefault(c.content_id, []).append(key)
             if c.parent_comment_id:
                 by_parent.setdefault(c.parent_comment_id, []).append(key)
-            if item is not None:
-                inbox.append(item)
+            if not state.is_own(c):
+                inbox.append(key)
                 state._count_comment(c, +1)
         state.comment_order = SortedList(comment_keys)
         state.comments_by_content = {cid: SortedList(keys) for cid, keys in by_content.items()}
         state.replies_by_parent = {cid: SortedList(keys) for cid, keys in by_parent.items()}
-        state.inbox_order = SortedList(inbox)
+        state.inbox_comments = SortedList(inbox)
         return state
 
     # ------------------------------------------------------ index keys, counters
@@ -176,16 +182,6 @@ class AccountState:
     def _conversation_key(self, conversation: e.Conversation) -> tuple[int, int, str]:
         pinned = conversation.conversation_id in self.handling.pinned
         return (0 if pinned else 1, -_last_activity_ns(conversation), conversation.conversation_id)
-
-    def _message_keys(self, message: e.Message) -> tuple[tuple[int, str], tuple[int, str] | None]:
-        key = (-ns_of(message.create_time), Newest(message.message_id))
-        inbox = (key[0], Newest(message_key(message.message_id))) if self.is_inbound(message) else None
-        return key, inbox
-
-    def _comment_keys(self, comment: e.Comment) -> tuple[tuple[int, str], tuple[int, str] | None]:
-        key = (-ns_of(comment.created_at), Newest(comment.comment_id))
-        inbox = None if self.is_own(comment) else (key[0], Newest(comment_key(comment.comment_id)))
-        return key, inbox
 
     def _count_message(self, message: e.Message, sign: int) -> None:
         """Counts an inbound message in (sign +1) or out of (-1) the unread counters."""
@@ -283,46 +279,46 @@ class AccountState:
 
     def _add_message(self, message: e.Message) -> None:
         self.messages[message.message_id] = message
-        key, item = self._message_keys(message)
+        key = time_keys.time_key(message.create_time, message.message_id)
         self.message_order.add(key)
         self.messages_by_conversation.setdefault(message.conversation_id, SortedList()).add(key)
-        if item is not None:
-            self.inbox_order.add(item)
+        if self.is_inbound(message):
+            self.inbox_messages.add(key)
             self._count_message(message, +1)
 
     def _remove_message(self, message_id: str) -> None:
         old = self.messages.pop(message_id, None)
         if old is None:
             return
-        key, item = self._message_keys(old)
+        key = time_keys.time_key(old.create_time, message_id)
         self.message_order.discard(key)
         _discard_from(self.messages_by_conversation, old.conversation_id, key)
-        if item is not None:
-            self.inbox_order.discard(item)
+        if self.is_inbound(old):
+            self.inbox_messages.discard(key)
             self._count_message(old, -1)
 
     def _add_comment(self, comment: e.Comment) -> None:
         self.comments[comment.comment_id] = comment
-        key, item = self._comment_keys(comment)
+        key = time_keys.time_key(comment.created_at, comment.comment_id)
         self.comment_order.add(key)
         self.comments_by_content.setdefault(comment.content_id, SortedList()).add(key)
         if comment.parent_comment_id:
             self.replies_by_parent.setdefault(comment.parent_comment_id, SortedList()).add(key)
-        if item is not None:
-            self.inbox_order.add(item)
+        if not self.is_own(comment):
+            self.inbox_comments.add(key)
             self._count_comment(comment, +1)
 
     def _remove_comment(self, comment_id: str) -> None:
         old = self.comments.pop(comment_id, None)
         if old is None:
             return
-        key, item = self._comment_keys(old)
+        key = time_keys.time_key(old.created_at, comment_id)
         self.comment_order.discard(key)
         _discard_from(self.comments_by_content, old.content_id, key)
         if old.parent_comment_id:
             _discard_from(self.replies_by_parent, old.parent_comment_id, key)
-        if item is not None:
-            self.inbox_order.discard(item)
+        if not self.is_own(old):
+            self.inbox_comments.discard(key)
             self._count_comment(old, -1)
 
     def _note_new_arrivals(self, previous: AccountState) -> None:
@@ -380,18 +376,18 @@ class AccountState:
         """The entities past their time to live, found from the old end of each order."""
         removals = sync_pb2.Removals()
 
-        def old_end(order: SortedList, floor: int, time_at: int) -> list[str]:
+        def old_end(order: SortedList, floor: int, packed: bool) -> list[str]:
             out: list[str] = []
             if floor:
                 for key in reversed(order):
-                    if -int(key[time_at]) > floor:
+                    if (time_keys.ns_of_key(key) if packed else -int(key[0])) > floor:
                         break
-                    out.append(str(key[-1]))
+                    out.append(time_keys.item_of(key) if packed else str(key[-1]))
             return out
 
-        removals.message_ids.extend(old_end(self.message_order, ttl_horizons.get("messages", 0), 0))
-        removals.comment_ids.extend(old_end(self.comment_order, ttl_horizons.get("comments", 0), 0))
-        removals.content_ids.extend(old_end(self.content_order, ttl_horizons.get("contents", 0), 0))
+        removals.message_ids.extend(old_end(self.message_order, ttl_horizons.get("messages", 0), True))
+        removals.comment_ids.extend(old_end(self.comment_order, ttl_horizons.get("comments", 0), True))
+        removals.content_ids.extend(old_end(self.content_order, ttl_horizons.get("contents", 0), False))
         floor = ttl_horizons.get("conversations", 0)
         if floor:
             # A conversation the team pinned stays until unpinned.
@@ -559,7 +555,7 @@ def _content_key(content: e.Content) -> tuple[int, str]:
     return (-ns_of(content.publish_time), content.content_id)
 
 
-def _discard_from(index: dict[str, SortedList], group: str, key: tuple[int, str]) -> None:
+def _discard_from(index: dict[str, SortedList], group: str, key: bytes) -> None:
     keys = index.get(group)
     if keys is not None:
         keys.discard(key)

@@ -10,11 +10,12 @@ page costs O(log n + page size) plus whatever a filter skips.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import Counter
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sortedcontainers import SortedList
 
@@ -24,13 +25,14 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
-from . import checkpoints, filters, transitions
+from . import checkpoints, filters, time_keys, transitions
 from . import cursor as cursors
 from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .coherence import Coherence
 from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
+from .time_keys import item_of
 from .retention import Retention, oldest_read, removal_count
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
 
@@ -45,28 +47,41 @@ def _page(
     shape: Sequence[type],
     cursor: str,
     count: int,
-    view: Callable[[Key], T | None],
-    stop: Callable[[Key], bool] | None = None,
+    view: Callable[[Any], T | None],
+    stop: Callable[[Any], bool] | None = None,
+    *,
+    packed: bool = False,
 ) -> Page[T]:
-    """Walks `order` after the cursor's key, keeping the keys `view` turns into items."""
-    limit = page_size(count)
-    after = cursors.decode(cursor, index, shape)
+    """Walks `order` after the cursor's key, keeping the keys `view` turns into items.
+    `packed`: the order's keys are time_keys, and cursors carry them as (-ns, id)."""
+    after: Any = cursors.decode(cursor, index, shape)
+    if after is not None and packed:
+        after = time_keys.from_cursor(after)
     start = 0 if after is None else order.bisect_right(after)
+    items, last, has_more = _collect(order.islice(start), view, page_size(count), stop)
+    if last is not None and packed:
+        last = time_keys.to_cursor(last)
+    return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
+
+
+def _collect(
+    keys: Iterable[Any], view: Callable[[Any], T | None], limit: int, stop: Callable[[Any], bool] | None = None
+) -> tuple[list[T], Any, bool]:
+    """The first `limit` items `view` makes of `keys`, the key of the last (None for none),
+    and whether more follow."""
     items: list[T] = []
-    last: Key | None = None
-    has_more = False
-    for key in order.islice(start):
+    last: Any = None
+    for key in keys:
         if stop is not None and stop(key):
             break
         item = view(key)
         if item is None:
             continue
         if len(items) == limit:
-            has_more = True
-            break
+            return items, last, True
         items.append(item)
         last = key
-    return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
+    return items, last, False
 
 
 def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
@@ -451,7 +466,7 @@ class MemoryStore:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
         conversation = state.conversation_view(conversation_id)
         order = state.messages_by_conversation.get(conversation_id, ())
-        items = [item for key in order if state.mark_read(item := message_key(str(key[1])), now_ns)]
+        items = [item for key in order if state.mark_read(item := message_key(item_of(key)), now_ns)]
         self._log_reads(state, items, now_ns)
         self._announce_read(state, items)
         marked = len(items)
@@ -501,13 +516,13 @@ class MemoryStore:
 
         wanted = filters.messages(sender_id, receiver_id, status, message_type)
 
-        def view(key: Key) -> e.Message | None:
-            message = state.messages[str(key[1])]
+        def view(key: bytes) -> e.Message | None:
+            message = state.messages[item_of(key)]
             return state.message_view(message) if wanted(message) else None
 
         # Newest first: once a message is older than since_time, so are all after it.
-        stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
-        return _page(order, "messages", (int, Newest), cursor, count, view, stop)
+        stop = None if since_ns is None else (lambda key: time_keys.ns_of_key(key) < since_ns)
+        return _page(order, "messages", (int, Newest), cursor, count, view, stop, packed=True)
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
@@ -547,7 +562,7 @@ class MemoryStore:
     async def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]:
         state = self._owner(account_id, "content", content_id, "content_id")
         order = state.comments_by_content.get(content_id, ())
-        items = [item for key in order if state.mark_read(item := comment_key(str(key[1])), now_ns)]
+        items = [item for key in order if state.mark_read(item := comment_key(item_of(key)), now_ns)]
         seen = content_id if content_id in state.handling.new_contents else ""
         state.handling.new_contents.discard(content_id)
         self._log_reads(state, items, now_ns, seen)
@@ -578,11 +593,11 @@ class MemoryStore:
 
         wanted = filters.discussions(content_id, is_read, is_new)
 
-        def view(key: Key) -> e.Comment | None:
-            comment = state.comment_view(state.comments[str(key[1])])
+        def view(key: bytes) -> e.Comment | None:
+            comment = state.comment_view(state.comments[item_of(key)])
             return comment if wanted(comment) else None
 
-        return _page(order, "discussions", (int, Newest), cursor, count, view)
+        return _page(order, "discussions", (int, Newest), cursor, count, view, packed=True)
 
     async def get_discussion(self, account_id: str, comment_id: str) -> e.Comment:
         state = self._owner(account_id, "comment", comment_id, "comment_id")
@@ -610,11 +625,37 @@ class MemoryStore:
         state = self._state(account_id)
         wanted = filters.unified(types, is_read, is_new)
 
-        def view(key: Key) -> u.UnifiedMessage | None:
-            item = state.unified_view(str(key[1]))
+        # The inbox is the merge of customers' messages and comments, ordered as the
+        # cursors' (-ns, Newest("message:<id>" or "comment:<id>")): newest first, and at
+        # one instant messages before comments ("m" > "c"), each kind by id, larger first.
+        messages, comments = state.inbox_messages, state.inbox_comments
+        after = cursors.decode(cursor, "unified", (int, Newest))
+        if after is None:
+            starts = (0, 0)
+        else:
+            kind, entity_id = split_item_key(str(after[1]), field="cursor")
+            key = time_keys.from_cursor((after[0], entity_id))
+            at = key[:12]
+            if kind == "message":
+                starts = (messages.bisect_right(key), comments.bisect_left(at))
+            else:
+                starts = (messages.bisect_left(time_keys.after_head(at)), comments.bisect_right(key))
+        merged: Iterable[tuple[bytes, int, bytes]] = heapq.merge(
+            ((key[:12], 0, key) for key in messages.islice(starts[0])),
+            ((key[:12], 1, key) for key in comments.islice(starts[1])),
+        )
+
+        def item_id(entry: tuple[bytes, int, bytes]) -> str:
+            return ("comment:" if entry[1] else "message:") + item_of(entry[2])
+
+        def view(entry: tuple[bytes, int, bytes]) -> u.UnifiedMessage | None:
+            item = state.unified_view(item_id(entry))
             return item if wanted(item) else None
 
-        return _page(state.inbox_order, "unified", (int, Newest), cursor, count, view)
+        items, end, has_more = _collect(merged, view, page_size(count))
+        if end is None:
+            return Page(items, "", has_more)
+        return Page(items, cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end))), has_more)
 
     async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import time_keys
 from .cursor import Newest, SortKey
 
 _OFFSET = 1 << 63
@@ -60,7 +61,19 @@ def _from_newest(text: str) -> str:
     return bytes(255 - b for b in bytes.fromhex(text[:-1])).decode()
 
 
-def member_of(key: SortKey) -> str:
+def inbox_key(key: bytes, item: str) -> SortKey:
+    """The inbox's sort key of a packed key of the memory store's messages or comments:
+    (-ns, Newest("message:<id>")) or (-ns, Newest("comment:<id>"))."""
+    neg_ns, entity_id = time_keys.to_cursor(key)
+    return (neg_ns, Newest(item + str(entity_id)))
+
+
+def member_of(key: SortKey | bytes) -> str:
+    """The member of a sort key; a packed key of the memory store's orders (time_keys.py)
+    is taken as the (-ns, Newest(id)) it orders as."""
+    if isinstance(key, bytes):
+        neg_ns, item = time_keys.to_cursor(key)
+        key = (neg_ns, Newest(item))
     return "".join(number(part) if isinstance(part, int) else _newest(part) if isinstance(part, Newest) else part for part in key)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .account_state import AccountState, Handling, Presence
-from .redis_layout import AccountKeys, Value, Writes, member_of
+from .redis_layout import AccountKeys, Value, Writes, inbox_key, member_of
 
 
 class RecordingDict(dict[str, Any]):
@@ -54,16 +54,22 @@ class RecordingSet(set[str]):
 
 
 class RecordingOrder:
-    """Stands for a SortedList of the memory store: records what is added and removed."""
+    """Stands for a SortedList of the memory store: records what is added and removed.
+    `item`: the order is the inbox's of that kind ("message:" or "comment:"), whose
+    members carry the kind before the id."""
 
-    def __init__(self, members: dict[str, bool]) -> None:
+    def __init__(self, members: dict[str, bool], item: str = "") -> None:
         self._members = members
+        self._item = item
 
-    def add(self, key: tuple[int | str, ...]) -> None:
-        self._members[member_of(key)] = True
+    def _member(self, key: tuple[int | str, ...] | bytes) -> str:
+        return member_of(inbox_key(key, self._item) if self._item and isinstance(key, bytes) else key)
 
-    def discard(self, key: tuple[int | str, ...]) -> None:
-        self._members[member_of(key)] = False
+    def add(self, key: tuple[int | str, ...] | bytes) -> None:
+        self._members[self._member(key)] = True
+
+    def discard(self, key: tuple[int | str, ...] | bytes) -> None:
+        self._members[self._member(key)] = False
 
     def __bool__(self) -> bool:
         return True  # Redis drops an empty sorted set by itself
@@ -121,7 +127,8 @@ def recording_state(
     state.message_order = RecordingOrder(writes.zset(keys.orders["messages"]))
     state.content_order = RecordingOrder(writes.zset(keys.orders["contents"]))
     state.comment_order = RecordingOrder(writes.zset(keys.orders["comments"]))
-    state.inbox_order = RecordingOrder(writes.zset(keys.orders["inbox"]))
+    state.inbox_messages = RecordingOrder(writes.zset(keys.orders["inbox"]), "message:")
+    state.inbox_comments = RecordingOrder(writes.zset(keys.orders["inbox"]), "comment:")
     state.messages_by_conversation = RecordingGroups(writes, keys, "mbc")
     state.comments_by_content = RecordingGroups(writes, keys, "cbc")
     state.replies_by_parent = RecordingGroups(writes, keys, "rbp")

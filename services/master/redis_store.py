@@ -40,7 +40,7 @@ from .cursor import Newest
 from . import filters, transitions
 from .account_state import AccountState, Handling, Presence, comment_key, message_key, ns_of, split_item_key
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from .redis_layout import COMMIT, AccountKeys, Writes, id_of, key_of, member_of, number
+from .redis_layout import COMMIT, AccountKeys, Writes, id_of, inbox_key, key_of, member_of, number
 from .redis_recording import record_counters, recording_state
 from .retention import Retention, removal_count
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
@@ -395,11 +395,14 @@ class RedisStore:
             ("messages", state.message_order),
             ("contents", state.content_order),
             ("comments", state.comment_order),
-            ("inbox", state.inbox_order),
         ):
             members = writes.zset(keys.orders[name])
             for key in order:
                 members[member_of(key)] = True
+        inbox = writes.zset(keys.orders["inbox"])
+        for item, order in (("message:", state.inbox_messages), ("comment:", state.inbox_comments)):
+            for key in order:
+                inbox[member_of(inbox_key(key, item))] = True
         for name, groups_of in (
             ("mbc", state.messages_by_conversation),
             ("cbc", state.comments_by_content),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 
 from imsync.v1 import sync_pb2
 
+from . import time_keys
 from .account_state import AccountState, comment_key, message_key
 
 DAY = 86_400.0
@@ -98,15 +99,15 @@ def oldest_read(
 
     def read_messages(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
         for key in reversed(state.message_order):
-            message_id = str(key[1])
+            message_id = time_keys.item_of(key)
             if message_key(message_id) in state.handling.read_at or not state.is_inbound(state.messages[message_id]):
-                yield -int(key[0]), state.account_id, "messages", message_id
+                yield time_keys.ns_of_key(key), state.account_id, "messages", message_id
 
     def read_comments(state: AccountState) -> Iterator[tuple[int, str, str, str]]:
         for key in reversed(state.comment_order):
-            comment_id = str(key[1])
+            comment_id = time_keys.item_of(key)
             if comment_key(comment_id) in state.handling.read_at or state.is_own(state.comments[comment_id]):
-                yield -int(key[0]), state.account_id, "comments", comment_id
+                yield time_keys.ns_of_key(key), state.account_id, "comments", comment_id
 
     streams = [gen(state) for state in states for gen in (read_messages, read_comments)]
     chosen: dict[str, tuple[sync_pb2.Removals, dict[str, int]]] = {}

@@ -1,0 +1,69 @@
+"""Sort keys of items in time order, newest first, each packed into one bytes object.
+
+A key is the item's platform time inverted, so that later sorts first (8 bytes of
+seconds, 4 of nanoseconds, big-endian), then its id with every byte inverted and 0xff
+after it, so that among items of the same instant the larger id comes first. UTF-8's
+byte order is code point order, so keys order exactly as the cursors' (-ns, Newest(id))
+do, which both store backends share; one bytes object costs a third of such a tuple's
+memory, and is made in a fraction of its time.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .cursor import SortKey
+from .errors import InvalidArgument
+
+_HEAD = struct.Struct(">QI")
+_BIAS = 1 << 62
+_NANOS = 999_999_999
+_INVERT = bytes(range(255, -1, -1))
+_END = b"\xff"
+
+
+def inverted(item_id: str) -> bytes:
+    """The id's part of a key (its inverted bytes and the end mark)."""
+    return item_id.encode("utf-8", "surrogatepass").translate(_INVERT) + _END
+
+
+def head(ts: Timestamp) -> bytes:
+    """The time's part of a key."""
+    return _HEAD.pack(_BIAS - ts.seconds, _NANOS - ts.nanos)
+
+
+def after_head(at: bytes) -> bytes:
+    """The least time part after `at` (every key of that time sorts before it)."""
+    value = int.from_bytes(at, "big") + 1
+    return value.to_bytes(12, "big") if value < 1 << 96 else b"\xff" * 13
+
+
+def time_key(ts: Timestamp, item_id: str) -> bytes:
+    return _HEAD.pack(_BIAS - ts.seconds, _NANOS - ts.nanos) + item_id.encode("utf-8", "surrogatepass").translate(_INVERT) + _END
+
+
+def item_of(key: bytes) -> str:
+    return key[12:-1].translate(_INVERT).decode("utf-8", "surrogatepass")
+
+
+def ns_of_key(key: bytes) -> int:
+    seconds: int
+    nanos: int
+    seconds, nanos = _HEAD.unpack_from(key)
+    return (_BIAS - seconds) * 1_000_000_000 + _NANOS - nanos
+
+
+def to_cursor(key: bytes) -> SortKey:
+    """The key as cursors carry it: (-ns, id)."""
+    return (-ns_of_key(key), item_of(key))
+
+
+def from_cursor(parts: SortKey) -> bytes:
+    """The key of a decoded cursor's (-ns, id)."""
+    seconds, nanos = divmod(-int(parts[0]), 1_000_000_000)
+    try:
+        return _HEAD.pack(_BIAS - seconds, _NANOS - nanos) + inverted(str(parts[1]))
+    except struct.error:
+        raise InvalidArgument("cursor does not belong to this list", field="cursor") from None
