@@ -31,7 +31,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,11 +88,13 @@ def encode_snapshot(
     version: int,
     collections: Iterable[sync_pb2.Collection.ValueType],
     account: object,
-    entities: sync_pb2.EntityBatch,
+    entities: Sequence[sync_pb2.EntityBatch],
 ) -> bytes:
+    """One journal record of a snapshot; its chunks' batches are written one after the
+    other, which reads back as one batch (the repeated fields of each add up)."""
     head = sync_pb2.Snapshot(account_id=account_id, version=version, collections=collections, last=True)
     head.account.CopyFrom(account)  # type: ignore[arg-type]
-    body = head.SerializeToString() + field_bytes(7, entities.SerializeToString())
+    body = head.SerializeToString() + field_bytes(7, b"".join(batch.SerializeToString() for batch in entities))
     return field_bytes(1, body)
 
 

@@ -51,9 +51,14 @@ class SnapshotData:
     # The collections replaced; empty means all of them.
     collections: frozenset[sync_pb2.Collection.ValueType]
     account: e.Account
-    entities: sync_pb2.EntityBatch
+    # One batch, or the batches of its chunks as they came (never copied into one).
+    entities: sync_pb2.EntityBatch | Sequence[sync_pb2.EntityBatch]
     # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
     lease_epoch: int = 0
+
+    @property
+    def batches(self) -> Sequence[sync_pb2.EntityBatch]:
+        return (self.entities,) if isinstance(self.entities, sync_pb2.EntityBatch) else self.entities
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ class _PendingSnapshot:
     version: int
     next_chunk: int
     collections: frozenset[sync_pb2.Collection.ValueType]
-    entities: sync_pb2.EntityBatch = field(default_factory=sync_pb2.EntityBatch)
+    # The chunks' batches as they came (a copy into one costs as much as their parse).
+    batches: list[sync_pb2.EntityBatch] = field(default_factory=list)
     size: int = 0
 
 
@@ -442,7 +443,7 @@ class SyncSession:
             raise ResourceExhausted(
                 f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
             )
-        pending.entities.MergeFrom(chunk.entities)
+        pending.batches.append(chunk.entities)
         pending.next_chunk += 1
         if not chunk.last:
             return
@@ -452,7 +453,7 @@ class SyncSession:
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
         await self.hub.store.apply_snapshot(
-            SnapshotData(account_id, chunk.version, pending.collections, account, pending.entities, self._fence(account_id))
+            SnapshotData(account_id, chunk.version, pending.collections, account, pending.batches, self._fence(account_id))
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
 

@@ -62,9 +62,9 @@ def after_snapshot(
     """The account's state once `snapshot` replaced its collections; `current` is left as it was.
     Its `arrivals` hold the customers' items the snapshot brought."""
     replaced = snapshot.collections or ALL_COLLECTIONS
-    batch = snapshot.entities
+    batches = snapshot.batches
     if floors:
-        batch = (current or AccountState.empty(snapshot.account_id)).admitted(batch, floors)
+        batches = [(current or AccountState.empty(snapshot.account_id)).admitted(batch, floors) for batch in batches]
 
     def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
         return fresh if collection in replaced else old
@@ -75,17 +75,17 @@ def after_snapshot(
         account_id=snapshot.account_id,
         version=snapshot.version,
         account=account,
-        contents=pick(sync_pb2.COLLECTION_CONTENTS, {c.content_id: c for c in batch.contents}, base.contents),
-        comments=pick(sync_pb2.COLLECTION_COMMENTS, {c.comment_id: c for c in batch.comments}, base.comments),
+        contents=pick(sync_pb2.COLLECTION_CONTENTS, {c.content_id: c for b in batches for c in b.contents}, base.contents),
+        comments=pick(sync_pb2.COLLECTION_COMMENTS, {c.comment_id: c for b in batches for c in b.comments}, base.comments),
         conversations=pick(
             sync_pb2.COLLECTION_CONVERSATIONS,
-            {c.conversation_id: c for c in batch.conversations},
+            {c.conversation_id: c for b in batches for c in b.conversations},
             base.conversations,
         ),
-        messages=pick(sync_pb2.COLLECTION_MESSAGES, {m.message_id: m for m in batch.messages}, base.messages),
+        messages=pick(sync_pb2.COLLECTION_MESSAGES, {m.message_id: m for b in batches for m in b.messages}, base.messages),
         notifications=pick(
             sync_pb2.COLLECTION_NOTIFICATIONS,
-            {n.notification_id: n for n in batch.notifications},
+            {n.notification_id: n for b in batches for n in b.notifications},
             base.notifications,
         ),
         handling=handling,

@@ -98,17 +98,41 @@ def _check_account_id(entity: ProtoMessage, account_id: str, where: str) -> None
     setattr(entity, "account_id", account_id)
 
 
+@cache
+def _worker_plan(descriptor: Descriptor, master_owned: tuple[str, ...]) -> tuple[tuple[str, bool, bool], ...]:
+    """The timestamp plan of an entity type without the master-owned fields (cleared)."""
+    return tuple(step for step in _timestamp_plan(descriptor) if step[0] not in master_owned)
+
+
+def _entity_fits(entity: ProtoMessage, plan: tuple[tuple[str, bool, bool], ...]) -> bool:
+    for name, repeated, is_timestamp in plan:
+        if is_timestamp and not repeated:
+            item = getattr(entity, name)
+            if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
+                return False
+        else:
+            return _timestamps_fit(entity)  # the whole entity, deeper fields and all
+    return True
+
+
 def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:
-    """Validates a batch of one account's entities in place and clears master-owned fields."""
+    """Validates a batch of one account's entities in place and clears master-owned fields.
+    (Every entity passes through here: field paths are only spelled out for a refusal.)"""
     for collection, key, master_owned in _COLLECTIONS:
-        for index, entity in enumerate(getattr(batch, collection)):
-            where = f"{path}.{collection}[{index}]"
+        items = getattr(batch, collection)
+        if not items:
+            continue
+        plan = _worker_plan(items[0].DESCRIPTOR, master_owned)
+        for index, entity in enumerate(items):
             if not getattr(entity, key):
-                raise InvalidArgument("must not be empty", field=f"{where}.{key}")
-            _check_account_id(entity, account_id, where)
+                raise InvalidArgument("must not be empty", field=f"{path}.{collection}[{index}].{key}")
+            owner = entity.account_id
+            if owner != account_id:
+                _check_account_id(entity, account_id, f"{path}.{collection}[{index}]")
             for name in master_owned:
                 entity.ClearField(name)
-            check_timestamps(entity, where)
+            if not _entity_fits(entity, plan):
+                _find_bad_timestamp(entity, f"{path}.{collection}[{index}]")
     for index, message in enumerate(batch.messages):
         if not message.conversation_id:
             raise InvalidArgument("must not be empty", field=f"{path}.messages[{index}].conversation_id")
