@@ -359,25 +359,33 @@ class AccountState:
         }
         handling.new_contents &= self.contents.keys()
 
+    def reaches(self, floors: dict[str, int]) -> bool:
+        """Whether the state holds anything at or before its collection's floor."""
+        oldest = {
+            "messages": time_keys.ns_of_key(self.message_order[-1]) if self.message_order else None,
+            "comments": time_keys.ns_of_key(self.comment_order[-1]) if self.comment_order else None,
+            "contents": -int(self.content_order[-1][0]) if self.content_order else None,
+            "conversations": min(map(_last_activity_ns, self.conversations.values()), default=None),
+            "notifications": min((ns_of(n.create_time) for n in self.notifications.values()), default=None),
+        }
+        return any(at is not None and at <= floors.get(kind, 0) for kind, at in oldest.items())
+
     def admitted(self, batch: Any, floors: dict[str, int]) -> sync_pb2.EntityBatch:
         """The entities of `batch` the account holds already or that are newer than their
         collection's floor; `batch` itself when that is all of them."""
-        held: dict[str, tuple[dict[str, Any], str, Any, str]] = {
-            "messages": (self.messages, "message_id", lambda m: ns_of(m.create_time), "create_time"),
-            "comments": (self.comments, "comment_id", lambda c: ns_of(c.created_at), "created_at"),
-            "contents": (self.contents, "content_id", lambda c: ns_of(c.publish_time), "publish_time"),
-            "conversations": (self.conversations, "conversation_id", _last_activity_ns, ""),
-            "notifications": (self.notifications, "notification_id", lambda n: ns_of(n.create_time), "create_time"),
+        held: dict[str, tuple[dict[str, Any], str, Any]] = {
+            "messages": (self.messages, "message_id", lambda m: ns_of(m.create_time)),
+            "comments": (self.comments, "comment_id", lambda c: ns_of(c.created_at)),
+            "contents": (self.contents, "content_id", lambda c: ns_of(c.publish_time)),
+            "conversations": (self.conversations, "conversation_id", _last_activity_ns),
+            "notifications": (self.notifications, "notification_id", lambda n: ns_of(n.create_time)),
         }
         kept: dict[str, list[Any]] = {}
         dropped = False
-        for kind, (entities, key, time_of, time_field) in held.items():
+        for kind, (entities, key, time_of) in held.items():
             floor = floors.get(kind, 0)
             items = getattr(batch, kind)
-            # Most often every entity is well past the floor: seen in one pass of seconds.
-            if not floor or not items or (
-                time_field and min(getattr(x, time_field).seconds for x in items) > floor // 1_000_000_000
-            ):
+            if not floor:
                 kept[kind] = items
                 continue
             kept[kind] = [x for x in items if getattr(x, key) in entities or time_of(x) > floor]

@@ -4,6 +4,7 @@ retention keeps out)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from imsync.v1 import sync_pb2
@@ -61,17 +62,35 @@ def after_snapshot(
 ) -> AccountState:
     """The account's state once `snapshot` replaced its collections; `current` is left as it was.
     Its `arrivals` hold the customers' items the snapshot brought."""
+    base = current or AccountState.empty(snapshot.account_id)
+    state = _built(base, current, handling, snapshot, snapshot.batches)
+    # Retention keeps out what is older than its floor and not held already. Built first
+    # with everything, the state's oldest items tell at once whether anything could be;
+    # only then is every entity checked, and the state built again without what is out.
+    if floors and state.reaches(floors):
+        admitted = [base.admitted(batch, floors) for batch in snapshot.batches]
+        if any(kept is not batch for kept, batch in zip(admitted, snapshot.batches, strict=True)):
+            state = _built(base, current, handling, snapshot, admitted)
+    state.presence = base.presence
+    state.applied_versions = base.applied_versions
+    state.note_applied(snapshot.version)
+    return state
+
+
+def _built(
+    base: AccountState,
+    current: AccountState | None,
+    handling: Handling,
+    snapshot: SnapshotData,
+    batches: Sequence[sync_pb2.EntityBatch],
+) -> AccountState:
     replaced = snapshot.collections or ALL_COLLECTIONS
-    batches = snapshot.batches
-    if floors:
-        batches = [(current or AccountState.empty(snapshot.account_id)).admitted(batch, floors) for batch in batches]
 
     def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
         return fresh if collection in replaced else old
 
-    base = current or AccountState.empty(snapshot.account_id)
     account = snapshot.account if snapshot.account.ByteSize() else base.account
-    state = AccountState.build(
+    return AccountState.build(
         account_id=snapshot.account_id,
         version=snapshot.version,
         account=account,
@@ -91,10 +110,6 @@ def after_snapshot(
         handling=handling,
         previous=current,
     )
-    state.presence = base.presence
-    state.applied_versions = base.applied_versions
-    state.note_applied(snapshot.version)
-    return state
 
 
 def apply_delta(state: AccountState, delta: DeltaData, floors: dict[str, int] | None) -> None:

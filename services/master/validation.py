@@ -99,20 +99,14 @@ def _check_account_id(entity: ProtoMessage, account_id: str, where: str) -> None
 
 
 @cache
-def _worker_plan(descriptor: Descriptor, master_owned: tuple[str, ...]) -> tuple[tuple[str, bool, bool], ...]:
-    """The timestamp plan of an entity type without the master-owned fields (cleared)."""
-    return tuple(step for step in _timestamp_plan(descriptor) if step[0] not in master_owned)
-
-
-def _entity_fits(entity: ProtoMessage, plan: tuple[tuple[str, bool, bool], ...]) -> bool:
-    for name, repeated, is_timestamp in plan:
-        if is_timestamp and not repeated:
-            item = getattr(entity, name)
-            if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
-                return False
-        else:
-            return _timestamps_fit(entity)  # the whole entity, deeper fields and all
-    return True
+def _entity_plan(descriptor: Descriptor, master_owned: tuple[str, ...]) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """For an entity type: the Timestamp fields to check when they are all plain fields of
+    it (None: walk the whole entity), and the master-owned fields that hold a message (set
+    or not is HasField) and the others (set or not is their truth)."""
+    plan = [step for step in _timestamp_plan(descriptor) if step[0] not in master_owned]
+    direct = tuple(name for name, repeated, is_timestamp in plan if is_timestamp and not repeated)
+    messages = tuple(name for name in master_owned if descriptor.fields_by_name[name].message_type is not None)
+    return (direct if len(direct) == len(plan) else None), messages
 
 
 def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:
@@ -122,28 +116,40 @@ def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None
         items = getattr(batch, collection)
         if not items:
             continue
-        plan = _worker_plan(items[0].DESCRIPTOR, master_owned)
+        timestamps, held_messages = _entity_plan(items[0].DESCRIPTOR, master_owned)
         for index, entity in enumerate(items):
             if not getattr(entity, key):
                 raise InvalidArgument("must not be empty", field=f"{path}.{collection}[{index}].{key}")
-            owner = entity.account_id
-            if owner != account_id:
+            if entity.account_id != account_id:
                 _check_account_id(entity, account_id, f"{path}.{collection}[{index}]")
+            # Looking is cheaper than clearing, and they are seldom set.
             for name in master_owned:
-                entity.ClearField(name)
-            if not _entity_fits(entity, plan):
+                if entity.HasField(name) if name in held_messages else getattr(entity, name):
+                    entity.ClearField(name)
+            if timestamps is None:
+                fits = _timestamps_fit(entity)
+            else:
+                fits = True
+                for name in timestamps:
+                    at = getattr(entity, name)
+                    if not (_MIN_SECONDS <= at.seconds <= _MAX_SECONDS and 0 <= at.nanos <= 999_999_999):
+                        fits = False
+            if not fits:
                 _find_bad_timestamp(entity, f"{path}.{collection}[{index}]")
-    for index, message in enumerate(batch.messages):
-        if not message.conversation_id:
-            raise InvalidArgument("must not be empty", field=f"{path}.messages[{index}].conversation_id")
-    for index, comment in enumerate(batch.comments):
-        if not comment.content_id:
-            raise InvalidArgument("must not be empty", field=f"{path}.comments[{index}].content_id")
-        if comment.parent_comment_id == comment.comment_id:
-            raise InvalidArgument("a comment cannot reply to itself", field=f"{path}.comments[{index}].parent_comment_id")
-    for content in batch.contents:
-        content.stats.ClearField("unread_comments")
-        content.stats.ClearField("new_comments")
+            # In the same pass: each pass over a repeated field makes its Python objects anew.
+            if collection == "messages":
+                if not entity.conversation_id:
+                    raise InvalidArgument("must not be empty", field=f"{path}.messages[{index}].conversation_id")
+            elif collection == "comments":
+                if not entity.content_id:
+                    raise InvalidArgument("must not be empty", field=f"{path}.comments[{index}].content_id")
+                if entity.parent_comment_id == entity.comment_id:
+                    raise InvalidArgument(
+                        "a comment cannot reply to itself", field=f"{path}.comments[{index}].parent_comment_id"
+                    )
+            elif collection == "contents":
+                entity.stats.ClearField("unread_comments")
+                entity.stats.ClearField("new_comments")
 
 
 def clean_removals(removals: sync_pb2.Removals, path: str) -> None:
