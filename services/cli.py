@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         "default %(default)s)",
     )
     master.add_argument(
+        "--cache-lease-seconds",
+        type=float,
+        default=float(_env("IMSYNC_CACHE_LEASE_SECONDS", "1")),
+        help="how long a gateway keeping answers may go unheard before changes are acknowledged without it "
+        "(env IMSYNC_CACHE_LEASE_SECONDS; default %(default)s)",
+    )
+    master.add_argument(
         "--command-ttl-seconds",
         type=float,
         default=float(_env("IMSYNC_COMMAND_TTL_SECONDS", "300")),
@@ -327,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 store=args.store,
                 redis_prefix=args.redis_prefix,
                 master_id=args.master_id,
+                cache_lease=args.cache_lease_seconds,
             )
             alongside = None
             if args.gateway_listen:

@@ -141,6 +141,8 @@ class Master:
 
     def __init__(self, config: MasterConfig, store: Store | None = None) -> None:
         self.config = config
+        if config.cache_lease <= 0:
+            raise ValueError(f"--cache-lease-seconds: {config.cache_lease:g} is not a positive number of seconds")
         self.redis: RedisStore | None = None
         self.feed: RedisEventFeed | None = None
         # Gateways in other processes keeping answers; none over a store other masters change.
