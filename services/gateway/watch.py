@@ -10,6 +10,7 @@ what changed meanwhile was not heard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -24,13 +25,10 @@ from .cache import Metadata
 
 log = logging.getLogger(__name__)
 
-# The master says why it will never let this gateway keep answers.
-_FINAL = (
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.UNIMPLEMENTED,
-)
+# The master cannot let any gateway keep answers (its store is shared, or it is too old).
+_FINAL = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED)
+# The master will not let this one: asked again now and then (a key may be given later).
+_REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
 
 class Refused(Exception):
@@ -45,11 +43,13 @@ class ChangeWatch:
         *,
         clock: Callable[[], float] = time.monotonic,
         retry_after: float = 1.0,
+        refused_retry_after: float = 30.0,
     ) -> None:
         self._stub = cache_pb2_grpc.CacheServiceStub(channel)
         self._metadata = (("authorization", f"Bearer {key}"),) if key else ()
         self._clock = clock
         self._retry_after = retry_after
+        self._refused_retry_after = refused_retry_after
         self._generations: Counter[str] = Counter()
         self._generation = 0
         # Moves whenever the stream starts again (or every answer must go): it is in every stamp.
@@ -61,6 +61,7 @@ class ChangeWatch:
         self._keys_enforced = True
         self._outbound: asyncio.Queue[cache_pb2.WatchChangesRequest | None] | None = None
         self._closing = False
+        self._stopping = asyncio.Event()
         # Why the master refused for good, once it did; the cache then stays off.
         self.refused = ""
         self.invalidations = 0
@@ -90,25 +91,33 @@ class ChangeWatch:
     async def run(self) -> None:
         """Watches until closed or refused for good, connecting again after a failure."""
         while not self._closing:
+            pause = self._retry_after
             try:
                 await self._watch()
                 if not self._closing:
-                    log.info("the master ended the watch of its changes; again in %g s", self._retry_after)
+                    log.info("the master ended the watch of its changes; again in %g s", pause)
             except grpc.aio.AioRpcError as error:
-                if error.code() in _FINAL:
-                    self.refused = f"{error.code().name}: {error.details()}"
-                    log.warning("the master lets this gateway keep no answers (%s); every read calls it", self.refused)
-                    return
-                log.info("watching the master's changes failed (%s); again in %g s", error.code().name, self._retry_after)
+                if error.code() in _FINAL or error.code() in _REFUSED:
+                    refused = f"{error.code().name}: {error.details()}"
+                    if refused != self.refused:
+                        log.warning("the master lets this gateway keep no answers (%s); every read calls it", refused)
+                    self.refused = refused
+                    if error.code() in _FINAL:
+                        return
+                    pause = self._refused_retry_after
+                else:
+                    log.info("watching the master's changes failed (%s); again in %g s", error.code().name, pause)
             finally:
                 self._forget()
             if not self._closing:
-                await asyncio.sleep(self._retry_after)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def close(self, running: asyncio.Task[None]) -> None:
         """Stops serving kept answers, tells the master (which then waits for this gateway
         no more) and ends `running` (the task of `run`)."""
         self._closing = True
+        self._stopping.set()
         self._lease_end = float("-inf")
         if self._outbound is not None:
             self._outbound.put_nowait(cache_pb2.WatchChangesRequest(leaving=True))
@@ -143,6 +152,7 @@ class ChangeWatch:
                 kind = response.WhichOneof("kind")
                 if kind == "settings":
                     settings = response.settings
+                    self.refused = ""
                     self._epoch += 1  # nothing heard before counts
                     self._lease = settings.lease.ToNanoseconds() / 1e9
                     self._keys_enforced = settings.keys_enforced
