@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from imsync.v1 import cache_pb2, cache_pb2_grpc
 from imsync_client import SyncClient
@@ -137,9 +138,12 @@ async def test_the_master_waits_for_a_watching_gateway_no_longer_than_its_lease(
         await eventually(lambda: master.coherence is not None and master.coherence.watching == 0)
 
 
-async def test_a_gateway_that_applies_releases_the_ack_and_one_stopping_is_not_waited_for(tmp_path: Path) -> None:
-    # Leases far longer than the test: every Ack that comes was released by the gateways.
-    async with running_master(tmp_path, cache_lease=600) as (master, channel, sync, sample):
+@pytest.mark.parametrize("journal", [False, True], ids=["memory", "journaled"])
+async def test_a_gateway_that_applies_releases_the_ack_and_one_stopping_is_not_waited_for(tmp_path: Path, journal: bool) -> None:
+    # Leases far longer than the test: every Ack that comes was released by the gateways
+    # (with a journal, once both it and the gateway are done).
+    data_dir = tmp_path / "data" if journal else None
+    async with running_master(tmp_path, cache_lease=600, data_dir=data_dir) as (master, channel, sync, sample):
         watcher = RawWatcher(channel)
         await watcher.next("settings")
         await watcher.requests.put(cache_pb2.WatchChangesRequest(renew=1))

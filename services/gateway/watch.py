@@ -62,7 +62,7 @@ class ChangeWatch:
         self._outbound: asyncio.Queue[cache_pb2.WatchChangesRequest | None] | None = None
         self._closing = False
         self._stopping = asyncio.Event()
-        # Why the master refused for good, once it did; the cache then stays off.
+        # Why the master refuses to let this gateway keep answers, while it does.
         self.refused = ""
         self.invalidations = 0
         self.connected = asyncio.Event()

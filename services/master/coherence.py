@@ -17,7 +17,6 @@ holds acknowledgements back at most one lease, once.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from imsync.v1 import cache_pb2, cache_pb2_grpc
 from .api_keys import ApiKeys
 from .errors import StoreError
 from .status import grpc_status_of
-
-log = logging.getLogger(__name__)
 
 Waiter = asyncio.Future[None] | Callable[[], None]
 
@@ -150,7 +147,11 @@ class Coherence:
             self._timer = None
         while self._rounds:
             head = self._rounds[0]
-            waiting = [end for watcher, end in head.holders if watcher.applied < head.sequence and not watcher.leaving and end > now]
+            waiting = [
+                end
+                for watcher, end in head.holders
+                if watcher.applied < head.sequence and not watcher.leaving and end > now
+            ]
             if waiting:
                 self._timer = loop.call_at(min(waiting), self._settle)
                 return
