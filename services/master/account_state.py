@@ -161,7 +161,7 @@ class AccountState:
                 by_conversation[conversation_id] = [key]
             else:
                 keys.append(key)
-            direction = m.direction
+            direction = m.direction  # is_inbound(m), inlined
             if direction == inbound_direction if direction != unspecified else m.sender.user_id != user_id:
                 inbox.append(key)
                 if not read_at or message_key(m.message_id) not in read_at:

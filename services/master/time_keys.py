@@ -24,14 +24,9 @@ _INVERT = bytes(range(255, -1, -1))
 _END = b"\xff"
 
 
-def inverted(item_id: str) -> bytes:
+def _inverted(item_id: str) -> bytes:
     """The id's part of a key (its inverted bytes and the end mark)."""
     return item_id.encode("utf-8", "surrogatepass").translate(_INVERT) + _END
-
-
-def head(ts: Timestamp) -> bytes:
-    """The time's part of a key."""
-    return _HEAD.pack(_BIAS - ts.seconds, _NANOS - ts.nanos)
 
 
 def after_head(at: bytes) -> bytes:
@@ -41,6 +36,7 @@ def after_head(at: bytes) -> bytes:
 
 
 def time_key(ts: Timestamp, item_id: str) -> bytes:
+    """The key of an item at `ts` (one expression: it is made for every entity of a snapshot)."""
     return _HEAD.pack(_BIAS - ts.seconds, _NANOS - ts.nanos) + item_id.encode("utf-8", "surrogatepass").translate(_INVERT) + _END
 
 
@@ -64,6 +60,6 @@ def from_cursor(parts: SortKey) -> bytes:
     """The key of a decoded cursor's (-ns, id)."""
     seconds, nanos = divmod(-int(parts[0]), 1_000_000_000)
     try:
-        return _HEAD.pack(_BIAS - seconds, _NANOS - nanos) + inverted(str(parts[1]))
+        return _HEAD.pack(_BIAS - seconds, _NANOS - nanos) + _inverted(str(parts[1]))
     except struct.error:
         raise InvalidArgument("cursor does not belong to this list", field="cursor") from None

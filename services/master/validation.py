@@ -101,8 +101,8 @@ def _check_account_id(entity: ProtoMessage, account_id: str, where: str) -> None
 @cache
 def _entity_plan(descriptor: Descriptor, master_owned: tuple[str, ...]) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
     """For an entity type: the Timestamp fields to check when they are all plain fields of
-    it (None: walk the whole entity), and the master-owned fields that hold a message (set
-    or not is HasField) and the others (set or not is their truth)."""
+    it (None: walk the whole entity), and which master-owned fields hold a message (whether
+    one is set is asked with HasField; of the others, by their truth)."""
     plan = [step for step in _timestamp_plan(descriptor) if step[0] not in master_owned]
     direct = tuple(name for name, repeated, is_timestamp in plan if is_timestamp and not repeated)
     messages = tuple(name for name in master_owned if descriptor.fields_by_name[name].message_type is not None)
