@@ -19,6 +19,7 @@ from imsync_client import SyncClient
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
 from services.master.api_keys import create_api_key, revoke_api_key
+from services.master.coherence import Coherence
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
 
@@ -169,3 +170,23 @@ async def test_a_gateway_that_applies_releases_the_ack_and_one_stopping_is_not_w
         await eventually(lambda: master.coherence is not None and master.coherence.watching == 0)
         await _push(sync, sample, 5)
         assert gateway.watch.stamp("shop-a") is None
+
+
+async def test_a_gateway_that_stops_reading_is_cut_off_and_waited_for_no_longer_than_its_lease() -> None:
+    coherence = Coherence(lease=0.3, max_queued=5)
+    silent = coherence.join()
+    coherence.handle(silent, cache_pb2.WatchChangesRequest(renew=1))
+    started = asyncio.get_running_loop().time()
+    for step in range(8):
+        coherence.changed(f"account-{step}")
+        announced = coherence.announced()
+        if announced is not None:  # None once no gateway watches
+            await asyncio.wait_for(announced, 5)
+    # Its queue bounded: cut off (its stream ends) after the first few, the rounds it held
+    # released once the lease it had was over, and none after waiting for it at all.
+    assert coherence.watching == 0
+    queued = []
+    while not silent.outbound.empty():
+        queued.append(silent.outbound.get_nowait())
+    assert queued == [None]
+    assert asyncio.get_running_loop().time() - started >= 0.3

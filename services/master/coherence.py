@@ -56,8 +56,10 @@ class _Round:
 
 
 class Coherence:
-    def __init__(self, lease: float = 1.0, *, margin: float = 0.1) -> None:
+    def __init__(self, lease: float = 1.0, *, margin: float = 0.1, max_queued: int = 10_000) -> None:
         self.lease = lease
+        # Messages queued for a gateway that does not read them, before its stream is ended.
+        self._max_queued = max_queued
         # Added to a lease as the master counts it: time for the grant to travel is the
         # gateway's loss, and clocks of two machines may tick slightly apart.
         self._margin = margin
@@ -130,10 +132,17 @@ class Coherence:
         self._everything = False
         now = asyncio.get_running_loop().time()
         holders = []
-        for watcher in self._watchers:
-            watcher.outbound.put_nowait(message)
+        for watcher in list(self._watchers):
             if watcher.lease_end > now:
                 holders.append((watcher, watcher.lease_end))
+            if watcher.outbound.qsize() >= self._max_queued:
+                # It stopped reading: its stream ends (this round waits out its lease).
+                self._watchers.discard(watcher)
+                while not watcher.outbound.empty():
+                    watcher.outbound.get_nowait()
+                watcher.outbound.put_nowait(None)
+            else:
+                watcher.outbound.put_nowait(message)
         self._rounds.append(_Round(self._sequence, holders, self._next))
         self._next = []
         self._settle()
