@@ -140,3 +140,47 @@ async def test_every_hit_is_authorized_as_a_call_would_be(master: Master, embedd
     embedded.cache.authorize = allowed
     await embedded.cached.get(url)
     assert embedded.cache.hits == hits + 1
+
+
+async def test_reads_racing_syncs_never_see_less_than_what_was_acknowledged_before_they_began(
+    master: Master, embedded: Embedded, accounts: list[SampleAccount]
+) -> None:
+    """Syncs and reads at once: a read begun after an Ack (however many reads of the same
+    page are in flight and being kept meanwhile) holds at least what that Ack covered."""
+    sync = await push_all(master, accounts)
+    account = accounts[0]
+    a = account.account_id
+    url = f"/api/im/messages?account_id={a}&count=1"
+    acknowledged = {"newest": ""}
+    done = asyncio.Event()
+
+    async def write() -> None:
+        for version in range(2, 40):
+            conversation = account.batch.conversations[version % len(account.batch.conversations)]
+            newest = account.add_message(conversation, NOW + 100_000 + version, inbound=True).message_id
+            assert await sync.push_snapshot(a, version, account.account, account.batch) == version
+            acknowledged["newest"] = newest
+            await asyncio.sleep(0)
+        done.set()
+
+    async def read() -> int:
+        reads = 0
+        while not done.is_set():
+            expected = acknowledged["newest"]
+            response = await embedded.cached.get(url)
+            assert response.status_code == 200, response.text
+            if expected:
+                newest = response.json()["data"]["messages"][0]["message_id"]
+                # Message ids grow with time here: the newest listed is that one or later.
+                assert int(newest) >= int(expected), "a read after an Ack returned the older state"
+            reads += 1
+            await asyncio.sleep(0)  # a hit may never wait: let the writer run
+        return reads
+
+    writer = asyncio.create_task(write())
+    try:
+        counts = await asyncio.gather(*(read() for _ in range(4)))
+        await writer
+    finally:
+        writer.cancel()
+    assert sum(counts) > 40
