@@ -242,7 +242,8 @@ class MemoryStore:
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Puts back an account as a checkpoint holds it."""
-        state = checkpoints.state_of(checkpoint)
+        with _collector_paused():
+            state = checkpoints.state_of(checkpoint)
         self._changed(state.account_id)
         if state.account_id not in self._accounts:
             self._account_order.add((state.account_id,))
