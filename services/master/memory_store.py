@@ -16,7 +16,7 @@ import heapq
 from collections import Counter
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sortedcontainers import SortedList
@@ -150,26 +150,14 @@ class MemoryStore:
 
     # ------------------------------------------------------------ journal
 
-    def persisted(self) -> asyncio.Future[None] | None:
-        """Resolved once every change so far is on disk (the journal) and known to every
-        gateway keeping answers (coherence); None when both are already."""
+    def persisted(self) -> Awaitable[object] | None:
+        """Done once every change so far is on disk (the journal) and known to every gateway
+        keeping answers (coherence); None when both are already."""
         on_disk = self.journal.persisted() if self.journal is not None else None
         announced = self.coherence.announced() if self.coherence is not None else None
         if on_disk is None or announced is None:
             return on_disk or announced
-        both: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def done(_: object) -> None:
-            if both.done():
-                return
-            if on_disk.done() and not on_disk.cancelled() and on_disk.exception() is not None:
-                both.set_exception(on_disk.exception())  # type: ignore[arg-type]
-            elif on_disk.done() and announced.done():
-                both.set_result(None)
-
-        on_disk.add_done_callback(done)
-        announced.add_done_callback(done)
-        return both
+        return asyncio.gather(on_disk, announced)
 
     def _log(self, account_id: str, record: jpb.Record) -> None:
         if self.journal is not None:

@@ -163,7 +163,7 @@ class RedisStore:
     def keys(self, account_id: str) -> AccountKeys:
         return AccountKeys(self.prefix, account_id)
 
-    def persisted(self) -> asyncio.Future[None] | None:
+    def persisted(self) -> Awaitable[object] | None:
         # Every change is committed before its call returns; how durable that is, is Redis's
         # persistence setting (check_persistence).
         return None

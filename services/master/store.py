@@ -7,8 +7,7 @@ entity protos and plain values, and raises the errors of errors.py.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -94,8 +93,10 @@ class Store(Protocol):
     on_event: Callable[[ev.Event], None] | None
 
     # --- durability ---
-    def persisted(self) -> asyncio.Future[None] | None:
-        """A future resolved once every change made so far is durable; None when it already is."""
+    def persisted(self) -> Awaitable[object] | None:
+        """Done once every change made so far is durable (and, for the memory store, known to
+        every gateway keeping answers: coherence.py); None when it already is. Whatever is
+        told of a change waits for it."""
         ...
 
     async def enforce_retention(self, *, budget: int = 100_000) -> int:

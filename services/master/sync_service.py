@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import grpc
@@ -99,9 +99,10 @@ class _End:
 
 @dataclass(frozen=True)
 class _WhenPersisted:
-    """A response that leaves only once the change it answers is durable."""
+    """A response that leaves only once the change it answers is durable (and known to
+    every gateway keeping answers)."""
 
-    persisted: asyncio.Future[None]
+    persisted: Awaitable[object]
     response: sync_pb2.SyncDataResponse
 
 
