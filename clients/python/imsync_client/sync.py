@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -128,28 +128,24 @@ class SyncClient:
 
     async def receive(self) -> sync_pb2.SyncDataResponse:
         """The master's next answer (Welcome, Ack, Nack or GoAway); heartbeats and commands are skipped."""
-        if self._call is None:
-            raise RuntimeError("call open() first")
-        while True:
-            reply = await self._call.read()
-            if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
-                raise ConnectionError("the master closed the stream")
-            if reply.WhichOneof("kind") not in ("heartbeat", "command"):
-                result: sync_pb2.SyncDataResponse = reply
-                return result
+        return await self._next(lambda kind: kind not in ("heartbeat", "command"))
 
     async def next_command(self) -> sync_pb2.Command:
         """The next command (a reply to perform) the master hands this worker; for a stream
         on which no answer to an earlier message is awaited (receive() skips commands)."""
+        return (await self._next(lambda kind: kind == "command")).command
+
+    async def _next(self, wanted: Callable[[str | None], bool]) -> sync_pb2.SyncDataResponse:
+        """The next message of a kind `wanted`, skipping the others."""
         if self._call is None:
             raise RuntimeError("call open() first")
         while True:
             reply = await self._call.read()
             if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
                 raise ConnectionError("the master closed the stream")
-            if reply.WhichOneof("kind") == "command":
-                command: sync_pb2.Command = reply.command
-                return command
+            if wanted(reply.WhichOneof("kind")):
+                found: sync_pb2.SyncDataResponse = reply
+                return found
 
     async def close(self) -> None:
         if self._call is not None:
