@@ -195,7 +195,6 @@ class Coherence:
                 keys_enforced=keys.path is not None,
                 rate_limit=limiter.rate,
                 rate_burst=limiter.burst,
-                sequence=self._sequence,
             )
         )
 

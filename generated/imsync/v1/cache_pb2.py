@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15imsync/v1/cache.proto\x12\timsync.v1\x1a\x1egoogle/protobuf/duration.proto\"T\n\x13WatchChangesRequest\x12\x0f\n\x05renew\x18\x01 \x01(\x04H\x00\x12\x11\n\x07\x61pplied\x18\x02 \x01(\x04H\x00\x12\x11\n\x07leaving\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\"\xa5\x01\n\x14WatchChangesResponse\x12,\n\x08settings\x18\x01 \x01(\x0b\x32\x18.imsync.v1.CacheSettingsH\x00\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x15.imsync.v1.LeaseGrantH\x00\x12/\n\x0cinvalidation\x18\x03 \x01(\x0b\x32\x17.imsync.v1.InvalidationH\x00\x42\x06\n\x04kind\"\x8a\x01\n\rCacheSettings\x12(\n\x05lease\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rkeys_enforced\x18\x02 \x01(\x08\x12\x12\n\nrate_limit\x18\x03 \x01(\x01\x12\x12\n\nrate_burst\x18\x04 \x01(\r\x12\x10\n\x08sequence\x18\x05 \x01(\x04\"\x1d\n\nLeaseGrant\x12\x0f\n\x07renewal\x18\x01 \x01(\x04\"I\n\x0cInvalidation\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12\x12\n\neverything\x18\x03 \x01(\x08\x32\x63\n\x0c\x43\x61\x63heService\x12S\n\x0cWatchChanges\x12\x1e.imsync.v1.WatchChangesRequest\x1a\x1f.imsync.v1.WatchChangesResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15imsync/v1/cache.proto\x12\timsync.v1\x1a\x1egoogle/protobuf/duration.proto\"T\n\x13WatchChangesRequest\x12\x0f\n\x05renew\x18\x01 \x01(\x04H\x00\x12\x11\n\x07\x61pplied\x18\x02 \x01(\x04H\x00\x12\x11\n\x07leaving\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\"\xa5\x01\n\x14WatchChangesResponse\x12,\n\x08settings\x18\x01 \x01(\x0b\x32\x18.imsync.v1.CacheSettingsH\x00\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x15.imsync.v1.LeaseGrantH\x00\x12/\n\x0cinvalidation\x18\x03 \x01(\x0b\x32\x17.imsync.v1.InvalidationH\x00\x42\x06\n\x04kind\"\x88\x01\n\rCacheSettings\x12(\n\x05lease\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rkeys_enforced\x18\x02 \x01(\x08\x12\x12\n\nrate_limit\x18\x03 \x01(\x01\x12\x12\n\nrate_burst\x18\x04 \x01(\rJ\x04\x08\x05\x10\x06R\x08sequence\"\x1d\n\nLeaseGrant\x12\x0f\n\x07renewal\x18\x01 \x01(\x04\"I\n\x0cInvalidation\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12\x12\n\neverything\x18\x03 \x01(\x08\x32\x63\n\x0c\x43\x61\x63heService\x12S\n\x0cWatchChanges\x12\x1e.imsync.v1.WatchChangesRequest\x1a\x1f.imsync.v1.WatchChangesResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHCHANGESRESPONSE']._serialized_start=155
   _globals['_WATCHCHANGESRESPONSE']._serialized_end=320
   _globals['_CACHESETTINGS']._serialized_start=323
-  _globals['_CACHESETTINGS']._serialized_end=461
-  _globals['_LEASEGRANT']._serialized_start=463
-  _globals['_LEASEGRANT']._serialized_end=492
-  _globals['_INVALIDATION']._serialized_start=494
-  _globals['_INVALIDATION']._serialized_end=567
-  _globals['_CACHESERVICE']._serialized_start=569
-  _globals['_CACHESERVICE']._serialized_end=668
+  _globals['_CACHESETTINGS']._serialized_end=459
+  _globals['_LEASEGRANT']._serialized_start=461
+  _globals['_LEASEGRANT']._serialized_end=490
+  _globals['_INVALIDATION']._serialized_start=492
+  _globals['_INVALIDATION']._serialized_end=565
+  _globals['_CACHESERVICE']._serialized_start=567
+  _globals['_CACHESERVICE']._serialized_end=666
 # @@protoc_insertion_point(module_scope)

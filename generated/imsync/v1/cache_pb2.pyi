@@ -95,14 +95,11 @@ class CacheSettings(_message.Message):
     KEYS_ENFORCED_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
     RATE_BURST_FIELD_NUMBER: _builtins.int
-    SEQUENCE_FIELD_NUMBER: _builtins.int
     keys_enforced: _builtins.bool
     """Whether the master has API keys; without, every caller may read everything."""
     rate_limit: _builtins.float
     """Requests a second per API key, and the burst above it; 0: no limit."""
     rate_burst: _builtins.int
-    sequence: _builtins.int
-    """The invalidations sent so far; the next has this sequence number plus one."""
     @_builtins.property
     def lease(self) -> _duration_pb2.Duration: ...
     def __init__(
@@ -112,11 +109,10 @@ class CacheSettings(_message.Message):
         keys_enforced: _builtins.bool = ...,
         rate_limit: _builtins.float = ...,
         rate_burst: _builtins.int = ...,
-        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys_enforced", b"keys_enforced", "lease", b"lease", "rate_burst", b"rate_burst", "rate_limit", b"rate_limit", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys_enforced", b"keys_enforced", "lease", b"lease", "rate_burst", b"rate_burst", "rate_limit", b"rate_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
