@@ -13,7 +13,7 @@ from services.common.sample import SampleAccount
 from services.master import cursor as cursors
 from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.cursor import Newest
-from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SnapshotData, Store
+from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 
@@ -358,3 +358,77 @@ async def test_the_inbox_orders_messages_and_comments_of_one_instant_as_its_curs
                 break
             cursor = page.cursor
         assert seen == [str(item) for _, item in expected], size
+
+
+async def test_master_owned_fields_a_worker_sets_never_show(new_store: StoreFactory, account: SampleAccount) -> None:
+    """The worker's values of the master's own fields are not checked, cleared or kept in
+    mind: every read sets them from the master's state (even a read_at out of range)."""
+    batch = sync_pb2.EntityBatch()
+    batch.CopyFrom(account.batch)
+    for m in batch.messages:
+        m.is_read, m.is_new = True, True
+        m.read_at.seconds = 10**12  # out of any printable range: ignored, not refused
+    for c in batch.comments:
+        c.is_read, c.is_new, c.is_handled = True, True, True
+        c.read_at.seconds = 5
+    for conversation in batch.conversations:
+        conversation.unread_count, conversation.is_pinned, conversation.is_muted = 77, True, True
+    for content in batch.contents:
+        content.is_new = True
+        content.stats.unread_comments, content.stats.new_comments = 55, 44
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("acc-1", 1, frozenset(), account.account, batch))
+    upserts = sync_pb2.EntityBatch()
+    upserts.messages.add().CopyFrom(batch.messages[0])
+    upserts.comments.add().CopyFrom(batch.comments[0])
+    assert await store.apply_delta(DeltaData("acc-1", 1, 2, None, upserts, sync_pb2.Removals()))
+
+    inbound = {m.conversation_id: 0 for m in batch.conversations}
+    for m in account.batch.messages:
+        if m.direction == e.DIRECTION_INBOUND:
+            inbound[m.conversation_id] += 1
+        shown = await store.get_message("acc-1", m.message_id)
+        assert (shown.is_read, shown.is_new, shown.HasField("read_at")) == (m.direction != e.DIRECTION_INBOUND, False, False)
+        assert shown.account_id == "acc-1"
+    for c in account.batch.comments:
+        shown_comment = await store.get_discussion("acc-1", c.comment_id)
+        assert (shown_comment.is_new, shown_comment.is_handled, shown_comment.HasField("read_at")) == (False, False, False)
+        assert shown_comment.is_read == (c.author.user_id == account.account.user_id)
+    for conversation in account.batch.conversations:
+        shown_conversation = await store.get_conversation("acc-1", conversation.conversation_id)
+        assert shown_conversation.unread_count == inbound[conversation.conversation_id]
+        assert not shown_conversation.is_pinned and not shown_conversation.is_muted
+    for content in account.batch.contents:
+        shown_content = await store.get_content("acc-1", content.content_id)
+        customers = [
+            c for c in account.batch.comments if c.content_id == content.content_id and c.author.user_id != account.account.user_id
+        ]
+        assert (shown_content.is_new, shown_content.stats.new_comments) == (False, 0)
+        assert shown_content.stats.unread_comments == len(customers)
+
+
+async def test_a_message_without_a_direction_is_the_customers_unless_the_account_sent_it(
+    new_store: StoreFactory, account: SampleAccount
+) -> None:
+    batch = sync_pb2.EntityBatch()
+    batch.CopyFrom(account.batch)
+    ours, theirs = batch.messages[0], batch.messages[1]
+    ours.direction = theirs.direction = e.DIRECTION_UNSPECIFIED
+    ours.sender.user_id = account.account.user_id
+    theirs.sender.user_id = "a-customer"
+    inbound_before = sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
+    was_inbound = sum(1 for m in account.batch.messages[:2] if m.direction == e.DIRECTION_INBOUND)
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("acc-1", 1, frozenset(), account.account, batch))
+    stats = await store.unified_stats("acc-1")
+    assert stats.unread_direct_messages == inbound_before - was_inbound + 1
+    assert (await store.get_message("acc-1", ours.message_id)).is_read
+    assert not (await store.get_message("acc-1", theirs.message_id)).is_read
+    page = await store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor="", count=MAX_PAGE_SIZE)
+    listed = set()
+    while True:
+        listed |= {item.id for item in page.items}
+        if not page.has_more:
+            break
+        page = await store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor=page.cursor, count=MAX_PAGE_SIZE)
+    assert f"message:{theirs.message_id}" in listed and f"message:{ours.message_id}" not in listed

@@ -20,6 +20,7 @@ from imsync.v1 import unified_messages_pb2 as u
 
 from . import time_keys
 from .errors import InvalidArgument, NotFound
+from .intake import Intake
 
 
 _APPLIED_HISTORY = 64
@@ -119,76 +120,48 @@ class AccountState:
 
     @classmethod
     def build(
-        cls,
-        *,
-        account_id: str,
-        version: int,
-        account: e.Account,
-        contents: dict[str, e.Content],
-        comments: dict[str, e.Comment],
-        conversations: dict[str, e.Conversation],
-        messages: dict[str, e.Message],
-        notifications: dict[str, e.Notification],
-        handling: Handling,
-        previous: AccountState | None,
+        cls, *, version: int, account: e.Account, intake: Intake, handling: Handling, previous: AccountState | None
     ) -> AccountState:
-        """A state with every index made in bulk (one sort per index)."""
-        state = cls(account_id, version, account, handling)
-        state.contents = contents
-        state.comments = comments
-        state.conversations = conversations
-        state.messages = messages
-        state.notifications = notifications
+        """A state of the entities `intake` holds, every index made in bulk (one sort per
+        index) from the facts gathered as they came in."""
+        intake.settled()
+        state = cls(intake.account_id, version, account, handling)
+        state.contents = intake.contents
+        state.comments = intake.comments
+        state.conversations = intake.conversations
+        state.messages = intake.messages
+        state.notifications = intake.notifications
         if previous is not None and previous.version > 0:
             state._note_new_arrivals(previous)
 
-        state.conversation_order = SortedList(state._conversation_key(c) for c in conversations.values())
-        # The hot loop of a snapshot: one pass per message, with what it calls inlined.
-        time_key = time_keys.time_key
-        read_at = handling.read_at
-        user_id = account.user_id
-        inbound_direction, unspecified = e.DIRECTION_INBOUND, e.DIRECTION_UNSPECIFIED
-        message_keys: list[bytes] = []
-        by_conversation: dict[str, list[bytes]] = {}
-        inbox: list[bytes] = []
-        unread_in: list[str] = []
-        for m in messages.values():
-            key = time_key(m.create_time, m.message_id)
-            message_keys.append(key)
-            conversation_id = m.conversation_id
-            keys = by_conversation.get(conversation_id)
-            if keys is None:
-                by_conversation[conversation_id] = [key]
-            else:
-                keys.append(key)
-            direction = m.direction  # is_inbound(m), inlined
-            if direction == inbound_direction if direction != unspecified else m.sender.user_id != user_id:
-                inbox.append(key)
-                if not read_at or message_key(m.message_id) not in read_at:
-                    unread_in.append(conversation_id)
-        state.message_order = SortedList(message_keys)
-        state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in by_conversation.items()}
+        state.conversation_order = SortedList(state._conversation_key(c) for c in state.conversations.values())
+        state.message_order = SortedList(intake.message_keys)
+        state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in intake.messages_by_conversation.items()}
+        inbox, conversations, ids = intake.inbound_keys, intake.inbound_conversations, intake.inbound_ids
+        if intake.undirected:
+            inbox, conversations, ids = list(inbox), list(conversations), list(ids)
+            user_id = account.user_id
+            for key, m in intake.undirected:
+                if m.sender.user_id != user_id:  # is_inbound(m) of a message without a direction
+                    inbox.append(key)
+                    conversations.append(m.conversation_id)
+                    ids.append(m.message_id)
         state.inbox_messages = SortedList(inbox)
-        state.unread_by_conversation = Counter(unread_in)
-        state.unread_direct_messages = len(unread_in)
+        read_at = handling.read_at
+        if read_at:
+            conversations = [cid for cid, mid in zip(conversations, ids, strict=True) if message_key(mid) not in read_at]
+        state.unread_by_conversation = Counter(conversations)
+        state.unread_direct_messages = len(conversations)
 
-        state.content_order = SortedList(_content_key(c) for c in contents.values())
-        comment_keys: list[bytes] = []
-        by_content: dict[str, list[bytes]] = {}
-        by_parent: dict[str, list[bytes]] = {}
+        state.content_order = SortedList(_content_key(c) for c in state.contents.values())
+        state.comment_order = SortedList(intake.comment_keys)
+        state.comments_by_content = {cid: SortedList(keys) for cid, keys in intake.comments_by_content.items()}
+        state.replies_by_parent = {cid: SortedList(keys) for cid, keys in intake.replies_by_parent.items()}
         inbox = []
-        for c in comments.values():
-            key = time_keys.time_key(c.created_at, c.comment_id)
-            comment_keys.append(key)
-            by_content.setdefault(c.content_id, []).append(key)
-            if c.parent_comment_id:
-                by_parent.setdefault(c.parent_comment_id, []).append(key)
+        for key, c in zip(intake.comment_keys, intake.comment_list, strict=True):
             if not state.is_own(c):
                 inbox.append(key)
                 state._count_comment(c, +1)
-        state.comment_order = SortedList(comment_keys)
-        state.comments_by_content = {cid: SortedList(keys) for cid, keys in by_content.items()}
-        state.replies_by_parent = {cid: SortedList(keys) for cid, keys in by_parent.items()}
         state.inbox_comments = SortedList(inbox)
         return state
 
@@ -522,6 +495,7 @@ class AccountState:
         conversation = e.Conversation()
         conversation.CopyFrom(self.conversations[conversation_id])
         conversation.account_id = self.account_id
+        # Every master-owned field is set here, whatever the worker sent.
         conversation.unread_count = self.unread_by_conversation.get(conversation_id, 0)
         conversation.is_pinned = conversation_id in self.handling.pinned
         conversation.is_muted = conversation_id in self.handling.muted
@@ -533,8 +507,11 @@ class AccountState:
         view.account_id = self.account_id
         item = message_key(message.message_id)
         read_ns = self.handling.read_at.get(item)
+        # Every master-owned field is set here, whatever the worker sent.
         if read_ns is not None:
             view.read_at.FromNanoseconds(read_ns)
+        else:
+            view.ClearField("read_at")
         view.is_read = read_ns is not None or not self.is_inbound(message)
         view.is_new = item in self.handling.new_items
         return view
@@ -545,16 +522,21 @@ class AccountState:
         view.account_id = self.account_id
         item = comment_key(comment.comment_id)
         read_ns = self.handling.read_at.get(item)
+        # Every master-owned field is set here, whatever the worker sent.
         if read_ns is not None:
             view.read_at.FromNanoseconds(read_ns)
+        else:
+            view.ClearField("read_at")
         view.is_read = read_ns is not None or self.is_own(comment)
         view.is_new = item in self.handling.new_items
+        view.is_handled = False  # nothing marks a comment handled yet
         return view
 
     def content_view(self, content_id: str) -> e.Content:
         content = e.Content()
         content.CopyFrom(self.contents[content_id])
         content.account_id = self.account_id
+        # Every master-owned field is set here, whatever the worker sent.
         content.stats.unread_comments = self.unread_by_content.get(content_id, 0)
         content.stats.new_comments = self.new_by_content.get(content_id, 0)
         content.is_new = content_id in self.handling.new_contents

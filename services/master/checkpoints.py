@@ -11,6 +11,7 @@ from collections.abc import Callable
 from imsync.journal.v1 import journal_pb2 as jpb
 
 from .account_state import AccountState, Handling
+from .intake import Intake
 from .journal import Checkpoint, encode_entities
 
 # Entities per part of a checkpoint.
@@ -76,16 +77,10 @@ def state_of(checkpoint: Checkpoint) -> AccountState:
         handling.horizons["messages"] = head.messages_horizon.ToNanoseconds()
     if head.HasField("comments_horizon"):
         handling.horizons["comments"] = head.comments_horizon.ToNanoseconds()
-    parts = checkpoint.parts
     state = AccountState.build(
-        account_id=head.account_id,
         version=head.version,
         account=head.account,
-        contents={c.content_id: c for part in parts for c in part.contents},
-        comments={c.comment_id: c for part in parts for c in part.comments},
-        conversations={c.conversation_id: c for part in parts for c in part.conversations},
-        messages={m.message_id: m for part in parts for m in part.messages},
-        notifications={n.notification_id: n for part in parts for n in part.notifications},
+        intake=Intake.of(head.account_id, checkpoint.parts, "checkpoint"),
         handling=handling,
         previous=None,
     )

@@ -10,13 +10,11 @@ page costs O(log n + page size) plus whatever a filter skips.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import heapq
 from collections import Counter
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sortedcontainers import SortedList
@@ -33,6 +31,7 @@ from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .coherence import Coherence
 from .errors import InvalidArgument, NotFound
+from .intake import collector_paused
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
 from .time_keys import item_of
 from .retention import Retention, oldest_read, removal_count
@@ -84,21 +83,6 @@ def _collect(
         items.append(item)
         last = key
     return items, last, False
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pauses the cyclic garbage collector while a snapshot's state is built: the build
-    makes hundreds of thousands of objects, none in cycles, and every few hundred of them
-    would otherwise set off a collection that walks the objects of every account."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _set_flag(flags: set[str], conversation_id: str, on: bool) -> None:
@@ -230,7 +214,7 @@ class MemoryStore:
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Puts back an account as a checkpoint holds it."""
-        with _collector_paused():
+        with collector_paused():
             state = checkpoints.state_of(checkpoint)
         self._changed(state.account_id)
         if state.account_id not in self._accounts:
@@ -257,7 +241,7 @@ class MemoryStore:
         if not transitions.snapshot_is_new(current, snapshot):
             return False  # delivered again
         handling = self._handling.setdefault(snapshot.account_id, Handling())
-        with _collector_paused():
+        with collector_paused():
             state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state

@@ -17,6 +17,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from .errors import InvalidArgument
+from .intake import Intake
 from .retention import Retention
 
 T = TypeVar("T")
@@ -54,6 +55,8 @@ class SnapshotData:
     entities: sync_pb2.EntityBatch | Sequence[sync_pb2.EntityBatch]
     # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
     lease_epoch: int = 0
+    # The entities as they were checked in, chunk by chunk; None: taken in from `entities`.
+    intake: Intake | None = None
 
     @property
     def batches(self) -> Sequence[sync_pb2.EntityBatch]:

@@ -43,7 +43,8 @@ from .leases import AccountOwned, Leases
 from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
-from .validation import clean_account, clean_batch, clean_removals
+from .intake import Intake, clean_batch, collector_paused
+from .validation import clean_account, clean_removals
 from .worker_auth import WorkerTokens
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class _PendingSnapshot:
     version: int
     next_chunk: int
     collections: frozenset[sync_pb2.Collection.ValueType]
-    # The chunks' batches as they came (a copy into one costs as much as their parse).
+    # The chunks' entities, checked and read as each chunk came.
+    intake: Intake
+    # The chunks' batches as they came, for the journal (a copy into one costs as much as their parse).
     batches: list[sync_pb2.EntityBatch] = field(default_factory=list)
     size: int = 0
 
@@ -428,7 +431,7 @@ class SyncSession:
             raise InvalidArgument("must be positive", field="snapshot.version")
         pending = self._pending.get(account_id)
         if chunk.chunk_index == 0:
-            pending = _PendingSnapshot(chunk.version, 0, frozenset(chunk.collections))
+            pending = _PendingSnapshot(chunk.version, 0, frozenset(chunk.collections), Intake(account_id))
             self._pending[account_id] = pending
         elif pending is None or pending.version != chunk.version or pending.next_chunk != chunk.chunk_index:
             expected = "0" if pending is None or pending.version != chunk.version else str(pending.next_chunk)
@@ -438,12 +441,13 @@ class SyncSession:
         if frozenset(chunk.collections) != pending.collections:
             raise InvalidArgument("differs from the first chunk's", field="snapshot.collections")
 
-        clean_batch(chunk.entities, account_id, "snapshot.entities")
         pending.size += _entity_count(chunk.entities)
         if pending.size > self.hub.config.max_snapshot_entities:
             raise ResourceExhausted(
                 f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
             )
+        with collector_paused():
+            pending.intake.take(chunk.entities, "snapshot.entities")
         pending.batches.append(chunk.entities)
         pending.next_chunk += 1
         if not chunk.last:
@@ -454,7 +458,15 @@ class SyncSession:
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
         await self.hub.store.apply_snapshot(
-            SnapshotData(account_id, chunk.version, pending.collections, account, pending.batches, self._fence(account_id))
+            SnapshotData(
+                account_id,
+                chunk.version,
+                pending.collections,
+                account,
+                pending.batches,
+                self._fence(account_id),
+                intake=pending.intake,
+            )
         )
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
 

@@ -4,26 +4,21 @@ retention keeps out)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeVar
-
 from imsync.v1 import sync_pb2
 
 from .account_state import AccountState, Handling
 from .errors import FailedPrecondition
+from .intake import Intake
 from .store import DeltaData, SnapshotData
 
-T = TypeVar("T")
-
-ALL_COLLECTIONS = frozenset(
-    {
-        sync_pb2.COLLECTION_CONTENTS,
-        sync_pb2.COLLECTION_COMMENTS,
-        sync_pb2.COLLECTION_CONVERSATIONS,
-        sync_pb2.COLLECTION_MESSAGES,
-        sync_pb2.COLLECTION_NOTIFICATIONS,
-    }
-)
+_NAMES = {
+    sync_pb2.COLLECTION_CONTENTS: "contents",
+    sync_pb2.COLLECTION_COMMENTS: "comments",
+    sync_pb2.COLLECTION_CONVERSATIONS: "conversations",
+    sync_pb2.COLLECTION_MESSAGES: "messages",
+    sync_pb2.COLLECTION_NOTIFICATIONS: "notifications",
+}
+ALL_COLLECTIONS = frozenset(_NAMES)
 
 
 def snapshot_is_new(current: AccountState | None, snapshot: SnapshotData) -> bool:
@@ -63,14 +58,15 @@ def after_snapshot(
     """The account's state once `snapshot` replaced its collections; `current` is left as it was.
     Its `arrivals` hold the customers' items the snapshot brought."""
     base = current or AccountState.empty(snapshot.account_id)
-    state = _built(base, current, handling, snapshot, snapshot.batches)
+    intake = snapshot.intake or Intake.of(snapshot.account_id, snapshot.batches)
+    state = _built(base, current, handling, snapshot, intake)
     # Retention keeps out what is older than its floor and not held already. Built first
     # with everything, the state's oldest items tell at once whether anything could be;
     # only then is every entity checked, and the state built again without what is out.
     if floors and state.reaches(floors):
         admitted = [base.admitted(batch, floors) for batch in snapshot.batches]
         if any(kept is not batch for kept, batch in zip(admitted, snapshot.batches, strict=True)):
-            state = _built(base, current, handling, snapshot, admitted)
+            state = _built(base, current, handling, snapshot, Intake.of(snapshot.account_id, admitted))
     state.presence = base.presence
     state.applied_versions = base.applied_versions
     state.note_applied(snapshot.version)
@@ -82,34 +78,14 @@ def _built(
     current: AccountState | None,
     handling: Handling,
     snapshot: SnapshotData,
-    batches: Sequence[sync_pb2.EntityBatch],
+    intake: Intake,
 ) -> AccountState:
     replaced = snapshot.collections or ALL_COLLECTIONS
-
-    def pick(collection: sync_pb2.Collection.ValueType, fresh: dict[str, T], old: dict[str, T]) -> dict[str, T]:
-        return fresh if collection in replaced else old
-
+    for collection, name in _NAMES.items():
+        if collection not in replaced:
+            intake.replace(name, getattr(base, name).values())
     account = snapshot.account if snapshot.account.ByteSize() else base.account
-    return AccountState.build(
-        account_id=snapshot.account_id,
-        version=snapshot.version,
-        account=account,
-        contents=pick(sync_pb2.COLLECTION_CONTENTS, {c.content_id: c for b in batches for c in b.contents}, base.contents),
-        comments=pick(sync_pb2.COLLECTION_COMMENTS, {c.comment_id: c for b in batches for c in b.comments}, base.comments),
-        conversations=pick(
-            sync_pb2.COLLECTION_CONVERSATIONS,
-            {c.conversation_id: c for b in batches for c in b.conversations},
-            base.conversations,
-        ),
-        messages=pick(sync_pb2.COLLECTION_MESSAGES, {m.message_id: m for b in batches for m in b.messages}, base.messages),
-        notifications=pick(
-            sync_pb2.COLLECTION_NOTIFICATIONS,
-            {n.notification_id: n for b in batches for n in b.notifications},
-            base.notifications,
-        ),
-        handling=handling,
-        previous=current,
-    )
+    return AccountState.build(version=snapshot.version, account=account, intake=intake, handling=handling, previous=current)
 
 
 def apply_delta(state: AccountState, delta: DeltaData, floors: dict[str, int] | None) -> None:
