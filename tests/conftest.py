@@ -17,6 +17,7 @@ import pytest_asyncio
 from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
+from services.master import collector
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.redis_store import RedisStore
@@ -46,6 +47,14 @@ def write_tokens(path: Path, worker_ids: tuple[str, ...] = WORKER_IDS) -> Path:
 # A fixed "now" (2026-09-21), so that sample data is the same every run. Masters in tests
 # keep everything: a time to live counted from the real clock would drop this data one day.
 NOW = 1_790_000_000
+
+
+@pytest.fixture(autouse=True)
+def _thawed() -> Iterator[None]:
+    """What a test's snapshots froze (collector.py) goes back to the collector after it,
+    so that one test's objects in cycles do not outlive it."""
+    yield
+    collector.thaw()
 
 
 @pytest.fixture(scope="session")

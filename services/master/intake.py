@@ -15,9 +15,7 @@ shows a stored entity without setting them from its own state (AccountState's vi
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from imsync.v1 import entities_pb2 as e
@@ -197,22 +195,6 @@ class Intake:
         if len(self.comment_keys) != len(self.comments):
             self.replace("comments", list(self.comments.values()))
         return self
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pauses the cyclic garbage collector while a snapshot is taken in or its state built:
-    that makes hundreds of thousands of objects, none in cycles, and every few hundred of
-    them would otherwise set off a collection that walks the objects of every account.
-    (Nothing awaits inside: the pause never outlasts one step of the event loop.)"""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:

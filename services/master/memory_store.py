@@ -25,13 +25,12 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
-from . import checkpoints, filters, time_keys, transitions
+from . import checkpoints, collector, filters, time_keys, transitions
 from . import cursor as cursors
 from .cursor import Newest
 from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
 from .coherence import Coherence
 from .errors import InvalidArgument, NotFound
-from .intake import collector_paused
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
 from .time_keys import item_of
 from .retention import Retention, oldest_read, removal_count
@@ -214,7 +213,7 @@ class MemoryStore:
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Puts back an account as a checkpoint holds it."""
-        with collector_paused():
+        with collector.bulk():
             state = checkpoints.state_of(checkpoint)
         self._changed(state.account_id)
         if state.account_id not in self._accounts:
@@ -241,7 +240,7 @@ class MemoryStore:
         if not transitions.snapshot_is_new(current, snapshot):
             return False  # delivered again
         handling = self._handling.setdefault(snapshot.account_id, Handling())
-        with collector_paused():
+        with collector.bulk():
             state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state

@@ -47,6 +47,7 @@ from imsync.v1 import (
 
 from services.common.tls import ServerTls
 
+from . import collector
 from .api_keys import ApiKeys
 from .coherence import CacheServicer, Coherence
 from .commands import CommandBook, Commands
@@ -71,7 +72,7 @@ from .redis_leases import SharedLeases
 from .redis_store import RedisStore
 from .retention import Retention
 from .store import Store
-from .sync_service import SyncConfig, SyncHub, SyncServicer
+from .sync_service import SyncConfig, SyncHub, SyncServicer, add_sync_service
 from .worker_auth import WorkerTokens
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ class MasterConfig:
     def shared(self) -> bool:
         return self.store != "memory"
 
+
+# How often the master collects what its freezes hold in cycles (collector.py), when it froze anything.
+_MAINTENANCE_SECONDS = 600
 
 # The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
 # so that an oversized sync message gets a Nack instead of breaking the stream.
@@ -261,6 +265,8 @@ class Master:
                 await self.hub.sweep()
                 if count % retention_every == 0:
                     await self.store.enforce_retention()
+                if count % _MAINTENANCE_SECONDS == 0 and collector.maintain():
+                    log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
                 if self.redis is not None and count % 5 == 0:
                     # A master that died could not say its workers went away, nor announce
                     # what it committed last.
@@ -308,6 +314,8 @@ class Master:
             if journal.failed is None:
                 await checkpoint_all(self.store, journal)  # type: ignore[arg-type]
             await journal.close()
+        # What the freezes held (collector.py) goes back to the collector with the master's state.
+        collector.thaw()
 
 
 def im_servicers(
@@ -352,7 +360,7 @@ async def build_server(
             ("grpc.max_send_message_length", _TRANSPORT_LIMIT),
         ]
     )
-    sync_pb2_grpc.add_SyncServiceServicer_to_server(SyncServicer(hub), server)
+    add_sync_service(SyncServicer(hub), server)
     for descriptor, servicer in servicers:
         _ADDERS[descriptor.name](servicer, server)
     cache_pb2_grpc.add_CacheServiceServicer_to_server(cache, server)

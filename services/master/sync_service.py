@@ -43,7 +43,8 @@ from .leases import AccountOwned, Leases
 from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
-from .intake import Intake, clean_batch, collector_paused
+from . import collector
+from .intake import Intake, clean_batch
 from .validation import clean_account, clean_removals
 from .worker_auth import WorkerTokens
 
@@ -276,8 +277,9 @@ class SyncSession:
 
     # ------------------------------------------------------------- dispatch
 
-    async def handle(self, request: sync_pb2.SyncDataRequest) -> None:
-        """Handles one message; raises only for what must end the stream."""
+    async def handle(self, request: sync_pb2.SyncDataRequest, size: int | None = None) -> None:
+        """Handles one message (of `size` bytes on the wire, when known); raises only for
+        what must end the stream."""
         hub = self.hub
         if self.closing:
             return  # unanswered: the worker sends it again on its next stream
@@ -287,7 +289,8 @@ class SyncSession:
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
         try:
-            size = request.ByteSize()
+            if size is None:
+                size = request.ByteSize()
             if size > hub.config.max_message_bytes:
                 raise ResourceExhausted(
                     f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
@@ -446,7 +449,7 @@ class SyncSession:
             raise ResourceExhausted(
                 f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
             )
-        with collector_paused():
+        with collector.bulk():
             pending.intake.take(chunk.entities, "snapshot.entities")
         pending.batches.append(chunk.entities)
         pending.next_chunk += 1
@@ -518,14 +521,38 @@ def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
     return "", 0
 
 
+Received = tuple[sync_pb2.SyncDataRequest, int]
+
+
+def _received(data: bytes) -> Received:
+    """A sync message and its size on the wire, which the bound is on (ByteSize would walk
+    the whole message again to count it)."""
+    return sync_pb2.SyncDataRequest.FromString(data), len(data)
+
+
+def add_sync_service(servicer: SyncServicer, server: grpc.aio.Server) -> None:
+    """Serves SyncData as the generated add_SyncServiceServicer_to_server does, except that
+    each request reaches the servicer with its size on the wire."""
+    name = sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name
+    handlers = {
+        "SyncData": grpc.stream_stream_rpc_method_handler(
+            servicer.SyncData,
+            request_deserializer=_received,
+            response_serializer=sync_pb2.SyncDataResponse.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)  # type: ignore[attr-defined]  # missing from grpc's stubs
+
+
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     def __init__(self, hub: SyncHub) -> None:
         self._hub = hub
 
-    async def SyncData(
+    async def SyncData(  # type: ignore[override]  # requests come with their size (add_sync_service)
         self,
-        request_iterator: AsyncIterator[sync_pb2.SyncDataRequest],
-        context: grpc.aio.ServicerContext[sync_pb2.SyncDataRequest, sync_pb2.SyncDataResponse],
+        request_iterator: AsyncIterator[Received],
+        context: grpc.aio.ServicerContext[Received, sync_pb2.SyncDataResponse],
     ) -> AsyncIterator[sync_pb2.SyncDataResponse]:
         hub = self._hub
         if hub.draining:
@@ -566,10 +593,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             # store (over Redis that takes awaits the cancellation would cut short).
             await asyncio.shield(hub.end_soon(session))
 
-    async def _read(self, requests: AsyncIterator[sync_pb2.SyncDataRequest], session: SyncSession) -> None:
+    async def _read(self, requests: AsyncIterator[Received], session: SyncSession) -> None:
         try:
-            async for request in requests:
-                await session.handle(request)
+            async for request, size in requests:
+                await session.handle(request, size)
         except StoreError as error:  # what ends the stream: a wrong identity
             session.outbound.put_nowait(error)
             return
