@@ -66,6 +66,16 @@ def mutate(account: SampleAccount, rng: random.Random, step: int) -> None:
         comment = batch.comments[rng.randrange(len(batch.comments))]
         comment.like_count += 1
         comment.created_at.seconds += rng.choice([-5, 0, 5])
+    if batch.messages and rng.random() < 0.6:
+        # Mostly a change in place (a status); sometimes one that moves it in the indexes.
+        message = batch.messages[rng.randrange(len(batch.messages))]
+        message.status = e.MessageStatus.ValueType(message.status % 5 + 1)
+        change = rng.random()
+        if change < 0.25:
+            message.create_time.seconds += rng.choice([-5, 5])
+        elif change < 0.4:
+            inbound = message.direction == e.DIRECTION_INBOUND
+            message.direction = e.DIRECTION_OUTBOUND if inbound else e.DIRECTION_INBOUND
     if batch.conversations and rng.random() < 0.3:
         account.add_conversation(NOW - rng.randint(0, 10**6), rng.randint(0, 3))
     if batch.conversations and rng.random() < 0.2:

@@ -214,14 +214,22 @@ class AccountState:
             self.conversations[conversation.conversation_id] = conversation
             self.conversation_order.add(self._conversation_key(conversation))
         for message in upserts.messages:
-            is_new = fresh and message.message_id not in self.messages
+            old_message = self.messages.get(message.message_id)
+            if old_message is not None and self._same_place(old_message, message):
+                self.messages[message.message_id] = message  # a status, a recall: every index stays
+                continue
+            is_new = fresh and old_message is None
             self._remove_message(message.message_id)
             if is_new and self.is_inbound(message):
                 self.handling.new_items.add(message_key(message.message_id))
                 self.arrivals.append(message)
             self._add_message(message)
         for comment in upserts.comments:
-            is_new = fresh and comment.comment_id not in self.comments
+            old_comment = self.comments.get(comment.comment_id)
+            if old_comment is not None and self._same_place(old_comment, comment):
+                self.comments[comment.comment_id] = comment
+                continue
+            is_new = fresh and old_comment is None
             self._remove_comment(comment.comment_id)
             if is_new and not self.is_own(comment):
                 self.handling.new_items.add(comment_key(comment.comment_id))
@@ -244,6 +252,24 @@ class AccountState:
         for notification_id in removals.notification_ids:
             self.notifications.pop(notification_id, None)
         self.version = version
+
+    def _same_place(self, old: e.Message | e.Comment, new: e.Message | e.Comment) -> bool:
+        """Whether a changed message or comment keeps its place in every index and count:
+        the same time, group and side (the customer's or the account's)."""
+        if isinstance(new, e.Message):
+            assert isinstance(old, e.Message)
+            return (
+                old.create_time == new.create_time
+                and old.conversation_id == new.conversation_id
+                and self.is_inbound(old) == self.is_inbound(new)
+            )
+        assert isinstance(old, e.Comment)
+        return (
+            old.created_at == new.created_at
+            and old.content_id == new.content_id
+            and old.parent_comment_id == new.parent_comment_id
+            and self.is_own(old) == self.is_own(new)
+        )
 
     def set_pinned(self, conversation_id: str, pinned: bool) -> None:
         """Pins or unpins a conversation, moving it in the conversation order."""
