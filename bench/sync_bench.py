@@ -5,7 +5,9 @@ bare protobuf parsing and indexing of the same bytes, measured in the same run.
 
 The master runs as its own process on loopback; this process only sends pre-built
 messages and waits for each Ack. The baseline parses the very bytes that were sent and
-puts every entity in a dict by its key: the least any ingestion has to do.
+puts every entity in a dict by its key: the least any ingestion has to do. Beside it,
+the same stream goes to a bare SyncData server doing only that, in its own process
+(`bench/baselines.py sync`): what the transport adds to the least.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from imsync_client import SyncClient
 from services import processes
@@ -28,6 +31,8 @@ from services.common.sample import SampleAccount
 from services.master.worker_auth import add_worker_token
 from services.worker.account_state import COLLECTIONS, AccountView
 from services.worker.account_sync import AccountSync
+
+from .common import GRPC_OPTIONS
 
 
 def build(messages: int) -> tuple[SampleAccount, list[sync_pb2.SyncDataRequest]]:
@@ -86,11 +91,32 @@ def deltas_of(sample: SampleAccount, base_version: int, rounds: int) -> list[syn
         batch = sync_pb2.EntityBatch()
         batch.CopyFrom(sample.batch)
         for message in batch.messages[round_ % step :: step]:
-            message.status = (message.status % 5) + 1
+            message.status = e.MessageStatus.ValueType(message.status % 5 + 1)
         sample.batch.CopyFrom(batch)
         sync.publish(AccountView.from_batch(sample.account, batch))
         out += sync.next_messages()
     return out
+
+
+async def drive(address: str, token: str, snapshot: list[sync_pb2.SyncDataRequest], deltas: list[sync_pb2.SyncDataRequest], repeat: int) -> tuple[list[float], float]:
+    """Sends the snapshot `repeat` times (a new version each) and then the deltas one at a
+    time, each waiting for its Ack; returns each snapshot's seconds and all the deltas'."""
+    async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+        client = SyncClient(channel, "bench", token=token)
+        await client.open({"bench": 0})
+        snapshot_runs = []
+        for version in range(1, repeat + 1):
+            for request in snapshot:
+                request.snapshot.version = version
+            started = time.perf_counter()
+            assert await client.send(snapshot) == version
+            snapshot_runs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for request in deltas:
+            await client.send([request])
+        delta_seconds = time.perf_counter() - started
+        await client.close()
+    return snapshot_runs, delta_seconds
 
 
 async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -108,39 +134,28 @@ async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
         token = add_worker_token(tokens, "bench")
         master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
         try:
-            options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-            async with grpc.aio.insecure_channel(master.address, options=options) as channel:
-                client = SyncClient(channel, "bench", token=token)
-                await client.open({"bench": 0})
-                snapshot_runs = []
-                version = 0
-                for _ in range(repeat):
-                    version += 1
-                    for request in snapshot:
-                        request.snapshot.version = version
-                    started = time.perf_counter()
-                    assert await client.send(snapshot) == version
-                    snapshot_runs.append(time.perf_counter() - started)
-
-                started = time.perf_counter()
-                for request in deltas:
-                    await client.send([request])
-                delta_seconds = time.perf_counter() - started
-                await client.close()
+            snapshot_runs, delta_seconds = await drive(master.address, token, snapshot, deltas, repeat)
         finally:
             await master.stop()
+    bare = await processes.start(["sync"], module="bench.baselines")
+    try:
+        bare_runs, bare_delta_seconds = await drive(bare.address, "", snapshot, deltas, repeat)
+    finally:
+        await bare.stop()
     delta_baseline = timed(lambda: parse_and_index(delta_payloads), repeat)
     return {
         "snapshot": {
             "entities": entities,
             "rate": best_rate(entities, snapshot_runs),
             "baseline_rate": best_rate(entities, baseline),
+            "bare_server_rate": best_rate(entities, bare_runs),
             "median_seconds": statistics.median(snapshot_runs),
         },
         "delta": {
             "entities": changed,
             "rate": changed / delta_seconds,
             "baseline_rate": best_rate(changed, delta_baseline),
+            "bare_server_rate": changed / bare_delta_seconds,
             "median_seconds": delta_seconds / len(deltas),
         },
     }
@@ -153,16 +168,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     results = asyncio.run(run(args.messages, args.repeat))
-    print(f"{'what':<40} {'entities/s':>12} {'baseline/s':>12} {'ratio':>7}")
+    print(f"{'what':<44} {'entities/s':>11} {'baseline/s':>11} {'ratio':>6} {'bare/s':>11} {'ratio':>6}")
     labels = {
-        "snapshot": "snapshot through SyncData (chunked)",
+        "snapshot": "snapshot through SyncData (1 MiB chunks)",
         "delta": "deltas of 1% through SyncData (1 at a time)",
     }
     for key, row in results.items():
         print(
-            f"{labels[key]:<40} {row['rate']:>12,.0f} {row['baseline_rate']:>12,.0f} {row['rate'] / row['baseline_rate']:>7.2f}"
+            f"{labels[key]:<44} {row['rate']:>11,.0f} {row['baseline_rate']:>11,.0f}"
+            f" {row['rate'] / row['baseline_rate']:>6.2f} {row['bare_server_rate']:>11,.0f}"
+            f" {row['rate'] / row['bare_server_rate']:>6.2f}"
         )
     print("baseline: protobuf parse of the same bytes + a dict index by key, in this process")
+    print("bare: the same stream into a SyncData server doing only that (bench/baselines.py sync)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
