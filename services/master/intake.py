@@ -72,11 +72,6 @@ class Intake:
             intake.take(batch, path)
         return intake
 
-    def count(self) -> int:
-        return (
-            len(self.contents) + len(self.comments) + len(self.conversations) + len(self.messages) + len(self.notifications)
-        )
-
     def take(self, batch: sync_pb2.EntityBatch, path: str) -> None:
         """Checks every entity of `batch` and takes it in; raises InvalidArgument naming the
         first wrong field. An entity may leave its account_id empty (views always carry
@@ -99,17 +94,17 @@ class Intake:
         for index, m in enumerate(items):
             message_id = m.message_id
             if not message_id:
-                raise InvalidArgument("must not be empty", field=f"{path}[{index}].message_id")
+                raise _empty(f"{path}[{index}].message_id")
             owner = m.account_id
             if owner and owner != account_id:
-                raise InvalidArgument(f"belongs to account {owner!r}, not {account_id!r}", field=f"{path}[{index}].account_id")
+                raise _foreign(owner, account_id, f"{path}[{index}]")
             at = m.create_time
             seconds, nanos = at.seconds, at.nanos
             if not (MIN_SECONDS <= seconds <= MAX_SECONDS and 0 <= nanos <= _NANOS):
-                raise InvalidArgument("timestamp out of range", field=f"{path}[{index}].create_time")
+                raise _out_of_range(f"{path}[{index}].create_time")
             conversation_id = m.conversation_id
             if not conversation_id:
-                raise InvalidArgument("must not be empty", field=f"{path}[{index}].conversation_id")
+                raise _empty(f"{path}[{index}].conversation_id")
             key = pack(bias - seconds, _NANOS - nanos) + message_id.encode("utf-8", "surrogatepass").translate(invert) + end
             messages[message_id] = m
             keys.append(key)
@@ -133,17 +128,17 @@ class Intake:
         for index, c in enumerate(items):
             comment_id = c.comment_id
             if not comment_id:
-                raise InvalidArgument("must not be empty", field=f"{path}[{index}].comment_id")
+                raise _empty(f"{path}[{index}].comment_id")
             owner = c.account_id
             if owner and owner != account_id:
-                raise InvalidArgument(f"belongs to account {owner!r}, not {account_id!r}", field=f"{path}[{index}].account_id")
+                raise _foreign(owner, account_id, f"{path}[{index}]")
             at = c.created_at
             seconds, nanos = at.seconds, at.nanos
             if not (MIN_SECONDS <= seconds <= MAX_SECONDS and 0 <= nanos <= _NANOS):
-                raise InvalidArgument("timestamp out of range", field=f"{path}[{index}].created_at")
+                raise _out_of_range(f"{path}[{index}].created_at")
             content_id = c.content_id
             if not content_id:
-                raise InvalidArgument("must not be empty", field=f"{path}[{index}].content_id")
+                raise _empty(f"{path}[{index}].content_id")
             parent_id = c.parent_comment_id
             if parent_id == comment_id:
                 raise InvalidArgument("a comment cannot reply to itself", field=f"{path}[{index}].parent_comment_id")
@@ -163,10 +158,10 @@ class Intake:
         for index, entity in enumerate(items):
             entity_id = getattr(entity, key_field)
             if not entity_id:
-                raise InvalidArgument("must not be empty", field=f"{path}[{index}].{key_field}")
+                raise _empty(f"{path}[{index}].{key_field}")
             owner = entity.account_id
             if owner and owner != account_id:
-                raise InvalidArgument(f"belongs to account {owner!r}, not {account_id!r}", field=f"{path}[{index}].account_id")
+                raise _foreign(owner, account_id, f"{path}[{index}]")
             if not timestamps_fit(entity, master_owned):
                 find_bad_timestamp(entity, f"{path}[{index}]", master_owned)
             kept[entity_id] = entity
@@ -195,6 +190,18 @@ class Intake:
         if len(self.comment_keys) != len(self.comments):
             self.replace("comments", list(self.comments.values()))
         return self
+
+
+def _empty(where: str) -> InvalidArgument:
+    return InvalidArgument("must not be empty", field=where)
+
+
+def _out_of_range(where: str) -> InvalidArgument:
+    return InvalidArgument("timestamp out of range", field=where)
+
+
+def _foreign(owner: str, account_id: str, where: str) -> InvalidArgument:
+    return InvalidArgument(f"belongs to account {owner!r}, not {account_id!r}", field=f"{where}.account_id")
 
 
 def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:

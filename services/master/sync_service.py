@@ -28,6 +28,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from services.common.rpc_errors import error_status
 
+from . import collector
 from .commands import Commands
 from .errors import (
     FailedPrecondition,
@@ -43,7 +44,6 @@ from .leases import AccountOwned, Leases
 from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
-from . import collector
 from .intake import Intake, clean_batch
 from .validation import clean_account, clean_removals
 from .worker_auth import WorkerTokens
