@@ -221,6 +221,21 @@ async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_ser
         await store.close()
 
 
+async def test_two_masters_flushing_one_outbox_move_each_event_once_in_order(redis_server: RedisServer) -> None:
+    prefix = f"outbox{next(_prefixes)}"
+    stores = [RedisStore.from_url(redis_server.url, prefix=prefix) for _ in range(2)]
+    try:
+        queued = [f"event-{n:03}".encode() for n in range(250)]
+        await stores[0].redis.rpush(stores[0].keys("acc").outbox, *queued)
+        await asyncio.gather(*(store.flush_outbox(store.keys("acc")) for store in stores))
+        entries = await stores[0].redis.xrange(stores[0].events_key) or []
+        assert [fields[b"e"] for _, fields in entries if fields is not None] == queued
+        assert await stores[0].redis.llen(stores[0].keys("acc").outbox) == 0
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_a_stream_fenced_by_a_newer_claim_on_another_master_cannot_write(pair: Pair) -> None:
     """The same worker reconnects through B while its old stream on A still lives (a
     partition): B's claim takes a newer epoch, and A's store commit refuses the old one."""

@@ -230,3 +230,17 @@ while i <= n do
 end
 return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 """
+
+
+# KEYS[1] an account's outbox, KEYS[2] the events stream; ARGV[1] at most how many events,
+# ARGV[2] about how many the stream keeps. Moves the oldest queued events to the stream in
+# one step, so that no crash (nor a second master flushing the same outbox) can take an
+# event off the outbox without adding it, or add it twice. Returns how many it moved.
+FLUSH = """
+local events = redis.call('LPOP', KEYS[1], ARGV[1])
+if not events then return 0 end
+for _, event in ipairs(events) do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', event)
+end
+return #events
+"""
