@@ -156,3 +156,36 @@ def test_retention_rules_from_the_command_line() -> None:
         parse_retention("messagez=1d")
     with pytest.raises(ValueError, match="duration"):
         parse_retention("messages=soon")
+
+
+async def test_old_conversations_and_notifications_go_and_a_pinned_conversation_stays(new_store: StoreFactory) -> None:
+    account = _sample()
+    batch = copy(account.batch)
+    for n in range(6):
+        batch.notifications.add(notification_id=f"n{n}", text="liked your work").create_time.seconds = NOW - n * 3 * 86_400
+    activity = {c.conversation_id: ns_of(c.last_message.create_time) for c in batch.conversations}
+    middle = sorted(activity.values())[len(activity) // 2]
+    oldest = min(activity, key=lambda cid: activity[cid])
+    clock = [0]
+    a_day = Retention(messages=0, comments=0, conversations=DAY, contents=0, notifications=DAY, max_entities=0)
+    store = new_store(retention=a_day, clock=lambda: clock[0])
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, batch))
+    await store.set_pinned("acc", oldest, True)
+    before = await store.entity_count()
+
+    # "Now" puts the older half of the conversations, and the older notifications, past a
+    # one-day TTL.
+    clock[0] = middle + int(DAY * 1e9)
+    dropped_notifications = sum(1 for n in batch.notifications if ns_of(n.create_time) <= middle)
+    assert 0 < dropped_notifications < len(batch.notifications)
+    evicted = await store.enforce_retention()
+    kept = (await _held(store))["conversations"]
+    assert kept == {cid for cid, at in activity.items() if at > middle} | {oldest}, "a pinned conversation stays"
+    assert evicted == len(activity) - len(kept) + dropped_notifications
+    assert await store.entity_count() == before - evicted
+    assert await store.enforce_retention() == 0
+
+    # A year on, every conversation is past it: the pinned one still stays.
+    clock[0] += int(365 * DAY * 1e9)
+    await store.enforce_retention()
+    assert (await _held(store))["conversations"] == {oldest}

@@ -24,6 +24,8 @@ from .intake import Intake
 
 
 _APPLIED_HISTORY = 64
+# Later than any platform time.
+_NEVER = 1 << 80
 
 
 def ns_of(ts: Timestamp) -> int:
@@ -93,6 +95,8 @@ class AccountState:
         self.conversations: dict[str, e.Conversation] = {}
         self.messages: dict[str, e.Message] = {}
         self.notifications: dict[str, e.Notification] = {}
+        # No notification is older than this (ns): the retention sweep looks at them only past it.
+        self.notifications_since = 0
         # Sort orders; every key ends with the entity's id, so keys are unique.
         self.conversation_order = SortedList()  # (0 pinned / 1 not, -last message ns, id)
         # The orders of messages, comments and the inbox hold packed keys (time_keys.py).
@@ -237,6 +241,7 @@ class AccountState:
             self._add_comment(comment)
         for notification in upserts.notifications:
             self.notifications[notification.notification_id] = notification
+            self.notifications_since = min(self.notifications_since, ns_of(notification.create_time))
 
         for content_id in removals.content_ids:
             self._remove_content(content_id)
@@ -418,14 +423,21 @@ class AccountState:
         removals.content_ids.extend(old_end(self.content_order, ttl_horizons.get("contents", 0), False))
         floor = ttl_horizons.get("conversations", 0)
         if floor:
-            # A conversation the team pinned stays until unpinned.
-            removals.conversation_ids.extend(
-                cid for cid, c in self.conversations.items() if _last_activity_ns(c) <= floor and cid not in self.handling.pinned
-            )
+            # The order's old end: unpinned, least recently active last. A conversation the
+            # team pinned sorts before all others and stays until unpinned.
+            for unpinned, newest, conversation_id in reversed(self.conversation_order):
+                if not unpinned or -newest > floor:
+                    break
+                removals.conversation_ids.append(conversation_id)
         floor = ttl_horizons.get("notifications", 0)
-        if floor:
+        if floor and self.notifications_since <= floor:
+            # Notifications have no order: they are looked at only once one may be due.
             removals.notification_ids.extend(
                 nid for nid, n in self.notifications.items() if ns_of(n.create_time) <= floor
+            )
+            gone = set(removals.notification_ids)
+            self.notifications_since = min(
+                (ns_of(n.create_time) for nid, n in self.notifications.items() if nid not in gone), default=_NEVER
             )
         return removals
 
