@@ -8,6 +8,7 @@ changed afterwards; only the unread counters move when the team marks items read
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from imsync.v1 import unified_messages_pb2 as u
 
 from . import time_keys
 from .errors import InvalidArgument, NotFound
+from .entity_table import EntityTable
 from .intake import Intake
 
 
@@ -91,9 +93,11 @@ class AccountState:
         # Customers' messages and comments this version brought; the store announces them.
         self.arrivals: list[e.Message | e.Comment] = []
         self.contents: dict[str, e.Content] = {}
-        self.comments: dict[str, e.Comment] = {}
+        # Messages and comments: EntityTables when built here (entity_table.py), any
+        # mapping when loaded (Redis).
+        self.comments: MutableMapping[str, e.Comment] = EntityTable()
         self.conversations: dict[str, e.Conversation] = {}
-        self.messages: dict[str, e.Message] = {}
+        self.messages: MutableMapping[str, e.Message] = EntityTable()
         self.notifications: dict[str, e.Notification] = {}
         # No notification is older than this (ns): the retention sweep looks at them only past it.
         self.notifications_since = 0
@@ -377,7 +381,7 @@ class AccountState:
     def admitted(self, batch: Any, floors: dict[str, int]) -> sync_pb2.EntityBatch:
         """The entities of `batch` the account holds already or that are newer than their
         collection's floor; `batch` itself when that is all of them."""
-        held: dict[str, tuple[dict[str, Any], str, Any]] = {
+        held: dict[str, tuple[MutableMapping[str, Any], str, Any]] = {
             "messages": (self.messages, "message_id", lambda m: ns_of(m.create_time)),
             "comments": (self.comments, "comment_id", lambda c: ns_of(c.created_at)),
             "contents": (self.contents, "content_id", lambda c: ns_of(c.publish_time)),
@@ -463,9 +467,9 @@ class AccountState:
     def note_applied(self, version: int) -> None:
         self.applied_versions.append(version)
 
-    def collection(self, kind: str) -> dict[str, Any]:
+    def collection(self, kind: str) -> MutableMapping[str, Any]:
         """The entities of one kind: "conversation", "message", "content" or "comment"."""
-        collections: dict[str, dict[str, Any]] = {
+        collections: dict[str, MutableMapping[str, Any]] = {
             "conversation": self.conversations,
             "message": self.messages,
             "content": self.contents,

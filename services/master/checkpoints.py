@@ -6,11 +6,13 @@ and EntityBatch parts of at most 10,000 entities each, far below SQLite's blob l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
 
 from .account_state import AccountState, Handling
+from .entity_table import EntityTable
 from .intake import Intake
 from .journal import Checkpoint, encode_entities
 
@@ -28,17 +30,18 @@ def capture(state: AccountState) -> Callable[[], list[bytes]]:
     pinned, muted = sorted(handling.pinned), sorted(handling.muted)
     new_items, new_contents = sorted(handling.new_items), sorted(handling.new_contents)
     horizons = dict(handling.horizons)
-    groups: list[tuple[int, list[object]]] = [
-        (1, list(state.contents.values())),
-        (2, list(state.comments.values())),
-        (3, list(state.conversations.values())),
-        (4, list(state.messages.values())),
-        (5, list(state.notifications.values())),
+    groups: list[tuple[int, Callable[[], list[Any]]]] = [
+        (1, _later(state.contents)),
+        (2, _later(state.comments)),
+        (3, _later(state.conversations)),
+        (4, _later(state.messages)),
+        (5, _later(state.notifications)),
     ]
 
     def encode() -> list[bytes]:
         parts: list[bytes] = []
-        for number, entities in groups:
+        for number, later in groups:
+            entities = later()
             for start in range(0, len(entities), PART):
                 parts.append(encode_entities({number: entities[start : start + PART]}))
         head = jpb.AccountCheckpoint(
@@ -61,6 +64,14 @@ def capture(state: AccountState) -> Callable[[], list[bytes]]:
         return [head.SerializeToString(), *parts]
 
     return encode
+
+
+def _later(entities: Mapping[str, Any]) -> Callable[[], list[Any]]:
+    """The entities as they are now, listed when called (a table's wrappers are made then)."""
+    if isinstance(entities, EntityTable):
+        return entities.values_later()
+    values = list(entities.values())
+    return lambda: values
 
 
 def state_of(checkpoint: Checkpoint) -> AccountState:

@@ -10,7 +10,7 @@ So what a snapshot, a restore or a chunk makes is made with the collector paused
 then everything alive is frozen (`gc.freeze`): out of the collector's sight, still freed
 by reference counting. Collections walk only what is newer. An object the freeze caught
 that later falls into a cycle (a finished stream's objects, say) waits for `maintain()`,
-which the master calls every few minutes when something was frozen meanwhile: one full
+which the master calls every 10 minutes when something was frozen meanwhile: one full
 collection, after which the collector works as usual until the next freeze.
 """
 

@@ -15,13 +15,14 @@ shows a stored entity without setting them from its own state (AccountState's vi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
 from . import time_keys
+from .entity_table import EntityTable
 from .errors import InvalidArgument
 from .validation import MAX_SECONDS, MIN_SECONDS, entity_plan, find_bad_timestamp, timestamps_fit
 
@@ -47,9 +48,9 @@ class Intake:
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
         self.contents: dict[str, e.Content] = {}
-        self.comments: dict[str, e.Comment] = {}
+        self.comments: EntityTable[e.Comment] = EntityTable()
         self.conversations: dict[str, e.Conversation] = {}
-        self.messages: dict[str, e.Message] = {}
+        self.messages: EntityTable[e.Message] = EntityTable()
         self.notifications: dict[str, e.Notification] = {}
         self.message_keys: list[bytes] = []
         self.messages_by_conversation: dict[str, list[bytes]] = {}
@@ -85,10 +86,12 @@ class Intake:
             if items:
                 self._take_plain(name, items, f"{path}.{name}")
 
-    def take_messages(self, items: Iterable[e.Message], path: str) -> None:
-        # The hot loop of a snapshot: every read of a field is made once, and time_key is inlined.
+    def take_messages(self, items: Sequence[e.Message], path: str) -> None:
+        # The hot loop of a snapshot: every read of a field is made once, and time_key is
+        # inlined; the messages stay where they were parsed (entity_table.py).
         account_id = self.account_id
-        messages, keys, groups = self.messages, self.message_keys, self.messages_by_conversation
+        place, places = self.messages.add_part(items), self.messages.where
+        keys, groups = self.message_keys, self.messages_by_conversation
         inbound_keys, inbound_conversations, inbound_ids = self.inbound_keys, self.inbound_conversations, self.inbound_ids
         pack, bias, invert, end = time_keys.HEAD.pack, time_keys.BIAS, time_keys.INVERT, time_keys.END
         for index, m in enumerate(items):
@@ -106,7 +109,7 @@ class Intake:
             if not conversation_id:
                 raise _empty(f"{path}[{index}].conversation_id")
             key = pack(bias - seconds, _NANOS - nanos) + message_id.encode("utf-8", "surrogatepass").translate(invert) + end
-            messages[message_id] = m
+            places[message_id] = place + index
             keys.append(key)
             group = groups.get(conversation_id)
             if group is None:
@@ -121,9 +124,10 @@ class Intake:
             elif direction == _UNSPECIFIED:
                 self.undirected.append((key, m))
 
-    def take_comments(self, items: Iterable[e.Comment], path: str) -> None:
+    def take_comments(self, items: Sequence[e.Comment], path: str) -> None:
         account_id = self.account_id
-        comments, keys, listed = self.comments, self.comment_keys, self.comment_list
+        place, places = self.comments.add_part(items), self.comments.where
+        keys, listed = self.comment_keys, self.comment_list
         by_content, by_parent = self.comments_by_content, self.replies_by_parent
         for index, c in enumerate(items):
             comment_id = c.comment_id
@@ -143,7 +147,7 @@ class Intake:
             if parent_id == comment_id:
                 raise InvalidArgument("a comment cannot reply to itself", field=f"{path}[{index}].parent_comment_id")
             key = time_keys.of_time(seconds, nanos, comment_id)
-            comments[comment_id] = c
+            places[comment_id] = place + index
             keys.append(key)
             listed.append(c)
             by_content.setdefault(content_id, []).append(key)
@@ -170,13 +174,13 @@ class Intake:
         """Takes `entities` as the whole of collection `name`, in place of what came."""
         fresh = Intake(self.account_id)
         if name == "messages":
-            fresh.take_messages(entities, name)
+            fresh.take_messages(list(entities), name)
             self.messages, self.message_keys = fresh.messages, fresh.message_keys
             self.messages_by_conversation, self.undirected = fresh.messages_by_conversation, fresh.undirected
             self.inbound_keys, self.inbound_conversations = fresh.inbound_keys, fresh.inbound_conversations
             self.inbound_ids = fresh.inbound_ids
         elif name == "comments":
-            fresh.take_comments(entities, name)
+            fresh.take_comments(list(entities), name)
             self.comments, self.comment_keys, self.comment_list = fresh.comments, fresh.comment_keys, fresh.comment_list
             self.comments_by_content, self.replies_by_parent = fresh.comments_by_content, fresh.replies_by_parent
         else:

@@ -51,7 +51,9 @@ class SnapshotData:
     # The collections replaced; empty means all of them.
     collections: frozenset[sync_pb2.Collection.ValueType]
     account: e.Account
-    # One batch, or the batches of its chunks as they came (never copied into one).
+    # One batch, or the batches of its chunks as they came (never copied into one). The
+    # memory store keeps the messages and comments where they are (entity_table.py): once
+    # applied, the batches must not be changed.
     entities: sync_pb2.EntityBatch | Sequence[sync_pb2.EntityBatch]
     # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
     lease_epoch: int = 0
