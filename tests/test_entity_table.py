@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.master.entity_table import EntityTable
@@ -23,7 +25,9 @@ def test_a_table_gives_each_entity_by_its_place_or_as_it_was_set() -> None:
     assert table.get("c") == second.messages[0] and table.get("zz") is None
     assert "b" in table and len(table) == 4 and list(table) == ["a", "b", "c", "d"]
     assert [m.message_id for m in table.values()] == ["a", "b", "c", "d"]
-    assert table.pop("b") == first.messages[1] and table.pop("b") is None and "b" not in table
+    assert table.pop("b") == first.messages[1] and table.pop("b", None) is None and "b" not in table
+    with pytest.raises(KeyError):
+        table.pop("b")
 
 
 def test_values_later_are_the_entities_when_they_were_asked_for() -> None:

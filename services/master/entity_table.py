@@ -12,13 +12,14 @@ form gives the same entity.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, KeysView, MutableMapping, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
 # A place is part << _SHIFT | index.
 _SHIFT = 32
 _INDEX = (1 << _SHIFT) - 1
+_MISSING = object()
 
 
 class EntityTable(MutableMapping[str, T], Generic[T]):
@@ -53,10 +54,12 @@ class EntityTable(MutableMapping[str, T], Generic[T]):
     def __delitem__(self, entity_id: str) -> None:
         del self.where[entity_id]
 
-    def pop(self, entity_id: str, default: T | None = None) -> T | None:  # type: ignore[override]
-        found = self.get(entity_id)
-        if found is None:
+    def pop(self, entity_id: str, default: object = _MISSING) -> Any:
+        if entity_id not in self.where:
+            if default is _MISSING:
+                raise KeyError(entity_id)
             return default
+        found = self[entity_id]
         del self.where[entity_id]
         return found
 
