@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from playwright.async_api import Response
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.worker.adapter import CrawlFailed
-from services.worker.douyin_adapter import DouyinAdapter, DouyinOptions
+from services.worker.douyin_adapter import CHAT_PAGE, CONVERSATION_LIST, WORKS_PAGE, DouyinAdapter, DouyinOptions, _Capture
 
 from .conftest import sim_subprocess
 
@@ -141,3 +142,21 @@ async def test_a_reply_during_a_crawl_waits_its_turn(adapter: DouyinAdapter, sim
     result = await adapter.perform(command)
     assert result.outcome == sync_pb2.COMMAND_OUTCOME_SENT, result.message
     assert (await crawl).complete == {"contents", "comments", "conversations", "messages"}
+
+
+async def test_an_answer_gone_before_it_was_read_leaves_its_list_not_whole(adapter: DouyinAdapter) -> None:
+    """Chromium drops a page's answers once the page has gone elsewhere: an answer read too
+    late holds nothing the crawl has, and its list must not be reported whole (it was, and
+    a crawl could then take messages it never read for deleted)."""
+    page = await adapter._page()
+    await adapter._open(page, CHAT_PAGE)
+    answers: list[Response] = []
+    page.on("response", lambda answer: answers.append(answer))
+    await adapter._open(page, CHAT_PAGE)
+    await adapter._load_all(page)
+    await adapter._open(page, WORKS_PAGE)  # before those answers were read
+    capture = _Capture()
+    for answer in answers:
+        await capture._read(answer)
+    assert capture.lost.get(CONVERSATION_LIST)
+    assert not capture.intact(CONVERSATION_LIST) and not capture.ended(CONVERSATION_LIST)

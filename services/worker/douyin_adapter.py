@@ -78,6 +78,9 @@ class _Capture:
 
     bodies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     broken: dict[str, int] = field(default_factory=dict)
+    # Answers whose body could no longer be read (the page had navigated away): what they
+    # held is unknown, so their lists are not whole.
+    lost: dict[str, int] = field(default_factory=dict)
     logged_out: bool = False
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -101,7 +104,10 @@ class _Capture:
         try:
             raw = await response.body()
         except PlaywrightError:
-            return  # the page navigated away before the answer was read: not the platform's fault
+            # The page navigated away before the answer was read: not the platform's fault,
+            # but what it held is not in this crawl.
+            self.lost[path] = self.lost.get(path, 0) + 1
+            return
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
@@ -113,6 +119,12 @@ class _Capture:
             self.logged_out = True
         self.bodies.setdefault(path, []).append(body)
 
+    def forget(self) -> None:
+        self.bodies.clear()
+        self.broken.clear()
+        self.lost.clear()
+        self.logged_out = False
+
     async def settle(self) -> None:
         while self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
@@ -120,10 +132,14 @@ class _Capture:
     def items(self, path: str, key: str) -> list[dict[str, Any]]:
         return [item for body in self.bodies.get(path, []) for item in (body.get(key) or []) if isinstance(item, dict)]
 
+    def intact(self, *paths: str) -> bool:
+        """Whether every answer of these endpoints was read and understood."""
+        return not any(self.broken.get(path) or self.lost.get(path) for path in paths)
+
     def ended(self, path: str) -> bool:
         """Whether every list of this endpoint was read to its last page, intact."""
         bodies = self.bodies.get(path, [])
-        return not self.broken.get(path) and bool(bodies) and not bodies[-1].get("has_more")
+        return self.intact(path) and bool(bodies) and not bodies[-1].get("has_more")
 
 
 class DouyinAdapter:
@@ -181,8 +197,9 @@ class DouyinAdapter:
                     raise
                 await page.wait_for_load_state()
 
-    async def _open(self, page: Page, path: str) -> None:
-        """Goes to a creator page, logging in through the form where there is one."""
+    async def _open(self, page: Page, path: str, first: _Capture | None = None) -> None:
+        """Goes to a creator page, logging in through the form where there is one. `first`:
+        the capture of a crawl this page begins, which forgets what came before the login."""
         url = self.options.base_url.rstrip("/") + path
         await self._goto(page, url)
         if urlparse(page.url).path.rstrip("/") != "/login":
@@ -195,6 +212,12 @@ class DouyinAdapter:
         await page.wait_for_load_state()
         if urlparse(page.url).path.rstrip("/") == "/login":
             raise CrawlFailed("logged out: the login form refused the credentials", login_state=e.LOGIN_STATE_LOGGED_OUT)
+        # The page the login lands on loads its answers too: they are let finish (the next
+        # navigation would cut them off, unread) and, on a crawl's first page, forgotten.
+        await page.wait_for_load_state("networkidle")
+        if first is not None:
+            await first.settle()
+            first.forget()
         await self._goto(page, url)
 
     async def _load_all(self, page: Page) -> None:
@@ -234,7 +257,7 @@ class DouyinAdapter:
     async def _crawl_pages(self, page: Page, capture: _Capture) -> CrawlResult:
         errors: list[str] = []
 
-        await self._open(page, WORKS_PAGE)
+        await self._open(page, WORKS_PAGE, first=capture)
         try:
             await self._load_all(page)
         finally:
@@ -264,8 +287,9 @@ class DouyinAdapter:
             except (TimeoutError, PlaywrightError) as error:
                 comments_whole = False
                 errors.append(f"comments of {item_id}: {error}")
-        await capture.settle()
-        if comments_whole and "contents" in complete and not capture.broken.get(COMMENT_LIST) and not capture.broken.get(REPLY_LIST):
+            # Every answer read before the page goes elsewhere: after that its body is gone.
+            await capture.settle()
+        if comments_whole and "contents" in complete and capture.intact(COMMENT_LIST, REPLY_LIST):
             complete.add("comments")
 
         conversations: list[dict[str, Any]] = []
@@ -277,8 +301,8 @@ class DouyinAdapter:
             for conversation in conversations:
                 await self._open(page, f"{CHAT_PAGE}?conversation_id={conversation['conversation_id']}")
                 await self._load_all(page)
-            await capture.settle()
-            if capture.ended(CONVERSATION_LIST) and not capture.broken.get(MESSAGE_HISTORY):
+                await capture.settle()  # as above: before the next conversation's page
+            if capture.ended(CONVERSATION_LIST) and capture.intact(MESSAGE_HISTORY):
                 complete.update(("conversations", "messages"))
         except (TimeoutError, PlaywrightError) as error:
             errors.append(f"private messages: {error}")
@@ -287,6 +311,8 @@ class DouyinAdapter:
             raise CrawlFailed("logged out during the crawl", login_state=e.LOGIN_STATE_LOGGED_OUT)
         for path, count in capture.broken.items():
             errors.append(f"{count} unreadable answer(s) from {path}")
+        for path, count in capture.lost.items():
+            errors.append(f"{count} answer(s) from {path} gone before they were read")
 
         view, mapping_errors = self._view(profile, me, works, capture, conversations)
         errors += mapping_errors
