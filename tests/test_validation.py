@@ -10,7 +10,8 @@ from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.errors import InvalidArgument
 from services.master import time_keys
-from services.master.intake import Intake, checks_every_timestamp, clean_batch
+from services.master.intake import COLLECTIONS, Intake, clean_batch
+from services.master.validation import entity_plan
 
 from .conftest import NOW
 
@@ -37,8 +38,8 @@ def test_a_timestamp_out_of_range_is_refused_by_its_path(where: str, seconds: in
 def test_the_hot_loops_check_every_timestamp_a_worker_owns() -> None:
     # Messages and comments check their timestamps by hand; a new Timestamp field in the
     # proto must be checked there too, and this fails until it is.
-    assert checks_every_timestamp(e.Message.DESCRIPTOR, ("create_time",))
-    assert checks_every_timestamp(e.Comment.DESCRIPTOR, ("created_at",))
+    assert entity_plan(e.Message.DESCRIPTOR, COLLECTIONS["messages"][1]) == ("create_time",)
+    assert entity_plan(e.Comment.DESCRIPTOR, COLLECTIONS["comments"][1]) == ("created_at",)
 
 
 def test_the_intake_gathers_the_keys_the_orders_are_made_of() -> None:

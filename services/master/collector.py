@@ -10,7 +10,7 @@ So what a snapshot, a restore or a chunk makes is made with the collector paused
 then everything alive is frozen (`gc.freeze`): out of the collector's sight, still freed
 by reference counting. Collections walk only what is newer. An object the freeze caught
 that later falls into a cycle (a finished stream's objects, say) waits for `maintain()`,
-which the master calls every 10 minutes when something was frozen meanwhile: one full
+which the master calls every 10 minutes while anything is frozen: one full
 collection, after which the collector works as usual until the next freeze.
 """
 
@@ -20,33 +20,27 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-_frozen_since_maintenance = False
-
 
 @contextlib.contextmanager
 def bulk() -> Iterator[None]:
     """Pauses the collector while the block makes objects that will live long, then
     freezes everything alive. (Nothing awaits inside: the pause never outlasts one step
     of the event loop.)"""
-    global _frozen_since_maintenance
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        _frozen_since_maintenance = True
         if enabled:
             gc.enable()
 
 
 def maintain() -> bool:
     """Collects what the freezes since the last call hold in cycles: everything is
-    unfrozen and collected once. False when nothing was frozen meanwhile."""
-    global _frozen_since_maintenance
-    if not _frozen_since_maintenance:
+    unfrozen and collected once. False when nothing is frozen."""
+    if not gc.get_freeze_count():
         return False
-    _frozen_since_maintenance = False
     gc.unfreeze()
     gc.collect()
     return True
@@ -54,6 +48,4 @@ def maintain() -> bool:
 
 def thaw() -> None:
     """Hands everything frozen back to the collector (a master stopping, a test ending)."""
-    global _frozen_since_maintenance
-    _frozen_since_maintenance = False
     gc.unfreeze()

@@ -24,7 +24,7 @@ from imsync.v1 import sync_pb2
 from . import time_keys
 from .entity_table import EntityTable
 from .errors import InvalidArgument
-from .validation import MAX_SECONDS, MIN_SECONDS, entity_plan, find_bad_timestamp, timestamps_fit
+from .validation import MAX_SECONDS, MIN_SECONDS, find_bad_timestamp, timestamps_fit
 
 # Each collection of EntityBatch: its key field and the fields the master owns.
 COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -211,10 +211,3 @@ def _foreign(owner: str, account_id: str, where: str) -> InvalidArgument:
 def clean_batch(batch: sync_pb2.EntityBatch, account_id: str, path: str) -> None:
     """Checks a batch of one account's entities (a delta's upserts), as a snapshot's are."""
     Intake(account_id).take(batch, path)
-
-
-def checks_every_timestamp(descriptor: Any, inlined: tuple[str, ...]) -> bool:
-    """Whether the fields the hot loops check by hand are all the Timestamps an entity
-    holds that the master does not own (a test holds the loops to it)."""
-    name = {"imsync.v1.Message": "messages", "imsync.v1.Comment": "comments"}[descriptor.full_name]
-    return entity_plan(descriptor, COLLECTIONS[name][1]) == inlined

@@ -43,7 +43,7 @@ def time_key(ts: Timestamp, item_id: str) -> bytes:
 
 def of_time(seconds: int, nanos: int, item_id: str) -> bytes:
     """The key of an item at `seconds`, `nanos` (as time_key, when they are read already)."""
-    return HEAD.pack(BIAS - seconds, _NANOS - nanos) + item_id.encode("utf-8", "surrogatepass").translate(INVERT) + END
+    return HEAD.pack(BIAS - seconds, _NANOS - nanos) + _inverted(item_id)
 
 
 def item_of(key: bytes) -> str:
