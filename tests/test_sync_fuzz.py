@@ -130,7 +130,7 @@ async def _no_message_breaks_the_master(tmp_path: Path, messages: list[sync_pb2.
     before: dict[str, int] = {}
     for message in messages:
         try:
-            await session.handle(message)
+            await session.handle(message, message.SerializeToString())  # as a stream hands it over
         except (Unauthenticated, PermissionDenied):
             break  # the stream ends, as designed (a hello naming another worker)
         after = await _whole(store)
@@ -150,7 +150,7 @@ def test_the_fuzzer_reaches_the_store(tmp_path: Path) -> None:
         store, session = await _session(tmp_path)
         for message in messages:
             try:
-                await session.handle(message)
+                await session.handle(message, message.SerializeToString())  # as a stream hands it over
             except (Unauthenticated, PermissionDenied):
                 break
         return any(version > 0 for version in (await store.account_versions(["a", "b"])).values())

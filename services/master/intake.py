@@ -7,6 +7,11 @@ needs: the entities by id, the messages' and comments' packed time keys (time_ke
 their groups, and which messages are a customer's. A snapshot is taken in chunk by chunk
 as its chunks arrive; a delta's upserts pass the same checks.
 
+A snapshot chunk's messages (most of what it holds) are read off the bytes it was parsed
+from, where those are at hand (`Wire`), by imsync's one compiled part (_wire.c). It
+declines what an encoder would not plainly write and every message the checks refuse;
+the Python loop then takes the chunk, and names what is wrong.
+
 Every refusal names the offending field by its path in the sync message (e.g.
 `snapshot.entities.messages[3].message_id`), so a worker's log says what to fix.
 Master-owned fields (read state, pins, counters) are not read here: the master never
@@ -21,7 +26,7 @@ from typing import Any
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
-from . import time_keys
+from . import _wire, time_keys
 from .entity_table import EntityTable
 from .errors import InvalidArgument
 from .validation import MAX_SECONDS, MIN_SECONDS, find_bad_timestamp, timestamps_fit
@@ -37,6 +42,11 @@ COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 _NANOS = 999_999_999
 _INBOUND, _UNSPECIFIED = e.DIRECTION_INBOUND, e.DIRECTION_UNSPECIFIED
+_MESSAGES = sync_pb2.EntityBatch.DESCRIPTOR.fields_by_name["messages"].number
+
+# A batch's bytes on the wire: the message it was parsed from (a SyncDataRequest's bytes)
+# and the field numbers leading from its top to the EntityBatch.
+Wire = tuple[bytes, tuple[int, ...]]
 
 
 class Intake:
@@ -73,12 +83,13 @@ class Intake:
             intake.take(batch, path)
         return intake
 
-    def take(self, batch: sync_pb2.EntityBatch, path: str) -> None:
+    def take(self, batch: sync_pb2.EntityBatch, path: str, wire: Wire | None = None) -> None:
         """Checks every entity of `batch` and takes it in; raises InvalidArgument naming the
         first wrong field. An entity may leave its account_id empty (views always carry
-        the account's); one naming another account is refused."""
+        the account's); one naming another account is refused. `wire`, when given, is
+        where the batch was parsed from."""
         if batch.messages:
-            self.take_messages(batch.messages, f"{path}.messages")
+            self.take_messages(batch.messages, f"{path}.messages", wire)
         if batch.comments:
             self.take_comments(batch.comments, f"{path}.comments")
         for name in ("contents", "conversations", "notifications"):
@@ -86,13 +97,19 @@ class Intake:
             if items:
                 self._take_plain(name, items, f"{path}.{name}")
 
-    def take_messages(self, items: Sequence[e.Message], path: str) -> None:
-        # The hot loop of a snapshot: every read of a field is made once, and time_key is
-        # inlined; the messages stay where they were parsed (entity_table.py).
+    def take_messages(self, items: Sequence[e.Message], path: str, wire: Wire | None = None) -> None:
+        # The hot loop of a snapshot, in C where the chunk's bytes are at hand; here every
+        # read of a field is made once and time_key is inlined. The messages stay where
+        # they were parsed (entity_table.py).
         account_id = self.account_id
         place, places = self.messages.add_part(items), self.messages.where
         keys, groups = self.message_keys, self.messages_by_conversation
         inbound_keys, inbound_conversations, inbound_ids = self.inbound_keys, self.inbound_conversations, self.inbound_ids
+        if wire is not None and _wire.take_messages(
+            wire[0], (*wire[1], _MESSAGES), account_id, MIN_SECONDS, MAX_SECONDS, place, items, places, keys, groups,
+            inbound_keys, inbound_conversations, inbound_ids, self.undirected,
+        ):
+            return
         pack, bias, invert, end = time_keys.HEAD.pack, time_keys.BIAS, time_keys.INVERT, time_keys.END
         for index, m in enumerate(items):
             message_id = m.message_id

@@ -277,9 +277,9 @@ class SyncSession:
 
     # ------------------------------------------------------------- dispatch
 
-    async def handle(self, request: sync_pb2.SyncDataRequest, size: int | None = None) -> None:
-        """Handles one message (of `size` bytes on the wire, when known); raises only for
-        what must end the stream."""
+    async def handle(self, request: sync_pb2.SyncDataRequest, data: bytes | None = None) -> None:
+        """Handles one message (parsed from `data`, when at hand); raises only for what
+        must end the stream."""
         hub = self.hub
         if self.closing:
             return  # unanswered: the worker sends it again on its next stream
@@ -289,8 +289,7 @@ class SyncSession:
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
         try:
-            if size is None:
-                size = request.ByteSize()
+            size = request.ByteSize() if data is None else len(data)
             if size > hub.config.max_message_bytes:
                 raise ResourceExhausted(
                     f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
@@ -301,7 +300,7 @@ class SyncSession:
             elif not self.said_hello:
                 raise FailedPrecondition("the stream must start with hello", field="hello")
             elif kind == "snapshot":
-                await self._chunk(request.snapshot)
+                await self._chunk(request.snapshot, data)
             elif kind == "delta":
                 await self._delta(request.delta)
             elif kind == "heartbeat":
@@ -424,7 +423,7 @@ class SyncSession:
 
     # ------------------------------------------------------------- snapshot
 
-    async def _chunk(self, chunk: sync_pb2.Snapshot) -> None:
+    async def _chunk(self, chunk: sync_pb2.Snapshot, data: bytes | None = None) -> None:
         account_id = chunk.account_id
         if chunk.chunk_index > 0 and self._refused.get(account_id) == chunk.version:
             return
@@ -450,7 +449,7 @@ class SyncSession:
                 f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
             )
         with collector.bulk():
-            pending.intake.take(chunk.entities, "snapshot.entities")
+            pending.intake.take(chunk.entities, "snapshot.entities", None if data is None else (data, _ENTITIES))
         pending.batches.append(chunk.entities)
         pending.next_chunk += 1
         if not chunk.last:
@@ -521,18 +520,25 @@ def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
     return "", 0
 
 
-Received = tuple[sync_pb2.SyncDataRequest, int]
+Received = tuple[sync_pb2.SyncDataRequest, bytes]
+
+# Where a snapshot's entities are in a SyncDataRequest's bytes: its field numbers.
+_ENTITIES = (
+    sync_pb2.SyncDataRequest.DESCRIPTOR.fields_by_name["snapshot"].number,
+    sync_pb2.Snapshot.DESCRIPTOR.fields_by_name["entities"].number,
+)
 
 
 def _received(data: bytes) -> Received:
-    """A sync message and its size on the wire, which the bound is on (ByteSize would walk
-    the whole message again to count it)."""
-    return sync_pb2.SyncDataRequest.FromString(data), len(data)
+    """A sync message and the bytes it was parsed from: the bound is on their size
+    (ByteSize would walk the whole message again to count it), and a snapshot's messages
+    are read off them (intake.py)."""
+    return sync_pb2.SyncDataRequest.FromString(data), data
 
 
 def add_sync_service(servicer: SyncServicer, server: grpc.aio.Server) -> None:
     """Serves SyncData as the generated add_SyncServiceServicer_to_server does, except that
-    each request reaches the servicer with its size on the wire."""
+    each request reaches the servicer with the bytes it was parsed from."""
     name = sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name
     handlers = {
         "SyncData": grpc.stream_stream_rpc_method_handler(
@@ -549,7 +555,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     def __init__(self, hub: SyncHub) -> None:
         self._hub = hub
 
-    async def SyncData(  # type: ignore[override]  # requests come with their size (add_sync_service)
+    async def SyncData(  # type: ignore[override]  # requests come with their bytes (add_sync_service)
         self,
         request_iterator: AsyncIterator[Received],
         context: grpc.aio.ServicerContext[Received, sync_pb2.SyncDataResponse],
@@ -595,8 +601,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def _read(self, requests: AsyncIterator[Received], session: SyncSession) -> None:
         try:
-            async for request, size in requests:
-                await session.handle(request, size)
+            async for request, data in requests:
+                await session.handle(request, data)
         except StoreError as error:  # what ends the stream: a wrong identity
             session.outbound.put_nowait(error)
             return
