@@ -60,12 +60,13 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
     try:
         for checkpoint in found.checkpoints.values():
             store.restore(checkpoint)
-        for seq, account_id, record in found.records:
+            checkpoint.bodies = []  # read: no longer held
+        for seq, account_id, record, body in found.records:
             restored = found.checkpoints.get(account_id)
             if restored is not None and seq <= restored.seq:
                 continue
             try:
-                store.replay(record)
+                store.replay(record, body)
                 replayed += 1
             except StoreError as error:
                 problems.append(f"journal record {seq} of account {account_id!r} no longer applies ({error}); dropped it")

@@ -44,8 +44,8 @@ _NANOS = 999_999_999
 _INBOUND, _UNSPECIFIED = e.DIRECTION_INBOUND, e.DIRECTION_UNSPECIFIED
 _MESSAGES = sync_pb2.EntityBatch.DESCRIPTOR.fields_by_name["messages"].number
 
-# A batch's bytes on the wire: the message it was parsed from (a SyncDataRequest's bytes)
-# and the field numbers leading from its top to the EntityBatch.
+# A batch's bytes on the wire: the message it was parsed from (a SyncDataRequest's bytes,
+# say) and the field numbers leading from its top to the EntityBatch (none: the batch's).
 Wire = tuple[bytes, tuple[int, ...]]
 
 
@@ -77,10 +77,13 @@ class Intake:
         self.replies_by_parent: dict[str, list[bytes]] = {}
 
     @classmethod
-    def of(cls, account_id: str, batches: Iterable[Any], path: str = "entities") -> Intake:
+    def of(
+        cls, account_id: str, batches: Sequence[Any], path: str = "entities", wires: Sequence[Wire] | None = None
+    ) -> Intake:
+        """The intake of `batches` (parsed from `wires`, in step, when given)."""
         intake = cls(account_id)
-        for batch in batches:
-            intake.take(batch, path)
+        for index, batch in enumerate(batches):
+            intake.take(batch, path, None if wires is None else wires[index])
         return intake
 
     def take(self, batch: sync_pb2.EntityBatch, path: str, wire: Wire | None = None) -> None:

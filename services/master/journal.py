@@ -124,6 +124,9 @@ class Checkpoint:
     seq: int
     head: jpb.AccountCheckpoint
     parts: list[sync_pb2.EntityBatch]
+    # The bytes each part was parsed from, in step with parts (the messages are read off
+    # them, intake.py); empty once the account is restored.
+    bodies: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -133,8 +136,8 @@ class Recovered:
     epoch: int = 1
     next_seq: int = 1
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
-    # (seq, account_id, record) of the valid prefix, in order.
-    records: list[tuple[int, str, jpb.Record]] = field(default_factory=list)
+    # (seq, account_id, record, the bytes it was parsed from) of the valid prefix, in order.
+    records: list[tuple[int, str, jpb.Record, bytes]] = field(default_factory=list)
     commands: list[jpb.CommandEntry] = field(default_factory=list)
     # What was dropped, one line each; empty when the file was whole.
     problems: list[str] = field(default_factory=list)
@@ -228,7 +231,7 @@ def read_journal(path: Path) -> Recovered:
 
         # Checkpoints: a checkpoint is whole or it is dropped.
         heads: dict[str, tuple[int, jpb.AccountCheckpoint]] = {}
-        parts: dict[str, dict[int, sync_pb2.EntityBatch]] = {}
+        parts: dict[str, dict[int, tuple[sync_pb2.EntityBatch, bytes]]] = {}
         bad: set[str] = set()
         rows = _rows(
             connection, "SELECT account_id, part, seq, crc, body FROM checkpoints ORDER BY account_id, part", problems, "checkpoints"
@@ -243,7 +246,7 @@ def read_journal(path: Path) -> Recovered:
                 if part == 0:
                     heads[account_id] = (seq, jpb.AccountCheckpoint.FromString(body))
                 else:
-                    parts.setdefault(account_id, {})[part] = sync_pb2.EntityBatch.FromString(body)
+                    parts.setdefault(account_id, {})[part] = (sync_pb2.EntityBatch.FromString(body), body)
             except Exception:  # a body that passed its CRC but does not parse
                 bad.add(account_id)
         for account_id, (seq, head) in heads.items():
@@ -251,7 +254,8 @@ def read_journal(path: Path) -> Recovered:
             if account_id in bad or sorted(have) != list(range(1, head.parts + 1)):
                 bad.add(account_id)
                 continue
-            recovered.checkpoints[account_id] = Checkpoint(seq, head, [have[i] for i in range(1, head.parts + 1)])
+            numbers = range(1, head.parts + 1)
+            recovered.checkpoints[account_id] = Checkpoint(seq, head, [have[i][0] for i in numbers], [have[i][1] for i in numbers])
         for account_id in sorted(bad | (parts.keys() - heads.keys())):
             problems.append(f"checkpoint of account {account_id!r} is damaged; dropped it")
 
@@ -271,7 +275,7 @@ def read_journal(path: Path) -> Recovered:
                 top = max(top, int(rows[-1][0]))
                 break
             top = max(top, seq)
-            recovered.records.append((seq, account_id, record))
+            recovered.records.append((seq, account_id, record, body))
             recovered.journal_bytes[account_id] = recovered.journal_bytes.get(account_id, 0) + len(body)
 
         for request_id, crc, body in _rows(connection, "SELECT request_id, crc, body FROM commands", problems, "commands"):

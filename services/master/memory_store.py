@@ -41,6 +41,13 @@ Key = tuple[int | str, ...]
 
 log = logging.getLogger(__name__)
 
+# Where a journaled snapshot's entities are in its record's bytes: their field numbers.
+_SNAPSHOT_ENTITIES = (
+    jpb.Record.DESCRIPTOR.fields_by_name["snapshot"].number,
+    sync_pb2.Snapshot.DESCRIPTOR.fields_by_name["entities"].number,
+)
+
+
 def _page(
     order: SortedList,
     index: str,
@@ -154,13 +161,15 @@ class MemoryStore:
             marks.read_at.FromNanoseconds(now_ns)
             self._log(state.account_id, jpb.Record(read_marks=marks))
 
-    def replay(self, record: jpb.Record) -> None:
-        """Applies a journaled change again, as it was applied the first time."""
+    def replay(self, record: jpb.Record, body: bytes | None = None) -> None:
+        """Applies a journaled change (parsed from `body`, when at hand) again, as it was
+        applied the first time."""
         kind = record.WhichOneof("change")
         if kind == "snapshot":
             snap = record.snapshot
+            wires = None if body is None else [(body, _SNAPSHOT_ENTITIES)]
             self._apply_snapshot(
-                SnapshotData(snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities)
+                SnapshotData(snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities, wires=wires)
             )
         elif kind == "delta":
             delta = record.delta

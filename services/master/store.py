@@ -17,7 +17,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from .errors import InvalidArgument
-from .intake import Intake
+from .intake import Intake, Wire
 from .retention import Retention
 
 T = TypeVar("T")
@@ -59,6 +59,8 @@ class SnapshotData:
     lease_epoch: int = 0
     # The entities as they were checked in, chunk by chunk; None: taken in from `entities`.
     intake: Intake | None = None
+    # Where each batch was parsed from, in step with `batches`, if at hand (intake.py).
+    wires: Sequence[Wire] | None = None
 
     @property
     def batches(self) -> Sequence[sync_pb2.EntityBatch]:

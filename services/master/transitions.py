@@ -58,7 +58,7 @@ def after_snapshot(
     """The account's state once `snapshot` replaced its collections; `current` is left as it was.
     Its `arrivals` hold the customers' items the snapshot brought."""
     base = current or AccountState.empty(snapshot.account_id)
-    intake = snapshot.intake or Intake.of(snapshot.account_id, snapshot.batches)
+    intake = snapshot.intake or Intake.of(snapshot.account_id, snapshot.batches, wires=snapshot.wires)
     state = _built(base, current, handling, snapshot, intake)
     # Retention keeps out what is older than its floor and not held already. Built first
     # with everything, the state's oldest items tell at once whether anything could be;
