@@ -25,6 +25,7 @@ enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
 enum { DIRECTION_UNSPECIFIED = 0, DIRECTION_INBOUND = 1 };
 
 #define BIAS ((uint64_t)1 << 62)
+#define MAX_FIELD 536870911L /* 2^29 - 1 */
 #define MAX_NANOS 999999999u
 
 typedef struct {
@@ -229,13 +230,13 @@ static int read_all(Py_buffer *data, PyObject *path, const char *account, Py_ssi
         return 0;
     for (Py_ssize_t i = 0; i < depth - 1; i++) {
         long number = PyLong_AsLong(PyTuple_GET_ITEM(path, i));
-        if (number <= 0)
+        if (number <= 0 || number > MAX_FIELD)
             return number == -1 && PyErr_Occurred() ? -1 : 0;
         if (!only_field(s, (uint32_t)number, &s))
             return 0;
     }
     long field = PyLong_AsLong(PyTuple_GET_ITEM(path, depth - 1));
-    if (field <= 0)
+    if (field <= 0 || field > MAX_FIELD)
         return field == -1 && PyErr_Occurred() ? -1 : 0;
 
     Taken *taken = PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(Taken));
