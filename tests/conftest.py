@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -17,7 +18,7 @@ import pytest_asyncio
 from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
-from services.master import collector
+from services.master import _wire, collector
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.redis_store import RedisStore
@@ -55,6 +56,21 @@ def _thawed() -> Iterator[None]:
     so that one test's objects in cycles do not outlive it."""
     yield
     collector.thaw()
+
+
+@pytest.fixture
+def wire_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What the master's compiled reader of messages (_wire.c) answers during the test:
+    True for each batch it read itself, False for each it left to the Python loop."""
+    read: list[bool] = []
+    take = _wire.take_messages
+
+    def spy(*args: Any) -> bool:
+        read.append(take(*args))
+        return read[-1]
+
+    monkeypatch.setattr(_wire, "take_messages", spy)
+    return read
 
 
 @pytest.fixture(scope="session")

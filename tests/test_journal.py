@@ -14,17 +14,14 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import grpc
-import pytest
 
 from imsync_client import ImClient
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master import _wire
 from services.master.commands import CommandBook, CommandState
 from services.master.durability import Recovery, checkpoint_all, compact, open_data_dir
 from services.master.journal import FILE_NAME
@@ -89,26 +86,13 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     return await observable(store, "acc"), ["r-1", "r-2"]
 
 
-def _wire_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """What the compiled reader of messages answers from now on: True for each batch it read."""
-    read: list[bool] = []
-    take = _wire.take_messages
-
-    def spy(*args: Any) -> bool:
-        read.append(take(*args))
-        return read[-1]
-
-    monkeypatch.setattr(_wire, "take_messages", spy)
-    return read
-
-
-async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_reads: list[bool]) -> None:
     shown, replies = await _busy_store(tmp_path, seed=3)
-    read = _wire_reads(monkeypatch)
+    wire_reads.clear()  # what the restart reads, not what the first store did
     store, book, recovery = _open(tmp_path)
     try:
         assert recovery.problems == [] and recovery.records > 6
-        assert read and all(read), "the journaled snapshot's messages are read off its bytes"
+        assert wire_reads and all(wire_reads), "the journaled snapshot's messages are read off its bytes"
         assert await observable(store, "acc") == shown
         states = [(await book.get(request_id)).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
@@ -117,7 +101,7 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, monkeypa
         await recovery.journal.close()
 
 
-async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path, wire_reads: list[bool]) -> None:
     shown, _ = await _busy_store(tmp_path, seed=5)
     store, _, recovery = _open(tmp_path)
     journal = recovery.journal
@@ -131,10 +115,10 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
         assert db.execute("SELECT count(*) FROM journal").fetchone() == (1,), "compaction deleted the rows it covers"
         assert db.execute("SELECT count(*) FROM checkpoints WHERE account_id = 'acc'").fetchone()[0] >= 2
 
-    read = _wire_reads(monkeypatch)
+    wire_reads.clear()
     store, _, recovery = _open(tmp_path)
     assert recovery.problems == [] and recovery.records == 1
-    assert read and all(read), "the checkpoint's messages are read off its bytes"
+    assert wire_reads and all(wire_reads), "the checkpoint's messages are read off its bytes"
     assert await observable(store, "acc") == shown
     await checkpoint_all(store, recovery.journal)
     await recovery.journal.close()

@@ -15,7 +15,6 @@ from imsync_client import SyncClient, SyncRefused, split_batch
 from services.common import rpc_errors
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
-from services.master import _wire
 
 from .conftest import NOW, Master, push_all, token_for
 
@@ -115,19 +114,11 @@ async def test_master_owned_fields_sent_by_a_worker_are_ignored(master: Master, 
 
 
 async def test_snapshots_over_the_wire_are_read_off_their_bytes(
-    master: Master, accounts: list[SampleAccount], monkeypatch: pytest.MonkeyPatch
+    master: Master, accounts: list[SampleAccount], wire_reads: list[bool]
 ) -> None:
     """SyncData hands each request's bytes on: the compiled reader takes the messages."""
-    read: list[bool] = []
-    take = _wire.take_messages
-
-    def spy(*args: Any) -> bool:
-        read.append(take(*args))
-        return read[-1]
-
-    monkeypatch.setattr(_wire, "take_messages", spy)
     await push_all(master, accounts)
-    assert read and all(read)
+    assert wire_reads and all(wire_reads)
     for account in accounts:
         stats = await master.store.unified_stats(account.account_id)
         assert stats.unread_direct_messages == sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
