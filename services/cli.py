@@ -353,15 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "worker":
             from pathlib import Path
 
+            from services.worker.command_log import CommandLogError
             from services.worker.config import ConfigError, load_worker_config
             from services.worker.main import run_worker
 
             try:
                 worker_config = load_worker_config(Path(args.config))
-            except ConfigError as error:
+                asyncio.run(run_worker(worker_config))
+            except (ConfigError, CommandLogError) as error:
                 print(f"imsync worker: {args.config}: {error}", file=sys.stderr)
                 return 2
-            asyncio.run(run_worker(worker_config))
         elif args.command == "api-key":
             from pathlib import Path
 

@@ -224,6 +224,67 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
         assert engine.sessions >= 2
 
 
+async def _answered(master: MasterHandle, request_id: str) -> sync_pb2.CommandResult:
+    assert master.process is not None
+    async with asyncio.timeout(10):
+        while (current := await master.process.book.get(request_id)) is None or current.state is CommandState.PENDING:
+            await asyncio.sleep(0.05)
+    assert current.result is not None
+    return current.result
+
+
+async def test_a_restarted_worker_answers_from_its_command_log_without_performing_again(
+    master: MasterHandle, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "worker" / "commands.sqlite3"
+    performed: list[str] = []
+
+    async def perform(command: sync_pb2.Command) -> sync_pb2.CommandResult:
+        performed.append(command.request_id)
+        return sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id=f"sent-{len(performed)}")
+
+    assert master.process is not None
+    command = sync_pb2.Command(request_id="r-5", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+    await master.process.book.submit(command)
+    async with running(engine_for(master, ["acc"], on_command=perform, command_log=log_file)):
+        assert (await _answered(master, "r-5")).created_id == "sent-1"
+    # A new worker process over the same file; a master that lost the result (its data
+    # directory gone) delivers the command again.
+    await master.restart(lose_state=True)
+    assert master.process is not None
+    await master.process.book.submit(command)
+    async with running(engine_for(master, ["acc"], on_command=perform, command_log=log_file)):
+        again = await _answered(master, "r-5")
+    assert (again.outcome, again.created_id) == (sync_pb2.COMMAND_OUTCOME_SENT, "sent-1")
+    assert performed == ["r-5"]
+
+
+async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_again(master: MasterHandle, tmp_path: Path) -> None:
+    log_file = tmp_path / "commands.sqlite3"
+    started = asyncio.Event()
+    performed: list[str] = []
+
+    async def hangs(command: sync_pb2.Command) -> sync_pb2.CommandResult:
+        performed.append(command.request_id)
+        started.set()
+        await asyncio.Event().wait()  # the click may have happened; the worker never learns
+        raise AssertionError("unreachable")
+
+    assert master.process is not None
+    command = sync_pb2.Command(request_id="r-6", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+    await master.process.book.submit(command)
+    first = engine_for(master, ["acc"], on_command=hangs, command_log=log_file)
+    async with running(first):
+        await asyncio.wait_for(started.wait(), 10)
+    for task in first._running.values():
+        task.cancel()  # as the process dying does
+    async with running(engine_for(master, ["acc"], on_command=hangs, command_log=log_file)):
+        result = await _answered(master, "r-6")
+    assert result.outcome == sync_pb2.COMMAND_OUTCOME_FAILED
+    assert result.reason == e.FAILURE_REASON_OUTCOME_UNKNOWN and "look there" in result.message
+    assert performed == ["r-6"]
+
+
 async def test_commands_for_an_absent_worker_expire_visibly(master: MasterHandle) -> None:
     assert master.process is not None
     book = master.process.book

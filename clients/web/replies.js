@@ -11,6 +11,7 @@ const REASONS = {
   rate_limited: "the platform asks to slow down",
   expired: "no worker performed it in time",
   platform_error: "the platform failed",
+  outcome_unknown: "the worker stopped while sending it, so it may have been sent: look before sending it again",
 };
 
 export function reasonText(reply) {

@@ -7,6 +7,7 @@
     crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
     crawl_timeout = 120                # a crawl taking longer is abandoned and reported
     window = 8                         # unacknowledged versions per account before coalescing
+    command_log = "commands.sqlite3"   # the replies begun and their results, kept across restarts
     tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its certificate ...
     tls_cert = "certs/worker-1.pem"    # ... and, for a master that demands one, this worker's
     tls_key = "certs/worker-1.key"     #     certificate and key (paths relative to this file)
@@ -59,6 +60,8 @@ class WorkerConfig:
     crawl_timeout: float = 120.0
     window: int = 8
     tls: ClientTls | None = None
+    # Replies begun and their results (command_log.py); relative paths are to the file's folder.
+    command_log: Path | None = None
 
 
 _ADAPTERS = ("douyin", "sample")
@@ -123,6 +126,9 @@ def load_worker_config(path: Path) -> WorkerConfig:
     window = raw.get("window", 8)
     if not isinstance(window, int) or window < 1:
         raise ConfigError("window: must be a positive integer")
+    command_log = raw.get("command_log", "commands.sqlite3")
+    if not isinstance(command_log, str) or not command_log:
+        raise ConfigError("command_log: must be a file name")
     return WorkerConfig(
         master=_require(raw, "master", str, ""),
         worker_id=_require(raw, "worker_id", str, ""),
@@ -130,5 +136,6 @@ def load_worker_config(path: Path) -> WorkerConfig:
         accounts=tuple(accounts),
         window=window,
         tls=tls,
+        command_log=path.parent / command_log,
         **numbers,
     )

@@ -118,7 +118,10 @@ async def run_worker(config: WorkerConfig) -> None:
         return await adapter.perform(command)
 
     engine = SyncEngine(
-        EngineConfig(master=config.master, worker_id=config.worker_id, token=config.token, window=config.window, tls=config.tls),
+        EngineConfig(
+            master=config.master, worker_id=config.worker_id, token=config.token, window=config.window, tls=config.tls,
+            command_log=config.command_log,
+        ),
         adapters,
         perform,
     )

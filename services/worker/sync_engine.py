@@ -15,6 +15,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from services.common.tls import ClientTls, open_channel
 
 from .account_state import AccountView
 from .account_sync import AccountSync
+from .command_log import CommandLog
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ class EngineConfig:
     liveness_intervals: float = 3.0
     # Results of performed commands kept to answer a command delivered again.
     remembered_results: int = 10_000
+    # Where the commands begun and their results are kept across restarts (command_log.py);
+    # None: in memory only, so a restarted worker may perform a command again.
+    command_log: Path | None = None
     # TLS to the master; None speaks plain text.
     tls: ClientTls | None = None
 
@@ -80,6 +85,7 @@ class SyncEngine:
         self._status: dict[str, sync_pb2.AccountStatusReport] = {}
         self._status_dirty: set[str] = set()
         self._results: OrderedDict[str, sync_pb2.CommandResult] = OrderedDict()
+        self._log = CommandLog(config.command_log, keep=config.remembered_results) if config.command_log else None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._unsent: list[sync_pb2.SyncDataRequest] = []
         self._outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] | None = None
@@ -314,10 +320,18 @@ class SyncEngine:
         self._running[request_id] = asyncio.create_task(self._perform(command))
 
     async def _perform(self, command: sync_pb2.Command) -> None:
+        begun = False
         try:
-            if self._on_command is None:
-                raise RuntimeError("this worker performs no commands")
-            result = await self._on_command(command)
+            prior = None if self._log is None else await asyncio.to_thread(self._log.prior, command.request_id)
+            if prior is not None:
+                result = prior  # begun before this worker restarted: never performed twice
+            else:
+                if self._on_command is None:
+                    raise RuntimeError("this worker performs no commands")
+                if self._log is not None:
+                    await asyncio.to_thread(self._log.begin, command)
+                begun = True
+                result = await self._on_command(command)
         except Exception as error:
             log.exception("command %s failed", command.request_id)
             result = sync_pb2.CommandResult(
@@ -327,6 +341,11 @@ class SyncEngine:
         result.account_id = command.account_id
         if not result.HasField("performed_at"):
             result.performed_at.GetCurrentTime()
+        if begun and self._log is not None:
+            try:
+                await asyncio.to_thread(self._log.finish, command.request_id, result)
+            except Exception:  # the result still goes to the master, which keeps it
+                log.exception("could not record the result of command %s", command.request_id)
         self._results[command.request_id] = result
         while len(self._results) > self.config.remembered_results:
             self._results.popitem(last=False)

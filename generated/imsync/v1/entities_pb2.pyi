@@ -104,6 +104,10 @@ class _FailureReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Failure
     """No worker performed it before it expired (the owning worker was away)."""
     FAILURE_REASON_PLATFORM_ERROR: _FailureReason.ValueType  # 6
     """The page or the platform failed in another way."""
+    FAILURE_REASON_OUTCOME_UNKNOWN: _FailureReason.ValueType  # 7
+    """The worker stopped while performing it: it may or may not have reached the platform,
+    so it is not performed again; look there before sending it once more.
+    """
 
 class FailureReason(_FailureReason, metaclass=_FailureReasonEnumTypeWrapper):
     """Why a reply or a private message could not be performed on the platform."""
@@ -121,6 +125,10 @@ FAILURE_REASON_EXPIRED: FailureReason.ValueType  # 5
 """No worker performed it before it expired (the owning worker was away)."""
 FAILURE_REASON_PLATFORM_ERROR: FailureReason.ValueType  # 6
 """The page or the platform failed in another way."""
+FAILURE_REASON_OUTCOME_UNKNOWN: FailureReason.ValueType  # 7
+"""The worker stopped while performing it: it may or may not have reached the platform,
+so it is not performed again; look there before sending it once more.
+"""
 Global___FailureReason: _TypeAlias = FailureReason  # noqa: Y015
 
 class _ContentType:
