@@ -281,7 +281,7 @@ async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_agai
     async with running(engine_for(master, ["acc"], on_command=hangs, command_log=log_file)):
         result = await _answered(master, "r-6")
     assert result.outcome == sync_pb2.COMMAND_OUTCOME_FAILED
-    assert result.reason == e.FAILURE_REASON_OUTCOME_UNKNOWN and "look there" in result.message
+    assert result.reason == e.FAILURE_REASON_OUTCOME_UNKNOWN and "restarted" in result.message
     assert performed == ["r-6"]
 
 

@@ -65,8 +65,8 @@ class CommandLog:
             return sync_pb2.CommandResult(
                 outcome=sync_pb2.COMMAND_OUTCOME_FAILED,
                 reason=e.FAILURE_REASON_OUTCOME_UNKNOWN,
-                message="the worker stopped while performing it, so it may have reached the platform; "
-                "look there before sending it again",
+                # The reason says what to do (the console shows both).
+                message="begun before the worker restarted; no result was recorded",
             )
         return sync_pb2.CommandResult.FromString(row[0])
 
