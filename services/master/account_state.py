@@ -347,15 +347,16 @@ class AccountState:
     def _note_new_arrivals(self, previous: AccountState) -> None:
         """Marks as new what this version brings that the previous one did not have."""
         handling = self.handling
-        # Found with set operations; then walked in the snapshot's order, as announced.
+        # Found with set operations; then walked in the snapshot's order, as announced,
+        # looking at the new ones only (a table makes an entity's wrapper when asked).
         new = self.messages.keys() - previous.messages.keys()
-        for mid, m in self.messages.items() if new else ():
-            if mid in new and self.is_inbound(m):
+        for mid in self.messages if new else ():
+            if mid in new and self.is_inbound(m := self.messages[mid]):
                 handling.new_items.add(message_key(mid))
                 self.arrivals.append(m)
         new = self.comments.keys() - previous.comments.keys()
-        for cid, c in self.comments.items() if new else ():
-            if cid in new and not self.is_own(c):
+        for cid in self.comments if new else ():
+            if cid in new and not self.is_own(c := self.comments[cid]):
                 handling.new_items.add(comment_key(cid))
                 self.arrivals.append(c)
         handling.new_contents.update(cid for cid in self.contents if cid not in previous.contents)

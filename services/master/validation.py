@@ -86,15 +86,6 @@ def find_bad_timestamp(message: ProtoMessage, path: str, skip: Collection[str] =
                 find_bad_timestamp(item, where)
 
 
-@cache
-def entity_plan(descriptor: Descriptor, master_owned: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The Timestamp fields of an entity type the master does not own, when they are all
-    plain fields of it; None when some are deeper or repeated."""
-    plan = [step for step in _timestamp_plan(descriptor) if step[0] not in master_owned]
-    direct = tuple(name for name, repeated, is_timestamp in plan if is_timestamp and not repeated)
-    return direct if len(direct) == len(plan) else None
-
-
 def clean_removals(removals: sync_pb2.Removals, path: str) -> None:
     for name in ("content_ids", "comment_ids", "conversation_ids", "message_ids", "notification_ids"):
         for index, key in enumerate(getattr(removals, name)):
