@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def _worker_config(folder: Path, master: str, sim: str, uids: list[str], config:
 
 async def _wait_for_accounts(base: str, count: int) -> None:
     """Until every account's first crawl has reached the master."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the poll is not news
     async with httpx.AsyncClient(timeout=5) as http:
         async with asyncio.timeout(120):
             while True:

@@ -14,9 +14,13 @@ from .conftest import token_for, write_tokens
 
 
 class DemoProcesses:
-    def __init__(self, tmp: Path, *, accounts: int = 2, master_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tmp: Path, *, accounts: int = 2, master_args: Sequence[str] = (), by_qr: frozenset[str] = frozenset()
+    ) -> None:
         self.tmp = tmp
         self.accounts = accounts
+        # Accounts the worker logs in by QR code, relayed to the console (the others by password).
+        self.by_qr = by_qr
         self.master_args = ["master", "--worker-tokens", str(write_tokens(tmp / "tokens.toml")), *master_args]
         self.sim: processes.Child | None = None
         self.master: processes.Child | None = None
@@ -37,7 +41,9 @@ class DemoProcesses:
         config.write_text(
             f'master = "{self.master_address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
             f"crawl_interval = 1\ncrawl_timeout = 30\n"
-            + worker_accounts(self.sim.address, [f"shop-{i}" for i in range(self.accounts)], self.uids, page_timeout=5)
+            + worker_accounts(
+                self.sim.address, [f"shop-{i}" for i in range(self.accounts)], self.uids, page_timeout=5, by_qr=self.by_qr
+            )
         )
         self.worker = await processes.start(["worker", "--config", str(config)])
 

@@ -18,6 +18,7 @@ from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
@@ -53,7 +54,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     keys_file = tmp_path / "api-keys.toml"
     keys = {
         "a-reader": create_api_key(keys_file, "a-reader", ["shop-a"], ["read"]),
-        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply"]),
+        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply", "login"]),
         "all": create_api_key(keys_file, "all", ["*"], ["read", "reply"]),
     }
     config = MasterConfig(
@@ -110,6 +111,9 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         "SendReply": ("send_reply", rep.SendReplyRequest(
             account_id=account, request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"))),
         "StreamEvents": ("stream_events", ev.StreamEventsRequest(account_ids=[account])),
+        "GetLogin": ("get_login", lg.GetLoginRequest(account_id=account)),
+        "SubmitLoginCode": ("submit_login_code", lg.SubmitLoginCodeRequest(account_id=account, code="123456")),
+        "RestartLogin": ("restart_login", lg.RestartLoginRequest(account_id=account)),
         # Found by id alone, so asked by id: ListAccounts and GetReply are tested on their own below.
         "ListAccounts": ("list_accounts", acc.ListAccountsRequest()),
         "GetReply": ("get_reply", rep.GetReplyRequest(request_id="r-of-b" if exists else "no-such-reply")),
@@ -159,6 +163,7 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
         if "account_id" in request.DESCRIPTOR.fields_by_name and request.DESCRIPTOR.name not in (
             "ListConversationsRequest", "ListMessagesRequest", "ListContentsRequest", "ListDiscussionsRequest",
             "ListUnifiedMessagesRequest", "GetUnifiedStatsRequest", "GetAccountRequest",
+            "GetLoginRequest", "SubmitLoginCodeRequest", "RestartLoginRequest",
         ):
             by_id = await _status(rig, method, _without_account_id(request), "a-agent")
             by_made_up_id = await _status(rig, method, _without_account_id(nobody_request), "a-agent")
@@ -244,6 +249,9 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             ("PUT", "/api/im/unified-messages/read-many", {"account_id": "{a}", "ids": [f"message:{b.messages[0].message_id}"]}),
             ("POST", "/api/im/replies", {"account_id": "{a}", "request_id": "r", "send_message": {"conversation_id": b.conversations[0].conversation_id, "text": "x"}}),
             ("GET", "/api/im/events?account_ids={a}", None),
+            ("GET", "/api/im/accounts/{a}/login", None),
+            ("POST", "/api/im/accounts/{a}/login/code", {"code": "123456"}),
+            ("POST", "/api/im/accounts/{a}/login/restart", {}),
         ]
         # Every route of the IM API is here, but the two that take no account (tested above).
         every = routes_of(im_services())

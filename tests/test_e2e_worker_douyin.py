@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,33 @@ from . import waiting
 from .demo_processes import DemoProcesses
 
 pytestmark = pytest.mark.e2e
+
+
+def chromium_browsers(ancestor: int) -> list[int]:
+    """The Chromium browser processes (not their renderers and helpers) under a process."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+        return False
+
+    return [
+        pid for pid, command in commands.items()
+        if under(pid) and "chrom" in command.split(" ")[0] and "--type=" not in command
+    ]
 
 
 async def eventually(check: Callable[[], Any]) -> Any:
@@ -143,12 +169,11 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
             await eventually(recovered)  # the worker logged in again by itself
             assert len(await all_items(http, "/api/im/messages", "messages", account_id="shop-1")) >= before
 
-            # 5. The browser killed under the worker: it starts a new one and goes on.
-            profile = str(tmp_path / "profiles" / "shop-1")
-            found = subprocess.run(["pgrep", "-f", f"user-data-dir={profile}"], capture_output=True, text=True).stdout.split()
-            assert found, "the worker runs a browser for the account"
-            for pid in found:
-                os.kill(int(pid), signal.SIGKILL)
+            # 5. One Chromium for both accounts; killed under the worker, it starts a new one and goes on.
+            browsers = chromium_browsers(worker.process.pid)
+            assert len(browsers) == 1, f"one browser for every account of the worker: {browsers}"
+            for pid in browsers:
+                os.kill(pid, signal.SIGKILL)
             crawled_before = (await http.get("/api/im/accounts/shop-1")).json()["data"]["user"]["last_crawl_at"]
 
             async def crawling_again() -> bool:

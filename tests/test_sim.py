@@ -106,14 +106,102 @@ async def test_fault_switches(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
     assert simulator.faults.slow_ms == 0 and not simulator.faults.hang
 
 
-def test_the_platform_grows_over_time() -> None:
+def test_the_platform_changes_over_time_and_stays_consistent() -> None:
+    """Customers write, like and follow, delete comments (with the replies under them),
+    start conversations; the account publishes works. Counts stay true to what is held."""
     platform = Platform(accounts=2, seed=9, now=NOW)
-    before = sum(len(a.comments) + len(a.messages) for a in platform.accounts.values())
-    for step in range(20):
+
+    def count(kind: str) -> int:
+        return sum(len(getattr(a, kind)) for a in platform.accounts.values())
+
+    before = {kind: count(kind) for kind in ("comments", "messages", "notices", "conversations", "works")}
+    for step in range(400):
         platform.tick(NOW + step)
-    assert sum(len(a.comments) + len(a.messages) for a in platform.accounts.values()) == before + 20
+    for kind in ("messages", "notices", "conversations", "works"):
+        assert count(kind) > before[kind], kind
+    assert any(account.deleted for account in platform.accounts.values()), "some comments were deleted"
+    for account in platform.accounts.values():
+        for work in account.works:
+            assert work["comment_count"] == sum(c["aweme_id"] == work["item_id"] for c in account.comments.values())
+        for comment in account.comments.values():
+            if comment["reply_id"] != "0":
+                assert comment["reply_id"] in account.comments, "no reply outlives its comment"
+            else:
+                replies = sum(c["reply_id"] == comment["cid"] for c in account.comments.values())
+                assert comment["reply_comment_total"] == replies
+        assert not account.deleted & set(account.comments)
     again = Platform(accounts=2, seed=9, now=NOW)
     assert again.truth(next(iter(again.accounts))) == Platform(accounts=2, seed=9, now=NOW).truth(next(iter(again.accounts)))
+
+
+def test_every_message_stored_is_pushed_to_whoever_listens() -> None:
+    platform = Platform(accounts=1, seed=4, now=NOW)
+    uid = next(iter(platform.accounts))
+    heard: list[tuple[str, dict[str, Any]]] = []
+    stop = platform.listen(lambda account, frame: heard.append((account, frame)))
+    written = platform.customer_writes(uid, "message", "在吗", NOW)
+    sent = platform.send(uid, written["conversation_id"], "在的", NOW)
+    stop()
+    platform.customer_writes(uid, "message", "不听了", NOW)
+    assert [(a, f["message"]["server_id"]) for a, f in heard] == [(uid, written["server_id"]), (uid, sent["server_id"])]
+    assert heard[0][1]["conversation"]["last_message"]["content"] == "在吗", "the conversation as it was then"
+
+
+async def test_qr_login_with_an_sms_step(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    uid = next(iter(simulator.platform.accounts))
+    await http.post("/__sim/login", json={"sms_uids": [uid], "sms_tries": 2})
+    qr = (await http.get("/passport/web/get_qrcode/")).json()["data"]
+    assert qr["qrcode"] and qr["expire_time"] > NOW and qr["token"] in qr["qrcode_index_url"]
+
+    async def check() -> httpx.Response:
+        return await http.get("/passport/web/check_qrconnect/", params={"token": qr["token"]})
+
+    assert (await check()).json()["data"]["status"] == "1"
+    assert (await http.post("/__sim/scan", json={"token": "nope", "uid": uid})).status_code == 400
+    assert (await http.post("/__sim/scan", json={"token": qr["token"], "uid": uid})).json() == {"status": "verify"}
+    asked = (await check()).json()["data"]
+    assert asked["status"] == "verify" and asked["tries_left"] == 2 and "******" in asked["mobile"]
+    code = (await http.get("/__sim/sms", params={"uid": uid})).json()["codes"][-1]
+    wrong = (await http.post("/passport/web/sms_verify/", json={"token": qr["token"], "code": "x" + code})).json()
+    assert wrong["data"]["error_code"] == 1202 and wrong["data"]["tries_left"] == 1
+    assert (await http.get("/aweme/v1/creator/item/list/")).json()["status_code"] == 8, "not logged in yet"
+    taken = await http.post("/passport/web/sms_verify/", json={"token": qr["token"], "code": code})
+    assert taken.json()["message"] == "success" and taken.cookies.get("sessionid")
+    assert (await http.get("/aweme/v1/creator/item/list/")).json()["status_code"] == 0
+    # A second browser cannot log in with the same code.
+    assert (await http.post("/passport/web/sms_verify/", json={"token": qr["token"], "code": code})).json()["message"] == "error"
+
+
+async def test_a_qr_code_expires_and_too_many_wrong_codes_start_over(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    uid = next(iter(simulator.platform.accounts))
+    now = [1000.0]
+    simulator.logins.clock = lambda: now[0]
+    await http.post("/__sim/login", json={"qr_ttl_s": 60, "sms_uids": [uid], "sms_tries": 2})
+    token = (await http.get("/passport/web/get_qrcode/")).json()["data"]["token"]
+    now[0] += 61
+    assert (await http.get("/passport/web/check_qrconnect/", params={"token": token})).json()["data"]["status"] == "5"
+    assert (await http.post("/__sim/scan", json={"token": token, "uid": uid})).status_code == 400, "an expired code scans to nothing"
+    token = (await http.get("/passport/web/get_qrcode/")).json()["data"]["token"]
+    await http.post("/__sim/scan", json={"token": token, "uid": uid})
+    for _ in range(2):
+        last = (await http.post("/passport/web/sms_verify/", json={"token": token, "code": "wrong"})).json()
+    assert last["data"]["error_code"] == 1203 and last["data"]["tries_left"] == 0
+    assert (await http.get("/passport/web/check_qrconnect/", params={"token": token})).json()["data"]["status"] == "5"
+
+
+async def test_notices_page_like_the_other_lists(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
+    simulator, http = sim
+    uid = next(iter(simulator.platform.accounts))
+    await login(http, uid)
+    first = (await http.get("/aweme/v1/web/notice/", params={"count": 4})).json()
+    assert first["has_more"] and len(first["notice_list_v2"]) == 4
+    rest = (await http.get("/aweme/v1/web/notice/", params={"cursor": first["cursor"], "count": 50})).json()
+    notices = first["notice_list_v2"] + rest["notice_list_v2"]
+    assert {n["nid"] for n in notices} == set(simulator.platform.accounts[uid].notices)
+    assert all({"nid", "type", "create_time", "from_user", "content"} <= set(n) for n in notices)
+    assert [n["create_time"] for n in notices] == sorted((n["create_time"] for n in notices), reverse=True)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +224,10 @@ async def test_the_pages_work_in_chromium(sim_process: tuple[str, str]) -> None:
             page = await browser.new_page(viewport={"width": 1100, "height": 800})
             await page.goto(f"{base}/creator-micro/content/manage")
             assert page.url.endswith("/login"), "logged out: the login page replaces the creator pages"
+            await page.click("details summary")  # the simulator's password shortcut
             await page.select_option("select[name=uid]", uid)
             await page.fill("input[name=password]", "sim")
-            await page.click("button[type=submit]")
+            await page.click("form[action='/login'] button[type=submit]")
             await page.wait_for_selector("li.work")
             truth = httpx.get(f"{base}/__sim/truth", params={"uid": uid}).json()
             assert await page.locator("li.work").count() == len(truth["works"])

@@ -75,6 +75,10 @@ export const api = {
   markWorkRead: (accountId, contentId) =>
     call("PUT", `/api/im/contents/${encodeURIComponent(contentId)}/read`, { body: { account_id: accountId } }),
   sendReply: (body) => call("POST", "/api/im/replies", { body }),
+  login: (accountId) => call("GET", `/api/im/accounts/${encodeURIComponent(accountId)}/login`),
+  submitLoginCode: (accountId, code) =>
+    call("POST", `/api/im/accounts/${encodeURIComponent(accountId)}/login/code`, { body: { code } }),
+  restartLogin: (accountId) => call("POST", `/api/im/accounts/${encodeURIComponent(accountId)}/login/restart`, { body: {} }),
   reply: (requestId) => call("GET", `/api/im/replies/${encodeURIComponent(requestId)}`),
 };
 

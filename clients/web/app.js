@@ -1,6 +1,7 @@
 // The imsync console: accounts, the unified inbox, conversations and works, replies and
 // live updates, over the gateway's public REST API and its event stream only.
 
+import { AccountPanel, health, healthBadge } from "./account.js";
 import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { ConversationView } from "./conversation.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
@@ -12,8 +13,8 @@ const TYPES = [
   ["direct_message", "Messages"],
   ["comment", "Comments"],
   ["discussion", "Replies"],
+  ["notification", "Notifications"],
 ];
-const LOGIN = { logged_in: "logged in", logged_out: "logged out", unspecified: "status unknown" };
 
 const state = {
   accounts: [],
@@ -66,6 +67,7 @@ function renderAccounts() {
           type: "button",
           class: `account ${state.selected === id ? "selected" : ""}`,
           "aria-pressed": state.selected === id ? "true" : "false",
+          dataset: { account: id },
           onclick: () => select(id),
         },
         picture,
@@ -80,13 +82,7 @@ function renderAccounts() {
       entry(
         a.account_id,
         a.user_name || a.account_id,
-        h(
-          "span",
-          {},
-          `${a.platform} · `,
-          h("span", { class: `login ${a.login_state}` }, LOGIN[a.login_state] || a.login_state),
-          a.online ? null : h("span", { class: "offline" }, " · worker offline"),
-        ),
+        h("span", {}, `${a.platform} · `, healthBadge(a)),
         unread(a.account_id),
         avatar(a.user_name),
       ),
@@ -109,6 +105,21 @@ async function select(id) {
   closeDetail();
   renderAccounts();
   await reloadList();
+}
+
+function selectedAccount() {
+  return state.accounts.find((a) => a.account_id === state.selected) || null;
+}
+
+// With one account chosen and nothing else open, the detail area shows the account's
+// health and its login.
+function showAccountPanel({ focus = false } = {}) {
+  const account = selectedAccount();
+  if (!account) return;
+  state.detail = new AccountPanel($("detail"), { account });
+  state.detailKey = `account:${account.account_id}`;
+  if (focus) document.body.classList.add("detail-open");
+  state.detail.open();
 }
 
 // -------------------------------------------------------------------- inbox
@@ -169,8 +180,9 @@ function itemKey(item) {
 function inboxRow(item) {
   const message = item.message;
   const comment = item.comment;
-  const who = message ? message.sender || {} : (comment && comment.author) || {};
-  const kind = { direct_message: "Message", comment: "Comment", discussion: "Reply" }[item.type] || item.type;
+  const notification = item.notification;
+  const who = message ? message.sender || {} : comment ? comment.author || {} : (notification && notification.actor) || {};
+  const kind = { direct_message: "Message", comment: "Comment", discussion: "Reply", notification: "Notification" }[item.type] || item.type;
   const key = itemKey(item);
   return h(
     "li",
@@ -194,7 +206,7 @@ function inboxRow(item) {
         h("span", { class: `kind ${item.type}` }, kind),
         state.selected === "all" ? h("span", { class: "muted small" }, accountName(item.account_id)) : null,
       ),
-      h("p", { class: "text" }, (message ? message.content : comment ? comment.content : "") || "(no text)"),
+      h("p", { class: "text" }, (message ? message.content : comment ? comment.content : notification ? notification.text : "") || "(no text)"),
     ),
     time(item.create_time),
   );
@@ -203,11 +215,23 @@ function inboxRow(item) {
 function renderList() {
   const list = $("list");
   list.setAttribute("aria-label", state.view === "inbox" ? "Inbox" : "Works");
+  const account = selectedAccount();
+  const trouble = account && health(account).tone !== "ok" ? health(account) : null;
+  const alert = trouble
+    ? h(
+        "li",
+        { class: `account-alert ${trouble.tone}` },
+        h("strong", {}, trouble.label),
+        trouble.why ? ` — ${trouble.why}` : "",
+        h("button", { type: "button", class: "link", onclick: () => { closeDetail({ showAccount: false }); showAccountPanel({ focus: true }); } }, "Details"),
+      )
+    : null;
   if (state.view === "inbox") {
     const items = visibleInbox();
     const more = [...state.cursors.values()].some((c) => c.hasMore);
     replace(
       list,
+      alert,
       items.length ? items.map(inboxRow) : h("li", { class: "empty" }, state.unreadOnly ? "Nothing unread. 🎉" : "Nothing here yet."),
       more ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: loadMoreInbox }, "Load older")) : null,
     );
@@ -215,6 +239,7 @@ function renderList() {
   } else {
     replace(
       list,
+      alert,
       state.works.length
         ? state.works.map((work) => workCard(work, { selected: state.detailKey === `work:${work.account_id}:${work.content_id}`, onOpen: openWork }))
         : h("li", { class: "empty" }, "No works yet."),
@@ -270,6 +295,17 @@ function setUnreadOnly(on) {
 
 async function openItem(item, { reply = false } = {}) {
   state.active = itemKey(item);
+  if (item.notification) {
+    // A notification is read where it is shown; one about a work opens the work.
+    if (!item.is_read) {
+      await api.markItemRead(item.account_id, item.id);
+      item.is_read = true;
+      renderList();
+      onMarkedRead(item.account_id);
+    }
+    if (item.notification.content_id) await openDetail(itemKey(item), WorkView, { contentId: item.notification.content_id }, item.account_id, false);
+    return;
+  }
   if (item.message) await openDetail(itemKey(item), ConversationView, { conversationId: item.message.conversation_id }, item.account_id, reply);
   else await openDetail(itemKey(item), WorkView, { contentId: item.comment.content_id, focusCommentId: item.comment.comment_id }, item.account_id, reply);
 }
@@ -281,7 +317,7 @@ async function openWork(work) {
 }
 
 async function openDetail(key, View, options, accountId, reply) {
-  closeDetail();
+  closeDetail({ showAccount: false });
   state.detailKey = key;
   document.body.classList.add("detail-open");
   const root = $("detail");
@@ -295,12 +331,13 @@ async function openDetail(key, View, options, accountId, reply) {
   }
 }
 
-function closeDetail() {
+function closeDetail({ showAccount = true } = {}) {
   if (state.detail) state.detail.destroy();
   state.detail = null;
   state.detailKey = "";
   document.body.classList.remove("detail-open");
   replace($("detail"), h("p", { class: "placeholder" }, "Pick a message, a comment or a work."));
+  if (showAccount) showAccountPanel();
 }
 
 function backToList() {
@@ -325,16 +362,18 @@ async function onMarkedRead(accountId) {
 
 function onEvent(event) {
   const accountId = event.account_id;
-  if (event.type === "new_message" || event.type === "new_comment") {
-    const entity = event.message || event.comment;
+  if (event.type === "new_message" || event.type === "new_comment" || event.type === "new_notification") {
+    const entity = event.message || event.comment || event.notification;
     const item = event.message
       ? { id: `message:${entity.message_id}`, type: "direct_message", message: entity }
-      : { id: `comment:${entity.comment_id}`, type: entity.parent_comment_id ? "discussion" : "comment", comment: entity };
+      : event.comment
+        ? { id: `comment:${entity.comment_id}`, type: entity.parent_comment_id ? "discussion" : "comment", comment: entity }
+        : { id: `notification:${entity.notification_id}`, type: "notification", notification: entity };
     Object.assign(item, { account_id: accountId, create_time: entity.create_time || entity.created_at, is_read: entity.is_read, is_new: true });
     if (accountIds().includes(accountId)) {
       mergeItems([item]);
       if (state.view === "inbox") renderList();
-      announce(`New ${item.type === "direct_message" ? "message" : "comment"} from ${((entity.sender || entity.author) || {}).user_name || "a customer"}`);
+      announce(`New ${{ direct_message: "message", notification: "notification" }[item.type] || "comment"} from ${((entity.sender || entity.author || entity.actor) || {}).user_name || "a customer"}`);
     }
     if (state.detail) {
       if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(entity);
@@ -350,9 +389,17 @@ function onEvent(event) {
     replies.apply(event.reply);
   } else if (event.type === "account_status_changed") {
     const index = state.accounts.findIndex((a) => a.account_id === accountId);
+    const before = index >= 0 ? state.accounts[index] : null;
     if (index >= 0) state.accounts[index] = event.account;
     else state.accounts.push(event.account);
     renderAccounts();
+    // Its first sync (after a login, say) brought what the lists have not loaded yet.
+    if ((!before || Number(before.version) === 0) && Number(event.account.version) > 0 && accountIds().includes(accountId)) {
+      refreshStats(accountId);
+      reloadList();
+    }
+    if (state.detail instanceof AccountPanel && state.detail.account.account_id === accountId) state.detail.update(event.account);
+    if (state.selected === accountId) renderList();
   }
 }
 

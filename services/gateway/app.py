@@ -32,6 +32,7 @@ from imsync.v1 import (
     conversations_pb2,
     discussions_pb2,
     events_pb2,
+    logins_pb2,
     messages_pb2,
     replies_pb2,
     unified_messages_pb2,
@@ -56,7 +57,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def im_services() -> list[ServiceDescriptor]:
-    """The IM services the master serves over REST: the six modules, replies and events."""
+    """The IM services the master serves over REST: the six modules, replies, logins and events."""
     return [
         service
         for module in (
@@ -67,6 +68,7 @@ def im_services() -> list[ServiceDescriptor]:
             discussions_pb2,
             unified_messages_pb2,
             replies_pb2,
+            logins_pb2,
             events_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()

@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
@@ -42,12 +43,20 @@ def message_key(message_id: str) -> str:
     return f"message:{message_id}"
 
 
+def notification_key(notification_id: str) -> str:
+    return f"notification:{notification_id}"
+
+
+INBOX_KINDS = ("comment", "message", "notification")
+
+
 def split_item_key(item_id: str, *, field: str) -> tuple[str, str]:
-    """Splits an inbox item id ("comment:<id>" or "message:<id>") into kind and entity id."""
+    """Splits an inbox item id ("comment:<id>", "message:<id>" or "notification:<id>")
+    into kind and entity id."""
     kind, sep, entity_id = item_id.partition(":")
-    if not sep or kind not in ("comment", "message") or not entity_id:
+    if not sep or kind not in INBOX_KINDS or not entity_id:
         raise InvalidArgument(
-            f"{item_id!r} is not an inbox item id ('comment:<id>' or 'message:<id>')", field=field
+            f"{item_id!r} is not an inbox item id ('comment:<id>', 'message:<id>' or 'notification:<id>')", field=field
         )
     return kind, entity_id
 
@@ -65,7 +74,8 @@ class Presence:
 class Handling:
     """The master's own state of an account: never overwritten by a sync."""
 
-    # Inbox item key ("comment:<id>", "message:<id>") -> when it was marked read (ns).
+    # Inbox item key ("comment:<id>", "message:<id>", "notification:<id>") -> when it was
+    # marked read (ns).
     read_at: dict[str, int] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)
     muted: set[str] = field(default_factory=set)
@@ -90,8 +100,9 @@ class AccountState:
         # The last versions applied, newest last: a version among them delivered again is
         # a no-op; any other version not newer than `version` is refused.
         self.applied_versions: deque[int] = deque(maxlen=_APPLIED_HISTORY)
-        # Customers' messages and comments this version brought; the store announces them.
-        self.arrivals: list[e.Message | e.Comment] = []
+        # Customers' messages and comments, and notifications, this version brought; the
+        # store announces them.
+        self.arrivals: list[e.Message | e.Comment | e.Notification] = []
         self.contents: dict[str, e.Content] = {}
         # Messages and comments: EntityTables when built here (entity_table.py), any
         # mapping when loaded (Redis).
@@ -114,6 +125,7 @@ class AccountState:
         # above; merged when listed (MemoryStore.list_unified).
         self.inbox_messages = SortedList()
         self.inbox_comments = SortedList()
+        self.inbox_notifications = SortedList()
         # Unread counters, kept in step with Handling.read_at.
         self.unread_by_conversation: Counter[str] = Counter()
         self.unread_by_content: Counter[str] = Counter()
@@ -121,6 +133,7 @@ class AccountState:
         self.unread_comments = 0
         self.unread_discussions = 0
         self.unread_direct_messages = 0
+        self.unread_notifications = 0
 
     @classmethod
     def empty(cls, account_id: str) -> AccountState:
@@ -171,6 +184,12 @@ class AccountState:
                 inbox.append(key)
                 state._count_comment(c, +1)
         state.inbox_comments = SortedList(inbox)
+        keys = []
+        for nid, notification in state.notifications.items():
+            keys.append(time_keys.time_key(notification.create_time, nid))
+            if notification_key(nid) not in read_at:
+                state.unread_notifications += 1
+        state.inbox_notifications = SortedList(keys)
         return state
 
     # ------------------------------------------------------ index keys, counters
@@ -244,8 +263,15 @@ class AccountState:
                 self.arrivals.append(comment)
             self._add_comment(comment)
         for notification in upserts.notifications:
-            self.notifications[notification.notification_id] = notification
-            self.notifications_since = min(self.notifications_since, ns_of(notification.create_time))
+            old_notification = self.notifications.get(notification.notification_id)
+            if old_notification is not None and old_notification.create_time == notification.create_time:
+                self.notifications[notification.notification_id] = notification  # every index stays
+                continue
+            self._remove_notification(notification.notification_id)
+            if fresh and old_notification is None:
+                self.handling.new_items.add(notification_key(notification.notification_id))
+                self.arrivals.append(notification)
+            self._add_notification(notification)
 
         for content_id in removals.content_ids:
             self._remove_content(content_id)
@@ -259,7 +285,8 @@ class AccountState:
             self._remove_comment(comment_id)
             self.handling.new_items.discard(comment_key(comment_id))
         for notification_id in removals.notification_ids:
-            self.notifications.pop(notification_id, None)
+            self._remove_notification(notification_id)
+            self.handling.new_items.discard(notification_key(notification_id))
         self.version = version
 
     def _same_place(self, old: e.Message | e.Comment, new: e.Message | e.Comment) -> bool:
@@ -344,6 +371,22 @@ class AccountState:
             self.inbox_comments.discard(key)
             self._count_comment(old, -1)
 
+    def _add_notification(self, notification: e.Notification) -> None:
+        nid = notification.notification_id
+        self.notifications[nid] = notification
+        self.notifications_since = min(self.notifications_since, ns_of(notification.create_time))
+        self.inbox_notifications.add(time_keys.time_key(notification.create_time, nid))
+        if notification_key(nid) not in self.handling.read_at:
+            self.unread_notifications += 1
+
+    def _remove_notification(self, notification_id: str) -> None:
+        old = self.notifications.pop(notification_id, None)
+        if old is None:
+            return
+        self.inbox_notifications.discard(time_keys.time_key(old.create_time, notification_id))
+        if notification_key(notification_id) not in self.handling.read_at:
+            self.unread_notifications -= 1
+
     def _note_new_arrivals(self, previous: AccountState) -> None:
         """Marks as new what this version brings that the previous one did not have."""
         handling = self.handling
@@ -359,14 +402,19 @@ class AccountState:
             if cid in new and not self.is_own(c := self.comments[cid]):
                 handling.new_items.add(comment_key(cid))
                 self.arrivals.append(c)
+        new = self.notifications.keys() - previous.notifications.keys()
+        for nid in self.notifications if new else ():
+            if nid in new:
+                handling.new_items.add(notification_key(nid))
+                self.arrivals.append(self.notifications[nid])
         handling.new_contents.update(cid for cid in self.contents if cid not in previous.contents)
         # What is gone is no longer new.
-        handling.new_items = {
-            item
-            for item in handling.new_items
-            if (item[8:] in self.messages if item.startswith("message:") else item[8:] in self.comments)
-        }
+        handling.new_items = {item for item in handling.new_items if self._holds_item(item)}
         handling.new_contents &= self.contents.keys()
+
+    def _holds_item(self, item: str) -> bool:
+        kind, _, entity_id = item.partition(":")
+        return kind in INBOX_KINDS and entity_id in self.collection(kind)
 
     def reaches(self, floors: dict[str, int]) -> bool:
         """Whether the state holds anything at or before its collection's floor."""
@@ -454,6 +502,8 @@ class AccountState:
             handling.read_at.pop(message_key(message_id), None)
         for comment_id in removals.comment_ids:
             handling.read_at.pop(comment_key(comment_id), None)
+        for notification_id in removals.notification_ids:
+            handling.read_at.pop(notification_key(notification_id), None)
         handling.pinned.difference_update(removals.conversation_ids)
         handling.muted.difference_update(removals.conversation_ids)
 
@@ -469,12 +519,14 @@ class AccountState:
         self.applied_versions.append(version)
 
     def collection(self, kind: str) -> MutableMapping[str, Any]:
-        """The entities of one kind: "conversation", "message", "content" or "comment"."""
+        """The entities of one kind: "conversation", "message", "content", "comment" or
+        "notification"."""
         collections: dict[str, MutableMapping[str, Any]] = {
             "conversation": self.conversations,
             "message": self.messages,
             "content": self.contents,
             "comment": self.comments,
+            "notification": self.notifications,
         }
         return collections[kind]
 
@@ -503,13 +555,17 @@ class AccountState:
             if not self.is_inbound(message):
                 return False
             self._count_message(message, -1)
-        else:
+        elif kind == "comment":
             comment = self.comments.get(entity_id)
             if comment is None:
                 raise NotFound(f"comment {entity_id!r} not found")
             if self.is_own(comment):
                 return False
             self._count_comment(comment, -1)
+        else:
+            if entity_id not in self.notifications:
+                raise NotFound(f"notification {entity_id!r} not found")
+            self.unread_notifications -= 1
         handling.read_at[item] = now_ns
         handling.new_items.discard(item)
         return True
@@ -532,6 +588,14 @@ class AccountState:
         account.last_error = status.last_error
         if status.HasField("last_error_at"):
             account.last_error_at.CopyFrom(status.last_error_at)
+        # How the crawls go, for everyone who may read the account; what a login asks of an
+        # operator (status.login) only for the login scope (LoginService), never here.
+        account.crawl_state = status.crawl_state
+        if status.HasField("last_crawl_duration"):
+            account.last_crawl_duration.CopyFrom(status.last_crawl_duration)
+        del account.collections[:]
+        account.collections.extend(status.collections)
+        account.last_error_reason = status.last_error_reason
         return account
 
     def conversation_view(self, conversation_id: str) -> e.Conversation:
@@ -585,10 +649,29 @@ class AccountState:
         content.is_new = content_id in self.handling.new_contents
         return content
 
+    def notification_view(self, notification: e.Notification) -> e.Notification:
+        view = e.Notification()
+        view.CopyFrom(notification)
+        view.account_id = self.account_id
+        read_ns = self.handling.read_at.get(notification_key(notification.notification_id))
+        # Every master-owned field is set here, whatever the worker sent.
+        if read_ns is not None:
+            view.read_at.FromNanoseconds(read_ns)
+        else:
+            view.ClearField("read_at")
+        view.is_read = read_ns is not None
+        return view
+
     def unified_view(self, item: str) -> u.UnifiedMessage:
         kind, entity_id = split_item_key(item, field="id")
         result = u.UnifiedMessage(id=item, account_id=self.account_id)
-        if kind == "message":
+        if kind == "notification":
+            notification = self.notification_view(self.notifications[entity_id])
+            result.type = u.UNIFIED_MESSAGE_TYPE_NOTIFICATION
+            result.create_time.CopyFrom(notification.create_time)
+            result.is_read, result.is_new = notification.is_read, item in self.handling.new_items
+            result.notification.CopyFrom(notification)
+        elif kind == "message":
             message = self.message_view(self.messages[entity_id])
             result.type = u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE
             result.create_time.CopyFrom(message.create_time)
@@ -603,6 +686,17 @@ class AccountState:
             result.is_read, result.is_new = comment.is_read, comment.is_new
             result.comment.CopyFrom(comment)
         return result
+
+
+def arrival_event(state: AccountState, entity: e.Message | e.Comment | e.Notification) -> ev.Event:
+    """The event announcing what arrived: a customer's message or comment, a notification."""
+    if isinstance(entity, e.Message):
+        return ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id=state.account_id, message=state.message_view(entity))
+    if isinstance(entity, e.Comment):
+        return ev.Event(type=ev.EVENT_TYPE_NEW_COMMENT, account_id=state.account_id, comment=state.comment_view(entity))
+    return ev.Event(
+        type=ev.EVENT_TYPE_NEW_NOTIFICATION, account_id=state.account_id, notification=state.notification_view(entity)
+    )
 
 
 def _content_key(content: e.Content) -> tuple[int, str]:

@@ -4,6 +4,7 @@
     key_sha256 = "<hex sha-256 of the key>"
     accounts = ["douyin-001", "douyin-002"]   # or ["*"]: every account
     scopes = ["read", "reply"]                 # read: lists, gets, read marks, pins; reply: replies
+                                               # login: the accounts' logins (QR codes, SMS codes)
                                                # gateway: a gateway keeping answers (cache.proto)
 
 The file is read again whenever it changes, so keys are created and revoked without a
@@ -29,7 +30,7 @@ from .errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from .rate_limit import RateLimiter
 from .watched_file import WatchedToml, bearer_hash, replace_table, token_hash
 
-SCOPES = ("read", "reply", "gateway")
+SCOPES = ("read", "reply", "login", "gateway")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ACCOUNT = re.compile(r"[^\s\"\\]{1,256}")
 

@@ -76,6 +76,16 @@ class Commands(Protocol):
         ...
 
 
+REPLY_ACTIONS = frozenset({"reply_to_comment", "send_message"})
+
+
+def is_reply(command: sync_pb2.Command) -> bool:
+    """A reply a person sent, which clients see (GetReply, events) and the journal keeps;
+    the other commands (a login's code, a restart) are the worker's business only, and a
+    login code is never shown or kept once answered."""
+    return command.WhichOneof("action") in REPLY_ACTIONS
+
+
 def check_command(command: sync_pb2.Command) -> None:
     if not command.request_id:
         raise InvalidArgument("must not be empty", field="request_id")
@@ -213,6 +223,8 @@ class CommandBook:
         record.result = result
         record.state = CommandState.of(result)
         self._pending.get(record.command.account_id, {}).pop(record.command.request_id, None)
+        if record.command.HasField("submit_login_code"):
+            record.command.submit_login_code.code = ""  # answered: no longer kept
         self._notify(record)
 
     def _trim(self) -> None:

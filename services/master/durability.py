@@ -10,7 +10,7 @@ from pathlib import Path
 
 from imsync.journal.v1 import journal_pb2 as jpb
 
-from .commands import CommandBook, CommandRecord, CommandState
+from .commands import CommandBook, CommandRecord, CommandState, is_reply
 from .errors import StoreError
 from .journal import FILE_NAME, Journal, move_aside, read_journal
 from .memory_store import MemoryStore
@@ -82,14 +82,18 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         # The recovered state goes to the new file before anything else does.
         for account_id in store.account_ids():
             journal.write_checkpoint(account_id, journal.last_seq, store.capture(account_id)())
-        for command in book.records():
+        for command in filter(lambda record: is_reply(record.command), book.records()):
             journal.put_command(command.command.request_id, partial(_command_entry, command))
     else:
         journal = Journal.create(path, epoch=found.epoch, next_seq=found.next_seq, synchronous=synchronous)
         journal.bytes_since_checkpoint = dict(found.journal_bytes)
         journal.checkpoint_bytes = dict(found.checkpoint_bytes)
     store.journal = journal
-    book.subscribe(lambda command: journal.put_command(command.command.request_id, partial(_command_entry, command)))
+    book.subscribe(
+        lambda command: journal.put_command(command.command.request_id, partial(_command_entry, command))
+        if is_reply(command.command)
+        else None
+    )
     book.on_forget = journal.forget_command
 
     recovery = Recovery(

@@ -28,7 +28,7 @@ from imsync.v1 import unified_messages_pb2 as u
 from . import checkpoints, collector, filters, time_keys, transitions
 from . import cursor as cursors
 from .cursor import Newest
-from .account_state import AccountState, Handling, comment_key, message_key, split_item_key
+from .account_state import AccountState, Handling, Presence, arrival_event, comment_key, message_key, split_item_key
 from .coherence import Coherence
 from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
@@ -342,10 +342,7 @@ class MemoryStore:
 
     def _announce_arrivals(self, state: AccountState) -> None:
         for entity in state.arrivals:
-            if isinstance(entity, e.Message):
-                self._emit(ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id=state.account_id, message=state.message_view(entity)))
-            else:
-                self._emit(ev.Event(type=ev.EVENT_TYPE_NEW_COMMENT, account_id=state.account_id, comment=state.comment_view(entity)))
+            self._emit(arrival_event(state, entity))
         state.arrivals.clear()
 
     def _announce_read(self, state: AccountState, items: list[str]) -> None:
@@ -379,6 +376,12 @@ class MemoryStore:
             state.presence.worker_id = worker_id
             state.presence.online = online
             self._announce_status(state)
+
+    async def get_presence(self, account_id: str) -> Presence:
+        presence = self._state(account_id).presence
+        copy = Presence(presence.worker_id, presence.online)
+        copy.status.CopyFrom(presence.status)
+        return copy
 
     # ------------------------------------------------------------ accounts
 
@@ -624,28 +627,39 @@ class MemoryStore:
         state = self._state(account_id)
         wanted = filters.unified(types, is_read, is_new)
 
-        # The inbox is the merge of customers' messages and comments, ordered as the
-        # cursors' (-ns, Newest("message:<id>" or "comment:<id>")): newest first, and at
-        # one instant messages before comments ("m" > "c"), each kind by id, larger first.
-        messages, comments = state.inbox_messages, state.inbox_comments
+        # The inbox is the merge of customers' messages and comments and the notifications,
+        # ordered as the cursors' (-ns, Newest("<kind>:<id>")): newest first, and at one
+        # instant notifications, then messages, then comments ("n" > "m" > "c"), each kind
+        # by id, larger first.
+        orders = (
+            ("notification", state.inbox_notifications),
+            ("message", state.inbox_messages),
+            ("comment", state.inbox_comments),
+        )
         after = cursors.decode(cursor, "unified", (int, Newest))
-        if after is None:
-            starts = (0, 0)
-        else:
+        starts = [0, 0, 0]
+        if after is not None:
             kind, entity_id = split_item_key(str(after[1]), field="cursor")
             key = time_keys.from_cursor((after[0], entity_id))
             at = key[:12]
-            if kind == "message":
-                starts = (messages.bisect_right(key), comments.bisect_left(at))
-            else:
-                starts = (messages.bisect_left(time_keys.after_head(at)), comments.bisect_right(key))
+            rank = next(index for index, (name, _) in enumerate(orders) if name == kind)
+            for index, (_, order) in enumerate(orders):
+                if index < rank:  # everything of this kind at that instant came before
+                    starts[index] = order.bisect_left(time_keys.after_head(at))
+                elif index == rank:
+                    starts[index] = order.bisect_right(key)
+                else:  # nothing of this kind at that instant came yet
+                    starts[index] = order.bisect_left(at)
+
+        def ranked(rank: int, order: SortedList) -> Iterable[tuple[bytes, int, bytes]]:
+            return ((key[:12], rank, key) for key in order.islice(starts[rank]))
+
         merged: Iterable[tuple[bytes, int, bytes]] = heapq.merge(
-            ((key[:12], 0, key) for key in messages.islice(starts[0])),
-            ((key[:12], 1, key) for key in comments.islice(starts[1])),
+            *(ranked(rank, order) for rank, (_, order) in enumerate(orders))
         )
 
         def item_id(entry: tuple[bytes, int, bytes]) -> str:
-            return ("comment:" if entry[1] else "message:") + item_of(entry[2])
+            return f"{orders[entry[1]][0]}:{item_of(entry[2])}"
 
         def view(entry: tuple[bytes, int, bytes]) -> u.UnifiedMessage | None:
             item = state.unified_view(item_id(entry))
@@ -658,7 +672,9 @@ class MemoryStore:
 
     async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)
-        return UnifiedStats(state.unread_comments, state.unread_discussions, state.unread_direct_messages)
+        return UnifiedStats(
+            state.unread_comments, state.unread_discussions, state.unread_direct_messages, state.unread_notifications
+        )
 
     async def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage:
         kind, entity_id = split_item_key(item_id, field="id")

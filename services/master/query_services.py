@@ -340,6 +340,7 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
             unread_comments=stats.unread_comments,
             unread_discussions=stats.unread_discussions,
             unread_direct_messages=stats.unread_direct_messages,
+            unread_notifications=stats.unread_notifications,
         )
 
     async def MarkUnifiedMessageRead(

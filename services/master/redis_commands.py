@@ -26,6 +26,7 @@ from .commands import (
     CommandState,
     check_command,
     expiry_result,
+    is_reply,
     reply_of,
     same_command,
     with_expiry,
@@ -38,7 +39,7 @@ from .redis_store import RedisStore
 log = logging.getLogger(__name__)
 
 # KEYS: record, pending, outbox; ARGV: command, created_at, request id, expiry (ms),
-# bound on pending, event. {1} when stored; {0, command, created_at, result} when the
+# bound on pending, event (none when empty). {1} when stored; {0, command, created_at, result} when the
 # request id is taken; {-1} when the account has too many pending commands.
 _SUBMIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -48,18 +49,20 @@ end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return {-1} end
 redis.call('HSET', KEYS[1], 'command', ARGV[1], 'created_at', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('RPUSH', KEYS[3], ARGV[6])
+if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[6]) end
 return {1}
 """
 
-# KEYS: record, pending, outbox; ARGV: result, request id, event, only_pending ("1": only
-# while pending, for an expiry). 1 when the record changed.
+# KEYS: record, pending, outbox; ARGV: result, request id, event (none when empty),
+# only_pending ("1": only while pending, for an expiry), the command to keep instead (none
+# when empty: a login's code is dropped once answered). 1 when the record changed.
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] == '1' and not redis.call('ZSCORE', KEYS[2], ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'result', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('RPUSH', KEYS[3], ARGV[3])
+if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[3]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'command', ARGV[5]) end
 return 1
 """
 
@@ -99,6 +102,9 @@ class RedisCommandBook:
 
     @staticmethod
     def _event(record: CommandRecord) -> bytes:
+        """The REPLY_STATE_CHANGED event of a reply; nothing for the other commands."""
+        if not is_reply(record.command):
+            return b""
         event = ev.Event(type=ev.EVENT_TYPE_REPLY_STATE_CHANGED, account_id=record.command.account_id, reply=reply_of(record))
         event.create_time.GetCurrentTime()
         return event.SerializeToString()
@@ -179,9 +185,14 @@ class RedisCommandBook:
         record = self._record(found[0], found[1], None)
         record.result = result
         record.state = CommandState.of(result)
+        # A login's code is not kept once answered: the record keeps the command without it.
+        redacted = b""
+        if record.command.HasField("submit_login_code"):
+            record.command.submit_login_code.code = ""
+            redacted = record.command.SerializeToString()
         changed = await self._finish(
             keys=[keys.command(request_id), keys.pending, keys.outbox],
-            args=[result.SerializeToString(), request_id, self._event(record), "1" if only_pending else "0"],
+            args=[result.SerializeToString(), request_id, self._event(record), "1" if only_pending else "0", redacted],
         )
         if not int(changed):
             return None

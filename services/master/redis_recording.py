@@ -55,7 +55,7 @@ class RecordingSet(set[str]):
 
 class RecordingOrder:
     """Stands for a SortedList of the memory store: records what is added and removed.
-    `item`: the order is the inbox's of that kind ("message:" or "comment:"), whose
+    `item`: the order is the inbox's of that kind ("message:", "comment:", "notification:"), whose
     members carry the kind before the id."""
 
     def __init__(self, members: dict[str, bool], item: str = "") -> None:
@@ -129,6 +129,7 @@ def recording_state(
     state.comment_order = RecordingOrder(writes.zset(keys.orders["comments"]))
     state.inbox_messages = RecordingOrder(writes.zset(keys.orders["inbox"]), "message:")
     state.inbox_comments = RecordingOrder(writes.zset(keys.orders["inbox"]), "comment:")
+    state.inbox_notifications = RecordingOrder(writes.zset(keys.orders["inbox"]), "notification:")
     state.messages_by_conversation = RecordingGroups(writes, keys, "mbc")
     state.comments_by_content = RecordingGroups(writes, keys, "cbc")
     state.replies_by_parent = RecordingGroups(writes, keys, "rbp")
@@ -144,7 +145,7 @@ def record_counters(state: AccountState, keys: AccountKeys, writes: Writes) -> N
     ):
         for group, by in counter.items():
             writes.increment(keys.counters[name], group, by)
-    for name in ("unread_comments", "unread_discussions", "unread_direct_messages"):
+    for name in ("unread_comments", "unread_discussions", "unread_direct_messages", "unread_notifications"):
         writes.increment(keys.meta, name, getattr(state, name))
     state.unread_by_conversation, state.unread_by_content, state.new_by_content = Counter(), Counter(), Counter()
-    state.unread_comments = state.unread_discussions = state.unread_direct_messages = 0
+    state.unread_comments = state.unread_discussions = state.unread_direct_messages = state.unread_notifications = 0

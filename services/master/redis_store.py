@@ -38,7 +38,17 @@ from imsync.v1 import unified_messages_pb2 as u
 from . import cursor as cursors
 from .cursor import Newest
 from . import filters, transitions
-from .account_state import AccountState, Handling, Presence, comment_key, message_key, ns_of, split_item_key
+from .account_state import (
+    AccountState,
+    Handling,
+    Presence,
+    arrival_event,
+    comment_key,
+    message_key,
+    notification_key,
+    ns_of,
+    split_item_key,
+)
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from .redis_layout import COMMIT, FLUSH, AccountKeys, Writes, id_of, inbox_key, key_of, member_of, number
 from .redis_recording import record_counters, recording_state
@@ -55,7 +65,14 @@ _FLUSH_BATCH = 100
 _APPLIED_HISTORY = 64
 # Attempts of a change or a read before the account is taken for too busy.
 _ATTEMPTS = 50
-_KINDS = {"conversation": "conversations", "message": "messages", "content": "contents", "comment": "comments"}
+_KINDS = {
+    "conversation": "conversations",
+    "message": "messages",
+    "content": "contents",
+    "comment": "comments",
+    "notification": "notifications",
+}
+_UNREAD_TOTALS = ("unread_comments", "unread_discussions", "unread_direct_messages", "unread_notifications")
 _PARSERS: dict[str, Callable[[bytes], Any]] = {
     "contents": e.Content.FromString,
     "comments": e.Comment.FromString,
@@ -87,9 +104,7 @@ class _Meta:
         self.account = e.Account.FromString(get("account"))
         self.presence = Presence(worker_id=get("worker_id").decode(), online=get("online") == b"1")
         self.presence.status.ParseFromString(get("status"))
-        self.totals = {
-            name: int(get(name, b"0")) for name in ("unread_comments", "unread_discussions", "unread_direct_messages")
-        }
+        self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}
         self.horizons = {
             kind: int(value) for kind in ("messages", "comments") if (value := get(f"horizon:{kind}"))
         }
@@ -102,6 +117,7 @@ def _view_state(account_id: str, meta: _Meta) -> AccountState:
     state.unread_comments = meta.totals["unread_comments"]
     state.unread_discussions = meta.totals["unread_discussions"]
     state.unread_direct_messages = meta.totals["unread_direct_messages"]
+    state.unread_notifications = meta.totals["unread_notifications"]
     return state
 
 
@@ -227,11 +243,7 @@ class RedisStore:
 
     def _announce_arrivals(self, writes: Writes, keys: AccountKeys, state: AccountState) -> None:
         for entity in state.arrivals:
-            if isinstance(entity, e.Message):
-                event = ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id=state.account_id, message=state.message_view(entity))
-            else:
-                event = ev.Event(type=ev.EVENT_TYPE_NEW_COMMENT, account_id=state.account_id, comment=state.comment_view(entity))
-            self._announce(writes, keys, event)
+            self._announce(writes, keys, arrival_event(state, entity))
         state.arrivals.clear()
 
     def _announce_read(self, writes: Writes, keys: AccountKeys, items: list[str]) -> None:
@@ -403,7 +415,11 @@ class RedisStore:
             for key in order:
                 members[member_of(key)] = True
         inbox = writes.zset(keys.orders["inbox"])
-        for item, order in (("message:", state.inbox_messages), ("comment:", state.inbox_comments)):
+        for item, order in (
+            ("message:", state.inbox_messages),
+            ("comment:", state.inbox_comments),
+            ("notification:", state.inbox_notifications),
+        ):
             for key in order:
                 inbox[member_of(inbox_key(key, item))] = True
         for name, groups_of in (
@@ -435,6 +451,7 @@ class RedisStore:
             unread_comments=str(state.unread_comments),
             unread_discussions=str(state.unread_discussions),
             unread_direct_messages=str(state.unread_direct_messages),
+            unread_notifications=str(state.unread_notifications),
         )
 
     @_redis_errors
@@ -446,8 +463,13 @@ class RedisStore:
             "comments": {c.comment_id for c in upserts.comments} | set(removals.comment_ids),
             "conversations": {c.conversation_id for c in upserts.conversations} | set(removals.conversation_ids),
             "messages": {m.message_id for m in upserts.messages} | set(removals.message_ids),
+            "notifications": {n.notification_id for n in upserts.notifications} | set(removals.notification_ids),
         }
-        items = [message_key(m) for m in entities["messages"]] + [comment_key(c) for c in entities["comments"]]
+        items = (
+            [message_key(m) for m in entities["messages"]]
+            + [comment_key(c) for c in entities["comments"]]
+            + [notification_key(n) for n in entities["notifications"]]
+        )
 
         async def attempt() -> bool | None:
             writes = Writes()
@@ -516,6 +538,13 @@ class RedisStore:
             return True
 
         await self._presence_change(account_id, change)
+
+    @_redis_errors
+    async def get_presence(self, account_id: str) -> Presence:
+        keys = self._account_keys(account_id)
+        fetched = await self._fetch(keys, None, lambda pipe: None)
+        assert fetched is not None
+        return fetched[0].presence
 
     # ------------------------------------------------------------------ reading
 
@@ -598,13 +627,27 @@ class RedisStore:
             raise InvalidArgument("required", field="account_id")
         return self.keys(account_id)
 
-    async def _items_state(self, keys: AccountKeys, rev: str | None, *, messages: Sequence[str] = (), comments: Sequence[str] = ()) -> AccountState | None:
-        """A view state holding these messages and comments with their read marks and news."""
-        items = [message_key(m) for m in messages] + [comment_key(c) for c in comments]
+    async def _items_state(
+        self,
+        keys: AccountKeys,
+        rev: str | None,
+        *,
+        messages: Sequence[str] = (),
+        comments: Sequence[str] = (),
+        notifications: Sequence[str] = (),
+    ) -> AccountState | None:
+        """A view state holding these messages, comments and notifications with their read
+        marks and news."""
+        items = (
+            [message_key(m) for m in messages]
+            + [comment_key(c) for c in comments]
+            + [notification_key(n) for n in notifications]
+        )
+        wanted = (("messages", messages), ("comments", comments), ("notifications", notifications))
 
         def calls(pipe: Any) -> None:
-            pipe.hmget(keys.entities["messages"], list(messages)) if messages else pipe.echo("")
-            pipe.hmget(keys.entities["comments"], list(comments)) if comments else pipe.echo("")
+            for name, ids in wanted:
+                pipe.hmget(keys.entities[name], list(ids)) if ids else pipe.echo("")
             if items:
                 pipe.hmget(keys.read, items)
                 pipe.smismember(keys.sets["new"], items)
@@ -614,13 +657,12 @@ class RedisStore:
             return None
         meta, results = fetched
         state = _view_state(keys.account_id, meta)
-        if messages:
-            state.messages = _entities(results[0], messages, e.Message.FromString)
-        if comments:
-            state.comments = _entities(results[1], comments, e.Comment.FromString)
+        for at, (name, ids) in enumerate(wanted):
+            if ids:
+                setattr(state, name, _entities(results[at], ids, _PARSERS[name]))
         if items:
-            state.handling.read_at = {i: int(v) for i, v in zip(items, results[2], strict=True) if v is not None}
-            state.handling.new_items = {i for i, flag in zip(items, results[3], strict=True) if flag}
+            state.handling.read_at = {i: int(v) for i, v in zip(items, results[3], strict=True) if v is not None}
+            state.handling.new_items = {i for i, flag in zip(items, results[4], strict=True) if flag}
         return state
 
     async def _conversations_state(self, keys: AccountKeys, rev: str | None, ids: Sequence[str]) -> AccountState | None:
@@ -783,10 +825,13 @@ class RedisStore:
 
         async def attempt() -> int | None:
             items = await find()
-            messages = [entity for kind, entity in map(_split, items) if kind == "message"]
-            comments = [entity for kind, entity in map(_split, items) if kind == "comment"]
+            split = list(map(_split, items))
+            entities = {
+                name: [entity for kind, entity in split if kind == item_kind]
+                for item_kind, name in (("message", "messages"), ("comment", "comments"), ("notification", "notifications"))
+            }
             writes = Writes()
-            loaded = await self._load(keys, writes, entities={"messages": messages, "comments": comments}, items=items)
+            loaded = await self._load(keys, writes, entities=entities, items=items)
             if loaded is None:
                 raise NotFound(f"account {keys.account_id!r} not found")
             rev, state = loaded
@@ -1046,6 +1091,7 @@ class RedisStore:
             rev,
             messages=[entity for kind, entity in split if kind == "message"],
             comments=[entity for kind, entity in split if kind == "comment"],
+            notifications=[entity for kind, entity in split if kind == "notification"],
         )
 
     @_redis_errors
@@ -1054,7 +1100,7 @@ class RedisStore:
         fetched = await self._fetch(keys, None, lambda pipe: None)
         assert fetched is not None
         totals = fetched[0].totals
-        return UnifiedStats(totals["unread_comments"], totals["unread_discussions"], totals["unread_direct_messages"])
+        return UnifiedStats(*(totals[name] for name in _UNREAD_TOTALS))
 
     @_redis_errors
     async def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage:
@@ -1139,7 +1185,11 @@ class RedisStore:
             "conversations": list(removals.conversation_ids),
             "notifications": list(removals.notification_ids),
         }
-        items = [message_key(m) for m in removals.message_ids] + [comment_key(c) for c in removals.comment_ids]
+        items = (
+            [message_key(m) for m in removals.message_ids]
+            + [comment_key(c) for c in removals.comment_ids]
+            + [notification_key(n) for n in removals.notification_ids]
+        )
 
         async def attempt() -> bool | None:
             writes = Writes()

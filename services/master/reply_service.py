@@ -6,7 +6,7 @@ from __future__ import annotations
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import replies_pb2_grpc, sync_pb2
 
-from .commands import CommandRecord, Commands, reply_of
+from .commands import CommandRecord, Commands, is_reply, reply_of
 from .errors import InvalidArgument, NotFound
 from .api_keys import Access, ApiKeys
 from .query_services import Context, Guarded
@@ -66,8 +66,9 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             if not request.request_id:
                 raise InvalidArgument("required", field="request_id")
             record = await self._book.get(request.request_id)
-            # A reply of an account the key may not use is not found, as one never sent.
-            if record is None or not access.may_use(record.command.account_id):
+            # A reply of an account the key may not use is not found, as one never sent; a
+            # command that is not a reply (a login's code) is nobody's reply.
+            if record is None or not access.may_use(record.command.account_id) or not is_reply(record.command):
                 raise NotFound(f"reply {request.request_id!r} not found")
             return record
 

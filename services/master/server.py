@@ -35,6 +35,8 @@ from imsync.v1 import (
     events_pb2_grpc,
     messages_pb2,
     messages_pb2_grpc,
+    logins_pb2,
+    logins_pb2_grpc,
     replies_pb2,
     replies_pb2_grpc,
     cache_pb2,
@@ -53,6 +55,7 @@ from .coherence import CacheServicer, Coherence
 from .commands import CommandBook, Commands
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
+from .login_service import LoginServicer
 from .query_services import (
     AccountServicer,
     ContentServicer,
@@ -64,7 +67,7 @@ from .query_services import (
 from .event_service import EventServicer
 from .events import EventBus
 from .rate_limit import RateLimiter
-from .commands import reply_of
+from .commands import is_reply, reply_of
 from .reply_service import ReplyServicer
 from .redis_commands import RedisCommandBook
 from .redis_events import RedisEventFeed
@@ -86,6 +89,7 @@ SERVICE_NAMES = (
     discussions_pb2.DESCRIPTOR.services_by_name["DiscussionService"].full_name,
     unified_messages_pb2.DESCRIPTOR.services_by_name["UnifiedMessageService"].full_name,
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
+    logins_pb2.DESCRIPTOR.services_by_name["LoginService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
 )
@@ -181,6 +185,8 @@ class Master:
                         reply=reply_of(record),
                     )
                 )
+                if is_reply(record.command)
+                else None
             )
             self.book = book
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
@@ -335,6 +341,7 @@ def im_servicers(
         (service(discussions_pb2, "DiscussionService"), DiscussionServicer(store, keys)),
         (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
         (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
+        (service(logins_pb2, "LoginService"), LoginServicer(store, keys, book)),
         (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key)),
     ]
 
@@ -347,6 +354,7 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
     "DiscussionService": discussions_pb2_grpc.add_DiscussionServiceServicer_to_server,
     "UnifiedMessageService": unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server,
     "ReplyService": replies_pb2_grpc.add_ReplyServiceServicer_to_server,
+    "LoginService": logins_pb2_grpc.add_LoginServiceServicer_to_server,
     "EventService": events_pb2_grpc.add_EventServiceServicer_to_server,
 }
 

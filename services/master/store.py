@@ -16,6 +16,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
+from .account_state import Presence
 from .errors import InvalidArgument
 from .intake import Intake, Wire
 from .retention import Retention
@@ -87,9 +88,11 @@ class UnifiedStats:
     unread_comments: int
     unread_discussions: int
     unread_direct_messages: int
+    unread_notifications: int = 0
 
     @property
     def total_unread(self) -> int:
+        """What customers wrote and nobody read (notifications are counted apart)."""
         return self.unread_comments + self.unread_discussions + self.unread_direct_messages
 
 
@@ -136,6 +139,11 @@ class Store(Protocol):
 
     async def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
         """Records which worker holds the account and whether its stream is connected."""
+        ...
+
+    async def get_presence(self, account_id: str) -> Presence:
+        """The account's owning worker and its last status report, login challenge
+        included (NotFound for an account the master has never heard of)."""
         ...
 
     # --- accounts ---

@@ -45,7 +45,7 @@ from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
 from .intake import Intake, clean_batch
-from .validation import clean_account, clean_removals
+from .validation import check_status, clean_account, clean_removals
 from .worker_auth import WorkerTokens
 
 log = logging.getLogger(__name__)
@@ -307,6 +307,7 @@ class SyncSession:
                 pass  # renewing the leases was all it had to do
             elif kind == "account_status":
                 await self._owned(request.account_status.account_id, "account_status.account_id")
+                check_status(request.account_status, "account_status")
                 await hub.store.report_status(request.account_status)
             elif kind == "command_result":
                 await self._command_result(request.command_result)

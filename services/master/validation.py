@@ -99,3 +99,34 @@ def clean_account(account: e.Account, account_id: str, path: str) -> None:
     account.account_id = account_id
     account.ClearField("version")
     check_timestamps(account, path)
+
+
+# Bounds on what a worker says of an account's health: shown to every reader of the account.
+MAX_STATUS_TEXT = 4000
+MAX_LOGIN_TEXT = 1000
+MAX_QR_BYTES = 256 * 1024
+MAX_COLLECTIONS = 16
+
+
+def check_status(report: sync_pb2.AccountStatusReport, path: str) -> None:
+    """Refuses a status report whose text, image or times a reader could not be shown."""
+    for name, bound in (("last_error", MAX_STATUS_TEXT), ("last_error_reason", 64)):
+        if len(getattr(report, name)) > bound:
+            raise InvalidArgument(f"at most {bound} characters", field=f"{path}.{name}")
+    if len(report.collections) > MAX_COLLECTIONS:
+        raise InvalidArgument(f"at most {MAX_COLLECTIONS} collections", field=f"{path}.collections")
+    for index, health in enumerate(report.collections):
+        if len(health.collection) > 64 or len(health.missed) > MAX_STATUS_TEXT:
+            raise InvalidArgument(
+                f"collection at most 64 characters, missed at most {MAX_STATUS_TEXT}", field=f"{path}.collections[{index}]"
+            )
+    login = report.login
+    if len(login.qr_png) > MAX_QR_BYTES:
+        raise InvalidArgument(f"at most {MAX_QR_BYTES} bytes", field=f"{path}.login.qr_png")
+    for name in ("prompt", "error"):
+        if len(getattr(login, name)) > MAX_LOGIN_TEXT:
+            raise InvalidArgument(f"at most {MAX_LOGIN_TEXT} characters", field=f"{path}.login.{name}")
+    duration = report.last_crawl_duration
+    if not (0 <= duration.seconds <= 10 * 86_400 and 0 <= duration.nanos <= 999_999_999):
+        raise InvalidArgument("between 0 and 10 days", field=f"{path}.last_crawl_duration")
+    check_timestamps(report, path)

@@ -1,11 +1,20 @@
-"""The platform simulator: creator-center pages and the JSON their scripts load.
+"""The platform simulator: creator-center pages, the JSON their scripts load, the message
+push of the chat page, and the QR login (`login.py`).
 
-Run with `imsync sim`. Pages need a session cookie (from /login) and send the browser to
-/login without one; the JSON endpoints then answer status_code 8. `/__sim/truth` shows
-what the platform holds, for tests to compare against; `/__sim/faults` makes it
-misbehave on purpose (slow, malformed or truncated JSON, an expired session, a page that
-never finishes loading); `/__sim/tick` makes a random customer write and `/__sim/customer`
-a given one; `/__sim/private` makes a work private (replies under it are refused) or public.
+Run with `imsync sim`. Pages need a session cookie and send the browser to /login without
+one; the JSON endpoints then answer status_code 8. The pages behave as the platform's do:
+lists load as they are scrolled, a comment's replies load a page per click of a button
+that goes away once used, the chat page is one page whose conversations open in place
+and which receives new messages through its socket (`live.py`).
+
+For tests: `/__sim/truth` shows what the platform holds; `/__sim/faults` makes it
+misbehave on purpose (slow, malformed or truncated JSON, one endpoint's answers broken, an
+expired session, a page that never finishes loading, a push that loses its frames);
+`/__sim/tick` makes a random customer act, `/__sim/pause` stops them acting by
+themselves, and `/__sim/customer` makes a given one write (a message, a comment, or a reply
+under a comment); `/__sim/private` makes a work private (replies under it are refused) or
+public; `/__sim/scan`, `/__sim/sms` and `/__sim/login` play the account's phone
+(`login.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,13 +32,15 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .platform_data import NOT_LOGGED_IN, OK, Platform, Refused
+from . import creator_api, live, login
+from .login import SESSION_COOKIE, Logins
+from .platform_data import Platform
 
-SESSION_COOKIE = "sessionid"
-PASSWORD = "sim"
+__all__ = ["SESSION_COOKIE", "Simulator", "build_app"]
+
 _STATIC = Path(__file__).parent / "static"
 
 
@@ -40,13 +50,20 @@ class Faults:
     malformed: bool = False
     truncated: bool = False
     hang: bool = False
+    # The chat page's socket loses every frame.
+    drop_push: bool = False
+    # Answers of JSON endpoints whose path starts with this are cut short ("" for none).
+    broken: str = ""
 
 
 class Simulator:
     def __init__(self, platform: Platform, *, rate_per_minute: float = 0.0) -> None:
         self.platform = platform
         self.rate_per_minute = rate_per_minute
+        # Set: customers stop acting by themselves (POST /__sim/pause).
+        self.paused = False
         self.sessions: dict[str, str] = {}  # token -> uid
+        self.logins = Logins()
         self.faults = Faults()
         # Set while `hang` is off: hung requests wait for it, and go on once it is turned off.
         self.unhung = asyncio.Event()
@@ -60,7 +77,8 @@ class Simulator:
             return
         while True:
             await asyncio.sleep(60.0 / self.rate_per_minute)
-            self.platform.tick(int(time.time()))
+            if not self.paused:
+                self.platform.tick(int(time.time()))
 
     async def misbehave(self) -> None:
         if self.faults.hang:
@@ -68,9 +86,11 @@ class Simulator:
         if self.faults.slow_ms:
             await asyncio.sleep(self.faults.slow_ms / 1000)
 
-    def json(self, payload: dict[str, Any]) -> Response:
+    def json(self, payload: dict[str, Any], path: str = "") -> Response:
         body = _encode(payload)
-        if self.faults.malformed:
+        if self.faults.broken and path.startswith(self.faults.broken):
+            body = body[: len(body) // 2]
+        elif self.faults.malformed:
             body = b'{"status_code": 0, "item_info_list": [{"item_id": '
         elif self.faults.truncated:
             body = body[: len(body) // 2]
@@ -87,115 +107,22 @@ def _encode(payload: Any) -> bytes:
     return _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
+_NAV = (
+    '<nav><a href="/creator-micro/content/manage">作品管理</a> <a href="/creator-micro/interactive/comment">评论管理</a>'
+    ' <a href="/creator-micro/data/following/chat">私信</a> <a href="/creator-micro/interactive/notice">通知</a></nav>'
+)
+
+
 def _page(title: str, body: str, script: str) -> HTMLResponse:
     return HTMLResponse(
         f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{escape(title)} - 创作者中心</title>
-<link rel="stylesheet" href="/static/sim.css"></head><body>
-<nav><a href="/creator-micro/content/manage">作品管理</a> <a href="/creator-micro/interactive/comment">评论管理</a>
-<a href="/creator-micro/data/following/chat">私信</a></nav><main>{body}</main>
+<link rel="stylesheet" href="/static/sim.css"></head><body>{_NAV}<main>{body}</main>
 <script src="/static/api.js"></script><script src="/static/{script}"></script></body></html>"""
     )
 
 
-def _paged(items: list[Any], request: Request, default_count: int) -> tuple[list[Any], int, bool]:
-    try:
-        cursor = max(0, int(request.query_params.get("cursor", "0")))
-        count = min(50, max(1, int(request.query_params.get("count", str(default_count)))))
-    except ValueError:
-        cursor, count = 0, default_count
-    page = items[cursor : cursor + count]
-    return page, cursor + len(page), cursor + len(page) < len(items)
-
-
-def build_app(simulator: Simulator) -> Starlette:
+def _control_routes(simulator: Simulator) -> list[Route]:
     platform = simulator.platform
-
-    def api(handler: Callable[[Request, str], Awaitable[dict[str, Any]]]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            await simulator.misbehave()
-            uid = simulator.uid_of(request)
-            if uid is None:
-                return simulator.json({"status_code": NOT_LOGGED_IN, "status_msg": "用户未登录"})
-            try:
-                return simulator.json({"status_code": OK} | await handler(request, uid))
-            except Refused as refused:
-                return simulator.json({"status_code": refused.status_code, "status_msg": refused.status_msg})
-
-        return endpoint
-
-    def page(title: str, body: str, script: str) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            await simulator.misbehave()
-            if simulator.uid_of(request) is None:
-                return RedirectResponse("/login", status_code=302)
-            return _page(title, body, script)
-
-        return endpoint
-
-    async def login_page(request: Request) -> Response:
-        options = "".join(
-            f'<option value="{escape(uid)}">{escape(account.nickname)}</option>' for uid, account in platform.accounts.items()
-        )
-        return HTMLResponse(
-            f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 - 创作者中心</title>
-<link rel="stylesheet" href="/static/sim.css"></head><body><main id="login">
-<h1>扫码登录</h1><div class="qr" aria-label="二维码">▦▦▦</div>
-<form method="post" action="/login"><label>账号 <select name="uid">{options}</select></label>
-<label>密码 <input type="password" name="password"></label><button type="submit">登录</button></form>
-</main></body></html>"""
-        )
-
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        uid, password = str(form.get("uid", "")), str(form.get("password", ""))
-        if uid not in platform.accounts or password != PASSWORD:
-            return HTMLResponse("<p>登录失败</p>", status_code=403)
-        token = secrets.token_hex(16)
-        simulator.sessions[token] = uid
-        response = RedirectResponse("/creator-micro/content/manage", status_code=303)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax")
-        return response
-
-    async def user_info(request: Request, uid: str) -> dict[str, Any]:
-        return {"user": platform.accounts[uid].profile()}
-
-    async def works(request: Request, uid: str) -> dict[str, Any]:
-        items = sorted(platform.accounts[uid].works, key=lambda w: -w["create_time"])
-        page, cursor, has_more = _paged(items, request, 10)
-        return {"item_info_list": page, "cursor": cursor, "has_more": has_more, "total_count": len(items)}
-
-    async def comments(request: Request, uid: str) -> dict[str, Any]:
-        item_id = request.query_params.get("item_id", "")
-        top = [c for c in platform.accounts[uid].comments.values() if c["aweme_id"] == item_id and c["reply_id"] == "0"]
-        page, cursor, has_more = _paged(sorted(top, key=lambda c: -c["create_time"]), request, 20)
-        return {"comments": page, "cursor": cursor, "has_more": has_more, "total": len(top)}
-
-    async def replies(request: Request, uid: str) -> dict[str, Any]:
-        parent = request.query_params.get("comment_id", "")
-        found = [c for c in platform.accounts[uid].comments.values() if c["reply_id"] == parent]
-        page, cursor, has_more = _paged(sorted(found, key=lambda c: c["create_time"]), request, 20)
-        return {"comments": page, "cursor": cursor, "has_more": has_more, "total": len(found)}
-
-    async def publish(request: Request, uid: str) -> dict[str, Any]:
-        body = await request.json()
-        comment = platform.reply(uid, str(body.get("aweme_id", "")), str(body.get("reply_id", "")), str(body.get("text", "")), int(time.time()))
-        return {"comment": comment}
-
-    async def conversations(request: Request, uid: str) -> dict[str, Any]:
-        items = sorted(platform.accounts[uid].conversations.values(), key=lambda c: -c["update_time"])
-        page, cursor, has_more = _paged(items, request, 20)
-        return {"conversations": page, "cursor": cursor, "has_more": has_more}
-
-    async def history(request: Request, uid: str) -> dict[str, Any]:
-        conversation_id = request.query_params.get("conversation_id", "")
-        found = [m for m in platform.accounts[uid].messages.values() if m["conversation_id"] == conversation_id]
-        page, cursor, has_more = _paged(sorted(found, key=lambda m: -m["create_time"]), request, 20)
-        return {"messages": page, "cursor": cursor, "has_more": has_more}
-
-    async def send(request: Request, uid: str) -> dict[str, Any]:
-        body = await request.json()
-        message = platform.send(uid, str(body.get("conversation_id", "")), str(body.get("text", "")), int(time.time()))
-        return {"message": message}
 
     async def truth(request: Request) -> Response:
         uid = request.query_params.get("uid", "")
@@ -221,11 +148,23 @@ def build_app(simulator: Simulator) -> Starlette:
         platform.tick(int(time.time()))
         return JSONResponse({"ok": True})
 
+    async def pause(request: Request) -> Response:
+        simulator.paused = bool((await request.json()).get("paused", True))
+        return JSONResponse({"paused": simulator.paused})
+
     async def customer(request: Request) -> Response:
         wanted = await request.json()
-        if wanted.get("uid") not in platform.accounts or wanted.get("kind") not in ("message", "comment"):
-            return JSONResponse({"error": "uid: an account of this simulator; kind: message or comment"}, status_code=400)
-        written = platform.customer_writes(wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time()))
+        account = platform.accounts.get(wanted.get("uid"))
+        parent = str(wanted.get("parent", ""))
+        if account is None or wanted.get("kind") not in ("message", "comment", "reply"):
+            return JSONResponse(
+                {"error": "uid: an account of this simulator; kind: message, comment or reply"}, status_code=400
+            )
+        if wanted["kind"] == "reply" and account.comments.get(parent, {}).get("reply_id") != "0":
+            return JSONResponse({"error": "parent: a top-level comment of the account"}, status_code=400)
+        written = platform.customer_writes(
+            wanted["uid"], wanted["kind"], str(wanted.get("text", "")), int(time.time()), parent=parent
+        )
         return Response(_encode(written), media_type="application/json")
 
     async def set_private(request: Request) -> Response:
@@ -237,26 +176,43 @@ def build_app(simulator: Simulator) -> Starlette:
         work["is_private"] = bool(wanted.get("is_private", True))
         return JSONResponse(work)
 
-    routes = [
-        Route("/login", login_page, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/", page("作品管理", '<ul id="works"></ul>', "works.js")),
-        Route("/creator-micro/content/manage", page("作品管理", '<ul id="works"></ul>', "works.js")),
-        Route("/creator-micro/interactive/comment", page("评论管理", '<select id="work"></select><ul id="comments"></ul>', "comments.js")),
-        Route("/creator-micro/data/following/chat", page("私信", '<ul id="conversations"></ul><section id="chat"></section>', "chat.js")),
-        Route("/aweme/v1/creator/user/info/", api(user_info)),
-        Route("/aweme/v1/creator/item/list/", api(works)),
-        Route("/aweme/v1/web/comment/list/select/", api(comments)),
-        Route("/aweme/v1/web/comment/list/reply/", api(replies)),
-        Route("/aweme/v1/web/comment/publish/", api(publish), methods=["POST"]),
-        Route("/aweme/v1/im/conversation/list/", api(conversations)),
-        Route("/aweme/v1/im/message/history/", api(history)),
-        Route("/aweme/v1/im/message/send/", api(send), methods=["POST"]),
+    return [
         Route("/__sim/truth", truth),
         Route("/__sim/faults", faults, methods=["GET", "POST"]),
         Route("/__sim/tick", tick, methods=["POST"]),
+        Route("/__sim/pause", pause, methods=["POST"]),
         Route("/__sim/customer", customer, methods=["POST"]),
         Route("/__sim/private", set_private, methods=["POST"]),
+    ]
+
+
+def build_app(simulator: Simulator) -> Starlette:
+    def page(title: str, body: str, script: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            await simulator.misbehave()
+            if simulator.uid_of(request) is None:
+                return RedirectResponse("/login", status_code=302)
+            return _page(title, body, script)
+
+        return endpoint
+
+    works = page("作品管理", '<ul id="works"></ul>', "works.js")
+    routes: list[BaseRoute] = [
+        Route("/", works),
+        Route("/creator-micro/content/manage", works),
+        Route(
+            "/creator-micro/interactive/comment",
+            page("评论管理", '<select id="work"></select><ul id="comments"></ul>', "comments.js"),
+        ),
+        Route(
+            "/creator-micro/data/following/chat",
+            page("私信", '<div id="im"><ul id="conversations"></ul><section id="chat"></section></div>', "chat.js"),
+        ),
+        Route("/creator-micro/interactive/notice", page("通知", '<ul id="notices"></ul>', "notices.js")),
+        *login.routes(simulator),
+        *creator_api.routes(simulator),
+        *live.routes(simulator),
+        *_control_routes(simulator),
         Mount("/static", StaticFiles(directory=_STATIC)),
     ]
     return Starlette(routes=routes)

@@ -1,15 +1,20 @@
-"""The simulated platform's data: accounts with works, comments, replies and private
-messages, from a seeded generator, changing over time.
+"""The simulated platform's data: accounts with works, comments, replies, private
+messages and notifications, from a seeded generator, changing over time (customers write,
+like, follow, and delete their comments).
 
 Shapes follow what the Douyin creator center's pages load (see shared IM-REFERENCE):
-times in seconds for works and comments, milliseconds for private messages, comment
-replies linked by `reply_id` ("0" for a top-level comment), conversations "0:1:<uid>:<uid>".
+times in seconds for works, comments and notifications, milliseconds for private
+messages, comment replies linked by `reply_id` ("0" for a top-level comment),
+conversations "0:1:<uid>:<uid>". Whoever listens (`listen`) hears of every private message
+as it is stored, as the platform's message push does.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +26,13 @@ _COMMENTS = [
 ]
 _REPLIES = ["同问！", "我也想知道", "+1", "哈哈哈同感", "蹲一个回复"]
 _MESSAGES = ["你好，这款还有货吗？", "什么时候发货呀", "可以便宜一点吗😂", "尺码偏大还是偏小？", "包邮吗🙏", "我的订单怎么还没到"]
+_NOTICES = {
+    # The simulator's notice types: what each says, and whether it names a work.
+    41: ("赞了你的作品", True),
+    33: ("关注了你", False),
+    45: ("在评论中@了你", True),
+    1: ("系统通知：你的作品已通过审核", True),
+}
 _TITLES = ["秋冬穿搭分享", "开箱测评｜新款耳机", "一分钟学会拿铁拉花☕", "周末vlog🌿", "办公室好物推荐", "探店：巷子里的老面馆"]
 
 
@@ -39,6 +51,15 @@ NOT_LOGGED_IN = 8
 TARGET_DELETED = 2100
 PRIVATE_WORK = 2149
 
+# Notice types (the `type` of an item of `notice_list_v2`).
+NOTICE_LIKE = 41
+NOTICE_FOLLOW = 33
+NOTICE_MENTION = 45
+NOTICE_SYSTEM = 1
+
+# Hears (account uid, pushed frame) for every private message stored.
+Listener = Callable[[str, dict[str, Any]], None]
+
 
 def _user(uid: str, nickname: str) -> dict[str, Any]:
     return {"uid": uid, "nickname": nickname, "avatar_thumb": {"url_list": [f"/static/avatar.svg?u={uid}"]}}
@@ -52,6 +73,7 @@ class SimAccount:
     comments: dict[str, dict[str, Any]] = field(default_factory=dict)
     conversations: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notices: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Comments deleted on the platform (a reply to them is refused).
     deleted: set[str] = field(default_factory=set)
 
@@ -70,6 +92,7 @@ class Platform:
         self._ids = itertools.count(7_300_000_000_000_000_000 + seed * 1_000_000_000)
         self.now = now
         self.accounts: dict[str, SimAccount] = {}
+        self._listeners: list[Listener] = []
         for index in range(accounts):
             uid = str(60_000_000 + seed * 1000 + index)
             account = SimAccount(uid, f"{self._rng.choice(['小店', '好物', '生活馆'])}·{self._name()}")
@@ -80,6 +103,13 @@ class Platform:
                     self._add_comment(account, work, work["create_time"] + self._rng.randint(60, 86_400))
             for _ in range(5):
                 self._add_conversation(account, now - self._rng.randint(3_600, 10 * 86_400))
+            for _ in range(6):
+                self._add_notice(account, now - self._rng.randint(600, 5 * 86_400))
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """`listener` hears of every private message stored; call the result to stop."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     # -------------------------------------------------------------- generation
 
@@ -158,31 +188,83 @@ class Platform:
         account.messages[message["server_id"]] = message
         conversation["update_time"] = at_ms
         conversation["last_message"] = {"content": message["content"], "create_time": at_ms, "msg_type": 7}
+        if self._listeners:
+            # As the message and its conversation are now: a frame is not changed later.
+            frame = copy.deepcopy({"type": "new_message", "message": message, "conversation": conversation})
+            for listener in list(self._listeners):
+                listener(account.uid, frame)
         return message
 
+    def _add_notice(self, account: SimAccount, at: int, kind: int | None = None) -> dict[str, Any]:
+        kind = kind if kind is not None else self._rng.choice(list(_NOTICES))
+        text, names_work = _NOTICES[kind]
+        nid = self._id()
+        notice = {
+            "nid": nid,
+            "type": kind,
+            "create_time": at,
+            "from_user": _user("0", "抖音小助手") if kind == NOTICE_SYSTEM else self._customer(),
+            "aweme_id": self._rng.choice(account.works)["item_id"] if names_work and account.works else "",
+            "content": text,
+        }
+        account.notices[nid] = notice
+        return notice
+
+    def delete_comment(self, account: SimAccount, cid: str) -> None:
+        """A customer deletes a comment: it goes, with the replies under it."""
+        comment = account.comments.pop(cid)
+        account.deleted.add(cid)
+        work = account.work(comment["aweme_id"])
+        if work is not None:
+            work["comment_count"] -= 1
+        parent = account.comments.get(comment["reply_id"])
+        if parent is not None:
+            parent["reply_comment_total"] -= 1
+        for reply in [c["cid"] for c in account.comments.values() if c["reply_id"] == cid]:
+            self.delete_comment(account, reply)
+
     def tick(self, now: int) -> None:
-        """Customers write: a new comment, a reply under one, or a private message."""
+        """Customers act: a new comment, a reply under one, a private message, a like or
+        a follow, now and then a deleted comment or a new conversation, and the account
+        now and then publishes a work."""
         self.now = now
         account = self._rng.choice(list(self.accounts.values()))
         roll = self._rng.random()
-        if roll < 0.4 and account.works:
+        tops = [c for c in account.comments.values() if c["reply_id"] == "0"]
+        if roll < 0.33 and account.works:
             self._add_comment(account, self._rng.choice(account.works), now)
-        elif roll < 0.6 and account.comments:
-            parent = self._rng.choice([c for c in account.comments.values() if c["reply_id"] == "0"])
+        elif roll < 0.5 and tops:
+            parent = self._rng.choice(tops)
             work = account.work(parent["aweme_id"])
             assert work is not None
             self._add_comment(account, work, now, parent=parent["cid"])
-        elif account.conversations:
+        elif roll < 0.8 and account.conversations:
             self._add_message(account, self._rng.choice(list(account.conversations.values())), now * 1000, own=False)
+        elif roll < 0.9:
+            self._add_notice(account, now)
+        elif roll < 0.94:
+            theirs = [c["cid"] for c in account.comments.values() if c["user"]["uid"] != account.uid]
+            if theirs:
+                self.delete_comment(account, self._rng.choice(theirs))
+        elif roll < 0.97:
+            self._add_conversation(account, now - 3 * 120)  # its messages end by now
+        else:
+            self._add_work(account, now)
 
-    def customer_writes(self, uid: str, kind: str, text: str, now: int) -> dict[str, Any]:
+    def customer_writes(self, uid: str, kind: str, text: str, now: int, parent: str = "") -> dict[str, Any]:
         """A customer writes `text` to account `uid`: a private message in its latest
-        conversation, or a comment on its latest work (kind "message" or "comment")."""
+        conversation, a comment on its latest work, or a reply under comment `parent` (kind
+        "message", "comment" or "reply")."""
         self.now = now
         account = self.accounts[uid]
         if kind == "message":
             conversation = max(account.conversations.values(), key=lambda c: c["update_time"])
             return self._add_message(account, conversation, now * 1000, own=False, text=text)
+        if kind == "reply":
+            top = account.comments[parent]
+            work = account.work(top["aweme_id"])
+            assert work is not None
+            return self._add_comment(account, work, now, parent=parent, text=text)
         work = max(account.works, key=lambda w: w["create_time"])
         return self._add_comment(account, work, now, text=text)
 
@@ -216,4 +298,5 @@ class Platform:
             "comments": sorted(account.comments.values(), key=lambda c: c["cid"]),
             "conversations": list(account.conversations.values()),
             "messages": sorted(account.messages.values(), key=lambda m: m["server_id"]),
+            "notices": sorted(account.notices.values(), key=lambda n: n["nid"]),
         }

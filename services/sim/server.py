@@ -50,12 +50,26 @@ def uids_of(ready_line: str) -> list[str]:
     return found.group(1).split(", ")
 
 
-def worker_accounts(sim_address: str, account_ids: list[str], uids: list[str], *, page_timeout: float | None = None) -> str:
-    """[[accounts]] tables of a worker configuration crawling the simulator's accounts."""
-    timeout = f"page_timeout = {page_timeout:g}\n" if page_timeout is not None else ""
+def worker_accounts(
+    sim_address: str,
+    account_ids: list[str],
+    uids: list[str],
+    *,
+    page_timeout: float | None = None,
+    by_qr: frozenset[str] = frozenset(),
+    qr_refreshes: int | None = None,
+    live_chat: bool = True,
+) -> str:
+    """[[accounts]] tables of a worker configuration crawling the simulator's accounts: by
+    its password form (a shortcut), or, for the accounts in `by_qr`, logged in by an
+    operator scanning the QR code the console shows."""
+    extra = f"page_timeout = {page_timeout:g}\n" if page_timeout is not None else ""
+    extra += f"qr_refreshes = {qr_refreshes}\n" if qr_refreshes is not None else ""
+    extra += "" if live_chat else "live_chat = false\n"
     return "".join(
         f'\n[[accounts]]\naccount_id = "{account_id}"\nadapter = "douyin"\nbase_url = "http://{sim_address}"\n'
-        f'login_uid = "{uid}"\nlogin_password = "sim"\n{timeout}'
+        + ("" if account_id in by_qr else f'login_uid = "{uid}"\nlogin_password = "sim"\n')
+        + extra
         for account_id, uid in zip(account_ids, uids, strict=True)
     )
 

@@ -1,10 +1,26 @@
-"""How imsync launches Chromium through Playwright: Debian's build where there is one."""
+"""How imsync runs Chromium through Playwright: one browser per worker process, a context
+per account with its storage state (cookies, local storage) in a file of its own.
+
+A context costs a few megabytes where a browser of its own costs a hundred or more (the
+worker's benchmark, `bench/worker_memory.py`); accounts stay apart as separate browser
+profiles would, since contexts share nothing. Pages are opened for a task and closed after
+it. A browser that crashes or disconnects is started again on next use, and every
+context with it, from the storage states on disk.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+log = logging.getLogger(__name__)
 
 # Without the networking flags Chromium keeps calling home, and on a closed network it
 # fails loudly doing so.
@@ -31,3 +47,87 @@ def launch_options(*, headless: bool = True) -> dict[str, Any]:
     if path is not None:
         options["executable_path"] = path
     return options
+
+
+class BrowserPool:
+    """The worker's one Chromium and its accounts' contexts."""
+
+    def __init__(self, *, headless: bool = True, page_timeout: float = 20.0) -> None:
+        self.headless = headless
+        self.page_timeout = page_timeout
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._contexts: dict[str, tuple[BrowserContext, Path]] = {}
+        self._starting = asyncio.Lock()
+        self.launches = 0
+
+    async def browser(self) -> Browser:
+        async with self._starting:
+            if self._browser is None or not self._browser.is_connected():
+                if self._playwright is None:
+                    self._playwright = await async_playwright().start()
+                self._contexts.clear()  # they went with the browser
+                self._browser = await self._playwright.chromium.launch(**launch_options(headless=self.headless))
+                self._browser.on("disconnected", self._disconnected)
+                self.launches += 1
+            return self._browser
+
+    def _disconnected(self, browser: Browser) -> None:
+        if browser is self._browser:
+            log.warning("Chromium went away; it starts again on next use")
+
+    async def context(self, account_id: str, storage: Path) -> BrowserContext:
+        """The account's context, made from its storage state on disk when it has none."""
+        browser = await self.browser()
+        held = self._contexts.get(account_id)
+        if held is not None and held[0].browser is browser:
+            return held[0]
+        context = await browser.new_context(
+            storage_state=str(storage) if storage.is_file() else None,
+            locale="zh-CN",
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(self.page_timeout * 1000)
+        context.on("close", lambda _: self._forget(account_id, context))
+        self._contexts[account_id] = (context, storage)
+        return context
+
+    def _forget(self, account_id: str, context: BrowserContext) -> None:
+        held = self._contexts.get(account_id)
+        if held is not None and held[0] is context:
+            del self._contexts[account_id]
+
+    async def save(self, account_id: str) -> None:
+        """Writes the account's storage state to its file (whole or not at all), readable
+        by this user only: it holds the platform session."""
+        held = self._contexts.get(account_id)
+        if held is None:
+            return
+        context, storage = held
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        partial = storage.with_name(storage.name + ".partial")
+        try:
+            await context.storage_state(path=str(partial))
+        except PlaywrightError as error:
+            log.warning("could not save the session of %s: %s", account_id, str(error).splitlines()[0])
+            return
+        os.chmod(partial, 0o600)
+        os.replace(partial, storage)
+
+    async def discard(self, account_id: str) -> None:
+        """Closes the account's context (its next one starts from the file)."""
+        held = self._contexts.pop(account_id, None)
+        if held is not None:
+            with contextlib.suppress(PlaywrightError):
+                await held[0].close()
+
+    async def close(self) -> None:
+        for account_id in list(self._contexts):
+            await self.discard(account_id)
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            with contextlib.suppress(PlaywrightError):
+                await browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+            self._playwright = None

@@ -6,6 +6,9 @@
     crawl_interval = 30                # seconds between two crawls of an account
     crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
     crawl_timeout = 120                # a crawl taking longer is abandoned and reported
+    max_concurrent_crawls = 4          # accounts crawled at once (one Chromium, a context each)
+    login_retry = 600                  # seconds before a login that gave up starts again by itself
+    headless = true                    # false to watch the browser work
     window = 8                         # unacknowledged versions per account before coalescing
     command_log = "commands.sqlite3"   # the replies begun and their results, kept across restarts
     tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its certificate ...
@@ -16,10 +19,14 @@
     account_id = "douyin-001"
     adapter = "douyin"                 # the creator center in Chromium
     base_url = "https://creator.douyin.com"   # or the simulator's address
-    profile_dir = "profiles/douyin-001"       # the browser profile (cookies) on disk
+    storage_state = "state/douyin-001.json"   # the logged-in session (cookies) on disk
     login_uid = "60001000"             # simulator only: its login form's account ...
-    login_password = "sim"             # ... and password; the real site wants a QR scan
+    login_password = "sim"             # ... and password; otherwise the login's QR code
+                                       #     is relayed to the console
     page_timeout = 20                  # seconds a page may take
+    qr_refreshes = 3                   # new QR codes after the first expires, then give up
+    code_wait = 300                    # seconds an operator may take to type an SMS code
+    live_chat = true                   # keep the chat page open: new messages sent at once
 
     [[accounts]]
     account_id = "sample-001"
@@ -58,6 +65,9 @@ class WorkerConfig:
     crawl_interval: float = 30.0
     crawl_jitter: float = 0.2
     crawl_timeout: float = 120.0
+    max_concurrent_crawls: int = 4
+    login_retry: float = 600.0
+    headless: bool = True
     window: int = 8
     tls: ClientTls | None = None
     # Replies begun and their results (command_log.py); relative paths are to the file's folder.
@@ -102,12 +112,22 @@ def load_worker_config(path: Path) -> WorkerConfig:
         options = {k: v for k, v in table.items() if k not in ("account_id", "adapter")}
         if adapter == "douyin":
             _require(table, "base_url", str, where)
-            options["profile_dir"] = str(path.parent / str(options.get("profile_dir", f"profiles/{account_id}")))
+            if "profile_dir" in table:
+                raise ConfigError(
+                    f"{where}profile_dir: the worker keeps each account's session in a storage state file now; "
+                    f'write storage_state = "state/{account_id}.json" (and log the account in again)'
+                )
+            options["storage_state"] = str(path.parent / str(options.get("storage_state", f"state/{account_id}.json")))
+            for key in ("page_timeout", "qr_refreshes", "code_wait"):
+                if key in options and (not isinstance(options[key], (int, float)) or options[key] < 0):
+                    raise ConfigError(f"{where}{key}: must be a non-negative number")
+            if not isinstance(options.get("live_chat", True), bool):
+                raise ConfigError(f"{where}live_chat: must be true or false")
         accounts.append(AccountConfig(account_id, adapter, options))
     if not accounts:
         raise ConfigError("accounts: at least one [[accounts]] table is required")
     numbers = {}
-    for key, default in (("crawl_interval", 30.0), ("crawl_jitter", 0.2), ("crawl_timeout", 120.0)):
+    for key, default in (("crawl_interval", 30.0), ("crawl_jitter", 0.2), ("crawl_timeout", 120.0), ("login_retry", 600.0)):
         value = raw.get(key, default)
         if not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key}: must be a non-negative number")
@@ -126,6 +146,12 @@ def load_worker_config(path: Path) -> WorkerConfig:
     window = raw.get("window", 8)
     if not isinstance(window, int) or window < 1:
         raise ConfigError("window: must be a positive integer")
+    concurrent = raw.get("max_concurrent_crawls", 4)
+    if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
+        raise ConfigError("max_concurrent_crawls: must be a positive integer")
+    headless = raw.get("headless", True)
+    if not isinstance(headless, bool):
+        raise ConfigError("headless: must be true or false")
     command_log = raw.get("command_log", "commands.sqlite3")
     if not isinstance(command_log, str) or not command_log:
         raise ConfigError("command_log: must be a file name")
@@ -135,6 +161,8 @@ def load_worker_config(path: Path) -> WorkerConfig:
         token=str(token),
         accounts=tuple(accounts),
         window=window,
+        max_concurrent_crawls=concurrent,
+        headless=headless,
         tls=tls,
         command_log=path.parent / command_log,
         **numbers,

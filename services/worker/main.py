@@ -1,45 +1,40 @@
-"""The worker process: a crawl loop per account feeding one sync engine."""
+"""The worker process: one Chromium, an account runner per account, one sync engine."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import signal
-import time
 from pathlib import Path
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
-from .account_state import EMPTY, AccountView
-from .adapter import CrawlFailed, PlatformAdapter
+from .account_runner import AccountRunner, RunnerConfig
+from .adapter import PlatformAdapter
+from .browser import BrowserPool
 from .config import AccountConfig, WorkerConfig
-from .douyin_adapter import DouyinAdapter, DouyinOptions
+from .douyin import DouyinAdapter, DouyinOptions
 from .sample_adapter import SampleAdapter
 from .sync_engine import EngineConfig, SyncEngine
 
-log = logging.getLogger(__name__)
 
-# Failed crawls back off up to this many intervals, so a broken account is not hammered.
-_MAX_BACKOFF_INTERVALS = 16
-
-
-def make_adapter(account: AccountConfig) -> PlatformAdapter:
+def make_adapter(account: AccountConfig, pool: BrowserPool) -> PlatformAdapter:
     if account.adapter == "douyin":
         options = account.options
         return DouyinAdapter(
             account.account_id,
             DouyinOptions(
                 base_url=str(options["base_url"]),
-                profile_dir=Path(str(options["profile_dir"])),
+                storage_state=Path(str(options["storage_state"])),
                 login_uid=str(options.get("login_uid", "")),
                 login_password=str(options.get("login_password", "")),
                 page_timeout=float(options.get("page_timeout", 20)),
-                headless=bool(options.get("headless", True)),
+                qr_refreshes=int(options.get("qr_refreshes", 3)),
+                code_wait=float(options.get("code_wait", 300)),
+                live_chat=bool(options.get("live_chat", True)),
             ),
+            pool,
         )
     if account.adapter == "sample":
         size: dict[str, int] = {
@@ -51,70 +46,21 @@ def make_adapter(account: AccountConfig) -> PlatformAdapter:
     raise ValueError(f"unknown adapter {account.adapter!r}")
 
 
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
-async def crawl_loop(
-    account_id: str, adapter: PlatformAdapter, engine: SyncEngine, config: WorkerConfig, rng: random.Random
-) -> None:
-    view: AccountView = EMPTY
-    failures = 0
-    while True:
-        started = time.monotonic()
-        report = sync_pb2.AccountStatusReport(account_id=account_id)
-        try:
-            async with asyncio.timeout(config.crawl_timeout):
-                result = await adapter.crawl()
-            view = view.merged_with(result.view, result.complete)
-            engine.publish(account_id, view)
-            report.login_state = result.login_state
-            report.last_crawl_at.CopyFrom(_now())
-            if result.errors:
-                report.last_error = "; ".join(result.errors)
-                report.last_error_at.CopyFrom(_now())
-            failures = 0
-            sync = engine.accounts[account_id]
-            print(
-                f"{account_id}: crawled {view.count()} entities in {time.monotonic() - started:.1f} s; "
-                f"master has version {sync.confirmed_version}"
-                + (" (in step)" if sync.synced else f" ({len(sync.inflight)} in flight)")
-                + (f"; partial: {report.last_error}" if result.errors else ""),
-                flush=True,
-            )
-        except CrawlFailed as error:
-            failures += 1
-            report.login_state = error.login_state
-            report.last_error = str(error)
-            report.last_error_at.CopyFrom(_now())
-            print(f"{account_id}: crawl failed ({failures} in a row): {error}", flush=True)
-        except Exception as error:  # the worker never dies of one account's crawl
-            failures += 1
-            report.last_error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            report.last_error_at.CopyFrom(_now())
-            log.warning("crawl of %s failed", account_id, exc_info=not isinstance(error, TimeoutError))
-            print(f"{account_id}: crawl failed ({failures} in a row): {report.last_error}", flush=True)
-        refusal = engine.refused.get(account_id)
-        if refusal is not None:
-            print(f"{account_id}: not synced: {refusal.status.message}", flush=True)
-        engine.report_status(report)
-        backoff = min(2 ** max(failures - 1, 0), _MAX_BACKOFF_INTERVALS) if failures else 1
-        await asyncio.sleep(config.crawl_interval * backoff * (1 + rng.uniform(-config.crawl_jitter, config.crawl_jitter)))
-
-
 async def run_worker(config: WorkerConfig) -> None:
-    adapters = {account.account_id: make_adapter(account) for account in config.accounts}
+    pool = BrowserPool(headless=config.headless)
+    adapters = {account.account_id: make_adapter(account, pool) for account in config.accounts}
+    runners: dict[str, AccountRunner] = {}
 
     async def perform(command: sync_pb2.Command) -> sync_pb2.CommandResult:
-        adapter = adapters.get(command.account_id)
-        if adapter is None:
+        adapter, runner = adapters.get(command.account_id), runners.get(command.account_id)
+        if adapter is None or runner is None:
             return sync_pb2.CommandResult(
                 outcome=sync_pb2.COMMAND_OUTCOME_FAILED,
                 reason=e.FAILURE_REASON_TARGET_NOT_FOUND,
                 message=f"this worker has no account {command.account_id!r}",
             )
+        if command.HasField("submit_login_code") or command.HasField("restart_login"):
+            return await runner.on_command(command)
         return await adapter.perform(command)
 
     engine = SyncEngine(
@@ -125,11 +71,17 @@ async def run_worker(config: WorkerConfig) -> None:
         adapters,
         perform,
     )
+    slots = asyncio.Semaphore(config.max_concurrent_crawls)
     rng = random.Random()
-    tasks = [asyncio.create_task(engine.run())] + [
-        asyncio.create_task(crawl_loop(account_id, adapter, engine, config, rng))
-        for account_id, adapter in adapters.items()
-    ]
+    runner_config = RunnerConfig(
+        crawl_interval=config.crawl_interval,
+        crawl_jitter=config.crawl_jitter,
+        crawl_timeout=config.crawl_timeout,
+        login_retry=config.login_retry,
+    )
+    for account_id, adapter in adapters.items():
+        runners[account_id] = AccountRunner(account_id, adapter, engine, runner_config, slots, rng)
+    tasks = [asyncio.create_task(engine.run())] + [asyncio.create_task(runner.run()) for runner in runners.values()]
     print(
         f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True
     )
@@ -143,3 +95,4 @@ async def run_worker(config: WorkerConfig) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     for adapter in adapters.values():
         await adapter.close()
+    await pool.close()

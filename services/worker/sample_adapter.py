@@ -6,6 +6,7 @@ performs replies by adding them to its own data. The Douyin adapter reads a real
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,10 +16,12 @@ from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 
 from .account_state import COLLECTION_NAMES, AccountView
-from .adapter import CrawlResult
+from .adapter import CrawlResult, LiveSink, LoginOperator
 
 
 class SampleAdapter:
+    collections = COLLECTION_NAMES
+
     def __init__(self, account_id: str, seed: int, *, size: dict[str, int] | None = None) -> None:
         self.sample = SampleAccount(account_id, seed, int(time.time()))
         shape = dict(conversations=12, messages_per_conversation=6, contents=6, comments_per_content=8)
@@ -54,6 +57,12 @@ class SampleAdapter:
             created = self.sample.add_reply(reply.content_id, reply.comment_id, reply.text, now)
             return _sent(created.comment_id)
         return _failed(e.FAILURE_REASON_PLATFORM_ERROR, f"unknown action {action}")
+
+    async def log_in(self, operator: LoginOperator) -> None:
+        pass  # generated data is never logged out
+
+    async def watch(self, sink: LiveSink) -> None:
+        await asyncio.Event().wait()  # nothing arrives live: the crawls bring it all
 
     async def close(self) -> None:
         pass

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[sync_pb2.Command], Awaitable[sync_pb2.CommandResult]]
 
 _TRANSPORT_LIMIT = 64 * 1024 * 1024
+_REPLIES = ("reply_to_comment", "send_message")
 
 
 @dataclass(frozen=True)
@@ -321,15 +322,17 @@ class SyncEngine:
 
     async def _perform(self, command: sync_pb2.Command) -> None:
         begun = False
+        # Replies are written down before they are performed; a login's code never is.
+        book = self._log if command.WhichOneof("action") in _REPLIES else None
         try:
-            prior = None if self._log is None else await asyncio.to_thread(self._log.prior, command.request_id)
+            prior = None if book is None else await asyncio.to_thread(book.prior, command.request_id)
             if prior is not None:
                 result = prior  # begun before this worker restarted: never performed twice
             else:
                 if self._on_command is None:
                     raise RuntimeError("this worker performs no commands")
-                if self._log is not None:
-                    await asyncio.to_thread(self._log.begin, command)
+                if book is not None:
+                    await asyncio.to_thread(book.begin, command)
                 begun = True
                 result = await self._on_command(command)
         except Exception as error:
@@ -341,9 +344,9 @@ class SyncEngine:
         result.account_id = command.account_id
         if not result.HasField("performed_at"):
             result.performed_at.GetCurrentTime()
-        if begun and self._log is not None:
+        if begun and book is not None:
             try:
-                await asyncio.to_thread(self._log.finish, command.request_id, result)
+                await asyncio.to_thread(book.finish, command.request_id, result)
             except Exception:  # the result still goes to the master, which keeps it
                 log.exception("could not record the result of command %s", command.request_id)
         self._results[command.request_id] = result

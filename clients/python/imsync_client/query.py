@@ -17,6 +17,8 @@ from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import discussions_pb2_grpc
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import events_pb2_grpc
+from imsync.v1 import logins_pb2 as lg
+from imsync.v1 import logins_pb2_grpc
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import messages_pb2_grpc
 from imsync.v1 import replies_pb2 as rep
@@ -41,6 +43,7 @@ class ImClient:
         self._discussions = discussions_pb2_grpc.DiscussionServiceStub(channel)
         self._unified = unified_messages_pb2_grpc.UnifiedMessageServiceStub(channel)
         self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
+        self._logins = logins_pb2_grpc.LoginServiceStub(channel)
         self._events = events_pb2_grpc.EventServiceStub(channel)
 
     @classmethod
@@ -266,6 +269,25 @@ class ImClient:
         self, request: rep.GetReplyRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> rep.GetReplyResponse:
         result: rep.GetReplyResponse = await self._unary(self._replies.GetReply, request, timeout, metadata)
+        return result
+
+    # logins (an API key with the login scope)
+    async def get_login(
+        self, request: lg.GetLoginRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> lg.GetLoginResponse:
+        result: lg.GetLoginResponse = await self._unary(self._logins.GetLogin, request, timeout, metadata)
+        return result
+
+    async def submit_login_code(
+        self, request: lg.SubmitLoginCodeRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> lg.SubmitLoginCodeResponse:
+        result: lg.SubmitLoginCodeResponse = await self._unary(self._logins.SubmitLoginCode, request, timeout, metadata)
+        return result
+
+    async def restart_login(
+        self, request: lg.RestartLoginRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> lg.RestartLoginResponse:
+        result: lg.RestartLoginResponse = await self._unary(self._logins.RestartLogin, request, timeout, metadata)
         return result
 
     # events

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -76,6 +77,11 @@ class _LoginStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoginState
     LOGIN_STATE_UNSPECIFIED: _LoginState.ValueType  # 0
     LOGIN_STATE_LOGGED_IN: _LoginState.ValueType  # 1
     LOGIN_STATE_LOGGED_OUT: _LoginState.ValueType  # 2
+    """Logged out, and no login is under way (one failed, or none was tried yet)."""
+    LOGIN_STATE_LOGGING_IN: _LoginState.ValueType  # 3
+    """A login is under way: a QR code to scan or a code to type waits for an operator
+    (LoginService.GetLogin shows it to keys with the login scope).
+    """
 
 class LoginState(_LoginState, metaclass=_LoginStateEnumTypeWrapper):
     """Whether the worker's browser session for the account is logged in."""
@@ -83,7 +89,68 @@ class LoginState(_LoginState, metaclass=_LoginStateEnumTypeWrapper):
 LOGIN_STATE_UNSPECIFIED: LoginState.ValueType  # 0
 LOGIN_STATE_LOGGED_IN: LoginState.ValueType  # 1
 LOGIN_STATE_LOGGED_OUT: LoginState.ValueType  # 2
+"""Logged out, and no login is under way (one failed, or none was tried yet)."""
+LOGIN_STATE_LOGGING_IN: LoginState.ValueType  # 3
+"""A login is under way: a QR code to scan or a code to type waits for an operator
+(LoginService.GetLogin shows it to keys with the login scope).
+"""
 Global___LoginState: _TypeAlias = LoginState  # noqa: Y015
+
+class _CrawlState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CrawlStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CrawlState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRAWL_STATE_UNSPECIFIED: _CrawlState.ValueType  # 0
+    CRAWL_STATE_CRAWLING: _CrawlState.ValueType  # 1
+    """No crawl has finished since the worker started or the account logged in."""
+    CRAWL_STATE_WHOLE: _CrawlState.ValueType  # 2
+    """The last crawl read every collection whole."""
+    CRAWL_STATE_PARTIAL: _CrawlState.ValueType  # 3
+    """The last crawl missed part of a collection: CollectionHealth.missed says which and why."""
+    CRAWL_STATE_FAILING: _CrawlState.ValueType  # 4
+    """The last crawl read nothing usable (a page that never loaded, a broken browser)."""
+    CRAWL_STATE_NEEDS_LOGIN: _CrawlState.ValueType  # 5
+    """The account is logged out: nothing is crawled until it logs in again."""
+
+class CrawlState(_CrawlState, metaclass=_CrawlStateEnumTypeWrapper):
+    """How the worker's crawls of an account are going."""
+
+CRAWL_STATE_UNSPECIFIED: CrawlState.ValueType  # 0
+CRAWL_STATE_CRAWLING: CrawlState.ValueType  # 1
+"""No crawl has finished since the worker started or the account logged in."""
+CRAWL_STATE_WHOLE: CrawlState.ValueType  # 2
+"""The last crawl read every collection whole."""
+CRAWL_STATE_PARTIAL: CrawlState.ValueType  # 3
+"""The last crawl missed part of a collection: CollectionHealth.missed says which and why."""
+CRAWL_STATE_FAILING: CrawlState.ValueType  # 4
+"""The last crawl read nothing usable (a page that never loaded, a broken browser)."""
+CRAWL_STATE_NEEDS_LOGIN: CrawlState.ValueType  # 5
+"""The account is logged out: nothing is crawled until it logs in again."""
+Global___CrawlState: _TypeAlias = CrawlState  # noqa: Y015
+
+class _LoginChallengeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LoginChallengeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoginChallengeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOGIN_CHALLENGE_KIND_UNSPECIFIED: _LoginChallengeKind.ValueType  # 0
+    LOGIN_CHALLENGE_KIND_QR_CODE: _LoginChallengeKind.ValueType  # 1
+    """Scan the QR code with the platform's app (and confirm on the phone)."""
+    LOGIN_CHALLENGE_KIND_SMS_CODE: _LoginChallengeKind.ValueType  # 2
+    """Type the code the platform sent by SMS."""
+
+class LoginChallengeKind(_LoginChallengeKind, metaclass=_LoginChallengeKindEnumTypeWrapper):
+    """What a login under way asks of an operator."""
+
+LOGIN_CHALLENGE_KIND_UNSPECIFIED: LoginChallengeKind.ValueType  # 0
+LOGIN_CHALLENGE_KIND_QR_CODE: LoginChallengeKind.ValueType  # 1
+"""Scan the QR code with the platform's app (and confirm on the phone)."""
+LOGIN_CHALLENGE_KIND_SMS_CODE: LoginChallengeKind.ValueType  # 2
+"""Type the code the platform sent by SMS."""
+Global___LoginChallengeKind: _TypeAlias = LoginChallengeKind  # noqa: Y015
 
 class _FailureReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -282,6 +349,38 @@ NOTIFICATION_TYPE_SYSTEM: NotificationType.ValueType  # 4
 Global___NotificationType: _TypeAlias = NotificationType  # noqa: Y015
 
 @_typing.final
+class CollectionHealth(_message.Message):
+    """How one collection of an account was last crawled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    LAST_WHOLE_TIME_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """"contents", "comments", "conversations", "messages" or "notifications"."""
+    missed: _builtins.str
+    """Empty when the last crawl read it whole; otherwise what it missed and why."""
+    @_builtins.property
+    def last_whole_time(self) -> _timestamp_pb2.Timestamp:
+        """When a crawl last read it whole; unset if none has."""
+
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        last_whole_time: _timestamp_pb2.Timestamp | None = ...,
+        missed: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_whole_time", b"last_whole_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "last_whole_time", b"last_whole_time", "missed", b"missed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectionHealth: _TypeAlias = CollectionHealth  # noqa: Y015
+
+@_typing.final
 class User(_message.Message):
     """A person on the platform (a customer, or the account itself)."""
 
@@ -333,6 +432,10 @@ class Account(_message.Message):
     LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     ONLINE_FIELD_NUMBER: _builtins.int
+    CRAWL_STATE_FIELD_NUMBER: _builtins.int
+    LAST_CRAWL_DURATION_FIELD_NUMBER: _builtins.int
+    COLLECTIONS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """imsync's key for the account, chosen in the worker's configuration."""
     platform: Global___Platform.ValueType
@@ -355,6 +458,12 @@ class Account(_message.Message):
     """Master-owned: the worker holding the account's lease; empty when none does."""
     online: _builtins.bool
     """Master-owned: whether that worker's stream is connected now."""
+    crawl_state: Global___CrawlState.ValueType
+    """As the worker last reported it: how its crawls are going."""
+    last_error_reason: _builtins.str
+    """Why the last crawl or login failed, as a short code: LOGIN_EXPIRED, LOGIN_FAILED,
+    PAGE_TIMEOUT, UNREADABLE_ANSWER, BROWSER_ERROR, PARTIAL; empty when all went well.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -365,6 +474,14 @@ class Account(_message.Message):
 
     @_builtins.property
     def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_crawl_duration(self) -> _duration_pb2.Duration:
+        """How long the last crawl took."""
+
+    @_builtins.property
+    def collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectionHealth]:
+        """Per collection: when it was last read whole, and what the last crawl missed."""
+
     def __init__(
         self,
         *,
@@ -387,14 +504,75 @@ class Account(_message.Message):
         last_error_at: _timestamp_pb2.Timestamp | None = ...,
         worker_id: _builtins.str = ...,
         online: _builtins.bool = ...,
+        crawl_state: Global___CrawlState.ValueType = ...,
+        last_crawl_duration: _duration_pb2.Duration | None = ...,
+        collections: _abc.Iterable[Global___CollectionHealth] | None = ...,
+        last_error_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_crawl_at", b"last_crawl_at", "last_error_at", b"last_error_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error_at", b"last_error_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "created_at", b"created_at", "follower_count", b"follower_count", "following_count", b"following_count", "last_crawl_at", b"last_crawl_at", "last_error", b"last_error", "last_error_at", b"last_error_at", "login_state", b"login_state", "online", b"online", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "collections", b"collections", "crawl_state", b"crawl_state", "created_at", b"created_at", "follower_count", b"follower_count", "following_count", b"following_count", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_error_reason", b"last_error_reason", "login_state", b"login_state", "online", b"online", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Account: _TypeAlias = Account  # noqa: Y015
+
+@_typing.final
+class LoginChallenge(_message.Message):
+    """A login under way, as the worker relays it from the platform's login page. Shown only to
+    API keys with the login scope; never in logs or events.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    QR_PNG_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    TRIES_LEFT_FIELD_NUMBER: _builtins.int
+    REFRESHES_LEFT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SCANNED_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    kind: Global___LoginChallengeKind.ValueType
+    qr_png: _builtins.bytes
+    """QR_CODE: the code as the page shows it, a PNG image."""
+    prompt: _builtins.str
+    """SMS_CODE: what the platform says, e.g. which phone number it texted."""
+    tries_left: _builtins.int
+    """SMS_CODE: tries the platform still allows before the login starts over."""
+    refreshes_left: _builtins.int
+    """QR_CODE: new codes the worker will still ask for when this one expires."""
+    error: _builtins.str
+    """The platform's answer to the last code typed, when it was refused."""
+    scanned: _builtins.bool
+    """QR_CODE: the code was scanned; the login waits for the confirmation on the phone."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the QR code or the SMS code stops being accepted."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___LoginChallengeKind.ValueType = ...,
+        qr_png: _builtins.bytes = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        prompt: _builtins.str = ...,
+        tries_left: _builtins.int = ...,
+        refreshes_left: _builtins.int = ...,
+        error: _builtins.str = ...,
+        scanned: _builtins.bool = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "expire_time", b"expire_time", "kind", b"kind", "prompt", b"prompt", "qr_png", b"qr_png", "refreshes_left", b"refreshes_left", "scanned", b"scanned", "tries_left", b"tries_left", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoginChallenge: _TypeAlias = LoginChallenge  # noqa: Y015
 
 @_typing.final
 class ContentStats(_message.Message):

@@ -39,6 +39,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A reply moved to another state."""
     EVENT_TYPE_ACCOUNT_STATUS_CHANGED: _EventType.ValueType  # 5
     """An account's login state, crawl status or worker changed."""
+    EVENT_TYPE_NEW_NOTIFICATION: _EventType.ValueType  # 6
+    """A platform notification arrived (a like, a follow, a mention, a system notice)."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of an event."""
@@ -54,6 +56,8 @@ EVENT_TYPE_REPLY_STATE_CHANGED: EventType.ValueType  # 4
 """A reply moved to another state."""
 EVENT_TYPE_ACCOUNT_STATUS_CHANGED: EventType.ValueType  # 5
 """An account's login state, crawl status or worker changed."""
+EVENT_TYPE_NEW_NOTIFICATION: EventType.ValueType  # 6
+"""A platform notification arrived (a like, a follow, a mention, a system notice)."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -67,7 +71,7 @@ class ReadStateChange(_message.Message):
     is_read: _builtins.bool
     @_builtins.property
     def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Inbox item ids: "comment:<id>" or "message:<id>"."""
+        """Inbox item ids: "comment:<id>", "message:<id>" or "notification:<id>"."""
 
     def __init__(
         self,
@@ -98,6 +102,7 @@ class Event(_message.Message):
     READ_STATE_FIELD_NUMBER: _builtins.int
     REPLY_FIELD_NUMBER: _builtins.int
     ACCOUNT_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Increasing; give the last one seen as after_event_id (or Last-Event-ID) to resume."""
     type: Global___EventType.ValueType
@@ -114,6 +119,8 @@ class Event(_message.Message):
     def reply(self) -> _replies_pb2.Reply: ...
     @_builtins.property
     def account(self) -> _entities_pb2.Account: ...
+    @_builtins.property
+    def notification(self) -> _entities_pb2.Notification: ...
     def __init__(
         self,
         *,
@@ -126,12 +133,13 @@ class Event(_message.Message):
         read_state: Global___ReadStateChange | None = ...,
         reply: _replies_pb2.Reply | None = ...,
         account: _entities_pb2.Account | None = ...,
+        notification: _entities_pb2.Notification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "create_time", b"create_time", "message", b"message", "payload", b"payload", "read_state", b"read_state", "reply", b"reply"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "read_state", b"read_state", "reply", b"reply"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "payload", b"payload", "read_state", b"read_state", "reply", b"reply", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "read_state", b"read_state", "reply", b"reply", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

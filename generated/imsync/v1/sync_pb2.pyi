@@ -347,14 +347,30 @@ class AccountStatusReport(_message.Message):
     LAST_CRAWL_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    CRAWL_STATE_FIELD_NUMBER: _builtins.int
+    LAST_CRAWL_DURATION_FIELD_NUMBER: _builtins.int
+    COLLECTIONS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     login_state: _entities_pb2.LoginState.ValueType
     last_error: _builtins.str
     """Empty when the last crawl succeeded."""
+    crawl_state: _entities_pb2.CrawlState.ValueType
+    last_error_reason: _builtins.str
+    """A short code for last_error (see Account.last_error_reason)."""
     @_builtins.property
     def last_crawl_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_crawl_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def collections(self) -> _containers.RepeatedCompositeFieldContainer[_entities_pb2.CollectionHealth]: ...
+    @_builtins.property
+    def login(self) -> _entities_pb2.LoginChallenge:
+        """Set while a login is under way (login_state LOGGING_IN): what it asks of an operator."""
+
     def __init__(
         self,
         *,
@@ -363,10 +379,15 @@ class AccountStatusReport(_message.Message):
         last_crawl_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
         last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        crawl_state: _entities_pb2.CrawlState.ValueType = ...,
+        last_crawl_duration: _duration_pb2.Duration | None = ...,
+        collections: _abc.Iterable[_entities_pb2.CollectionHealth] | None = ...,
+        last_error_reason: _builtins.str = ...,
+        login: _entities_pb2.LoginChallenge | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_crawl_at", b"last_crawl_at", "last_error_at", b"last_error_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error_at", b"last_error_at", "login", b"login"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "last_crawl_at", b"last_crawl_at", "last_error", b"last_error", "last_error_at", b"last_error_at", "login_state", b"login_state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "collections", b"collections", "crawl_state", b"crawl_state", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_error_reason", b"last_error_reason", "login", b"login", "login_state", b"login_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,6 +406,8 @@ class Command(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     REPLY_TO_COMMENT_FIELD_NUMBER: _builtins.int
     SEND_MESSAGE_FIELD_NUMBER: _builtins.int
+    SUBMIT_LOGIN_CODE_FIELD_NUMBER: _builtins.int
+    RESTART_LOGIN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     account_id: _builtins.str
     @_builtins.property
@@ -395,6 +418,14 @@ class Command(_message.Message):
     def reply_to_comment(self) -> Global___ReplyToComment: ...
     @_builtins.property
     def send_message(self) -> Global___SendMessage: ...
+    @_builtins.property
+    def submit_login_code(self) -> Global___SubmitLoginCode:
+        """An operator typed the code of the login under way."""
+
+    @_builtins.property
+    def restart_login(self) -> Global___RestartLogin:
+        """An operator asks for a new login (a new QR code), e.g. after the last one failed."""
+
     def __init__(
         self,
         *,
@@ -403,16 +434,56 @@ class Command(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         reply_to_comment: Global___ReplyToComment | None = ...,
         send_message: Global___SendMessage | None = ...,
+        submit_login_code: Global___SubmitLoginCode | None = ...,
+        restart_login: Global___RestartLogin | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "send_message", b"send_message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "send_message", b"send_message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["reply_to_comment", "send_message"]  # noqa: Y015
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["reply_to_comment", "send_message", "submit_login_code", "restart_login"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
 Global___Command: _TypeAlias = Command  # noqa: Y015
+
+@_typing.final
+class SubmitLoginCode(_message.Message):
+    """The code an operator typed for the account's login (e.g. sent by SMS)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitLoginCode: _TypeAlias = SubmitLoginCode  # noqa: Y015
+
+@_typing.final
+class RestartLogin(_message.Message):
+    """Start the account's login again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestartLogin: _TypeAlias = RestartLogin  # noqa: Y015
 
 @_typing.final
 class ReplyToComment(_message.Message):

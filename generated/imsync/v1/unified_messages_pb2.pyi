@@ -34,6 +34,8 @@ class _UnifiedMessageTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Un
     """A reply to a comment."""
     UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE: _UnifiedMessageType.ValueType  # 3
     """A private message."""
+    UNIFIED_MESSAGE_TYPE_NOTIFICATION: _UnifiedMessageType.ValueType  # 4
+    """A platform notification: a like, a follow, a mention, a system notice."""
 
 class UnifiedMessageType(_UnifiedMessageType, metaclass=_UnifiedMessageTypeEnumTypeWrapper):
     """Kind of an inbox item."""
@@ -45,11 +47,13 @@ UNIFIED_MESSAGE_TYPE_DISCUSSION: UnifiedMessageType.ValueType  # 2
 """A reply to a comment."""
 UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE: UnifiedMessageType.ValueType  # 3
 """A private message."""
+UNIFIED_MESSAGE_TYPE_NOTIFICATION: UnifiedMessageType.ValueType  # 4
+"""A platform notification: a like, a follow, a mention, a system notice."""
 Global___UnifiedMessageType: _TypeAlias = UnifiedMessageType  # noqa: Y015
 
 @_typing.final
 class UnifiedMessage(_message.Message):
-    """An inbox item: a comment, a reply or a private message."""
+    """An inbox item: a comment, a reply, a private message or a notification."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -61,8 +65,9 @@ class UnifiedMessage(_message.Message):
     IS_NEW_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """"comment:<comment_id>" or "message:<message_id>"."""
+    """"comment:<comment_id>", "message:<message_id>" or "notification:<notification_id>"."""
     type: Global___UnifiedMessageType.ValueType
     account_id: _builtins.str
     is_read: _builtins.bool
@@ -73,6 +78,8 @@ class UnifiedMessage(_message.Message):
     def comment(self) -> _entities_pb2.Comment: ...
     @_builtins.property
     def message(self) -> _entities_pb2.Message: ...
+    @_builtins.property
+    def notification(self) -> _entities_pb2.Notification: ...
     def __init__(
         self,
         *,
@@ -84,12 +91,13 @@ class UnifiedMessage(_message.Message):
         is_new: _builtins.bool = ...,
         comment: _entities_pb2.Comment | None = ...,
         message: _entities_pb2.Message | None = ...,
+        notification: _entities_pb2.Notification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "create_time", b"create_time", "item", b"item", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "create_time", b"create_time", "item", b"item", "message", b"message", "notification", b"notification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment", b"comment", "create_time", b"create_time", "id", b"id", "is_new", b"is_new", "is_read", b"is_read", "item", b"item", "message", b"message", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment", b"comment", "create_time", b"create_time", "id", b"id", "is_new", b"is_new", "is_read", b"is_read", "item", b"item", "message", b"message", "notification", b"notification", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["comment", "message"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["comment", "message", "notification"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
@@ -194,10 +202,15 @@ class GetUnifiedStatsResponse(_message.Message):
     UNREAD_COMMENTS_FIELD_NUMBER: _builtins.int
     UNREAD_DISCUSSIONS_FIELD_NUMBER: _builtins.int
     UNREAD_DIRECT_MESSAGES_FIELD_NUMBER: _builtins.int
+    UNREAD_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     total_unread: _builtins.int
+    """What customers wrote and nobody read: comments, replies and private messages
+    (notifications are counted apart).
+    """
     unread_comments: _builtins.int
     unread_discussions: _builtins.int
     unread_direct_messages: _builtins.int
+    unread_notifications: _builtins.int
     def __init__(
         self,
         *,
@@ -205,10 +218,11 @@ class GetUnifiedStatsResponse(_message.Message):
         unread_comments: _builtins.int = ...,
         unread_discussions: _builtins.int = ...,
         unread_direct_messages: _builtins.int = ...,
+        unread_notifications: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["total_unread", b"total_unread", "unread_comments", b"unread_comments", "unread_direct_messages", b"unread_direct_messages", "unread_discussions", b"unread_discussions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["total_unread", b"total_unread", "unread_comments", b"unread_comments", "unread_direct_messages", b"unread_direct_messages", "unread_discussions", b"unread_discussions", "unread_notifications", b"unread_notifications"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,7 +236,9 @@ class MarkUnifiedMessageReadRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     id: _builtins.str
-    """An inbox item id: "comment:<comment_id>" or "message:<message_id>"."""
+    """An inbox item id: "comment:<comment_id>", "message:<message_id>" or
+    "notification:<notification_id>".
+    """
     def __init__(
         self,
         *,
@@ -266,7 +282,9 @@ class MarkUnifiedMessagesReadRequest(_message.Message):
     account_id: _builtins.str
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Inbox item ids: "comment:<comment_id>" or "message:<message_id>"."""
+        """Inbox item ids: "comment:<comment_id>", "message:<message_id>" or
+        "notification:<notification_id>".
+        """
 
     def __init__(
         self,

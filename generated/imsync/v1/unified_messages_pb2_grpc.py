@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class UnifiedMessageServiceStub:
-    """One inbox merging the comments and private messages of an account.
+    """One inbox merging the comments, private messages and notifications of an account.
     """
 
     def __init__(self, channel):
@@ -58,11 +58,11 @@ class UnifiedMessageServiceStub:
 
 
 class UnifiedMessageServiceServicer:
-    """One inbox merging the comments and private messages of an account.
+    """One inbox merging the comments, private messages and notifications of an account.
     """
 
     def ListUnifiedMessages(self, request, context):
-        """Lists inbound comments, replies and private messages, newest first.
+        """Lists inbound comments, replies, private messages and notifications, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +121,7 @@ def add_UnifiedMessageServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class UnifiedMessageService:
-    """One inbox merging the comments and private messages of an account.
+    """One inbox merging the comments, private messages and notifications of an account.
     """
 
     @staticmethod

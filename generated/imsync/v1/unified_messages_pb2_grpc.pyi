@@ -27,14 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class UnifiedMessageServiceStub:
-    """One inbox merging the comments and private messages of an account."""
+    """One inbox merging the comments, private messages and notifications of an account."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UnifiedMessageServiceAsyncStub: ...
     ListUnifiedMessages: _grpc.UnaryUnaryMultiCallable[_unified_messages_pb2.ListUnifiedMessagesRequest, _unified_messages_pb2.ListUnifiedMessagesResponse]
-    """Lists inbound comments, replies and private messages, newest first."""
+    """Lists inbound comments, replies, private messages and notifications, newest first."""
     GetUnifiedStats: _grpc.UnaryUnaryMultiCallable[_unified_messages_pb2.GetUnifiedStatsRequest, _unified_messages_pb2.GetUnifiedStatsResponse]
     """Counts unread items of the inbox."""
     MarkUnifiedMessageRead: _grpc.UnaryUnaryMultiCallable[_unified_messages_pb2.MarkUnifiedMessageReadRequest, _unified_messages_pb2.MarkUnifiedMessageReadResponse]
@@ -44,11 +44,11 @@ class UnifiedMessageServiceStub:
 
 @_typing.type_check_only
 class UnifiedMessageServiceAsyncStub(UnifiedMessageServiceStub):
-    """One inbox merging the comments and private messages of an account."""
+    """One inbox merging the comments, private messages and notifications of an account."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListUnifiedMessages: _aio.UnaryUnaryMultiCallable[_unified_messages_pb2.ListUnifiedMessagesRequest, _unified_messages_pb2.ListUnifiedMessagesResponse]  # type: ignore[assignment]
-    """Lists inbound comments, replies and private messages, newest first."""
+    """Lists inbound comments, replies, private messages and notifications, newest first."""
     GetUnifiedStats: _aio.UnaryUnaryMultiCallable[_unified_messages_pb2.GetUnifiedStatsRequest, _unified_messages_pb2.GetUnifiedStatsResponse]  # type: ignore[assignment]
     """Counts unread items of the inbox."""
     MarkUnifiedMessageRead: _aio.UnaryUnaryMultiCallable[_unified_messages_pb2.MarkUnifiedMessageReadRequest, _unified_messages_pb2.MarkUnifiedMessageReadResponse]  # type: ignore[assignment]
@@ -57,7 +57,7 @@ class UnifiedMessageServiceAsyncStub(UnifiedMessageServiceStub):
     """Marks several inbox items read."""
 
 class UnifiedMessageServiceServicer(metaclass=_abc_1.ABCMeta):
-    """One inbox merging the comments and private messages of an account."""
+    """One inbox merging the comments, private messages and notifications of an account."""
 
     @_abc_1.abstractmethod
     def ListUnifiedMessages(
@@ -65,7 +65,7 @@ class UnifiedMessageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _unified_messages_pb2.ListUnifiedMessagesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_unified_messages_pb2.ListUnifiedMessagesResponse, _abc.Awaitable[_unified_messages_pb2.ListUnifiedMessagesResponse]]:
-        """Lists inbound comments, replies and private messages, newest first."""
+        """Lists inbound comments, replies, private messages and notifications, newest first."""
 
     @_abc_1.abstractmethod
     def GetUnifiedStats(

@@ -20,18 +20,19 @@ function element(tag, text, className) {
   if (className) node.className = className;
   return node;
 }
-// Calls `load` again whenever the page is scrolled to the bottom, until it says it is done.
+// Calls `load` again whenever the bottom of the page comes into view (scrolled to, or
+// still in view after a page came), until it says it is done.
 function pageOnScroll(load) {
   let busy = false, more = true;
+  const nearBottom = () => window.innerHeight + window.scrollY >= document.body.offsetHeight - 40;
   async function next() {
     if (busy || !more) return;
     busy = true;
     try { more = await load(); } finally { busy = false; }
     document.body.dataset.loaded = more ? "partial" : "all";
+    if (more && nearBottom()) setTimeout(next, 0);
   }
-  window.addEventListener("scroll", () => {
-    if (window.innerHeight + window.scrollY >= document.body.offsetHeight - 40) next();
-  });
+  window.addEventListener("scroll", () => { if (nearBottom()) next(); });
   return next;
 }
 // Every page shows who is logged in, as the creator center's header does.

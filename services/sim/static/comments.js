@@ -1,4 +1,7 @@
 "use strict";
+// The comments page: a work's comments, loaded as the list is scrolled; under each, its
+// replies, a page per click of a button that goes away once clicked (a new one follows
+// while there are more), as the platform's page does.
 (function () {
   const list = document.getElementById("comments");
   const picker = document.getElementById("work");
@@ -23,28 +26,28 @@
     return box;
   }
 
+  function moreButton(comment, replies, cursor, label) {
+    const more = element("button", label, "more-replies");
+    more.type = "button";
+    more.addEventListener("click", async () => {
+      more.remove();
+      const data = await platformGet("/aweme/v1/web/comment/list/reply/", {
+        item_id: comment.aweme_id, comment_id: comment.cid, cursor, count: cursor === 0 ? 3 : 10,
+      });
+      data.comments.forEach((reply) => render(reply, replies));
+      if (data.has_more) replies.after(moreButton(comment, replies, data.cursor, "展开更多回复"));
+    });
+    return more;
+  }
+
   function render(comment, target) {
     const item = element("li", undefined, comment.reply_id === "0" ? "comment" : "reply");
     item.dataset.cid = comment.cid;
     item.append(element("b", comment.user.nickname), element("span", `：${comment.text}`));
     if (comment.reply_id === "0") {
       const replies = element("ul", undefined, "replies");
-      if (comment.reply_comment_total > 0) {
-        const more = element("button", `展开 ${comment.reply_comment_total} 条回复`, "more-replies");
-        more.addEventListener("click", async () => {
-          more.remove();
-          let cursor = 0, hasMore = true;
-          while (hasMore) {
-            const data = await platformGet("/aweme/v1/web/comment/list/reply/", {
-              item_id: comment.aweme_id, comment_id: comment.cid, cursor, count: 20,
-            });
-            data.comments.forEach((reply) => render(reply, replies));
-            cursor = data.cursor; hasMore = data.has_more;
-          }
-        });
-        item.append(more);
-      }
       item.append(replyBox(comment), replies);
+      if (comment.reply_comment_total > 0) replies.after(moreButton(comment, replies, 0, `展开 ${comment.reply_comment_total} 条回复`));
     }
     target.append(item);
   }
@@ -52,7 +55,7 @@
   async function start(work) {
     let cursor = 0;
     const next = pageOnScroll(async () => {
-      const data = await platformGet("/aweme/v1/web/comment/list/select/", { item_id: work, cursor, count: 20 });
+      const data = await platformGet("/aweme/v1/web/comment/list/select/", { item_id: work, cursor, count: 10 });
       data.comments.forEach((comment) => render(comment, list));
       cursor = data.cursor;
       return data.has_more;
@@ -69,6 +72,6 @@
     }
     picker.addEventListener("change", () => { window.location.search = `?item_id=${encodeURIComponent(picker.value)}`; });
     const chosen = itemId || (works.item_info_list[0] && works.item_info_list[0].item_id);
-    if (chosen) { picker.value = chosen; await start(chosen); }
+    if (chosen) { picker.value = chosen; await start(chosen); } else document.body.dataset.loaded = "all";
   })();
 })();

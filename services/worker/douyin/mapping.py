@@ -1,7 +1,7 @@
 """The Douyin creator center's JSON, as its pages load it, mapped to imsync's entities.
 
-Works and comments carry seconds, private messages milliseconds; past this module every
-instant is a Timestamp. A comment's parent is its `reply_id` ("0" for none); a message is
+Works, comments and notifications carry seconds, private messages milliseconds; past this
+module every instant is a Timestamp. A comment's parent is its `reply_id` ("0" for none); a message is
 outbound when it is the account's own (`is_self`).
 """
 
@@ -17,6 +17,13 @@ from imsync.v1 import entities_pb2 as e
 
 _MEDIA_TYPES = {4: e.CONTENT_TYPE_VIDEO, 2: e.CONTENT_TYPE_IMAGE, 42: e.CONTENT_TYPE_IMAGE}
 _MESSAGE_TYPES = {7: e.MESSAGE_TYPE_TEXT, 27: e.MESSAGE_TYPE_IMAGE, 8: e.MESSAGE_TYPE_VIDEO, 17: e.MESSAGE_TYPE_AUDIO}
+# The notice types of `notice_list_v2` (as the simulator answers them).
+_NOTICE_TYPES = {
+    41: e.NOTIFICATION_TYPE_LIKE,
+    33: e.NOTIFICATION_TYPE_FOLLOW,
+    45: e.NOTIFICATION_TYPE_MENTION,
+    1: e.NOTIFICATION_TYPE_SYSTEM,
+}
 
 
 class MappingError(ValueError):
@@ -143,4 +150,15 @@ def message_of(raw: dict[str, Any], me: e.User, participant: e.User) -> e.Messag
         create_time=_millis(_required(raw, "create_time")),
         status=e.MESSAGE_STATUS_SENT if own else e.MESSAGE_STATUS_DELIVERED,
         direction=e.DIRECTION_OUTBOUND if own else e.DIRECTION_INBOUND,
+    )
+
+
+def notification_of(raw: dict[str, Any], base_url: str) -> e.Notification:
+    return e.Notification(
+        notification_id=_required(raw, "nid"),
+        notification_type=_NOTICE_TYPES.get(int(raw.get("type") or 0), e.NOTIFICATION_TYPE_SYSTEM),
+        text=text_of(raw.get("content", "")),
+        actor=user_of(raw.get("from_user") or {}, base_url),
+        content_id=str(raw.get("aweme_id") or ""),
+        create_time=_seconds(_required(raw, "create_time")),
     )

@@ -1,0 +1,80 @@
+"""The platform's message push: a logged-in page holding `/ws/im` open receives every
+private message of its account as it is stored, one JSON frame each:
+
+    {"type": "new_message", "message": {...as history...}, "conversation": {...as the list...}}
+
+The chat page keeps it open, as the creator center's chat page keeps its own. The socket
+closes (code 4001) once the session is logged out. `drop_push` (a fault) loses frames, as
+a flaky connection would: what they carried reaches a client only through the lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .login import SESSION_COOKIE
+
+if TYPE_CHECKING:
+    from .app import Simulator
+
+LOGGED_OUT = 4001
+# Frames a page has not taken yet; past this the page is too slow and is disconnected.
+_BACKLOG = 1000
+
+
+def routes(simulator: Simulator) -> list[WebSocketRoute]:
+    async def push(websocket: WebSocket) -> None:
+        session = websocket.cookies.get(SESSION_COOKIE, "")
+        uid = simulator.sessions.get(session)
+        await websocket.accept()
+        if uid is None:
+            await websocket.close(LOGGED_OUT, "not logged in")
+            return
+        frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def heard(account: str, frame: dict[str, Any]) -> None:
+            if account != uid or simulator.faults.drop_push:
+                return
+            frames.put_nowait(frame if frames.qsize() < _BACKLOG else None)
+
+        stop_listening = simulator.platform.listen(heard)
+        closed = asyncio.ensure_future(_until_closed(websocket))
+        try:
+            while not closed.done():
+                getting = asyncio.ensure_future(frames.get())
+                done, _ = await asyncio.wait({getting, closed}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if getting not in done:
+                    getting.cancel()
+                    if simulator.sessions.get(session) != uid:
+                        await websocket.close(LOGGED_OUT, "logged out")
+                        return
+                    continue
+                frame = getting.result()
+                if frame is None:
+                    await websocket.close(1008, "too slow")
+                    return
+                await websocket.send_text(json.dumps(frame, ensure_ascii=False))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the page went away
+        finally:
+            stop_listening()
+            closed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await closed
+
+    return [WebSocketRoute("/ws/im", push)]
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Reads (and ignores) what the page sends, until it goes away."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
