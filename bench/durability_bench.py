@@ -158,7 +158,7 @@ async def run(entities: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tokens = folder / "tokens.toml"
-        token = add_worker_token(tokens, "bench")
+        token = add_worker_token(tokens, "bench", ["*"])
         sync: dict[str, dict[str, float]] = {}
         for window in (1, 16):
             for label, extra in (

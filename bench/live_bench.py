@@ -38,7 +38,7 @@ def _percentile(values: list[float], share: float) -> float:
 async def run(interval: float, messages: int, live: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="imsync-live-") as tmp:
         folder = Path(tmp)
-        token = add_worker_token(folder / "tokens.toml", "bench-worker")
+        token = add_worker_token(folder / "tokens.toml", "bench-worker", ["*"])
         children: list[processes.Child] = []
         try:
             sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "1", "--rate", "0"])

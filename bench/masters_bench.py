@@ -117,7 +117,7 @@ async def _configuration(
     tokens_file = tmp / f"{name}-tokens.toml"
     data = samples(size)
     tokens = {s.account_id: add_worker_token(tokens_file, f"bench-{i}", [s.account_id]) for i, s in enumerate(sorted(data, key=lambda s: s.account_id))}
-    loader_token = add_worker_token(tokens_file, "loader")
+    loader_token = add_worker_token(tokens_file, "loader", ["*"])
     children = []
     try:
         for index in range(masters):

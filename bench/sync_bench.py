@@ -131,7 +131,7 @@ async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens.toml"
-        token = add_worker_token(tokens, "bench")
+        token = add_worker_token(tokens, "bench", ["*"])
         master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
         try:
             snapshot_runs, delta_seconds = await drive(master.address, token, snapshot, deltas, repeat)

@@ -84,7 +84,7 @@ async def _master_line(child: processes.Child) -> str:
 
 async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, profile: Path | None) -> dict[str, Any]:
     tokens = tmp / "tokens.toml"
-    token = add_worker_token(tokens, "loader")
+    token = add_worker_token(tokens, "loader", ["*"])
     master_args = ["--log-level", "WARNING", "master", "--listen", "127.0.0.1:0", "--retention", "none",
                    "--rate-limit", "0", "--worker-tokens", str(tokens)]
     results: dict[str, Any] = {}

@@ -77,7 +77,7 @@ async def _settled(root: int, seconds: float = 20.0) -> tuple[float, float, int]
 async def measure_worker(size: int) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory(prefix="imsync-memory-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        token = add_worker_token(folder / "tokens.toml", "bench-worker")
+        token = add_worker_token(folder / "tokens.toml", "bench-worker", ["*"])
         children: list[processes.Child] = []
         try:
             sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", str(size), "--rate", "0"])

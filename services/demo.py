@@ -60,7 +60,8 @@ async def _demo(config: DemoConfig) -> None:
     with tempfile.TemporaryDirectory(prefix="imsync-demo-") as tmp:
         folder = Path(tmp)
         try:
-            token = add_worker_token(folder / "worker-tokens.toml", "demo-worker")
+            ids = [f"douyin-{index:03d}" for index in range(1, config.accounts + 1)]
+            token = add_worker_token(folder / "worker-tokens.toml", "demo-worker", ids)
             (folder / "demo-worker.token").write_text(token)
             master = await processes.start(
                 ["master", "--listen", config.master_listen, "--worker-tokens", str(folder / "worker-tokens.toml"),

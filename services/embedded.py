@@ -18,7 +18,12 @@ from services.master.memory_store import MemoryStore
 from services.master.server import Alongside, Master
 
 def embedded_app(
-    master: Master, *, console: Path | None = None, http: HttpOptions = HttpOptions(), cache: bool = True
+    master: Master,
+    *,
+    console: Path | None = None,
+    http: HttpOptions = HttpOptions(),
+    cache: bool = True,
+    cache_bytes: int = 64 * 1024 * 1024,
 ) -> tuple[Starlette, ResponseCache | None]:
     """The gateway over a started master's servicers, and its cache (none over a store
     other masters change too)."""
@@ -29,7 +34,7 @@ def embedded_app(
         def authorize(metadata: Metadata) -> object:
             return keys.authorize(list(metadata), "read")
 
-        responses = ResponseCache(master.store.stamp, authorize)
+        responses = ResponseCache(master.store.stamp, authorize, max_bytes=cache_bytes)
     app = create_app(
         channel=InProcessChannel(master.im_servicers),  # type: ignore[arg-type]
         console=console,
@@ -39,9 +44,16 @@ def embedded_app(
     return app, responses
 
 
-def embedded_gateway(listen: str, *, console: Path | None, http: HttpOptions = HttpOptions(), cache: bool = True) -> Alongside:
+def embedded_gateway(
+    listen: str,
+    *,
+    console: Path | None,
+    http: HttpOptions = HttpOptions(),
+    cache: bool = True,
+    cache_bytes: int = 64 * 1024 * 1024,
+) -> Alongside:
     async def run(master: Master, stop: asyncio.Event) -> None:
-        app, responses = embedded_app(master, console=console, http=http, cache=cache)
+        app, responses = embedded_app(master, console=console, http=http, cache=cache, cache_bytes=cache_bytes)
         scheme = "https" if http.tls_cert else "http"
         kept = "with a response cache" if responses is not None else "without a cache (the store is shared)"
         announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (embedded, {kept})"  # noqa: E731

@@ -94,7 +94,7 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_rea
         assert recovery.problems == [] and recovery.records > 6
         assert wire_reads and all(wire_reads), "the journaled snapshot's messages are read off its bytes"
         assert await observable(store, "acc") == shown
-        states = [(await book.get(request_id)).state for request_id in replies]  # type: ignore[union-attr]
+        states = [(await book.get("acc", request_id)).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
         assert (await book.deliverable("acc", session_id=1))[0].request_id == "r-1", "a pending reply is delivered again"
     finally:

@@ -124,7 +124,7 @@ async def test_a_login_is_shown_to_the_login_scope_only_and_a_code_reaches_the_w
         assert not [event for event in events if event.type == ev.EVENT_TYPE_REPLY_STATE_CHANGED]
         assert all(QR not in event.SerializeToString() for event in events)
         assert [event for event in events if event.type == ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED], "status changes are events"
-        record = await master.book.get(sent.request_id)
+        record = await master.book.get("shop", sent.request_id)
         assert record is not None and record.command.submit_login_code.code == "", "not kept once answered"
     finally:
         for follower in followers:

@@ -41,7 +41,7 @@ async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempoten
     fetched = await gateway.get("/api/im/replies/req-1")
     assert fetched.json()["data"]["reply"]["state"] == "pending"
     # The worker answers: the state follows.
-    record = await master.process.book.get("req-1")
+    record = await master.process.book.get("shop", "req-1")
     assert record is not None
     await master.process.book.complete(
         sync_pb2.CommandResult(request_id="req-1", account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-9")
@@ -69,7 +69,7 @@ async def test_bad_replies_are_refused_and_nothing_is_queued(
     assert response.status_code == status, response.text
     if field:
         assert response.json()["status_msg"].startswith(f"{field}:")
-    assert await master.process.book.get("r") is None
+    assert not await master.process.book.find("r")
 
 
 async def test_pin_and_mute_through_rest(gateway: httpx.AsyncClient, shop: SampleAccount) -> None:
@@ -119,5 +119,5 @@ async def test_reply_states_are_pushed_as_events_and_an_absent_worker_makes_them
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
-    assert await master.process.book.get("away-1") is not None
-    assert CommandState.FAILED is (await master.process.book.get("away-1")).state  # type: ignore[union-attr]
+    assert await master.process.book.get("shop", "away-1") is not None
+    assert CommandState.FAILED is (await master.process.book.get("shop", "away-1")).state  # type: ignore[union-attr]

@@ -218,7 +218,7 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
         await asyncio.sleep(0.5)
         release.set()
         async with asyncio.timeout(10):
-            while (current := await master.process.book.get("r-2")) is None or current.state is CommandState.PENDING:
+            while (current := await master.process.book.get("acc", "r-2")) is None or current.state is CommandState.PENDING:
                 await asyncio.sleep(0.05)
         assert performed == ["r-2"]
         assert engine.sessions >= 2
@@ -227,7 +227,7 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
 async def _answered(master: MasterHandle, request_id: str) -> sync_pb2.CommandResult:
     assert master.process is not None
     async with asyncio.timeout(10):
-        while (current := await master.process.book.get(request_id)) is None or current.state is CommandState.PENDING:
+        while (current := await master.process.book.get("acc", request_id)) is None or current.state is CommandState.PENDING:
             await asyncio.sleep(0.05)
     assert current.result is not None
     return current.result
@@ -337,7 +337,7 @@ async def test_a_token_speaks_for_one_worker_only(master: MasterHandle) -> None:
 async def test_tokens_are_rotated_without_a_restart(master: MasterHandle) -> None:
     from services.master.worker_auth import add_worker_token
 
-    new_token = add_worker_token(master.tokens, "test-worker")
+    new_token = add_worker_token(master.tokens, "test-worker", ["*"])
     old_channel, old_call = raw_stream(master, token_for("test-worker"))
     async with old_channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -374,12 +374,12 @@ async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_mor
     from services.master.worker_auth import add_worker_token
 
     account = sample()
-    token = add_worker_token(master.tokens, "worker-a")
+    token = add_worker_token(master.tokens, "worker-a", ["*"])
     channel, call = raw_stream(master, token)
     async with channel:
         await call.write(hello("worker-a", "acc"))
         assert (await call.read()).WhichOneof("kind") == "welcome"
-        add_worker_token(master.tokens, "worker-a")  # rotated: the old token is revoked
+        add_worker_token(master.tokens, "worker-a", ["*"])  # rotated: the old token is revoked
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
                 account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import uvicorn
 
 from .addresses import split_host_port
+from .http_guard import HttpLimits, guarded
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class HttpOptions:
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a proxy in front);
     # from anyone else the connection's own address counts.
     forwarded_allow_ips: str = "127.0.0.1"
+    # Deadlines for slow clients, and bounds on connections (http_guard.py).
+    limits: HttpLimits = HttpLimits()
 
     @property
     def trusted_proxies(self) -> frozenset[str]:
@@ -58,6 +61,8 @@ async def serve_asgi(
         log_level="warning",
         access_log=False,
         lifespan=lifespan,
+        http=guarded(options.limits),
+        timeout_keep_alive=int(max(1, options.limits.keep_alive_timeout)),
         timeout_graceful_shutdown=5,
         ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
         ssl_keyfile=str(options.tls_key) if options.tls_key else None,

@@ -44,7 +44,7 @@ from .cache import Answer, ResponseCache
 from .console import console_routes
 from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
 from .errors import http_status_of
-from .grpc_bridge import MalformedTimeout, incoming_headers, outgoing_metadata, status_of, timeout_of
+from .grpc_bridge import BadHeader, MalformedTimeout, identity_of, incoming_headers, outgoing_metadata, status_of, timeout_of
 from .marshalers import Profile, ProfileRegistry
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
@@ -92,8 +92,10 @@ class Gateway:
         cache: ResponseCache | None = None,
         watch: bool = False,
         watch_key: str = "",
+        cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
+        self._cache_bytes = cache_bytes
         self._cache = cache
         # Keep answers, stamped by the master's invalidations (watch.py).
         self._watch_wanted = watch and cache is None
@@ -122,7 +124,7 @@ class Gateway:
         watching: asyncio.Task[None] | None = None
         if self._watch_wanted:
             self.watch = ChangeWatch(self._channel, self._watch_key)
-            self._cache = ResponseCache(self.watch.stamp, self.watch.authorize)
+            self._cache = ResponseCache(self.watch.stamp, self.watch.authorize, max_bytes=self._cache_bytes)
             watching = asyncio.create_task(self.watch.run())
         try:
             yield
@@ -141,7 +143,7 @@ class Gateway:
         message: Message,
         request: Request,
         profile: Profile,
-        metadata: list[tuple[str, str]],
+        metadata: list[tuple[str, str | bytes]],
         timeout: float | None,
     ) -> Response:
         """A server stream: newline-delimited {"result": ...} as grpc-gateway writes it, or
@@ -226,6 +228,12 @@ class Gateway:
     async def _handle(
         self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile, raw_path: str
     ) -> Response:
+        client = request.client.host if request.client else None
+        try:
+            # Headers first: a request that could not be passed on is refused before anything.
+            metadata = outgoing_metadata(request.headers, client, self._trusted_proxies)
+        except BadHeader as error:
+            return _error(profile, bad_request(error.header, error.why), http_status=error.http_status)
         message = route.request_type()
         try:
             bind_path(message, variables, profile.style)
@@ -249,8 +257,6 @@ class Gateway:
         except MalformedTimeout as error:
             return _error(profile, bad_request("Grpc-Timeout", f"malformed header {error}"))
 
-        client = request.client.host if request.client else None
-        metadata = outgoing_metadata(request.headers, client, self._trusted_proxies)
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
         cache = self._cache if self._cache is not None and request.method == "GET" and route.service in self._cache.services else None
@@ -271,7 +277,8 @@ class Gateway:
             return Response(body, media_type=JSON, headers=headers)
         headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         if cache is not None:
-            key = _cache_key(request.scope, profile, request.headers.get("authorization", ""))
+            # Kept under the one identity the master authorized (identity_of refused several).
+            key = _cache_key(request.scope, profile, identity_of(request.headers.raw))
             cache.put(key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}))
         return _answer(request, body, headers)
 
@@ -282,13 +289,16 @@ class Gateway:
         cache = self._cache
         if cache is None:
             return False
-        authorization = ""
         if_none_match = None
         for name, value in scope["headers"]:
-            if name == b"authorization" and not authorization:
-                authorization = value.decode("latin-1")
-            elif name == b"if-none-match" and if_none_match is None:
+            if name == b"if-none-match" and if_none_match is None:
                 if_none_match = value.decode("latin-1")
+            elif name == b"grpc-timeout" or name.startswith(b"grpc-metadata-"):
+                return False  # headers to check, as every call does: the routes answer it
+        try:
+            authorization = identity_of(scope["headers"])
+        except BadHeader:
+            return False  # refused by the routes, with why
         hit = cache.get(_cache_key(scope, self._profiles.for_path(scope["path"]), authorization))
         if hit is None:
             return False
@@ -391,6 +401,7 @@ def create_app(
     cache: ResponseCache | None = None,
     watch: bool = False,
     watch_key: str = "",
+    cache_bytes: int = 64 * 1024 * 1024,
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
     `console`, the web console's files from that folder at `/`; with `cache` (embedded) or
@@ -406,6 +417,7 @@ def create_app(
         cache=cache,
         watch=watch,
         watch_key=watch_key,
+        cache_bytes=cache_bytes,
     )
     document = openapi_document(gateway.routes, profiles)
 

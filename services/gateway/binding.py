@@ -139,12 +139,45 @@ def set_from_text(message: Message, path: str, texts: Sequence[str], style: Json
     return True
 
 
+# JSON nested deeper than this is refused (no message of the API nests so deep).
+MAX_JSON_DEPTH = 64
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep the JSON text's arrays and objects nest (brackets inside strings aside)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper: skip the walk
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 def bind_body(message: Message, body_field: str, raw: bytes, style: JsonStyle) -> None:
     if not raw.strip():
         return  # grpc-gateway treats an empty body as an empty message
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise BindingError("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BindingError("body", f"not valid JSON: {error}") from None
     try:
         if body_field == "*":
@@ -162,6 +195,8 @@ def bind_body(message: Message, body_field: str, raw: bytes, style: JsonStyle) -
             from_json({field.name: value}, target, style)
     except json_format.ParseError as error:
         raise BindingError("body", str(error)) from None
+    except RecursionError:
+        raise BindingError("body", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def bind_query(

@@ -56,6 +56,11 @@ class Answer:
 
 
 class ResponseCache:
+    """Answers kept by request, LRU, within a byte budget of which one caller (one API key,
+    or everyone without one) holds at most `key_share`: a caller varying its requests
+    (a parameter nobody reads, say) pushes out its own answers, not everyone's, and never
+    grows the process past the budget."""
+
     def __init__(
         self,
         stamp: Callable[[str], int | None],
@@ -63,6 +68,8 @@ class ResponseCache:
         *,
         services: frozenset[str] = CACHED_SERVICES,
         max_entries: int = 20_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        key_share: float = 0.25,
     ) -> None:
         # The generation of an account ("" for the whole store); None while none is known.
         self.stamp = stamp
@@ -70,8 +77,15 @@ class ResponseCache:
         self.authorize = authorize
         # The gRPC services whose GET answers may be kept (full names).
         self.services = services
-        self._entries: OrderedDict[tuple[object, ...], tuple[str, int, Answer]] = OrderedDict()
+        # key -> (account, stamp, answer, who asked, its size)
+        self._entries: OrderedDict[tuple[object, ...], tuple[str, int, Answer, object, int]] = OrderedDict()
         self._max = max_entries
+        self.max_bytes = max_bytes
+        self._per_caller = max(1, int(max_bytes * key_share))
+        self.bytes = 0
+        self._bytes_of: dict[object, int] = {}
+        # Each caller's keys, oldest first.
+        self._keys_of: dict[object, OrderedDict[tuple[object, ...], None]] = {}
         # Answers served from the cache.
         self.hits = 0
 
@@ -84,10 +98,40 @@ class ResponseCache:
         return found[2]
 
     def put(self, key: tuple[object, ...], account_id: str, stamp: int | None, answer: Answer) -> None:
-        """Keeps an answer computed from the account's state at `stamp` (read before computing)."""
+        """Keeps an answer computed from the account's state at `stamp` (read before computing).
+        The caller is the key's last part (who asked)."""
         if stamp is None:
             return
-        self._entries[key] = (account_id, stamp, answer)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        size = len(answer.body) + sum(len(k) + len(v) for k, v in answer.raw_headers) + 256
+        caller = key[-1]
+        if size > self._per_caller:
+            return  # one answer larger than a caller's share is not kept
+        self._drop(key)
+        self._entries[key] = (account_id, stamp, answer, caller, size)
+        self._keys_of.setdefault(caller, OrderedDict())[key] = None
+        self.bytes += size
+        self._bytes_of[caller] = self._bytes_of.get(caller, 0) + size
+        while self._bytes_of[caller] > self._per_caller:
+            self._drop(next(iter(self._keys_of[caller])))
+        while len(self._entries) > self._max or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[object, ...]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        caller = entry[3]
+        self.bytes -= entry[4]
+        keys = self._keys_of[caller]
+        del keys[key]
+        left = self._bytes_of[caller] - entry[4]
+        if keys:
+            self._bytes_of[caller] = left
+        else:
+            del self._bytes_of[caller], self._keys_of[caller]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes_of.clear()
+        self._keys_of.clear()
+        self.bytes = 0

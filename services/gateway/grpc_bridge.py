@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -12,42 +15,109 @@ from starlette.datastructures import Headers
 _METADATA_PREFIX = "grpc-metadata-"
 _TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+# The longest deadline a call is given: a longer Grpc-Timeout is taken as this.
+MAX_TIMEOUT_SECONDS = 86_400.0
+# What gRPC takes as metadata by default is 8 KiB; what a client brings must leave room
+# for what the gateway adds (its host, the forwarded-for chain).
+MAX_METADATA_BYTES = 6 * 1024
+# The entries of an X-Forwarded-For chain kept from a trusted proxy: the nearest ones.
+MAX_FORWARDED = 16
+_KEY = re.compile(r"[0-9a-z_.-]+")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# Headers gRPC or HTTP/2 own, which a client may not set as metadata.
+_RESERVED = frozenset({"content-type", "te", "host", "user-agent", "connection", "keep-alive", "transfer-encoding", "upgrade"})
 
 
 class MalformedTimeout(ValueError):
     pass
 
 
+class BadHeader(ValueError):
+    """A request header the gateway will not pass on, with the HTTP status it answers."""
+
+    def __init__(self, header: str, why: str, http_status: int = 400) -> None:
+        super().__init__(why)
+        self.header = header
+        self.why = why
+        self.http_status = http_status
+
+
+def identity_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The one `authorization` a request brings (as Authorization or as
+    Grpc-Metadata-Authorization), "" when none; BadHeader when it brings several: a
+    request has one identity, the one the master authorizes and answers are kept under."""
+    found = ""
+    for name, value in headers:
+        if name == b"authorization" or name == b"grpc-metadata-authorization":
+            if found:
+                raise BadHeader("Authorization", "given more than once (Authorization and Grpc-Metadata-Authorization count as one)")
+            found = value.decode("latin-1") or " "
+    return found.strip()
+
+
 def outgoing_metadata(
     headers: Headers, client_host: str | None, trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
-) -> list[tuple[str, str]]:
-    """grpc-gateway's default header matching: Authorization and Grpc-Metadata-* go through.
+) -> list[tuple[str, str | bytes]]:
+    """grpc-gateway's default header matching: Authorization and Grpc-Metadata-* go through,
+    once each checked as gRPC will take it (BadHeader, 400, otherwise: a name gRPC or HTTP/2
+    owns, a value that is not printable ASCII, a `-bin` value that is not base64; 431 when
+    they are more than the master takes).
 
     X-Forwarded-For is extended with the peer's address; the chain it brought is kept only
-    when the peer is a trusted proxy (anyone else could write anything there)."""
-    metadata: list[tuple[str, str]] = []
+    when the peer is a trusted proxy (anyone else could write anything there), and only its
+    nearest entries."""
+    identity_of(headers.raw)
+    metadata: list[tuple[str, str | bytes]] = []
+    size = 0
     for key, value in headers.items():
         if key == "authorization":
-            metadata.append(("authorization", value))
+            name = "authorization"
         elif key.startswith(_METADATA_PREFIX) and len(key) > len(_METADATA_PREFIX):
-            metadata.append((key[len(_METADATA_PREFIX):], value))
-    if "host" in headers:
-        metadata.append(("x-forwarded-host", headers["host"]))
+            name = key[len(_METADATA_PREFIX) :]
+            if not _KEY.fullmatch(name) or name.startswith(("grpc-", ":")) or name in _RESERVED:
+                raise BadHeader(key, f"{name!r} is not a metadata name a client may set")
+        else:
+            continue
+        header = "Authorization" if name == "authorization" else key
+        if name.endswith("-bin"):
+            decoded: str | bytes = _base64(header, value)
+        elif not _PRINTABLE.fullmatch(value):
+            raise BadHeader(header, "must be printable ASCII (no control characters, no other scripts)")
+        else:
+            decoded = value
+        size += len(name) + len(decoded)
+        metadata.append((name, decoded))
+    if size > MAX_METADATA_BYTES:
+        raise BadHeader("Grpc-Metadata-*", f"{size} bytes of metadata, over the {MAX_METADATA_BYTES} the master takes", 431)
+    if "host" in headers and _PRINTABLE.fullmatch(headers["host"]):
+        metadata.append(("x-forwarded-host", headers["host"][:256]))
     if client_host:
         forwarded = headers.get("x-forwarded-for") if client_host in trusted_proxies else None
-        metadata.append(("x-forwarded-for", f"{forwarded}, {client_host}" if forwarded else client_host))
+        chain = [part.strip() for part in forwarded.split(",")][-MAX_FORWARDED:] if forwarded else []
+        chain = [part for part in chain if part and len(part) <= 64 and _PRINTABLE.fullmatch(part)]
+        metadata.append(("x-forwarded-for", ", ".join([*chain, client_host])))
     return metadata
 
 
+def _base64(header: str, value: str) -> bytes:
+    """A `-bin` value, in base64 with or without padding, standard or URL-safe."""
+    text = value.strip()
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadHeader(header, "a -bin value must be base64") from None
+
+
 def timeout_of(headers: Headers) -> float | None:
-    """Seconds from a Grpc-Timeout header ("10S", "500m"), None when absent."""
+    """Seconds from a Grpc-Timeout header ("10S", "500m"), at most MAX_TIMEOUT_SECONDS;
+    None when absent."""
     text = headers.get("grpc-timeout")
     if text is None:
         return None
     found = _TIMEOUT.fullmatch(text.strip())
     if found is None:
         raise MalformedTimeout(text)
-    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    return min(MAX_TIMEOUT_SECONDS, int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
 
 
 def incoming_headers(metadata: Any) -> dict[str, str]:

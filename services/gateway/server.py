@@ -28,6 +28,8 @@ class GatewayConfig:
     cache: bool = True
     # An API key with the "gateway" scope, for a master with API keys.
     cache_key: str = ""
+    # Bytes of answers kept, of which one caller holds at most a quarter.
+    cache_bytes: int = 64 * 1024 * 1024
 
 
 def run(config: GatewayConfig) -> None:
@@ -42,5 +44,6 @@ def run(config: GatewayConfig) -> None:
         trusted_proxies=config.http.trusted_proxies,
         watch=watch,
         watch_key=config.cache_key,
+        cache_bytes=config.cache_bytes,
     )
     asyncio.run(serve_asgi(app, config.listen, announce, options=config.http))

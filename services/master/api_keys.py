@@ -91,6 +91,11 @@ class ApiKeys:
         access.require(scope)
         return access
 
+    def access_of(self, metadata: Sequence[tuple[str, str | bytes]]) -> Access:
+        """What the request's key allows now, without counting it against the key's rate
+        (an open stream checking that its key still holds)."""
+        return self._identify(metadata)
+
     def revision(self) -> int:
         """Moves whenever the keys file is taken again (read now, if it changed)."""
         if self._file is None:

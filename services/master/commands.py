@@ -4,7 +4,11 @@ A command waits for the worker owning its account, is delivered on that worker's
 (again on each new stream until answered), and ends SENT or FAILED with a reason. A
 command nobody answers before its expiry fails with FAILURE_REASON_EXPIRED, visibly.
 The request id makes a command idempotent: the same id with the same action is the same
-command; with another action it is refused.
+command; with another action it is refused. Request ids are the account's own: another
+account's id neither conflicts with one nor says whether it was used.
+
+A worker's answer is taken only from the stream the command was last delivered on, for
+an account that stream holds: nobody else can complete a command.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ class CommandRecord:
 Listener = Callable[[CommandRecord], None]
 
 
+def command_key(account_id: str, request_id: str) -> str:
+    """What a command is kept under: request ids are per account."""
+    return f"{account_id}\n{request_id}"
+
+
 class Commands(Protocol):
     """The commands of every account, wherever they are kept (CommandBook in memory,
     RedisCommandBook shared by several masters)."""
@@ -61,7 +70,16 @@ class Commands(Protocol):
 
     async def submit(self, command: sync_pb2.Command) -> CommandRecord: ...
 
-    async def get(self, request_id: str) -> CommandRecord | None: ...
+    async def get(self, account_id: str, request_id: str) -> CommandRecord | None: ...
+
+    async def find(self, request_id: str) -> list[CommandRecord]:
+        """The commands of every account with this request id (the caller keeps those the
+        asker may see)."""
+        ...
+
+    async def delivered_to(self, account_id: str, request_id: str) -> int | None:
+        """The stream of this master the command was last delivered on, if any."""
+        ...
 
     async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
         """Pending commands of an account not yet delivered on this stream; marks them delivered."""
@@ -140,10 +158,13 @@ class CommandBook:
         self._max_pending = max_pending_per_account
         self._max_finished = max_finished
         self._clock = clock
+        # command_key(account, request id) -> record.
         self._records: OrderedDict[str, CommandRecord] = OrderedDict()
+        # Request id -> the accounts with a command of that id.
+        self._accounts_of: dict[str, set[str]] = {}
         self._pending: dict[str, dict[str, CommandRecord]] = {}
         self._listeners: list[Listener] = []
-        # Hears of finished commands the book forgets (past its bound).
+        # Hears of finished commands the book forgets (past its bound), by command_key.
         self.on_forget: Callable[[str], None] | None = None
         # Hears of an account with a new command to deliver.
         self.on_pending: Callable[[str], None] | None = None
@@ -158,14 +179,16 @@ class CommandBook:
 
     async def submit(self, command: sync_pb2.Command) -> CommandRecord:
         check_command(command)
-        existing = self._records.get(command.request_id)
+        key = command_key(command.account_id, command.request_id)
+        existing = self._records.get(key)
         if existing is not None:
             return same_command(existing, command)
         pending = self._pending.setdefault(command.account_id, {})
         if len(pending) >= self._max_pending:
             raise ResourceExhausted(f"{self._max_pending} commands already wait for account {command.account_id!r}")
         record = CommandRecord(with_expiry(command, self._clock() + self.ttl), created_at=self._clock())
-        self._records[command.request_id] = record
+        self._records[key] = record
+        self._accounts_of.setdefault(command.request_id, set()).add(command.account_id)
         pending[command.request_id] = record
         self._trim()
         self._notify(record)
@@ -176,15 +199,26 @@ class CommandBook:
     def restore(self, record: CommandRecord) -> None:
         """Takes back a command a previous master journaled; a pending one waits for delivery again."""
         record.delivered_to = None
-        self._records[record.command.request_id] = record
+        command = record.command
+        self._records[command_key(command.account_id, command.request_id)] = record
+        self._accounts_of.setdefault(command.request_id, set()).add(command.account_id)
         if record.state is CommandState.PENDING:
             self._pending.setdefault(record.command.account_id, {})[record.command.request_id] = record
 
     def records(self) -> list[CommandRecord]:
         return list(self._records.values())
 
-    async def get(self, request_id: str) -> CommandRecord | None:
-        return self._records.get(request_id)
+    async def get(self, account_id: str, request_id: str) -> CommandRecord | None:
+        return self._records.get(command_key(account_id, request_id))
+
+    async def find(self, request_id: str) -> list[CommandRecord]:
+        return [
+            self._records[command_key(account_id, request_id)] for account_id in sorted(self._accounts_of.get(request_id, ()))
+        ]
+
+    async def delivered_to(self, account_id: str, request_id: str) -> int | None:
+        record = self._records.get(command_key(account_id, request_id))
+        return None if record is None else record.delivered_to
 
     async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
         """Pending commands of an account not yet delivered on this stream; marks them delivered."""
@@ -197,7 +231,7 @@ class CommandBook:
 
     async def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
         """Records a worker's answer; None for a request id the master does not know."""
-        record = self._records.get(result.request_id)
+        record = self._records.get(command_key(result.account_id, result.request_id))
         if record is None:
             return None
         stored = sync_pb2.CommandResult()
@@ -232,10 +266,14 @@ class CommandBook:
         excess = len(self._records) - self._max_finished
         if excess <= 0:
             return
-        for request_id in [rid for rid, rec in self._records.items() if rec.state is not CommandState.PENDING][:excess]:
-            del self._records[request_id]
+        for key in [key for key, rec in self._records.items() if rec.state is not CommandState.PENDING][:excess]:
+            command = self._records.pop(key).command
+            accounts = self._accounts_of.get(command.request_id, set())
+            accounts.discard(command.account_id)
+            if not accounts:
+                self._accounts_of.pop(command.request_id, None)
             if self.on_forget is not None:
-                self.on_forget(request_id)
+                self.on_forget(key)
 
 
 _STATES = {

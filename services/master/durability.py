@@ -10,7 +10,7 @@ from pathlib import Path
 
 from imsync.journal.v1 import journal_pb2 as jpb
 
-from .commands import CommandBook, CommandRecord, CommandState, is_reply
+from .commands import CommandBook, CommandRecord, CommandState, command_key, is_reply
 from .errors import StoreError
 from .journal import FILE_NAME, Journal, move_aside, read_journal
 from .memory_store import MemoryStore
@@ -83,14 +83,23 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         for account_id in store.account_ids():
             journal.write_checkpoint(account_id, journal.last_seq, store.capture(account_id)())
         for command in filter(lambda record: is_reply(record.command), book.records()):
-            journal.put_command(command.command.request_id, partial(_command_entry, command))
+            journal.put_command(command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command))
     else:
         journal = Journal.create(path, epoch=found.epoch, next_seq=found.next_seq, synchronous=synchronous)
         journal.bytes_since_checkpoint = dict(found.journal_bytes)
         journal.checkpoint_bytes = dict(found.checkpoint_bytes)
+        journal.rekey_commands(
+            [
+                (command_key(record.command.account_id, record.command.request_id), partial(_command_entry, record))
+                for record in book.records()
+                if is_reply(record.command)
+            ]
+        )
     store.journal = journal
     book.subscribe(
-        lambda command: journal.put_command(command.command.request_id, partial(_command_entry, command))
+        lambda command: journal.put_command(
+            command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command)
+        )
         if is_reply(command.command)
         else None
     )
@@ -134,5 +143,8 @@ async def compact(store: MemoryStore, journal: Journal, *, minimum_bytes: int) -
 async def checkpoint_all(store: MemoryStore, journal: Journal) -> None:
     """Checkpoints every account that has journal rows (at a clean stop: a fast next start)."""
     for account_id in store.account_ids():
-        if journal.bytes_since_checkpoint.get(account_id, 1):
+        # An account a worker only named holds nothing to remember: it comes back when named again.
+        if journal.bytes_since_checkpoint.get(account_id, 1) and (
+            store.holds_anything(account_id) or account_id in journal.bytes_since_checkpoint
+        ):
             await journal.checkpoint(account_id, store.capture(account_id))

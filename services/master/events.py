@@ -17,7 +17,7 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 from imsync.v1 import events_pb2 as ev
@@ -47,9 +47,20 @@ class Subscription:
 
 class EventBus:
     def __init__(
-        self, *, history: int = 10_000, buffer: int = 1_000, epoch: int | None = None, shared: bool = False
+        self,
+        *,
+        history: int = 10_000,
+        history_bytes: int = 64 * 1024 * 1024,
+        buffer: int = 1_000,
+        epoch: int | None = None,
+        shared: bool = False,
     ) -> None:
-        self._history: deque[ev.Event] = deque(maxlen=history)
+        # The newest events, at most `history` of them and `history_bytes` of their bytes.
+        self._history: deque[ev.Event] = deque()
+        self._sizes: deque[int] = deque()
+        self._max_events = history
+        self._max_bytes = history_bytes
+        self._bytes = 0
         # Without a journal to count starts, the start time (ms) tells runs apart.
         self.epoch = epoch if epoch is not None else time.time_ns() // 1_000_000
         # Ids come from the shared stream with each event; there are no runs to tell apart.
@@ -65,9 +76,13 @@ class EventBus:
             event.event_id = f"{self.epoch}-{next(self._ids)}"
         if not event.HasField("create_time"):
             event.create_time.GetCurrentTime()
-        if len(self._history) == self._history.maxlen:
-            self._dropped_upto = _position(self._history[0].event_id)
+        size = event.ByteSize()
         self._history.append(event)
+        self._sizes.append(size)
+        self._bytes += size
+        while len(self._history) > self._max_events or (self._bytes > self._max_bytes and len(self._history) > 1):
+            self._dropped_upto = _position(self._history.popleft().event_id)
+            self._bytes -= self._sizes.popleft()
         for subscriber in list(self._subscribers):
             if not subscriber.wants(event):
                 continue
@@ -125,13 +140,29 @@ class EventBus:
             else:
                 subscriber.queue.put_nowait(_Closed())
 
-    async def follow(self, subscription: Subscription) -> AsyncIterator[ev.Event]:
+    async def follow(
+        self, subscription: Subscription, check: Callable[[], None] | None = None, every: float = 0.25
+    ) -> AsyncIterator[ev.Event]:
+        """The subscription's events as they come. `check`, called before each event and at
+        least every `every` seconds while none comes, ends the stream by raising (a key
+        revoked or narrowed since the stream began)."""
         try:
-            while (event := await subscription.queue.get()) is not None:
+            while True:
+                if check is not None:
+                    check()
+                    try:
+                        async with asyncio.timeout(every):
+                            event = await subscription.queue.get()
+                    except TimeoutError:
+                        continue
+                    check()
+                else:
+                    event = await subscription.queue.get()
+                if event is None:
+                    raise ResourceExhausted("this subscriber fell too far behind; resume from the last event id")
                 if isinstance(event, _Closed):
                     return
                 yield event
-            raise ResourceExhausted("this subscriber fell too far behind; resume from the last event id")
         finally:
             self.unsubscribe(subscription)
 

@@ -391,6 +391,22 @@ class Journal:
 
         self._enqueue(op)
 
+    def rekey_commands(self, rows: list[tuple[str, Callable[[], bytes]]]) -> None:
+        """A journal of an earlier version kept commands by request id alone; request ids
+        are per account now: its rows are written again under `rows`' keys."""
+
+        def op(connection: sqlite3.Connection) -> None:
+            if not connection.execute("SELECT 1 FROM commands WHERE instr(request_id, char(10)) = 0 LIMIT 1").fetchone():
+                return
+            connection.execute("DELETE FROM commands WHERE instr(request_id, char(10)) = 0")
+            for key, encode in rows:
+                body = encode()
+                connection.execute(
+                    "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)", (key, _crc(body), body)
+                )
+
+        self._enqueue(op)
+
     def forget_command(self, request_id: str) -> None:
         def op(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM commands WHERE request_id = ?", (request_id,))

@@ -207,6 +207,33 @@ class MemoryStore:
     def has_account(self, account_id: str) -> bool:
         return account_id in self._accounts
 
+    async def known_accounts(self, account_ids: Iterable[str]) -> set[str]:
+        return {account_id for account_id in account_ids if account_id in self._accounts}
+
+    async def account_count(self) -> int:
+        return len(self._accounts)
+
+    def reset_version(self, account_id: str) -> int:
+        """Forgets which versions of the account were applied (admin.py); returns the
+        version it had. Everything else the account holds stays."""
+        state = self._accounts.get(account_id)
+        if state is None:
+            raise NotFound(f"account {account_id!r} not found")
+        before = state.version
+        state.version = 0
+        state.applied_versions.clear()
+        self._changed(account_id)
+        return before
+
+    def holds_anything(self, account_id: str) -> bool:
+        """Whether the account has a version or state of the master's own (read marks, pins):
+        one only ever named by a worker has nothing to remember."""
+        state = self._accounts.get(account_id)
+        if state is None:
+            return False
+        handling = state.handling
+        return bool(state.version or handling.read_at or handling.pinned or handling.muted or handling.horizons)
+
     def account_ids(self) -> list[str]:
         return [str(key[0]) for key in self._account_order]
 

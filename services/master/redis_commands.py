@@ -6,8 +6,10 @@ pending ones also in `<p>:{a}:cmdq`, scored by expiry), and a notice goes on
 streams owns the account. The worker's answer, on whatever master it arrives, completes
 the record; the master that changes a record queues the REPLY_STATE_CHANGED event in the
 same transaction (the account's outbox), so it is announced exactly once, to every
-master's clients. `<p>:rid:<request id>` keeps request ids unique across accounts, and
-`<p>:cmd-expiry` lets any master expire what nobody performed in time.
+master's clients. Request ids are per account (the record's key names its account);
+`<p>:rid:<request id>` is the set of accounts with a command of that id, for a lookup by
+id alone, which the caller narrows to the accounts the asker may see. `<p>:cmd-expiry`
+lets any master expire what nobody performed in time.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .commands import (
     same_command,
     with_expiry,
 )
-from .errors import AlreadyExists, ResourceExhausted
+from .errors import ResourceExhausted
 from .redis_events import follow_stream
 from .redis_layout import AccountKeys
 from .redis_store import RedisStore
@@ -118,10 +120,6 @@ class RedisCommandBook:
 
     async def submit(self, command: sync_pb2.Command) -> CommandRecord:
         check_command(command)
-        rid_key = self._rid_key(command.request_id)
-        owner = await self._redis.set(rid_key, command.account_id, nx=True, get=True)
-        if owner is not None and _text(owner) != command.account_id:
-            raise AlreadyExists(f"request id {command.request_id!r} was used for another command", field="request_id")
         now = self._clock()
         record = CommandRecord(with_expiry(command, now + self.ttl), created_at=now)
         keys = self._keys(command.account_id)
@@ -145,18 +143,24 @@ class RedisCommandBook:
             raise ResourceExhausted(f"{self._max_pending} commands already wait for account {command.account_id!r}")
         if status == 0:
             return same_command(self._record(answer[1], answer[2], answer[3] or None), command)
+        await self._redis.sadd(self._rid_key(command.request_id), command.account_id)
         await self._store.flush_outbox(keys)
         await self._redis.xadd(self.notices_key, {"account_id": command.account_id}, maxlen=10_000, approximate=True)
         return record
 
-    async def get(self, request_id: str) -> CommandRecord | None:
-        owner = await self._redis.get(self._rid_key(request_id))
-        if owner is None:
-            return None
-        found = await self._redis.hmget(self._keys(_text(owner)).command(request_id), ["command", "created_at", "result"])
+    async def get(self, account_id: str, request_id: str) -> CommandRecord | None:
+        found = await self._redis.hmget(self._keys(account_id).command(request_id), ["command", "created_at", "result"])
         if found[0] is None:
             return None
         return self._record(found[0], found[1], found[2])
+
+    async def find(self, request_id: str) -> list[CommandRecord]:
+        accounts = sorted(_text(a) for a in await self._redis.smembers(self._rid_key(request_id)))
+        found = [await self.get(account_id, request_id) for account_id in accounts]
+        return [record for record in found if record is not None]
+
+    async def delivered_to(self, account_id: str, request_id: str) -> int | None:
+        return self._delivered.get(account_id, {}).get(request_id)
 
     async def deliverable(self, account_id: str, session_id: int) -> list[sync_pb2.Command]:
         keys = self._keys(account_id)
@@ -202,13 +206,10 @@ class RedisCommandBook:
         return record
 
     async def complete(self, result: sync_pb2.CommandResult) -> CommandRecord | None:
-        owner = await self._redis.get(self._rid_key(result.request_id))
-        if owner is None:
-            return None
         stored = sync_pb2.CommandResult()
         stored.CopyFrom(result)
         # A worker's answer after expiry still wins: the platform's truth is what happened.
-        return await self._change(_text(owner), result.request_id, stored, only_pending=False)
+        return await self._change(result.account_id, result.request_id, stored, only_pending=False)
 
     async def expire(self) -> list[CommandRecord]:
         now = self._clock()

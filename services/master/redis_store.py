@@ -359,6 +359,32 @@ class RedisStore:
         return state.floors(horizons) if state is not None else horizons
 
     @_redis_errors
+    async def reset_version(self, account_id: str) -> int:
+        """Forgets which versions of the account were applied (admin.py); returns the version
+        it had. The revision moves: a change computed meanwhile is computed again."""
+        keys = self.keys(account_id)
+        before = await self.redis.hget(keys.meta, "version")
+        if before is None:
+            raise NotFound(f"account {account_id!r} not found")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.meta, mapping={"version": "0", "applied": ""})
+        pipe.hincrby(keys.meta, "rev", 1)
+        await pipe.execute()
+        return int(before)
+
+    @_redis_errors
+    async def known_accounts(self, account_ids: Iterable[str]) -> set[str]:
+        ids = list(account_ids)
+        if not ids:
+            return set()
+        scores = await self.redis.zmscore(self.accounts_key, ids)
+        return {account_id for account_id, score in zip(ids, scores, strict=True) if score is not None}
+
+    @_redis_errors
+    async def account_count(self) -> int:
+        return int(await self.redis.zcard(self.accounts_key))
+
+    @_redis_errors
     async def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]:
         ids = list(account_ids)
         pipe = self.redis.pipeline(transaction=False)

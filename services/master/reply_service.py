@@ -65,11 +65,21 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
         async def find(access: Access) -> CommandRecord:
             if not request.request_id:
                 raise InvalidArgument("required", field="request_id")
-            record = await self._book.get(request.request_id)
+            if request.account_id:
+                access.check(request.account_id)
+                found = await self._book.get(request.account_id, request.request_id)
+                records = [found] if found is not None else []
+            else:
+                records = await self._book.find(request.request_id)
             # A reply of an account the key may not use is not found, as one never sent; a
             # command that is not a reply (a login's code) is nobody's reply.
-            if record is None or not access.may_use(record.command.account_id) or not is_reply(record.command):
+            records = [r for r in records if access.may_use(r.command.account_id) and is_reply(r.command)]
+            if not records:
                 raise NotFound(f"reply {request.request_id!r} not found")
-            return record
+            if len(records) > 1:
+                raise InvalidArgument(
+                    f"replies of id {request.request_id!r} exist in several accounts; name one", field="account_id"
+                )
+            return records[0]
 
         return rep.GetReplyResponse(reply=reply_of(await self._answer(context, find, "reply")))

@@ -107,6 +107,13 @@ class MasterConfig:
     # Requests a second per API key (a burst of twice as many); 0: no limit.
     rate_limit: float = 50.0
     max_streams_per_key: int = 16
+    max_streams_per_address: int = 64
+    # Events kept for clients resuming a stream: at most so many, and so many bytes.
+    event_history: int = 10_000
+    event_history_bytes: int = 64 * 1024 * 1024
+    # The largest gRPC message taken at all (a larger one ends its stream); sync messages
+    # between SyncConfig.max_message_bytes and this are refused with a Nack.
+    max_receive_bytes: int = 64 * 1024 * 1024
     # Where the journal lives; without one, a restart loses everything.
     data_dir: Path | None = None
     # SQLite's synchronous setting for the journal: FULL survives power loss, NORMAL only
@@ -139,9 +146,6 @@ class MasterConfig:
 # How often the master collects what its freezes hold in cycles (collector.py), when it froze anything.
 _MAINTENANCE_SECONDS = 600
 
-# The transport takes messages well over the protocol's bound (SyncConfig.max_message_bytes),
-# so that an oversized sync message gets a Nack instead of breaking the stream.
-_TRANSPORT_LIMIT = 64 * 1024 * 1024
 
 
 class Master:
@@ -164,13 +168,13 @@ class Master:
             self.redis = RedisStore.from_url(config.store, prefix=config.redis_prefix, retention=config.retention)
             self.store: Store = self.redis
             # Events come from the shared stream, with its ids, whichever master caused them.
-            self.bus = EventBus(shared=True)
+            self.bus = EventBus(shared=True, history=config.event_history, history_bytes=config.event_history_bytes)
             self.feed = RedisEventFeed(self.redis.redis, self.redis.events_key, self.bus)
             self.book: Commands = RedisCommandBook(self.redis, ttl=config.command_ttl)
             master_id = config.master_id or f"{socket.gethostname()}:{os.getpid()}:{config.listen}"
             shared = SharedLeases(self.redis.redis, config.redis_prefix, master_id, config.sync.lease_duration)
         else:
-            self.bus = EventBus()
+            self.bus = EventBus(history=config.event_history, history_bytes=config.event_history_bytes)
             memory = store if store is not None else MemoryStore(retention=config.retention)
             self.store = memory
             if isinstance(memory, MemoryStore):
@@ -192,7 +196,9 @@ class Master:
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
         self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
         # The IM servicers: served over gRPC, and called directly by an embedded gateway.
-        self.im_servicers = im_servicers(self.store, self.book, self.bus, self.keys, config.max_streams_per_key)
+        self.im_servicers = im_servicers(
+            self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address
+        )
         self.server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -229,7 +235,9 @@ class Master:
                 asyncio.create_task(self.book.follow()),
                 asyncio.create_task(self._renew_leases()),
             ]
-        self.server = await build_server(self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys))
+        self.server = await build_server(
+            self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys), self.config.max_receive_bytes
+        )
         if self.config.tls is not None:
             port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
         else:
@@ -325,7 +333,12 @@ class Master:
 
 
 def im_servicers(
-    store: Store, book: Commands, bus: EventBus, keys: ApiKeys, max_streams_per_key: int
+    store: Store,
+    book: Commands,
+    bus: EventBus,
+    keys: ApiKeys,
+    max_streams_per_key: int = 16,
+    max_streams_per_address: int = 64,
 ) -> list[tuple[ServiceDescriptor, Any]]:
     """The IM services' servicers with their descriptors: served over gRPC, and called
     directly by a gateway in this process (in_process.py)."""
@@ -342,7 +355,7 @@ def im_servicers(
         (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
         (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
         (service(logins_pb2, "LoginService"), LoginServicer(store, keys, book)),
-        (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key)),
+        (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key, max_streams_per_address)),
     ]
 
 
@@ -360,12 +373,15 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
 
 
 async def build_server(
-    hub: SyncHub, servicers: list[tuple[ServiceDescriptor, Any]], cache: CacheServicer
+    hub: SyncHub,
+    servicers: list[tuple[ServiceDescriptor, Any]],
+    cache: CacheServicer,
+    max_receive_bytes: int = 64 * 1024 * 1024,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", _TRANSPORT_LIMIT),
-            ("grpc.max_send_message_length", _TRANSPORT_LIMIT),
+            ("grpc.max_receive_message_length", max_receive_bytes),
+            ("grpc.max_send_message_length", max_receive_bytes),
         ]
     )
     add_sync_service(SyncServicer(hub), server)

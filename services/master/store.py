@@ -121,6 +121,14 @@ class Store(Protocol):
     # --- sync ---
     async def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
 
+    async def known_accounts(self, account_ids: Iterable[str]) -> set[str]:
+        """Those of these accounts the store holds."""
+        ...
+
+    async def account_count(self) -> int:
+        """How many accounts the store holds."""
+        ...
+
     async def apply_snapshot(self, snapshot: SnapshotData) -> bool:
         """Applies a snapshot atomically; False (a no-op) for a version not newer than the applied one."""
         ...

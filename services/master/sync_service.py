@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
@@ -60,6 +61,16 @@ class SyncConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     # Bound on the entities of one snapshot held while its chunks arrive.
     max_snapshot_entities: int = 5_000_000
+    # Bounds on the bytes of snapshots held while their chunks arrive: per stream, and per
+    # worker over all its streams.
+    max_pending_bytes: int = 256 * 1024 * 1024
+    max_pending_bytes_per_worker: int = 512 * 1024 * 1024
+    # Accounts one Hello may name, and accounts the master holds in all (a worker's Hello
+    # naming an account it does not know yet makes one, up to this bound).
+    max_hello_accounts: int = 1000
+    max_accounts: int = 10_000
+    # A version further than this past the one applied is refused (a wedged account).
+    max_version_jump: int = 1_000_000
     outbound_queue: int = 10_000
 
 
@@ -73,6 +84,8 @@ class _PendingSnapshot:
     # The chunks' batches as they came, for the journal (a copy into one costs as much as their parse).
     batches: list[sync_pb2.EntityBatch] = field(default_factory=list)
     size: int = 0
+    # The bytes of its chunks so far (what the pending snapshot holds).
+    bytes: int = 0
 
 
 def _entity_count(batch: sync_pb2.EntityBatch) -> int:
@@ -132,6 +145,8 @@ class SyncHub:
         # Leases between masters (several masters over Redis); None for a master alone.
         self.shared = shared
         self.sessions: dict[int, SyncSession] = {}
+        # Worker id -> bytes of the snapshots its streams hold while their chunks arrive.
+        self.pending_bytes: Counter[str] = Counter()
         # Set when the master stops: no new streams, no new messages taken.
         self.draining = False
         # Tasks of their own: command deliveries and the ends of streams.
@@ -202,6 +217,8 @@ class SyncHub:
 
     async def end(self, session: SyncSession) -> None:
         self.sessions.pop(session.id, None)
+        for account_id in list(session._pending):
+            session.drop_pending(account_id)
         held = dict(session.granted)
         session.granted.clear()
         released = self.leases.release(session.id, set(held))
@@ -241,11 +258,25 @@ class SyncSession:
         # Account -> lease epoch granted to this stream.
         self.granted: dict[str, int] = {}
         self._pending: dict[str, _PendingSnapshot] = {}
+        # The bytes of chunks all its pending snapshots hold.
+        self.pending_bytes = 0
+        # Account -> the version the store holds, as this stream last saw it (at its Hello,
+        # then after each version it applied): a version far past it is refused.
+        self.versions: dict[str, int] = {}
         # Account -> version whose snapshot was refused: its later chunks are dropped
         # quietly, so that one refused snapshot gets one Nack.
         self._refused: dict[str, int] = {}
         # Set once GoAway is queued: nothing more is taken or sent.
         self.closing = False
+
+    def drop_pending(self, account_id: str) -> None:
+        """Forgets a snapshot whose chunks were arriving (done, refused, or taken away)."""
+        pending = self._pending.pop(account_id, None)
+        if pending is not None:
+            self.pending_bytes -= pending.bytes
+            self.hub.pending_bytes[self.worker_id] -= pending.bytes
+            if self.hub.pending_bytes[self.worker_id] <= 0:
+                del self.hub.pending_bytes[self.worker_id]
 
     def send(self, response: sync_pb2.SyncDataResponse | _WhenPersisted) -> None:
         if self.closing:
@@ -317,7 +348,7 @@ class SyncSession:
             raise  # a wrong identity, or a store out of reach: the stream ends
         except StoreError as error:
             if kind == "snapshot":
-                self._pending.pop(account_id, None)
+                self.drop_pending(account_id)
                 if not request.snapshot.last:
                     self._refused[account_id] = version
             log.warning("refused %s %d of %r from %s: %s", kind, version, account_id, self.worker_id, error)
@@ -330,17 +361,36 @@ class SyncSession:
             raise PermissionDenied(
                 f"this token belongs to worker {self.worker_id!r}, not {hello.worker_id!r}", field="hello.worker_id"
             )
+        hub = self.hub
+        if len(hello.accounts) > hub.config.max_hello_accounts:
+            raise InvalidArgument(
+                f"{len(hello.accounts)} accounts, over the {hub.config.max_hello_accounts} one hello may name",
+                field="hello.accounts",
+            )
         for index, claim in enumerate(hello.accounts):
             if not claim.account_id:
                 raise InvalidArgument("must not be empty", field=f"hello.accounts[{index}].account_id")
         self.said_hello = True
-        hub = self.hub
+        known = await hub.store.known_accounts([claim.account_id for claim in hello.accounts])
+        room = hub.config.max_accounts - await hub.store.account_count()
         welcome = sync_pb2.Welcome(
             heartbeat_interval=_duration(hub.config.heartbeat_interval),
             lease_duration=_duration(hub.config.lease_duration),
         )
         granted = []
         for claim in hello.accounts:
+            if claim.account_id not in known and claim.account_id not in self.granted:
+                if room <= 0:
+                    welcome.refused.add(
+                        account_id=claim.account_id,
+                        status=error_status(
+                            code_pb2.RESOURCE_EXHAUSTED,
+                            f"the master holds its maximum of {hub.config.max_accounts} accounts; "
+                            f"account {claim.account_id!r} is new (an operator raises --max-accounts)",
+                            reason="ACCOUNT_LIMIT",
+                        ),
+                    )
+                    continue
             if not hub.tokens.may_sync(self.worker_id, claim.account_id):
                 welcome.refused.add(
                     account_id=claim.account_id,
@@ -377,10 +427,13 @@ class SyncSession:
                 )
                 continue
             # A stream of the same worker that still held it is fenced now.
+            if claim.account_id not in known and claim.account_id not in self.granted:
+                room -= 1
             self.granted[claim.account_id] = epoch
             self._fence_others(claim.account_id)
             granted.append(claim.account_id)
         versions = await hub.store.account_versions(granted)
+        self.versions.update(versions)
         for account_id in granted:
             welcome.accounts.add(
                 account_id=account_id, version=versions[account_id], lease_epoch=self.granted[account_id]
@@ -398,7 +451,7 @@ class SyncSession:
         for other in self.hub.sessions.values():
             if other is not self and account_id in other.granted:
                 del other.granted[account_id]
-                other._pending.pop(account_id, None)
+                other.drop_pending(account_id)
 
     async def _owned(self, account_id: str, field: str) -> None:
         if not account_id:
@@ -432,8 +485,10 @@ class SyncSession:
         await self._owned(account_id, "snapshot.account_id")
         if chunk.version == 0:
             raise InvalidArgument("must be positive", field="snapshot.version")
+        self._check_jump(account_id, chunk.version, "snapshot.version")
         pending = self._pending.get(account_id)
         if chunk.chunk_index == 0:
+            self.drop_pending(account_id)
             pending = _PendingSnapshot(chunk.version, 0, frozenset(chunk.collections), Intake(account_id))
             self._pending[account_id] = pending
         elif pending is None or pending.version != chunk.version or pending.next_chunk != chunk.chunk_index:
@@ -449,6 +504,7 @@ class SyncSession:
             raise ResourceExhausted(
                 f"more than {self.hub.config.max_snapshot_entities} entities", field="snapshot.entities"
             )
+        self._hold(pending, len(data) if data is not None else chunk.ByteSize())
         with collector.bulk():
             pending.intake.take(chunk.entities, "snapshot.entities", None if data is None else (data, _ENTITIES))
         pending.batches.append(chunk.entities)
@@ -456,7 +512,7 @@ class SyncSession:
         if not chunk.last:
             return
 
-        del self._pending[account_id]
+        self.drop_pending(account_id)
         account = e.Account()
         account.CopyFrom(chunk.account)
         clean_account(account, account_id, "snapshot.account")
@@ -471,7 +527,35 @@ class SyncSession:
                 intake=pending.intake,
             )
         )
+        self.versions[account_id] = max(self.versions.get(account_id, 0), chunk.version)
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
+
+    def _hold(self, pending: _PendingSnapshot, size: int) -> None:
+        """Counts a chunk's bytes against the bounds of this stream and of its worker."""
+        config, hub = self.hub.config, self.hub
+        if self.pending_bytes + size > config.max_pending_bytes:
+            raise ResourceExhausted(
+                f"the snapshots this stream is sending hold over {config.max_pending_bytes} bytes; "
+                "finish one (last = true) before starting more",
+                field="snapshot",
+            )
+        if hub.pending_bytes[self.worker_id] + size > config.max_pending_bytes_per_worker:
+            raise ResourceExhausted(
+                f"the snapshots worker {self.worker_id!r} is sending hold over {config.max_pending_bytes_per_worker} bytes",
+                field="snapshot",
+            )
+        pending.bytes += size
+        self.pending_bytes += size
+        hub.pending_bytes[self.worker_id] += size
+
+    def _check_jump(self, account_id: str, version: int, field: str) -> None:
+        applied = self.versions.get(account_id, 0)
+        if version > applied + self.hub.config.max_version_jump:
+            raise InvalidArgument(
+                f"{version} is more than {self.hub.config.max_version_jump} past the applied version {applied}",
+                field=field,
+                reason="VERSION_JUMP",
+            )
 
     def _fence(self, account_id: str) -> int:
         """The epoch a store shared between masters checks this stream's writes against."""
@@ -484,6 +568,7 @@ class SyncSession:
         await self._owned(account_id, "delta.account_id")
         if delta.version <= delta.base_version:
             raise InvalidArgument(f"must be greater than base_version {delta.base_version}", field="delta.version")
+        self._check_jump(account_id, delta.version, "delta.version")
         clean_batch(delta.upserts, account_id, "delta.upserts")
         clean_removals(delta.removals, "delta.removals")
         account: e.Account | None = None
@@ -494,6 +579,7 @@ class SyncSession:
         await self.hub.store.apply_delta(
             DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals, self._fence(account_id))
         )
+        self.versions[account_id] = max(self.versions.get(account_id, 0), delta.version)
         self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
 
     # -------------------------------------------------------------- commands
@@ -503,8 +589,20 @@ class SyncSession:
             raise InvalidArgument("must not be empty", field="command_result.request_id")
         if result.outcome == sync_pb2.COMMAND_OUTCOME_UNSPECIFIED:
             raise InvalidArgument("must be SENT or FAILED", field="command_result.outcome")
-        if await self.hub.book.complete(result) is None:
-            log.warning("worker %s answered unknown command %r", self.worker_id, result.request_id)
+        # Only the stream the command went to, while it holds the account, may answer it.
+        await self._owned(result.account_id, "command_result.account_id")
+        book = self.hub.book
+        if await book.delivered_to(result.account_id, result.request_id) != self.id:
+            log.warning(
+                "worker %s answered command %r of account %r, which this stream was not given",
+                self.worker_id, result.request_id, result.account_id,
+            )
+            raise FailedPrecondition(
+                f"command {result.request_id!r} of account {result.account_id!r} was not delivered to this stream",
+                field="command_result.request_id",
+                reason="NOT_DELIVERED",
+            )
+        await book.complete(result)
 
 
 def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .errors import Unauthenticated
+from .errors import InvalidArgument, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,10 @@ def token_hash(token: str) -> str:
 
 def bearer_hash(metadata: Sequence[tuple[str, str | bytes]], what: str) -> str:
     """The hash of a request's `authorization: Bearer <secret>`; Unauthenticated without one."""
-    header = next((value for key, value in metadata if key == "authorization"), None)
+    found = [value for key, value in metadata if key == "authorization"]
+    if len(found) > 1:
+        raise InvalidArgument("given more than once: a request has one identity", field="authorization")
+    header = found[0] if found else None
     if not isinstance(header, str) or not header.lower().startswith("bearer "):
         raise Unauthenticated(f"missing authorization: Bearer <{what}>")
     return token_hash(header[7:].strip())

@@ -70,9 +70,11 @@ class WorkerTokens:
         return assigned is None or account_id in assigned
 
 
-def add_worker_token(path: Path, worker_id: str, accounts: Sequence[str] = ("*",)) -> str:
+def add_worker_token(path: Path, worker_id: str, accounts: Sequence[str]) -> str:
     """Creates a token for a worker (replacing its old one) and stores its hash and its
-    assigned accounts; returns the token."""
+    assigned accounts (["*"]: any, which must be asked for); returns the token."""
+    if not accounts or any(not account.strip() for account in accounts):
+        raise ValueError("name the accounts the worker may sync (--accounts a,b), or allow any with --accounts '*'")
     token = secrets.token_urlsafe(32)
     listed = ", ".join(f'"{account}"' for account in accounts)
     table = [f'[workers."{worker_id}"]', f'token_sha256 = "{token_hash(token)}"', f"accounts = [{listed}]"]

@@ -8,7 +8,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from services.common.http_server import serve_asgi
+from services.common.http_server import HttpOptions, serve_asgi
 
 from .app import Simulator, build_app
 from .platform_data import Platform
@@ -21,6 +21,7 @@ class SimConfig:
     seed: int = 1
     # New comments, replies and messages per minute, over all accounts.
     rate_per_minute: float = 6.0
+    http: HttpOptions = HttpOptions()
 
 
 async def serve(config: SimConfig) -> None:
@@ -35,6 +36,7 @@ async def serve(config: SimConfig) -> None:
             build_app(simulator),
             config.listen,
             lambda bound: f"imsync sim listening on http://{bound} (accounts {accounts}; password 'sim')",
+            options=config.http,
         )
     finally:
         grower.cancel()

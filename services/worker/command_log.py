@@ -10,7 +10,9 @@ here, so it is not performed again but answered FAILURE_REASON_OUTCOME_UNKNOWN, 
 person to look before sending it once more.
 
 Commands are few (each is a person's reply), so every call opens the file, does its one
-statement and closes it; the engine calls these on a thread.
+statement and closes it; the engine calls these on a thread. A command is kept under its
+account and request id (`request_id` holds both, "<account>\n<request id>"): request ids
+are per account, and two accounts may use the same one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ CREATE TABLE IF NOT EXISTS commands (
     result BLOB
 )
 """
+# A log of an earlier version kept request ids alone.
+_REKEY = "UPDATE commands SET request_id = account_id || char(10) || request_id WHERE instr(request_id, char(10)) = 0"
+
+
+def _key(account_id: str, request_id: str) -> str:
+    return f"{account_id}\n{request_id}"
 
 
 class CommandLogError(Exception):
@@ -46,6 +54,7 @@ class CommandLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db, db:
                 db.execute(_SCHEMA)
+                db.execute(_REKEY)
         except (OSError, sqlite3.Error) as error:
             raise CommandLogError(f"command log {path}: {error}") from None
 
@@ -54,11 +63,11 @@ class CommandLog:
         db.execute("PRAGMA synchronous = FULL")
         return db
 
-    def prior(self, request_id: str) -> sync_pb2.CommandResult | None:
+    def prior(self, account_id: str, request_id: str) -> sync_pb2.CommandResult | None:
         """How the command ended, if it was begun here: its result, or, begun without one,
         a failure saying its outcome is unknown. None: never begun."""
         with closing(self._connect()) as db:
-            row = db.execute("SELECT result FROM commands WHERE request_id = ?", (request_id,)).fetchone()
+            row = db.execute("SELECT result FROM commands WHERE request_id = ?", (_key(account_id, request_id),)).fetchone()
         if row is None:
             return None
         if row[0] is None:
@@ -75,13 +84,15 @@ class CommandLog:
         with closing(self._connect()) as db, db:
             db.execute(
                 "INSERT INTO commands (request_id, account_id, begun_at) VALUES (?, ?, ?)",
-                (command.request_id, command.account_id, time.time()),
+                (_key(command.account_id, command.request_id), command.account_id, time.time()),
             )
 
-    def finish(self, request_id: str, result: sync_pb2.CommandResult) -> None:
+    def finish(self, account_id: str, request_id: str, result: sync_pb2.CommandResult) -> None:
         """Records how the command ended, and forgets the oldest beyond `keep`."""
         with closing(self._connect()) as db, db:
-            db.execute("UPDATE commands SET result = ? WHERE request_id = ?", (result.SerializeToString(), request_id))
+            db.execute(
+                "UPDATE commands SET result = ? WHERE request_id = ?", (result.SerializeToString(), _key(account_id, request_id))
+            )
             db.execute(
                 "DELETE FROM commands WHERE rowid <= (SELECT max(rowid) FROM commands) - ?", (self.keep,)
             )

@@ -309,23 +309,24 @@ class SyncEngine:
     # ------------------------------------------------------------------ commands
 
     def _start_command(self, command: sync_pb2.Command) -> None:
-        request_id = command.request_id
-        known = self._results.get(request_id)
+        # Request ids are per account: two accounts may use the same one.
+        key = f"{command.account_id}\n{command.request_id}"
+        known = self._results.get(key)
         if known is not None:
             self._deliver(sync_pb2.SyncDataRequest(command_result=known))  # delivered again: same answer
             return
-        if request_id in self._running:
+        if key in self._running:
             return
         if command.expires_at.ToNanoseconds() and command.expires_at.ToNanoseconds() < time.time_ns():
             return  # the master has failed it already; performing it now would surprise everyone
-        self._running[request_id] = asyncio.create_task(self._perform(command))
+        self._running[key] = asyncio.create_task(self._perform(command, key))
 
-    async def _perform(self, command: sync_pb2.Command) -> None:
+    async def _perform(self, command: sync_pb2.Command, key: str) -> None:
         begun = False
         # Replies are written down before they are performed; a login's code never is.
         book = self._log if command.WhichOneof("action") in _REPLIES else None
         try:
-            prior = None if book is None else await asyncio.to_thread(book.prior, command.request_id)
+            prior = None if book is None else await asyncio.to_thread(book.prior, command.account_id, command.request_id)
             if prior is not None:
                 result = prior  # begun before this worker restarted: never performed twice
             else:
@@ -346,13 +347,13 @@ class SyncEngine:
             result.performed_at.GetCurrentTime()
         if begun and book is not None:
             try:
-                await asyncio.to_thread(book.finish, command.request_id, result)
+                await asyncio.to_thread(book.finish, command.account_id, command.request_id, result)
             except Exception:  # the result still goes to the master, which keeps it
                 log.exception("could not record the result of command %s", command.request_id)
-        self._results[command.request_id] = result
+        self._results[key] = result
         while len(self._results) > self.config.remembered_results:
             self._results.popitem(last=False)
-        self._running.pop(command.request_id, None)
+        self._running.pop(key, None)
         self._deliver(sync_pb2.SyncDataRequest(command_result=result))
 
     def _deliver(self, request: sync_pb2.SyncDataRequest) -> None:

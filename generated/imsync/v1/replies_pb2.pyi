@@ -117,7 +117,7 @@ class SendReplyRequest(_message.Message):
     SEND_MESSAGE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     request_id: _builtins.str
-    """Chosen by the client, unique per reply: sending it again is safe."""
+    """Chosen by the client, unique per reply within the account: sending it again is safe."""
     @_builtins.property
     def reply_to_comment(self) -> _sync_pb2.ReplyToComment: ...
     @_builtins.property
@@ -165,15 +165,19 @@ class GetReplyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    account_id: _builtins.str
+    """The reply's account; needed only when the key may see replies of that id in several."""
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

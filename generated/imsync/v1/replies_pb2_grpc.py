@@ -55,7 +55,8 @@ class ReplyServiceServicer:
 
     def SendReply(self, request, context):
         """Sends a reply. The same request_id with the same content answers the existing reply;
-        with other content it is refused (ALREADY_EXISTS, HTTP 409).
+        with other content it is refused (ALREADY_EXISTS, HTTP 409). Request ids are the
+        account's own: another account's ids neither conflict nor show.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

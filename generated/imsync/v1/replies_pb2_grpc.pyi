@@ -37,7 +37,8 @@ class ReplyServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ReplyServiceAsyncStub: ...
     SendReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.SendReplyRequest, _replies_pb2.SendReplyResponse]
     """Sends a reply. The same request_id with the same content answers the existing reply;
-    with other content it is refused (ALREADY_EXISTS, HTTP 409).
+    with other content it is refused (ALREADY_EXISTS, HTTP 409). Request ids are the
+    account's own: another account's ids neither conflict nor show.
     """
     GetReply: _grpc.UnaryUnaryMultiCallable[_replies_pb2.GetReplyRequest, _replies_pb2.GetReplyResponse]
     """Gets a reply's state."""
@@ -51,7 +52,8 @@ class ReplyServiceAsyncStub(ReplyServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SendReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.SendReplyRequest, _replies_pb2.SendReplyResponse]  # type: ignore[assignment]
     """Sends a reply. The same request_id with the same content answers the existing reply;
-    with other content it is refused (ALREADY_EXISTS, HTTP 409).
+    with other content it is refused (ALREADY_EXISTS, HTTP 409). Request ids are the
+    account's own: another account's ids neither conflict nor show.
     """
     GetReply: _aio.UnaryUnaryMultiCallable[_replies_pb2.GetReplyRequest, _replies_pb2.GetReplyResponse]  # type: ignore[assignment]
     """Gets a reply's state."""
@@ -68,7 +70,8 @@ class ReplyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_replies_pb2.SendReplyResponse, _abc.Awaitable[_replies_pb2.SendReplyResponse]]:
         """Sends a reply. The same request_id with the same content answers the existing reply;
-        with other content it is refused (ALREADY_EXISTS, HTTP 409).
+        with other content it is refused (ALREADY_EXISTS, HTTP 409). Request ids are the
+        account's own: another account's ids neither conflict nor show.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,37 @@
+"""The `imsync` command: `imsync [--log-level L] [--log-format F] COMMAND [options]`
+(`arguments.py` says what each takes, `commands.py` runs it)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from .arguments import parser
+from .commands import RUN
+
+
+def imsync_version() -> str:
+    try:
+        return version("imsync")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.version:
+        print(f"imsync {imsync_version()}")
+        return 0
+    if args.command is None:
+        parser().print_usage(sys.stderr)
+        print("imsync: name a command (imsync --help lists them)", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return RUN[args.command](args)
+    except KeyboardInterrupt:
+        return 0

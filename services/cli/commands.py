@@ -1,0 +1,229 @@
+"""What each `imsync` command runs, from its parsed arguments. Each returns the process's
+exit code: 0, 1 for a refused action, 2 for a wrong invocation or configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"imsync {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def http_options(args: argparse.Namespace, prefix: str = "", tls_cert: str = "", tls_key: str = "", forwarded: str = "127.0.0.1") -> Any:
+    from services.common.http_guard import HttpLimits
+    from services.common.http_server import HttpOptions
+
+    def arg(name: str) -> Any:
+        return getattr(args, f"{prefix}http_{name}")
+
+    return HttpOptions(
+        tls_cert=Path(tls_cert) if tls_cert else None,
+        tls_key=Path(tls_key) if tls_key else None,
+        forwarded_allow_ips=forwarded,
+        limits=HttpLimits(
+            header_timeout=arg("header_timeout"),
+            body_timeout=arg("body_timeout"),
+            keep_alive_timeout=arg("keep_alive_timeout"),
+            max_connections=arg("max_connections"),
+            max_per_address=arg("max_connections_per_address"),
+        ),
+    )
+
+
+def _server_tls(args: argparse.Namespace) -> Any:
+    from services.common.tls import ServerTls
+
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            raise SystemExit("imsync master: --tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise SystemExit("imsync master: give both --tls-cert and --tls-key")
+    return ServerTls(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None)
+
+
+def master(args: argparse.Namespace) -> int:
+    from services.master.retention import parse_retention
+    from services.master.server import MasterConfig, serve
+    from services.master.sync_service import SyncConfig
+
+    try:
+        retention = parse_retention(args.retention)
+    except ValueError as error:
+        return _fail("master", f"--retention: {error}")
+    sync = SyncConfig(
+        heartbeat_interval=args.heartbeat_seconds,
+        lease_duration=args.lease_seconds,
+        max_message_bytes=args.max_sync_message_bytes,
+        max_pending_bytes=args.max_pending_snapshot_bytes,
+        max_pending_bytes_per_worker=args.max_pending_snapshot_bytes_per_worker,
+        max_hello_accounts=args.max_hello_accounts,
+        max_accounts=args.max_accounts,
+        max_version_jump=args.max_version_jump,
+    )
+    config = MasterConfig(
+        listen=args.listen,
+        worker_tokens=Path(args.worker_tokens) if args.worker_tokens else None,
+        api_keys=Path(args.api_keys) if args.api_keys else None,
+        rate_limit=args.rate_limit,
+        tls=_server_tls(args),
+        sync=sync,
+        command_ttl=args.command_ttl_seconds,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        journal_sync=args.journal_sync,
+        retention=retention,
+        store=args.store,
+        redis_prefix=args.redis_prefix,
+        master_id=args.master_id,
+        cache_lease=args.cache_lease_seconds,
+        max_streams_per_key=args.max_event_streams_per_key,
+        max_streams_per_address=args.max_event_streams_per_address,
+        event_history=args.event_history,
+        event_history_bytes=args.event_history_bytes,
+        max_receive_bytes=args.max_receive_bytes,
+    )
+    alongside = None
+    if args.gateway_listen:
+        from services.embedded import embedded_gateway
+        from services.gateway.console import CONSOLE_DIR
+
+        console_dir = args.gateway_console
+        console = None if console_dir == "none" else Path(console_dir) if console_dir else CONSOLE_DIR
+        alongside = embedded_gateway(
+            args.gateway_listen, console=console, http=http_options(args, "gateway_"), cache_bytes=args.cache_max_bytes
+        )
+    asyncio.run(serve(config, alongside=alongside))
+    return 0
+
+
+def gateway(args: argparse.Namespace) -> int:
+    from services.common.tls import ClientTls
+    from services.gateway.console import CONSOLE_DIR
+    from services.gateway.server import GatewayConfig, run
+
+    console = None if args.console == "none" else Path(args.console) if args.console else CONSOLE_DIR
+    master_tls = (
+        ClientTls(
+            Path(args.master_ca),
+            Path(args.master_cert) if args.master_cert else None,
+            Path(args.master_key) if args.master_key else None,
+        )
+        if args.master_ca
+        else None
+    )
+    http = http_options(args, "", args.tls_cert, args.tls_key, args.forwarded_allow_ips)
+    cache_key = os.environ.get("IMSYNC_GATEWAY_CACHE_KEY", "")
+    if args.cache_key_file:
+        try:
+            cache_key = Path(args.cache_key_file).read_text().strip()
+        except OSError as error:
+            return _fail("gateway", f"--cache-key-file: {error}")
+    run(
+        GatewayConfig(
+            listen=args.listen,
+            master=args.master,
+            console=console,
+            master_tls=master_tls,
+            http=http,
+            cache=not args.no_cache,
+            cache_key=cache_key,
+            cache_bytes=args.cache_max_bytes,
+        )
+    )
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from services.worker.command_log import CommandLogError
+    from services.worker.config import ConfigError, load_worker_config
+    from services.worker.main import run_worker
+
+    try:
+        asyncio.run(run_worker(load_worker_config(Path(args.config))))
+    except (ConfigError, CommandLogError) as error:
+        return _fail("worker", f"{args.config}: {error}")
+    return 0
+
+
+def sim(args: argparse.Namespace) -> int:
+    from services.sim.server import SimConfig
+    from services.sim.server import run as run_sim
+
+    run_sim(
+        SimConfig(
+            listen=args.listen, accounts=args.accounts, seed=args.seed, rate_per_minute=args.rate, http=http_options(args)
+        )
+    )
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from services.demo import DemoConfig, run_demo
+
+    return run_demo(
+        DemoConfig(master_listen=args.master_listen, gateway_listen=args.gateway_listen, interval=args.interval, sim_rate=args.sim_rate)
+    )
+
+
+def worker_token(args: argparse.Namespace) -> int:
+    from services.master.worker_auth import add_worker_token
+
+    try:
+        print(add_worker_token(Path(args.file), args.worker_id, _split(args.accounts)))
+    except ValueError as error:
+        return _fail("worker-token", str(error))
+    return 0
+
+
+def api_key(args: argparse.Namespace) -> int:
+    from services.master.api_keys import create_api_key, revoke_api_key
+
+    if args.action == "revoke":
+        if not revoke_api_key(Path(args.file), args.key_id):
+            print(f"imsync api-key: no key {args.key_id!r} in {args.file}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        print(create_api_key(Path(args.file), args.key_id, _split(args.accounts), _split(args.scopes)))
+    except ValueError as error:
+        return _fail("api-key", str(error))
+    return 0
+
+
+def account(args: argparse.Namespace) -> int:
+    from services.master.admin import NotFound, reset_version_in_journal, reset_version_in_redis
+
+    if bool(args.data_dir) == bool(args.store and args.store != "memory"):
+        return _fail("account", "give the master's --data-dir, or its --store redis://...")
+    try:
+        if args.data_dir:
+            before = asyncio.run(reset_version_in_journal(Path(args.data_dir), args.account_id))
+        else:
+            before = asyncio.run(reset_version_in_redis(args.store, args.redis_prefix, args.account_id))
+    except NotFound as error:
+        return _fail("account", str(error))
+    print(f"account {args.account_id}: version {before} forgotten; its worker's next hello is told 0 and sends a snapshot")
+    return 0
+
+
+RUN = {
+    "master": master,
+    "gateway": gateway,
+    "worker": worker,
+    "sim": sim,
+    "demo": demo,
+    "worker-token": worker_token,
+    "api-key": api_key,
+    "account": account,
+}
