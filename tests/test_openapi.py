@@ -42,13 +42,17 @@ async def test_every_annotated_route_is_documented_in_its_profile() -> None:
     assert conversation["unread_count"]["type"] == "integer"
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+def _start(args: list[str], wanted: int = 1) -> tuple[subprocess.Popen[str], list[str]]:
+    """A process and the first `wanted` addresses it says it listens on."""
     process = subprocess.Popen([sys.executable, "-m", "services.cli", *args], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
+    found: list[str] = []
     for line in process.stdout:
-        found = re.search(r"listening on (?:http://)?(\S+)", line)
-        if found:
-            return process, found.group(1)
+        address = re.search(r"listening on (?:http://)?(\S+)", line)
+        if address:
+            found.append(address.group(1))
+            if len(found) == wanted:
+                return process, found
     raise RuntimeError(f"{args[0]} did not start")
 
 
@@ -61,14 +65,23 @@ def api_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return keys, create_api_key(keys, "fuzz", [sample_accounts(2, now=NOW, seed=40)[0].account_id], ["read", "reply"])
 
 
-@pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory, api_key: tuple[Path, str]) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["gateway process", "embedded gateway"])
+def gateway_url(
+    tmp_path_factory: pytest.TempPathFactory, api_key: tuple[Path, str], request: pytest.FixtureRequest
+) -> Iterator[str]:
     tokens = write_tokens(Path(tmp_path_factory.mktemp("tokens")) / "tokens.toml")
-    master, master_address = _start([
-        "master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens),
-        "--api-keys", str(api_key[0]), "--rate-limit", "0",
-    ])
-    gateway, gateway_address = _start(["gateway", "--listen", "127.0.0.1:0", "--master", master_address])
+    args = ["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens),
+            "--api-keys", str(api_key[0]), "--rate-limit", "0"]
+    children = []
+    if request.param == "embedded gateway":
+        # The embedded gateway says where it listens first, then the master.
+        master, (gateway_address, master_address) = _start([*args, "--gateway-listen", "127.0.0.1:0"], 2)
+        children.append(master)
+    else:
+        master, (master_address,) = _start(args)
+        children.append(master)
+        gateway, (gateway_address,) = _start(["gateway", "--listen", "127.0.0.1:0", "--master", master_address])
+        children.append(gateway)
 
     async def fill() -> None:
         async with grpc.aio.insecure_channel(master_address) as channel:
@@ -82,7 +95,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory, api_key: tuple[Path, s
     try:
         yield f"http://{gateway_address}"
     finally:
-        for process in (gateway, master):
+        for process in reversed(children):
             process.terminate()
             process.wait(10)
             if process.stdout is not None:
