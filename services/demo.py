@@ -68,7 +68,10 @@ async def _demo(config: DemoConfig) -> None:
                  "--data-dir", str(folder / "master-data")]
             )
             children.append(master)
-            gateway = await processes.start(["gateway", "--listen", config.gateway_listen, "--master", master.address])
+            # The gateway's access log is for operators: the demo shows its warnings only.
+            gateway = await processes.start(
+                ["gateway", "--listen", config.gateway_listen, "--master", master.address, "--log-level", "WARNING"]
+            )
             children.append(gateway)
             sim = await processes.start(
                 ["sim", "--listen", "127.0.0.1:0", "--accounts", str(config.accounts), "--rate", str(config.sim_rate)]

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from services.common.http_server import HttpOptions, serve_asgi
 from services.gateway.app import create_app
 from services.gateway.cache import Metadata, ResponseCache
+from services.gateway.observe import Probe
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.server import Alongside, Master
@@ -24,6 +25,7 @@ def embedded_app(
     http: HttpOptions = HttpOptions(),
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
+    metrics: bool = False,
 ) -> tuple[Starlette, ResponseCache | None]:
     """The gateway over a started master's servicers, and its cache (none over a store
     other masters change too)."""
@@ -40,8 +42,19 @@ def embedded_app(
         console=console,
         trusted_proxies=http.trusted_proxies,
         cache=responses,
+        metrics=metrics,
+        ready=_ready_probe(master),
     )
     return app, responses
+
+
+def _ready_probe(master: Master) -> Probe:
+    """Ready while the master in this process serves (its health's reasons, if any, say why not)."""
+
+    async def ready() -> str:
+        return "; ".join(master.health.reasons.values())
+
+    return ready
 
 
 def embedded_gateway(
@@ -51,9 +64,12 @@ def embedded_gateway(
     http: HttpOptions = HttpOptions(),
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
+    metrics: bool = False,
 ) -> Alongside:
     async def run(master: Master, stop: asyncio.Event) -> None:
-        app, responses = embedded_app(master, console=console, http=http, cache=cache, cache_bytes=cache_bytes)
+        app, responses = embedded_app(
+            master, console=console, http=http, cache=cache, cache_bytes=cache_bytes, metrics=metrics
+        )
         scheme = "https" if http.tls_cert else "http"
         kept = "with a response cache" if responses is not None else "without a cache (the store is shared)"
         announce = lambda bound: f"imsync gateway listening on {scheme}://{bound} (embedded, {kept})"  # noqa: E731

@@ -49,24 +49,29 @@ async def start(
     attempts: int = 1,
     module: str = "services.cli",
     python: Sequence[str] = (),
+    merge_stderr: bool = False,
 ) -> Child:
     """Runs `imsync ARGS...` (or `python [PYTHON...] -m MODULE ARGS...`) and waits for its
     "listening on HOST:PORT" (or "started") line.
 
     With `attempts`, a process that exits before it listens (the address of one just
-    stopped is not free yet) is started again, a quarter second later."""
+    stopped is not free yet) is started again, a quarter second later. With `merge_stderr`,
+    its log lines (stderr) are kept in its output too."""
     command = [sys.executable, *python, "-m", module, *args]
     for attempt in range(attempts - 1):
         try:
-            return await _start(command, timeout, env, echo)
+            return await _start(command, timeout, env, echo, merge_stderr)
         except RuntimeError:
             await asyncio.sleep(0.25)
-    return await _start(command, timeout, env, echo)
+    return await _start(command, timeout, env, echo, merge_stderr)
 
 
-async def _start(command: Sequence[str], timeout: float, env: dict[str, str] | None, echo: bool) -> Child:
+async def _start(
+    command: Sequence[str], timeout: float, env: dict[str, str] | None, echo: bool, merge_stderr: bool
+) -> Child:
     args = command[command.index("-m") + 2 :]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
+    stderr = asyncio.subprocess.STDOUT if merge_stderr else None
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
     assert process.stdout is not None
     before: list[str] = []
     try:

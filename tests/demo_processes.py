@@ -15,13 +15,25 @@ from .conftest import token_for, write_tokens
 
 class DemoProcesses:
     def __init__(
-        self, tmp: Path, *, accounts: int = 2, master_args: Sequence[str] = (), by_qr: frozenset[str] = frozenset()
+        self,
+        tmp: Path,
+        *,
+        accounts: int = 2,
+        master_args: Sequence[str] = (),
+        gateway_args: Sequence[str] = (),
+        worker_args: Sequence[str] = (),
+        by_qr: frozenset[str] = frozenset(),
+        merge_stderr: bool = False,
     ) -> None:
         self.tmp = tmp
         self.accounts = accounts
         # Accounts the worker logs in by QR code, relayed to the console (the others by password).
         self.by_qr = by_qr
         self.master_args = ["master", "--worker-tokens", str(write_tokens(tmp / "tokens.toml")), *master_args]
+        self.gateway_args = list(gateway_args)
+        self.worker_args = list(worker_args)
+        # Keep each process's log lines (stderr) in its output, beside what it prints.
+        self.merge_stderr = merge_stderr
         self.sim: processes.Child | None = None
         self.master: processes.Child | None = None
         self.gateway: processes.Child | None = None
@@ -45,11 +57,18 @@ class DemoProcesses:
                 self.sim.address, [f"shop-{i}" for i in range(self.accounts)], self.uids, page_timeout=5, by_qr=self.by_qr
             )
         )
-        self.worker = await processes.start(["worker", "--config", str(config)])
+        await self.start_worker()
+
+    async def start_worker(self) -> None:
+        self.worker = await processes.start(
+            ["worker", "--config", str(self.tmp / "worker.toml"), *self.worker_args], merge_stderr=self.merge_stderr
+        )
 
     async def start_master(self) -> None:
         """Starts the master, on its former address when it had one."""
-        self.master = await processes.start([*self.master_args, "--listen", self.master_address], attempts=20)
+        self.master = await processes.start(
+            [*self.master_args, "--listen", self.master_address], attempts=20, merge_stderr=self.merge_stderr
+        )
         self.master_address = self.master.address
 
     async def restart_master(self) -> None:
@@ -59,7 +78,8 @@ class DemoProcesses:
 
     async def start_gateway(self) -> None:
         self.gateway = await processes.start(
-            ["gateway", "--listen", self.gateway_address, "--master", self.master_address], attempts=20
+            ["gateway", "--listen", self.gateway_address, "--master", self.master_address, *self.gateway_args],
+            attempts=20, merge_stderr=self.merge_stderr,
         )
         self.gateway_address = self.gateway.address
 

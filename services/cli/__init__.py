@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+
+from services.common import logs
 
 from .arguments import parser
 from .commands import RUN
@@ -28,9 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().print_usage(sys.stderr)
         print("imsync: name a command (imsync --help lists them)", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.setup(args.log_level, args.log_format)
     try:
         return RUN[args.command](args)
     except KeyboardInterrupt:

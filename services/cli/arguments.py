@@ -27,13 +27,22 @@ class _Flags:
         self.parser.add_argument(name, type=type, default=value, help=f"{help} (env {env}{shown})", **extra)
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _level(text: str) -> str:
+    if text.upper() not in _LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is none of {', '.join(_LEVELS)}")
+    return text.upper()
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--log-level and --log-format, on the command and on each subcommand (where they
     leave the command's values alone unless given)."""
     level: Any = os.environ.get("IMSYNC_LOG_LEVEL", "INFO") if top else argparse.SUPPRESS
     style: Any = os.environ.get("IMSYNC_LOG_FORMAT", "text") if top else argparse.SUPPRESS
     parser.add_argument(
-        "--log-level", default=level, help="DEBUG, INFO, WARNING or ERROR (env IMSYNC_LOG_LEVEL; default INFO)"
+        "--log-level", default=level, type=_level, help="DEBUG, INFO, WARNING or ERROR (env IMSYNC_LOG_LEVEL; default INFO)"
     )
     parser.add_argument(
         "--log-format",
@@ -42,6 +51,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="text: one line per record; json: one object per line, a multi-line error folded into one field "
         "(env IMSYNC_LOG_FORMAT; default text)",
     )
+
+
+def _observed(flag: _Flags) -> None:
+    """Where a service's metrics are served, and where its traces go."""
+    flag("--metrics-listen", "IMSYNC_METRICS_LISTEN", "", "serve Prometheus metrics at http://HOST:PORT/metrics",
+         metavar="HOST:PORT")
+    flag("--otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "export OpenTelemetry traces with OTLP (gRPC) to "
+         "this endpoint, e.g. http://127.0.0.1:4317; without it no span is recorded", metavar="URL")
 
 
 def _http(flag: _Flags, prefix: str = "") -> None:
@@ -126,6 +143,7 @@ def _master(master: argparse.ArgumentParser) -> None:
          type=int, metavar="N")
     flag("--max-event-streams-per-address", "IMSYNC_MAX_EVENT_STREAMS_PER_ADDRESS", 64, "open event streams per "
          "client address", type=int, metavar="N")
+    _observed(flag)
 
 
 def _gateway(gateway: argparse.ArgumentParser) -> None:
@@ -151,6 +169,9 @@ def _gateway(gateway: argparse.ArgumentParser) -> None:
          "IMSYNC_GATEWAY_CACHE_KEY)", metavar="FILE")
     flag("--cache-max-bytes", "IMSYNC_CACHE_MAX_BYTES", 64 * MiB, "bytes of answers kept, of which one API key "
          "holds at most a quarter", type=int, metavar="BYTES")
+    gateway.add_argument("--metrics-on-port", action="store_true", help="also serve /metrics on the gateway's own "
+                         "port (for a Prometheus that reaches it there)")
+    _observed(flag)
     _http(flag)
 
 
@@ -214,6 +235,7 @@ def parser() -> argparse.ArgumentParser:
                      "Chromium, an account runner per account of its configuration, one SyncData stream to the "
                      "master (docs/configuration.md).")
     _Flags(worker)("--config", "IMSYNC_WORKER_CONFIG", "worker.toml", "the worker's TOML configuration", metavar="FILE")
+    _observed(_Flags(worker))
     _gateway(command("gateway", "run the REST gateway in front of a master", "Runs the grpc-gateway-compatible "
                      "REST gateway; IM clients use /api/im/."))
     sim = command("sim", "run the platform simulator", "Runs a local imitation of the platform's creator center "

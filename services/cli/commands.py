@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 
+def setup_tracing(service: str, endpoint: str) -> None:
+    from services.common.observability import setup_tracing as setup
+
+    setup(service, endpoint)
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -92,7 +98,17 @@ def master(args: argparse.Namespace) -> int:
         event_history=args.event_history,
         event_history_bytes=args.event_history_bytes,
         max_receive_bytes=args.max_receive_bytes,
+        metrics_listen=args.metrics_listen,
     )
+    from services.common.addresses import AddressInUse, check_free
+
+    for flag, address in (("--metrics-listen", args.metrics_listen), ("--gateway-listen", args.gateway_listen)):
+        try:
+            if address:
+                check_free(address)
+        except AddressInUse as error:
+            return _fail("master", f"{flag}: {error}")
+    setup_tracing("master", args.otlp_endpoint)
     alongside = None
     if args.gateway_listen:
         from services.embedded import embedded_gateway
@@ -123,6 +139,7 @@ def gateway(args: argparse.Namespace) -> int:
         else None
     )
     http = http_options(args, "", args.tls_cert, args.tls_key, args.forwarded_allow_ips)
+    setup_tracing("gateway", args.otlp_endpoint)
     cache_key = os.environ.get("IMSYNC_GATEWAY_CACHE_KEY", "")
     if args.cache_key_file:
         try:
@@ -139,20 +156,28 @@ def gateway(args: argparse.Namespace) -> int:
             cache=not args.no_cache,
             cache_key=cache_key,
             cache_bytes=args.cache_max_bytes,
+            metrics_listen=args.metrics_listen,
+            metrics_on_port=args.metrics_on_port,
         )
     )
     return 0
 
 
 def worker(args: argparse.Namespace) -> int:
+    from services.common.addresses import AddressInUse, check_free
     from services.worker.command_log import CommandLogError
     from services.worker.config import ConfigError, load_worker_config
     from services.worker.main import run_worker
 
+    setup_tracing("worker", args.otlp_endpoint)
     try:
-        asyncio.run(run_worker(load_worker_config(Path(args.config))))
+        if args.metrics_listen:
+            check_free(args.metrics_listen)
+        asyncio.run(run_worker(load_worker_config(Path(args.config)), metrics_listen=args.metrics_listen))
     except (ConfigError, CommandLogError) as error:
         return _fail("worker", f"{args.config}: {error}")
+    except AddressInUse as error:
+        return _fail("worker", f"--metrics-listen: {error}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any, Literal
 
 import uvicorn
 
-from .addresses import split_host_port
+from .addresses import AddressInUse, split_host_port
 from .http_guard import HttpLimits, guarded
 
 
@@ -51,7 +52,13 @@ async def serve_asgi(
     # Inherited by every accepted connection: without it, a response written in two parts
     # waits for the client's delayed ACK (40 ms per request on Linux).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUse(listen) from None
+        raise
     # Listening before the announcement: a client that connects as soon as it reads the
     # line waits in the backlog until uvicorn accepts, instead of being refused.
     sock.listen(2048)

@@ -37,6 +37,8 @@ from imsync.v1 import (
     replies_pb2,
     unified_messages_pb2,
 )
+from services.common import logs
+from services.common.observability import trace_metadata
 from services.common.rpc_errors import bad_request, error_status, retry_after_of
 from services.common.tls import ClientTls, open_channel
 
@@ -49,6 +51,7 @@ from .marshalers import Profile, ProfileRegistry
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
+from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, master_probe, probe_routes
 from .watch import ChangeWatch
 
 JSON = "application/json"
@@ -215,6 +218,7 @@ class Gateway:
             if route.http_method != request.method:
                 allowed.append(route.http_method)
                 continue
+            scope[ROUTE] = route.template.template
             response = await self._handle(route, variables, request, profile, raw_path)
             await response(scope, receive, send)
             return
@@ -234,6 +238,8 @@ class Gateway:
             metadata = outgoing_metadata(request.headers, client, self._trusted_proxies)
         except BadHeader as error:
             return _error(profile, bad_request(error.header, error.why), http_status=error.http_status)
+        # Who asks is followed across: the request id into the master's log lines, the trace.
+        metadata += [(logs.HEADER, logs.request_id.get()), *trace_metadata()]
         message = route.request_type()
         try:
             bind_path(message, variables, profile.style)
@@ -264,6 +270,8 @@ class Gateway:
         account_id = account_id if isinstance(account_id, str) else ""
         # Read before the answer is computed: a change meanwhile makes the answer stale at once.
         stamp = cache.stamp(account_id) if cache is not None else 0
+        if cache is not None:
+            CACHE_ANSWERS.labels(result="miss").inc()
         call = self._call(route)(message, metadata=metadata, timeout=timeout)
         try:
             reply: Message = await call
@@ -279,7 +287,7 @@ class Gateway:
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
             key = _cache_key(request.scope, profile, identity_of(request.headers.raw))
-            cache.put(key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}))
+            cache.put(key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}, route.template.template))
         return _answer(request, body, headers)
 
     async def answer_kept(self, scope: Scope, send: Send) -> bool:
@@ -307,6 +315,8 @@ class Gateway:
         except Exception:
             return False  # refused: the call answers why
         cache.hits += 1
+        CACHE_ANSWERS.labels(result="hit").inc()
+        scope[ROUTE] = hit.route
         if if_none_match is not None and _matches(if_none_match, hit.headers["ETag"]):
             await send({"type": "http.response.start", "status": 304, "headers": hit.raw_headers})
             await send({"type": "http.response.body", "body": b""})
@@ -377,16 +387,21 @@ def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | No
 
 
 class GatewayApp(Starlette):
-    """Starlette, but a GET whose answer is kept is answered before any routing."""
+    """Starlette, but a GET whose answer is kept is answered before any routing, and every
+    request observed (observe.py: request id, access log, metrics, trace)."""
 
     def __init__(self, gateway: Gateway, **settings: Any) -> None:
         super().__init__(**settings)
         self.gateway = gateway
+        self._observed = Observed(self._serve)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
             return
         await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._observed(scope, receive, send)
 
 
 def create_app(
@@ -402,6 +417,8 @@ def create_app(
     watch: bool = False,
     watch_key: str = "",
     cache_bytes: int = 64 * 1024 * 1024,
+    metrics: bool = False,
+    ready: Probe | None = None,
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
     `console`, the web console's files from that folder at `/`; with `cache` (embedded) or
@@ -424,7 +441,12 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(document)
 
-    routes = [Route("/openapi.json", openapi, methods=["GET"]), *(console_routes(console) if console else [])]
+    probe = ready or master_probe(lambda: gateway._channel, lambda: gateway.watch)
+    routes = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *probe_routes(probe, metrics=metrics),
+        *(console_routes(console) if console else []),
+    ]
     app = GatewayApp(gateway, routes=routes, lifespan=gateway.lifespan)
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).

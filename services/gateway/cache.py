@@ -44,9 +44,11 @@ CACHED_SERVICES = frozenset(
 class Answer:
     """A kept answer, with its HTTP headers ready to send (for 304, and for 200 with the body)."""
 
-    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, body: bytes, headers: dict[str, str], route: str = "") -> None:
         self.body = body
         self.headers = headers
+        # The route's template, for the access log and the metrics of a hit.
+        self.route = route
         self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         self.raw_headers_200 = [
             *self.raw_headers,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.addresses import AddressInUse, check_free
+from services.common.observability import serve_metrics
 from services.common.http_server import HttpOptions, serve_asgi
 from services.common.tls import ClientTls
 
@@ -30,6 +33,9 @@ class GatewayConfig:
     cache_key: str = ""
     # Bytes of answers kept, of which one caller holds at most a quarter.
     cache_bytes: int = 64 * 1024 * 1024
+    # Where Prometheus metrics are served ("" for nowhere); and whether on the gateway's port too.
+    metrics_listen: str = ""
+    metrics_on_port: bool = False
 
 
 def run(config: GatewayConfig) -> None:
@@ -45,5 +51,20 @@ def run(config: GatewayConfig) -> None:
         watch=watch,
         watch_key=config.cache_key,
         cache_bytes=config.cache_bytes,
+        metrics=config.metrics_on_port,
     )
-    asyncio.run(serve_asgi(app, config.listen, announce, options=config.http))
+
+    async def both() -> None:
+        check_free(config.listen)
+        if config.metrics_listen:
+            check_free(config.metrics_listen)
+        served = [serve_asgi(app, config.listen, announce, options=config.http)]
+        if config.metrics_listen:
+            served.append(serve_metrics(config.metrics_listen, "gateway"))
+        await asyncio.gather(*served)
+
+    try:
+        asyncio.run(both())
+    except AddressInUse as error:
+        print(f"imsync gateway: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

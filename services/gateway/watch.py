@@ -69,6 +69,10 @@ class ChangeWatch:
 
     # ------------------------------------------------------------ the cache's
 
+    def current(self) -> bool:
+        """Whether the watch holds a lease now (its kept answers are exact)."""
+        return self._clock() < self._lease_end
+
     def stamp(self, account_id: str) -> int | None:
         """What kept answers of the account are valid at, while the lease runs; else None."""
         if self._clock() >= self._lease_end:
@@ -89,14 +93,19 @@ class ChangeWatch:
     # ------------------------------------------------------------ the stream
 
     async def run(self) -> None:
-        """Watches until closed or refused for good, connecting again after a failure."""
+        """Watches until closed or refused for good, connecting again after a failure: at
+        once, then backing off up to 30 s while the master stays away; said once, not at
+        each try."""
+        failures = 0
         while not self._closing:
-            pause = self._retry_after
+            pause = min(30.0, self._retry_after * 2 ** min(failures, 8))
             try:
                 await self._watch()
+                failures = 0
                 if not self._closing:
                     log.info("the master ended the watch of its changes; again in %g s", pause)
             except grpc.aio.AioRpcError as error:
+                failures += 1
                 if error.code() in _FINAL or error.code() in _REFUSED:
                     refused = f"{error.code().name}: {error.details()}"
                     if refused != self.refused:
@@ -106,7 +115,10 @@ class ChangeWatch:
                         return
                     pause = self._refused_retry_after
                 else:
-                    log.info("watching the master's changes failed (%s); again in %g s", error.code().name, pause)
+                    # Said once when the master goes away; the tries after it only at DEBUG.
+                    (log.warning if failures == 1 else log.debug)(
+                        "watching the master's changes failed (%s); again in %g s", error.code().name, pause
+                    )
             finally:
                 self._forget()
             if not self._closing:

@@ -27,6 +27,7 @@ from google.protobuf import duration_pb2
 
 from imsync.v1 import cache_pb2, cache_pb2_grpc
 
+from .metrics import CACHE_INVALIDATIONS
 from .api_keys import ApiKeys
 from .errors import StoreError
 from .status import grpc_status_of
@@ -130,6 +131,8 @@ class Coherence:
         )
         self._pending.clear()
         self._everything = False
+        if self._watchers:
+            CACHE_INVALIDATIONS.inc()
         now = asyncio.get_running_loop().time()
         holders = []
         for watcher in list(self._watchers):

@@ -115,10 +115,13 @@ def check_command(command: sync_pb2.Command) -> None:
 
 def same_command(existing: CommandRecord, command: sync_pb2.Command) -> CommandRecord:
     """`existing` when `command` is the same command sent again; else AlreadyExists."""
-    same = sync_pb2.Command()
+    same, kept = sync_pb2.Command(), sync_pb2.Command()
     same.CopyFrom(command)
-    same.expires_at.CopyFrom(existing.command.expires_at)
-    if same != existing.command:
+    kept.CopyFrom(existing.command)
+    same.expires_at.CopyFrom(kept.expires_at)
+    same.ClearField("trace_context")
+    kept.ClearField("trace_context")
+    if same != kept:
         raise AlreadyExists(f"request id {command.request_id!r} was used for another command", field="request_id")
     return existing
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from imsync.v1 import events_pb2 as ev
 
 from .errors import InvalidArgument, OutOfRange, ResourceExhausted
+from .metrics import EVENT_DROPPED, EVENT_LAG, EVENT_SUBSCRIBERS, EVENTS
 
 
 _EVENT_ID = re.compile(r"(\d+)-(\d+)")
@@ -70,6 +71,8 @@ class EventBus:
         self._dropped_upto: tuple[int, int] = (0, 0)
         self._buffer = buffer
         self._subscribers: set[Subscription] = set()
+        EVENT_SUBSCRIBERS.set_function(lambda: len(self._subscribers))
+        EVENT_LAG.set_function(lambda: max((s.queue.qsize() for s in list(self._subscribers)), default=0))
 
     def publish(self, event: ev.Event) -> None:
         if not self.shared:
@@ -83,12 +86,14 @@ class EventBus:
         while len(self._history) > self._max_events or (self._bytes > self._max_bytes and len(self._history) > 1):
             self._dropped_upto = _position(self._history.popleft().event_id)
             self._bytes -= self._sizes.popleft()
+        EVENTS.labels(type=ev.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()).inc()
         for subscriber in list(self._subscribers):
             if not subscriber.wants(event):
                 continue
             try:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
+                EVENT_DROPPED.inc()
                 subscriber.dropped = True
                 self._subscribers.discard(subscriber)
                 subscriber.queue.get_nowait()

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
+
+from .metrics import JOURNAL_COMMIT_OPERATIONS, JOURNAL_COMMIT_SECONDS, JOURNAL_STALLED
 from imsync.v1 import sync_pb2
 
 log = logging.getLogger(__name__)
@@ -314,6 +316,10 @@ class Journal:
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
         self.on_failure: Callable[[BaseException], None] | None = None
+        # Set while commits fail (a full disk, a read-only directory): the writer tries
+        # again, nothing is acknowledged meanwhile, and the master says it is not serving.
+        self.stalled: BaseException | None = None
+        self.on_stall: Callable[[BaseException | None], None] | None = None
         # Bytes appended per account since its last checkpoint, and each checkpoint's size.
         self.bytes_since_checkpoint: dict[str, int] = {}
         self.checkpoint_bytes: dict[str, int] = {}
@@ -494,6 +500,18 @@ class Journal:
                 except Exception:
                     log.exception("a journal callback failed")
 
+    def _stalled(self, error: BaseException | None) -> None:
+        if (self.stalled is None) == (error is None):
+            return
+        self.stalled = error
+        JOURNAL_STALLED.set(0 if error is None else 1)
+        if error is not None:
+            log.critical("the journal cannot write (%s); nothing is acknowledged until it can, trying again", error)
+        else:
+            log.warning("the journal writes again")
+        if self.on_stall is not None:
+            self.on_stall(error)
+
     def _failed(self, error: BaseException) -> None:
         self.failed = error
         log.critical("the journal failed; nothing more can be acknowledged: %s", error)
@@ -509,30 +527,54 @@ class Journal:
     def _run(self) -> None:
         assert self._loop is not None
         loop = self._loop
+
+        def tell(callback: Callable[..., None], *args: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(callback, *args)
+
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            batch: list[tuple[int, _Op]] = []
+            pause = 0.0
             while True:
                 with self._cv:
-                    while not self._queue and not self._closing:
+                    while not batch and not self._queue and not self._closing:
                         self._cv.wait()
-                    batch, self._queue = self._queue, []
+                    if pause:
+                        self._cv.wait(pause)  # a failed commit waits, unless closing
+                    batch, self._queue = batch + self._queue, []
                     closing = self._closing
-                if batch:
-                    try:
-                        connection.execute("BEGIN")
-                        for _, op in batch:
-                            op(connection)
-                        connection.execute("COMMIT")
-                    except BaseException as error:  # disk full, file gone: fatal for promises
-                        if not loop.is_closed():
-                            loop.call_soon_threadsafe(self._failed, error)
+                if not batch:
+                    if closing:
                         return
-                    if not loop.is_closed():
-                        loop.call_soon_threadsafe(self._committed, batch[-1][0])
-                elif closing:
-                    return
+                    continue
+                started = time.perf_counter()
+                try:
+                    connection.execute("BEGIN")
+                    for _, op in batch:
+                        op(connection)
+                    connection.execute("COMMIT")
+                    JOURNAL_COMMIT_SECONDS.observe(time.perf_counter() - started)
+                    JOURNAL_COMMIT_OPERATIONS.observe(len(batch))
+                except Exception as error:  # disk full, read-only: try again; nothing is acknowledged meanwhile
+                    try:
+                        connection.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if closing:
+                        tell(self._failed, error)
+                        return
+                    if not pause:
+                        tell(self._stalled, error)
+                    pause = min(2.0, max(0.1, pause * 2))
+                    continue
+                if pause:
+                    pause = 0.0
+                    tell(self._stalled, None)
+                tell(self._committed, batch[-1][0])
+                batch = []
         finally:
             try:
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

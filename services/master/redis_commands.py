@@ -34,6 +34,7 @@ from .commands import (
     with_expiry,
 )
 from .errors import ResourceExhausted
+from .metrics import observe_reply
 from .redis_events import follow_stream
 from .redis_layout import AccountKeys
 from .redis_store import RedisStore
@@ -144,6 +145,7 @@ class RedisCommandBook:
         if status == 0:
             return same_command(self._record(answer[1], answer[2], answer[3] or None), command)
         await self._redis.sadd(self._rid_key(command.request_id), command.account_id)
+        observe_reply(record)
         await self._store.flush_outbox(keys)
         await self._redis.xadd(self.notices_key, {"account_id": command.account_id}, maxlen=10_000, approximate=True)
         return record
@@ -201,6 +203,7 @@ class RedisCommandBook:
         if not int(changed):
             return None
         self._delivered.get(account_id, {}).pop(request_id, None)
+        observe_reply(record)
         await self._redis.zrem(self.expiry_key, f"{account_id}\n{request_id}")
         await self._store.flush_outbox(keys)
         return record

@@ -6,6 +6,8 @@ from __future__ import annotations
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import replies_pb2_grpc, sync_pb2
 
+from services.common.observability import inject
+
 from .commands import CommandRecord, Commands, is_reply, reply_of
 from .errors import InvalidArgument, NotFound
 from .api_keys import Access, ApiKeys
@@ -52,6 +54,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             raise InvalidArgument("must not be empty", field=field)
         if len(text) > MAX_TEXT:
             raise InvalidArgument(f"at most {MAX_TEXT} characters", field=field)
+        inject(command.trace_context)  # the worker's spans continue this request's trace
         return command
 
     async def SendReply(self, request: rep.SendReplyRequest, context: Context) -> rep.SendReplyResponse:

@@ -8,17 +8,17 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from redis.exceptions import RedisError
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from imsync.v1 import events_pb2 as ev
@@ -55,6 +55,12 @@ from .coherence import CacheServicer, Coherence
 from .commands import CommandBook, Commands
 from .durability import Recovery, checkpoint_all, compact, open_data_dir
 from .memory_store import MemoryStore
+from services.common.addresses import AddressInUse, check_free
+from services.common.observability import serve_metrics
+
+from .data_lock import DataDirInUse, DataDirLock
+from .health import Health
+from .metrics import ServerInterceptor, observe_reply
 from .login_service import LoginServicer
 from .query_services import (
     AccountServicer,
@@ -114,6 +120,8 @@ class MasterConfig:
     # The largest gRPC message taken at all (a larger one ends its stream); sync messages
     # between SyncConfig.max_message_bytes and this are refused with a Nack.
     max_receive_bytes: int = 64 * 1024 * 1024
+    # Where Prometheus metrics are served ("" for nowhere).
+    metrics_listen: str = ""
     # Where the journal lives; without one, a restart loses everything.
     data_dir: Path | None = None
     # SQLite's synchronous setting for the journal: FULL survives power loss, NORMAL only
@@ -181,6 +189,7 @@ class Master:
                 self.coherence = memory.coherence = Coherence(config.cache_lease)
             self.store.on_event = self._publisher(self.bus.publish)
             book = CommandBook(ttl=config.command_ttl)
+            book.subscribe(observe_reply)
             book.subscribe(
                 lambda record: self.bus.publish(
                     ev.Event(
@@ -208,17 +217,29 @@ class Master:
         self.recovery: Recovery | None = None
         # Set when the journal fails: the master cannot keep its promises and must stop.
         self.failed = asyncio.Event()
+        # The data directory's lock, held while running (one master per directory).
+        self.lock: DataDirLock | None = None
+        # Not serving until started; then while draining, while the journal cannot write,
+        # while Redis does not answer.
+        self.health = Health(SERVICE_NAMES)
 
     async def start(self) -> int:
-        """Recovers the data directory, if any, and starts serving on config.listen; returns the port."""
+        """Recovers the data directory, if any, and starts serving on config.listen; returns the
+        port. Raises AddressInUse or DataDirInUse when another process holds either."""
+        check_free(self.config.listen)
         if self.config.data_dir is not None:
             if not isinstance(self.store, MemoryStore):
                 raise ValueError("a data directory journals the memory store only")
             assert isinstance(self.book, CommandBook)
+            self.lock = DataDirLock(self.config.data_dir)
+            self.lock.acquire(self.config.listen)
             self.recovery = open_data_dir(self.config.data_dir, self.store, self.book, synchronous=self.config.journal_sync)
             journal = self.recovery.journal
             self.bus.epoch = journal.epoch
             journal.on_failure = lambda error: self.failed.set()
+            journal.on_stall = lambda error: self.health.set_reason(
+                "journal", None if error is None else f"the journal cannot write ({error})"
+            )
             journal.start()
             # An event goes out only once what it reports is on disk.
             publish = self._publisher(self.bus.publish)
@@ -235,17 +256,23 @@ class Master:
                 asyncio.create_task(self.book.follow()),
                 asyncio.create_task(self._renew_leases()),
             ]
+        # No SO_REUSEPORT: a second master on this port fails to bind instead of sharing it.
         self.server = await build_server(
-            self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys), self.config.max_receive_bytes
+            self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys), self.health, self.config.max_receive_bytes
         )
         if self.config.tls is not None:
-            port = self.server.add_secure_port(self.config.listen, self.config.tls.credentials())
+            port = _bind(lambda: self.server.add_secure_port(self.config.listen, self.config.tls.credentials()))  # type: ignore[union-attr]
         else:
-            port = self.server.add_insecure_port(self.config.listen)
+            port = _bind(lambda: self.server.add_insecure_port(self.config.listen))  # type: ignore[union-attr]
         if port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+            raise AddressInUse(self.config.listen)
+        if self.lock is not None:
+            self.lock.say(f"{self.config.listen.rpartition(':')[0]}:{port}")
         await self.server.start()
+        self.health.set_reason("starting", None)
         self._sweeper = asyncio.create_task(self._sweep())
+        if self.redis is not None:
+            self._followers.append(asyncio.create_task(self._watch_redis()))
         if self.recovery is not None:
             self._compactor = asyncio.create_task(self._compact())
         if self.coherence is not None:
@@ -289,6 +316,18 @@ class Master:
             except Exception:
                 log.exception("sweep failed")
 
+    async def _watch_redis(self) -> None:
+        """Not serving while Redis does not answer; serving again once it does."""
+        assert self.redis is not None
+        while True:
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.redis.redis.ping()
+                self.health.set_reason("redis", None)
+            except (RedisError, OSError, TimeoutError) as error:
+                self.health.set_reason("redis", f"Redis does not answer ({type(error).__name__})")
+            await asyncio.sleep(0.5)
+
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.config.sync.lease_duration / 3)
@@ -309,6 +348,7 @@ class Master:
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
         and leaves the journal checkpointed and closed."""
+        self.health.set_reason("draining", "the master is stopping")
         for task in (self._sweeper, self._compactor, *self._followers):
             if task is not None:
                 task.cancel()
@@ -325,9 +365,11 @@ class Master:
             await self.redis.close()
         if self.recovery is not None:
             journal = self.recovery.journal
-            if journal.failed is None:
+            if journal.failed is None and journal.stalled is None:
                 await checkpoint_all(self.store, journal)  # type: ignore[arg-type]
             await journal.close()
+        if self.lock is not None:
+            self.lock.release()
         # What the freezes held (collector.py) goes back to the collector with the master's state.
         collector.thaw()
 
@@ -376,10 +418,13 @@ async def build_server(
     hub: SyncHub,
     servicers: list[tuple[ServiceDescriptor, Any]],
     cache: CacheServicer,
+    health_servicer: Health,
     max_receive_bytes: int = 64 * 1024 * 1024,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
+        interceptors=[ServerInterceptor()],
         options=[
+            ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", max_receive_bytes),
         ]
@@ -389,10 +434,7 @@ async def build_server(
         _ADDERS[descriptor.name](servicer, server)
     cache_pb2_grpc.add_CacheServiceServicer_to_server(cache, server)
 
-    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return server
 
@@ -401,15 +443,34 @@ async def build_server(
 Alongside = Callable[["Master", asyncio.Event], Coroutine[Any, Any, None]]
 
 
+def _bind(add: Callable[[], int]) -> int:
+    """gRPC's add_*_port: the port bound, 0 when it could not bind."""
+    try:
+        return add()
+    except RuntimeError:
+        return 0
+
+
+def _exit(message: str, code: int = 2) -> NoReturn:
+    """One line saying why, and the exit code of a wrong invocation or configuration."""
+    print(f"imsync master: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
 async def serve(config: MasterConfig, store: Store | None = None, alongside: Alongside | None = None) -> None:
     try:
         master = Master(config, store)
     except ValueError as error:
-        raise SystemExit(f"imsync master: {error}") from None
+        _exit(str(error))
+    for name, path in (("--worker-tokens", config.worker_tokens), ("--api-keys", config.api_keys)):
+        if path is not None and not path.is_file():
+            log.warning("%s %s: no such file; nothing is allowed until it exists", name, path)
     try:
         port = await master.start()
+    except (AddressInUse, DataDirInUse) as error:
+        _exit(str(error))
     except OSError as error:
-        raise SystemExit(f"imsync master: {error}") from None
+        _exit(str(error), 1)
     host = config.listen.rpartition(":")[0]
     if config.worker_tokens is None:
         log.warning("no --worker-tokens file: every worker will be refused")
@@ -431,8 +492,18 @@ async def serve(config: MasterConfig, store: Store | None = None, alongside: Alo
     if alongside is not None:
         beside = asyncio.create_task(alongside(master, stop))
         await asyncio.sleep(0)  # it binds and says where before the master does
+        if beside.done() and isinstance(beside.exception(), AddressInUse):
+            await master.stop(grace=0)
+            _exit(f"--gateway-listen: {beside.exception()}")
     # Tests and the demo read this line to learn the port when asked for port 0.
     print(f"imsync master listening on {host}:{port}", flush=True)
+    metrics = None
+    if config.metrics_listen:
+        metrics = asyncio.create_task(serve_metrics(config.metrics_listen, "master", stop))
+        await asyncio.sleep(0)
+        if metrics.done() and isinstance(metrics.exception(), AddressInUse):
+            await master.stop(grace=0)
+            _exit(f"--metrics-listen: {metrics.exception()}")
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -446,6 +517,8 @@ async def serve(config: MasterConfig, store: Store | None = None, alongside: Alo
     stop.set()
     if beside is not None:
         await asyncio.gather(beside, return_exceptions=True)
+    if metrics is not None:
+        await asyncio.gather(metrics, return_exceptions=True)
     await master.stop(grace=5)
     if master.failed.is_set():
         raise SystemExit("imsync master: the journal failed; stopped without acknowledging more")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -42,6 +43,18 @@ from .errors import (
 )
 from .journal import JournalFailed
 from .leases import AccountOwned, Leases
+from .metrics import (
+    CRAWL_STATE,
+    CRAWL_STATES,
+    LOGIN_STATE,
+    LOGIN_STATES,
+    SYNC_ACK_SECONDS,
+    SYNC_BYTES,
+    SYNC_ENTITIES,
+    SYNC_VERSIONS,
+    WORKER_ONLINE,
+    set_one_hot,
+)
 from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
@@ -121,6 +134,8 @@ class _WhenPersisted:
 
     persisted: Awaitable[object]
     response: sync_pb2.SyncDataResponse
+    # When the message it answers was taken (perf_counter), for the Ack's latency.
+    taken_at: float = 0.0
 
 
 _Outbound = sync_pb2.SyncDataResponse | _WhenPersisted | StoreError | _End
@@ -192,6 +207,7 @@ class SyncHub:
                 if self.shared is not None:
                     await self.shared.release({account_id: epoch})
                 if self.leases.holder(account_id) is None:
+                    WORKER_ONLINE.labels(account=account_id).set(0)
                     await self.store.set_presence(account_id, session.worker_id, online=False)
                 log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
 
@@ -227,6 +243,7 @@ class SyncHub:
             if self.shared is not None:
                 await self.shared.release(held)
             for account_id in released:
+                WORKER_ONLINE.labels(account=account_id).set(0)
                 await self.store.set_presence(account_id, session.worker_id, online=False)
         except (StoreError, RedisError, OSError) as error:
             # The store is out of reach: the leases between masters lapse by themselves.
@@ -268,6 +285,8 @@ class SyncSession:
         self._refused: dict[str, int] = {}
         # Set once GoAway is queued: nothing more is taken or sent.
         self.closing = False
+        # When the message being handled was taken (perf_counter): its Ack's latency.
+        self._taken_at = 0.0
 
     def drop_pending(self, account_id: str) -> None:
         """Forgets a snapshot whose chunks were arriving (done, refused, or taken away)."""
@@ -290,9 +309,13 @@ class SyncSession:
             return
         self.outbound.put_nowait(response)
 
-    def send_when_persisted(self, response: sync_pb2.SyncDataResponse) -> None:
+    def send_when_persisted(self, response: sync_pb2.SyncDataResponse, taken_at: float) -> None:
         persisted = self.hub.store.persisted()
-        self.send(response if persisted is None else _WhenPersisted(persisted, response))
+        if persisted is None:
+            SYNC_ACK_SECONDS.observe(time.perf_counter() - taken_at)
+            self.send(response)
+        else:
+            self.send(_WhenPersisted(persisted, response, taken_at))
 
     def go_away(self, reconnect_after: float) -> None:
         """Queues a GoAway and the end of the stream behind what is queued already."""
@@ -319,8 +342,11 @@ class SyncSession:
         hub.leases.renew(self.id, set(self.granted))
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
+        self._taken_at = time.perf_counter()
         try:
             size = request.ByteSize() if data is None else len(data)
+            if account_id and account_id in self.granted:
+                SYNC_BYTES.labels(account=account_id).inc(size)
             if size > hub.config.max_message_bytes:
                 raise ResourceExhausted(
                     f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
@@ -340,6 +366,7 @@ class SyncSession:
                 await self._owned(request.account_status.account_id, "account_status.account_id")
                 check_status(request.account_status, "account_status")
                 await hub.store.report_status(request.account_status)
+                _count_status(request.account_status)
             elif kind == "command_result":
                 await self._command_result(request.command_result)
             else:
@@ -352,6 +379,8 @@ class SyncSession:
                 if not request.snapshot.last:
                     self._refused[account_id] = version
             log.warning("refused %s %d of %r from %s: %s", kind, version, account_id, self.worker_id, error)
+            if kind in ("snapshot", "delta"):
+                SYNC_VERSIONS.labels(kind=kind, outcome="refused", reason=error.reason or _code_name(error)).inc()
             self.send(_nack(account_id, version, error))
 
     # ---------------------------------------------------------------- hello
@@ -439,6 +468,7 @@ class SyncSession:
                 account_id=account_id, version=versions[account_id], lease_epoch=self.granted[account_id]
             )
             await hub.store.set_presence(account_id, self.worker_id, online=True)
+            WORKER_ONLINE.labels(account=account_id).set(1)
         log.info(
             "worker %s (%s): %d accounts granted, %d refused", self.worker_id, self.peer, len(granted), len(welcome.refused)
         )
@@ -528,7 +558,11 @@ class SyncSession:
             )
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), chunk.version)
-        self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)))
+        SYNC_VERSIONS.labels(kind="snapshot", outcome="applied", reason="").inc()
+        SYNC_ENTITIES.labels(account=account_id).inc(pending.size)
+        self.send_when_persisted(
+            sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)), self._taken_at
+        )
 
     def _hold(self, pending: _PendingSnapshot, size: int) -> None:
         """Counts a chunk's bytes against the bounds of this stream and of its worker."""
@@ -580,7 +614,11 @@ class SyncSession:
             DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals, self._fence(account_id))
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), delta.version)
-        self.send_when_persisted(sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)))
+        SYNC_VERSIONS.labels(kind="delta", outcome="applied", reason="").inc()
+        SYNC_ENTITIES.labels(account=account_id).inc(_entity_count(delta.upserts))
+        self.send_when_persisted(
+            sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)), self._taken_at
+        )
 
     # -------------------------------------------------------------- commands
 
@@ -603,6 +641,19 @@ class SyncSession:
                 reason="NOT_DELIVERED",
             )
         await book.complete(result)
+
+
+def _code_name(error: StoreError) -> str:
+    return type(error).__name__.upper()
+
+
+def _count_status(report: sync_pb2.AccountStatusReport) -> None:
+    """An account's crawl and login state, as gauges (metrics.py)."""
+    account = report.account_id
+    crawl = e.CrawlState.Name(report.crawl_state).removeprefix("CRAWL_STATE_").lower()
+    login = e.LoginState.Name(report.login_state).removeprefix("LOGIN_STATE_").lower()
+    set_one_hot(CRAWL_STATE, account, CRAWL_STATES, crawl)
+    set_one_hot(LOGIN_STATE, account, LOGIN_STATES, login)
 
 
 def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
@@ -690,6 +741,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                         await item.persisted
                     except JournalFailed as error:
                         await context.abort(grpc.StatusCode.UNAVAILABLE, f"the master cannot store changes: {error}")
+                    SYNC_ACK_SECONDS.observe(time.perf_counter() - item.taken_at)
                     item = item.response
                 yield item
         finally:

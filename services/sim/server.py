@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import re
 import time
 from dataclasses import dataclass
 
+from services.common.addresses import AddressInUse
 from services.common.http_server import HttpOptions, serve_asgi
 
 from .app import Simulator, build_app
@@ -77,4 +79,8 @@ def worker_accounts(
 
 
 def run(config: SimConfig) -> None:
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except AddressInUse as error:
+        print(f"imsync sim: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -24,6 +24,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
+from services.common.logs import say
+
+from . import metrics
 from .account_book import AccountBook
 from .adapter import CrawlFailed, LoginFailed, PlatformAdapter
 from .sync_engine import SyncEngine
@@ -73,6 +76,7 @@ class AccountRunner:
         self.adapter = adapter
         self.engine = engine
         self.config = config
+        metrics.account_started(account_id)
         self._slots = crawl_slots
         self._rng = rng or random.Random()
         self.book = AccountBook()
@@ -126,6 +130,7 @@ class AccountRunner:
 
     def _publish_status(self) -> None:
         self.engine.report_status(self.report())
+        metrics.login_state(self.account_id, e.LoginState.Name(self.login_state).removeprefix("LOGIN_STATE_").lower())
 
     def _failed(self, message: str, reason: str) -> None:
         self._error, self._error_reason, self._error_at = message, reason, _now()
@@ -188,6 +193,8 @@ class AccountRunner:
                 self._whole_at[name] = now
         whole = not result.missed and set(self.adapter.collections) <= result.complete
         self.whole_crawls += whole
+        metrics.CRAWLS.labels(account=self.account_id, outcome="whole" if whole else "partial").inc()
+        metrics.CRAWL_SECONDS.labels(account=self.account_id).observe(duration)
         self.crawl_state = e.CRAWL_STATE_WHOLE if whole else e.CRAWL_STATE_PARTIAL
         if whole:
             self._error, self._error_reason, self._error_at = "", "", None
@@ -197,33 +204,34 @@ class AccountRunner:
         self._ensure_watching()
         sync = self.engine.accounts[self.account_id]
         outcome = "whole" if whole else "PARTIAL: " + "; ".join(f"{c}: {m}" for c, m in result.missed.items())
-        print(
-            f"{self.account_id}: crawl {outcome}; {view.count()} entities in {duration:.1f} s; "
-            f"master has version {sync.confirmed_version}"
-            + (" (in step)" if sync.synced else f" ({len(sync.inflight)} in flight)"),
-            flush=True,
+        say(
+            f"{self.account_id}: crawl {outcome}; {view.count()} entities in {duration:.1f} s "
+            f"(the master acknowledged version {sync.confirmed_version} so far)"
         )
         self._print_refusal()
 
     def _crawl_failed(self, error: CrawlFailed) -> None:
         self._last_crawl_at = _now()
+        logged_out = error.login_state == e.LOGIN_STATE_LOGGED_OUT
+        metrics.CRAWLS.labels(account=self.account_id, outcome="logged_out" if logged_out else "failed").inc()
+        metrics.CRAWL_SECONDS.labels(account=self.account_id).observe(self._last_duration)
         self._failed(str(error), error.reason)
         if error.login_state == e.LOGIN_STATE_LOGGED_OUT:
             self._logged_out = True
             self.login_state = e.LOGIN_STATE_LOGGED_OUT
             self.crawl_state = e.CRAWL_STATE_NEEDS_LOGIN
-            print(f"{self.account_id}: crawl failed: logged out; a login starts", flush=True)
+            say(f"{self.account_id}: crawl failed: logged out; a login starts")
         else:
             self._failures += 1
             self.crawl_state = e.CRAWL_STATE_FAILING
-            print(f"{self.account_id}: crawl failed ({self._failures} in a row): {error}", flush=True)
+            say(f"{self.account_id}: crawl failed ({self._failures} in a row): {error}")
         self._publish_status()
         self._print_refusal()
 
     def _print_refusal(self) -> None:
         refusal = self.engine.refused.get(self.account_id)
         if refusal is not None:
-            print(f"{self.account_id}: not synced: {refusal.status.message}", flush=True)
+            say(f"{self.account_id}: not synced: {refusal.status.message}")
 
     # ------------------------------------------------------------------- login
 
@@ -250,7 +258,7 @@ class AccountRunner:
             self.crawl_state = e.CRAWL_STATE_NEEDS_LOGIN
             self._failed(str(failed), failed.reason)
             self._publish_status()
-            print(f"{self.account_id}: not logged in: {failed}", flush=True)
+            say(f"{self.account_id}: not logged in: {failed}")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.login_retry):
                     await self._restart.wait()
@@ -270,7 +278,7 @@ class AccountRunner:
         self.crawl_state = e.CRAWL_STATE_CRAWLING
         self._error, self._error_reason, self._error_at = "", "", None
         self._publish_status()
-        print(f"{self.account_id}: logged in", flush=True)
+        say(f"{self.account_id}: logged in")
 
     # LoginOperator: what the login flow asks of the operators.
 
@@ -283,7 +291,7 @@ class AccountRunner:
         self._publish_status()
         if challenge is not None and not challenge.scanned and not challenge.error:
             what = "a QR code to scan" if challenge.kind == e.LOGIN_CHALLENGE_KIND_QR_CODE else "the code sent by SMS"
-            print(f"{self.account_id}: login waits for {what} (shown in the console)", flush=True)
+            say(f"{self.account_id}: login waits for {what} (shown in the console)")
 
     async def next_code(self, timeout: float) -> str:
         async with asyncio.timeout(timeout):
@@ -343,8 +351,9 @@ class AccountRunner:
     def _arrived(self, batch: sync_pb2.EntityBatch) -> None:
         if self.book.arrived(batch, time.monotonic()):
             self.live_arrivals += len(batch.messages)
+            metrics.LIVE_MESSAGES.labels(account=self.account_id).inc(len(batch.messages))
             self.engine.publish(self.account_id, self.book.view)
-            print(f"{self.account_id}: {len(batch.messages)} message(s) arrived live, sent at once", flush=True)
+            say(f"{self.account_id}: {len(batch.messages)} message(s) arrived live, sent at once")
 
 
 def _copy(challenge: e.LoginChallenge) -> e.LoginChallenge:

@@ -60,6 +60,7 @@ class BrowserPool:
         self._contexts: dict[str, tuple[BrowserContext, Path]] = {}
         self._starting = asyncio.Lock()
         self.launches = 0
+        self._closing = False
 
     async def browser(self) -> Browser:
         async with self._starting:
@@ -74,6 +75,12 @@ class BrowserPool:
 
     def _disconnected(self, browser: Browser) -> None:
         if browser is self._browser:
+            # Ctrl-C reaches Chromium (same process group) as soon as the worker: news only
+            # if the worker is not stopping a moment later.
+            asyncio.get_running_loop().call_later(1.0, self._report_gone)
+
+    def _report_gone(self) -> None:
+        if not self._closing:
             log.warning("Chromium went away; it starts again on next use")
 
     async def context(self, account_id: str, storage: Path) -> BrowserContext:
@@ -122,6 +129,7 @@ class BrowserPool:
                 await held[0].close()
 
     async def close(self) -> None:
+        self._closing = True
         for account_id in list(self._contexts):
             await self.discard(account_id)
         browser, self._browser = self._browser, None

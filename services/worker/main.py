@@ -10,6 +10,8 @@ from pathlib import Path
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
+from services.common.observability import serve_metrics
+
 from .account_runner import AccountRunner, RunnerConfig
 from .adapter import PlatformAdapter
 from .browser import BrowserPool
@@ -46,7 +48,8 @@ def make_adapter(account: AccountConfig, pool: BrowserPool) -> PlatformAdapter:
     raise ValueError(f"unknown adapter {account.adapter!r}")
 
 
-async def run_worker(config: WorkerConfig) -> None:
+async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: asyncio.Event | None = None) -> None:
+    """Runs the worker until SIGINT or SIGTERM (or, when given, until `stop` is set)."""
     pool = BrowserPool(headless=config.headless)
     adapters = {account.account_id: make_adapter(account, pool) for account in config.accounts}
     runners: dict[str, AccountRunner] = {}
@@ -85,10 +88,13 @@ async def run_worker(config: WorkerConfig) -> None:
     print(
         f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if metrics_listen:
+        tasks.append(asyncio.create_task(serve_metrics(metrics_listen, "worker")))
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     for task in tasks:
         task.cancel()

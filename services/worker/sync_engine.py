@@ -19,13 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client.sync import DEFAULT_CHUNK_BYTES
 from services.common.tls import ClientTls, open_channel
 
+from services.common.observability import context_from, tracer
+
 from .account_state import AccountView
+from .metrics import COMMANDS, CONNECTED
 from .account_sync import AccountSync
 from .command_log import CommandLog
 
@@ -156,6 +160,7 @@ class SyncEngine:
                         log.warning("sync stream ended: %r", error)
                 finally:
                     self._outbound = None
+                    CONNECTED.set(0)
                     for account in self.accounts.values():
                         account.granted = False
                 if delay is None:
@@ -185,6 +190,7 @@ class SyncEngine:
                 raise ConnectionError(f"expected Welcome, got {first}")
             self._outbound = outbound
             self.sessions += 1
+            CONNECTED.set(1)
             self._attempt = 0
             self._on_welcome(first.welcome)
             for request in self._unsent:
@@ -322,6 +328,17 @@ class SyncEngine:
         self._running[key] = asyncio.create_task(self._perform(command, key))
 
     async def _perform(self, command: sync_pb2.Command, key: str) -> None:
+        action = command.WhichOneof("action") or "none"
+        with tracer.start_as_current_span(
+            f"perform {action}", context=context_from(dict(command.trace_context)), kind=trace.SpanKind.CONSUMER,
+            attributes={"imsync.account": command.account_id},
+        ) as span:
+            result = await self._performed(command, key)
+            span.set_attribute("imsync.outcome", sync_pb2.CommandOutcome.Name(result.outcome))
+        COMMANDS.labels(action=action, outcome=sync_pb2.CommandOutcome.Name(result.outcome).removeprefix("COMMAND_OUTCOME_").lower()).inc()
+        self._deliver(sync_pb2.SyncDataRequest(command_result=result))
+
+    async def _performed(self, command: sync_pb2.Command, key: str) -> sync_pb2.CommandResult:
         begun = False
         # Replies are written down before they are performed; a login's code never is.
         book = self._log if command.WhichOneof("action") in _REPLIES else None
@@ -354,7 +371,7 @@ class SyncEngine:
         while len(self._results) > self.config.remembered_results:
             self._results.popitem(last=False)
         self._running.pop(key, None)
-        self._deliver(sync_pb2.SyncDataRequest(command_result=result))
+        return result
 
     def _deliver(self, request: sync_pb2.SyncDataRequest) -> None:
         if self._outbound is not None:

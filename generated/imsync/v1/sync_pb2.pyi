@@ -401,6 +401,26 @@ class Command(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
@@ -408,6 +428,7 @@ class Command(_message.Message):
     SEND_MESSAGE_FIELD_NUMBER: _builtins.int
     SUBMIT_LOGIN_CODE_FIELD_NUMBER: _builtins.int
     RESTART_LOGIN_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     account_id: _builtins.str
     @_builtins.property
@@ -426,6 +447,12 @@ class Command(_message.Message):
     def restart_login(self) -> Global___RestartLogin:
         """An operator asks for a new login (a new QR code), e.g. after the last one failed."""
 
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The W3C trace context of the request that made the command (traceparent, tracestate):
+        the worker's spans continue its trace. Not part of what makes two commands the same.
+        """
+
     def __init__(
         self,
         *,
@@ -436,10 +463,11 @@ class Command(_message.Message):
         send_message: Global___SendMessage | None = ...,
         submit_login_code: Global___SubmitLoginCode | None = ...,
         restart_login: Global___RestartLogin | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["reply_to_comment", "send_message", "submit_login_code", "restart_login"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015

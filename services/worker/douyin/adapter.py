@@ -24,6 +24,8 @@ from playwright.async_api import Error as PlaywrightError
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
+from services.common.observability import tracer
+
 from ..adapter import CrawlFailed, CrawlResult, LiveSink, LoginFailed, LoginOperator
 from ..browser import BrowserPool
 from .capture import Capture
@@ -173,26 +175,32 @@ class DouyinAdapter:
             await goto(page, self.options.base_url.rstrip("/") + path)
 
     async def _reply(self, page: Page, reply: sync_pb2.ReplyToComment) -> sync_pb2.CommandResult:
-        await self._open(page, f"{COMMENTS_PAGE}?item_id={reply.content_id}")
-        await load_all(page, self.options.page_timeout)
+        with tracer.start_as_current_span("open the work's comments"):
+            await self._open(page, f"{COMMENTS_PAGE}?item_id={reply.content_id}")
+            await load_all(page, self.options.page_timeout)
         target = page.locator(f'li.comment[data-cid="{reply.comment_id}"]')
         if await target.count() == 0:
             return _failed(e.FAILURE_REASON_TARGET_NOT_FOUND, f"no comment {reply.comment_id} on work {reply.content_id}")
-        await target.locator("textarea").first.fill(reply.text)
-        async with page.expect_response(lambda r: urlparse(r.url).path == PUBLISH) as answer:
-            await target.locator(".reply-box button").first.click()
-        return _result(await (await answer.value).json(), "comment", "cid")
+        with tracer.start_as_current_span("type the reply"):
+            await target.locator("textarea").first.fill(reply.text)
+        with tracer.start_as_current_span("click reply"):
+            async with page.expect_response(lambda r: urlparse(r.url).path == PUBLISH) as answer:
+                await target.locator(".reply-box button").first.click()
+            return _result(await (await answer.value).json(), "comment", "cid")
 
     async def _send(self, page: Page, message: sync_pb2.SendMessage) -> sync_pb2.CommandResult:
-        await self._open(page, f"{CHAT_PAGE}?conversation_id={message.conversation_id}")
-        await load_all(page, self.options.page_timeout)
+        with tracer.start_as_current_span("open the conversation"):
+            await self._open(page, f"{CHAT_PAGE}?conversation_id={message.conversation_id}")
+            await load_all(page, self.options.page_timeout)
         box = page.locator("#chat textarea")
         if await box.count() == 0:  # the page opens the conversation as it loads, if it has it
             return _failed(e.FAILURE_REASON_TARGET_NOT_FOUND, f"no conversation {message.conversation_id}")
-        await box.fill(message.text)
-        async with page.expect_response(lambda r: urlparse(r.url).path == SEND) as answer:
-            await page.locator("#chat button").click()
-        return _result(await (await answer.value).json(), "message", "server_id")
+        with tracer.start_as_current_span("type the message"):
+            await box.fill(message.text)
+        with tracer.start_as_current_span("click send"):
+            async with page.expect_response(lambda r: urlparse(r.url).path == SEND) as answer:
+                await page.locator("#chat button").click()
+            return _result(await (await answer.value).json(), "message", "server_id")
 
 
 def _result(body: dict[str, Any], key: str, id_key: str) -> sync_pb2.CommandResult:

@@ -1,0 +1,133 @@
+"""What an operator sees of a gateway: a request id on every request and every line logged
+for it, one access-log line per request, metrics by route, a span per request continuing
+the caller's trace, and the probes `/healthz` (the process answers) and `/readyz` (its
+master answers and, while it keeps answers, its watch of the master's changes is current).
+
+Labels and log lines name the route's template, never the path as requested: no id, no
+text a customer wrote, no key ends up in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common import logs
+from services.common.observability import context_from, metrics_route, tracer
+
+access = logging.getLogger("imsync.access")
+
+HTTP_REQUESTS = Counter("imsync_http_requests", "HTTP requests the gateway answered, by route, method and status",
+                        ["route", "method", "code"])
+HTTP_SECONDS = Histogram(
+    "imsync_http_request_seconds", "How long the gateway took per HTTP request (streams: their whole life)",
+    ["route", "method"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+CACHE_ANSWERS = Counter("imsync_cache_answers", "Reads answered from the gateway's kept answers (hit) or not (miss)",
+                        ["result"])
+# Where a request's route template is left for the access log and the metrics.
+ROUTE = "imsync.route"
+_FIXED = {"/": "/", "/openapi.json": "/openapi.json", "/metrics": "/metrics", "/healthz": "/healthz", "/readyz": "/readyz"}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _route_of(scope: Scope) -> str:
+    found = scope.get(ROUTE)
+    if found:
+        return str(found)
+    path = scope.get("path", "")
+    if path in _FIXED:
+        return _FIXED[path]
+    return "/assets/{name}" if path.startswith("/assets/") else "unmatched"
+
+
+class Observed:
+    """The gateway's application with a request id, an access log, metrics and a span."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        rid = logs.request_id_of(next((v for k, v in headers if k == logs.HEADER), None))
+        token = logs.request_id.set(rid)
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        status = 0
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        span = tracer.start_span(f"HTTP {method}", context=context_from(headers), kind=trace.SpanKind.SERVER)
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                await self.app(scope, receive, sending)
+        finally:
+            route = _route_of(scope)
+            seconds = time.perf_counter() - started
+            HTTP_REQUESTS.labels(route=route, method=method, code=str(status)).inc()
+            HTTP_SECONDS.labels(route=route, method=method).observe(seconds)
+            span.update_name(f"{method} {route}")
+            span.set_attributes({"http.request.method": method, "http.route": route, "http.response.status_code": status})
+            span.end()
+            access.info("%s %s %d %.1f ms", method, route, status, seconds * 1000)
+            logs.request_id.reset(token)
+
+
+Probe = Callable[[], Awaitable[str]]
+
+
+def probe_routes(ready: Probe, *, metrics: bool) -> list[Route]:
+    """/healthz, /readyz (ready: "" when ready, else why not), and /metrics when asked."""
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        why = await ready()
+        if why:
+            return JSONResponse({"status": "not ready", "reason": why}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    routes = [Route("/healthz", healthz, methods=["GET", "HEAD"]), Route("/readyz", readyz, methods=["GET", "HEAD"])]
+    return [*routes, metrics_route()] if metrics else routes
+
+
+def master_probe(channel_of: Callable[[], Any], watch_of: Callable[[], Any]) -> Probe:
+    """Ready while the master says it serves (gRPC health), and a watch, when there is one,
+    holds a current lease."""
+
+    async def ready() -> str:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        channel = channel_of()
+        if channel is None:
+            return "not started"
+        try:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except Exception as error:  # unreachable, or any refusal: not ready, and why
+            return f"the master does not answer ({type(error).__name__})"
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            return "the master is not serving"
+        watch = watch_of()
+        if watch is not None and not watch.refused and not watch.current():
+            return "the watch of the master's changes is not current"
+        return ""
+
+    return ready
