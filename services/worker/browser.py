@@ -15,12 +15,14 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Without the networking flags Chromium keeps calling home, and on a closed network it
 # fails loudly doing so.
@@ -47,6 +49,30 @@ def launch_options(*, headless: bool = True) -> dict[str, Any]:
     if path is not None:
         options["executable_path"] = path
     return options
+
+
+# How long Chromium may take over a step of its own (a context, a page, closing, saving a
+# session): Playwright bounds navigations, not these, and a call in flight when the browser
+# dies may never be answered. A step over it fails like any browser error, and the
+# account's next step starts again (with a new browser when this one is gone).
+STEP_SECONDS = 30.0
+
+
+async def _bounded(step: Awaitable[T], what: str, seconds: float = STEP_SECONDS) -> T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await step
+    except TimeoutError:
+        raise PlaywrightError(f"Chromium did not {what} within {seconds:g} s") from None
+
+
+async def new_page(context: BrowserContext) -> Page:
+    return await _bounded(context.new_page(), "open a page")
+
+
+async def close_page(page: Page) -> None:
+    with contextlib.suppress(PlaywrightError):
+        await _bounded(page.close(), "close a page")
 
 
 class BrowserPool:
@@ -89,11 +115,11 @@ class BrowserPool:
         held = self._contexts.get(account_id)
         if held is not None and held[0].browser is browser:
             return held[0]
-        context = await browser.new_context(
+        context = await _bounded(browser.new_context(
             storage_state=str(storage) if storage.is_file() else None,
             locale="zh-CN",
             viewport={"width": 1280, "height": 900},
-        )
+        ), "make a context")
         context.set_default_timeout(self.page_timeout * 1000)
         context.on("close", lambda _: self._forget(account_id, context))
         self._contexts[account_id] = (context, storage)
@@ -114,7 +140,7 @@ class BrowserPool:
         storage.parent.mkdir(parents=True, exist_ok=True)
         partial = storage.with_name(storage.name + ".partial")
         try:
-            await context.storage_state(path=str(partial))
+            await _bounded(context.storage_state(path=str(partial)), "save the session")
         except PlaywrightError as error:
             log.warning("could not save the session of %s: %s", account_id, str(error).splitlines()[0])
             return
@@ -126,7 +152,7 @@ class BrowserPool:
         held = self._contexts.pop(account_id, None)
         if held is not None:
             with contextlib.suppress(PlaywrightError):
-                await held[0].close()
+                await _bounded(held[0].close(), "close a context")
 
     async def close(self) -> None:
         self._closing = True
@@ -135,7 +161,7 @@ class BrowserPool:
         browser, self._browser = self._browser, None
         if browser is not None:
             with contextlib.suppress(PlaywrightError):
-                await browser.close()
+                await _bounded(browser.close(), "close")
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None

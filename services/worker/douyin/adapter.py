@@ -27,7 +27,7 @@ from imsync.v1 import sync_pb2
 from services.common.observability import tracer
 
 from ..adapter import CrawlFailed, CrawlResult, LiveSink, LoginFailed, LoginOperator
-from ..browser import BrowserPool
+from ..browser import BrowserPool, close_page, new_page
 from .capture import Capture
 from .crawl import COLLECTIONS, Crawl
 from .live import watch_chat
@@ -84,12 +84,11 @@ class DouyinAdapter:
 
     @contextlib.asynccontextmanager
     async def _page(self) -> AsyncIterator[Page]:
-        page = await (await self._context()).new_page()
+        page = await new_page(await self._context())
         try:
             yield page
         finally:
-            with contextlib.suppress(PlaywrightError):
-                await page.close()
+            await close_page(page)
 
     async def close(self) -> None:
         await self.pool.discard(self.account_id)

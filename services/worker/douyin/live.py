@@ -18,11 +18,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from playwright.async_api import BrowserContext, Page, WebSocket
+from playwright.async_api import Error as PlaywrightError
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
 from ..adapter import CrawlFailed, LiveSink
+from ..browser import close_page, new_page
 from .mapping import MappingError, conversation_of, message_of
 from .pages import CHAT_PAGE, LIVE_SOCKET, goto, on_login_page
 
@@ -47,9 +49,13 @@ def batch_of(frame: Any, me: e.User, base_url: str) -> sync_pb2.EntityBatch | No
 async def watch_chat(context: BrowserContext, base_url: str, me: Callable[[], e.User], sink: LiveSink) -> None:
     """Keeps a chat page open and hands `sink` every new message it receives, until
     cancelled; raises CrawlFailed when the page finds itself logged out."""
-    page = await context.new_page()
+    page = await new_page(context)
     frames: asyncio.Queue[str | bytes] = asyncio.Queue()
     navigated = asyncio.Event()
+    # The page closed under the watch: the browser went away or crashed.
+    gone = asyncio.Event()
+    page.on("close", lambda _: gone.set())
+    page.on("crash", lambda _: gone.set())
 
     def on_socket(socket: WebSocket) -> None:
         if urlparse(socket.url).path == LIVE_SOCKET:
@@ -63,7 +69,9 @@ async def watch_chat(context: BrowserContext, base_url: str, me: Callable[[], e.
             raise CrawlFailed("logged out: the chat page went to the login page", login_state=e.LOGIN_STATE_LOGGED_OUT)
         navigated.clear()
         while True:
-            frame = await _next(frames, navigated)
+            frame = await _next(frames, navigated, gone)
+            if gone.is_set():
+                raise PlaywrightError("the chat page closed under the watch (the browser went away)")
             if frame is None:
                 await _check_still_in(page)
                 continue
@@ -75,20 +83,22 @@ async def watch_chat(context: BrowserContext, base_url: str, me: Callable[[], e.
             if batch is not None:
                 sink(batch)
     finally:
-        await page.close()
+        await close_page(page)
 
 
-async def _next(frames: asyncio.Queue[str | bytes], navigated: asyncio.Event) -> str | bytes | None:
-    """The next frame, or None once the page navigated (it may have been logged out)."""
+async def _next(frames: asyncio.Queue[str | bytes], navigated: asyncio.Event, gone: asyncio.Event) -> str | bytes | None:
+    """The next frame, or None once the page navigated (it may have been logged out) or closed."""
     if navigated.is_set():
         navigated.clear()
         return None
     getting = asyncio.ensure_future(frames.get())
     moved = asyncio.ensure_future(navigated.wait())
+    closed = asyncio.ensure_future(gone.wait())
     try:
-        await asyncio.wait({getting, moved}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({getting, moved, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         moved.cancel()
+        closed.cancel()
         if not getting.done():
             getting.cancel()
     if getting.done() and not getting.cancelled():
