@@ -6,6 +6,7 @@ and answers repeated reads from a cache kept exact by the store's own generation
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -26,6 +27,8 @@ def embedded_app(
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
     metrics: bool = False,
+    cors_origins: Sequence[str] = (),
+    legacy_names: bool = False,
 ) -> tuple[Starlette, ResponseCache | None]:
     """The gateway over a started master's servicers, and its cache (none over a store
     other masters change too)."""
@@ -44,6 +47,8 @@ def embedded_app(
         cache=responses,
         metrics=metrics,
         ready=_ready_probe(master),
+        cors_origins=cors_origins,
+        legacy_names=legacy_names,
     )
     return app, responses
 
@@ -65,10 +70,13 @@ def embedded_gateway(
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
     metrics: bool = False,
+    cors_origins: Sequence[str] = (),
+    legacy_names: bool = False,
 ) -> Alongside:
     async def run(master: Master, stop: asyncio.Event) -> None:
         app, responses = embedded_app(
-            master, console=console, http=http, cache=cache, cache_bytes=cache_bytes, metrics=metrics
+            master, console=console, http=http, cache=cache, cache_bytes=cache_bytes, metrics=metrics,
+            cors_origins=cors_origins, legacy_names=legacy_names,
         )
         scheme = "https" if http.tls_cert else "http"
         kept = "with a response cache" if responses is not None else "without a cache (the store is shared)"

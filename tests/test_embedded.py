@@ -186,3 +186,25 @@ async def test_reads_racing_syncs_never_see_less_than_what_was_acknowledged_befo
     finally:
         writer.cancel()
     assert sum(counts) > 40
+
+
+async def test_a_hit_checks_the_request_headers_as_a_miss_does(
+    master: Master, embedded: Embedded, accounts: list[SampleAccount]
+) -> None:
+    """grpc-gateway checks every request's headers before answering it; a kept answer is no
+    reason to skip that (a bad Grpc-Timeout is 400 on a hit as on a miss)."""
+    await push_all(master, accounts)
+    url = f"/api/im/conversations?account_id={accounts[0].account_id}"
+    await embedded.cached.get(url)
+    hits = embedded.cache.hits
+    assert (await embedded.cached.get(url)).status_code == 200 and embedded.cache.hits == hits + 1
+    bad: list[list[tuple[bytes, bytes]]] = [
+        [(b"grpc-timeout", b"bogus")], [(b"grpc-metadata-te", b"x")], [(b"grpc-metadata-x", "caf\u00e9".encode())],
+        [(b"authorization", b"Bearer a"), (b"grpc-metadata-authorization", b"Bearer b")],
+    ]
+    for headers in bad:
+        for client in (embedded.cached, embedded.uncached):
+            answer = await client.get(url, headers=headers)
+            assert answer.status_code == 400, (headers, answer.text)
+    weak = await embedded.cached.get(url, headers={"If-None-Match": "W/" + (await embedded.cached.get(url)).headers["etag"]})
+    assert weak.status_code == 304, "a weak ETag matches a kept answer too"

@@ -13,13 +13,14 @@ from typing import Any
 
 import grpc
 import httpx
+from google.api import httpbody_pb2
 import pytest
 import pytest_asyncio
 
 from imsync.testing.v1 import compat_pb2 as c
 from imsync.testing.v1 import compat_pb2_grpc
 from services.gateway.app import create_app
-from services.gateway.marshalers import ProfileRegistry
+from services.gateway.marshalers import IM, ProfileRegistry
 
 
 class EchoServicer(compat_pb2_grpc.CompatServiceServicer):
@@ -36,6 +37,17 @@ class EchoServicer(compat_pb2_grpc.CompatServiceServicer):
         code = next(code for code in grpc.StatusCode if code.value[0] == request.code)
         await context.abort(code, request.message or f"failed with {code.name}")
         raise AssertionError("unreachable")
+
+    async def Download(self, request: c.DownloadRequest, context: Any) -> httpbody_pb2.HttpBody:
+        return httpbody_pb2.HttpBody(content_type="image/png", data=b"\x89PNG" + request.name.encode())
+
+    async def Upload(self, request: c.UploadRequest, context: Any) -> c.UploadResponse:
+        data = request.data
+        return c.UploadResponse(name=request.name, content_type=data.content_type, size=len(data.data),
+                                text=data.data.decode(errors="replace"))
+
+    async def UpdateBook(self, request: c.UpdateBookRequest, context: Any) -> c.UpdateBookResponse:
+        return c.UpdateBookResponse(received=request)
 
     async def Count(self, request: c.CountRequest, context: Any) -> AsyncIterator[c.CountResponse]:
         for index in range(request.count):
@@ -185,3 +197,102 @@ async def test_server_streams_are_newline_delimited_results_then_the_error(http:
     assert lines[2]["error"]["code"] == 9 and lines[2]["error"]["message"] == "stopped on purpose"
     refused = await http.get("/v1/count/0", params={"then_fail": 7})
     assert refused.status_code == 403, "a stream refused before its first message is an HTTP error"
+
+
+# ---------------------------------------------------------------- more of grpc-gateway's rules
+
+
+async def test_an_http_body_answer_is_raw_bytes_of_its_own_type(http: httpx.AsyncClient) -> None:
+    response = await http.get("/v1/download/qr")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == b"\x89PNGqr"
+
+
+async def test_a_body_bound_to_an_http_body_field_is_taken_raw_with_its_type(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/upload/notes", content="plain text, not JSON", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"name": "notes", "contentType": "text/plain", "size": "20", "text": "plain text, not JSON"}
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "mask"),
+    [
+        ("", {"title": "New"}, ["title"]),
+        ("", {"title": "New", "details": {"label": "L", "amount": 2}}, ["title", "details.label", "details.amount"]),
+        ("", {"title": "New", "details": {}}, ["title", "details"]),
+        ("update_mask=author", {"title": "New"}, ["author"]),  # the client's own mask wins
+    ],
+)
+async def test_a_patch_fills_an_empty_update_mask_from_its_body(
+    http: httpx.AsyncClient, query: str, body: dict[str, Any], mask: list[str]
+) -> None:
+    url = "/v1/shelves/s1/books/b1" + (f"?{query}" if query else "")
+    received = (await http.patch(url, json=body)).json()["received"]
+    assert received["book"]["name"] == "shelves/s1/books/b1" and received["book"]["title"] == "New"
+    assert received["updateMask"].split(",") == mask
+    put_like = (await http.put("/v1/echo/abc", json={"label": "p"})).json()["echoed"]
+    assert put_like["payload"]["label"] == "p", "only PATCH fills a mask"
+
+
+async def test_a_weak_etag_in_if_none_match_matches(http: httpx.AsyncClient) -> None:
+    first = await http.get("/v1/payload/x")
+    etag = first.headers["etag"]
+    for sent in (etag, f"W/{etag}", f'"other", W/{etag}', "*"):
+        again = await http.get("/v1/payload/x", headers={"If-None-Match": sent})
+        assert again.status_code == 304, sent
+    assert (await http.get("/v1/payload/x", headers={"If-None-Match": 'W/"other"'})).status_code == 200
+
+
+async def test_unknown_query_parameters_are_ignored_in_the_grpc_gateway_profile(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/v1/echo/a", params={"work_id": "x"})).status_code == 200
+
+
+@pytest_asyncio.fixture
+async def im_http() -> AsyncIterator[httpx.AsyncClient]:
+    """The same service in the IM profile (the IM envelope, strict binding)."""
+    server = grpc.aio.server()
+    compat_pb2_grpc.add_CompatServiceServicer_to_server(EchoServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    app = create_app(
+        channel=channel, services=c.DESCRIPTOR.services_by_name.values(), profiles=ProfileRegistry(by_prefix=(("/v1/", IM),))
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            yield client
+    finally:
+        await channel.close(grace=None)
+        await server.stop(None)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body", "field"),
+    [
+        ("GET", "/v1/echo/a", "work_id=x", None, "work_id"),
+        ("GET", "/v1/echo/a", "nested.zzz=2", None, "nested.zzz"),
+        ("POST", "/v1/echo", "", {"id": "b", "unknown_field": 1}, "unknown_field"),
+        ("POST", "/v1/echo", "", {"id": "b", "nested": {"labl": "typo"}}, "nested.labl"),
+        ("PUT", "/v1/echo/abc", "", {"label": "p", "colour": 1}, "payload.colour"),
+    ],
+)
+async def test_the_im_profile_refuses_what_it_does_not_know_naming_it(
+    im_http: httpx.AsyncClient, method: str, path: str, query: str, body: Any, field: str
+) -> None:
+    url = f"{path}?{query}" if query else path
+    response = await im_http.request(method, url, json=body) if body is not None else await im_http.request(method, url)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["data"] is None and answer["status_code"] == 3 and answer["status_msg"].startswith(f"{field}:")
+    assert answer["details"][0]["field_violations"][0]["field"] == field
+
+
+async def test_im_errors_keep_their_details_in_the_envelope(im_http: httpx.AsyncClient) -> None:
+    bad = (await im_http.get("/v1/echo/a", params={"flag": "maybe"})).json()
+    assert bad["details"] == [{
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "field_violations": [{"field": "flag", "description": "invalid value 'maybe' for bool", "reason": ""}],
+    }]
+    failed = (await im_http.get("/v1/fail/8", params={"message": "slow down"})).json()
+    assert failed == {"data": None, "status_code": 8, "status_msg": "slow down", "details": []}

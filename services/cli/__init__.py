@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
-
 from services.common import logs
+from services.common.version import imsync_version
 
 from .arguments import parser
 from .commands import RUN
-
-
-def imsync_version() -> str:
-    try:
-        return version("imsync")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,23 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def _clients(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """What browsers on other origins and the old IM clients need of a gateway."""
+    env = os.environ.get("IMSYNC_CORS_ALLOW_ORIGINS", "")
+    parser.add_argument(
+        f"--{prefix}cors-allow-origin", action="append", metavar="ORIGIN",
+        default=[o.strip() for o in env.split(",") if o.strip()],
+        help="let pages of this origin (scheme://host[:port]) call the API from a browser; repeat for several; "
+        "* for any (env IMSYNC_CORS_ALLOW_ORIGINS, comma-separated; default none)",
+    )
+    parser.add_argument(
+        f"--{prefix}im-legacy-names", action="store_true",
+        default=os.environ.get("IMSYNC_IM_LEGACY_NAMES", "") in ("1", "true"),
+        help="answer IM clients with the old names too (msg_id, discussion_id, author_id, author_name); "
+        "without it a request asks with ?legacy_names=true (env IMSYNC_IM_LEGACY_NAMES)",
+    )
+
+
 def _observed(flag: _Flags) -> None:
     """Where a service's metrics are served, and where its traces go."""
     flag("--metrics-listen", "IMSYNC_METRICS_LISTEN", "", "serve Prometheus metrics at http://HOST:PORT/metrics",
@@ -119,6 +136,7 @@ def _master(master: argparse.ArgumentParser) -> None:
     flag("--cache-max-bytes", "IMSYNC_CACHE_MAX_BYTES", 64 * MiB, "with --gateway-listen: bytes of answers kept, "
          "of which one API key holds at most a quarter", type=int, metavar="BYTES")
     _http(_Flags(master), "gateway-")
+    _clients(master, "gateway-")
     # What a caller can make the master hold.
     flag("--max-receive-bytes", "IMSYNC_MAX_RECEIVE_BYTES", 64 * MiB, "the largest gRPC message taken at all; a "
          "larger one ends its stream (RESOURCE_EXHAUSTED)", type=int, metavar="BYTES")
@@ -173,6 +191,7 @@ def _gateway(gateway: argparse.ArgumentParser) -> None:
                          "port (for a Prometheus that reaches it there)")
     _observed(flag)
     _http(flag)
+    _clients(gateway)
 
 
 def _tools(commands: Any) -> None:

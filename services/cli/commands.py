@@ -113,11 +113,17 @@ def master(args: argparse.Namespace) -> int:
     if args.gateway_listen:
         from services.embedded import embedded_gateway
         from services.gateway.console import CONSOLE_DIR
+        from services.gateway.cors import check_origin
 
         console_dir = args.gateway_console
         console = None if console_dir == "none" else Path(console_dir) if console_dir else CONSOLE_DIR
+        try:
+            origins = [check_origin(o) for o in args.gateway_cors_allow_origin]
+        except ValueError as error:
+            return _fail("master", f"--gateway-cors-allow-origin: {error}")
         alongside = embedded_gateway(
-            args.gateway_listen, console=console, http=http_options(args, "gateway_"), cache_bytes=args.cache_max_bytes
+            args.gateway_listen, console=console, http=http_options(args, "gateway_"), cache_bytes=args.cache_max_bytes,
+            cors_origins=origins, legacy_names=args.gateway_im_legacy_names,
         )
     asyncio.run(serve(config, alongside=alongside))
     return 0
@@ -126,6 +132,7 @@ def master(args: argparse.Namespace) -> int:
 def gateway(args: argparse.Namespace) -> int:
     from services.common.tls import ClientTls
     from services.gateway.console import CONSOLE_DIR
+    from services.gateway.cors import check_origin
     from services.gateway.server import GatewayConfig, run
 
     console = None if args.console == "none" else Path(args.console) if args.console else CONSOLE_DIR
@@ -139,6 +146,10 @@ def gateway(args: argparse.Namespace) -> int:
         else None
     )
     http = http_options(args, "", args.tls_cert, args.tls_key, args.forwarded_allow_ips)
+    try:
+        origins = [check_origin(o) for o in args.cors_allow_origin]
+    except ValueError as error:
+        return _fail("gateway", f"--cors-allow-origin: {error}")
     setup_tracing("gateway", args.otlp_endpoint)
     cache_key = os.environ.get("IMSYNC_GATEWAY_CACHE_KEY", "")
     if args.cache_key_file:
@@ -158,6 +169,8 @@ def gateway(args: argparse.Namespace) -> int:
             cache_bytes=args.cache_max_bytes,
             metrics_listen=args.metrics_listen,
             metrics_on_port=args.metrics_on_port,
+            cors_origins=tuple(origins),
+            legacy_names=args.im_legacy_names,
         )
     )
     return 0

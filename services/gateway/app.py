@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+from urllib.parse import parse_qsl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,17 +45,21 @@ from services.common.tls import ClientTls, open_channel
 
 from .cache import Answer, ResponseCache
 from .console import console_routes
-from .binding import BindingError, bind_body, bind_path, bind_query, set_from_text
+from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
 from .errors import http_status_of
 from .grpc_bridge import BadHeader, MalformedTimeout, identity_of, incoming_headers, outgoing_metadata, status_of, timeout_of
-from .marshalers import Profile, ProfileRegistry
+from . import legacy
+from .cors import Cors
+from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
-from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, master_probe, probe_routes
+from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
 from .watch import ChangeWatch
 
 JSON = "application/json"
+# Query parameters of the IM profile that are the gateway's, not a request field.
+_IM_PARAMS = frozenset({legacy.PARAM})
 # The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -96,8 +101,11 @@ class Gateway:
         watch: bool = False,
         watch_key: str = "",
         cache_bytes: int = 64 * 1024 * 1024,
+        sse_keepalive: float = 15.0,
     ) -> None:
         self.routes: Sequence[RpcRoute] = routes_of(services)
+        # Seconds between the comments that keep an idle event stream open through proxies.
+        self._sse_keepalive = sse_keepalive
         self._cache_bytes = cache_bytes
         self._cache = cache
         # Keep answers, stamped by the master's invalidations (watch.py).
@@ -175,11 +183,22 @@ class Gateway:
             except grpc.aio.AioRpcError as error:
                 return _error(profile, status_of(error))
 
+        keepalive = self._sse_keepalive
+
         async def body() -> AsyncIterator[bytes]:
+            reading: asyncio.Future[Any] | None = None
             try:
                 if sse:
                     yield b": stream open\n\n"
-                while (reply := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                while True:
+                    # Waited on, never cancelled (cancelling a read ends the call): while
+                    # nothing comes, an SSE comment now and then keeps proxies from cutting it.
+                    reading = asyncio.ensure_future(call.read())
+                    while sse and not (await asyncio.wait({reading}, timeout=keepalive))[0]:
+                        yield b": keep-alive\n\n"
+                    reply = await reading
+                    if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        break
                     if sse:
                         yield profile.event(reply, _field_text(reply, self._sse_id_field))
                     else:
@@ -189,8 +208,12 @@ class Gateway:
                 yield profile.event_error(status) if sse else profile.stream_error(status)
             finally:
                 call.cancel()
+                if reading is not None and not reading.done():
+                    reading.cancel()
 
         headers = incoming_headers(initial) | {"Cache-Control": "no-cache"}
+        if sse:
+            headers["X-Accel-Buffering"] = "no"  # nginx passes each event on as it comes
         return StreamingResponse(body(), media_type="text/event-stream" if sse else JSON, headers=headers)
 
     def _call(self, route: RpcRoute) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
@@ -209,7 +232,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         raw_path = _raw_path(scope)
-        profile = self._profiles.for_path(scope["path"])
+        profile = self.profile_of(scope)
         allowed: list[str] = []
         for route in self.routes:
             variables = route.template.match(raw_path)
@@ -229,6 +252,13 @@ class Gateway:
             response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
         await response(scope, receive, send)
 
+    def profile_of(self, scope: Scope) -> Profile:
+        """The request's profile: its path's, in the legacy variant when it asks for the old names."""
+        query: bytes = scope.get("query_string", b"")
+        if legacy.PARAM.encode() not in query:
+            return self._profiles.for_path(scope["path"])
+        return self._profiles.for_request(scope["path"], parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+
     async def _handle(
         self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile, raw_path: str
     ) -> Response:
@@ -241,6 +271,7 @@ class Gateway:
         # Who asks is followed across: the request id into the master's log lines, the trace.
         metadata += [(logs.HEADER, logs.request_id.get()), *trace_metadata()]
         message = route.request_type()
+        mask: list[str] | None = None
         try:
             bind_path(message, variables, profile.style)
             bound = set(variables)
@@ -251,12 +282,22 @@ class Gateway:
                         code_pb2.RESOURCE_EXHAUSTED, f"the request body is over {MAX_BODY_BYTES} bytes", field="body"
                     )
                     return _error(profile, status, http_status=413)
-                bind_body(message, route.body, body, profile.style)
+                mask = bind_body(
+                    message, route.body, body, profile.style,
+                    content_type=request.headers.get("content-type", ""),
+                    strict=profile.strict,
+                    patch=request.method == "PATCH",
+                    rewrite=legacy.request_body if profile.envelope else None,
+                )
                 bound.add(route.body)
             if route.body != "*":
                 bind_query(
-                    message, request.query_params.multi_items(), bound, profile.style, split_commas=profile.split_commas
+                    message, request.query_params.multi_items(), bound, profile.style,
+                    split_commas=profile.split_commas, strict=profile.strict,
+                    known=_IM_PARAMS if profile.envelope else frozenset(),
                 )
+            if mask is not None:
+                fill_update_mask(message, mask)
             timeout = timeout_of(request.headers)
         except BindingError as error:
             return _error(profile, bad_request(error.field, error.description))
@@ -280,6 +321,10 @@ class Gateway:
             return _error(profile, status_of(error))
         if route.response_body:
             reply = getattr(reply, route.response_body)
+        if reply.DESCRIPTOR.full_name == HTTP_BODY:
+            # Raw bytes of their own type (grpc-gateway's HttpBody marshaler): no JSON, no envelope.
+            raw = Response(reply.data, media_type=reply.content_type or "application/octet-stream", headers=headers)  # type: ignore[attr-defined]
+            return raw
         body = profile.response_body(reply)
         if request.method != "GET":
             return Response(body, media_type=JSON, headers=headers)
@@ -307,7 +352,7 @@ class Gateway:
             authorization = identity_of(scope["headers"])
         except BadHeader:
             return False  # refused by the routes, with why
-        hit = cache.get(_cache_key(scope, self._profiles.for_path(scope["path"]), authorization))
+        hit = cache.get(_cache_key(scope, self.profile_of(scope), authorization))
         if hit is None:
             return False
         try:
@@ -338,7 +383,11 @@ def _cache_key(scope: Scope, profile: Profile, authorization: str) -> tuple[obje
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
-    return if_none_match.strip() == "*" or etag in (tag.strip() for tag in if_none_match.split(","))
+    """If-None-Match's weak comparison (RFC 9110): W/"x" matches "x" (nginx weakens the
+    ETags of what it compresses, and its clients send them back so)."""
+    if if_none_match.strip() == "*":
+        return True
+    return etag.removeprefix("W/") in (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
 
 
 def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
@@ -390,10 +439,10 @@ class GatewayApp(Starlette):
     """Starlette, but a GET whose answer is kept is answered before any routing, and every
     request observed (observe.py: request id, access log, metrics, trace)."""
 
-    def __init__(self, gateway: Gateway, **settings: Any) -> None:
+    def __init__(self, gateway: Gateway, *, cors_origins: frozenset[str] = frozenset(), **settings: Any) -> None:
         super().__init__(**settings)
         self.gateway = gateway
-        self._observed = Observed(self._serve)
+        self._observed = Observed(Cors(self._serve, cors_origins) if cors_origins else self._serve)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
@@ -419,16 +468,22 @@ def create_app(
     cache_bytes: int = 64 * 1024 * 1024,
     metrics: bool = False,
     ready: Probe | None = None,
+    cors_origins: Iterable[str] = (),
+    legacy_names: bool = False,
+    sse_keepalive: float = 15.0,
 ) -> Starlette:
     """The gateway application, calling the master at `master` (or over `channel`); with
     `console`, the web console's files from that folder at `/`; with `cache` (embedded) or
     `watch` (a master in another process; `watch_key` an API key with the gateway scope),
-    repeated reads answered without a call (cache.py)."""
+    repeated reads answered without a call (cache.py); with `cors_origins`, callable from
+    pages of those origins (cors.py); with `legacy_names`, the old IM names in every IM
+    answer (legacy.py)."""
     gateway = Gateway(
         im_services() if services is None else services,
         master=master,
         channel=channel,
-        profiles=profiles,
+        profiles=LEGACY_NAMES if legacy_names else profiles,
+        sse_keepalive=sse_keepalive,
         tls=tls,
         trusted_proxies=trusted_proxies,
         cache=cache,
@@ -445,9 +500,12 @@ def create_app(
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
         *probe_routes(probe, metrics=metrics),
+        *im_probe_routes(probe),
         *(console_routes(console) if console else []),
     ]
-    app = GatewayApp(gateway, routes=routes, lifespan=gateway.lifespan)
+    app = GatewayApp(
+        gateway, cors_origins=frozenset(cors_origins), routes=routes, lifespan=gateway.lifespan
+    )
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).
     app.router.default = gateway

@@ -2,7 +2,11 @@
 
 Path variables first, then the body (`body: "*"` or one field), then query parameters for
 every field neither of them bound: nested (`a.b=`), repeated (`?x=1&x=2`), enums by name or
-number, well-known types in their JSON form. Unknown parameters are ignored.
+number, well-known types in their JSON form. Unknown parameters and body fields are ignored,
+as grpc-gateway ignores them, unless the profile is strict (the IM one): then they are 400
+naming them. A body bound to a google.api.HttpBody is taken raw, with its Content-Type; a
+PATCH whose request has an `update_mask` the client left empty gets one naming the fields
+its body holds, as grpc-gateway fills it.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -121,6 +125,15 @@ def set_from_text(message: Message, path: str, texts: Sequence[str], style: Json
             raise BindingError(path, "expected one value")
         if not field.message_type.full_name.startswith("google.protobuf."):
             raise BindingError(path, "a message cannot be set from a query parameter")
+        if (
+            style is JsonStyle.IM
+            and field.message_type.full_name == "google.protobuf.Timestamp"
+            and texts[0].isdigit()
+            and len(texts[0]) <= 15
+        ):
+            # The IM clients' times: epoch milliseconds (an RFC 3339 time is never all digits).
+            getattr(target, field.name).FromMilliseconds(int(texts[0]))
+            return True
         # Well-known types take their JSON form: an RFC 3339 time, "1.5s", a wrapper's value.
         value: Any = texts[0]
         if field.message_type.full_name.endswith("Value") and field.message_type.fields:
@@ -170,47 +183,146 @@ def _nesting(raw: bytes) -> int:
     return deepest
 
 
-def bind_body(message: Message, body_field: str, raw: bytes, style: JsonStyle) -> None:
+HTTP_BODY = "google.api.HttpBody"
+
+
+def bind_body(
+    message: Message,
+    body_field: str,
+    raw: bytes,
+    style: JsonStyle,
+    *,
+    content_type: str = "",
+    strict: bool = False,
+    patch: bool = False,
+    rewrite: Callable[[str, Any], Any] | None = None,
+) -> list[str] | None:
+    """Binds the body; for a PATCH of a request with an `update_mask`, returns the paths its
+    body holds (for fill_update_mask, once the query had its say), else None."""
+    target_of_body: Message = message
+    field: FieldDescriptor | None = None
+    if body_field != "*":
+        resolved = _resolve(message, body_field)
+        if resolved is None:
+            raise BindingError(body_field, "no such field")
+        parent, field = resolved
+        if field.message_type is not None and not field.is_repeated:
+            target_of_body = getattr(parent, field.name)
+    if descriptor_of(target_of_body).full_name == HTTP_BODY:
+        # Raw bytes, as they came, with their type (grpc-gateway's HttpBody marshaler).
+        target_of_body.content_type = content_type  # type: ignore[attr-defined]
+        target_of_body.data = raw  # type: ignore[attr-defined]
+        return None
     if not raw.strip():
-        return  # grpc-gateway treats an empty body as an empty message
+        return None  # grpc-gateway treats an empty body as an empty message
     if _nesting(raw) > MAX_JSON_DEPTH:
         raise BindingError("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BindingError("body", f"not valid JSON: {error}") from None
+    if rewrite is not None:
+        value = rewrite(descriptor_of(message).full_name, value)
     try:
         if body_field == "*":
             if not isinstance(value, dict):
                 raise BindingError("body", "expected a JSON object")
+            if strict:
+                _refuse_unknown(value, descriptor_of(message), "")
             from_json(value, message, style)
-            return
-        resolved = _resolve(message, body_field)
-        if resolved is None:
-            raise BindingError(body_field, "no such field")
-        target, field = resolved
+            return None
+        assert field is not None
         if field.message_type is not None and not field.is_repeated:
-            from_json(value, getattr(target, field.name), style)
+            if strict:
+                _refuse_unknown(value, field.message_type, f"{body_field}.")
+            from_json(value, target_of_body, style)
+            if patch and isinstance(value, dict) and _has_update_mask(message):
+                return _paths(value, field.message_type, "")
         else:
-            from_json({field.name: value}, target, style)
+            from_json({field.name: value}, parent, style)
     except json_format.ParseError as error:
         raise BindingError("body", str(error)) from None
     except RecursionError:
         raise BindingError("body", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    return None
+
+
+def _refuse_unknown(value: Any, descriptor: Descriptor, prefix: str) -> None:
+    """BindingError naming the first field of a JSON object its message does not have."""
+    if not isinstance(value, dict) or descriptor.full_name.startswith("google.protobuf."):
+        return
+    for key, item in value.items():
+        field = _find_field(descriptor, key)
+        if field is None:
+            raise BindingError(f"{prefix}{key}", "unknown field")
+        message = field.message_type
+        if message is None or message.GetOptions().map_entry:
+            continue
+        for element in item if isinstance(item, list) else [item]:
+            _refuse_unknown(element, message, f"{prefix}{field.name}.")
+
+
+def _has_update_mask(message: Message) -> bool:
+    field = descriptor_of(message).fields_by_name.get("update_mask")
+    return field is not None and field.message_type is not None and field.message_type.full_name == "google.protobuf.FieldMask"
+
+
+def fill_update_mask(message: Message, paths: list[str]) -> None:
+    """grpc-gateway's FieldMaskFromRequestBody: an `update_mask` the client left empty names
+    the fields the PATCH body holds, nested objects as dotted paths (maps and well-known
+    types whole)."""
+    mask = getattr(message, "update_mask")
+    if not mask.paths:
+        mask.paths.extend(paths)
+
+
+def _paths(value: dict[str, Any], descriptor: Descriptor, prefix: str) -> list[str]:
+    out: list[str] = []
+    for key, item in value.items():
+        field = _find_field(descriptor, key)
+        if field is None:
+            continue
+        path = prefix + field.name
+        message = field.message_type
+        if (
+            isinstance(item, dict)
+            and item
+            and message is not None
+            and not message.GetOptions().map_entry
+            and not message.full_name.startswith("google.protobuf.")
+        ):
+            out += _paths(item, message, path + ".")
+        else:
+            out.append(path)
+    return out
 
 
 def bind_query(
-    message: Message, params: Iterable[tuple[str, str]], bound: set[str], style: JsonStyle, *, split_commas: bool
+    message: Message,
+    params: Iterable[tuple[str, str]],
+    bound: set[str],
+    style: JsonStyle,
+    *,
+    split_commas: bool,
+    strict: bool = False,
+    known: frozenset[str] = frozenset(),
 ) -> None:
-    """Sets fields from query parameters, skipping those already bound by path or body."""
+    """Sets fields from query parameters, skipping those already bound by path or body (and
+    the parameters in `known`, which are the gateway's own)."""
     grouped: dict[str, list[str]] = {}
     for key, value in params:
         grouped.setdefault(key, []).append(value)
     for key, values in grouped.items():
+        if key in known:
+            continue
         if key in bound or any(key.startswith(prefix + ".") for prefix in bound):
+            if strict and _resolve(message, key) is None:
+                raise BindingError(key, "unknown query parameter")
             continue
         resolved = _resolve(message, key)
         if resolved is None:
+            if strict:
+                raise BindingError(key, "unknown query parameter")
             continue  # unknown parameters are ignored, as grpc-gateway does
         if split_commas and resolved[1].is_repeated:
             values = [part for value in values for part in value.split(",") if part]

@@ -2,7 +2,9 @@
 
 A profile turns a response message or a google.rpc.Status into a body, and says how
 query parameters are read. The IM profile is grpc-gateway configured with UseProtoNames,
-a response rewriter (the IM envelope) and an error handler (the IM error envelope).
+a response rewriter (the IM envelope), an error handler (the IM error envelope, its
+details included) and strict binding (an unknown parameter or body field is 400 naming
+it); its legacy variant adds the old IM names to answers (legacy.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from .protojson import JsonStyle, to_json
+from . import legacy as legacy_names
+from .protojson import JsonStyle, descriptor_of, to_json
 
 # Imported so that BadRequest details can be printed from their Any.
 _DETAIL_TYPES = (error_details_pb2.BadRequest,)
@@ -33,16 +36,26 @@ class Profile:
     # IM clients send repeated values as one comma-separated parameter (types=comment,discussion).
     split_commas: bool
     envelope: bool
+    # Unknown query parameters and body fields are 400 (else ignored, as grpc-gateway does).
+    strict: bool = False
+    # The old IM names beside today's in answers (legacy.py).
+    legacy: bool = False
+
+    def json(self, message: Message) -> dict[str, object]:
+        data = to_json(message, self.style)
+        if self.legacy:
+            legacy_names.add_names(data, descriptor_of(message))
+        return data
 
     def response_body(self, message: Message) -> bytes:
-        data = to_json(message, self.style)
+        data = self.json(message)
         if self.envelope:
             return _dumps({"data": data, "status_code": 0, "status_msg": ""})
         return _dumps(data)
 
     def stream_item(self, message: Message) -> bytes:
         """One message of a server stream, as grpc-gateway writes it: {"result": ...} and a newline."""
-        return _dumps({"result": to_json(message, self.style)}) + b"\n"
+        return _dumps({"result": self.json(message)}) + b"\n"
 
     def stream_error(self, status: status_pb2.Status) -> bytes:
         return _dumps({"error": self._status_json(status)}) + b"\n"
@@ -50,7 +63,7 @@ class Profile:
     def event(self, message: Message, event_id: str) -> bytes:
         """One server-sent event."""
         head = f"id: {event_id}\n" if event_id else ""
-        return f"{head}data: ".encode() + _dumps(to_json(message, self.style)) + b"\n\n"
+        return f"{head}data: ".encode() + _dumps(self.json(message)) + b"\n\n"
 
     def event_error(self, status: status_pb2.Status) -> bytes:
         return b"event: error\ndata: " + _dumps(self._status_json(status)) + b"\n\n"
@@ -65,12 +78,14 @@ class Profile:
 
     def error_body(self, status: status_pb2.Status) -> bytes:
         if self.envelope:
-            return _dumps({"data": None, "status_code": status.code, "status_msg": status.message})
+            details = self._status_json(status)["details"]
+            return _dumps({"data": None, "status_code": status.code, "status_msg": status.message, "details": details})
         return _dumps(self._status_json(status))
 
 
 GRPC_GATEWAY = Profile("grpc-gateway", JsonStyle.GRPC_GATEWAY, split_commas=False, envelope=False)
-IM = Profile("im", JsonStyle.IM, split_commas=True, envelope=True)
+IM = Profile("im", JsonStyle.IM, split_commas=True, envelope=True, strict=True)
+IM_LEGACY = Profile("im-legacy", JsonStyle.IM, split_commas=True, envelope=True, strict=True, legacy=True)
 
 
 @dataclass(frozen=True)
@@ -85,3 +100,14 @@ class ProfileRegistry:
             if path.startswith(prefix):
                 return profile
         return self.default
+
+    def for_request(self, path: str, query: list[tuple[str, str]]) -> Profile:
+        """The path's profile, in its legacy variant when the request asks for the old names."""
+        profile = self.for_path(path)
+        if profile is IM and legacy_names.asked(query):
+            return IM_LEGACY
+        return profile
+
+
+# The IM profile with the old names in every answer (imsync gateway --im-legacy-names).
+LEGACY_NAMES = ProfileRegistry(by_prefix=(("/api/im/", IM_LEGACY),))

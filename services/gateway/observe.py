@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
 from services.common.observability import context_from, metrics_route, tracer
+from services.common.version import imsync_version
 
 access = logging.getLogger("imsync.access")
 
@@ -36,7 +37,8 @@ CACHE_ANSWERS = Counter("imsync_cache_answers", "Reads answered from the gateway
                         ["result"])
 # Where a request's route template is left for the access log and the metrics.
 ROUTE = "imsync.route"
-_FIXED = {"/": "/", "/openapi.json": "/openapi.json", "/metrics": "/metrics", "/healthz": "/healthz", "/readyz": "/readyz"}
+_FIXED = {"/": "/", "/openapi.json": "/openapi.json", "/metrics": "/metrics", "/healthz": "/healthz", "/readyz": "/readyz",
+          "/api/im/health": "/api/im/health", "/api/im/version": "/api/im/version"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -107,6 +109,23 @@ def probe_routes(ready: Probe, *, metrics: bool) -> list[Route]:
 
     routes = [Route("/healthz", healthz, methods=["GET", "HEAD"]), Route("/readyz", readyz, methods=["GET", "HEAD"])]
     return [*routes, metrics_route()] if metrics else routes
+
+
+def im_probe_routes(ready: Probe) -> list[Route]:
+    """/api/im/health and /api/im/version, in the IM envelope, as the old IM API had them."""
+
+    async def health(_request: Request) -> Response:
+        why = await ready()
+        if why:
+            return JSONResponse({"data": {"status": "unavailable", "reason": why}, "status_code": 14,
+                                 "status_msg": why}, status_code=503)
+        return JSONResponse({"data": {"status": "ok"}, "status_code": 0, "status_msg": ""})
+
+    async def version(_request: Request) -> Response:
+        return JSONResponse({"data": {"version": imsync_version(), "api": "imsync.v1"}, "status_code": 0,
+                             "status_msg": ""})
+
+    return [Route("/api/im/health", health, methods=["GET"]), Route("/api/im/version", version, methods=["GET"])]
 
 
 def master_probe(channel_of: Callable[[], Any], watch_of: Callable[[], Any]) -> Probe:

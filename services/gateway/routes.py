@@ -26,6 +26,8 @@ class Route:
     response_body: str
     request_type: type[Message]
     response_type: type[Message]
+    # 0 for the method's rule, 1... for its additional_bindings in order.
+    binding: int = 0
 
     @property
     def grpc_path(self) -> str:
@@ -61,7 +63,7 @@ def routes_of(services: Iterable[ServiceDescriptor]) -> list[Route]:
             if not options.HasExtension(annotations_pb2.http):
                 continue
             rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]
-            for binding in (rule, *rule.additional_bindings):
+            for index, binding in enumerate((rule, *rule.additional_bindings)):
                 http_method, path = _pattern(binding)
                 routes.append(
                     Route(
@@ -72,6 +74,7 @@ def routes_of(services: Iterable[ServiceDescriptor]) -> list[Route]:
                         response_body=binding.response_body,
                         request_type=_message_class(method.input_type),
                         response_type=_message_class(method.output_type),
+                        binding=index,
                     )
                 )
     # The most specific template first: more literal segments, then a custom verb.

@@ -36,6 +36,10 @@ class GatewayConfig:
     # Where Prometheus metrics are served ("" for nowhere); and whether on the gateway's port too.
     metrics_listen: str = ""
     metrics_on_port: bool = False
+    # Origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+    # The old IM names in every IM answer.
+    legacy_names: bool = False
 
 
 def run(config: GatewayConfig) -> None:
@@ -52,6 +56,8 @@ def run(config: GatewayConfig) -> None:
         watch_key=config.cache_key,
         cache_bytes=config.cache_bytes,
         metrics=config.metrics_on_port,
+        cors_origins=config.cors_origins,
+        legacy_names=config.legacy_names,
     )
 
     async def both() -> None:

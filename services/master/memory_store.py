@@ -650,6 +650,7 @@ class MemoryStore:
         is_new: bool | None,
         cursor: str,
         count: int,
+        since_ns: int | None = None,
     ) -> Page[u.UnifiedMessage]:
         state = self._state(account_id)
         wanted = filters.unified(types, is_read, is_new)
@@ -692,7 +693,9 @@ class MemoryStore:
             item = state.unified_view(item_id(entry))
             return item if wanted(item) else None
 
-        items, end, has_more = _collect(merged, view, page_size(count))
+        # Newest first: once an item is older than since_time, so are all after it.
+        stop = None if since_ns is None else (lambda entry: time_keys.ns_of_key(entry[2]) < since_ns)
+        items, end, has_more = _collect(merged, view, page_size(count), stop)
         if end is None:
             return Page(items, "", has_more)
         return Page(items, cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end))), has_more)

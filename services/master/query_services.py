@@ -84,6 +84,12 @@ class Guarded:
         access.check(account_id)
         return account_id
 
+    def _named(self, access: Access, account_id: str) -> str:
+        """The account a call is about, which it must name (field_behavior REQUIRED)."""
+        if not account_id:
+            raise InvalidArgument("required", field="account_id")
+        return self._account(access, account_id)
+
     async def _holder(self, access: Access, kind: str, entity_id: str, account_id: str) -> str:
         """The account to find an entity in: the one named, if the key may use it; else, for
         a key limited to some accounts, the one of those holding it (an entity elsewhere is
@@ -118,7 +124,7 @@ class AccountServicer(Guarded, accounts_pb2_grpc.AccountServiceServicer):
         return acc.ListAccountsResponse(users=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetAccount(self, request: acc.GetAccountRequest, context: Context) -> acc.GetAccountResponse:
-        account = await self._answer(context, lambda access: self._store.get_account(self._account(access, request.account_id)))
+        account = await self._answer(context, lambda access: self._store.get_account(self._named(access, request.account_id)))
         return acc.GetAccountResponse(user=account)
 
 
@@ -130,7 +136,7 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         page = await self._answer(
             context,
             lambda access: self._store.list_conversations(
-                self._account(access, request.account_id),
+                self._named(access, request.account_id),
                 status=request.status,
                 is_pinned=_optional(request, "is_pinned"),
                 is_muted=_optional(request, "is_muted"),
@@ -203,7 +209,7 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
         page = await self._answer(
             context,
             lambda access: self._store.list_messages(
-                self._account(access, request.account_id),
+                self._named(access, request.account_id),
                 conversation_id=request.conversation_id,
                 sender_id=request.sender_id,
                 receiver_id=request.receiver_id,
@@ -240,7 +246,7 @@ class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
         page = await self._answer(
             context,
             lambda access: self._store.list_contents(
-                self._account(access, request.account_id),
+                self._named(access, request.account_id),
                 content_type=request.content_type,
                 is_new=_optional(request, "is_new"),
                 cursor=request.cursor,
@@ -284,7 +290,7 @@ class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer
         page = await self._answer(
             context,
             lambda access: self._store.list_discussions(
-                self._account(access, request.account_id),
+                self._named(access, request.account_id),
                 content_id=request.content_id,
                 parent_comment_id=request.parent_comment_id,
                 is_read=_optional(request, "is_read"),
@@ -321,12 +327,13 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
         page = await self._answer(
             context,
             lambda access: self._store.list_unified(
-                self._account(access, request.account_id),
+                self._named(access, request.account_id),
                 types=list(request.types),
                 is_read=_optional(request, "is_read"),
                 is_new=_optional(request, "is_new"),
                 cursor=request.cursor,
                 count=request.count,
+                since_ns=ns_of(request.since_time) if request.HasField("since_time") else None,
             ),
         )
         return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
@@ -334,7 +341,7 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context
     ) -> uni.GetUnifiedStatsResponse:
-        stats = await self._answer(context, lambda access: self._store.unified_stats(self._account(access, request.account_id)))
+        stats = await self._answer(context, lambda access: self._store.unified_stats(self._named(access, request.account_id)))
         return uni.GetUnifiedStatsResponse(
             total_unread=stats.total_unread,
             unread_comments=stats.unread_comments,

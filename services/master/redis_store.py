@@ -1090,6 +1090,7 @@ class RedisStore:
         is_new: bool | None,
         cursor: str,
         count: int,
+        since_ns: int | None = None,
     ) -> Page[u.UnifiedMessage]:
         keys = self._account_keys(account_id)
         wanted = filters.unified(types, is_read, is_new)
@@ -1108,7 +1109,11 @@ class RedisStore:
                 views.append(view if wanted(view) else None)
             return views
 
-        return await self._walk(keys.orders["inbox"], "unified", (int, Newest), cursor, count, build, meta_key=keys.meta)
+        # Newest first: once an item is older than since_time, so are all after it.
+        stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
+        return await self._walk(
+            keys.orders["inbox"], "unified", (int, Newest), cursor, count, build, meta_key=keys.meta, stop=stop
+        )
 
     async def _unified_state(self, keys: AccountKeys, rev: str | None, items: Sequence[str]) -> AccountState | None:
         split = [split_item_key(item, field="id") for item in items]

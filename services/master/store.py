@@ -258,6 +258,7 @@ class Store(Protocol):
         is_new: bool | None,
         cursor: str,
         count: int,
+        since_ns: int | None = None,
     ) -> Page[u.UnifiedMessage]: ...
 
     async def unified_stats(self, account_id: str) -> UnifiedStats: ...

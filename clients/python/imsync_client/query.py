@@ -1,8 +1,13 @@
-"""Thin typed calls, one per query RPC, with a default timeout and per-call metadata."""
+"""Thin typed calls, one per IM RPC, with a default timeout and per-call metadata; a
+refusal is an ImsyncError (errors.py). `connect()` opens the channel: an API key, TLS, and
+reads retried while the master is briefly unavailable."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +31,8 @@ from imsync.v1 import replies_pb2_grpc
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync.v1 import unified_messages_pb2_grpc
 
+from .errors import ImsyncError
+
 Metadata = Sequence[tuple[str, str]]
 
 
@@ -48,28 +55,40 @@ class ImClient:
 
     @classmethod
     def connect(cls, address: str, **kwargs: Any) -> ImClient:
-        return cls(grpc.aio.insecure_channel(address), **kwargs)
+        """The same as the module's `connect()`."""
+        return connect(address, **kwargs)
 
     async def close(self) -> None:
         await self.channel.close(grace=None)
 
+    async def __aenter__(self) -> ImClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def _unary(self, rpc: Any, request: Any, timeout: float | None, metadata: Metadata | None) -> Any:
-        return await rpc(
-            request,
-            timeout=self._timeout if timeout is None else timeout,
-            metadata=self._metadata + tuple(metadata or ()),
-        )
+        try:
+            return await rpc(
+                request,
+                timeout=self._timeout if timeout is None else timeout,
+                metadata=self._metadata + tuple(metadata or ()),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise ImsyncError.of(error) from None
 
     # accounts
     async def list_accounts(
         self, request: acc.ListAccountsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> acc.ListAccountsResponse:
+        """Lists accounts by account id. (`imsync.v1.AccountService.ListAccounts`)"""
         result: acc.ListAccountsResponse = await self._unary(self._accounts.ListAccounts, request, timeout, metadata)
         return result
 
     async def get_account(
         self, request: acc.GetAccountRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> acc.GetAccountResponse:
+        """Gets one account. (`imsync.v1.AccountService.GetAccount`)"""
         result: acc.GetAccountResponse = await self._unary(self._accounts.GetAccount, request, timeout, metadata)
         return result
 
@@ -77,6 +96,8 @@ class ImClient:
     async def list_conversations(
         self, request: conv.ListConversationsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.ListConversationsResponse:
+        """Lists conversations: pinned first, then by last message time, newest first.
+        (`imsync.v1.ConversationService.ListConversations`)"""
         result: conv.ListConversationsResponse = await self._unary(
             self._conversations.ListConversations, request, timeout, metadata
         )
@@ -85,6 +106,7 @@ class ImClient:
     async def get_conversation(
         self, request: conv.GetConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.GetConversationResponse:
+        """Gets one conversation. (`imsync.v1.ConversationService.GetConversation`)"""
         result: conv.GetConversationResponse = await self._unary(
             self._conversations.GetConversation, request, timeout, metadata
         )
@@ -97,6 +119,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> conv.MarkConversationReadResponse:
+        """Marks every message of the conversation read. (`imsync.v1.ConversationService.MarkConversationRead`)"""
         result: conv.MarkConversationReadResponse = await self._unary(
             self._conversations.MarkConversationRead, request, timeout, metadata
         )
@@ -105,6 +128,8 @@ class ImClient:
     async def pin_conversation(
         self, request: conv.PinConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.PinConversationResponse:
+        """Pins the conversation: pinned conversations come first.
+        (`imsync.v1.ConversationService.PinConversation`)"""
         result: conv.PinConversationResponse = await self._unary(
             self._conversations.PinConversation, request, timeout, metadata
         )
@@ -113,6 +138,7 @@ class ImClient:
     async def unpin_conversation(
         self, request: conv.UnpinConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.UnpinConversationResponse:
+        """Unpins the conversation. (`imsync.v1.ConversationService.UnpinConversation`)"""
         result: conv.UnpinConversationResponse = await self._unary(
             self._conversations.UnpinConversation, request, timeout, metadata
         )
@@ -121,6 +147,7 @@ class ImClient:
     async def mute_conversation(
         self, request: conv.MuteConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.MuteConversationResponse:
+        """Mutes the conversation. (`imsync.v1.ConversationService.MuteConversation`)"""
         result: conv.MuteConversationResponse = await self._unary(
             self._conversations.MuteConversation, request, timeout, metadata
         )
@@ -129,6 +156,7 @@ class ImClient:
     async def unmute_conversation(
         self, request: conv.UnmuteConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> conv.UnmuteConversationResponse:
+        """Unmutes the conversation. (`imsync.v1.ConversationService.UnmuteConversation`)"""
         result: conv.UnmuteConversationResponse = await self._unary(
             self._conversations.UnmuteConversation, request, timeout, metadata
         )
@@ -138,18 +166,22 @@ class ImClient:
     async def list_messages(
         self, request: msg.ListMessagesRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> msg.ListMessagesResponse:
+        """Lists messages newest first, of the account or of one conversation.
+        (`imsync.v1.MessageService.ListMessages`)"""
         result: msg.ListMessagesResponse = await self._unary(self._messages.ListMessages, request, timeout, metadata)
         return result
 
     async def get_message(
         self, request: msg.GetMessageRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> msg.GetMessageResponse:
+        """Gets one message. (`imsync.v1.MessageService.GetMessage`)"""
         result: msg.GetMessageResponse = await self._unary(self._messages.GetMessage, request, timeout, metadata)
         return result
 
     async def mark_message_read(
         self, request: msg.MarkMessageReadRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> msg.MarkMessageReadResponse:
+        """Marks one message read. (`imsync.v1.MessageService.MarkMessageRead`)"""
         result: msg.MarkMessageReadResponse = await self._unary(
             self._messages.MarkMessageRead, request, timeout, metadata
         )
@@ -159,18 +191,21 @@ class ImClient:
     async def list_contents(
         self, request: cnt.ListContentsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> cnt.ListContentsResponse:
+        """Lists works newest first. (`imsync.v1.ContentService.ListContents`)"""
         result: cnt.ListContentsResponse = await self._unary(self._contents.ListContents, request, timeout, metadata)
         return result
 
     async def get_content(
         self, request: cnt.GetContentRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> cnt.GetContentResponse:
+        """Gets one work. (`imsync.v1.ContentService.GetContent`)"""
         result: cnt.GetContentResponse = await self._unary(self._contents.GetContent, request, timeout, metadata)
         return result
 
     async def get_content_stats(
         self, request: cnt.GetContentStatsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> cnt.GetContentStatsResponse:
+        """Gets the counters of one work. (`imsync.v1.ContentService.GetContentStats`)"""
         result: cnt.GetContentStatsResponse = await self._unary(
             self._contents.GetContentStats, request, timeout, metadata
         )
@@ -179,6 +214,7 @@ class ImClient:
     async def mark_content_read(
         self, request: cnt.MarkContentReadRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> cnt.MarkContentReadResponse:
+        """Marks every comment of the work read. (`imsync.v1.ContentService.MarkContentRead`)"""
         result: cnt.MarkContentReadResponse = await self._unary(
             self._contents.MarkContentRead, request, timeout, metadata
         )
@@ -188,6 +224,8 @@ class ImClient:
     async def list_discussions(
         self, request: dis.ListDiscussionsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> dis.ListDiscussionsResponse:
+        """Lists comments newest first: of the account, of one work, or the replies to one comment.
+        (`imsync.v1.DiscussionService.ListDiscussions`)"""
         result: dis.ListDiscussionsResponse = await self._unary(
             self._discussions.ListDiscussions, request, timeout, metadata
         )
@@ -196,6 +234,7 @@ class ImClient:
     async def get_discussion(
         self, request: dis.GetDiscussionRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> dis.GetDiscussionResponse:
+        """Gets one comment. (`imsync.v1.DiscussionService.GetDiscussion`)"""
         result: dis.GetDiscussionResponse = await self._unary(
             self._discussions.GetDiscussion, request, timeout, metadata
         )
@@ -208,6 +247,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> dis.MarkDiscussionReadResponse:
+        """Marks one comment read. (`imsync.v1.DiscussionService.MarkDiscussionRead`)"""
         result: dis.MarkDiscussionReadResponse = await self._unary(
             self._discussions.MarkDiscussionRead, request, timeout, metadata
         )
@@ -221,6 +261,8 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> uni.ListUnifiedMessagesResponse:
+        """Lists inbound comments, replies, private messages and notifications, newest first.
+        (`imsync.v1.UnifiedMessageService.ListUnifiedMessages`)"""
         result: uni.ListUnifiedMessagesResponse = await self._unary(
             self._unified.ListUnifiedMessages, request, timeout, metadata
         )
@@ -229,6 +271,7 @@ class ImClient:
     async def get_unified_stats(
         self, request: uni.GetUnifiedStatsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> uni.GetUnifiedStatsResponse:
+        """Counts unread items of the inbox. (`imsync.v1.UnifiedMessageService.GetUnifiedStats`)"""
         result: uni.GetUnifiedStatsResponse = await self._unary(
             self._unified.GetUnifiedStats, request, timeout, metadata
         )
@@ -241,6 +284,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> uni.MarkUnifiedMessageReadResponse:
+        """Marks one inbox item read. (`imsync.v1.UnifiedMessageService.MarkUnifiedMessageRead`)"""
         result: uni.MarkUnifiedMessageReadResponse = await self._unary(
             self._unified.MarkUnifiedMessageRead, request, timeout, metadata
         )
@@ -253,6 +297,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> uni.MarkUnifiedMessagesReadResponse:
+        """Marks several inbox items read. (`imsync.v1.UnifiedMessageService.MarkUnifiedMessagesRead`)"""
         result: uni.MarkUnifiedMessagesReadResponse = await self._unary(
             self._unified.MarkUnifiedMessagesRead, request, timeout, metadata
         )
@@ -262,12 +307,16 @@ class ImClient:
     async def send_reply(
         self, request: rep.SendReplyRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> rep.SendReplyResponse:
+        """Sends a reply. The same request_id with the same content answers the existing reply; with other content
+        it is refused (ALREADY_EXISTS, HTTP 409). Request ids are the account's own: another account's ids
+        neither conflict nor show. (`imsync.v1.ReplyService.SendReply`)"""
         result: rep.SendReplyResponse = await self._unary(self._replies.SendReply, request, timeout, metadata)
         return result
 
     async def get_reply(
         self, request: rep.GetReplyRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> rep.GetReplyResponse:
+        """Gets a reply's state. (`imsync.v1.ReplyService.GetReply`)"""
         result: rep.GetReplyResponse = await self._unary(self._replies.GetReply, request, timeout, metadata)
         return result
 
@@ -275,18 +324,25 @@ class ImClient:
     async def get_login(
         self, request: lg.GetLoginRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> lg.GetLoginResponse:
+        """Gets the login under way for an account: what the platform asks of an operator.
+        (`imsync.v1.LoginService.GetLogin`)"""
         result: lg.GetLoginResponse = await self._unary(self._logins.GetLogin, request, timeout, metadata)
         return result
 
     async def submit_login_code(
         self, request: lg.SubmitLoginCodeRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> lg.SubmitLoginCodeResponse:
+        """Sends the code an operator typed (e.g. received by SMS) to the worker, which types it into the
+        platform's login page. A wrong code comes back in the login's error.
+        (`imsync.v1.LoginService.SubmitLoginCode`)"""
         result: lg.SubmitLoginCodeResponse = await self._unary(self._logins.SubmitLoginCode, request, timeout, metadata)
         return result
 
     async def restart_login(
         self, request: lg.RestartLoginRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> lg.RestartLoginResponse:
+        """Asks the worker to start the account's login again (a new QR code), e.g. after one failed.
+        (`imsync.v1.LoginService.RestartLogin`)"""
         result: lg.RestartLoginResponse = await self._unary(self._logins.RestartLogin, request, timeout, metadata)
         return result
 
@@ -294,9 +350,86 @@ class ImClient:
     async def stream_events(
         self, request: ev.StreamEventsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> AsyncIterator[ev.StreamEventsResponse]:
-        """Follows events until the stream ends; `timeout` bounds the whole stream (None: no bound)."""
+        """Streams events as they happen, filtered by account and type. With after_event_id it first
+        replays what happened since that event, as long as the master's bounded history still holds it
+        (else OUT_OF_RANGE: reload, then subscribe without it). (`imsync.v1.EventService.StreamEvents`)
+
+        Follows events until the stream ends; `timeout` bounds the whole stream (None: no bound).
+        """
         stream: Any = self._events.StreamEvents(
             request, timeout=timeout, metadata=self._metadata + tuple(metadata or ())
         )
-        async for response in stream:
-            yield response
+        try:
+            async for response in stream:
+                yield response
+        except grpc.aio.AioRpcError as error:
+            raise ImsyncError.of(error) from None
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS to the master: the CA to trust (None: the system's), and for a master that asks
+    for one, this client's certificate and key (PEM files or bytes)."""
+
+    ca: Path | bytes | None = None
+    cert: Path | bytes | None = None
+    key: Path | bytes | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(value: Path | bytes | None) -> bytes | None:
+            return value.read_bytes() if isinstance(value, Path) else value
+
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+# Reads retried, up to 4 tries in all, while the master is briefly unavailable (a restart,
+# a master of several going away); writes are not (a reply's request id makes sending it
+# again safe, but that is the caller's choice).
+_READS = {
+    "imsync.v1.AccountService": ("ListAccounts", "GetAccount"),
+    "imsync.v1.ConversationService": ("ListConversations", "GetConversation"),
+    "imsync.v1.MessageService": ("ListMessages", "GetMessage"),
+    "imsync.v1.ContentService": ("ListContents", "GetContent", "GetContentStats"),
+    "imsync.v1.DiscussionService": ("ListDiscussions", "GetDiscussion"),
+    "imsync.v1.UnifiedMessageService": ("ListUnifiedMessages", "GetUnifiedStats"),
+    "imsync.v1.ReplyService": ("GetReply",),
+    "imsync.v1.LoginService": ("GetLogin",),
+}
+SERVICE_CONFIG = {
+    "methodConfig": [{
+        "name": [{"service": service, "method": method} for service, methods in _READS.items() for method in methods],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+}
+
+
+def connect(
+    target: str,
+    *,
+    api_key: str | None = None,
+    tls: Tls | bool | None = None,
+    timeout: float | None = 10.0,
+    retry_reads: bool = True,
+) -> ImClient:
+    """An ImClient on a new channel to the master at `target` ("host:port", or a gRPC target
+    such as "ipv4:host1:port1,host2:port2" for several masters).
+
+    `api_key`: sent with every call (`imsync api-key create`). `tls`: True for TLS trusting
+    the system's CAs, or a Tls; None or False for plain text (loopback, a trusted network).
+    `retry_reads`: reads are tried again while the master is unavailable (SERVICE_CONFIG)."""
+    options: list[tuple[str, Any]] = [("grpc.lb_policy_name", "round_robin")]
+    if retry_reads:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(SERVICE_CONFIG))]
+    if tls:
+        credentials = (Tls() if tls is True else tls).credentials()
+        channel = grpc.aio.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.aio.insecure_channel(target, options=options)
+    metadata = [("authorization", f"Bearer {api_key}")] if api_key else []
+    return ImClient(channel, timeout=timeout, metadata=metadata)

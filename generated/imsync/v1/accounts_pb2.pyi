@@ -83,6 +83,7 @@ class GetAccountRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account."""
     def __init__(
         self,
         *,

@@ -23,16 +23,25 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/contents.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18imsync/v1/entities.proto\"\x96\x01\n\x13ListContentsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12,\n\x0c\x63ontent_type\x18\x02 \x01(\x0e\x32\x16.imsync.v1.ContentType\x12\x13\n\x06is_new\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x42\t\n\x07_is_new\"^\n\x14ListContentsResponse\x12$\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Content\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\";\n\x11GetContentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\"9\n\x12GetContentResponse\x12#\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Content\"@\n\x16GetContentStatsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\"A\n\x17GetContentStatsResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.imsync.v1.ContentStats\"@\n\x16MarkContentReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\"T\n\x17MarkContentReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12#\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x12.imsync.v1.Content2\xff\x03\n\x0e\x43ontentService\x12i\n\x0cListContents\x12\x1e.imsync.v1.ListContentsRequest\x1a\x1f.imsync.v1.ListContentsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/im/contents\x12p\n\nGetContent\x12\x1c.imsync.v1.GetContentRequest\x1a\x1d.imsync.v1.GetContentResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/contents/{content_id}\x12\x85\x01\n\x0fGetContentStats\x12!.imsync.v1.GetContentStatsRequest\x1a\".imsync.v1.GetContentStatsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/contents/{content_id}/stats\x12\x87\x01\n\x0fMarkContentRead\x12!.imsync.v1.MarkContentReadRequest\x1a\".imsync.v1.MarkContentReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/contents/{content_id}/read:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/contents.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\x9c\x01\n\x13ListContentsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x0c\x63ontent_type\x18\x02 \x01(\x0e\x32\x16.imsync.v1.ContentType\x12\x13\n\x06is_new\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x42\t\n\x07_is_new\"^\n\x14ListContentsResponse\x12$\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Content\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"A\n\x11GetContentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\ncontent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetContentResponse\x12#\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Content\"F\n\x16GetContentStatsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\ncontent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x17GetContentStatsResponse\x12&\n\x05stats\x18\x01 \x01(\x0b\x32\x17.imsync.v1.ContentStats\"F\n\x16MarkContentReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\ncontent_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"T\n\x17MarkContentReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12#\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x12.imsync.v1.Content2\xff\x03\n\x0e\x43ontentService\x12i\n\x0cListContents\x12\x1e.imsync.v1.ListContentsRequest\x1a\x1f.imsync.v1.ListContentsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/im/contents\x12p\n\nGetContent\x12\x1c.imsync.v1.GetContentRequest\x1a\x1d.imsync.v1.GetContentResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/contents/{content_id}\x12\x85\x01\n\x0fGetContentStats\x12!.imsync.v1.GetContentStatsRequest\x1a\".imsync.v1.GetContentStatsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/contents/{content_id}/stats\x12\x87\x01\n\x0fMarkContentRead\x12!.imsync.v1.MarkContentReadRequest\x1a\".imsync.v1.MarkContentReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/contents/{content_id}/read:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.contents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTCONTENTSREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_LISTCONTENTSREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCONTENTREQUEST'].fields_by_name['content_id']._loaded_options = None
+  _globals['_GETCONTENTREQUEST'].fields_by_name['content_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCONTENTSTATSREQUEST'].fields_by_name['content_id']._loaded_options = None
+  _globals['_GETCONTENTSTATSREQUEST'].fields_by_name['content_id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKCONTENTREADREQUEST'].fields_by_name['content_id']._loaded_options = None
+  _globals['_MARKCONTENTREADREQUEST'].fields_by_name['content_id']._serialized_options = b'\342A\001\002'
   _globals['_CONTENTSERVICE'].methods_by_name['ListContents']._loaded_options = None
   _globals['_CONTENTSERVICE'].methods_by_name['ListContents']._serialized_options = b'\202\323\344\223\002\022\022\020/api/im/contents'
   _globals['_CONTENTSERVICE'].methods_by_name['GetContent']._loaded_options = None
@@ -41,22 +50,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTENTSERVICE'].methods_by_name['GetContentStats']._serialized_options = b'\202\323\344\223\002%\022#/api/im/contents/{content_id}/stats'
   _globals['_CONTENTSERVICE'].methods_by_name['MarkContentRead']._loaded_options = None
   _globals['_CONTENTSERVICE'].methods_by_name['MarkContentRead']._serialized_options = b'\202\323\344\223\002\'\032\"/api/im/contents/{content_id}/read:\001*'
-  _globals['_LISTCONTENTSREQUEST']._serialized_start=96
-  _globals['_LISTCONTENTSREQUEST']._serialized_end=246
-  _globals['_LISTCONTENTSRESPONSE']._serialized_start=248
-  _globals['_LISTCONTENTSRESPONSE']._serialized_end=342
-  _globals['_GETCONTENTREQUEST']._serialized_start=344
-  _globals['_GETCONTENTREQUEST']._serialized_end=403
-  _globals['_GETCONTENTRESPONSE']._serialized_start=405
-  _globals['_GETCONTENTRESPONSE']._serialized_end=462
-  _globals['_GETCONTENTSTATSREQUEST']._serialized_start=464
-  _globals['_GETCONTENTSTATSREQUEST']._serialized_end=528
-  _globals['_GETCONTENTSTATSRESPONSE']._serialized_start=530
-  _globals['_GETCONTENTSTATSRESPONSE']._serialized_end=595
-  _globals['_MARKCONTENTREADREQUEST']._serialized_start=597
-  _globals['_MARKCONTENTREADREQUEST']._serialized_end=661
-  _globals['_MARKCONTENTREADRESPONSE']._serialized_start=663
-  _globals['_MARKCONTENTREADRESPONSE']._serialized_end=747
-  _globals['_CONTENTSERVICE']._serialized_start=750
-  _globals['_CONTENTSERVICE']._serialized_end=1261
+  _globals['_LISTCONTENTSREQUEST']._serialized_start=129
+  _globals['_LISTCONTENTSREQUEST']._serialized_end=285
+  _globals['_LISTCONTENTSRESPONSE']._serialized_start=287
+  _globals['_LISTCONTENTSRESPONSE']._serialized_end=381
+  _globals['_GETCONTENTREQUEST']._serialized_start=383
+  _globals['_GETCONTENTREQUEST']._serialized_end=448
+  _globals['_GETCONTENTRESPONSE']._serialized_start=450
+  _globals['_GETCONTENTRESPONSE']._serialized_end=507
+  _globals['_GETCONTENTSTATSREQUEST']._serialized_start=509
+  _globals['_GETCONTENTSTATSREQUEST']._serialized_end=579
+  _globals['_GETCONTENTSTATSRESPONSE']._serialized_start=581
+  _globals['_GETCONTENTSTATSRESPONSE']._serialized_end=646
+  _globals['_MARKCONTENTREADREQUEST']._serialized_start=648
+  _globals['_MARKCONTENTREADREQUEST']._serialized_end=718
+  _globals['_MARKCONTENTREADRESPONSE']._serialized_start=720
+  _globals['_MARKCONTENTREADRESPONSE']._serialized_end=804
+  _globals['_CONTENTSERVICE']._serialized_start=807
+  _globals['_CONTENTSERVICE']._serialized_end=1318
 # @@protoc_insertion_point(module_scope)

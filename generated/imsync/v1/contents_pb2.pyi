@@ -29,9 +29,11 @@ class ListContentsRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     content_type: _entities_pb2.ContentType.ValueType
     """Only works of this type."""
     is_new: _builtins.bool
+    """Only new (true) or only seen (false) items."""
     cursor: _builtins.str
     """Opaque cursor from a previous page; empty or "0" for the first page."""
     count: _builtins.int
@@ -88,7 +90,9 @@ class GetContentRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONTENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     content_id: _builtins.str
+    """The work's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -130,7 +134,9 @@ class GetContentStatsRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONTENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     content_id: _builtins.str
+    """The work's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -172,7 +178,9 @@ class MarkContentReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONTENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     content_id: _builtins.str
+    """The work's id, as the platform gives it."""
     def __init__(
         self,
         *,

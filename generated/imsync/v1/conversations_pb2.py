@@ -23,16 +23,31 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimsync/v1/conversations.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18imsync/v1/entities.proto\"\xc6\x01\n\x18ListConversationsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.ConversationStatus\x12\x16\n\tis_pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08is_muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x42\x0c\n\n_is_pinnedB\x0b\n\t_is_muted\"m\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"E\n\x16GetConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"H\n\x17GetConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"J\n\x1bMarkConversationReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"c\n\x1cMarkConversationReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x17.imsync.v1.Conversation\"E\n\x16PinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"H\n\x17PinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"G\n\x18UnpinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"J\n\x19UnpinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"F\n\x17MuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"I\n\x18MuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"H\n\x19UnmuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"K\n\x1aUnmuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation2\x9d\x08\n\x13\x43onversationService\x12}\n\x11ListConversations\x12#.imsync.v1.ListConversationsRequest\x1a$.imsync.v1.ListConversationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/conversations\x12\x89\x01\n\x0fGetConversation\x12!.imsync.v1.GetConversationRequest\x1a\".imsync.v1.GetConversationResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/api/im/conversations/{conversation_id}\x12\xa0\x01\n\x14MarkConversationRead\x12&.imsync.v1.MarkConversationReadRequest\x1a\'.imsync.v1.MarkConversationReadResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/read:\x01*\x12\x90\x01\n\x0fPinConversation\x12!.imsync.v1.PinConversationRequest\x1a\".imsync.v1.PinConversationResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/api/im/conversations/{conversation_id}/pin:\x01*\x12\x93\x01\n\x11UnpinConversation\x12#.imsync.v1.UnpinConversationRequest\x1a$.imsync.v1.UnpinConversationResponse\"3\x82\xd3\xe4\x93\x02-*+/api/im/conversations/{conversation_id}/pin\x12\x94\x01\n\x10MuteConversation\x12\".imsync.v1.MuteConversationRequest\x1a#.imsync.v1.MuteConversationResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/mute:\x01*\x12\x97\x01\n\x12UnmuteConversation\x12$.imsync.v1.UnmuteConversationRequest\x1a%.imsync.v1.UnmuteConversationResponse\"4\x82\xd3\xe4\x93\x02.*,/api/im/conversations/{conversation_id}/muteb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimsync/v1/conversations.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\xcc\x01\n\x18ListConversationsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.ConversationStatus\x12\x16\n\tis_pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08is_muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x42\x0c\n\n_is_pinnedB\x0b\n\t_is_muted\"m\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"K\n\x16GetConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17GetConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"P\n\x1bMarkConversationReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"c\n\x1cMarkConversationReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x17.imsync.v1.Conversation\"K\n\x16PinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17PinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"M\n\x18UnpinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x19UnpinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"L\n\x17MuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x18MuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"N\n\x19UnmuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x1aUnmuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation2\x9d\x08\n\x13\x43onversationService\x12}\n\x11ListConversations\x12#.imsync.v1.ListConversationsRequest\x1a$.imsync.v1.ListConversationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/conversations\x12\x89\x01\n\x0fGetConversation\x12!.imsync.v1.GetConversationRequest\x1a\".imsync.v1.GetConversationResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/api/im/conversations/{conversation_id}\x12\xa0\x01\n\x14MarkConversationRead\x12&.imsync.v1.MarkConversationReadRequest\x1a\'.imsync.v1.MarkConversationReadResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/read:\x01*\x12\x90\x01\n\x0fPinConversation\x12!.imsync.v1.PinConversationRequest\x1a\".imsync.v1.PinConversationResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/api/im/conversations/{conversation_id}/pin:\x01*\x12\x93\x01\n\x11UnpinConversation\x12#.imsync.v1.UnpinConversationRequest\x1a$.imsync.v1.UnpinConversationResponse\"3\x82\xd3\xe4\x93\x02-*+/api/im/conversations/{conversation_id}/pin\x12\x94\x01\n\x10MuteConversation\x12\".imsync.v1.MuteConversationRequest\x1a#.imsync.v1.MuteConversationResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/mute:\x01*\x12\x97\x01\n\x12UnmuteConversation\x12$.imsync.v1.UnmuteConversationRequest\x1a%.imsync.v1.UnmuteConversationResponse\"4\x82\xd3\xe4\x93\x02.*,/api/im/conversations/{conversation_id}/muteb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.conversations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTCONVERSATIONSREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_LISTCONVERSATIONSREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_GETCONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKCONVERSATIONREADREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_MARKCONVERSATIONREADREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_PINCONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_PINCONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_UNPINCONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_UNPINCONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_MUTECONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_MUTECONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
+  _globals['_UNMUTECONVERSATIONREQUEST'].fields_by_name['conversation_id']._loaded_options = None
+  _globals['_UNMUTECONVERSATIONREQUEST'].fields_by_name['conversation_id']._serialized_options = b'\342A\001\002'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['ListConversations']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['ListConversations']._serialized_options = b'\202\323\344\223\002\027\022\025/api/im/conversations'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['GetConversation']._loaded_options = None
@@ -47,34 +62,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONVERSATIONSERVICE'].methods_by_name['MuteConversation']._serialized_options = b'\202\323\344\223\0021\032,/api/im/conversations/{conversation_id}/mute:\001*'
   _globals['_CONVERSATIONSERVICE'].methods_by_name['UnmuteConversation']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['UnmuteConversation']._serialized_options = b'\202\323\344\223\002.*,/api/im/conversations/{conversation_id}/mute'
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=101
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=299
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=301
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=410
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=412
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=481
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=483
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=555
-  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_start=557
-  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_end=631
-  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_start=633
-  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_end=732
-  _globals['_PINCONVERSATIONREQUEST']._serialized_start=734
-  _globals['_PINCONVERSATIONREQUEST']._serialized_end=803
-  _globals['_PINCONVERSATIONRESPONSE']._serialized_start=805
-  _globals['_PINCONVERSATIONRESPONSE']._serialized_end=877
-  _globals['_UNPINCONVERSATIONREQUEST']._serialized_start=879
-  _globals['_UNPINCONVERSATIONREQUEST']._serialized_end=950
-  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_start=952
-  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_end=1026
-  _globals['_MUTECONVERSATIONREQUEST']._serialized_start=1028
-  _globals['_MUTECONVERSATIONREQUEST']._serialized_end=1098
-  _globals['_MUTECONVERSATIONRESPONSE']._serialized_start=1100
-  _globals['_MUTECONVERSATIONRESPONSE']._serialized_end=1173
-  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_start=1175
-  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_end=1247
-  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_start=1249
-  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_end=1324
-  _globals['_CONVERSATIONSERVICE']._serialized_start=1327
-  _globals['_CONVERSATIONSERVICE']._serialized_end=2380
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=134
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=338
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=340
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=449
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=451
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=526
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=528
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=600
+  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_start=602
+  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_end=682
+  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_start=684
+  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_end=783
+  _globals['_PINCONVERSATIONREQUEST']._serialized_start=785
+  _globals['_PINCONVERSATIONREQUEST']._serialized_end=860
+  _globals['_PINCONVERSATIONRESPONSE']._serialized_start=862
+  _globals['_PINCONVERSATIONRESPONSE']._serialized_end=934
+  _globals['_UNPINCONVERSATIONREQUEST']._serialized_start=936
+  _globals['_UNPINCONVERSATIONREQUEST']._serialized_end=1013
+  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_start=1015
+  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_end=1089
+  _globals['_MUTECONVERSATIONREQUEST']._serialized_start=1091
+  _globals['_MUTECONVERSATIONREQUEST']._serialized_end=1167
+  _globals['_MUTECONVERSATIONRESPONSE']._serialized_start=1169
+  _globals['_MUTECONVERSATIONRESPONSE']._serialized_end=1242
+  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_start=1244
+  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_end=1322
+  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_start=1324
+  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_end=1399
+  _globals['_CONVERSATIONSERVICE']._serialized_start=1402
+  _globals['_CONVERSATIONSERVICE']._serialized_end=2455
 # @@protoc_insertion_point(module_scope)

@@ -30,10 +30,13 @@ class ListConversationsRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     status: _entities_pb2.ConversationStatus.ValueType
     """Only conversations with this status."""
     is_pinned: _builtins.bool
+    """Only pinned (true) or only unpinned (false) conversations."""
     is_muted: _builtins.bool
+    """Only muted (true) or only unmuted (false) conversations."""
     cursor: _builtins.str
     """Opaque cursor from a previous page; empty or "0" for the first page."""
     count: _builtins.int
@@ -96,7 +99,9 @@ class GetConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -138,7 +143,9 @@ class MarkConversationReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -184,7 +191,9 @@ class PinConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -226,7 +235,9 @@ class UnpinConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -268,7 +279,9 @@ class MuteConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -310,7 +323,9 @@ class UnmuteConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
+    """The conversation's id, as the platform gives it."""
     def __init__(
         self,
         *,

@@ -23,34 +23,41 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimsync/v1/discussions.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18imsync/v1/entities.proto\"\xbc\x01\n\x16ListDiscussionsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncontent_id\x18\x02 \x01(\t\x12\x19\n\x11parent_comment_id\x18\x03 \x01(\t\x12\x14\n\x07is_read\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06is_new\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x05\x42\n\n\x08_is_readB\t\n\x07_is_new\"d\n\x17ListDiscussionsResponse\x12\'\n\x0b\x64iscussions\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Comment\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\">\n\x14GetDiscussionRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\"?\n\x15GetDiscussionResponse\x12&\n\ndiscussion\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Comment\"C\n\x19MarkDiscussionReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\"D\n\x1aMarkDiscussionReadResponse\x12&\n\ndiscussion\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Comment2\xff\x03\n\x11\x44iscussionService\x12\xd5\x01\n\x0fListDiscussions\x12!.imsync.v1.ListDiscussionsRequest\x1a\".imsync.v1.ListDiscussionsResponse\"{\x82\xd3\xe4\x93\x02u\x12\x13/api/im/discussionsZ+\x12)/api/im/contents/{content_id}/discussionsZ1\x12//api/im/discussions/{parent_comment_id}/replies\x12|\n\rGetDiscussion\x12\x1f.imsync.v1.GetDiscussionRequest\x1a .imsync.v1.GetDiscussionResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/im/discussions/{comment_id}\x12\x93\x01\n\x12MarkDiscussionRead\x12$.imsync.v1.MarkDiscussionReadRequest\x1a%.imsync.v1.MarkDiscussionReadResponse\"0\x82\xd3\xe4\x93\x02*\x1a%/api/im/discussions/{comment_id}/read:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bimsync/v1/discussions.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\xc2\x01\n\x16ListDiscussionsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\ncontent_id\x18\x02 \x01(\t\x12\x19\n\x11parent_comment_id\x18\x03 \x01(\t\x12\x14\n\x07is_read\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06is_new\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x05\x42\n\n\x08_is_readB\t\n\x07_is_new\"d\n\x17ListDiscussionsResponse\x12\'\n\x0b\x64iscussions\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Comment\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"D\n\x14GetDiscussionRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\ncomment_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"?\n\x15GetDiscussionResponse\x12&\n\ndiscussion\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Comment\"I\n\x19MarkDiscussionReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\ncomment_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x1aMarkDiscussionReadResponse\x12&\n\ndiscussion\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Comment2\xff\x03\n\x11\x44iscussionService\x12\xd5\x01\n\x0fListDiscussions\x12!.imsync.v1.ListDiscussionsRequest\x1a\".imsync.v1.ListDiscussionsResponse\"{\x82\xd3\xe4\x93\x02u\x12\x13/api/im/discussionsZ+\x12)/api/im/contents/{content_id}/discussionsZ1\x12//api/im/discussions/{parent_comment_id}/replies\x12|\n\rGetDiscussion\x12\x1f.imsync.v1.GetDiscussionRequest\x1a .imsync.v1.GetDiscussionResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/im/discussions/{comment_id}\x12\x93\x01\n\x12MarkDiscussionRead\x12$.imsync.v1.MarkDiscussionReadRequest\x1a%.imsync.v1.MarkDiscussionReadResponse\"0\x82\xd3\xe4\x93\x02*\x1a%/api/im/discussions/{comment_id}/read:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.discussions_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTDISCUSSIONSREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_LISTDISCUSSIONSREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETDISCUSSIONREQUEST'].fields_by_name['comment_id']._loaded_options = None
+  _globals['_GETDISCUSSIONREQUEST'].fields_by_name['comment_id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKDISCUSSIONREADREQUEST'].fields_by_name['comment_id']._loaded_options = None
+  _globals['_MARKDISCUSSIONREADREQUEST'].fields_by_name['comment_id']._serialized_options = b'\342A\001\002'
   _globals['_DISCUSSIONSERVICE'].methods_by_name['ListDiscussions']._loaded_options = None
   _globals['_DISCUSSIONSERVICE'].methods_by_name['ListDiscussions']._serialized_options = b'\202\323\344\223\002u\022\023/api/im/discussionsZ+\022)/api/im/contents/{content_id}/discussionsZ1\022//api/im/discussions/{parent_comment_id}/replies'
   _globals['_DISCUSSIONSERVICE'].methods_by_name['GetDiscussion']._loaded_options = None
   _globals['_DISCUSSIONSERVICE'].methods_by_name['GetDiscussion']._serialized_options = b'\202\323\344\223\002\"\022 /api/im/discussions/{comment_id}'
   _globals['_DISCUSSIONSERVICE'].methods_by_name['MarkDiscussionRead']._loaded_options = None
   _globals['_DISCUSSIONSERVICE'].methods_by_name['MarkDiscussionRead']._serialized_options = b'\202\323\344\223\002*\032%/api/im/discussions/{comment_id}/read:\001*'
-  _globals['_LISTDISCUSSIONSREQUEST']._serialized_start=99
-  _globals['_LISTDISCUSSIONSREQUEST']._serialized_end=287
-  _globals['_LISTDISCUSSIONSRESPONSE']._serialized_start=289
-  _globals['_LISTDISCUSSIONSRESPONSE']._serialized_end=389
-  _globals['_GETDISCUSSIONREQUEST']._serialized_start=391
-  _globals['_GETDISCUSSIONREQUEST']._serialized_end=453
-  _globals['_GETDISCUSSIONRESPONSE']._serialized_start=455
-  _globals['_GETDISCUSSIONRESPONSE']._serialized_end=518
-  _globals['_MARKDISCUSSIONREADREQUEST']._serialized_start=520
-  _globals['_MARKDISCUSSIONREADREQUEST']._serialized_end=587
-  _globals['_MARKDISCUSSIONREADRESPONSE']._serialized_start=589
-  _globals['_MARKDISCUSSIONREADRESPONSE']._serialized_end=657
-  _globals['_DISCUSSIONSERVICE']._serialized_start=660
-  _globals['_DISCUSSIONSERVICE']._serialized_end=1171
+  _globals['_LISTDISCUSSIONSREQUEST']._serialized_start=132
+  _globals['_LISTDISCUSSIONSREQUEST']._serialized_end=326
+  _globals['_LISTDISCUSSIONSRESPONSE']._serialized_start=328
+  _globals['_LISTDISCUSSIONSRESPONSE']._serialized_end=428
+  _globals['_GETDISCUSSIONREQUEST']._serialized_start=430
+  _globals['_GETDISCUSSIONREQUEST']._serialized_end=498
+  _globals['_GETDISCUSSIONRESPONSE']._serialized_start=500
+  _globals['_GETDISCUSSIONRESPONSE']._serialized_end=563
+  _globals['_MARKDISCUSSIONREADREQUEST']._serialized_start=565
+  _globals['_MARKDISCUSSIONREADREQUEST']._serialized_end=638
+  _globals['_MARKDISCUSSIONREADRESPONSE']._serialized_start=640
+  _globals['_MARKDISCUSSIONREADRESPONSE']._serialized_end=708
+  _globals['_DISCUSSIONSERVICE']._serialized_start=711
+  _globals['_DISCUSSIONSERVICE']._serialized_end=1222
 # @@protoc_insertion_point(module_scope)

@@ -31,12 +31,15 @@ class ListDiscussionsRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     content_id: _builtins.str
     """Only comments on this work."""
     parent_comment_id: _builtins.str
     """Only replies to this comment."""
     is_read: _builtins.bool
+    """Only read (true) or only unread (false) items."""
     is_new: _builtins.bool
+    """Only new (true) or only seen (false) items."""
     cursor: _builtins.str
     """Opaque cursor from a previous page; empty or "0" for the first page."""
     count: _builtins.int
@@ -100,7 +103,9 @@ class GetDiscussionRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     comment_id: _builtins.str
+    """The comment's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -142,7 +147,9 @@ class MarkDiscussionReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     comment_id: _builtins.str
+    """The comment's id, as the platform gives it."""
     def __init__(
         self,
         *,

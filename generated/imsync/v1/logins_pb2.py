@@ -23,36 +23,45 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imsync/v1/logins.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18imsync/v1/entities.proto\"\x99\x01\n\x05Login\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x0blogin_state\x18\x02 \x01(\x0e\x32\x15.imsync.v1.LoginState\x12,\n\tchallenge\x18\x03 \x01(\x0b\x32\x19.imsync.v1.LoginChallenge\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0e\n\x06online\x18\x05 \x01(\x08\"%\n\x0fGetLoginRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"3\n\x10GetLoginResponse\x12\x1f\n\x05login\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Login\":\n\x16SubmitLoginCodeRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"-\n\x17SubmitLoginCodeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\")\n\x13RestartLoginRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"*\n\x14RestartLoginResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t2\x9a\x03\n\x0cLoginService\x12p\n\x08GetLogin\x12\x1a.imsync.v1.GetLoginRequest\x1a\x1b.imsync.v1.GetLoginResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/accounts/{account_id}/login\x12\x8d\x01\n\x0fSubmitLoginCode\x12!.imsync.v1.SubmitLoginCodeRequest\x1a\".imsync.v1.SubmitLoginCodeResponse\"3\x82\xd3\xe4\x93\x02-\"(/api/im/accounts/{account_id}/login/code:\x01*\x12\x87\x01\n\x0cRestartLogin\x12\x1e.imsync.v1.RestartLoginRequest\x1a\x1f.imsync.v1.RestartLoginResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/api/im/accounts/{account_id}/login/restart:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imsync/v1/logins.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\x99\x01\n\x05Login\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12*\n\x0blogin_state\x18\x02 \x01(\x0e\x32\x15.imsync.v1.LoginState\x12,\n\tchallenge\x18\x03 \x01(\x0b\x32\x19.imsync.v1.LoginChallenge\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0e\n\x06online\x18\x05 \x01(\x08\"+\n\x0fGetLoginRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"3\n\x10GetLoginResponse\x12\x1f\n\x05login\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Login\"F\n\x16SubmitLoginCodeRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"-\n\x17SubmitLoginCodeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"/\n\x13RestartLoginRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"*\n\x14RestartLoginResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t2\x9a\x03\n\x0cLoginService\x12p\n\x08GetLogin\x12\x1a.imsync.v1.GetLoginRequest\x1a\x1b.imsync.v1.GetLoginResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/accounts/{account_id}/login\x12\x8d\x01\n\x0fSubmitLoginCode\x12!.imsync.v1.SubmitLoginCodeRequest\x1a\".imsync.v1.SubmitLoginCodeResponse\"3\x82\xd3\xe4\x93\x02-\"(/api/im/accounts/{account_id}/login/code:\x01*\x12\x87\x01\n\x0cRestartLogin\x12\x1e.imsync.v1.RestartLoginRequest\x1a\x1f.imsync.v1.RestartLoginResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/api/im/accounts/{account_id}/login/restart:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.logins_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETLOGINREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_GETLOGINREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITLOGINCODEREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_SUBMITLOGINCODEREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITLOGINCODEREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_SUBMITLOGINCODEREQUEST'].fields_by_name['code']._serialized_options = b'\342A\001\002'
+  _globals['_RESTARTLOGINREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_RESTARTLOGINREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
   _globals['_LOGINSERVICE'].methods_by_name['GetLogin']._loaded_options = None
   _globals['_LOGINSERVICE'].methods_by_name['GetLogin']._serialized_options = b'\202\323\344\223\002%\022#/api/im/accounts/{account_id}/login'
   _globals['_LOGINSERVICE'].methods_by_name['SubmitLoginCode']._loaded_options = None
   _globals['_LOGINSERVICE'].methods_by_name['SubmitLoginCode']._serialized_options = b'\202\323\344\223\002-\"(/api/im/accounts/{account_id}/login/code:\001*'
   _globals['_LOGINSERVICE'].methods_by_name['RestartLogin']._loaded_options = None
   _globals['_LOGINSERVICE'].methods_by_name['RestartLogin']._serialized_options = b'\202\323\344\223\0020\"+/api/im/accounts/{account_id}/login/restart:\001*'
-  _globals['_LOGIN']._serialized_start=94
-  _globals['_LOGIN']._serialized_end=247
-  _globals['_GETLOGINREQUEST']._serialized_start=249
-  _globals['_GETLOGINREQUEST']._serialized_end=286
-  _globals['_GETLOGINRESPONSE']._serialized_start=288
-  _globals['_GETLOGINRESPONSE']._serialized_end=339
-  _globals['_SUBMITLOGINCODEREQUEST']._serialized_start=341
-  _globals['_SUBMITLOGINCODEREQUEST']._serialized_end=399
-  _globals['_SUBMITLOGINCODERESPONSE']._serialized_start=401
-  _globals['_SUBMITLOGINCODERESPONSE']._serialized_end=446
-  _globals['_RESTARTLOGINREQUEST']._serialized_start=448
-  _globals['_RESTARTLOGINREQUEST']._serialized_end=489
-  _globals['_RESTARTLOGINRESPONSE']._serialized_start=491
-  _globals['_RESTARTLOGINRESPONSE']._serialized_end=533
-  _globals['_LOGINSERVICE']._serialized_start=536
-  _globals['_LOGINSERVICE']._serialized_end=946
+  _globals['_LOGIN']._serialized_start=127
+  _globals['_LOGIN']._serialized_end=280
+  _globals['_GETLOGINREQUEST']._serialized_start=282
+  _globals['_GETLOGINREQUEST']._serialized_end=325
+  _globals['_GETLOGINRESPONSE']._serialized_start=327
+  _globals['_GETLOGINRESPONSE']._serialized_end=378
+  _globals['_SUBMITLOGINCODEREQUEST']._serialized_start=380
+  _globals['_SUBMITLOGINCODEREQUEST']._serialized_end=450
+  _globals['_SUBMITLOGINCODERESPONSE']._serialized_start=452
+  _globals['_SUBMITLOGINCODERESPONSE']._serialized_end=497
+  _globals['_RESTARTLOGINREQUEST']._serialized_start=499
+  _globals['_RESTARTLOGINREQUEST']._serialized_end=546
+  _globals['_RESTARTLOGINRESPONSE']._serialized_start=548
+  _globals['_RESTARTLOGINRESPONSE']._serialized_end=590
+  _globals['_LOGINSERVICE']._serialized_start=593
+  _globals['_LOGINSERVICE']._serialized_end=1003
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,7 @@ class GetLoginRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account being logged in."""
     def __init__(
         self,
         *,
@@ -101,6 +102,7 @@ class SubmitLoginCodeRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account being logged in."""
     code: _builtins.str
     """The code as the platform sent it (digits, at most 16 characters)."""
     def __init__(
@@ -143,6 +145,7 @@ class RestartLoginRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account being logged in."""
     def __init__(
         self,
         *,

@@ -23,35 +23,42 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/messages.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\"\x91\x02\n\x13ListMessagesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x13\n\x0breceiver_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.imsync.v1.MessageStatus\x12,\n\x0cmessage_type\x18\x06 \x01(\x0e\x32\x16.imsync.v1.MessageType\x12.\n\nsince_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\"^\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Message\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\";\n\x11GetMessageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"9\n\x12GetMessageResponse\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Message\"@\n\x16MarkMessageReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\">\n\x17MarkMessageReadResponse\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Message2\xac\x03\n\x0eMessageService\x12\x9d\x01\n\x0cListMessages\x12\x1e.imsync.v1.ListMessagesRequest\x1a\x1f.imsync.v1.ListMessagesResponse\"L\x82\xd3\xe4\x93\x02\x46\x12\x10/api/im/messagesZ2\x12\x30/api/im/conversations/{conversation_id}/messages\x12p\n\nGetMessage\x12\x1c.imsync.v1.GetMessageRequest\x1a\x1d.imsync.v1.GetMessageResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/messages/{message_id}\x12\x87\x01\n\x0fMarkMessageRead\x12!.imsync.v1.MarkMessageReadRequest\x1a\".imsync.v1.MarkMessageReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/messages/{message_id}/read:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/messages.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\"\x97\x02\n\x13ListMessagesRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x13\n\x0breceiver_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.imsync.v1.MessageStatus\x12,\n\x0cmessage_type\x18\x06 \x01(\x0e\x32\x16.imsync.v1.MessageType\x12.\n\nsince_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\"^\n\x14ListMessagesResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Message\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"A\n\x11GetMessageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\nmessage_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetMessageResponse\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Message\"F\n\x16MarkMessageReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\nmessage_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x17MarkMessageReadResponse\x12#\n\x07message\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Message2\xac\x03\n\x0eMessageService\x12\x9d\x01\n\x0cListMessages\x12\x1e.imsync.v1.ListMessagesRequest\x1a\x1f.imsync.v1.ListMessagesResponse\"L\x82\xd3\xe4\x93\x02\x46\x12\x10/api/im/messagesZ2\x12\x30/api/im/conversations/{conversation_id}/messages\x12p\n\nGetMessage\x12\x1c.imsync.v1.GetMessageRequest\x1a\x1d.imsync.v1.GetMessageResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/messages/{message_id}\x12\x87\x01\n\x0fMarkMessageRead\x12!.imsync.v1.MarkMessageReadRequest\x1a\".imsync.v1.MarkMessageReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/messages/{message_id}/read:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETMESSAGEREQUEST'].fields_by_name['message_id']._loaded_options = None
+  _globals['_GETMESSAGEREQUEST'].fields_by_name['message_id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKMESSAGEREADREQUEST'].fields_by_name['message_id']._loaded_options = None
+  _globals['_MARKMESSAGEREADREQUEST'].fields_by_name['message_id']._serialized_options = b'\342A\001\002'
   _globals['_MESSAGESERVICE'].methods_by_name['ListMessages']._loaded_options = None
   _globals['_MESSAGESERVICE'].methods_by_name['ListMessages']._serialized_options = b'\202\323\344\223\002F\022\020/api/im/messagesZ2\0220/api/im/conversations/{conversation_id}/messages'
   _globals['_MESSAGESERVICE'].methods_by_name['GetMessage']._loaded_options = None
   _globals['_MESSAGESERVICE'].methods_by_name['GetMessage']._serialized_options = b'\202\323\344\223\002\037\022\035/api/im/messages/{message_id}'
   _globals['_MESSAGESERVICE'].methods_by_name['MarkMessageRead']._loaded_options = None
   _globals['_MESSAGESERVICE'].methods_by_name['MarkMessageRead']._serialized_options = b'\202\323\344\223\002\'\032\"/api/im/messages/{message_id}/read:\001*'
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=129
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=402
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=404
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=498
-  _globals['_GETMESSAGEREQUEST']._serialized_start=500
-  _globals['_GETMESSAGEREQUEST']._serialized_end=559
-  _globals['_GETMESSAGERESPONSE']._serialized_start=561
-  _globals['_GETMESSAGERESPONSE']._serialized_end=618
-  _globals['_MARKMESSAGEREADREQUEST']._serialized_start=620
-  _globals['_MARKMESSAGEREADREQUEST']._serialized_end=684
-  _globals['_MARKMESSAGEREADRESPONSE']._serialized_start=686
-  _globals['_MARKMESSAGEREADRESPONSE']._serialized_end=748
-  _globals['_MESSAGESERVICE']._serialized_start=751
-  _globals['_MESSAGESERVICE']._serialized_end=1179
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=162
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=441
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=443
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=537
+  _globals['_GETMESSAGEREQUEST']._serialized_start=539
+  _globals['_GETMESSAGEREQUEST']._serialized_end=604
+  _globals['_GETMESSAGERESPONSE']._serialized_start=606
+  _globals['_GETMESSAGERESPONSE']._serialized_end=663
+  _globals['_MARKMESSAGEREADREQUEST']._serialized_start=665
+  _globals['_MARKMESSAGEREADREQUEST']._serialized_end=735
+  _globals['_MARKMESSAGEREADRESPONSE']._serialized_start=737
+  _globals['_MARKMESSAGEREADRESPONSE']._serialized_end=799
+  _globals['_MESSAGESERVICE']._serialized_start=802
+  _globals['_MESSAGESERVICE']._serialized_end=1230
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,7 @@ class ListMessagesRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     conversation_id: _builtins.str
     """Only messages of this conversation."""
     sender_id: _builtins.str
@@ -106,7 +107,9 @@ class GetMessageRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     message_id: _builtins.str
+    """The message's id, as the platform gives it."""
     def __init__(
         self,
         *,
@@ -148,7 +151,9 @@ class MarkMessageReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     message_id: _builtins.str
+    """The message's id, as the platform gives it."""
     def __init__(
         self,
         *,

@@ -116,12 +116,17 @@ class SendReplyRequest(_message.Message):
     REPLY_TO_COMMENT_FIELD_NUMBER: _builtins.int
     SEND_MESSAGE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account to answer from; may be left out when the target is in one account the key may use."""
     request_id: _builtins.str
     """Chosen by the client, unique per reply within the account: sending it again is safe."""
     @_builtins.property
-    def reply_to_comment(self) -> _sync_pb2.ReplyToComment: ...
+    def reply_to_comment(self) -> _sync_pb2.ReplyToComment:
+        """A reply under a comment."""
+
     @_builtins.property
-    def send_message(self) -> _sync_pb2.SendMessage: ...
+    def send_message(self) -> _sync_pb2.SendMessage:
+        """A private message in a conversation."""
+
     def __init__(
         self,
         *,
@@ -167,6 +172,7 @@ class GetReplyRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """The request id the reply was sent with."""
     account_id: _builtins.str
     """The reply's account; needed only when the key may see replies of that id in several."""
     def __init__(

@@ -23,17 +23,26 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n imsync/v1/unified_messages.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\"\xb6\x02\n\x0eUnifiedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.UnifiedMessageType\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_read\x18\x05 \x01(\x08\x12\x0e\n\x06is_new\x18\x06 \x01(\x08\x12%\n\x07\x63omment\x18\x07 \x01(\x0b\x32\x12.imsync.v1.CommentH\x00\x12%\n\x07message\x18\x08 \x01(\x0b\x32\x12.imsync.v1.MessageH\x00\x12/\n\x0cnotification\x18\t \x01(\x0b\x32\x17.imsync.v1.NotificationH\x00\x42\x06\n\x04item\"\xbf\x01\n\x1aListUnifiedMessagesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12,\n\x05types\x18\x02 \x03(\x0e\x32\x1d.imsync.v1.UnifiedMessageType\x12\x14\n\x07is_read\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06is_new\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x42\n\n\x08_is_readB\t\n\x07_is_new\"l\n\x1bListUnifiedMessagesResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.imsync.v1.UnifiedMessage\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\",\n\x16GetUnifiedStatsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\xa2\x01\n\x17GetUnifiedStatsResponse\x12\x14\n\x0ctotal_unread\x18\x01 \x01(\x03\x12\x17\n\x0funread_comments\x18\x02 \x01(\x03\x12\x1a\n\x12unread_discussions\x18\x03 \x01(\x03\x12\x1e\n\x16unread_direct_messages\x18\x04 \x01(\x03\x12\x1c\n\x14unread_notifications\x18\x05 \x01(\x03\"?\n\x1dMarkUnifiedMessageReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"L\n\x1eMarkUnifiedMessageReadResponse\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.imsync.v1.UnifiedMessage\"A\n\x1eMarkUnifiedMessagesReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"7\n\x1fMarkUnifiedMessagesReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03*\xd1\x01\n\x12UnifiedMessageType\x12$\n UNIFIED_MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1cUNIFIED_MESSAGE_TYPE_COMMENT\x10\x01\x12#\n\x1fUNIFIED_MESSAGE_TYPE_DISCUSSION\x10\x02\x12\'\n#UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE\x10\x03\x12%\n!UNIFIED_MESSAGE_TYPE_NOTIFICATION\x10\x04\x32\xe4\x04\n\x15UnifiedMessageService\x12\x86\x01\n\x13ListUnifiedMessages\x12%.imsync.v1.ListUnifiedMessagesRequest\x1a&.imsync.v1.ListUnifiedMessagesResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/im/unified-messages\x12\x80\x01\n\x0fGetUnifiedStats\x12!.imsync.v1.GetUnifiedStatsRequest\x1a\".imsync.v1.GetUnifiedStatsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/api/im/unified-messages/stats\x12\x9c\x01\n\x16MarkUnifiedMessageRead\x12(.imsync.v1.MarkUnifiedMessageReadRequest\x1a).imsync.v1.MarkUnifiedMessageReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/unified-messages/{id}/read:\x01*\x12\x9f\x01\n\x17MarkUnifiedMessagesRead\x12).imsync.v1.MarkUnifiedMessagesReadRequest\x1a*.imsync.v1.MarkUnifiedMessagesReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/unified-messages/read-many:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n imsync/v1/unified_messages.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\"\xb6\x02\n\x0eUnifiedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.UnifiedMessageType\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_read\x18\x05 \x01(\x08\x12\x0e\n\x06is_new\x18\x06 \x01(\x08\x12%\n\x07\x63omment\x18\x07 \x01(\x0b\x32\x12.imsync.v1.CommentH\x00\x12%\n\x07message\x18\x08 \x01(\x0b\x32\x12.imsync.v1.MessageH\x00\x12/\n\x0cnotification\x18\t \x01(\x0b\x32\x17.imsync.v1.NotificationH\x00\x42\x06\n\x04item\"\xf5\x01\n\x1aListUnifiedMessagesRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x05types\x18\x02 \x03(\x0e\x32\x1d.imsync.v1.UnifiedMessageType\x12\x14\n\x07is_read\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06is_new\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12.\n\nsince_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_is_readB\t\n\x07_is_new\"l\n\x1bListUnifiedMessagesResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.imsync.v1.UnifiedMessage\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"2\n\x16GetUnifiedStatsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xa2\x01\n\x17GetUnifiedStatsResponse\x12\x14\n\x0ctotal_unread\x18\x01 \x01(\x03\x12\x17\n\x0funread_comments\x18\x02 \x01(\x03\x12\x1a\n\x12unread_discussions\x18\x03 \x01(\x03\x12\x1e\n\x16unread_direct_messages\x18\x04 \x01(\x03\x12\x1c\n\x14unread_notifications\x18\x05 \x01(\x03\"E\n\x1dMarkUnifiedMessageReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"L\n\x1eMarkUnifiedMessageReadResponse\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.imsync.v1.UnifiedMessage\"G\n\x1eMarkUnifiedMessagesReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\x03ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\"7\n\x1fMarkUnifiedMessagesReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03*\xd1\x01\n\x12UnifiedMessageType\x12$\n UNIFIED_MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1cUNIFIED_MESSAGE_TYPE_COMMENT\x10\x01\x12#\n\x1fUNIFIED_MESSAGE_TYPE_DISCUSSION\x10\x02\x12\'\n#UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE\x10\x03\x12%\n!UNIFIED_MESSAGE_TYPE_NOTIFICATION\x10\x04\x32\xe4\x04\n\x15UnifiedMessageService\x12\x86\x01\n\x13ListUnifiedMessages\x12%.imsync.v1.ListUnifiedMessagesRequest\x1a&.imsync.v1.ListUnifiedMessagesResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/im/unified-messages\x12\x80\x01\n\x0fGetUnifiedStats\x12!.imsync.v1.GetUnifiedStatsRequest\x1a\".imsync.v1.GetUnifiedStatsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/api/im/unified-messages/stats\x12\x9c\x01\n\x16MarkUnifiedMessageRead\x12(.imsync.v1.MarkUnifiedMessageReadRequest\x1a).imsync.v1.MarkUnifiedMessageReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/unified-messages/{id}/read:\x01*\x12\x9f\x01\n\x17MarkUnifiedMessagesRead\x12).imsync.v1.MarkUnifiedMessagesReadRequest\x1a*.imsync.v1.MarkUnifiedMessagesReadResponse\"-\x82\xd3\xe4\x93\x02\'\x1a\"/api/im/unified-messages/read-many:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.unified_messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTUNIFIEDMESSAGESREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_LISTUNIFIEDMESSAGESREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETUNIFIEDSTATSREQUEST'].fields_by_name['account_id']._loaded_options = None
+  _globals['_GETUNIFIEDSTATSREQUEST'].fields_by_name['account_id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKUNIFIEDMESSAGEREADREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_MARKUNIFIEDMESSAGEREADREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_MARKUNIFIEDMESSAGESREADREQUEST'].fields_by_name['ids']._loaded_options = None
+  _globals['_MARKUNIFIEDMESSAGESREADREQUEST'].fields_by_name['ids']._serialized_options = b'\342A\001\002'
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['ListUnifiedMessages']._loaded_options = None
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['ListUnifiedMessages']._serialized_options = b'\202\323\344\223\002\032\022\030/api/im/unified-messages'
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['GetUnifiedStats']._loaded_options = None
@@ -42,26 +51,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['MarkUnifiedMessageRead']._serialized_options = b'\202\323\344\223\002\'\032\"/api/im/unified-messages/{id}/read:\001*'
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['MarkUnifiedMessagesRead']._loaded_options = None
   _globals['_UNIFIEDMESSAGESERVICE'].methods_by_name['MarkUnifiedMessagesRead']._serialized_options = b'\202\323\344\223\002\'\032\"/api/im/unified-messages/read-many:\001*'
-  _globals['_UNIFIEDMESSAGETYPE']._serialized_start=1232
-  _globals['_UNIFIEDMESSAGETYPE']._serialized_end=1441
-  _globals['_UNIFIEDMESSAGE']._serialized_start=137
-  _globals['_UNIFIEDMESSAGE']._serialized_end=447
-  _globals['_LISTUNIFIEDMESSAGESREQUEST']._serialized_start=450
-  _globals['_LISTUNIFIEDMESSAGESREQUEST']._serialized_end=641
-  _globals['_LISTUNIFIEDMESSAGESRESPONSE']._serialized_start=643
-  _globals['_LISTUNIFIEDMESSAGESRESPONSE']._serialized_end=751
-  _globals['_GETUNIFIEDSTATSREQUEST']._serialized_start=753
-  _globals['_GETUNIFIEDSTATSREQUEST']._serialized_end=797
-  _globals['_GETUNIFIEDSTATSRESPONSE']._serialized_start=800
-  _globals['_GETUNIFIEDSTATSRESPONSE']._serialized_end=962
-  _globals['_MARKUNIFIEDMESSAGEREADREQUEST']._serialized_start=964
-  _globals['_MARKUNIFIEDMESSAGEREADREQUEST']._serialized_end=1027
-  _globals['_MARKUNIFIEDMESSAGEREADRESPONSE']._serialized_start=1029
-  _globals['_MARKUNIFIEDMESSAGEREADRESPONSE']._serialized_end=1105
-  _globals['_MARKUNIFIEDMESSAGESREADREQUEST']._serialized_start=1107
-  _globals['_MARKUNIFIEDMESSAGESREADREQUEST']._serialized_end=1172
-  _globals['_MARKUNIFIEDMESSAGESREADRESPONSE']._serialized_start=1174
-  _globals['_MARKUNIFIEDMESSAGESREADRESPONSE']._serialized_end=1229
-  _globals['_UNIFIEDMESSAGESERVICE']._serialized_start=1444
-  _globals['_UNIFIEDMESSAGESERVICE']._serialized_end=2056
+  _globals['_UNIFIEDMESSAGETYPE']._serialized_start=1337
+  _globals['_UNIFIEDMESSAGETYPE']._serialized_end=1546
+  _globals['_UNIFIEDMESSAGE']._serialized_start=170
+  _globals['_UNIFIEDMESSAGE']._serialized_end=480
+  _globals['_LISTUNIFIEDMESSAGESREQUEST']._serialized_start=483
+  _globals['_LISTUNIFIEDMESSAGESREQUEST']._serialized_end=728
+  _globals['_LISTUNIFIEDMESSAGESRESPONSE']._serialized_start=730
+  _globals['_LISTUNIFIEDMESSAGESRESPONSE']._serialized_end=838
+  _globals['_GETUNIFIEDSTATSREQUEST']._serialized_start=840
+  _globals['_GETUNIFIEDSTATSREQUEST']._serialized_end=890
+  _globals['_GETUNIFIEDSTATSRESPONSE']._serialized_start=893
+  _globals['_GETUNIFIEDSTATSRESPONSE']._serialized_end=1055
+  _globals['_MARKUNIFIEDMESSAGEREADREQUEST']._serialized_start=1057
+  _globals['_MARKUNIFIEDMESSAGEREADREQUEST']._serialized_end=1126
+  _globals['_MARKUNIFIEDMESSAGEREADRESPONSE']._serialized_start=1128
+  _globals['_MARKUNIFIEDMESSAGEREADRESPONSE']._serialized_end=1204
+  _globals['_MARKUNIFIEDMESSAGESREADREQUEST']._serialized_start=1206
+  _globals['_MARKUNIFIEDMESSAGESREADREQUEST']._serialized_end=1277
+  _globals['_MARKUNIFIEDMESSAGESREADRESPONSE']._serialized_start=1279
+  _globals['_MARKUNIFIEDMESSAGESREADRESPONSE']._serialized_end=1334
+  _globals['_UNIFIEDMESSAGESERVICE']._serialized_start=1549
+  _globals['_UNIFIEDMESSAGESERVICE']._serialized_end=2161
 # @@protoc_insertion_point(module_scope)

@@ -113,9 +113,13 @@ class ListUnifiedMessagesRequest(_message.Message):
     IS_NEW_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    SINCE_TIME_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     is_read: _builtins.bool
+    """Only read (true) or only unread (false) items."""
     is_new: _builtins.bool
+    """Only new (true) or only seen (false) items."""
     cursor: _builtins.str
     """Opaque cursor from a previous page; empty or "0" for the first page."""
     count: _builtins.int
@@ -123,6 +127,10 @@ class ListUnifiedMessagesRequest(_message.Message):
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___UnifiedMessageType.ValueType]:
         """Only items of these types; empty means all."""
+
+    @_builtins.property
+    def since_time(self) -> _timestamp_pb2.Timestamp:
+        """Only items created at or after this instant."""
 
     def __init__(
         self,
@@ -133,10 +141,11 @@ class ListUnifiedMessagesRequest(_message.Message):
         is_new: _builtins.bool | None = ...,
         cursor: _builtins.str = ...,
         count: _builtins.int = ...,
+        since_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_new", b"_is_new", "_is_read", b"_is_read", "is_new", b"is_new", "is_read", b"is_read"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_new", b"_is_new", "_is_read", b"_is_read", "is_new", b"is_new", "is_read", b"is_read", "since_time", b"since_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_new", b"_is_new", "_is_read", b"_is_read", "account_id", b"account_id", "count", b"count", "cursor", b"cursor", "is_new", b"is_new", "is_read", b"is_read", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_new", b"_is_new", "_is_read", b"_is_read", "account_id", b"account_id", "count", b"count", "cursor", b"cursor", "is_new", b"is_new", "is_read", b"is_read", "since_time", b"since_time", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__is_new: _TypeAlias = _typing.Literal["is_new"]  # noqa: Y015
     _WhichOneofArgType__is_new: _TypeAlias = _typing.Literal["_is_new", b"_is_new"]  # noqa: Y015
@@ -181,6 +190,7 @@ class GetUnifiedStatsRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account whose items are listed."""
     def __init__(
         self,
         *,
@@ -235,6 +245,7 @@ class MarkUnifiedMessageReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     id: _builtins.str
     """An inbox item id: "comment:<comment_id>", "message:<message_id>" or
     "notification:<notification_id>".
@@ -280,6 +291,7 @@ class MarkUnifiedMessagesReadRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
+    """The account holding it; may be left out when the id is in one account the key may use."""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Inbox item ids: "comment:<comment_id>", "message:<message_id>" or

@@ -23,11 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eimsync/testing/v1/compat.proto\x12\x11imsync.testing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"P\n\x06Nested\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x05\x12\'\n\x05\x63olor\x18\x03 \x01(\x0e\x32\x18.imsync.testing.v1.Color\"\xa7\x03\n\x0b\x45\x63hoRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03\x62ig\x18\x03 \x01(\x03\x12\r\n\x05small\x18\x04 \x01(\r\x12\x0c\n\x04\x66lag\x18\x05 \x01(\x08\x12\r\n\x05ratio\x18\x06 \x01(\x01\x12\x0c\n\x04\x62lob\x18\x07 \x01(\x0c\x12\'\n\x05\x63olor\x18\x08 \x01(\x0e\x32\x18.imsync.testing.v1.Color\x12\x0c\n\x04tags\x18\t \x03(\t\x12(\n\x06\x63olors\x18\n \x03(\x0e\x32\x18.imsync.testing.v1.Color\x12\x0f\n\x07numbers\x18\x0b \x03(\x05\x12)\n\x06nested\x18\x0c \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12*\n\x07payload\x18\r \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12(\n\x04when\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x05maybe\x18\x0f \x01(\x0b\x32\x1b.google.protobuf.Int32Value\x12\x10\n\x03opt\x18\x10 \x01(\tH\x00\x88\x01\x01\x42\x06\n\x04_opt\"\xca\x01\n\x0c\x45\x63hoResponse\x12.\n\x06\x65\x63hoed\x18\x01 \x01(\x0b\x32\x1e.imsync.testing.v1.EchoRequest\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.imsync.testing.v1.EchoResponse.MetadataEntry\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\" \n\x12\x45\x63hoPayloadRequest\x12\n\n\x02id\x18\x01 \x01(\t\"R\n\x13\x45\x63hoPayloadResponse\x12*\n\x07payload\x18\x01 \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12\x0f\n\x07ignored\x18\x02 \x01(\t\",\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0e\n\x0c\x46\x61ilResponse\"0\n\x0c\x43ountRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x11\n\tthen_fail\x18\x02 \x01(\x05\"\x1e\n\rCountResponse\x12\r\n\x05index\x18\x01 \x01(\x05*=\n\x05\x43olor\x12\x15\n\x11\x43OLOR_UNSPECIFIED\x10\x00\x12\r\n\tCOLOR_RED\x10\x01\x12\x0e\n\nCOLOR_BLUE\x10\x02\x32\xe3\x04\n\rCompatService\x12\x85\x02\n\x04\x45\x63ho\x12\x1e.imsync.testing.v1.EchoRequest\x1a\x1f.imsync.testing.v1.EchoResponse\"\xbb\x01\x82\xd3\xe4\x93\x02\xb4\x01\x12\r/v1/echo/{id}Z\r\"\x08/v1/echo:\x01*Z\x18\x1a\r/v1/echo/{id}:\x07payloadZ\x1e\x12\x1c/v1/{name=shelves/*/books/*}Z!\"\x1c/v1/{name=shelves/*}:archive:\x01*Z *\x1e/v1/echo/{nested.label}/nestedZ\x15\x32\x13/v1/files/{name=**}\x12\x7f\n\x0b\x45\x63hoPayload\x12%.imsync.testing.v1.EchoPayloadRequest\x1a&.imsync.testing.v1.EchoPayloadResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x10/v1/payload/{id}b\x07payload\x12`\n\x04\x46\x61il\x12\x1e.imsync.testing.v1.FailRequest\x1a\x1f.imsync.testing.v1.FailResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/fail/{code}\x12g\n\x05\x43ount\x12\x1f.imsync.testing.v1.CountRequest\x1a .imsync.testing.v1.CountResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/count/{count}0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eimsync/testing/v1/compat.proto\x12\x11imsync.testing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"P\n\x06Nested\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x05\x12\'\n\x05\x63olor\x18\x03 \x01(\x0e\x32\x18.imsync.testing.v1.Color\"\xa7\x03\n\x0b\x45\x63hoRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03\x62ig\x18\x03 \x01(\x03\x12\r\n\x05small\x18\x04 \x01(\r\x12\x0c\n\x04\x66lag\x18\x05 \x01(\x08\x12\r\n\x05ratio\x18\x06 \x01(\x01\x12\x0c\n\x04\x62lob\x18\x07 \x01(\x0c\x12\'\n\x05\x63olor\x18\x08 \x01(\x0e\x32\x18.imsync.testing.v1.Color\x12\x0c\n\x04tags\x18\t \x03(\t\x12(\n\x06\x63olors\x18\n \x03(\x0e\x32\x18.imsync.testing.v1.Color\x12\x0f\n\x07numbers\x18\x0b \x03(\x05\x12)\n\x06nested\x18\x0c \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12*\n\x07payload\x18\r \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12(\n\x04when\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x05maybe\x18\x0f \x01(\x0b\x32\x1b.google.protobuf.Int32Value\x12\x10\n\x03opt\x18\x10 \x01(\tH\x00\x88\x01\x01\x42\x06\n\x04_opt\"\xca\x01\n\x0c\x45\x63hoResponse\x12.\n\x06\x65\x63hoed\x18\x01 \x01(\x0b\x32\x1e.imsync.testing.v1.EchoRequest\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.imsync.testing.v1.EchoResponse.MetadataEntry\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\" \n\x12\x45\x63hoPayloadRequest\x12\n\n\x02id\x18\x01 \x01(\t\"R\n\x13\x45\x63hoPayloadResponse\x12*\n\x07payload\x18\x01 \x01(\x0b\x32\x19.imsync.testing.v1.Nested\x12\x0f\n\x07ignored\x18\x02 \x01(\t\",\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0e\n\x0c\x46\x61ilResponse\"0\n\x0c\x43ountRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x11\n\tthen_fail\x18\x02 \x01(\x05\"\x1e\n\rCountResponse\x12\r\n\x05index\x18\x01 \x01(\x05\"\x1f\n\x0f\x44ownloadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\rUploadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"P\n\x0eUploadResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"_\n\x04\x42ook\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x03 \x01(\t\x12*\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32\x19.imsync.testing.v1.Nested\"k\n\x11UpdateBookRequest\x12%\n\x04\x62ook\x18\x01 \x01(\x0b\x32\x17.imsync.testing.v1.Book\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"L\n\x12UpdateBookResponse\x12\x36\n\x08received\x18\x01 \x01(\x0b\x32$.imsync.testing.v1.UpdateBookRequest*=\n\x05\x43olor\x12\x15\n\x11\x43OLOR_UNSPECIFIED\x10\x00\x12\r\n\tCOLOR_RED\x10\x01\x12\x0e\n\nCOLOR_BLUE\x10\x02\x32\xc3\x07\n\rCompatService\x12\x85\x02\n\x04\x45\x63ho\x12\x1e.imsync.testing.v1.EchoRequest\x1a\x1f.imsync.testing.v1.EchoResponse\"\xbb\x01\x82\xd3\xe4\x93\x02\xb4\x01\x12\r/v1/echo/{id}Z\r\"\x08/v1/echo:\x01*Z\x18\x1a\r/v1/echo/{id}:\x07payloadZ\x1e\x12\x1c/v1/{name=shelves/*/books/*}Z!\"\x1c/v1/{name=shelves/*}:archive:\x01*Z *\x1e/v1/echo/{nested.label}/nestedZ\x15\x32\x13/v1/files/{name=**}\x12\x7f\n\x0b\x45\x63hoPayload\x12%.imsync.testing.v1.EchoPayloadRequest\x1a&.imsync.testing.v1.EchoPayloadResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x10/v1/payload/{id}b\x07payload\x12`\n\x04\x46\x61il\x12\x1e.imsync.testing.v1.FailRequest\x1a\x1f.imsync.testing.v1.FailResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/fail/{code}\x12g\n\x05\x43ount\x12\x1f.imsync.testing.v1.CountRequest\x1a .imsync.testing.v1.CountResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/count/{count}0\x01\x12\x61\n\x08\x44ownload\x12\".imsync.testing.v1.DownloadRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/download/{name}\x12n\n\x06Upload\x12 .imsync.testing.v1.UploadRequest\x1a!.imsync.testing.v1.UploadResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x11/v1/upload/{name}:\x04\x64\x61ta\x12\x8a\x01\n\nUpdateBook\x12$.imsync.testing.v1.UpdateBookRequest\x1a%.imsync.testing.v1.UpdateBookResponse\"/\x82\xd3\xe4\x93\x02)2!/v1/{book.name=shelves/*/books/*}:\x04\x62ookb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,28 +46,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPATSERVICE'].methods_by_name['Fail']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/fail/{code}'
   _globals['_COMPATSERVICE'].methods_by_name['Count']._loaded_options = None
   _globals['_COMPATSERVICE'].methods_by_name['Count']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/count/{count}'
-  _globals['_COLOR']._serialized_start=1123
-  _globals['_COLOR']._serialized_end=1184
-  _globals['_NESTED']._serialized_start=148
-  _globals['_NESTED']._serialized_end=228
-  _globals['_ECHOREQUEST']._serialized_start=231
-  _globals['_ECHOREQUEST']._serialized_end=654
-  _globals['_ECHORESPONSE']._serialized_start=657
-  _globals['_ECHORESPONSE']._serialized_end=859
-  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_start=812
-  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_end=859
-  _globals['_ECHOPAYLOADREQUEST']._serialized_start=861
-  _globals['_ECHOPAYLOADREQUEST']._serialized_end=893
-  _globals['_ECHOPAYLOADRESPONSE']._serialized_start=895
-  _globals['_ECHOPAYLOADRESPONSE']._serialized_end=977
-  _globals['_FAILREQUEST']._serialized_start=979
-  _globals['_FAILREQUEST']._serialized_end=1023
-  _globals['_FAILRESPONSE']._serialized_start=1025
-  _globals['_FAILRESPONSE']._serialized_end=1039
-  _globals['_COUNTREQUEST']._serialized_start=1041
-  _globals['_COUNTREQUEST']._serialized_end=1089
-  _globals['_COUNTRESPONSE']._serialized_start=1091
-  _globals['_COUNTRESPONSE']._serialized_end=1121
-  _globals['_COMPATSERVICE']._serialized_start=1187
-  _globals['_COMPATSERVICE']._serialized_end=1798
+  _globals['_COMPATSERVICE'].methods_by_name['Download']._loaded_options = None
+  _globals['_COMPATSERVICE'].methods_by_name['Download']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/download/{name}'
+  _globals['_COMPATSERVICE'].methods_by_name['Upload']._loaded_options = None
+  _globals['_COMPATSERVICE'].methods_by_name['Upload']._serialized_options = b'\202\323\344\223\002\031\"\021/v1/upload/{name}:\004data'
+  _globals['_COMPATSERVICE'].methods_by_name['UpdateBook']._loaded_options = None
+  _globals['_COMPATSERVICE'].methods_by_name['UpdateBook']._serialized_options = b'\202\323\344\223\002)2!/v1/{book.name=shelves/*/books/*}:\004book'
+  _globals['_COLOR']._serialized_start=1650
+  _globals['_COLOR']._serialized_end=1711
+  _globals['_NESTED']._serialized_start=209
+  _globals['_NESTED']._serialized_end=289
+  _globals['_ECHOREQUEST']._serialized_start=292
+  _globals['_ECHOREQUEST']._serialized_end=715
+  _globals['_ECHORESPONSE']._serialized_start=718
+  _globals['_ECHORESPONSE']._serialized_end=920
+  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_start=873
+  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_end=920
+  _globals['_ECHOPAYLOADREQUEST']._serialized_start=922
+  _globals['_ECHOPAYLOADREQUEST']._serialized_end=954
+  _globals['_ECHOPAYLOADRESPONSE']._serialized_start=956
+  _globals['_ECHOPAYLOADRESPONSE']._serialized_end=1038
+  _globals['_FAILREQUEST']._serialized_start=1040
+  _globals['_FAILREQUEST']._serialized_end=1084
+  _globals['_FAILRESPONSE']._serialized_start=1086
+  _globals['_FAILRESPONSE']._serialized_end=1100
+  _globals['_COUNTREQUEST']._serialized_start=1102
+  _globals['_COUNTREQUEST']._serialized_end=1150
+  _globals['_COUNTRESPONSE']._serialized_start=1152
+  _globals['_COUNTRESPONSE']._serialized_end=1182
+  _globals['_DOWNLOADREQUEST']._serialized_start=1184
+  _globals['_DOWNLOADREQUEST']._serialized_end=1215
+  _globals['_UPLOADREQUEST']._serialized_start=1217
+  _globals['_UPLOADREQUEST']._serialized_end=1282
+  _globals['_UPLOADRESPONSE']._serialized_start=1284
+  _globals['_UPLOADRESPONSE']._serialized_end=1364
+  _globals['_BOOK']._serialized_start=1366
+  _globals['_BOOK']._serialized_end=1461
+  _globals['_UPDATEBOOKREQUEST']._serialized_start=1463
+  _globals['_UPDATEBOOKREQUEST']._serialized_end=1570
+  _globals['_UPDATEBOOKRESPONSE']._serialized_start=1572
+  _globals['_UPDATEBOOKRESPONSE']._serialized_end=1648
+  _globals['_COMPATSERVICE']._serialized_start=1714
+  _globals['_COMPATSERVICE']._serialized_end=2677
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from imsync.testing.v1 import compat_pb2 as imsync_dot_testing_dot_v1_dot_compat__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -56,6 +57,21 @@ class CompatServiceStub:
                 request_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.CountRequest.SerializeToString,
                 response_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Download = channel.unary_unary(
+                '/imsync.testing.v1.CompatService/Download',
+                request_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.DownloadRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.Upload = channel.unary_unary(
+                '/imsync.testing.v1.CompatService/Upload',
+                request_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UploadRequest.SerializeToString,
+                response_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UploadResponse.FromString,
+                _registered_method=True)
+        self.UpdateBook = channel.unary_unary(
+                '/imsync.testing.v1.CompatService/UpdateBook',
+                request_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookRequest.SerializeToString,
+                response_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookResponse.FromString,
+                _registered_method=True)
 
 
 class CompatServiceServicer:
@@ -91,6 +107,28 @@ class CompatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Download(self, request, context):
+        """Answers raw bytes of a content type of its own (google.api.HttpBody).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Upload(self, request, context):
+        """Takes the raw request body into an HttpBody field and says what it received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBook(self, request, context):
+        """A partial update: the fields present in the PATCH body fill `update_mask`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CompatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +151,21 @@ def add_CompatServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.CountRequest.FromString,
                     response_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.CountResponse.SerializeToString,
+            ),
+            'Download': grpc.unary_unary_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.DownloadRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'Upload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UploadRequest.FromString,
+                    response_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UploadResponse.SerializeToString,
+            ),
+            'UpdateBook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBook,
+                    request_deserializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookRequest.FromString,
+                    response_serializer=imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +278,87 @@ class CompatService:
             '/imsync.testing.v1.CompatService/Count',
             imsync_dot_testing_dot_v1_dot_compat__pb2.CountRequest.SerializeToString,
             imsync_dot_testing_dot_v1_dot_compat__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Download(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.testing.v1.CompatService/Download',
+            imsync_dot_testing_dot_v1_dot_compat__pb2.DownloadRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.testing.v1.CompatService/Upload',
+            imsync_dot_testing_dot_v1_dot_compat__pb2.UploadRequest.SerializeToString,
+            imsync_dot_testing_dot_v1_dot_compat__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.testing.v1.CompatService/UpdateBook',
+            imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookRequest.SerializeToString,
+            imsync_dot_testing_dot_v1_dot_compat__pb2.UpdateBookResponse.FromString,
             options,
             channel_credentials,
             insecure,

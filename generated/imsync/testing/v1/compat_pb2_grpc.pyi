@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from imsync.testing.v1 import compat_pb2 as _compat_pb2
 import abc as _abc_1
@@ -43,6 +44,14 @@ class CompatServiceStub:
     """Fails with the gRPC code asked for."""
     Count: _grpc.UnaryStreamMultiCallable[_compat_pb2.CountRequest, _compat_pb2.CountResponse]
     """Streams `count` responses, then fails with `then_fail` unless it is 0."""
+    Download: _grpc.UnaryUnaryMultiCallable[_compat_pb2.DownloadRequest, _httpbody_pb2.HttpBody]
+    """Answers raw bytes of a content type of its own (google.api.HttpBody).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    Upload: _grpc.UnaryUnaryMultiCallable[_compat_pb2.UploadRequest, _compat_pb2.UploadResponse]
+    """Takes the raw request body into an HttpBody field and says what it received."""
+    UpdateBook: _grpc.UnaryUnaryMultiCallable[_compat_pb2.UpdateBookRequest, _compat_pb2.UpdateBookResponse]
+    """A partial update: the fields present in the PATCH body fill `update_mask`."""
 
 @_typing.type_check_only
 class CompatServiceAsyncStub(CompatServiceStub):
@@ -59,6 +68,14 @@ class CompatServiceAsyncStub(CompatServiceStub):
     """Fails with the gRPC code asked for."""
     Count: _aio.UnaryStreamMultiCallable[_compat_pb2.CountRequest, _compat_pb2.CountResponse]  # type: ignore[assignment]
     """Streams `count` responses, then fails with `then_fail` unless it is 0."""
+    Download: _aio.UnaryUnaryMultiCallable[_compat_pb2.DownloadRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Answers raw bytes of a content type of its own (google.api.HttpBody).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    Upload: _aio.UnaryUnaryMultiCallable[_compat_pb2.UploadRequest, _compat_pb2.UploadResponse]  # type: ignore[assignment]
+    """Takes the raw request body into an HttpBody field and says what it received."""
+    UpdateBook: _aio.UnaryUnaryMultiCallable[_compat_pb2.UpdateBookRequest, _compat_pb2.UpdateBookResponse]  # type: ignore[assignment]
+    """A partial update: the fields present in the PATCH body fill `update_mask`."""
 
 class CompatServiceServicer(metaclass=_abc_1.ABCMeta):
     """A service whose only purpose is to exercise every HTTP mapping rule the gateway
@@ -96,5 +113,31 @@ class CompatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_compat_pb2.CountResponse], _abc.AsyncIterator[_compat_pb2.CountResponse]]:
         """Streams `count` responses, then fails with `then_fail` unless it is 0."""
+
+    @_abc_1.abstractmethod
+    def Download(
+        self,
+        request: _compat_pb2.DownloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
+        """Answers raw bytes of a content type of its own (google.api.HttpBody).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+
+    @_abc_1.abstractmethod
+    def Upload(
+        self,
+        request: _compat_pb2.UploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compat_pb2.UploadResponse, _abc.Awaitable[_compat_pb2.UploadResponse]]:
+        """Takes the raw request body into an HttpBody field and says what it received."""
+
+    @_abc_1.abstractmethod
+    def UpdateBook(
+        self,
+        request: _compat_pb2.UpdateBookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compat_pb2.UpdateBookResponse, _abc.Awaitable[_compat_pb2.UpdateBookResponse]]:
+        """A partial update: the fields present in the PATCH body fill `update_mask`."""
 
 def add_CompatServiceServicer_to_server(servicer: CompatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
