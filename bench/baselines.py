@@ -1,15 +1,15 @@
 """The baselines the read targets are measured against, each a process of its own:
 
-    python -m bench.baselines fixed --listen HOST:PORT --body FILE
-        a bare Starlette endpoint under uvicorn returning FILE's bytes as JSON (any path),
-        and {} at /noop;
-    python -m bench.baselines one-hop --listen HOST:PORT --master HOST:PORT
-        a bare Starlette endpoint making one grpc.aio ListConversations call per request
-        and answering its JSON, marshalled as the gateway marshals it;
-    python -m bench.baselines sync --listen HOST:PORT
-        a bare SyncData server: grants every account, parses each message and puts every
-        entity it carries in a dict by its key, and acknowledges each version; nothing
-        more (no checks, no orders, no counters).
+python -m bench.baselines fixed --listen HOST:PORT --body FILE
+    a bare Starlette endpoint under uvicorn returning FILE's bytes as JSON (any path),
+    and {} at /noop;
+python -m bench.baselines one-hop --listen HOST:PORT --master HOST:PORT
+    a bare Starlette endpoint making one grpc.aio ListConversations call per request
+    and answering its JSON, marshalled as the gateway marshals it;
+python -m bench.baselines sync --listen HOST:PORT
+    a bare SyncData server: grants every account, parses each message and puts every
+    entity it carries in a dict by its key, and acknowledges each version; nothing
+    more (no checks, no orders, no counters).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def one_hop_app(master: str) -> Starlette:
             stub = channel["stub"] = conversations_pb2_grpc.ConversationServiceStub(channel["channel"])
         reply = await stub.ListConversations(
             conv.ListConversationsRequest(
-                account_id=request.query_params.get("account_id", ""), count=int(request.query_params.get("count", "20"))
+                account_id=request.query_params.get("account_id", ""),
+                count=int(request.query_params.get("count", "20")),
             )
         )
         return Response(IM.response_body(reply), media_type="application/json")
@@ -123,7 +124,9 @@ def main() -> None:
         asyncio.run(serve_sync(args.listen))
         return
     app = fixed_app(args.body.read_bytes()) if args.kind == "fixed" else one_hop_app(args.master)
-    asyncio.run(serve_asgi(app, args.listen, lambda bound: f"baseline {args.kind} listening on http://{bound}", lifespan="off"))
+    asyncio.run(
+        serve_asgi(app, args.listen, lambda bound: f"baseline {args.kind} listening on http://{bound}", lifespan="off")
+    )
 
 
 if __name__ == "__main__":

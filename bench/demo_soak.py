@@ -56,12 +56,32 @@ async def _all(http: httpx.AsyncClient, path: str, key: str, **params: str) -> l
 async def _differences(http: httpx.AsyncClient, platform: httpx.AsyncClient, account_id: str, uid: str) -> list[str]:
     truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
     held = {
-        "works": ({w["content_id"] for w in await _all(http, "/api/im/contents", "contents", account_id=account_id)}, {w["aweme_id"] for w in truth["works"]}),
-        "comments": ({c["comment_id"] for c in await _all(http, "/api/im/discussions", "discussions", account_id=account_id)}, {c["cid"] for c in truth["comments"]}),
-        "conversations": ({c["conversation_id"] for c in await _all(http, "/api/im/conversations", "conversations", account_id=account_id)}, {c["conversation_id"] for c in truth["conversations"]}),
-        "messages": ({m["message_id"] for m in await _all(http, "/api/im/messages", "messages", account_id=account_id)}, {m["server_id"] for m in truth["messages"]}),
+        "works": (
+            {w["content_id"] for w in await _all(http, "/api/im/contents", "contents", account_id=account_id)},
+            {w["aweme_id"] for w in truth["works"]},
+        ),
+        "comments": (
+            {c["comment_id"] for c in await _all(http, "/api/im/discussions", "discussions", account_id=account_id)},
+            {c["cid"] for c in truth["comments"]},
+        ),
+        "conversations": (
+            {
+                c["conversation_id"]
+                for c in await _all(http, "/api/im/conversations", "conversations", account_id=account_id)
+            },
+            {c["conversation_id"] for c in truth["conversations"]},
+        ),
+        "messages": (
+            {m["message_id"] for m in await _all(http, "/api/im/messages", "messages", account_id=account_id)},
+            {m["server_id"] for m in truth["messages"]},
+        ),
         "notifications": (
-            {i["id"][len("notification:"):] for i in await _all(http, "/api/im/unified-messages", "messages", account_id=account_id, types="notification")},
+            {
+                i["id"][len("notification:") :]
+                for i in await _all(
+                    http, "/api/im/unified-messages", "messages", account_id=account_id, types="notification"
+                )
+            },
             {n["nid"] for n in truth["notices"]},
         ),
     }
@@ -73,8 +93,19 @@ async def _differences(http: httpx.AsyncClient, platform: httpx.AsyncClient, acc
 
 
 async def soak(minutes: float) -> dict[str, Any]:
-    command = [sys.executable, "-m", "services.cli", "demo", "--master-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "demo",
+        "--master-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     assert process.stdout is not None
     lines: list[str] = []
     ready = asyncio.Event()
@@ -89,7 +120,9 @@ async def soak(minutes: float) -> dict[str, Any]:
 
         async def follow() -> None:
             async with httpx.AsyncClient(base_url=base, timeout=None) as http:
-                async with http.stream("GET", "/api/im/events", params={"types": "new_message"}, headers={"Accept": "text/event-stream"}) as stream:
+                async with http.stream(
+                    "GET", "/api/im/events", params={"types": "new_message"}, headers={"Accept": "text/event-stream"}
+                ) as stream:
                     async for line in stream.aiter_lines():
                         if line.startswith("data: "):
                             event = json.loads(line[6:])["event"]
@@ -98,13 +131,22 @@ async def soak(minutes: float) -> dict[str, Any]:
         follower = asyncio.create_task(follow())
         print(f"soaking for {minutes:g} minutes: {base}/ (platform {sim})", flush=True)
         await asyncio.sleep(minutes * 60)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http, httpx.AsyncClient(base_url=sim, timeout=30) as platform:
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=30) as http,
+            httpx.AsyncClient(base_url=sim, timeout=30) as platform,
+        ):
             await platform.post("/__sim/pause", json={"paused": True})
-            accounts = {u["account_id"]: u["user_id"] for u in (await http.get("/api/im/accounts")).json()["data"]["users"]}
+            accounts = {
+                u["account_id"]: u["user_id"] for u in (await http.get("/api/im/accounts")).json()["data"]["users"]
+            }
             paused = time.monotonic()
             differences: list[str] = []
             while time.monotonic() - paused < 120:
-                differences = [d for account_id, uid in accounts.items() for d in await _differences(http, platform, account_id, uid)]
+                differences = [
+                    d
+                    for account_id, uid in accounts.items()
+                    for d in await _differences(http, platform, account_id, uid)
+                ]
                 if not differences:
                     break
                 await asyncio.sleep(1)

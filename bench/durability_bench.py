@@ -184,12 +184,16 @@ async def run(entities: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entities", type=int, default=1_000_000, help="entities stored for the restart (default %(default)s)")
+    parser.add_argument(
+        "--entities", type=int, default=1_000_000, help="entities stored for the restart (default %(default)s)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     results = asyncio.run(run(args.entities))
     sync: dict[str, dict[str, float]] = results["sync"]  # type: ignore[assignment]
-    print(f"{'sync (4 accounts, deltas of 20 messages)':<42} {'deltas/s':>9} {'ratio':>6} {'ack p50':>9} {'ack p99':>9}")
+    print(
+        f"{'sync (4 accounts, deltas of 20 messages)':<42} {'deltas/s':>9} {'ratio':>6} {'ack p50':>9} {'ack p99':>9}"
+    )
     for name, row in sync.items():
         window = name.rpartition(" ")[2]
         base = sync[f"off window {window}"]
@@ -200,8 +204,13 @@ def main() -> None:
     restart: dict[str, float] = results["restart"]  # type: ignore[assignment]
     floor = restart["empty_seconds"] + restart["bare_read_seconds"]
     print(f"\nrestart with {restart['entities']:,.0f} stored entities (10 accounts)")
-    print(f"  baseline: empty master {restart['empty_seconds']:.2f} s + bare read and parse {restart['bare_read_seconds']:.2f} s = {floor:.2f} s")
-    for key, label in (("from_checkpoints_seconds", "after a clean stop (checkpoints)"), ("from_journal_rows_seconds", "after a crash (journal rows)")):
+    print(
+        f"  baseline: empty master {restart['empty_seconds']:.2f} s + bare read and parse {restart['bare_read_seconds']:.2f} s = {floor:.2f} s"
+    )
+    for key, label in (
+        ("from_checkpoints_seconds", "after a clean stop (checkpoints)"),
+        ("from_journal_rows_seconds", "after a crash (journal rows)"),
+    ):
         print(f"  {label:<36} {restart[key]:>7.2f} s  ({restart[key] / floor:.1f}x the baseline)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

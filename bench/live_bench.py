@@ -43,7 +43,9 @@ async def run(interval: float, messages: int, live: bool) -> dict[str, Any]:
         try:
             sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "1", "--rate", "0"])
             children.append(sim)
-            master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(folder / "tokens.toml")])
+            master = await processes.start(
+                ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(folder / "tokens.toml")]
+            )
             children.append(master)
             gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
             children.append(gateway)
@@ -63,7 +65,10 @@ async def run(interval: float, messages: int, live: bool) -> dict[str, Any]:
             async def follow() -> None:
                 async with httpx.AsyncClient(base_url=base, timeout=None) as http:
                     async with http.stream(
-                        "GET", "/api/im/events", params={"types": "new_message"}, headers={"Accept": "text/event-stream"}
+                        "GET",
+                        "/api/im/events",
+                        params={"types": "new_message"},
+                        headers={"Accept": "text/event-stream"},
                     ) as stream:
                         subscribed.set()
                         async for line in stream.aiter_lines():
@@ -74,7 +79,10 @@ async def run(interval: float, messages: int, live: bool) -> dict[str, Any]:
 
             async with httpx.AsyncClient(base_url=base, timeout=30) as http:
                 async with asyncio.timeout(120):  # the account synced, and its chat page open
-                    while not (users := (await http.get("/api/im/accounts")).json()["data"]["users"]) or int(users[0]["version"]) == 0:
+                    while (
+                        not (users := (await http.get("/api/im/accounts")).json()["data"]["users"])
+                        or int(users[0]["version"]) == 0
+                    ):
                         await asyncio.sleep(0.2)
             await asyncio.sleep(3)
             follower = asyncio.create_task(follow())
@@ -85,7 +93,9 @@ async def run(interval: float, messages: int, live: bool) -> dict[str, Any]:
                 for index in range(messages):
                     text = f"bench-{live}-{index}"
                     sent[text] = time.monotonic()
-                    (await sim_http.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": text})).raise_for_status()
+                    (
+                        await sim_http.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": text})
+                    ).raise_for_status()
                     await asyncio.sleep(rng.uniform(0.5, 1.5))
             async with asyncio.timeout(interval * 4 + 30):
                 while len(arrived) < messages:

@@ -28,9 +28,9 @@ from typing import Any
 
 import grpc
 
+from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient
-from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from services import processes
 from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
@@ -98,7 +98,13 @@ async def load_syncs(targets: list[str], tokens: dict[str, str], size: str, seco
 async def _generator(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one load generator in its own process; returns what it measured."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.masters_bench", "--load", kind, "--spec", json.dumps(spec),
+        sys.executable,
+        "-m",
+        "bench.masters_bench",
+        "--load",
+        kind,
+        "--spec",
+        json.dumps(spec),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
@@ -116,13 +122,27 @@ async def _configuration(
 ) -> dict[str, Any]:
     tokens_file = tmp / f"{name}-tokens.toml"
     data = samples(size)
-    tokens = {s.account_id: add_worker_token(tokens_file, f"bench-{i}", [s.account_id]) for i, s in enumerate(sorted(data, key=lambda s: s.account_id))}
+    tokens = {
+        s.account_id: add_worker_token(tokens_file, f"bench-{i}", [s.account_id])
+        for i, s in enumerate(sorted(data, key=lambda s: s.account_id))
+    }
     loader_token = add_worker_token(tokens_file, "loader", ["*"])
     children = []
     try:
         for index in range(masters):
-            args = ["--log-level", "WARNING", "master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens_file),
-                    "--retention", "none", "--rate-limit", "0"]
+            args = [
+                "--log-level",
+                "WARNING",
+                "master",
+                "--listen",
+                "127.0.0.1:0",
+                "--worker-tokens",
+                str(tokens_file),
+                "--retention",
+                "none",
+                "--rate-limit",
+                "0",
+            ]
             if redis_url is not None:
                 args += ["--store", redis_url, "--redis-prefix", name, "--master-id", f"{name}-{index}"]
             if journal:
@@ -168,7 +188,9 @@ async def run(seconds: float, size: str) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load (default %(default)s)")
-    parser.add_argument("--size", choices=("small", "bench"), default="bench", help="accounts' size (default %(default)s)")
+    parser.add_argument(
+        "--size", choices=("small", "bench"), default="bench", help="accounts' size (default %(default)s)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--load", choices=("reads", "syncs"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -189,7 +211,9 @@ def main() -> None:
         "redis-1": "one master, Redis",
         "redis-2": "two masters, Redis",
     }
-    print(f"{'configuration':<22} {'reads/s':>9} {'ratio':>6} {'p99 ms':>7}   {'syncs/s':>8} {'ratio':>6} {'p99 ms':>7}")
+    print(
+        f"{'configuration':<22} {'reads/s':>9} {'ratio':>6} {'p99 ms':>7}   {'syncs/s':>8} {'ratio':>6} {'p99 ms':>7}"
+    )
     for key, row in results.items():
         print(
             f"{labels[key]:<22} {row['reads_per_second']:>9,.0f} {row['reads_per_second'] / base['reads_per_second']:>6.2f} "

@@ -98,7 +98,13 @@ def deltas_of(sample: SampleAccount, base_version: int, rounds: int) -> list[syn
     return out
 
 
-async def drive(address: str, token: str, snapshot: list[sync_pb2.SyncDataRequest], deltas: list[sync_pb2.SyncDataRequest], repeat: int) -> tuple[list[float], float]:
+async def drive(
+    address: str,
+    token: str,
+    snapshot: list[sync_pb2.SyncDataRequest],
+    deltas: list[sync_pb2.SyncDataRequest],
+    repeat: int,
+) -> tuple[list[float], float]:
     """Sends the snapshot `repeat` times (a new version each) and then the deltas one at a
     time, each waiting for its Ack; returns each snapshot's seconds and all the deltas'."""
     async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:

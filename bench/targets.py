@@ -30,9 +30,9 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient
-from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
 from services import processes
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.marshalers import IM
@@ -49,7 +49,10 @@ URL = "/api/im/conversations?account_id=douyin-001&count=20"
 def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
     """Requests per second and latency percentiles (ms) from wrk."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url], capture_output=True, text=True, check=True
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: answers that are not 200:\n{out}")
@@ -85,8 +88,19 @@ async def _master_line(child: processes.Child) -> str:
 async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, profile: Path | None) -> dict[str, Any]:
     tokens = tmp / "tokens.toml"
     token = add_worker_token(tokens, "loader", ["*"])
-    master_args = ["--log-level", "WARNING", "master", "--listen", "127.0.0.1:0", "--retention", "none",
-                   "--rate-limit", "0", "--worker-tokens", str(tokens)]
+    master_args = [
+        "--log-level",
+        "WARNING",
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--retention",
+        "none",
+        "--rate-limit",
+        "0",
+        "--worker-tokens",
+        str(tokens),
+    ]
     results: dict[str, Any] = {}
 
     # Gateway and master in separate processes, and its baseline: one grpc.aio call per request.
@@ -94,13 +108,25 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
     try:
         await load(master.address, token, data)
         async with grpc.aio.insecure_channel(master.address) as channel:
-            page = await ImClient(channel).list_conversations(conv.ListConversationsRequest(account_id="douyin-001", count=20))
+            page = await ImClient(channel).list_conversations(
+                conv.ListConversationsRequest(account_id="douyin-001", count=20)
+            )
         body = IM.response_body(page)
         (tmp / "page.json").write_bytes(body)
         results["page_bytes"] = len(body)
         python = ["-m", "pyinstrument", "-o", str(profile / "separate-gateway.txt")] if profile else []
         gateway = await processes.start(
-            ["--log-level", "WARNING", "gateway", "--listen", "127.0.0.1:0", "--master", master.address, "--console", "none"],
+            [
+                "--log-level",
+                "WARNING",
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--master",
+                master.address,
+                "--console",
+                "none",
+            ],
             python=python,
         )
         try:
@@ -124,7 +150,9 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
     # Gateway and master in one process, and its baseline: fixed JSON of the same size.
     python = ["-m", "pyinstrument", "-o", str(profile / "embedded.txt")] if profile else []
     embedded = await processes.start(
-        [*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"], python=python, module="services.cli"
+        [*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"],
+        python=python,
+        module="services.cli",
     )
     try:
         await load(await _master_line(embedded), token, data)
@@ -154,16 +182,23 @@ async def round_trips(url: str, count: int = 300) -> dict[str, float]:
     return _percentiles(times)
 
 
-async def sse_latency(master: str, base: str, tokens: Path, sample: SampleAccount, count: int = 200) -> dict[str, float]:
+async def sse_latency(
+    master: str, base: str, tokens: Path, sample: SampleAccount, count: int = 200
+) -> dict[str, float]:
     """From the Ack of a sync bringing a new message to an SSE client seeing its event."""
     token = add_worker_token(tokens, "sse-worker", [sample.account_id])
     seen: dict[str, float] = {}
     ready = asyncio.Event()
 
     async def listen() -> None:
-        async with httpx.AsyncClient(timeout=None) as http, http.stream(
-            "GET", f"{base}/api/im/events?account_ids={sample.account_id}&types=new_message", headers={"Accept": "text/event-stream"}
-        ) as response:
+        async with (
+            httpx.AsyncClient(timeout=None) as http,
+            http.stream(
+                "GET",
+                f"{base}/api/im/events?account_ids={sample.account_id}&types=new_message",
+                headers={"Accept": "text/event-stream"},
+            ) as response,
+        ):
             async for line in response.aiter_lines():
                 ready.set()
                 if line.startswith("data:"):
@@ -211,8 +246,15 @@ async def query_scaling() -> dict[str, float]:
             cursor = ""
             for _ in range(50):  # 50 pages deep: the cursor's cost counts too
                 page = await store.list_messages(
-                    "acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
-                    since_ns=None, cursor=cursor, count=20,
+                    "acc",
+                    conversation_id="",
+                    sender_id="",
+                    receiver_id="",
+                    status=0,
+                    message_type=0,
+                    since_ns=None,
+                    cursor=cursor,
+                    count=20,
                 )
                 cursor = page.cursor
             runs.append((time.perf_counter() - started) / 50)
@@ -277,23 +319,62 @@ async def ingestion(messages: int) -> dict[str, float]:
 def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     h = results["http"]
     rows = [
-        ("GET conversations (20), separate processes, req/s", f"{h['separate']['rps']:,.0f}", f"one grpc.aio call: {h['one_hop']['rps']:,.0f}",
-         f"{h['separate']['rps'] / h['one_hop']['rps']:.2f}", ">= 2"),
-        ("the same, embedded, req/s", f"{h['embedded']['rps']:,.0f}", f"fixed JSON: {h['fixed']['rps']:,.0f}",
-         f"{h['embedded']['rps'] / h['fixed']['rps']:.2f}", ">= 0.7"),
-        ("p99 at 64 connections, separate", f"{h['separate']['p99_64_ms']:.1f} ms", f"{h['one_hop']['p99_64_ms']:.1f} ms",
-         f"{h['separate']['p99_64_ms'] / h['one_hop']['p99_64_ms']:.2f}", "<= 1"),
-        ("p99 at 64 connections, embedded", f"{h['embedded']['p99_64_ms']:.1f} ms", f"{h['fixed']['p99_64_ms']:.1f} ms",
-         f"{h['embedded']['p99_64_ms'] / h['fixed']['p99_64_ms']:.2f}", "<= 1"),
-        ("page of 20 of 100,000 messages, in process", f"{results['query']['large_us']:.0f} us", f"of 1,000: {results['query']['small_us']:.0f} us",
-         f"{results['query']['large_us'] / results['query']['small_us']:.2f}", "<= 2"),
-        ("snapshot ingestion, entities/s", f"{results['ingestion']['rate']:,.0f}", f"parse + index: {results['ingestion']['baseline_rate']:,.0f}",
-         f"{results['ingestion']['rate'] / results['ingestion']['baseline_rate']:.2f}", ">= 0.5"),
-        (f"resident memory per message at {results['memory']['messages']:,}", f"{results['memory']['rss_per_message']:.0f} B",
-         f"serialized: {results['memory']['serialized_per_message']:.0f} B",
-         f"{results['memory']['rss_per_message'] / results['memory']['serialized_per_message']:.2f}", "<= 4"),
-        ("Ack to SSE event, p99", f"{h['sse']['p99_ms']:.2f} ms", f"no-op round trip: {h['noop']['p99_ms']:.2f} ms",
-         f"{h['sse']['p99_ms'] / h['noop']['p99_ms']:.2f}", "<= 5"),
+        (
+            "GET conversations (20), separate processes, req/s",
+            f"{h['separate']['rps']:,.0f}",
+            f"one grpc.aio call: {h['one_hop']['rps']:,.0f}",
+            f"{h['separate']['rps'] / h['one_hop']['rps']:.2f}",
+            ">= 2",
+        ),
+        (
+            "the same, embedded, req/s",
+            f"{h['embedded']['rps']:,.0f}",
+            f"fixed JSON: {h['fixed']['rps']:,.0f}",
+            f"{h['embedded']['rps'] / h['fixed']['rps']:.2f}",
+            ">= 0.7",
+        ),
+        (
+            "p99 at 64 connections, separate",
+            f"{h['separate']['p99_64_ms']:.1f} ms",
+            f"{h['one_hop']['p99_64_ms']:.1f} ms",
+            f"{h['separate']['p99_64_ms'] / h['one_hop']['p99_64_ms']:.2f}",
+            "<= 1",
+        ),
+        (
+            "p99 at 64 connections, embedded",
+            f"{h['embedded']['p99_64_ms']:.1f} ms",
+            f"{h['fixed']['p99_64_ms']:.1f} ms",
+            f"{h['embedded']['p99_64_ms'] / h['fixed']['p99_64_ms']:.2f}",
+            "<= 1",
+        ),
+        (
+            "page of 20 of 100,000 messages, in process",
+            f"{results['query']['large_us']:.0f} us",
+            f"of 1,000: {results['query']['small_us']:.0f} us",
+            f"{results['query']['large_us'] / results['query']['small_us']:.2f}",
+            "<= 2",
+        ),
+        (
+            "snapshot ingestion, entities/s",
+            f"{results['ingestion']['rate']:,.0f}",
+            f"parse + index: {results['ingestion']['baseline_rate']:,.0f}",
+            f"{results['ingestion']['rate'] / results['ingestion']['baseline_rate']:.2f}",
+            ">= 0.5",
+        ),
+        (
+            f"resident memory per message at {results['memory']['messages']:,}",
+            f"{results['memory']['rss_per_message']:.0f} B",
+            f"serialized: {results['memory']['serialized_per_message']:.0f} B",
+            f"{results['memory']['rss_per_message'] / results['memory']['serialized_per_message']:.2f}",
+            "<= 4",
+        ),
+        (
+            "Ack to SSE event, p99",
+            f"{h['sse']['p99_ms']:.2f} ms",
+            f"no-op round trip: {h['noop']['p99_ms']:.2f} ms",
+            f"{h['sse']['p99_ms'] / h['noop']['p99_ms']:.2f}",
+            "<= 5",
+        ),
     ]
     return rows
 

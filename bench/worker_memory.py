@@ -82,7 +82,9 @@ async def measure_worker(size: int) -> tuple[float, float, int]:
         try:
             sim = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", str(size), "--rate", "0"])
             children.append(sim)
-            master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(folder / "tokens.toml")])
+            master = await processes.start(
+                ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(folder / "tokens.toml")]
+            )
             children.append(master)
             gateway_process = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
             children.append(gateway_process)
@@ -132,7 +134,9 @@ async def one_chromium_per_account(sim: str, uids: list[str], folder: Path) -> N
 
     async with async_playwright() as playwright:
         for index, uid in enumerate(uids):
-            context = await playwright.chromium.launch_persistent_context(str(folder / f"profile-{index}"), **launch_options())
+            context = await playwright.chromium.launch_persistent_context(
+                str(folder / f"profile-{index}"), **launch_options()
+            )
             page = context.pages[0] if context.pages else await context.new_page()
             await page.goto(f"http://{sim}/login")
             await page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
@@ -178,7 +182,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = asyncio.run(bench([int(size) for size in args.sizes.split(",")]))
-    print("\n| accounts | worker PSS | per account | one Chromium per account: PSS | per account | ratio | worker RSS (summed) |")
+    print(
+        "\n| accounts | worker PSS | per account | one Chromium per account: PSS | per account | ratio | worker RSS (summed) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(

@@ -64,8 +64,15 @@ async def _demo(config: DemoConfig) -> None:
             token = add_worker_token(folder / "worker-tokens.toml", "demo-worker", ids)
             (folder / "demo-worker.token").write_text(token)
             master = await processes.start(
-                ["master", "--listen", config.master_listen, "--worker-tokens", str(folder / "worker-tokens.toml"),
-                 "--data-dir", str(folder / "master-data")]
+                [
+                    "master",
+                    "--listen",
+                    config.master_listen,
+                    "--worker-tokens",
+                    str(folder / "worker-tokens.toml"),
+                    "--data-dir",
+                    str(folder / "master-data"),
+                ]
             )
             children.append(master)
             # The gateway's access log is for operators: the demo shows its warnings only.

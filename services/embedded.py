@@ -19,6 +19,7 @@ from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.server import Alongside, Master
 
+
 def embedded_app(
     master: Master,
     *,
@@ -75,8 +76,14 @@ def embedded_gateway(
 ) -> Alongside:
     async def run(master: Master, stop: asyncio.Event) -> None:
         app, responses = embedded_app(
-            master, console=console, http=http, cache=cache, cache_bytes=cache_bytes, metrics=metrics,
-            cors_origins=cors_origins, legacy_names=legacy_names,
+            master,
+            console=console,
+            http=http,
+            cache=cache,
+            cache_bytes=cache_bytes,
+            metrics=metrics,
+            cors_origins=cors_origins,
+            legacy_names=legacy_names,
         )
         scheme = "https" if http.tls_cert else "http"
         kept = "with a response cache" if responses is not None else "without a cache (the store is shared)"

@@ -58,7 +58,7 @@ async def start(
     stopped is not free yet) is started again, a quarter second later. With `merge_stderr`,
     its log lines (stderr) are kept in its output too."""
     command = [sys.executable, *python, "-m", module, *args]
-    for attempt in range(attempts - 1):
+    for _attempt in range(attempts - 1):
         try:
             return await _start(command, timeout, env, echo, merge_stderr)
         except RuntimeError:

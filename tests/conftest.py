@@ -16,23 +16,31 @@ import pytest
 import pytest_asyncio
 
 from imsync_client import ImClient, SyncClient
+from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
 from services.master import _wire, collector
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.redis_store import RedisStore
-from services.master.store import Store
-from services.master.server import Master as MasterProcess
 from services.master.retention import KEEP_EVERYTHING
+from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
+from services.master.store import Store
 from services.master.sync_service import SyncConfig
 from services.master.watched_file import token_hash
 
-from services.common.local_redis import RedisServer
-
 # Every worker id a test uses has the token "token-<worker id>".
-WORKER_IDS = ("test-worker", "worker-2", "crashing-worker", "next-worker", "worker-a", "worker-b", "e2e-worker", "intruder")
+WORKER_IDS = (
+    "test-worker",
+    "worker-2",
+    "crashing-worker",
+    "next-worker",
+    "worker-a",
+    "worker-b",
+    "e2e-worker",
+    "intruder",
+)
 
 
 def token_for(worker_id: str) -> str:
@@ -40,10 +48,9 @@ def token_for(worker_id: str) -> str:
 
 
 def write_tokens(path: Path, worker_ids: tuple[str, ...] = WORKER_IDS) -> Path:
-    path.write_text(
-        "".join(f'[workers."{w}"]\ntoken_sha256 = "{token_hash(token_for(w))}"\n' for w in worker_ids)
-    )
+    path.write_text("".join(f'[workers."{w}"]\ntoken_sha256 = "{token_hash(token_for(w))}"\n' for w in worker_ids))
     return path
+
 
 # A fixed "now" (2026-09-21), so that sample data is the same every run. Masters in tests
 # keep everything: a time to live counted from the real clock would drop this data one day.
@@ -129,7 +136,10 @@ def sync_config() -> SyncConfig:
 async def master(tmp_path: Path, sync_config: SyncConfig) -> AsyncIterator[Master]:
     """A real master (gRPC over loopback) in this process, on an ephemeral port."""
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), sync=sync_config, retention=KEEP_EVERYTHING
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        sync=sync_config,
+        retention=KEEP_EVERYTHING,
     )
     process = MasterProcess(config)
     port = await process.start()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
@@ -19,7 +20,6 @@ from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, walk
-
 from services import processes
 from services.common.sample import SampleAccount
 from services.worker.sync_engine import EngineConfig, SyncEngine
@@ -85,8 +85,21 @@ class Rig:
 
     async def start_master(self, port: int | None = None) -> processes.Child:
         listen = f"127.0.0.1:{self.port if port is None else port}"
-        args = ["master", "--listen", listen, "--retention", "none", "--data-dir", str(self.data_dir), "--worker-tokens", str(self.tokens),
-                "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
+        args = [
+            "master",
+            "--listen",
+            listen,
+            "--retention",
+            "none",
+            "--data-dir",
+            str(self.data_dir),
+            "--worker-tokens",
+            str(self.tokens),
+            "--heartbeat-seconds",
+            "0.3",
+            "--lease-seconds",
+            "1.5",
+        ]
         child = await processes.start(args, attempts=20)  # the killed master's port may not be free yet
         if port is None:
             self.master = child
@@ -98,8 +111,13 @@ class Rig:
         self.master.process.send_signal(signal.SIGKILL)
 
     def make_engine(self) -> WatchedEngine:
-        config = EngineConfig(master=self.worker_target, worker_id="test-worker", token=token_for("test-worker"),
-                              backoff_initial=0.05, backoff_max=0.3)
+        config = EngineConfig(
+            master=self.worker_target,
+            worker_id="test-worker",
+            token=token_for("test-worker"),
+            backoff_initial=0.05,
+            backoff_max=0.3,
+        )
         engine = WatchedEngine(config, ACCOUNTS, None)
         engine.welcomes = []
         for account_id, sample in self.samples.items():

@@ -54,7 +54,11 @@ class DemoProcesses:
             f'master = "{self.master_address}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
             f"crawl_interval = 1\ncrawl_timeout = 30\n"
             + worker_accounts(
-                self.sim.address, [f"shop-{i}" for i in range(self.accounts)], self.uids, page_timeout=5, by_qr=self.by_qr
+                self.sim.address,
+                [f"shop-{i}" for i in range(self.accounts)],
+                self.uids,
+                page_timeout=5,
+                by_qr=self.by_qr,
             )
         )
         await self.start_worker()
@@ -79,7 +83,8 @@ class DemoProcesses:
     async def start_gateway(self) -> None:
         self.gateway = await processes.start(
             ["gateway", "--listen", self.gateway_address, "--master", self.master_address, *self.gateway_args],
-            attempts=20, merge_stderr=self.merge_stderr,
+            attempts=20,
+            merge_stderr=self.merge_stderr,
         )
         self.gateway_address = self.gateway.address
 

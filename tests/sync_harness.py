@@ -13,10 +13,10 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.memory_store import MemoryStore
-from services.master.store import Store
 from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
+from services.master.store import Store
 from services.master.sync_service import SyncConfig
 from services.worker.account_state import AccountView
 from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
@@ -88,8 +88,12 @@ def engine_for(
     **options: object,
 ) -> SyncEngine:
     config = EngineConfig(
-        master=master.address, worker_id=worker_id, token=token_for(worker_id),
-        backoff_initial=0.05, backoff_max=0.3, **options,  # type: ignore[arg-type]
+        master=master.address,
+        worker_id=worker_id,
+        token=token_for(worker_id),
+        backoff_initial=0.05,
+        backoff_max=0.3,
+        **options,  # type: ignore[arg-type]
     )
     return engine_class(config, accounts, on_command)
 
@@ -116,6 +120,7 @@ def crawled_bytes(name: str, entity: object, account_id: str) -> bytes:
 
 async def master_copy(store: Store, account_id: str) -> dict[str, dict[str, bytes]]:
     """The crawled part of what the master serves for an account, walked through its lists."""
+
     async def walk(lister: object, key: str) -> dict[str, object]:
         out: dict[str, object] = {}
         cursor = ""
@@ -127,16 +132,41 @@ async def master_copy(store: Store, account_id: str) -> dict[str, dict[str, byte
             cursor = page.cursor
 
     lists = {
-        "conversations": await walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
-        "messages": await walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
-        "contents": await walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"),
-        "comments": await walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
+        "conversations": await walk(
+            lambda c: store.list_conversations(
+                account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=100
+            ),
+            "conversation_id",
+        ),
+        "messages": await walk(
+            lambda c: store.list_messages(
+                account_id,
+                conversation_id="",
+                sender_id="",
+                receiver_id="",
+                status=0,
+                message_type=0,
+                since_ns=None,
+                cursor=c,
+                count=100,
+            ),
+            "message_id",
+        ),
+        "contents": await walk(
+            lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=100), "content_id"
+        ),
+        "comments": await walk(
+            lambda c: store.list_discussions(
+                account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100
+            ),
+            "comment_id",
+        ),
     }
     return {name: {k: crawled_bytes(name, v, account_id) for k, v in items.items()} for name, items in lists.items()}
 
 
 def view_copy(view: object, account_id: str) -> dict[str, dict[str, bytes]]:
-    entities = getattr(view, "entities")
+    entities = getattr(view, "entities")  # noqa: B009 (either side's view)
     return {
         name: {k: crawled_bytes(name, v, account_id) for k, v in entities.get(name, {}).items()}
         for name in _MASTER_OWNED

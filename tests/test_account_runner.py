@@ -68,7 +68,8 @@ def test_an_entity_updated_live_after_a_crawl_began_keeps_the_newer_version() ->
     conversation = e.Conversation(conversation_id="c", last_message=e.MessagePreview(content="newest"))
     book.arrived(sync_pb2.EntityBatch(conversations=[conversation]), at=3.0)
     stale = crawl("m1")
-    stale.view.entities["conversations"]["c"] = e.Conversation(conversation_id="c", last_message=e.MessagePreview(content="older"))  # type: ignore[index]
+    older = e.Conversation(conversation_id="c", last_message=e.MessagePreview(content="older"))
+    stale.view.entities["conversations"]["c"] = older  # type: ignore[index]
     assert book.crawled(stale, started=2.5).entities["conversations"]["c"].last_message.content == "newest"
 
 
@@ -88,7 +89,12 @@ class FakePlatform:
             raise CrawlFailed("logged out: the login page", login_state=e.LOGIN_STATE_LOGGED_OUT)
         self.crawls += 1
         if self.partial:
-            return CrawlResult(view("m1"), EVERY - {"comments"}, missed={"comments": "work 1: its last page never came"}, errors=["comments: work 1"])
+            return CrawlResult(
+                view("m1"),
+                EVERY - {"comments"},
+                missed={"comments": "work 1: its last page never came"},
+                errors=["comments: work 1"],
+            )
         return crawl("m1")
 
     async def perform(self, command: sync_pb2.Command) -> sync_pb2.CommandResult:
@@ -115,7 +121,9 @@ class FakePlatform:
 
 
 def code(text: str) -> sync_pb2.Command:
-    return sync_pb2.Command(request_id=f"login-{text}", account_id="shop", submit_login_code=sync_pb2.SubmitLoginCode(code=text))
+    return sync_pb2.Command(
+        request_id=f"login-{text}", account_id="shop", submit_login_code=sync_pb2.SubmitLoginCode(code=text)
+    )
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -127,7 +135,9 @@ async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
 async def test_a_login_is_relayed_both_ways_and_health_is_reported() -> None:
     platform = FakePlatform()
     engine = SyncEngine(EngineConfig(master="127.0.0.1:1", worker_id="w", token="t"), ["shop"])
-    runner = AccountRunner("shop", platform, engine, RunnerConfig(crawl_interval=0.05, crawl_jitter=0), asyncio.Semaphore(1))
+    runner = AccountRunner(
+        "shop", platform, engine, RunnerConfig(crawl_interval=0.05, crawl_jitter=0), asyncio.Semaphore(1)
+    )
     running = asyncio.create_task(runner.run())
     try:
         await until(lambda: runner.report().login.kind == e.LOGIN_CHALLENGE_KIND_QR_CODE)
@@ -164,7 +174,9 @@ async def test_a_login_is_relayed_both_ways_and_health_is_reported() -> None:
 async def test_an_operator_can_start_a_login_over() -> None:
     platform = FakePlatform()
     engine = SyncEngine(EngineConfig(master="127.0.0.1:1", worker_id="w", token="t"), ["shop"])
-    runner = AccountRunner("shop", platform, engine, RunnerConfig(crawl_interval=0.05, crawl_jitter=0), asyncio.Semaphore(1))
+    runner = AccountRunner(
+        "shop", platform, engine, RunnerConfig(crawl_interval=0.05, crawl_jitter=0), asyncio.Semaphore(1)
+    )
     shown: list[int] = []
     original = runner.challenge
 
@@ -176,7 +188,9 @@ async def test_an_operator_can_start_a_login_over() -> None:
     running = asyncio.create_task(runner.run())
     try:
         await until(lambda: shown.count(e.LOGIN_CHALLENGE_KIND_QR_CODE) == 1)
-        restarted = await runner.on_command(sync_pb2.Command(request_id="r", account_id="shop", restart_login=sync_pb2.RestartLogin()))
+        restarted = await runner.on_command(
+            sync_pb2.Command(request_id="r", account_id="shop", restart_login=sync_pb2.RestartLogin())
+        )
         assert restarted.outcome == sync_pb2.COMMAND_OUTCOME_SENT
         await until(lambda: shown.count(e.LOGIN_CHALLENGE_KIND_QR_CODE) == 2)
     finally:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import services.gateway.observe  # noqa: F401  (registers the gateway's metrics)
-import services.master.metrics  # noqa: F401
+import services.gateway.observe
+import services.master.metrics
 import services.worker.metrics  # noqa: F401
 
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
@@ -43,7 +43,8 @@ def test_the_rules_name_only_metrics_the_services_export() -> None:
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     exported = {
         metric.name + suffix
-        for metric in REGISTRY.collect() if metric.name.startswith("imsync_")
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("imsync_")
         for suffix in suffixes.get(metric.type, ("",))
     }
     named = set(re.findall(r"\bimsync_\w+", (RULES / "imsync-alerts.yml").read_text()))

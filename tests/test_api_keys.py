@@ -58,8 +58,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         "all": create_api_key(keys_file, "all", ["*"], ["read", "reply"]),
     }
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), api_keys=keys_file,
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0), retention=KEEP_EVERYTHING, rate_limit=0,
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        api_keys=keys_file,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+        retention=KEEP_EVERYTHING,
+        rate_limit=0,
     )
     master = Master(config)
     port = await master.start()
@@ -88,12 +92,30 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
     return {
         "GetAccount": ("get_account", acc.GetAccountRequest(account_id=account)),
         "ListConversations": ("list_conversations", conv.ListConversationsRequest(account_id=account)),
-        "GetConversation": ("get_conversation", conv.GetConversationRequest(account_id=account, conversation_id=conversation)),
-        "MarkConversationRead": ("mark_conversation_read", conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation)),
-        "PinConversation": ("pin_conversation", conv.PinConversationRequest(account_id=account, conversation_id=conversation)),
-        "UnpinConversation": ("unpin_conversation", conv.UnpinConversationRequest(account_id=account, conversation_id=conversation)),
-        "MuteConversation": ("mute_conversation", conv.MuteConversationRequest(account_id=account, conversation_id=conversation)),
-        "UnmuteConversation": ("unmute_conversation", conv.UnmuteConversationRequest(account_id=account, conversation_id=conversation)),
+        "GetConversation": (
+            "get_conversation",
+            conv.GetConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "MarkConversationRead": (
+            "mark_conversation_read",
+            conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation),
+        ),
+        "PinConversation": (
+            "pin_conversation",
+            conv.PinConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "UnpinConversation": (
+            "unpin_conversation",
+            conv.UnpinConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "MuteConversation": (
+            "mute_conversation",
+            conv.MuteConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "UnmuteConversation": (
+            "unmute_conversation",
+            conv.UnmuteConversationRequest(account_id=account, conversation_id=conversation),
+        ),
         "ListMessages": ("list_messages", msg.ListMessagesRequest(account_id=account)),
         "GetMessage": ("get_message", msg.GetMessageRequest(account_id=account, message_id=message)),
         "MarkMessageRead": ("mark_message_read", msg.MarkMessageReadRequest(account_id=account, message_id=message)),
@@ -103,13 +125,28 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         "MarkContentRead": ("mark_content_read", cnt.MarkContentReadRequest(account_id=account, content_id=content)),
         "ListDiscussions": ("list_discussions", dis.ListDiscussionsRequest(account_id=account)),
         "GetDiscussion": ("get_discussion", dis.GetDiscussionRequest(account_id=account, comment_id=comment)),
-        "MarkDiscussionRead": ("mark_discussion_read", dis.MarkDiscussionReadRequest(account_id=account, comment_id=comment)),
+        "MarkDiscussionRead": (
+            "mark_discussion_read",
+            dis.MarkDiscussionReadRequest(account_id=account, comment_id=comment),
+        ),
         "ListUnifiedMessages": ("list_unified_messages", uni.ListUnifiedMessagesRequest(account_id=account)),
         "GetUnifiedStats": ("get_unified_stats", uni.GetUnifiedStatsRequest(account_id=account)),
-        "MarkUnifiedMessageRead": ("mark_unified_message_read", uni.MarkUnifiedMessageReadRequest(account_id=account, id=f"message:{message}")),
-        "MarkUnifiedMessagesRead": ("mark_unified_messages_read", uni.MarkUnifiedMessagesReadRequest(account_id=account, ids=[f"comment:{comment}"])),
-        "SendReply": ("send_reply", rep.SendReplyRequest(
-            account_id=account, request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"))),
+        "MarkUnifiedMessageRead": (
+            "mark_unified_message_read",
+            uni.MarkUnifiedMessageReadRequest(account_id=account, id=f"message:{message}"),
+        ),
+        "MarkUnifiedMessagesRead": (
+            "mark_unified_messages_read",
+            uni.MarkUnifiedMessagesReadRequest(account_id=account, ids=[f"comment:{comment}"]),
+        ),
+        "SendReply": (
+            "send_reply",
+            rep.SendReplyRequest(
+                account_id=account,
+                request_id="r-1",
+                send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"),
+            ),
+        ),
         "StreamEvents": ("stream_events", ev.StreamEventsRequest(account_ids=[account])),
         "GetLogin": ("get_login", lg.GetLoginRequest(account_id=account)),
         "SubmitLoginCode": ("submit_login_code", lg.SubmitLoginCodeRequest(account_id=account, code="123456")),
@@ -143,10 +180,14 @@ def _without_account_id(request: Any) -> Any:
 
 async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist(rig: Rig) -> None:
     # A reply of B, sent with a key that may.
-    await rig.im.send_reply(rep.SendReplyRequest(
-        account_id="shop-b", request_id="r-of-b",
-        send_message=sync_pb2.SendMessage(conversation_id=rig.b.batch.conversations[0].conversation_id, text="x"),
-    ), metadata=rig.as_key("all"))
+    await rig.im.send_reply(
+        rep.SendReplyRequest(
+            account_id="shop-b",
+            request_id="r-of-b",
+            send_message=sync_pb2.SendMessage(conversation_id=rig.b.batch.conversations[0].conversation_id, text="x"),
+        ),
+        metadata=rig.as_key("all"),
+    )
     before = await rig.im.get_unified_stats(uni.GetUnifiedStatsRequest(account_id="shop-b"), metadata=rig.as_key("all"))
     rpcs = {method.name for service in im_services() for method in service.methods}
     of_b, of_nobody = _requests(rig.b, "shop-b", True), _requests(rig.b, "ghost", False)
@@ -161,9 +202,16 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
         assert about_b == (about_nobody[0], about_nobody[1].replace("ghost", "shop-b")), name
         # Asked by id alone, B's entity is as unknown to the key as an id that does not exist.
         if "account_id" in request.DESCRIPTOR.fields_by_name and request.DESCRIPTOR.name not in (
-            "ListConversationsRequest", "ListMessagesRequest", "ListContentsRequest", "ListDiscussionsRequest",
-            "ListUnifiedMessagesRequest", "GetUnifiedStatsRequest", "GetAccountRequest",
-            "GetLoginRequest", "SubmitLoginCodeRequest", "RestartLoginRequest",
+            "ListConversationsRequest",
+            "ListMessagesRequest",
+            "ListContentsRequest",
+            "ListDiscussionsRequest",
+            "ListUnifiedMessagesRequest",
+            "GetUnifiedStatsRequest",
+            "GetAccountRequest",
+            "GetLoginRequest",
+            "SubmitLoginCodeRequest",
+            "RestartLoginRequest",
         ):
             by_id = await _status(rig, method, _without_account_id(request), "a-agent")
             by_made_up_id = await _status(rig, method, _without_account_id(nobody_request), "a-agent")
@@ -172,7 +220,9 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
 
     # GetReply and ListAccounts take no account: B's reply is not found, B is not listed.
     code, _ = await _status(rig, "get_reply", of_b["GetReply"][1], "a-agent")
-    assert code == (await _status(rig, "get_reply", of_nobody["GetReply"][1], "a-agent"))[0] == grpc.StatusCode.NOT_FOUND
+    assert (
+        code == (await _status(rig, "get_reply", of_nobody["GetReply"][1], "a-agent"))[0] == grpc.StatusCode.NOT_FOUND
+    )
     listed = await rig.im.list_accounts(acc.ListAccountsRequest(), metadata=rig.as_key("a-reader"))
     assert [user.account_id for user in listed.users] == ["shop-a"]
     after = await rig.im.get_unified_stats(uni.GetUnifiedStatsRequest(account_id="shop-b"), metadata=rig.as_key("all"))
@@ -181,17 +231,23 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
 
 async def test_keys_scopes_and_revocation(rig: Rig) -> None:
     conversation = rig.a.batch.conversations[0].conversation_id
-    request = rep.SendReplyRequest(request_id="r-a", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"))
+    request = rep.SendReplyRequest(
+        request_id="r-a", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi")
+    )
     code, details = await _status(rig, "send_reply", request, "a-reader")
     assert code == grpc.StatusCode.PERMISSION_DENIED and "reply" in details
     assert (await _status(rig, "send_reply", request, "a-agent"))[0] == grpc.StatusCode.OK
-    assert (await _status(rig, "list_conversations", conv.ListConversationsRequest(account_id="shop-a"), "a-reader"))[0] == grpc.StatusCode.OK
+    assert (await _status(rig, "list_conversations", conv.ListConversationsRequest(account_id="shop-a"), "a-reader"))[
+        0
+    ] == grpc.StatusCode.OK
     for metadata in ((), (("authorization", "Bearer imk_made_up"),), (("authorization", "Basic x"),)):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await rig.im.list_accounts(acc.ListAccountsRequest(), metadata=metadata)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert revoke_api_key(rig.keys_file, "a-reader")
-    assert (await _status(rig, "list_accounts", acc.ListAccountsRequest(), "a-reader"))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await _status(rig, "list_accounts", acc.ListAccountsRequest(), "a-reader"))[
+        0
+    ] == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_a_keys_event_stream_carries_its_accounts_only(rig: Rig) -> None:
@@ -207,7 +263,8 @@ async def test_a_keys_event_stream_carries_its_accounts_only(rig: Rig) -> None:
         for account in ("shop-b", "shop-a"):
             conversation = (rig.b if account == "shop-b" else rig.a).batch.conversations[0].conversation_id
             await rig.im.mark_conversation_read(
-                conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation), metadata=rig.as_key("all")
+                conv.MarkConversationReadRequest(account_id=account, conversation_id=conversation),
+                metadata=rig.as_key("all"),
             )
         async with asyncio.timeout(5):
             while not seen:
@@ -246,8 +303,20 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             ("GET", "/api/im/unified-messages?account_id={a}", None),
             ("GET", "/api/im/unified-messages/stats?account_id={a}", None),
             ("PUT", f"/api/im/unified-messages/message:{b.messages[0].message_id}/read", {"account_id": "{a}"}),
-            ("PUT", "/api/im/unified-messages/read-many", {"account_id": "{a}", "ids": [f"message:{b.messages[0].message_id}"]}),
-            ("POST", "/api/im/replies", {"account_id": "{a}", "request_id": "r", "send_message": {"conversation_id": b.conversations[0].conversation_id, "text": "x"}}),
+            (
+                "PUT",
+                "/api/im/unified-messages/read-many",
+                {"account_id": "{a}", "ids": [f"message:{b.messages[0].message_id}"]},
+            ),
+            (
+                "POST",
+                "/api/im/replies",
+                {
+                    "account_id": "{a}",
+                    "request_id": "r",
+                    "send_message": {"conversation_id": b.conversations[0].conversation_id, "text": "x"},
+                },
+            ),
             ("GET", "/api/im/events?account_ids={a}", None),
             ("GET", "/api/im/accounts/{a}/login", None),
             ("POST", "/api/im/accounts/{a}/login/code", {"code": "123456"}),
@@ -255,12 +324,20 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
         ]
         # Every route of the IM API is here, but the two that take no account (tested above).
         every = routes_of(im_services())
-        covered = {r.method.name for r in every if any(r.http_method == m and r.template.match(p.partition("?")[0]) is not None for m, p, _ in routes)}
+        covered = {
+            r.method.name
+            for r in every
+            if any(r.http_method == m and r.template.match(p.partition("?")[0]) is not None for m, p, _ in routes)
+        }
         assert covered | {"ListAccounts", "GetReply"} == {r.method.name for r in every}
         for method, path, body in routes:
             answers = []
             for account in ("shop-b", "ghost"):
-                json_body = None if body is None else {k: (v.replace("{a}", account) if isinstance(v, str) else v) for k, v in body.items()}
+                json_body = (
+                    None
+                    if body is None
+                    else {k: (v.replace("{a}", account) if isinstance(v, str) else v) for k, v in body.items()}
+                )
                 response = await http.request(method, path.replace("{a}", account), json=json_body, headers=headers)
                 answers.append((response.status_code, response.json()["status_msg"].replace(account, "X")))
             assert answers[0][0] == 403, (method, path, answers)
@@ -285,7 +362,9 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> 
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
             assert "requests a second" in limited.json()["status_msg"]
             # Too large a body is refused before it is read whole.
-            big = await http.put("/api/im/unified-messages/read-many", headers=headers, content=b"[" + b" " * (2 << 20) + b"]")
+            big = await http.put(
+                "/api/im/unified-messages/read-many", headers=headers, content=b"[" + b" " * (2 << 20) + b"]"
+            )
             assert big.status_code == 413 and big.json()["status_msg"].startswith("body:")
     finally:
         await channel.close(grace=None)
@@ -304,19 +383,29 @@ def test_the_bucket_refills_with_time() -> None:
     assert limiter.take("") == 0.0, "no key (a master without keys) is not limited"
 
 
-async def test_logs_at_the_default_level_hold_no_keys_tokens_or_bodies(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_logs_at_the_default_level_hold_no_keys_tokens_or_bodies(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     caplog.set_level(logging.INFO)
     secret_text = "SECRET-BODY-4711"
     conversation = rig.a.batch.conversations[0].conversation_id
-    await rig.im.send_reply(rep.SendReplyRequest(
-        request_id="logged?", send_message=sync_pb2.SendMessage(conversation_id=conversation, text=secret_text),
-    ), metadata=rig.as_key("a-agent"))
+    await rig.im.send_reply(
+        rep.SendReplyRequest(
+            request_id="logged?",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation, text=secret_text),
+        ),
+        metadata=rig.as_key("a-agent"),
+    )
     for metadata in ((("authorization", f"Bearer {rig.keys['a-agent']}x"),), rig.as_key("a-reader")):
         try:
-            await rig.im.send_reply(rep.SendReplyRequest(request_id="r2", send_message=sync_pb2.SendMessage(
-                conversation_id=conversation, text=secret_text)), metadata=metadata)
+            await rig.im.send_reply(
+                rep.SendReplyRequest(
+                    request_id="r2", send_message=sync_pb2.SendMessage(conversation_id=conversation, text=secret_text)
+                ),
+                metadata=metadata,
+            )
         except grpc.aio.AioRpcError:
             pass
     # A worker with a wrong token, and one with a right one that sends a bad message.

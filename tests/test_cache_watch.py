@@ -28,10 +28,15 @@ from .waiting import eventually
 
 
 @asynccontextmanager
-async def running_master(tmp_path: Path, **settings: object) -> AsyncIterator[tuple[Master, grpc.aio.Channel, SyncClient, SampleAccount]]:
+async def running_master(
+    tmp_path: Path, **settings: object
+) -> AsyncIterator[tuple[Master, grpc.aio.Channel, SyncClient, SampleAccount]]:
     """A master with one account synced, a channel to it, and the worker's open stream."""
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), retention=KEEP_EVERYTHING, rate_limit=0,
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        retention=KEEP_EVERYTHING,
+        rate_limit=0,
         **settings,  # type: ignore[arg-type]
     )
     master = Master(config)
@@ -51,10 +56,15 @@ async def running_master(tmp_path: Path, **settings: object) -> AsyncIterator[tu
 
 
 @asynccontextmanager
-async def watching_gateway(channel: grpc.aio.Channel, key: str = "") -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+async def watching_gateway(
+    channel: grpc.aio.Channel, key: str = ""
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
     app = create_app(channel=channel, watch=True, watch_key=key)
     gateway: Gateway = app.state.gateway
-    async with gateway.lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+    async with (
+        gateway.lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client,
+    ):
         yield gateway, client
 
 
@@ -140,7 +150,9 @@ async def test_the_master_waits_for_a_watching_gateway_no_longer_than_its_lease(
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journaled"])
-async def test_a_gateway_that_applies_releases_the_ack_and_one_stopping_is_not_waited_for(tmp_path: Path, journal: bool) -> None:
+async def test_a_gateway_that_applies_releases_the_ack_and_one_stopping_is_not_waited_for(
+    tmp_path: Path, journal: bool
+) -> None:
     # Leases far longer than the test: every Ack that comes was released by the gateways
     # (with a journal, once both it and the gateway are done).
     data_dir = tmp_path / "data" if journal else None

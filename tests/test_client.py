@@ -182,9 +182,16 @@ async def test_the_inbox_replies_marks_pins_and_mutes(master: Master) -> None:
         assert sent.state == rep.REPLY_STATE_PENDING and sent.account_id == "shop"
         command = await worker.next_command()
         assert command.send_message.text == "您好"
-        await worker.write(sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-            request_id=command.request_id, account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="m-1",
-        )))
+        await worker.write(
+            sync_pb2.SyncDataRequest(
+                command_result=sync_pb2.CommandResult(
+                    request_id=command.request_id,
+                    account_id="shop",
+                    outcome=sync_pb2.COMMAND_OUTCOME_SENT,
+                    created_id="m-1",
+                )
+            )
+        )
         done = await inbox.wait_for_reply("py-1", timeout=10)
         assert done.state == rep.REPLY_STATE_SENT and done.created_id == "m-1"
         comment = account.batch.comments[0].comment_id

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mypy import api
 
-PROGRAM = '''
+PROGRAM = """
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +32,7 @@ async def main() -> None:
 
 
 asyncio.run(main())
-'''
+"""
 
 
 def check(tmp_path: Path, filters: str) -> tuple[str, int]:

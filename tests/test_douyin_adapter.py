@@ -49,7 +49,9 @@ async def pool() -> AsyncIterator[BrowserPool]:
         await browsers.close()
 
 
-def douyin(sim: tuple[str, str], pool: BrowserPool, tmp_path: Path, *, password: bool = True, **options: Any) -> DouyinAdapter:
+def douyin(
+    sim: tuple[str, str], pool: BrowserPool, tmp_path: Path, *, password: bool = True, **options: Any
+) -> DouyinAdapter:
     base, uid = sim
     options = {"page_timeout": 10} | options
     return DouyinAdapter(
@@ -125,7 +127,9 @@ async def test_one_crawl_reads_exactly_what_the_platform_holds(adapter: DouyinAd
         assert notification.notification_type != e.NOTIFICATION_TYPE_UNSPECIFIED
 
 
-async def test_a_list_that_grows_while_it_is_read_is_still_read_whole(adapter: DouyinAdapter, sim: tuple[str, str]) -> None:
+async def test_a_list_that_grows_while_it_is_read_is_still_read_whole(
+    adapter: DouyinAdapter, sim: tuple[str, str]
+) -> None:
     """Customers keep writing while every answer takes 150 ms: new items shift the pages of
     the lists being read (an item seen twice, never one skipped), and the crawl is whole,
     holding at least everything there was when it began."""
@@ -155,8 +159,11 @@ async def test_replies_and_messages_are_typed_into_the_page(adapter: DouyinAdapt
     held = truth(sim)
     parent = next(c for c in held["comments"] if c["reply_id"] == "0")
     command = sync_pb2.Command(
-        request_id="r1", account_id="shop",
-        reply_to_comment=sync_pb2.ReplyToComment(content_id=parent["aweme_id"], comment_id=parent["cid"], text="感谢支持🙏"),
+        request_id="r1",
+        account_id="shop",
+        reply_to_comment=sync_pb2.ReplyToComment(
+            content_id=parent["aweme_id"], comment_id=parent["cid"], text="感谢支持🙏"
+        ),
     )
     result = await adapter.perform(command)
     assert result.outcome == sync_pb2.COMMAND_OUTCOME_SENT, result.message
@@ -165,17 +172,27 @@ async def test_replies_and_messages_are_typed_into_the_page(adapter: DouyinAdapt
 
     conversation_id = held["conversations"][0]["conversation_id"]
     sent = await adapter.perform(
-        sync_pb2.Command(request_id="r2", account_id="shop", send_message=sync_pb2.SendMessage(conversation_id=conversation_id, text="在的，亲"))
+        sync_pb2.Command(
+            request_id="r2",
+            account_id="shop",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation_id, text="在的，亲"),
+        )
     )
     assert sent.outcome == sync_pb2.COMMAND_OUTCOME_SENT
     assert any(m["server_id"] == sent.created_id and m["is_self"] for m in truth(sim)["messages"])
 
     missing = await adapter.perform(
-        sync_pb2.Command(request_id="r3", account_id="shop", reply_to_comment=sync_pb2.ReplyToComment(content_id=parent["aweme_id"], comment_id="404", text="x"))
+        sync_pb2.Command(
+            request_id="r3",
+            account_id="shop",
+            reply_to_comment=sync_pb2.ReplyToComment(content_id=parent["aweme_id"], comment_id="404", text="x"),
+        )
     )
     assert (missing.outcome, missing.reason) == (sync_pb2.COMMAND_OUTCOME_FAILED, e.FAILURE_REASON_TARGET_NOT_FOUND)
     nowhere = await adapter.perform(
-        sync_pb2.Command(request_id="r4", account_id="shop", send_message=sync_pb2.SendMessage(conversation_id="0:1:1:2", text="x"))
+        sync_pb2.Command(
+            request_id="r4", account_id="shop", send_message=sync_pb2.SendMessage(conversation_id="0:1:1:2", text="x")
+        )
     )
     assert (nowhere.outcome, nowhere.reason) == (sync_pb2.COMMAND_OUTCOME_FAILED, e.FAILURE_REASON_TARGET_NOT_FOUND)
 
@@ -233,8 +250,11 @@ async def test_a_reply_during_a_crawl_waits_its_turn(adapter: DouyinAdapter, sim
     held = truth(sim)
     parent = next(c for c in held["comments"] if c["reply_id"] == "0")
     command = sync_pb2.Command(
-        request_id="r-during", account_id="shop",
-        reply_to_comment=sync_pb2.ReplyToComment(content_id=parent["aweme_id"], comment_id=parent["cid"], text="稍等～"),
+        request_id="r-during",
+        account_id="shop",
+        reply_to_comment=sync_pb2.ReplyToComment(
+            content_id=parent["aweme_id"], comment_id=parent["cid"], text="稍等～"
+        ),
     )
     crawl = asyncio.create_task(adapter.crawl())
     await asyncio.sleep(0.3)  # the crawl is navigating now
@@ -265,7 +285,9 @@ async def test_an_answer_gone_before_it_was_read_leaves_its_list_not_whole(
     await page.close()
 
 
-async def test_new_messages_arrive_live_as_the_crawl_would_read_them(adapter: DouyinAdapter, sim: tuple[str, str]) -> None:
+async def test_new_messages_arrive_live_as_the_crawl_would_read_them(
+    adapter: DouyinAdapter, sim: tuple[str, str]
+) -> None:
     await adapter.crawl()
     arrived: asyncio.Queue[tuple[float, sync_pb2.EntityBatch]] = asyncio.Queue()
     watching = asyncio.create_task(adapter.watch(lambda batch: arrived.put_nowait((time.monotonic(), batch))))
@@ -274,7 +296,9 @@ async def test_new_messages_arrive_live_as_the_crawl_would_read_them(adapter: Do
         latencies = []
         for index in range(5):
             sent = time.monotonic()
-            written = await asyncio.to_thread(post, sim, "/__sim/customer", uid=sim[1], kind="message", text=f"在吗{index}")
+            written = await asyncio.to_thread(
+                post, sim, "/__sim/customer", uid=sim[1], kind="message", text=f"在吗{index}"
+            )
             async with asyncio.timeout(5):
                 at, batch = await arrived.get()
             latencies.append(at - sent)
@@ -316,7 +340,10 @@ class Operator:
 
     async def shown(self, kind: e.LoginChallengeKind.ValueType, count: int = 1) -> e.LoginChallenge:
         async with asyncio.timeout(15):
-            while sum(1 for c in self.challenges if c is not None and c.kind == kind and not c.scanned and not c.error) < count:
+            while (
+                sum(1 for c in self.challenges if c is not None and c.kind == kind and not c.scanned and not c.error)
+                < count
+            ):
                 self.changed.clear()
                 await self.changed.wait()
         found = [c for c in self.challenges if c is not None and c.kind == kind]
@@ -351,7 +378,9 @@ async def test_a_qr_login_is_relayed_to_the_operator_and_the_account_then_crawls
     # Another worker's browser starts from the saved session without a login.
     other = BrowserPool(page_timeout=10)
     try:
-        again = DouyinAdapter("shop", DouyinOptions(base_url=sim[0], storage_state=tmp_path / "state.json", page_timeout=10), other)
+        again = DouyinAdapter(
+            "shop", DouyinOptions(base_url=sim[0], storage_state=tmp_path / "state.json", page_timeout=10), other
+        )
         assert (await again.crawl()).complete == EVERY
     finally:
         await other.close()
@@ -368,7 +397,11 @@ async def test_an_sms_step_takes_the_operators_code_and_a_wrong_one_comes_back(
     await asyncio.to_thread(post, sim, "/__sim/scan", token=scanned_token(qr.qr_png), uid=sim[1])
     asked = await operator.shown(e.LOGIN_CHALLENGE_KIND_SMS_CODE)
     assert "验证码" in asked.prompt and asked.tries_left == 3
-    operator.codes.put_nowait("000000" if httpx.get(f"{sim[0]}/__sim/sms", params={"uid": sim[1]}).json()["codes"][-1] != "000000" else "111111")
+    operator.codes.put_nowait(
+        "000000"
+        if httpx.get(f"{sim[0]}/__sim/sms", params={"uid": sim[1]}).json()["codes"][-1] != "000000"
+        else "111111"
+    )
     async with asyncio.timeout(15):
         while not operator.answers:
             await asyncio.sleep(0.05)
@@ -379,7 +412,10 @@ async def test_an_sms_step_takes_the_operators_code_and_a_wrong_one_comes_back(
     operator.codes.put_nowait(code)
     async with asyncio.timeout(15):
         await login
-    assert operator.answers[-1][0] is True, (operator.answers, [(c.kind, c.error, c.tries_left) if c else None for c in operator.challenges])
+    assert operator.answers[-1][0] is True, (
+        operator.answers,
+        [(c.kind, c.error, c.tries_left) if c else None for c in operator.challenges],
+    )
     assert (await adapter.crawl()).complete == EVERY
 
 

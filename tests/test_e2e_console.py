@@ -64,13 +64,16 @@ async def shoot(page: Any, name: str) -> None:
 
 
 async def test_the_console_end_to_end(demo: DemoProcesses, browser: Any) -> None:
-    async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
-        base_url=demo.platform, timeout=10
-    ) as platform:
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
         await _walk_through(demo, browser, http, platform)
 
 
-async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient) -> None:
+async def _walk_through(
+    demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient
+) -> None:
     async def synced() -> bool:
         users = (await http.get("/api/im/accounts")).json()["data"]["users"]
         return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
@@ -79,7 +82,9 @@ async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClie
     stranger_hosts: list[str] = []
     errors: list[str] = []
     page = await browser.new_page(viewport=WIDE)
-    page.on("request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url))
+    page.on(
+        "request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url)
+    )
     page.on("pageerror", lambda error: errors.append(str(error)))
     sent_replies: list[str] = []
     page.on("request", lambda r: sent_replies.append(r.post_data or "") if r.url.endswith("/api/im/replies") else None)
@@ -103,7 +108,11 @@ async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClie
         return int(await badges.inner_text()) if await badges.count() else 0
 
     async def stats(account_id: str) -> int:
-        return int((await http.get("/api/im/unified-messages/stats", params={"account_id": account_id})).json()["data"]["total_unread"])
+        return int(
+            (await http.get("/api/im/unified-messages/stats", params={"account_id": account_id})).json()["data"][
+                "total_unread"
+            ]
+        )
 
     # 1. The console lists what the API lists: accounts with their unread counts, and the inbox.
     users = (await http.get("/api/im/accounts")).json()["data"]["users"]
@@ -113,10 +122,15 @@ async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClie
         assert await badge_of(user["user_name"]) == await stats(user["account_id"])
     first = users[0]
     await page.locator(".account", has=page.locator(".name", has_text=first["user_name"])).click()
-    listed = (await http.get("/api/im/unified-messages", params={"account_id": first["account_id"], "count": "30"})).json()["data"]["messages"]
+    listed = (
+        await http.get("/api/im/unified-messages", params={"account_id": first["account_id"], "count": "30"})
+    ).json()["data"]["messages"]
 
     async def shown_keys() -> list[str]:
-        return [key for key in await page.locator("#list [role=option]").evaluate_all("rows => rows.map(r => r.dataset.key)")]
+        return [
+            key
+            for key in await page.locator("#list [role=option]").evaluate_all("rows => rows.map(r => r.dataset.key)")
+        ]
 
     await eventually(lambda: _same_start(shown_keys, [f"item:{first['account_id']}:{m['id']}" for m in listed]))
     await shoot(page, "wide-inbox")
@@ -145,7 +159,11 @@ async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClie
     mine = page.locator(".bubble.mine", has_text=answer)
     await mine.wait_for()
     assert "Sending" in await mine.inner_text() or "Sent" in await mine.inner_text()
-    await page.locator(".bubble.mine.sent", has_text=answer).or_(page.locator(".thread .bubble.outbound", has_text=answer)).first.wait_for(timeout=60_000)
+    await (
+        page.locator(".bubble.mine.sent", has_text=answer)
+        .or_(page.locator(".thread .bubble.outbound", has_text=answer))
+        .first.wait_for(timeout=60_000)
+    )
 
     async def on_platform() -> bool:
         truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
@@ -179,7 +197,9 @@ async def _walk_through(demo: DemoProcesses, browser: Any, http: httpx.AsyncClie
     await shoot(page, "wide-work-failed-reply")
     await platform.post("/__sim/private", json={"uid": uid, "item_id": content_id, "is_private": False})
     await mine_under.get_by_role("button", name="Retry").click()
-    await waiting_for(page.locator(".my-reply", has_text=under).locator(".reply-state.sent"), "the retried reply is sent")
+    await waiting_for(
+        page.locator(".my-reply", has_text=under).locator(".reply-state.sent"), "the retried reply is sent"
+    )
     await shoot(page, "wide-work")
 
     # 6. Filters, and the keyboard: back to the inbox, move down, open.

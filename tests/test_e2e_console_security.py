@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 HOSTILE = {
     "script": '<script>window.__pwned = "script"</script>',
-    "img": '<img src=x onerror="window.__pwned = \'img\'">',
+    "img": "<img src=x onerror=\"window.__pwned = 'img'\">",
     "big": "长" * 33_000 + "x" * 1_000,  # about 100 KB of UTF-8
     "rtl": "\u202eevil.exe\u202c txt",
     "surrogate": "lone \ud800 surrogate",
@@ -49,12 +49,16 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[DemoProcesses, str]]:
         await demo.stop()
 
 
-async def test_hostile_comments_are_stored_intact_and_shown_inert(running: tuple[DemoProcesses, str], browser: Any) -> None:  # noqa: F811
+async def test_hostile_comments_are_stored_intact_and_shown_inert(
+    running: tuple[DemoProcesses, str],
+    browser: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
     demo, key = running
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=demo.base, timeout=30, headers=headers) as http, httpx.AsyncClient(
-        base_url=demo.platform, timeout=30
-    ) as platform:
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30, headers=headers) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=30) as platform,
+    ):
         assert (await http.get("/api/im/accounts", headers={"Authorization": ""})).status_code == 401
         for label, text in HOSTILE.items():
             response = await platform.post(
@@ -68,10 +72,14 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(running: tuple
             found: dict[str, str] = {}
             cursor = ""
             while True:
-                data = (await http.get("/api/im/discussions", params={"account_id": "shop-0", "count": "100", "cursor": cursor})).json()["data"]
+                data = (
+                    await http.get(
+                        "/api/im/discussions", params={"account_id": "shop-0", "count": "100", "cursor": cursor}
+                    )
+                ).json()["data"]
                 for comment in data["discussions"]:
                     if (label := re.match(r"\[(\w+)\] ", comment["content"])) is not None:
-                        found[label.group(1)] = comment["content"][len(label.group(0)):]
+                        found[label.group(1)] = comment["content"][len(label.group(0)) :]
                 if not data["has_more"]:
                     break
                 cursor = data["cursor"]
@@ -85,7 +93,9 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(running: tuple
         # The console: a key is asked for, then only its account is shown.
         stranger_hosts: list[str] = []
         page = await browser.new_page(viewport=WIDE)
-        page.on("request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url))
+        page.on(
+            "request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url)
+        )
         await page.goto(demo.base + "/")
         await page.locator("#api-key").fill(key)
         await page.keyboard.press("Enter")

@@ -102,7 +102,9 @@ async def test_a_page_of_an_allowed_origin_reads_and_follows_events_and_another_
         try:
             page = await browser.new_page()
             await page.goto(origins.allowed)
-            read = await page.evaluate("([base, account]) => window.read(base, account)", [origins.gateway, account.account_id])
+            read = await page.evaluate(
+                "([base, account]) => window.read(base, account)", [origins.gateway, account.account_id]
+            )
             assert read.get("error") is None, read
             assert read["status"] == 200 and read["count"] == len(account.batch.conversations)
             assert read["etag"] and read["requestId"] == "from-another-origin", "exposed headers are readable"
@@ -112,8 +114,9 @@ async def test_a_page_of_an_allowed_origin_reads_and_follows_events_and_another_
             await asyncio.sleep(0.5)  # the stream is open before the message arrives
             account.grow(NOW + 60)
             assert await sync.push_snapshot(account.account_id, 2, account.account, account.batch) == 2
-            await page.wait_for_function("window.events.some((e) => e.event && e.event.type === 'new_message')",
-                                         timeout=15_000)
+            await page.wait_for_function(
+                "window.events.some((e) => e.event && e.event.type === 'new_message')", timeout=15_000
+            )
 
             stranger = await browser.new_page()
             await stranger.goto(origins.other)
@@ -133,19 +136,31 @@ async def test_preflights_say_what_is_allowed(master: Master, origins: Origins) 
     import httpx
 
     async with httpx.AsyncClient(base_url=origins.gateway) as http:
-        ok = await http.options("/api/im/conversations", headers={
-            "Origin": origins.allowed, "Access-Control-Request-Method": "PUT",
-            "Access-Control-Request-Headers": "content-type, authorization, grpc-metadata-tenant"})
+        ok = await http.options(
+            "/api/im/conversations",
+            headers={
+                "Origin": origins.allowed,
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "content-type, authorization, grpc-metadata-tenant",
+            },
+        )
         assert ok.status_code == 204
         assert ok.headers["access-control-allow-origin"] == origins.allowed
         assert "PUT" in ok.headers["access-control-allow-methods"]
         assert ok.headers["access-control-allow-headers"] == "content-type, authorization, grpc-metadata-tenant"
         assert ok.headers["access-control-max-age"] == "600" and ok.headers["vary"] == "Origin"
-        stranger = await http.options("/api/im/conversations", headers={
-            "Origin": origins.other, "Access-Control-Request-Method": "GET"})
+        stranger = await http.options(
+            "/api/im/conversations", headers={"Origin": origins.other, "Access-Control-Request-Method": "GET"}
+        )
         assert stranger.status_code == 403 and "access-control-allow-origin" not in stranger.headers
-        odd = await http.options("/api/im/conversations", headers={
-            "Origin": origins.allowed, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-evil"})
+        odd = await http.options(
+            "/api/im/conversations",
+            headers={
+                "Origin": origins.allowed,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-evil",
+            },
+        )
         assert odd.status_code == 403
         plain = await http.get("/api/im/accounts", headers={"Origin": origins.other})
         assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers

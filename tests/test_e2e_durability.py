@@ -31,6 +31,7 @@ from .sync_harness import crawl_of, running
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest_asyncio.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     rig = Rig(tmp_path)
@@ -77,7 +78,8 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
             restarted = await rig.start_master()
             # A kill tears at most an uncommitted tail: nothing is reported damaged.
             assert not any("JOURNAL DAMAGED" in line for line in restarted.output), list(restarted.output)
-            await waiting.eventually(lambda: len(engine.welcomes) > welcomes, timeout=30)
+            seen = welcomes
+            await waiting.eventually(lambda: len(engine.welcomes) > seen, timeout=30)  # noqa: B023 (awaited here)
             offered = engine.welcomes[welcomes]
             for account_id, version in acknowledged.items():
                 assert offered[account_id] >= version, (
@@ -161,7 +163,9 @@ async def test_a_truncated_journal(rig: Rig) -> None:
     assert rows, "there were rows to lose"
 
 
-async def test_sigterm_answers_what_was_taken_and_sends_workers_away(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_sigterm_answers_what_was_taken_and_sends_workers_away(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="services.worker.sync_engine")
     await rig.start_master()
     engine = rig.make_engine()

@@ -72,9 +72,10 @@ def token_in(png: bytes) -> str:
 
 async def test_logins_through_the_console(demo: DemoProcesses, browser: Any) -> None:
     uid = demo.uid_of("shop-1")
-    async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
-        base_url=demo.platform, timeout=10
-    ) as platform:
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
 
         async def account() -> dict[str, Any]:
             user: dict[str, Any] = (await http.get("/api/im/accounts/shop-1")).json()["data"]["user"]
@@ -103,7 +104,9 @@ async def test_logins_through_the_console(demo: DemoProcesses, browser: Any) -> 
         await page.locator(".detail .health-line", has_text="Healthy").wait_for(timeout=30_000)
         await entry.locator(".health", has_text="Healthy").wait_for()
         truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
-        listed = (await http.get("/api/im/messages", params={"account_id": "shop-1", "count": "100"})).json()["data"]["messages"]
+        listed = (await http.get("/api/im/messages", params={"account_id": "shop-1", "count": "100"})).json()["data"][
+            "messages"
+        ]
         assert {m["message_id"] for m in listed} == {m["server_id"] for m in truth["messages"]}
         await shoot(page, "account-healthy")
 
@@ -135,7 +138,11 @@ async def test_logins_through_the_console(demo: DemoProcesses, browser: Any) -> 
 
         async def gave_up() -> bool:
             user = await account()
-            return user["login_state"] == "logged_out" and user["last_error_reason"] == "LOGIN_EXPIRED" and "expired" in user["last_error"]
+            return (
+                user["login_state"] == "logged_out"
+                and user["last_error_reason"] == "LOGIN_EXPIRED"
+                and "expired" in user["last_error"]
+            )
 
         await eventually(gave_up)
         await entry.locator(".health", has_text="Logged out").wait_for()

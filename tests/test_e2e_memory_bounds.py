@@ -48,20 +48,37 @@ def resident(pid: int) -> int:
 async def test_each_attack_leaves_the_master_under_its_bound_and_serving(tmp_path: Path) -> None:
     keys = tmp_path / "api-keys.toml"
     key = create_api_key(keys, "reader", ["*"], ["read"])
-    master = await processes.start([
-        "master", "--listen", "127.0.0.1:0", "--worker-tokens", str(write_tokens(tmp_path / "tokens.toml")),
-        "--api-keys", str(keys), "--rate-limit", "0", "--retention", "none", "--gateway-listen", "127.0.0.1:0",
-        "--gateway-console", "none",
-    ])
+    master = await processes.start(
+        [
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-tokens",
+            str(write_tokens(tmp_path / "tokens.toml")),
+            "--api-keys",
+            str(keys),
+            "--rate-limit",
+            "0",
+            "--retention",
+            "none",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--gateway-console",
+            "none",
+        ]
+    )
     grpc_address = (await master.line_with("master listening on")).rpartition(" ")[2]
     pid = master.process.pid
     sample = SampleAccount("shop", seed=3, now=NOW)
     sample.fill(conversations=200, messages_per_conversation=5, contents=5, comments_per_content=5)
     options = [("grpc.max_send_message_length", 256 * MiB)]
     try:
-        async with grpc.aio.insecure_channel(grpc_address, options=options) as channel, httpx.AsyncClient(
-            base_url=f"http://{master.address}", headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as http:
+        async with (
+            grpc.aio.insecure_channel(grpc_address, options=options) as channel,
+            httpx.AsyncClient(
+                base_url=f"http://{master.address}", headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ) as http,
+        ):
             worker = SyncClient(channel, "test-worker", token=token_for("test-worker"))
             await worker.open({"shop": 0})
             assert await worker.push_snapshot("shop", 1, sample.account, sample.batch) == 1
@@ -75,7 +92,9 @@ async def test_each_attack_leaves_the_master_under_its_bound_and_serving(tmp_pat
             # 1. The cache flood.
             before = base
             for index in range(1000):
-                answer = await http.get("/api/im/conversations", params={"account_id": "shop", "count": "100", "unused": str(index)})
+                answer = await http.get(
+                    "/api/im/conversations", params={"account_id": "shop", "count": "100", "unused": str(index)}
+                )
                 assert answer.status_code in (200, 400)
             grown = resident(pid) - before
             print(f"cache flood: +{grown / MiB:.0f} MiB")
@@ -90,7 +109,11 @@ async def test_each_attack_leaves_the_master_under_its_bound_and_serving(tmp_pat
             flooder = SyncClient(channel, "worker-2", token=token_for("worker-2"))
             await flooder.open({"flooded": 0})
             for index in range(250):
-                await flooder.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(account_id="flooded", version=1, chunk_index=index, entities=chunk)))
+                await flooder.write(
+                    sync_pb2.SyncDataRequest(
+                        snapshot=sync_pb2.Snapshot(account_id="flooded", version=1, chunk_index=index, entities=chunk)
+                    )
+                )
             refused = (await flooder.receive()).nack
             assert "bytes" in refused.status.message
             grown = resident(pid) - before
@@ -107,7 +130,9 @@ async def test_each_attack_leaves_the_master_under_its_bound_and_serving(tmp_pat
                 granted += len(await flood.open({f"ghost-{index}-{n}": 0 for n in range(1000)}))
             assert granted < 10_000, "at most 10,000 accounts in all"
             grown = resident(pid) - before
-            print(f"hello flood: +{grown / MiB:.0f} MiB ({granted} accounts made); {resident(pid) / MiB:.0f} MiB in all")
+            print(
+                f"hello flood: +{grown / MiB:.0f} MiB ({granted} accounts made); {resident(pid) / MiB:.0f} MiB in all"
+            )
             assert grown < HELLO_FLOOD, grown / MiB
             await serving()
             for flood in floods:

@@ -43,7 +43,7 @@ async def scrape(http: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset
 def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     """The sum over the series of `name` whose labels include `labels`."""
     wanted = set(labels.items())
-    return sum(v for (n, l), v in samples.items() if n == name and wanted <= l)
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
 
 
 def _is_json(line: str) -> bool:
@@ -74,15 +74,20 @@ async def test_metrics_logs_and_alerts_of_the_demo_processes_in_a_real_prometheu
         assert demo.master and demo.gateway and demo.worker
         master_metrics = metrics_address(await demo.master.line_with("metrics listening on"))
         worker_metrics = metrics_address(await demo.worker.line_with("metrics listening on"))
-        prometheus = Prometheus(tmp_path / "prometheus", {
-            "imsync-master": [(master_metrics, "/metrics")],
-            "imsync-gateway": [(demo.gateway_address, "/metrics")],
-            "imsync-worker": [(worker_metrics, "/metrics")],
-        }).start()
+        prometheus = Prometheus(
+            tmp_path / "prometheus",
+            {
+                "imsync-master": [(master_metrics, "/metrics")],
+                "imsync-gateway": [(demo.gateway_address, "/metrics")],
+                "imsync-worker": [(worker_metrics, "/metrics")],
+            },
+        ).start()
 
-        async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
-            base_url=demo.platform, timeout=10
-        ) as platform, httpx.AsyncClient(timeout=10) as plain:
+        async with (
+            httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+            httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+            httpx.AsyncClient(timeout=10) as plain,
+        ):
 
             async def whole() -> bool:
                 users = (await http.get("/api/im/accounts")).json()["data"]["users"]
@@ -94,21 +99,35 @@ async def test_metrics_logs_and_alerts_of_the_demo_processes_in_a_real_prometheu
             async def scraped() -> bool:
                 up = await prometheus.query(plain, "up")
                 return {r["metric"]["job"] for r in up if r["value"][1] == "1"} == {
-                    "imsync-master", "imsync-gateway", "imsync-worker"}
+                    "imsync-master",
+                    "imsync-gateway",
+                    "imsync-worker",
+                }
 
             await eventually(scraped, timeout=30)
 
             # A read, with the caller's request id.
-            read = await http.get("/api/im/conversations", params={"account_id": "shop-0"},
-                                  headers={"X-Request-Id": "read-e2e-1"})
+            read = await http.get(
+                "/api/im/conversations", params={"account_id": "shop-0"}, headers={"X-Request-Id": "read-e2e-1"}
+            )
             assert read.status_code == 200 and read.headers["x-request-id"] == "read-e2e-1"
 
             # A failed reply: under a work the platform made private.
-            comment = (await http.get("/api/im/discussions", params={"account_id": "shop-0"})).json()["data"]["discussions"][0]
-            await platform.post("/__sim/private", json={
-                "uid": demo.uid_of("shop-0"), "item_id": comment["content_id"], "is_private": True})
-            sent = await http.post("/api/im/replies", headers={"X-Request-Id": "reply-e2e-1"}, json={
-                "request_id": "failing-reply", "reply_to_comment": {"comment_id": comment["comment_id"], "text": SECRET_TEXT}})
+            comment = (await http.get("/api/im/discussions", params={"account_id": "shop-0"})).json()["data"][
+                "discussions"
+            ][0]
+            await platform.post(
+                "/__sim/private",
+                json={"uid": demo.uid_of("shop-0"), "item_id": comment["content_id"], "is_private": True},
+            )
+            sent = await http.post(
+                "/api/im/replies",
+                headers={"X-Request-Id": "reply-e2e-1"},
+                json={
+                    "request_id": "failing-reply",
+                    "reply_to_comment": {"comment_id": comment["comment_id"], "text": SECRET_TEXT},
+                },
+            )
             assert sent.status_code == 200, sent.text
 
             async def failed() -> bool:
@@ -133,7 +152,9 @@ async def test_metrics_logs_and_alerts_of_the_demo_processes_in_a_real_prometheu
             assert value(master, "imsync_sync_received_entities_total", account="shop-0") > 0
             assert value(master, "imsync_sync_received_bytes_total", account="shop-1") > 0
             assert value(master, "imsync_journal_commit_seconds_count") > 0
-            assert value(master, "imsync_grpc_server_handled_total", grpc_method="ListConversations", grpc_code="OK") >= 1
+            assert (
+                value(master, "imsync_grpc_server_handled_total", grpc_method="ListConversations", grpc_code="OK") >= 1
+            )
             assert value(master, "imsync_grpc_server_handling_seconds_count", grpc_method="SendReply") >= 1
             assert value(master, "imsync_replies_total", state="failed", reason="reply_blocked") >= 1
             assert value(master, "imsync_account_crawl_state", account="shop-1", state="partial") == 1
@@ -142,13 +163,18 @@ async def test_metrics_logs_and_alerts_of_the_demo_processes_in_a_real_prometheu
             assert value(master, "imsync_health_serving") == 1
 
             gateway = await scrape(plain, f"{demo.base}/metrics")
-            assert value(gateway, "imsync_http_requests_total", route="/api/im/conversations", method="GET", code="200") >= 1
+            assert (
+                value(gateway, "imsync_http_requests_total", route="/api/im/conversations", method="GET", code="200")
+                >= 1
+            )
             assert value(gateway, "imsync_http_requests_total", route="/api/im/replies", method="POST", code="200") == 1
             assert value(gateway, "imsync_http_request_seconds_count", route="/api/im/replies/{request_id}") >= 1
 
             async def kept_answers() -> bool:  # a read again, answered from the gateway's cache
                 await http.get("/api/im/conversations", params={"account_id": "shop-0"})
-                return value(await scrape(plain, f"{demo.base}/metrics"), "imsync_cache_answers_total", result="hit") >= 1
+                return (
+                    value(await scrape(plain, f"{demo.base}/metrics"), "imsync_cache_answers_total", result="hit") >= 1
+                )
 
             await eventually(kept_answers, timeout=30)
 
@@ -166,13 +192,17 @@ async def test_metrics_logs_and_alerts_of_the_demo_processes_in_a_real_prometheu
             assert comment["comment_id"] not in labels and SECRET_TEXT not in labels
 
             # Prometheus has the series, and the alerts fire.
-            for expression in ('imsync_replies_total{state="failed"}', 'imsync_worker_crawls_total{outcome="partial"}',
-                               'imsync_http_requests_total{route="/api/im/conversations"}'):
+            for expression in (
+                'imsync_replies_total{state="failed"}',
+                'imsync_worker_crawls_total{outcome="partial"}',
+                'imsync_http_requests_total{route="/api/im/conversations"}',
+            ):
                 assert await prometheus.query(plain, expression), expression
 
             async def firing(name: str, **labels: str) -> bool:
                 return any(
-                    a["labels"]["alertname"] == name and a["state"] == "firing"
+                    a["labels"]["alertname"] == name
+                    and a["state"] == "firing"
                     and all(a["labels"].get(k) == v for k, v in labels.items())
                     for a in await prometheus.alerts(plain)
                 )

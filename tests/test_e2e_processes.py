@@ -38,23 +38,30 @@ class Deployment:
 @pytest_asyncio.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     tokens = write_tokens(tmp_path / "tokens.toml")
-    master = await processes.start(["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)])
+    master = await processes.start(
+        ["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens)]
+    )
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     try:
-        async with grpc.aio.insecure_channel(master.address) as channel, httpx.AsyncClient(
-            base_url=f"http://{gateway.address}", timeout=10
-        ) as http:
+        async with (
+            grpc.aio.insecure_channel(master.address) as channel,
+            httpx.AsyncClient(base_url=f"http://{gateway.address}", timeout=10) as http,
+        ):
             yield Deployment(master.address, gateway.address, channel, http)
     finally:
         await gateway.stop()
         await master.stop()
 
 
-async def walk(http: httpx.AsyncClient, account_id: str, count: int, between_pages: object = None) -> list[dict[str, object]]:
+async def walk(
+    http: httpx.AsyncClient, account_id: str, count: int, between_pages: object = None
+) -> list[dict[str, object]]:
     items: list[dict[str, object]] = []
     cursor = ""
     while True:
-        response = await http.get("/api/im/conversations", params={"account_id": account_id, "cursor": cursor, "count": count})
+        response = await http.get(
+            "/api/im/conversations", params={"account_id": account_id, "cursor": cursor, "count": count}
+        )
         assert response.status_code == 200, response.text
         data = response.json()["data"]
         items += data["conversations"]
@@ -139,7 +146,9 @@ async def test_grpc_and_gateway_answer_identically_and_health_is_served(deployme
     await deployment.sync.push_snapshot(account.account_id, 1, account.account, account.batch)
     request = conv.ListConversationsRequest(account_id=account.account_id, count=4)
     over_grpc = await deployment.im.list_conversations(request)
-    over_http = await deployment.http.get("/api/im/conversations", params={"account_id": account.account_id, "count": 4})
+    over_http = await deployment.http.get(
+        "/api/im/conversations", params={"account_id": account.account_id, "count": 4}
+    )
     assert over_http.json()["data"] == to_json(over_grpc, JsonStyle.IM)
 
     health = health_pb2_grpc.HealthStub(deployment.channel)
@@ -149,8 +158,18 @@ async def test_grpc_and_gateway_answer_identically_and_health_is_served(deployme
 
 async def test_the_demo_comes_up_and_its_urls_answer() -> None:
     demo = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "demo",
-        "--master-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--interval", "1", "--sim-rate", "120",
+        sys.executable,
+        "-m",
+        "services.cli",
+        "demo",
+        "--master-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--interval",
+        "1",
+        "--sim-rate",
+        "120",
         stdout=asyncio.subprocess.PIPE,
     )
     assert demo.stdout is not None

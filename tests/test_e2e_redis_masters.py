@@ -46,9 +46,23 @@ class TwoMasters(Rig):
         return "ipv4:" + ",".join(f"127.0.0.1:{self.ports[name]}" for name in ("a", "b"))
 
     async def start_named(self, name: str) -> None:
-        args = ["master", "--store", self.redis.url, "--master-id", name, "--listen", "127.0.0.1:0",
-                "--retention", "none", "--worker-tokens", str(self.tokens),
-                "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
+        args = [
+            "master",
+            "--store",
+            self.redis.url,
+            "--master-id",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--retention",
+            "none",
+            "--worker-tokens",
+            str(self.tokens),
+            "--heartbeat-seconds",
+            "0.3",
+            "--lease-seconds",
+            "1.5",
+        ]
         child = await processes.start(args)
         self.masters[name] = child
         self.ports[name] = int(child.address.rpartition(":")[2])

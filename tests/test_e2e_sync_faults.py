@@ -29,9 +29,13 @@ async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None
 
 
 def worker_config(folder: Path, name: str, master: str, accounts: list[str], interval: float = 0.3) -> Path:
-    tables = "".join(f'\n[[accounts]]\naccount_id = "{a}"\nadapter = "sample"\nseed = {i + 5}\n' for i, a in enumerate(accounts))
+    tables = "".join(
+        f'\n[[accounts]]\naccount_id = "{a}"\nadapter = "sample"\nseed = {i + 5}\n' for i, a in enumerate(accounts)
+    )
     path = folder / f"{name}.toml"
-    path.write_text(f'master = "{master}"\nworker_id = "{name}"\ntoken = "{token_for(name)}"\ncrawl_interval = {interval}\n{tables}')
+    path.write_text(
+        f'master = "{master}"\nworker_id = "{name}"\ntoken = "{token_for(name)}"\ncrawl_interval = {interval}\n{tables}'
+    )
     return path
 
 
@@ -42,7 +46,19 @@ async def tokens(tmp_path: Path) -> Path:
 
 async def start_master(tokens: Path, listen: str = "127.0.0.1:0") -> processes.Child:
     return await processes.start(
-        ["master", "--listen", listen, "--retention", "none", "--worker-tokens", str(tokens), "--heartbeat-seconds", "0.3", "--lease-seconds", "1.5"]
+        [
+            "master",
+            "--listen",
+            listen,
+            "--retention",
+            "none",
+            "--worker-tokens",
+            str(tokens),
+            "--heartbeat-seconds",
+            "0.3",
+            "--lease-seconds",
+            "1.5",
+        ]
     )
 
 
@@ -71,8 +87,15 @@ async def test_a_worker_killed_mid_snapshot_leaves_the_master_unchanged(
 
         # The same worker restarts, takes the account over, and dies halfway through version 2.
         dying = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.helpers.half_snapshot", master.address, token_for("test-worker"),
-            "test-worker", "shop", "2", stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tests.helpers.half_snapshot",
+            master.address,
+            token_for("test-worker"),
+            "test-worker",
+            "shop",
+            "2",
+            stdout=asyncio.subprocess.PIPE,
         )
         assert dying.stdout is not None
         async with asyncio.timeout(30):
@@ -92,7 +115,9 @@ async def test_the_worker_resumes_by_itself_when_the_master_is_killed_and_restar
 ) -> None:
     master = await start_master(tokens)
     children.append(master)
-    worker = await processes.start(["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["a1", "a2"]))])
+    worker = await processes.start(
+        ["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["a1", "a2"]))]
+    )
     children.append(worker)
     async with grpc.aio.insecure_channel(master.address) as channel:
         im = ImClient(channel, timeout=2)
@@ -117,7 +142,9 @@ async def test_two_workers_claiming_one_account_one_wins_the_other_is_told_why(
 ) -> None:
     master = await start_master(tokens)
     children.append(master)
-    first = await processes.start(["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["shared"]))])
+    first = await processes.start(
+        ["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["shared"]))]
+    )
     children.append(first)
     async with grpc.aio.insecure_channel(master.address) as channel:
         im = ImClient(channel, timeout=2)
@@ -127,7 +154,9 @@ async def test_two_workers_claiming_one_account_one_wins_the_other_is_told_why(
             return account.worker_id == "worker-a" and account.version > 0
 
         await eventually(owned_by_a)
-        second = await processes.start(["worker", "--config", str(worker_config(tmp_path, "worker-b", master.address, ["shared"]))])
+        second = await processes.start(
+            ["worker", "--config", str(worker_config(tmp_path, "worker-b", master.address, ["shared"]))]
+        )
         children.append(second)
 
         async def b_was_told() -> bool:
@@ -155,16 +184,24 @@ async def test_a_reply_sent_through_rest_is_performed_by_the_worker(
     children.append(master)
     gateway = await processes.start(["gateway", "--listen", "127.0.0.1:0", "--master", master.address])
     children.append(gateway)
-    worker = await processes.start(["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["shop"]))])
+    worker = await processes.start(
+        ["worker", "--config", str(worker_config(tmp_path, "worker-a", master.address, ["shop"]))]
+    )
     children.append(worker)
     async with httpx.AsyncClient(base_url=f"http://{gateway.address}", timeout=5) as http:
+
         async def has_conversations() -> bool:
             body = (await http.get("/api/im/conversations", params={"account_id": "shop"})).json()
             return bool(body["data"] and body["data"]["conversations"])
 
         await eventually(has_conversations)
-        conversation = (await http.get("/api/im/conversations", params={"account_id": "shop"})).json()["data"]["conversations"][0]
-        body = {"request_id": "e2e-1", "send_message": {"conversation_id": conversation["conversation_id"], "text": "您好，已为您处理✅"}}
+        conversation = (await http.get("/api/im/conversations", params={"account_id": "shop"})).json()["data"][
+            "conversations"
+        ][0]
+        body = {
+            "request_id": "e2e-1",
+            "send_message": {"conversation_id": conversation["conversation_id"], "text": "您好，已为您处理✅"},
+        }
         assert (await http.post("/api/im/replies", json=body)).status_code == 200
 
         async def sent() -> bool:

@@ -83,14 +83,17 @@ async def test_a_read_and_a_reply_are_each_one_trace_from_rest_to_the_platform_c
             # A read: the gateway's span, and the master's under it.
             spans.clear()
             caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-            read = await http.get("/api/im/conversations", params={"account_id": "shop-0"},
-                                  headers={"traceparent": caller})
+            read = await http.get(
+                "/api/im/conversations", params={"account_id": "shop-0"}, headers={"traceparent": caller}
+            )
             assert read.status_code == 200
             finished = spans.get_finished_spans()
             by_id = {s.context.span_id: s for s in finished}
             served = next(s for s in finished if s.name == "imsync.v1.ConversationService/ListConversations")
-            assert chain(served, by_id) == ["imsync.v1.ConversationService/ListConversations",
-                                            "GET /api/im/conversations"]
+            assert chain(served, by_id) == [
+                "imsync.v1.ConversationService/ListConversations",
+                "GET /api/im/conversations",
+            ]
             assert f"{served.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c", "the caller's trace goes on"
 
             # A reply: REST, the master's SendReply, the worker's command, the clicks on the page.
@@ -107,7 +110,10 @@ async def test_a_read_and_a_reply_are_each_one_trace_from_rest_to_the_platform_c
             by_id = {s.context.span_id: s for s in finished}
             click = next(s for s in finished if s.name == "click reply")
             assert chain(click, by_id) == [
-                "click reply", "perform reply_to_comment", "imsync.v1.ReplyService/SendReply", "POST /api/im/replies"
+                "click reply",
+                "perform reply_to_comment",
+                "imsync.v1.ReplyService/SendReply",
+                "POST /api/im/replies",
             ]
             trace_ids = {s.context.trace_id for s in finished if s.name in chain(click, by_id)}
             assert len(trace_ids) == 1

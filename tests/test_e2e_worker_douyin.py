@@ -41,7 +41,8 @@ def chromium_browsers(ancestor: int) -> list[int]:
         return False
 
     return [
-        pid for pid, command in commands.items()
+        pid
+        for pid, command in commands.items()
         if under(pid) and "chrom" in command.split(" ")[0] and "--type=" not in command
     ]
 
@@ -72,9 +73,10 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
         assert demo.worker is not None
         worker = demo.worker
 
-        async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http, httpx.AsyncClient(
-            base_url=demo.platform, timeout=10
-        ) as platform:
+        async with (
+            httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+            httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+        ):
 
             async def synced() -> bool:
                 users = (await http.get("/api/im/accounts")).json()["data"]["users"]
@@ -88,12 +90,15 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
 
                 async def matches(uid: str = uid, account_id: str = account_id) -> bool:
                     truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
-                    conversations = await all_items(http, "/api/im/conversations", "conversations", account_id=account_id)
+                    conversations = await all_items(
+                        http, "/api/im/conversations", "conversations", account_id=account_id
+                    )
                     messages = await all_items(http, "/api/im/messages", "messages", account_id=account_id)
                     works = await all_items(http, "/api/im/contents", "contents", account_id=account_id)
                     comments = await all_items(http, "/api/im/discussions", "discussions", account_id=account_id)
                     return (
-                        {c["conversation_id"] for c in conversations} == {c["conversation_id"] for c in truth["conversations"]}
+                        {c["conversation_id"] for c in conversations}
+                        == {c["conversation_id"] for c in truth["conversations"]}
                         and {m["message_id"] for m in messages} == {m["server_id"] for m in truth["messages"]}
                         and {w["content_id"] for w in works} == {w["aweme_id"] for w in truth["works"]}
                         and {c["comment_id"] for c in comments} == {c["cid"] for c in truth["comments"]}
@@ -103,7 +108,9 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
 
             # 2. Something new on the platform reaches a live (SSE) client after the next crawl.
             params = {"types": "new_message,new_comment"}
-            async with http.stream("GET", "/api/im/events", params=params, headers={"Accept": "text/event-stream"}) as stream:
+            async with http.stream(
+                "GET", "/api/im/events", params=params, headers={"Accept": "text/event-stream"}
+            ) as stream:
                 for _ in range(3):
                     await platform.post("/__sim/tick")
                 lines = stream.aiter_lines()
@@ -111,16 +118,20 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
                     data = ""
                     while not data:
                         line = await anext(lines)
-                        data = line[len("data: "):] if line.startswith("data: ") else ""
+                        data = line[len("data: ") :] if line.startswith("data: ") else ""
                 event = json.loads(data)["event"]
                 assert event["type"] in ("new_message", "new_comment")
 
             # 3. A reply sent through REST is typed into the platform's page and comes back.
             comment = next(
-                c for c in await all_items(http, "/api/im/discussions", "discussions", account_id="shop-0")
+                c
+                for c in await all_items(http, "/api/im/discussions", "discussions", account_id="shop-0")
                 if not c["parent_comment_id"]
             )
-            body = {"request_id": "e2e-reply", "reply_to_comment": {"comment_id": comment["comment_id"], "text": "谢谢支持❤️"}}
+            body = {
+                "request_id": "e2e-reply",
+                "reply_to_comment": {"comment_id": comment["comment_id"], "text": "谢谢支持❤️"},
+            }
             assert (await http.post("/api/im/replies", json=body)).status_code == 200
 
             async def sent() -> dict[str, Any] | None:
@@ -135,7 +146,9 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
                 replies = await all_items(
                     http, f"/api/im/discussions/{comment['comment_id']}/replies", "discussions", account_id="shop-0"
                 )
-                return any(r["comment_id"] == reply["created_id"] and r["author"]["user_id"] == uids[0] for r in replies)
+                return any(
+                    r["comment_id"] == reply["created_id"] and r["author"]["user_id"] == uids[0] for r in replies
+                )
 
             await eventually(reply_synced)
 

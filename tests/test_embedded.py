@@ -54,7 +54,9 @@ async def embedded(master: Master, request: pytest.FixtureRequest) -> AsyncItera
         yield Embedded(cached, uncached, gateway.cache)
 
 
-async def test_repeated_reads_are_answered_from_the_cache_with_etags(master: Master, embedded: Embedded, accounts: list[SampleAccount]) -> None:
+async def test_repeated_reads_are_answered_from_the_cache_with_etags(
+    master: Master, embedded: Embedded, accounts: list[SampleAccount]
+) -> None:
     await push_all(master, accounts)
     url = f"/api/im/conversations?account_id={accounts[0].account_id}&count=5"
     first = await embedded.cached.get(url)
@@ -101,7 +103,9 @@ async def test_a_read_after_an_acknowledged_change_never_returns_the_older_state
             versions[a] += 1
             assert await sync.push_snapshot(a, versions[a], account.account, account.batch) == versions[a]
         elif action < 0.35:
-            unread = await master.im.list_unified_messages(uni.ListUnifiedMessagesRequest(account_id=a, is_read=False, count=20))
+            unread = await master.im.list_unified_messages(
+                uni.ListUnifiedMessagesRequest(account_id=a, is_read=False, count=20)
+            )
             if unread.messages:
                 item = rng.choice(unread.messages).id
                 response = await embedded.cached.put(f"/api/im/unified-messages/{item}/read", json={"account_id": a})
@@ -110,7 +114,9 @@ async def test_a_read_after_an_acknowledged_change_never_returns_the_older_state
             conversation = rng.choice(account.batch.conversations).conversation_id
             method = rng.choice(["PUT", "DELETE"])
             if method == "PUT":
-                response = await embedded.cached.put(f"/api/im/conversations/{conversation}/pin", json={"account_id": a})
+                response = await embedded.cached.put(
+                    f"/api/im/conversations/{conversation}/pin", json={"account_id": a}
+                )
             else:
                 response = await embedded.cached.delete(f"/api/im/conversations/{conversation}/pin?account_id={a}")
             assert response.status_code == 200, response.text
@@ -122,7 +128,9 @@ async def test_a_read_after_an_acknowledged_change_never_returns_the_older_state
     assert embedded.cache.hits > 50, "most reads repeat an unchanged account's page"
 
 
-async def test_every_hit_is_authorized_as_a_call_would_be(master: Master, embedded: Embedded, accounts: list[SampleAccount]) -> None:
+async def test_every_hit_is_authorized_as_a_call_would_be(
+    master: Master, embedded: Embedded, accounts: list[SampleAccount]
+) -> None:
     await push_all(master, accounts)
     url = f"/api/im/conversations?account_id={accounts[0].account_id}"
     await embedded.cached.get(url)
@@ -199,12 +207,16 @@ async def test_a_hit_checks_the_request_headers_as_a_miss_does(
     hits = embedded.cache.hits
     assert (await embedded.cached.get(url)).status_code == 200 and embedded.cache.hits == hits + 1
     bad: list[list[tuple[bytes, bytes]]] = [
-        [(b"grpc-timeout", b"bogus")], [(b"grpc-metadata-te", b"x")], [(b"grpc-metadata-x", "caf\u00e9".encode())],
+        [(b"grpc-timeout", b"bogus")],
+        [(b"grpc-metadata-te", b"x")],
+        [(b"grpc-metadata-x", "caf\u00e9".encode())],
         [(b"authorization", b"Bearer a"), (b"grpc-metadata-authorization", b"Bearer b")],
     ]
     for headers in bad:
         for client in (embedded.cached, embedded.uncached):
             answer = await client.get(url, headers=headers)
             assert answer.status_code == 400, (headers, answer.text)
-    weak = await embedded.cached.get(url, headers={"If-None-Match": "W/" + (await embedded.cached.get(url)).headers["etag"]})
+    weak = await embedded.cached.get(
+        url, headers={"If-None-Match": "W/" + (await embedded.cached.get(url)).headers["etag"]}
+    )
     assert weak.status_code == 304, "a weak ETag matches a kept answer too"

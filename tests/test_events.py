@@ -84,7 +84,9 @@ async def test_rpc_events_for_arrivals_reads_and_replies(master: Master) -> None
     seen: list[ev.Event] = []
 
     async def follow() -> None:
-        request = ev.StreamEventsRequest(account_ids=["shop"], types=[ev.EVENT_TYPE_NEW_MESSAGE, ev.EVENT_TYPE_READ_STATE_CHANGED])
+        request = ev.StreamEventsRequest(
+            account_ids=["shop"], types=[ev.EVENT_TYPE_NEW_MESSAGE, ev.EVENT_TYPE_READ_STATE_CHANGED]
+        )
         async for response in master.im.stream_events(request):
             seen.append(response.event)
 
@@ -105,7 +107,9 @@ async def test_rpc_events_for_arrivals_reads_and_replies(master: Master) -> None
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def sse_events(http: httpx.AsyncClient, url: str, headers: dict[str, str], count: int, ready: asyncio.Event) -> list[tuple[str, dict[str, object]]]:
+async def sse_events(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str], count: int, ready: asyncio.Event
+) -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = []
     async with http.stream("GET", url, headers={"Accept": "text/event-stream", **headers}) as response:
         assert response.status_code == 200
@@ -180,7 +184,8 @@ async def test_sse_and_ndjson_clients_see_new_messages_and_resume_exactly(deploy
         got_sse = await asyncio.wait_for(sse, 10)
         got_ndjson = await asyncio.wait_for(ndjson, 10)
         assert [data["event"]["message"]["message_id"] for _, data in got_sse] == [first.message_id, second.message_id]  # type: ignore[index]
-        assert [line["result"]["event"]["message"]["message_id"] for line in got_ndjson] == [first.message_id, second.message_id]  # type: ignore[index]
+        ndjson_ids = [line["result"]["event"]["message"]["message_id"] for line in got_ndjson]  # type: ignore[index]
+        assert ndjson_ids == [first.message_id, second.message_id]
         assert got_sse[0][1]["event"]["type"] == "new_message"  # type: ignore[index]
 
         # The SSE client went away after the first event; while away, two more arrive.

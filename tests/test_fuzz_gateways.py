@@ -35,9 +35,20 @@ ROUTES = [
     ("GET", "/openapi.json"),
     ("GET", "/nowhere/%ff%00"),
 ]
-NAMES = [b"Authorization", b"Grpc-Timeout", b"Content-Type", b"X-Forwarded-For", b"Accept", b"Last-Event-ID",
-         b"If-None-Match", b"Grpc-Metadata-Authorization", b"Grpc-Metadata-Trace-Bin", b"Grpc-Metadata-Grpc-Status",
-         b"Content-Encoding", b"Transfer-Encoding"]
+NAMES = [
+    b"Authorization",
+    b"Grpc-Timeout",
+    b"Content-Type",
+    b"X-Forwarded-For",
+    b"Accept",
+    b"Last-Event-ID",
+    b"If-None-Match",
+    b"Grpc-Metadata-Authorization",
+    b"Grpc-Metadata-Trace-Bin",
+    b"Grpc-Metadata-Grpc-Status",
+    b"Content-Encoding",
+    b"Transfer-Encoding",
+]
 
 
 def _start(args: list[str], wanted: int = 1) -> tuple[subprocess.Popen[str], list[str]]:
@@ -58,18 +69,32 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     folder = Path(tmp_path_factory.mktemp("fuzz"))
     keys = folder / "api-keys.toml"
     key = create_api_key(keys, "fuzz", ["*"], ["read", "reply"])
-    master_args = ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(write_tokens(folder / "tokens.toml")),
-                   "--api-keys", str(keys), "--rate-limit", "0", "--gateway-http-body-timeout", "1"]
+    master_args = [
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--worker-tokens",
+        str(write_tokens(folder / "tokens.toml")),
+        "--api-keys",
+        str(keys),
+        "--rate-limit",
+        "0",
+        "--gateway-http-body-timeout",
+        "1",
+    ]
     children: list[subprocess.Popen[str]] = []
     try:
         if request.param == "embedded gateway":
-            master, (address, _) = _start([*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"], 2)
+            master, (address, _) = _start(
+                [*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"], 2
+            )
             children.append(master)
         else:
             master, (master_address,) = _start(master_args)
             children.append(master)
-            gateway_process, (address,) = _start(["gateway", "--listen", "127.0.0.1:0", "--master", master_address,
-                                                  "--http-body-timeout", "1"])
+            gateway_process, (address,) = _start(
+                ["gateway", "--listen", "127.0.0.1:0", "--master", master_address, "--http-body-timeout", "1"]
+            )
             children.append(gateway_process)
         host, _, port = address.rpartition(":")
         yield host, int(port), key
@@ -96,7 +121,11 @@ def status_of(host: str, port: int, request: bytes) -> int | None:
 
 def _json(depth: int) -> st.SearchStrategy[object]:
     leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-    return st.recursive(leaves, lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=depth)
+    return st.recursive(
+        leaves,
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+        max_leaves=depth,
+    )
 
 
 header_value = (
@@ -117,20 +146,34 @@ queries = st.binary(max_size=80).map(lambda raw: "".join(f"%{b:02x}" if b not in
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(route=st.sampled_from(ROUTES), method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
-       query=queries, extra=headers, body=bodies, authorized=st.booleans(), short=st.booleans())
+@given(
+    route=st.sampled_from(ROUTES),
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    query=queries,
+    extra=headers,
+    body=bodies,
+    authorized=st.booleans(),
+    short=st.booleans(),
+)
 def test_no_request_gets_a_server_error(
-    gateway: tuple[str, int, str], route: tuple[str, str], method: str, query: str, extra: list[tuple[bytes, bytes]],
-    body: bytes, authorized: bool, short: bool,
+    gateway: tuple[str, int, str],
+    route: tuple[str, str],
+    method: str,
+    query: str,
+    extra: list[tuple[bytes, bytes]],
+    body: bytes,
+    authorized: bool,
+    short: bool,
 ) -> None:
     host, port, key = gateway
     path = route[1] + ("?" + query if query else "")
     lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: fuzz", b"Connection: close"]
     if authorized:
         lines.append(b"Authorization: Bearer " + key.encode())
-    lines += [name + b": " + value for name, value in extra if name.lower() not in (b"transfer-encoding", b"content-length")]
+    lines += [
+        name + b": " + value for name, value in extra if name.lower() not in (b"transfer-encoding", b"content-length")
+    ]
     # A body shorter than announced is let wait for the gateway's body deadline (1 s).
     lines.append(b"Content-Length: %d" % (len(body) + (10 if short and body else 0)))
     status = status_of(host, port, b"\r\n".join(lines) + b"\r\n\r\n" + body)
     assert status is None or status < 500, (method, path, extra, body[:100], status)
-

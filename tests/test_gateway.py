@@ -67,12 +67,16 @@ async def test_gateway_and_grpc_stub_answer_identically(
     assert over_http.json()["data"]["total_unread"] == stats.total_unread > 0
 
 
-async def test_walking_pages_returns_each_item_once(loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]) -> None:
+async def test_walking_pages_returns_each_item_once(
+    loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]
+) -> None:
     account_id = accounts[0].account_id
     seen: list[str] = []
     cursor = "0"
     while True:
-        data = (await gateway.get("/api/im/messages", params={"account_id": account_id, "cursor": cursor, "count": 9})).json()["data"]
+        data = (
+            await gateway.get("/api/im/messages", params={"account_id": account_id, "cursor": cursor, "count": 9})
+        ).json()["data"]
         seen += [m["message_id"] for m in data["messages"]]
         if not data["has_more"]:
             break
@@ -127,16 +131,24 @@ async def test_enums_by_short_name_full_name_or_number(loaded: Master, gateway: 
     assert len(data["users"]) == 2 and all(user["status"] == "active" for user in data["users"])
 
 
-async def test_types_as_a_comma_separated_list(loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]) -> None:
+async def test_types_as_a_comma_separated_list(
+    loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]
+) -> None:
     params: dict[str, str | int] = {"account_id": accounts[0].account_id, "types": "comment,discussion", "count": 100}
     data = (await gateway.get("/api/im/unified-messages", params=params)).json()["data"]
     assert data["messages"] and {m["type"] for m in data["messages"]} <= {"comment", "discussion"}
-    repeated: list[tuple[str, str | int | float | bool | None]] = [("account_id", accounts[0].account_id), ("types", "direct_message"), ("types", "comment")]
+    repeated: list[tuple[str, str | int | float | bool | None]] = [
+        ("account_id", accounts[0].account_id),
+        ("types", "direct_message"),
+        ("types", "comment"),
+    ]
     data = (await gateway.get("/api/im/unified-messages", params=repeated)).json()["data"]
     assert {m["type"] for m in data["messages"]} <= {"comment", "direct_message"}
 
 
-async def test_mark_read_through_rest(loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]) -> None:
+async def test_mark_read_through_rest(
+    loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]
+) -> None:
     account = accounts[0]
     conversation_id = account.batch.conversations[0].conversation_id
     path = f"/api/im/conversations/{conversation_id}/read"
@@ -151,7 +163,9 @@ async def test_mark_read_through_rest(loaded: Master, gateway: httpx.AsyncClient
     item_id = item["data"]["messages"][0]["id"]
     marked = await gateway.put(f"/api/im/unified-messages/{item_id}/read", json={"account_id": account.account_id})
     assert marked.json()["data"]["message"]["is_read"] is True
-    many = await gateway.put("/api/im/unified-messages/read-many", json={"account_id": account.account_id, "ids": [item_id]})
+    many = await gateway.put(
+        "/api/im/unified-messages/read-many", json={"account_id": account.account_id, "ids": [item_id]}
+    )
     assert many.json()["data"]["marked_count"] == 0
 
 
@@ -197,7 +211,9 @@ async def test_grpc_gateway_profile(plain_gateway: httpx.AsyncClient, accounts: 
     assert status["details"][0]["fieldViolations"][0]["field"] == "account_id"
 
 
-async def test_get_account_matches_stub(loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]) -> None:
+async def test_get_account_matches_stub(
+    loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]
+) -> None:
     account_id = accounts[0].account_id
     over_grpc = await loaded.im.get_account(acc.GetAccountRequest(account_id=account_id))
     over_http = (await gateway.get(f"/api/im/accounts/{account_id}")).json()["data"]
@@ -205,10 +221,14 @@ async def test_get_account_matches_stub(loaded: Master, gateway: httpx.AsyncClie
     assert over_http["user"]["created_at"] == over_grpc.user.created_at.ToJsonString()
 
 
-async def test_timestamps_from_the_query(loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]) -> None:
+async def test_timestamps_from_the_query(
+    loaded: Master, gateway: httpx.AsyncClient, accounts: list[SampleAccount]
+) -> None:
     account_id = accounts[0].account_id
     since = "2026-09-15T00:00:00Z"
-    data = (await gateway.get("/api/im/messages", params={"account_id": account_id, "since_time": since, "count": 100})).json()["data"]
+    data = (
+        await gateway.get("/api/im/messages", params={"account_id": account_id, "since_time": since, "count": 100})
+    ).json()["data"]
     assert data["messages"] and all(m["create_time"] >= since for m in data["messages"])
     bad = await gateway.get("/api/im/messages", params={"account_id": account_id, "since_time": "yesterday"})
     assert bad.status_code == 400 and error_of(bad)["status_msg"].startswith("since_time:")

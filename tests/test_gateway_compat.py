@@ -13,9 +13,9 @@ from typing import Any
 
 import grpc
 import httpx
-from google.api import httpbody_pb2
 import pytest
 import pytest_asyncio
+from google.api import httpbody_pb2
 
 from imsync.testing.v1 import compat_pb2 as c
 from imsync.testing.v1 import compat_pb2_grpc
@@ -43,8 +43,12 @@ class EchoServicer(compat_pb2_grpc.CompatServiceServicer):
 
     async def Upload(self, request: c.UploadRequest, context: Any) -> c.UploadResponse:
         data = request.data
-        return c.UploadResponse(name=request.name, content_type=data.content_type, size=len(data.data),
-                                text=data.data.decode(errors="replace"))
+        return c.UploadResponse(
+            name=request.name,
+            content_type=data.content_type,
+            size=len(data.data),
+            text=data.data.decode(errors="replace"),
+        )
 
     async def UpdateBook(self, request: c.UpdateBookRequest, context: Any) -> c.UpdateBookResponse:
         return c.UpdateBookResponse(received=request)
@@ -85,21 +89,52 @@ def echoed(response: httpx.Response) -> dict[str, Any]:
 BINDINGS: list[tuple[str, str, str, Any, dict[str, Any]]] = [
     ("GET", "/v1/echo/abc", "", None, {"id": "abc"}),
     ("GET", "/v1/echo/%E4%BD%A0%2F1", "", None, {"id": "你/1"}),
-    ("GET", "/v1/echo/a", "name=x&big=9007199254740993&small=7&flag=true&ratio=0.5", None,
-     {"name": "x", "big": "9007199254740993", "small": 7, "flag": True, "ratio": 0.5}),
+    (
+        "GET",
+        "/v1/echo/a",
+        "name=x&big=9007199254740993&small=7&flag=true&ratio=0.5",
+        None,
+        {"name": "x", "big": "9007199254740993", "small": 7, "flag": True, "ratio": 0.5},
+    ),
     ("GET", "/v1/echo/a", "flag=1", None, {"flag": True}),
-    ("GET", "/v1/echo/a", "nested.label=L&nested.amount=3&nested.color=COLOR_BLUE", None,
-     {"nested": {"label": "L", "amount": 3, "color": "COLOR_BLUE"}}),
-    ("GET", "/v1/echo/a", "tags=a&tags=b&colors=COLOR_RED&colors=2&numbers=1&numbers=-2", None,
-     {"tags": ["a", "b"], "colors": ["COLOR_RED", "COLOR_BLUE"], "numbers": [1, -2]}),
+    (
+        "GET",
+        "/v1/echo/a",
+        "nested.label=L&nested.amount=3&nested.color=COLOR_BLUE",
+        None,
+        {"nested": {"label": "L", "amount": 3, "color": "COLOR_BLUE"}},
+    ),
+    (
+        "GET",
+        "/v1/echo/a",
+        "tags=a&tags=b&colors=COLOR_RED&colors=2&numbers=1&numbers=-2",
+        None,
+        {"tags": ["a", "b"], "colors": ["COLOR_RED", "COLOR_BLUE"], "numbers": [1, -2]},
+    ),
     ("GET", "/v1/echo/a", "tags=a,b", None, {"tags": ["a,b"]}),
     ("GET", "/v1/echo/a", "color=2", None, {"color": "COLOR_BLUE"}),
-    ("GET", "/v1/echo/a", "when=2026-01-02T03:04:05Z&maybe=5&blob=aGk%3D&opt=", None,
-     {"when": "2026-01-02T03:04:05Z", "maybe": 5, "blob": "aGk=", "opt": ""}),
+    (
+        "GET",
+        "/v1/echo/a",
+        "when=2026-01-02T03:04:05Z&maybe=5&blob=aGk%3D&opt=",
+        None,
+        {"when": "2026-01-02T03:04:05Z", "maybe": 5, "blob": "aGk=", "opt": ""},
+    ),
     ("GET", "/v1/echo/a", "zzz=1&nested.zzz=2", None, {"id": "a"}),
-    ("POST", "/v1/echo", "name=from-query", {"id": "b", "nested": {"label": "n"}, "unknownField": 1},
-     {"id": "b", "name": "", "nested": {"label": "n", "amount": 0, "color": "COLOR_UNSPECIFIED"}}),
-    ("PUT", "/v1/echo/abc", "name=q", {"label": "p", "amount": 2}, {"id": "abc", "name": "q", "payload": {"label": "p", "amount": 2, "color": "COLOR_UNSPECIFIED"}}),
+    (
+        "POST",
+        "/v1/echo",
+        "name=from-query",
+        {"id": "b", "nested": {"label": "n"}, "unknownField": 1},
+        {"id": "b", "name": "", "nested": {"label": "n", "amount": 0, "color": "COLOR_UNSPECIFIED"}},
+    ),
+    (
+        "PUT",
+        "/v1/echo/abc",
+        "name=q",
+        {"label": "p", "amount": 2},
+        {"id": "abc", "name": "q", "payload": {"label": "p", "amount": 2, "color": "COLOR_UNSPECIFIED"}},
+    ),
     ("GET", "/v1/shelves/s1/books/b2", "", None, {"name": "shelves/s1/books/b2"}),
     ("POST", "/v1/shelves/s1:archive", "", {}, {"name": "shelves/s1"}),
     ("DELETE", "/v1/echo/L1/nested", "", None, {"nested": {"label": "L1", "amount": 0, "color": "COLOR_UNSPECIFIED"}}),
@@ -108,14 +143,18 @@ BINDINGS: list[tuple[str, str, str, Any, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("method", "path", "query", "body", "expected"), BINDINGS)
-async def test_request_binding(http: httpx.AsyncClient, method: str, path: str, query: str, body: Any, expected: dict[str, Any]) -> None:
+async def test_request_binding(
+    http: httpx.AsyncClient, method: str, path: str, query: str, body: Any, expected: dict[str, Any]
+) -> None:
     url = f"{path}?{query}" if query else path
     response = await http.request(method, url, json=body) if body is not None else await http.request(method, url)
     got = echoed(response)
     assert {key: got[key] for key in expected} == expected
 
 
-async def test_every_field_is_emitted_in_lower_camel_case_with_64_bit_integers_as_strings(http: httpx.AsyncClient) -> None:
+async def test_every_field_is_emitted_in_lower_camel_case_with_64_bit_integers_as_strings(
+    http: httpx.AsyncClient,
+) -> None:
     body = (await http.get("/v1/echo/a")).json()
     assert set(body) == {"echoed", "metadata", "deadlineSeconds"}
     got = body["echoed"]
@@ -126,8 +165,16 @@ async def test_every_field_is_emitted_in_lower_camel_case_with_64_bit_integers_a
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("big=1.5", "big"), ("small=-1", "small"), ("flag=yes", "flag"), ("color=GREEN", "color"),
-     ("ratio=half", "ratio"), ("when=yesterday", "when"), ("name=a&name=b", "name"), ("nested=x", "nested")],
+    [
+        ("big=1.5", "big"),
+        ("small=-1", "small"),
+        ("flag=yes", "flag"),
+        ("color=GREEN", "color"),
+        ("ratio=half", "ratio"),
+        ("when=yesterday", "when"),
+        ("name=a&name=b", "name"),
+        ("nested=x", "nested"),
+    ],
 )
 async def test_bad_query_values_are_400_naming_the_field(http: httpx.AsyncClient, query: str, field: str) -> None:
     response = await http.get(f"/v1/echo/a?{query}")
@@ -143,8 +190,22 @@ async def test_response_body_selects_one_field(http: httpx.AsyncClient) -> None:
 
 # grpc-gateway's runtime.HTTPStatusFromCode.
 STATUS_TABLE = [
-    (1, 499), (2, 500), (3, 400), (4, 504), (5, 404), (6, 409), (7, 403), (8, 429),
-    (9, 400), (10, 409), (11, 400), (12, 501), (13, 500), (14, 503), (15, 500), (16, 401),
+    (1, 499),
+    (2, 500),
+    (3, 400),
+    (4, 504),
+    (5, 404),
+    (6, 409),
+    (7, 403),
+    (8, 429),
+    (9, 400),
+    (10, 409),
+    (11, 400),
+    (12, 501),
+    (13, 500),
+    (14, 503),
+    (15, 500),
+    (16, 401),
 ]
 
 
@@ -210,9 +271,16 @@ async def test_an_http_body_answer_is_raw_bytes_of_its_own_type(http: httpx.Asyn
 
 
 async def test_a_body_bound_to_an_http_body_field_is_taken_raw_with_its_type(http: httpx.AsyncClient) -> None:
-    response = await http.post("/v1/upload/notes", content="plain text, not JSON", headers={"Content-Type": "text/plain"})
+    response = await http.post(
+        "/v1/upload/notes", content="plain text, not JSON", headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 200, response.text
-    assert response.json() == {"name": "notes", "contentType": "text/plain", "size": "20", "text": "plain text, not JSON"}
+    assert response.json() == {
+        "name": "notes",
+        "contentType": "text/plain",
+        "size": "20",
+        "text": "plain text, not JSON",
+    }
 
 
 @pytest.mark.parametrize(
@@ -257,7 +325,9 @@ async def im_http() -> AsyncIterator[httpx.AsyncClient]:
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     app = create_app(
-        channel=channel, services=c.DESCRIPTOR.services_by_name.values(), profiles=ProfileRegistry(by_prefix=(("/v1/", IM),))
+        channel=channel,
+        services=c.DESCRIPTOR.services_by_name.values(),
+        profiles=ProfileRegistry(by_prefix=(("/v1/", IM),)),
     )
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
@@ -290,9 +360,11 @@ async def test_the_im_profile_refuses_what_it_does_not_know_naming_it(
 
 async def test_im_errors_keep_their_details_in_the_envelope(im_http: httpx.AsyncClient) -> None:
     bad = (await im_http.get("/v1/echo/a", params={"flag": "maybe"})).json()
-    assert bad["details"] == [{
-        "@type": "type.googleapis.com/google.rpc.BadRequest",
-        "field_violations": [{"field": "flag", "description": "invalid value 'maybe' for bool", "reason": ""}],
-    }]
+    assert bad["details"] == [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "field_violations": [{"field": "flag", "description": "invalid value 'maybe' for bool", "reason": ""}],
+        }
+    ]
     failed = (await im_http.get("/v1/fail/8", params={"message": "slow down"})).json()
     assert failed == {"data": None, "status_code": 8, "status_msg": "slow down", "details": []}

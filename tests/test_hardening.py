@@ -23,6 +23,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient
+from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import create_app
 from services.gateway.cache import Answer, ResponseCache
@@ -33,7 +34,6 @@ from services.master.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
 from services.master.sync_service import SyncConfig
 from services.master.worker_auth import add_worker_token
-from services.common.rpc_errors import reason_of
 
 from .conftest import NOW, token_for, write_tokens
 
@@ -70,8 +70,13 @@ async def _rig(tmp_path: Path, **sync: Any) -> Rig:
     write_tokens(tokens)
     limited = {worker: add_worker_token(tokens, worker, [f"shop-{worker[-1]}"]) for worker in ("worker-a", "worker-b")}
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=tokens, api_keys=keys_file, rate_limit=0, retention=KEEP_EVERYTHING,
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0, **sync), data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        worker_tokens=tokens,
+        api_keys=keys_file,
+        rate_limit=0,
+        retention=KEEP_EVERYTHING,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0, **sync),
+        data_dir=tmp_path / "data",
     )
     master = Master(config)
     port = await master.start()
@@ -96,7 +101,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 def gateway_of(rig: Rig, kind: str) -> httpx.AsyncClient:
     channel: Any = rig.channel if kind == "grpc" else InProcessChannel(rig.master.im_servicers)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(channel=channel)), base_url="http://gw", timeout=10)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(channel=channel)), base_url="http://gw", timeout=10
+    )
 
 
 # 1 ------------------------------------------------------------------------ revocation
@@ -128,8 +135,15 @@ async def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
 
     keys_file = tmp_path / "api-keys.toml"
     key = create_api_key(keys_file, "a-reader", ["shop-a"], ["read"])
-    args = ["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(write_tokens(tmp_path / "tokens.toml")),
-            "--api-keys", str(keys_file)]
+    args = [
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--worker-tokens",
+        str(write_tokens(tmp_path / "tokens.toml")),
+        "--api-keys",
+        str(keys_file),
+    ]
     if request.param == "embedded gateway":
         master = await processes.start([*args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none"])
         try:
@@ -153,7 +167,9 @@ async def test_a_revoked_key_loses_its_open_http_event_stream_with_a_last_error(
 ) -> None:
     base, keys_file, key = deployment
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        async with http.stream("GET", "/api/im/events", headers={"Authorization": f"Bearer {key}", "Accept": accept}) as response:
+        async with http.stream(
+            "GET", "/api/im/events", headers={"Authorization": f"Bearer {key}", "Accept": accept}
+        ) as response:
             assert response.status_code == 200
             lines = response.aiter_lines()
             await asyncio.sleep(0.5)
@@ -182,7 +198,11 @@ async def test_a_key_whose_accounts_change_loses_its_stream(rig: Rig) -> None:
     follower = asyncio.create_task(follow())
     await asyncio.sleep(0.3)
     text = rig.keys_file.read_text()
-    rig.keys_file.write_text(text.replace('accounts = ["shop-a"]\nscopes = ["read", "reply"]', 'accounts = ["shop-a"]\nscopes = ["reply"]', 1))
+    rig.keys_file.write_text(
+        text.replace(
+            'accounts = ["shop-a"]\nscopes = ["read", "reply"]', 'accounts = ["shop-a"]\nscopes = ["reply"]', 1
+        )
+    )
     async with asyncio.timeout(1.0):
         assert await ended == grpc.StatusCode.PERMISSION_DENIED
     await follower
@@ -194,15 +214,26 @@ async def test_a_key_whose_accounts_change_loses_its_stream(rig: Rig) -> None:
 async def test_a_worker_cannot_complete_a_reply_it_was_not_given(rig: Rig) -> None:
     conversation = rig.b.batch.conversations[0].conversation_id
     await rig.im.send_reply(
-        rep.SendReplyRequest(account_id="shop-b", request_id="r-b", send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi")),
+        rep.SendReplyRequest(
+            account_id="shop-b",
+            request_id="r-b",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation, text="hi"),
+        ),
         metadata=rig.as_key("b-agent"),
     )
     intruder = SyncClient(rig.channel, "worker-a", token=rig.tokens["worker-a"])
     await intruder.open({"shop-a": 0})
     for naming in ("shop-b", "shop-a"):
-        await intruder.write(sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-            request_id="r-b", account_id=naming, outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="made-up",
-        )))
+        await intruder.write(
+            sync_pb2.SyncDataRequest(
+                command_result=sync_pb2.CommandResult(
+                    request_id="r-b",
+                    account_id=naming,
+                    outcome=sync_pb2.COMMAND_OUTCOME_SENT,
+                    created_id="made-up",
+                )
+            )
+        )
         nack = (await intruder.receive()).nack
         assert nack.status.message.startswith("command_result."), nack.status.message
     reply = (await rig.im.get_reply(rep.GetReplyRequest(request_id="r-b"), metadata=rig.as_key("b-agent"))).reply
@@ -211,11 +242,20 @@ async def test_a_worker_cannot_complete_a_reply_it_was_not_given(rig: Rig) -> No
     owner = SyncClient(rig.channel, "worker-b", token=rig.tokens["worker-b"])
     await owner.open({"shop-b": 0})
     command = await owner.next_command()
-    await owner.write(sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-        request_id=command.request_id, account_id="shop-b", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-1",
-    )))
+    await owner.write(
+        sync_pb2.SyncDataRequest(
+            command_result=sync_pb2.CommandResult(
+                request_id=command.request_id,
+                account_id="shop-b",
+                outcome=sync_pb2.COMMAND_OUTCOME_SENT,
+                created_id="c-1",
+            )
+        )
+    )
     async with asyncio.timeout(5):
-        while (await rig.im.get_reply(rep.GetReplyRequest(request_id="r-b"), metadata=rig.as_key("b-agent"))).reply.state != rep.REPLY_STATE_SENT:
+        while (
+            await rig.im.get_reply(rep.GetReplyRequest(request_id="r-b"), metadata=rig.as_key("b-agent"))
+        ).reply.state != rep.REPLY_STATE_SENT:
             await asyncio.sleep(0.05)
     await intruder.close()
     await owner.close()
@@ -230,7 +270,9 @@ async def test_two_identities_in_one_request_are_refused_before_anything(rig: Ri
         both = rig.header("a-reader") | {"Grpc-Metadata-Authorization": f"Bearer {rig.keys['admin']}"}
         refused = await http.get("/api/im/conversations", params={"account_id": "shop-b"}, headers=both)
         assert refused.status_code == 400 and refused.json()["status_msg"].startswith("Authorization:")
-        assert (await http.get("/api/im/conversations", params={"account_id": "shop-b"}, headers=rig.header("a-reader"))).status_code == 403
+        assert (
+            await http.get("/api/im/conversations", params={"account_id": "shop-b"}, headers=rig.header("a-reader"))
+        ).status_code == 403
     with pytest.raises(grpc.aio.AioRpcError) as twice:
         await rig.im.list_accounts(acc.ListAccountsRequest(), metadata=rig.as_key("a-reader") + rig.as_key("admin"))
     assert twice.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -247,7 +289,9 @@ async def test_answers_are_kept_under_the_identity_the_master_authorized(rig: Ri
         assert (await http.get(page, headers=rig.header("admin"))).status_code == 200  # kept now
         both = rig.header("a-reader") | {"Grpc-Metadata-Authorization": f"Bearer {rig.keys['admin']}"}
         assert (await http.get(page, headers=both)).status_code == 400
-        assert (await http.get(page, headers={"Grpc-Metadata-Authorization": f"Bearer {rig.keys['a-reader']}"})).status_code == 403
+        assert (
+            await http.get(page, headers={"Grpc-Metadata-Authorization": f"Bearer {rig.keys['a-reader']}"})
+        ).status_code == 403
         assert (await http.get(page, headers=rig.header("a-reader"))).status_code == 403
 
 
@@ -270,7 +314,7 @@ def test_the_event_history_holds_its_byte_budget() -> None:
     bus = EventBus(history=10_000, history_bytes=100_000)
     for _ in range(2000):
         bus.publish(ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id="a", message=e.Message(content="长" * 300)))
-    assert sum(event.ByteSize() for event in bus._history) <= 100_000  # noqa: SLF001
+    assert sum(event.ByteSize() for event in bus._history) <= 100_000
 
 
 async def test_snapshot_chunks_never_marked_last_are_bounded_in_bytes(tmp_path: Path) -> None:
@@ -278,9 +322,15 @@ async def test_snapshot_chunks_never_marked_last_are_bounded_in_bytes(tmp_path: 
     try:
         worker = SyncClient(rig.channel, "test-worker", token=token_for("test-worker"))
         await worker.open({"shop-a": 0})
-        chunk = sync_pb2.EntityBatch(messages=[e.Message(message_id=f"m{i}", conversation_id="c", content="x" * 900) for i in range(1000)])
+        chunk = sync_pb2.EntityBatch(
+            messages=[e.Message(message_id=f"m{i}", conversation_id="c", content="x" * 900) for i in range(1000)]
+        )
         for index in range(10):  # 9 MiB of a snapshot never marked last
-            await worker.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(account_id="shop-a", version=1, chunk_index=index, entities=chunk)))
+            await worker.write(
+                sync_pb2.SyncDataRequest(
+                    snapshot=sync_pb2.Snapshot(account_id="shop-a", version=1, chunk_index=index, entities=chunk)
+                )
+            )
         refused = (await worker.receive()).nack  # one Nack; its later chunks are dropped quietly
         assert refused.status.message.startswith("snapshot:") and "bytes" in refused.status.message
         assert rig.master.hub.pending_bytes["test-worker"] == 0, "what it held is let go"
@@ -334,7 +384,9 @@ async def test_a_version_far_past_the_applied_one_is_refused_and_an_operator_can
     assert await worker.push_snapshot("shop-a", 2, rig.a.account, rig.a.batch) == 2, "the account still moves on"
     await worker.close()
     read = rig.a.batch.conversations[0].conversation_id
-    await rig.im.mark_conversation_read(conv.MarkConversationReadRequest(account_id="shop-a", conversation_id=read), metadata=rig.as_key("a-agent"))
+    await rig.im.mark_conversation_read(
+        conv.MarkConversationReadRequest(account_id="shop-a", conversation_id=read), metadata=rig.as_key("a-agent")
+    )
     await rig.channel.close(grace=None)
     await rig.master.stop()
     assert await reset_version_in_journal(rig.master.config.data_dir, "shop-a") == 2  # type: ignore[arg-type]
@@ -344,7 +396,9 @@ async def test_a_version_far_past_the_applied_one_is_refused_and_an_operator_can
         worker = SyncClient(channel, "test-worker", token=token_for("test-worker"))
         assert (await worker.open({"shop-a": 0}))["shop-a"] == 0
         assert await worker.push_snapshot("shop-a", 1, rig.a.account, rig.a.batch) == 1
-        shown = await ImClient(channel).get_conversation(conv.GetConversationRequest(account_id="shop-a", conversation_id=read), metadata=rig.as_key("a-agent"))
+        shown = await ImClient(channel).get_conversation(
+            conv.GetConversationRequest(account_id="shop-a", conversation_id=read), metadata=rig.as_key("a-agent")
+        )
         assert shown.conversation.unread_count == 0, "the read marks outlived the reset"
         await worker.close()
     await again.stop()
@@ -366,7 +420,13 @@ async def test_malformed_headers_and_bodies_are_4xx(rig: Rig, kind: str) -> None
         ({"Authorization": f"Bearer {key}", "Grpc-Metadata-Note": "x" * 60_000}, 431),
         ({"Authorization": f"Bearer {key}", **{f"Grpc-Metadata-N{i}": "v" * 20 for i in range(1000)}}, 431),
         ({"Authorization": f"Bearer {key}", "Grpc-Timeout": "99999999H"}, 200),
-        ({"Authorization": f"Bearer {key}", "X-Forwarded-For": ", ".join(f"10.0.{i // 250}.{i % 250}" for i in range(10_000))}, 200),
+        (
+            {
+                "Authorization": f"Bearer {key}",
+                "X-Forwarded-For": ", ".join(f"10.0.{i // 250}.{i % 250}" for i in range(10_000)),
+            },
+            200,
+        ),
     ]
     async with gateway_of(rig, kind) as http:
         for headers, status in cases:
@@ -374,7 +434,9 @@ async def test_malformed_headers_and_bodies_are_4xx(rig: Rig, kind: str) -> None
             response = await http.get("/api/im/conversations", params={"account_id": "shop-a"}, headers=raw)
             assert response.status_code == status, (list(headers)[-1], response.status_code, response.text[:200])
         deep = b'{"account_id": "shop-a", "ids": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-        response = await http.put("/api/im/unified-messages/read-many", content=deep, headers={"Authorization": f"Bearer {key}"})
+        response = await http.put(
+            "/api/im/unified-messages/read-many", content=deep, headers={"Authorization": f"Bearer {key}"}
+        )
         assert response.status_code == 400 and "nested" in response.json()["status_msg"]
 
 
@@ -384,7 +446,11 @@ async def test_malformed_headers_and_bodies_are_4xx(rig: Rig, kind: str) -> None
 async def test_request_ids_are_each_accounts_own(rig: Rig) -> None:
     def reply(account: SampleAccount, text: str) -> rep.SendReplyRequest:
         conversation = account.batch.conversations[0].conversation_id
-        return rep.SendReplyRequest(account_id=account.account_id, request_id="same-id", send_message=sync_pb2.SendMessage(conversation_id=conversation, text=text))
+        return rep.SendReplyRequest(
+            account_id=account.account_id,
+            request_id="same-id",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation, text=text),
+        )
 
     await rig.im.send_reply(reply(rig.b, "B's"), metadata=rig.as_key("b-agent"))
     # A's key uses the same id: no conflict, and nothing of B's shows.
@@ -394,8 +460,12 @@ async def test_request_ids_are_each_accounts_own(rig: Rig) -> None:
     assert found.account_id == "shop-a"
     with pytest.raises(grpc.aio.AioRpcError) as ambiguous:
         await rig.im.get_reply(rep.GetReplyRequest(request_id="same-id"), metadata=rig.as_key("admin"))
-    assert ambiguous.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "account_id" in (ambiguous.value.details() or "")
-    named = await rig.im.get_reply(rep.GetReplyRequest(request_id="same-id", account_id="shop-b"), metadata=rig.as_key("admin"))
+    assert ambiguous.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "account_id" in (
+        ambiguous.value.details() or ""
+    )
+    named = await rig.im.get_reply(
+        rep.GetReplyRequest(request_id="same-id", account_id="shop-b"), metadata=rig.as_key("admin")
+    )
     assert named.reply.send_message.text == "B's"
 
 
@@ -407,8 +477,14 @@ async def test_a_sync_message_up_to_the_transport_cap_is_refused_and_the_stream_
     try:
         worker = SyncClient(rig.channel, "test-worker", token=token_for("test-worker"), chunk_bytes=32 * MiB)
         await worker.open({"shop-a": 0})
-        big = sync_pb2.EntityBatch(messages=[e.Message(message_id=f"m{i}", conversation_id="c", content="x" * 1000) for i in range(20_000)])
-        await worker.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(account_id="shop-a", version=1, last=True, entities=big)))
+        big = sync_pb2.EntityBatch(
+            messages=[e.Message(message_id=f"m{i}", conversation_id="c", content="x" * 1000) for i in range(20_000)]
+        )
+        await worker.write(
+            sync_pb2.SyncDataRequest(
+                snapshot=sync_pb2.Snapshot(account_id="shop-a", version=1, last=True, entities=big)
+            )
+        )
         nack = (await worker.receive()).nack
         assert nack.status.message.startswith("snapshot:") and "over the limit" in nack.status.message
         rig.a.fill(conversations=1, messages_per_conversation=1, contents=1, comments_per_content=1)

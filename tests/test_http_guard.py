@@ -33,7 +33,9 @@ async def server() -> AsyncIterator[tuple[str, int]]:
         return f"test server on {address}"
 
     app = Starlette(routes=[Route("/", echo, methods=["GET", "POST"])])
-    task = asyncio.create_task(serve_asgi(app, "127.0.0.1:0", announce, lifespan="off", options=HttpOptions(limits=LIMITS), stop=stop))
+    task = asyncio.create_task(
+        serve_asgi(app, "127.0.0.1:0", announce, lifespan="off", options=HttpOptions(limits=LIMITS), stop=stop)
+    )
     host, _, port = (await bound).rpartition(":")
     await asyncio.sleep(0.1)
     try:

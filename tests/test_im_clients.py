@@ -21,16 +21,16 @@ from .conftest import Master, push_all
 
 
 @pytest_asyncio.fixture(params=["asked per request", "gateway flag"])
-async def old_client(master: Master, accounts: list[SampleAccount], request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+async def old_client(
+    master: Master, accounts: list[SampleAccount], request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     """An old IM client: asking for the old names on each request, or served by a gateway
     started with --im-legacy-names."""
     await push_all(master, accounts)
     flag = request.param == "gateway flag"
     app = create_app(channel=master.channel, legacy_names=flag)
     params = {} if flag else {"legacy_names": "true"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gw", params=params
-    ) as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", params=params) as http:
         yield http
 
 
@@ -50,8 +50,11 @@ async def test_an_old_im_client_reads_marks_and_pages_in_its_own_words(
     conversation = account.batch.conversations[0].conversation_id
 
     # A conversation's thread: every message with its old id beside today's.
-    thread = (await old_client.get(f"/api/im/conversations/{conversation}/messages",
-                                   params={"account_id": account_id, "count": 100})).json()["data"]["messages"]
+    thread = (
+        await old_client.get(
+            f"/api/im/conversations/{conversation}/messages", params={"account_id": account_id, "count": 100}
+        )
+    ).json()["data"]["messages"]
     assert thread and all(m["msg_id"] == m["message_id"] for m in thread)
 
     # Comments: discussion_id, and the author as author_id / author_name.
@@ -68,30 +71,45 @@ async def test_an_old_im_client_reads_marks_and_pages_in_its_own_words(
     # read-many with the old body: message_ids and their business_type.
     unread = [m["message_id"] for m in thread if not m["is_read"] and m["direction"] == "inbound"]
     assert unread
-    many = await old_client.put("/api/im/unified-messages/read-many", json={
-        "account_id": account_id, "message_ids": unread, "business_type": "direct_message"})
+    many = await old_client.put(
+        "/api/im/unified-messages/read-many",
+        json={"account_id": account_id, "message_ids": unread, "business_type": "direct_message"},
+    )
     assert many.status_code == 200, many.text
     assert many.json()["data"]["marked_count"] == len(unread)
-    refused = await old_client.put("/api/im/unified-messages/read-many", json={
-        "account_id": account_id, "message_ids": unread, "business_type": "fax"})
-    assert refused.status_code == 400 and refused.json()["details"][0]["field_violations"][0]["field"] == "business_type"
+    refused = await old_client.put(
+        "/api/im/unified-messages/read-many",
+        json={"account_id": account_id, "message_ids": unread, "business_type": "fax"},
+    )
+    assert (
+        refused.status_code == 400 and refused.json()["details"][0]["field_violations"][0]["field"] == "business_type"
+    )
 
     # The inbox since a time in epoch milliseconds: only what came since, in the old words.
-    everything = (await old_client.get("/api/im/unified-messages",
-                                       params={"account_id": account_id, "count": 100})).json()["data"]["messages"]
+    everything = (
+        await old_client.get("/api/im/unified-messages", params={"account_id": account_id, "count": 100})
+    ).json()["data"]["messages"]
     times = sorted(item["create_time"] for item in everything)
     middle = times[len(times) // 2]
     from google.protobuf.timestamp_pb2 import Timestamp
 
     stamp = Timestamp()
     stamp.FromJsonString(middle)
-    since = (await old_client.get("/api/im/unified-messages", params={
-        "account_id": account_id, "since_time": str(stamp.ToMilliseconds()), "count": 100})).json()["data"]
+    since = (
+        await old_client.get(
+            "/api/im/unified-messages",
+            params={"account_id": account_id, "since_time": str(stamp.ToMilliseconds()), "count": 100},
+        )
+    ).json()["data"]
     assert since["messages"] and all(item["create_time"] >= middle for item in since["messages"])
     assert len(since["messages"]) == sum(1 for t in times if t >= middle)
     assert any(item.get("message", {}).get("msg_id") for item in since["messages"])
-    messages_since = (await old_client.get("/api/im/messages", params={
-        "account_id": account_id, "since_time": str(stamp.ToMilliseconds()), "count": 100})).json()["data"]
+    messages_since = (
+        await old_client.get(
+            "/api/im/messages",
+            params={"account_id": account_id, "since_time": str(stamp.ToMilliseconds()), "count": 100},
+        )
+    ).json()["data"]
     assert all(m["create_time"] >= middle for m in messages_since["messages"])
 
 
@@ -129,7 +147,11 @@ async def test_health_and_version_as_the_old_api_had_them(master: Master) -> Non
     app = create_app(channel=master.channel)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
         health = await http.get("/api/im/health")
-        assert health.status_code == 200 and health.json() == {"data": {"status": "ok"}, "status_code": 0, "status_msg": ""}
+        assert health.status_code == 200 and health.json() == {
+            "data": {"status": "ok"},
+            "status_code": 0,
+            "status_msg": "",
+        }
         version = (await http.get("/api/im/version")).json()
         assert version["status_code"] == 0 and version["data"]["api"] == "imsync.v1" and version["data"]["version"]
     await master.process.stop()

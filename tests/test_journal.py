@@ -17,10 +17,10 @@ from pathlib import Path
 
 import grpc
 
-from imsync_client import ImClient
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
+from imsync_client import ImClient
 from services.common.sample import SampleAccount
 from services.master.commands import CommandBook, CommandState
 from services.master.durability import Recovery, checkpoint_all, compact, open_data_dir
@@ -68,16 +68,24 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
         inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
         if inbox:
             await store.mark_unified_read("acc", [rng.choice(inbox).id], NOW * 10**9 + step)
-    conversations = list((await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=100)).items)
+    conversations = list(
+        (await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=100)).items
+    )
     await store.set_pinned("acc", conversations[-1].conversation_id, True)
     await store.set_muted("acc", conversations[0].conversation_id, True)
     await store.mark_conversation_read("acc", conversations[1].conversation_id, NOW * 10**9)
     contents = (await store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100)).items
     await store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
-    comment = (await store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1)).items[0]
+    comment = (
+        await store.list_discussions(
+            "acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1
+        )
+    ).items[0]
     await book.submit(_command("r-1", "acc", comment.comment_id))
     await book.submit(_command("r-2", "acc", comment.comment_id))
-    await book.complete(sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT))
+    await book.complete(
+        sync_pb2.CommandResult(request_id="r-2", account_id="acc", outcome=sync_pb2.COMMAND_OUTCOME_SENT)
+    )
     persisted = store.persisted()
     assert persisted is not None, "changes wait for the disk"
     await persisted
@@ -96,7 +104,9 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_rea
         assert await observable(store, "acc") == shown
         states = [(await book.get("acc", request_id)).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
-        assert (await book.deliverable("acc", session_id=1))[0].request_id == "r-1", "a pending reply is delivered again"
+        assert (await book.deliverable("acc", session_id=1))[0].request_id == "r-1", (
+            "a pending reply is delivered again"
+        )
     finally:
         await recovery.journal.close()
 
@@ -107,7 +117,9 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     journal = recovery.journal
     assert await compact(store, journal, minimum_bytes=0) == ["acc"]
     # A change after the checkpoint is a journal row on top of it.
-    conversation = (await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1)).items[0]
+    conversation = (
+        await store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1)
+    ).items[0]
     await store.set_muted("acc", conversation.conversation_id, True)
     shown = await observable(store, "acc")
     await journal.close()
@@ -171,12 +183,21 @@ async def test_a_restarted_master_keeps_marks_pins_and_replies_over_grpc(tmp_pat
     async with synced_master(tmp_path, account) as (master, engine):
         async with grpc.aio.insecure_channel(master.address) as channel:
             im = ImClient(channel)
-            conversation = (await master.store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1)).items[0]
-            await im.mark_conversation_read(conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id))
+            conversation = (
+                await master.store.list_conversations(
+                    "acc", status=0, is_pinned=None, is_muted=None, cursor="", count=1
+                )
+            ).items[0]
+            await im.mark_conversation_read(
+                conv.MarkConversationReadRequest(conversation_id=conversation.conversation_id)
+            )
             await im.pin_conversation(conv.PinConversationRequest(conversation_id=conversation.conversation_id))
-            await im.send_reply(rep.SendReplyRequest(
-                request_id="keep-me", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hi"),
-            ))
+            await im.send_reply(
+                rep.SendReplyRequest(
+                    request_id="keep-me",
+                    send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hi"),
+                )
+            )
 
             async def answered() -> rep.Reply | None:
                 reply = (await im.get_reply(rep.GetReplyRequest(request_id="keep-me"))).reply

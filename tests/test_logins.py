@@ -32,7 +32,9 @@ from .conftest import token_for, write_tokens
 QR = b"\x89PNG\r\n\x1a\n" + b"qr-image-bytes" * 20
 
 
-def challenge_report(account_id: str, kind: e.LoginChallengeKind.ValueType = e.LOGIN_CHALLENGE_KIND_QR_CODE) -> sync_pb2.AccountStatusReport:
+def challenge_report(
+    account_id: str, kind: e.LoginChallengeKind.ValueType = e.LOGIN_CHALLENGE_KIND_QR_CODE
+) -> sync_pb2.AccountStatusReport:
     report = sync_pb2.AccountStatusReport(
         account_id=account_id,
         login_state=e.LOGIN_STATE_LOGGING_IN,
@@ -55,8 +57,12 @@ async def test_a_login_is_shown_to_the_login_scope_only_and_a_code_reaches_the_w
         "other": create_api_key(keys_file, "other", ["elsewhere"], ["read", "login"]),
     }
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), api_keys=keys_file,
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0), retention=KEEP_EVERYTHING, rate_limit=0,
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        api_keys=keys_file,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+        retention=KEEP_EVERYTHING,
+        rate_limit=0,
         data_dir=tmp_path / "data",
     )
     master = Master(config)
@@ -66,7 +72,6 @@ async def test_a_login_is_shown_to_the_login_scope_only_and_a_code_reaches_the_w
 
     def as_key(name: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {keys[name]}"),)
-
 
     worker = SyncClient(channel, "test-worker", token=token_for("test-worker"))
     events: list[ev.Event] = []
@@ -100,20 +105,38 @@ async def test_a_login_is_shown_to_the_login_scope_only_and_a_code_reaches_the_w
         # The same over REST: the image as base64, for keys that may.
         app = create_app(channel=channel)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
-            shown = await http.get("/api/im/accounts/shop/login", headers={"Authorization": f"Bearer {keys['operator']}"})
+            shown = await http.get(
+                "/api/im/accounts/shop/login", headers={"Authorization": f"Bearer {keys['operator']}"}
+            )
             assert shown.status_code == 200 and shown.json()["data"]["login"]["challenge"]["kind"] == "qr_code"
-            assert (await http.get("/api/im/accounts/shop/login", headers={"Authorization": f"Bearer {keys['reader']}"})).status_code == 403
-            bad = await http.post("/api/im/accounts/shop/login/code", json={"code": "12 34"}, headers={"Authorization": f"Bearer {keys['operator']}"})
+            assert (
+                await http.get("/api/im/accounts/shop/login", headers={"Authorization": f"Bearer {keys['reader']}"})
+            ).status_code == 403
+            bad = await http.post(
+                "/api/im/accounts/shop/login/code",
+                json={"code": "12 34"},
+                headers={"Authorization": f"Bearer {keys['operator']}"},
+            )
             assert bad.status_code == 400 and bad.json()["status_msg"].startswith("code:")
 
         # A code typed by the operator reaches the worker as a command...
-        await worker.write(sync_pb2.SyncDataRequest(account_status=challenge_report("shop", e.LOGIN_CHALLENGE_KIND_SMS_CODE)))
-        sent = await im.submit_login_code(lg.SubmitLoginCodeRequest(account_id="shop", code="424242"), metadata=as_key("operator"))
+        await worker.write(
+            sync_pb2.SyncDataRequest(account_status=challenge_report("shop", e.LOGIN_CHALLENGE_KIND_SMS_CODE))
+        )
+        sent = await im.submit_login_code(
+            lg.SubmitLoginCodeRequest(account_id="shop", code="424242"), metadata=as_key("operator")
+        )
         command = await worker.next_command()
         assert command.request_id == sent.request_id and command.submit_login_code.code == "424242"
-        await worker.write(sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-            request_id=command.request_id, account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT,
-        )))
+        await worker.write(
+            sync_pb2.SyncDataRequest(
+                command_result=sync_pb2.CommandResult(
+                    request_id=command.request_id,
+                    account_id="shop",
+                    outcome=sync_pb2.COMMAND_OUTCOME_SENT,
+                )
+            )
+        )
         restart = await im.restart_login(lg.RestartLoginRequest(account_id="shop"), metadata=as_key("operator"))
         assert (await worker.next_command()).HasField("restart_login") and restart.request_id.startswith("login-")
         await asyncio.sleep(0.3)
@@ -123,7 +146,9 @@ async def test_a_login_is_shown_to_the_login_scope_only_and_a_code_reaches_the_w
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
         assert not [event for event in events if event.type == ev.EVENT_TYPE_REPLY_STATE_CHANGED]
         assert all(QR not in event.SerializeToString() for event in events)
-        assert [event for event in events if event.type == ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED], "status changes are events"
+        assert [event for event in events if event.type == ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED], (
+            "status changes are events"
+        )
         record = await master.book.get("shop", sent.request_id)
         assert record is not None and record.command.submit_login_code.code == "", "not kept once answered"
     finally:

@@ -70,8 +70,19 @@ def gateway_url(
     tmp_path_factory: pytest.TempPathFactory, api_key: tuple[Path, str], request: pytest.FixtureRequest
 ) -> Iterator[str]:
     tokens = write_tokens(Path(tmp_path_factory.mktemp("tokens")) / "tokens.toml")
-    args = ["master", "--listen", "127.0.0.1:0", "--retention", "none", "--worker-tokens", str(tokens),
-            "--api-keys", str(api_key[0]), "--rate-limit", "0"]
+    args = [
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--retention",
+        "none",
+        "--worker-tokens",
+        str(tokens),
+        "--api-keys",
+        str(api_key[0]),
+        "--rate-limit",
+        "0",
+    ]
     children = []
     if request.param == "embedded gateway":
         # The embedded gateway says where it listens first, then the master.
@@ -105,7 +116,9 @@ def gateway_url(
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("with_key", [True, False], ids=["with a valid key", "without a key"])
-def test_no_server_error_and_every_response_fits_the_document(gateway_url: str, api_key: tuple[Path, str], with_key: bool) -> None:
+def test_no_server_error_and_every_response_fits_the_document(
+    gateway_url: str, api_key: tuple[Path, str], with_key: bool
+) -> None:
     headers = {"Authorization": f"Bearer {api_key[1]}"} if with_key else {}
     # The event stream never ends by itself; it has its own tests.
     api = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json").exclude(path="/api/im/events")

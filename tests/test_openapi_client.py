@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 import httpx
-import pytest
 import pytest_asyncio
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -41,8 +40,18 @@ async def generated(tmp_path: Path) -> AsyncIterator[Any]:
     spec.write_text(json.dumps(await document_of(create_app(channel=grpc.aio.insecure_channel("127.0.0.1:1")))))
     config = tmp_path / "config.yml"
     config.write_text("post_hooks: []\npackage_name_override: imsync_rest\n")
-    command = [str(Path(sys.executable).with_name("openapi-python-client")), "generate", "--path", str(spec),
-               "--config", str(config), "--meta", "none", "--output-path", str(tmp_path / "imsync_rest")]
+    command = [
+        str(Path(sys.executable).with_name("openapi-python-client")),
+        "generate",
+        "--path",
+        str(spec),
+        "--config",
+        str(config),
+        "--meta",
+        "none",
+        "--output-path",
+        str(tmp_path / "imsync_rest"),
+    ]
     done = await asyncio.to_thread(lambda: subprocess.run(command, capture_output=True, text=True, timeout=120))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr
@@ -92,13 +101,16 @@ async def test_a_generated_client_lists_meets_a_404_and_replies(generated: Any, 
 def test_operation_ids_are_service_and_method_and_stay_put_when_routes_are_added() -> None:
     profiles = ProfileRegistry(by_prefix=())
     compat = compat_pb2.DESCRIPTOR.services_by_name["CompatService"]
-    before = {op["operationId"] for item in openapi_document(routes_of([compat]), profiles)["paths"].values()
-              for op in item.values()}
+    before = {
+        op["operationId"]
+        for item in openapi_document(routes_of([compat]), profiles)["paths"].values()
+        for op in item.values()
+    }
     assert {"CompatService_Echo", "CompatService_Echo_1", "CompatService_Echo_6", "CompatService_Count"} <= before
 
     # The same service with a method and a binding more, in a pool of its own.
     pool = descriptor_pool.DescriptorPool()
-    for dependency in (compat_pb2.DESCRIPTOR.dependencies):
+    for dependency in compat_pb2.DESCRIPTOR.dependencies:
         _add_with_dependencies(pool, dependency)
     proto = descriptor_pb2.FileDescriptorProto()
     compat_pb2.DESCRIPTOR.CopyToProto(proto)
@@ -116,9 +128,13 @@ def test_operation_ids_are_service_and_method_and_stay_put_when_routes_are_added
     # The grown service first: its new routes sort before and among the old ones.
     pool.Add(proto)
     message_factory.GetMessages([proto], pool=pool)
-    after = {op["operationId"] for item in openapi_document(
-        routes_of([pool.FindServiceByName("imsync.testing.v1.CompatService")]), profiles)["paths"].values()
-        for op in item.values()}
+    after = {
+        op["operationId"]
+        for item in openapi_document(routes_of([pool.FindServiceByName("imsync.testing.v1.CompatService")]), profiles)[
+            "paths"
+        ].values()
+        for op in item.values()
+    }
     assert before <= after, f"renamed: {before - after}"
     assert after - before == {"CompatService_AlsoFail", "CompatService_Echo_7"}
 
@@ -140,7 +156,9 @@ def test_the_im_api_operation_ids_are_the_published_ones() -> None:
     ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
     published = Path(__file__).with_name("openapi_operation_ids.txt").read_text().split()
     assert set(published) <= ids, f"gone: {set(published) - ids}"
-    assert ids - set(published) == set(), f"new ids: add them to tests/openapi_operation_ids.txt: {ids - set(published)}"
+    assert ids - set(published) == set(), (
+        f"new ids: add them to tests/openapi_operation_ids.txt: {ids - set(published)}"
+    )
     for item in document["paths"].values():
         for op in item.values():
             assert op["summary"] and op["description"], op["operationId"]

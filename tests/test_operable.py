@@ -57,9 +57,7 @@ def refused_with_one_line(done: subprocess.CompletedProcess[str], *expected: str
 async def test_a_second_master_on_a_port_or_a_data_directory_exits_with_one_line(tmp_path: Path) -> None:
     first = await processes.start(["master", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "a")])
     try:
-        done = await asyncio.to_thread(
-            imsync, "master", "--listen", first.address, "--data-dir", str(tmp_path / "b")
-        )
+        done = await asyncio.to_thread(imsync, "master", "--listen", first.address, "--data-dir", str(tmp_path / "b"))
         refused_with_one_line(done, first.address, "in use")
         assert not (tmp_path / "b" / "journal.sqlite3").exists(), "the refused master opened no journal"
 
@@ -92,13 +90,15 @@ async def test_a_gateway_a_simulator_and_a_worker_on_a_busy_port_exit_with_one_l
     master = await processes.start(["master", "--listen", "127.0.0.1:0"])
     try:
         busy = master.address
-        for args in (["gateway", "--listen", busy], ["gateway", "--listen", "127.0.0.1:0", "--metrics-listen", busy],
-                     ["sim", "--listen", busy]):
+        for args in (
+            ["gateway", "--listen", busy],
+            ["gateway", "--listen", "127.0.0.1:0", "--metrics-listen", busy],
+            ["sim", "--listen", busy],
+        ):
             refused_with_one_line(await asyncio.to_thread(imsync, *args), busy, "in use")
         config = tmp_path / "worker.toml"
         config.write_text(
-            f'master = "{busy}"\nworker_id = "w"\ntoken = "t"\n'
-            '[[accounts]]\naccount_id = "a"\nadapter = "sample"\n'
+            f'master = "{busy}"\nworker_id = "w"\ntoken = "t"\n[[accounts]]\naccount_id = "a"\nadapter = "sample"\n'
         )
         done = await asyncio.to_thread(imsync, "worker", "--config", str(config), "--metrics-listen", busy)
         refused_with_one_line(done, "--metrics-listen", busy)
@@ -217,8 +217,11 @@ async def test_health_is_not_serving_while_the_journal_cannot_write_and_nothing_
     from imsync_client import SyncClient
 
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), data_dir=full_directory / "data",
-        retention=KEEP_EVERYTHING, sync=SyncConfig(heartbeat_interval=0.5, lease_duration=5.0),
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        data_dir=full_directory / "data",
+        retention=KEEP_EVERYTHING,
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=5.0),
     )
     master = Master(config)
     port = await master.start()
@@ -260,7 +263,9 @@ async def test_health_is_not_serving_while_the_journal_cannot_write_and_nothing_
 
 async def test_health_is_not_serving_while_redis_does_not_answer(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis").start()
-    master = Master(MasterConfig(listen="127.0.0.1:0", store=redis.url, redis_prefix="health", retention=KEEP_EVERYTHING))
+    master = Master(
+        MasterConfig(listen="127.0.0.1:0", store=redis.url, redis_prefix="health", retention=KEEP_EVERYTHING)
+    )
     try:
         port = await master.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -285,7 +290,8 @@ async def test_health_is_not_serving_while_redis_does_not_answer(tmp_path: Path)
 def series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
     return {
         (sample.name, tuple(sorted(sample.labels.items())))
-        for metric in REGISTRY.collect() if metric.name.startswith("imsync_")
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("imsync_")
         for sample in metric.samples
     }
 
@@ -297,7 +303,8 @@ def series_count() -> int:
 def label_values() -> set[str]:
     return {
         value
-        for metric in REGISTRY.collect() if metric.name.startswith("imsync_")
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("imsync_")
         for sample in metric.samples
         for value in sample.labels.values()
     }
@@ -308,9 +315,13 @@ async def test_series_grow_with_accounts_only_never_with_messages(tmp_path: Path
     series; each new account adds the same few."""
     from imsync_client import SyncClient
 
-    master = Master(MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), retention=KEEP_EVERYTHING,
-    ))
+    master = Master(
+        MasterConfig(
+            listen="127.0.0.1:0",
+            worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+            retention=KEEP_EVERYTHING,
+        )
+    )
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     sync = SyncClient(channel, "test-worker", token=token_for("test-worker"))
@@ -326,7 +337,8 @@ async def test_series_grow_with_accounts_only_never_with_messages(tmp_path: Path
             assert await sync.push_snapshot(account.account_id, 2, account.account, account.batch) == 2
         assert series() == two, f"more messages, no more series: {series() - two}"
         ids = {m.message_id for a in bigger for m in a.batch.messages} | {
-            c.conversation_id for a in bigger for c in a.batch.conversations}
+            c.conversation_id for a in bigger for c in a.batch.conversations
+        }
         assert not ids & label_values(), "no message or conversation id is a label"
 
         for account in small[2:]:
@@ -389,8 +401,15 @@ def test_flags_before_or_after_the_command_and_the_version() -> None:
 
 async def test_missing_keys_or_tokens_files_are_warned_of_at_start(tmp_path: Path) -> None:
     master = await processes.start(
-        ["master", "--listen", "127.0.0.1:0", "--api-keys", str(tmp_path / "typo" / "keys.toml"),
-         "--worker-tokens", str(tmp_path / "tokens.toml")],
+        [
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-keys",
+            str(tmp_path / "typo" / "keys.toml"),
+            "--worker-tokens",
+            str(tmp_path / "tokens.toml"),
+        ],
         merge_stderr=True,
     )
     try:

@@ -18,6 +18,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient, SyncRefused, walk
+from services.common.local_redis import RedisServer
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
@@ -28,9 +29,8 @@ from services.master.server import MasterConfig
 from services.master.sync_service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
-from .waiting import eventually
-from services.common.local_redis import RedisServer
 from .sync_harness import crawl_of, master_copy, view_copy
+from .waiting import eventually
 
 _prefixes = itertools.count(1)
 
@@ -91,7 +91,14 @@ async def test_a_client_on_b_sees_what_a_worker_on_a_synced(pair: Pair) -> None:
     for sample in samples:
         # B's store is A's: what B serves is exactly the worker's crawl.
         assert await master_copy(pair.b.store, sample.account_id) == view_copy(crawl_of(sample), sample.account_id)
-        listed = [c async for c in walk(pair.im_b.list_conversations, conv.ListConversationsRequest(account_id=sample.account_id, count=3), "conversations")]
+        listed = [
+            c
+            async for c in walk(
+                pair.im_b.list_conversations,
+                conv.ListConversationsRequest(account_id=sample.account_id, count=3),
+                "conversations",
+            )
+        ]
         assert len(listed) == len(sample.batch.conversations)
     await sync.close()
 
@@ -150,7 +157,10 @@ async def test_a_reply_sent_through_b_is_performed_by_the_worker_on_a(pair: Pair
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0.3)
     sent = await pair.im_b.send_reply(
-        rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"))
+        rep.SendReplyRequest(
+            request_id="r-1",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"),
+        )
     )
     assert sent.reply.state == rep.REPLY_STATE_PENDING
     # The worker, connected to A, is handed the command B took.
@@ -169,12 +179,18 @@ async def test_a_reply_sent_through_b_is_performed_by_the_worker_on_a(pair: Pair
     assert (got.reply.state, got.reply.created_id) == (rep.REPLY_STATE_SENT, "m-new")
     # The same request id again is the same reply; with another text it is refused.
     again = await pair.im_b.send_reply(
-        rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"))
+        rep.SendReplyRequest(
+            request_id="r-1",
+            send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="hello"),
+        )
     )
     assert again.reply.state == rep.REPLY_STATE_SENT
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await pair.im_b.send_reply(
-            rep.SendReplyRequest(request_id="r-1", send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="other"))
+            rep.SendReplyRequest(
+                request_id="r-1",
+                send_message=sync_pb2.SendMessage(conversation_id=conversation.conversation_id, text="other"),
+            )
         )
     assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
     await sync.close()

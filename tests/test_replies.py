@@ -35,7 +35,9 @@ async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempoten
     assert reply["reply_to_comment"]["content_id"] == comment.content_id, "the work is found from the comment"
     again = await gateway.post("/api/im/replies", json=body)
     assert again.status_code == 200 and again.json()["data"]["reply"]["create_time"] == reply["create_time"]
-    changed = await gateway.post("/api/im/replies", json=body | {"reply_to_comment": {"comment_id": comment.comment_id, "text": "别的"}})
+    changed = await gateway.post(
+        "/api/im/replies", json=body | {"reply_to_comment": {"comment_id": comment.comment_id, "text": "别的"}}
+    )
     assert changed.status_code == 409
     assert changed.json()["status_msg"].startswith("request_id:")
     fetched = await gateway.get("/api/im/replies/req-1")
@@ -44,7 +46,9 @@ async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempoten
     record = await master.process.book.get("shop", "req-1")
     assert record is not None
     await master.process.book.complete(
-        sync_pb2.CommandResult(request_id="req-1", account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-9")
+        sync_pb2.CommandResult(
+            request_id="req-1", account_id="shop", outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id="c-9"
+        )
     )
     done = (await gateway.get("/api/im/replies/req-1")).json()["data"]["reply"]
     assert (done["state"], done["created_id"]) == ("sent", "c-9")
@@ -57,7 +61,11 @@ async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempoten
         ({"request_id": "r"}, 400, "target"),
         ({"request_id": "r", "send_message": {"conversation_id": "nope", "text": "hi"}}, 404, ""),
         ({"request_id": "r", "send_message": {"conversation_id": "CID", "text": "  "}}, 400, "send_message.text"),
-        ({"request_id": "r", "send_message": {"conversation_id": "CID", "text": "长" * 2001}}, 400, "send_message.text"),
+        (
+            {"request_id": "r", "send_message": {"conversation_id": "CID", "text": "长" * 2001}},
+            400,
+            "send_message.text",
+        ),
     ],
 )
 async def test_bad_replies_are_refused_and_nothing_is_queued(

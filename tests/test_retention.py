@@ -45,12 +45,37 @@ async def _held(store: Store) -> dict[str, set[str]]:
                 return found
             cursor = page.cursor
 
-    inbox = await ids(lambda c: store.list_unified("acc", types=(), is_read=True, is_new=None, cursor=c, count=100), "id")
+    inbox = await ids(
+        lambda c: store.list_unified("acc", types=(), is_read=True, is_new=None, cursor=c, count=100), "id"
+    )
     return {
-        "messages": await ids(lambda c: store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=100), "message_id"),
-        "comments": await ids(lambda c: store.list_discussions("acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100), "comment_id"),
-        "contents": await ids(lambda c: store.list_contents("acc", content_type=0, is_new=None, cursor=c, count=100), "content_id"),
-        "conversations": await ids(lambda c: store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor=c, count=100), "conversation_id"),
+        "messages": await ids(
+            lambda c: store.list_messages(
+                "acc",
+                conversation_id="",
+                sender_id="",
+                receiver_id="",
+                status=0,
+                message_type=0,
+                since_ns=None,
+                cursor=c,
+                count=100,
+            ),
+            "message_id",
+        ),
+        "comments": await ids(
+            lambda c: store.list_discussions(
+                "acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=100
+            ),
+            "comment_id",
+        ),
+        "contents": await ids(
+            lambda c: store.list_contents("acc", content_type=0, is_new=None, cursor=c, count=100), "content_id"
+        ),
+        "conversations": await ids(
+            lambda c: store.list_conversations("acc", status=0, is_pinned=None, is_muted=None, cursor=c, count=100),
+            "conversation_id",
+        ),
         # The customers' items still held that were marked read.
         "read": inbox,
     }
@@ -76,7 +101,9 @@ async def test_time_to_live_drops_old_items_and_keeps_them_out(new_store: StoreF
     times = sorted(ns_of(m.create_time) for m in account.batch.messages)
     middle = times[len(times) // 2]
     clock = [0]  # nothing has expired while the first snapshot goes in
-    messages_for_a_day = Retention(messages=DAY, comments=0, conversations=0, contents=0, notifications=0, max_entities=0)
+    messages_for_a_day = Retention(
+        messages=DAY, comments=0, conversations=0, contents=0, notifications=0, max_entities=0
+    )
     store = new_store(retention=messages_for_a_day, clock=lambda: clock[0])
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
     inbox = (await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)).items
@@ -89,14 +116,18 @@ async def test_time_to_live_drops_old_items_and_keeps_them_out(new_store: StoreF
     kept = (await _held(store))["messages"]
     assert evicted == sum(1 for t in times if t <= middle) and kept
     assert all(ns_of(m.create_time) > middle for m in account.batch.messages if m.message_id in kept)
-    assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc"), "counters and lists as if never sent"
+    assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc"), (
+        "counters and lists as if never sent"
+    )
 
     # The worker's next crawl still lists the old messages: they stay out.
     await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), account.account, copy(account.batch)))
     assert (await _held(store))["messages"] == kept
 
 
-async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold(new_store: StoreFactory) -> None:
+async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_cursors_hold(
+    new_store: StoreFactory,
+) -> None:
     account = _sample()
     store = new_store()
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
@@ -105,7 +136,17 @@ async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_curs
     read = [item.id for item in inbox[5:]]  # the five newest stay unread
     await store.mark_unified_read("acc", read, READ_AT)
     unread_before = {item.id for item in inbox[:5]}
-    first_page = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=5)
+    first_page = await store.list_messages(
+        "acc",
+        conversation_id="",
+        sender_id="",
+        receiver_id="",
+        status=0,
+        message_type=0,
+        since_ns=None,
+        cursor="",
+        count=5,
+    )
 
     store.retention = Retention(0, 0, 0, 0, 0, max_entities=total - 20)
     evicted = await store.enforce_retention()
@@ -117,8 +158,28 @@ async def test_the_bound_evicts_the_oldest_read_items_never_unread_ones_and_curs
     # What went is older than everything of its kind that stayed and was read.
     assert await observable(store, "acc") == await observable(await _remaining(store, account), "acc")
 
-    rest = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=first_page.cursor, count=100)
-    everything = await store.list_messages("acc", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=100)
+    rest = await store.list_messages(
+        "acc",
+        conversation_id="",
+        sender_id="",
+        receiver_id="",
+        status=0,
+        message_type=0,
+        since_ns=None,
+        cursor=first_page.cursor,
+        count=100,
+    )
+    everything = await store.list_messages(
+        "acc",
+        conversation_id="",
+        sender_id="",
+        receiver_id="",
+        status=0,
+        message_type=0,
+        since_ns=None,
+        cursor="",
+        count=100,
+    )
     assert [m.message_id for m in first_page.items + rest.items] == [m.message_id for m in everything.items]
 
     # Crawled again, the evicted items stay out; a genuinely new message gets in.
@@ -162,7 +223,9 @@ async def test_old_conversations_and_notifications_go_and_a_pinned_conversation_
     account = _sample()
     batch = copy(account.batch)
     for n in range(6):
-        batch.notifications.add(notification_id=f"n{n}", text="liked your work").create_time.seconds = NOW - n * 3 * 86_400
+        batch.notifications.add(notification_id=f"n{n}", text="liked your work").create_time.seconds = (
+            NOW - n * 3 * 86_400
+        )
     activity = {c.conversation_id: ns_of(c.last_message.create_time) for c in batch.conversations}
     middle = sorted(activity.values())[len(activity) // 2]
     oldest = min(activity, key=lambda cid: activity[cid])

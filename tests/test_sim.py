@@ -38,7 +38,9 @@ async def test_logged_out_pages_redirect_and_json_says_so(sim: tuple[Simulator, 
     page = await http.get("/creator-micro/content/manage")
     assert page.status_code == 302 and page.headers["location"] == "/login"
     assert (await http.get("/aweme/v1/creator/item/list/")).json() == {"status_code": 8, "status_msg": "用户未登录"}
-    assert (await http.post("/login", data={"uid": next(iter(simulator.platform.accounts)), "password": "x"})).status_code == 403
+    assert (
+        await http.post("/login", data={"uid": next(iter(simulator.platform.accounts)), "password": "x"})
+    ).status_code == 403
 
 
 async def test_json_shapes_and_paging(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
@@ -55,16 +57,22 @@ async def test_json_shapes_and_paging(sim: tuple[Simulator, httpx.AsyncClient]) 
         cursor = page["cursor"]
     truth = (await http.get("/__sim/truth", params={"uid": uid})).json()
     assert sorted(w["item_id"] for w in works) == sorted(w["item_id"] for w in truth["works"])
-    assert {"item_id", "aweme_id", "cover_image_url", "create_time", "comment_count", "media_type", "duration"} <= set(works[0])
+    assert {"item_id", "aweme_id", "cover_image_url", "create_time", "comment_count", "media_type", "duration"} <= set(
+        works[0]
+    )
     assert isinstance(works[0]["create_time"], int) and works[0]["create_time"] < 10**10, "seconds"
-    comments = (await http.get("/aweme/v1/web/comment/list/select/", params={"item_id": works[0]["item_id"]})).json()["comments"]
+    comments = (await http.get("/aweme/v1/web/comment/list/select/", params={"item_id": works[0]["item_id"]})).json()[
+        "comments"
+    ]
     comment = comments[0]
     assert comment["reply_id"] == "0" and comment["aweme_id"] == works[0]["item_id"]
     assert {"cid", "text", "create_time", "digg_count", "reply_comment_total", "ip_label"} <= set(comment)
     assert set(comment["user"]) == {"uid", "nickname", "avatar_thumb"} and comment["user"]["avatar_thumb"]["url_list"]
     conversations = (await http.get("/aweme/v1/im/conversation/list/")).json()["conversations"]
     assert re.fullmatch(r"0:1:\d+:\d+", conversations[0]["conversation_id"])
-    history = (await http.get("/aweme/v1/im/message/history/", params={"conversation_id": conversations[0]["conversation_id"]})).json()
+    history = (
+        await http.get("/aweme/v1/im/message/history/", params={"conversation_id": conversations[0]["conversation_id"]})
+    ).json()
     assert history["messages"][0]["create_time"] > 10**12, "private messages carry milliseconds"
 
 
@@ -75,18 +83,34 @@ async def test_replies_messages_and_refusals(sim: tuple[Simulator, httpx.AsyncCl
     await login(http, uid)
     work = account.works[0]
     parent = next(c for c in account.comments.values() if c["aweme_id"] == work["item_id"] and c["reply_id"] == "0")
-    sent = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "谢谢🙏"})).json()
+    sent = (
+        await http.post(
+            "/aweme/v1/web/comment/publish/",
+            json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "谢谢🙏"},
+        )
+    ).json()
     assert sent["status_code"] == 0 and sent["comment"]["reply_id"] == parent["cid"]
     assert sent["comment"]["user"]["uid"] == uid, "the account's own reply"
     account.deleted.add(parent["cid"])
-    refused = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "x"})).json()
+    refused = (
+        await http.post(
+            "/aweme/v1/web/comment/publish/", json={"aweme_id": work["item_id"], "reply_id": parent["cid"], "text": "x"}
+        )
+    ).json()
     assert refused["status_code"] == 2100
     other = next(c for c in account.comments.values() if c["reply_id"] == "0" and c["cid"] != parent["cid"])
     account.work(other["aweme_id"])["is_private"] = True  # type: ignore[index]
-    private = (await http.post("/aweme/v1/web/comment/publish/", json={"aweme_id": other["aweme_id"], "reply_id": other["cid"], "text": "x"})).json()
+    private = (
+        await http.post(
+            "/aweme/v1/web/comment/publish/",
+            json={"aweme_id": other["aweme_id"], "reply_id": other["cid"], "text": "x"},
+        )
+    ).json()
     assert private["status_code"] == 2149
     conversation_id = next(iter(account.conversations))
-    message = (await http.post("/aweme/v1/im/message/send/", json={"conversation_id": conversation_id, "text": "在的"})).json()
+    message = (
+        await http.post("/aweme/v1/im/message/send/", json={"conversation_id": conversation_id, "text": "在的"})
+    ).json()
     assert message["status_code"] == 0 and message["message"]["is_self"] is True
     truth = (await http.get("/__sim/truth", params={"uid": uid})).json()
     assert any(m["server_id"] == message["message"]["server_id"] for m in truth["messages"])
@@ -131,7 +155,9 @@ def test_the_platform_changes_over_time_and_stays_consistent() -> None:
                 assert comment["reply_comment_total"] == replies
         assert not account.deleted & set(account.comments)
     again = Platform(accounts=2, seed=9, now=NOW)
-    assert again.truth(next(iter(again.accounts))) == Platform(accounts=2, seed=9, now=NOW).truth(next(iter(again.accounts)))
+    assert again.truth(next(iter(again.accounts))) == Platform(accounts=2, seed=9, now=NOW).truth(
+        next(iter(again.accounts))
+    )
 
 
 def test_every_message_stored_is_pushed_to_whoever_listens() -> None:
@@ -170,7 +196,9 @@ async def test_qr_login_with_an_sms_step(sim: tuple[Simulator, httpx.AsyncClient
     assert taken.json()["message"] == "success" and taken.cookies.get("sessionid")
     assert (await http.get("/aweme/v1/creator/item/list/")).json()["status_code"] == 0
     # A second browser cannot log in with the same code.
-    assert (await http.post("/passport/web/sms_verify/", json={"token": qr["token"], "code": code})).json()["message"] == "error"
+    assert (await http.post("/passport/web/sms_verify/", json={"token": qr["token"], "code": code})).json()[
+        "message"
+    ] == "error"
 
 
 async def test_a_qr_code_expires_and_too_many_wrong_codes_start_over(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
@@ -182,7 +210,9 @@ async def test_a_qr_code_expires_and_too_many_wrong_codes_start_over(sim: tuple[
     token = (await http.get("/passport/web/get_qrcode/")).json()["data"]["token"]
     now[0] += 61
     assert (await http.get("/passport/web/check_qrconnect/", params={"token": token})).json()["data"]["status"] == "5"
-    assert (await http.post("/__sim/scan", json={"token": token, "uid": uid})).status_code == 400, "an expired code scans to nothing"
+    assert (await http.post("/__sim/scan", json={"token": token, "uid": uid})).status_code == 400, (
+        "an expired code scans to nothing"
+    )
     token = (await http.get("/passport/web/get_qrcode/")).json()["data"]["token"]
     await http.post("/__sim/scan", json={"token": token, "uid": uid})
     for _ in range(2):

@@ -11,8 +11,8 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master import cursor as cursors
-from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.cursor import Newest
+from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
@@ -115,8 +115,15 @@ async def test_read_marks_survive_every_later_snapshot(store: Store, account: Sa
     assert (await store.get_conversation("acc-1", conversation_id)).unread_count == 0
     assert await store.unified_stats("acc-1") == stats_after_mark
     messages = await store.list_messages(
-        "acc-1", conversation_id=conversation_id, sender_id="", receiver_id="", status=0,
-        message_type=0, since_ns=None, cursor="", count=100,
+        "acc-1",
+        conversation_id=conversation_id,
+        sender_id="",
+        receiver_id="",
+        status=0,
+        message_type=0,
+        since_ns=None,
+        cursor="",
+        count=100,
     )
     inbound = [m for m in messages.items if m.direction == e.DIRECTION_INBOUND]
     assert inbound and all(m.is_read and m.read_at.ToNanoseconds() == 123 for m in inbound)
@@ -189,8 +196,15 @@ async def test_versions(store: Store, account: SampleAccount) -> None:
 async def test_page_size_default_and_clamp(store: Store) -> None:
     async def size(count: int) -> int:
         page = await store.list_messages(
-            "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
-            since_ns=None, cursor="", count=count,
+            "acc-1",
+            conversation_id="",
+            sender_id="",
+            receiver_id="",
+            status=0,
+            message_type=0,
+            since_ns=None,
+            cursor="",
+            count=count,
         )
         return len(page.items)
 
@@ -204,8 +218,15 @@ async def test_page_size_default_and_clamp(store: Store) -> None:
 async def test_since_time_stops_at_older_messages(store: Store, account: SampleAccount) -> None:
     since = NOW - 10 * 86_400
     page = await store.list_messages(
-        "acc-1", conversation_id="", sender_id="", receiver_id="", status=0, message_type=0,
-        since_ns=since * 10**9, cursor="", count=100,
+        "acc-1",
+        conversation_id="",
+        sender_id="",
+        receiver_id="",
+        status=0,
+        message_type=0,
+        since_ns=since * 10**9,
+        cursor="",
+        count=100,
     )
     expected = {m.message_id for m in account.batch.messages if m.create_time.seconds >= since}
     assert 0 < len(expected) < 100
@@ -213,7 +234,9 @@ async def test_since_time_stops_at_older_messages(store: Store, account: SampleA
     assert not page.has_more
 
 
-@pytest.mark.parametrize("bad", ["!!!", "WzFd", cursors.encode("contents", (1, "x")), cursors.encode("conversations", ("a", 1, "x"))])
+@pytest.mark.parametrize(
+    "bad", ["!!!", "WzFd", cursors.encode("contents", (1, "x")), cursors.encode("conversations", ("a", 1, "x"))]
+)
 async def test_malformed_or_foreign_cursors_are_refused(store: Store, bad: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         await store.list_conversations("acc-1", status=0, is_pinned=None, is_muted=None, cursor=bad, count=5)
@@ -240,15 +263,25 @@ async def test_accounts_and_filters(store: Store, account: SampleAccount) -> Non
 
 async def test_discussions_of_a_work_and_replies(store: Store, account: SampleAccount) -> None:
     reply = next(c for c in account.batch.comments if c.parent_comment_id)
-    replies = (await store.list_discussions(
-        "acc-1", content_id="", parent_comment_id=reply.parent_comment_id, is_read=None, is_new=None, cursor="", count=10
-    )).items
+    replies = (
+        await store.list_discussions(
+            "acc-1",
+            content_id="",
+            parent_comment_id=reply.parent_comment_id,
+            is_read=None,
+            is_new=None,
+            cursor="",
+            count=10,
+        )
+    ).items
     assert [c.comment_id for c in replies] == [reply.comment_id]
     # The account's own reply is not unread: it is the team's own words.
     assert replies[0].is_read
-    of_work = (await store.list_discussions(
-        "acc-1", content_id=reply.content_id, parent_comment_id="", is_read=None, is_new=None, cursor="", count=100
-    )).items
+    of_work = (
+        await store.list_discussions(
+            "acc-1", content_id=reply.content_id, parent_comment_id="", is_read=None, is_new=None, cursor="", count=100
+        )
+    ).items
     expected = {c.comment_id for c in account.batch.comments if c.content_id == reply.content_id}
     assert {c.comment_id for c in of_work} == expected
     created = [c.created_at.ToNanoseconds() for c in of_work]
@@ -316,8 +349,15 @@ async def test_items_of_the_same_second_come_newest_first_by_id_and_cursors_hold
     cursor = ""
     while True:
         page = await store.list_messages(
-            "burst", conversation_id=conversation.conversation_id, sender_id="", receiver_id="", status=0,
-            message_type=0, since_ns=None, cursor=cursor, count=3,
+            "burst",
+            conversation_id=conversation.conversation_id,
+            sender_id="",
+            receiver_id="",
+            status=0,
+            message_type=0,
+            since_ns=None,
+            cursor=cursor,
+            count=3,
         )
         seen += [m.message_id for m in page.items]
         if not page.has_more:
@@ -346,7 +386,11 @@ async def test_the_inbox_orders_messages_and_comments_of_one_instant_as_its_curs
     assert await store.apply_snapshot(SnapshotData("ties", 1, frozenset(), sample.account, sample.batch))
     expected = sorted(
         [(-m.create_time.seconds, Newest(f"message:{m.message_id}")) for m in sample.batch.messages]
-        + [(-c.created_at.seconds, Newest(f"comment:{c.comment_id}")) for c in sample.batch.comments if not c.parent_comment_id],
+        + [
+            (-c.created_at.seconds, Newest(f"comment:{c.comment_id}"))
+            for c in sample.batch.comments
+            if not c.parent_comment_id
+        ],
     )
     for size in (1, 2, 3, 100):
         seen: list[str] = []
@@ -388,11 +432,19 @@ async def test_master_owned_fields_a_worker_sets_never_show(new_store: StoreFact
         if m.direction == e.DIRECTION_INBOUND:
             inbound[m.conversation_id] += 1
         shown = await store.get_message("acc-1", m.message_id)
-        assert (shown.is_read, shown.is_new, shown.HasField("read_at")) == (m.direction != e.DIRECTION_INBOUND, False, False)
+        assert (shown.is_read, shown.is_new, shown.HasField("read_at")) == (
+            m.direction != e.DIRECTION_INBOUND,
+            False,
+            False,
+        )
         assert shown.account_id == "acc-1"
     for c in account.batch.comments:
         shown_comment = await store.get_discussion("acc-1", c.comment_id)
-        assert (shown_comment.is_new, shown_comment.is_handled, shown_comment.HasField("read_at")) == (False, False, False)
+        assert (shown_comment.is_new, shown_comment.is_handled, shown_comment.HasField("read_at")) == (
+            False,
+            False,
+            False,
+        )
         assert shown_comment.is_read == (c.author.user_id == account.account.user_id)
     for conversation in account.batch.conversations:
         shown_conversation = await store.get_conversation("acc-1", conversation.conversation_id)
@@ -401,7 +453,9 @@ async def test_master_owned_fields_a_worker_sets_never_show(new_store: StoreFact
     for content in account.batch.contents:
         shown_content = await store.get_content("acc-1", content.content_id)
         customers = [
-            c for c in account.batch.comments if c.content_id == content.content_id and c.author.user_id != account.account.user_id
+            c
+            for c in account.batch.comments
+            if c.content_id == content.content_id and c.author.user_id != account.account.user_id
         ]
         assert (shown_content.is_new, shown_content.stats.new_comments) == (False, 0)
         assert shown_content.stats.unread_comments == len(customers)
@@ -430,5 +484,7 @@ async def test_a_message_without_a_direction_is_the_customers_unless_the_account
         listed |= {item.id for item in page.items}
         if not page.has_more:
             break
-        page = await store.list_unified("acc-1", types=(), is_read=None, is_new=None, cursor=page.cursor, count=MAX_PAGE_SIZE)
+        page = await store.list_unified(
+            "acc-1", types=(), is_read=None, is_new=None, cursor=page.cursor, count=MAX_PAGE_SIZE
+        )
     assert f"message:{theirs.message_id}" in listed and f"message:{ours.message_id}" not in listed

@@ -86,6 +86,7 @@ def mutate(account: SampleAccount, rng: random.Random, step: int) -> None:
 
 async def observable(store: Store, account_id: str) -> dict[str, object]:
     """Everything a client can see of an account: every list in order, every counter."""
+
     async def walk(lister: object) -> list[bytes]:
         out: list[bytes] = []
         cursor = ""
@@ -97,16 +98,40 @@ async def observable(store: Store, account_id: str) -> dict[str, object]:
             cursor = page.cursor
 
     return {
-        "conversations": await walk(lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)),
-        "messages": await walk(lambda c: store.list_messages(account_id, conversation_id="", sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor=c, count=50)),
-        "contents": await walk(lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)),
-        "discussions": await walk(lambda c: store.list_discussions(account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50)),
-        "inbox": await walk(lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)),
+        "conversations": await walk(
+            lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)
+        ),
+        "messages": await walk(
+            lambda c: store.list_messages(
+                account_id,
+                conversation_id="",
+                sender_id="",
+                receiver_id="",
+                status=0,
+                message_type=0,
+                since_ns=None,
+                cursor=c,
+                count=50,
+            )
+        ),
+        "contents": await walk(
+            lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)
+        ),
+        "discussions": await walk(
+            lambda c: store.list_discussions(
+                account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50
+            )
+        ),
+        "inbox": await walk(
+            lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)
+        ),
         "stats": await store.unified_stats(account_id),
     }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 10_000), steps=st.integers(1, 8), reads=st.lists(st.integers(0, 10**6), max_size=6))
 async def test_deltas_equal_snapshots(new_store: StoreFactory, seed: int, steps: int, reads: list[int]) -> None:
     rng = random.Random(seed)
@@ -128,7 +153,9 @@ async def test_deltas_equal_snapshots(new_store: StoreFactory, seed: int, steps:
                 await by_delta.mark_unified_read("acc", [item_id], 1)
         upserts, removals = diff(previous, account.batch)
         assert await by_delta.apply_delta(DeltaData("acc", step + 1, step + 2, None, upserts, removals))
-        assert await by_snapshot.apply_snapshot(SnapshotData("acc", step + 2, frozenset(), account.account, copy(account.batch)))
+        assert await by_snapshot.apply_snapshot(
+            SnapshotData("acc", step + 2, frozenset(), account.account, copy(account.batch))
+        )
         previous = copy(account.batch)
         assert await observable(by_delta, "acc") == await observable(by_snapshot, "acc")
 
@@ -161,7 +188,10 @@ async def test_status_reports_show_in_the_account_view_even_before_any_crawl(new
     await store.set_presence("fresh", "worker-7", True)
     view = await store.get_account("fresh")
     assert (view.login_state, view.last_error, view.worker_id, view.online) == (
-        e.LOGIN_STATE_LOGGED_OUT, "login page shown", "worker-7", True,
+        e.LOGIN_STATE_LOGGED_OUT,
+        "login page shown",
+        "worker-7",
+        True,
     )
     account = SampleAccount("fresh", seed=2, now=NOW)
     await store.apply_snapshot(SnapshotData("fresh", 1, frozenset(), account.account, copy(account.batch)))

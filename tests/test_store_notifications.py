@@ -13,15 +13,17 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master.cursor import Newest
-from services.master.retention import KEEP_EVERYTHING, parse_retention
 from services.master.redis_store import RedisStore
+from services.master.retention import KEEP_EVERYTHING, parse_retention
 from services.master.store import DeltaData, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 
 
 def notification(nid: str, at: int, kind: e.NotificationType.ValueType = e.NOTIFICATION_TYPE_LIKE) -> e.Notification:
-    found = e.Notification(notification_id=nid, notification_type=kind, text="赞了你的作品", actor=e.User(user_id="u9", user_name="小王"))
+    found = e.Notification(
+        notification_id=nid, notification_type=kind, text="赞了你的作品", actor=e.User(user_id="u9", user_name="小王")
+    )
     found.create_time.FromSeconds(at)
     return found
 
@@ -37,7 +39,9 @@ async def walk(store: Store, account_id: str, size: int, types: tuple[int, ...] 
         cursor = page.cursor
 
 
-async def test_notifications_interleave_with_messages_and_comments_as_the_cursors_order_them(new_store: StoreFactory) -> None:
+async def test_notifications_interleave_with_messages_and_comments_as_the_cursors_order_them(
+    new_store: StoreFactory,
+) -> None:
     sample = SampleAccount("ties", seed=3, now=NOW)
     sample.fill(conversations=1, messages_per_conversation=0, contents=1, comments_per_content=0)
     content_id = sample.batch.contents[0].content_id
@@ -60,7 +64,10 @@ async def test_notifications_interleave_with_messages_and_comments_as_the_cursor
     only = await walk(store, "ties", 3, (u.UNIFIED_MESSAGE_TYPE_NOTIFICATION,))
     assert only == [str(item) for _, item in expected if str(item).startswith("notification:")]
     item = await store.get_unified("ties", "notification:n0b")
-    assert item.type == u.UNIFIED_MESSAGE_TYPE_NOTIFICATION and item.notification.notification_type == e.NOTIFICATION_TYPE_FOLLOW
+    assert (
+        item.type == u.UNIFIED_MESSAGE_TYPE_NOTIFICATION
+        and item.notification.notification_type == e.NOTIFICATION_TYPE_FOLLOW
+    )
     assert item.notification.account_id == "ties" and not item.is_read
 
 
@@ -86,7 +93,14 @@ async def test_notifications_are_counted_apart_marked_read_and_announced(new_sto
     changed = notification("n1", NOW - 1)
     changed.text = "赞了你的评论"
     assert await store.apply_delta(
-        DeltaData("shop", 1, 2, None, sync_pb2.EntityBatch(notifications=[notification("n9", NOW + 5), changed]), sync_pb2.Removals())
+        DeltaData(
+            "shop",
+            1,
+            2,
+            None,
+            sync_pb2.EntityBatch(notifications=[notification("n9", NOW + 5), changed]),
+            sync_pb2.Removals(),
+        )
     )
     if isinstance(store, RedisStore):  # its events go to the shared stream
         stream: Any = await store.redis.xrange(store.events_key)

@@ -22,11 +22,10 @@ from services.master.errors import AlreadyExists, NotFound
 from services.master.sync_service import SyncConfig
 
 from .conftest import NOW, token_for
-from .waiting import eventually
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy
+from .waiting import eventually
 
 FAST = SyncConfig(heartbeat_interval=0.3, lease_duration=1.0)
-
 
 
 @pytest_asyncio.fixture
@@ -41,7 +40,9 @@ async def master(tmp_path: Path) -> AsyncIterator[MasterHandle]:
 
 def sample(account_id: str = "acc", seed: int = 1, **size: int) -> SampleAccount:
     account = SampleAccount(account_id, seed=seed, now=NOW)
-    account.fill(**({"conversations": 10, "messages_per_conversation": 5, "contents": 4, "comments_per_content": 5} | size))
+    account.fill(
+        **({"conversations": 10, "messages_per_conversation": 5, "contents": 4, "comments_per_content": 5} | size)
+    )
     return account
 
 
@@ -207,7 +208,9 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
 
     assert master.process is not None
     record = await master.process.book.submit(
-        sync_pb2.Command(request_id="r-2", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+        sync_pb2.Command(
+            request_id="r-2", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi")
+        )
     )
     async with running(engine_for(master, ["acc"], on_command=perform)) as engine:
         async with asyncio.timeout(10):
@@ -218,7 +221,9 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
         await asyncio.sleep(0.5)
         release.set()
         async with asyncio.timeout(10):
-            while (current := await master.process.book.get("acc", "r-2")) is None or current.state is CommandState.PENDING:
+            while (
+                current := await master.process.book.get("acc", "r-2")
+            ) is None or current.state is CommandState.PENDING:
                 await asyncio.sleep(0.05)
         assert performed == ["r-2"]
         assert engine.sessions >= 2
@@ -227,7 +232,9 @@ async def test_a_command_delivered_again_is_answered_without_performing_it_twice
 async def _answered(master: MasterHandle, request_id: str) -> sync_pb2.CommandResult:
     assert master.process is not None
     async with asyncio.timeout(10):
-        while (current := await master.process.book.get("acc", request_id)) is None or current.state is CommandState.PENDING:
+        while (
+            current := await master.process.book.get("acc", request_id)
+        ) is None or current.state is CommandState.PENDING:
             await asyncio.sleep(0.05)
     assert current.result is not None
     return current.result
@@ -244,7 +251,9 @@ async def test_a_restarted_worker_answers_from_its_command_log_without_performin
         return sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id=f"sent-{len(performed)}")
 
     assert master.process is not None
-    command = sync_pb2.Command(request_id="r-5", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+    command = sync_pb2.Command(
+        request_id="r-5", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi")
+    )
     await master.process.book.submit(command)
     async with running(engine_for(master, ["acc"], on_command=perform, command_log=log_file)):
         assert (await _answered(master, "r-5")).created_id == "sent-1"
@@ -259,7 +268,9 @@ async def test_a_restarted_worker_answers_from_its_command_log_without_performin
     assert performed == ["r-5"]
 
 
-async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_again(master: MasterHandle, tmp_path: Path) -> None:
+async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_again(
+    master: MasterHandle, tmp_path: Path
+) -> None:
     log_file = tmp_path / "commands.sqlite3"
     started = asyncio.Event()
     performed: list[str] = []
@@ -271,7 +282,9 @@ async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_agai
         raise AssertionError("unreachable")
 
     assert master.process is not None
-    command = sync_pb2.Command(request_id="r-6", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi"))
+    command = sync_pb2.Command(
+        request_id="r-6", account_id="acc", send_message=sync_pb2.SendMessage(conversation_id="x", text="hi")
+    )
     await master.process.book.submit(command)
     first = engine_for(master, ["acc"], on_command=hangs, command_log=log_file)
     async with running(first):
@@ -290,7 +303,11 @@ async def test_commands_for_an_absent_worker_expire_visibly(master: MasterHandle
     book = master.process.book
     book.ttl = 0.2
     record = await book.submit(
-        sync_pb2.Command(request_id="r-3", account_id="nobody-runs-this", send_message=sync_pb2.SendMessage(conversation_id="c", text="t"))
+        sync_pb2.Command(
+            request_id="r-3",
+            account_id="nobody-runs-this",
+            send_message=sync_pb2.SendMessage(conversation_id="c", text="t"),
+        )
     )
     async with asyncio.timeout(5):
         while record.state is CommandState.PENDING:
@@ -312,8 +329,12 @@ def hello(worker_id: str, *accounts: str) -> sync_pb2.SyncDataRequest:
     )
 
 
-@pytest.mark.parametrize(("token", "code"), [(None, grpc.StatusCode.UNAUTHENTICATED), ("forged", grpc.StatusCode.UNAUTHENTICATED)])
-async def test_workers_without_a_valid_token_are_refused(master: MasterHandle, token: str | None, code: grpc.StatusCode) -> None:
+@pytest.mark.parametrize(
+    ("token", "code"), [(None, grpc.StatusCode.UNAUTHENTICATED), ("forged", grpc.StatusCode.UNAUTHENTICATED)]
+)
+async def test_workers_without_a_valid_token_are_refused(
+    master: MasterHandle, token: str | None, code: grpc.StatusCode
+) -> None:
     channel, call = raw_stream(master, token)
     async with channel:
         # The refusal may come before the hello is even written.
@@ -363,8 +384,13 @@ async def test_a_worker_syncs_only_the_accounts_assigned_to_it(master: MasterHan
         refusal = welcome.refused[0]
         assert refusal.account_id == "acc" and refusal.status.code == code_pb2.PERMISSION_DENIED
         assert reason_of(refusal.status) == "ACCOUNT_NOT_ASSIGNED"
-        await call.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
-            account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))
+        await call.write(
+            sync_pb2.SyncDataRequest(
+                snapshot=sync_pb2.Snapshot(
+                    account_id="acc", version=1, last=True, account=account.account, entities=account.batch
+                )
+            )
+        )
         nack = (await call.read()).nack
         assert reason_of(nack.status) == "ACCOUNT_NOT_ASSIGNED"
     assert await master.store.account_versions(["acc"]) == {"acc": 0}, "nothing stored"
@@ -381,8 +407,13 @@ async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_mor
         assert (await call.read()).WhichOneof("kind") == "welcome"
         add_worker_token(master.tokens, "worker-a", ["*"])  # rotated: the old token is revoked
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await call.write(sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
-                account_id="acc", version=1, last=True, account=account.account, entities=account.batch)))
+            await call.write(
+                sync_pb2.SyncDataRequest(
+                    snapshot=sync_pb2.Snapshot(
+                        account_id="acc", version=1, last=True, account=account.account, entities=account.batch
+                    )
+                )
+            )
             await call.read()
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "revoked" in (refused.value.details() or "")
@@ -434,13 +465,17 @@ async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master:
         # A delta for an account this stream does not hold.
         stranger = sync_pb2.Delta(account_id="stranger", base_version=0, version=1)
         assert await refused(sync_pb2.SyncDataRequest(delta=stranger)) == (
-            code_pb2.FAILED_PRECONDITION, "delta.account_id", "NOT_OWNER"
+            code_pb2.FAILED_PRECONDITION,
+            "delta.account_id",
+            "NOT_OWNER",
         )
         # An entity with an empty key.
         bad = sync_pb2.Delta(account_id="good", base_version=1, version=2)
         bad.upserts.messages.add(conversation_id="c")
         assert await refused(sync_pb2.SyncDataRequest(delta=bad)) == (
-            code_pb2.INVALID_ARGUMENT, "delta.upserts.messages[0].message_id", ""
+            code_pb2.INVALID_ARGUMENT,
+            "delta.upserts.messages[0].message_id",
+            "",
         )
         # A delta against a base the master does not have.
         stale = sync_pb2.Delta(account_id="good", base_version=7, version=8)

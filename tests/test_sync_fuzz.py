@@ -39,14 +39,21 @@ def batches(draw: st.DrawFn) -> sync_pb2.EntityBatch:
     batch = sync_pb2.EntityBatch()
     for _ in range(draw(st.integers(0, 3))):
         batch.messages.add(
-            message_id=draw(ids), conversation_id=draw(ids), content=draw(texts),
-            direction=draw(st.sampled_from([0, 1, 2])), create_time=draw(stamps()),
+            message_id=draw(ids),
+            conversation_id=draw(ids),
+            content=draw(texts),
+            direction=draw(st.sampled_from([0, 1, 2])),
+            create_time=draw(stamps()),
             sender=e.User(user_id=draw(ids)),
         )
     for _ in range(draw(st.integers(0, 3))):
         batch.comments.add(
-            comment_id=draw(ids), content_id=draw(ids), parent_comment_id=draw(ids), content=draw(texts),
-            created_at=draw(stamps()), author=e.User(user_id=draw(ids)),
+            comment_id=draw(ids),
+            content_id=draw(ids),
+            parent_comment_id=draw(ids),
+            content=draw(texts),
+            created_at=draw(stamps()),
+            author=e.User(user_id=draw(ids)),
         )
     for _ in range(draw(st.integers(0, 2))):
         batch.conversations.add(conversation_id=draw(ids), update_time=draw(stamps()))
@@ -61,28 +68,50 @@ def requests(draw: st.DrawFn) -> sync_pb2.SyncDataRequest:
     account = draw(st.sampled_from(ACCOUNTS))
     version = draw(st.sampled_from([1, 2, 3, 4, 5, 6] * 2 + [0, 2**63]))
     if kind == "hello":
-        return sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(
-            worker_id=draw(st.sampled_from(["fuzzer", "someone-else"])),
-            accounts=[sync_pb2.AccountVersion(account_id=a, version=version) for a in draw(st.lists(st.sampled_from(ACCOUNTS), max_size=3))],
-        ))
+        return sync_pb2.SyncDataRequest(
+            hello=sync_pb2.Hello(
+                worker_id=draw(st.sampled_from(["fuzzer", "someone-else"])),
+                accounts=[
+                    sync_pb2.AccountVersion(account_id=a, version=version)
+                    for a in draw(st.lists(st.sampled_from(ACCOUNTS), max_size=3))
+                ],
+            )
+        )
     if kind == "snapshot":
-        return sync_pb2.SyncDataRequest(snapshot=sync_pb2.Snapshot(
-            account_id=account, version=version, chunk_index=draw(st.sampled_from([0, 0, 0, 1, 2])),
-            last=draw(st.sampled_from([True, True, False])), entities=draw(batches()),
-            # Unknown enum numbers (0, 7) on purpose.
-            collections=cast(Any, draw(st.sampled_from([[], [], [], [2], [4, 3], [0], [7]]))),
-            account=e.Account(account_id=draw(st.sampled_from([account, "other"])), user_id=draw(ids)),
-        ))
+        return sync_pb2.SyncDataRequest(
+            snapshot=sync_pb2.Snapshot(
+                account_id=account,
+                version=version,
+                chunk_index=draw(st.sampled_from([0, 0, 0, 1, 2])),
+                last=draw(st.sampled_from([True, True, False])),
+                entities=draw(batches()),
+                # Unknown enum numbers (0, 7) on purpose.
+                collections=cast(Any, draw(st.sampled_from([[], [], [], [2], [4, 3], [0], [7]]))),
+                account=e.Account(account_id=draw(st.sampled_from([account, "other"])), user_id=draw(ids)),
+            )
+        )
     if kind == "delta":
-        return sync_pb2.SyncDataRequest(delta=sync_pb2.Delta(
-            account_id=account, base_version=draw(st.sampled_from([0, 1, 2, 3, 4, 5])), version=version, upserts=draw(batches()),
-            removals=sync_pb2.Removals(message_ids=draw(st.lists(ids, max_size=2)), comment_ids=draw(st.lists(ids, max_size=2))),
-        ))
+        return sync_pb2.SyncDataRequest(
+            delta=sync_pb2.Delta(
+                account_id=account,
+                base_version=draw(st.sampled_from([0, 1, 2, 3, 4, 5])),
+                version=version,
+                upserts=draw(batches()),
+                removals=sync_pb2.Removals(
+                    message_ids=draw(st.lists(ids, max_size=2)), comment_ids=draw(st.lists(ids, max_size=2))
+                ),
+            )
+        )
     if kind == "status":
-        return sync_pb2.SyncDataRequest(account_status=sync_pb2.AccountStatusReport(account_id=account, last_error=draw(texts)))
+        return sync_pb2.SyncDataRequest(
+            account_status=sync_pb2.AccountStatusReport(account_id=account, last_error=draw(texts))
+        )
     if kind == "result":
-        return sync_pb2.SyncDataRequest(command_result=sync_pb2.CommandResult(
-            request_id=draw(ids), account_id=account, outcome=cast(Any, draw(st.integers(0, 3)))))
+        return sync_pb2.SyncDataRequest(
+            command_result=sync_pb2.CommandResult(
+                request_id=draw(ids), account_id=account, outcome=cast(Any, draw(st.integers(0, 3)))
+            )
+        )
     if kind == "heartbeat":
         return sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat())
     try:
@@ -115,11 +144,17 @@ async def _session(tmp_path: Path) -> tuple[MemoryStore, SyncSession]:
     session = SyncSession(hub, "fuzzer", "fuzz")
     hub.sessions[session.id] = session
     # Start as a real stream does most of the time: with a hello.
-    await session.handle(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="fuzzer", accounts=[sync_pb2.AccountVersion(account_id="a")])))
+    await session.handle(
+        sync_pb2.SyncDataRequest(
+            hello=sync_pb2.Hello(worker_id="fuzzer", accounts=[sync_pb2.AccountVersion(account_id="a")])
+        )
+    )
     return store, session
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(messages=st.lists(requests(), min_size=1, max_size=25))
 def test_no_message_breaks_the_master(tmp_path: Path, messages: list[sync_pb2.SyncDataRequest]) -> None:
     asyncio.run(_no_message_breaks_the_master(tmp_path, messages))
@@ -156,4 +191,6 @@ def test_the_fuzzer_reaches_the_store(tmp_path: Path) -> None:
         return any(version > 0 for version in (await store.account_versions(["a", "b"])).values())
 
     settings_ = settings(max_examples=500, database=None, suppress_health_check=list(HealthCheck))
-    assert find(st.lists(requests(), min_size=1, max_size=25), lambda drawn: asyncio.run(applies(drawn)), settings=settings_)
+    assert find(
+        st.lists(requests(), min_size=1, max_size=25), lambda drawn: asyncio.run(applies(drawn)), settings=settings_
+    )

@@ -87,7 +87,9 @@ async def scenario(seed: int, steps: list[tuple[str, int]], duplicate_rate: floa
                     read.clear()
                 elif operation == "read":
                     try:
-                        inbox = await master.store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=100)
+                        inbox = await master.store.list_unified(
+                            "acc", types=(), is_read=None, is_new=None, cursor="", count=100
+                        )
                     except Exception:
                         continue  # nothing synced yet
                     if inbox.items:
@@ -103,7 +105,11 @@ async def scenario(seed: int, steps: list[tuple[str, int]], duplicate_rate: floa
             # Every read mark of an item still there is intact.
             for item in read:
                 kind, _, entity_id = item.partition(":")
-                present = entity_id in ({c.comment_id for c in account.batch.comments} if kind == "comment" else {m.message_id for m in account.batch.messages})
+                present = entity_id in (
+                    {c.comment_id for c in account.batch.comments}
+                    if kind == "comment"
+                    else {m.message_id for m in account.batch.messages}
+                )
                 if present:
                     assert (await master.store.get_unified("acc", item)).is_read, item
         finally:

@@ -25,13 +25,17 @@ def field_of(refused: SyncRefused) -> str:
 
 async def test_snapshot_is_applied_and_acknowledged(master: Master, accounts: list[SampleAccount]) -> None:
     await push_all(master, accounts)
-    reply = await master.im.list_conversations(conv.ListConversationsRequest(account_id=accounts[0].account_id, count=100))
+    reply = await master.im.list_conversations(
+        conv.ListConversationsRequest(account_id=accounts[0].account_id, count=100)
+    )
     assert {c.conversation_id for c in reply.conversations} == {
         c.conversation_id for c in accounts[0].batch.conversations
     }
 
 
-async def test_welcome_reports_the_versions_the_master_really_has(master: Master, accounts: list[SampleAccount]) -> None:
+async def test_welcome_reports_the_versions_the_master_really_has(
+    master: Master, accounts: list[SampleAccount]
+) -> None:
     first = await push_all(master, accounts, version=3)
     await first.close()
     # The same worker reconnecting takes its accounts back at once.
@@ -81,7 +85,10 @@ async def test_empty_key_is_refused_and_the_stream_stays_open(master: Master, ac
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda b: setattr(b.conversations[0], "conversation_id", ""), "snapshot.entities.conversations[0].conversation_id"),
+        (
+            lambda b: setattr(b.conversations[0], "conversation_id", ""),
+            "snapshot.entities.conversations[0].conversation_id",
+        ),
         (lambda b: setattr(b.messages[0], "conversation_id", ""), "snapshot.entities.messages[0].conversation_id"),
         (lambda b: setattr(b.comments[0], "account_id", "someone-else"), "snapshot.entities.comments[0].account_id"),
         (lambda b: setattr(b.messages[1].create_time, "seconds", 10**12), "snapshot.entities.messages[1].create_time"),
@@ -110,7 +117,9 @@ async def test_master_owned_fields_sent_by_a_worker_are_ignored(master: Master, 
     await push_all(master, [account])
     stats = await master.store.unified_stats(account.account_id)
     assert stats.unread_direct_messages > 0
-    assert not (await master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id)).is_pinned
+    assert not (
+        await master.store.get_conversation(account.account_id, account.batch.conversations[0].conversation_id)
+    ).is_pinned
 
 
 async def test_snapshots_over_the_wire_are_read_off_their_bytes(
@@ -121,7 +130,9 @@ async def test_snapshots_over_the_wire_are_read_off_their_bytes(
     assert wire_reads and all(wire_reads)
     for account in accounts:
         stats = await master.store.unified_stats(account.account_id)
-        assert stats.unread_direct_messages == sum(1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND)
+        assert stats.unread_direct_messages == sum(
+            1 for m in account.batch.messages if m.direction == e.DIRECTION_INBOUND
+        )
 
 
 async def test_an_account_of_100000_messages_syncs_under_the_default_message_limit(master: Master) -> None:
@@ -180,7 +191,9 @@ async def test_chunk_out_of_order_is_refused_and_nothing_applies(master: Master,
     assert await sync.send(chunk_requests(account, 2, 2048)) == 2
 
 
-async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Master, accounts: list[SampleAccount]) -> None:
+async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(
+    master: Master, accounts: list[SampleAccount]
+) -> None:
     account = accounts[0]
     await push_all(master, [account])
     before = await master.store.unified_stats(account.account_id)
@@ -202,7 +215,9 @@ async def test_a_stream_broken_mid_snapshot_leaves_the_previous_state(master: Ma
     assert await master.store.unified_stats(account.account_id) == before
 
 
-async def test_snapshot_before_hello_and_for_unannounced_accounts(master: Master, accounts: list[SampleAccount]) -> None:
+async def test_snapshot_before_hello_and_for_unannounced_accounts(
+    master: Master, accounts: list[SampleAccount]
+) -> None:
     account = accounts[0]
     sync = master.sync()
     await sync.open({"another-account": 0})

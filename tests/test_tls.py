@@ -23,7 +23,10 @@ from .sync_harness import crawl_of, running
 
 async def _master(tmp_path: Path, tls: ServerTls) -> tuple[Master, str]:
     config = MasterConfig(
-        listen="127.0.0.1:0", worker_tokens=write_tokens(tmp_path / "tokens.toml"), tls=tls, retention=KEEP_EVERYTHING,
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+        tls=tls,
+        retention=KEEP_EVERYTHING,
         sync=SyncConfig(heartbeat_interval=0.3, lease_duration=1.0),
     )
     master = Master(config)
@@ -32,8 +35,14 @@ async def _master(tmp_path: Path, tls: ServerTls) -> tuple[Master, str]:
 
 
 def _engine(address: str, tls: ClientTls, account: SampleAccount) -> SyncEngine:
-    config = EngineConfig(master=address, worker_id="test-worker", token=token_for("test-worker"), tls=tls,
-                          backoff_initial=0.05, backoff_max=0.3)
+    config = EngineConfig(
+        master=address,
+        worker_id="test-worker",
+        token=token_for("test-worker"),
+        tls=tls,
+        backoff_initial=0.05,
+        backoff_max=0.3,
+    )
     engine = SyncEngine(config, [account.account_id])
     engine.publish(account.account_id, crawl_of(account))
     return engine
@@ -105,16 +114,39 @@ async def test_the_processes_speak_tls_end_to_end(tmp_path: Path) -> None:
     server = ca.issue("master", server=True)
     gateway_cert = ca.issue("gateway", server=True)
     client = ca.issue("gateway-client", server=False)
-    master = await processes.start([
-        "master", "--listen", "127.0.0.1:0", "--tls-cert", str(server.cert), "--tls-key", str(server.key),
-        "--tls-client-ca", str(ca.pem),
-    ])
+    master = await processes.start(
+        [
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            str(server.cert),
+            "--tls-key",
+            str(server.key),
+            "--tls-client-ca",
+            str(ca.pem),
+        ]
+    )
     try:
-        gateway = await processes.start([
-            "gateway", "--listen", "127.0.0.1:0", "--master", master.address, "--master-ca", str(ca.pem),
-            "--master-cert", str(client.cert), "--master-key", str(client.key),
-            "--tls-cert", str(gateway_cert.cert), "--tls-key", str(gateway_cert.key),
-        ])
+        gateway = await processes.start(
+            [
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--master",
+                master.address,
+                "--master-ca",
+                str(ca.pem),
+                "--master-cert",
+                str(client.cert),
+                "--master-key",
+                str(client.key),
+                "--tls-cert",
+                str(gateway_cert.cert),
+                "--tls-key",
+                str(gateway_cert.key),
+            ]
+        )
         try:
             assert gateway.ready_line.startswith("imsync gateway listening on https://")
             trust = ssl.create_default_context(cafile=str(ca.pem))

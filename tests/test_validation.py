@@ -4,21 +4,25 @@ named exactly), and what the one pass over every entity gathers for the indexes.
 from __future__ import annotations
 
 import pytest
+from google.protobuf.descriptor import Descriptor
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.errors import InvalidArgument
 from services.master import time_keys
+from services.master.errors import InvalidArgument
 from services.master.intake import COLLECTIONS, Intake, clean_batch
-from google.protobuf.descriptor import Descriptor
 
 from .conftest import NOW
 
 
 @pytest.mark.parametrize(
     ("where", "seconds", "nanos"),
-    [("messages[3].create_time", 253_402_300_800, 0), ("comments[1].created_at", -62_135_596_801, 0), ("messages[0].create_time", NOW, 1_000_000_000)],
+    [
+        ("messages[3].create_time", 253_402_300_800, 0),
+        ("comments[1].created_at", -62_135_596_801, 0),
+        ("messages[0].create_time", NOW, 1_000_000_000),
+    ],
 )
 def test_a_timestamp_out_of_range_is_refused_by_its_path(where: str, seconds: int, nanos: int) -> None:
     sample = SampleAccount("acc", seed=2, now=NOW)

@@ -62,19 +62,31 @@ def _request(*messages: bytes) -> bytes:
 
 
 def _message(
-    message_id: str = "m1", conversation_id: str = "c1", seconds: int = 1_790_000_000, nanos: int = 5, direction: int = 1,
+    message_id: str = "m1",
+    conversation_id: str = "c1",
+    seconds: int = 1_790_000_000,
+    nanos: int = 5,
+    direction: int = 1,
     **fields: Any,
 ) -> bytes:
     return e.Message(
-        message_id=message_id, conversation_id=conversation_id, create_time=Timestamp(seconds=seconds, nanos=nanos),
-        direction=e.Direction.ValueType(direction), **fields,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        create_time=Timestamp(seconds=seconds, nanos=nanos),
+        direction=e.Direction.ValueType(direction),
+        **fields,
     ).SerializeToString()
 
 
 def _facts(intake: Intake) -> tuple[Any, ...]:
     return (
-        dict(intake.messages.where), intake.message_keys, intake.messages_by_conversation, intake.inbound_keys,
-        intake.inbound_conversations, intake.inbound_ids, [(key, m.SerializeToString()) for key, m in intake.undirected],
+        dict(intake.messages.where),
+        intake.message_keys,
+        intake.messages_by_conversation,
+        intake.inbound_keys,
+        intake.inbound_conversations,
+        intake.inbound_ids,
+        [(key, m.SerializeToString()) for key, m in intake.undirected],
         [m.SerializeToString() for m in intake.messages.values()],
     )
 
@@ -92,7 +104,9 @@ def _take(data: bytes, wire: bool) -> tuple[Any, ...] | tuple[str, str | None]:
 def _reads(data: bytes) -> bool:
     """Whether the compiled reader takes the chunk itself (rather than leaving it to Python)."""
     items = sync_pb2.SyncDataRequest.FromString(data).snapshot.entities.messages
-    return _wire.take_messages(data, (*_ENTITIES, 4), ACCOUNT, MIN_SECONDS, MAX_SECONDS, 0, items, {}, [], {}, [], [], [], [])
+    return _wire.take_messages(
+        data, (*_ENTITIES, 4), ACCOUNT, MIN_SECONDS, MAX_SECONDS, 0, items, {}, [], {}, [], [], [], []
+    )
 
 
 def _agrees(data: bytes) -> bool:
@@ -106,7 +120,9 @@ def test_plain_encodings_are_read_off_the_wire_as_python_reads_them() -> None:
         _message("m1", "c1", direction=e.DIRECTION_INBOUND, account_id=ACCOUNT, content="hi", sender={"user_id": "u"}),
         _message("m2", "c1", direction=e.DIRECTION_OUTBOUND, nanos=0),
         _message("\u6d88\u606f-3", "c2", direction=e.DIRECTION_UNSPECIFIED, seconds=MIN_SECONDS),
-        _message("m4", "c1", direction=7, seconds=MAX_SECONDS, nanos=999_999_999),  # a direction this master does not know
+        _message(
+            "m4", "c1", direction=7, seconds=MAX_SECONDS, nanos=999_999_999
+        ),  # a direction this master does not know
         e.Message(message_id="m5", conversation_id="c3").SerializeToString(),  # no time: the epoch
     ]
     assert _agrees(_request(*plain))
@@ -119,7 +135,10 @@ def test_plain_encodings_are_read_off_the_wire_as_python_reads_them() -> None:
     "message",
     [
         _len(99, b"\x01\x02") + _message() + _int(98, 2**63) + _tag(97, 1) + b"8 bytes." + _tag(96, 5) + b"4byt",
-        _int(13, 1) + _len(8, _int(2, 5) + _int(1, 1_790_000_000)) + _len(3, b"c1") + _len(2, b"m1"),  # fields in any order
+        _int(13, 1)
+        + _len(8, _int(2, 5) + _int(1, 1_790_000_000))
+        + _len(3, b"c1")
+        + _len(2, b"m1"),  # fields in any order
         _message()[:-1] + b"\x81\x00",  # the direction as a varint longer than it need be
     ],
     ids=["unknown fields", "any order", "long varint"],
@@ -139,9 +158,20 @@ def test_what_any_encoder_may_write_is_read(message: bytes) -> None:
         _request(_message() + _tag(2, 0) + b"\x05"),  # the id as a varint: upb keeps it as unknown, the id is ""
         _request(_message() + _tag(50, 3) + _int(1, 1) + _tag(50, 4)),  # a group
         _len(2, _int(2, 1) + _len(7, _len(4, _message("m1"))) + _len(7, _len(4, _message("m2")))),  # entities twice
-        _len(2, _len(7, _len(4, _message("m1")))) + _len(2, _int(2, 1) + _len(7, _len(4, _message("m2")))),  # snapshot twice
+        _len(2, _len(7, _len(4, _message("m1"))))
+        + _len(2, _int(2, 1) + _len(7, _len(4, _message("m2")))),  # snapshot twice
     ],
-    ids=["id twice", "time twice", "negative enum", "wide enum", "wide nanos", "wrong wire type", "group", "entities twice", "snapshot twice"],
+    ids=[
+        "id twice",
+        "time twice",
+        "negative enum",
+        "wide enum",
+        "wide nanos",
+        "wrong wire type",
+        "group",
+        "entities twice",
+        "snapshot twice",
+    ],
 )
 def test_what_upb_merges_or_reads_its_own_way_is_left_to_python(data: bytes) -> None:
     assert not _agrees(data)
@@ -170,7 +200,13 @@ def _encoded(draw: st.DrawFn) -> bytes:
         conversation_id=draw(st.sampled_from(["c1", "c2", "\u4f1a\u8bdd", ""])),
         account_id=draw(st.sampled_from(["", "", ACCOUNT, "other"])),
         create_time=Timestamp(
-            seconds=draw(st.one_of(st.integers(MIN_SECONDS - 2, MIN_SECONDS + 2), st.integers(MAX_SECONDS - 2, MAX_SECONDS + 2), st.integers(-(2**40), 2**40))),
+            seconds=draw(
+                st.one_of(
+                    st.integers(MIN_SECONDS - 2, MIN_SECONDS + 2),
+                    st.integers(MAX_SECONDS - 2, MAX_SECONDS + 2),
+                    st.integers(-(2**40), 2**40),
+                )
+            ),
             nanos=draw(st.sampled_from([0, 1, 999_999_999, 1_000_000_000, -1])),
         ),
         direction=e.Direction.ValueType(draw(st.sampled_from([0, 1, 2, 3, -5]))),
@@ -192,7 +228,9 @@ def test_with_or_without_the_bytes_an_intake_is_the_same(messages: list[bytes], 
     flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
     cut=st.integers(0, 10_000),
 )
-def test_damaged_bytes_that_still_parse_are_read_as_upb_reads_them(messages: list[bytes], flips: list[tuple[int, int]], cut: int) -> None:
+def test_damaged_bytes_that_still_parse_are_read_as_upb_reads_them(
+    messages: list[bytes], flips: list[tuple[int, int]], cut: int
+) -> None:
     """Bytes changed here and there, or cut short: whatever upb still parses, both paths
     take alike; whatever it does not never reaches the reader."""
     data = bytearray(_request(*messages))
@@ -207,12 +245,16 @@ def test_damaged_bytes_that_still_parse_are_read_as_upb_reads_them(messages: lis
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=200), count=st.integers(0, 5), path=st.sampled_from([(4,), (2, 7, 4), (1, 4), (7, 2, 7, 4)]))
+@given(
+    data=st.binary(max_size=200), count=st.integers(0, 5), path=st.sampled_from([(4,), (2, 7, 4), (1, 4), (7, 2, 7, 4)])
+)
 def test_any_bytes_at_all_are_read_or_declined_without_harm(data: bytes, count: int, path: tuple[int, ...]) -> None:
     """The reader's own safety, whatever it is handed (even bytes upb refused): it reads
     nothing outside them, and what it reads it reads whole or not at all."""
     items = [e.Message()] * count
     places: dict[str, Any] = {}
     keys: list[bytes] = []
-    taken = _wire.take_messages(data, path, ACCOUNT, MIN_SECONDS, MAX_SECONDS, 0, items, places, keys, {}, [], [], [], [])
+    taken = _wire.take_messages(
+        data, path, ACCOUNT, MIN_SECONDS, MAX_SECONDS, 0, items, places, keys, {}, [], [], [], []
+    )
     assert len(keys) == (count if taken else 0)

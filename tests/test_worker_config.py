@@ -37,6 +37,11 @@ def test_a_worker_whose_command_log_cannot_be_opened_says_so_and_stops(tmp_path:
     (tmp_path / "conf" / "blocked").write_text("a file where the log's folder should be")
     config = tmp_path / "conf" / "worker.toml"
     config.write_text(_BASE + 'command_log = "blocked/commands.sqlite3"\n' + _ACCOUNT)
-    done = subprocess.run([sys.executable, "-m", "services.cli", "worker", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "worker", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "command log" in done.stderr and "blocked" in done.stderr and "Traceback" not in done.stderr

@@ -9,7 +9,11 @@ from typing import Any
 
 
 async def eventually(
-    check: Callable[[], Any], *, timeout: float = 30.0, every: float = 0.05, ignoring: tuple[type[BaseException], ...] = ()
+    check: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    every: float = 0.05,
+    ignoring: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Calls `check` (plain or async) until it returns something true, and returns that.
 

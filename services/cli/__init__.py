@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+
 from services.common import logs
 from services.common.version import imsync_version
 

@@ -26,7 +26,9 @@ def _fail(command: str, message: str) -> int:
     return 2
 
 
-def http_options(args: argparse.Namespace, prefix: str = "", tls_cert: str = "", tls_key: str = "", forwarded: str = "127.0.0.1") -> Any:
+def http_options(
+    args: argparse.Namespace, prefix: str = "", tls_cert: str = "", tls_key: str = "", forwarded: str = "127.0.0.1"
+) -> Any:
     from services.common.http_guard import HttpLimits
     from services.common.http_server import HttpOptions
 
@@ -122,8 +124,12 @@ def master(args: argparse.Namespace) -> int:
         except ValueError as error:
             return _fail("master", f"--gateway-cors-allow-origin: {error}")
         alongside = embedded_gateway(
-            args.gateway_listen, console=console, http=http_options(args, "gateway_"), cache_bytes=args.cache_max_bytes,
-            cors_origins=origins, legacy_names=args.gateway_im_legacy_names,
+            args.gateway_listen,
+            console=console,
+            http=http_options(args, "gateway_"),
+            cache_bytes=args.cache_max_bytes,
+            cors_origins=origins,
+            legacy_names=args.gateway_im_legacy_names,
         )
     asyncio.run(serve(config, alongside=alongside))
     return 0
@@ -200,7 +206,11 @@ def sim(args: argparse.Namespace) -> int:
 
     run_sim(
         SimConfig(
-            listen=args.listen, accounts=args.accounts, seed=args.seed, rate_per_minute=args.rate, http=http_options(args)
+            listen=args.listen,
+            accounts=args.accounts,
+            seed=args.seed,
+            rate_per_minute=args.rate,
+            http=http_options(args),
         )
     )
     return 0
@@ -210,7 +220,12 @@ def demo(args: argparse.Namespace) -> int:
     from services.demo import DemoConfig, run_demo
 
     return run_demo(
-        DemoConfig(master_listen=args.master_listen, gateway_listen=args.gateway_listen, interval=args.interval, sim_rate=args.sim_rate)
+        DemoConfig(
+            master_listen=args.master_listen,
+            gateway_listen=args.gateway_listen,
+            interval=args.interval,
+            sim_rate=args.sim_rate,
+        )
     )
 
 
@@ -251,7 +266,9 @@ def account(args: argparse.Namespace) -> int:
             before = asyncio.run(reset_version_in_redis(args.store, args.redis_prefix, args.account_id))
     except NotFound as error:
         return _fail("account", str(error))
-    print(f"account {args.account_id}: version {before} forgotten; its worker's next hello is told 0 and sends a snapshot")
+    print(
+        f"account {args.account_id}: version {before} forgotten; its worker's next hello is told 0 and sends a snapshot"
+    )
     return 0
 
 

@@ -34,7 +34,12 @@ class HttpLimits:
     max_per_address: int = 256
 
 
-_REASONS = {408: b"Request Timeout", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+_REASONS = {
+    408: b"Request Timeout",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 def _plain(status: int, text: str) -> bytes:

@@ -38,20 +38,28 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (scripts/bootstrap installs Debian's)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        for attempt in range(attempts):
+        for _attempt in range(attempts):
             if not self.port:
                 self.port = _free_port()
             self.process = subprocess.Popen(
                 [
                     binary,
-                    "--bind", "127.0.0.1",
-                    "--port", str(self.port),
-                    "--dir", str(self.directory),
-                    "--appendonly", "yes",
-                    "--appendfsync", self.appendfsync,
-                    "--save", "",
-                    "--logfile", "redis.log",
-                    "--daemonize", "no",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--dir",
+                    str(self.directory),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    self.appendfsync,
+                    "--save",
+                    "",
+                    "--logfile",
+                    "redis.log",
+                    "--daemonize",
+                    "no",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

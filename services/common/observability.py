@@ -41,8 +41,14 @@ def metrics_route() -> Route:
 async def serve_metrics(listen: str, service: str, stop: asyncio.Event | None = None) -> None:
     """Serves /metrics on `listen` (says "imsync SERVICE metrics listening on ...")."""
     app = Starlette(routes=[metrics_route()])
-    await serve_asgi(app, listen, lambda bound: f"imsync {service} metrics listening on http://{bound}/metrics",
-                     lifespan="off", options=HttpOptions(), stop=stop)
+    await serve_asgi(
+        app,
+        listen,
+        lambda bound: f"imsync {service} metrics listening on http://{bound}/metrics",
+        lifespan="off",
+        options=HttpOptions(),
+        stop=stop,
+    )
 
 
 def setup_tracing(service: str, endpoint: str = "") -> bool:

@@ -42,7 +42,14 @@ _COMMENTS = [
     "下次可以出个教程吗",
 ]
 _REPLIES = ["谢谢支持🙏", "链接在橱窗哦", "已私信您～", "下期安排！", "感谢喜欢❤️"]
-_TITLES = ["秋冬穿搭分享", "开箱测评｜新款耳机", "一分钟学会拿铁拉花☕", "周末vlog🌿", "办公室好物推荐", "探店：巷子里的老面馆"]
+_TITLES = [
+    "秋冬穿搭分享",
+    "开箱测评｜新款耳机",
+    "一分钟学会拿铁拉花☕",
+    "周末vlog🌿",
+    "办公室好物推荐",
+    "探店：巷子里的老面馆",
+]
 
 
 def _stamp(seconds: int) -> Timestamp:
@@ -96,7 +103,9 @@ class SampleAccount:
     def _me(self) -> e.User:
         return e.User(user_id=self.account.user_id, user_name=self.account.user_name, avatar=self.account.avatar)
 
-    def fill(self, *, conversations: int, messages_per_conversation: int, contents: int, comments_per_content: int) -> None:
+    def fill(
+        self, *, conversations: int, messages_per_conversation: int, contents: int, comments_per_content: int
+    ) -> None:
         span = 30 * 86_400
         for _ in range(conversations):
             self.add_conversation(self.now - self._rng.randint(3_600, span), messages_per_conversation)
@@ -125,9 +134,7 @@ class SampleAccount:
     def add_message(self, conversation: e.Conversation, at: int, *, inbound: bool) -> e.Message:
         customer, me = conversation.participant, self._me()
         text = (
-            f"{self._rng.choice(_OPENERS)}，{self._rng.choice(_QUESTIONS)}"
-            if inbound
-            else self._rng.choice(_REPLIES)
+            f"{self._rng.choice(_OPENERS)}，{self._rng.choice(_QUESTIONS)}" if inbound else self._rng.choice(_REPLIES)
         )
         message = self.batch.messages.add(
             message_id=self._id(),
@@ -140,7 +147,9 @@ class SampleAccount:
             status=e.MESSAGE_STATUS_DELIVERED if inbound else e.MESSAGE_STATUS_SENT,
             direction=e.DIRECTION_INBOUND if inbound else e.DIRECTION_OUTBOUND,
         )
-        conversation.last_message.CopyFrom(e.MessagePreview(content=text, msg_type=e.MESSAGE_TYPE_TEXT, create_time=_stamp(at)))
+        conversation.last_message.CopyFrom(
+            e.MessagePreview(content=text, msg_type=e.MESSAGE_TYPE_TEXT, create_time=_stamp(at))
+        )
         conversation.update_time.CopyFrom(_stamp(at))
         return message
 
@@ -154,7 +163,11 @@ class SampleAccount:
             cover=f"https://p9.douyinpic.example/cover/{content_id}.jpeg",
             url=f"https://www.douyin.example/video/{content_id}",
             publish_time=_stamp(at),
-            stats=e.ContentStats(likes=self._rng.randint(0, 50_000), shares=self._rng.randint(0, 2_000), views=self._rng.randint(1_000, 900_000)),
+            stats=e.ContentStats(
+                likes=self._rng.randint(0, 50_000),
+                shares=self._rng.randint(0, 2_000),
+                views=self._rng.randint(1_000, 900_000),
+            ),
         )
 
     def add_comment(self, content_id: str, at: int) -> e.Comment:

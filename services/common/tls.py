@@ -46,7 +46,9 @@ class ClientTls:
         )
 
 
-def open_channel(address: str, tls: ClientTls | None, options: Sequence[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+def open_channel(
+    address: str, tls: ClientTls | None, options: Sequence[tuple[str, Any]] | None = None
+) -> grpc.aio.Channel:
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options)
     return grpc.aio.secure_channel(address, tls.credentials(), options=options)

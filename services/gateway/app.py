@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import hashlib
 import math
-from urllib.parse import parse_qsl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -43,18 +43,26 @@ from services.common.observability import trace_metadata
 from services.common.rpc_errors import bad_request, error_status, retry_after_of
 from services.common.tls import ClientTls, open_channel
 
+from . import legacy
+from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
 from .cache import Answer, ResponseCache
 from .console import console_routes
-from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
-from .errors import http_status_of
-from .grpc_bridge import BadHeader, MalformedTimeout, identity_of, incoming_headers, outgoing_metadata, status_of, timeout_of
-from . import legacy
 from .cors import Cors
+from .errors import http_status_of
+from .grpc_bridge import (
+    BadHeader,
+    MalformedTimeout,
+    identity_of,
+    incoming_headers,
+    outgoing_metadata,
+    status_of,
+    timeout_of,
+)
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
+from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
-from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
 from .watch import ChangeWatch
 
 JSON = "application/json"
@@ -283,7 +291,10 @@ class Gateway:
                     )
                     return _error(profile, status, http_status=413)
                 mask = bind_body(
-                    message, route.body, body, profile.style,
+                    message,
+                    route.body,
+                    body,
+                    profile.style,
                     content_type=request.headers.get("content-type", ""),
                     strict=profile.strict,
                     patch=request.method == "PATCH",
@@ -292,8 +303,12 @@ class Gateway:
                 bound.add(route.body)
             if route.body != "*":
                 bind_query(
-                    message, request.query_params.multi_items(), bound, profile.style,
-                    split_commas=profile.split_commas, strict=profile.strict,
+                    message,
+                    request.query_params.multi_items(),
+                    bound,
+                    profile.style,
+                    split_commas=profile.split_commas,
+                    strict=profile.strict,
                     known=_IM_PARAMS if profile.envelope else frozenset(),
                 )
             if mask is not None:
@@ -306,7 +321,11 @@ class Gateway:
 
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
-        cache = self._cache if self._cache is not None and request.method == "GET" and route.service in self._cache.services else None
+        cache = (
+            self._cache
+            if self._cache is not None and request.method == "GET" and route.service in self._cache.services
+            else None
+        )
         account_id = getattr(message, "account_id", "")
         account_id = account_id if isinstance(account_id, str) else ""
         # Read before the answer is computed: a change meanwhile makes the answer stale at once.
@@ -332,7 +351,9 @@ class Gateway:
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
             key = _cache_key(request.scope, profile, identity_of(request.headers.raw))
-            cache.put(key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}, route.template.template))
+            cache.put(
+                key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}, route.template.template)
+            )
         return _answer(request, body, headers)
 
     async def answer_kept(self, scope: Scope, send: Send) -> bool:
@@ -503,9 +524,7 @@ def create_app(
         *im_probe_routes(probe),
         *(console_routes(console) if console else []),
     ]
-    app = GatewayApp(
-        gateway, cors_origins=frozenset(cors_origins), routes=routes, lifespan=gateway.lifespan
-    )
+    app = GatewayApp(gateway, cors_origins=frozenset(cors_origins), routes=routes, lifespan=gateway.lifespan)
     # Everything else is the gateway's, whatever the path holds (a Mount's regex would
     # leave paths with an encoded newline to Starlette's plain-text 404).
     app.router.default = gateway

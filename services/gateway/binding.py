@@ -63,7 +63,11 @@ def _resolve(message: Message, path: str) -> tuple[Message, FieldDescriptor] | N
             return None
         if index == len(parts) - 1:
             return target, field
-        if field.message_type is None or field.is_repeated or field.message_type.full_name.startswith("google.protobuf."):
+        if (
+            field.message_type is None
+            or field.is_repeated
+            or field.message_type.full_name.startswith("google.protobuf.")
+        ):
             return None
         target = getattr(target, field.name)
     return None
@@ -264,14 +268,18 @@ def _refuse_unknown(value: Any, descriptor: Descriptor, prefix: str) -> None:
 
 def _has_update_mask(message: Message) -> bool:
     field = descriptor_of(message).fields_by_name.get("update_mask")
-    return field is not None and field.message_type is not None and field.message_type.full_name == "google.protobuf.FieldMask"
+    return (
+        field is not None
+        and field.message_type is not None
+        and field.message_type.full_name == "google.protobuf.FieldMask"
+    )
 
 
 def fill_update_mask(message: Message, paths: list[str]) -> None:
     """grpc-gateway's FieldMaskFromRequestBody: an `update_mask` the client left empty names
     the fields the PATCH body holds, nested objects as dotted paths (maps and well-known
     types whole)."""
-    mask = getattr(message, "update_mask")
+    mask = getattr(message, "update_mask")  # noqa: B009 (any request message with a mask)
     if not mask.paths:
         mask.paths.extend(paths)
 

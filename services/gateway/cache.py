@@ -49,7 +49,9 @@ class Answer:
         self.headers = headers
         # The route's template, for the access log and the metrics of a hit.
         self.route = route
-        self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self.raw_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
         self.raw_headers_200 = [
             *self.raw_headers,
             (b"content-length", str(len(body)).encode()),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.requests import Request
 from google.rpc import code_pb2, status_pb2
+from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -30,7 +30,11 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8"}
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
 
 
 def console_routes(directory: Path) -> list[BaseRoute]:

@@ -17,10 +17,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 METHODS = "GET, POST, PUT, PATCH, DELETE"
 # Request headers a page may send (Grpc-Metadata-* besides): those the gateway reads.
-HEADERS = frozenset({
-    "accept", "accept-language", "authorization", "cache-control", "content-type", "grpc-timeout", "if-none-match",
-    "last-event-id", "x-request-id",
-})
+HEADERS = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "authorization",
+        "cache-control",
+        "content-type",
+        "grpc-timeout",
+        "if-none-match",
+        "last-event-id",
+        "x-request-id",
+    }
+)
 EXPOSED = ("ETag", "Retry-After", "X-Request-Id")
 MAX_AGE = "600"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
@@ -67,11 +76,15 @@ class Cors:
         async def with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                exposed = [*EXPOSED, *(
-                    name.decode("latin-1") for name, _ in headers if name.lower().startswith(b"grpc-metadata-")
-                )]
-                headers += [(b"access-control-allow-origin", allow_origin),
-                            (b"access-control-expose-headers", ", ".join(exposed).encode("latin-1")), *vary]
+                exposed = [
+                    *EXPOSED,
+                    *(name.decode("latin-1") for name, _ in headers if name.lower().startswith(b"grpc-metadata-")),
+                ]
+                headers += [
+                    (b"access-control-allow-origin", allow_origin),
+                    (b"access-control-expose-headers", ", ".join(exposed).encode("latin-1")),
+                    *vary,
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -83,8 +96,13 @@ class Cors:
         refused = [h for h in wanted if h not in HEADERS and not h.startswith("grpc-metadata-")]
         if not allowed or refused:
             why = f"origin {origin} is not allowed" if not allowed else f"header {refused[0]} is not taken"
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
             await send({"type": "http.response.body", "body": why.encode()})
             return
         headers = [

@@ -25,7 +25,9 @@ MAX_FORWARDED = 16
 _KEY = re.compile(r"[0-9a-z_.-]+")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 # Headers gRPC or HTTP/2 own, which a client may not set as metadata.
-_RESERVED = frozenset({"content-type", "te", "host", "user-agent", "connection", "keep-alive", "transfer-encoding", "upgrade"})
+_RESERVED = frozenset(
+    {"content-type", "te", "host", "user-agent", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+)
 
 
 class MalformedTimeout(ValueError):
@@ -50,7 +52,9 @@ def identity_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == b"authorization" or name == b"grpc-metadata-authorization":
             if found:
-                raise BadHeader("Authorization", "given more than once (Authorization and Grpc-Metadata-Authorization count as one)")
+                raise BadHeader(
+                    "Authorization", "given more than once (Authorization and Grpc-Metadata-Authorization count as one)"
+                )
             found = value.decode("latin-1") or " "
     return found.strip()
 
@@ -88,7 +92,9 @@ def outgoing_metadata(
         size += len(name) + len(decoded)
         metadata.append((name, decoded))
     if size > MAX_METADATA_BYTES:
-        raise BadHeader("Grpc-Metadata-*", f"{size} bytes of metadata, over the {MAX_METADATA_BYTES} the master takes", 431)
+        raise BadHeader(
+            "Grpc-Metadata-*", f"{size} bytes of metadata, over the {MAX_METADATA_BYTES} the master takes", 431
+        )
     if "host" in headers and _PRINTABLE.fullmatch(headers["host"]):
         metadata.append(("x-forwarded-host", headers["host"][:256]))
     if client_host:
@@ -103,7 +109,9 @@ def _base64(header: str, value: str) -> bytes:
     """A `-bin` value, in base64 with or without padding, standard or URL-safe."""
     text = value.strip()
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
+        return base64.b64decode(
+            text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True
+        )
     except (binascii.Error, ValueError):
         raise BadHeader(header, "a -bin value must be base64") from None
 

@@ -22,8 +22,13 @@ PARAM = "legacy_names"
 _TRUE = {"1", "true", "True", "yes"}
 
 # business_type -> the inbox item kind of the ids it names.
-_KINDS = {"comment": "comment", "discussion": "comment", "direct_message": "message", "message": "message",
-          "notification": "notification"}
+_KINDS = {
+    "comment": "comment",
+    "discussion": "comment",
+    "direct_message": "message",
+    "message": "message",
+    "notification": "notification",
+}
 
 
 def asked(query_items: list[tuple[str, str]]) -> bool:

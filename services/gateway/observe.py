@@ -27,18 +27,31 @@ from services.common.version import imsync_version
 
 access = logging.getLogger("imsync.access")
 
-HTTP_REQUESTS = Counter("imsync_http_requests", "HTTP requests the gateway answered, by route, method and status",
-                        ["route", "method", "code"])
-HTTP_SECONDS = Histogram(
-    "imsync_http_request_seconds", "How long the gateway took per HTTP request (streams: their whole life)",
-    ["route", "method"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+HTTP_REQUESTS = Counter(
+    "imsync_http_requests",
+    "HTTP requests the gateway answered, by route, method and status",
+    ["route", "method", "code"],
 )
-CACHE_ANSWERS = Counter("imsync_cache_answers", "Reads answered from the gateway's kept answers (hit) or not (miss)",
-                        ["result"])
+HTTP_SECONDS = Histogram(
+    "imsync_http_request_seconds",
+    "How long the gateway took per HTTP request (streams: their whole life)",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+CACHE_ANSWERS = Counter(
+    "imsync_cache_answers", "Reads answered from the gateway's kept answers (hit) or not (miss)", ["result"]
+)
 # Where a request's route template is left for the access log and the metrics.
 ROUTE = "imsync.route"
-_FIXED = {"/": "/", "/openapi.json": "/openapi.json", "/metrics": "/metrics", "/healthz": "/healthz", "/readyz": "/readyz",
-          "/api/im/health": "/api/im/health", "/api/im/version": "/api/im/version"}
+_FIXED = {
+    "/": "/",
+    "/openapi.json": "/openapi.json",
+    "/metrics": "/metrics",
+    "/healthz": "/healthz",
+    "/readyz": "/readyz",
+    "/api/im/health": "/api/im/health",
+    "/api/im/version": "/api/im/version",
+}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -86,7 +99,9 @@ class Observed:
             HTTP_REQUESTS.labels(route=route, method=method, code=str(status)).inc()
             HTTP_SECONDS.labels(route=route, method=method).observe(seconds)
             span.update_name(f"{method} {route}")
-            span.set_attributes({"http.request.method": method, "http.route": route, "http.response.status_code": status})
+            span.set_attributes(
+                {"http.request.method": method, "http.route": route, "http.response.status_code": status}
+            )
             span.end()
             access.info("%s %s %d %.1f ms", method, route, status, seconds * 1000)
             logs.request_id.reset(token)
@@ -117,13 +132,16 @@ def im_probe_routes(ready: Probe) -> list[Route]:
     async def health(_request: Request) -> Response:
         why = await ready()
         if why:
-            return JSONResponse({"data": {"status": "unavailable", "reason": why}, "status_code": 14,
-                                 "status_msg": why}, status_code=503)
+            return JSONResponse(
+                {"data": {"status": "unavailable", "reason": why}, "status_code": 14, "status_msg": why},
+                status_code=503,
+            )
         return JSONResponse({"data": {"status": "ok"}, "status_code": 0, "status_msg": ""})
 
     async def version(_request: Request) -> Response:
-        return JSONResponse({"data": {"version": imsync_version(), "api": "imsync.v1"}, "status_code": 0,
-                             "status_msg": ""})
+        return JSONResponse(
+            {"data": {"version": imsync_version(), "api": "imsync.v1"}, "status_code": 0, "status_msg": ""}
+        )
 
     return [Route("/api/im/health", health, methods=["GET"]), Route("/api/im/version", version, methods=["GET"])]
 

@@ -32,6 +32,7 @@ Schema = dict[str, Any]
 def _descriptor(message_type: Any) -> Descriptor:
     return cast(Descriptor, message_type.DESCRIPTOR)
 
+
 _INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
 _UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64}
@@ -91,7 +92,10 @@ class _Schemas:
 
     def _field(self, field: FieldDescriptor, style: JsonStyle) -> Schema:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            return {"type": "object", "additionalProperties": self.single(field.message_type.fields_by_name["value"], style)}
+            return {
+                "type": "object",
+                "additionalProperties": self.single(field.message_type.fields_by_name["value"], style),
+            }
         item = self.single(field, style)
         if field.is_repeated:
             return {"type": "array", "items": item}
@@ -148,7 +152,10 @@ def _query_parameters(
         if field.is_repeated:
             schema = {"type": "array", "items": schema}
         parameter: Schema = {
-            "name": name, "in": "query", "required": depth == 0 and proto_docs.required(field), "schema": schema,
+            "name": name,
+            "in": "query",
+            "required": depth == 0 and proto_docs.required(field),
+            "schema": schema,
             "explode": True,
         }
         text = proto_docs.comment(field.full_name)
@@ -225,11 +232,18 @@ def _responses(route: Route, profile: Profile, schemas: _Schemas) -> Schema:
         code: {"description": why, "content": {"application/json": {"schema": error}}} for code, why in _ERRORS.items()
     }
     errors["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}
-    errors["default"] = {"description": "Another error (google.rpc.Status codes as grpc-gateway maps them to HTTP)",
-                         "content": {"application/json": {"schema": error}}}
+    errors["default"] = {
+        "description": "Another error (google.rpc.Status codes as grpc-gateway maps them to HTTP)",
+        "content": {"application/json": {"schema": error}},
+    }
     if descriptor.full_name == "google.api.HttpBody":
-        return {"200": {"description": "Raw bytes, of the content type the call answers with",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}, **errors}
+        return {
+            "200": {
+                "description": "Raw bytes, of the content type the call answers with",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **errors,
+        }
     if profile.envelope:
         ok: Schema = {
             "type": "object",
@@ -243,7 +257,7 @@ def _responses(route: Route, profile: Profile, schemas: _Schemas) -> Schema:
         line = {"type": "object", "properties": {"result": body, "error": status}}
         return {
             "200": {
-                "description": "A stream: one JSON object per line ({\"result\": ...} or a final {\"error\": ...}); "
+                "description": 'A stream: one JSON object per line ({"result": ...} or a final {"error": ...}); '
                 "server-sent events with Accept: text/event-stream (a comment every 15 s keeps it open)",
                 "content": {"application/json": {"schema": line}, "text/event-stream": {"schema": {"type": "string"}}},
             },
@@ -292,10 +306,15 @@ def openapi_document(routes: Sequence[Route], profiles: ProfileRegistry, *, titl
         if route.body != "*":
             operation["parameters"] += _query_parameters(_descriptor(route.request_type), bound, style, schemas)
         if profile.envelope:
-            operation["parameters"].append({
-                "name": legacy.PARAM, "in": "query", "required": False, "schema": {"type": "boolean"},
-                "description": "Also answer with the old IM names (msg_id, discussion_id, author_id, author_name).",
-            })
+            operation["parameters"].append(
+                {
+                    "name": legacy.PARAM,
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "boolean"},
+                    "description": "Also answer with the old IM names (msg_id, discussion_id, author_id, author_name).",
+                }
+            )
         paths.setdefault(_openapi_path(route), {})[route.http_method.lower()] = operation
     return {
         "openapi": "3.0.3",

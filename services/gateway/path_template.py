@@ -1,10 +1,10 @@
 """google.api.http path templates: parsing and matching.
 
-    Template = "/" Segments [ Verb ] ;
-    Segments = Segment { "/" Segment } ;
-    Segment  = "*" | "**" | LITERAL | Variable ;
-    Variable = "{" FieldPath [ "=" Segments ] "}" ;
-    Verb     = ":" LITERAL ;
+Template = "/" Segments [ Verb ] ;
+Segments = Segment { "/" Segment } ;
+Segment  = "*" | "**" | LITERAL | Variable ;
+Variable = "{" FieldPath [ "=" Segments ] "}" ;
+Verb     = ":" LITERAL ;
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def short_enum_names(enum_type: EnumDescriptor) -> dict[int, str]:
     """Enum number -> short lowercase name: ACCOUNT_STATUS_ACTIVE -> "active"."""
     prefix = _enum_prefix(enum_type)
     return {
-        value.number: (value.name[len(prefix):] if value.name.startswith(prefix) else value.name).lower()
+        value.number: (value.name[len(prefix) :] if value.name.startswith(prefix) else value.name).lower()
         for value in enum_type.values
     }
 

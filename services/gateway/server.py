@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.addresses import AddressInUse, check_free
-from services.common.observability import serve_metrics
 from services.common.http_server import HttpOptions, serve_asgi
+from services.common.observability import serve_metrics
 from services.common.tls import ClientTls
 
 from .app import create_app

@@ -168,7 +168,9 @@ class ChangeWatch:
                     self._epoch += 1  # nothing heard before counts
                     self._lease = settings.lease.ToNanoseconds() / 1e9
                     self._keys_enforced = settings.keys_enforced
-                    self._limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.keys_enforced else None
+                    self._limiter = (
+                        RateLimiter(settings.rate_limit, settings.rate_burst) if settings.keys_enforced else None
+                    )
                     if renewing is None and not self._closing:
                         renewing = asyncio.create_task(self._renew(outbound))
                 elif kind == "invalidation":

@@ -21,10 +21,9 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from . import time_keys
-from .errors import InvalidArgument, NotFound
 from .entity_table import EntityTable
+from .errors import InvalidArgument, NotFound
 from .intake import Intake
-
 
 _APPLIED_HISTORY = 64
 # Later than any platform time.
@@ -157,7 +156,9 @@ class AccountState:
 
         state.conversation_order = SortedList(state._conversation_key(c) for c in state.conversations.values())
         state.message_order = SortedList(intake.message_keys)
-        state.messages_by_conversation = {cid: SortedList(keys) for cid, keys in intake.messages_by_conversation.items()}
+        state.messages_by_conversation = {
+            cid: SortedList(keys) for cid, keys in intake.messages_by_conversation.items()
+        }
         inbox, conversations, ids = intake.inbound_keys, intake.inbound_conversations, intake.inbound_ids
         if intake.undirected:
             inbox, conversations, ids = list(inbox), list(conversations), list(ids)
@@ -170,7 +171,9 @@ class AccountState:
         state.inbox_messages = SortedList(inbox)
         read_at = handling.read_at
         if read_at:
-            conversations = [cid for cid, mid in zip(conversations, ids, strict=True) if message_key(mid) not in read_at]
+            conversations = [
+                cid for cid, mid in zip(conversations, ids, strict=True) if message_key(mid) not in read_at
+            ]
         state.unread_by_conversation = Counter(conversations)
         state.unread_direct_messages = len(conversations)
 
@@ -509,7 +512,11 @@ class AccountState:
 
     def entity_count(self) -> int:
         return (
-            len(self.contents) + len(self.comments) + len(self.conversations) + len(self.messages) + len(self.notifications)
+            len(self.contents)
+            + len(self.comments)
+            + len(self.conversations)
+            + len(self.messages)
+            + len(self.notifications)
         )
 
     def was_applied(self, version: int) -> bool:

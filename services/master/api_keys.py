@@ -66,7 +66,9 @@ def _parse_keys(document: dict[str, Any]) -> dict[str, Access]:
     for key_id, entry in document.get("keys", {}).items():
         accounts = [str(a) for a in entry["accounts"]]
         scopes = frozenset(str(s) for s in entry["scopes"]) & frozenset(SCOPES)
-        loaded[str(entry["key_sha256"]).lower()] = Access(str(key_id), None if "*" in accounts else frozenset(accounts), scopes)
+        loaded[str(entry["key_sha256"]).lower()] = Access(
+            str(key_id), None if "*" in accounts else frozenset(accounts), scopes
+        )
     return loaded
 
 
@@ -128,11 +130,16 @@ def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Ite
     if unknown or not scopes:
         raise ValueError(f"scopes are some of {', '.join(SCOPES)}, not {', '.join(sorted(unknown)) or 'none'}")
     key = "imk_" + secrets.token_urlsafe(32)
+
     def quoted(values: list[str]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
-    table = [f'[keys."{key_id}"]', f'key_sha256 = "{token_hash(key)}"', f"accounts = {quoted(accounts)}",
-             f"scopes = {quoted(scopes)}"]
+    table = [
+        f'[keys."{key_id}"]',
+        f'key_sha256 = "{token_hash(key)}"',
+        f"accounts = {quoted(accounts)}",
+        f"scopes = {quoted(scopes)}",
+    ]
     replace_table(path, "keys", key_id, table)
     return key
 

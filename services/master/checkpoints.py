@@ -91,7 +91,9 @@ def state_of(checkpoint: Checkpoint) -> AccountState:
     state = AccountState.build(
         version=head.version,
         account=head.account,
-        intake=Intake.of(head.account_id, checkpoint.parts, "checkpoint", [(body, ()) for body in checkpoint.bodies] or None),
+        intake=Intake.of(
+            head.account_id, checkpoint.parts, "checkpoint", [(body, ()) for body in checkpoint.bodies] or None
+        ),
         handling=handling,
         previous=None,
     )

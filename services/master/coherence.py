@@ -27,9 +27,9 @@ from google.protobuf import duration_pb2
 
 from imsync.v1 import cache_pb2, cache_pb2_grpc
 
-from .metrics import CACHE_INVALIDATIONS
 from .api_keys import ApiKeys
 from .errors import StoreError
+from .metrics import CACHE_INVALIDATIONS
 from .status import grpc_status_of
 
 Waiter = asyncio.Future[None] | Callable[[], None]
@@ -206,7 +206,9 @@ class Coherence:
         if kind == "renew":
             # Behind the invalidations queued already: the gateway applies them first.
             watcher.lease_end = asyncio.get_running_loop().time() + self.lease + self._margin
-            watcher.outbound.put_nowait(cache_pb2.WatchChangesResponse(grant=cache_pb2.LeaseGrant(renewal=request.renew)))
+            watcher.outbound.put_nowait(
+                cache_pb2.WatchChangesResponse(grant=cache_pb2.LeaseGrant(renewal=request.renew))
+            )
         elif kind == "applied":
             watcher.applied = max(watcher.applied, min(request.applied, self._sequence))
             self._settle()
@@ -222,7 +224,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self._keys = keys
 
     async def WatchChanges(
-        self, request_iterator: AsyncIterator[cache_pb2.WatchChangesRequest], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request_iterator: AsyncIterator[cache_pb2.WatchChangesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[cache_pb2.WatchChangesResponse]:
         try:
             self._keys.authorize(list(context.invocation_metadata() or ()), "gateway")

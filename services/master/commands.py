@@ -216,7 +216,8 @@ class CommandBook:
 
     async def find(self, request_id: str) -> list[CommandRecord]:
         return [
-            self._records[command_key(account_id, request_id)] for account_id in sorted(self._accounts_of.get(request_id, ()))
+            self._records[command_key(account_id, request_id)]
+            for account_id in sorted(self._accounts_of.get(request_id, ()))
         ]
 
     async def delivered_to(self, account_id: str, request_id: str) -> int | None:

@@ -37,6 +37,7 @@ class Newest(str):
     def __ge__(self, other: object) -> bool:
         return str.__le__(self, other)  # type: ignore[operator]
 
+
 _VERSION: Final = 1
 
 
@@ -63,7 +64,9 @@ def decode(cursor: str, index: str, shape: Sequence[type]) -> SortKey | None:
         or len(parts) != len(shape) + 2
         or parts[0] != _VERSION
         or parts[1] != index
-        or not all(type(value) is (str if kind is Newest else kind) for value, kind in zip(parts[2:], shape, strict=True))
+        or not all(
+            type(value) is (str if kind is Newest else kind) for value, kind in zip(parts[2:], shape, strict=True)
+        )
     ):
         raise InvalidArgument("cursor does not belong to this list", field="cursor")
     return tuple(Newest(value) if kind is Newest else value for value, kind in zip(parts[2:], shape, strict=True))

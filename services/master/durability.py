@@ -44,7 +44,9 @@ def _command_entry(record: CommandRecord) -> bytes:
 
 def _command_record(entry: jpb.CommandEntry) -> CommandRecord:
     result = entry.result if entry.HasField("result") else None
-    return CommandRecord(entry.command, CommandState.of(result), result, created_at=entry.create_time.ToNanoseconds() / 1e9)
+    return CommandRecord(
+        entry.command, CommandState.of(result), result, created_at=entry.create_time.ToNanoseconds() / 1e9
+    )
 
 
 def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, synchronous: str = "FULL") -> Recovery:
@@ -69,7 +71,9 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
                 store.replay(record, body)
                 replayed += 1
             except StoreError as error:
-                problems.append(f"journal record {seq} of account {account_id!r} no longer applies ({error}); dropped it")
+                problems.append(
+                    f"journal record {seq} of account {account_id!r} no longer applies ({error}); dropped it"
+                )
         for entry in found.commands:
             book.restore(_command_record(entry))
     finally:
@@ -83,7 +87,9 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         for account_id in store.account_ids():
             journal.write_checkpoint(account_id, journal.last_seq, store.capture(account_id)())
         for command in filter(lambda record: is_reply(record.command), book.records()):
-            journal.put_command(command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command))
+            journal.put_command(
+                command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command)
+            )
     else:
         journal = Journal.create(path, epoch=found.epoch, next_seq=found.next_seq, synchronous=synchronous)
         journal.bytes_since_checkpoint = dict(found.journal_bytes)
@@ -97,11 +103,13 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         )
     store.journal = journal
     book.subscribe(
-        lambda command: journal.put_command(
-            command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command)
+        lambda command: (
+            journal.put_command(
+                command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command)
+            )
+            if is_reply(command.command)
+            else None
         )
-        if is_reply(command.command)
-        else None
     )
     book.on_forget = journal.forget_command
 
@@ -125,7 +133,13 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         )
     log.info(
         "recovered %d accounts, %d entities, %d replies and %d journal records from %s in %.2f s (epoch %d)",
-        recovery.accounts, recovery.entities, recovery.replies, recovery.records, path, recovery.seconds, journal.epoch,
+        recovery.accounts,
+        recovery.entities,
+        recovery.replies,
+        recovery.records,
+        path,
+        recovery.seconds,
+        journal.epoch,
     )
     return recovery
 

@@ -25,7 +25,6 @@ from imsync.v1 import events_pb2 as ev
 from .errors import InvalidArgument, OutOfRange, ResourceExhausted
 from .metrics import EVENT_DROPPED, EVENT_LAG, EVENT_SUBSCRIBERS, EVENTS
 
-
 _EVENT_ID = re.compile(r"(\d+)-(\d+)")
 
 
@@ -124,7 +123,9 @@ class EventBus:
                     "reload, then subscribe anew",
                     field="after_event_id",
                 )
-            missed = [event for event in self._history if _position(event.event_id) > after and subscription.wants(event)]
+            missed = [
+                event for event in self._history if _position(event.event_id) > after and subscription.wants(event)
+            ]
             if len(missed) >= self._buffer:
                 raise ResourceExhausted(f"{len(missed)} events to replay; reload, then subscribe anew")
             for event in missed:

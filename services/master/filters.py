@@ -37,7 +37,9 @@ def messages(sender_id: str, receiver_id: str, status: int, message_type: int) -
 
 
 def contents(content_type: int, is_new: bool | None) -> Callable[[e.Content], bool]:
-    return lambda view: (not content_type or view.content_type == content_type) and (is_new is None or view.is_new == is_new)
+    return lambda view: (
+        (not content_type or view.content_type == content_type) and (is_new is None or view.is_new == is_new)
+    )
 
 
 def discussions(content_id: str, is_read: bool | None, is_new: bool | None) -> Callable[[e.Comment], bool]:

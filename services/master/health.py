@@ -65,7 +65,9 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_heal
                 for queue in self._watchers.get(service, ()):
                     queue.put_nowait(status)
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no service {request.service!r}")
@@ -87,7 +89,9 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_heal
         finally:
             self._watchers[request.service].discard(queue)
 
-    async def List(self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext[Any, Any]) -> health_pb2.HealthListResponse:
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthListResponse:
         response = health_pb2.HealthListResponse()
         for service, status in self._status.items():
             response.statuses[service].status = status

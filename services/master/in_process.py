@@ -50,7 +50,9 @@ class InProcessContext:
     async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
         self.headers_sent.set()
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()) -> None:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()
+    ) -> None:
         raise _Aborted(code, details, trailing_metadata)
 
 
@@ -65,7 +67,9 @@ async def _guarded(work: Awaitable[Any], timeout: float | None) -> Any:
 
 
 class _UnaryCall:
-    def __init__(self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None) -> None:
+    def __init__(
+        self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None
+    ) -> None:
         self._result = _guarded(method(request, InProcessContext(metadata)), timeout)
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -78,7 +82,9 @@ class _UnaryCall:
 class _StreamCall:
     """A server stream: the servicer's generator runs in a task of its own, as on a server."""
 
-    def __init__(self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None) -> None:
+    def __init__(
+        self, method: _Method, request: Message, metadata: Sequence[tuple[str, str]], timeout: float | None
+    ) -> None:
         self._context = InProcessContext(metadata)
         self._items: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
         self._error: grpc.aio.AioRpcError | None = None

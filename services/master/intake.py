@@ -107,10 +107,26 @@ class Intake:
         account_id = self.account_id
         place, places = self.messages.add_part(items), self.messages.where
         keys, groups = self.message_keys, self.messages_by_conversation
-        inbound_keys, inbound_conversations, inbound_ids = self.inbound_keys, self.inbound_conversations, self.inbound_ids
+        inbound_keys, inbound_conversations, inbound_ids = (
+            self.inbound_keys,
+            self.inbound_conversations,
+            self.inbound_ids,
+        )
         if wire is not None and _wire.take_messages(
-            wire[0], (*wire[1], _MESSAGES), account_id, MIN_SECONDS, MAX_SECONDS, place, items, places, keys, groups,
-            inbound_keys, inbound_conversations, inbound_ids, self.undirected,
+            wire[0],
+            (*wire[1], _MESSAGES),
+            account_id,
+            MIN_SECONDS,
+            MAX_SECONDS,
+            place,
+            items,
+            places,
+            keys,
+            groups,
+            inbound_keys,
+            inbound_conversations,
+            inbound_ids,
+            self.undirected,
         ):
             return
         pack, bias, invert, end = time_keys.HEAD.pack, time_keys.BIAS, time_keys.INVERT, time_keys.END
@@ -128,7 +144,11 @@ class Intake:
             conversation_id = m.conversation_id
             if not conversation_id:
                 raise _empty(f"{path}[{index}].conversation_id")
-            key = pack(bias - seconds, _NANOS - nanos) + message_id.encode("utf-8", "surrogatepass").translate(invert) + end
+            key = (
+                pack(bias - seconds, _NANOS - nanos)
+                + message_id.encode("utf-8", "surrogatepass").translate(invert)
+                + end
+            )
             places[message_id] = place + index
             keys.append(key)
             group = groups.get(conversation_id)

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
+from imsync.v1 import sync_pb2
 
 from .metrics import JOURNAL_COMMIT_OPERATIONS, JOURNAL_COMMIT_SECONDS, JOURNAL_STALLED
-from imsync.v1 import sync_pb2
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,11 @@ def encode_snapshot(
 
 
 def encode_delta(delta: sync_pb2.Delta, upserts: sync_pb2.EntityBatch, removals: sync_pb2.Removals) -> bytes:
-    body = delta.SerializeToString() + field_bytes(5, upserts.SerializeToString()) + field_bytes(6, removals.SerializeToString())
+    body = (
+        delta.SerializeToString()
+        + field_bytes(5, upserts.SerializeToString())
+        + field_bytes(6, removals.SerializeToString())
+    )
     return field_bytes(2, body)
 
 
@@ -236,7 +240,10 @@ def read_journal(path: Path) -> Recovered:
         parts: dict[str, dict[int, tuple[sync_pb2.EntityBatch, bytes]]] = {}
         bad: set[str] = set()
         rows = _rows(
-            connection, "SELECT account_id, part, seq, crc, body FROM checkpoints ORDER BY account_id, part", problems, "checkpoints"
+            connection,
+            "SELECT account_id, part, seq, crc, body FROM checkpoints ORDER BY account_id, part",
+            problems,
+            "checkpoints",
         )
         for account_id, part, seq, crc, body in rows:
             top = max(top, seq)
@@ -257,7 +264,9 @@ def read_journal(path: Path) -> Recovered:
                 bad.add(account_id)
                 continue
             numbers = range(1, head.parts + 1)
-            recovered.checkpoints[account_id] = Checkpoint(seq, head, [have[i][0] for i in numbers], [have[i][1] for i in numbers])
+            recovered.checkpoints[account_id] = Checkpoint(
+                seq, head, [have[i][0] for i in numbers], [have[i][1] for i in numbers]
+            )
         for account_id in sorted(bad | (parts.keys() - heads.keys())):
             problems.append(f"checkpoint of account {account_id!r} is damaged; dropped it")
 
@@ -280,7 +289,9 @@ def read_journal(path: Path) -> Recovered:
             recovered.records.append((seq, account_id, record, body))
             recovered.journal_bytes[account_id] = recovered.journal_bytes.get(account_id, 0) + len(body)
 
-        for request_id, crc, body in _rows(connection, "SELECT request_id, crc, body FROM commands", problems, "commands"):
+        for request_id, crc, body in _rows(
+            connection, "SELECT request_id, crc, body FROM commands", problems, "commands"
+        ):
             try:
                 if _crc(body) != crc:
                     raise ValueError("crc")
@@ -380,7 +391,8 @@ class Journal:
         def op(connection: sqlite3.Connection) -> None:
             body = encode()
             connection.execute(
-                "INSERT INTO journal (seq, account_id, crc, body) VALUES (?, ?, ?, ?)", (seq, account_id, _crc(body), body)
+                "INSERT INTO journal (seq, account_id, crc, body) VALUES (?, ?, ?, ?)",
+                (seq, account_id, _crc(body), body),
             )
             self.bytes_since_checkpoint[account_id] = self.bytes_since_checkpoint.get(account_id, 0) + len(body)
             if account_id in self._checkpointing:
@@ -392,7 +404,8 @@ class Journal:
         def op(connection: sqlite3.Connection) -> None:
             body = encode()
             connection.execute(
-                "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)", (request_id, _crc(body), body)
+                "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)",
+                (request_id, _crc(body), body),
             )
 
         self._enqueue(op)
@@ -402,7 +415,9 @@ class Journal:
         are per account now: its rows are written again under `rows`' keys."""
 
         def op(connection: sqlite3.Connection) -> None:
-            if not connection.execute("SELECT 1 FROM commands WHERE instr(request_id, char(10)) = 0 LIMIT 1").fetchone():
+            if not connection.execute(
+                "SELECT 1 FROM commands WHERE instr(request_id, char(10)) = 0 LIMIT 1"
+            ).fetchone():
                 return
             connection.execute("DELETE FROM commands WHERE instr(request_id, char(10)) = 0")
             for key, encode in rows:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections import Counter
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -27,14 +27,14 @@ from imsync.v1 import unified_messages_pb2 as u
 
 from . import checkpoints, collector, filters, time_keys, transitions
 from . import cursor as cursors
-from .cursor import Newest
 from .account_state import AccountState, Handling, Presence, arrival_event, comment_key, message_key, split_item_key
 from .coherence import Coherence
+from .cursor import Newest
 from .errors import InvalidArgument, NotFound
 from .journal import Checkpoint, Journal, encode_delta, encode_snapshot
-from .time_keys import item_of
 from .retention import Retention, oldest_read, removal_count
 from .store import DeltaData, Page, SnapshotData, UnifiedStats, page_size
+from .time_keys import item_of
 
 T = TypeVar("T")
 Key = tuple[int | str, ...]
@@ -169,7 +169,9 @@ class MemoryStore:
             snap = record.snapshot
             wires = None if body is None else [(body, _SNAPSHOT_ENTITIES)]
             self._apply_snapshot(
-                SnapshotData(snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities, wires=wires)
+                SnapshotData(
+                    snap.account_id, snap.version, frozenset(snap.collections), snap.account, snap.entities, wires=wires
+                )
             )
         elif kind == "delta":
             delta = record.delta
@@ -379,7 +381,11 @@ class MemoryStore:
 
     def _announce_status(self, state: AccountState) -> None:
         self._changed(state.account_id)
-        self._emit(ev.Event(type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=state.account_id, account=state.account_view()))
+        self._emit(
+            ev.Event(
+                type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=state.account_id, account=state.account_view()
+            )
+        )
 
     def _state_or_new(self, account_id: str) -> AccountState:
         state = self._accounts.get(account_id)
@@ -724,4 +730,3 @@ class MemoryStore:
                 self._announce_read(state, [item_id])
                 marked += 1
         return marked
-

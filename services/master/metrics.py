@@ -28,29 +28,39 @@ from .commands import CommandRecord, is_reply
 log = logging.getLogger("imsync.replies")
 
 GRPC_HANDLED = Counter(
-    "imsync_grpc_server_handled", "gRPC calls the master finished, by method and code",
+    "imsync_grpc_server_handled",
+    "gRPC calls the master finished, by method and code",
     ["grpc_service", "grpc_method", "grpc_code"],
 )
 GRPC_SECONDS = Histogram(
-    "imsync_grpc_server_handling_seconds", "How long the master took per gRPC call (streams: their whole life)",
-    ["grpc_service", "grpc_method"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    "imsync_grpc_server_handling_seconds",
+    "How long the master took per gRPC call (streams: their whole life)",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 SYNC_VERSIONS = Counter(
-    "imsync_sync_versions", "Sync versions (snapshots and deltas) applied or refused, with the refusal's reason",
+    "imsync_sync_versions",
+    "Sync versions (snapshots and deltas) applied or refused, with the refusal's reason",
     ["kind", "outcome", "reason"],
 )
 SYNC_ACK_SECONDS = Histogram(
-    "imsync_sync_ack_seconds", "From a version's last message received to its Ack sent (after its fsync)",
+    "imsync_sync_ack_seconds",
+    "From a version's last message received to its Ack sent (after its fsync)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 SYNC_BYTES = Counter("imsync_sync_received_bytes", "Bytes of sync messages received, per account", ["account"])
-SYNC_ENTITIES = Counter("imsync_sync_received_entities", "Entities received in snapshots and deltas, per account", ["account"])
+SYNC_ENTITIES = Counter(
+    "imsync_sync_received_entities", "Entities received in snapshots and deltas, per account", ["account"]
+)
 JOURNAL_COMMIT_SECONDS = Histogram(
-    "imsync_journal_commit_seconds", "How long one journal commit (a group of changes, one fsync) took",
+    "imsync_journal_commit_seconds",
+    "How long one journal commit (a group of changes, one fsync) took",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 JOURNAL_COMMIT_OPERATIONS = Histogram(
-    "imsync_journal_commit_operations", "Changes written by one journal commit", buckets=(1, 2, 5, 10, 25, 50, 100, 250, 1000),
+    "imsync_journal_commit_operations",
+    "Changes written by one journal commit",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 1000),
 )
 JOURNAL_STALLED = Gauge("imsync_journal_stalled", "1 while the journal cannot write (nothing is acknowledged)")
 REPLIES = Counter("imsync_replies", "Replies that reached a state, with the failure's reason", ["state", "reason"])
@@ -62,11 +72,13 @@ WORKER_ONLINE = Gauge(
     "imsync_account_worker_online", "1 while a worker's stream to this master holds the account", ["account"]
 )
 CRAWL_STATE = Gauge(
-    "imsync_account_crawl_state", "The account's crawl state as its worker last reported it (1 for the current one)",
+    "imsync_account_crawl_state",
+    "The account's crawl state as its worker last reported it (1 for the current one)",
     ["account", "state"],
 )
 LOGIN_STATE = Gauge(
-    "imsync_account_login_state", "The account's login state as its worker last reported it (1 for the current one)",
+    "imsync_account_login_state",
+    "The account's login state as its worker last reported it (1 for the current one)",
     ["account", "state"],
 )
 SERVING = Gauge("imsync_health_serving", "1 while the master serves (not draining, its journal and Redis fine)")
@@ -81,7 +93,10 @@ for _type in ev.EventType.keys():
 for _state in ("pending", "sent"):
     REPLIES.labels(state=_state, reason="")
 for _reason in e.FailureReason.keys():
-    REPLIES.labels(state="failed", reason=_reason.removeprefix("FAILURE_REASON_").lower() if _reason != "FAILURE_REASON_UNSPECIFIED" else "")
+    REPLIES.labels(
+        state="failed",
+        reason=_reason.removeprefix("FAILURE_REASON_").lower() if _reason != "FAILURE_REASON_UNSPECIFIED" else "",
+    )
 
 CRAWL_STATES = ("crawling", "whole", "partial", "failing", "needs_login")
 LOGIN_STATES = ("logged_in", "logged_out", "logging_in")
@@ -115,7 +130,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             metadata = list(context.invocation_metadata() or ())
             token = logs.request_id.set(logs.request_id_from(metadata))
             span = tracer.start_span(
-                f"{service}/{method}", context=context_from(metadata), kind=trace.SpanKind.SERVER,
+                f"{service}/{method}",
+                context=context_from(metadata),
+                kind=trace.SpanKind.SERVER,
                 attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
             )
             return time.perf_counter(), token, span
@@ -146,7 +163,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     end(started, token, span, context, failed)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
             )
 
         streaming: Any = handler.unary_stream or handler.stream_stream
@@ -176,7 +195,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 end(started, token, span, context, failed)
 
         make = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        return make(stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+        return make(
+            stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
 
 
 def _code(context: Any, failed: bool) -> str:
@@ -196,13 +217,20 @@ def observe_reply(record: CommandRecord) -> None:
     Logged as it is taken, the line carries the request id of the call that sent it."""
     if is_reply(record.command):
         result = record.result
-        reason = e.FailureReason.Name(result.reason).removeprefix("FAILURE_REASON_").lower() if result and result.reason else ""
+        reason = (
+            e.FailureReason.Name(result.reason).removeprefix("FAILURE_REASON_").lower()
+            if result and result.reason
+            else ""
+        )
         REPLIES.labels(state=record.state.value, reason=reason).inc()
         command = record.command
         if record.result is None:
             log.info("reply %r of account %r: pending, for its worker to send", command.request_id, command.account_id)
         else:
             log.info(
-                "reply %r of account %r: %s%s", command.request_id, command.account_id, record.state.value,
+                "reply %r of account %r: %s%s",
+                command.request_id,
+                command.account_id,
+                record.state.value,
                 f" ({reason})" if reason else "",
             )

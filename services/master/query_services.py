@@ -12,17 +12,19 @@ from typing import Any, TypeVar
 import grpc
 
 from imsync.v1 import accounts_pb2 as acc
-from imsync.v1 import accounts_pb2_grpc
+from imsync.v1 import (
+    accounts_pb2_grpc,
+    contents_pb2_grpc,
+    conversations_pb2_grpc,
+    discussions_pb2_grpc,
+    messages_pb2_grpc,
+    unified_messages_pb2_grpc,
+)
 from imsync.v1 import contents_pb2 as cnt
-from imsync.v1 import contents_pb2_grpc
 from imsync.v1 import conversations_pb2 as conv
-from imsync.v1 import conversations_pb2_grpc
 from imsync.v1 import discussions_pb2 as dis
-from imsync.v1 import discussions_pb2_grpc
 from imsync.v1 import messages_pb2 as msg
-from imsync.v1 import messages_pb2_grpc
 from imsync.v1 import unified_messages_pb2 as uni
-from imsync.v1 import unified_messages_pb2_grpc
 
 from .account_state import ns_of, split_item_key
 from .api_keys import Access, ApiKeys
@@ -109,7 +111,6 @@ def _optional(message: Any, name: str) -> bool | None:
 
 
 class AccountServicer(Guarded, accounts_pb2_grpc.AccountServiceServicer):
-
     async def ListAccounts(self, request: acc.ListAccountsRequest, context: Context) -> acc.ListAccountsResponse:
         page = await self._answer(
             context,
@@ -124,12 +125,13 @@ class AccountServicer(Guarded, accounts_pb2_grpc.AccountServiceServicer):
         return acc.ListAccountsResponse(users=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetAccount(self, request: acc.GetAccountRequest, context: Context) -> acc.GetAccountResponse:
-        account = await self._answer(context, lambda access: self._store.get_account(self._named(access, request.account_id)))
+        account = await self._answer(
+            context, lambda access: self._store.get_account(self._named(access, request.account_id))
+        )
         return acc.GetAccountResponse(user=account)
 
 
 class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceServicer):
-
     async def ListConversations(
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
@@ -150,7 +152,10 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.GetConversationRequest, context: Context
     ) -> conv.GetConversationResponse:
         found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
             lambda holder: self._store.get_conversation(holder, request.conversation_id),
         )
         return conv.GetConversationResponse(conversation=found)
@@ -159,9 +164,15 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.MarkConversationReadRequest, context: Context
     ) -> conv.MarkConversationReadResponse:
         marked, found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
-            lambda holder: self._store.mark_conversation_read(holder, request.conversation_id, time.time_ns(),
-        ),
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
+            lambda holder: self._store.mark_conversation_read(
+                holder,
+                request.conversation_id,
+                time.time_ns(),
+            ),
         )
         return conv.MarkConversationReadResponse(marked_count=marked, conversation=found)
 
@@ -169,7 +180,10 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.PinConversationRequest, context: Context
     ) -> conv.PinConversationResponse:
         found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
             lambda holder: self._store.set_pinned(holder, request.conversation_id, True),
         )
         return conv.PinConversationResponse(conversation=found)
@@ -178,7 +192,10 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.UnpinConversationRequest, context: Context
     ) -> conv.UnpinConversationResponse:
         found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
             lambda holder: self._store.set_pinned(holder, request.conversation_id, False),
         )
         return conv.UnpinConversationResponse(conversation=found)
@@ -187,7 +204,10 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.MuteConversationRequest, context: Context
     ) -> conv.MuteConversationResponse:
         found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
             lambda holder: self._store.set_muted(holder, request.conversation_id, True),
         )
         return conv.MuteConversationResponse(conversation=found)
@@ -196,14 +216,16 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         self, request: conv.UnmuteConversationRequest, context: Context
     ) -> conv.UnmuteConversationResponse:
         found = await self._answer_held(
-            context, "conversation", request.conversation_id, request.account_id,
+            context,
+            "conversation",
+            request.conversation_id,
+            request.account_id,
             lambda holder: self._store.set_muted(holder, request.conversation_id, False),
         )
         return conv.UnmuteConversationResponse(conversation=found)
 
 
 class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
-
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
         page = await self._answer(
@@ -224,7 +246,10 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
         found = await self._answer_held(
-            context, "message", request.message_id, request.account_id,
+            context,
+            "message",
+            request.message_id,
+            request.account_id,
             lambda holder: self._store.get_message(holder, request.message_id),
         )
         return msg.GetMessageResponse(message=found)
@@ -233,15 +258,20 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
         self, request: msg.MarkMessageReadRequest, context: Context
     ) -> msg.MarkMessageReadResponse:
         found = await self._answer_held(
-            context, "message", request.message_id, request.account_id,
-            lambda holder: self._store.mark_message_read(holder, request.message_id, time.time_ns(),
-        )
+            context,
+            "message",
+            request.message_id,
+            request.account_id,
+            lambda holder: self._store.mark_message_read(
+                holder,
+                request.message_id,
+                time.time_ns(),
+            ),
         )
         return msg.MarkMessageReadResponse(message=found)
 
 
 class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
-
     async def ListContents(self, request: cnt.ListContentsRequest, context: Context) -> cnt.ListContentsResponse:
         page = await self._answer(
             context,
@@ -257,7 +287,10 @@ class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
 
     async def GetContent(self, request: cnt.GetContentRequest, context: Context) -> cnt.GetContentResponse:
         found = await self._answer_held(
-            context, "content", request.content_id, request.account_id,
+            context,
+            "content",
+            request.content_id,
+            request.account_id,
             lambda holder: self._store.get_content(holder, request.content_id),
         )
         return cnt.GetContentResponse(content=found)
@@ -266,7 +299,10 @@ class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
         self, request: cnt.GetContentStatsRequest, context: Context
     ) -> cnt.GetContentStatsResponse:
         found = await self._answer_held(
-            context, "content", request.content_id, request.account_id,
+            context,
+            "content",
+            request.content_id,
+            request.account_id,
             lambda holder: self._store.get_content(holder, request.content_id),
         )
         return cnt.GetContentStatsResponse(stats=found.stats)
@@ -275,15 +311,20 @@ class ContentServicer(Guarded, contents_pb2_grpc.ContentServiceServicer):
         self, request: cnt.MarkContentReadRequest, context: Context
     ) -> cnt.MarkContentReadResponse:
         marked, found = await self._answer_held(
-            context, "content", request.content_id, request.account_id,
-            lambda holder: self._store.mark_content_read(holder, request.content_id, time.time_ns(),
-        )
+            context,
+            "content",
+            request.content_id,
+            request.account_id,
+            lambda holder: self._store.mark_content_read(
+                holder,
+                request.content_id,
+                time.time_ns(),
+            ),
         )
         return cnt.MarkContentReadResponse(marked_count=marked, content=found)
 
 
 class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer):
-
     async def ListDiscussions(
         self, request: dis.ListDiscussionsRequest, context: Context
     ) -> dis.ListDiscussionsResponse:
@@ -303,7 +344,10 @@ class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer
 
     async def GetDiscussion(self, request: dis.GetDiscussionRequest, context: Context) -> dis.GetDiscussionResponse:
         found = await self._answer_held(
-            context, "comment", request.comment_id, request.account_id,
+            context,
+            "comment",
+            request.comment_id,
+            request.account_id,
             lambda holder: self._store.get_discussion(holder, request.comment_id),
         )
         return dis.GetDiscussionResponse(discussion=found)
@@ -312,15 +356,20 @@ class DiscussionServicer(Guarded, discussions_pb2_grpc.DiscussionServiceServicer
         self, request: dis.MarkDiscussionReadRequest, context: Context
     ) -> dis.MarkDiscussionReadResponse:
         found = await self._answer_held(
-            context, "comment", request.comment_id, request.account_id,
-            lambda holder: self._store.mark_discussion_read(holder, request.comment_id, time.time_ns(),
-        )
+            context,
+            "comment",
+            request.comment_id,
+            request.account_id,
+            lambda holder: self._store.mark_discussion_read(
+                holder,
+                request.comment_id,
+                time.time_ns(),
+            ),
         )
         return dis.MarkDiscussionReadResponse(discussion=found)
 
 
 class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageServiceServicer):
-
     async def ListUnifiedMessages(
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
@@ -341,7 +390,9 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context
     ) -> uni.GetUnifiedStatsResponse:
-        stats = await self._answer(context, lambda access: self._store.unified_stats(self._named(access, request.account_id)))
+        stats = await self._answer(
+            context, lambda access: self._store.unified_stats(self._named(access, request.account_id))
+        )
         return uni.GetUnifiedStatsResponse(
             total_unread=stats.total_unread,
             unread_comments=stats.unread_comments,
@@ -375,6 +426,8 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
                 holder = await self._item_holder(access, item_id, f"ids[{position}]", request.account_id)
                 by_account.setdefault(holder, []).append(item_id)
             now = time.time_ns()
-            return sum([await self._store.mark_unified_read(account_id, ids, now) for account_id, ids in by_account.items()])
+            return sum(
+                [await self._store.mark_unified_read(account_id, ids, now) for account_id, ids in by_account.items()]
+            )
 
         return uni.MarkUnifiedMessagesReadResponse(marked_count=await self._answer(context, mark_all))

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 
@@ -108,7 +109,9 @@ class RedisCommandBook:
         """The REPLY_STATE_CHANGED event of a reply; nothing for the other commands."""
         if not is_reply(record.command):
             return b""
-        event = ev.Event(type=ev.EVENT_TYPE_REPLY_STATE_CHANGED, account_id=record.command.account_id, reply=reply_of(record))
+        event = ev.Event(
+            type=ev.EVENT_TYPE_REPLY_STATE_CHANGED, account_id=record.command.account_id, reply=reply_of(record)
+        )
         event.create_time.GetCurrentTime()
         return event.SerializeToString()
 
@@ -183,7 +186,9 @@ class RedisCommandBook:
                 out.append(sync_pb2.Command.FromString(raw))
         return out
 
-    async def _change(self, account_id: str, request_id: str, result: sync_pb2.CommandResult, *, only_pending: bool) -> CommandRecord | None:
+    async def _change(
+        self, account_id: str, request_id: str, result: sync_pb2.CommandResult, *, only_pending: bool
+    ) -> CommandRecord | None:
         keys = self._keys(account_id)
         found = await self._redis.hmget(keys.command(request_id), ["command", "created_at"])
         if found[0] is None:
@@ -223,7 +228,9 @@ class RedisCommandBook:
             found: Any = await self._redis.hget(self._keys(account_id).command(request_id), "command")
             if found is not None:
                 command = sync_pb2.Command.FromString(found)
-                record = await self._change(account_id, request_id, expiry_result(command, int(now * 1e9)), only_pending=True)
+                record = await self._change(
+                    account_id, request_id, expiry_result(command, int(now * 1e9)), only_pending=True
+                )
                 if record is not None:
                     expired.append(record)
             await self._redis.zrem(self.expiry_key, entry)
@@ -239,4 +246,6 @@ class RedisCommandBook:
             if account_id is not None and self.on_pending is not None:
                 self.on_pending(_text(account_id))
 
-        await follow_stream(self._redis, self.notices_key, _text(newest[0][0]) if newest else "0-0", notice, "the command notices")
+        await follow_stream(
+            self._redis, self.notices_key, _text(newest[0][0]) if newest else "0-0", notice, "the command notices"
+        )

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from imsync.v1 import events_pb2 as ev
 from redis.exceptions import RedisError
+
+from imsync.v1 import events_pb2 as ev
 
 from .events import EventBus
 

@@ -74,7 +74,9 @@ def member_of(key: SortKey | bytes) -> str:
     if isinstance(key, bytes):
         neg_ns, item = time_keys.to_cursor(key)
         key = (neg_ns, Newest(item))
-    return "".join(number(part) if isinstance(part, int) else _newest(part) if isinstance(part, Newest) else part for part in key)
+    return "".join(
+        number(part) if isinstance(part, int) else _newest(part) if isinstance(part, Newest) else part for part in key
+    )
 
 
 def key_of(member: str, shape: Sequence[type]) -> SortKey:

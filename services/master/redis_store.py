@@ -36,7 +36,6 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 
 from . import cursor as cursors
-from .cursor import Newest
 from . import filters, transitions
 from .account_state import (
     AccountState,
@@ -49,6 +48,7 @@ from .account_state import (
     ns_of,
     split_item_key,
 )
+from .cursor import Newest
 from .errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from .redis_layout import COMMIT, FLUSH, AccountKeys, Writes, id_of, inbox_key, key_of, member_of, number
 from .redis_recording import record_counters, recording_state
@@ -105,9 +105,7 @@ class _Meta:
         self.presence = Presence(worker_id=get("worker_id").decode(), online=get("online") == b"1")
         self.presence.status.ParseFromString(get("status"))
         self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}
-        self.horizons = {
-            kind: int(value) for kind in ("messages", "comments") if (value := get(f"horizon:{kind}"))
-        }
+        self.horizons = {kind: int(value) for kind in ("messages", "comments") if (value := get(f"horizon:{kind}"))}
 
 
 def _view_state(account_id: str, meta: _Meta) -> AccountState:
@@ -200,7 +198,10 @@ class RedisStore:
         if appendonly == "yes" and fsync == "always":
             return "appendonly yes, appendfsync always: an acknowledged change is on Redis's disk"
         if appendonly == "yes":
-            log.warning("Redis appendfsync is %s: a crash of Redis's machine can lose about a second of acknowledged changes", fsync)
+            log.warning(
+                "Redis appendfsync is %s: a crash of Redis's machine can lose about a second of acknowledged changes",
+                fsync,
+            )
             return f"appendonly yes, appendfsync {fsync}: a power loss can lose the last second of acknowledged changes"
         log.warning("Redis appendonly is off: a restart of Redis loses what changed since its last snapshot")
         return "appendonly no: a restart of Redis loses every change since its last RDB snapshot"
@@ -233,7 +234,9 @@ class RedisStore:
 
     async def publish(self, event: ev.Event) -> None:
         """Adds an event that no account change carries (a reply's new state)."""
-        await self.redis.xadd(self.events_key, {"e": event.SerializeToString()}, maxlen=self._events_kept, approximate=True)
+        await self.redis.xadd(
+            self.events_key, {"e": event.SerializeToString()}, maxlen=self._events_kept, approximate=True
+        )
 
     @staticmethod
     def _announce(writes: Writes, keys: AccountKeys, event: ev.Event) -> None:
@@ -249,7 +252,11 @@ class RedisStore:
     def _announce_read(self, writes: Writes, keys: AccountKeys, items: list[str]) -> None:
         if items:
             change = ev.ReadStateChange(item_ids=items, is_read=True)
-            self._announce(writes, keys, ev.Event(type=ev.EVENT_TYPE_READ_STATE_CHANGED, account_id=keys.account_id, read_state=change))
+            self._announce(
+                writes,
+                keys,
+                ev.Event(type=ev.EVENT_TYPE_READ_STATE_CHANGED, account_id=keys.account_id, read_state=change),
+            )
 
     async def _change(self, account_id: str, attempt: Callable[[], Awaitable[T | None]]) -> T:
         """Runs `attempt` (which returns None when the account moved on) until it commits."""
@@ -332,7 +339,10 @@ class RedisStore:
         if not raw_meta:
             return None
         meta = _Meta(raw_meta)
-        collections = {name: {k.decode(): parse(v) for k, v in raw.items()} for (name, parse), raw in zip(_PARSERS.items(), rest[:5], strict=True)}
+        collections = {
+            name: {k.decode(): parse(v) for k, v in raw.items()}
+            for (name, parse), raw in zip(_PARSERS.items(), rest[:5], strict=True)
+        }
         read = rest[5]
         pinned, muted, new, newc = ({m.decode() for m in members} for members in rest[6:10])
         handling = Handling(
@@ -520,7 +530,9 @@ class RedisStore:
             account=state.account.SerializeToString(),
         )
 
-    async def _presence_change(self, account_id: str, change: Callable[[Presence], bool], *, unless_leased: bool = False) -> None:
+    async def _presence_change(
+        self, account_id: str, change: Callable[[Presence], bool], *, unless_leased: bool = False
+    ) -> None:
         keys = self.keys(account_id)
 
         async def attempt() -> bool | None:
@@ -540,7 +552,9 @@ class RedisStore:
                 fields.update(version="0", account=e.Account(account_id=account_id).SerializeToString())
                 meta.account = e.Account(account_id=account_id)
             view = _view_state(account_id, meta).account_view()
-            self._announce(writes, keys, ev.Event(type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=account_id, account=view))
+            self._announce(
+                writes, keys, ev.Event(type=ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account_id=account_id, account=view)
+            )
             return True if await self._commit_writes(keys, meta.rev, writes) else None
 
         await self._change(account_id, attempt)
@@ -821,7 +835,9 @@ class RedisStore:
                 views.append(view if wanted(view) else None)
             return views
 
-        return await self._walk(keys.orders["conversations"], "conversations", (int, int, str), cursor, count, build, meta_key=keys.meta)
+        return await self._walk(
+            keys.orders["conversations"], "conversations", (int, int, str), cursor, count, build, meta_key=keys.meta
+        )
 
     async def _conversation(self, keys: AccountKeys, conversation_id: str) -> e.Conversation:
         state = await self._conversations_state(keys, None, [conversation_id])
@@ -836,7 +852,9 @@ class RedisStore:
         return await self._conversation(keys, conversation_id)
 
     @_redis_errors
-    async def mark_conversation_read(self, account_id: str, conversation_id: str, now_ns: int) -> tuple[int, e.Conversation]:
+    async def mark_conversation_read(
+        self, account_id: str, conversation_id: str, now_ns: int
+    ) -> tuple[int, e.Conversation]:
         keys = await self._owner(account_id, "conversation", conversation_id, "conversation_id")
         marked = await self._mark(keys, lambda: self._group_items(keys, "mbc", conversation_id, message_key), now_ns)
         return marked, await self._conversation(keys, conversation_id)
@@ -854,7 +872,11 @@ class RedisStore:
             split = list(map(_split, items))
             entities = {
                 name: [entity for kind, entity in split if kind == item_kind]
-                for item_kind, name in (("message", "messages"), ("comment", "comments"), ("notification", "notifications"))
+                for item_kind, name in (
+                    ("message", "messages"),
+                    ("comment", "comments"),
+                    ("notification", "notifications"),
+                )
             }
             writes = Writes()
             loaded = await self._load(keys, writes, entities=entities, items=items)
@@ -872,7 +894,9 @@ class RedisStore:
 
         return await self._change(keys.account_id, attempt)
 
-    async def _flag(self, keys: AccountKeys, conversation_id: str, change: Callable[[AccountState], None]) -> e.Conversation:
+    async def _flag(
+        self, keys: AccountKeys, conversation_id: str, change: Callable[[AccountState], None]
+    ) -> e.Conversation:
         async def attempt() -> bool | None:
             writes = Writes()
             loaded = await self._load(
@@ -1000,7 +1024,9 @@ class RedisStore:
                 views.append(view if wanted(view) else None)
             return views
 
-        return await self._walk(keys.orders["contents"], "contents", (int, str), cursor, count, build, meta_key=keys.meta)
+        return await self._walk(
+            keys.orders["contents"], "contents", (int, str), cursor, count, build, meta_key=keys.meta
+        )
 
     async def _content(self, keys: AccountKeys, content_id: str) -> e.Content:
         state = await self._contents_state(keys, None, [content_id])
@@ -1193,13 +1219,19 @@ class RedisStore:
     async def _expired(self, keys: AccountKeys, horizons: dict[str, int]) -> sync_pb2.Removals:
         """Past their time to live, found from the old end of each order (as the memory store does)."""
         removals = sync_pb2.Removals()
-        for kind, target in (("messages", removals.message_ids), ("comments", removals.comment_ids), ("contents", removals.content_ids)):
+        for kind, target in (
+            ("messages", removals.message_ids),
+            ("comments", removals.comment_ids),
+            ("contents", removals.content_ids),
+        ):
             if floor := horizons.get(kind, 0):
                 found = _strings(await self.redis.zrangebylex(keys.orders[kind], "[" + number(-floor), "+"))
                 target.extend(id_of(m, 1, newest=kind != "contents") for m in found)
         if floor := horizons.get("conversations", 0):
             # Pinned conversations sort first (0) and stay until unpinned.
-            found = _strings(await self.redis.zrangebylex(keys.orders["conversations"], "[" + number(1) + number(-floor), "+"))
+            found = _strings(
+                await self.redis.zrangebylex(keys.orders["conversations"], "[" + number(1) + number(-floor), "+")
+            )
             removals.conversation_ids.extend(id_of(m, 2, newest=False) for m in found)
         if floor := horizons.get("notifications", 0):
             held: dict[bytes, bytes] = await self.redis.hgetall(keys.entities["notifications"])  # type: ignore[assignment]
@@ -1270,11 +1302,15 @@ class RedisStore:
                 at_ns = -int(key_of(member, (int, Newest))[0])
                 if kind == "messages":
                     message = state.messages.get(entity_id)
-                    if message is not None and (message_key(entity_id) in state.handling.read_at or not state.is_inbound(message)):
+                    if message is not None and (
+                        message_key(entity_id) in state.handling.read_at or not state.is_inbound(message)
+                    ):
                         found.append((at_ns, keys.account_id, kind, entity_id))
                 else:
                     comment = state.comments.get(entity_id)
-                    if comment is not None and (comment_key(entity_id) in state.handling.read_at or state.is_own(comment)):
+                    if comment is not None and (
+                        comment_key(entity_id) in state.handling.read_at or state.is_own(comment)
+                    ):
                         found.append((at_ns, keys.account_id, kind, entity_id))
             end = "(" + members[-1]
         return found[:wanted]
@@ -1342,4 +1378,3 @@ def _constant(items: list[str]) -> Callable[[], Awaitable[list[str]]]:
 def index_account(meta_key: str) -> str:
     """The account id in an account's meta key."""
     return meta_key[meta_key.index("{") + 1 : meta_key.rindex("}")]
-

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import replies_pb2_grpc, sync_pb2
-
 from services.common.observability import inject
 
+from .api_keys import Access, ApiKeys
 from .commands import CommandRecord, Commands, is_reply, reply_of
 from .errors import InvalidArgument, NotFound
-from .api_keys import Access, ApiKeys
 from .query_services import Context, Guarded
 from .store import Store
 
 MAX_TEXT = 2000
 MAX_REQUEST_ID = 128
+
 
 class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
     def __init__(self, store: Store, keys: ApiKeys, book: Commands) -> None:

@@ -91,9 +91,7 @@ def removal_count(removals: sync_pb2.Removals) -> int:
     )
 
 
-def oldest_read(
-    states: Iterable[AccountState], wanted: int
-) -> dict[str, tuple[sync_pb2.Removals, dict[str, int]]]:
+def oldest_read(states: Iterable[AccountState], wanted: int) -> dict[str, tuple[sync_pb2.Removals, dict[str, int]]]:
     """The `wanted` oldest read (or own) messages and comments across accounts, per account
     as removals and the newest platform time evicted per collection."""
 

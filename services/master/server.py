@@ -12,19 +12,19 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
-from redis.exceptions import RedisError
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.exceptions import RedisError
 
-from imsync.v1 import events_pb2 as ev
 from imsync.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
+    cache_pb2,
+    cache_pb2_grpc,
     contents_pb2,
     contents_pb2_grpc,
     conversations_pb2,
@@ -33,35 +33,33 @@ from imsync.v1 import (
     discussions_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
-    messages_pb2,
-    messages_pb2_grpc,
     logins_pb2,
     logins_pb2_grpc,
+    messages_pb2,
+    messages_pb2_grpc,
     replies_pb2,
     replies_pb2_grpc,
-    cache_pb2,
-    cache_pb2_grpc,
     sync_pb2,
-    sync_pb2_grpc,
     unified_messages_pb2,
     unified_messages_pb2_grpc,
 )
-
+from imsync.v1 import events_pb2 as ev
+from services.common.addresses import AddressInUse, check_free
+from services.common.observability import serve_metrics
 from services.common.tls import ServerTls
 
 from . import collector
 from .api_keys import ApiKeys
 from .coherence import CacheServicer, Coherence
-from .commands import CommandBook, Commands
-from .durability import Recovery, checkpoint_all, compact, open_data_dir
-from .memory_store import MemoryStore
-from services.common.addresses import AddressInUse, check_free
-from services.common.observability import serve_metrics
-
+from .commands import CommandBook, Commands, is_reply, reply_of
 from .data_lock import DataDirInUse, DataDirLock
+from .durability import Recovery, checkpoint_all, compact, open_data_dir
+from .event_service import EventServicer
+from .events import EventBus
 from .health import Health
-from .metrics import ServerInterceptor, observe_reply
 from .login_service import LoginServicer
+from .memory_store import MemoryStore
+from .metrics import ServerInterceptor, observe_reply
 from .query_services import (
     AccountServicer,
     ContentServicer,
@@ -70,15 +68,12 @@ from .query_services import (
     MessageServicer,
     UnifiedMessageServicer,
 )
-from .event_service import EventServicer
-from .events import EventBus
 from .rate_limit import RateLimiter
-from .commands import is_reply, reply_of
-from .reply_service import ReplyServicer
 from .redis_commands import RedisCommandBook
 from .redis_events import RedisEventFeed
 from .redis_leases import SharedLeases
 from .redis_store import RedisStore
+from .reply_service import ReplyServicer
 from .retention import Retention
 from .store import Store
 from .sync_service import SyncConfig, SyncHub, SyncServicer, add_sync_service
@@ -155,7 +150,6 @@ class MasterConfig:
 _MAINTENANCE_SECONDS = 600
 
 
-
 class Master:
     """A master's parts, for the process and for tests that run one in-process."""
 
@@ -172,7 +166,9 @@ class Master:
             if config.data_dir is not None:
                 raise ValueError("a data directory journals the memory store only; Redis keeps its own data")
             if not config.store.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError(f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)")
+                raise ValueError(
+                    f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)"
+                )
             self.redis = RedisStore.from_url(config.store, prefix=config.redis_prefix, retention=config.retention)
             self.store: Store = self.redis
             # Events come from the shared stream, with its ids, whichever master caused them.
@@ -191,15 +187,17 @@ class Master:
             book = CommandBook(ttl=config.command_ttl)
             book.subscribe(observe_reply)
             book.subscribe(
-                lambda record: self.bus.publish(
-                    ev.Event(
-                        type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
-                        account_id=record.command.account_id,
-                        reply=reply_of(record),
+                lambda record: (
+                    self.bus.publish(
+                        ev.Event(
+                            type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
+                            account_id=record.command.account_id,
+                            reply=reply_of(record),
+                        )
                     )
+                    if is_reply(record.command)
+                    else None
                 )
-                if is_reply(record.command)
-                else None
             )
             self.book = book
         self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
@@ -233,7 +231,9 @@ class Master:
             assert isinstance(self.book, CommandBook)
             self.lock = DataDirLock(self.config.data_dir)
             self.lock.acquire(self.config.listen)
-            self.recovery = open_data_dir(self.config.data_dir, self.store, self.book, synchronous=self.config.journal_sync)
+            self.recovery = open_data_dir(
+                self.config.data_dir, self.store, self.book, synchronous=self.config.journal_sync
+            )
             journal = self.recovery.journal
             self.bus.epoch = journal.epoch
             journal.on_failure = lambda error: self.failed.set()
@@ -258,7 +258,11 @@ class Master:
             ]
         # No SO_REUSEPORT: a second master on this port fails to bind instead of sharing it.
         self.server = await build_server(
-            self.hub, self.im_servicers, CacheServicer(self.coherence, self.keys), self.health, self.config.max_receive_bytes
+            self.hub,
+            self.im_servicers,
+            CacheServicer(self.coherence, self.keys),
+            self.health,
+            self.config.max_receive_bytes,
         )
         if self.config.tls is not None:
             port = _bind(lambda: self.server.add_secure_port(self.config.listen, self.config.tls.credentials()))  # type: ignore[union-attr]
@@ -427,7 +431,7 @@ async def build_server(
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", max_receive_bytes),
-        ]
+        ],
     )
     add_sync_service(SyncServicer(hub), server)
     for descriptor, servicer in servicers:

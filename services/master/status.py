@@ -38,7 +38,12 @@ def rpc_status_of(error: StoreError) -> status_pb2.Status:
     """A google.rpc.Status for an error, naming its field and reason in details."""
     code = _CODES.get(type(error), code_pb2.INTERNAL)
     return error_status(
-        code, error.description, field=error.field, reason=error.reason, metadata=error.metadata, retry_after=error.retry_after
+        code,
+        error.description,
+        field=error.field,
+        reason=error.reason,
+        metadata=error.metadata,
+        retry_after=error.retry_after,
     )
 
 

@@ -227,9 +227,7 @@ class Store(Protocol):
 
     async def get_content(self, account_id: str, content_id: str) -> e.Content: ...
 
-    async def mark_content_read(
-        self, account_id: str, content_id: str, now_ns: int
-    ) -> tuple[int, e.Content]: ...
+    async def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]: ...
 
     # --- discussions ---
     async def list_discussions(

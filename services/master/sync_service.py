@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import grpc
-from redis.exceptions import RedisError
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2
+from redis.exceptions import RedisError
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
@@ -41,6 +41,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
+from .intake import Intake, clean_batch
 from .journal import JournalFailed
 from .leases import AccountOwned, Leases
 from .metrics import (
@@ -58,7 +59,6 @@ from .metrics import (
 from .redis_leases import SharedLeases
 from .status import grpc_status_of, rpc_status_of
 from .store import DeltaData, SnapshotData, Store
-from .intake import Intake, clean_batch
 from .validation import check_status, clean_account, clean_removals
 from .worker_auth import WorkerTokens
 
@@ -370,7 +370,9 @@ class SyncSession:
             elif kind == "command_result":
                 await self._command_result(request.command_result)
             else:
-                raise InvalidArgument("one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind")
+                raise InvalidArgument(
+                    "one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind"
+                )
         except (Unauthenticated, PermissionDenied, Unavailable):
             raise  # a wrong identity, or a store out of reach: the stream ends
         except StoreError as error:
@@ -470,7 +472,11 @@ class SyncSession:
             await hub.store.set_presence(account_id, self.worker_id, online=True)
             WORKER_ONLINE.labels(account=account_id).set(1)
         log.info(
-            "worker %s (%s): %d accounts granted, %d refused", self.worker_id, self.peer, len(granted), len(welcome.refused)
+            "worker %s (%s): %d accounts granted, %d refused",
+            self.worker_id,
+            self.peer,
+            len(granted),
+            len(welcome.refused),
         )
         self.send(sync_pb2.SyncDataResponse(welcome=welcome))
         # Commands that waited for these accounts follow the Welcome.
@@ -611,7 +617,15 @@ class SyncSession:
             account.CopyFrom(delta.account)
             clean_account(account, account_id, "delta.account")
         await self.hub.store.apply_delta(
-            DeltaData(account_id, delta.base_version, delta.version, account, delta.upserts, delta.removals, self._fence(account_id))
+            DeltaData(
+                account_id,
+                delta.base_version,
+                delta.version,
+                account,
+                delta.upserts,
+                delta.removals,
+                self._fence(account_id),
+            )
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), delta.version)
         SYNC_VERSIONS.labels(kind="delta", outcome="applied", reason="").inc()
@@ -633,7 +647,9 @@ class SyncSession:
         if await book.delivered_to(result.account_id, result.request_id) != self.id:
             log.warning(
                 "worker %s answered command %r of account %r, which this stream was not given",
-                self.worker_id, result.request_id, result.account_id,
+                self.worker_id,
+                result.request_id,
+                result.account_id,
             )
             raise FailedPrecondition(
                 f"command {result.request_id!r} of account {result.account_id!r} was not delivered to this stream",

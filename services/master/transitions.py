@@ -85,7 +85,9 @@ def _built(
         if collection not in replaced:
             intake.replace(name, getattr(base, name).values())
     account = snapshot.account if snapshot.account.ByteSize() else base.account
-    return AccountState.build(version=snapshot.version, account=account, intake=intake, handling=handling, previous=current)
+    return AccountState.build(
+        version=snapshot.version, account=account, intake=intake, handling=handling, previous=current
+    )
 
 
 def apply_delta(state: AccountState, delta: DeltaData, floors: dict[str, int] | None) -> None:

@@ -95,7 +95,9 @@ def clean_removals(removals: sync_pb2.Removals, path: str) -> None:
 
 def clean_account(account: e.Account, account_id: str, path: str) -> None:
     if account.account_id and account.account_id != account_id:
-        raise InvalidArgument(f"is {account.account_id!r}, the snapshot's account is {account_id!r}", field=f"{path}.account_id")
+        raise InvalidArgument(
+            f"is {account.account_id!r}, the snapshot's account is {account_id!r}", field=f"{path}.account_id"
+        )
     account.account_id = account_id
     account.ClearField("version")
     check_timestamps(account, path)
@@ -118,7 +120,8 @@ def check_status(report: sync_pb2.AccountStatusReport, path: str) -> None:
     for index, health in enumerate(report.collections):
         if len(health.collection) > 64 or len(health.missed) > MAX_STATUS_TEXT:
             raise InvalidArgument(
-                f"collection at most 64 characters, missed at most {MAX_STATUS_TEXT}", field=f"{path}.collections[{index}]"
+                f"collection at most 64 characters, missed at most {MAX_STATUS_TEXT}",
+                field=f"{path}.collections[{index}]",
             )
     login = report.login
     if len(login.qr_png) > MAX_QR_BYTES:

@@ -56,7 +56,6 @@ class WorkerTokens:
             raise Unauthenticated("this master has no worker tokens configured (--worker-tokens)")
         raise Unauthenticated("unknown or revoked worker token")
 
-
     def holder_of(self, hashed: str) -> str | None:
         """The worker a token hash belongs to now; None once it is revoked or rotated."""
         for known, worker_id in self._workers()[0].items():

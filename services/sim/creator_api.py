@@ -73,7 +73,11 @@ def routes(simulator: Simulator) -> list[Route]:
     async def publish(request: Request, uid: str) -> dict[str, Any]:
         body = await request.json()
         comment = platform.reply(
-            uid, str(body.get("aweme_id", "")), str(body.get("reply_id", "")), str(body.get("text", "")), int(time.time())
+            uid,
+            str(body.get("aweme_id", "")),
+            str(body.get("reply_id", "")),
+            str(body.get("text", "")),
+            int(time.time()),
         )
         return {"comment": comment}
 

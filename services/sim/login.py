@@ -104,7 +104,10 @@ class Logins:
     def verify(self, token: str, code: str) -> dict[str, Any]:
         ticket = self.tickets.get(token)
         if ticket is None or ticket.status != VERIFY:
-            return {"message": "error", "data": {"error_code": TOO_MANY_TRIES, "description": "请重新扫码登录", "tries_left": 0}}
+            return {
+                "message": "error",
+                "data": {"error_code": TOO_MANY_TRIES, "description": "请重新扫码登录", "tries_left": 0},
+            }
         if secrets.compare_digest(code.strip(), ticket.sms_code):
             ticket.status = CONFIRMED
             return {"message": "success", "data": {"redirect_url": HOME}}
@@ -117,7 +120,11 @@ class Logins:
             }
         return {
             "message": "error",
-            "data": {"error_code": WRONG_CODE, "description": f"验证码错误，还可尝试 {ticket.tries_left} 次", "tries_left": ticket.tries_left},
+            "data": {
+                "error_code": WRONG_CODE,
+                "description": f"验证码错误，还可尝试 {ticket.tries_left} 次",
+                "tries_left": ticket.tries_left,
+            },
         }
 
 
@@ -144,7 +151,8 @@ def routes(simulator: Simulator) -> list[Route]:
 
     async def login_page(request: Request) -> Response:
         options = "".join(
-            f'<option value="{escape(uid)}">{escape(account.nickname)}</option>' for uid, account in platform.accounts.items()
+            f'<option value="{escape(uid)}">{escape(account.nickname)}</option>'
+            for uid, account in platform.accounts.items()
         )
         return HTMLResponse(
             f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 - 创作者中心</title>
@@ -174,7 +182,12 @@ aria-label="验证码"><button type="submit">验证</button><p class="sms-error"
         return JSONResponse(
             {
                 "message": "success",
-                "data": {"token": ticket.token, "qrcode": _qr_png(url), "qrcode_index_url": url, "expire_time": int(ticket.expires)},
+                "data": {
+                    "token": ticket.token,
+                    "qrcode": _qr_png(url),
+                    "qrcode_index_url": url,
+                    "expire_time": int(ticket.expires),
+                },
             }
         )
 
@@ -197,7 +210,9 @@ aria-label="验证码"><button type="submit">验证</button><p class="sms-error"
             body = await request.json()
             token, code = str(body["token"]), str(body["code"])
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"message": "error", "data": {"error_code": 2, "description": "参数错误"}}, status_code=400)
+            return JSONResponse(
+                {"message": "error", "data": {"error_code": 2, "description": "参数错误"}}, status_code=400
+            )
         answer = logins.verify(token, code)
         ticket = logins.tickets.get(token)
         if answer["message"] != "success" or ticket is None:
@@ -229,7 +244,9 @@ aria-label="验证码"><button type="submit">验证</button><p class="sms-error"
                 logins.sms_uids = {str(uid) for uid in wanted["sms_uids"]}
             if "sms_tries" in wanted:
                 logins.sms_tries = max(1, int(wanted["sms_tries"]))
-        return JSONResponse({"qr_ttl_s": logins.qr_ttl, "sms_uids": sorted(logins.sms_uids), "sms_tries": logins.sms_tries})
+        return JSONResponse(
+            {"qr_ttl_s": logins.qr_ttl, "sms_uids": sorted(logins.sms_uids), "sms_tries": logins.sms_tries}
+        )
 
     return [
         Route("/login", login_page, methods=["GET"]),

@@ -21,11 +21,26 @@ from typing import Any
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 _GIVEN = ["小美", "阿强", "晓东", "丽丽", "子涵", "浩然", "欣怡", "俊杰", "雨桐", "梓萱", "一鸣", "思远"]
 _COMMENTS = [
-    "太好看了吧😍", "求链接！", "第一次来，关注了❤️", "这个颜色绝了", "博主用的什么滤镜？",
-    "已下单，期待收货📦", "笑死我了哈哈哈哈", "学到了👍", "背景音乐叫什么名字🎵", "下次可以出个教程吗",
+    "太好看了吧😍",
+    "求链接！",
+    "第一次来，关注了❤️",
+    "这个颜色绝了",
+    "博主用的什么滤镜？",
+    "已下单，期待收货📦",
+    "笑死我了哈哈哈哈",
+    "学到了👍",
+    "背景音乐叫什么名字🎵",
+    "下次可以出个教程吗",
 ]
 _REPLIES = ["同问！", "我也想知道", "+1", "哈哈哈同感", "蹲一个回复"]
-_MESSAGES = ["你好，这款还有货吗？", "什么时候发货呀", "可以便宜一点吗😂", "尺码偏大还是偏小？", "包邮吗🙏", "我的订单怎么还没到"]
+_MESSAGES = [
+    "你好，这款还有货吗？",
+    "什么时候发货呀",
+    "可以便宜一点吗😂",
+    "尺码偏大还是偏小？",
+    "包邮吗🙏",
+    "我的订单怎么还没到",
+]
 _NOTICES = {
     # The simulator's notice types: what each says, and whether it names a work.
     41: ("赞了你的作品", True),
@@ -33,7 +48,14 @@ _NOTICES = {
     45: ("在评论中@了你", True),
     1: ("系统通知：你的作品已通过审核", True),
 }
-_TITLES = ["秋冬穿搭分享", "开箱测评｜新款耳机", "一分钟学会拿铁拉花☕", "周末vlog🌿", "办公室好物推荐", "探店：巷子里的老面馆"]
+_TITLES = [
+    "秋冬穿搭分享",
+    "开箱测评｜新款耳机",
+    "一分钟学会拿铁拉花☕",
+    "周末vlog🌿",
+    "办公室好物推荐",
+    "探店：巷子里的老面馆",
+]
 
 
 class Refused(Exception):
@@ -139,7 +161,13 @@ class Platform:
         return work
 
     def _add_comment(
-        self, account: SimAccount, work: dict[str, Any], at: int, *, parent: str = "0", author: dict[str, Any] | None = None,
+        self,
+        account: SimAccount,
+        work: dict[str, Any],
+        at: int,
+        *,
+        parent: str = "0",
+        author: dict[str, Any] | None = None,
         text: str | None = None,
     ) -> dict[str, Any]:
         cid = self._id()
@@ -166,7 +194,11 @@ class Platform:
         customer = self._customer()
         low, high = sorted((customer["uid"], account.uid), key=int)
         conversation_id = f"0:1:{low}:{high}"
-        conversation: dict[str, Any] = {"conversation_id": conversation_id, "participant": customer, "update_time": at * 1000}
+        conversation: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "participant": customer,
+            "update_time": at * 1000,
+        }
         account.conversations[conversation_id] = conversation
         for step in range(self._rng.randint(1, 4)):
             self._add_message(account, conversation, (at + step * 120) * 1000, own=step % 3 == 2)

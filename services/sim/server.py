@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import re
+import sys
 import time
 from dataclasses import dataclass
 

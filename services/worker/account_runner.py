@@ -23,7 +23,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-
 from services.common.logs import say
 
 from . import metrics
@@ -177,7 +176,9 @@ class AccountRunner:
                 log.warning("crawl of %s failed", self.account_id, exc_info=True)
                 self._crawl_failed(CrawlFailed(f"{type(error).__name__}: {_short(error)}", reason="BROWSER_ERROR"))
             else:
-                self._crawl_failed(CrawlFailed(f"the crawl took longer than {self.config.crawl_timeout:g} s", reason="PAGE_TIMEOUT"))
+                self._crawl_failed(
+                    CrawlFailed(f"the crawl took longer than {self.config.crawl_timeout:g} s", reason="PAGE_TIMEOUT")
+                )
             return
         duration = time.monotonic() - started
         self.crawls += 1

@@ -67,7 +67,9 @@ class CommandLog:
         """How the command ended, if it was begun here: its result, or, begun without one,
         a failure saying its outcome is unknown. None: never begun."""
         with closing(self._connect()) as db:
-            row = db.execute("SELECT result FROM commands WHERE request_id = ?", (_key(account_id, request_id),)).fetchone()
+            row = db.execute(
+                "SELECT result FROM commands WHERE request_id = ?", (_key(account_id, request_id),)
+            ).fetchone()
         if row is None:
             return None
         if row[0] is None:
@@ -91,8 +93,7 @@ class CommandLog:
         """Records how the command ended, and forgets the oldest beyond `keep`."""
         with closing(self._connect()) as db, db:
             db.execute(
-                "UPDATE commands SET result = ? WHERE request_id = ?", (result.SerializeToString(), _key(account_id, request_id))
+                "UPDATE commands SET result = ? WHERE request_id = ?",
+                (result.SerializeToString(), _key(account_id, request_id)),
             )
-            db.execute(
-                "DELETE FROM commands WHERE rowid <= (SELECT max(rowid) FROM commands) - ?", (self.keep,)
-            )
+            db.execute("DELETE FROM commands WHERE rowid <= (SELECT max(rowid) FROM commands) - ?", (self.keep,))

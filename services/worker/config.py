@@ -1,37 +1,37 @@
 """The worker's configuration file (TOML).
 
-    master = "127.0.0.1:50051"
-    worker_id = "worker-1"
-    token_file = "worker-1.token"     # or token = "...", or env IMSYNC_WORKER_TOKEN
-    crawl_interval = 30                # seconds between two crawls of an account
-    crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
-    crawl_timeout = 120                # a crawl taking longer is abandoned and reported
-    max_concurrent_crawls = 4          # accounts crawled at once (one Chromium, a context each)
-    login_retry = 600                  # seconds before a login that gave up starts again by itself
-    headless = true                    # false to watch the browser work
-    window = 8                         # unacknowledged versions per account before coalescing
-    command_log = "commands.sqlite3"   # the replies begun and their results, kept across restarts
-    tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its certificate ...
-    tls_cert = "certs/worker-1.pem"    # ... and, for a master that demands one, this worker's
-    tls_key = "certs/worker-1.key"     #     certificate and key (paths relative to this file)
+master = "127.0.0.1:50051"
+worker_id = "worker-1"
+token_file = "worker-1.token"     # or token = "...", or env IMSYNC_WORKER_TOKEN
+crawl_interval = 30                # seconds between two crawls of an account
+crawl_jitter = 0.2                 # +-20% of the interval, so accounts do not crawl in step
+crawl_timeout = 120                # a crawl taking longer is abandoned and reported
+max_concurrent_crawls = 4          # accounts crawled at once (one Chromium, a context each)
+login_retry = 600                  # seconds before a login that gave up starts again by itself
+headless = true                    # false to watch the browser work
+window = 8                         # unacknowledged versions per account before coalescing
+command_log = "commands.sqlite3"   # the replies begun and their results, kept across restarts
+tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its certificate ...
+tls_cert = "certs/worker-1.pem"    # ... and, for a master that demands one, this worker's
+tls_key = "certs/worker-1.key"     #     certificate and key (paths relative to this file)
 
-    [[accounts]]
-    account_id = "douyin-001"
-    adapter = "douyin"                 # the creator center in Chromium
-    base_url = "https://creator.douyin.com"   # or the simulator's address
-    storage_state = "state/douyin-001.json"   # the logged-in session (cookies) on disk
-    login_uid = "60001000"             # simulator only: its login form's account ...
-    login_password = "sim"             # ... and password; otherwise the login's QR code
-                                       #     is relayed to the console
-    page_timeout = 20                  # seconds a page may take
-    qr_refreshes = 3                   # new QR codes after the first expires, then give up
-    code_wait = 300                    # seconds an operator may take to type an SMS code
-    live_chat = true                   # keep the chat page open: new messages sent at once
+[[accounts]]
+account_id = "douyin-001"
+adapter = "douyin"                 # the creator center in Chromium
+base_url = "https://creator.douyin.com"   # or the simulator's address
+storage_state = "state/douyin-001.json"   # the logged-in session (cookies) on disk
+login_uid = "60001000"             # simulator only: its login form's account ...
+login_password = "sim"             # ... and password; otherwise the login's QR code
+                                   #     is relayed to the console
+page_timeout = 20                  # seconds a page may take
+qr_refreshes = 3                   # new QR codes after the first expires, then give up
+code_wait = 300                    # seconds an operator may take to type an SMS code
+live_chat = true                   # keep the chat page open: new messages sent at once
 
-    [[accounts]]
-    account_id = "sample-001"
-    adapter = "sample"                 # generated data that grows by itself (tests)
-    seed = 1
+[[accounts]]
+account_id = "sample-001"
+adapter = "sample"                 # generated data that grows by itself (tests)
+seed = 1
 """
 
 from __future__ import annotations
@@ -127,7 +127,12 @@ def load_worker_config(path: Path) -> WorkerConfig:
     if not accounts:
         raise ConfigError("accounts: at least one [[accounts]] table is required")
     numbers = {}
-    for key, default in (("crawl_interval", 30.0), ("crawl_jitter", 0.2), ("crawl_timeout", 120.0), ("login_retry", 600.0)):
+    for key, default in (
+        ("crawl_interval", 30.0),
+        ("crawl_jitter", 0.2),
+        ("crawl_timeout", 120.0),
+        ("login_retry", 600.0),
+    ):
         value = raw.get(key, default)
         if not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key}: must be a non-negative number")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-
 from services.common.observability import serve_metrics
 
 from .account_runner import AccountRunner, RunnerConfig
@@ -68,7 +67,11 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
 
     engine = SyncEngine(
         EngineConfig(
-            master=config.master, worker_id=config.worker_id, token=config.token, window=config.window, tls=config.tls,
+            master=config.master,
+            worker_id=config.worker_id,
+            token=config.token,
+            window=config.window,
+            tls=config.tls,
             command_log=config.command_log,
         ),
         adapters,
@@ -85,9 +88,7 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
     for account_id, adapter in adapters.items():
         runners[account_id] = AccountRunner(account_id, adapter, engine, runner_config, slots, rng)
     tasks = [asyncio.create_task(engine.run())] + [asyncio.create_task(runner.run()) for runner in runners.values()]
-    print(
-        f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True
-    )
+    print(f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True)
     if metrics_listen:
         tasks.append(asyncio.create_task(serve_metrics(metrics_listen, "worker")))
     if stop is None:

@@ -8,17 +8,24 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CRAWLS = Counter("imsync_worker_crawls", "Crawls by outcome: whole, partial, failed, logged_out", ["account", "outcome"])
+CRAWLS = Counter(
+    "imsync_worker_crawls", "Crawls by outcome: whole, partial, failed, logged_out", ["account", "outcome"]
+)
 CRAWL_SECONDS = Histogram(
-    "imsync_worker_crawl_seconds", "How long a crawl took", ["account"],
+    "imsync_worker_crawl_seconds",
+    "How long a crawl took",
+    ["account"],
     buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120),
 )
-LOGIN_STATE = Gauge("imsync_worker_login_state", "The account's login state (1 for the current one)", ["account", "state"])
+LOGIN_STATE = Gauge(
+    "imsync_worker_login_state", "The account's login state (1 for the current one)", ["account", "state"]
+)
 LIVE_MESSAGES = Counter("imsync_worker_live_messages", "Messages caught live on the chat page", ["account"])
 COMMANDS = Counter("imsync_worker_commands", "Commands performed, by action and outcome", ["action", "outcome"])
 CONNECTED = Gauge("imsync_worker_master_connected", "1 while the worker's SyncData stream is open")
 BROWSER_MEMORY = Gauge(
-    "imsync_worker_browser_memory_bytes", "Proportional set size of the worker's browser (Chromium and Playwright's driver)"
+    "imsync_worker_browser_memory_bytes",
+    "Proportional set size of the worker's browser (Chromium and Playwright's driver)",
 )
 
 LOGIN_STATES = ("logged_in", "logged_out", "logging_in")

@@ -24,14 +24,13 @@ from opentelemetry import trace
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client.sync import DEFAULT_CHUNK_BYTES
+from services.common.observability import context_from, tracer
 from services.common.tls import ClientTls, open_channel
 
-from services.common.observability import context_from, tracer
-
 from .account_state import AccountView
-from .metrics import COMMANDS, CONNECTED
 from .account_sync import AccountSync
 from .command_log import CommandLog
+from .metrics import COMMANDS, CONNECTED
 
 log = logging.getLogger(__name__)
 
@@ -330,12 +329,16 @@ class SyncEngine:
     async def _perform(self, command: sync_pb2.Command, key: str) -> None:
         action = command.WhichOneof("action") or "none"
         with tracer.start_as_current_span(
-            f"perform {action}", context=context_from(dict(command.trace_context)), kind=trace.SpanKind.CONSUMER,
+            f"perform {action}",
+            context=context_from(dict(command.trace_context)),
+            kind=trace.SpanKind.CONSUMER,
             attributes={"imsync.account": command.account_id},
         ) as span:
             result = await self._performed(command, key)
             span.set_attribute("imsync.outcome", sync_pb2.CommandOutcome.Name(result.outcome))
-        COMMANDS.labels(action=action, outcome=sync_pb2.CommandOutcome.Name(result.outcome).removeprefix("COMMAND_OUTCOME_").lower()).inc()
+        COMMANDS.labels(
+            action=action, outcome=sync_pb2.CommandOutcome.Name(result.outcome).removeprefix("COMMAND_OUTCOME_").lower()
+        ).inc()
         self._deliver(sync_pb2.SyncDataRequest(command_result=result))
 
     async def _performed(self, command: sync_pb2.Command, key: str) -> sync_pb2.CommandResult:
@@ -343,7 +346,9 @@ class SyncEngine:
         # Replies are written down before they are performed; a login's code never is.
         book = self._log if command.WhichOneof("action") in _REPLIES else None
         try:
-            prior = None if book is None else await asyncio.to_thread(book.prior, command.account_id, command.request_id)
+            prior = (
+                None if book is None else await asyncio.to_thread(book.prior, command.account_id, command.request_id)
+            )
             if prior is not None:
                 result = prior  # begun before this worker restarted: never performed twice
             else:

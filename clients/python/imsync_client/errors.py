@@ -65,7 +65,11 @@ class ImsyncError(grpc.aio.AioRpcError):
         if isinstance(error, ImsyncError):
             return error
         return cls(
-            error.code(), error.initial_metadata(), error.trailing_metadata(), error.details(), error.debug_error_string()
+            error.code(),
+            error.initial_metadata(),
+            error.trailing_metadata(),
+            error.details(),
+            error.debug_error_string(),
         )
 
     @property

@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import contents_pb2 as cnt
@@ -44,6 +43,7 @@ T = TypeVar("T")
 class EventsMissed(Exception):
     """The master no longer holds the events after the last one seen (it restarted, or
     the client fell too far behind): reload what is shown, then follow events anew."""
+
 
 # Failures after which following events reconnects instead of giving up.
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL}
@@ -113,10 +113,18 @@ class Inbox:
         message_type: e.MessageType.ValueType | None = None,
         since: datetime | None = None,
     ) -> AsyncIterator[e.Message]:
-        request = msg.ListMessagesRequest(account_id=account_id, count=self.page_size, **_set(
-            conversation_id=conversation_id, sender_id=sender_id, receiver_id=receiver_id, status=status,
-            message_type=message_type, since_time=_stamp(since),
-        ))
+        request = msg.ListMessagesRequest(
+            account_id=account_id,
+            count=self.page_size,
+            **_set(
+                conversation_id=conversation_id,
+                sender_id=sender_id,
+                receiver_id=receiver_id,
+                status=status,
+                message_type=message_type,
+                since_time=_stamp(since),
+            ),
+        )
         return walk(self.client.list_messages, request, "messages")
 
     def contents(
@@ -136,9 +144,16 @@ class Inbox:
         is_read: bool | None = None,
         is_new: bool | None = None,
     ) -> AsyncIterator[e.Comment]:
-        request = dis.ListDiscussionsRequest(account_id=account_id, count=self.page_size, **_set(
-            content_id=content_id, parent_comment_id=parent_comment_id, is_read=is_read, is_new=is_new,
-        ))
+        request = dis.ListDiscussionsRequest(
+            account_id=account_id,
+            count=self.page_size,
+            **_set(
+                content_id=content_id,
+                parent_comment_id=parent_comment_id,
+                is_read=is_read,
+                is_new=is_new,
+            ),
+        )
         return walk(self.client.list_discussions, request, "discussions")
 
     def unified(
@@ -151,7 +166,9 @@ class Inbox:
         since: datetime | None = None,
     ) -> AsyncIterator[uni.UnifiedMessage]:
         request = uni.ListUnifiedMessagesRequest(
-            account_id=account_id, count=self.page_size, types=list(types),
+            account_id=account_id,
+            count=self.page_size,
+            types=list(types),
             **_set(is_read=is_read, is_new=is_new, since_time=_stamp(since)),
         )
         return walk(self.client.list_unified_messages, request, "messages")
@@ -168,7 +185,8 @@ class Inbox:
         """Answers a comment under a work; returns the reply (pending until its worker has
         typed it; see wait_for_reply). Sending again with the same request id is safe."""
         request = rep.SendReplyRequest(
-            account_id=account_id, request_id=request_id or _new_request_id(),
+            account_id=account_id,
+            request_id=request_id or _new_request_id(),
             reply_to_comment=sync_pb2.ReplyToComment(comment_id=comment_id, text=text),
         )
         return (await self.client.send_reply(request)).reply
@@ -178,7 +196,8 @@ class Inbox:
     ) -> rep.Reply:
         """Sends a private message in a conversation; as reply_to_comment otherwise."""
         request = rep.SendReplyRequest(
-            account_id=account_id, request_id=request_id or _new_request_id(),
+            account_id=account_id,
+            request_id=request_id or _new_request_id(),
             send_message=sync_pb2.SendMessage(conversation_id=conversation_id, text=text),
         )
         return (await self.client.send_reply(request)).reply
@@ -189,7 +208,9 @@ class Inbox:
         """The reply once it is sent or failed (TimeoutError if it is still pending after `timeout`)."""
         async with asyncio.timeout(timeout):
             while True:
-                reply = (await self.client.get_reply(rep.GetReplyRequest(request_id=request_id, account_id=account_id))).reply
+                reply = (
+                    await self.client.get_reply(rep.GetReplyRequest(request_id=request_id, account_id=account_id))
+                ).reply
                 if reply.state != rep.REPLY_STATE_PENDING:
                     return reply
                 await asyncio.sleep(every)

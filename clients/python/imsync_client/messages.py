@@ -102,6 +102,7 @@ from imsync.v1.replies_pb2 import (
     SendReplyRequest,
     SendReplyResponse,
 )
+from imsync.v1.sync_pb2 import ReplyToComment, SendMessage
 from imsync.v1.unified_messages_pb2 import (
     GetUnifiedStatsRequest,
     GetUnifiedStatsResponse,
@@ -114,7 +115,6 @@ from imsync.v1.unified_messages_pb2 import (
     UnifiedMessage,
     UnifiedMessageType,
 )
-from imsync.v1.sync_pb2 import ReplyToComment, SendMessage
 
 __all__ = [
     "Account",

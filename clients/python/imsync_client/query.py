@@ -13,23 +13,25 @@ from typing import Any
 import grpc
 
 from imsync.v1 import accounts_pb2 as acc
-from imsync.v1 import accounts_pb2_grpc
+from imsync.v1 import (
+    accounts_pb2_grpc,
+    contents_pb2_grpc,
+    conversations_pb2_grpc,
+    discussions_pb2_grpc,
+    events_pb2_grpc,
+    logins_pb2_grpc,
+    messages_pb2_grpc,
+    replies_pb2_grpc,
+    unified_messages_pb2_grpc,
+)
 from imsync.v1 import contents_pb2 as cnt
-from imsync.v1 import contents_pb2_grpc
 from imsync.v1 import conversations_pb2 as conv
-from imsync.v1 import conversations_pb2_grpc
 from imsync.v1 import discussions_pb2 as dis
-from imsync.v1 import discussions_pb2_grpc
 from imsync.v1 import events_pb2 as ev
-from imsync.v1 import events_pb2_grpc
 from imsync.v1 import logins_pb2 as lg
-from imsync.v1 import logins_pb2_grpc
 from imsync.v1 import messages_pb2 as msg
-from imsync.v1 import messages_pb2_grpc
 from imsync.v1 import replies_pb2 as rep
-from imsync.v1 import replies_pb2_grpc
 from imsync.v1 import unified_messages_pb2 as uni
-from imsync.v1 import unified_messages_pb2_grpc
 
 from .errors import ImsyncError
 
@@ -396,16 +398,20 @@ _READS = {
     "imsync.v1.LoginService": ("GetLogin",),
 }
 SERVICE_CONFIG = {
-    "methodConfig": [{
-        "name": [{"service": service, "method": method} for service, methods in _READS.items() for method in methods],
-        "retryPolicy": {
-            "maxAttempts": 4,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "2s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
+    "methodConfig": [
+        {
+            "name": [
+                {"service": service, "method": method} for service, methods in _READS.items() for method in methods
+            ],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
 }
 
 

@@ -23,7 +23,6 @@ from playwright.async_api import Error as PlaywrightError
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-
 from services.common.observability import tracer
 
 from ..adapter import CrawlFailed, CrawlResult, LiveSink, LoginFailed, LoginOperator
@@ -105,7 +104,9 @@ class DouyinAdapter:
                 raise CrawlFailed(f"the works page: {error}", reason="UNREADABLE_ANSWER") from None
             except PlaywrightError as error:
                 first = error.message.splitlines()[0] if error.message else str(error)
-                raise CrawlFailed(f"browser: {first}", reason="PAGE_TIMEOUT" if "Timeout" in first else "BROWSER_ERROR") from None
+                raise CrawlFailed(
+                    f"browser: {first}", reason="PAGE_TIMEOUT" if "Timeout" in first else "BROWSER_ERROR"
+                ) from None
 
     async def _crawl(self) -> CrawlResult:
         async with self._page() as page:
@@ -169,7 +170,9 @@ class DouyinAdapter:
         await goto(page, self.options.base_url.rstrip("/") + path)
         if on_login_page(page):
             if not self.options.login_uid:
-                raise CrawlFailed("logged out: the login page replaced the creator pages", login_state=e.LOGIN_STATE_LOGGED_OUT)
+                raise CrawlFailed(
+                    "logged out: the login page replaced the creator pages", login_state=e.LOGIN_STATE_LOGGED_OUT
+                )
             await password_login(page, self._login)
             await goto(page, self.options.base_url.rstrip("/") + path)
 
@@ -179,7 +182,9 @@ class DouyinAdapter:
             await load_all(page, self.options.page_timeout)
         target = page.locator(f'li.comment[data-cid="{reply.comment_id}"]')
         if await target.count() == 0:
-            return _failed(e.FAILURE_REASON_TARGET_NOT_FOUND, f"no comment {reply.comment_id} on work {reply.content_id}")
+            return _failed(
+                e.FAILURE_REASON_TARGET_NOT_FOUND, f"no comment {reply.comment_id} on work {reply.content_id}"
+            )
         with tracer.start_as_current_span("type the reply"):
             await target.locator("textarea").first.fill(reply.text)
         with tracer.start_as_current_span("click reply"):
@@ -205,10 +210,14 @@ class DouyinAdapter:
 def _result(body: dict[str, Any], key: str, id_key: str) -> sync_pb2.CommandResult:
     status = int(body.get("status_code", -1))
     if status == 0:
-        result = sync_pb2.CommandResult(outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id=str((body.get(key) or {}).get(id_key, "")))
+        result = sync_pb2.CommandResult(
+            outcome=sync_pb2.COMMAND_OUTCOME_SENT, created_id=str((body.get(key) or {}).get(id_key, ""))
+        )
         result.performed_at.GetCurrentTime()
         return result
-    return _failed(_REFUSALS.get(status, e.FAILURE_REASON_PLATFORM_ERROR), str(body.get("status_msg", f"status {status}")))
+    return _failed(
+        _REFUSALS.get(status, e.FAILURE_REASON_PLATFORM_ERROR), str(body.get("status_msg", f"status {status}"))
+    )
 
 
 def _failed(reason: e.FailureReason.ValueType, message: str) -> sync_pb2.CommandResult:

@@ -96,7 +96,9 @@ class Capture:
         return [answer.body for answer in self.answers if answer.path == path and answer.matches(wanted)]
 
     def items(self, path: str, key: str, **wanted: str) -> list[dict[str, Any]]:
-        return [item for body in self.bodies(path, **wanted) for item in (body.get(key) or []) if isinstance(item, dict)]
+        return [
+            item for body in self.bodies(path, **wanted) for item in (body.get(key) or []) if isinstance(item, dict)
+        ]
 
     def trouble(self, path: str, **wanted: str) -> str:
         """What went wrong with the answers of a list, or ""."""
@@ -105,7 +107,9 @@ class Capture:
             return ""
         unreadable = sum(t.kind == "unreadable" for t in found)
         lost = len(found) - unreadable
-        parts = [f"{unreadable} unreadable answer(s)"] * bool(unreadable) + [f"{lost} answer(s) gone before they were read"] * bool(lost)
+        parts = [f"{unreadable} unreadable answer(s)"] * bool(unreadable) + [
+            f"{lost} answer(s) gone before they were read"
+        ] * bool(lost)
         return " and ".join(parts)
 
     def ended(self, path: str, **wanted: str) -> bool:

@@ -21,7 +21,16 @@ from imsync.v1 import sync_pb2
 from ..account_state import AccountView
 from ..adapter import CrawlFailed, CrawlResult
 from .capture import Capture
-from .mapping import MappingError, account_of, comment_of, content_of, conversation_of, message_of, notification_of, user_of
+from .mapping import (
+    MappingError,
+    account_of,
+    comment_of,
+    content_of,
+    conversation_of,
+    message_of,
+    notification_of,
+    user_of,
+)
 from .pages import (
     CHAT_PAGE,
     COMMENT_LIST,
@@ -65,7 +74,9 @@ class Crawl:
     async def open(self, path: str) -> None:
         await goto(self.page, self.base_url.rstrip("/") + path)
         if on_login_page(self.page):
-            raise CrawlFailed("logged out: the login page replaced the creator pages", login_state=e.LOGIN_STATE_LOGGED_OUT)
+            raise CrawlFailed(
+                "logged out: the login page replaced the creator pages", login_state=e.LOGIN_STATE_LOGGED_OUT
+            )
 
     async def run(self) -> CrawlResult:
         await self._works()
@@ -134,7 +145,9 @@ class Crawl:
         for comment in self.capture.items(COMMENT_LIST, "comments", item_id=item_id):
             cid = str(comment.get("cid", ""))
             if int(comment.get("reply_comment_total") or 0) > 0:
-                self._whole("comments", f"replies of comment {cid} on work {item_id}", stopped, REPLY_LIST, comment_id=cid)
+                self._whole(
+                    "comments", f"replies of comment {cid} on work {item_id}", stopped, REPLY_LIST, comment_id=cid
+                )
 
     async def _chat(self) -> list[dict[str, Any]]:
         stopped = await self._read(CHAT_PAGE)
@@ -150,7 +163,9 @@ class Crawl:
             except (TimeoutError, PlaywrightError) as error:
                 opened = _short(error)
             await self.capture.settle()
-            self._whole("messages", f"conversation {conversation}", opened, MESSAGE_HISTORY, conversation_id=conversation)
+            self._whole(
+                "messages", f"conversation {conversation}", opened, MESSAGE_HISTORY, conversation_id=conversation
+            )
         return conversations
 
     async def _open_conversation(self, conversation_id: str) -> None:

@@ -86,7 +86,9 @@ async def watch_chat(context: BrowserContext, base_url: str, me: Callable[[], e.
         await close_page(page)
 
 
-async def _next(frames: asyncio.Queue[str | bytes], navigated: asyncio.Event, gone: asyncio.Event) -> str | bytes | None:
+async def _next(
+    frames: asyncio.Queue[str | bytes], navigated: asyncio.Event, gone: asyncio.Event
+) -> str | bytes | None:
     """The next frame, or None once the page navigated (it may have been logged out) or closed."""
     if navigated.is_set():
         navigated.clear()

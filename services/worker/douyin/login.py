@@ -140,7 +140,7 @@ class _QrFlow:
             await asyncio.sleep(0.1)
 
     async def _wait_for_scan(self, token: str, challenge: e.LoginChallenge) -> str:
-        """"in" once logged in, "expired" when the code expired, "restarted" when the
+        """ "in" once logged in, "expired" when the code expired, "restarted" when the
         platform started over after wrong codes."""
         while True:
             if not on_login_page(self.page):
@@ -170,7 +170,9 @@ class _QrFlow:
     async def _sms_step(self, data: dict[str, object]) -> str:
         form = self.page.locator("#sms")
         await form.wait_for(state="visible")
-        prompt = (await form.locator(".sms-prompt").text_content() or "").strip() or f"a code was sent to {data.get('mobile', '')}"
+        prompt = (
+            await form.locator(".sms-prompt").text_content() or ""
+        ).strip() or f"a code was sent to {data.get('mobile', '')}"
         tries = int(str(data.get("tries_left") or 0))
         error = ""
         while True:
@@ -202,7 +204,9 @@ class _QrFlow:
                 answer = {}
             if answer.get("message") == "success":
                 self.operator.code_answered(True, "the platform took the code")
-                await self.page.wait_for_url(lambda url: LOGIN_PAGE not in url, timeout=self.options.page_timeout * 1000)
+                await self.page.wait_for_url(
+                    lambda url: LOGIN_PAGE not in url, timeout=self.options.page_timeout * 1000
+                )
                 return "in"
             detail = answer.get("data") or {}
             assert isinstance(detail, dict)

@@ -100,7 +100,11 @@ def content_of(raw: dict[str, Any], base_url: str) -> e.Content:
 
 def comment_of(raw: dict[str, Any], base_url: str) -> e.Comment:
     parent = str(raw.get("reply_id") or "0")
-    images = [urljoin(base_url, str(url)) for image in raw.get("image_list") or [] for url in (image.get("url_list") or [])[:1]]
+    images = [
+        urljoin(base_url, str(url))
+        for image in raw.get("image_list") or []
+        for url in (image.get("url_list") or [])[:1]
+    ]
     return e.Comment(
         comment_id=_required(raw, "cid"),
         content_id=_required(raw, "aweme_id"),
@@ -119,7 +123,9 @@ def conversation_of(raw: dict[str, Any], base_url: str) -> e.Conversation:
     conversation_id = _required(raw, "conversation_id")
     conversation = e.Conversation(
         conversation_id=conversation_id,
-        conversation_type=e.CONVERSATION_TYPE_GROUP if conversation_id.startswith("0:2:") else e.CONVERSATION_TYPE_ONE_ON_ONE,
+        conversation_type=e.CONVERSATION_TYPE_GROUP
+        if conversation_id.startswith("0:2:")
+        else e.CONVERSATION_TYPE_ONE_ON_ONE,
         participant=user_of(raw.get("participant") or {}, base_url),
         platform=e.PLATFORM_DOUYIN,
         status=e.CONVERSATION_STATUS_ACTIVE,

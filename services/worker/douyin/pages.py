@@ -66,7 +66,9 @@ async def load_all(page: Page, timeout: float, capture: Capture | None = None) -
     while await page.evaluate("document.body.dataset.loaded") != "all":
         if capture is not None and len(capture.troubles) > troubles:
             trouble = capture.troubles[-1]
-            raise Unreadable(f"an answer of {trouble.path} was {'unreadable' if trouble.kind == 'unreadable' else 'lost'}")
+            raise Unreadable(
+                f"an answer of {trouble.path} was {'unreadable' if trouble.kind == 'unreadable' else 'lost'}"
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"the list never finished loading ({timeout:g} s)")
         await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
@@ -100,7 +102,9 @@ async def expand_replies(page: Page, capture: Capture, item_id: str, timeout: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"the replies of {len(waiting)} comment(s) still loading after {timeout:g} s")
         try:
-            async with page.expect_response(lambda answer: urlparse(answer.url).path == REPLY_LIST, timeout=timeout * 1000):
+            async with page.expect_response(
+                lambda answer: urlparse(answer.url).path == REPLY_LIST, timeout=timeout * 1000
+            ):
                 await button.click(timeout=_STALL_SECONDS * 1000)
         except PlaywrightError as error:
             if "Timeout" not in str(error):
