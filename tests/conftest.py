@@ -19,7 +19,7 @@ from imsync_client import ImClient, SyncClient
 from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
-from services.master import _wire, collector
+from services.master import collector, wire_reader
 from services.master.in_process import InProcessChannel
 from services.master.memory_store import MemoryStore
 from services.master.redis_store import RedisStore
@@ -65,18 +65,32 @@ def _thawed() -> Iterator[None]:
     collector.thaw()
 
 
-@pytest.fixture
-def wire_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """What the master's compiled reader of messages (_wire.c) answers during the test:
+class WireReads(list[bool]):
+    """What the master's compiled reader of messages (_wire.c) answered during a test:
     True for each batch it read itself, False for each it left to the Python loop."""
-    read: list[bool] = []
-    take = _wire.take_messages
 
-    def spy(*args: Any) -> bool:
-        read.append(take(*args))
-        return read[-1]
+    def __init__(self, compiled: bool) -> None:
+        super().__init__()
+        self.compiled = compiled
 
-    monkeypatch.setattr(_wire, "take_messages", spy)
+    def all_compiled(self) -> bool:
+        """Every batch read by the compiled reader where it is on (and some were); where it
+        is off (IMSYNC_WIRE_READER=python, or never built), none."""
+        return bool(self) and all(self) if self.compiled else not self
+
+
+@pytest.fixture
+def wire_reads(monkeypatch: pytest.MonkeyPatch) -> WireReads:
+    reader = wire_reader.READER
+    read = WireReads(compiled=reader is not None)
+    if reader is not None:
+        take = reader.take_messages
+
+        def spy(*args: Any) -> bool:
+            read.append(take(*args))
+            return read[-1]
+
+        monkeypatch.setattr(reader, "take_messages", spy)
     return read
 
 

@@ -31,7 +31,7 @@ from services.master.sync_service import SyncConfig
 from services.worker.sync_engine import SyncEngine
 
 from . import waiting
-from .conftest import NOW
+from .conftest import NOW, WireReads
 from .sync_harness import MasterHandle, crawl_of, engine_for, running
 from .test_store_deltas import copy, diff, mutate, observable
 
@@ -94,13 +94,13 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     return await observable(store, "acc"), ["r-1", "r-2"]
 
 
-async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_reads: list[bool]) -> None:
+async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_reads: WireReads) -> None:
     shown, replies = await _busy_store(tmp_path, seed=3)
     wire_reads.clear()  # what the restart reads, not what the first store did
     store, book, recovery = _open(tmp_path)
     try:
         assert recovery.problems == [] and recovery.records > 6
-        assert wire_reads and all(wire_reads), "the journaled snapshot's messages are read off its bytes"
+        assert wire_reads.all_compiled(), "the journaled snapshot's messages are read off its bytes"
         assert await observable(store, "acc") == shown
         states = [(await book.get("acc", request_id)).state for request_id in replies]  # type: ignore[union-attr]
         assert states == [CommandState.PENDING, CommandState.SENT]
@@ -111,7 +111,7 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_rea
         await recovery.journal.close()
 
 
-async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path, wire_reads: list[bool]) -> None:
+async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path, wire_reads: WireReads) -> None:
     shown, _ = await _busy_store(tmp_path, seed=5)
     store, _, recovery = _open(tmp_path)
     journal = recovery.journal
@@ -130,7 +130,7 @@ async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path:
     wire_reads.clear()
     store, _, recovery = _open(tmp_path)
     assert recovery.problems == [] and recovery.records == 1
-    assert wire_reads and all(wire_reads), "the checkpoint's messages are read off its bytes"
+    assert wire_reads.all_compiled(), "the checkpoint's messages are read off its bytes"
     assert await observable(store, "acc") == shown
     await checkpoint_all(store, recovery.journal)
     await recovery.journal.close()

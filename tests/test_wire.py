@@ -3,13 +3,9 @@ loop it stands in for: on every encoding upb parses, taking a chunk with its byt
 what taking it without them gives (the same refusal, or the same facts), and the reader
 does read what encoders plainly write, rather than always leaving it to Python.
 
-The reader's memory safety was checked by running these tests against a build under
-AddressSanitizer (they catch a varint read past the end of its bytes):
-
-    gcc -shared -fPIC -g -fsanitize=address,undefined -I"$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-        services/master/_wire.c -o services/master/_wire.cpython-311-x86_64-linux-gnu.so
-    PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-        .venv/bin/pytest -s tests/test_wire.py tests/test_sync_fuzz.py
+scripts/test runs these tests (and the sync fuzzer) once more against a build under
+AddressSanitizer and UndefinedBehaviorSanitizer, where the compiler has them
+(scripts/asan-wire): they catch a varint read past the end of its bytes.
 """
 
 from __future__ import annotations

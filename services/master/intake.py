@@ -8,7 +8,8 @@ their groups, and which messages are a customer's. A snapshot is taken in chunk 
 as its chunks arrive; a delta's upserts pass the same checks.
 
 A snapshot chunk's messages (most of what it holds) are read off the bytes it was parsed
-from, where those are at hand (`Wire`), by imsync's one compiled part (_wire.c). It
+from, where those are at hand (`Wire`), by imsync's one compiled part (_wire.c, where it
+was built: wire_reader.py). It
 declines what an encoder would not plainly write and every message the checks refuse;
 the Python loop then takes the chunk, and names what is wrong.
 
@@ -26,10 +27,11 @@ from typing import Any
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 
-from . import _wire, time_keys
+from . import time_keys
 from .entity_table import EntityTable
 from .errors import InvalidArgument
 from .validation import MAX_SECONDS, MIN_SECONDS, find_bad_timestamp, timestamps_fit
+from .wire_reader import READER as _wire
 
 # Each collection of EntityBatch: its key field and the fields the master owns.
 COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -112,21 +114,25 @@ class Intake:
             self.inbound_conversations,
             self.inbound_ids,
         )
-        if wire is not None and _wire.take_messages(
-            wire[0],
-            (*wire[1], _MESSAGES),
-            account_id,
-            MIN_SECONDS,
-            MAX_SECONDS,
-            place,
-            items,
-            places,
-            keys,
-            groups,
-            inbound_keys,
-            inbound_conversations,
-            inbound_ids,
-            self.undirected,
+        if (
+            wire is not None
+            and _wire is not None
+            and _wire.take_messages(
+                wire[0],
+                (*wire[1], _MESSAGES),
+                account_id,
+                MIN_SECONDS,
+                MAX_SECONDS,
+                place,
+                items,
+                places,
+                keys,
+                groups,
+                inbound_keys,
+                inbound_conversations,
+                inbound_ids,
+                self.undirected,
+            )
         ):
             return
         pack, bias, invert, end = time_keys.HEAD.pack, time_keys.BIAS, time_keys.INVERT, time_keys.END
