@@ -32,12 +32,12 @@ from imsync.v1 import sync_pb2
 from imsync_client import SyncClient
 from services import processes
 from services.common.sample import SampleAccount
-from services.master.commands import CommandBook
-from services.master.durability import checkpoint_all, open_data_dir
-from services.master.journal import FILE_NAME
-from services.master.memory_store import MemoryStore
-from services.master.store import SnapshotData
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
+from services.master.memory.durability import checkpoint_all, open_data_dir
+from services.master.memory.journal import FILE_NAME
+from services.master.memory.store import MemoryStore
+from services.master.model.commands import CommandBook
+from services.master.model.store import SnapshotData
 
 ACCOUNTS = 4
 ROUNDS = 150  # deltas per account

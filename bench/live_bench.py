@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from services import processes
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
 from services.sim.server import uids_of, worker_accounts
 
 

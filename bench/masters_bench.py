@@ -34,7 +34,7 @@ from imsync_client import ImClient, SyncClient
 from services import processes
 from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
 
 ACCOUNTS = 10
 SEED = 7

@@ -28,7 +28,7 @@ from imsync.v1 import sync_pb2
 from imsync_client import SyncClient
 from services import processes
 from services.common.sample import SampleAccount
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
 from services.worker.account_state import COLLECTIONS, AccountView
 from services.worker.account_sync import AccountSync
 

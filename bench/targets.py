@@ -36,9 +36,9 @@ from imsync_client import ImClient, SyncClient
 from services import processes
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.marshalers import IM
-from services.master.memory_store import MemoryStore
-from services.master.store import SnapshotData
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
+from services.master.memory.store import MemoryStore
+from services.master.model.store import SnapshotData
 
 URL = "/api/im/conversations?account_id=douyin-001&count=20"
 
@@ -269,8 +269,8 @@ def memory_per_message(messages: int) -> dict[str, float]:
     code = f"""
 import asyncio, gc, json
 from services.common.sample import SampleAccount
-from services.master.memory_store import MemoryStore
-from services.master.store import SnapshotData
+from services.master.memory.store import MemoryStore
+from services.master.model.store import SnapshotData
 from imsync.v1 import entities_pb2, sync_pb2
 def rss():
     with open('/proc/self/status') as f:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.master.worker_auth import add_worker_token
+from services.master.auth.worker_tokens import add_worker_token
 from services.sim.server import uids_of, worker_accounts
 
 from . import processes

@@ -16,7 +16,7 @@ from services.gateway.app import create_app
 from services.gateway.cache import Metadata, ResponseCache
 from services.gateway.observe import Probe
 from services.master.in_process import InProcessChannel
-from services.master.memory_store import MemoryStore
+from services.master.memory.store import MemoryStore
 from services.master.server import Alongside, Master
 
 

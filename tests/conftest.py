@@ -19,16 +19,16 @@ from imsync_client import ImClient, SyncClient
 from services.common.local_redis import RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
-from services.master import collector, wire_reader
+from services.master.auth.watched_file import token_hash
 from services.master.in_process import InProcessChannel
-from services.master.memory_store import MemoryStore
-from services.master.redis_store import RedisStore
-from services.master.retention import KEEP_EVERYTHING
+from services.master.memory.store import MemoryStore
+from services.master.model import collector, wire_reader
+from services.master.model.retention import KEEP_EVERYTHING
+from services.master.model.store import Store
+from services.master.redis.store import RedisStore
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.store import Store
-from services.master.sync_service import SyncConfig
-from services.master.watched_file import token_hash
+from services.master.sync.service import SyncConfig
 
 # Every worker id a test uses has the token "token-<worker id>".
 WORKER_IDS = (

@@ -12,12 +12,12 @@ from typing import Any
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.memory_store import MemoryStore
-from services.master.retention import KEEP_EVERYTHING
+from services.master.memory.store import MemoryStore
+from services.master.model.retention import KEEP_EVERYTHING
+from services.master.model.store import Store
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.store import Store
-from services.master.sync_service import SyncConfig
+from services.master.sync.service import SyncConfig
 from services.worker.account_state import AccountView
 from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import services.gateway.observe
-import services.master.metrics
+import services.master.model.metrics
 import services.worker.metrics  # noqa: F401
 
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"

@@ -27,10 +27,10 @@ from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount
 from services.gateway.app import create_app, im_services
 from services.gateway.routes import routes_of
-from services.master.api_keys import create_api_key, revoke_api_key
-from services.master.retention import KEEP_EVERYTHING
+from services.master.auth.api_keys import create_api_key, revoke_api_key
+from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync_service import SyncConfig
+from services.master.sync.service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 
@@ -372,7 +372,7 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> 
 
 
 def test_the_bucket_refills_with_time() -> None:
-    from services.master.rate_limit import RateLimiter
+    from services.common.rate_limit import RateLimiter
 
     now = [0.0]
     limiter = RateLimiter(2.0, 2, clock=lambda: now[0])

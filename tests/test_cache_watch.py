@@ -18,9 +18,9 @@ from imsync.v1 import cache_pb2, cache_pb2_grpc
 from imsync_client import SyncClient
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
-from services.master.api_keys import create_api_key, revoke_api_key
-from services.master.coherence import Coherence
-from services.master.retention import KEEP_EVERYTHING
+from services.master.auth.api_keys import create_api_key, revoke_api_key
+from services.master.model.coherence import Coherence
+from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
 
 from .conftest import NOW, token_for, write_tokens

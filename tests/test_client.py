@@ -91,8 +91,8 @@ async def test_refusals_are_one_exception_with_their_details_decoded(master: Mas
 
 async def test_an_api_key_goes_with_every_call(tmp_path: Path) -> None:
     from imsync_client import ImsyncError, connect
-    from services.master.api_keys import create_api_key
-    from services.master.retention import KEEP_EVERYTHING
+    from services.master.auth.api_keys import create_api_key
+    from services.master.model.retention import KEEP_EVERYTHING
     from services.master.server import Master as MasterProcess
     from services.master.server import MasterConfig
 

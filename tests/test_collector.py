@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from services.master import collector
+from services.master.model import collector
 
 
 class Node:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services.master.api_keys import create_api_key
+from services.master.auth.api_keys import create_api_key
 
 from . import waiting
 from .demo_processes import DemoProcesses

@@ -23,7 +23,7 @@ from imsync.v1 import sync_pb2
 from imsync_client import SyncClient
 from services import processes
 from services.common.sample import SampleAccount
-from services.master.api_keys import create_api_key
+from services.master.auth.api_keys import create_api_key
 
 from .conftest import NOW, token_for, write_tokens
 

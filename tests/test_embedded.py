@@ -17,7 +17,7 @@ from services.common.sample import SampleAccount
 from services.embedded import embedded_app
 from services.gateway.app import Gateway, create_app
 from services.gateway.cache import ResponseCache
-from services.master.errors import PermissionDenied
+from services.master.model.errors import PermissionDenied
 
 from .conftest import NOW, Master, push_all
 

@@ -6,7 +6,7 @@ import pytest
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.entity_table import EntityTable
+from services.master.model.entity_table import EntityTable
 
 
 def _batch(*ids: str) -> sync_pb2.EntityBatch:

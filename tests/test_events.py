@@ -16,8 +16,8 @@ from imsync.v1 import events_pb2 as ev
 from imsync_client import SyncClient
 from services import processes
 from services.common.sample import SampleAccount
-from services.master.errors import InvalidArgument, OutOfRange, ResourceExhausted
-from services.master.events import EventBus
+from services.master.model.errors import InvalidArgument, OutOfRange, ResourceExhausted
+from services.master.model.events import EventBus
 
 from .conftest import NOW, Master, push_all, token_for, write_tokens
 
@@ -203,7 +203,7 @@ async def test_sse_and_ndjson_clients_see_new_messages_and_resume_exactly(deploy
 async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -> None:
     """Across a restart the follower is told it may have missed events, and follows anew."""
     from imsync_client import EventsMissed, ImClient, Inbox
-    from services.master.sync_service import SyncConfig
+    from services.master.sync.service import SyncConfig
 
     from .sync_harness import MasterHandle
 

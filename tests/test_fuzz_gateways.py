@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.master.api_keys import create_api_key
+from services.master.auth.api_keys import create_api_key
 
 from .conftest import write_tokens
 

@@ -16,7 +16,7 @@ from services.common.sample import SampleAccount
 from services.gateway.app import create_app
 from services.gateway.marshalers import ProfileRegistry
 from services.gateway.protojson import JsonStyle, to_json
-from services.master.store import MAX_PAGE_SIZE
+from services.master.model.store import MAX_PAGE_SIZE
 
 from .conftest import NOW, Master, push_all
 

@@ -27,13 +27,13 @@ from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import create_app
 from services.gateway.cache import Answer, ResponseCache
-from services.master.api_keys import create_api_key, revoke_api_key
-from services.master.events import EventBus
+from services.master.auth.api_keys import create_api_key, revoke_api_key
+from services.master.auth.worker_tokens import add_worker_token
 from services.master.in_process import InProcessChannel
-from services.master.retention import KEEP_EVERYTHING
+from services.master.model.events import EventBus
+from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync_service import SyncConfig
-from services.master.worker_auth import add_worker_token
+from services.master.sync.service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 

@@ -22,12 +22,12 @@ from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient
 from services.common.sample import SampleAccount
-from services.master.commands import CommandBook, CommandState
-from services.master.durability import Recovery, checkpoint_all, compact, open_data_dir
-from services.master.journal import FILE_NAME
-from services.master.memory_store import MemoryStore
-from services.master.store import DeltaData, SnapshotData
-from services.master.sync_service import SyncConfig
+from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
+from services.master.memory.journal import FILE_NAME
+from services.master.memory.store import MemoryStore
+from services.master.model.commands import CommandBook, CommandState
+from services.master.model.store import DeltaData, SnapshotData
+from services.master.sync.service import SyncConfig
 from services.worker.sync_engine import SyncEngine
 
 from . import waiting

@@ -21,10 +21,10 @@ from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient
 from services.gateway.app import create_app
-from services.master.api_keys import create_api_key
-from services.master.retention import KEEP_EVERYTHING
+from services.master.auth.api_keys import create_api_key
+from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync_service import SyncConfig
+from services.master.sync.service import SyncConfig
 
 from . import conftest
 from .conftest import token_for, write_tokens

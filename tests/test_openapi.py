@@ -59,7 +59,7 @@ def _start(args: list[str], wanted: int = 1) -> tuple[subprocess.Popen[str], lis
 @pytest.fixture(scope="module")
 def api_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A key file with one key, for one of the two accounts the gateway serves."""
-    from services.master.api_keys import create_api_key
+    from services.master.auth.api_keys import create_api_key
 
     keys = Path(tmp_path_factory.mktemp("keys")) / "api-keys.toml"
     return keys, create_api_key(keys, "fuzz", [sample_accounts(2, now=NOW, seed=40)[0].account_id], ["read", "reply"])

@@ -22,11 +22,11 @@ from services.common.local_redis import RedisServer
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
-from services.master.redis_store import RedisStore
-from services.master.retention import KEEP_EVERYTHING
+from services.master.model.retention import KEEP_EVERYTHING
+from services.master.redis.store import RedisStore
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.sync_service import SyncConfig
+from services.master.sync.service import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 from .sync_harness import crawl_of, master_copy, view_copy

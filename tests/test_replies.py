@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.commands import CommandState
+from services.master.model.commands import CommandState
 
 from .conftest import NOW, Master, push_all
 

@@ -12,12 +12,12 @@ import pytest
 
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.account_state import ns_of
-from services.master.commands import CommandBook
-from services.master.durability import open_data_dir
-from services.master.memory_store import MemoryStore
-from services.master.retention import DAY, KEEP_EVERYTHING, Retention, parse_retention
-from services.master.store import SnapshotData, Store
+from services.master.memory.durability import open_data_dir
+from services.master.memory.store import MemoryStore
+from services.master.model.account_state import ns_of
+from services.master.model.commands import CommandBook
+from services.master.model.retention import DAY, KEEP_EVERYTHING, Retention, parse_retention
+from services.master.model.store import SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 from .test_store_deltas import copy, observable

@@ -10,10 +10,10 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
-from services.master import cursor as cursors
-from services.master.cursor import Newest
-from services.master.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.master.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
+from services.master.model import cursor as cursors
+from services.master.model.cursor import Newest
+from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.master.model.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.errors import FailedPrecondition
-from services.master.store import DeltaData, SnapshotData, Store
+from services.master.model.errors import FailedPrecondition
+from services.master.model.store import DeltaData, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 

@@ -12,10 +12,10 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
-from services.master.cursor import Newest
-from services.master.redis_store import RedisStore
-from services.master.retention import KEEP_EVERYTHING, parse_retention
-from services.master.store import DeltaData, SnapshotData, Store
+from services.master.model.cursor import Newest
+from services.master.model.retention import KEEP_EVERYTHING, parse_retention
+from services.master.model.store import DeltaData, SnapshotData, Store
+from services.master.redis.store import RedisStore
 
 from .conftest import NOW, StoreFactory
 

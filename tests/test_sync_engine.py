@@ -17,9 +17,9 @@ from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import SyncRefused
 from services.common.rpc_errors import field_of, reason_of
 from services.common.sample import SampleAccount
-from services.master.commands import CommandState
-from services.master.errors import AlreadyExists, NotFound
-from services.master.sync_service import SyncConfig
+from services.master.model.commands import CommandState
+from services.master.model.errors import AlreadyExists, NotFound
+from services.master.sync.service import SyncConfig
 
 from .conftest import NOW, token_for
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy
@@ -113,7 +113,7 @@ async def test_a_base_the_master_does_not_have_falls_back_to_a_snapshot(master: 
         await engine.wait_synced()
         # Behind the worker's back the master moves on (an operator restored another copy).
         other = sample(seed=2)
-        from services.master.store import SnapshotData
+        from services.master.model.store import SnapshotData
 
         await master.store.apply_snapshot(SnapshotData("acc", 40, frozenset(), other.account, other.batch))
         snapshots = engine.bytes_sent["snapshot"]
@@ -356,7 +356,7 @@ async def test_a_token_speaks_for_one_worker_only(master: MasterHandle) -> None:
 
 
 async def test_tokens_are_rotated_without_a_restart(master: MasterHandle) -> None:
-    from services.master.worker_auth import add_worker_token
+    from services.master.auth.worker_tokens import add_worker_token
 
     new_token = add_worker_token(master.tokens, "test-worker", ["*"])
     old_channel, old_call = raw_stream(master, token_for("test-worker"))
@@ -372,7 +372,7 @@ async def test_tokens_are_rotated_without_a_restart(master: MasterHandle) -> Non
 
 
 async def test_a_worker_syncs_only_the_accounts_assigned_to_it(master: MasterHandle) -> None:
-    from services.master.worker_auth import add_worker_token
+    from services.master.auth.worker_tokens import add_worker_token
 
     account = sample()
     token = add_worker_token(master.tokens, "worker-a", ["other-account"])  # not "acc"
@@ -397,7 +397,7 @@ async def test_a_worker_syncs_only_the_accounts_assigned_to_it(master: MasterHan
 
 
 async def test_a_token_revoked_mid_stream_ends_the_stream_and_stores_nothing_more(master: MasterHandle) -> None:
-    from services.master.worker_auth import add_worker_token
+    from services.master.auth.worker_tokens import add_worker_token
 
     account = sample()
     token = add_worker_token(master.tokens, "worker-a", ["*"])

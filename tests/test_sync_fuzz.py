@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.commands import CommandBook
-from services.master.errors import PermissionDenied, Unauthenticated
-from services.master.memory_store import MemoryStore
-from services.master.sync_service import SyncConfig, SyncHub, SyncSession
-from services.master.worker_auth import WorkerTokens
+from services.master.auth.worker_tokens import WorkerTokens
+from services.master.memory.store import MemoryStore
+from services.master.model.commands import CommandBook
+from services.master.model.errors import PermissionDenied, Unauthenticated
+from services.master.sync.service import SyncConfig, SyncHub, SyncSession
 
 from .conftest import write_tokens
 from .test_store_deltas import observable

@@ -7,9 +7,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.master import time_keys
-from services.master.cursor import Newest
-from services.master.errors import InvalidArgument
+from services.master.model import time_keys
+from services.master.model.cursor import Newest
+from services.master.model.errors import InvalidArgument
 
 # Valid Timestamps (year 1 to 9999), and ids sharing prefixes often, beyond ASCII too.
 seconds = st.integers(-62_135_596_800, 253_402_300_799)

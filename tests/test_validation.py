@@ -9,9 +9,9 @@ from google.protobuf.descriptor import Descriptor
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master import time_keys
-from services.master.errors import InvalidArgument
-from services.master.intake import COLLECTIONS, Intake, clean_batch
+from services.master.model import time_keys
+from services.master.model.errors import InvalidArgument
+from services.master.model.intake import COLLECTIONS, Intake, clean_batch
 
 from .conftest import NOW
 

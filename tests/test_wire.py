@@ -1,4 +1,4 @@
-"""The compiled reader of snapshot messages (services/master/_wire.c) against the Python
+"""The compiled reader of snapshot messages (services/master/model/_wire.c) against the Python
 loop it stands in for: on every encoding upb parses, taking a chunk with its bytes gives
 what taking it without them gives (the same refusal, or the same facts), and the reader
 does read what encoders plainly write, rather than always leaving it to Python.
@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master import _wire
-from services.master.errors import InvalidArgument
-from services.master.intake import Intake
-from services.master.sync_service import _ENTITIES
-from services.master.validation import MAX_SECONDS, MIN_SECONDS
+from services.master.model import _wire
+from services.master.model.errors import InvalidArgument
+from services.master.model.intake import Intake
+from services.master.model.validation import MAX_SECONDS, MIN_SECONDS
+from services.master.sync.service import _ENTITIES
 
 ACCOUNT = "acc"
 PATH = "snapshot.entities"

@@ -62,9 +62,9 @@ def _server_tls(args: argparse.Namespace) -> Any:
 
 
 def master(args: argparse.Namespace) -> int:
-    from services.master.retention import parse_retention
+    from services.master.model.retention import parse_retention
     from services.master.server import MasterConfig, serve
-    from services.master.sync_service import SyncConfig
+    from services.master.sync.service import SyncConfig
 
     try:
         retention = parse_retention(args.retention)
@@ -230,7 +230,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def worker_token(args: argparse.Namespace) -> int:
-    from services.master.worker_auth import add_worker_token
+    from services.master.auth.worker_tokens import add_worker_token
 
     try:
         print(add_worker_token(Path(args.file), args.worker_id, _split(args.accounts)))
@@ -240,7 +240,7 @@ def worker_token(args: argparse.Namespace) -> int:
 
 
 def api_key(args: argparse.Namespace) -> int:
-    from services.master.api_keys import create_api_key, revoke_api_key
+    from services.master.auth.api_keys import create_api_key, revoke_api_key
 
     if args.action == "revoke":
         if not revoke_api_key(Path(args.file), args.key_id):

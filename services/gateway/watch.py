@@ -19,7 +19,7 @@ from collections.abc import Callable
 import grpc
 
 from imsync.v1 import cache_pb2, cache_pb2_grpc
-from services.master.rate_limit import RateLimiter
+from services.common.rate_limit import RateLimiter
 
 from .cache import Metadata
 

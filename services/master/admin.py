@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .commands import CommandBook
-from .durability import open_data_dir
-from .errors import NotFound
-from .memory_store import MemoryStore
-from .redis_store import RedisStore
-from .retention import KEEP_EVERYTHING
+from services.master.memory.durability import open_data_dir
+from services.master.memory.store import MemoryStore
+from services.master.model.commands import CommandBook
+from services.master.model.errors import NotFound
+from services.master.model.retention import KEEP_EVERYTHING
+from services.master.redis.store import RedisStore
 
 
 async def reset_version_in_journal(data_dir: Path, account_id: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .metrics import SERVING
+from services.master.model.metrics import SERVING
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ methods directly, the embedded gateway (`imsync master --gateway-listen`) is giv
 the caller's metadata and turns `abort` into the `grpc.aio.AioRpcError` a real channel
 raises, details included. No serialization, no HTTP/2, no second event-loop hop; the
 servicers and everything behind them (API keys, rate limits, the journal's wait) are the
-very ones the gRPC server uses.
+very ones the gRPC server uses, and what they raise is answered by the same error
+boundary (api/boundary.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
+
+from services.master.rpc.boundary import guard_streaming, guard_unary
 
 _Method = Callable[[Message, "InProcessContext"], Any]
 # What a stream's read() returns at its end, as on a real channel.
@@ -155,11 +158,12 @@ class InProcessChannel:
             raise ValueError(f"no servicer in this process serves {path}")
         return method
 
+    # What the servicers raise is answered as the gRPC server's interceptor answers it.
     def unary_unary(self, path: str, **_: Any) -> _Multicallable:
-        return _Multicallable(self._method(path), streaming=False)
+        return _Multicallable(guard_unary(self._method(path), path, (_Aborted,)), streaming=False)
 
     def unary_stream(self, path: str, **_: Any) -> _Multicallable:
-        return _Multicallable(self._method(path), streaming=True)
+        return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,)), streaming=True)
 
     async def close(self, grace: float | None = None) -> None:
         pass

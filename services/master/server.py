@@ -46,21 +46,12 @@ from imsync.v1 import (
 from imsync.v1 import events_pb2 as ev
 from services.common.addresses import AddressInUse, check_free
 from services.common.observability import serve_metrics
+from services.common.rate_limit import RateLimiter
 from services.common.tls import ServerTls
-
-from . import collector
-from .api_keys import ApiKeys
-from .coherence import CacheServicer, Coherence
-from .commands import CommandBook, Commands, is_reply, reply_of
-from .data_lock import DataDirInUse, DataDirLock
-from .durability import Recovery, checkpoint_all, compact, open_data_dir
-from .event_service import EventServicer
-from .events import EventBus
-from .health import Health
-from .login_service import LoginServicer
-from .memory_store import MemoryStore
-from .metrics import ServerInterceptor, observe_reply
-from .query_services import (
+from services.master.api.cache import CacheServicer
+from services.master.api.events import EventServicer
+from services.master.api.logins import LoginServicer
+from services.master.api.queries import (
     AccountServicer,
     ContentServicer,
     ConversationServicer,
@@ -68,16 +59,27 @@ from .query_services import (
     MessageServicer,
     UnifiedMessageServicer,
 )
-from .rate_limit import RateLimiter
-from .redis_commands import RedisCommandBook
-from .redis_events import RedisEventFeed
-from .redis_leases import SharedLeases
-from .redis_store import RedisStore
-from .reply_service import ReplyServicer
-from .retention import Retention
-from .store import Store
-from .sync_service import SyncConfig, SyncHub, SyncServicer, add_sync_service
-from .worker_auth import WorkerTokens
+from services.master.api.replies import ReplyServicer
+from services.master.auth.api_keys import ApiKeys
+from services.master.auth.worker_tokens import WorkerTokens
+from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
+from services.master.memory.store import MemoryStore
+from services.master.model import collector
+from services.master.model.coherence import Coherence
+from services.master.model.commands import CommandBook, Commands, is_reply, reply_of
+from services.master.model.events import EventBus
+from services.master.model.metrics import observe_reply
+from services.master.model.retention import Retention
+from services.master.model.store import Store
+from services.master.redis.commands import RedisCommandBook
+from services.master.redis.events import RedisEventFeed
+from services.master.redis.leases import SharedLeases
+from services.master.redis.store import RedisStore
+from services.master.rpc.interceptor import ServerInterceptor
+from services.master.sync.service import SyncConfig, SyncHub, SyncServicer, add_sync_service
+
+from .data_lock import DataDirInUse, DataDirLock
+from .health import Health
 
 log = logging.getLogger(__name__)
 

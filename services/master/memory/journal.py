@@ -1,0 +1,609 @@
+"""The memory store's journal: what the master acknowledged survives a crash.
+
+One SQLite file in WAL mode under the data directory holds:
+
+- `journal`: every change to an account, in the order the master applied it (snapshots,
+  deltas, read marks, pins and mutes, evictions), each row with a CRC32 of its body;
+- `checkpoints`: per account, its whole state at a journal position, in parts; a
+  checkpoint replaces the account's journal rows up to that position (compaction);
+- `commands`: the replies people sent and what became of them;
+- `meta`: the format and the epoch, which grows at every start (event ids carry it).
+
+Writes happen on one thread. The event loop appends and goes on; the thread commits
+whatever has gathered since its last commit in one transaction (group commit, fsync'd:
+`synchronous=FULL`) and then resolves the futures of everything it covered. The master
+answers an Ack, a mark-read or a reply only once the future of its change is resolved,
+and publishes an event only once what it reports is on disk.
+
+Reading back is strict: a row whose CRC does not match, a part missing from a checkpoint,
+or a file SQLite cannot read ends what is trusted. The master starts from the valid
+prefix, says loudly what it dropped, moves the damaged file aside and writes the state
+it recovered to a new one; the workers' resumption brings back the crawled state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imsync.journal.v1 import journal_pb2 as jpb
+from imsync.v1 import sync_pb2
+from services.master.model.errors import NotPersisted
+from services.master.model.metrics import JOURNAL_COMMIT_OPERATIONS, JOURNAL_COMMIT_SECONDS, JOURNAL_STALLED
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "journal.sqlite3"
+FORMAT = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY, account_id TEXT NOT NULL, crc INTEGER NOT NULL, body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_account ON journal (account_id, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    account_id TEXT NOT NULL, part INTEGER NOT NULL, seq INTEGER NOT NULL,
+    crc INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (account_id, part)
+);
+CREATE TABLE IF NOT EXISTS commands (request_id TEXT PRIMARY KEY, crc INTEGER NOT NULL, body BLOB NOT NULL);
+"""
+
+
+class JournalFailed(NotPersisted):
+    """The journal could not write; nothing after this can be promised."""
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def field_bytes(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: protobuf parses concatenated fields as one
+    message, so big parts are serialized once, never copied into a new message first."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def encode_snapshot(
+    account_id: str,
+    version: int,
+    collections: Iterable[sync_pb2.Collection.ValueType],
+    account: object,
+    entities: Sequence[sync_pb2.EntityBatch],
+) -> bytes:
+    """One journal record of a snapshot; its chunks' batches are written one after the
+    other, which reads back as one batch (the repeated fields of each add up)."""
+    head = sync_pb2.Snapshot(account_id=account_id, version=version, collections=collections, last=True)
+    head.account.CopyFrom(account)  # type: ignore[arg-type]
+    body = head.SerializeToString() + field_bytes(7, b"".join(batch.SerializeToString() for batch in entities))
+    return field_bytes(1, body)
+
+
+def encode_delta(delta: sync_pb2.Delta, upserts: sync_pb2.EntityBatch, removals: sync_pb2.Removals) -> bytes:
+    body = (
+        delta.SerializeToString()
+        + field_bytes(5, upserts.SerializeToString())
+        + field_bytes(6, removals.SerializeToString())
+    )
+    return field_bytes(2, body)
+
+
+def encode_entities(groups: dict[int, list[object]]) -> bytes:
+    """An EntityBatch of the given field numbers and entities, serialized entity by entity."""
+    return b"".join(
+        field_bytes(number, entity.SerializeToString())  # type: ignore[attr-defined]
+        for number, entities in groups.items()
+        for entity in entities
+    )
+
+
+def _crc(body: bytes) -> int:
+    return zlib.crc32(body)
+
+
+# ------------------------------------------------------------------ recovery
+
+
+@dataclass
+class Checkpoint:
+    seq: int
+    head: jpb.AccountCheckpoint
+    parts: list[sync_pb2.EntityBatch]
+    # The bytes each part was parsed from, in step with parts (the messages are read off
+    # them, intake.py); empty once the account is restored.
+    bodies: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Recovered:
+    """What a journal file held that can be trusted, and what could not."""
+
+    epoch: int = 1
+    next_seq: int = 1
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    # (seq, account_id, record, the bytes it was parsed from) of the valid prefix, in order.
+    records: list[tuple[int, str, jpb.Record, bytes]] = field(default_factory=list)
+    commands: list[jpb.CommandEntry] = field(default_factory=list)
+    # What was dropped, one line each; empty when the file was whole.
+    problems: list[str] = field(default_factory=list)
+    # Bytes of journal rows and of checkpoints per account, to schedule compaction.
+    journal_bytes: dict[str, int] = field(default_factory=dict)
+    checkpoint_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def _rows(connection: sqlite3.Connection, sql: str, problems: list[str], what: str) -> list[Any]:
+    """The rows SQLite can read; a damaged file ends the list and is noted."""
+    rows: list[Any] = []
+    try:
+        for row in connection.execute(sql):
+            rows.append(row)
+    except sqlite3.DatabaseError as error:
+        problems.append(f"{what}: the file is unreadable after {len(rows)} rows ({error}); dropped the rest")
+    return rows
+
+
+def wal_damage(wal: Path) -> str | None:
+    """What SQLite would drop silently from a damaged write-ahead log, said aloud.
+
+    SQLite replays the -wal file up to the first frame whose checksum fails. A crash can
+    leave a torn, uncommitted tail there, which is fine (nothing in it was acknowledged);
+    but a *commit* frame of the same log after a failed checksum means committed,
+    acknowledged work is being dropped. Format: sqlite.org/fileformat2.html#walformat.
+    """
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < 32:
+        return None
+    magic, _, page_size, _, salt1, salt2, check1, check2 = struct.unpack(">8I", data[:32])
+    if magic not in (0x377F0682, 0x377F0683):
+        return "the write-ahead log has no valid header"
+    order = ">" if magic & 1 else "<"
+
+    def checksum(chunk: bytes, s0: int, s1: int) -> tuple[int, int]:
+        words = struct.unpack(f"{order}{len(chunk) // 4}I", chunk)
+        for index in range(0, len(words), 2):
+            s0 = (s0 + words[index] + s1) & 0xFFFFFFFF
+            s1 = (s1 + words[index + 1] + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    s0, s1 = checksum(data[:24], 0, 0)
+    if (s0, s1) != (check1, check2):
+        return "the write-ahead log's header is damaged"
+    frame = 24 + page_size
+    broken_at = None
+    for offset in range(32, len(data) - frame + 1, frame):
+        head = data[offset : offset + 24]
+        _, commit, frame_salt1, frame_salt2, frame_check1, frame_check2 = struct.unpack(">6I", head)
+        if (frame_salt1, frame_salt2) != (salt1, salt2):
+            break  # left over from an earlier generation of the log: its end
+        index = (offset - 32) // frame
+        if broken_at is None:
+            s0, s1 = checksum(head[:8] + data[offset + 24 : offset + frame], s0, s1)
+            if (s0, s1) != (frame_check1, frame_check2):
+                broken_at = index
+        elif commit:
+            return f"the write-ahead log is damaged at frame {broken_at}; committed frames after it (up to {index}) are dropped"
+    return None
+
+
+def read_journal(path: Path) -> Recovered:
+    """Reads a journal file as far as it can be trusted."""
+    recovered = Recovered()
+    if not path.exists():
+        return recovered
+    problems = recovered.problems
+    # Before SQLite opens the file and replays (and then discards) its log.
+    damage = wal_damage(Path(f"{path}-wal"))
+    if damage is not None:
+        problems.append(damage)
+    try:
+        # Opening also takes in the -wal file: what was committed before a crash.
+        connection = sqlite3.connect(path)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        problems.append(f"the journal file cannot be opened ({error}); starting empty")
+        recovered.epoch = int(time.time())
+        return recovered
+    try:
+        meta: dict[str, str] = dict(_rows(connection, "SELECT key, value FROM meta", problems, "meta"))
+        # Without a readable epoch, one no earlier run can have used (event ids carry it).
+        recovered.epoch = int(meta["epoch"]) + 1 if "epoch" in meta else int(time.time())
+        if meta.get("format", FORMAT) != FORMAT:
+            raise SystemExit(f"{path}: journal format {meta.get('format')}, this master reads {FORMAT}")
+        top = 0
+
+        # Checkpoints: a checkpoint is whole or it is dropped.
+        heads: dict[str, tuple[int, jpb.AccountCheckpoint]] = {}
+        parts: dict[str, dict[int, tuple[sync_pb2.EntityBatch, bytes]]] = {}
+        bad: set[str] = set()
+        rows = _rows(
+            connection,
+            "SELECT account_id, part, seq, crc, body FROM checkpoints ORDER BY account_id, part",
+            problems,
+            "checkpoints",
+        )
+        for account_id, part, seq, crc, body in rows:
+            top = max(top, seq)
+            recovered.checkpoint_bytes[account_id] = recovered.checkpoint_bytes.get(account_id, 0) + len(body)
+            if _crc(body) != crc:
+                bad.add(account_id)
+                continue
+            try:
+                if part == 0:
+                    heads[account_id] = (seq, jpb.AccountCheckpoint.FromString(body))
+                else:
+                    parts.setdefault(account_id, {})[part] = (sync_pb2.EntityBatch.FromString(body), body)
+            except Exception:  # a body that passed its CRC but does not parse
+                bad.add(account_id)
+        for account_id, (seq, head) in heads.items():
+            have = parts.get(account_id, {})
+            if account_id in bad or sorted(have) != list(range(1, head.parts + 1)):
+                bad.add(account_id)
+                continue
+            numbers = range(1, head.parts + 1)
+            recovered.checkpoints[account_id] = Checkpoint(
+                seq, head, [have[i][0] for i in numbers], [have[i][1] for i in numbers]
+            )
+        for account_id in sorted(bad | (parts.keys() - heads.keys())):
+            problems.append(f"checkpoint of account {account_id!r} is damaged; dropped it")
+
+        # The journal: the valid prefix, up to the first row that fails its check.
+        rows = _rows(connection, "SELECT seq, account_id, crc, body FROM journal ORDER BY seq", problems, "journal")
+        for position, (seq, account_id, crc, body) in enumerate(rows):
+            record = None
+            if _crc(body) == crc:
+                try:
+                    record = jpb.Record.FromString(body)
+                except Exception:
+                    record = None
+            if record is None:
+                problems.append(
+                    f"journal record {seq} is damaged; dropped it and the {len(rows) - position - 1} records after it"
+                )
+                top = max(top, int(rows[-1][0]))
+                break
+            top = max(top, seq)
+            recovered.records.append((seq, account_id, record, body))
+            recovered.journal_bytes[account_id] = recovered.journal_bytes.get(account_id, 0) + len(body)
+
+        for request_id, crc, body in _rows(
+            connection, "SELECT request_id, crc, body FROM commands", problems, "commands"
+        ):
+            try:
+                if _crc(body) != crc:
+                    raise ValueError("crc")
+                recovered.commands.append(jpb.CommandEntry.FromString(body))
+            except Exception:
+                problems.append(f"reply {request_id!r} is damaged; dropped it")
+        recovered.next_seq = top + 1
+    finally:
+        connection.close()
+    return recovered
+
+
+# ------------------------------------------------------------------ writing
+
+_Op = Callable[[sqlite3.Connection], None]
+
+
+class Journal:
+    """Appends and commits on its own thread; tells the event loop what is on disk."""
+
+    def __init__(self, path: Path, *, epoch: int, next_seq: int, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.epoch = epoch
+        self.synchronous = synchronous
+        self._position = 0  # every operation appended, numbered
+        self._durable = 0  # every operation committed up to this number
+        self._next_seq = next_seq
+        self._queue: list[tuple[int, _Op]] = []
+        self._cv = threading.Condition()
+        self._closing = False
+        self._waiters: deque[tuple[int, asyncio.Future[None] | Callable[[], None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.failed: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        # Set while commits fail (a full disk, a read-only directory): the writer tries
+        # again, nothing is acknowledged meanwhile, and the master says it is not serving.
+        self.stalled: BaseException | None = None
+        self.on_stall: Callable[[BaseException | None], None] | None = None
+        # Bytes appended per account since its last checkpoint, and each checkpoint's size.
+        self.bytes_since_checkpoint: dict[str, int] = {}
+        self.checkpoint_bytes: dict[str, int] = {}
+        # Accounts whose checkpoint is being encoded, and the rows appended meanwhile.
+        self._checkpointing: set[str] = set()
+        self._row_sizes: dict[str, list[tuple[int, int]]] = {}
+
+    @classmethod
+    def create(cls, path: Path, *, epoch: int, next_seq: int, synchronous: str = "FULL") -> Journal:
+        """Opens (or creates) the file and records the new epoch."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+            with connection:
+                connection.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [("format", FORMAT), ("epoch", str(epoch))],
+                )
+        finally:
+            connection.close()
+        return cls(path, epoch=epoch, next_seq=next_seq, synchronous=synchronous)
+
+    # ---------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="imsync-journal", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Commits what is queued and stops the thread."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        # Whatever the thread resolved last is still in the loop's queue.
+        await asyncio.sleep(0)
+
+    # ------------------------------------------------------------ appends
+
+    def _enqueue(self, op: _Op) -> None:
+        if self.failed is not None:
+            raise JournalFailed(f"the journal failed: {self.failed}")
+        self._position += 1
+        with self._cv:
+            self._queue.append((self._position, op))
+            self._cv.notify()
+
+    def append(self, account_id: str, encode: Callable[[], bytes]) -> None:
+        """Journals a change to an account; `encode` runs on the writer thread."""
+        seq = self._next_seq
+        self._next_seq += 1
+
+        def op(connection: sqlite3.Connection) -> None:
+            body = encode()
+            connection.execute(
+                "INSERT INTO journal (seq, account_id, crc, body) VALUES (?, ?, ?, ?)",
+                (seq, account_id, _crc(body), body),
+            )
+            self.bytes_since_checkpoint[account_id] = self.bytes_since_checkpoint.get(account_id, 0) + len(body)
+            if account_id in self._checkpointing:
+                self._row_sizes.setdefault(account_id, []).append((seq, len(body)))
+
+        self._enqueue(op)
+
+    def put_command(self, request_id: str, encode: Callable[[], bytes]) -> None:
+        def op(connection: sqlite3.Connection) -> None:
+            body = encode()
+            connection.execute(
+                "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)",
+                (request_id, _crc(body), body),
+            )
+
+        self._enqueue(op)
+
+    def rekey_commands(self, rows: list[tuple[str, Callable[[], bytes]]]) -> None:
+        """A journal of an earlier version kept commands by request id alone; request ids
+        are per account now: its rows are written again under `rows`' keys."""
+
+        def op(connection: sqlite3.Connection) -> None:
+            if not connection.execute(
+                "SELECT 1 FROM commands WHERE instr(request_id, char(10)) = 0 LIMIT 1"
+            ).fetchone():
+                return
+            connection.execute("DELETE FROM commands WHERE instr(request_id, char(10)) = 0")
+            for key, encode in rows:
+                body = encode()
+                connection.execute(
+                    "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)", (key, _crc(body), body)
+                )
+
+        self._enqueue(op)
+
+    def forget_command(self, request_id: str) -> None:
+        def op(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM commands WHERE request_id = ?", (request_id,))
+
+        self._enqueue(op)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest journal row appended."""
+        return self._next_seq - 1
+
+    async def checkpoint(self, account_id: str, encode: Callable[[], list[bytes]]) -> None:
+        """Replaces the account's journal rows so far with its state now, which the caller
+        captured just before; `encode` gives the checkpoint's head and then its parts.
+
+        Encoding runs on a thread of its own, so that the writer (and every Ack behind
+        it) waits only for the rows to be written, not for them to be made."""
+        if account_id in self._checkpointing:
+            return
+        seq = self.last_seq  # what the captured state covers
+        self._checkpointing.add(account_id)
+        try:
+            rows = await asyncio.to_thread(encode)
+            self.write_checkpoint(account_id, seq, rows)
+        finally:
+            self._checkpointing.discard(account_id)
+
+    def write_checkpoint(self, account_id: str, seq: int, rows: list[bytes]) -> None:
+        """Stores an encoded checkpoint covering the account's rows up to `seq`, and deletes them."""
+
+        def op(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM checkpoints WHERE account_id = ?", (account_id,))
+            connection.executemany(
+                "INSERT INTO checkpoints (account_id, part, seq, crc, body) VALUES (?, ?, ?, ?, ?)",
+                [(account_id, index, seq, _crc(body), body) for index, body in enumerate(rows)],
+            )
+            connection.execute("DELETE FROM journal WHERE account_id = ? AND seq <= ?", (account_id, seq))
+            # Rows appended since `seq` are not covered: count only those.
+            self.bytes_since_checkpoint[account_id] = sum(
+                size for row_seq, size in self._row_sizes.pop(account_id, []) if row_seq > seq
+            )
+            self.checkpoint_bytes[account_id] = sum(len(body) for body in rows)
+
+        self._enqueue(op)
+
+    def needs_checkpoint(self, minimum: int) -> list[str]:
+        """Accounts whose journal rows outweigh both `minimum` bytes and their last checkpoint."""
+        return [
+            account_id
+            for account_id, size in list(self.bytes_since_checkpoint.items())
+            if size > max(minimum, self.checkpoint_bytes.get(account_id, 0)) and account_id not in self._checkpointing
+        ]
+
+    # --------------------------------------------------------- durability
+
+    def persisted(self) -> asyncio.Future[None] | None:
+        """A future resolved once everything appended so far is on disk; None if it already is."""
+        if self.failed is not None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(JournalFailed(f"the journal failed: {self.failed}"))
+            return future
+        if self._durable >= self._position:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._position, future))
+        return future
+
+    def when_persisted(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once everything appended so far is on disk, in order of calls."""
+        if self._durable >= self._position:
+            callback()
+        elif self.failed is None:
+            self._waiters.append((self._position, callback))
+
+    def _committed(self, position: int) -> None:
+        self._durable = max(self._durable, position)
+        while self._waiters and self._waiters[0][0] <= self._durable:
+            _, waiter = self._waiters.popleft()
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                try:
+                    waiter()
+                except Exception:
+                    log.exception("a journal callback failed")
+
+    def _stalled(self, error: BaseException | None) -> None:
+        if (self.stalled is None) == (error is None):
+            return
+        self.stalled = error
+        JOURNAL_STALLED.set(0 if error is None else 1)
+        if error is not None:
+            log.critical("the journal cannot write (%s); nothing is acknowledged until it can, trying again", error)
+        else:
+            log.warning("the journal writes again")
+        if self.on_stall is not None:
+            self.on_stall(error)
+
+    def _failed(self, error: BaseException) -> None:
+        self.failed = error
+        log.critical("the journal failed; nothing more can be acknowledged: %s", error)
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.set_exception(JournalFailed(f"the journal failed: {error}"))
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    # ------------------------------------------------------------- thread
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+
+        def tell(callback: Callable[..., None], *args: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(callback, *args)
+
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            batch: list[tuple[int, _Op]] = []
+            pause = 0.0
+            while True:
+                with self._cv:
+                    while not batch and not self._queue and not self._closing:
+                        self._cv.wait()
+                    if pause:
+                        self._cv.wait(pause)  # a failed commit waits, unless closing
+                    batch, self._queue = batch + self._queue, []
+                    closing = self._closing
+                if not batch:
+                    if closing:
+                        return
+                    continue
+                started = time.perf_counter()
+                try:
+                    connection.execute("BEGIN")
+                    for _, op in batch:
+                        op(connection)
+                    connection.execute("COMMIT")
+                    JOURNAL_COMMIT_SECONDS.observe(time.perf_counter() - started)
+                    JOURNAL_COMMIT_OPERATIONS.observe(len(batch))
+                except Exception as error:  # disk full, read-only: try again; nothing is acknowledged meanwhile
+                    try:
+                        connection.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if closing:
+                        tell(self._failed, error)
+                        return
+                    if not pause:
+                        tell(self._stalled, error)
+                    pause = min(2.0, max(0.1, pause * 2))
+                    continue
+                if pause:
+                    pause = 0.0
+                    tell(self._stalled, None)
+                tell(self._committed, batch[-1][0])
+                batch = []
+        finally:
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            connection.close()
+
+
+def move_aside(path: Path) -> Path:
+    """Moves a damaged journal (and its -wal and -shm files) out of the way, for a person to inspect."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(Path(f"{target}{suffix}"))
+    return target

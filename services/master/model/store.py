@@ -1,0 +1,265 @@
+"""The store interface: what the master's services need, whatever the backend.
+
+The store holds the newest crawled state of every account and the master's own state
+(read marks, pins, mutes) beside it. It knows nothing of gRPC: it takes and returns
+entity protos and plain values, and raises the errors of errors.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import sync_pb2
+from imsync.v1 import unified_messages_pb2 as u
+from services.master.model.account_state import Presence
+from services.master.model.errors import InvalidArgument
+from services.master.model.intake import Intake, Wire
+from services.master.model.retention import Retention
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def page_size(count: int) -> int:
+    """The page size for a requested `count`: 0 means the default; above the maximum is clamped."""
+    if count < 0:
+        raise InvalidArgument("must not be negative", field="count")
+    if count == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(count, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class SnapshotData:
+    """A complete, validated snapshot of an account, assembled from its chunks."""
+
+    account_id: str
+    version: int
+    # The collections replaced; empty means all of them.
+    collections: frozenset[sync_pb2.Collection.ValueType]
+    account: e.Account
+    # One batch, or the batches of its chunks as they came (never copied into one). The
+    # memory store keeps the messages and comments where they are (entity_table.py): once
+    # applied, the batches must not be changed.
+    entities: sync_pb2.EntityBatch | Sequence[sync_pb2.EntityBatch]
+    # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
+    lease_epoch: int = 0
+    # The entities as they were checked in, chunk by chunk; None: taken in from `entities`.
+    intake: Intake | None = None
+    # Where each batch was parsed from, in step with `batches`, if at hand (intake.py).
+    wires: Sequence[Wire] | None = None
+
+    @property
+    def batches(self) -> Sequence[sync_pb2.EntityBatch]:
+        return (self.entities,) if isinstance(self.entities, sync_pb2.EntityBatch) else self.entities
+
+
+@dataclass(frozen=True)
+class DeltaData:
+    """Validated changes to an account, from base_version to version."""
+
+    account_id: str
+    base_version: int
+    version: int
+    # None keeps the account's profile.
+    account: e.Account | None
+    upserts: sync_pb2.EntityBatch
+    removals: sync_pb2.Removals
+    # The writer's lease epoch, for a store that fences stale writers itself (Redis); 0: none.
+    lease_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class UnifiedStats:
+    unread_comments: int
+    unread_discussions: int
+    unread_direct_messages: int
+    unread_notifications: int = 0
+
+    @property
+    def total_unread(self) -> int:
+        """What customers wrote and nobody read (notifications are counted apart)."""
+        return self.unread_comments + self.unread_discussions + self.unread_direct_messages
+
+
+class Store(Protocol):
+    # What the store keeps and for how long; None keeps everything.
+    retention: Retention | None
+    # Hears of new messages and comments, read marks and account status changes.
+    on_event: Callable[[ev.Event], None] | None
+
+    # --- durability ---
+    def persisted(self) -> Awaitable[object] | None:
+        """Done once every change made so far is durable (and, for the memory store, known to
+        every gateway keeping answers: coherence.py); None when it already is. Whatever is
+        told of a change waits for it."""
+        ...
+
+    async def enforce_retention(self, *, budget: int = 100_000) -> int:
+        """Drops what outlived its time to live, then the oldest read items while over the
+        entity bound; at most `budget` entities a call. Returns how many."""
+        ...
+
+    async def entity_count(self) -> int:
+        """Entities held in all accounts."""
+        ...
+
+    # --- sync ---
+    async def account_versions(self, account_ids: Iterable[str]) -> dict[str, int]: ...
+
+    async def known_accounts(self, account_ids: Iterable[str]) -> set[str]:
+        """Those of these accounts the store holds."""
+        ...
+
+    async def account_count(self) -> int:
+        """How many accounts the store holds."""
+        ...
+
+    async def apply_snapshot(self, snapshot: SnapshotData) -> bool:
+        """Applies a snapshot atomically; False (a no-op) for a version not newer than the applied one."""
+        ...
+
+    async def apply_delta(self, delta: DeltaData) -> bool:
+        """Applies a delta atomically; False (a no-op) for a version already applied.
+
+        Raises FailedPrecondition (reason BASE_VERSION_MISMATCH) when its base is not the
+        applied version.
+        """
+        ...
+
+    async def report_status(self, report: sync_pb2.AccountStatusReport) -> None:
+        """Keeps what a worker says of an account's health; shown in the account's view."""
+        ...
+
+    async def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
+        """Records which worker holds the account and whether its stream is connected."""
+        ...
+
+    async def get_presence(self, account_id: str) -> Presence:
+        """The account's owning worker and its last status report, login challenge
+        included (NotFound for an account the master has never heard of)."""
+        ...
+
+    # --- accounts ---
+    async def list_accounts(
+        self,
+        *,
+        status: int,
+        platform: int,
+        cursor: str,
+        count: int,
+        only: Collection[str] | None = None,
+    ) -> Page[e.Account]:
+        """Accounts in id order; with `only`, just those (the accounts a key may use)."""
+        ...
+
+    async def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
+        """The accounts holding an entity of a kind ("conversation", "message", "content", "comment")."""
+        ...
+
+    async def get_account(self, account_id: str) -> e.Account: ...
+
+    # --- conversations ---
+    async def list_conversations(
+        self,
+        account_id: str,
+        *,
+        status: int,
+        is_pinned: bool | None,
+        is_muted: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Conversation]: ...
+
+    async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
+
+    async def mark_conversation_read(
+        self, account_id: str, conversation_id: str, now_ns: int
+    ) -> tuple[int, e.Conversation]: ...
+
+    async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation: ...
+
+    async def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation: ...
+
+    # --- messages ---
+    async def list_messages(
+        self,
+        account_id: str,
+        *,
+        conversation_id: str,
+        sender_id: str,
+        receiver_id: str,
+        status: int,
+        message_type: int,
+        since_ns: int | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Message]: ...
+
+    async def get_message(self, account_id: str, message_id: str) -> e.Message: ...
+
+    async def mark_message_read(self, account_id: str, message_id: str, now_ns: int) -> e.Message: ...
+
+    # --- contents ---
+    async def list_contents(
+        self,
+        account_id: str,
+        *,
+        content_type: int,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Content]: ...
+
+    async def get_content(self, account_id: str, content_id: str) -> e.Content: ...
+
+    async def mark_content_read(self, account_id: str, content_id: str, now_ns: int) -> tuple[int, e.Content]: ...
+
+    # --- discussions ---
+    async def list_discussions(
+        self,
+        account_id: str,
+        *,
+        content_id: str,
+        parent_comment_id: str,
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+    ) -> Page[e.Comment]: ...
+
+    async def get_discussion(self, account_id: str, comment_id: str) -> e.Comment: ...
+
+    async def mark_discussion_read(self, account_id: str, comment_id: str, now_ns: int) -> e.Comment: ...
+
+    # --- unified inbox ---
+    async def list_unified(
+        self,
+        account_id: str,
+        *,
+        types: Collection[int],
+        is_read: bool | None,
+        is_new: bool | None,
+        cursor: str,
+        count: int,
+        since_ns: int | None = None,
+    ) -> Page[u.UnifiedMessage]: ...
+
+    async def unified_stats(self, account_id: str) -> UnifiedStats: ...
+
+    async def get_unified(self, account_id: str, item_id: str) -> u.UnifiedMessage: ...
+
+    async def mark_unified_read(self, account_id: str, item_ids: Sequence[str], now_ns: int) -> int: ...

@@ -1,0 +1,90 @@
+"""Every master's clients hear every master's events: the shared Redis stream, followed.
+
+Changes committed by any master put their events on `<p>:events` (through the account's
+outbox, redis_store.py); each master follows the stream and publishes what it reads to its
+own bus, with the stream's ids, so that an id a client got from one master resumes it on
+any other. At start the bus is primed with the stream's newest events, so that a client
+moving to this master resumes without a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from imsync.v1 import events_pb2 as ev
+from services.master.model.events import EventBus
+
+log = logging.getLogger(__name__)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisEventFeed:
+    def __init__(self, client: aioredis.Redis, key: str, bus: EventBus, *, history: int = 10_000) -> None:
+        self._redis = client
+        self._key = key
+        self._bus = bus
+        self._history = history
+        self._last = "0-0"
+
+    def _publish(self, entry_id: Any, fields: dict[bytes, bytes]) -> None:
+        self._last = _text(entry_id)
+        raw = fields.get(b"e")
+        if raw is None:
+            return
+        event = ev.Event.FromString(raw)
+        event.event_id = self._last
+        self._bus.publish(event)
+
+    async def prime(self) -> None:
+        """Takes the stream's newest events into the bus's history."""
+        newest: Any = await self._redis.xrevrange(self._key, count=self._history + 1)
+        dropped = "0-0"
+        if len(newest) > self._history:
+            dropped = _text(newest.pop()[0])
+        try:
+            info: Any = await self._redis.xinfo_stream(self._key)
+            trimmed = _text(info.get("max-deleted-entry-id", "0-0"))
+            dropped = max(dropped, trimmed, key=lambda i: tuple(map(int, i.split("-"))))
+        except RedisError:
+            pass  # no stream yet: nothing was ever dropped
+        self._bus.held_since(dropped)
+        for entry_id, fields in reversed(newest):
+            self._publish(entry_id, fields)
+
+    async def follow(self) -> None:
+        """Publishes each new event of the stream to the bus, until cancelled."""
+        await follow_stream(self._redis, self._key, self._last, self._publish, "the event stream")
+
+
+async def follow_stream(
+    client: aioredis.Redis,
+    key: str,
+    after: str,
+    handle: Callable[[Any, dict[bytes, bytes]], None],
+    what: str,
+) -> None:
+    """Hands each entry of a stream after `after` to `handle` (its id and fields), until
+    cancelled; Redis out of reach is waited for, and reading goes on where it stopped."""
+    last = after
+    while True:
+        try:
+            found: Any = await client.xread({key: last}, block=1000, count=500)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as error:
+            log.warning("cannot read %s: %s; trying again", what, error)
+            await asyncio.sleep(1.0)
+            continue
+        for _, entries in found or ():
+            for entry_id, fields in entries:
+                last = _text(entry_id)
+                handle(entry_id, fields)

@@ -1,0 +1,248 @@
+"""Where the Redis store keeps things, and how a change is committed there.
+
+Every key of an account carries the hash tag `{<account id>}`, so that an account lives in
+one Redis Cluster slot and each change to it is one atomic script:
+
+    <p>:{a}:meta                hash: rev, version, applied versions, profile, presence,
+                                unread totals, retention horizons
+    <p>:{a}:e:<collection>      hash: entity id -> serialized entity
+    <p>:{a}:o:<order>           sorted set, every score 0, ordered by member: an IM order
+    <p>:{a}:g:<group>:<id>      sorted set: a conversation's messages, a work's comments,
+                                a comment's replies
+    <p>:{a}:h:read              hash: inbox item -> when it was marked read (ns)
+    <p>:{a}:h:<set>             sets of the master's own state: pinned, muted, new, newc
+    <p>:{a}:c:<counter>         hash: conversation or work id -> unread or new count
+    <p>:{a}:outbox              list: events of committed changes on their way to the stream
+    <p>:{a}:lease               hash: the master, worker and stream holding the account
+    <p>:{a}:cmd:<request id>    hash: a reply (command) for the account's worker
+
+and beside them, in no account's slot: `<p>:accounts` (the account ids), `<p>:events` (the
+event stream every master follows), `<p>:commands` (notices of new replies) and
+`<p>:rid:<request id>` (which account a request id belongs to).
+
+A member of an order is the memory store's sort key with each integer written as 20 digits
+(offset by 2**63) and the id last, so that Redis's byte order is the key's tuple order and
+a cursor means the same in either backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from services.master.model import time_keys
+from services.master.model.cursor import Newest, SortKey
+
+_OFFSET = 1 << 63
+_WIDTH = 20
+# Arguments of one command in a commit; Lua's unpack() has a bound near 8,000.
+_CHUNK = 1_000
+
+COLLECTIONS = ("contents", "comments", "conversations", "messages", "notifications")
+ORDERS = ("conversations", "messages", "contents", "comments", "inbox")
+COUNTERS = ("conversation_unread", "content_unread", "content_new")
+SETS = ("pinned", "muted", "new", "newc")
+
+
+def number(value: int) -> str:
+    """An integer as 20 digits whose byte order is the integers' order (clamped to 64 bits)."""
+    value = min(max(value, -_OFFSET), _OFFSET - 1)
+    return f"{value + _OFFSET:0{_WIDTH}d}"
+
+
+def _newest(text: str) -> str:
+    """An id whose byte order is the reverse of its own: each UTF-8 byte complemented, in
+    hex, and "~" (after every hex digit) at the end, so that a longer id sharing a prefix
+    comes first too."""
+    return bytes(255 - b for b in text.encode()).hex() + "~"
+
+
+def _from_newest(text: str) -> str:
+    return bytes(255 - b for b in bytes.fromhex(text[:-1])).decode()
+
+
+def inbox_key(key: bytes, item: str) -> SortKey:
+    """The inbox's sort key of a packed key of the memory store's messages or comments:
+    (-ns, Newest("message:<id>")) or (-ns, Newest("comment:<id>"))."""
+    neg_ns, entity_id = time_keys.to_cursor(key)
+    return (neg_ns, Newest(item + str(entity_id)))
+
+
+def member_of(key: SortKey | bytes) -> str:
+    """The member of a sort key; a packed key of the memory store's orders (time_keys.py)
+    is taken as the (-ns, Newest(id)) it orders as."""
+    if isinstance(key, bytes):
+        neg_ns, item = time_keys.to_cursor(key)
+        key = (neg_ns, Newest(item))
+    return "".join(
+        number(part) if isinstance(part, int) else _newest(part) if isinstance(part, Newest) else part for part in key
+    )
+
+
+def key_of(member: str, shape: Sequence[type]) -> SortKey:
+    """The sort key a member encodes: its integers, then the id that makes up the rest."""
+    parts: list[int | str] = []
+    at = 0
+    for kind in shape:
+        if kind is int:
+            parts.append(int(member[at : at + _WIDTH]) - _OFFSET)
+            at += _WIDTH
+        elif kind is Newest:
+            parts.append(Newest(_from_newest(member[at:])))
+        else:
+            parts.append(member[at:])
+    return tuple(parts)
+
+
+def id_of(member: str, ints: int, newest: bool = True) -> str:
+    """The id a member ends with: in the other order (Newest) in the orders of messages,
+    comments and the inbox, as it is in those of conversations and works."""
+    rest = member[ints * _WIDTH :]
+    return _from_newest(rest) if newest else rest
+
+
+class AccountKeys:
+    def __init__(self, prefix: str, account_id: str) -> None:
+        tag = f"{prefix}:{{{account_id}}}"
+        self.account_id = account_id
+        self.meta = f"{tag}:meta"
+        self.lease = f"{tag}:lease"
+        self.outbox = f"{tag}:outbox"
+        self.read = f"{tag}:h:read"
+        self.entities = {name: f"{tag}:e:{name}" for name in COLLECTIONS}
+        self.orders = {name: f"{tag}:o:{name}" for name in ORDERS}
+        self.counters = {name: f"{tag}:c:{name}" for name in COUNTERS}
+        self.sets = {name: f"{tag}:h:{name}" for name in SETS}
+        self._tag = tag
+
+    def group(self, name: str, group_id: str) -> str:
+        return f"{self._tag}:g:{name}:{group_id}"
+
+    def command(self, request_id: str) -> str:
+        return f"{self._tag}:cmd:{request_id}"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of the account's pending commands, scored by expiry (ms)."""
+        return f"{self._tag}:cmdq"
+
+
+Value = str | bytes
+
+
+@dataclass
+class Writes:
+    """The net writes of one change to one account: what each field, member and counter
+    ends as, whatever order the change made them in."""
+
+    deleted: list[str] = field(default_factory=list)
+    hashes: dict[str, dict[str, Value | None]] = field(default_factory=dict)
+    sets: dict[str, dict[str, bool]] = field(default_factory=dict)
+    zsets: dict[str, dict[str, bool]] = field(default_factory=dict)
+    increments: dict[str, dict[str, int]] = field(default_factory=dict)
+    pushes: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def hash(self, key: str) -> dict[str, Value | None]:
+        return self.hashes.setdefault(key, {})
+
+    def set(self, key: str) -> dict[str, bool]:
+        return self.sets.setdefault(key, {})
+
+    def zset(self, key: str) -> dict[str, bool]:
+        return self.zsets.setdefault(key, {})
+
+    def increment(self, key: str, name: str, by: int) -> None:
+        if by:
+            counters = self.increments.setdefault(key, {})
+            counters[name] = counters.get(name, 0) + by
+
+    def push(self, key: str, value: bytes) -> None:
+        self.pushes.setdefault(key, []).append(value)
+
+    def encode(self, first_keys: Sequence[str]) -> tuple[list[str], list[Value]]:
+        """KEYS and the op part of ARGV for COMMIT: each op is a command, its key's index
+        in KEYS, its argument count and the arguments."""
+        keys = list(first_keys)
+        where = {key: index + 1 for index, key in enumerate(keys)}
+        argv: list[Value] = []
+
+        def op(command: str, key: str, args: Sequence[Value]) -> None:
+            if key not in where:
+                keys.append(key)
+                where[key] = len(keys)
+            for start in range(0, max(len(args), 1), _CHUNK):
+                chunk = args[start : start + _CHUNK]
+                argv.extend((command, str(where[key]), str(len(chunk))))
+                argv.extend(chunk)
+
+        for key in self.deleted:
+            op("DEL", key, ())
+        for key, fields in self.hashes.items():
+            gone = [name for name, value in fields.items() if value is None]
+            if gone:
+                op("HDEL", key, gone)
+            pairs: list[Value] = []
+            for name, value in fields.items():
+                if value is not None:
+                    pairs += (name, value)
+            if pairs:
+                op("HSET", key, pairs)
+        for key, members in self.sets.items():
+            if gone := [m for m, present in members.items() if not present]:
+                op("SREM", key, gone)
+            if added := [m for m, present in members.items() if present]:
+                op("SADD", key, added)
+        for key, members in self.zsets.items():
+            if gone := [m for m, present in members.items() if not present]:
+                op("ZREM", key, gone)
+            scored: list[Value] = []
+            for m, present in members.items():
+                if present:
+                    scored += ("0", m)
+            if scored:
+                op("ZADD", key, scored)
+        for key, counters in self.increments.items():
+            for name, by in counters.items():
+                op("HINCRBY", key, (name, str(by)))
+        for key, values in self.pushes.items():
+            op("RPUSH", key, list(values))
+        return keys, argv
+
+
+# KEYS[1] the account's meta, KEYS[2] its lease; ARGV[1] the rev the change was computed
+# from, ARGV[2] the lease epoch of the writer ("" for a change not made by a worker), then
+# the ops. Returns the new rev, -1 when the account changed meanwhile (compute again), -2
+# when the writer's lease is no longer the account's (it was fenced).
+COMMIT = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if not rev then rev = '0' end
+if rev ~= ARGV[1] then return -1 end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then return -2 end
+local i = 3
+local n = #ARGV
+while i <= n do
+  local key = KEYS[tonumber(ARGV[i + 1])]
+  local count = tonumber(ARGV[i + 2])
+  if count == 0 then
+    redis.call(ARGV[i], key)
+  else
+    redis.call(ARGV[i], key, unpack(ARGV, i + 3, i + 2 + count))
+  end
+  i = i + 3 + count
+end
+return redis.call('HINCRBY', KEYS[1], 'rev', 1)
+"""
+
+
+# KEYS[1] an account's outbox, KEYS[2] the events stream; ARGV[1] at most how many events,
+# ARGV[2] about how many the stream keeps. Moves the oldest queued events to the stream in
+# one step, so that no crash (nor a second master flushing the same outbox) can take an
+# event off the outbox without adding it, or add it twice. Returns how many it moved.
+FLUSH = """
+local events = redis.call('LPOP', KEYS[1], ARGV[1])
+if not events then return 0 end
+for _, event in ipairs(events) do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', event)
+end
+return #events
+"""

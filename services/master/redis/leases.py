@@ -1,0 +1,131 @@
+"""Account leases across masters, in Redis, with fencing epochs.
+
+A master's own `Leases` decide between the streams it serves; these decide between
+masters. A stream's claim in Hello must win both. The Redis lease names the master, the
+worker and the stream holding the account and lives a lease duration unless renewed; the
+master renews the leases of its live streams a few times per duration, so a master that
+dies loses its accounts one duration later, while its worker, reconnecting to another
+master, takes them over at once (the same worker may always take over its own account).
+Each grant draws a larger epoch from a counter that never expires; every change a stream
+commits carries its epoch, and the store's commit script refuses an epoch that is no
+longer the lease's (redis_layout.COMMIT): a stream fenced by a newer claim cannot write.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.master.model.errors import Unavailable
+from services.master.model.leases import AccountOwned, Lease
+from services.master.redis.layout import AccountKeys
+
+# KEYS[1] the lease, KEYS[2] the epoch counter; ARGV: master, worker, stream, duration (ms).
+# Returns {1, epoch} when granted, {0, worker, ms left} when another worker holds it.
+_CLAIM = """
+local holder = redis.call('HGET', KEYS[1], 'worker')
+if holder and holder ~= ARGV[2] then
+  return {0, holder, redis.call('PTTL', KEYS[1])}
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'master', ARGV[1], 'worker', ARGV[2], 'stream', ARGV[3], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {1, epoch}
+"""
+
+# KEYS[1] the lease; ARGV: epoch, duration (ms). 1 when renewed, 0 when it is someone else's.
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] the lease; ARGV: epoch. Frees the account if the lease is still this one.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def unavailable_on_redis_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Any failure of Redis becomes the store's own Unavailable: the sync service knows
+    no Redis (what ends a stream frees its accounts as far as Redis lets it)."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
+
+    return guarded
+
+
+class SharedLeases:
+    """Leases between masters over one Redis (model/leases.py's SharedLeaseBook)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, master_id: str, duration: float) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.master_id = master_id
+        self.duration = duration
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def _keys(self, account_id: str) -> AccountKeys:
+        return AccountKeys(self._prefix, account_id)
+
+    @property
+    def _ms(self) -> str:
+        return str(int(self.duration * 1000))
+
+    async def claim(self, account_id: str, worker_id: str, session_id: int) -> int:
+        """The account for this stream: its new epoch; raises AccountOwned while another
+        worker's lease lives."""
+        keys = self._keys(account_id)
+        granted, *rest = await self._claim(
+            keys=[keys.lease, keys.lease + "-epoch"], args=[self.master_id, worker_id, str(session_id), self._ms]
+        )
+        if int(granted) == 1:
+            return int(rest[0])
+        holder, left_ms = rest
+        owner = holder.decode() if isinstance(holder, bytes) else str(holder)
+        remaining = max(0.0, int(left_ms) / 1000)
+        raise AccountOwned(Lease(account_id, owner, 0, 0, 0.0), remaining)
+
+    async def renew(self, held: dict[str, int]) -> list[str]:
+        """Renews leases (account -> epoch); returns the accounts whose lease is gone."""
+        if not held:
+            return []
+        # A context, so that a cancellation while the pipeline loads its script (before
+        # execute's own cleanup) still gives its connection back.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id, epoch in held.items():
+                await self._renew(keys=[self._keys(account_id).lease], args=[str(epoch), self._ms], client=pipe)
+            results = await pipe.execute()
+        return [account_id for account_id, kept in zip(held, results, strict=True) if not int(kept)]
+
+    @unavailable_on_redis_errors
+    async def release(self, held: dict[str, int]) -> None:
+        if not held:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id, epoch in held.items():
+                await self._release(keys=[self._keys(account_id).lease], args=[str(epoch)], client=pipe)
+            await pipe.execute()
+
+    async def alive(self, account_ids: list[str]) -> dict[str, bool]:
+        """Whether some master holds each account's lease."""
+        pipe = self._redis.pipeline(transaction=False)
+        for account_id in account_ids:
+            pipe.exists(self._keys(account_id).lease)
+        return {account_id: bool(n) for account_id, n in zip(account_ids, await pipe.execute(), strict=True)}
