@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.exceptions import RedisError
 
 from imsync.v1 import (
     accounts_pb2,
@@ -43,7 +40,6 @@ from imsync.v1 import (
     unified_messages_pb2,
     unified_messages_pb2_grpc,
 )
-from imsync.v1 import events_pb2 as ev
 from services.common.addresses import AddressInUse, check_free
 from services.common.observability import serve_metrics
 from services.common.rate_limit import RateLimiter
@@ -62,23 +58,18 @@ from services.master.api.queries import (
 from services.master.api.replies import ReplyServicer
 from services.master.auth.api_keys import ApiKeys
 from services.master.auth.worker_tokens import WorkerTokens
-from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
-from services.master.memory.store import MemoryStore
+from services.master.backend import MemoryBackend, open_backend
+from services.master.memory.durability import Recovery
 from services.master.model import collector
 from services.master.model.coherence import Coherence
-from services.master.model.commands import CommandBook, Commands, is_reply, reply_of
+from services.master.model.commands import Commands
 from services.master.model.events import EventBus
-from services.master.model.metrics import observe_reply
 from services.master.model.retention import Retention
 from services.master.model.store import Store
-from services.master.redis.commands import RedisCommandBook
-from services.master.redis.events import RedisEventFeed
-from services.master.redis.leases import SharedLeases
-from services.master.redis.store import RedisStore
 from services.master.rpc.interceptor import ServerInterceptor
 from services.master.sync.service import SyncConfig, SyncHub, SyncServicer, add_sync_service
 
-from .data_lock import DataDirInUse, DataDirLock
+from .data_lock import DataDirInUse
 from .health import Health
 
 log = logging.getLogger(__name__)
@@ -159,105 +150,55 @@ class Master:
         self.config = config
         if config.cache_lease <= 0:
             raise ValueError(f"--cache-lease-seconds: {config.cache_lease:g} is not a positive number of seconds")
-        self.redis: RedisStore | None = None
-        self.feed: RedisEventFeed | None = None
-        # Gateways in other processes keeping answers; none over a store other masters change.
-        self.coherence: Coherence | None = None
-        shared: SharedLeases | None = None
-        if config.shared:
-            if config.data_dir is not None:
-                raise ValueError("a data directory journals the memory store only; Redis keeps its own data")
-            if not config.store.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError(
-                    f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)"
-                )
-            self.redis = RedisStore.from_url(config.store, prefix=config.redis_prefix, retention=config.retention)
-            self.store: Store = self.redis
-            # Events come from the shared stream, with its ids, whichever master caused them.
-            self.bus = EventBus(shared=True, history=config.event_history, history_bytes=config.event_history_bytes)
-            self.feed = RedisEventFeed(self.redis.redis, self.redis.events_key, self.bus)
-            self.book: Commands = RedisCommandBook(self.redis, ttl=config.command_ttl)
-            master_id = config.master_id or f"{socket.gethostname()}:{os.getpid()}:{config.listen}"
-            shared = SharedLeases(self.redis.redis, config.redis_prefix, master_id, config.sync.lease_duration)
-        else:
-            self.bus = EventBus(history=config.event_history, history_bytes=config.event_history_bytes)
-            memory = store if store is not None else MemoryStore(retention=config.retention)
-            self.store = memory
-            if isinstance(memory, MemoryStore):
-                self.coherence = memory.coherence = Coherence(config.cache_lease)
-            self.store.on_event = self._publisher(self.bus.publish)
-            book = CommandBook(ttl=config.command_ttl)
-            book.subscribe(observe_reply)
-            book.subscribe(
-                lambda record: (
-                    self.bus.publish(
-                        ev.Event(
-                            type=ev.EVENT_TYPE_REPLY_STATE_CHANGED,
-                            account_id=record.command.account_id,
-                            reply=reply_of(record),
-                        )
-                    )
-                    if is_reply(record.command)
-                    else None
-                )
-            )
-            self.book = book
-        self.hub = SyncHub(self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, shared)
+        self.backend = open_backend(config, store)
+        self.hub = SyncHub(
+            self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, self.backend.shared_leases
+        )
         self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
         # The IM servicers: served over gRPC, and called directly by an embedded gateway.
         self.im_servicers = im_servicers(
             self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address
         )
         self.server: grpc.aio.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._compactor: asyncio.Task[None] | None = None
-        self._followers: list[asyncio.Task[None]] = []
-        # What an acknowledgement means with the Redis the master uses (told at start).
-        self.persistence = ""
-        self.recovery: Recovery | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # Set when the journal fails: the master cannot keep its promises and must stop.
         self.failed = asyncio.Event()
-        # The data directory's lock, held while running (one master per directory).
-        self.lock: DataDirLock | None = None
         # Not serving until started; then while draining, while the journal cannot write,
         # while Redis does not answer.
         self.health = Health(SERVICE_NAMES)
+
+    # The backend's parts, as the servicers and tests know them.
+    @property
+    def store(self) -> Store:
+        return self.backend.store
+
+    @property
+    def book(self) -> Commands:
+        return self.backend.book
+
+    @property
+    def bus(self) -> EventBus:
+        return self.backend.bus
+
+    @property
+    def coherence(self) -> Coherence | None:
+        return self.backend.coherence
+
+    @property
+    def persistence(self) -> str:
+        """What an acknowledgement means with the Redis the master uses (told at start)."""
+        return self.backend.persistence
+
+    @property
+    def recovery(self) -> Recovery | None:
+        return self.backend.recovery if isinstance(self.backend, MemoryBackend) else None
 
     async def start(self) -> int:
         """Recovers the data directory, if any, and starts serving on config.listen; returns the
         port. Raises AddressInUse or DataDirInUse when another process holds either."""
         check_free(self.config.listen)
-        if self.config.data_dir is not None:
-            if not isinstance(self.store, MemoryStore):
-                raise ValueError("a data directory journals the memory store only")
-            assert isinstance(self.book, CommandBook)
-            self.lock = DataDirLock(self.config.data_dir)
-            self.lock.acquire(self.config.listen)
-            self.recovery = open_data_dir(
-                self.config.data_dir, self.store, self.book, synchronous=self.config.journal_sync
-            )
-            journal = self.recovery.journal
-            self.bus.epoch = journal.epoch
-            journal.on_failure = lambda error: self.failed.set()
-            journal.on_stall = lambda error: self.health.set_reason(
-                "journal", None if error is None else f"the journal cannot write ({error})"
-            )
-            journal.start()
-            # An event goes out only once what it reports is on disk.
-            publish = self._publisher(self.bus.publish)
-            self.store.on_event = lambda event: journal.when_persisted(lambda: publish(event))
-        if self.redis is not None and self.feed is not None:
-            try:
-                self.persistence = await self.redis.check_persistence()
-                await self.feed.prime()
-            except (RedisError, OSError) as error:
-                raise OSError(f"cannot reach Redis at {self.config.store}: {error}") from error
-            assert isinstance(self.book, RedisCommandBook)
-            self._followers = [
-                asyncio.create_task(self.feed.follow()),
-                asyncio.create_task(self.book.follow()),
-                asyncio.create_task(self._renew_leases()),
-            ]
+        await self.backend.open(self.config.listen, self.health, self.failed)
+        self._tasks = [asyncio.create_task(task) for task in self.backend.background(self.health, self._renew_leases)]
         # No SO_REUSEPORT: a second master on this port fails to bind instead of sharing it.
         self.server = await build_server(
             self.hub,
@@ -272,26 +213,13 @@ class Master:
             port = _bind(lambda: self.server.add_insecure_port(self.config.listen))  # type: ignore[union-attr]
         if port == 0:
             raise AddressInUse(self.config.listen)
-        if self.lock is not None:
-            self.lock.say(f"{self.config.listen.rpartition(':')[0]}:{port}")
+        self.backend.bound(f"{self.config.listen.rpartition(':')[0]}:{port}")
         await self.server.start()
         self.health.set_reason("starting", None)
-        self._sweeper = asyncio.create_task(self._sweep())
-        if self.redis is not None:
-            self._followers.append(asyncio.create_task(self._watch_redis()))
-        if self.recovery is not None:
-            self._compactor = asyncio.create_task(self._compact())
+        self._tasks.append(asyncio.create_task(self._sweep()))
         if self.coherence is not None:
-            self._followers.append(asyncio.create_task(self._watch_keys(self.coherence)))
+            self._tasks.append(asyncio.create_task(self._watch_keys(self.coherence)))
         return port
-
-    def _publisher(self, publish: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
-        """Publishes an event once gateways keeping answers know of its change, so that a
-        client reading on at once is not answered the older state."""
-        coherence = self.coherence
-        if coherence is None:
-            return publish
-        return lambda event: coherence.when_announced(lambda: publish(event))
 
     async def _watch_keys(self, coherence: Coherence) -> None:
         """Gateways keep answers per API key: once the keys file changes (a key revoked, its
@@ -304,8 +232,7 @@ class Master:
                 coherence.changed_everything()
 
     async def _sweep(self) -> None:
-        # Retention in Redis scans every account's orders: less often than in memory.
-        retention_every = 10 if self.redis is not None else 1
+        retention_every = self.backend.retention_every
         for count in itertools.count(1):
             await asyncio.sleep(1.0)
             try:
@@ -314,25 +241,9 @@ class Master:
                     await self.store.enforce_retention()
                 if count % _MAINTENANCE_SECONDS == 0 and collector.maintain():
                     log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
-                if self.redis is not None and count % 5 == 0:
-                    # A master that died could not say its workers went away, nor announce
-                    # what it committed last.
-                    await self.redis.show_orphans_offline()
-                    await self.redis.flush_outboxes()
+                await self.backend.sweep(count)
             except Exception:
                 log.exception("sweep failed")
-
-    async def _watch_redis(self) -> None:
-        """Not serving while Redis does not answer; serving again once it does."""
-        assert self.redis is not None
-        while True:
-            try:
-                async with asyncio.timeout(1.0):
-                    await self.redis.redis.ping()
-                self.health.set_reason("redis", None)
-            except (RedisError, OSError, TimeoutError) as error:
-                self.health.set_reason("redis", f"Redis does not answer ({type(error).__name__})")
-            await asyncio.sleep(0.5)
 
     async def _renew_leases(self) -> None:
         while True:
@@ -342,40 +253,18 @@ class Master:
             except Exception:
                 log.exception("renewing the leases in Redis failed")
 
-    async def _compact(self) -> None:
-        assert self.recovery is not None and isinstance(self.store, MemoryStore)
-        while True:
-            await asyncio.sleep(2.0)
-            try:
-                await compact(self.store, self.recovery.journal, minimum_bytes=self.config.checkpoint_min_bytes)
-            except Exception:
-                log.exception("compaction failed")
-
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
         and leaves the journal checkpointed and closed."""
         self.health.set_reason("draining", "the master is stopping")
-        for task in (self._sweeper, self._compactor, *self._followers):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         self.hub.drain(self.config.reconnect_after)
         self.bus.close()
         if self.server is not None:
             await self.server.stop(grace)
-        if self.redis is not None:
-            try:
-                await self.hub.settle()
-            except TimeoutError:
-                log.warning("streams still ending after 5 s; closing the Redis connections anyway")
-            await self.redis.close()
-        if self.recovery is not None:
-            journal = self.recovery.journal
-            if journal.failed is None and journal.stalled is None:
-                await checkpoint_all(self.store, journal)  # type: ignore[arg-type]
-            await journal.close()
-        if self.lock is not None:
-            self.lock.release()
+        await self.backend.close(self.hub.settle)
         # What the freezes held (collector.py) goes back to the collector with the master's state.
         collector.thaw()
 
