@@ -34,7 +34,7 @@ from services import processes
 from services.common.sample import SampleAccount
 from services.master.auth.worker_tokens import add_worker_token
 from services.master.memory.durability import checkpoint_all, open_data_dir
-from services.master.memory.journal import FILE_NAME
+from services.master.memory.records import FILE_NAME
 from services.master.memory.store import MemoryStore
 from services.master.model.commands import CommandBook
 from services.master.model.store import SnapshotData

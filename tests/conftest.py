@@ -28,7 +28,7 @@ from services.master.model.store import Store
 from services.master.redis.store import RedisStore
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 # Every worker id a test uses has the token "token-<worker id>".
 WORKER_IDS = (

@@ -17,7 +17,7 @@ from services.master.model.retention import KEEP_EVERYTHING
 from services.master.model.store import Store
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 from services.worker.account_state import AccountView
 from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
 

@@ -30,7 +30,7 @@ from services.gateway.routes import routes_of
 from services.master.auth.api_keys import create_api_key, revoke_api_key
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from services import processes
-from services.master.memory.journal import FILE_NAME
+from services.master.memory.records import FILE_NAME
 
 from . import waiting
 from .conftest import NOW

@@ -203,7 +203,7 @@ async def test_sse_and_ndjson_clients_see_new_messages_and_resume_exactly(deploy
 async def test_the_friendly_follower_survives_a_master_restart(tmp_path: Path) -> None:
     """Across a restart the follower is told it may have missed events, and follows anew."""
     from imsync_client import EventsMissed, ImClient, Inbox
-    from services.master.sync.service import SyncConfig
+    from services.master.sync.hub import SyncConfig
 
     from .sync_harness import MasterHandle
 

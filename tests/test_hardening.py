@@ -33,7 +33,7 @@ from services.master.in_process import InProcessChannel
 from services.master.model.events import EventBus
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 

@@ -23,11 +23,11 @@ from imsync.v1 import sync_pb2
 from imsync_client import ImClient
 from services.common.sample import SampleAccount
 from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
-from services.master.memory.journal import FILE_NAME
+from services.master.memory.records import FILE_NAME
 from services.master.memory.store import MemoryStore
 from services.master.model.commands import CommandBook, CommandState
 from services.master.model.store import DeltaData, SnapshotData
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 from services.worker.sync_engine import SyncEngine
 
 from . import waiting

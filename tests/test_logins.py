@@ -24,7 +24,7 @@ from services.gateway.app import create_app
 from services.master.auth.api_keys import create_api_key
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from . import conftest
 from .conftest import token_for, write_tokens

@@ -24,7 +24,7 @@ from services.common.local_redis import RedisServer
 from services.common.sample import sample_accounts
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import SERVICE_NAMES, Master, MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from . import waiting
 from .conftest import NOW, token_for, write_tokens

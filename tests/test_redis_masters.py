@@ -26,7 +26,7 @@ from services.master.model.retention import KEEP_EVERYTHING
 from services.master.redis.store import RedisStore
 from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from .conftest import NOW, token_for, write_tokens
 from .sync_harness import crawl_of, master_copy, view_copy

@@ -19,7 +19,7 @@ from services.common.rpc_errors import field_of, reason_of
 from services.common.sample import SampleAccount
 from services.master.model.commands import CommandState
 from services.master.model.errors import AlreadyExists, NotFound
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 
 from .conftest import NOW, token_for
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy

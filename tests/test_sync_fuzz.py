@@ -17,7 +17,8 @@ from services.master.auth.worker_tokens import WorkerTokens
 from services.master.memory.store import MemoryStore
 from services.master.model.commands import CommandBook
 from services.master.model.errors import PermissionDenied, Unauthenticated
-from services.master.sync.service import SyncConfig, SyncHub, SyncSession
+from services.master.sync.hub import SyncConfig, SyncHub
+from services.master.sync.session import SyncSession
 
 from .conftest import write_tokens
 from .test_store_deltas import observable

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW

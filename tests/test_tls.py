@@ -13,7 +13,7 @@ from services.common.sample import SampleAccount
 from services.common.tls import ClientTls, ServerTls, open_channel
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
-from services.master.sync.service import SyncConfig
+from services.master.sync.hub import SyncConfig
 from services.worker.sync_engine import EngineConfig, SyncEngine
 
 from .conftest import NOW, token_for, write_tokens

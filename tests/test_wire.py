@@ -24,7 +24,7 @@ from services.master.model import _wire
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake
 from services.master.model.validation import MAX_SECONDS, MIN_SECONDS
-from services.master.sync.service import _ENTITIES
+from services.master.sync.hub import _ENTITIES
 
 ACCOUNT = "acc"
 PATH = "snapshot.entities"

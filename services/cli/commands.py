@@ -64,7 +64,7 @@ def _server_tls(args: argparse.Namespace) -> Any:
 def master(args: argparse.Namespace) -> int:
     from services.master.model.retention import parse_retention
     from services.master.server import MasterConfig, serve
-    from services.master.sync.service import SyncConfig
+    from services.master.sync.hub import SyncConfig
 
     try:
         retention = parse_retention(args.retention)

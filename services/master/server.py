@@ -67,7 +67,8 @@ from services.master.model.events import EventBus
 from services.master.model.retention import Retention
 from services.master.model.store import Store
 from services.master.rpc.interceptor import ServerInterceptor
-from services.master.sync.service import SyncConfig, SyncHub, SyncServicer, add_sync_service
+from services.master.sync.hub import SyncConfig, SyncHub
+from services.master.sync.service import SyncServicer, add_sync_service
 
 from .data_lock import DataDirInUse
 from .health import Health

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
-from services.master.memory.journal import Checkpoint, encode_entities
+from services.master.memory.records import encode_entities
+from services.master.memory.recovery import Checkpoint
 from services.master.model.account_state import AccountState, Handling
 from services.master.model.entity_table import EntityTable
 from services.master.model.intake import Intake

@@ -9,7 +9,9 @@ from functools import partial
 from pathlib import Path
 
 from imsync.journal.v1 import journal_pb2 as jpb
-from services.master.memory.journal import FILE_NAME, Journal, move_aside, read_journal
+from services.master.memory.journal import Journal
+from services.master.memory.records import FILE_NAME
+from services.master.memory.recovery import move_aside, read_journal
 from services.master.memory.store import MemoryStore
 from services.master.model.commands import CommandBook, CommandRecord, CommandState, command_key, is_reply
 from services.master.model.errors import StoreError

@@ -1,0 +1,359 @@
+"""The Redis store's connection, keys, commits and loading, which its parts share
+(store.py says how the whole works)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any, ParamSpec, Self, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
+from services.master.model.account_state import (
+    AccountState,
+    Handling,
+    Presence,
+    arrival_event,
+    split_item_key,
+)
+from services.master.model.errors import FailedPrecondition, Unavailable
+from services.master.model.retention import Retention
+from services.master.redis.layout import COMMIT, FLUSH, AccountKeys, Writes
+from services.master.redis.recording import recording_state
+
+T = TypeVar("T")
+P = ParamSpec("P")
+log = logging.getLogger(__name__)
+
+# Events moved from an outbox to the stream in one step.
+_FLUSH_BATCH = 100
+
+_APPLIED_HISTORY = 64
+# Attempts of a change or a read before the account is taken for too busy.
+_ATTEMPTS = 50
+_KINDS = {
+    "conversation": "conversations",
+    "message": "messages",
+    "content": "contents",
+    "comment": "comments",
+    "notification": "notifications",
+}
+_UNREAD_TOTALS = ("unread_comments", "unread_discussions", "unread_direct_messages", "unread_notifications")
+_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "contents": e.Content.FromString,
+    "comments": e.Comment.FromString,
+    "conversations": e.Conversation.FromString,
+    "messages": e.Message.FromString,
+    "notifications": e.Notification.FromString,
+}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _strings(values: Any) -> list[str]:
+    """Redis's replies (bytes) as text."""
+    return [_text(value) for value in values]
+
+
+class _Meta:
+    """An account's meta hash, decoded."""
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        def get(name: str, default: bytes = b"") -> bytes:
+            return raw.get(name.encode(), default)
+
+        self.rev = get("rev", b"0").decode()
+        self.version = int(get("version", b"0"))
+        self.applied = [int(v) for v in get("applied").decode().split(",") if v]
+        self.account = e.Account.FromString(get("account"))
+        self.presence = Presence(worker_id=get("worker_id").decode(), online=get("online") == b"1")
+        self.presence.status.ParseFromString(get("status"))
+        self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}
+        self.horizons = {kind: int(value) for kind in ("messages", "comments") if (value := get(f"horizon:{kind}"))}
+
+
+def _view_state(account_id: str, meta: _Meta) -> AccountState:
+    """A state with the account's profile and handling containers, for building views."""
+    state = AccountState(account_id, meta.version, meta.account, Handling())
+    state.presence = meta.presence
+    state.unread_comments = meta.totals["unread_comments"]
+    state.unread_discussions = meta.totals["unread_discussions"]
+    state.unread_direct_messages = meta.totals["unread_direct_messages"]
+    state.unread_notifications = meta.totals["unread_notifications"]
+    return state
+
+
+def _entities(raw: Sequence[bytes | None], ids: Sequence[str], parse: Callable[[bytes], T]) -> dict[str, T]:
+    return {entity_id: parse(value) for entity_id, value in zip(ids, raw, strict=True) if value is not None}
+
+
+def _redis_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Redis out of reach becomes UNAVAILABLE: the client or worker tries again later."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
+
+    return guarded
+
+
+class RedisBase:
+    """The Redis store's connection, keys, commits and loading, which its parts share."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "imsync",
+        retention: Retention | None = None,
+        events_kept: int = 100_000,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        # Events go to Redis, not to a listener: every master's feed reads them from there.
+        self.on_event: Callable[[ev.Event], None] | None = None
+        self.redis = client
+        self.prefix = prefix
+        self.retention = retention if retention is not None and not retention.keeps_everything else None
+        self.events_key = f"{prefix}:events"
+        self.accounts_key = f"{prefix}:accounts"
+        self._events_kept = events_kept
+        self._clock = clock
+        self._commit = client.register_script(COMMIT)
+        self._flush = client.register_script(FLUSH)
+        self._warned_at = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
+        # A connection Redis closed (a restart) is tried again on a fresh one. That is safe:
+        # a commit sent twice finds the rev moved and computes itself again, to a no-op.
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        return cls(client, **kwargs)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def keys(self, account_id: str) -> AccountKeys:
+        return AccountKeys(self.prefix, account_id)
+
+    def persisted(self) -> Awaitable[object] | None:
+        # Every change is committed before its call returns; how durable that is, is Redis's
+        # persistence setting (check_persistence).
+        return None
+
+    async def check_persistence(self) -> str:
+        """What an acknowledgement means with this Redis's persistence; warns when a crash of
+        Redis's machine could lose acknowledged changes."""
+        try:
+            config = await self.redis.config_get("append*")
+        except RedisError:
+            return "unknown: CONFIG GET is not allowed; make sure appendonly is yes and appendfsync always"
+        appendonly = _text(config.get("appendonly") or b"no")
+        fsync = _text(config.get("appendfsync") or b"everysec")
+        if appendonly == "yes" and fsync == "always":
+            return "appendonly yes, appendfsync always: an acknowledged change is on Redis's disk"
+        if appendonly == "yes":
+            log.warning(
+                "Redis appendfsync is %s: a crash of Redis's machine can lose about a second of acknowledged changes",
+                fsync,
+            )
+            return f"appendonly yes, appendfsync {fsync}: a power loss can lose the last second of acknowledged changes"
+        log.warning("Redis appendonly is off: a restart of Redis loses what changed since its last snapshot")
+        return "appendonly no: a restart of Redis loses every change since its last RDB snapshot"
+
+    # -------------------------------------------------------------- committing
+
+    async def _commit_writes(self, keys: AccountKeys, rev: str, writes: Writes, fence: int = 0) -> bool:
+        """Commits `writes` if the account is still at `rev`; False when it moved on."""
+        key_list, ops = writes.encode([keys.meta, keys.lease])
+        result = int(await self._commit(keys=key_list, args=[rev, str(fence) if fence else "", *ops]))
+        if result == -1:
+            return False
+        if result == -2:
+            raise FailedPrecondition(
+                f"account {keys.account_id!r} is no longer held by this stream's lease; say hello again",
+                field="account_id",
+                reason="NOT_OWNER",
+            )
+        if writes.pushes.get(keys.outbox):
+            await self.flush_outbox(keys)
+        return True
+
+    async def flush_outbox(self, keys: AccountKeys) -> None:
+        """Moves the account's queued events to the shared stream, a hundred at a time, each
+        hundred in one step (FLUSH): none lost by a crash between, none added twice by two
+        masters flushing at once."""
+        moved = _FLUSH_BATCH
+        while moved == _FLUSH_BATCH:
+            moved = await self._flush(keys=[keys.outbox, self.events_key], args=[_FLUSH_BATCH, self._events_kept])
+
+    async def publish(self, event: ev.Event) -> None:
+        """Adds an event that no account change carries (a reply's new state)."""
+        await self.redis.xadd(
+            self.events_key, {"e": event.SerializeToString()}, maxlen=self._events_kept, approximate=True
+        )
+
+    @staticmethod
+    def _announce(writes: Writes, keys: AccountKeys, event: ev.Event) -> None:
+        if not event.HasField("create_time"):
+            event.create_time.GetCurrentTime()
+        writes.push(keys.outbox, event.SerializeToString())
+
+    def _announce_arrivals(self, writes: Writes, keys: AccountKeys, state: AccountState) -> None:
+        for entity in state.arrivals:
+            self._announce(writes, keys, arrival_event(state, entity))
+        state.arrivals.clear()
+
+    def _announce_read(self, writes: Writes, keys: AccountKeys, items: list[str]) -> None:
+        if items:
+            change = ev.ReadStateChange(item_ids=items, is_read=True)
+            self._announce(
+                writes,
+                keys,
+                ev.Event(type=ev.EVENT_TYPE_READ_STATE_CHANGED, account_id=keys.account_id, read_state=change),
+            )
+
+    async def _change(self, account_id: str, attempt: Callable[[], Awaitable[T | None]]) -> T:
+        """Runs `attempt` (which returns None when the account moved on) until it commits."""
+        for _ in range(_ATTEMPTS):
+            result = await attempt()
+            if result is not None:
+                return result
+            await asyncio.sleep(0)
+        raise Unavailable(f"account {account_id!r} changes too fast to commit; try again", retry_after=0.1)
+
+    # ----------------------------------------------------------------- loading
+
+    async def _load(
+        self,
+        keys: AccountKeys,
+        writes: Writes,
+        *,
+        entities: Mapping[str, Collection[str]],
+        items: Collection[str] = (),
+        pinned: Collection[str] = (),
+    ) -> tuple[str, AccountState] | None:
+        """The part of an account a change touches, as a recording state; None when the
+        account does not exist."""
+        wanted = {name: list(ids) for name, ids in entities.items() if ids}
+        item_list = list(items)
+        pinned_list = list(pinned)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.meta)
+        for name, ids in wanted.items():
+            pipe.hmget(keys.entities[name], ids)
+        if item_list:
+            pipe.hmget(keys.read, item_list)
+            pipe.smismember(keys.sets["new"], item_list)
+        if pinned_list:
+            pipe.smismember(keys.sets["pinned"], pinned_list)
+        results = await pipe.execute()
+        raw_meta = results[0]
+        if not raw_meta:
+            return None
+        meta = _Meta(raw_meta)
+        at = 1
+        loaded: dict[str, dict[str, Any]] = {}
+        for name, ids in wanted.items():
+            loaded[name] = _entities(results[at], ids, _PARSERS[name])
+            at += 1
+        read_at: dict[str, int] = {}
+        sets: dict[str, set[str]] = {}
+        if item_list:
+            read_at = {item: int(v) for item, v in zip(item_list, results[at], strict=True) if v is not None}
+            sets["new"] = {item for item, flag in zip(item_list, results[at + 1], strict=True) if flag}
+            at += 2
+        if pinned_list:
+            sets["pinned"] = {cid for cid, flag in zip(pinned_list, results[at], strict=True) if flag}
+        state = recording_state(
+            keys,
+            writes,
+            version=meta.version,
+            applied=meta.applied,
+            account=meta.account,
+            presence=meta.presence,
+            horizons=meta.horizons,
+            entities=loaded,
+            read_at=read_at,
+            sets=sets,
+        )
+        return meta.rev, state
+
+    async def _load_full(self, keys: AccountKeys, *, register: bool = False) -> tuple[str, AccountState] | None:
+        """All of an account, as the memory store holds it (without its orders)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if register:
+            self._register(pipe, keys.account_id)
+        pipe.hgetall(keys.meta)
+        for name in _PARSERS:
+            pipe.hgetall(keys.entities[name])
+        pipe.hgetall(keys.read)
+        for name in ("pinned", "muted", "new", "newc"):
+            pipe.smembers(keys.sets[name])
+        raw_meta, *rest = (await pipe.execute())[1 if register else 0 :]
+        if not raw_meta:
+            return None
+        meta = _Meta(raw_meta)
+        collections = {
+            name: {k.decode(): parse(v) for k, v in raw.items()}
+            for (name, parse), raw in zip(_PARSERS.items(), rest[:5], strict=True)
+        }
+        read = rest[5]
+        pinned, muted, new, newc = ({m.decode() for m in members} for members in rest[6:10])
+        handling = Handling(
+            read_at={k.decode(): int(v) for k, v in read.items()},
+            pinned=pinned,
+            muted=muted,
+            new_items=new,
+            new_contents=newc,
+            horizons=dict(meta.horizons),
+        )
+        state = AccountState(keys.account_id, meta.version, meta.account, handling)
+        state.presence = meta.presence
+        state.applied_versions.extend(meta.applied)
+        for name, entities in collections.items():
+            setattr(state, name, entities)
+        return meta.rev, state
+
+    def _register(self, pipe: Any, account_id: str) -> None:
+        """Queues the account's id in the list of accounts, in the pipeline that reads what
+        its change needs: before its first commit, so that a crash in between leaves an id
+        without data, which every list skips, never data without an id."""
+        pipe.zadd(self.accounts_key, {account_id: 0}, nx=True)
+
+
+def _split(item: str) -> tuple[str, str]:
+    return split_item_key(item, field="id")
+
+
+def _constant(items: list[str]) -> Callable[[], Awaitable[list[str]]]:
+    async def find() -> list[str]:
+        return items
+
+    return find
+
+
+def index_account(meta_key: str) -> str:
+    """The account id in an account's meta key."""
+    return meta_key[meta_key.index("{") + 1 : meta_key.rindex("}")]
