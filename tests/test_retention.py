@@ -14,8 +14,8 @@ from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.memory.durability import open_data_dir
 from services.master.memory.store import MemoryStore
-from services.master.model.account_state import ns_of
 from services.master.model.commands import CommandBook
+from services.master.model.keys import ns_of
 from services.master.model.retention import DAY, KEEP_EVERYTHING, Retention, parse_retention
 from services.master.model.store import SnapshotData, Store
 

@@ -26,8 +26,8 @@ from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import unified_messages_pb2 as uni
 from services.master.auth.api_keys import Access, ApiKeys
-from services.master.model.account_state import ns_of, split_item_key
 from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.keys import ns_of, split_item_key
 from services.master.model.store import Store
 
 T = TypeVar("T")

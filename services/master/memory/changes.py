@@ -23,12 +23,9 @@ from services.master.memory.records import encode_delta, encode_snapshot
 from services.master.memory.recovery import Checkpoint
 from services.master.model import collector, time_keys, transitions
 from services.master.model import cursor as cursors
-from services.master.model.account_state import (
-    AccountState,
-    Handling,
-    Presence,
-    arrival_event,
-)
+from services.master.model.account_base import Handling, Presence
+from services.master.model.account_state import AccountState
+from services.master.model.account_views import arrival_event
 from services.master.model.coherence import Coherence
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.retention import Retention, oldest_read, removal_count

@@ -12,7 +12,8 @@ from typing import Any
 from imsync.journal.v1 import journal_pb2 as jpb
 from services.master.memory.records import encode_entities
 from services.master.memory.recovery import Checkpoint
-from services.master.model.account_state import AccountState, Handling
+from services.master.model.account_base import Handling
+from services.master.model.account_state import AccountState
 from services.master.model.entity_table import EntityTable
 from services.master.model.intake import Intake
 

@@ -23,14 +23,10 @@ from imsync.v1 import unified_messages_pb2 as u
 from services.master.memory.changes import Changes, Key, _collect, _page, _set_flag
 from services.master.model import cursor as cursors
 from services.master.model import filters, time_keys
-from services.master.model.account_state import (
-    AccountState,
-    comment_key,
-    message_key,
-    split_item_key,
-)
+from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
 from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.keys import comment_key, message_key, split_item_key
 from services.master.model.store import Page, UnifiedStats, page_size
 from services.master.model.time_keys import item_of
 

@@ -3,135 +3,40 @@
 The crawled dictionaries and sort orders are built once per applied snapshot and not
 changed afterwards; only the unread counters move when the team marks items read. The
 `Handling` beside it is the master's own state and outlives every snapshot.
+
+Its parts: keys.py (item keys), account_base.py (fields, index keys, counters, read
+state), account_views.py (what the IM API shows); here building a state and changing it.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
-from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
-from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import time_keys
-from services.master.model.entity_table import EntityTable
-from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.account_base import Handling
+from services.master.model.account_views import AccountViews
 from services.master.model.intake import Intake
-
-_APPLIED_HISTORY = 64
-# Later than any platform time.
-_NEVER = 1 << 80
-
-
-def ns_of(ts: Timestamp) -> int:
-    return ts.seconds * 1_000_000_000 + ts.nanos
-
-
-def comment_key(comment_id: str) -> str:
-    return f"comment:{comment_id}"
-
-
-def message_key(message_id: str) -> str:
-    return f"message:{message_id}"
+from services.master.model.keys import (
+    _NEVER,
+    INBOX_KINDS,
+    _content_key,
+    _discard_from,
+    _last_activity_ns,
+    comment_key,
+    message_key,
+    notification_key,
+    ns_of,
+)
 
 
-def notification_key(notification_id: str) -> str:
-    return f"notification:{notification_id}"
-
-
-INBOX_KINDS = ("comment", "message", "notification")
-
-
-def split_item_key(item_id: str, *, field: str) -> tuple[str, str]:
-    """Splits an inbox item id ("comment:<id>", "message:<id>" or "notification:<id>")
-    into kind and entity id."""
-    kind, sep, entity_id = item_id.partition(":")
-    if not sep or kind not in INBOX_KINDS or not entity_id:
-        raise InvalidArgument(
-            f"{item_id!r} is not an inbox item id ('comment:<id>', 'message:<id>' or 'notification:<id>')", field=field
-        )
-    return kind, entity_id
-
-
-@dataclass
-class Presence:
-    """What the owning worker says of the account, and whether it is connected."""
-
-    worker_id: str = ""
-    online: bool = False
-    status: sync_pb2.AccountStatusReport = field(default_factory=sync_pb2.AccountStatusReport)
-
-
-@dataclass
-class Handling:
-    """The master's own state of an account: never overwritten by a sync."""
-
-    # Inbox item key ("comment:<id>", "message:<id>", "notification:<id>") -> when it was
-    # marked read (ns).
-    read_at: dict[str, int] = field(default_factory=dict)
-    pinned: set[str] = field(default_factory=set)
-    muted: set[str] = field(default_factory=set)
-    # Inbox items and works that arrived after the account's first sync; an item stops
-    # being new once read.
-    new_items: set[str] = field(default_factory=set)
-    new_contents: set[str] = field(default_factory=set)
-    # Collection -> newest platform time (ns) evicted to bound memory: nothing at or before
-    # it that the account does not hold is taken in again.
-    horizons: dict[str, int] = field(default_factory=dict)
-
-
-class AccountState:
+class AccountState(AccountViews):
     """Crawled state of one account at one version, with its indexes."""
-
-    def __init__(self, account_id: str, version: int, account: e.Account, handling: Handling) -> None:
-        self.account_id = account_id
-        self.version = version
-        self.account = account
-        self.handling = handling
-        self.presence = Presence()
-        # The last versions applied, newest last: a version among them delivered again is
-        # a no-op; any other version not newer than `version` is refused.
-        self.applied_versions: deque[int] = deque(maxlen=_APPLIED_HISTORY)
-        # Customers' messages and comments, and notifications, this version brought; the
-        # store announces them.
-        self.arrivals: list[e.Message | e.Comment | e.Notification] = []
-        self.contents: dict[str, e.Content] = {}
-        # Messages and comments: EntityTables when built here (entity_table.py), any
-        # mapping when loaded (Redis).
-        self.comments: MutableMapping[str, e.Comment] = EntityTable()
-        self.conversations: dict[str, e.Conversation] = {}
-        self.messages: MutableMapping[str, e.Message] = EntityTable()
-        self.notifications: dict[str, e.Notification] = {}
-        # No notification is older than this (ns): the retention sweep looks at them only past it.
-        self.notifications_since = 0
-        # Sort orders; every key ends with the entity's id, so keys are unique.
-        self.conversation_order = SortedList()  # (0 pinned / 1 not, -last message ns, id)
-        # The orders of messages, comments and the inbox hold packed keys (time_keys.py).
-        self.message_order = SortedList()  # (-create ns, id)
-        self.messages_by_conversation: dict[str, SortedList] = {}
-        self.content_order = SortedList()  # (-publish ns, id)
-        self.comment_order = SortedList()  # (-create ns, id)
-        self.comments_by_content: dict[str, SortedList] = {}
-        self.replies_by_parent: dict[str, SortedList] = {}
-        # The inbox: customers' messages and comments, their keys shared with the orders
-        # above; merged when listed (MemoryStore.list_unified).
-        self.inbox_messages = SortedList()
-        self.inbox_comments = SortedList()
-        self.inbox_notifications = SortedList()
-        # Unread counters, kept in step with Handling.read_at.
-        self.unread_by_conversation: Counter[str] = Counter()
-        self.unread_by_content: Counter[str] = Counter()
-        self.new_by_content: Counter[str] = Counter()
-        self.unread_comments = 0
-        self.unread_discussions = 0
-        self.unread_direct_messages = 0
-        self.unread_notifications = 0
 
     @classmethod
     def empty(cls, account_id: str) -> AccountState:
@@ -193,32 +98,6 @@ class AccountState:
                 state.unread_notifications += 1
         state.inbox_notifications = SortedList(keys)
         return state
-
-    # ------------------------------------------------------ index keys, counters
-
-    def _conversation_key(self, conversation: e.Conversation) -> tuple[int, int, str]:
-        pinned = conversation.conversation_id in self.handling.pinned
-        return (0 if pinned else 1, -_last_activity_ns(conversation), conversation.conversation_id)
-
-    def _count_message(self, message: e.Message, sign: int) -> None:
-        """Counts an inbound message in (sign +1) or out of (-1) the unread counters."""
-        if message_key(message.message_id) in self.handling.read_at:
-            return
-        self.unread_by_conversation[message.conversation_id] += sign
-        self.unread_direct_messages += sign
-
-    def _count_comment(self, comment: e.Comment, sign: int) -> None:
-        """Counts a customer's comment in (+1) or out of (-1) the unread and new counters."""
-        item = comment_key(comment.comment_id)
-        if item in self.handling.read_at:
-            return
-        self.unread_by_content[comment.content_id] += sign
-        if item in self.handling.new_items:
-            self.new_by_content[comment.content_id] += sign
-        if comment.parent_comment_id:
-            self.unread_discussions += sign
-        else:
-            self.unread_comments += sign
 
     # ----------------------------------------------------- incremental changes
 
@@ -535,189 +414,3 @@ class AccountState:
             "notification": self.notifications,
         }
         return collections[kind]
-
-    # ----------------------------------------------------------- predicates
-
-    def is_inbound(self, message: e.Message) -> bool:
-        if message.direction != e.DIRECTION_UNSPECIFIED:
-            return message.direction == e.DIRECTION_INBOUND
-        return message.sender.user_id != self.account.user_id
-
-    def is_own(self, comment: e.Comment) -> bool:
-        return bool(self.account.user_id) and comment.author.user_id == self.account.user_id
-
-    # ------------------------------------------------------------ read state
-
-    def mark_read(self, item: str, now_ns: int) -> bool:
-        """Marks an inbox item read; True when it was unread. Outbound items are never unread."""
-        handling = self.handling
-        if item in handling.read_at:
-            return False
-        kind, entity_id = split_item_key(item, field="id")
-        if kind == "message":
-            message = self.messages.get(entity_id)
-            if message is None:
-                raise NotFound(f"message {entity_id!r} not found")
-            if not self.is_inbound(message):
-                return False
-            self._count_message(message, -1)
-        elif kind == "comment":
-            comment = self.comments.get(entity_id)
-            if comment is None:
-                raise NotFound(f"comment {entity_id!r} not found")
-            if self.is_own(comment):
-                return False
-            self._count_comment(comment, -1)
-        else:
-            if entity_id not in self.notifications:
-                raise NotFound(f"notification {entity_id!r} not found")
-            self.unread_notifications -= 1
-        handling.read_at[item] = now_ns
-        handling.new_items.discard(item)
-        return True
-
-    # ----------------------------------------------------------------- views
-
-    def account_view(self) -> e.Account:
-        account = e.Account()
-        account.CopyFrom(self.account)
-        account.account_id = self.account_id
-        account.version = self.version
-        presence = self.presence
-        account.worker_id = presence.worker_id
-        account.online = presence.online
-        status = presence.status
-        if status.login_state:
-            account.login_state = status.login_state
-        if status.HasField("last_crawl_at"):
-            account.last_crawl_at.CopyFrom(status.last_crawl_at)
-        account.last_error = status.last_error
-        if status.HasField("last_error_at"):
-            account.last_error_at.CopyFrom(status.last_error_at)
-        # How the crawls go, for everyone who may read the account; what a login asks of an
-        # operator (status.login) only for the login scope (LoginService), never here.
-        account.crawl_state = status.crawl_state
-        if status.HasField("last_crawl_duration"):
-            account.last_crawl_duration.CopyFrom(status.last_crawl_duration)
-        del account.collections[:]
-        account.collections.extend(status.collections)
-        account.last_error_reason = status.last_error_reason
-        return account
-
-    def conversation_view(self, conversation_id: str) -> e.Conversation:
-        conversation = e.Conversation()
-        conversation.CopyFrom(self.conversations[conversation_id])
-        conversation.account_id = self.account_id
-        # Every master-owned field is set here, whatever the worker sent.
-        conversation.unread_count = self.unread_by_conversation.get(conversation_id, 0)
-        conversation.is_pinned = conversation_id in self.handling.pinned
-        conversation.is_muted = conversation_id in self.handling.muted
-        return conversation
-
-    def message_view(self, message: e.Message) -> e.Message:
-        view = e.Message()
-        view.CopyFrom(message)
-        view.account_id = self.account_id
-        item = message_key(message.message_id)
-        read_ns = self.handling.read_at.get(item)
-        # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
-        view.is_read = read_ns is not None or not self.is_inbound(message)
-        view.is_new = item in self.handling.new_items
-        return view
-
-    def comment_view(self, comment: e.Comment) -> e.Comment:
-        view = e.Comment()
-        view.CopyFrom(comment)
-        view.account_id = self.account_id
-        item = comment_key(comment.comment_id)
-        read_ns = self.handling.read_at.get(item)
-        # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
-        view.is_read = read_ns is not None or self.is_own(comment)
-        view.is_new = item in self.handling.new_items
-        view.is_handled = False  # nothing marks a comment handled yet
-        return view
-
-    def content_view(self, content_id: str) -> e.Content:
-        content = e.Content()
-        content.CopyFrom(self.contents[content_id])
-        content.account_id = self.account_id
-        # Every master-owned field is set here, whatever the worker sent.
-        content.stats.unread_comments = self.unread_by_content.get(content_id, 0)
-        content.stats.new_comments = self.new_by_content.get(content_id, 0)
-        content.is_new = content_id in self.handling.new_contents
-        return content
-
-    def notification_view(self, notification: e.Notification) -> e.Notification:
-        view = e.Notification()
-        view.CopyFrom(notification)
-        view.account_id = self.account_id
-        read_ns = self.handling.read_at.get(notification_key(notification.notification_id))
-        # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
-        view.is_read = read_ns is not None
-        return view
-
-    def unified_view(self, item: str) -> u.UnifiedMessage:
-        kind, entity_id = split_item_key(item, field="id")
-        result = u.UnifiedMessage(id=item, account_id=self.account_id)
-        if kind == "notification":
-            notification = self.notification_view(self.notifications[entity_id])
-            result.type = u.UNIFIED_MESSAGE_TYPE_NOTIFICATION
-            result.create_time.CopyFrom(notification.create_time)
-            result.is_read, result.is_new = notification.is_read, item in self.handling.new_items
-            result.notification.CopyFrom(notification)
-        elif kind == "message":
-            message = self.message_view(self.messages[entity_id])
-            result.type = u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE
-            result.create_time.CopyFrom(message.create_time)
-            result.is_read, result.is_new = message.is_read, message.is_new
-            result.message.CopyFrom(message)
-        else:
-            comment = self.comment_view(self.comments[entity_id])
-            result.type = (
-                u.UNIFIED_MESSAGE_TYPE_DISCUSSION if comment.parent_comment_id else u.UNIFIED_MESSAGE_TYPE_COMMENT
-            )
-            result.create_time.CopyFrom(comment.created_at)
-            result.is_read, result.is_new = comment.is_read, comment.is_new
-            result.comment.CopyFrom(comment)
-        return result
-
-
-def arrival_event(state: AccountState, entity: e.Message | e.Comment | e.Notification) -> ev.Event:
-    """The event announcing what arrived: a customer's message or comment, a notification."""
-    if isinstance(entity, e.Message):
-        return ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id=state.account_id, message=state.message_view(entity))
-    if isinstance(entity, e.Comment):
-        return ev.Event(type=ev.EVENT_TYPE_NEW_COMMENT, account_id=state.account_id, comment=state.comment_view(entity))
-    return ev.Event(
-        type=ev.EVENT_TYPE_NEW_NOTIFICATION, account_id=state.account_id, notification=state.notification_view(entity)
-    )
-
-
-def _content_key(content: e.Content) -> tuple[int, str]:
-    return (-ns_of(content.publish_time), content.content_id)
-
-
-def _discard_from(index: dict[str, SortedList], group: str, key: bytes) -> None:
-    keys = index.get(group)
-    if keys is not None:
-        keys.discard(key)
-        if not keys:
-            del index[group]
-
-
-def _last_activity_ns(conversation: e.Conversation) -> int:
-    if conversation.HasField("last_message"):
-        return ns_of(conversation.last_message.create_time)
-    return ns_of(conversation.update_time)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, fields
 
 from imsync.v1 import sync_pb2
 from services.master.model import time_keys
-from services.master.model.account_state import AccountState, comment_key, message_key
+from services.master.model.account_state import AccountState
+from services.master.model.keys import comment_key, message_key
 
 DAY = 86_400.0
 

@@ -15,7 +15,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.model.account_state import Presence
+from services.master.model.account_base import Presence
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake, Wire
 from services.master.model.retention import Retention

@@ -5,7 +5,8 @@ retention keeps out)."""
 from __future__ import annotations
 
 from imsync.v1 import sync_pb2
-from services.master.model.account_state import AccountState, Handling
+from services.master.model.account_base import Handling
+from services.master.model.account_state import AccountState
 from services.master.model.errors import FailedPrecondition
 from services.master.model.intake import Intake
 from services.master.model.store import DeltaData, SnapshotData

@@ -19,14 +19,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
-from services.master.model.account_state import (
-    AccountState,
-    Handling,
-    Presence,
-    arrival_event,
-    split_item_key,
-)
+from services.master.model.account_base import Handling, Presence
+from services.master.model.account_state import AccountState
+from services.master.model.account_views import arrival_event
 from services.master.model.errors import FailedPrecondition, Unavailable
+from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
 from services.master.redis.layout import COMMIT, FLUSH, AccountKeys, Writes
 from services.master.redis.recording import recording_state

@@ -9,15 +9,10 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from services.master.model import transitions
-from services.master.model.account_state import (
-    AccountState,
-    Handling,
-    Presence,
-    comment_key,
-    message_key,
-    notification_key,
-)
+from services.master.model.account_base import Handling, Presence
+from services.master.model.account_state import AccountState
 from services.master.model.errors import NotFound
+from services.master.model.keys import comment_key, message_key, notification_key
 from services.master.model.store import DeltaData, SnapshotData
 from services.master.redis.base import (
     _APPLIED_HISTORY,

@@ -8,13 +8,9 @@ from typing import Any
 
 from imsync.v1 import entities_pb2 as e
 from services.master.model import cursor as cursors
-from services.master.model.account_state import (
-    AccountState,
-    comment_key,
-    message_key,
-    notification_key,
-)
+from services.master.model.account_state import AccountState
 from services.master.model.errors import InvalidArgument, NotFound, Unavailable
+from services.master.model.keys import comment_key, message_key, notification_key
 from services.master.model.store import Page, page_size
 from services.master.redis.base import (
     _ATTEMPTS,

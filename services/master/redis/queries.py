@@ -8,14 +8,10 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import filters
-from services.master.model.account_state import (
-    AccountState,
-    comment_key,
-    message_key,
-    split_item_key,
-)
+from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
 from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.keys import comment_key, message_key, split_item_key
 from services.master.model.store import Page, UnifiedStats
 from services.master.redis.base import (
     _KINDS,

@@ -14,7 +14,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from services.master.model.account_state import AccountState, Handling, Presence
+from services.master.model.account_base import Handling, Presence
+from services.master.model.account_state import AccountState
 from services.master.redis.layout import AccountKeys, Value, Writes, inbox_key, member_of
 
 

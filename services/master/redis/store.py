@@ -25,14 +25,9 @@ from collections.abc import Sequence
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.model.account_state import (
-    Presence,
-    comment_key,
-    message_key,
-    notification_key,
-    ns_of,
-)
+from services.master.model.account_base import Presence
 from services.master.model.cursor import Newest
+from services.master.model.keys import comment_key, message_key, notification_key, ns_of
 from services.master.model.retention import removal_count
 from services.master.redis.base import (
     _redis_errors,
