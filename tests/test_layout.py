@@ -103,3 +103,12 @@ def test_the_backends_and_the_model_know_no_grpc() -> None:
     )
     run = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_no_module_of_services_is_over_500_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): count
+        for path in (ROOT / "services").rglob("*.py")
+        if (count := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, long

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,15 @@ from imsync.v1 import (
 )
 from services.common import logs
 from services.common.observability import trace_metadata
-from services.common.rpc_errors import bad_request, error_status, retry_after_of
+from services.common.rpc_errors import bad_request, error_status
 from services.common.tls import ClientTls, open_channel
 
 from . import legacy
+from .answers import JSON, MAX_BODY_BYTES, _answer, _bounded_body, _cache_key, _error, _field_text, _matches, _raw_path
 from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
 from .cache import Answer, ResponseCache
 from .console import console_routes
 from .cors import Cors
-from .errors import http_status_of
 from .grpc_bridge import (
     BadHeader,
     MalformedTimeout,
@@ -65,11 +64,8 @@ from .routes import Route as RpcRoute
 from .routes import routes_of
 from .watch import ChangeWatch
 
-JSON = "application/json"
 # Query parameters of the IM profile that are the gateway's, not a request field.
 _IM_PARAMS = frozenset({legacy.PARAM})
-# The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def im_services() -> list[ServiceDescriptor]:
@@ -390,70 +386,6 @@ class Gateway:
             await send({"type": "http.response.start", "status": 200, "headers": hit.raw_headers_200})
             await send({"type": "http.response.body", "body": hit.body})
         return True
-
-
-def _raw_path(scope: Scope) -> str:
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    return raw.decode("latin-1").partition("?")[0]
-
-
-def _cache_key(scope: Scope, profile: Profile, authorization: str) -> tuple[object, ...]:
-    # The request as it came, and who asks: a key limited to some accounts gets other
-    # answers. Only answers that succeeded are kept, so a request found here binds.
-    return (_raw_path(scope), scope.get("query_string", b""), profile.name, authorization)
-
-
-def _matches(if_none_match: str, etag: str) -> bool:
-    """If-None-Match's weak comparison (RFC 9110): W/"x" matches "x" (nginx weakens the
-    ETags of what it compresses, and its clients send them back so)."""
-    if if_none_match.strip() == "*":
-        return True
-    return etag.removeprefix("W/") in (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-
-
-def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
-    """A read's answer, or 304 Not Modified for a client that holds the same bytes already
-    (If-None-Match); the client is asked to check again each time (no-cache)."""
-    headers = {**headers, "Cache-Control": "no-cache"}
-    wanted = request.headers.get("if-none-match")
-    if wanted is not None and _matches(wanted, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=JSON, headers=headers)
-
-
-async def _bounded_body(request: Request) -> bytes | None:
-    """The request's body, or None once it passes MAX_BODY_BYTES (the rest is not read)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _field_text(message: Message, path: str) -> str:
-    value: Any = message
-    for part in path.split("."):
-        if not hasattr(value, "DESCRIPTOR") or part not in value.DESCRIPTOR.fields_by_name:
-            return ""
-        value = getattr(value, part)
-    return str(value) if isinstance(value, (str, int)) else ""
-
-
-def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | None = None) -> Response:
-    retry_after = retry_after_of(status)
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
-    return Response(
-        profile.error_body(status),
-        status_code=http_status or http_status_of(status.code),
-        media_type=JSON,
-        headers=headers,
-    )
 
 
 class GatewayApp(Starlette):

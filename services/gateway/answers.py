@@ -1,0 +1,86 @@
+"""How the gateway answers: cache keys and ETags, bounded bodies, and errors in the
+profile's envelope (app.py serves the routes)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+from services.common.rpc_errors import retry_after_of
+
+from .errors import http_status_of
+from .marshalers import Profile
+
+JSON = "application/json"
+# The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    return raw.decode("latin-1").partition("?")[0]
+
+
+def _cache_key(scope: Scope, profile: Profile, authorization: str) -> tuple[object, ...]:
+    # The request as it came, and who asks: a key limited to some accounts gets other
+    # answers. Only answers that succeeded are kept, so a request found here binds.
+    return (_raw_path(scope), scope.get("query_string", b""), profile.name, authorization)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match's weak comparison (RFC 9110): W/"x" matches "x" (nginx weakens the
+    ETags of what it compresses, and its clients send them back so)."""
+    if if_none_match.strip() == "*":
+        return True
+    return etag.removeprefix("W/") in (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+
+
+def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
+    """A read's answer, or 304 Not Modified for a client that holds the same bytes already
+    (If-None-Match); the client is asked to check again each time (no-cache)."""
+    headers = {**headers, "Cache-Control": "no-cache"}
+    wanted = request.headers.get("if-none-match")
+    if wanted is not None and _matches(wanted, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=JSON, headers=headers)
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None once it passes MAX_BODY_BYTES (the rest is not read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _field_text(message: Message, path: str) -> str:
+    value: Any = message
+    for part in path.split("."):
+        if not hasattr(value, "DESCRIPTOR") or part not in value.DESCRIPTOR.fields_by_name:
+            return ""
+        value = getattr(value, part)
+    return str(value) if isinstance(value, (str, int)) else ""
+
+
+def _error(profile: Profile, status: status_pb2.Status, *, http_status: int | None = None) -> Response:
+    retry_after = retry_after_of(status)
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return Response(
+        profile.error_body(status),
+        status_code=http_status or http_status_of(status.code),
+        media_type=JSON,
+        headers=headers,
+    )
