@@ -314,7 +314,7 @@ def test_the_event_history_holds_its_byte_budget() -> None:
     bus = EventBus(history=10_000, history_bytes=100_000)
     for _ in range(2000):
         bus.publish(ev.Event(type=ev.EVENT_TYPE_NEW_MESSAGE, account_id="a", message=e.Message(content="长" * 300)))
-    assert sum(event.ByteSize() for event in bus._history) <= 100_000
+    assert sum(event.ByteSize() for event in bus.kept_events()) <= 100_000
 
 
 async def test_snapshot_chunks_never_marked_last_are_bounded_in_bytes(tmp_path: Path) -> None:

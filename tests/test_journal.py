@@ -166,7 +166,7 @@ async def test_an_ack_leaves_only_once_its_version_is_on_disk(tmp_path: Path) ->
             held.set()
             gate.wait(10)
 
-        journal._enqueue(hold)
+        journal.enqueue(hold)
         await asyncio.to_thread(held.wait, 5)
         account.grow(NOW + 60)
         engine.publish("acc", crawl_of(account))

@@ -205,7 +205,7 @@ async def test_evictions_are_journaled(tmp_path: Path) -> None:
     recovery = open_data_dir(tmp_path, again, CommandBook())
     assert recovery.problems == []
     assert await observable(again, "acc") == shown
-    assert again._accounts["acc"].handling.horizons == store._accounts["acc"].handling.horizons
+    assert again.handling("acc").horizons == store.handling("acc").horizons
 
 
 def test_retention_rules_from_the_command_line() -> None:

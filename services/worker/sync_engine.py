@@ -90,7 +90,8 @@ class SyncEngine:
         self._status_dirty: set[str] = set()
         self._results: OrderedDict[str, sync_pb2.CommandResult] = OrderedDict()
         self._log = CommandLog(config.command_log, keep=config.remembered_results) if config.command_log else None
-        self._running: dict[str, asyncio.Task[None]] = {}
+        # The commands being performed, by request: a worker stopping cancels them.
+        self.running: dict[str, asyncio.Task[None]] = {}
         self._unsent: list[sync_pb2.SyncDataRequest] = []
         self._outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] | None = None
         self._wake = asyncio.Event()
@@ -320,11 +321,11 @@ class SyncEngine:
         if known is not None:
             self._deliver(sync_pb2.SyncDataRequest(command_result=known))  # delivered again: same answer
             return
-        if key in self._running:
+        if key in self.running:
             return
         if command.expires_at.ToNanoseconds() and command.expires_at.ToNanoseconds() < time.time_ns():
             return  # the master has failed it already; performing it now would surprise everyone
-        self._running[key] = asyncio.create_task(self._perform(command, key))
+        self.running[key] = asyncio.create_task(self._perform(command, key))
 
     async def _perform(self, command: sync_pb2.Command, key: str) -> None:
         action = command.WhichOneof("action") or "none"
@@ -375,7 +376,7 @@ class SyncEngine:
         self._results[key] = result
         while len(self._results) > self.config.remembered_results:
             self._results.popitem(last=False)
-        self._running.pop(key, None)
+        self.running.pop(key, None)
         return result
 
     def _deliver(self, request: sync_pb2.SyncDataRequest) -> None:

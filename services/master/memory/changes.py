@@ -201,6 +201,11 @@ class Changes:
         else:
             raise InvalidArgument(f"unknown journal record {kind!r}", field="change")
 
+    def handling(self, account_id: str) -> Handling:
+        """The master's own state of an account (read marks, pins, mutes, retention's
+        horizons): kept apart from what syncs replace."""
+        return self._state(account_id).handling
+
     def has_account(self, account_id: str) -> bool:
         return account_id in self._accounts
 

@@ -109,7 +109,8 @@ class Journal:
 
     # ------------------------------------------------------------ appends
 
-    def _enqueue(self, op: _Op) -> None:
+    def enqueue(self, op: _Op) -> None:
+        """Runs `op` on the writer thread, in the transaction of its next commit."""
         if self.failed is not None:
             raise JournalFailed(f"the journal failed: {self.failed}")
         self._position += 1
@@ -132,7 +133,7 @@ class Journal:
             if account_id in self._checkpointing:
                 self._row_sizes.setdefault(account_id, []).append((seq, len(body)))
 
-        self._enqueue(op)
+        self.enqueue(op)
 
     def put_command(self, request_id: str, encode: Callable[[], bytes]) -> None:
         def op(connection: sqlite3.Connection) -> None:
@@ -142,7 +143,7 @@ class Journal:
                 (request_id, _crc(body), body),
             )
 
-        self._enqueue(op)
+        self.enqueue(op)
 
     def rekey_commands(self, rows: list[tuple[str, Callable[[], bytes]]]) -> None:
         """A journal of an earlier version kept commands by request id alone; request ids
@@ -160,13 +161,13 @@ class Journal:
                     "INSERT OR REPLACE INTO commands (request_id, crc, body) VALUES (?, ?, ?)", (key, _crc(body), body)
                 )
 
-        self._enqueue(op)
+        self.enqueue(op)
 
     def forget_command(self, request_id: str) -> None:
         def op(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM commands WHERE request_id = ?", (request_id,))
 
-        self._enqueue(op)
+        self.enqueue(op)
 
     @property
     def last_seq(self) -> int:
@@ -205,7 +206,7 @@ class Journal:
             )
             self.checkpoint_bytes[account_id] = sum(len(body) for body in rows)
 
-        self._enqueue(op)
+        self.enqueue(op)
 
     def needs_checkpoint(self, minimum: int) -> list[str]:
         """Accounts whose journal rows outweigh both `minimum` bytes and their last checkpoint."""

@@ -72,6 +72,10 @@ class EventBus:
         EVENT_SUBSCRIBERS.set_function(lambda: len(self._subscribers))
         EVENT_LAG.set_function(lambda: max((s.queue.qsize() for s in list(self._subscribers)), default=0))
 
+    def kept_events(self) -> tuple[ev.Event, ...]:
+        """The events kept for streams that resume, oldest first (bounded in count and bytes)."""
+        return tuple(self._history)
+
     def publish(self, event: ev.Event) -> None:
         if not self.shared:
             event.event_id = f"{self.epoch}-{next(self._ids)}"

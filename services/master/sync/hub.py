@@ -229,7 +229,7 @@ class SyncHub:
 Received = tuple[sync_pb2.SyncDataRequest, bytes]
 
 # Where a snapshot's entities are in a SyncDataRequest's bytes: its field numbers.
-_ENTITIES = (
+ENTITIES_PATH = (
     sync_pb2.SyncDataRequest.DESCRIPTOR.fields_by_name["snapshot"].number,
     sync_pb2.Snapshot.DESCRIPTOR.fields_by_name["entities"].number,
 )

@@ -41,7 +41,7 @@ from services.master.model.metrics import (
 from services.master.model.store import DeltaData, SnapshotData
 from services.master.model.validation import check_status, clean_account, clean_removals
 from services.master.sync.hub import (
-    _ENTITIES,
+    ENTITIES_PATH,
     SyncHub,
     _duration,
     _End,
@@ -338,7 +338,7 @@ class SyncSession:
             )
         self._hold(pending, len(data) if data is not None else chunk.ByteSize())
         with collector.bulk():
-            pending.intake.take(chunk.entities, "snapshot.entities", None if data is None else (data, _ENTITIES))
+            pending.intake.take(chunk.entities, "snapshot.entities", None if data is None else (data, ENTITIES_PATH))
         pending.batches.append(chunk.entities)
         pending.next_chunk += 1
         if not chunk.last:
