@@ -1,5 +1,5 @@
 """CacheService: the gateways that keep answers watch this master's changes (the memory
-backend's Coherence, memory/coherence.py) and are told its cache settings."""
+backend's Coherence, model/coherence.py) and are told its cache settings."""
 
 from __future__ import annotations
 

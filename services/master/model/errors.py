@@ -1,4 +1,4 @@
-"""The master's errors. They know nothing of gRPC; status.py maps them to codes."""
+"""The master's errors. They know nothing of gRPC; rpc/status.py maps them to codes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Every master's clients hear every master's events: the shared Redis stream, followed.
 
 Changes committed by any master put their events on `<p>:events` (through the account's
-outbox, redis_store.py); each master follows the stream and publishes what it reads to its
+outbox, redis/store.py); each master follows the stream and publishes what it reads to its
 own bus, with the stream's ids, so that an id a client got from one master resumes it on
 any other. At start the bus is primed with the stream's newest events, so that a client
 moving to this master resumes without a gap.
