@@ -42,7 +42,7 @@ def embedded_app(
 
         responses = ResponseCache(master.store.stamp, authorize, max_bytes=cache_bytes)
     app = create_app(
-        channel=InProcessChannel(master.im_servicers),  # type: ignore[arg-type]
+        channel=InProcessChannel(master.im_servicers, master.keys),  # type: ignore[arg-type]
         console=console,
         trusted_proxies=http.trusted_proxies,
         cache=responses,

@@ -173,7 +173,7 @@ async def gateway(master: Master, request: pytest.FixtureRequest) -> AsyncIterat
     if request.param == "grpc":
         app = create_app(channel=master.channel)
     else:
-        app = create_app(channel=InProcessChannel(master.process.im_servicers))  # type: ignore[arg-type]
+        app = create_app(channel=InProcessChannel(master.process.im_servicers, master.process.keys))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client

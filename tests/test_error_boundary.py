@@ -23,7 +23,7 @@ from .conftest import Master, push_all
 
 
 def _channel(master: Master, kind: str) -> Any:
-    return master.channel if kind == "grpc" else InProcessChannel(master.process.im_servicers)
+    return master.channel if kind == "grpc" else InProcessChannel(master.process.im_servicers, master.process.keys)
 
 
 @pytest.mark.parametrize("kind", ["grpc", "in-process"])
@@ -79,3 +79,45 @@ async def test_a_bug_inside_a_stream_ends_it_internal(
         await call.read()
     assert raised.value.code() == grpc.StatusCode.INTERNAL
     assert "incident" in (raised.value.details() or "")
+
+
+def test_every_im_service_needs_a_scope() -> None:
+    """A service the boundary knew no scope for would run unauthorized: every IM service
+    (and the gateways' cache watch) has one."""
+    from services.gateway.app import im_services
+    from services.master.rpc.access import SCOPES
+
+    assert {service.full_name for service in im_services()} <= set(SCOPES)
+    assert SCOPES["imsync.v1.CacheService"] == "gateway"
+    assert SCOPES["imsync.v1.ReplyService"] == "reply" and SCOPES["imsync.v1.LoginService"] == "login"
+
+
+async def test_a_servicer_never_runs_before_its_call_is_authorized(tmp_path: Any) -> None:
+    """With keys configured, a call without a key is refused by the boundary before the
+    servicer (or the store) is reached, over both channels."""
+    from services.master.auth.api_keys import create_api_key
+    from services.master.server import Master as MasterProcess
+    from services.master.server import MasterConfig
+
+    keys = tmp_path / "keys.toml"
+    create_api_key(keys, "reader", ["acc-0"], ["read"])
+    process = MasterProcess(MasterConfig(listen="127.0.0.1:0", api_keys=keys))
+    port = await process.start()
+    reached: list[str] = []
+
+    async def spy(*_: Any, **__: Any) -> Any:
+        reached.append("store")
+        raise NotFound("nothing")
+
+    process.store.unified_stats = spy  # type: ignore[method-assign]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            over: Any
+            for over in (channel, InProcessChannel(process.im_servicers, process.keys)):
+                stub = um_grpc.UnifiedMessageServiceStub(over)
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.GetUnifiedStats(um.GetUnifiedStatsRequest(account_id="acc-0"))
+                assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert reached == []
+    finally:
+        await process.stop()

@@ -100,7 +100,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 def gateway_of(rig: Rig, kind: str) -> httpx.AsyncClient:
-    channel: Any = rig.channel if kind == "grpc" else InProcessChannel(rig.master.im_servicers)
+    channel: Any = rig.channel if kind == "grpc" else InProcessChannel(rig.master.im_servicers, rig.master.keys)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(channel=channel)), base_url="http://gw", timeout=10
     )

@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "auth": {"model"},
     "memory": {"model"},
     "redis": {"model"},
-    "rpc": {"model"},
+    "rpc": {"model", "auth"},
     "sync": {"model", "auth", "rpc"},
     "api": {"model", "auth", "rpc"},
 }

@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from services.master.auth.api_keys import ApiKeys
 from services.master.rpc.boundary import guard_streaming, guard_unary
 
 _Method = Callable[[Message, "InProcessContext"], Any]
@@ -146,7 +147,9 @@ class _Multicallable:
 class InProcessChannel:
     """The part of grpc.aio.Channel the gateway uses, over servicers in this process."""
 
-    def __init__(self, servicers: Sequence[tuple[ServiceDescriptor, object]]) -> None:
+    def __init__(self, servicers: Sequence[tuple[ServiceDescriptor, object]], keys: ApiKeys) -> None:
+        # Every call is authorized by these keys, as the gRPC server's calls are.
+        self._keys = keys
         self._methods: dict[str, _Method] = {}
         for service, servicer in servicers:
             for method in service.methods:
@@ -160,10 +163,10 @@ class InProcessChannel:
 
     # What the servicers raise is answered as the gRPC server's interceptor answers it.
     def unary_unary(self, path: str, **_: Any) -> _Multicallable:
-        return _Multicallable(guard_unary(self._method(path), path, (_Aborted,)), streaming=False)
+        return _Multicallable(guard_unary(self._method(path), path, (_Aborted,), self._keys), streaming=False)
 
     def unary_stream(self, path: str, **_: Any) -> _Multicallable:
-        return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,)), streaming=True)
+        return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,), self._keys), streaming=True)
 
     async def close(self, grace: float | None = None) -> None:
         pass

@@ -206,6 +206,7 @@ class Master:
             self.im_servicers,
             CacheServicer(self.coherence, self.keys),
             self.health,
+            self.keys,
             self.config.max_receive_bytes,
         )
         if self.config.tls is not None:
@@ -315,10 +316,11 @@ async def build_server(
     servicers: list[tuple[ServiceDescriptor, Any]],
     cache: CacheServicer,
     health_servicer: Health,
+    keys: ApiKeys,
     max_receive_bytes: int = 64 * 1024 * 1024,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor()],
+        interceptors=[ServerInterceptor(keys)],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive_bytes),

@@ -26,7 +26,6 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         request_iterator: AsyncIterator[cache_pb2.WatchChangesRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[cache_pb2.WatchChangesResponse]:
-        self._keys.authorize(list(context.invocation_metadata() or ()), "gateway")
         coherence = self._coherence
         if coherence is None:
             await context.abort(

@@ -13,6 +13,7 @@ from imsync.v1 import events_pb2_grpc
 from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from services.master.model.events import EventBus
+from services.master.rpc.access import caller
 
 
 def _address(metadata: list[tuple[str, str | bytes]], peer: str) -> str:
@@ -38,7 +39,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         key_id = ""
         metadata = list(context.invocation_metadata() or ())
         address = _address(metadata, context.peer() or "")
-        access = self._keys.authorize(metadata, "read")
+        access = caller()
         if access.key_id and self._streams[access.key_id] >= self._max_streams:
             raise ResourceExhausted(f"this key already has {self._max_streams} event streams open")
         if self._by_address[address] >= self._max_per_address:

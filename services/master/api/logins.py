@@ -19,7 +19,6 @@ from services.master.model.commands import Commands
 from services.master.model.errors import InvalidArgument
 from services.master.model.store import Store
 
-SCOPE = "login"
 _CODE = re.compile(r"[0-9A-Za-z]{1,16}")
 # A code is worth typing for minutes at most; a command nobody performed by then fails.
 _CODE_TTL_SECONDS = 120.0
@@ -48,7 +47,7 @@ class LoginServicer(Guarded, logins_pb2_grpc.LoginServiceServicer):
         async def find(access: Access) -> lg.Login:
             return await self._login(self._required_account(access, request.account_id))
 
-        return lg.GetLoginResponse(login=await self._answer(context, find, SCOPE))
+        return lg.GetLoginResponse(login=await self._answer(context, find))
 
     async def SubmitLoginCode(self, request: lg.SubmitLoginCodeRequest, context: Context) -> lg.SubmitLoginCodeResponse:
         async def submit(access: Access) -> str:
@@ -59,7 +58,7 @@ class LoginServicer(Guarded, logins_pb2_grpc.LoginServiceServicer):
             await self._store.get_presence(account_id)  # NotFound for an account never heard of
             return await self._send(account_id, sync_pb2.Command(submit_login_code=sync_pb2.SubmitLoginCode(code=code)))
 
-        return lg.SubmitLoginCodeResponse(request_id=await self._answer(context, submit, SCOPE))
+        return lg.SubmitLoginCodeResponse(request_id=await self._answer(context, submit))
 
     async def RestartLogin(self, request: lg.RestartLoginRequest, context: Context) -> lg.RestartLoginResponse:
         async def restart(access: Access) -> str:
@@ -67,7 +66,7 @@ class LoginServicer(Guarded, logins_pb2_grpc.LoginServiceServicer):
             await self._store.get_presence(account_id)
             return await self._send(account_id, sync_pb2.Command(restart_login=sync_pb2.RestartLogin()))
 
-        return lg.RestartLoginResponse(request_id=await self._answer(context, restart, SCOPE))
+        return lg.RestartLoginResponse(request_id=await self._answer(context, restart))
 
     def _required_account(self, access: Access, account_id: str) -> str:
         if not account_id:

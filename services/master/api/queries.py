@@ -29,6 +29,7 @@ from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.keys import ns_of, split_item_key
 from services.master.model.store import Store
+from services.master.rpc.access import caller
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -41,16 +42,16 @@ class Guarded:
         self._store = store
         self._keys = keys
 
-    async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]], scope: str = "read") -> T:
-        """Authorizes the call and runs `compute` with what the key may do (a store error it
-        raises is answered by the error boundary, api/boundary.py).
+    async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> T:
+        """Runs `compute` with what the caller's key may do (the error boundary authorized
+        the call for its service's scope, and answers a store error it raises:
+        rpc/boundary.py).
 
         The answer waits until every change made so far is on disk (the store's journal),
         so that nothing a client is told, its own mark or another's, can be lost by a crash:
         a journal that cannot write answers UNAVAILABLE (NotPersisted).
         """
-        access = self._keys.authorize(list(context.invocation_metadata() or ()), scope)
-        result = await compute(access)
+        result = await compute(caller())
         persisted = self._store.persisted()
         if persisted is not None:
             await persisted
@@ -63,14 +64,13 @@ class Guarded:
         entity_id: str,
         account_id: str,
         act: Callable[[str], Awaitable[T]],
-        scope: str = "read",
     ) -> T:
         """`_answer` for a call on one entity: `act` gets the account holding it."""
 
         async def compute(access: Access) -> T:
             return await act(await self._holder(access, kind, entity_id, account_id))
 
-        return await self._answer(context, compute, scope)
+        return await self._answer(context, compute)
 
     def _account(self, access: Access, account_id: str) -> str:
         access.check(account_id)

@@ -59,7 +59,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
         async def submit(access: Access) -> CommandRecord:
             return await self._book.submit(await self._command(request, access))
 
-        record = await self._answer(context, submit, "reply")
+        record = await self._answer(context, submit)
         return rep.SendReplyResponse(reply=reply_of(record))
 
     async def GetReply(self, request: rep.GetReplyRequest, context: Context) -> rep.GetReplyResponse:
@@ -83,4 +83,4 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
                 )
             return records[0]
 
-        return rep.GetReplyResponse(reply=reply_of(await self._answer(context, find, "reply")))
+        return rep.GetReplyResponse(reply=reply_of(await self._answer(context, find)))

@@ -1,4 +1,8 @@
-"""The one place where what a servicer raised becomes what its caller is told.
+"""The one place where a call is authorized and where what its servicer raised becomes
+what its caller is told.
+
+Before the servicer runs, the caller's API key is checked for the scope the call's
+service needs, within the key's rate (access.py); the servicer reads the access it got.
 
 A store error (model/errors.py) becomes its status, with the field and reason in the
 details (status.py); anything else is a defect: logged with its traceback under an
@@ -17,7 +21,9 @@ from typing import Any, NoReturn
 
 import grpc
 
+from services.master.auth.api_keys import ApiKeys
 from services.master.model.errors import StoreError
+from services.master.rpc import access
 from services.master.rpc.status import grpc_status_of
 
 log = logging.getLogger("services.master.api")
@@ -36,20 +42,51 @@ async def _answer(error: Exception, context: Any, method: str) -> NoReturn:
     raise AssertionError("abort() returned")  # pragma: no cover
 
 
-def guard_unary(inner: Unary, method: str, passthrough: tuple[type[BaseException], ...]) -> Unary:
-    async def unary(request: Any, context: Any) -> Any:
+def _authorize(keys: ApiKeys, scope: str | None, context: Any) -> Any:
+    """Authorizes the call for `scope` (None: nothing to check); returns the token that
+    restores the caller's context var."""
+    if scope is None:
+        return None
+    return access.CALLER.set(keys.authorize(list(context.invocation_metadata() or ()), scope))
+
+
+def _restore(token: Any) -> None:
+    if token is not None:
         try:
+            access.CALLER.reset(token)
+        except ValueError:  # ended in another context than it began: nothing to restore
+            pass
+
+
+def guard_unary(inner: Unary, method: str, passthrough: tuple[type[BaseException], ...], keys: ApiKeys) -> Unary:
+    scope = access.scope_of(method)
+
+    async def unary(request: Any, context: Any) -> Any:
+        token = None
+        try:
+            token = _authorize(keys, scope, context)
             return await inner(request, context)
         except passthrough:
             raise
         except Exception as error:
             await _answer(error, context, method)
+        finally:
+            _restore(token)
 
     return unary
 
 
-def guard_streaming(inner: Streaming, method: str, passthrough: tuple[type[BaseException], ...]) -> Streaming:
+def guard_streaming(
+    inner: Streaming, method: str, passthrough: tuple[type[BaseException], ...], keys: ApiKeys
+) -> Streaming:
+    scope = access.scope_of(method)
+
     async def streaming(request: Any, context: Any) -> AsyncGenerator[Any, None]:
+        token = None
+        try:
+            token = _authorize(keys, scope, context)
+        except Exception as error:
+            await _answer(error, context, method)
         responses = inner(request, context)
         try:
             while True:
@@ -64,5 +101,6 @@ def guard_streaming(inner: Streaming, method: str, passthrough: tuple[type[BaseE
                 yield response
         finally:
             await responses.aclose()
+            _restore(token)
 
     return streaming

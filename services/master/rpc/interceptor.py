@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from services.common import logs
 from services.common.observability import context_from, tracer
+from services.master.auth.api_keys import ApiKeys
 from services.master.model.metrics import GRPC_HANDLED, GRPC_SECONDS
 from services.master.rpc.boundary import guard_streaming, guard_unary
 
@@ -28,7 +29,11 @@ def _split(method: str) -> tuple[str, str]:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Times and counts every call, sets its request id for the log, and continues its trace."""
+    """Times and counts every call, sets its request id for the log, continues its trace,
+    and runs it inside the error boundary, which authorizes it first (boundary.py)."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
 
     async def intercept_service(
         self,
@@ -64,7 +69,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 pass
 
         if handler.unary_unary:
-            inner = guard_unary(handler.unary_unary, details.method, PASSTHROUGH)
+            inner = guard_unary(handler.unary_unary, details.method, PASSTHROUGH, self._keys)
 
             async def unary(request: Any, context: Any) -> Any:
                 started, token, span = begin(context)
@@ -86,7 +91,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         plain: Any = handler.unary_stream or handler.stream_stream
         if plain is None:
             return handler
-        streaming = guard_streaming(plain, details.method, PASSTHROUGH)
+        streaming = guard_streaming(plain, details.method, PASSTHROUGH, self._keys)
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             started, token, span = begin(context)
