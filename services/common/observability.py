@@ -68,6 +68,12 @@ def setup_tracing(service: str, endpoint: str = "") -> bool:
     return True
 
 
+def tracing_on() -> bool:
+    """Whether spans are recorded (a tracer provider was set: setup_tracing, or a test's).
+    Without one, the hot paths skip making spans and reading trace headers altogether."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def inject(carrier: MutableMapping[str, str]) -> None:
     """Writes the current span's context (traceparent, tracestate) into `carrier`."""
     propagate.inject(carrier)

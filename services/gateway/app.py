@@ -58,7 +58,7 @@ from .grpc_bridge import (
     timeout_of,
 )
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
-from .observe import CACHE_ANSWERS, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
+from .observe import CACHE_HITS, CACHE_MISSES, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
@@ -327,7 +327,7 @@ class Gateway:
         # Read before the answer is computed: a change meanwhile makes the answer stale at once.
         stamp = cache.stamp(account_id) if cache is not None else 0
         if cache is not None:
-            CACHE_ANSWERS.labels(result="miss").inc()
+            CACHE_MISSES.inc()
         call = self._call(route)(message, metadata=metadata, timeout=timeout)
         try:
             reply: Message = await call
@@ -377,7 +377,7 @@ class Gateway:
         except Exception:
             return False  # refused: the call answers why
         cache.hits += 1
-        CACHE_ANSWERS.labels(result="hit").inc()
+        CACHE_HITS.inc()
         scope[ROUTE] = hit.route
         if if_none_match is not None and _matches(if_none_match, hit.headers["ETag"]):
             await send({"type": "http.response.start", "status": 304, "headers": hit.raw_headers})

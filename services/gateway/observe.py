@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
-from services.common.observability import context_from, metrics_route, tracer
+from services.common.observability import context_from, metrics_route, tracer, tracing_on
 from services.common.version import imsync_version
 
 access = logging.getLogger("imsync.access")
@@ -41,6 +41,8 @@ HTTP_SECONDS = Histogram(
 CACHE_ANSWERS = Counter(
     "imsync_cache_answers", "Reads answered from the gateway's kept answers (hit) or not (miss)", ["result"]
 )
+CACHE_HITS = CACHE_ANSWERS.labels(result="hit")
+CACHE_MISSES = CACHE_ANSWERS.labels(result="miss")
 # Where a request's route template is left for the access log and the metrics.
 ROUTE = "imsync.route"
 _FIXED = {
@@ -65,8 +67,31 @@ def _route_of(scope: Scope) -> str:
     return "/assets/{name}" if path.startswith("/assets/") else "unmatched"
 
 
+_REQUEST_ID_HEADER = logs.HEADER.encode()
+# The labelled series, by their labels: labels() costs more than the increment itself.
+_counted: dict[tuple[str, str, str], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def _observe(route: str, method: str, status: int, seconds: float) -> None:
+    counter = _counted.get((route, method, str(status)))
+    if counter is None:
+        counter = _counted[(route, method, str(status))] = HTTP_REQUESTS.labels(
+            route=route, method=method, code=str(status)
+        )
+    counter.inc()
+    histogram = _timed.get((route, method))
+    if histogram is None:
+        histogram = _timed[(route, method)] = HTTP_SECONDS.labels(route=route, method=method)
+    histogram.observe(seconds)
+
+
 class Observed:
-    """The gateway's application with a request id, an access log, metrics and a span."""
+    """The gateway's application with a request id, an access log, metrics and a span.
+
+    It runs around every request, the kept answers' included, so it is kept cheap: the
+    trace headers are read and a span made only while tracing is on (a tracer provider
+    is set), and the metrics' labelled series are looked up once."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,34 +100,41 @@ class Observed:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-        rid = logs.request_id_of(next((v for k, v in headers if k == logs.HEADER), None))
+        given = next((value for name, value in scope["headers"] if name == _REQUEST_ID_HEADER), None)
+        rid = logs.request_id_of(None if given is None else given.decode("latin-1"))
         token = logs.request_id.set(rid)
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         status = 0
         started = time.perf_counter()
+        stamp = (b"x-request-id", rid.encode())
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+                message = {**message, "headers": [*message.get("headers", []), stamp]}
             await send(message)
 
-        span = tracer.start_span(f"HTTP {method}", context=context_from(headers), kind=trace.SpanKind.SERVER)
+        span = None
+        if tracing_on():
+            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+            span = tracer.start_span(f"HTTP {method}", context=context_from(headers), kind=trace.SpanKind.SERVER)
         try:
-            with trace.use_span(span, end_on_exit=False):
+            if span is None:
                 await self.app(scope, receive, sending)
+            else:
+                with trace.use_span(span, end_on_exit=False):
+                    await self.app(scope, receive, sending)
         finally:
             route = _route_of(scope)
             seconds = time.perf_counter() - started
-            HTTP_REQUESTS.labels(route=route, method=method, code=str(status)).inc()
-            HTTP_SECONDS.labels(route=route, method=method).observe(seconds)
-            span.update_name(f"{method} {route}")
-            span.set_attributes(
-                {"http.request.method": method, "http.route": route, "http.response.status_code": status}
-            )
-            span.end()
+            _observe(route, method, status, seconds)
+            if span is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attributes(
+                    {"http.request.method": method, "http.route": route, "http.response.status_code": status}
+                )
+                span.end()
             access.info("%s %s %d %.1f ms", method, route, status, seconds * 1000)
             logs.request_id.reset(token)
 

@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from services.common import logs
-from services.common.observability import context_from, tracer
+from services.common.observability import context_from, tracer, tracing_on
 from services.master.auth.api_keys import ApiKeys
 from services.master.model.metrics import GRPC_HANDLED, GRPC_SECONDS
 from services.master.rpc.boundary import guard_streaming, guard_unary
@@ -44,23 +44,28 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         service, method = _split(details.method)
-        labels = {"grpc_service": service, "grpc_method": method}
+        seconds = GRPC_SECONDS.labels(grpc_service=service, grpc_method=method)
 
         def begin(context: Any) -> tuple[float, Any, Any]:
             metadata = list(context.invocation_metadata() or ())
             token = logs.request_id.set(logs.request_id_from(metadata))
-            span = tracer.start_span(
-                f"{service}/{method}",
-                context=context_from(metadata),
-                kind=trace.SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+            # Without a tracer provider the trace headers are not even read.
+            span = (
+                tracer.start_span(
+                    f"{service}/{method}",
+                    context=context_from(metadata),
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+                )
+                if tracing_on()
+                else trace.INVALID_SPAN
             )
             return time.perf_counter(), token, span
 
         def end(started: float, token: Any, span: Any, context: Any, failed: bool) -> None:
             code = _code(context, failed)
-            GRPC_HANDLED.labels(**labels, grpc_code=code).inc()
-            GRPC_SECONDS.labels(**labels).observe(time.perf_counter() - started)
+            GRPC_HANDLED.labels(grpc_service=service, grpc_method=method, grpc_code=code).inc()
+            seconds.observe(time.perf_counter() - started)
             span.set_attribute("rpc.grpc.status_code", code)
             span.end()
             try:
