@@ -18,7 +18,7 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -32,7 +32,7 @@ from services.master.auth.worker_tokens import add_worker_token
 from services.worker.account_state import COLLECTIONS, AccountView
 from services.worker.account_sync import AccountSync
 
-from .common import GRPC_OPTIONS
+from .common import GRPC_OPTIONS, new_message_delta
 
 
 def build(messages: int) -> tuple[SampleAccount, list[sync_pb2.SyncDataRequest]]:
@@ -98,15 +98,22 @@ def deltas_of(sample: SampleAccount, base_version: int, rounds: int) -> list[syn
     return out
 
 
+def single_deltas(sample: SampleAccount, base_version: int, count: int) -> list[sync_pb2.SyncDataRequest]:
+    """Deltas of one new customer message each (and its conversation), as live messages are."""
+    return [new_message_delta(sample, base_version + step, step)[0] for step in range(count)]
+
+
 async def drive(
     address: str,
     token: str,
     snapshot: list[sync_pb2.SyncDataRequest],
     deltas: list[sync_pb2.SyncDataRequest],
     repeat: int,
-) -> tuple[list[float], float]:
-    """Sends the snapshot `repeat` times (a new version each) and then the deltas one at a
-    time, each waiting for its Ack; returns each snapshot's seconds and all the deltas'."""
+    singles: Sequence[sync_pb2.SyncDataRequest] = (),
+) -> tuple[list[float], float, float]:
+    """Sends the snapshot `repeat` times (a new version each), then the deltas one at a
+    time, each waiting for its Ack, then the one-message deltas likewise; returns each
+    snapshot's seconds, all the deltas' and all the one-message deltas'."""
     async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
         client = SyncClient(channel, "bench", token=token)
         await client.open({"bench": 0})
@@ -121,8 +128,12 @@ async def drive(
         for request in deltas:
             await client.send([request])
         delta_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        for request in singles:
+            await client.send([request])
+        single_seconds = time.perf_counter() - started
         await client.close()
-    return snapshot_runs, delta_seconds
+    return snapshot_runs, delta_seconds, single_seconds
 
 
 async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -134,21 +145,29 @@ async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
     deltas = deltas_of(sample, repeat, rounds=20)
     changed = count(deltas)
     delta_payloads = [request.SerializeToString() for request in deltas]
+    singles = single_deltas(sample, deltas[-1].delta.version, 2000)
+    single_payloads = [request.SerializeToString() for request in singles]
 
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens.toml"
         token = add_worker_token(tokens, "bench", ["*"])
         master = await processes.start(["master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tokens)])
         try:
-            snapshot_runs, delta_seconds = await drive(master.address, token, snapshot, deltas, repeat)
+            snapshot_runs, delta_seconds, single_seconds = await drive(
+                master.address, token, snapshot, deltas, repeat, singles
+            )
         finally:
             await master.stop()
     bare = await processes.start(["sync"], module="bench.baselines")
     try:
-        bare_runs, bare_delta_seconds = await drive(bare.address, "", snapshot, deltas, repeat)
+        bare_runs, bare_delta_seconds, bare_single_seconds = await drive(
+            bare.address, "", snapshot, deltas, repeat, singles
+        )
     finally:
         await bare.stop()
     delta_baseline = timed(lambda: parse_and_index(delta_payloads), repeat)
+    single_baseline = timed(lambda: parse_and_index(single_payloads), repeat)
+    single_entities = count(singles)
     return {
         "snapshot": {
             "entities": entities,
@@ -164,6 +183,13 @@ async def run(messages: int, repeat: int) -> dict[str, dict[str, float]]:
             "bare_server_rate": changed / bare_delta_seconds,
             "median_seconds": delta_seconds / len(deltas),
         },
+        "single": {
+            "entities": single_entities,
+            "rate": single_entities / single_seconds,
+            "baseline_rate": best_rate(single_entities, single_baseline),
+            "bare_server_rate": single_entities / bare_single_seconds,
+            "median_seconds": single_seconds / len(singles),
+        },
     }
 
 
@@ -178,6 +204,7 @@ def main() -> None:
     labels = {
         "snapshot": "snapshot through SyncData (1 MiB chunks)",
         "delta": "deltas of 1% through SyncData (1 at a time)",
+        "single": "one-message deltas (1 at a time)",
     }
     for key, row in results.items():
         print(

@@ -29,13 +29,16 @@ from services.master.model.leases import AccountOwned
 from services.master.model.metrics import (
     CRAWL_STATE,
     CRAWL_STATES,
+    DELTAS_APPLIED,
     LOGIN_STATE,
     LOGIN_STATES,
+    SNAPSHOTS_APPLIED,
     SYNC_ACK_SECONDS,
     SYNC_BYTES,
     SYNC_ENTITIES,
     SYNC_VERSIONS,
     WORKER_ONLINE,
+    of_account,
     set_one_hot,
 )
 from services.master.model.store import DeltaData, SnapshotData
@@ -142,7 +145,7 @@ class SyncSession:
         try:
             size = request.ByteSize() if data is None else len(data)
             if account_id and account_id in self.granted:
-                SYNC_BYTES.labels(account=account_id).inc(size)
+                of_account(SYNC_BYTES, account_id).inc(size)
             if size > hub.config.max_message_bytes:
                 raise ResourceExhausted(
                     f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
@@ -360,8 +363,8 @@ class SyncSession:
             )
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), chunk.version)
-        SYNC_VERSIONS.labels(kind="snapshot", outcome="applied", reason="").inc()
-        SYNC_ENTITIES.labels(account=account_id).inc(pending.size)
+        SNAPSHOTS_APPLIED.inc()
+        of_account(SYNC_ENTITIES, account_id).inc(pending.size)
         self.send_when_persisted(
             sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)), self._taken_at
         )
@@ -424,8 +427,8 @@ class SyncSession:
             )
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), delta.version)
-        SYNC_VERSIONS.labels(kind="delta", outcome="applied", reason="").inc()
-        SYNC_ENTITIES.labels(account=account_id).inc(_entity_count(delta.upserts))
+        DELTAS_APPLIED.inc()
+        of_account(SYNC_ENTITIES, account_id).inc(_entity_count(delta.upserts))
         self.send_when_persisted(
             sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)), self._taken_at
         )
