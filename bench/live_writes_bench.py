@@ -1,0 +1,204 @@
+"""Reads under live writes: pages of conversations read across every account while every
+account receives a one-message delta each second, against the same reads with no writes,
+in one run.
+
+    .venv/bin/python -m bench.live_writes_bench [--seconds S] [--accounts N] [--rate R] [--json PATH]
+
+One master with its embedded gateway (`--gateway-listen`, the cache on), in its own
+process. wrk (2 threads, 16 connections) reads the first page of 20 conversations of each
+account in turn; a worker stream sends each account a delta bringing one new customer
+message every second (`--rate` of them a second) and waits for each Ack. Printed: reads/s and p99 with and without the
+writes (the ratio is the figure), the cache's hit ratio over each phase (the master's
+`/metrics`), and the deltas' rate and Ack p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+from imsync_client import SyncClient
+from services import processes
+from services.common.sample import SampleAccount, sample_accounts
+from services.master.auth.worker_tokens import add_worker_token
+
+from .common import GRPC_OPTIONS, NOW, load, new_message_delta
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wrk(base: str, paths: list[str], seconds: float, folder: Path) -> dict[str, float]:
+    script = folder / "paths.lua"
+    listed = ", ".join(json.dumps(path) for path in paths)
+    script.write_text(
+        f"local paths = {{{listed}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--latency", "-s", str(script), base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"answers that are not 200:\n{out}")
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    found = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    assert found, out
+    result["p99_ms"] = float(found.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
+    return result
+
+
+async def _cache_answers(metrics: str) -> dict[str, float]:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(metrics)).text
+    counts = {"hit": 0.0, "miss": 0.0}
+    for result in counts:
+        found = re.search(rf'^imsync_cache_answers_total{{result="{result}"}} ([\d.e+]+)$', text, re.M)
+        counts[result] = float(found.group(1)) if found else 0.0
+    return counts
+
+
+def _answers(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    return {"hits": hits, "misses": misses, "hit_ratio": hits / (hits + misses) if hits + misses else 0.0}
+
+
+async def _write(address: str, token: str, data: list[SampleAccount], rate: float, stop: asyncio.Event) -> list[float]:
+    """Each account `rate` one-message deltas a second until `stop`; the Acks' seconds."""
+    acks: list[float] = []
+    async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+        client = SyncClient(channel, "writer", token=token)
+        versions: dict[str, int | None] = {}
+        while True:
+            versions = await client.open({sample.account_id: 0 for sample in data})
+            if all(versions.get(sample.account_id) is not None for sample in data):
+                break
+            await client.close()
+            await asyncio.sleep(0.1)
+        step = 0
+        while not stop.is_set():
+            began = time.perf_counter()
+            for sample in data:
+                version = versions[sample.account_id]
+                assert version is not None
+                request, _ = new_message_delta(sample, version, step)
+                sent = time.perf_counter()
+                versions[sample.account_id] = await client.send([request])
+                acks.append(time.perf_counter() - sent)
+            step += 1
+            await asyncio.sleep(max(0.0, 1.0 / rate - (time.perf_counter() - began)))
+        await client.close()
+    return acks
+
+
+async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
+    data = sample_accounts(accounts, now=NOW, seed=7, size="bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tokens = folder / "tokens.toml"
+        loader = add_worker_token(tokens, "loader", ["*"])
+        writer = add_worker_token(tokens, "writer", ["*"])
+        metrics_port = _free_port()
+        master = await processes.start(
+            [
+                "--log-level",
+                "WARNING",
+                "master",
+                "--listen",
+                "127.0.0.1:0",
+                "--retention",
+                "none",
+                "--rate-limit",
+                "0",
+                "--worker-tokens",
+                str(tokens),
+                "--gateway-listen",
+                "127.0.0.1:0",
+                "--gateway-console",
+                "none",
+                "--metrics-listen",
+                f"127.0.0.1:{metrics_port}",
+            ]
+        )
+        try:
+            line = await master.line_with("master listening on")
+            address = line.rpartition(" ")[2]
+            await load(address, loader, data)
+            base = f"http://{master.address}"
+            metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+            paths = [f"/api/im/conversations?account_id={sample.account_id}&count=20" for sample in data]
+            _wrk(base, paths, 1, folder)  # warm-up: every page kept once
+            before = await _cache_answers(metrics)
+            quiet = _wrk(base, paths, seconds, folder)
+            after_quiet = await _cache_answers(metrics)
+            stop = asyncio.Event()
+            writing = asyncio.create_task(_write(address, writer, data, rate, stop))
+            await asyncio.sleep(1.5)  # the writer's stream open and its first round sent
+            busy = await asyncio.to_thread(_wrk, base, paths, seconds, folder)
+            after_busy = await _cache_answers(metrics)
+            stop.set()
+            acks = await writing
+        finally:
+            await master.stop(timeout=30)
+    acks.sort()
+    return {
+        "accounts": accounts,
+        "rate": rate,
+        "quiet": {**quiet, **_answers(before, after_quiet)},
+        "busy": {**busy, **_answers(after_quiet, after_busy)},
+        "deltas": {
+            "count": len(acks),
+            "per_second": len(acks) / (seconds + 1.5),
+            "ack_p50_ms": statistics.median(acks) * 1000,
+            "ack_p99_ms": acks[min(len(acks) - 1, int(len(acks) * 0.99))] * 1000,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of each wrk phase (default %(default)s)")
+    parser.add_argument("--accounts", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=1.0, help="deltas per account per second (default %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results = asyncio.run(run(args.seconds, args.accounts, args.rate))
+    quiet, busy, deltas = results["quiet"], results["busy"], results["deltas"]
+    print(f"{results['accounts']} accounts, pages of 20 conversations read in turn; wrk 2 threads, 16 connections")
+    print(f"{'phase':<44} {'reads/s':>9} {'p99':>9} {'cache hits':>11} {'misses':>7}")
+    for label, phase in (
+        ("no writes", quiet),
+        (f"{results['rate']:g} one-message delta(s) per account per s", busy),
+    ):
+        print(
+            f"{label:<44} {phase['rps']:>9,.0f} {phase['p99_ms']:>7.1f}ms {phase['hit_ratio']:>10.2%}"
+            f" {phase['misses']:>7,.0f}"
+        )
+    print(f"reads under writes / reads without: {busy['rps'] / quiet['rps']:.2f}")
+    print(
+        f"deltas: {deltas['count']} ({deltas['per_second']:.1f}/s), Ack p50 {deltas['ack_p50_ms']:.1f} ms,"
+        f" p99 {deltas['ack_p99_ms']:.1f} ms"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
