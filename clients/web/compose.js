@@ -46,6 +46,8 @@ export function replyStatus(record, onRetry) {
     "div",
     { class: `reply-state ${record.state}`, role: failed ? "alert" : "status" },
     h("span", { class: "state-label" }, STATES[record.state] || record.state),
+    // Who sent it: the agent the API key names.
+    record.agent ? h("span", { class: "agent" }, ` · ${record.agent}`) : null,
     failed && reasonText(record) ? h("span", { class: "reason" }, ` — ${reasonText(record)}`) : null,
     failed ? h("button", { type: "button", class: "link", onclick: () => onRetry(record) }, "Retry") : null,
   );

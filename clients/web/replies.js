@@ -54,7 +54,7 @@ export class Replies {
   apply(reply) {
     const record = this.byId.get(reply.request_id);
     if (!record) return;
-    Object.assign(record, { state: reply.state, reason: reply.reason === "unspecified" ? "" : reply.reason || "", detail: reply.detail || "", createdId: reply.created_id || "" });
+    Object.assign(record, { state: reply.state, reason: reply.reason === "unspecified" ? "" : reply.reason || "", detail: reply.detail || "", createdId: reply.created_id || "", agent: reply.agent || "" });
     this.onChange(record);
   }
 

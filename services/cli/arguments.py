@@ -122,6 +122,12 @@ def _tools(commands: Any) -> None:
         "read lists and marks, reply answers, login sees and answers the accounts' logins (QR codes, "
         "SMS codes), gateway lets a gateway keep answers of reads (default %(default)s)",
     )
+    key.add_argument(
+        "--agent",
+        default="",
+        help="the person of the team the key belongs to (any name, Chinese included): the replies "
+        "sent with the key record it",
+    )
     _Flags(key)("--file", "IMSYNC_API_KEYS", "api-keys.toml", "the keys file", metavar="FILE")
 
     account = commands.add_parser(

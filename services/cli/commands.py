@@ -248,7 +248,7 @@ def api_key(args: argparse.Namespace) -> int:
             return 1
         return 0
     try:
-        print(create_api_key(Path(args.file), args.key_id, _split(args.accounts), _split(args.scopes)))
+        print(create_api_key(Path(args.file), args.key_id, _split(args.accounts), _split(args.scopes), args.agent))
     except ValueError as error:
         return _fail("api-key", str(error))
     return 0

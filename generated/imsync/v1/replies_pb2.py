@@ -29,13 +29,15 @@ from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 from imsync.v1 import sync_pb2 as imsync_dot_v1_dot_sync__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17imsync/v1/replies.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x14imsync/v1/sync.proto\"\xaa\x03\n\x05Reply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.imsync.v1.ReplyState\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.imsync.v1.FailureReason\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\ncreated_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eperformed_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10reply_to_comment\x18\n \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x0b \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x42\x08\n\x06target\"\xb1\x01\n\x10SendReplyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x10reply_to_comment\x18\x03 \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x04 \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x42\x08\n\x06target\"4\n\x11SendReplyResponse\x12\x1f\n\x05reply\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Reply\"?\n\x0fGetReplyRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\naccount_id\x18\x02 \x01(\t\"3\n\x10GetReplyResponse\x12\x1f\n\x05reply\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Reply*p\n\nReplyState\x12\x1b\n\x17REPLY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13REPLY_STATE_PENDING\x10\x01\x12\x14\n\x10REPLY_STATE_SENT\x10\x02\x12\x16\n\x12REPLY_STATE_FAILED\x10\x03\x32\xdd\x01\n\x0cReplyService\x12\x62\n\tSendReply\x12\x1b.imsync.v1.SendReplyRequest\x1a\x1c.imsync.v1.SendReplyResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/im/replies:\x01*\x12i\n\x08GetReply\x12\x1a.imsync.v1.GetReplyRequest\x1a\x1b.imsync.v1.GetReplyResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/im/replies/{request_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17imsync/v1/replies.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x14imsync/v1/sync.proto\"\xbf\x03\n\x05Reply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.imsync.v1.ReplyState\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.imsync.v1.FailureReason\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\ncreated_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eperformed_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x10reply_to_comment\x18\n \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x0b \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x12\x13\n\x05\x61gent\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x42\x08\n\x06target\"\xb1\x01\n\x10SendReplyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x10reply_to_comment\x18\x03 \x01(\x0b\x32\x19.imsync.v1.ReplyToCommentH\x00\x12.\n\x0csend_message\x18\x04 \x01(\x0b\x32\x16.imsync.v1.SendMessageH\x00\x42\x08\n\x06target\"4\n\x11SendReplyResponse\x12\x1f\n\x05reply\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Reply\"?\n\x0fGetReplyRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\naccount_id\x18\x02 \x01(\t\"3\n\x10GetReplyResponse\x12\x1f\n\x05reply\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Reply*p\n\nReplyState\x12\x1b\n\x17REPLY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13REPLY_STATE_PENDING\x10\x01\x12\x14\n\x10REPLY_STATE_SENT\x10\x02\x12\x16\n\x12REPLY_STATE_FAILED\x10\x03\x32\xdd\x01\n\x0cReplyService\x12\x62\n\tSendReply\x12\x1b.imsync.v1.SendReplyRequest\x1a\x1c.imsync.v1.SendReplyResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/im/replies:\x01*\x12i\n\x08GetReply\x12\x1a.imsync.v1.GetReplyRequest\x1a\x1b.imsync.v1.GetReplyResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/im/replies/{request_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.v1.replies_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REPLY'].fields_by_name['agent']._loaded_options = None
+  _globals['_REPLY'].fields_by_name['agent']._serialized_options = b'\342A\001\003'
   _globals['_SENDREPLYREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_SENDREPLYREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
   _globals['_GETREPLYREQUEST'].fields_by_name['request_id']._loaded_options = None
@@ -44,18 +46,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLYSERVICE'].methods_by_name['SendReply']._serialized_options = b'\202\323\344\223\002\024\"\017/api/im/replies:\001*'
   _globals['_REPLYSERVICE'].methods_by_name['GetReply']._loaded_options = None
   _globals['_REPLYSERVICE'].methods_by_name['GetReply']._serialized_options = b'\202\323\344\223\002\036\022\034/api/im/replies/{request_id}'
-  _globals['_REPLYSTATE']._serialized_start=963
-  _globals['_REPLYSTATE']._serialized_end=1075
+  _globals['_REPLYSTATE']._serialized_start=984
+  _globals['_REPLYSTATE']._serialized_end=1096
   _globals['_REPLY']._serialized_start=183
-  _globals['_REPLY']._serialized_end=609
-  _globals['_SENDREPLYREQUEST']._serialized_start=612
-  _globals['_SENDREPLYREQUEST']._serialized_end=789
-  _globals['_SENDREPLYRESPONSE']._serialized_start=791
-  _globals['_SENDREPLYRESPONSE']._serialized_end=843
-  _globals['_GETREPLYREQUEST']._serialized_start=845
-  _globals['_GETREPLYREQUEST']._serialized_end=908
-  _globals['_GETREPLYRESPONSE']._serialized_start=910
-  _globals['_GETREPLYRESPONSE']._serialized_end=961
-  _globals['_REPLYSERVICE']._serialized_start=1078
-  _globals['_REPLYSERVICE']._serialized_end=1299
+  _globals['_REPLY']._serialized_end=630
+  _globals['_SENDREPLYREQUEST']._serialized_start=633
+  _globals['_SENDREPLYREQUEST']._serialized_end=810
+  _globals['_SENDREPLYRESPONSE']._serialized_start=812
+  _globals['_SENDREPLYRESPONSE']._serialized_end=864
+  _globals['_GETREPLYREQUEST']._serialized_start=866
+  _globals['_GETREPLYREQUEST']._serialized_end=929
+  _globals['_GETREPLYRESPONSE']._serialized_start=931
+  _globals['_GETREPLYRESPONSE']._serialized_end=982
+  _globals['_REPLYSERVICE']._serialized_start=1099
+  _globals['_REPLYSERVICE']._serialized_end=1320
 # @@protoc_insertion_point(module_scope)

@@ -63,6 +63,7 @@ class Reply(_message.Message):
     PERFORMED_TIME_FIELD_NUMBER: _builtins.int
     REPLY_TO_COMMENT_FIELD_NUMBER: _builtins.int
     SEND_MESSAGE_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     account_id: _builtins.str
     state: Global___ReplyState.ValueType
@@ -72,6 +73,10 @@ class Reply(_message.Message):
     """A human-readable detail of the outcome."""
     created_id: _builtins.str
     """The platform's id of the comment or message created."""
+    agent: _builtins.str
+    """The agent who sent it: the one the sender's API key names ("" for a key of a program,
+    or no keys at all).
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -96,10 +101,11 @@ class Reply(_message.Message):
         performed_time: _timestamp_pb2.Timestamp | None = ...,
         reply_to_comment: _sync_pb2.ReplyToComment | None = ...,
         send_message: _sync_pb2.SendMessage | None = ...,
+        agent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "performed_time", b"performed_time", "reply_to_comment", b"reply_to_comment", "send_message", b"send_message", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "created_id", b"created_id", "detail", b"detail", "expire_time", b"expire_time", "performed_time", b"performed_time", "reason", b"reason", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "send_message", b"send_message", "state", b"state", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "agent", b"agent", "create_time", b"create_time", "created_id", b"created_id", "detail", b"detail", "expire_time", b"expire_time", "performed_time", b"performed_time", "reason", b"reason", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "send_message", b"send_message", "state", b"state", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["reply_to_comment", "send_message"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015

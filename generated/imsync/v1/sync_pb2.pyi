@@ -429,8 +429,13 @@ class Command(_message.Message):
     SUBMIT_LOGIN_CODE_FIELD_NUMBER: _builtins.int
     RESTART_LOGIN_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     account_id: _builtins.str
+    agent: _builtins.str
+    """The agent whose API key asked for it ("" for a key of a program). Not part of what
+    makes two commands the same: the first to send a request id is the one recorded.
+    """
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """After this instant the master has failed the command; the worker must not perform it."""
@@ -464,10 +469,11 @@ class Command(_message.Message):
         submit_login_code: Global___SubmitLoginCode | None = ...,
         restart_login: Global___RestartLogin | None = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        agent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "agent", b"agent", "expires_at", b"expires_at", "reply_to_comment", b"reply_to_comment", "request_id", b"request_id", "restart_login", b"restart_login", "send_message", b"send_message", "submit_login_code", b"submit_login_code", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["reply_to_comment", "send_message", "submit_login_code", "restart_login"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015

@@ -25,7 +25,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             raise InvalidArgument("required: a client-chosen id that makes sending again safe", field="request_id")
         if len(request.request_id) > MAX_REQUEST_ID:
             raise InvalidArgument(f"at most {MAX_REQUEST_ID} characters", field="request_id")
-        command = sync_pb2.Command(request_id=request.request_id)
+        command = sync_pb2.Command(request_id=request.request_id, agent=access.agent)
         target = request.WhichOneof("target")
         if target == "reply_to_comment":
             wanted = request.reply_to_comment

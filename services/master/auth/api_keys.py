@@ -6,6 +6,8 @@
     scopes = ["read", "reply"]                 # read: lists, gets, read marks, pins; reply: replies
                                                # login: the accounts' logins (QR codes, SMS codes)
                                                # gateway: a gateway keeping answers (cache.proto)
+    agent = "王芳"                             # optional: the person the key belongs to, recorded
+                                               # with what they do (the replies they send)
 
 The file is read again whenever it changes, so keys are created and revoked without a
 restart (`imsync api-key create|revoke`). A master without a keys file serves every
@@ -19,6 +21,7 @@ account is searched only in the key's accounts, so a key never learns what lies 
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -43,6 +46,8 @@ class Access:
     # None: every account.
     accounts: frozenset[str] | None
     scopes: frozenset[str]
+    # The agent (a person of the team) the key belongs to; "" for a key of a program.
+    agent: str = ""
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -67,7 +72,7 @@ def _parse_keys(document: dict[str, Any]) -> dict[str, Access]:
         accounts = [str(a) for a in entry["accounts"]]
         scopes = frozenset(str(s) for s in entry["scopes"]) & frozenset(SCOPES)
         loaded[str(entry["key_sha256"]).lower()] = Access(
-            str(key_id), None if "*" in accounts else frozenset(accounts), scopes
+            str(key_id), None if "*" in accounts else frozenset(accounts), scopes, str(entry.get("agent", ""))
         )
     return loaded
 
@@ -116,9 +121,22 @@ class ApiKeys:
         raise Unauthenticated("unknown or revoked API key")
 
 
-def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Iterable[str]) -> str:
-    """Creates a key (replacing one of the same id) and stores its hash; returns the key."""
+MAX_AGENT = 64
+
+
+def check_agent(agent: str) -> None:
+    """An agent's name: what the console shows beside what they did (any script, Chinese
+    included), 1 to 64 printable characters without surrounding spaces."""
+    if not agent or len(agent) > MAX_AGENT or not agent.isprintable() or agent != agent.strip():
+        raise ValueError(f"{agent!r}: an agent's name is 1 to {MAX_AGENT} printable characters")
+
+
+def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Iterable[str], agent: str = "") -> str:
+    """Creates a key (replacing one of the same id) and stores its hash; returns the key.
+    `agent` names the person the key belongs to; what they do records it."""
     accounts, scopes = list(accounts), list(scopes)
+    if agent:
+        check_agent(agent)
     if not _NAME.fullmatch(key_id):
         raise ValueError(f"{key_id!r}: a key id is 1 to 64 letters, digits, '.', '_' or '-'")
     for account_id in accounts:
@@ -139,6 +157,7 @@ def create_api_key(path: Path, key_id: str, accounts: Iterable[str], scopes: Ite
         f'key_sha256 = "{token_hash(key)}"',
         f"accounts = {quoted(accounts)}",
         f"scopes = {quoted(scopes)}",
+        *([f"agent = {json.dumps(agent, ensure_ascii=False)}"] if agent else []),
     ]
     replace_table(path, "keys", key_id, table)
     return key

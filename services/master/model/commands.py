@@ -118,8 +118,9 @@ def same_command(existing: CommandRecord, command: sync_pb2.Command) -> CommandR
     same.CopyFrom(command)
     kept.CopyFrom(existing.command)
     same.expires_at.CopyFrom(kept.expires_at)
-    same.ClearField("trace_context")
-    kept.ClearField("trace_context")
+    for unlike in ("trace_context", "agent"):
+        same.ClearField(unlike)
+        kept.ClearField(unlike)
     if same != kept:
         raise AlreadyExists(f"request id {command.request_id!r} was used for another command", field="request_id")
     return existing
@@ -293,6 +294,7 @@ def reply_of(record: CommandRecord) -> rep.Reply:
         account_id=command.account_id,
         state=_STATES[record.state],
         expire_time=command.expires_at,
+        agent=command.agent,
     )
     created = Timestamp()
     created.FromNanoseconds(int(record.created_at * 1e9))
