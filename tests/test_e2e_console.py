@@ -171,6 +171,30 @@ async def _walk_through(
 
     await eventually(on_platform)
 
+    # 4b. Pin and mute from the conversation's header: the switches say so and the master
+    #     keeps it (the API agrees); pressed again, they undo it.
+    message_id = await page.locator(".thread .bubble", has_text=text).first.get_attribute("data-message-id")
+    found = (await http.get(f"/api/im/messages/{message_id}", params={"account_id": first["account_id"]})).json()
+    conversation_id = found["data"]["message"]["conversation_id"]
+
+    async def flags() -> tuple[bool, bool]:
+        got = await http.get(f"/api/im/conversations/{conversation_id}", params={"account_id": first["account_id"]})
+        conversation = got.json()["data"]["conversation"]
+        return bool(conversation.get("is_pinned")), bool(conversation.get("is_muted"))
+
+    assert await flags() == (False, False)
+    await page.locator(".detail-header .toggle.pin").click()
+    await page.locator(".detail-header .toggle.pin[aria-pressed=true]").wait_for()
+    await page.locator(".detail-header .toggle.mute").click()
+    await page.locator(".detail-header .toggle.mute[aria-pressed=true]").wait_for()
+    assert await flags() == (True, True)
+    await shoot(page, "wide-conversation-pinned")
+    await page.locator(".detail-header .toggle.pin").click()
+    await page.locator(".detail-header .toggle.pin[aria-pressed=false]").wait_for()
+    await page.locator(".detail-header .toggle.mute").click()
+    await page.locator(".detail-header .toggle.mute[aria-pressed=false]").wait_for()
+    assert await flags() == (False, False)
+
     # 5. Works: a work's comments with their replies. A reply under a comment of a work made
     #    private fails with the platform's reason; once the work is public, Retry sends it.
     await page.locator("[role=tab][data-view=works]").click()

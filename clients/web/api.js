@@ -67,6 +67,15 @@ export const api = {
     call("GET", "/api/im/messages", { query: { account_id: accountId, conversation_id: conversationId, cursor, count: 30 } }),
   markConversationRead: (accountId, conversationId) =>
     call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/read`, { body: { account_id: accountId } }),
+  // on: pin (or mute) when true, unpin (unmute) when false; answers the conversation.
+  pinConversation: (accountId, conversationId, on) =>
+    on
+      ? call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/pin`, { body: { account_id: accountId } })
+      : call("DELETE", `/api/im/conversations/${encodeURIComponent(conversationId)}/pin`, { query: { account_id: accountId } }),
+  muteConversation: (accountId, conversationId, on) =>
+    on
+      ? call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { body: { account_id: accountId } })
+      : call("DELETE", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { query: { account_id: accountId } }),
   works: (accountId, cursor) => call("GET", "/api/im/contents", { query: { account_id: accountId, cursor, count: 50 } }),
   work: (accountId, contentId) =>
     call("GET", `/api/im/contents/${encodeURIComponent(contentId)}`, { query: { account_id: accountId } }),

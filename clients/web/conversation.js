@@ -69,7 +69,9 @@ export class ConversationView {
       { class: "detail-header" },
       back,
       avatar(other.user_name),
-      h("div", {}, h("h2", { id: "detail-title" }, other.user_name || "Conversation"), h("p", { class: "muted" }, `Private messages with ${this.accountName}`)),
+      h("div", { class: "grow" }, h("h2", { id: "detail-title" }, other.user_name || "Conversation"), h("p", { class: "muted" }, `Private messages with ${this.accountName}`)),
+      this.toggle("pin", "is_pinned", "Pinned", "Pin", "Pinned conversations come first in the account's list"),
+      this.toggle("mute", "is_muted", "Muted", "Mute", "A muted conversation's messages are not counted as unread"),
     );
     const box = replyBox({
       label: `Reply to ${other.user_name || "the customer"}`,
@@ -79,6 +81,34 @@ export class ConversationView {
     replace(this.root, header, this.list, box);
     this.root.setAttribute("aria-labelledby", "detail-title");
     this.renderThread();
+  }
+
+  // A pin or mute switch of the conversation (aria-pressed), which the master keeps.
+  toggle(kind, field, onLabel, offLabel, title) {
+    const on = Boolean(this.conversation[field]);
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `toggle ${kind}`,
+        "aria-pressed": on ? "true" : "false",
+        title,
+        onclick: async (event) => {
+          const button = event.currentTarget;
+          button.disabled = true;
+          try {
+            const call = kind === "pin" ? api.pinConversation : api.muteConversation;
+            const found = await call(this.accountId, this.conversationId, !on);
+            this.conversation = { ...this.conversation, ...found.conversation };
+            button.replaceWith(this.toggle(kind, field, onLabel, offLabel, title));
+          } catch (error) {
+            button.disabled = false;
+            button.title = `${title} (${error.message || error})`;
+          }
+        },
+      },
+      on ? onLabel : offLabel,
+    );
   }
 
   renderThread() {
