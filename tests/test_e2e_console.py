@@ -71,6 +71,73 @@ async def test_the_console_end_to_end(demo: DemoProcesses, browser: Any) -> None
         await _walk_through(demo, browser, http, platform)
 
 
+# Records the notifications the page makes (the real ones are made too) and lets the test
+# say whether the tab is hidden, which a headless page never is.
+_NOTIFICATIONS = """
+window.__shown = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) {
+    super(title, options);
+    window.__shown.push({ title, body: (options || {}).body || "" });
+  }
+};
+let hidden = false;
+Object.defineProperty(document, "visibilityState", { get: () => (hidden ? "hidden" : "visible") });
+window.__hide = (value) => { hidden = value; document.dispatchEvent(new Event("visibilitychange")); };
+"""
+
+
+async def test_new_messages_notify_only_when_asked_and_only_while_the_tab_is_hidden(
+    demo: DemoProcesses, browser: Any
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
+
+        async def synced() -> bool:
+            users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+            return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
+
+        await eventually(synced)
+        context = await browser.new_context(viewport=WIDE)
+        await context.grant_permissions(["notifications"], origin=demo.base)
+        await context.add_init_script(_NOTIFICATIONS)
+        page = await context.new_page()
+        await page.goto(demo.base + "/")
+        await page.locator("#connection[data-state=live]").wait_for(timeout=30_000)
+        account = (await http.get("/api/im/accounts")).json()["data"]["users"][0]
+        uid = demo.uid_of(account["account_id"])
+
+        async def customer_writes(text: str) -> None:
+            await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": text})
+            await page.locator("#list [role=option]", has_text=text).wait_for(timeout=60_000)
+
+        # Not asked: nothing, hidden or not.
+        await page.evaluate("window.__hide(true)")
+        await customer_writes(f"不打扰 {secrets.token_hex(3)}")
+        await page.evaluate("window.__hide(false)")
+        # Asked, the tab in sight: nothing either.
+        await page.locator("#notify").click()
+        await page.locator("#notify[aria-pressed=true]").wait_for()
+        await customer_writes(f"看得见 {secrets.token_hex(3)}")
+        assert await page.evaluate("window.__shown") == []
+        # Asked, the tab hidden: one notification naming the customer's words.
+        await page.evaluate("window.__hide(true)")
+        text = f"在吗 {secrets.token_hex(3)}"
+        await customer_writes(text)
+        shown = await page.evaluate("window.__shown")
+        assert len(shown) == 1 and shown[0]["body"] == text, shown
+        assert account["user_name"] in shown[0]["title"]
+        # Remembered in this browser; pressed again, it stops.
+        await page.reload()
+        await page.locator("#notify[aria-pressed=true]").wait_for()
+        await page.locator("#notify").click()
+        await page.locator("#notify[aria-pressed=false]").wait_for()
+        await context.close()
+
+
 async def _walk_through(
     demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient
 ) -> None:

@@ -6,6 +6,7 @@ import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { ConversationView } from "./conversation.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
+import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
 import { WorkView, workCard } from "./works.js";
 
@@ -32,6 +33,8 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
+let notifications = null;
+const notifier = () => (notifications ||= new Notifier($("notify")));
 const replies = new Replies((record) => state.detail && state.detail.onReplyChange(record));
 
 // ------------------------------------------------------------------ accounts
@@ -373,7 +376,9 @@ function onEvent(event) {
     if (accountIds().includes(accountId)) {
       mergeItems([item]);
       if (state.view === "inbox") renderList();
-      announce(`New ${{ direct_message: "message", notification: "notification" }[item.type] || "comment"} from ${((entity.sender || entity.author || entity.actor) || {}).user_name || "a customer"}`);
+      const who = ((entity.sender || entity.author || entity.actor) || {}).user_name || "a customer";
+      announce(`New ${{ direct_message: "message", notification: "notification" }[item.type] || "comment"} from ${who}`);
+      if (item.type !== "notification") notifier().notify(`${who} · ${accountName(accountId)}`, entity.content || entity.text || "", item.id);
     }
     if (state.detail) {
       if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(entity);
@@ -541,4 +546,5 @@ for (const button of document.querySelectorAll("[data-view]")) {
     reloadList();
   });
 }
+notifier();
 start();
