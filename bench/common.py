@@ -1,9 +1,12 @@
-"""What the benchmarks share: loading the data set into a master, and a worker's stream
-sending the deltas of a live account (one new customer message each)."""
+"""What the benchmarks share: loading the data set into a master, a worker's stream
+sending the deltas of a live account (one new customer message each), and wrk."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+from pathlib import Path
 
 import grpc
 
@@ -43,3 +46,31 @@ def new_message_delta(sample: SampleAccount, version: int, step: int) -> tuple[s
     delta.upserts.messages.append(message)
     delta.upserts.conversations.append(conversation)
     return sync_pb2.SyncDataRequest(delta=delta), message
+
+
+def wrk(url: str, seconds: float, connections: int, script: Path | None = None) -> dict[str, float]:
+    """Requests per second and latency percentiles (ms) from wrk (2 threads); `script`, a
+    Lua file of wrk's, chooses each request (e.g. paths in turn)."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            *(["-s", str(script)] if script else []),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{url}: answers that are not 200:\n{out}")
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for label in ("50", "99"):
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert found, out
+        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
+        result[f"p{label}_ms"] = float(found.group(1)) * scale
+    return result

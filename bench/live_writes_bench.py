@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -28,50 +25,36 @@ from typing import Any
 
 import grpc
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from imsync_client import SyncClient
 from services import processes
+from services.common.addresses import free_port
 from services.common.sample import SampleAccount, sample_accounts
 from services.master.auth.worker_tokens import add_worker_token
 
-from .common import GRPC_OPTIONS, NOW, load, new_message_delta
+from .common import GRPC_OPTIONS, NOW, load, new_message_delta, wrk
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wrk(base: str, paths: list[str], seconds: float, folder: Path) -> dict[str, float]:
+def _paths_script(paths: list[str], folder: Path) -> Path:
+    """wrk's Lua script asking for `paths` in turn."""
     script = folder / "paths.lua"
     listed = ", ".join(json.dumps(path) for path in paths)
     script.write_text(
         f"local paths = {{{listed}}}\nlocal i = 0\n"
         "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
     )
-    out = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--latency", "-s", str(script), base],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"answers that are not 200:\n{out}")
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
-    found = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    assert found, out
-    result["p99_ms"] = float(found.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
-    return result
+    return script
 
 
 async def _cache_answers(metrics: str) -> dict[str, float]:
     async with httpx.AsyncClient() as http:
         text = (await http.get(metrics)).text
     counts = {"hit": 0.0, "miss": 0.0}
-    for result in counts:
-        found = re.search(rf'^imsync_cache_answers_total{{result="{result}"}} ([\d.e+]+)$', text, re.M)
-        counts[result] = float(found.group(1)) if found else 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "imsync_cache_answers_total" and sample.labels.get("result") in counts:
+                counts[sample.labels["result"]] = sample.value
     return counts
 
 
@@ -115,7 +98,7 @@ async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
         tokens = folder / "tokens.toml"
         loader = add_worker_token(tokens, "loader", ["*"])
         writer = add_worker_token(tokens, "writer", ["*"])
-        metrics_port = _free_port()
+        metrics_port = free_port()
         master = await processes.start(
             [
                 "--log-level",
@@ -144,14 +127,15 @@ async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
             base = f"http://{master.address}"
             metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             paths = [f"/api/im/conversations?account_id={sample.account_id}&count=20" for sample in data]
-            _wrk(base, paths, 1, folder)  # warm-up: every page kept once
+            script = _paths_script(paths, folder)
+            wrk(base, 1, 16, script)  # warm-up: every page kept once
             before = await _cache_answers(metrics)
-            quiet = _wrk(base, paths, seconds, folder)
+            quiet = wrk(base, seconds, 16, script)
             after_quiet = await _cache_answers(metrics)
             stop = asyncio.Event()
             writing = asyncio.create_task(_write(address, writer, data, rate, stop))
             await asyncio.sleep(1.5)  # the writer's stream open and its first round sent
-            busy = await asyncio.to_thread(_wrk, base, paths, seconds, folder)
+            busy = await asyncio.to_thread(wrk, base, seconds, 16, script)
             after_busy = await _cache_answers(metrics)
             stop.set()
             acks = await writing

@@ -15,7 +15,6 @@ import asyncio
 import gc
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -30,7 +29,7 @@ from typing import Any
 import grpc
 import httpx
 
-from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free
+from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free, wrk
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient
 from services import processes
@@ -44,25 +43,6 @@ URL = "/api/im/conversations?account_id=douyin-001&count=20"
 
 
 # ------------------------------------------------------------------------- wrk
-
-
-def wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
-    """Requests per second and latency percentiles (ms) from wrk."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"{url}: answers that are not 200:\n{out}")
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
-    for label in ("50", "99"):
-        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert found, out
-        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
-        result[f"p{label}_ms"] = float(found.group(1)) * scale
-    return result
 
 
 def measure(url: str, seconds: float, runs: int = 3) -> dict[str, float]:

@@ -22,6 +22,15 @@ class AddressInUse(OSError):
         self.address = address
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick), for a process started next to use."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def check_free(address: str) -> None:
     """Raises AddressInUse when something listens on `address` already (port 0 is always free).
     Binding without SO_REUSEPORT, as imsync's servers do: two processes never share a port."""

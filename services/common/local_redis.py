@@ -14,11 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from services.common.addresses import free_port
 
 
 class RedisServer:
@@ -40,7 +36,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         for _attempt in range(attempts):
             if not self.port:
-                self.port = _free_port()
+                self.port = free_port()
             self.process = subprocess.Popen(
                 [
                     binary,
@@ -70,7 +66,7 @@ class RedisServer:
             self.process.wait()
             self.process = None
             # The port was taken meanwhile (another test's server): take another one.
-            self.port = _free_port()
+            self.port = free_port()
         raise RuntimeError(f"redis-server did not start; see {self.directory / 'redis.log'}")
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:

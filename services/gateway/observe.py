@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
 from services.common.observability import context_from, metrics_route, tracer, tracing_on
+from services.common.series import series
 from services.common.version import imsync_version
 
 access = logging.getLogger("imsync.access")
@@ -68,22 +69,6 @@ def _route_of(scope: Scope) -> str:
 
 
 _REQUEST_ID_HEADER = logs.HEADER.encode()
-# The labelled series, by their labels: labels() costs more than the increment itself.
-_counted: dict[tuple[str, str, str], Any] = {}
-_timed: dict[tuple[str, str], Any] = {}
-
-
-def _observe(route: str, method: str, status: int, seconds: float) -> None:
-    counter = _counted.get((route, method, str(status)))
-    if counter is None:
-        counter = _counted[(route, method, str(status))] = HTTP_REQUESTS.labels(
-            route=route, method=method, code=str(status)
-        )
-    counter.inc()
-    histogram = _timed.get((route, method))
-    if histogram is None:
-        histogram = _timed[(route, method)] = HTTP_SECONDS.labels(route=route, method=method)
-    histogram.observe(seconds)
 
 
 class Observed:
@@ -91,7 +76,7 @@ class Observed:
 
     It runs around every request, the kept answers' included, so it is kept cheap: the
     trace headers are read and a span made only while tracing is on (a tracer provider
-    is set), and the metrics' labelled series are looked up once."""
+    is set), and the metrics' labelled series are looked up once (services/common/series.py)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -128,7 +113,8 @@ class Observed:
         finally:
             route = _route_of(scope)
             seconds = time.perf_counter() - started
-            _observe(route, method, status, seconds)
+            series(HTTP_REQUESTS, route, method, str(status)).inc()
+            series(HTTP_SECONDS, route, method).observe(seconds)
             if span is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attributes(

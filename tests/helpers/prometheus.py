@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,13 +12,9 @@ from typing import Any
 
 import httpx
 
+from services.common.addresses import free_port
+
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "imsync-alerts.yml"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Prometheus:
@@ -63,7 +58,7 @@ class Prometheus:
         config = self._configure()
         self._log = log = open(self.directory / "prometheus.log", "wb")
         for _ in range(attempts):
-            self.port = _free_port()
+            self.port = free_port()
             self.process = subprocess.Popen(
                 [
                     binary,

@@ -19,17 +19,17 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from imsync.v1 import events_pb2 as ev
+from services.common.series import series
 from services.master.model.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from services.master.model.metrics import EVENT_DROPPED, EVENT_LAG, EVENT_SUBSCRIBERS, EVENTS
 
 _EVENT_ID = re.compile(r"(\d+)-(\d+)")
 
 
-# The counter of each event type, looked up once (labels() costs more than inc()).
-_published: dict[int, Any] = {}
+# Each event type's name in the metrics: "new_message" for EVENT_TYPE_NEW_MESSAGE.
+_TYPE_NAMES = {number: name.removeprefix("EVENT_TYPE_").lower() for name, number in ev.EventType.items()}
 
 
 class _Closed:
@@ -95,11 +95,7 @@ class EventBus:
         while len(self._history) > self._max_events or (self._bytes > self._max_bytes and len(self._history) > 1):
             self._dropped_upto = _position(self._history.popleft().event_id)
             self._bytes -= self._sizes.popleft()
-        counter = _published.get(event.type)
-        if counter is None:
-            name = ev.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
-            counter = _published[event.type] = EVENTS.labels(type=name)
-        counter.inc()
+        series(EVENTS, _TYPE_NAMES[event.type]).inc()
         for subscriber in list(self._subscribers):
             if not subscriber.wants(event):
                 continue

@@ -8,7 +8,6 @@ refusals; reply states and failure reasons; account ids (at most --max-accounts 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -95,17 +94,6 @@ LOGIN_STATES = ("logged_in", "logged_out", "logging_in")
 
 SNAPSHOTS_APPLIED = SYNC_VERSIONS.labels(kind="snapshot", outcome="applied", reason="")
 DELTAS_APPLIED = SYNC_VERSIONS.labels(kind="delta", outcome="applied", reason="")
-_by_account: dict[tuple[int, str], Any] = {}
-
-
-def of_account(metric: Any, account: str) -> Any:
-    """`metric`'s series of one account, looked up once: labels() costs more than the
-    increment, and every delta counts three of them (at most --max-accounts each)."""
-    key = (id(metric), account)
-    child = _by_account.get(key)
-    if child is None:
-        child = _by_account[key] = metric.labels(account=account)
-    return child
 
 
 def set_one_hot(gauge: Gauge, account: str, states: tuple[str, ...], current: str) -> None:

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ParamSpec, Self, TypeVar
 
 import redis.asyncio as aioredis
@@ -25,6 +24,7 @@ from services.master.model.account_views import arrival_event
 from services.master.model.errors import FailedPrecondition, Unavailable
 from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
+from services.master.redis.errors import out_of_reach
 from services.master.redis.layout import COMMIT, FLUSH, AccountKeys, Writes
 from services.master.redis.recording import recording_state
 
@@ -96,17 +96,8 @@ def _entities(raw: Sequence[bytes | None], ids: Sequence[str], parse: Callable[[
     return {entity_id: parse(value) for entity_id, value in zip(ids, raw, strict=True) if value is not None}
 
 
-def _redis_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Redis out of reach becomes UNAVAILABLE: the client or worker tries again later."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-            raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
-
-    return guarded
+# Redis out of reach becomes UNAVAILABLE (errors.py).
+_redis_errors = out_of_reach
 
 
 class RedisBase:

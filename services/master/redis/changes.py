@@ -21,9 +21,9 @@ from services.master.redis.base import (
     _redis_errors,
     _view_state,
 )
+from services.master.redis.errors import any_failure
 from services.master.redis.fetching import Fetching
 from services.master.redis.layout import AccountKeys, Writes, inbox_key, member_of
-from services.master.redis.leases import unavailable_on_redis_errors
 from services.master.redis.recording import record_counters
 
 
@@ -234,7 +234,7 @@ class Changes(Fetching):
         await self._presence_change(report.account_id, change)
 
     @_redis_errors
-    @unavailable_on_redis_errors
+    @any_failure
     async def set_presence(self, account_id: str, worker_id: str, online: bool) -> None:
         def change(presence: Presence) -> bool:
             if (presence.worker_id, presence.online) == (worker_id, online):

@@ -13,15 +13,10 @@ longer the lease's (redis_layout.COMMIT): a stream fenced by a newer claim canno
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
-
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from services.master.model.errors import Unavailable
 from services.master.model.leases import AccountOwned, Lease
+from services.master.redis.errors import any_failure
 from services.master.redis.layout import AccountKeys
 
 # KEYS[1] the lease, KEYS[2] the epoch counter; ARGV: master, worker, stream, duration (ms).
@@ -49,24 +44,6 @@ _RELEASE = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def unavailable_on_redis_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Any failure of Redis becomes the store's own Unavailable: the sync service knows
-    no Redis (what ends a stream frees its accounts as far as Redis lets it)."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except (RedisError, OSError) as error:
-            raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
-
-    return guarded
 
 
 class SharedLeases:
@@ -114,7 +91,7 @@ class SharedLeases:
             results = await pipe.execute()
         return [account_id for account_id, kept in zip(held, results, strict=True) if not int(kept)]
 
-    @unavailable_on_redis_errors
+    @any_failure
     async def release(self, held: dict[str, int]) -> None:
         if not held:
             return

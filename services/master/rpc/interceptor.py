@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from services.common import logs
 from services.common.observability import context_from, tracer, tracing_on
+from services.common.series import series
 from services.master.auth.api_keys import ApiKeys
 from services.master.model.metrics import GRPC_HANDLED, GRPC_SECONDS
 from services.master.rpc.boundary import guard_streaming, guard_unary
@@ -44,7 +45,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         service, method = _split(details.method)
-        seconds = GRPC_SECONDS.labels(grpc_service=service, grpc_method=method)
+        seconds = series(GRPC_SECONDS, service, method)
 
         def begin(context: Any) -> tuple[float, Any, Any]:
             metadata = list(context.invocation_metadata() or ())
@@ -64,7 +65,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
         def end(started: float, token: Any, span: Any, context: Any, failed: bool) -> None:
             code = _code(context, failed)
-            GRPC_HANDLED.labels(grpc_service=service, grpc_method=method, grpc_code=code).inc()
+            series(GRPC_HANDLED, service, method, code).inc()
             seconds.observe(time.perf_counter() - started)
             span.set_attribute("rpc.grpc.status_code", code)
             span.end()

@@ -14,6 +14,7 @@ from google.rpc import code_pb2
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.rpc_errors import error_status
+from services.common.series import series
 from services.master.model import collector
 from services.master.model.errors import (
     FailedPrecondition,
@@ -38,7 +39,6 @@ from services.master.model.metrics import (
     SYNC_ENTITIES,
     SYNC_VERSIONS,
     WORKER_ONLINE,
-    of_account,
     set_one_hot,
 )
 from services.master.model.store import DeltaData, SnapshotData
@@ -145,7 +145,7 @@ class SyncSession:
         try:
             size = request.ByteSize() if data is None else len(data)
             if account_id and account_id in self.granted:
-                of_account(SYNC_BYTES, account_id).inc(size)
+                series(SYNC_BYTES, account_id).inc(size)
             if size > hub.config.max_message_bytes:
                 raise ResourceExhausted(
                     f"{size} bytes, over the limit of {hub.config.max_message_bytes}; send smaller chunks",
@@ -364,7 +364,7 @@ class SyncSession:
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), chunk.version)
         SNAPSHOTS_APPLIED.inc()
-        of_account(SYNC_ENTITIES, account_id).inc(pending.size)
+        series(SYNC_ENTITIES, account_id).inc(pending.size)
         self.send_when_persisted(
             sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=chunk.version)), self._taken_at
         )
@@ -428,7 +428,7 @@ class SyncSession:
         )
         self.versions[account_id] = max(self.versions.get(account_id, 0), delta.version)
         DELTAS_APPLIED.inc()
-        of_account(SYNC_ENTITIES, account_id).inc(_entity_count(delta.upserts))
+        series(SYNC_ENTITIES, account_id).inc(_entity_count(delta.upserts))
         self.send_when_persisted(
             sync_pb2.SyncDataResponse(ack=sync_pb2.Ack(account_id=account_id, version=delta.version)), self._taken_at
         )

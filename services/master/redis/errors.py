@@ -1,0 +1,41 @@
+"""Redis's failures as the store's own errors: the servicers know no Redis."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.master.model.errors import Unavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def unavailable_on(
+    *errors: type[BaseException],
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    """A decorator turning `errors` into Unavailable (retry after a second)."""
+
+    def decorate(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(method)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await method(*args, **kwargs)
+            except errors as error:
+                raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
+
+        return guarded
+
+    return decorate
+
+
+# Redis out of reach: the client or worker tries again later. (Any other error of Redis
+# is a defect, answered INTERNAL.)
+out_of_reach = unavailable_on(RedisConnectionError, RedisTimeoutError, OSError)
+# Any failure of Redis: for what a stream's end frees as far as Redis lets it.
+any_failure = unavailable_on(RedisError, OSError)
