@@ -74,3 +74,21 @@ def wrk(url: str, seconds: float, connections: int, script: Path | None = None) 
         scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
         result[f"p{label}_ms"] = float(found.group(1)) * scale
     return result
+
+
+def master_args(tokens: Path) -> list[str]:
+    """`imsync master` as the benchmarks run it: quiet, on a free port, keeping everything,
+    with no rate limit, its workers' tokens in `tokens`."""
+    return [
+        "--log-level",
+        "WARNING",
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--retention",
+        "none",
+        "--rate-limit",
+        "0",
+        "--worker-tokens",
+        str(tokens),
+    ]

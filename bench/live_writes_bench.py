@@ -33,7 +33,7 @@ from services.common.addresses import free_port
 from services.common.sample import SampleAccount, sample_accounts
 from services.master.auth.worker_tokens import add_worker_token
 
-from .common import GRPC_OPTIONS, NOW, load, new_message_delta, wrk
+from .common import GRPC_OPTIONS, NOW, load, master_args, new_message_delta, wrk
 
 
 def _paths_script(paths: list[str], folder: Path) -> Path:
@@ -101,17 +101,7 @@ async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
         metrics_port = free_port()
         master = await processes.start(
             [
-                "--log-level",
-                "WARNING",
-                "master",
-                "--listen",
-                "127.0.0.1:0",
-                "--retention",
-                "none",
-                "--rate-limit",
-                "0",
-                "--worker-tokens",
-                str(tokens),
+                *master_args(tokens),
                 "--gateway-listen",
                 "127.0.0.1:0",
                 "--gateway-console",

@@ -30,6 +30,7 @@ import grpc
 import httpx
 
 from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_free, wrk
+from bench.common import master_args as bench_master_args
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient
 from services import processes
@@ -68,19 +69,7 @@ async def _master_line(child: processes.Child) -> str:
 async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, profile: Path | None) -> dict[str, Any]:
     tokens = tmp / "tokens.toml"
     token = add_worker_token(tokens, "loader", ["*"])
-    master_args = [
-        "--log-level",
-        "WARNING",
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--retention",
-        "none",
-        "--rate-limit",
-        "0",
-        "--worker-tokens",
-        str(tokens),
-    ]
+    master_args = bench_master_args(tokens)
     results: dict[str, Any] = {}
 
     # Gateway and master in separate processes, and its baseline: one grpc.aio call per request.
