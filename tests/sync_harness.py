@@ -101,7 +101,10 @@ def engine_for(
 _MASTER_OWNED = {
     "contents": ("is_new",),
     "comments": ("is_read", "read_at", "is_new", "is_handled"),
-    "conversations": ("unread_count", "is_pinned", "is_muted"),
+    "conversations": (
+        *("unread_count", "is_pinned", "is_muted", "assignee", "thread_state"),
+        *("snoozed_until", "is_marked_unread", "note_count"),
+    ),
     "messages": ("is_read", "read_at", "is_new"),
 }
 

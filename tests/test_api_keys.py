@@ -17,11 +17,13 @@ from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
+from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, SyncClient
 from services.common.sample import SampleAccount
@@ -54,7 +56,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     keys_file = tmp_path / "api-keys.toml"
     keys = {
         "a-reader": create_api_key(keys_file, "a-reader", ["shop-a"], ["read"]),
-        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply", "login"]),
+        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply", "login"], agent="阿丽"),
         "all": create_api_key(keys_file, "all", ["*"], ["read", "reply"]),
     }
     config = MasterConfig(
@@ -115,6 +117,36 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         "UnmuteConversation": (
             "unmute_conversation",
             conv.UnmuteConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "AssignConversation": (
+            "assign_conversation",
+            thr.AssignConversationRequest(account_id=account, conversation_id=conversation, assignee="阿丽"),
+        ),
+        "ClaimConversation": (
+            "claim_conversation",
+            thr.ClaimConversationRequest(account_id=account, conversation_id=conversation),
+        ),
+        "SetConversationState": (
+            "set_conversation_state",
+            thr.SetConversationStateRequest(
+                account_id=account, conversation_id=conversation, thread_state=e.THREAD_STATE_DONE
+            ),
+        ),
+        "MarkConversationUnread": (
+            "mark_conversation_unread",
+            thr.MarkConversationUnreadRequest(account_id=account, conversation_id=conversation),
+        ),
+        "AddConversationNote": (
+            "add_conversation_note",
+            thr.AddConversationNoteRequest(account_id=account, conversation_id=conversation, text="VIP"),
+        ),
+        "ListConversationNotes": (
+            "list_conversation_notes",
+            thr.ListConversationNotesRequest(account_id=account, conversation_id=conversation),
+        ),
+        "SetConversationPresence": (
+            "set_conversation_presence",
+            thr.SetConversationPresenceRequest(account_id=account, conversation_id=conversation, is_typing=True),
         ),
         "ListMessages": ("list_messages", msg.ListMessagesRequest(account_id=account)),
         "GetMessage": ("get_message", msg.GetMessageRequest(account_id=account, message_id=message)),
@@ -290,6 +322,25 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             ("DELETE", f"/api/im/conversations/{b.conversations[0].conversation_id}/pin?account_id={{a}}", None),
             ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/mute", {"account_id": "{a}"}),
             ("DELETE", f"/api/im/conversations/{b.conversations[0].conversation_id}/mute?account_id={{a}}", None),
+            ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/assignee", {"account_id": "{a}"}),
+            ("POST", f"/api/im/conversations/{b.conversations[0].conversation_id}/claim", {"account_id": "{a}"}),
+            (
+                "PUT",
+                f"/api/im/conversations/{b.conversations[0].conversation_id}/state",
+                {"account_id": "{a}", "thread_state": "THREAD_STATE_DONE"},
+            ),
+            ("PUT", f"/api/im/conversations/{b.conversations[0].conversation_id}/unread", {"account_id": "{a}"}),
+            (
+                "POST",
+                f"/api/im/conversations/{b.conversations[0].conversation_id}/notes",
+                {"account_id": "{a}", "text": "x"},
+            ),
+            ("GET", f"/api/im/conversations/{b.conversations[0].conversation_id}/notes?account_id={{a}}", None),
+            (
+                "PUT",
+                f"/api/im/conversations/{b.conversations[0].conversation_id}/presence",
+                {"account_id": "{a}", "is_typing": True},
+            ),
             ("GET", "/api/im/messages?account_id={a}", None),
             ("GET", f"/api/im/messages/{b.messages[0].message_id}?account_id={{a}}", None),
             ("PUT", f"/api/im/messages/{b.messages[0].message_id}/read", {"account_id": "{a}"}),

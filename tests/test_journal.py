@@ -11,6 +11,7 @@ import asyncio
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import grpc
 
 from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync_client import ImClient
@@ -25,6 +27,7 @@ from services.common.sample import SampleAccount
 from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
 from services.master.memory.records import FILE_NAME
 from services.master.memory.store import MemoryStore
+from services.master.model import threads
 from services.master.model.commands import CommandBook, CommandState
 from services.master.model.store import DeltaData, SnapshotData
 from services.master.sync.hub import SyncConfig
@@ -74,6 +77,15 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     await store.set_pinned("acc", conversations[-1].conversation_id, True)
     await store.set_muted("acc", conversations[0].conversation_id, True)
     await store.mark_conversation_read("acc", conversations[1].conversation_id, NOW * 10**9)
+    # The team's handling: an owner, a note, a snooze far ahead; another marked unread.
+    # (Snoozes are judged by the wall clock: this one ends in 300 days.)
+    handled, now = conversations[2].conversation_id, time.time_ns()
+    await store.handle_conversation("acc", handled, threads.claim("王芳"), now)
+    note = e.Note(note_id="n-1", agent="王芳", text="老客户，优先处理")
+    await store.handle_conversation("acc", handled, threads.add_note(note), now)
+    later = now + 300 * 86400 * 10**9
+    await store.handle_conversation("acc", handled, threads.set_state(threads.SNOOZED, later, "王芳"), now)
+    await store.handle_conversation("acc", conversations[3].conversation_id, threads.mark_unread("李雷"), now)
     contents = (await store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100)).items
     await store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
     comment = (

@@ -97,10 +97,18 @@ async def observable(store: Store, account_id: str) -> dict[str, object]:
                 return out
             cursor = page.cursor
 
+    conversations = await walk(
+        lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)
+    )
+    notes = {}
+    for raw in conversations:
+        conversation = e.Conversation.FromString(raw)
+        if conversation.note_count:
+            found = await store.conversation_notes(account_id, conversation.conversation_id)
+            notes[conversation.conversation_id] = [note.SerializeToString(deterministic=True) for note in found]
     return {
-        "conversations": await walk(
-            lambda c: store.list_conversations(account_id, status=0, is_pinned=None, is_muted=None, cursor=c, count=50)
-        ),
+        "conversations": conversations,
+        "notes": notes,
         "messages": await walk(
             lambda c: store.list_messages(
                 account_id,

@@ -35,6 +35,7 @@ from imsync.v1 import (
     logins_pb2,
     messages_pb2,
     replies_pb2,
+    threads_pb2,
     unified_messages_pb2,
 )
 from services.common import logs
@@ -69,7 +70,8 @@ _IM_PARAMS = frozenset({legacy.PARAM})
 
 
 def im_services() -> list[ServiceDescriptor]:
-    """The IM services the master serves over REST: the six modules, replies, logins and events."""
+    """The IM services the master serves over REST: the six modules, the team's handling,
+    replies, logins and events."""
     return [
         service
         for module in (
@@ -79,6 +81,7 @@ def im_services() -> list[ServiceDescriptor]:
             contents_pb2,
             discussions_pb2,
             unified_messages_pb2,
+            threads_pb2,
             replies_pb2,
             logins_pb2,
             events_pb2,

@@ -37,6 +37,8 @@ from imsync.v1 import (
     replies_pb2,
     replies_pb2_grpc,
     sync_pb2,
+    threads_pb2,
+    threads_pb2_grpc,
     unified_messages_pb2,
     unified_messages_pb2_grpc,
 )
@@ -56,6 +58,7 @@ from services.master.api.queries import (
     UnifiedMessageServicer,
 )
 from services.master.api.replies import ReplyServicer
+from services.master.api.threads import ThreadServicer
 from services.master.auth.api_keys import ApiKeys
 from services.master.auth.worker_tokens import WorkerTokens
 from services.master.backend import MemoryBackend, open_backend
@@ -67,6 +70,7 @@ from services.master.model.events import EventBus
 from services.master.model.retention import Retention
 from services.master.model.store import Store
 from services.master.rpc.interceptor import ServerInterceptor
+from services.master.snoozes import SnoozeClock
 from services.master.sync.hub import SyncConfig, SyncHub
 from services.master.sync.service import SyncServicer, add_sync_service
 
@@ -84,6 +88,7 @@ SERVICE_NAMES = (
     discussions_pb2.DESCRIPTOR.services_by_name["DiscussionService"].full_name,
     unified_messages_pb2.DESCRIPTOR.services_by_name["UnifiedMessageService"].full_name,
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
+    threads_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     logins_pb2.DESCRIPTOR.services_by_name["LoginService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
@@ -160,6 +165,7 @@ class Master:
         self.im_servicers = im_servicers(
             self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address
         )
+        self.snoozes = SnoozeClock(self.store, self.bus)
         self.server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Set when the journal fails: the master cannot keep its promises and must stop.
@@ -219,6 +225,7 @@ class Master:
         await self.server.start()
         self.health.set_reason("starting", None)
         self._tasks.append(asyncio.create_task(self._sweep()))
+        self._tasks.append(asyncio.create_task(self.snoozes.run()))
         if self.coherence is not None:
             self._tasks.append(asyncio.create_task(self._watch_keys(self.coherence)))
         return port
@@ -292,6 +299,7 @@ def im_servicers(
         (service(contents_pb2, "ContentService"), ContentServicer(store, keys)),
         (service(discussions_pb2, "DiscussionService"), DiscussionServicer(store, keys)),
         (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
+        (service(threads_pb2, "ThreadService"), ThreadServicer(store, keys)),
         (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
         (service(logins_pb2, "LoginService"), LoginServicer(store, keys, book)),
         (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key, max_streams_per_address)),
@@ -305,6 +313,7 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
     "ContentService": contents_pb2_grpc.add_ContentServiceServicer_to_server,
     "DiscussionService": discussions_pb2_grpc.add_DiscussionServiceServicer_to_server,
     "UnifiedMessageService": unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server,
+    "ThreadService": threads_pb2_grpc.add_ThreadServiceServicer_to_server,
     "ReplyService": replies_pb2_grpc.add_ReplyServiceServicer_to_server,
     "LoginService": logins_pb2_grpc.add_LoginServiceServicer_to_server,
     "EventService": events_pb2_grpc.add_EventServiceServicer_to_server,

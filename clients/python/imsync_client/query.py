@@ -22,6 +22,7 @@ from imsync.v1 import (
     logins_pb2_grpc,
     messages_pb2_grpc,
     replies_pb2_grpc,
+    threads_pb2_grpc,
     unified_messages_pb2_grpc,
 )
 from imsync.v1 import contents_pb2 as cnt
@@ -31,6 +32,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 
 from .errors import ImsyncError
@@ -52,6 +54,7 @@ class ImClient:
         self._discussions = discussions_pb2_grpc.DiscussionServiceStub(channel)
         self._unified = unified_messages_pb2_grpc.UnifiedMessageServiceStub(channel)
         self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
+        self._threads = threads_pb2_grpc.ThreadServiceStub(channel)
         self._logins = logins_pb2_grpc.LoginServiceStub(channel)
         self._events = events_pb2_grpc.EventServiceStub(channel)
 
@@ -161,6 +164,93 @@ class ImClient:
         """Unmutes the conversation. (`imsync.v1.ConversationService.UnmuteConversation`)"""
         result: conv.UnmuteConversationResponse = await self._unary(
             self._conversations.UnmuteConversation, request, timeout, metadata
+        )
+        return result
+
+    # the team's handling of conversations
+
+    async def assign_conversation(
+        self, request: thr.AssignConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> thr.AssignConversationResponse:
+        """Assigns the conversation to an agent (one named by an API key), or to nobody.
+        (`imsync.v1.ThreadService.AssignConversation`)"""
+        result: thr.AssignConversationResponse = await self._unary(
+            self._threads.AssignConversation, request, timeout, metadata
+        )
+        return result
+
+    async def claim_conversation(
+        self, request: thr.ClaimConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> thr.ClaimConversationResponse:
+        """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason CLAIMED, the owner in
+        its metadata) when another agent owns it: two agents claiming at once end with one owner, and the other told
+        who. (`imsync.v1.ThreadService.ClaimConversation`)"""
+        result: thr.ClaimConversationResponse = await self._unary(
+            self._threads.ClaimConversation, request, timeout, metadata
+        )
+        return result
+
+    async def set_conversation_state(
+        self,
+        request: thr.SetConversationStateRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> thr.SetConversationStateResponse:
+        """Sets the conversation open, done, or snoozed until a time. (`imsync.v1.ThreadService.SetConversationState`)"""
+        result: thr.SetConversationStateResponse = await self._unary(
+            self._threads.SetConversationState, request, timeout, metadata
+        )
+        return result
+
+    async def mark_conversation_unread(
+        self,
+        request: thr.MarkConversationUnreadRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> thr.MarkConversationUnreadResponse:
+        """Marks the conversation unread until someone reads it again. (`imsync.v1.ThreadService.MarkConversationUnread`)"""
+        result: thr.MarkConversationUnreadResponse = await self._unary(
+            self._threads.MarkConversationUnread, request, timeout, metadata
+        )
+        return result
+
+    async def add_conversation_note(
+        self, request: thr.AddConversationNoteRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> thr.AddConversationNoteResponse:
+        """Adds an internal note: shown to the team, never sent to the platform.
+        (`imsync.v1.ThreadService.AddConversationNote`)"""
+        result: thr.AddConversationNoteResponse = await self._unary(
+            self._threads.AddConversationNote, request, timeout, metadata
+        )
+        return result
+
+    async def list_conversation_notes(
+        self,
+        request: thr.ListConversationNotesRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> thr.ListConversationNotesResponse:
+        """Lists the conversation's notes, oldest first. (`imsync.v1.ThreadService.ListConversationNotes`)"""
+        result: thr.ListConversationNotesResponse = await self._unary(
+            self._threads.ListConversationNotes, request, timeout, metadata
+        )
+        return result
+
+    async def set_conversation_presence(
+        self,
+        request: thr.SetConversationPresenceRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> thr.SetConversationPresenceResponse:
+        """Says that the caller's agent is writing in the conversation (or stopped): announced as an EVENT_TYPE_PRESENCE
+        event that ends by itself after a few seconds unless said again.
+        (`imsync.v1.ThreadService.SetConversationPresence`)"""
+        result: thr.SetConversationPresenceResponse = await self._unary(
+            self._threads.SetConversationPresence, request, timeout, metadata
         )
         return result
 

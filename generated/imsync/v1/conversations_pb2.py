@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimsync/v1/conversations.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\xcc\x01\n\x18ListConversationsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.ConversationStatus\x12\x16\n\tis_pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08is_muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x42\x0c\n\n_is_pinnedB\x0b\n\t_is_muted\"m\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"K\n\x16GetConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17GetConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"P\n\x1bMarkConversationReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"c\n\x1cMarkConversationReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x17.imsync.v1.Conversation\"K\n\x16PinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17PinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"M\n\x18UnpinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x19UnpinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"L\n\x17MuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x18MuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"N\n\x19UnmuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x1aUnmuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation2\x9d\x08\n\x13\x43onversationService\x12}\n\x11ListConversations\x12#.imsync.v1.ListConversationsRequest\x1a$.imsync.v1.ListConversationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/conversations\x12\x89\x01\n\x0fGetConversation\x12!.imsync.v1.GetConversationRequest\x1a\".imsync.v1.GetConversationResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/api/im/conversations/{conversation_id}\x12\xa0\x01\n\x14MarkConversationRead\x12&.imsync.v1.MarkConversationReadRequest\x1a\'.imsync.v1.MarkConversationReadResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/read:\x01*\x12\x90\x01\n\x0fPinConversation\x12!.imsync.v1.PinConversationRequest\x1a\".imsync.v1.PinConversationResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/api/im/conversations/{conversation_id}/pin:\x01*\x12\x93\x01\n\x11UnpinConversation\x12#.imsync.v1.UnpinConversationRequest\x1a$.imsync.v1.UnpinConversationResponse\"3\x82\xd3\xe4\x93\x02-*+/api/im/conversations/{conversation_id}/pin\x12\x94\x01\n\x10MuteConversation\x12\".imsync.v1.MuteConversationRequest\x1a#.imsync.v1.MuteConversationResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/mute:\x01*\x12\x97\x01\n\x12UnmuteConversation\x12$.imsync.v1.UnmuteConversationRequest\x1a%.imsync.v1.UnmuteConversationResponse\"4\x82\xd3\xe4\x93\x02.*,/api/im/conversations/{conversation_id}/muteb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimsync/v1/conversations.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\xae\x02\n\x18ListConversationsRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.imsync.v1.ConversationStatus\x12\x16\n\tis_pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08is_muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x05\x12\x10\n\x08\x61ssignee\x18\x07 \x01(\t\x12\x12\n\nunassigned\x18\x08 \x01(\x08\x12\x0c\n\x04mine\x18\t \x01(\x08\x12,\n\x0cthread_state\x18\n \x01(\x0e\x32\x16.imsync.v1.ThreadStateB\x0c\n\n_is_pinnedB\x0b\n\t_is_muted\"m\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.imsync.v1.Conversation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"K\n\x16GetConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17GetConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"P\n\x1bMarkConversationReadRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"c\n\x1cMarkConversationReadResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\x03\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x17.imsync.v1.Conversation\"K\n\x16PinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17PinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"M\n\x18UnpinConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x19UnpinConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"L\n\x17MuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x18MuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation\"N\n\x19UnmuteConversationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1d\n\x0f\x63onversation_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x1aUnmuteConversationResponse\x12-\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x17.imsync.v1.Conversation2\x9d\x08\n\x13\x43onversationService\x12}\n\x11ListConversations\x12#.imsync.v1.ListConversationsRequest\x1a$.imsync.v1.ListConversationsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/conversations\x12\x89\x01\n\x0fGetConversation\x12!.imsync.v1.GetConversationRequest\x1a\".imsync.v1.GetConversationResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/api/im/conversations/{conversation_id}\x12\xa0\x01\n\x14MarkConversationRead\x12&.imsync.v1.MarkConversationReadRequest\x1a\'.imsync.v1.MarkConversationReadResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/read:\x01*\x12\x90\x01\n\x0fPinConversation\x12!.imsync.v1.PinConversationRequest\x1a\".imsync.v1.PinConversationResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/api/im/conversations/{conversation_id}/pin:\x01*\x12\x93\x01\n\x11UnpinConversation\x12#.imsync.v1.UnpinConversationRequest\x1a$.imsync.v1.UnpinConversationResponse\"3\x82\xd3\xe4\x93\x02-*+/api/im/conversations/{conversation_id}/pin\x12\x94\x01\n\x10MuteConversation\x12\".imsync.v1.MuteConversationRequest\x1a#.imsync.v1.MuteConversationResponse\"7\x82\xd3\xe4\x93\x02\x31\x1a,/api/im/conversations/{conversation_id}/mute:\x01*\x12\x97\x01\n\x12UnmuteConversation\x12$.imsync.v1.UnmuteConversationRequest\x1a%.imsync.v1.UnmuteConversationResponse\"4\x82\xd3\xe4\x93\x02.*,/api/im/conversations/{conversation_id}/muteb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,33 +63,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONVERSATIONSERVICE'].methods_by_name['UnmuteConversation']._loaded_options = None
   _globals['_CONVERSATIONSERVICE'].methods_by_name['UnmuteConversation']._serialized_options = b'\202\323\344\223\002.*,/api/im/conversations/{conversation_id}/mute'
   _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=134
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=338
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=340
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=449
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=451
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=526
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=528
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=600
-  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_start=602
-  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_end=682
-  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_start=684
-  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_end=783
-  _globals['_PINCONVERSATIONREQUEST']._serialized_start=785
-  _globals['_PINCONVERSATIONREQUEST']._serialized_end=860
-  _globals['_PINCONVERSATIONRESPONSE']._serialized_start=862
-  _globals['_PINCONVERSATIONRESPONSE']._serialized_end=934
-  _globals['_UNPINCONVERSATIONREQUEST']._serialized_start=936
-  _globals['_UNPINCONVERSATIONREQUEST']._serialized_end=1013
-  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_start=1015
-  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_end=1089
-  _globals['_MUTECONVERSATIONREQUEST']._serialized_start=1091
-  _globals['_MUTECONVERSATIONREQUEST']._serialized_end=1167
-  _globals['_MUTECONVERSATIONRESPONSE']._serialized_start=1169
-  _globals['_MUTECONVERSATIONRESPONSE']._serialized_end=1242
-  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_start=1244
-  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_end=1322
-  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_start=1324
-  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_end=1399
-  _globals['_CONVERSATIONSERVICE']._serialized_start=1402
-  _globals['_CONVERSATIONSERVICE']._serialized_end=2455
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=436
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=438
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=547
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=549
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=624
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=626
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=698
+  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_start=700
+  _globals['_MARKCONVERSATIONREADREQUEST']._serialized_end=780
+  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_start=782
+  _globals['_MARKCONVERSATIONREADRESPONSE']._serialized_end=881
+  _globals['_PINCONVERSATIONREQUEST']._serialized_start=883
+  _globals['_PINCONVERSATIONREQUEST']._serialized_end=958
+  _globals['_PINCONVERSATIONRESPONSE']._serialized_start=960
+  _globals['_PINCONVERSATIONRESPONSE']._serialized_end=1032
+  _globals['_UNPINCONVERSATIONREQUEST']._serialized_start=1034
+  _globals['_UNPINCONVERSATIONREQUEST']._serialized_end=1111
+  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_start=1113
+  _globals['_UNPINCONVERSATIONRESPONSE']._serialized_end=1187
+  _globals['_MUTECONVERSATIONREQUEST']._serialized_start=1189
+  _globals['_MUTECONVERSATIONREQUEST']._serialized_end=1265
+  _globals['_MUTECONVERSATIONRESPONSE']._serialized_start=1267
+  _globals['_MUTECONVERSATIONRESPONSE']._serialized_end=1340
+  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_start=1342
+  _globals['_UNMUTECONVERSATIONREQUEST']._serialized_end=1420
+  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_start=1422
+  _globals['_UNMUTECONVERSATIONRESPONSE']._serialized_end=1497
+  _globals['_CONVERSATIONSERVICE']._serialized_start=1500
+  _globals['_CONVERSATIONSERVICE']._serialized_end=2553
 # @@protoc_insertion_point(module_scope)

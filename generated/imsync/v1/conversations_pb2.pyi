@@ -29,6 +29,10 @@ class ListConversationsRequest(_message.Message):
     IS_MUTED_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    UNASSIGNED_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    THREAD_STATE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account whose items are listed."""
     status: _entities_pb2.ConversationStatus.ValueType
@@ -41,6 +45,14 @@ class ListConversationsRequest(_message.Message):
     """Opaque cursor from a previous page; empty or "0" for the first page."""
     count: _builtins.int
     """Page size: default 20, at most 100 (larger values are clamped)."""
+    assignee: _builtins.str
+    """Only conversations assigned to this agent."""
+    unassigned: _builtins.bool
+    """Only conversations nobody owns."""
+    mine: _builtins.bool
+    """Only conversations the caller's agent owns (the API key must name an agent)."""
+    thread_state: _entities_pb2.ThreadState.ValueType
+    """Only conversations in this state (as it is now: a snooze that ran out is open)."""
     def __init__(
         self,
         *,
@@ -50,10 +62,14 @@ class ListConversationsRequest(_message.Message):
         is_muted: _builtins.bool | None = ...,
         cursor: _builtins.str = ...,
         count: _builtins.int = ...,
+        assignee: _builtins.str = ...,
+        unassigned: _builtins.bool = ...,
+        mine: _builtins.bool = ...,
+        thread_state: _entities_pb2.ThreadState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_is_muted", b"_is_muted", "_is_pinned", b"_is_pinned", "is_muted", b"is_muted", "is_pinned", b"is_pinned"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_muted", b"_is_muted", "_is_pinned", b"_is_pinned", "account_id", b"account_id", "count", b"count", "cursor", b"cursor", "is_muted", b"is_muted", "is_pinned", b"is_pinned", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_muted", b"_is_muted", "_is_pinned", b"_is_pinned", "account_id", b"account_id", "assignee", b"assignee", "count", b"count", "cursor", b"cursor", "is_muted", b"is_muted", "is_pinned", b"is_pinned", "mine", b"mine", "status", b"status", "thread_state", b"thread_state", "unassigned", b"unassigned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__is_muted: _TypeAlias = _typing.Literal["is_muted"]  # noqa: Y015
     _WhichOneofArgType__is_muted: _TypeAlias = _typing.Literal["_is_muted", b"_is_muted"]  # noqa: Y015

@@ -284,6 +284,32 @@ MESSAGE_TYPE_LINK: MessageType.ValueType  # 6
 MESSAGE_TYPE_CARD: MessageType.ValueType  # 7
 Global___MessageType: _TypeAlias = MessageType  # noqa: Y015
 
+class _ThreadState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ThreadStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThreadState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    THREAD_STATE_UNSPECIFIED: _ThreadState.ValueType  # 0
+    THREAD_STATE_OPEN: _ThreadState.ValueType  # 1
+    """Waiting on the team."""
+    THREAD_STATE_DONE: _ThreadState.ValueType  # 2
+    """Dealt with."""
+    THREAD_STATE_SNOOZED: _ThreadState.ValueType  # 3
+    """Put aside until a time."""
+
+class ThreadState(_ThreadState, metaclass=_ThreadStateEnumTypeWrapper):
+    """Where the team is with a conversation."""
+
+THREAD_STATE_UNSPECIFIED: ThreadState.ValueType  # 0
+THREAD_STATE_OPEN: ThreadState.ValueType  # 1
+"""Waiting on the team."""
+THREAD_STATE_DONE: ThreadState.ValueType  # 2
+"""Dealt with."""
+THREAD_STATE_SNOOZED: ThreadState.ValueType  # 3
+"""Put aside until a time."""
+Global___ThreadState: _TypeAlias = ThreadState  # noqa: Y015
+
 class _MessageStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -783,6 +809,11 @@ class Conversation(_message.Message):
     UNREAD_COUNT_FIELD_NUMBER: _builtins.int
     IS_PINNED_FIELD_NUMBER: _builtins.int
     IS_MUTED_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    THREAD_STATE_FIELD_NUMBER: _builtins.int
+    SNOOZED_UNTIL_FIELD_NUMBER: _builtins.int
+    IS_MARKED_UNREAD_FIELD_NUMBER: _builtins.int
+    NOTE_COUNT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     conversation_id: _builtins.str
     """The platform's id, e.g. "0:1:<uidA>:<uidB>"; never made from a clock."""
@@ -795,6 +826,16 @@ class Conversation(_message.Message):
     """Master-owned."""
     is_muted: _builtins.bool
     """Master-owned."""
+    assignee: _builtins.str
+    """Master-owned: the agent who owns the conversation; empty when nobody does."""
+    thread_state: Global___ThreadState.ValueType
+    """Master-owned: open, done or snoozed. A done or snoozed conversation is open again once
+    the customer writes after it was set, and a snoozed one once its time passes.
+    """
+    is_marked_unread: _builtins.bool
+    """Master-owned: marked unread by the team (or its snooze ran out) and not read since."""
+    note_count: _builtins.int
+    """Master-owned: how many internal notes the team wrote on it."""
     @_builtins.property
     def participant(self) -> Global___User: ...
     @_builtins.property
@@ -803,6 +844,10 @@ class Conversation(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def snoozed_until(self) -> _timestamp_pb2.Timestamp:
+        """Master-owned: until when it is snoozed (set only while it is)."""
+
     def __init__(
         self,
         *,
@@ -818,14 +863,51 @@ class Conversation(_message.Message):
         unread_count: _builtins.int = ...,
         is_pinned: _builtins.bool = ...,
         is_muted: _builtins.bool = ...,
+        assignee: _builtins.str = ...,
+        thread_state: Global___ThreadState.ValueType = ...,
+        snoozed_until: _timestamp_pb2.Timestamp | None = ...,
+        is_marked_unread: _builtins.bool = ...,
+        note_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_message", b"last_message", "participant", b"participant", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_message", b"last_message", "participant", b"participant", "snoozed_until", b"snoozed_until", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "conversation_type", b"conversation_type", "create_time", b"create_time", "is_muted", b"is_muted", "is_pinned", b"is_pinned", "last_message", b"last_message", "participant", b"participant", "platform", b"platform", "status", b"status", "unread_count", b"unread_count", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "assignee", b"assignee", "conversation_id", b"conversation_id", "conversation_type", b"conversation_type", "create_time", b"create_time", "is_marked_unread", b"is_marked_unread", "is_muted", b"is_muted", "is_pinned", b"is_pinned", "last_message", b"last_message", "note_count", b"note_count", "participant", b"participant", "platform", b"platform", "snoozed_until", b"snoozed_until", "status", b"status", "thread_state", b"thread_state", "unread_count", b"unread_count", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Conversation: _TypeAlias = Conversation  # noqa: Y015
+
+@_typing.final
+class Note(_message.Message):
+    """An internal note of the team on a conversation: never sent to the platform."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTE_ID_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    note_id: _builtins.str
+    agent: _builtins.str
+    """The agent who wrote it (empty for a key that names nobody)."""
+    text: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        note_id: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        text: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "create_time", b"create_time", "note_id", b"note_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Note: _TypeAlias = Note  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -952,3 +1034,35 @@ class Notification(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class Presence(_message.Message):
+    """An agent at a conversation's reply box."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    IS_TYPING_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    agent: _builtins.str
+    is_typing: _builtins.bool
+    """True while they write; false once they left. It also ends by itself at expire_time."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        is_typing: _builtins.bool = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "conversation_id", b"conversation_id", "expire_time", b"expire_time", "is_typing", b"is_typing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Presence: _TypeAlias = Presence  # noqa: Y015

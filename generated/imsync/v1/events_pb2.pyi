@@ -41,6 +41,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """An account's login state, crawl status or worker changed."""
     EVENT_TYPE_NEW_NOTIFICATION: _EventType.ValueType  # 6
     """A platform notification arrived (a like, a follow, a mention, a system notice)."""
+    EVENT_TYPE_CONVERSATION_HANDLED: _EventType.ValueType  # 7
+    """The team's handling of a conversation changed: its owner, its state, a note."""
+    EVENT_TYPE_PRESENCE: _EventType.ValueType  # 8
+    """An agent is writing in a conversation, or stopped (see Presence)."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of an event."""
@@ -58,6 +62,10 @@ EVENT_TYPE_ACCOUNT_STATUS_CHANGED: EventType.ValueType  # 5
 """An account's login state, crawl status or worker changed."""
 EVENT_TYPE_NEW_NOTIFICATION: EventType.ValueType  # 6
 """A platform notification arrived (a like, a follow, a mention, a system notice)."""
+EVENT_TYPE_CONVERSATION_HANDLED: EventType.ValueType  # 7
+"""The team's handling of a conversation changed: its owner, its state, a note."""
+EVENT_TYPE_PRESENCE: EventType.ValueType  # 8
+"""An agent is writing in a conversation, or stopped (see Presence)."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -103,6 +111,8 @@ class Event(_message.Message):
     REPLY_FIELD_NUMBER: _builtins.int
     ACCOUNT_FIELD_NUMBER: _builtins.int
     NOTIFICATION_FIELD_NUMBER: _builtins.int
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Increasing; give the last one seen as after_event_id (or Last-Event-ID) to resume."""
     type: Global___EventType.ValueType
@@ -121,6 +131,10 @@ class Event(_message.Message):
     def account(self) -> _entities_pb2.Account: ...
     @_builtins.property
     def notification(self) -> _entities_pb2.Notification: ...
+    @_builtins.property
+    def conversation(self) -> _entities_pb2.Conversation: ...
+    @_builtins.property
+    def presence(self) -> _entities_pb2.Presence: ...
     def __init__(
         self,
         *,
@@ -134,12 +148,14 @@ class Event(_message.Message):
         reply: _replies_pb2.Reply | None = ...,
         account: _entities_pb2.Account | None = ...,
         notification: _entities_pb2.Notification | None = ...,
+        conversation: _entities_pb2.Conversation | None = ...,
+        presence: _entities_pb2.Presence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "read_state", b"read_state", "reply", b"reply"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "read_state", b"read_state", "reply", b"reply", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification", "conversation", "presence"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

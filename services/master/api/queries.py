@@ -96,6 +96,20 @@ class Guarded:
         return holders[0]
 
 
+def _assignee(request: conv.ListConversationsRequest, access: Access) -> str | None:
+    """The owner a list asks for: None for any, "" for nobody."""
+    asked = [name for name in ("assignee", "unassigned", "mine") if getattr(request, name)]
+    if len(asked) > 1:
+        raise InvalidArgument(f"give one of assignee, unassigned, mine (not {' and '.join(asked)})", field=asked[1])
+    if request.mine:
+        if not access.agent:
+            raise InvalidArgument("this API key names no agent, so nothing is its own", field="mine")
+        return access.agent
+    if request.unassigned:
+        return ""
+    return request.assignee or None
+
+
 def _optional(message: Any, name: str) -> bool | None:
     return bool(getattr(message, name)) if message.HasField(name) else None
 
@@ -134,6 +148,8 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
                 is_muted=_optional(request, "is_muted"),
                 cursor=request.cursor,
                 count=request.count,
+                assignee=_assignee(request, access),
+                thread_state=request.thread_state,
             ),
         )
         return conv.ListConversationsResponse(conversations=page.items, cursor=page.cursor, has_more=page.has_more)

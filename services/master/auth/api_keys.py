@@ -103,6 +103,13 @@ class ApiKeys:
         (an open stream checking that its key still holds)."""
         return self._identify(metadata)
 
+    def agents(self) -> frozenset[str] | None:
+        """The agents the keys name (revoked keys' no longer); None without a keys file,
+        where every caller may do everything and any name may be given."""
+        if self._file is None:
+            return None
+        return frozenset(access.agent for access in self._file.current().values() if access.agent)
+
     def revision(self) -> int:
         """Moves whenever the keys file is taken again (read now, if it changed)."""
         if self._file is None:

@@ -190,6 +190,12 @@ class Changes:
                 state.set_pinned(flags.conversation_id, flags.pinned)
             if flags.HasField("muted"):
                 _set_flag(state.handling.muted, flags.conversation_id, flags.muted)
+        elif kind == "thread":
+            thread = record.thread
+            state = self._state(thread.account_id)
+            if thread.conversation_id not in state.conversations:
+                raise NotFound(f"conversation {thread.conversation_id!r} not found")
+            state.handling.threads[thread.conversation_id] = thread.handling
         elif kind == "eviction":
             eviction = record.eviction
             horizons = {}
@@ -234,7 +240,14 @@ class Changes:
         if state is None:
             return False
         handling = state.handling
-        return bool(state.version or handling.read_at or handling.pinned or handling.muted or handling.horizons)
+        return bool(
+            state.version
+            or handling.read_at
+            or handling.pinned
+            or handling.muted
+            or handling.horizons
+            or handling.threads
+        )
 
     def account_ids(self) -> list[str]:
         return [str(key[0]) for key in self._account_order]

@@ -31,6 +31,8 @@ def capture(state: AccountState) -> Callable[[], list[bytes]]:
     pinned, muted = sorted(handling.pinned), sorted(handling.muted)
     new_items, new_contents = sorted(handling.new_items), sorted(handling.new_contents)
     horizons = dict(handling.horizons)
+    # Handlings are replaced, never changed in place (model/threads.py): references suffice.
+    threads = dict(handling.threads)
     groups: list[tuple[int, Callable[[], list[Any]]]] = [
         (1, _later(state.contents)),
         (2, _later(state.comments)),
@@ -58,6 +60,8 @@ def capture(state: AccountState) -> Callable[[], list[bytes]]:
         )
         for item, read_ns in read_at.items():
             head.read_marks.add(item_id=item).read_at.FromNanoseconds(read_ns)
+        for conversation_id, thread in threads.items():
+            head.threads.add(account_id=account_id, conversation_id=conversation_id, handling=thread)
         if "messages" in horizons:
             head.messages_horizon.FromNanoseconds(horizons["messages"])
         if "comments" in horizons:
@@ -84,6 +88,7 @@ def state_of(checkpoint: Checkpoint) -> AccountState:
         muted=set(head.muted_conversation_ids),
         new_items=set(head.new_item_ids),
         new_contents=set(head.new_content_ids),
+        threads={record.conversation_id: record.handling for record in head.threads},
     )
     if head.HasField("messages_horizon"):
         handling.horizons["messages"] = head.messages_horizon.ToNanoseconds()

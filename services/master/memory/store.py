@@ -19,10 +19,11 @@ from sortedcontainers import SortedList
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import unified_messages_pb2 as u
 from services.master.memory.changes import Changes, Key, _collect, _page, _set_flag
 from services.master.model import cursor as cursors
-from services.master.model import filters, time_keys
+from services.master.model import filters, threads, time_keys
 from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
 from services.master.model.errors import InvalidArgument, NotFound
@@ -91,9 +92,11 @@ class MemoryStore(Changes):
         is_muted: bool | None,
         cursor: str,
         count: int,
+        assignee: str | None = None,
+        thread_state: int = 0,
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
-        wanted = filters.conversations(status, is_pinned, is_muted)
+        wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
 
         def view(key: Key) -> e.Conversation | None:
             conversation = state.conversation_view(str(key[2]))
@@ -114,9 +117,49 @@ class MemoryStore(Changes):
         items = [item for key in order if state.mark_read(item := message_key(item_of(key)), now_ns)]
         self._log_reads(state, items, now_ns)
         self._announce_read(state, items)
+        if self._handle(state, conversation_id, threads.read, now_ns):
+            conversation = state.conversation_view(conversation_id)
         marked = len(items)
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)
         return marked, conversation
+
+    # ------------------------------------------------------------ the team's handling
+
+    async def handle_conversation(
+        self, account_id: str, conversation_id: str, change: threads.Change, now_ns: int
+    ) -> e.Conversation:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        self._handle(state, conversation_id, change, now_ns)
+        return state.conversation_view(conversation_id)
+
+    def _handle(self, state: AccountState, conversation_id: str, change: threads.Change, now_ns: int) -> bool:
+        """Applies a change to a conversation's handling: journaled and announced when it
+        changes anything. The handling is replaced, never changed in place (checkpoints
+        take references)."""
+        after, changed = threads.apply(state.handling.threads.get(conversation_id), change, now_ns)
+        if not changed:
+            return False
+        state.handling.threads[conversation_id] = after
+        self._changed(state.account_id)
+        record = jpb.ThreadRecord(account_id=state.account_id, conversation_id=conversation_id, handling=after)
+        self._log(state.account_id, jpb.Record(thread=record))
+        self._emit(threads.event_of(state.account_id, conversation_id, after))
+        return True
+
+    async def conversation_notes(self, account_id: str, conversation_id: str) -> list[e.Note]:
+        state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
+        handling = state.handling.threads.get(conversation_id)
+        return list(handling.notes) if handling is not None else []
+
+    async def announce(self, event: ev.Event) -> None:
+        self._emit(event)
+
+    async def snoozed(self) -> list[tuple[int, str, str]]:
+        return [
+            snooze
+            for state in self._accounts.values()
+            for snooze in threads.snoozes(state.account_id, state.handling.threads)
+        ]
 
     async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")

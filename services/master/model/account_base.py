@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.master.model.entity_table import EntityTable
@@ -47,6 +48,8 @@ class Handling:
     # Collection -> newest platform time (ns) evicted to bound memory: nothing at or before
     # it that the account does not hold is taken in again.
     horizons: dict[str, int] = field(default_factory=dict)
+    # Conversation id -> the team's handling of it (threads.py); none until someone acts.
+    threads: dict[str, jpb.ThreadHandling] = field(default_factory=dict)
 
 
 class AccountBase:

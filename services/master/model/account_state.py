@@ -387,6 +387,8 @@ class AccountState(AccountViews):
             handling.read_at.pop(notification_key(notification_id), None)
         handling.pinned.difference_update(removals.conversation_ids)
         handling.muted.difference_update(removals.conversation_ids)
+        for conversation_id in removals.conversation_ids:
+            handling.threads.pop(conversation_id, None)
 
     def entity_count(self) -> int:
         return (

@@ -3,9 +3,12 @@ state (read marks, pins, what is new) set on a copy."""
 
 from __future__ import annotations
 
+import time
+
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import unified_messages_pb2 as u
+from services.master.model import threads
 from services.master.model.account_base import AccountBase
 from services.master.model.keys import (
     comment_key,
@@ -54,6 +57,7 @@ class AccountViews(AccountBase):
         conversation.unread_count = self.unread_by_conversation.get(conversation_id, 0)
         conversation.is_pinned = conversation_id in self.handling.pinned
         conversation.is_muted = conversation_id in self.handling.muted
+        threads.view(conversation, self.handling.threads.get(conversation_id), time.time_ns())
         return conversation
 
     def message_view(self, message: e.Message) -> e.Message:

@@ -36,7 +36,13 @@ from services.master.model.wire_reader import READER as _wire
 COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "contents": ("content_id", ("is_new",)),
     "comments": ("comment_id", ("is_read", "read_at", "is_new", "is_handled")),
-    "conversations": ("conversation_id", ("unread_count", "is_pinned", "is_muted")),
+    "conversations": (
+        "conversation_id",
+        (
+            *("unread_count", "is_pinned", "is_muted", "assignee", "thread_state"),
+            *("snoozed_until", "is_marked_unread", "note_count"),
+        ),
+    ),
     "messages": ("message_id", ("is_read", "read_at", "is_new")),
     "notifications": ("notification_id", ("is_read", "read_at")),
 }

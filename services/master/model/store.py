@@ -15,6 +15,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
+from services.master.model import threads
 from services.master.model.account_base import Presence
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake, Wire
@@ -182,6 +183,8 @@ class Store(Protocol):
         is_muted: bool | None,
         cursor: str,
         count: int,
+        assignee: str | None = None,
+        thread_state: int = 0,
     ) -> Page[e.Conversation]: ...
 
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
@@ -193,6 +196,24 @@ class Store(Protocol):
     async def set_pinned(self, account_id: str, conversation_id: str, pinned: bool) -> e.Conversation: ...
 
     async def set_muted(self, account_id: str, conversation_id: str, muted: bool) -> e.Conversation: ...
+
+    # --- the team's handling of conversations (threads.py) ---
+    async def handle_conversation(
+        self, account_id: str, conversation_id: str, change: threads.Change, now_ns: int
+    ) -> e.Conversation:
+        """Applies `change` to the conversation's handling, atomically (a claim racing
+        another sees it); journaled and announced when it changes anything."""
+        ...
+
+    async def conversation_notes(self, account_id: str, conversation_id: str) -> list[e.Note]: ...
+
+    async def snoozed(self) -> list[tuple[int, str, str]]:
+        """(until ns, account id, conversation id) of every snoozed conversation."""
+        ...
+
+    async def announce(self, event: ev.Event) -> None:
+        """Announces an event no stored change carries (an agent's presence)."""
+        ...
 
     # --- messages ---
     async def list_messages(

@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model.account_base import Handling, Presence
@@ -256,6 +257,7 @@ class RedisBase:
             pipe.smismember(keys.sets["new"], item_list)
         if pinned_list:
             pipe.smismember(keys.sets["pinned"], pinned_list)
+            pipe.hmget(keys.threads, pinned_list)
         results = await pipe.execute()
         raw_meta = results[0]
         if not raw_meta:
@@ -272,8 +274,10 @@ class RedisBase:
             read_at = {item: int(v) for item, v in zip(item_list, results[at], strict=True) if v is not None}
             sets["new"] = {item for item, flag in zip(item_list, results[at + 1], strict=True) if flag}
             at += 2
+        threads: dict[str, Any] = {}
         if pinned_list:
             sets["pinned"] = {cid for cid, flag in zip(pinned_list, results[at], strict=True) if flag}
+            threads = _entities(results[at + 1], pinned_list, jpb.ThreadHandling.FromString)
         state = recording_state(
             keys,
             writes,
@@ -285,6 +289,7 @@ class RedisBase:
             entities=loaded,
             read_at=read_at,
             sets=sets,
+            threads=threads,
         )
         return meta.rev, state
 
@@ -299,6 +304,7 @@ class RedisBase:
         pipe.hgetall(keys.read)
         for name in ("pinned", "muted", "new", "newc"):
             pipe.smembers(keys.sets[name])
+        pipe.hgetall(keys.threads)
         raw_meta, *rest = (await pipe.execute())[1 if register else 0 :]
         if not raw_meta:
             return None
@@ -316,6 +322,7 @@ class RedisBase:
             new_items=new,
             new_contents=newc,
             horizons=dict(meta.horizons),
+            threads={k.decode(): jpb.ThreadHandling.FromString(v) for k, v in rest[10].items()},
         )
         state = AccountState(keys.account_id, meta.version, meta.account, handling)
         state.presence = meta.presence

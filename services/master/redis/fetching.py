@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from services.master.model import cursor as cursors
 from services.master.model.account_state import AccountState
@@ -154,16 +155,18 @@ class Fetching(RedisBase):
             pipe.hmget(keys.counters["conversation_unread"], list(ids))
             pipe.smismember(keys.sets["pinned"], list(ids))
             pipe.smismember(keys.sets["muted"], list(ids))
+            pipe.hmget(keys.threads, list(ids))
 
         fetched = await self._fetch(keys, rev, calls)
         if fetched is None:
             return None
-        meta, (found, unread, pinned, muted) = fetched
+        meta, (found, unread, pinned, muted, handled) = fetched
         state = _view_state(keys.account_id, meta)
         state.conversations = _entities(found, ids, e.Conversation.FromString)
         state.unread_by_conversation.update({cid: int(n) for cid, n in zip(ids, unread, strict=True) if n is not None})
         state.handling.pinned = {cid for cid, flag in zip(ids, pinned, strict=True) if flag}
         state.handling.muted = {cid for cid, flag in zip(ids, muted, strict=True) if flag}
+        state.handling.threads = _entities(handled, ids, jpb.ThreadHandling.FromString)
         return state
 
     async def _contents_state(self, keys: AccountKeys, rev: str | None, ids: Sequence[str]) -> AccountState | None:

@@ -7,14 +7,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.model import filters
+from services.master.model import filters, threads
 from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
-from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.errors import NotFound
 from services.master.model.keys import comment_key, message_key, split_item_key
 from services.master.model.store import Page, UnifiedStats
 from services.master.redis.base import (
-    _KINDS,
     _UNREAD_TOTALS,
     _constant,
     _Meta,
@@ -23,44 +22,15 @@ from services.master.redis.base import (
     _strings,
     _view_state,
 )
-from services.master.redis.changes import Changes
 from services.master.redis.layout import AccountKeys, Writes, id_of
 from services.master.redis.recording import record_counters
+from services.master.redis.team import Team
 
 
-class Queries(Changes):
+class Queries(Team):
     """The Redis store's IM reads and marks: accounts, conversations, messages, contents,"""
 
     # ---------------------------------------------------------------- accounts
-
-    @_redis_errors
-    async def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
-        ids = _strings(await self.redis.zrange(self.accounts_key, 0, -1))
-        pipe = self.redis.pipeline(transaction=False)
-        for account_id in ids:
-            pipe.hexists(self.keys(account_id).entities[_KINDS[kind]], entity_id)
-        return [account_id for account_id, held in zip(ids, await pipe.execute(), strict=True) if held]
-
-    async def _owner(self, account_id: str, kind: str, entity_id: str, field: str) -> AccountKeys:
-        """The account holding an entity: the one named, or else the only one that has it."""
-        if account_id:
-            keys = self.keys(account_id)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.exists(keys.meta)
-            pipe.hexists(keys.entities[_KINDS[kind]], entity_id)
-            exists, held = await pipe.execute()
-            if not exists:
-                raise NotFound(f"account {account_id!r} not found")
-            owners = [account_id] if held else []
-        else:
-            owners = await self.accounts_holding(kind, entity_id)
-        if not entity_id:
-            raise InvalidArgument("required", field=field)
-        if not owners:
-            raise NotFound(f"{kind} {entity_id!r} not found")
-        if len(owners) > 1:
-            raise InvalidArgument(f"{kind} {entity_id!r} is in several accounts; name one", field="account_id")
-        return self.keys(owners[0])
 
     @_redis_errors
     async def list_accounts(
@@ -108,9 +78,11 @@ class Queries(Changes):
         is_muted: bool | None,
         cursor: str,
         count: int,
+        assignee: str | None = None,
+        thread_state: int = 0,
     ) -> Page[e.Conversation]:
         keys = self._account_keys(account_id)
-        wanted = filters.conversations(status, is_pinned, is_muted)
+        wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
 
         async def build(members: list[str], rev: str | None) -> list[e.Conversation | None] | None:
             ids = [id_of(m, 2, newest=False) for m in members]
@@ -129,13 +101,6 @@ class Queries(Changes):
             keys.orders["conversations"], "conversations", (int, int, str), cursor, count, build, meta_key=keys.meta
         )
 
-    async def _conversation(self, keys: AccountKeys, conversation_id: str) -> e.Conversation:
-        state = await self._conversations_state(keys, None, [conversation_id])
-        assert state is not None
-        if conversation_id not in state.conversations:
-            raise NotFound(f"conversation {conversation_id!r} not found")
-        return state.conversation_view(conversation_id)
-
     @_redis_errors
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
         keys = await self._owner(account_id, "conversation", conversation_id, "conversation_id")
@@ -147,7 +112,10 @@ class Queries(Changes):
     ) -> tuple[int, e.Conversation]:
         keys = await self._owner(account_id, "conversation", conversation_id, "conversation_id")
         marked = await self._mark(keys, lambda: self._group_items(keys, "mbc", conversation_id, message_key), now_ns)
-        return marked, await self._conversation(keys, conversation_id)
+        conversation = await self._conversation(keys, conversation_id)
+        if conversation.is_marked_unread and await self._handle(keys, conversation_id, threads.read, now_ns):
+            conversation = await self._conversation(keys, conversation_id)
+        return marked, conversation
 
     async def _group_items(self, keys: AccountKeys, group: str, group_id: str, item: Callable[[str], str]) -> list[str]:
         return [item(id_of(m, 1)) for m in _strings(await self.redis.zrange(keys.group(group, group_id), 0, -1))]

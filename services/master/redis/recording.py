@@ -109,6 +109,7 @@ def recording_state(
     entities: dict[str, dict[str, Any]],
     read_at: dict[str, int],
     sets: dict[str, set[str]],
+    threads: dict[str, Any] | None = None,
 ) -> AccountState:
     """A state holding what was loaded, whose changes land in `writes`."""
     handling = Handling(
@@ -118,6 +119,7 @@ def recording_state(
         new_items=RecordingSet(writes.set(keys.sets["new"]), sets.get("new", ())),
         new_contents=RecordingSet(writes.set(keys.sets["newc"]), sets.get("newc", ())),
         horizons=dict(horizons),
+        threads=RecordingDict(writes.hash(keys.threads), threads or {}, _serialize),
     )
     state = AccountState(keys.account_id, version, account, handling)
     state.presence = presence

@@ -20,6 +20,7 @@ from imsync.v1 import (
     logins_pb2,
     messages_pb2,
     replies_pb2,
+    threads_pb2,
     unified_messages_pb2,
 )
 from services.master.auth.api_keys import Access
@@ -38,6 +39,8 @@ SCOPES: dict[str, str] = {
     _name(unified_messages_pb2, "UnifiedMessageService"): "read",
     _name(events_pb2, "EventService"): "read",
     _name(replies_pb2, "ReplyService"): "reply",
+    # The team's handling of conversations is an agent's work, as replies are.
+    _name(threads_pb2, "ThreadService"): "reply",
     _name(logins_pb2, "LoginService"): "login",
     _name(cache_pb2, "CacheService"): "gateway",
 }

@@ -27,7 +27,7 @@ from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 from imsync.v1 import sync_pb2 as imsync_dot_v1_dot_sync__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimsync/journal/v1/journal.proto\x12\x11imsync.journal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x14imsync/v1/sync.proto\"\x87\x02\n\x06Record\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x13.imsync.v1.SnapshotH\x00\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x10.imsync.v1.DeltaH\x00\x12\x32\n\nread_marks\x18\x03 \x01(\x0b\x32\x1c.imsync.journal.v1.ReadMarksH\x00\x12\x42\n\x12\x63onversation_flags\x18\x04 \x01(\x0b\x32$.imsync.journal.v1.ConversationFlagsH\x00\x12/\n\x08\x65viction\x18\x05 \x01(\x0b\x32\x1b.imsync.journal.v1.EvictionH\x00\x42\x08\n\x06\x63hange\"w\n\tReadMarks\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12+\n\x07read_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fseen_content_id\x18\x04 \x01(\t\"~\n\x11\x43onversationFlags\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x13\n\x06pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\t\n\x07_pinnedB\x08\n\x06_muted\"\xb1\x01\n\x08\x45viction\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x08removals\x18\x02 \x01(\x0b\x32\x13.imsync.v1.Removals\x12\x34\n\x10messages_horizon\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x63omments_horizon\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x08ReadMark\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12+\n\x07read_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x03\n\x11\x41\x63\x63ountCheckpoint\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.imsync.v1.Account\x12\x18\n\x10\x61pplied_versions\x18\x04 \x03(\x04\x12/\n\nread_marks\x18\x05 \x03(\x0b\x32\x1b.imsync.journal.v1.ReadMark\x12\x1f\n\x17pinned_conversation_ids\x18\x06 \x03(\t\x12\x1e\n\x16muted_conversation_ids\x18\x07 \x03(\t\x12\x14\n\x0cnew_item_ids\x18\x08 \x03(\t\x12\x17\n\x0fnew_content_ids\x18\t \x03(\t\x12\r\n\x05parts\x18\n \x01(\r\x12\x34\n\x10messages_horizon\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x63omments_horizon\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x01\n\x0c\x43ommandEntry\x12#\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Command\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x18.imsync.v1.CommandResult\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fimsync/journal/v1/journal.proto\x12\x11imsync.journal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x14imsync/v1/sync.proto\"\xba\x02\n\x06Record\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x13.imsync.v1.SnapshotH\x00\x12!\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x10.imsync.v1.DeltaH\x00\x12\x32\n\nread_marks\x18\x03 \x01(\x0b\x32\x1c.imsync.journal.v1.ReadMarksH\x00\x12\x42\n\x12\x63onversation_flags\x18\x04 \x01(\x0b\x32$.imsync.journal.v1.ConversationFlagsH\x00\x12/\n\x08\x65viction\x18\x05 \x01(\x0b\x32\x1b.imsync.journal.v1.EvictionH\x00\x12\x31\n\x06thread\x18\x06 \x01(\x0b\x32\x1f.imsync.journal.v1.ThreadRecordH\x00\x42\x08\n\x06\x63hange\"w\n\tReadMarks\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12+\n\x07read_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fseen_content_id\x18\x04 \x01(\t\"~\n\x11\x43onversationFlags\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x13\n\x06pinned\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05muted\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\t\n\x07_pinnedB\x08\n\x06_muted\"p\n\x0cThreadRecord\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x33\n\x08handling\x18\x03 \x01(\x0b\x32!.imsync.journal.v1.ThreadHandling\"\xf8\x01\n\x0eThreadHandling\x12\x10\n\x08\x61ssignee\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.imsync.v1.ThreadState\x12\x31\n\rsnoozed_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmarked_unread\x18\x04 \x01(\x08\x12\x12\n\nupdated_by\x18\x05 \x01(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x05notes\x18\x07 \x03(\x0b\x32\x0f.imsync.v1.Note\"\xb1\x01\n\x08\x45viction\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x08removals\x18\x02 \x01(\x0b\x32\x13.imsync.v1.Removals\x12\x34\n\x10messages_horizon\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x63omments_horizon\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x08ReadMark\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12+\n\x07read_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x03\n\x11\x41\x63\x63ountCheckpoint\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.imsync.v1.Account\x12\x18\n\x10\x61pplied_versions\x18\x04 \x03(\x04\x12/\n\nread_marks\x18\x05 \x03(\x0b\x32\x1b.imsync.journal.v1.ReadMark\x12\x1f\n\x17pinned_conversation_ids\x18\x06 \x03(\t\x12\x1e\n\x16muted_conversation_ids\x18\x07 \x03(\t\x12\x14\n\x0cnew_item_ids\x18\x08 \x03(\t\x12\x17\n\x0fnew_content_ids\x18\t \x03(\t\x12\r\n\x05parts\x18\n \x01(\r\x12\x34\n\x10messages_horizon\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x63omments_horizon\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07threads\x18\r \x03(\x0b\x32\x1f.imsync.journal.v1.ThreadRecord\"\x8e\x01\n\x0c\x43ommandEntry\x12#\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Command\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x18.imsync.v1.CommandResult\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsync.journal.v1.journal_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORD']._serialized_start=136
-  _globals['_RECORD']._serialized_end=399
-  _globals['_READMARKS']._serialized_start=401
-  _globals['_READMARKS']._serialized_end=520
-  _globals['_CONVERSATIONFLAGS']._serialized_start=522
-  _globals['_CONVERSATIONFLAGS']._serialized_end=648
-  _globals['_EVICTION']._serialized_start=651
-  _globals['_EVICTION']._serialized_end=828
-  _globals['_READMARK']._serialized_start=830
-  _globals['_READMARK']._serialized_end=902
-  _globals['_ACCOUNTCHECKPOINT']._serialized_start=905
-  _globals['_ACCOUNTCHECKPOINT']._serialized_end=1308
-  _globals['_COMMANDENTRY']._serialized_start=1311
-  _globals['_COMMANDENTRY']._serialized_end=1453
+  _globals['_RECORD']._serialized_end=450
+  _globals['_READMARKS']._serialized_start=452
+  _globals['_READMARKS']._serialized_end=571
+  _globals['_CONVERSATIONFLAGS']._serialized_start=573
+  _globals['_CONVERSATIONFLAGS']._serialized_end=699
+  _globals['_THREADRECORD']._serialized_start=701
+  _globals['_THREADRECORD']._serialized_end=813
+  _globals['_THREADHANDLING']._serialized_start=816
+  _globals['_THREADHANDLING']._serialized_end=1064
+  _globals['_EVICTION']._serialized_start=1067
+  _globals['_EVICTION']._serialized_end=1244
+  _globals['_READMARK']._serialized_start=1246
+  _globals['_READMARK']._serialized_end=1318
+  _globals['_ACCOUNTCHECKPOINT']._serialized_start=1321
+  _globals['_ACCOUNTCHECKPOINT']._serialized_end=1774
+  _globals['_COMMANDENTRY']._serialized_start=1777
+  _globals['_COMMANDENTRY']._serialized_end=1919
 # @@protoc_insertion_point(module_scope)

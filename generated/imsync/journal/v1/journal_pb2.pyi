@@ -37,6 +37,7 @@ class Record(_message.Message):
     READ_MARKS_FIELD_NUMBER: _builtins.int
     CONVERSATION_FLAGS_FIELD_NUMBER: _builtins.int
     EVICTION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def snapshot(self) -> _sync_pb2.Snapshot:
         """A snapshot as applied: every chunk merged, last set."""
@@ -49,6 +50,8 @@ class Record(_message.Message):
     def conversation_flags(self) -> Global___ConversationFlags: ...
     @_builtins.property
     def eviction(self) -> Global___Eviction: ...
+    @_builtins.property
+    def thread(self) -> Global___ThreadRecord: ...
     def __init__(
         self,
         *,
@@ -57,12 +60,13 @@ class Record(_message.Message):
         read_marks: Global___ReadMarks | None = ...,
         conversation_flags: Global___ConversationFlags | None = ...,
         eviction: Global___Eviction | None = ...,
+        thread: Global___ThreadRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "conversation_flags", b"conversation_flags", "delta", b"delta", "eviction", b"eviction", "read_marks", b"read_marks", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "conversation_flags", b"conversation_flags", "delta", b"delta", "eviction", b"eviction", "read_marks", b"read_marks", "snapshot", b"snapshot", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "conversation_flags", b"conversation_flags", "delta", b"delta", "eviction", b"eviction", "read_marks", b"read_marks", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "conversation_flags", b"conversation_flags", "delta", b"delta", "eviction", b"eviction", "read_marks", b"read_marks", "snapshot", b"snapshot", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["snapshot", "delta", "read_marks", "conversation_flags", "eviction"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["snapshot", "delta", "read_marks", "conversation_flags", "eviction", "thread"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
@@ -139,6 +143,81 @@ class ConversationFlags(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pinned) -> _WhichOneofReturnType__pinned | None: ...
 
 Global___ConversationFlags: _TypeAlias = ConversationFlags  # noqa: Y015
+
+@_typing.final
+class ThreadRecord(_message.Message):
+    """The team's handling of one conversation, whole, as it is after a change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    HANDLING_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    conversation_id: _builtins.str
+    @_builtins.property
+    def handling(self) -> Global___ThreadHandling: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        handling: Global___ThreadHandling | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handling", b"handling"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "handling", b"handling"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadRecord: _TypeAlias = ThreadRecord  # noqa: Y015
+
+@_typing.final
+class ThreadHandling(_message.Message):
+    """What the team did with a conversation (services/master/model/threads.py)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SNOOZED_UNTIL_FIELD_NUMBER: _builtins.int
+    MARKED_UNREAD_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    assignee: _builtins.str
+    state: _entities_pb2.ThreadState.ValueType
+    marked_unread: _builtins.bool
+    updated_by: _builtins.str
+    """Who made the last change, and when (a done or snoozed conversation opens again when
+    the customer writes after it).
+    """
+    @_builtins.property
+    def snoozed_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedCompositeFieldContainer[_entities_pb2.Note]:
+        """The newest notes, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        assignee: _builtins.str = ...,
+        state: _entities_pb2.ThreadState.ValueType = ...,
+        snoozed_until: _timestamp_pb2.Timestamp | None = ...,
+        marked_unread: _builtins.bool = ...,
+        updated_by: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        notes: _abc.Iterable[_entities_pb2.Note] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snoozed_until", b"snoozed_until", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee", b"assignee", "marked_unread", b"marked_unread", "notes", b"notes", "snoozed_until", b"snoozed_until", "state", b"state", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ThreadHandling: _TypeAlias = ThreadHandling  # noqa: Y015
 
 @_typing.final
 class Eviction(_message.Message):
@@ -220,6 +299,7 @@ class AccountCheckpoint(_message.Message):
     PARTS_FIELD_NUMBER: _builtins.int
     MESSAGES_HORIZON_FIELD_NUMBER: _builtins.int
     COMMENTS_HORIZON_FIELD_NUMBER: _builtins.int
+    THREADS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     version: _builtins.int
     parts: _builtins.int
@@ -244,6 +324,8 @@ class AccountCheckpoint(_message.Message):
     def messages_horizon(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def comments_horizon(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def threads(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThreadRecord]: ...
     def __init__(
         self,
         *,
@@ -259,10 +341,11 @@ class AccountCheckpoint(_message.Message):
         parts: _builtins.int = ...,
         messages_horizon: _timestamp_pb2.Timestamp | None = ...,
         comments_horizon: _timestamp_pb2.Timestamp | None = ...,
+        threads: _abc.Iterable[Global___ThreadRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comments_horizon", b"comments_horizon", "messages_horizon", b"messages_horizon"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "applied_versions", b"applied_versions", "comments_horizon", b"comments_horizon", "messages_horizon", b"messages_horizon", "muted_conversation_ids", b"muted_conversation_ids", "new_content_ids", b"new_content_ids", "new_item_ids", b"new_item_ids", "parts", b"parts", "pinned_conversation_ids", b"pinned_conversation_ids", "read_marks", b"read_marks", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "applied_versions", b"applied_versions", "comments_horizon", b"comments_horizon", "messages_horizon", b"messages_horizon", "muted_conversation_ids", b"muted_conversation_ids", "new_content_ids", b"new_content_ids", "new_item_ids", b"new_item_ids", "parts", b"parts", "pinned_conversation_ids", b"pinned_conversation_ids", "read_marks", b"read_marks", "threads", b"threads", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,185 @@
+"""The team's handling of a conversation: who owns it, open, done or snoozed, marked
+unread, and the team's notes. One record per conversation (journal.v1.ThreadHandling),
+kept whole by either backend and changed only through `Change`s made here, so that the
+memory and the Redis store agree on every rule.
+
+A conversation nobody handled yet has no record: it is open, unassigned, with no notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imsync.journal.v1 import journal_pb2 as jpb
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
+from services.master.model.errors import FailedPrecondition, InvalidArgument
+
+MAX_NOTE = 2000
+# A conversation keeps its newest notes: a record stays a few hundred kilobytes at most.
+MAX_NOTES = 200
+MAX_SNOOZE_NS = 366 * 24 * 3600 * 10**9
+
+OPEN, DONE, SNOOZED = e.THREAD_STATE_OPEN, e.THREAD_STATE_DONE, e.THREAD_STATE_SNOOZED
+
+# Changes a handling in place, given the time (ns); raises a StoreError to refuse.
+Change = Callable[[jpb.ThreadHandling, int], None]
+
+
+def _stamp(handling: jpb.ThreadHandling, agent: str, now_ns: int) -> None:
+    handling.updated_by = agent
+    handling.update_time.FromNanoseconds(now_ns)
+
+
+def assign(assignee: str, agent: str) -> Change:
+    def change(handling: jpb.ThreadHandling, now_ns: int) -> None:
+        handling.assignee = assignee
+        _stamp(handling, agent, now_ns)
+
+    return change
+
+
+def claim(agent: str) -> Change:
+    """Takes the conversation for `agent`, unless another agent owns it."""
+
+    def change(handling: jpb.ThreadHandling, now_ns: int) -> None:
+        if handling.assignee and handling.assignee != agent:
+            raise FailedPrecondition(
+                f"{handling.assignee} owns this conversation",
+                reason="CLAIMED",
+                metadata={"assignee": handling.assignee},
+            )
+        handling.assignee = agent
+        _stamp(handling, agent, now_ns)
+
+    return change
+
+
+def set_state(state: e.ThreadState.ValueType, snoozed_until_ns: int, agent: str) -> Change:
+    def change(handling: jpb.ThreadHandling, now_ns: int) -> None:
+        if state == SNOOZED:
+            if snoozed_until_ns <= now_ns:
+                raise InvalidArgument("must be in the future", field="snoozed_until")
+            if snoozed_until_ns - now_ns > MAX_SNOOZE_NS:
+                raise InvalidArgument("at most a year ahead", field="snoozed_until")
+            handling.snoozed_until.FromNanoseconds(snoozed_until_ns)
+        else:
+            handling.ClearField("snoozed_until")
+        handling.state = state
+        handling.marked_unread = False
+        _stamp(handling, agent, now_ns)
+
+    return change
+
+
+def mark_unread(agent: str) -> Change:
+    def change(handling: jpb.ThreadHandling, now_ns: int) -> None:
+        handling.marked_unread = True
+        _stamp(handling, agent, now_ns)
+
+    return change
+
+
+def add_note(note: e.Note) -> Change:
+    """Adds `note` (its id, agent and time chosen by the caller); the oldest go past MAX_NOTES."""
+
+    def change(handling: jpb.ThreadHandling, now_ns: int) -> None:
+        handling.notes.append(note)
+        if len(handling.notes) > MAX_NOTES:
+            del handling.notes[: len(handling.notes) - MAX_NOTES]
+
+    return change
+
+
+def wake(handling: jpb.ThreadHandling, now_ns: int) -> None:
+    """A snooze whose time passed: the conversation is open again, and shown unread."""
+    if handling.state == SNOOZED and handling.snoozed_until.ToNanoseconds() <= now_ns:
+        handling.state = OPEN
+        handling.ClearField("snoozed_until")
+        handling.marked_unread = True
+        _stamp(handling, "", now_ns)
+
+
+def read(handling: jpb.ThreadHandling, now_ns: int) -> None:
+    """Someone read the conversation: it is no longer marked unread (a snooze that ran out
+    is over)."""
+    wake(handling, now_ns)
+    handling.marked_unread = False
+
+
+def apply(handling: jpb.ThreadHandling | None, change: Change, now_ns: int) -> tuple[jpb.ThreadHandling, bool]:
+    """The handling after `change`, and whether it differs (a change that changes nothing
+    is neither journaled nor announced)."""
+    before = handling or jpb.ThreadHandling()
+    after = jpb.ThreadHandling()
+    after.CopyFrom(before)
+    change(after, now_ns)
+    return after, _meaningful(before) != _meaningful(after)
+
+
+def _meaningful(handling: jpb.ThreadHandling) -> bytes:
+    """The handling without who changed it last and when: what a change must alter to count."""
+    copy = jpb.ThreadHandling()
+    copy.CopyFrom(handling)
+    copy.ClearField("updated_by")
+    copy.ClearField("update_time")
+    return copy.SerializeToString(deterministic=True)
+
+
+def view(conversation: e.Conversation, handling: jpb.ThreadHandling | None, now_ns: int) -> None:
+    """Fills a conversation's master-owned handling fields, as they are at `now_ns`: a done
+    or snoozed conversation the customer wrote in after it was set is open, and so is a
+    snooze whose time passed (shown unread, as `wake` records it)."""
+    if handling is None:
+        conversation.thread_state = OPEN
+        return
+    conversation.assignee = handling.assignee
+    conversation.note_count = len(handling.notes)
+    state = handling.state or OPEN
+    marked = handling.marked_unread
+    if state != OPEN:
+        set_at = handling.update_time.ToNanoseconds()
+        last = conversation.last_message.create_time.ToNanoseconds() if conversation.HasField("last_message") else 0
+        if conversation.unread_count > 0 and last > set_at:
+            state = OPEN
+        elif state == SNOOZED and handling.snoozed_until.ToNanoseconds() <= now_ns:
+            state, marked = OPEN, True
+    conversation.thread_state = state
+    conversation.is_marked_unread = marked
+    if state == SNOOZED:
+        conversation.snoozed_until.CopyFrom(handling.snoozed_until)
+
+
+def check_note(text: str) -> str:
+    if not text.strip():
+        raise InvalidArgument("must not be empty", field="text")
+    if len(text) > MAX_NOTE:
+        raise InvalidArgument(f"at most {MAX_NOTE} characters", field="text")
+    return text
+
+
+def event_of(account_id: str, conversation_id: str, handling: jpb.ThreadHandling) -> ev.Event:
+    """The event announcing a change: the conversation's ids and its handling as recorded
+    (a client wanting the rest, or the state as it is now, reads the conversation)."""
+    conversation = e.Conversation(
+        account_id=account_id,
+        conversation_id=conversation_id,
+        assignee=handling.assignee,
+        thread_state=handling.state or OPEN,
+        is_marked_unread=handling.marked_unread,
+        note_count=len(handling.notes),
+    )
+    if handling.state == SNOOZED:
+        conversation.snoozed_until.CopyFrom(handling.snoozed_until)
+    event = ev.Event(type=ev.EVENT_TYPE_CONVERSATION_HANDLED, account_id=account_id, conversation=conversation)
+    event.create_time.CopyFrom(handling.update_time)
+    return event
+
+
+def snoozes(account_id: str, handlings: dict[str, jpb.ThreadHandling]) -> list[tuple[int, str, str]]:
+    """(until ns, account id, conversation id) of every snoozed conversation."""
+    return [
+        (handling.snoozed_until.ToNanoseconds(), account_id, conversation_id)
+        for conversation_id, handling in handlings.items()
+        if handling.state == SNOOZED
+    ]
