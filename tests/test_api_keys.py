@@ -185,6 +185,7 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         "RestartLogin": ("restart_login", lg.RestartLoginRequest(account_id=account)),
         # Found by id alone, so asked by id: ListAccounts and GetReply are tested on their own below.
         "ListAccounts": ("list_accounts", acc.ListAccountsRequest()),
+        "GetCaller": ("get_caller", acc.GetCallerRequest()),
         "GetReply": ("get_reply", rep.GetReplyRequest(request_id="r-of-b" if exists else "no-such-reply")),
     }
 
@@ -225,7 +226,7 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
     of_b, of_nobody = _requests(rig.b, "shop-b", True), _requests(rig.b, "ghost", False)
     assert set(of_b) == rpcs, "every RPC has a case"
 
-    for name in sorted(rpcs - {"ListAccounts", "GetReply"}):
+    for name in sorted(rpcs - {"ListAccounts", "GetReply", "GetCaller"}):
         method, request = of_b[name]
         _, nobody_request = of_nobody[name]
         about_b = await _status(rig, method, request, "a-agent")
@@ -380,7 +381,7 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             for r in every
             if any(r.http_method == m and r.template.match(p.partition("?")[0]) is not None for m, p, _ in routes)
         }
-        assert covered | {"ListAccounts", "GetReply"} == {r.method.name for r in every}
+        assert covered | {"ListAccounts", "GetReply", "GetCaller"} == {r.method.name for r in every}
         for method, path, body in routes:
             answers = []
             for account in ("shop-b", "ghost"):

@@ -119,6 +119,15 @@ async def test_claims_assignment_and_the_lists_of_mine_and_nobodys(team: Team) -
     assert _field(unknown) == "assignee" and "小明" in unknown.json()["status_msg"]
 
 
+async def test_each_key_says_whose_it_is_and_whom_one_can_assign(team: Team) -> None:
+    fang = (await team.http.get("/api/im/me", headers=team.as_("fang"))).json()["data"]
+    assert fang["agent"] == "王芳" and fang["key_id"] == "fang" and fang["scopes"] == ["read", "reply"]
+    assert fang["account_ids"] == ["shop"] and not fang.get("all_accounts")
+    assert fang["agents"] == sorted(["王芳", "李雷", "张伟"])
+    bot = (await team.http.get("/api/im/me", headers=team.as_("bot"))).json()["data"]
+    assert "agent" not in bot or bot["agent"] == ""
+
+
 async def test_two_agents_claiming_at_once_over_http(team: Team) -> None:
     for conversation in team.account.batch.conversations:
         path = f"/api/im/conversations/{conversation.conversation_id}/claim"

@@ -97,6 +97,14 @@ class ImClient:
         result: acc.GetAccountResponse = await self._unary(self._accounts.GetAccount, request, timeout, metadata)
         return result
 
+    async def get_caller(
+        self, request: acc.GetCallerRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> acc.GetCallerResponse:
+        """Says who is calling: the agent the caller's API key names, what it may do, and the agents a conversation can
+        be assigned to. (`imsync.v1.AccountService.GetCaller`)"""
+        result: acc.GetCallerResponse = await self._unary(self._accounts.GetCaller, request, timeout, metadata)
+        return result
+
     # conversations
     async def list_conversations(
         self, request: conv.ListConversationsRequest, *, timeout: float | None = None, metadata: Metadata | None = None

@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/accounts.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\x85\x01\n\x13ListAccountsRequest\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.imsync.v1.AccountStatus\x12%\n\x08platform\x18\x02 \x01(\x0e\x32\x13.imsync.v1.Platform\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"[\n\x14ListAccountsResponse\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Account\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"-\n\x11GetAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x12GetAccountResponse\x12 \n\x04user\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Account2\xed\x01\n\x0e\x41\x63\x63ountService\x12i\n\x0cListAccounts\x12\x1e.imsync.v1.ListAccountsRequest\x1a\x1f.imsync.v1.ListAccountsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/im/accounts\x12p\n\nGetAccount\x12\x1c.imsync.v1.GetAccountRequest\x1a\x1d.imsync.v1.GetAccountResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/accounts/{account_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsync/v1/accounts.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18imsync/v1/entities.proto\"\x85\x01\n\x13ListAccountsRequest\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.imsync.v1.AccountStatus\x12%\n\x08platform\x18\x02 \x01(\x0e\x32\x13.imsync.v1.Platform\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"[\n\x14ListAccountsResponse\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.imsync.v1.Account\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"-\n\x11GetAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x12GetAccountResponse\x12 \n\x04user\x18\x01 \x01(\x0b\x32\x12.imsync.v1.Account\"\x12\n\x10GetCallerRequest\"}\n\x11GetCallerResponse\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x04 \x03(\t\x12\x14\n\x0c\x61ll_accounts\x18\x05 \x01(\x08\x12\x0e\n\x06\x61gents\x18\x06 \x03(\t2\xc9\x02\n\x0e\x41\x63\x63ountService\x12i\n\x0cListAccounts\x12\x1e.imsync.v1.ListAccountsRequest\x1a\x1f.imsync.v1.ListAccountsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/im/accounts\x12p\n\nGetAccount\x12\x1c.imsync.v1.GetAccountRequest\x1a\x1d.imsync.v1.GetAccountResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/im/accounts/{account_id}\x12Z\n\tGetCaller\x12\x1b.imsync.v1.GetCallerRequest\x1a\x1c.imsync.v1.GetCallerResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/api/im/meb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSERVICE'].methods_by_name['ListAccounts']._serialized_options = b'\202\323\344\223\002\022\022\020/api/im/accounts'
   _globals['_ACCOUNTSERVICE'].methods_by_name['GetAccount']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['GetAccount']._serialized_options = b'\202\323\344\223\002\037\022\035/api/im/accounts/{account_id}'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetCaller']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\202\323\344\223\002\014\022\n/api/im/me'
   _globals['_LISTACCOUNTSREQUEST']._serialized_start=129
   _globals['_LISTACCOUNTSREQUEST']._serialized_end=262
   _globals['_LISTACCOUNTSRESPONSE']._serialized_start=264
@@ -48,6 +50,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACCOUNTREQUEST']._serialized_end=402
   _globals['_GETACCOUNTRESPONSE']._serialized_start=404
   _globals['_GETACCOUNTRESPONSE']._serialized_end=458
-  _globals['_ACCOUNTSERVICE']._serialized_start=461
-  _globals['_ACCOUNTSERVICE']._serialized_end=698
+  _globals['_GETCALLERREQUEST']._serialized_start=460
+  _globals['_GETCALLERREQUEST']._serialized_end=478
+  _globals['_GETCALLERRESPONSE']._serialized_start=480
+  _globals['_GETCALLERRESPONSE']._serialized_end=605
+  _globals['_ACCOUNTSERVICE']._serialized_start=608
+  _globals['_ACCOUNTSERVICE']._serialized_end=937
 # @@protoc_insertion_point(module_scope)

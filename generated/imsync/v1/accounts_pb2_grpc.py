@@ -45,6 +45,11 @@ class AccountServiceStub:
                 request_serializer=imsync_dot_v1_dot_accounts__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=imsync_dot_v1_dot_accounts__pb2.GetAccountResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/imsync.v1.AccountService/GetCaller',
+                request_serializer=imsync_dot_v1_dot_accounts__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_accounts__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -65,6 +70,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Says who is calling: the agent the caller's API key names, what it may do, and the
+        agents a conversation can be assigned to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetAccount,
                     request_deserializer=imsync_dot_v1_dot_accounts__pb2.GetAccountRequest.FromString,
                     response_serializer=imsync_dot_v1_dot_accounts__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=imsync_dot_v1_dot_accounts__pb2.GetCallerRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_accounts__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class AccountService:
             '/imsync.v1.AccountService/GetAccount',
             imsync_dot_v1_dot_accounts__pb2.GetAccountRequest.SerializeToString,
             imsync_dot_v1_dot_accounts__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.AccountService/GetCaller',
+            imsync_dot_v1_dot_accounts__pb2.GetCallerRequest.SerializeToString,
+            imsync_dot_v1_dot_accounts__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class AccountServiceStub:
     """Lists accounts by account id."""
     GetAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]
     """Gets one account."""
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetCallerRequest, _accounts_pb2.GetCallerResponse]
+    """Says who is calling: the agent the caller's API key names, what it may do, and the
+    agents a conversation can be assigned to.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -47,6 +51,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Lists accounts by account id."""
     GetAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]  # type: ignore[assignment]
     """Gets one account."""
+    GetCaller: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetCallerRequest, _accounts_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """Says who is calling: the agent the caller's API key names, what it may do, and the
+    agents a conversation can be assigned to.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """The accounts the team runs, as IM users."""
@@ -66,5 +74,15 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.GetAccountResponse, _abc.Awaitable[_accounts_pb2.GetAccountResponse]]:
         """Gets one account."""
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _accounts_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetCallerResponse, _abc.Awaitable[_accounts_pb2.GetCallerResponse]]:
+        """Says who is calling: the agent the caller's API key names, what it may do, and the
+        agents a conversation can be assigned to.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

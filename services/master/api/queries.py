@@ -134,6 +134,17 @@ class AccountServicer(Guarded, accounts_pb2_grpc.AccountServiceServicer):
         )
         return acc.GetAccountResponse(user=account)
 
+    async def GetCaller(self, request: acc.GetCallerRequest, context: Context) -> acc.GetCallerResponse:
+        access = caller()
+        return acc.GetCallerResponse(
+            agent=access.agent,
+            key_id=access.key_id,
+            scopes=sorted(access.scopes),
+            account_ids=sorted(access.accounts or ()),
+            all_accounts=access.accounts is None,
+            agents=sorted(self._keys.agents() or ()),
+        )
+
 
 class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceServicer):
     async def ListConversations(
