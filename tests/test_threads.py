@@ -120,7 +120,12 @@ async def test_done_and_snoozed_come_back_when_the_customer_writes(store: Store,
     for conversation_id in (done, snoozed):
         again = await store.get_conversation("shop", conversation_id)
         assert again.thread_state == e.THREAD_STATE_OPEN and again.unread_count == 1
+        # Open for good: reading it (another agent had it open) does not put it back.
+        _, read = await store.mark_conversation_read("shop", conversation_id, T0 + 120 * SECOND)
+        assert read.thread_state == e.THREAD_STATE_OPEN and read.unread_count == 0
+        assert not read.HasField("snoozed_until")
     assert await _ids(store, thread_state=e.THREAD_STATE_DONE) == []
+    assert await _ids(store, thread_state=e.THREAD_STATE_SNOOZED) == []
 
 
 async def test_a_snooze_that_runs_out_comes_back_unread_and_reading_ends_that(store: Store) -> None:

@@ -76,6 +76,41 @@ export const api = {
     on
       ? call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { body: { account_id: accountId } })
       : call("DELETE", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { query: { account_id: accountId } }),
+  me: () => call("GET", "/api/im/me"),
+  // filter: {mine, unassigned, assignee, threadState}
+  conversations: (accountId, { cursor, count = 30, mine, unassigned, assignee, threadState } = {}) =>
+    call("GET", "/api/im/conversations", {
+      query: {
+        account_id: accountId,
+        cursor,
+        count,
+        mine: mine ? "true" : "",
+        unassigned: unassigned ? "true" : "",
+        assignee,
+        thread_state: threadState,
+      },
+    }),
+  claim: (accountId, conversationId) =>
+    call("POST", `/api/im/conversations/${encodeURIComponent(conversationId)}/claim`, { body: { account_id: accountId } }),
+  assign: (accountId, conversationId, assignee) =>
+    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/assignee`, {
+      body: { account_id: accountId, assignee },
+    }),
+  // state: "open", "done" or "snoozed" (with until, an ISO instant)
+  setThreadState: (accountId, conversationId, state, until) =>
+    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/state`, {
+      body: { account_id: accountId, thread_state: state, ...(until ? { snoozed_until: until } : {}) },
+    }),
+  markUnread: (accountId, conversationId) =>
+    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/unread`, { body: { account_id: accountId } }),
+  notes: (accountId, conversationId) =>
+    call("GET", `/api/im/conversations/${encodeURIComponent(conversationId)}/notes`, { query: { account_id: accountId } }),
+  addNote: (accountId, conversationId, text) =>
+    call("POST", `/api/im/conversations/${encodeURIComponent(conversationId)}/notes`, { body: { account_id: accountId, text } }),
+  presence: (accountId, conversationId, typing) =>
+    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/presence`, {
+      body: { account_id: accountId, is_typing: typing },
+    }),
   works: (accountId, cursor) => call("GET", "/api/im/contents", { query: { account_id: accountId, cursor, count: 50 } }),
   work: (accountId, contentId) =>
     call("GET", `/api/im/contents/${encodeURIComponent(contentId)}`, { query: { account_id: accountId } }),

@@ -8,6 +8,7 @@ import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
 import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
+import { OWNERS, STATES, Threads, threadKey, threadRow } from "./threads.js";
 import { WorkView, workCard } from "./works.js";
 
 const TYPES = [
@@ -21,7 +22,8 @@ const state = {
   accounts: [],
   stats: new Map(),
   selected: "all",
-  view: "inbox", // or "works"
+  view: "inbox", // or "threads" (by conversation) or "works"
+  me: {}, // who this console is: {agent, agents, …} (GET /api/im/me)
   types: new Set(),
   unreadOnly: false,
   inbox: [], // unified items, newest first
@@ -36,6 +38,7 @@ const $ = (id) => document.getElementById(id);
 let notifications = null;
 const notifier = () => (notifications ||= new Notifier($("notify")));
 const replies = new Replies((record) => state.detail && state.detail.onReplyChange(record));
+const threads = new Threads();
 
 // ------------------------------------------------------------------ accounts
 
@@ -134,6 +137,10 @@ async function reloadList() {
     state.inbox = [];
     state.cursors = new Map(accountIds().map((id) => [id, { cursor: "", hasMore: true, oldest: "" }]));
     await loadMoreInbox();
+  } else if (state.view === "threads") {
+    threads.me = state.me.agent || "";
+    await threads.reload(accountIds());
+    renderList();
   } else {
     state.works = [];
     for (const id of accountIds()) state.works.push(...(await everyPage((cursor) => api.works(id, cursor), "contents")));
@@ -217,7 +224,7 @@ function inboxRow(item) {
 
 function renderList() {
   const list = $("list");
-  list.setAttribute("aria-label", state.view === "inbox" ? "Inbox" : "Works");
+  list.setAttribute("aria-label", { inbox: "Inbox", threads: "Conversations", works: "Works" }[state.view]);
   const account = selectedAccount();
   const trouble = account && health(account).tone !== "ok" ? health(account) : null;
   const alert = trouble
@@ -239,6 +246,28 @@ function renderList() {
       more ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: loadMoreInbox }, "Load older")) : null,
     );
     if (more) moreObserver.observe($("more"));
+  } else if (state.view === "threads") {
+    const shown = threads.visible();
+    replace(
+      list,
+      alert,
+      shown.length
+        ? shown.map((conversation) =>
+            threadRow(conversation, {
+              selected: state.detailKey === threadKey(conversation),
+              active: state.active === threadKey(conversation),
+              accountLabel: state.selected === "all" ? accountName(conversation.account_id) : "",
+              writers: threads.writers(conversation),
+              me: state.me.agent || "",
+              onOpen: openThread,
+            }),
+          )
+        : h("li", { class: "empty" }, "No conversations here."),
+      threads.hasMore()
+        ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: moreThreads }, "Load older"))
+        : null,
+    );
+    if (threads.hasMore()) moreObserver.observe($("more"));
   } else {
     replace(
       list,
@@ -255,16 +284,40 @@ function renderList() {
 const moreObserver = new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) {
     moreObserver.disconnect();
-    loadMoreInbox();
+    if (state.view === "threads") moreThreads();
+    else loadMoreInbox();
   }
 });
+
+async function moreThreads() {
+  await threads.more();
+  renderList();
+}
 
 function renderToolbar() {
   for (const button of document.querySelectorAll("[data-view]")) {
     button.setAttribute("aria-selected", button.dataset.view === state.view ? "true" : "false");
   }
   const filters = $("filters");
-  filters.hidden = state.view !== "inbox";
+  filters.hidden = state.view === "works";
+  if (state.view === "threads") {
+    const chips = (choices, current, pick, label) =>
+      h(
+        "div",
+        { class: "chips", role: "group", "aria-label": label },
+        choices
+          .filter(([value]) => value !== "mine" || state.me.agent)
+          .map(([value, text]) =>
+            h("button", { type: "button", class: "chip", dataset: { value }, "aria-pressed": current === value ? "true" : "false", onclick: () => pick(value) }, text),
+          ),
+      );
+    replace(
+      filters,
+      chips(OWNERS, threads.owner, (value) => { threads.owner = value; reloadList(); }, "Whose"),
+      chips(STATES, threads.state, (value) => { threads.state = value; reloadList(); }, "State"),
+    );
+    return;
+  }
   replace(
     filters,
     TYPES.map(([type, label]) =>
@@ -313,6 +366,12 @@ async function openItem(item, { reply = false } = {}) {
   else await openDetail(itemKey(item), WorkView, { contentId: item.comment.content_id, focusCommentId: item.comment.comment_id }, item.account_id, reply);
 }
 
+async function openThread(conversation) {
+  const key = threadKey(conversation);
+  state.active = key;
+  await openDetail(key, ConversationView, { conversationId: conversation.conversation_id }, conversation.account_id, false);
+}
+
 async function openWork(work) {
   const key = `work:${work.account_id}:${work.content_id}`;
   state.active = key;
@@ -324,7 +383,7 @@ async function openDetail(key, View, options, accountId, reply) {
   state.detailKey = key;
   document.body.classList.add("detail-open");
   const root = $("detail");
-  state.detail = new View(root, { ...options, accountId, accountName: accountName(accountId), replies, onRead: onMarkedRead, onBack: backToList });
+  state.detail = new View(root, { ...options, accountId, accountName: accountName(accountId), replies, me: state.me, onRead: onMarkedRead, onBack: backToList });
   renderList();
   try {
     await state.detail.open();
@@ -354,6 +413,9 @@ function backToList() {
 // tells every other console.
 async function onMarkedRead(accountId) {
   await refreshStats(accountId);
+  if (state.view === "threads" && state.detail && state.detail.conversationId) {
+    if (await threads.refresh(accountId, state.detail.conversationId)) renderList();
+  }
   if (state.view === "works") {
     const fresh = await everyPage((cursor) => api.works(accountId, cursor), "contents");
     state.works = state.works.map((w) => (w.account_id === accountId ? fresh.find((f) => f.content_id === w.content_id) || w : w));
@@ -378,7 +440,10 @@ function onEvent(event) {
       if (state.view === "inbox") renderList();
       const who = ((entity.sender || entity.author || entity.actor) || {}).user_name || "a customer";
       announce(`New ${{ direct_message: "message", notification: "notification" }[item.type] || "comment"} from ${who}`);
-      if (item.type !== "notification") notifier().notify(`${who} · ${accountName(accountId)}`, entity.content || entity.text || "", item.id);
+      if (item.type !== "notification") notifyIfMineOrNobodys(accountId, entity, `${who} · ${accountName(accountId)}`, item.id);
+    }
+    if (event.message && state.view === "threads") {
+      threads.refresh(accountId, entity.conversation_id).then((changed) => changed && renderList());
     }
     if (state.detail) {
       if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(entity);
@@ -390,6 +455,16 @@ function onEvent(event) {
     for (const item of state.inbox) if (item.account_id === accountId && read.has(item.id)) item.is_read = true;
     if (state.view === "inbox") renderList();
     refreshStats(accountId);
+  } else if (event.type === "conversation_handled") {
+    if (state.detail && state.detail.onHandled && state.detail.accountId === accountId) state.detail.onHandled(event.conversation);
+    if (state.view === "threads") threads.refresh(accountId, event.conversation.conversation_id).then((changed) => changed && renderList());
+  } else if (event.type === "presence") {
+    if (state.detail && state.detail.onPresence && state.detail.accountId === accountId) state.detail.onPresence(event.presence);
+    if (state.view === "threads" && event.presence.agent !== state.me.agent) {
+      threads.onPresence(accountId, event.presence);
+      renderList();
+      setTimeout(() => state.view === "threads" && renderList(), Math.max(0, Date.parse(event.presence.expire_time) - Date.now()) + 100);
+    }
   } else if (event.type === "reply_state_changed") {
     replies.apply(event.reply);
   } else if (event.type === "account_status_changed") {
@@ -406,6 +481,20 @@ function onEvent(event) {
     if (state.detail instanceof AccountPanel && state.detail.account.account_id === accountId) state.detail.update(event.account);
     if (state.selected === accountId) renderList();
   }
+}
+
+// A desktop notification for what is this agent's or nobody's: a message in a conversation
+// another agent owns is theirs to hear about.
+async function notifyIfMineOrNobodys(accountId, entity, title, tag) {
+  if (entity.conversation_id && state.me.agent) {
+    try {
+      const owner = (await api.conversation(accountId, entity.conversation_id)).conversation.assignee || "";
+      if (owner && owner !== state.me.agent) return;
+    } catch (error) {
+      // Not found yet: tell all the same.
+    }
+  }
+  notifier().notify(title, entity.content || entity.text || "", tag);
 }
 
 let wasOffline = false;
@@ -501,6 +590,8 @@ function onListKey(event) {
     const reply = event.key === "r";
     const item = state.inbox.find((i) => itemKey(i) === key);
     if (item) openItem(item, { reply });
+    const conversation = state.view === "threads" && threads.items.find((c) => threadKey(c) === key);
+    if (conversation) openThread(conversation).then(() => reply && state.detail && state.detail.focusReply());
     const work = state.works.find((w) => `work:${w.account_id}:${w.content_id}` === key);
     if (work) openWork(work).then(() => reply && state.detail && state.detail.focusReply());
   }
@@ -521,6 +612,10 @@ async function start() {
   closeDetail();
   $("forget-key").hidden = !apiKey();
   try {
+    state.me = await api.me().catch((error) => {
+      if (error instanceof ApiError && error.status === 401) throw error;
+      return {};
+    });
     await loadAccounts();
     await reloadList();
   } catch (error) {

@@ -1,14 +1,35 @@
 // A private conversation: both sides, oldest at the top, older messages loaded on scroll,
-// and a reply box. Opening it marks it read.
+// the team's internal notes among them, who owns it and where it stands, and a reply box.
+// Opening it marks it read.
 
 import { api } from "./api.js";
 import { pendingBubble, replyBox } from "./compose.js";
 import { avatar, h, replace, time } from "./dom.js";
+import { Presence } from "./presence.js";
+
+const SNOOZES = [
+  ["hour", "For an hour", () => new Date(Date.now() + 3600_000)],
+  ["tomorrow", "Until tomorrow 9:00", () => atNine(1)],
+  ["week", "Until next week", () => atNine(7)],
+];
+
+function atNine(days) {
+  const when = new Date();
+  when.setDate(when.getDate() + days);
+  when.setHours(9, 0, 0, 0);
+  return when;
+}
 
 export class ConversationView {
-  constructor(root, { accountId, accountName, conversationId, replies, onRead, onBack }) {
-    Object.assign(this, { root, accountId, accountName, conversationId, replies, onRead, onBack });
+  constructor(root, { accountId, accountName, conversationId, replies, onRead, onBack, me = {} }) {
+    Object.assign(this, { root, accountId, accountName, conversationId, replies, onRead, onBack, me });
     this.conversation = null;
+    this.notes = [];
+    this.presence = new Presence(() => this.renderPresence());
+    this.presenceLine = h("p", { class: "presence", role: "status", "aria-live": "polite" });
+    this.handling = h("div", { class: "handling", role: "group", "aria-label": "Handling" });
+    this.guard = h("div", { class: "guard" });
+    this.typingSaid = 0;
     this.messages = []; // oldest first
     this.cursor = "";
     this.hasMore = false;
@@ -22,11 +43,13 @@ export class ConversationView {
 
   async open() {
     replace(this.root, h("p", { class: "loading" }, "Loading the conversation…"));
-    const [found, page] = await Promise.all([
+    const [found, page, notes] = await Promise.all([
       api.conversation(this.accountId, this.conversationId),
       api.messages(this.accountId, this.conversationId, ""),
+      api.notes(this.accountId, this.conversationId),
     ]);
     this.conversation = found.conversation;
+    this.notes = notes.notes || [];
     this.take(page);
     this.render();
     this.list.scrollTop = this.list.scrollHeight;
@@ -34,9 +57,9 @@ export class ConversationView {
   }
 
   async markRead() {
-    if (!this.conversation || !this.conversation.unread_count) return;
-    await api.markConversationRead(this.accountId, this.conversationId);
-    this.conversation.unread_count = 0;
+    if (!this.conversation || (!this.conversation.unread_count && !this.conversation.is_marked_unread)) return;
+    const read = await api.markConversationRead(this.accountId, this.conversationId);
+    this.conversation = { ...this.conversation, ...read.conversation, unread_count: 0 };
     this.onRead(this.accountId);
   }
 
@@ -76,11 +99,175 @@ export class ConversationView {
     const box = replyBox({
       label: `Reply to ${other.user_name || "the customer"}`,
       placeholder: "Write a reply… (Enter sends, Shift+Enter for a new line)",
-      onSend: (text) => this.replies.send(this.accountId, { conversationId: this.conversationId }, text),
+      onSend: (text) => this.send(text),
+      onNote: (text) => this.addNote(text),
+      onTyping: (typing) => this.sayTyping(typing),
     });
-    replace(this.root, header, this.list, box);
+    replace(this.root, header, this.handling, this.list, this.presenceLine, this.guard, box);
     this.root.setAttribute("aria-labelledby", "detail-title");
+    this.renderHandling();
     this.renderThread();
+  }
+
+  // ------------------------------------------------------------ the team's handling
+
+  owner() {
+    return this.conversation.assignee || "";
+  }
+
+  renderHandling(problem = "") {
+    const c = this.conversation;
+    const mine = this.me.agent && this.owner() === this.me.agent;
+    const state = c.thread_state || "open";
+    const act = (label, cls, call, title = "") =>
+      h("button", { type: "button", class: `chip ${cls}`, title, onclick: (event) => this.act(event.currentTarget, call) }, label);
+    const assign = (this.me.agents || []).length
+      ? h(
+          "select",
+          {
+            class: "assign",
+            "aria-label": "Assign to",
+            onchange: (event) => {
+              const to = event.currentTarget.value;
+              if (to !== "-") this.act(event.currentTarget, () => api.assign(this.accountId, this.conversationId, to));
+            },
+          },
+          h("option", { value: "-" }, "Assign to…"),
+          this.me.agents.map((agent) => h("option", { value: agent, selected: agent === this.owner() }, agent)),
+          this.owner() ? h("option", { value: "" }, "Nobody") : null,
+        )
+      : null;
+    const snooze = h(
+      "select",
+      {
+        class: "snooze",
+        "aria-label": "Snooze",
+        onchange: (event) => {
+          const choice = SNOOZES.find(([key]) => key === event.currentTarget.value);
+          if (choice) this.act(event.currentTarget, () => api.setThreadState(this.accountId, this.conversationId, "snoozed", choice[2]().toISOString()));
+        },
+      },
+      h("option", { value: "-" }, "Snooze…"),
+      SNOOZES.map(([key, label]) => h("option", { value: key }, label)),
+    );
+    replace(
+      this.handling,
+      h(
+        "span",
+        { class: `owner ${mine ? "mine" : this.owner() ? "theirs" : "nobody"}` },
+        this.owner() ? (mine ? "Yours" : `Assigned to ${this.owner()}`) : "Unassigned",
+      ),
+      this.me.agent && !mine ? act("Claim", "claim", () => api.claim(this.accountId, this.conversationId), "Make it yours") : null,
+      assign,
+      h(
+        "span",
+        { class: `state ${state}` },
+        state === "snoozed" ? ["Snoozed until ", time(c.snoozed_until)] : state === "done" ? "Done" : "Open",
+      ),
+      state === "open"
+        ? act("Done", "done", () => api.setThreadState(this.accountId, this.conversationId, "done"))
+        : act("Reopen", "reopen", () => api.setThreadState(this.accountId, this.conversationId, "open")),
+      state === "open" ? snooze : null,
+      act("Mark unread", "unread", async () => {
+        await api.markUnread(this.accountId, this.conversationId);
+        this.onBack();
+      }),
+      problem ? h("span", { class: "problem", role: "alert" }, problem) : null,
+    );
+  }
+
+  async act(control, call) {
+    control.disabled = true;
+    try {
+      const answer = await call();
+      if (answer && answer.conversation) this.takeConversation(answer.conversation);
+      else if (this.conversation) this.renderHandling();
+    } catch (error) {
+      this.renderHandling(error.message || String(error));
+    }
+  }
+
+  takeConversation(conversation) {
+    this.conversation = { ...this.conversation, ...conversation };
+    if (!conversation.assignee) delete this.conversation.assignee;
+    if (!conversation.snoozed_until) delete this.conversation.snoozed_until;
+    if (!conversation.is_marked_unread) delete this.conversation.is_marked_unread;
+    if (this.root.isConnected) this.renderHandling();
+  }
+
+  // Sending over another agent's claim asks first.
+  async send(text) {
+    const owner = this.owner();
+    if (owner && owner !== this.me.agent) {
+      replace(
+        this.guard,
+        h(
+          "div",
+          { class: "confirm", role: "alertdialog", "aria-label": "Send anyway?" },
+          h("span", {}, `${owner} owns this conversation. Send your reply anyway?`),
+          h("button", { type: "button", class: "primary", onclick: () => { replace(this.guard); this.reallySend(text); this.clearBox(); } }, "Send anyway"),
+          h("button", { type: "button", class: "link", onclick: () => replace(this.guard) }, "Cancel"),
+        ),
+      );
+      return false;
+    }
+    this.reallySend(text);
+    return true;
+  }
+
+  reallySend(text) {
+    this.replies.send(this.accountId, { conversationId: this.conversationId }, text);
+  }
+
+  clearBox() {
+    const input = this.root.querySelector(".reply-box textarea");
+    if (input) input.value = "";
+  }
+
+  async addNote(text) {
+    try {
+      const added = await api.addNote(this.accountId, this.conversationId, text);
+      if (!this.notes.some((n) => n.note_id === added.note.note_id)) this.notes.push(added.note);
+      this.takeConversation(added.conversation);
+      this.renderThread();
+      this.list.scrollTop = this.list.scrollHeight;
+      return true;
+    } catch (error) {
+      this.renderHandling(`The note was not added: ${error.message || error}`);
+      return false;
+    }
+  }
+
+  // Others see that this agent is writing: said again every few seconds while typing.
+  sayTyping(typing) {
+    if (!this.me.agent) return;
+    const now = Date.now();
+    if (typing && now - this.typingSaid < 3000) return;
+    if (!typing && !this.typingSaid) return;
+    this.typingSaid = typing ? now : 0;
+    api.presence(this.accountId, this.conversationId, typing).catch(() => {});
+  }
+
+  onPresence(presence) {
+    if (presence.conversation_id !== this.conversationId || presence.agent === this.me.agent) return;
+    this.presence.take(presence);
+  }
+
+  renderPresence() {
+    const writing = this.presence.agents();
+    this.presenceLine.textContent = writing.length ? `${writing.join(", ")} ${writing.length === 1 ? "is" : "are"} writing…` : "";
+  }
+
+  // The handling changed (here or on another console): take it, and the notes if they did.
+  async onHandled(conversation) {
+    if (conversation.conversation_id !== this.conversationId) return;
+    const found = await api.conversation(this.accountId, this.conversationId);
+    const notesChanged = (found.conversation.note_count || 0) !== this.notes.length;
+    this.takeConversation(found.conversation);
+    if (notesChanged) {
+      this.notes = (await api.notes(this.accountId, this.conversationId)).notes || [];
+      this.renderThread();
+    }
   }
 
   // A pin or mute switch of the conversation (aria-pressed), which the master keeps.
@@ -117,10 +304,16 @@ export class ConversationView {
     const copied = (r) =>
       r.state === "sent" && this.messages.some((m) => m.message_id === r.createdId || (m.direction === "outbound" && m.content === r.text));
     const mine = this.replies.for((r) => r.target.conversationId === this.conversationId && r.accountId === this.accountId && !copied(r));
+    // The notes sit among the messages by time; older than every message loaded, they wait.
+    const oldest = this.hasMore && this.messages.length ? this.messages[0].create_time : "";
+    const items = [
+      ...this.messages.map((m) => ({ at: m.create_time, node: () => bubble(m) })),
+      ...this.notes.filter((n) => !oldest || n.create_time >= oldest).map((n) => ({ at: n.create_time, node: () => noteBubble(n) })),
+    ].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
     replace(
       this.list,
       this.hasMore ? this.top : null,
-      this.messages.map((m) => bubble(m)),
+      items.map((item) => item.node()),
       mine.map((record) => pendingBubble(record, (r) => this.replies.retry(r))),
     );
     if (this.hasMore) this.observer.observe(this.top);
@@ -158,6 +351,8 @@ export class ConversationView {
 
   destroy() {
     this.observer.disconnect();
+    this.presence.stop();
+    this.sayTyping(false);
   }
 }
 
@@ -170,5 +365,15 @@ function bubble(message) {
     h("span", { class: "visually-hidden" }, inbound ? `${(message.sender || {}).user_name || "Customer"} wrote:` : "You wrote:"),
     message.is_recalled ? h("p", { class: "text muted" }, "(recalled)") : h("p", { class: "text" }, message.content || `(${message.msg_type})`),
     h("div", { class: "meta" }, time(message.create_time), inbound || !who ? null : h("span", { class: "visually-hidden" }, ` to ${who.user_name}`)),
+  );
+}
+
+function noteBubble(note) {
+  return h(
+    "li",
+    { class: "note", dataset: { noteId: note.note_id } },
+    h("p", { class: "note-who" }, h("span", { class: "note-label" }, "Internal note"), note.agent ? ` · ${note.agent}` : ""),
+    h("p", { class: "text" }, note.text),
+    h("div", { class: "meta" }, time(note.create_time)),
   );
 }

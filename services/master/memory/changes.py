@@ -21,7 +21,7 @@ from services.master.memory import checkpoints
 from services.master.memory.journal import Journal
 from services.master.memory.records import encode_delta, encode_snapshot
 from services.master.memory.recovery import Checkpoint
-from services.master.model import collector, time_keys, transitions
+from services.master.model import collector, threads, time_keys, transitions
 from services.master.model import cursor as cursors
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
@@ -386,6 +386,11 @@ class Changes:
         for entity in state.arrivals:
             self._emit(arrival_event(state, entity))
         state.arrivals.clear()
+        # Conversations a customer's message opened again (the journal's snapshot or delta
+        # opens them again on replay: no record of their own).
+        for conversation_id in state.reopened:
+            self._emit(threads.event_of(state.account_id, conversation_id, state.handling.threads[conversation_id]))
+        state.reopened.clear()
 
     def _announce_read(self, state: AccountState, items: list[str]) -> None:
         if items:

@@ -67,6 +67,9 @@ class AccountBase:
         # Customers' messages and comments, and notifications, this version brought; the
         # store announces them.
         self.arrivals: list[e.Message | e.Comment | e.Notification] = []
+        # Conversations the team had set done or snoozed that a customer's new message
+        # opened again (threads.py); the store announces them.
+        self.reopened: list[str] = []
         self.contents: dict[str, e.Content] = {}
         # Messages and comments: EntityTables when built here (entity_table.py), any
         # mapping when loaded (Redis).

@@ -18,7 +18,7 @@ from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.model import time_keys
+from services.master.model import threads, time_keys
 from services.master.model.account_base import Handling
 from services.master.model.account_views import AccountViews
 from services.master.model.intake import Intake
@@ -389,6 +389,18 @@ class AccountState(AccountViews):
         handling.muted.difference_update(removals.conversation_ids)
         for conversation_id in removals.conversation_ids:
             handling.threads.pop(conversation_id, None)
+
+    def reopen_threads(self) -> None:
+        """A customer writing in a conversation the team set done or snoozed opens it again."""
+        handlings = self.handling.threads
+        if not handlings:
+            return
+        for entity in self.arrivals:
+            if isinstance(entity, e.Message) and (handling := handlings.get(entity.conversation_id)) is not None:
+                after = threads.reopened(handling, ns_of(entity.create_time))
+                if after is not None:
+                    handlings[entity.conversation_id] = after
+                    self.reopened.append(entity.conversation_id)
 
     def entity_count(self) -> int:
         return (

@@ -19,6 +19,7 @@ MAX_NOTE = 2000
 # A conversation keeps its newest notes: a record stays a few hundred kilobytes at most.
 MAX_NOTES = 200
 MAX_SNOOZE_NS = 366 * 24 * 3600 * 10**9
+_SECOND = 10**9
 
 OPEN, DONE, SNOOZED = e.THREAD_STATE_OPEN, e.THREAD_STATE_DONE, e.THREAD_STATE_SNOOZED
 
@@ -100,6 +101,24 @@ def wake(handling: jpb.ThreadHandling, now_ns: int) -> None:
         _stamp(handling, "", now_ns)
 
 
+def reopened(handling: jpb.ThreadHandling, message_ns: int) -> jpb.ThreadHandling | None:
+    """The handling once a customer's message written at `message_ns` arrived: open again if
+    it was done or snoozed before the message was written; None when that changes nothing.
+    (A message the customer wrote before the state was set does not: it was read first.)
+    Stamped with the message's time (not the clock), so that a journal replayed gives the same."""
+    # Platforms give times in whole seconds: a message of the second the state was set
+    # may have been written after it, and opens it again.
+    set_in = handling.update_time.ToNanoseconds() // _SECOND * _SECOND
+    if handling.state not in (DONE, SNOOZED) or message_ns < set_in:
+        return None
+    after = jpb.ThreadHandling()
+    after.CopyFrom(handling)
+    after.state = OPEN
+    after.ClearField("snoozed_until")
+    _stamp(after, "", message_ns)
+    return after
+
+
 def read(handling: jpb.ThreadHandling, now_ns: int) -> None:
     """Someone read the conversation: it is no longer marked unread (a snooze that ran out
     is over)."""
@@ -127,9 +146,9 @@ def _meaningful(handling: jpb.ThreadHandling) -> bytes:
 
 
 def view(conversation: e.Conversation, handling: jpb.ThreadHandling | None, now_ns: int) -> None:
-    """Fills a conversation's master-owned handling fields, as they are at `now_ns`: a done
-    or snoozed conversation the customer wrote in after it was set is open, and so is a
-    snooze whose time passed (shown unread, as `wake` records it)."""
+    """Fills a conversation's master-owned handling fields, as they are at `now_ns`: a snooze
+    whose time passed is open and shown unread (as `wake` records it soon after). A done or
+    snoozed conversation the customer wrote in is open already (`reopened`)."""
     if handling is None:
         conversation.thread_state = OPEN
         return
@@ -137,13 +156,8 @@ def view(conversation: e.Conversation, handling: jpb.ThreadHandling | None, now_
     conversation.note_count = len(handling.notes)
     state = handling.state or OPEN
     marked = handling.marked_unread
-    if state != OPEN:
-        set_at = handling.update_time.ToNanoseconds()
-        last = conversation.last_message.create_time.ToNanoseconds() if conversation.HasField("last_message") else 0
-        if conversation.unread_count > 0 and last > set_at:
-            state = OPEN
-        elif state == SNOOZED and handling.snoozed_until.ToNanoseconds() <= now_ns:
-            state, marked = OPEN, True
+    if state == SNOOZED and handling.snoozed_until.ToNanoseconds() <= now_ns:
+        state, marked = OPEN, True
     conversation.thread_state = state
     conversation.is_marked_unread = marked
     if state == SNOOZED:

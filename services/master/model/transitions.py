@@ -70,6 +70,7 @@ def after_snapshot(
     state.presence = base.presence
     state.applied_versions = base.applied_versions
     state.note_applied(snapshot.version)
+    state.reopen_threads()
     return state
 
 
@@ -94,3 +95,4 @@ def apply_delta(state: AccountState, delta: DeltaData, floors: dict[str, int] | 
     """Applies a delta to `state` in place; its `arrivals` hold the customers' new items."""
     state.apply_changes(delta.version, delta.account, delta.upserts, delta.removals, floors)
     state.note_applied(delta.version)
+    state.reopen_threads()

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from services.master.model import threads
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
 from services.master.model.account_views import arrival_event
@@ -213,6 +214,13 @@ class RedisBase:
         for entity in state.arrivals:
             self._announce(writes, keys, arrival_event(state, entity))
         state.arrivals.clear()
+        # Conversations a customer's message opened again: kept (a snapshot's handling is
+        # not a recording one) and announced.
+        for conversation_id in state.reopened:
+            handling = state.handling.threads[conversation_id]
+            writes.hash(keys.threads)[conversation_id] = handling.SerializeToString()
+            self._announce(writes, keys, threads.event_of(keys.account_id, conversation_id, handling))
+        state.reopened.clear()
 
     def _announce_read(self, writes: Writes, keys: AccountKeys, items: list[str]) -> None:
         if items:

@@ -171,9 +171,12 @@ class Changes(Fetching):
             + [notification_key(n) for n in entities["notifications"]]
         )
 
+        # The conversations a new message may open again (threads.reopened) have their handling loaded.
+        talked_in = entities["conversations"] | {m.conversation_id for m in upserts.messages}
+
         async def attempt() -> bool | None:
             writes = Writes()
-            loaded = await self._load(keys, writes, entities=entities, items=items, pinned=entities["conversations"])
+            loaded = await self._load(keys, writes, entities=entities, items=items, pinned=talked_in)
             rev, state = loaded if loaded is not None else ("0", None)
             if not transitions.delta_is_new(state, delta):
                 return False

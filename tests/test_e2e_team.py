@@ -1,0 +1,147 @@
+"""Two agents working one inbox from the console, each in their own browser context with
+their own API key, against the demo's processes (simulator, worker in Chromium, master,
+gateway):
+
+- one claims a conversation; the other sees it claimed, and sees them writing;
+- sending over someone else's claim asks first;
+- a note stays with the team: the other agent sees it, the platform never receives it;
+- a snoozed conversation comes back when the customer writes.
+
+Screenshots of the conversations view, a claimed conversation and the narrow window go to
+test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from services.master.auth.api_keys import create_api_key
+
+from .demo_processes import DemoProcesses
+from .test_e2e_console import NARROW, WIDE, browser, eventually, shoot
+
+pytestmark = pytest.mark.e2e
+__all__ = ["browser"]  # the fixture, shared with the console's test
+
+
+class Agents:
+    def __init__(self, demo: DemoProcesses, keys: dict[str, str]) -> None:
+        self.demo, self.keys = demo, keys
+
+
+@pytest_asyncio.fixture
+async def agents(tmp_path: Path) -> AsyncIterator[Agents]:
+    keys_file = tmp_path / "api-keys.toml"
+    keys = {
+        "fang": create_api_key(keys_file, "fang", ["*"], ["read", "reply"], agent="王芳"),
+        "lei": create_api_key(keys_file, "lei", ["*"], ["read", "reply"], agent="李雷"),
+    }
+    demo = DemoProcesses(
+        tmp_path, accounts=1, master_args=["--api-keys", str(keys_file), "--data-dir", str(tmp_path / "data")]
+    )
+    try:
+        await demo.start()
+        yield Agents(demo, keys)
+    finally:
+        await demo.stop()
+
+
+async def _console_of(browser: Any, demo: DemoProcesses, key: str, errors: list[str]) -> Any:
+    context = await browser.new_context(viewport=WIDE)
+    await context.add_init_script(f"window.localStorage.setItem('imsync.api-key', {json.dumps(key)})")
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(demo.base + "/")
+    await page.wait_for_selector("#connection[data-state=live]")
+    await page.locator("[role=tab][data-view=threads]").click()
+    return page
+
+
+async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
+    demo = agents.demo
+    headers = {"Authorization": f"Bearer {agents.keys['fang']}"}
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30, headers=headers) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
+
+        async def synced() -> bool:
+            users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+            return len(users) == 1 and int(users[0]["version"]) > 0
+
+        await eventually(synced)
+        account_id = "shop-0"
+        uid = demo.uid_of(account_id)
+        # A customer writes: the conversation to work on.
+        opening = f"请问什么时候发货 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": opening})
+        errors: list[str] = []
+        fang = await _console_of(browser, demo, agents.keys["fang"], errors)
+        lei = await _console_of(browser, demo, agents.keys["lei"], errors)
+
+        row = fang.locator("#list .thread-row", has_text=opening)
+        await row.wait_for(timeout=60_000)
+        conversation_key = await row.get_attribute("data-key")
+        assert conversation_key is not None
+        await shoot(fang, "wide-threads")
+
+        # 1. 王芳 claims it; 李雷 sees it claimed, in the list and in the conversation.
+        await row.click()
+        await fang.locator(".handling .claim").click()
+        await fang.locator(".handling .owner.mine", has_text="Yours").wait_for()
+        theirs = lei.locator(f'#list .thread-row[data-key="{conversation_key}"] .owner-tag.theirs', has_text="王芳")
+        await theirs.wait_for(timeout=30_000)
+        await lei.locator(f'#list .thread-row[data-key="{conversation_key}"]').click()
+        await lei.locator(".handling .owner.theirs", has_text="Assigned to 王芳").wait_for()
+
+        # 2. 王芳 writes (without sending): 李雷 sees it.
+        await fang.locator(".reply-box textarea").fill("")
+        await fang.locator(".reply-box textarea").press_sequentially("您好，", delay=50)
+        await lei.locator(".presence", has_text="王芳 is writing").wait_for(timeout=15_000)
+        await shoot(lei, "wide-thread-claimed")
+
+        # 3. 李雷 answering over 王芳's claim is asked first; cancelled, nothing is sent.
+        await lei.locator(".reply-box textarea").fill("我来回复")
+        await lei.locator(".reply-box textarea").press("Enter")
+        confirm = lei.locator(".guard .confirm", has_text="王芳 owns this conversation")
+        await confirm.wait_for()
+        assert await lei.locator(".reply-box textarea").input_value() == "我来回复", "the text stays while asked"
+        await confirm.get_by_role("button", name="Cancel").click()
+        assert await lei.locator(".guard .confirm").count() == 0
+        assert await lei.locator(".bubble.mine").count() == 0
+
+        # 4. A note stays with the team: 李雷 sees it; the platform never gets it.
+        note = f"老客户，优先发货 {secrets.token_hex(3)}"
+        await fang.locator(".reply-box .mode-note").click()
+        await fang.locator(".reply-box textarea").fill(note)
+        await fang.locator(".reply-box textarea").press("Enter")
+        await fang.locator(".thread .note", has_text=note).wait_for()
+        await lei.locator(".thread .note", has_text=note).wait_for(timeout=15_000)
+        await shoot(fang, "wide-thread-note")
+
+        # 5. Snoozed, it leaves the open list; the customer writes again and it is back.
+        await fang.locator(".handling select.snooze").select_option("hour")
+        await fang.locator(".handling .state.snoozed").wait_for()
+        await fang.locator(".detail-header .back").evaluate("b => b.click()")
+        await fang.locator(f'#list .thread-row[data-key="{conversation_key}"]').wait_for(state="detached")
+        again = f"还在吗 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": again})
+        back = fang.locator(f'#list .thread-row[data-key="{conversation_key}"]', has_text=again)
+        await back.wait_for(timeout=60_000)
+        assert await back.get_attribute("data-state") == "open"
+
+        truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
+        assert not any(note in m["content"] for m in truth["messages"]), "a note never reaches the platform"
+        assert not any("我来回复" in m["content"] for m in truth["messages"])
+
+        await fang.set_viewport_size(NARROW)
+        await shoot(fang, "narrow-threads")
+        assert not errors, errors
