@@ -8,6 +8,7 @@ import asyncio
 import random
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import sync_pb2
+from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, walk
 from services import processes
@@ -58,6 +60,45 @@ class WatchedEngine(SyncEngine):
         await super()._read(call)
 
 
+@dataclass
+class TeamLog:
+    """What the team did: the notes acknowledged, and every assignment tried, in order,
+    with whether it was acknowledged."""
+
+    notes: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    assigned: dict[tuple[str, str], list[tuple[str, bool]]] = field(default_factory=dict)
+    counter: int = 0
+
+    def allowed_assignees(self, at: tuple[str, str]) -> set[str] | None:
+        """What the assignee may be after a crash: the last acknowledged one or any tried
+        after it (taken, not yet answered); None when none was acknowledged."""
+        attempts = self.assigned.get(at, [])
+        acknowledged = [index for index, (_, ok) in enumerate(attempts) if ok]
+        if not acknowledged:
+            return None
+        return {name for name, _ in attempts[acknowledged[-1] :]}
+
+
+async def handled(address: str, log: TeamLog) -> list[str]:
+    """What a restarted master lost of the team's acknowledged notes and assignments."""
+    lost = []
+    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
+        im = ImClient(channel)
+        for (account_id, conversation_id), texts in log.notes.items():
+            notes = await im.list_conversation_notes(
+                thr.ListConversationNotesRequest(account_id=account_id, conversation_id=conversation_id)
+            )
+            lost += [f"{conversation_id}: {t}" for t in texts - {n.text for n in notes.notes}]
+        for at in log.assigned:
+            allowed = log.allowed_assignees(at)
+            if allowed is None:
+                continue
+            got = await im.get_conversation(conv.GetConversationRequest(account_id=at[0], conversation_id=at[1]))
+            if got.conversation.assignee not in allowed:
+                lost.append(f"{at[1]}: assigned to {got.conversation.assignee!r}, acknowledged {sorted(allowed)}")
+    return lost
+
+
 class Rig:
     """A master process over a data directory, a worker engine here, and a reading client."""
 
@@ -72,6 +113,7 @@ class Rig:
         self.engine: WatchedEngine | None = None
         # Set to kill the master the moment the next read mark is acknowledged.
         self.kill_on_mark = False
+        self.kill_on_handled = False
 
     @property
     def address(self) -> str:
@@ -139,6 +181,42 @@ class Rig:
                 sample.batch.contents[rng.randrange(len(sample.batch.contents))].stats.likes += 1
             self.engine.publish(account_id, crawl_of(sample))
             await asyncio.sleep(rng.uniform(0.01, 0.06))
+
+    async def handle_forever(self, rng: random.Random, log: TeamLog) -> None:
+        """The team at work: notes and assignments; keeps what the master acknowledged."""
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            im = ImClient(channel)
+            while True:
+                account_id = rng.choice(ACCOUNTS)
+                conversation_id = rng.choice(self.samples[account_id].batch.conversations).conversation_id
+                at = (account_id, conversation_id)
+                log.counter += 1
+                try:
+                    if rng.random() < 0.5:
+                        text = f"note {log.counter}"
+                        await im.add_conversation_note(
+                            thr.AddConversationNoteRequest(
+                                account_id=account_id, conversation_id=conversation_id, text=text
+                            ),
+                            timeout=2,
+                        )
+                        log.notes.setdefault(at, set()).add(text)
+                    else:
+                        attempts = log.assigned.setdefault(at, [])
+                        attempts.append((f"agent{log.counter}", False))
+                        await im.assign_conversation(
+                            thr.AssignConversationRequest(
+                                account_id=account_id, conversation_id=conversation_id, assignee=attempts[-1][0]
+                            ),
+                            timeout=2,
+                        )
+                        attempts[-1] = (attempts[-1][0], True)
+                    if self.kill_on_handled:
+                        self.kill_on_handled = False
+                        self.kill_master()
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.05)  # the master is down: try again
+                await asyncio.sleep(rng.uniform(0.005, 0.03))
 
     async def read_forever(self, rng: random.Random, acknowledged: dict[str, set[str]]) -> None:
         """A person marking items read; keeps those the master acknowledged."""

@@ -1,10 +1,11 @@
 """A master process killed with SIGKILL, or restarted over a damaged journal, on real processes.
 
 The worker's engine runs in this process, so the test knows exactly which versions the
-master acknowledged; a client marks items read over gRPC and keeps the marks the master
-acknowledged. After every restart the master's Welcome must offer at least every
-acknowledged version, every acknowledged mark must be there, and once the worker has
-resumed the master must serve exactly the worker's truth.
+master acknowledged; a client marks items read over gRPC, and the team writes notes and
+assigns conversations, each keeping what the master acknowledged. After every restart the
+master's Welcome must offer at least every acknowledged version, every acknowledged mark
+and note must be there (and each conversation's owner the last acknowledged or a later
+one), and once the worker has resumed the master must serve exactly the worker's truth.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from services.master.memory.records import FILE_NAME
 
 from . import waiting
 from .conftest import NOW
-from .crash_rig import ACCOUNTS, Rig, WatchedEngine, read_items, settled
+from .crash_rig import ACCOUNTS, Rig, TeamLog, WatchedEngine, handled, read_items, settled
 from .sync_harness import crawl_of, running
 
 pytestmark = pytest.mark.e2e
@@ -51,19 +52,23 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
     await rig.start_master()
     engine = rig.make_engine()
     marks: dict[str, set[str]] = {a: set() for a in ACCOUNTS}
+    team_log = TeamLog()
     async with running(engine):
         await engine.wait_synced(timeout=30)
         for round_ in range(rounds):
             crawler = asyncio.create_task(rig.crawl_forever(random.Random(rng.random())))
             reader = asyncio.create_task(rig.read_forever(random.Random(rng.random()), marks))
+            team = asyncio.create_task(rig.handle_forever(random.Random(rng.random()), team_log))
             await asyncio.sleep(rng.uniform(0.2, 1.5))
-            moment = rng.choice(["any", "ack", "mark"])
+            moment = rng.choice(["any", "ack", "mark", "handled"])
             if moment == "any":
                 rig.kill_master()
             elif moment == "ack":  # the moment the next Ack arrives
                 engine.kill_on_ack = rig.kill_master
-            else:  # the moment the next read mark is acknowledged
+            elif moment == "mark":  # the moment the next read mark is acknowledged
                 rig.kill_on_mark = True
+            else:  # the moment the next note or assignment is acknowledged
+                rig.kill_on_handled = True
             assert rig.master is not None
             await rig.master.process.wait()
             # From here nothing more can be acknowledged.
@@ -71,8 +76,9 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
             marked = {a: set(items) for a, items in marks.items()}
             crawler.cancel()
             reader.cancel()
-            await asyncio.gather(crawler, reader, return_exceptions=True)
-            engine.kill_on_ack, rig.kill_on_mark = None, False
+            team.cancel()
+            await asyncio.gather(crawler, reader, team, return_exceptions=True)
+            engine.kill_on_ack, rig.kill_on_mark, rig.kill_on_handled = None, False, False
             welcomes = len(engine.welcomes)
 
             restarted = await rig.start_master()
@@ -89,8 +95,11 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
                 got = await read_items(rig.address, account_id)
                 missing = items - got
                 assert not missing, f"round {round_}: acknowledged read marks lost: {sorted(missing)[:5]}"
+            lost = await handled(rig.address, team_log)
+            assert not lost, f"round {round_}: the team's acknowledged notes or assignments lost: {lost[:5]}"
         await settled(rig)
     assert sum(len(items) for items in marks.values()) > rounds, "the reader marked items in most rounds"
+    assert sum(map(len, team_log.notes.values())) > rounds, "the team wrote notes in most rounds"
 
 
 def _journal_rows(data_dir: Path) -> list[tuple[int, bytes]]:
