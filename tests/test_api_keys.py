@@ -23,6 +23,7 @@ from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
+from imsync.v1 import templates_pb2 as tpl
 from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, SyncClient
@@ -82,6 +83,18 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await sync.close()
         await channel.close(grace=None)
         await master.stop()
+
+
+# The RPCs that take no account: tested on their own.
+NO_ACCOUNT = {
+    "ListAccounts",
+    "GetReply",
+    "GetCaller",
+    "ListTemplates",
+    "CreateTemplate",
+    "UpdateTemplate",
+    "DeleteTemplate",
+}
 
 
 def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[str, Any]]:
@@ -186,6 +199,14 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         # Found by id alone, so asked by id: ListAccounts and GetReply are tested on their own below.
         "ListAccounts": ("list_accounts", acc.ListAccountsRequest()),
         "GetCaller": ("get_caller", acc.GetCallerRequest()),
+        "ListTemplates": ("list_templates", tpl.ListTemplatesRequest()),
+        "CreateTemplate": ("create_template", tpl.CreateTemplateRequest(name="hi", text="您好")),
+        "UpdateTemplate": ("update_template", tpl.UpdateTemplateRequest(template_id="t", name="hi", text="您好")),
+        "DeleteTemplate": ("delete_template", tpl.DeleteTemplateRequest(template_id="t")),
+        "RenderTemplate": (
+            "render_template",
+            tpl.RenderTemplateRequest(template_id="t", account_id=account, conversation_id=conversation),
+        ),
         "GetReply": ("get_reply", rep.GetReplyRequest(request_id="r-of-b" if exists else "no-such-reply")),
     }
 
@@ -226,7 +247,7 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
     of_b, of_nobody = _requests(rig.b, "shop-b", True), _requests(rig.b, "ghost", False)
     assert set(of_b) == rpcs, "every RPC has a case"
 
-    for name in sorted(rpcs - {"ListAccounts", "GetReply", "GetCaller"}):
+    for name in sorted(rpcs - NO_ACCOUNT):
         method, request = of_b[name]
         _, nobody_request = of_nobody[name]
         about_b = await _status(rig, method, request, "a-agent")
@@ -342,6 +363,11 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
                 f"/api/im/conversations/{b.conversations[0].conversation_id}/presence",
                 {"account_id": "{a}", "is_typing": True},
             ),
+            (
+                "POST",
+                "/api/im/templates/t/render",
+                {"account_id": "{a}", "conversation_id": b.conversations[0].conversation_id},
+            ),
             ("GET", "/api/im/messages?account_id={a}", None),
             ("GET", f"/api/im/messages/{b.messages[0].message_id}?account_id={{a}}", None),
             ("PUT", f"/api/im/messages/{b.messages[0].message_id}/read", {"account_id": "{a}"}),
@@ -381,7 +407,7 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             for r in every
             if any(r.http_method == m and r.template.match(p.partition("?")[0]) is not None for m, p, _ in routes)
         }
-        assert covered | {"ListAccounts", "GetReply", "GetCaller"} == {r.method.name for r in every}
+        assert covered | NO_ACCOUNT == {r.method.name for r in every}
         for method, path, body in routes:
             answers = []
             for account in ("shop-b", "ghost"):

@@ -22,6 +22,7 @@ from imsync.v1 import (
     logins_pb2_grpc,
     messages_pb2_grpc,
     replies_pb2_grpc,
+    templates_pb2_grpc,
     threads_pb2_grpc,
     unified_messages_pb2_grpc,
 )
@@ -32,6 +33,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import templates_pb2 as tpl
 from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 
@@ -55,6 +57,7 @@ class ImClient:
         self._unified = unified_messages_pb2_grpc.UnifiedMessageServiceStub(channel)
         self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
         self._threads = threads_pb2_grpc.ThreadServiceStub(channel)
+        self._templates = templates_pb2_grpc.TemplateServiceStub(channel)
         self._logins = logins_pb2_grpc.LoginServiceStub(channel)
         self._events = events_pb2_grpc.EventServiceStub(channel)
 
@@ -259,6 +262,53 @@ class ImClient:
         (`imsync.v1.ThreadService.SetConversationPresence`)"""
         result: thr.SetConversationPresenceResponse = await self._unary(
             self._threads.SetConversationPresence, request, timeout, metadata
+        )
+        return result
+
+    # the team's templates
+
+    async def list_templates(
+        self, request: tpl.ListTemplatesRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> tpl.ListTemplatesResponse:
+        """Lists the templates by name; with `query`, those whose name or text holds it.
+        (`imsync.v1.TemplateService.ListTemplates`)"""
+        result: tpl.ListTemplatesResponse = await self._unary(self._templates.ListTemplates, request, timeout, metadata)
+        return result
+
+    async def create_template(
+        self, request: tpl.CreateTemplateRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> tpl.CreateTemplateResponse:
+        """Adds a template; its name must be new (ALREADY_EXISTS otherwise). (`imsync.v1.TemplateService.CreateTemplate`)"""
+        result: tpl.CreateTemplateResponse = await self._unary(
+            self._templates.CreateTemplate, request, timeout, metadata
+        )
+        return result
+
+    async def update_template(
+        self, request: tpl.UpdateTemplateRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> tpl.UpdateTemplateResponse:
+        """Changes a template's name or text. (`imsync.v1.TemplateService.UpdateTemplate`)"""
+        result: tpl.UpdateTemplateResponse = await self._unary(
+            self._templates.UpdateTemplate, request, timeout, metadata
+        )
+        return result
+
+    async def delete_template(
+        self, request: tpl.DeleteTemplateRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> tpl.DeleteTemplateResponse:
+        """Removes a template. (`imsync.v1.TemplateService.DeleteTemplate`)"""
+        result: tpl.DeleteTemplateResponse = await self._unary(
+            self._templates.DeleteTemplate, request, timeout, metadata
+        )
+        return result
+
+    async def render_template(
+        self, request: tpl.RenderTemplateRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> tpl.RenderTemplateResponse:
+        """A template's text with its placeholders filled for a conversation or a comment.
+        (`imsync.v1.TemplateService.RenderTemplate`)"""
+        result: tpl.RenderTemplateResponse = await self._unary(
+            self._templates.RenderTemplate, request, timeout, metadata
         )
         return result
 

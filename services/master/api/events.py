@@ -56,8 +56,11 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             # Headers now: a client learns the stream is open before the first event.
             await context.send_initial_metadata(())
             check = self._still_allowed(metadata, access, request) if access.key_id else None
+            # The team's templates are for keys that may use them (the reply scope).
+            team_wide = "reply" in access.scopes
             async for event in self._bus.follow(subscription, check):
-                yield ev.StreamEventsResponse(event=event)
+                if event.account_id or team_wide:
+                    yield ev.StreamEventsResponse(event=event)
         finally:
             self._streams[key_id] -= 1
             self._by_address[address] -= 1

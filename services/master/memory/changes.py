@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sortedcontainers import SortedList
 
 from imsync.journal.v1 import journal_pb2 as jpb
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from services.master.memory import checkpoints
@@ -112,6 +113,8 @@ class Changes:
         self._accounts: dict[str, AccountState] = {}
         self._handling: dict[str, Handling] = {}
         self._account_order: SortedList = SortedList()
+        # The team's quick replies, by id (templates.py).
+        self._templates: dict[str, e.Template] = {}
         # Set by the master when it runs with a data directory: every change is journaled.
         self.journal: Journal | None = None
         # Advanced with every change, before anyone hears of it: per account, and in all

@@ -77,6 +77,7 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
                 )
         for entry in found.commands:
             book.restore(_command_record(entry))
+        store.restore_templates(found.templates)
     finally:
         store.on_event = listener
 

@@ -7,6 +7,7 @@ One SQLite file in WAL mode under the data directory holds:
 - `checkpoints`: per account, its whole state at a journal position, in parts; a
   checkpoint replaces the account's journal rows up to that position (compaction);
 - `commands`: the replies people sent and what became of them;
+- `templates`: the team's quick replies, a row each;
 - `meta`: the format and the epoch, which grows at every start (event ids carry it).
 
 Writes happen on one thread. The event loop appends and goes on; the thread commits
@@ -166,6 +167,24 @@ class Journal:
     def forget_command(self, request_id: str) -> None:
         def op(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM commands WHERE request_id = ?", (request_id,))
+
+        self.enqueue(op)
+
+    def put_template(self, template_id: str, encode: Callable[[], bytes]) -> None:
+        """A team template, whole (templates are few: a row each, replaced, never compacted)."""
+
+        def op(connection: sqlite3.Connection) -> None:
+            body = encode()
+            connection.execute(
+                "INSERT OR REPLACE INTO templates (template_id, crc, body) VALUES (?, ?, ?)",
+                (template_id, _crc(body), body),
+            )
+
+        self.enqueue(op)
+
+    def forget_template(self, template_id: str) -> None:
+        def op(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM templates WHERE template_id = ?", (template_id,))
 
         self.enqueue(op)
 

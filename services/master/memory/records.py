@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     crc INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (account_id, part)
 );
 CREATE TABLE IF NOT EXISTS commands (request_id TEXT PRIMARY KEY, crc INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (template_id TEXT PRIMARY KEY, crc INTEGER NOT NULL, body BLOB NOT NULL);
 """
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.master.memory.records import FORMAT, _crc
 
@@ -37,6 +38,7 @@ class Recovered:
     # (seq, account_id, record, the bytes it was parsed from) of the valid prefix, in order.
     records: list[tuple[int, str, jpb.Record, bytes]] = field(default_factory=list)
     commands: list[jpb.CommandEntry] = field(default_factory=list)
+    templates: list[e.Template] = field(default_factory=list)
     # What was dropped, one line each; empty when the file was whole.
     problems: list[str] = field(default_factory=list)
     # Bytes of journal rows and of checkpoints per account, to schedule compaction.
@@ -190,6 +192,20 @@ def read_journal(path: Path) -> Recovered:
                 recovered.commands.append(jpb.CommandEntry.FromString(body))
             except Exception:
                 problems.append(f"reply {request_id!r} is damaged; dropped it")
+        has_templates = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'templates'"
+        ).fetchone()  # a journal of an earlier version has none
+        for template_id, crc, body in (
+            _rows(connection, "SELECT template_id, crc, body FROM templates", problems, "templates")
+            if has_templates
+            else []
+        ):
+            try:
+                if _crc(body) != crc:
+                    raise ValueError("crc")
+                recovered.templates.append(e.Template.FromString(body))
+            except Exception:
+                problems.append(f"template {template_id!r} is damaged; dropped it")
         recovered.next_seq = top + 1
     finally:
         connection.close()

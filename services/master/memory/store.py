@@ -21,7 +21,8 @@ from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.memory.changes import Changes, Key, _collect, _page, _set_flag
+from services.master.memory.changes import Key, _collect, _page, _set_flag
+from services.master.memory.templates import Templates
 from services.master.model import cursor as cursors
 from services.master.model import filters, threads, time_keys
 from services.master.model.account_state import AccountState
@@ -32,7 +33,7 @@ from services.master.model.store import Page, UnifiedStats, page_size
 from services.master.model.time_keys import item_of
 
 
-class MemoryStore(Changes):
+class MemoryStore(Templates):
     """The in-memory Store."""
 
     # ------------------------------------------------------------ accounts

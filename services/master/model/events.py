@@ -44,7 +44,9 @@ class Subscription:
     dropped: bool = False
 
     def wants(self, event: ev.Event) -> bool:
-        return (not self.account_ids or event.account_id in self.account_ids) and (
+        """Events of the subscribed accounts and types; a team-wide event (a template,
+        naming no account) reaches every subscriber of its type."""
+        return (not self.account_ids or not event.account_id or event.account_id in self.account_ids) and (
             not self.types or event.type in self.types
         )
 

@@ -211,6 +211,16 @@ class Store(Protocol):
         """(until ns, account id, conversation id) of every snoozed conversation."""
         ...
 
+    # --- the team's quick replies (templates.py) ---
+    async def list_templates(self) -> list[e.Template]: ...
+
+    async def save_template(self, template: e.Template, *, create: bool) -> e.Template:
+        """Keeps a template whole: a new one (`create`: its id new), or in place of the one
+        with its id (NotFound otherwise). Names are unique (AlreadyExists, field name)."""
+        ...
+
+    async def delete_template(self, template_id: str) -> None: ...
+
     async def announce(self, event: ev.Event) -> None:
         """Announces an event no stored change carries (an agent's presence)."""
         ...

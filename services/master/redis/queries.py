@@ -24,10 +24,10 @@ from services.master.redis.base import (
 )
 from services.master.redis.layout import AccountKeys, Writes, id_of
 from services.master.redis.recording import record_counters
-from services.master.redis.team import Team
+from services.master.redis.templates import Templates
 
 
-class Queries(Team):
+class Queries(Templates):
     """The Redis store's IM reads and marks: accounts, conversations, messages, contents,"""
 
     # ---------------------------------------------------------------- accounts
