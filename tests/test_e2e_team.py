@@ -93,6 +93,14 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         assert conversation_key is not None
         await shoot(fang, "wide-threads")
 
+        # 0. 王芳 adds a quick reply for the team.
+        await fang.locator("#templates").click()
+        await fang.locator("#template-name").fill("问候")
+        await fang.locator("#template-text").fill("{customer_name}您好，我是{agent_name}，请稍等")
+        await fang.get_by_role("button", name="Add").click()
+        await fang.locator(".template-list .template", has_text="/问候").wait_for()
+        await shoot(fang, "wide-templates")
+
         # 1. 王芳 claims it; 李雷 sees it claimed, in the list and in the conversation.
         await row.click()
         await fang.locator(".handling .claim").click()
@@ -107,6 +115,14 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         await fang.locator(".reply-box textarea").press_sequentially("您好，", delay=50)
         await lei.locator(".presence", has_text="王芳 is writing").wait_for(timeout=15_000)
         await shoot(lei, "wide-thread-claimed")
+
+        # 2b. 李雷 picks the template with "/" in the reply box: filled for this customer.
+        customer = (await lei.locator("#detail-title").inner_text()).strip()
+        await lei.locator(".reply-box textarea").press_sequentially("/问", delay=30)
+        await lei.locator(".template-picker [role=option]", has_text="/问候").wait_for()
+        await lei.locator(".reply-box textarea").press("Enter")
+        await eventually(lambda: _filled(lei, f"{customer}您好，我是李雷，请稍等"))
+        await lei.locator(".reply-box textarea").fill("")
 
         # 3. 李雷 answering over 王芳's claim is asked first; cancelled, nothing is sent.
         await lei.locator(".reply-box textarea").fill("我来回复")
@@ -145,3 +161,7 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         await fang.set_viewport_size(NARROW)
         await shoot(fang, "narrow-threads")
         assert not errors, errors
+
+
+async def _filled(page: Any, text: str) -> bool:
+    return bool(await page.locator(".reply-box textarea").input_value() == text)

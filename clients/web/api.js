@@ -111,6 +111,16 @@ export const api = {
     call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/presence`, {
       body: { account_id: accountId, is_typing: typing },
     }),
+  templates: () => call("GET", "/api/im/templates"),
+  createTemplate: (name, text) => call("POST", "/api/im/templates", { body: { name, text } }),
+  updateTemplate: (templateId, name, text) =>
+    call("PUT", `/api/im/templates/${encodeURIComponent(templateId)}`, { body: { name, text } }),
+  deleteTemplate: (templateId) => call("DELETE", `/api/im/templates/${encodeURIComponent(templateId)}`),
+  // target: {conversationId} or {commentId}
+  renderTemplate: (templateId, accountId, { conversationId, commentId }) =>
+    call("POST", `/api/im/templates/${encodeURIComponent(templateId)}/render`, {
+      body: { account_id: accountId, ...(conversationId ? { conversation_id: conversationId } : { comment_id: commentId }) },
+    }),
   works: (accountId, cursor) => call("GET", "/api/im/contents", { query: { account_id: accountId, cursor, count: 50 } }),
   work: (accountId, contentId) =>
     call("GET", `/api/im/contents/${encodeURIComponent(contentId)}`, { query: { account_id: accountId } }),

@@ -8,6 +8,7 @@ import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
 import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
+import { TeamTemplates, TemplatesPanel } from "./templates.js";
 import { OWNERS, STATES, Threads, threadKey, threadRow } from "./threads.js";
 import { WorkView, workCard } from "./works.js";
 
@@ -39,6 +40,7 @@ let notifications = null;
 const notifier = () => (notifications ||= new Notifier($("notify")));
 const replies = new Replies((record) => state.detail && state.detail.onReplyChange(record));
 const threads = new Threads();
+const teamTemplates = new TeamTemplates(() => state.detail instanceof TemplatesPanel && state.detail.update());
 
 // ------------------------------------------------------------------ accounts
 
@@ -383,7 +385,16 @@ async function openDetail(key, View, options, accountId, reply) {
   state.detailKey = key;
   document.body.classList.add("detail-open");
   const root = $("detail");
-  state.detail = new View(root, { ...options, accountId, accountName: accountName(accountId), replies, me: state.me, onRead: onMarkedRead, onBack: backToList });
+  state.detail = new View(root, {
+    ...options,
+    accountId,
+    accountName: accountName(accountId),
+    replies,
+    me: state.me,
+    templates: teamTemplates,
+    onRead: onMarkedRead,
+    onBack: backToList,
+  });
   renderList();
   try {
     await state.detail.open();
@@ -391,6 +402,14 @@ async function openDetail(key, View, options, accountId, reply) {
   } catch (error) {
     replace(root, h("p", { class: "error", role: "alert" }, `Could not open it: ${error.message}`));
   }
+}
+
+function openTemplates() {
+  closeDetail({ showAccount: false });
+  state.detailKey = "templates";
+  document.body.classList.add("detail-open");
+  state.detail = new TemplatesPanel($("detail"), { templates: teamTemplates, onBack: backToList });
+  state.detail.open();
 }
 
 function closeDetail({ showAccount = true } = {}) {
@@ -465,6 +484,8 @@ function onEvent(event) {
       renderList();
       setTimeout(() => state.view === "threads" && renderList(), Math.max(0, Date.parse(event.presence.expire_time) - Date.now()) + 100);
     }
+  } else if (event.type === "template_changed") {
+    teamTemplates.reload();
   } else if (event.type === "reply_state_changed") {
     replies.apply(event.reply);
   } else if (event.type === "account_status_changed") {
@@ -617,6 +638,8 @@ async function start() {
       return {};
     });
     await loadAccounts();
+    await teamTemplates.reload();
+    $("templates").hidden = !(state.me.scopes || ["reply"]).includes("reply");
     await reloadList();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
@@ -634,6 +657,7 @@ async function start() {
 $("list").addEventListener("keydown", onListKey);
 document.addEventListener("keydown", onGlobalKey);
 $("forget-key").addEventListener("click", forgetKey);
+$("templates").addEventListener("click", openTemplates);
 for (const button of document.querySelectorAll("[data-view]")) {
   button.addEventListener("click", () => {
     state.view = button.dataset.view;

@@ -21,8 +21,8 @@ function atNine(days) {
 }
 
 export class ConversationView {
-  constructor(root, { accountId, accountName, conversationId, replies, onRead, onBack, me = {} }) {
-    Object.assign(this, { root, accountId, accountName, conversationId, replies, onRead, onBack, me });
+  constructor(root, { accountId, accountName, conversationId, replies, onRead, onBack, me = {}, templates = null }) {
+    Object.assign(this, { root, accountId, accountName, conversationId, replies, onRead, onBack, me, templates });
     this.conversation = null;
     this.notes = [];
     this.presence = new Presence(() => this.renderPresence());
@@ -98,10 +98,11 @@ export class ConversationView {
     );
     const box = replyBox({
       label: `Reply to ${other.user_name || "the customer"}`,
-      placeholder: "Write a reply… (Enter sends, Shift+Enter for a new line)",
+      placeholder: "Write a reply… (Enter sends, Shift+Enter a new line, / a template)",
       onSend: (text) => this.send(text),
       onNote: (text) => this.addNote(text),
       onTyping: (typing) => this.sayTyping(typing),
+      templates: this.templates ? this.templates.source(this.accountId, { conversationId: this.conversationId }) : null,
     });
     replace(this.root, header, this.handling, this.list, this.presenceLine, this.guard, box);
     this.root.setAttribute("aria-labelledby", "detail-title");

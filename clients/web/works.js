@@ -34,8 +34,8 @@ export function workCard(work, { selected, onOpen }) {
 }
 
 export class WorkView {
-  constructor(root, { accountId, accountName, contentId, focusCommentId, replies, onRead, onBack }) {
-    Object.assign(this, { root, accountId, accountName, contentId, focusCommentId, replies, onRead, onBack });
+  constructor(root, { accountId, accountName, contentId, focusCommentId, replies, onRead, onBack, templates = null }) {
+    Object.assign(this, { root, accountId, accountName, contentId, focusCommentId, replies, onRead, onBack, templates });
     this.work = null;
     this.comments = [];
     // Comments unread when the work was opened keep a "new" mark while it stays open.
@@ -151,6 +151,7 @@ export class WorkView {
             placeholder: "Write a reply…",
             draft: this.drafts.get(comment.comment_id) || "",
             onDraft: (text) => this.drafts.set(comment.comment_id, text),
+            templates: this.templates ? this.templates.source(this.accountId, { commentId: comment.comment_id }) : null,
             onSend: (text) => {
               this.open_replies.delete(comment.comment_id);
               this.replies.send(this.accountId, { contentId: this.contentId, commentId: comment.comment_id }, text);

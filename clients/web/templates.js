@@ -1,0 +1,142 @@
+// The team's quick replies: listed, added, changed and removed here; picked in any reply
+// box by typing "/" (compose.js).
+
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+
+const PLACEHOLDERS = ["{customer_name}", "{work_title}", "{account_name}", "{agent_name}"];
+
+export class TemplatesPanel {
+  constructor(root, { templates, onBack }) {
+    Object.assign(this, { root, templates, onBack });
+    this.editing = null; // the template being changed, or null for a new one
+    this.problem = "";
+  }
+
+  async open() {
+    this.render();
+  }
+
+  // The list changed (an event, or this panel).
+  update() {
+    if (this.root.isConnected) this.render();
+  }
+
+  render() {
+    const name = h("input", { id: "template-name", required: true, maxlength: "40", value: this.editing ? this.editing.name : "" });
+    const text = h("textarea", { id: "template-text", rows: "3", required: true, maxlength: "2000" });
+    text.value = this.editing ? this.editing.text : "";
+    const form = h(
+      "form",
+      {
+        class: "template-form",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          try {
+            if (this.editing) await api.updateTemplate(this.editing.template_id, name.value, text.value);
+            else await api.createTemplate(name.value, text.value);
+            this.editing = null;
+            this.problem = "";
+            await this.templates.reload();
+          } catch (error) {
+            this.problem = error.message || String(error);
+          }
+          this.render();
+        },
+      },
+      h("h3", {}, this.editing ? `Change /${this.editing.name}` : "A new template"),
+      h("label", { for: "template-name" }, "Name (typed after / in a reply box)"),
+      name,
+      h("label", { for: "template-text" }, "Text"),
+      text,
+      h("p", { class: "muted small" }, `Placeholders: ${PLACEHOLDERS.join(" ")}`),
+      this.problem ? h("p", { class: "error", role: "alert" }, this.problem) : null,
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit", class: "primary" }, this.editing ? "Save" : "Add"),
+        this.editing ? h("button", { type: "button", class: "link", onclick: () => { this.editing = null; this.render(); } }, "Cancel") : null,
+      ),
+    );
+    const all = this.templates.list();
+    replace(
+      this.root,
+      h(
+        "header",
+        { class: "detail-header" },
+        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, "← Back"),
+        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, "Templates"), h("p", { class: "muted" }, "The team's quick replies")),
+      ),
+      h(
+        "div",
+        { class: "templates-panel" },
+        all.length
+          ? h(
+              "ul",
+              { class: "template-list" },
+              all.map((t) =>
+                h(
+                  "li",
+                  { class: "template", dataset: { templateId: t.template_id } },
+                  h("p", {}, h("strong", {}, `/${t.name}`), t.updated_by ? h("span", { class: "muted small" }, ` · ${t.updated_by}`) : null),
+                  h("p", { class: "text" }, t.text),
+                  h(
+                    "div",
+                    { class: "row" },
+                    h("button", { type: "button", class: "link", onclick: () => { this.editing = t; this.render(); } }, "Change"),
+                    h(
+                      "button",
+                      {
+                        type: "button",
+                        class: "link danger",
+                        onclick: async () => {
+                          try {
+                            await api.deleteTemplate(t.template_id);
+                            await this.templates.reload();
+                          } catch (error) {
+                            this.problem = error.message || String(error);
+                          }
+                          this.render();
+                        },
+                      },
+                      "Remove",
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, "No templates yet."),
+        form,
+      ),
+    );
+    this.root.setAttribute("aria-labelledby", "detail-title");
+  }
+
+  destroy() {}
+}
+
+// The team's templates as this console knows them: loaded at start, again on each change.
+export class TeamTemplates {
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.items = [];
+  }
+
+  list() {
+    return this.items;
+  }
+
+  async reload() {
+    try {
+      this.items = (await api.templates()).templates || [];
+    } catch (error) {
+      this.items = []; // a key without the reply scope has none
+    }
+    this.onChange();
+  }
+
+  // What a reply box needs to offer them for one target.
+  source(accountId, target) {
+    return { list: () => this.items, render: async (t) => (await api.renderTemplate(t.template_id, accountId, target)).text };
+  }
+}
