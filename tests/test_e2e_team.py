@@ -165,3 +165,73 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
 
 async def _filled(page: Any, text: str) -> bool:
     return bool(await page.locator(".reply-box textarea").input_value() == text)
+
+
+# Words the console may show in Chinese too: its name, the platform's, keys and codes, and
+# what the simulator's customers wrote ("vlog" is in a work's title).
+ALLOWED_ASCII = {"imsync", "douyin", "API", "QR", "SMS", "JSON", "HTTP", "Enter", "Shift", "Esc", "English", "vlog"}
+
+
+async def _english_words(page: Any) -> set[str]:
+    """The ASCII words of three letters or more the page shows or says (text, labels, titles, placeholders)."""
+    said = await page.evaluate(
+        """() => [
+          document.body.innerText,
+          ...[...document.querySelectorAll('[aria-label],[title],[placeholder],[alt]')].flatMap((node) =>
+            ['aria-label', 'title', 'placeholder', 'alt'].map((name) => node.getAttribute(name) || '')),
+        ].join('\\n')"""
+    )
+    import re
+
+    said = re.sub(r"\{[a-z_]+\}", "", said)  # a template's placeholders are its syntax
+    said = re.sub(r"\b[a-z]+-[a-z0-9]+\b", "", said)  # ids: the account's (shop-0), the worker's
+    return {word for word in re.findall(r"[A-Za-z]{3,}", said) if word not in ALLOWED_ASCII}
+
+
+async def test_the_console_speaks_chinese_and_switches_to_english(agents: Agents, browser: Any) -> None:
+    demo = agents.demo
+    async with httpx.AsyncClient(base_url=demo.base, timeout=30) as http:
+
+        async def synced() -> bool:
+            users = (
+                await http.get("/api/im/accounts", headers={"Authorization": f"Bearer {agents.keys['fang']}"})
+            ).json()
+            return int(users["data"]["users"][0]["version"]) > 0
+
+        await eventually(synced)
+    context = await browser.new_context(viewport=WIDE, locale="zh-CN")
+    await context.add_init_script(f"window.localStorage.setItem('imsync.api-key', {json.dumps(agents.keys['fang'])})")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(demo.base + "/")
+    await page.wait_for_selector("#connection[data-state=live]")
+    assert await page.locator("html").get_attribute("lang") == "zh-CN"
+    seen: dict[str, set[str]] = {}
+    await page.locator("#list [role=option]").first.wait_for()
+    seen["inbox"] = await _english_words(page)
+    await page.locator("[role=tab][data-view=threads]").click()
+    await page.locator("#list .thread-row").first.click()
+    await page.locator(".handling .claim").wait_for()
+    seen["conversation"] = await _english_words(page)
+    await shoot(page, "wide-zh-conversation")
+    await page.locator("#templates").click()
+    await page.locator(".template-form").wait_for()
+    seen["templates"] = await _english_words(page)
+    await page.locator("[role=tab][data-view=works]").click()
+    await page.locator("#list .work").first.click()
+    await page.locator(".comments .comment").first.wait_for()
+    seen["works"] = await _english_words(page)
+    await page.locator(".account", has_text="小店").first.click()
+    await page.locator(".collections").wait_for()
+    seen["account"] = await _english_words(page)
+    await shoot(page, "wide-zh-account")
+    assert {view: words for view, words in seen.items() if words} == {}
+
+    # Switched to English, it says so at once, and remembers it.
+    await page.locator("#language").select_option("en")
+    await page.locator("[role=tab][data-view=threads]", has_text="Conversations").wait_for()
+    await page.reload()
+    await page.locator("[role=tab][data-view=inbox]", has_text="Inbox").wait_for()
+    assert await page.locator("html").get_attribute("lang") == "en"
+    assert not errors, errors

@@ -4,26 +4,21 @@
 
 import { ApiError, api } from "./api.js";
 import { h, replace, time } from "./dom.js";
+import { t } from "./i18n.js";
 
-const COLLECTIONS = {
-  contents: "Works",
-  comments: "Comments",
-  conversations: "Conversations",
-  messages: "Messages",
-  notifications: "Notifications",
-};
+const COLLECTIONS = ["contents", "comments", "conversations", "messages", "notifications"];
 
 // How an account is doing, in one word and one class: never "healthy" after a partial or
 // failed crawl, nor while logged out or without its worker.
 export function health(account) {
-  if (account.login_state === "logging_in") return { label: "Log in waiting", tone: "warn", why: "A login waits for an operator" };
+  if (account.login_state === "logging_in") return { label: t("health.login_waiting"), tone: "warn", why: t("health.login_waiting.why") };
   if (account.login_state === "logged_out" || account.crawl_state === "needs_login")
-    return { label: "Logged out", tone: "bad", why: account.last_error || "The platform session is logged out" };
-  if (!account.online) return { label: "Worker offline", tone: "bad", why: "No worker holds this account now" };
-  if (account.crawl_state === "failing") return { label: "Crawls failing", tone: "bad", why: account.last_error };
-  if (account.crawl_state === "partial") return { label: "Partial crawl", tone: "warn", why: account.last_error };
-  if (account.crawl_state === "whole" && account.login_state === "logged_in") return { label: "Healthy", tone: "ok", why: "The last crawl read everything" };
-  return { label: "Crawling…", tone: "muted", why: "No crawl has finished since the worker started or the account logged in" };
+    return { label: t("health.logged_out"), tone: "bad", why: account.last_error || t("health.logged_out.why") };
+  if (!account.online) return { label: t("health.worker_offline"), tone: "bad", why: t("health.worker_offline.why") };
+  if (account.crawl_state === "failing") return { label: t("health.failing"), tone: "bad", why: account.last_error };
+  if (account.crawl_state === "partial") return { label: t("health.partial"), tone: "warn", why: account.last_error };
+  if (account.crawl_state === "whole" && account.login_state === "logged_in") return { label: t("health.healthy"), tone: "ok", why: t("health.healthy.why") };
+  return { label: t("health.crawling"), tone: "muted", why: t("health.crawling.why") };
 }
 
 export function healthBadge(account) {
@@ -33,7 +28,7 @@ export function healthBadge(account) {
 
 function seconds(duration) {
   const value = Number.parseFloat(String(duration || "0").replace("s", ""));
-  return Number.isFinite(value) ? `${value.toFixed(1)} s` : "";
+  return Number.isFinite(value) ? t("unit.seconds", { value: value.toFixed(1) }) : "";
 }
 
 export class AccountPanel {
@@ -67,8 +62,8 @@ export class AccountPanel {
       } catch (error) {
         this.loginError =
           error instanceof ApiError && error.status === 403
-            ? "This API key may not see logins: ask for one with the login scope."
-            : `The login could not be read: ${error.message}`;
+            ? t("login.no_scope")
+            : t("login.unreadable", { error: error.message });
       }
     }
     this.render();
@@ -91,7 +86,13 @@ export class AccountPanel {
           "div",
           {},
           h("h2", {}, a.user_name || a.account_id),
-          h("p", { class: "muted" }, [a.platform !== "unspecified" ? a.platform : "", a.account_id, `worker ${a.worker_id || "none"}`].filter(Boolean).join(" · ")),
+          h(
+            "p",
+            { class: "muted" },
+            [a.platform !== "unspecified" ? a.platform : "", a.account_id, t("account.worker", { worker: a.worker_id || t("account.no_worker") })]
+              .filter(Boolean)
+              .join(" · "),
+          ),
         ),
       ),
       h(
@@ -102,8 +103,19 @@ export class AccountPanel {
         h(
           "table",
           { class: "collections" },
-          h("caption", {}, "Crawls", a.last_crawl_at ? h("span", { class: "muted small" }, " · last ", time(a.last_crawl_at), ` in ${seconds(a.last_crawl_duration)}`) : null),
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Collection"), h("th", { scope: "col" }, "Last read whole"), h("th", { scope: "col" }, "Last crawl"))),
+          h(
+            "caption",
+            {},
+            t("crawls.title"),
+            a.last_crawl_at
+              ? h("span", { class: "muted small" }, ` · ${t("crawls.last")} `, time(a.last_crawl_at), ` · ${seconds(a.last_crawl_duration)}`)
+              : null,
+          ),
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", { scope: "col" }, t("crawls.collection")), h("th", { scope: "col" }, t("crawls.last_whole")), h("th", { scope: "col" }, t("crawls.last_crawl"))),
+          ),
           h(
             "tbody",
             {},
@@ -111,14 +123,20 @@ export class AccountPanel {
               h(
                 "tr",
                 { class: c.missed ? "missed" : "" },
-                h("th", { scope: "row" }, COLLECTIONS[c.collection] || c.collection),
-                h("td", {}, c.last_whole_time ? time(c.last_whole_time) : "never"),
-                h("td", {}, c.missed ? h("span", { class: "missed-text" }, `missed: ${c.missed}`) : c.last_whole_time ? "whole" : "not read yet"),
+                h("th", { scope: "row" }, COLLECTIONS.includes(c.collection) ? t(`collection.${c.collection}`) : c.collection),
+                h("td", {}, c.last_whole_time ? time(c.last_whole_time) : t("crawls.never")),
+                h(
+                  "td",
+                  {},
+                  c.missed ? h("span", { class: "missed-text" }, t("crawls.missed", { why: c.missed })) : c.last_whole_time ? t("crawls.whole") : t("crawls.not_yet"),
+                ),
               ),
             ),
           ),
         ),
-        a.last_error ? h("p", { class: "last-error" }, h("strong", {}, `Last error${a.last_error_reason ? ` (${a.last_error_reason})` : ""}: `), a.last_error) : null,
+        a.last_error
+          ? h("p", { class: "last-error" }, h("strong", {}, t("crawls.last_error", { reason: a.last_error_reason ? ` (${a.last_error_reason})` : "" })), " ", a.last_error)
+          : null,
       ),
     );
   }
@@ -128,45 +146,45 @@ export class AccountPanel {
     const login = this.login;
     if (!login) return null;
     const challenge = login.challenge;
-    const restart = h("button", { type: "button", class: "link", onclick: () => this.restart() }, "Ask for a new QR code");
+    const restart = h("button", { type: "button", class: "link", onclick: () => this.restart() }, t("login.restart"));
     if (!challenge || !challenge.kind || challenge.kind === "unspecified") {
       return h(
         "section",
         { class: "login-panel" },
-        h("h3", {}, "Not logged in"),
-        h("p", {}, login.last_error || "The worker will start a login."),
-        login.online ? restart : h("p", { class: "muted" }, "The account's worker is offline."),
+        h("h3", {}, t("login.not_logged_in")),
+        h("p", {}, login.last_error || t("login.will_start")),
+        login.online ? restart : h("p", { class: "muted" }, t("login.worker_offline")),
       );
     }
     if (challenge.kind === "qr_code") {
       const expiry = h("span", { class: "expiry" });
       const tick = () => {
         const left = Math.round((new Date(challenge.expire_time).getTime() - Date.now()) / 1000);
-        expiry.textContent = left > 0 ? `expires in ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` : "expired: a new code is coming";
+        expiry.textContent = left > 0 ? t("login.expires_in", { left: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` }) : t("login.expired");
       };
       tick();
       this.ticker = setInterval(tick, 1000);
       return h(
         "section",
         { class: "login-panel" },
-        h("h3", {}, "Scan to log in"),
-        h("p", {}, "Open the platform's app on the account's phone and scan this code."),
-        h("img", { class: "qr-code", src: `data:image/png;base64,${challenge.qr_png}`, alt: "QR code to log the account in", width: 200, height: 200 }),
+        h("h3", {}, t("login.scan")),
+        h("p", {}, t("login.scan_how")),
+        h("img", { class: "qr-code", src: `data:image/png;base64,${challenge.qr_png}`, alt: t("login.qr_alt"), width: 200, height: 200 }),
         h(
           "p",
           { class: "muted" },
           expiry,
-          ` · ${challenge.refreshes_left} new code${challenge.refreshes_left === 1 ? "" : "s"} after this one`,
-          challenge.scanned ? h("strong", { class: "scanned" }, " · Scanned: confirm on the phone") : null,
+          ` · ${t("login.refreshes_left", { count: Number(challenge.refreshes_left || 0) })}`,
+          challenge.scanned ? h("strong", { class: "scanned" }, ` · ${t("login.scanned")}`) : null,
         ),
         restart,
       );
     }
-    const input = h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 16, "aria-label": "Code" });
+    const input = h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 16, "aria-label": t("login.code") });
     return h(
       "section",
       { class: "login-panel" },
-      h("h3", {}, "Type the code sent by SMS"),
+      h("h3", {}, t("login.sms")),
       h("p", {}, challenge.prompt),
       challenge.error ? h("p", { class: "login-error", role: "alert" }, challenge.error) : null,
       h(
@@ -179,21 +197,21 @@ export class AccountPanel {
           },
         },
         input,
-        h("button", { type: "submit", class: "primary", disabled: this.sending }, "Send the code"),
+        h("button", { type: "submit", class: "primary", disabled: this.sending }, t("login.send_code")),
       ),
-      h("p", { class: "muted" }, `${challenge.tries_left} tr${challenge.tries_left === 1 ? "y" : "ies"} left`, this.codeMessage ? ` · ${this.codeMessage}` : ""),
+      h("p", { class: "muted" }, t("login.tries_left", { count: Number(challenge.tries_left || 0) }), this.codeMessage ? ` · ${this.codeMessage}` : ""),
       restart,
     );
   }
 
   async sendCode(code) {
     this.sending = true;
-    this.codeMessage = "Sent to the worker…";
+    this.codeMessage = t("login.code_sent");
     this.render();
     try {
       await api.submitLoginCode(this.account.account_id, code);
     } catch (error) {
-      this.codeMessage = `Not sent: ${error.message}`;
+      this.codeMessage = t("login.code_not_sent", { error: error.message });
     }
     this.sending = false;
     this.render();
@@ -203,9 +221,9 @@ export class AccountPanel {
     try {
       await api.restartLogin(this.account.account_id);
       this.codeMessage = "";
-      replace(this.root, h("p", { class: "loading" }, "Asking the worker for a new login…"));
+      replace(this.root, h("p", { class: "loading" }, t("login.asking")));
     } catch (error) {
-      this.loginError = `Could not ask for a new login: ${error.message}`;
+      this.loginError = t("login.ask_failed", { error: error.message });
       this.render();
     }
   }

@@ -1,5 +1,7 @@
 // The public IM REST API (/api/im, the IM envelope), and nothing else.
 
+import { t } from "./i18n.js";
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message || `HTTP ${status}`);
@@ -38,13 +40,13 @@ async function call(method, path, { query, body } = {}) {
       body: body ? JSON.stringify(body) : undefined,
     });
   } catch (error) {
-    throw new ApiError(0, 14, "the gateway cannot be reached");
+    throw new ApiError(0, 14, t("api.unreachable"));
   }
   let envelope = null;
   try {
     envelope = await response.json();
   } catch (error) {
-    throw new ApiError(response.status, 13, `HTTP ${response.status} without a JSON body`);
+    throw new ApiError(response.status, 13, t("api.not_json", { status: response.status }));
   }
   if (!response.ok || envelope.status_code) {
     throw new ApiError(response.status, envelope.status_code, envelope.status_msg);

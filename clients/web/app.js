@@ -6,18 +6,14 @@ import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { ConversationView } from "./conversation.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
+import { LOCALES, locale, preferredLocale, t, useLocale } from "./i18n.js";
 import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
 import { TeamTemplates, TemplatesPanel } from "./templates.js";
 import { OWNERS, STATES, Threads, threadKey, threadRow } from "./threads.js";
 import { WorkView, workCard } from "./works.js";
 
-const TYPES = [
-  ["direct_message", "Messages"],
-  ["comment", "Comments"],
-  ["discussion", "Replies"],
-  ["notification", "Notifications"],
-];
+const TYPES = ["direct_message", "comment", "discussion", "notification"];
 
 const state = {
   accounts: [],
@@ -80,12 +76,12 @@ function renderAccounts() {
         },
         picture,
         h("span", { class: "account-text" }, h("span", { class: "name" }, label), h("span", { class: "sub" }, sub)),
-        badge(count, "unread"),
+        badge(count, t("badge.unread", { count })),
       ),
     );
   replace(
     $("accounts"),
-    entry("all", "All accounts", `${state.accounts.length} account${state.accounts.length === 1 ? "" : "s"}`, total, h("span", { class: "avatar all", "aria-hidden": "true" }, "∗")),
+    entry("all", t("accounts.all"), t("accounts.count", { count: state.accounts.length }), total, h("span", { class: "avatar all", "aria-hidden": "true" }, "∗")),
     state.accounts.map((a) =>
       entry(
         a.account_id,
@@ -134,7 +130,7 @@ function showAccountPanel({ focus = false } = {}) {
 
 async function reloadList() {
   renderToolbar();
-  replace($("list"), h("li", { class: "loading" }, "Loading…"));
+  replace($("list"), h("li", { class: "loading" }, t("loading")));
   if (state.view === "inbox") {
     state.inbox = [];
     state.cursors = new Map(accountIds().map((id) => [id, { cursor: "", hasMore: true, oldest: "" }]));
@@ -194,7 +190,7 @@ function inboxRow(item) {
   const comment = item.comment;
   const notification = item.notification;
   const who = message ? message.sender || {} : comment ? comment.author || {} : (notification && notification.actor) || {};
-  const kind = { direct_message: "Message", comment: "Comment", discussion: "Reply", notification: "Notification" }[item.type] || item.type;
+  const kind = TYPES.includes(item.type) ? t(`kind.${item.type}`) : item.type;
   const key = itemKey(item);
   return h(
     "li",
@@ -213,12 +209,12 @@ function inboxRow(item) {
       h(
         "p",
         { class: "who" },
-        item.is_read ? null : h("span", { class: "dot", "aria-label": "unread" }),
-        h("strong", {}, who.user_name || "someone"),
+        item.is_read ? null : h("span", { class: "dot", "aria-label": t("unread") }),
+        h("strong", {}, who.user_name || t("someone")),
         h("span", { class: `kind ${item.type}` }, kind),
         state.selected === "all" ? h("span", { class: "muted small" }, accountName(item.account_id)) : null,
       ),
-      h("p", { class: "text" }, (message ? message.content : comment ? comment.content : notification ? notification.text : "") || "(no text)"),
+      h("p", { class: "text" }, (message ? message.content : comment ? comment.content : notification ? notification.text : "") || t("item.no_text")),
     ),
     time(item.create_time),
   );
@@ -226,7 +222,7 @@ function inboxRow(item) {
 
 function renderList() {
   const list = $("list");
-  list.setAttribute("aria-label", { inbox: "Inbox", threads: "Conversations", works: "Works" }[state.view]);
+  list.setAttribute("aria-label", t(`view.${state.view}`));
   const account = selectedAccount();
   const trouble = account && health(account).tone !== "ok" ? health(account) : null;
   const alert = trouble
@@ -235,7 +231,7 @@ function renderList() {
         { class: `account-alert ${trouble.tone}` },
         h("strong", {}, trouble.label),
         trouble.why ? ` — ${trouble.why}` : "",
-        h("button", { type: "button", class: "link", onclick: () => { closeDetail({ showAccount: false }); showAccountPanel({ focus: true }); } }, "Details"),
+        h("button", { type: "button", class: "link", onclick: () => { closeDetail({ showAccount: false }); showAccountPanel({ focus: true }); } }, t("account.details")),
       )
     : null;
   if (state.view === "inbox") {
@@ -244,8 +240,8 @@ function renderList() {
     replace(
       list,
       alert,
-      items.length ? items.map(inboxRow) : h("li", { class: "empty" }, state.unreadOnly ? "Nothing unread. 🎉" : "Nothing here yet."),
-      more ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: loadMoreInbox }, "Load older")) : null,
+      items.length ? items.map(inboxRow) : h("li", { class: "empty" }, state.unreadOnly ? t("inbox.nothing_unread") : t("inbox.empty")),
+      more ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: loadMoreInbox }, t("list.load_older"))) : null,
     );
     if (more) moreObserver.observe($("more"));
   } else if (state.view === "threads") {
@@ -264,9 +260,9 @@ function renderList() {
               onOpen: openThread,
             }),
           )
-        : h("li", { class: "empty" }, "No conversations here."),
+        : h("li", { class: "empty" }, t("threads.empty")),
       threads.hasMore()
-        ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: moreThreads }, "Load older"))
+        ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: moreThreads }, t("list.load_older")))
         : null,
     );
     if (threads.hasMore()) moreObserver.observe($("more"));
@@ -276,7 +272,7 @@ function renderList() {
       alert,
       state.works.length
         ? state.works.map((work) => workCard(work, { selected: state.detailKey === `work:${work.account_id}:${work.content_id}`, onOpen: openWork }))
-        : h("li", { class: "empty" }, "No works yet."),
+        : h("li", { class: "empty" }, t("works.empty")),
     );
   }
   const rows = [...list.querySelectorAll("[role=option]")];
@@ -310,30 +306,30 @@ function renderToolbar() {
         choices
           .filter(([value]) => value !== "mine" || state.me.agent)
           .map(([value, text]) =>
-            h("button", { type: "button", class: "chip", dataset: { value }, "aria-pressed": current === value ? "true" : "false", onclick: () => pick(value) }, text),
+            h("button", { type: "button", class: "chip", dataset: { value }, "aria-pressed": current === value ? "true" : "false", onclick: () => pick(value) }, t(text)),
           ),
       );
     replace(
       filters,
-      chips(OWNERS, threads.owner, (value) => { threads.owner = value; reloadList(); }, "Whose"),
-      chips(STATES, threads.state, (value) => { threads.state = value; reloadList(); }, "State"),
+      chips(OWNERS, threads.owner, (value) => { threads.owner = value; reloadList(); }, t("filter.owner")),
+      chips(STATES, threads.state, (value) => { threads.state = value; reloadList(); }, t("filter.state")),
     );
     return;
   }
   replace(
     filters,
-    TYPES.map(([type, label]) =>
+    TYPES.map((type) =>
       h(
         "button",
         { type: "button", class: "chip", "aria-pressed": state.types.has(type) ? "true" : "false", onclick: () => toggleType(type) },
-        label,
+        t(`filter.type.${type}`),
       ),
     ),
     h(
       "label",
       { class: "chip" },
       h("input", { type: "checkbox", checked: state.unreadOnly, onchange: (event) => setUnreadOnly(event.target.checked) }),
-      " Unread only",
+      ` ${t("filter.unread_only")}`,
     ),
   );
 }
@@ -400,7 +396,7 @@ async function openDetail(key, View, options, accountId, reply) {
     await state.detail.open();
     if (reply) state.detail.focusReply();
   } catch (error) {
-    replace(root, h("p", { class: "error", role: "alert" }, `Could not open it: ${error.message}`));
+    replace(root, h("p", { class: "error", role: "alert" }, t("detail.open_failed", { error: error.message })));
   }
 }
 
@@ -417,7 +413,7 @@ function closeDetail({ showAccount = true } = {}) {
   state.detail = null;
   state.detailKey = "";
   document.body.classList.remove("detail-open");
-  replace($("detail"), h("p", { class: "placeholder" }, "Pick a message, a comment or a work."));
+  replace($("detail"), h("p", { class: "placeholder" }, t("detail.placeholder")));
   if (showAccount) showAccountPanel();
 }
 
@@ -457,8 +453,8 @@ function onEvent(event) {
     if (accountIds().includes(accountId)) {
       mergeItems([item]);
       if (state.view === "inbox") renderList();
-      const who = ((entity.sender || entity.author || entity.actor) || {}).user_name || "a customer";
-      announce(`New ${{ direct_message: "message", notification: "notification" }[item.type] || "comment"} from ${who}`);
+      const who = ((entity.sender || entity.author || entity.actor) || {}).user_name || t("a_customer");
+      announce(t(`announce.${item.type}`, { who }));
       if (item.type !== "notification") notifyIfMineOrNobodys(accountId, entity, `${who} · ${accountName(accountId)}`, item.id);
     }
     if (event.message && state.view === "threads") {
@@ -524,10 +520,10 @@ function onConnection(status) {
   const banner = $("connection");
   banner.dataset.state = status;
   if (status === "live") {
-    banner.textContent = wasOffline ? "Back online: caught up." : "Live";
+    banner.textContent = wasOffline ? t("connection.back") : t("connection.live");
     if (wasOffline) {
       setTimeout(() => {
-        if (banner.dataset.state === "live") banner.textContent = "Live";
+        if (banner.dataset.state === "live") banner.textContent = t("connection.live");
       }, 5000);
       // Events missed while offline were replayed; the lists are refreshed all the same.
       loadAccounts();
@@ -535,10 +531,10 @@ function onConnection(status) {
     }
     wasOffline = false;
   } else if (status === "locked") {
-    banner.textContent = "Locked: the API key was refused";
+    banner.textContent = t("connection.locked");
   } else {
     wasOffline = true;
-    banner.textContent = "Offline: the gateway cannot be reached. Showing what was loaded; reconnecting…";
+    banner.textContent = t("connection.offline");
   }
 }
 
@@ -555,15 +551,15 @@ function askForKey(message) {
         await start();
       },
     },
-    h("h2", {}, "This gateway asks for an API key"),
+    h("h2", {}, t("key.title")),
     h("p", { class: "muted" }, message),
-    h("label", { for: "api-key" }, "API key"),
+    h("label", { for: "api-key" }, t("key.label")),
     input,
-    h("button", { type: "submit", class: "primary" }, "Use this key"),
+    h("button", { type: "submit", class: "primary" }, t("key.use")),
   );
   replace($("detail"), form);
   document.body.classList.add("detail-open");
-  replace($("list"), h("li", { class: "empty" }, "Locked: no valid API key."));
+  replace($("list"), h("li", { class: "empty" }, t("key.locked")));
   input.focus();
 }
 
@@ -573,7 +569,7 @@ function forgetKey() {
 }
 
 function onEventsLost() {
-  announce("The server restarted; reloading.");
+  announce(t("announce.reloading"));
   loadAccounts().then(reloadList);
 }
 
@@ -629,9 +625,35 @@ function onGlobalKey(event) {
 
 let events = null;
 
+// Events that came while the lists were loading: applied once they are loaded.
+let loaded = false;
+const early = [];
+
+function take(event) {
+  if (loaded) onEvent(event);
+  else if (early.length < 1000) early.push(event);
+  else onEventsLost(); // too much happened meanwhile: load again
+}
+
 async function start() {
   closeDetail();
   $("forget-key").hidden = !apiKey();
+  loaded = false;
+  if (!events) {
+    // Subscribed before the first load, so that nothing happening in between is missed.
+    let opened = () => {};
+    const open = new Promise((resolve) => (opened = resolve));
+    events = new EventStream({
+      onEvent: take,
+      onState: (status) => {
+        opened();
+        onConnection(status);
+      },
+      onLost: onEventsLost,
+    });
+    events.start();
+    await Promise.race([open, new Promise((resolve) => setTimeout(resolve, 3000))]);
+  }
   try {
     state.me = await api.me().catch((error) => {
       if (error instanceof ApiError && error.status === 401) throw error;
@@ -643,16 +665,31 @@ async function start() {
     await reloadList();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      askForKey(apiKey() ? "The key given was refused (unknown or revoked)." : "Ask whoever runs imsync for one.");
+      askForKey(apiKey() ? t("key.refused") : t("key.ask"));
       return;
     }
-    replace($("list"), h("li", { class: "error", role: "alert" }, `Could not load: ${error.message}`));
+    replace($("list"), h("li", { class: "error", role: "alert" }, t("load_failed", { error: error.message })));
   }
-  if (!events) {
-    events = new EventStream({ onEvent, onState: onConnection, onLost: onEventsLost });
-    events.start();
-  }
+  loaded = true;
+  for (const event of early.splice(0)) onEvent(event);
 }
+
+// The language: the browser's unless chosen here (remembered in this browser).
+function renderLanguage() {
+  const select = $("language");
+  replace(select, Object.entries(LOCALES).map(([tag, name]) => h("option", { value: tag, selected: tag === locale() }, name)));
+}
+
+$("language").addEventListener("change", async (event) => {
+  await useLocale(event.target.value, { remember: true });
+  renderLanguage();
+  notifier().render();
+  renderAccounts();
+  renderToolbar();
+  renderList();
+  if (state.detail && state.detail.render) state.detail.render();
+  else if (!state.detail) closeDetail();
+});
 
 $("list").addEventListener("keydown", onListKey);
 document.addEventListener("keydown", onGlobalKey);
@@ -665,5 +702,8 @@ for (const button of document.querySelectorAll("[data-view]")) {
     reloadList();
   });
 }
-notifier();
-start();
+useLocale(preferredLocale()).then(() => {
+  renderLanguage();
+  notifier();
+  start();
+});

@@ -1,6 +1,7 @@
 // The reply box and how a sent reply shows its state.
 
 import { h, replace, time } from "./dom.js";
+import { t } from "./i18n.js";
 import { reasonText } from "./replies.js";
 
 // `draft` and `onDraft` keep what was typed when the box is drawn again (a live update
@@ -24,11 +25,11 @@ export function replyBox({ label, placeholder, onSend, draft = "", onDraft = () 
     if (picker) picker.update();
   });
   input.addEventListener("blur", () => onTyping(false));
-  const button = h("button", { type: "submit", class: "primary" }, "Send");
+  const button = h("button", { type: "submit", class: "primary" }, t("reply.send"));
   const modes = onNote
     ? h(
         "div",
-        { class: "modes", role: "group", "aria-label": "Write" },
+        { class: "modes", role: "group", "aria-label": t("reply.modes") },
         ["reply", "note"].map((kind) =>
           h(
             "button",
@@ -40,13 +41,13 @@ export function replyBox({ label, placeholder, onSend, draft = "", onDraft = () 
                 mode = kind;
                 for (const other of event.currentTarget.parentNode.children) other.setAttribute("aria-pressed", other === event.currentTarget ? "true" : "false");
                 form.classList.toggle("noting", kind === "note");
-                button.textContent = kind === "note" ? "Add note" : "Send";
-                input.setAttribute("aria-label", kind === "note" ? "Internal note (only the team sees it)" : label);
-                input.placeholder = kind === "note" ? "An internal note: only the team sees it, the customer never does." : placeholder;
+                button.textContent = kind === "note" ? t("note.add") : t("reply.send");
+                input.setAttribute("aria-label", kind === "note" ? t("note.label") : label);
+                input.placeholder = kind === "note" ? t("note.placeholder") : placeholder;
                 input.focus();
               },
             },
-            kind === "reply" ? "Reply" : "Note",
+            kind === "reply" ? t("reply.mode") : t("note.mode"),
           ),
         ),
       )
@@ -91,7 +92,7 @@ class TemplatePicker {
     Object.assign(this, { input, templates, onFill });
     this.choices = [];
     this.active = 0;
-    this.node = h("ul", { class: "template-picker", role: "listbox", "aria-label": "Templates", hidden: true });
+    this.node = h("ul", { class: "template-picker", role: "listbox", "aria-label": t("templates.title"), hidden: true });
     input.setAttribute("aria-autocomplete", "list");
   }
 
@@ -113,7 +114,7 @@ class TemplatePicker {
 
   render() {
     if (!this.choices.length) {
-      replace(this.node, h("li", { class: "muted" }, "No template matches. (Templates: the button at the top.)"));
+      replace(this.node, h("li", { class: "muted" }, t("templates.none_match")));
     } else {
       replace(
         this.node,
@@ -149,7 +150,7 @@ class TemplatePicker {
       this.input.value = await this.templates.render(template);
     } catch (error) {
       this.input.value = "";
-      this.input.placeholder = `The template could not be filled: ${error.message || error}`;
+      this.input.placeholder = t("templates.not_filled", { error: error.message || error });
     }
     this.onFill(this.input.value);
     this.input.focus();
@@ -181,18 +182,17 @@ class TemplatePicker {
   }
 }
 
-const STATES = { pending: "Sending…", sent: "Sent", failed: "Failed" };
 
 export function replyStatus(record, onRetry) {
   const failed = record.state === "failed";
   return h(
     "div",
     { class: `reply-state ${record.state}`, role: failed ? "alert" : "status" },
-    h("span", { class: "state-label" }, STATES[record.state] || record.state),
+    h("span", { class: "state-label" }, ["pending", "sent", "failed"].includes(record.state) ? t(`reply.state.${record.state}`) : record.state),
     // Who sent it: the agent the API key names.
     record.agent ? h("span", { class: "agent" }, ` · ${record.agent}`) : null,
     failed && reasonText(record) ? h("span", { class: "reason" }, ` — ${reasonText(record)}`) : null,
-    failed ? h("button", { type: "button", class: "link", onclick: () => onRetry(record) }, "Retry") : null,
+    failed ? h("button", { type: "button", class: "link", onclick: () => onRetry(record) }, t("reply.retry")) : null,
   );
 }
 

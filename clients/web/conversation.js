@@ -5,12 +5,13 @@
 import { api } from "./api.js";
 import { pendingBubble, replyBox } from "./compose.js";
 import { avatar, h, replace, time } from "./dom.js";
+import { t } from "./i18n.js";
 import { Presence } from "./presence.js";
 
 const SNOOZES = [
-  ["hour", "For an hour", () => new Date(Date.now() + 3600_000)],
-  ["tomorrow", "Until tomorrow 9:00", () => atNine(1)],
-  ["week", "Until next week", () => atNine(7)],
+  ["hour", () => new Date(Date.now() + 3600_000)],
+  ["tomorrow", () => atNine(1)],
+  ["week", () => atNine(7)],
 ];
 
 function atNine(days) {
@@ -27,14 +28,14 @@ export class ConversationView {
     this.notes = [];
     this.presence = new Presence(() => this.renderPresence());
     this.presenceLine = h("p", { class: "presence", role: "status", "aria-live": "polite" });
-    this.handling = h("div", { class: "handling", role: "group", "aria-label": "Handling" });
+    this.handling = h("div", { class: "handling", role: "group", "aria-label": t("handling.label") });
     this.guard = h("div", { class: "guard" });
     this.typingSaid = 0;
     this.messages = []; // oldest first
     this.cursor = "";
     this.hasMore = false;
     this.loading = false;
-    this.list = h("ol", { class: "thread", "aria-label": "Messages", "aria-live": "polite" });
+    this.list = h("ol", { class: "thread", "aria-label": t("conversation.messages"), "aria-live": "polite" });
     this.top = h("li", { class: "sentinel", "aria-hidden": "true" });
     this.observer = new IntersectionObserver((entries) => {
       if (entries.some((entry) => entry.isIntersecting)) this.loadOlder();
@@ -42,7 +43,7 @@ export class ConversationView {
   }
 
   async open() {
-    replace(this.root, h("p", { class: "loading" }, "Loading the conversation…"));
+    replace(this.root, h("p", { class: "loading" }, t("conversation.loading")));
     const [found, page, notes] = await Promise.all([
       api.conversation(this.accountId, this.conversationId),
       api.messages(this.accountId, this.conversationId, ""),
@@ -86,19 +87,24 @@ export class ConversationView {
 
   render() {
     const other = this.conversation.participant || {};
-    const back = h("button", { type: "button", class: "back", onclick: () => this.onBack() }, "← Back");
+    const back = h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back"));
     const header = h(
       "header",
       { class: "detail-header" },
       back,
       avatar(other.user_name),
-      h("div", { class: "grow" }, h("h2", { id: "detail-title" }, other.user_name || "Conversation"), h("p", { class: "muted" }, `Private messages with ${this.accountName}`)),
-      this.toggle("pin", "is_pinned", "Pinned", "Pin", "Pinned conversations come first in the account's list"),
-      this.toggle("mute", "is_muted", "Muted", "Mute", "A muted conversation's messages are not counted as unread"),
+      h(
+        "div",
+        { class: "grow" },
+        h("h2", { id: "detail-title" }, other.user_name || t("conversation.untitled")),
+        h("p", { class: "muted" }, t("conversation.with", { account: this.accountName })),
+      ),
+      this.toggle("pin", "is_pinned", t("pin.on"), t("pin.off"), t("pin.title")),
+      this.toggle("mute", "is_muted", t("mute.on"), t("mute.off"), t("mute.title")),
     );
     const box = replyBox({
-      label: `Reply to ${other.user_name || "the customer"}`,
-      placeholder: "Write a reply… (Enter sends, Shift+Enter a new line, / a template)",
+      label: t("reply.to", { who: other.user_name || t("reply.the_customer") }),
+      placeholder: t("reply.placeholder"),
       onSend: (text) => this.send(text),
       onNote: (text) => this.addNote(text),
       onTyping: (typing) => this.sayTyping(typing),
@@ -127,49 +133,49 @@ export class ConversationView {
           "select",
           {
             class: "assign",
-            "aria-label": "Assign to",
+            "aria-label": t("handling.assign"),
             onchange: (event) => {
               const to = event.currentTarget.value;
               if (to !== "-") this.act(event.currentTarget, () => api.assign(this.accountId, this.conversationId, to));
             },
           },
-          h("option", { value: "-" }, "Assign to…"),
+          h("option", { value: "-" }, t("handling.assign_to")),
           this.me.agents.map((agent) => h("option", { value: agent, selected: agent === this.owner() }, agent)),
-          this.owner() ? h("option", { value: "" }, "Nobody") : null,
+          this.owner() ? h("option", { value: "" }, t("handling.nobody")) : null,
         )
       : null;
     const snooze = h(
       "select",
       {
         class: "snooze",
-        "aria-label": "Snooze",
+        "aria-label": t("handling.snooze"),
         onchange: (event) => {
           const choice = SNOOZES.find(([key]) => key === event.currentTarget.value);
-          if (choice) this.act(event.currentTarget, () => api.setThreadState(this.accountId, this.conversationId, "snoozed", choice[2]().toISOString()));
+          if (choice) this.act(event.currentTarget, () => api.setThreadState(this.accountId, this.conversationId, "snoozed", choice[1]().toISOString()));
         },
       },
-      h("option", { value: "-" }, "Snooze…"),
-      SNOOZES.map(([key, label]) => h("option", { value: key }, label)),
+      h("option", { value: "-" }, t("handling.snooze_for")),
+      SNOOZES.map(([key]) => h("option", { value: key }, t(`snooze.${key}`))),
     );
     replace(
       this.handling,
       h(
         "span",
         { class: `owner ${mine ? "mine" : this.owner() ? "theirs" : "nobody"}` },
-        this.owner() ? (mine ? "Yours" : `Assigned to ${this.owner()}`) : "Unassigned",
+        this.owner() ? (mine ? t("owner.yours") : t("owner.assigned_to", { agent: this.owner() })) : t("owner.nobody"),
       ),
-      this.me.agent && !mine ? act("Claim", "claim", () => api.claim(this.accountId, this.conversationId), "Make it yours") : null,
+      this.me.agent && !mine ? act(t("handling.claim"), "claim", () => api.claim(this.accountId, this.conversationId), t("handling.claim.title")) : null,
       assign,
       h(
         "span",
         { class: `state ${state}` },
-        state === "snoozed" ? ["Snoozed until ", time(c.snoozed_until)] : state === "done" ? "Done" : "Open",
+        state === "snoozed" ? [t("state.snoozed_until"), " ", time(c.snoozed_until)] : t(`state.${state}`),
       ),
       state === "open"
-        ? act("Done", "done", () => api.setThreadState(this.accountId, this.conversationId, "done"))
-        : act("Reopen", "reopen", () => api.setThreadState(this.accountId, this.conversationId, "open")),
+        ? act(t("handling.done"), "done", () => api.setThreadState(this.accountId, this.conversationId, "done"))
+        : act(t("handling.reopen"), "reopen", () => api.setThreadState(this.accountId, this.conversationId, "open")),
       state === "open" ? snooze : null,
-      act("Mark unread", "unread", async () => {
+      act(t("handling.mark_unread"), "unread", async () => {
         await api.markUnread(this.accountId, this.conversationId);
         this.onBack();
       }),
@@ -204,10 +210,10 @@ export class ConversationView {
         this.guard,
         h(
           "div",
-          { class: "confirm", role: "alertdialog", "aria-label": "Send anyway?" },
-          h("span", {}, `${owner} owns this conversation. Send your reply anyway?`),
-          h("button", { type: "button", class: "primary", onclick: () => { replace(this.guard); this.reallySend(text); this.clearBox(); } }, "Send anyway"),
-          h("button", { type: "button", class: "link", onclick: () => replace(this.guard) }, "Cancel"),
+          { class: "confirm", role: "alertdialog", "aria-label": t("guard.label") },
+          h("span", {}, t("guard.question", { agent: owner })),
+          h("button", { type: "button", class: "primary", onclick: () => { replace(this.guard); this.reallySend(text); this.clearBox(); } }, t("guard.send")),
+          h("button", { type: "button", class: "link", onclick: () => replace(this.guard) }, t("cancel")),
         ),
       );
       return false;
@@ -234,7 +240,7 @@ export class ConversationView {
       this.list.scrollTop = this.list.scrollHeight;
       return true;
     } catch (error) {
-      this.renderHandling(`The note was not added: ${error.message || error}`);
+      this.renderHandling(t("note.failed", { error: error.message || error }));
       return false;
     }
   }
@@ -256,7 +262,7 @@ export class ConversationView {
 
   renderPresence() {
     const writing = this.presence.agents();
-    this.presenceLine.textContent = writing.length ? `${writing.join(", ")} ${writing.length === 1 ? "is" : "are"} writing…` : "";
+    this.presenceLine.textContent = writing.length ? t("presence.writing", { agents: writing.join(t("list.separator")), count: writing.length }) : "";
   }
 
   // The handling changed (here or on another console): take it, and the notes if they did.
@@ -363,9 +369,9 @@ function bubble(message) {
   return h(
     "li",
     { class: `bubble ${inbound ? "inbound" : "outbound"}`, dataset: { messageId: message.message_id } },
-    h("span", { class: "visually-hidden" }, inbound ? `${(message.sender || {}).user_name || "Customer"} wrote:` : "You wrote:"),
-    message.is_recalled ? h("p", { class: "text muted" }, "(recalled)") : h("p", { class: "text" }, message.content || `(${message.msg_type})`),
-    h("div", { class: "meta" }, time(message.create_time), inbound || !who ? null : h("span", { class: "visually-hidden" }, ` to ${who.user_name}`)),
+    h("span", { class: "visually-hidden" }, inbound ? t("message.wrote", { who: (message.sender || {}).user_name || t("message.customer") }) : t("message.you_wrote")),
+    message.is_recalled ? h("p", { class: "text muted" }, t("message.recalled")) : h("p", { class: "text" }, message.content || `(${message.msg_type})`),
+    h("div", { class: "meta" }, time(message.create_time), inbound || !who ? null : h("span", { class: "visually-hidden" }, ` ${t("message.to", { who: who.user_name })}`)),
   );
 }
 
@@ -373,7 +379,7 @@ function noteBubble(note) {
   return h(
     "li",
     { class: "note", dataset: { noteId: note.note_id } },
-    h("p", { class: "note-who" }, h("span", { class: "note-label" }, "Internal note"), note.agent ? ` · ${note.agent}` : ""),
+    h("p", { class: "note-who" }, h("span", { class: "note-label" }, t("note.internal")), note.agent ? ` · ${note.agent}` : ""),
     h("p", { class: "text" }, note.text),
     h("div", { class: "meta" }, time(note.create_time)),
   );

@@ -1,3 +1,5 @@
+import { fullTime, when } from "./i18n.js";
+
 // Building the page without ever parsing text as markup: every string from the API
 // (written by strangers on the platform) goes in as a text node or an attribute value.
 
@@ -25,17 +27,13 @@ export function replace(node, ...children) {
   append(node, children);
 }
 
-// Times come as RFC 3339 instants; they are shown in the viewer's own time zone.
+// Times come as RFC 3339 instants; they are shown in the viewer's own time zone, the
+// viewer's language's way (i18n.js).
 export function time(iso) {
   if (!iso) return "";
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return "";
-  const now = new Date();
-  const sameDay = when.toDateString() === now.toDateString();
-  const label = sameDay
-    ? when.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
-    : when.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-  return h("time", { datetime: iso, title: when.toLocaleString() }, label);
+  const label = when(iso);
+  if (!label) return "";
+  return h("time", { datetime: iso, title: fullTime(iso) }, label);
 }
 
 // Avatars are drawn from initials: a platform avatar URL would be a request to another host.
@@ -47,9 +45,10 @@ export function avatar(name, size = "") {
   return h("span", { class: `avatar ${size}`, "aria-hidden": "true", dataset: { hue: String(hash % 8) } }, initial.toUpperCase());
 }
 
+// `label`: what the count is, said in full to a screen reader ("3 unread").
 export function badge(count, label) {
   if (!count) return null;
-  return h("span", { class: "badge", "aria-label": `${count} ${label}` }, count > 99 ? "99+" : String(count));
+  return h("span", { class: "badge", "aria-label": label }, count > 99 ? "99+" : String(count));
 }
 
 export function requestId() {

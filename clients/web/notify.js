@@ -2,6 +2,8 @@
 // opt-in (the header's switch, remembered in this browser) and only while the tab is
 // hidden, since a person looking at the console sees them arrive.
 
+import { t } from "./i18n.js";
+
 const KEY = "imsync.notify";
 
 export class Notifier {
@@ -20,7 +22,7 @@ export class Notifier {
     } else {
       const permission = await Notification.requestPermission();
       if (permission !== "granted") {
-        this.button.title = "The browser does not allow notifications for this page (see its site settings)";
+        this.button.title = t("notify.denied");
         return;
       }
       this.on = true;
@@ -32,10 +34,8 @@ export class Notifier {
 
   render() {
     this.button.setAttribute("aria-pressed", this.on ? "true" : "false");
-    this.button.textContent = this.on ? "Notifying" : "Notify me";
-    this.button.title = this.on
-      ? "New messages and comments notify while this tab is hidden; press to stop"
-      : "Notify new messages and comments while this tab is hidden";
+    this.button.textContent = this.on ? t("notify.on") : t("notify.off");
+    this.button.title = this.on ? t("notify.on.title") : t("notify.off.title");
   }
 
   // tag: one notification per item, however many tabs show it.

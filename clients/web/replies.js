@@ -3,19 +3,12 @@
 
 import { api, ApiError } from "./api.js";
 import { requestId } from "./dom.js";
+import { t } from "./i18n.js";
 
-const REASONS = {
-  login_expired: "the account is logged out on the platform",
-  target_not_found: "the comment or conversation is gone",
-  reply_blocked: "the platform refused the reply",
-  rate_limited: "the platform asks to slow down",
-  expired: "no worker performed it in time",
-  platform_error: "the platform failed",
-  outcome_unknown: "the worker stopped while sending it, so it may have been sent: look before sending it again",
-};
+const REASONS = ["login_expired", "target_not_found", "reply_blocked", "rate_limited", "expired", "platform_error", "outcome_unknown"];
 
 export function reasonText(reply) {
-  const reason = REASONS[reply.reason] || reply.reason || "";
+  const reason = REASONS.includes(reply.reason) ? t(`reason.${reply.reason}`) : reply.reason || "";
   return [reason, reply.detail].filter(Boolean).join(": ");
 }
 

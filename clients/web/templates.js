@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
+import { t } from "./i18n.js";
 
 const PLACEHOLDERS = ["{customer_name}", "{work_title}", "{account_name}", "{agent_name}"];
 
@@ -44,18 +45,18 @@ export class TemplatesPanel {
           this.render();
         },
       },
-      h("h3", {}, this.editing ? `Change /${this.editing.name}` : "A new template"),
-      h("label", { for: "template-name" }, "Name (typed after / in a reply box)"),
+      h("h3", {}, this.editing ? t("templates.change_one", { name: this.editing.name }) : t("templates.new")),
+      h("label", { for: "template-name" }, t("templates.name")),
       name,
-      h("label", { for: "template-text" }, "Text"),
+      h("label", { for: "template-text" }, t("templates.text")),
       text,
-      h("p", { class: "muted small" }, `Placeholders: ${PLACEHOLDERS.join(" ")}`),
+      h("p", { class: "muted small" }, t("templates.placeholders", { list: PLACEHOLDERS.join(" ") })),
       this.problem ? h("p", { class: "error", role: "alert" }, this.problem) : null,
       h(
         "div",
         { class: "row" },
-        h("button", { type: "submit", class: "primary" }, this.editing ? "Save" : "Add"),
-        this.editing ? h("button", { type: "button", class: "link", onclick: () => { this.editing = null; this.render(); } }, "Cancel") : null,
+        h("button", { type: "submit", class: "primary" }, this.editing ? t("templates.save") : t("templates.add")),
+        this.editing ? h("button", { type: "button", class: "link", onclick: () => { this.editing = null; this.render(); } }, t("cancel")) : null,
       ),
     );
     const all = this.templates.list();
@@ -64,8 +65,8 @@ export class TemplatesPanel {
       h(
         "header",
         { class: "detail-header" },
-        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, "← Back"),
-        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, "Templates"), h("p", { class: "muted" }, "The team's quick replies")),
+        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back")),
+        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, t("templates.title")), h("p", { class: "muted" }, t("templates.subtitle"))),
       ),
       h(
         "div",
@@ -74,16 +75,21 @@ export class TemplatesPanel {
           ? h(
               "ul",
               { class: "template-list" },
-              all.map((t) =>
+              all.map((template) =>
                 h(
                   "li",
-                  { class: "template", dataset: { templateId: t.template_id } },
-                  h("p", {}, h("strong", {}, `/${t.name}`), t.updated_by ? h("span", { class: "muted small" }, ` · ${t.updated_by}`) : null),
-                  h("p", { class: "text" }, t.text),
+                  { class: "template", dataset: { templateId: template.template_id } },
+                  h(
+                    "p",
+                    {},
+                    h("strong", {}, `/${template.name}`),
+                    template.updated_by ? h("span", { class: "muted small" }, ` · ${template.updated_by}`) : null,
+                  ),
+                  h("p", { class: "text" }, template.text),
                   h(
                     "div",
                     { class: "row" },
-                    h("button", { type: "button", class: "link", onclick: () => { this.editing = t; this.render(); } }, "Change"),
+                    h("button", { type: "button", class: "link", onclick: () => { this.editing = template; this.render(); } }, t("templates.change")),
                     h(
                       "button",
                       {
@@ -91,7 +97,7 @@ export class TemplatesPanel {
                         class: "link danger",
                         onclick: async () => {
                           try {
-                            await api.deleteTemplate(t.template_id);
+                            await api.deleteTemplate(template.template_id);
                             await this.templates.reload();
                           } catch (error) {
                             this.problem = error.message || String(error);
@@ -99,13 +105,13 @@ export class TemplatesPanel {
                           this.render();
                         },
                       },
-                      "Remove",
+                      t("templates.remove"),
                     ),
                   ),
                 ),
               ),
             )
-          : h("p", { class: "muted" }, "No templates yet."),
+          : h("p", { class: "muted" }, t("templates.none")),
         form,
       ),
     );
@@ -137,6 +143,9 @@ export class TeamTemplates {
 
   // What a reply box needs to offer them for one target.
   source(accountId, target) {
-    return { list: () => this.items, render: async (t) => (await api.renderTemplate(t.template_id, accountId, target)).text };
+    return {
+      list: () => this.items,
+      render: async (template) => (await api.renderTemplate(template.template_id, accountId, target)).text,
+    };
   }
 }

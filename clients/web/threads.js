@@ -3,17 +3,19 @@
 
 import { api } from "./api.js";
 import { avatar, badge, h, time } from "./dom.js";
+import { t } from "./i18n.js";
 
+// Filter values, each with its catalogue key.
 export const OWNERS = [
-  ["all", "Everyone's"],
-  ["mine", "Mine"],
-  ["unassigned", "Unassigned"],
+  ["all", "filter.owner.all"],
+  ["mine", "filter.owner.mine"],
+  ["unassigned", "filter.owner.unassigned"],
 ];
 export const STATES = [
-  ["open", "Open"],
-  ["snoozed", "Snoozed"],
-  ["done", "Done"],
-  ["", "Any state"],
+  ["open", "filter.state.open"],
+  ["snoozed", "filter.state.snoozed"],
+  ["done", "filter.state.done"],
+  ["", "filter.state.any"],
 ];
 
 export class Threads {
@@ -148,17 +150,17 @@ export function threadRow(conversation, { selected, active, accountLabel, writer
       h(
         "p",
         { class: "who" },
-        marked ? h("span", { class: "dot", "aria-label": "unread" }) : null,
-        h("strong", {}, other.user_name || "someone"),
-        h("span", { class: `owner-tag ${owner ? (owner === me ? "mine" : "theirs") : "nobody"}` }, owner ? (owner === me ? "Yours" : owner) : "Unassigned"),
-        state !== "open" ? h("span", { class: `state-tag ${state}` }, state === "done" ? "Done" : "Snoozed") : null,
-        conversation.is_pinned ? h("span", { class: "tag" }, "Pinned") : null,
+        marked ? h("span", { class: "dot", "aria-label": t("unread") }) : null,
+        h("strong", {}, other.user_name || t("someone")),
+        h("span", { class: `owner-tag ${owner ? (owner === me ? "mine" : "theirs") : "nobody"}` }, owner ? (owner === me ? t("owner.yours") : owner) : t("owner.nobody")),
+        state !== "open" ? h("span", { class: `state-tag ${state}` }, t(`state.${state}`)) : null,
+        conversation.is_pinned ? h("span", { class: "tag" }, t("pin.on")) : null,
         accountLabel ? h("span", { class: "muted small" }, accountLabel) : null,
       ),
       writers.length
-        ? h("p", { class: "text writing" }, `${writers.join(", ")} ${writers.length === 1 ? "is" : "are"} writing…`)
-        : h("p", { class: "text" }, (conversation.last_message || {}).content || "(no messages)"),
+        ? h("p", { class: "text writing" }, t("presence.writing", { agents: writers.join(t("list.separator")), count: writers.length }))
+        : h("p", { class: "text" }, (conversation.last_message || {}).content || t("conversation.no_messages")),
     ),
-    h("div", { class: "row-end" }, time(activity(conversation)), badge(unread, "unread")),
+    h("div", { class: "row-end" }, time(activity(conversation)), badge(unread, t("badge.unread", { count: unread }))),
   );
 }

@@ -4,6 +4,7 @@
 import { api, everyPage } from "./api.js";
 import { replyBox, replyStatus } from "./compose.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
+import { t } from "./i18n.js";
 
 export function workCard(work, { selected, onOpen }) {
   const stats = work.stats || {};
@@ -21,15 +22,16 @@ export function workCard(work, { selected, onOpen }) {
     h(
       "div",
       { class: "work-body" },
-      h("p", { class: "title" }, work.title || work.description || "(untitled)", work.is_new ? h("span", { class: "tag" }, "new") : null),
+      h("p", { class: "title" }, work.title || work.description || t("work.untitled"), work.is_new ? h("span", { class: "tag" }, t("tag.new")) : null),
       h(
         "p",
         { class: "stats muted" },
-        `${stats.total_comments || 0} comments · ${stats.likes || 0} likes · ${stats.views || 0} views · `,
+        t("work.stats", { comments: stats.total_comments || 0, likes: stats.likes || 0, views: stats.views || 0 }),
+        " · ",
         time(work.publish_time),
       ),
     ),
-    badge(stats.unread_comments, "unread comments"),
+    badge(stats.unread_comments, t("badge.unread_comments", { count: Number(stats.unread_comments || 0) })),
   );
 }
 
@@ -46,7 +48,7 @@ export class WorkView {
   }
 
   async open() {
-    replace(this.root, h("p", { class: "loading" }, "Loading the work's comments…"));
+    replace(this.root, h("p", { class: "loading" }, t("work.loading")));
     const [found, comments] = await Promise.all([
       api.work(this.accountId, this.contentId),
       everyPage((cursor) => api.comments(this.accountId, this.contentId, cursor), "discussions"),
@@ -72,7 +74,7 @@ export class WorkView {
 
   render() {
     this.header = h("header", { class: "detail-header" });
-    this.list = h("ol", { class: "comments", "aria-label": "Comments", "aria-live": "polite" });
+    this.list = h("ol", { class: "comments", "aria-label": t("work.comments"), "aria-live": "polite" });
     replace(this.root, this.header, this.list);
     this.root.setAttribute("aria-labelledby", "detail-title");
     this.renderHeader();
@@ -84,18 +86,24 @@ export class WorkView {
     const stats = work.stats || {};
     replace(
       this.header,
-      h("button", { type: "button", class: "back", onclick: () => this.onBack() }, "← Back"),
+      h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back")),
       h("div", { class: "cover", "aria-hidden": "true" }, work.content_type === "video" ? "▶" : "▣"),
       h(
         "div",
         {},
-        h("h2", { id: "detail-title" }, work.title || work.description || "(untitled)"),
-        h("p", { class: "muted" }, `A work of ${this.accountName}`),
+        h("h2", { id: "detail-title" }, work.title || work.description || t("work.untitled")),
+        h("p", { class: "muted" }, t("work.of", { account: this.accountName })),
         h(
           "p",
           { class: "muted" },
-          `${stats.total_comments || 0} comments · ${stats.unread_comments || 0} unread · ${stats.likes || 0} likes · `,
-          `${stats.shares || 0} shares · ${stats.views || 0} views · published `,
+          t("work.stats_full", {
+            comments: stats.total_comments || 0,
+            unread: stats.unread_comments || 0,
+            likes: stats.likes || 0,
+            shares: stats.shares || 0,
+            views: stats.views || 0,
+          }),
+          " ",
           time(work.publish_time),
         ),
       ),
@@ -125,7 +133,7 @@ export class WorkView {
       this.comments.filter((c) => c.parent_comment_id === id).sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
     replace(
       this.list,
-      tops.length ? null : h("li", { class: "empty" }, "No comments yet."),
+      tops.length ? null : h("li", { class: "empty" }, t("work.no_comments")),
       tops.map((comment) => this.thread(comment, children(comment.comment_id))),
     );
   }
@@ -141,14 +149,20 @@ export class WorkView {
       h(
         "div",
         { class: "actions" },
-        h("button", { type: "button", class: "link", "aria-expanded": open ? "true" : "false", onclick: () => this.toggleReply(comment.comment_id) }, "Reply"),
+        h("button", { type: "button", class: "link", "aria-expanded": open ? "true" : "false", onclick: () => this.toggleReply(comment.comment_id) }, t("reply.mode")),
       ),
-      replies.length ? h("ol", { class: "replies", "aria-label": `Replies to ${(comment.author || {}).user_name || "this comment"}` }, replies.map((r) => h("li", {}, commentBody(r, this.fresh)))) : null,
+      replies.length
+        ? h(
+            "ol",
+            { class: "replies", "aria-label": t("work.replies_to", { who: (comment.author || {}).user_name || t("work.this_comment") }) },
+            replies.map((r) => h("li", {}, commentBody(r, this.fresh))),
+          )
+        : null,
       mine.map((record) => h("div", { class: "my-reply" }, h("p", { class: "text" }, record.text), replyStatus(record, (r) => this.replies.retry(r)))),
       open
         ? replyBox({
-            label: `Reply to ${(comment.author || {}).user_name || "this comment"}`,
-            placeholder: "Write a reply…",
+            label: t("reply.to", { who: (comment.author || {}).user_name || t("work.this_comment") }),
+            placeholder: t("reply.placeholder.comment"),
             draft: this.drafts.get(comment.comment_id) || "",
             onDraft: (text) => this.drafts.set(comment.comment_id, text),
             templates: this.templates ? this.templates.source(this.accountId, { commentId: comment.comment_id }) : null,
@@ -218,9 +232,9 @@ function commentBody(comment, fresh) {
     h(
       "div",
       {},
-      h("p", { class: "who" }, h("strong", {}, author.user_name || "someone"), " ", time(comment.created_at), mark ? h("span", { class: "tag" }, mark) : null),
+      h("p", { class: "who" }, h("strong", {}, author.user_name || t("someone")), " ", time(comment.created_at), mark ? h("span", { class: "tag" }, t(`tag.${mark}`)) : null),
       h("p", { class: "text" }, comment.content),
-      comment.like_count ? h("p", { class: "muted small" }, `${comment.like_count} likes`) : null,
+      comment.like_count ? h("p", { class: "muted small" }, t("work.likes", { count: Number(comment.like_count) })) : null,
     ),
   );
 }

@@ -34,6 +34,7 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".html": "text/html; charset=utf-8",
+    ".json": "application/json; charset=utf-8",  # the message catalogues
 }
 
 
