@@ -22,6 +22,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import search_pb2 as srch
 from imsync.v1 import sync_pb2
 from imsync.v1 import templates_pb2 as tpl
 from imsync.v1 import threads_pb2 as thr
@@ -199,6 +200,7 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         # Found by id alone, so asked by id: ListAccounts and GetReply are tested on their own below.
         "ListAccounts": ("list_accounts", acc.ListAccountsRequest()),
         "GetCaller": ("get_caller", acc.GetCallerRequest()),
+        "Search": ("search", srch.SearchRequest(account_id=account, query="你好")),
         "ListTemplates": ("list_templates", tpl.ListTemplatesRequest()),
         "CreateTemplate": ("create_template", tpl.CreateTemplateRequest(name="hi", text="您好")),
         "UpdateTemplate": ("update_template", tpl.UpdateTemplateRequest(template_id="t", name="hi", text="您好")),
@@ -262,6 +264,7 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
             "ListDiscussionsRequest",
             "ListUnifiedMessagesRequest",
             "GetUnifiedStatsRequest",
+            "SearchRequest",
             "GetAccountRequest",
             "GetLoginRequest",
             "SubmitLoginCodeRequest",
@@ -368,6 +371,7 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
                 "/api/im/templates/t/render",
                 {"account_id": "{a}", "conversation_id": b.conversations[0].conversation_id},
             ),
+            ("GET", "/api/im/search?account_id={a}&query=ab", None),
             ("GET", "/api/im/messages?account_id={a}", None),
             ("GET", f"/api/im/messages/{b.messages[0].message_id}?account_id={{a}}", None),
             ("PUT", f"/api/im/messages/{b.messages[0].message_id}/read", {"account_id": "{a}"}),

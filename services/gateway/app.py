@@ -35,6 +35,7 @@ from imsync.v1 import (
     logins_pb2,
     messages_pb2,
     replies_pb2,
+    search_pb2,
     templates_pb2,
     threads_pb2,
     unified_messages_pb2,
@@ -71,8 +72,8 @@ _IM_PARAMS = frozenset({legacy.PARAM})
 
 
 def im_services() -> list[ServiceDescriptor]:
-    """The IM services the master serves over REST: the six modules, the team's handling and
-    templates, replies, logins and events."""
+    """The IM services the master serves over REST: the six modules, the team's handling,
+    templates and search, replies, logins and events."""
     return [
         service
         for module in (
@@ -84,6 +85,7 @@ def im_services() -> list[ServiceDescriptor]:
             unified_messages_pb2,
             threads_pb2,
             templates_pb2,
+            search_pb2,
             replies_pb2,
             logins_pb2,
             events_pb2,

@@ -36,6 +36,8 @@ from imsync.v1 import (
     messages_pb2_grpc,
     replies_pb2,
     replies_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
     sync_pb2,
     templates_pb2,
     templates_pb2_grpc,
@@ -60,6 +62,7 @@ from services.master.api.queries import (
     UnifiedMessageServicer,
 )
 from services.master.api.replies import ReplyServicer
+from services.master.api.search import SearchServicer
 from services.master.api.templates import TemplateServicer
 from services.master.api.threads import ThreadServicer
 from services.master.auth.api_keys import ApiKeys
@@ -93,6 +96,7 @@ SERVICE_NAMES = (
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
     threads_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
+    search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,
     logins_pb2.DESCRIPTOR.services_by_name["LoginService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
@@ -305,6 +309,7 @@ def im_servicers(
         (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
         (service(threads_pb2, "ThreadService"), ThreadServicer(store, keys)),
         (service(templates_pb2, "TemplateService"), TemplateServicer(store, keys)),
+        (service(search_pb2, "SearchService"), SearchServicer(store, keys)),
         (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
         (service(logins_pb2, "LoginService"), LoginServicer(store, keys, book)),
         (service(events_pb2, "EventService"), EventServicer(bus, keys, max_streams_per_key, max_streams_per_address)),
@@ -320,6 +325,7 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
     "UnifiedMessageService": unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server,
     "ThreadService": threads_pb2_grpc.add_ThreadServiceServicer_to_server,
     "TemplateService": templates_pb2_grpc.add_TemplateServiceServicer_to_server,
+    "SearchService": search_pb2_grpc.add_SearchServiceServicer_to_server,
     "ReplyService": replies_pb2_grpc.add_ReplyServiceServicer_to_server,
     "LoginService": logins_pb2_grpc.add_LoginServiceServicer_to_server,
     "EventService": events_pb2_grpc.add_EventServiceServicer_to_server,

@@ -22,6 +22,7 @@ from imsync.v1 import (
     logins_pb2_grpc,
     messages_pb2_grpc,
     replies_pb2_grpc,
+    search_pb2_grpc,
     templates_pb2_grpc,
     threads_pb2_grpc,
     unified_messages_pb2_grpc,
@@ -33,6 +34,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
+from imsync.v1 import search_pb2 as srch
 from imsync.v1 import templates_pb2 as tpl
 from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
@@ -58,6 +60,7 @@ class ImClient:
         self._replies = replies_pb2_grpc.ReplyServiceStub(channel)
         self._threads = threads_pb2_grpc.ThreadServiceStub(channel)
         self._templates = templates_pb2_grpc.TemplateServiceStub(channel)
+        self._search = search_pb2_grpc.SearchServiceStub(channel)
         self._logins = logins_pb2_grpc.LoginServiceStub(channel)
         self._events = events_pb2_grpc.EventServiceStub(channel)
 
@@ -310,6 +313,15 @@ class ImClient:
         result: tpl.RenderTemplateResponse = await self._unary(
             self._templates.RenderTemplate, request, timeout, metadata
         )
+        return result
+
+    # search
+    async def search(
+        self, request: srch.SearchRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> srch.SearchResponse:
+        """Finds what holds the query (any case), newest first, in one account or in every account the key may read.
+        (`imsync.v1.SearchService.Search`)"""
+        result: srch.SearchResponse = await self._unary(self._search.Search, request, timeout, metadata)
         return result
 
     # messages

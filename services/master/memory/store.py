@@ -22,7 +22,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import unified_messages_pb2 as u
 from services.master.memory.changes import Key, _collect, _page, _set_flag
-from services.master.memory.templates import Templates
+from services.master.memory.search import Searching
 from services.master.model import cursor as cursors
 from services.master.model import filters, threads, time_keys
 from services.master.model.account_state import AccountState
@@ -33,7 +33,7 @@ from services.master.model.store import Page, UnifiedStats, page_size
 from services.master.model.time_keys import item_of
 
 
-class MemoryStore(Templates):
+class MemoryStore(Searching):
     """The in-memory Store."""
 
     # ------------------------------------------------------------ accounts

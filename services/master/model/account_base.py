@@ -21,6 +21,7 @@ from services.master.model.keys import (
     message_key,
     split_item_key,
 )
+from services.master.model.search import SearchIndex
 
 
 @dataclass
@@ -70,6 +71,9 @@ class AccountBase:
         # Conversations the team had set done or snoozed that a customer's new message
         # opened again (threads.py); the store announces them.
         self.reopened: list[str] = []
+        # The account's search index (search.py): built when it is first searched, then
+        # kept as changes are applied; None until then (a snapshot starts without one).
+        self.search: SearchIndex | None = None
         self.contents: dict[str, e.Content] = {}
         # Messages and comments: EntityTables when built here (entity_table.py), any
         # mapping when loaded (Redis).

@@ -18,7 +18,7 @@ from sortedcontainers import SortedList
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.model import threads, time_keys
+from services.master.model import search, threads, time_keys
 from services.master.model.account_base import Handling
 from services.master.model.account_views import AccountViews
 from services.master.model.intake import Intake
@@ -33,6 +33,7 @@ from services.master.model.keys import (
     notification_key,
     ns_of,
 )
+from services.master.model.search import SearchIndex
 
 
 class AccountState(AccountViews):
@@ -117,6 +118,8 @@ class AccountState(AccountViews):
             self._remove_content(content.content_id)
             self.contents[content.content_id] = content
             self.content_order.add(_content_key(content))
+            if self.search is not None:
+                self.search.add("w", content)
         for conversation in upserts.conversations:
             self._remove_conversation(conversation.conversation_id)
             self.conversations[conversation.conversation_id] = conversation
@@ -125,6 +128,7 @@ class AccountState(AccountViews):
             old_message = self.messages.get(message.message_id)
             if old_message is not None and self._same_place(old_message, message):
                 self.messages[message.message_id] = message  # a status, a recall: every index stays
+                self._reindex("m", old_message, message)
                 continue
             is_new = fresh and old_message is None
             self._remove_message(message.message_id)
@@ -136,6 +140,7 @@ class AccountState(AccountViews):
             old_comment = self.comments.get(comment.comment_id)
             if old_comment is not None and self._same_place(old_comment, comment):
                 self.comments[comment.comment_id] = comment
+                self._reindex("c", old_comment, comment)
                 continue
             is_new = fresh and old_comment is None
             self._remove_comment(comment.comment_id)
@@ -198,10 +203,30 @@ class AccountState(AccountViews):
             self.handling.pinned.discard(conversation_id)
         self.conversation_order.add(self._conversation_key(conversation))
 
+    def _reindex(self, kind: str, old: Any, new: Any) -> None:
+        """An item edited in place: found by its new words."""
+        if self.search is not None and search.terms_of(kind, old) != search.terms_of(kind, new):
+            self.search.discard(kind, old)
+            self.search.add(kind, new)
+
+    def build_search(self) -> SearchIndex:
+        """The account's search index, made now if it was not yet (then kept up to date)."""
+        if self.search is None:
+            self.search = SearchIndex.built(
+                [
+                    *(("m", m) for m in self.messages.values()),
+                    *(("c", c) for c in self.comments.values()),
+                    *(("w", w) for w in self.contents.values()),
+                ]
+            )
+        return self.search
+
     def _remove_content(self, content_id: str) -> None:
         old = self.contents.pop(content_id, None)
         if old is not None:
             self.content_order.discard(_content_key(old))
+            if self.search is not None:
+                self.search.discard("w", old)
 
     def _remove_conversation(self, conversation_id: str) -> None:
         old = self.conversations.pop(conversation_id, None)
@@ -216,6 +241,8 @@ class AccountState(AccountViews):
         if self.is_inbound(message):
             self.inbox_messages.add(key)
             self._count_message(message, +1)
+        if self.search is not None:
+            self.search.add("m", message)
 
     def _remove_message(self, message_id: str) -> None:
         old = self.messages.pop(message_id, None)
@@ -227,6 +254,8 @@ class AccountState(AccountViews):
         if self.is_inbound(old):
             self.inbox_messages.discard(key)
             self._count_message(old, -1)
+        if self.search is not None:
+            self.search.discard("m", old)
 
     def _add_comment(self, comment: e.Comment) -> None:
         self.comments[comment.comment_id] = comment
@@ -238,6 +267,8 @@ class AccountState(AccountViews):
         if not self.is_own(comment):
             self.inbox_comments.add(key)
             self._count_comment(comment, +1)
+        if self.search is not None:
+            self.search.add("c", comment)
 
     def _remove_comment(self, comment_id: str) -> None:
         old = self.comments.pop(comment_id, None)
@@ -251,6 +282,8 @@ class AccountState(AccountViews):
         if not self.is_own(old):
             self.inbox_comments.discard(key)
             self._count_comment(old, -1)
+        if self.search is not None:
+            self.search.discard("c", old)
 
     def _add_notification(self, notification: e.Notification) -> None:
         nid = notification.notification_id

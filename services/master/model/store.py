@@ -15,7 +15,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.model import threads
+from services.master.model import search, threads
 from services.master.model.account_base import Presence
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake, Wire
@@ -220,6 +220,15 @@ class Store(Protocol):
         ...
 
     async def delete_template(self, template_id: str) -> None: ...
+
+    # --- search (search.py) ---
+    async def search(
+        self, account_id: str, wanted: str, kinds: Collection[str], after: bytes, count: int
+    ) -> tuple[list[search.Hit], bytes]:
+        """The first `count` items of the account holding `wanted` (check_query's), of
+        `kinds` ("m", "c", "w"), newest first after the key `after`; and the key to go on
+        after (b"" when nothing follows)."""
+        ...
 
     async def announce(self, event: ev.Event) -> None:
         """Announces an event no stored change carries (an agent's presence)."""

@@ -4,6 +4,7 @@ each computed over what it read and committed in one script."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
@@ -25,6 +26,7 @@ from services.master.redis.errors import any_failure
 from services.master.redis.fetching import Fetching
 from services.master.redis.layout import AccountKeys, Writes, inbox_key, member_of
 from services.master.redis.recording import record_counters
+from services.master.redis.search import write_whole_index
 
 
 class Changes(Fetching):
@@ -81,11 +83,14 @@ class Changes(Fetching):
             rev, current = loaded if loaded is not None else ("0", None)
             if not transitions.snapshot_is_new(current, snapshot):
                 return False
+            terms: Any = await self.redis.smembers(keys.search_terms)
+            old_terms = [t.decode() for t in terms]
             handling = current.handling if current is not None else Handling()
             state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
             writes = Writes()
             self._announce_arrivals(writes, keys, state)
             self._write_whole(writes, keys, current, state)
+            write_whole_index(writes, keys, old_terms, state)
             return True if await self._commit_writes(keys, rev, writes, snapshot.lease_epoch) else None
 
         return await self._change(snapshot.account_id, attempt)

@@ -13,6 +13,7 @@ one Redis Cluster slot and each change to it is one atomic script:
     <p>:{a}:h:<set>             sets of the master's own state: pinned, muted, new, newc
     <p>:{a}:h:threads           hash: conversation id -> the team's handling of it
                                 (journal.v1.ThreadHandling, model/threads.py)
+    <p>:{a}:x:...               the search index (search.py)
     <p>:{a}:c:<counter>         hash: conversation or work id -> unread or new count
     <p>:{a}:outbox              list: events of committed changes on their way to the stream
     <p>:{a}:lease               hash: the master, worker and stream holding the account
@@ -112,6 +113,9 @@ class AccountKeys:
         self.outbox = f"{tag}:outbox"
         self.read = f"{tag}:h:read"
         self.threads = f"{tag}:h:threads"
+        # The search index (search.py): a sorted set per kind and pair of characters.
+        self.search_prefix = f"{tag}:x:"
+        self.search_terms = f"{tag}:x:terms"
         self.entities = {name: f"{tag}:e:{name}" for name in COLLECTIONS}
         self.orders = {name: f"{tag}:o:{name}" for name in ORDERS}
         self.counters = {name: f"{tag}:c:{name}" for name in COUNTERS}

@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.model import filters, threads
+from services.master.model import filters, search, threads
 from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
 from services.master.model.errors import NotFound
 from services.master.model.keys import comment_key, message_key, split_item_key
 from services.master.model.store import Page, UnifiedStats
+from services.master.redis import search as searching
 from services.master.redis.base import (
     _UNREAD_TOTALS,
     _constant,
@@ -440,3 +441,33 @@ class Queries(Templates):
         for owner, items in owners.items():
             marked += await self._mark(self.keys(owner), _constant(items), now_ns)
         return marked
+
+    # ----------------------------------------------------------------- search
+
+    @_redis_errors
+    async def search(
+        self, account_id: str, wanted: str, kinds: Collection[str], after: bytes, count: int
+    ) -> tuple[list[search.Hit], bytes]:
+        keys = self._account_keys(account_id)
+        streams = [
+            found
+            for kind in kinds
+            if (found := await searching.candidates_of(self.redis, keys, kind, wanted, after)) is not None
+        ]
+        hits, last = await searching.page(streams, wanted, count)
+        # The views as the lists show them: with read marks, news, and works' counts.
+        state = await self._items_state(
+            keys,
+            None,
+            messages=[hit.view.message_id for hit in hits if hit.kind == "m"],
+            comments=[hit.view.comment_id for hit in hits if hit.kind == "c"],
+        )
+        assert state is not None
+        for hit in hits:
+            if hit.kind == "w":
+                hit.view = await self._content(keys, hit.view.content_id)
+            elif hit.kind == "m":
+                hit.view = state.message_view(state.messages.get(hit.view.message_id, hit.view))
+            else:
+                hit.view = state.comment_view(state.comments.get(hit.view.comment_id, hit.view))
+        return hits, last

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
 from services.master.redis.layout import AccountKeys, Value, Writes, inbox_key, member_of
+from services.master.redis.search import RecordingSearch
 
 
 class RecordingDict(dict[str, Any]):
@@ -122,6 +123,7 @@ def recording_state(
         threads=RecordingDict(writes.hash(keys.threads), threads or {}, _serialize),
     )
     state = AccountState(keys.account_id, version, account, handling)
+    state.search = RecordingSearch(writes, keys)  # type: ignore[assignment]  # kept with every change
     state.presence = presence
     state.applied_versions.extend(applied)
     for name in ("contents", "comments", "conversations", "messages", "notifications"):

@@ -20,6 +20,7 @@ from imsync.v1 import (
     logins_pb2,
     messages_pb2,
     replies_pb2,
+    search_pb2,
     templates_pb2,
     threads_pb2,
     unified_messages_pb2,
@@ -43,6 +44,7 @@ SCOPES: dict[str, str] = {
     # The team's handling of conversations is an agent's work, as replies are.
     _name(threads_pb2, "ThreadService"): "reply",
     _name(templates_pb2, "TemplateService"): "reply",
+    _name(search_pb2, "SearchService"): "read",
     _name(logins_pb2, "LoginService"): "login",
     _name(cache_pb2, "CacheService"): "gateway",
 }
