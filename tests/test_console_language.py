@@ -47,7 +47,7 @@ def test_every_message_the_code_asks_for_is_there_and_none_is_left_unused() -> N
     code = _code()
     page = (WEB / "index.html").read_text()
     asked = set(re.findall(r"\bt\(\"([^\"]+)\"", code))
-    asked |= set(re.findall(r"data-i18n(?:-label|-title)?=\"([^\"]+)\"", page))
+    asked |= set(re.findall(r"data-i18n(?:-label|-title|-placeholder)?=\"([^\"]+)\"", page))
     # Keys built from a value (`state.${state}`): their prefix.
     prefixes = set(re.findall(r"\bt\(`([\w.]+)\.\$\{", code))
     # Keys handed to t() from a table (threads.js's filters).

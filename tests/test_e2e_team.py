@@ -158,7 +158,32 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         assert not any(note in m["content"] for m in truth["messages"]), "a note never reaches the platform"
         assert not any("我来回复" in m["content"] for m in truth["messages"])
 
+        # 6. Search: a part of what the customer wrote, found once crawled, the part marked.
+        wanted = f"蓝色保温杯{secrets.token_hex(2)}"
+        await platform.post(
+            "/__sim/customer", json={"uid": uid, "kind": "message", "text": f"我想买那个{wanted}，有吗"}
+        )
+        query = wanted[2:7]  # "保温杯" and two more: no word boundary needed
+
+        async def found() -> bool:
+            await fang.locator("#search-input").fill(query)
+            await fang.locator("#search-input").press("Enter")
+            await fang.locator(".search-head").wait_for()
+            return bool(await fang.locator("#list .hit mark", has_text=query).count())
+
+        await eventually(found)
+        hit = fang.locator("#list .hit", has_text=wanted)
+        assert await hit.locator("mark").inner_text() == query
+        await shoot(fang, "wide-search")
+        await hit.click()
+        await fang.locator(".thread .bubble", has_text=wanted).wait_for()
         await fang.set_viewport_size(NARROW)
+        await fang.locator(".detail-header .back").click()
+        await shoot(fang, "narrow-search")
+        await fang.locator("#search-input").press("Escape")
+        await fang.locator(".search-head").wait_for(state="detached")
+        await fang.locator("[role=tab][data-view=threads]").click()
+        await fang.locator("#list .thread-row").first.wait_for()
         await shoot(fang, "narrow-threads")
         assert not errors, errors
 

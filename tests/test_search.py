@@ -5,6 +5,7 @@ marked; bad queries and cursors are refused naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -184,3 +185,35 @@ def test_kinds_of_the_api_are_the_stores() -> None:
     assert {srch.SEARCH_KIND_MESSAGE, srch.SEARCH_KIND_COMMENT, srch.SEARCH_KIND_CONTENT} == set(
         srch.SearchKind.values()
     ) - {srch.SEARCH_KIND_UNSPECIFIED}
+
+
+async def test_an_index_built_while_the_account_changes_misses_nothing(new_store: StoreFactory) -> None:
+    """A big account's index is built a slice at a time; deltas applied between the slices
+    (a new message, an edit, a removal) are all in it once it is ready."""
+    sample = SampleAccount("shop", seed=32, now=NOW)
+    sample.fill(conversations=240, messages_per_conversation=50, contents=1, comments_per_content=1)
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("shop", 1, frozenset(), sample.account, copy(sample.batch)))
+    wanted = search.check_query("独一无二")
+    first = asyncio.create_task(store.search("shop", wanted, ["m"], b"", 20))
+    await asyncio.sleep(0)  # the build has begun
+    conversation = sample.batch.conversations[7]
+    fresh = sample.add_message(conversation, NOW + 50, inbound=True)
+    fresh.content = "独一无二的新消息"
+    edited = e.Message()
+    edited.CopyFrom(sample.batch.messages[-3])
+    edited.content = "独一无二的改动"
+    removed = sample.batch.messages[-9]
+    removed.content = "独一无二但删了"
+    deltas = [
+        sync_pb2.EntityBatch(messages=[fresh, removed]),
+        sync_pb2.EntityBatch(messages=[edited]),
+    ]
+    for version, batch in enumerate(deltas, start=2):
+        assert await store.apply_delta(DeltaData("shop", version - 1, version, None, batch, sync_pb2.Removals()))
+        await asyncio.sleep(0)
+    gone = sync_pb2.Removals(message_ids=[removed.message_id])
+    assert await store.apply_delta(DeltaData("shop", 3, 4, None, sync_pb2.EntityBatch(), gone))
+    await first
+    hits, _ = await store.search("shop", wanted, ["m"], b"", 20)
+    assert {hit.view.message_id for hit in hits} == {fresh.message_id, edited.message_id}

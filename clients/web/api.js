@@ -79,6 +79,9 @@ export const api = {
       ? call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { body: { account_id: accountId } })
       : call("DELETE", `/api/im/conversations/${encodeURIComponent(conversationId)}/mute`, { query: { account_id: accountId } }),
   me: () => call("GET", "/api/im/me"),
+  // accountId: "" searches every account the key may read.
+  search: (accountId, query, cursor) =>
+    call("GET", "/api/im/search", { query: { account_id: accountId, query, cursor, count: 30 } }),
   // filter: {mine, unassigned, assignee, threadState}
   conversations: (accountId, { cursor, count = 30, mine, unassigned, assignee, threadState } = {}) =>
     call("GET", "/api/im/conversations", {

@@ -9,6 +9,7 @@ import { EventStream } from "./events.js";
 import { LOCALES, locale, preferredLocale, t, useLocale } from "./i18n.js";
 import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
+import { SearchResults, hitKey, hitRow } from "./search.js";
 import { TeamTemplates, TemplatesPanel } from "./templates.js";
 import { OWNERS, STATES, Threads, threadKey, threadRow } from "./threads.js";
 import { WorkView, workCard } from "./works.js";
@@ -36,6 +37,8 @@ let notifications = null;
 const notifier = () => (notifications ||= new Notifier($("notify")));
 const replies = new Replies((record) => state.detail && state.detail.onReplyChange(record));
 const threads = new Threads();
+// While a search is shown, the list holds its results (null otherwise).
+let found = null;
 const teamTemplates = new TeamTemplates(() => state.detail instanceof TemplatesPanel && state.detail.update());
 
 // ------------------------------------------------------------------ accounts
@@ -129,6 +132,10 @@ function showAccountPanel({ focus = false } = {}) {
 // -------------------------------------------------------------------- inbox
 
 async function reloadList() {
+  if (found) {
+    await runSearch(found.query);
+    return;
+  }
   renderToolbar();
   replace($("list"), h("li", { class: "loading" }, t("loading")));
   if (state.view === "inbox") {
@@ -222,6 +229,10 @@ function inboxRow(item) {
 
 function renderList() {
   const list = $("list");
+  if (found) {
+    renderSearch(list);
+    return;
+  }
   list.setAttribute("aria-label", t(`view.${state.view}`));
   const account = selectedAccount();
   const trouble = account && health(account).tone !== "ok" ? health(account) : null;
@@ -282,7 +293,8 @@ function renderList() {
 const moreObserver = new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) {
     moreObserver.disconnect();
-    if (state.view === "threads") moreThreads();
+    if (found) moreHits();
+    else if (state.view === "threads") moreThreads();
     else loadMoreInbox();
   }
 });
@@ -297,7 +309,7 @@ function renderToolbar() {
     button.setAttribute("aria-selected", button.dataset.view === state.view ? "true" : "false");
   }
   const filters = $("filters");
-  filters.hidden = state.view === "works";
+  filters.hidden = state.view === "works" || Boolean(found);
   if (state.view === "threads") {
     const chips = (choices, current, pick, label) =>
       h(
@@ -362,6 +374,66 @@ async function openItem(item, { reply = false } = {}) {
   }
   if (item.message) await openDetail(itemKey(item), ConversationView, { conversationId: item.message.conversation_id }, item.account_id, reply);
   else await openDetail(itemKey(item), WorkView, { contentId: item.comment.content_id, focusCommentId: item.comment.comment_id }, item.account_id, reply);
+}
+
+// ------------------------------------------------------------------ search
+
+async function runSearch(query) {
+  found = new SearchResults();
+  renderToolbar();
+  replace($("list"), h("li", { class: "loading" }, t("loading")));
+  await found.run(state.selected === "all" ? "" : state.selected, query);
+  renderList();
+}
+
+function stopSearch() {
+  found = null;
+  $("search-input").value = "";
+  reloadList();
+}
+
+function renderSearch(list) {
+  list.setAttribute("aria-label", t("search.results", { query: found.query }));
+  replace(
+    list,
+    h(
+      "li",
+      { class: "search-head" },
+      t("search.results", { query: found.query }),
+      h("button", { type: "button", class: "link", onclick: stopSearch }, t("search.clear")),
+    ),
+    found.problem ? h("li", { class: "error", role: "alert" }, found.problem) : null,
+    found.hits.length
+      ? found.hits.map((hit) =>
+          hitRow(hit, {
+            selected: state.detailKey === hitKey(hit),
+            active: state.active === hitKey(hit),
+            accountLabel: state.selected === "all" ? accountName(hit.account_id) : "",
+            onOpen: openHit,
+          }),
+        )
+      : found.problem
+        ? null
+        : h("li", { class: "empty" }, t("search.none")),
+    found.hasMore ? h("li", { class: "more" }, h("button", { type: "button", class: "link", id: "more", onclick: moreHits }, t("list.load_older"))) : null,
+  );
+  if (found.hasMore) moreObserver.observe($("more"));
+  const rows = [...list.querySelectorAll("[role=option]")];
+  if (rows.length && !rows.some((row) => row.tabIndex === 0)) rows[0].tabIndex = 0;
+}
+
+async function moreHits() {
+  if (!found) return;
+  await found.more();
+  renderList();
+}
+
+async function openHit(hit) {
+  const key = hitKey(hit);
+  state.active = key;
+  if (hit.message) await openDetail(key, ConversationView, { conversationId: hit.message.conversation_id }, hit.account_id, false);
+  else if (hit.comment) await openDetail(key, WorkView, { contentId: hit.comment.content_id, focusCommentId: hit.comment.comment_id }, hit.account_id, false);
+  else await openDetail(key, WorkView, { contentId: hit.content.content_id }, hit.account_id, false);
 }
 
 async function openThread(conversation) {
@@ -607,6 +679,8 @@ function onListKey(event) {
     const reply = event.key === "r";
     const item = state.inbox.find((i) => itemKey(i) === key);
     if (item) openItem(item, { reply });
+    const hit = found && found.hits.find((one) => hitKey(one) === key);
+    if (hit) openHit(hit);
     const conversation = state.view === "threads" && threads.items.find((c) => threadKey(c) === key);
     if (conversation) openThread(conversation).then(() => reply && state.detail && state.detail.focusReply());
     const work = state.works.find((w) => `work:${w.account_id}:${w.content_id}` === key);
@@ -695,8 +769,23 @@ $("list").addEventListener("keydown", onListKey);
 document.addEventListener("keydown", onGlobalKey);
 $("forget-key").addEventListener("click", forgetKey);
 $("templates").addEventListener("click", openTemplates);
+$("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const query = $("search-input").value.trim();
+  if (query) runSearch(query);
+  else if (found) stopSearch();
+});
+$("search-input").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && found) {
+    event.preventDefault();
+    event.stopPropagation();
+    stopSearch();
+  }
+});
 for (const button of document.querySelectorAll("[data-view]")) {
   button.addEventListener("click", () => {
+    found = null;
+    $("search-input").value = "";
     state.view = button.dataset.view;
     closeDetail();
     reloadList();

@@ -50,11 +50,13 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
 }
 
-// The page's own words: data-i18n (text), data-i18n-label (aria-label), data-i18n-title.
+// The page's own words: data-i18n (text), data-i18n-label (aria-label), data-i18n-title,
+// data-i18n-placeholder.
 export function translatePage(root) {
   for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of root.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
   for (const node of root.querySelectorAll("[data-i18n-title]")) node.setAttribute("title", t(node.dataset.i18nTitle));
+  for (const node of root.querySelectorAll("[data-i18n-placeholder]")) node.setAttribute("placeholder", t(node.dataset.i18nPlaceholder));
 }
 
 // ------------------------------------------------------------------- times

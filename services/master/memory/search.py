@@ -16,7 +16,10 @@ class Searching(Templates):
         self, account_id: str, wanted: str, kinds: Collection[str], after: bytes, count: int
     ) -> tuple[list[search.Hit], bytes]:
         state = self._state(account_id)
-        index = state.build_search()
+        index = await state.search_index()
+        while (now := self._state(account_id)) is not state:  # a snapshot came meanwhile
+            state = now
+            index = await state.search_index()
         tables: dict[str, Any] = {"m": state.messages, "c": state.comments, "w": state.contents}
         views: dict[str, Any] = {"m": state.message_view, "c": state.comment_view, "w": state.content_view}
 

@@ -10,8 +10,9 @@ state), account_views.py (what the IM API shows); here building a state and chan
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -209,17 +210,31 @@ class AccountState(AccountViews):
             self.search.discard(kind, old)
             self.search.add(kind, new)
 
-    def build_search(self) -> SearchIndex:
-        """The account's search index, made now if it was not yet (then kept up to date)."""
+    async def search_index(self) -> SearchIndex:
+        """The account's search index: made now, a slice at a time, if it was not yet (and
+        from then on kept as changes are applied); waited for while it is being made."""
         if self.search is None:
-            self.search = SearchIndex.built(
-                [
-                    *(("m", m) for m in self.messages.values()),
-                    *(("c", c) for c in self.comments.values()),
-                    *(("w", w) for w in self.contents.values()),
-                ]
-            )
+            self.search = SearchIndex()
+            await self.search.fill(self._search_slices())
+        await self.search.ready.wait()
         return self.search
+
+    def _search_slices(self, size: int = 5_000) -> Iterator[list[tuple[str, Any]]]:
+        """Every message, comment and work in slices, read from the orders from where the
+        last slice ended (so that changes between slices skip nothing)."""
+        yield [("w", content) for content in list(self.contents.values())]
+        for kind, order, table in (("m", self.message_order, self.messages), ("c", self.comment_order, self.comments)):
+            after: bytes | None = None
+            while True:
+                keys = list(
+                    itertools.islice(
+                        order.irange(minimum=after, inclusive=(False, True)) if after is not None else iter(order), size
+                    )
+                )
+                if not keys:
+                    break
+                after = keys[-1]
+                yield [(kind, entity) for key in keys if (entity := table.get(time_keys.item_of(key))) is not None]
 
     def _remove_content(self, content_id: str) -> None:
         old = self.contents.pop(content_id, None)

@@ -15,6 +15,7 @@ account is searched and then kept as changes are applied (AccountState calls `ad
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import heapq
 from collections.abc import Iterable, Iterator
@@ -98,32 +99,49 @@ def match(kind: str, entity: Any, wanted: str) -> tuple[str, str, str, str] | No
 
 
 class SearchIndex:
-    """An account's postings, in memory."""
+    """An account's postings, in memory.
+
+    Built a slice at a time (`fill`, yielding to the event loop between slices, so that a
+    million messages do not stall the master), while the account goes on changing: what
+    changes meanwhile waits in `pending` and is applied, in order, once the slices are in.
+    """
 
     def __init__(self) -> None:
         self.postings: dict[str, dict[str, list[bytes] | SortedList]] = {kind: {} for kind in KINDS}
+        # Changes made while the index is being built: (present, kind, entity).
+        self.pending: list[tuple[bool, str, Any]] | None = None
+        self.ready = asyncio.Event()
 
-    @classmethod
-    def built(cls, items: Iterable[tuple[str, Any]]) -> SearchIndex:
-        """An index of (kind, entity) pairs, made in bulk: one sort per bigram."""
-        index = cls()
-        for kind, entity in items:
-            key = key_of(kind, entity)
-            postings = index.postings[kind]
-            for term in terms_of(kind, entity):
-                found = postings.get(term)
-                if found is None:
-                    postings[term] = [key]
-                else:
-                    found.append(key)
-        for postings in index.postings.values():
-            for term, keys in postings.items():
-                keys.sort()
-                if len(keys) >= _BIG:
-                    postings[term] = SortedList(keys)
-        return index
+    async def fill(self, slices: Iterable[list[tuple[str, Any]]]) -> None:
+        """Builds the index from slices of (kind, entity) pairs, then applies what changed
+        meanwhile. Items may come twice (a slice read after a change): kept once."""
+        self.pending = []
+        try:
+            for items in slices:
+                for kind, entity in items:
+                    key = key_of(kind, entity)
+                    postings = self.postings[kind]
+                    for term in terms_of(kind, entity):
+                        found = postings.get(term)
+                        if found is None:
+                            postings[term] = [key]
+                        else:
+                            found.append(key)
+                await asyncio.sleep(0)
+            for postings in self.postings.values():
+                for term, keys in postings.items():
+                    unique = sorted(set(keys))
+                    postings[term] = SortedList(unique) if len(unique) >= _BIG else unique
+        finally:
+            pending, self.pending = self.pending, None
+            for present, kind, entity in pending:
+                (self.add if present else self.discard)(kind, entity)
+            self.ready.set()
 
     def add(self, kind: str, entity: Any) -> None:
+        if self.pending is not None:
+            self.pending.append((True, kind, entity))
+            return
         key = key_of(kind, entity)
         postings = self.postings[kind]
         for term in terms_of(kind, entity):
@@ -131,13 +149,19 @@ class SearchIndex:
             if found is None:
                 postings[term] = [key]
             elif isinstance(found, SortedList):
-                found.add(key)
+                if key not in found:
+                    found.add(key)
             else:
-                bisect.insort(found, key)
+                at = bisect.bisect_left(found, key)
+                if at == len(found) or found[at] != key:
+                    found.insert(at, key)
                 if len(found) >= _BIG:
                     postings[term] = SortedList(found)
 
     def discard(self, kind: str, entity: Any) -> None:
+        if self.pending is not None:
+            self.pending.append((False, kind, entity))
+            return
         key = key_of(kind, entity)
         postings = self.postings[kind]
         for term in terms_of(kind, entity):
