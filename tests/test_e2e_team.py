@@ -178,6 +178,8 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         await hit.click()
         await fang.locator(".thread .bubble", has_text=wanted).wait_for()
         await fang.set_viewport_size(NARROW)
+        await fang.locator(".handling .owner.mine").wait_for()
+        await shoot(fang, "narrow-thread-claimed")
         await fang.locator(".detail-header .back").click()
         await shoot(fang, "narrow-search")
         await fang.locator("#search-input").press("Escape")
