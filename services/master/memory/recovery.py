@@ -6,14 +6,17 @@ from __future__ import annotations
 import sqlite3
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.master.memory.records import FORMAT, _crc
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ recovery
 
@@ -55,6 +58,29 @@ def _rows(connection: sqlite3.Connection, sql: str, problems: list[str], what: s
     except sqlite3.DatabaseError as error:
         problems.append(f"{what}: the file is unreadable after {len(rows)} rows ({error}); dropped the rest")
     return rows
+
+
+def _bodies(
+    connection: sqlite3.Connection,
+    table: str,
+    key: str,
+    parse: Callable[[bytes], T],
+    problems: list[str],
+    damaged: str,
+) -> list[T]:
+    """The parsed bodies of a table of (key, crc, body) rows; a row whose body is damaged is
+    dropped and noted; a table a journal of an earlier version lacks holds nothing."""
+    if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+        return []
+    found: list[T] = []
+    for name, crc, body in _rows(connection, f"SELECT {key}, crc, body FROM {table}", problems, table):
+        try:
+            if _crc(body) != crc:
+                raise ValueError("crc")
+            found.append(parse(body))
+        except Exception:
+            problems.append(damaged.format(name))
+    return found
 
 
 def wal_damage(wal: Path) -> str | None:
@@ -183,29 +209,22 @@ def read_journal(path: Path) -> Recovered:
             recovered.records.append((seq, account_id, record, body))
             recovered.journal_bytes[account_id] = recovered.journal_bytes.get(account_id, 0) + len(body)
 
-        for request_id, crc, body in _rows(
-            connection, "SELECT request_id, crc, body FROM commands", problems, "commands"
-        ):
-            try:
-                if _crc(body) != crc:
-                    raise ValueError("crc")
-                recovered.commands.append(jpb.CommandEntry.FromString(body))
-            except Exception:
-                problems.append(f"reply {request_id!r} is damaged; dropped it")
-        has_templates = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'templates'"
-        ).fetchone()  # a journal of an earlier version has none
-        for template_id, crc, body in (
-            _rows(connection, "SELECT template_id, crc, body FROM templates", problems, "templates")
-            if has_templates
-            else []
-        ):
-            try:
-                if _crc(body) != crc:
-                    raise ValueError("crc")
-                recovered.templates.append(e.Template.FromString(body))
-            except Exception:
-                problems.append(f"template {template_id!r} is damaged; dropped it")
+        recovered.commands = _bodies(
+            connection,
+            "commands",
+            "request_id",
+            jpb.CommandEntry.FromString,
+            problems,
+            "reply {!r} is damaged; dropped it",
+        )
+        recovered.templates = _bodies(
+            connection,
+            "templates",
+            "template_id",
+            e.Template.FromString,
+            problems,
+            "template {!r} is damaged; dropped it",
+        )
         recovered.next_seq = top + 1
     finally:
         connection.close()

@@ -156,20 +156,11 @@ class Queries(Templates):
     async def _flag(
         self, keys: AccountKeys, conversation_id: str, change: Callable[[AccountState], None]
     ) -> e.Conversation:
-        async def attempt() -> bool | None:
-            writes = Writes()
-            loaded = await self._load(
-                keys, writes, entities={"conversations": [conversation_id]}, pinned=[conversation_id]
-            )
-            if loaded is None:
-                raise NotFound(f"account {keys.account_id!r} not found")
-            rev, state = loaded
-            if conversation_id not in state.conversations:
-                raise NotFound(f"conversation {conversation_id!r} not found")
+        def flag(state: AccountState, writes: Writes) -> bool:
             change(state)
-            return True if await self._commit_writes(keys, rev, writes) else None
+            return True
 
-        await self._change(keys.account_id, attempt)
+        await self._change_conversation(keys, conversation_id, flag)
         return await self._conversation(keys, conversation_id)
 
     @_redis_errors

@@ -3,12 +3,14 @@ one record per conversation in the account's `h:threads` hash, changed in one co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model import threads
+from services.master.model.account_state import AccountState
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.redis.base import _KINDS, _entities, _redis_errors, _strings
 from services.master.redis.changes import Changes
@@ -66,6 +68,22 @@ class Team(Changes):
         """Applies a change in one commit over the handling it was computed from: a claim
         racing another on any master computes again over the winner's, and is refused."""
 
+        def handle(state: AccountState, writes: Writes) -> bool:
+            after, changed = threads.apply(state.handling.threads.get(conversation_id), change, now_ns)
+            if changed:
+                state.handling.threads[conversation_id] = after
+                self._announce(writes, keys, threads.event_of(keys.account_id, conversation_id, after))
+            return changed
+
+        return await self._change_conversation(keys, conversation_id, handle)
+
+    async def _change_conversation(
+        self, keys: AccountKeys, conversation_id: str, change: Callable[[AccountState, Writes], bool]
+    ) -> bool:
+        """Runs `change` over the conversation as loaded (with its pin and handling) and
+        commits what it recorded, again until no other change came between; False when
+        `change` said there was nothing to do."""
+
         async def attempt() -> bool | None:
             writes = Writes()
             loaded = await self._load(
@@ -76,11 +94,8 @@ class Team(Changes):
             rev, state = loaded
             if conversation_id not in state.conversations:
                 raise NotFound(f"conversation {conversation_id!r} not found")
-            after, changed = threads.apply(state.handling.threads.get(conversation_id), change, now_ns)
-            if not changed:
+            if not change(state, writes):
                 return False
-            state.handling.threads[conversation_id] = after
-            self._announce(writes, keys, threads.event_of(keys.account_id, conversation_id, after))
             return True if await self._commit_writes(keys, rev, writes) else None
 
         return await self._change(keys.account_id, attempt)
