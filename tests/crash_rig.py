@@ -17,8 +17,10 @@ import grpc
 from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import sync_pb2
+from imsync.v1 import templates_pb2 as tpl
 from imsync.v1 import threads_pb2 as thr
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, walk
@@ -67,16 +69,24 @@ class TeamLog:
 
     notes: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     assigned: dict[tuple[str, str], list[tuple[str, bool]]] = field(default_factory=dict)
+    states: dict[tuple[str, str], list[tuple[int, bool]]] = field(default_factory=dict)
+    templates: set[str] = field(default_factory=set)
     counter: int = 0
 
     def allowed_assignees(self, at: tuple[str, str]) -> set[str] | None:
         """What the assignee may be after a crash: the last acknowledged one or any tried
         after it (taken, not yet answered); None when none was acknowledged."""
-        attempts = self.assigned.get(at, [])
-        acknowledged = [index for index, (_, ok) in enumerate(attempts) if ok]
-        if not acknowledged:
-            return None
-        return {name for name, _ in attempts[acknowledged[-1] :]}
+        return _allowed(self.assigned.get(at, []))
+
+    def allowed_states(self, at: tuple[str, str]) -> set[int] | None:
+        return _allowed(self.states.get(at, []))
+
+
+def _allowed(attempts: list[tuple[Any, bool]]) -> set[Any] | None:
+    acknowledged = [index for index, (_, ok) in enumerate(attempts) if ok]
+    if not acknowledged:
+        return None
+    return {value for value, _ in attempts[acknowledged[-1] :]}
 
 
 async def handled(address: str, log: TeamLog) -> list[str]:
@@ -89,13 +99,17 @@ async def handled(address: str, log: TeamLog) -> list[str]:
                 thr.ListConversationNotesRequest(account_id=account_id, conversation_id=conversation_id)
             )
             lost += [f"{conversation_id}: {t}" for t in texts - {n.text for n in notes.notes}]
-        for at in log.assigned:
-            allowed = log.allowed_assignees(at)
-            if allowed is None:
-                continue
-            got = await im.get_conversation(conv.GetConversationRequest(account_id=at[0], conversation_id=at[1]))
-            if got.conversation.assignee not in allowed:
-                lost.append(f"{at[1]}: assigned to {got.conversation.assignee!r}, acknowledged {sorted(allowed)}")
+        for at in set(log.assigned) | set(log.states):
+            got = (
+                await im.get_conversation(conv.GetConversationRequest(account_id=at[0], conversation_id=at[1]))
+            ).conversation
+            owners, states = log.allowed_assignees(at), log.allowed_states(at)
+            if owners is not None and got.assignee not in owners:
+                lost.append(f"{at[1]}: assigned to {got.assignee!r}, acknowledged {sorted(owners)}")
+            if states is not None and got.thread_state not in states:
+                lost.append(f"{at[1]}: state {got.thread_state}, acknowledged {sorted(states)}")
+        kept = {t.name for t in (await im.list_templates(tpl.ListTemplatesRequest())).templates}
+        lost += [f"template {name!r}" for name in log.templates - kept]
     return lost
 
 
@@ -183,7 +197,8 @@ class Rig:
             await asyncio.sleep(rng.uniform(0.01, 0.06))
 
     async def handle_forever(self, rng: random.Random, log: TeamLog) -> None:
-        """The team at work: notes and assignments; keeps what the master acknowledged."""
+        """The team at work: notes, assignments, states and templates; keeps what the master
+        acknowledged."""
         async with grpc.aio.insecure_channel(self.address) as channel:
             im = ImClient(channel)
             while True:
@@ -192,7 +207,25 @@ class Rig:
                 at = (account_id, conversation_id)
                 log.counter += 1
                 try:
-                    if rng.random() < 0.5:
+                    roll = rng.random()
+                    if roll < 0.15:
+                        name = f"template {log.counter}"
+                        await im.create_template(
+                            tpl.CreateTemplateRequest(name=name, text="您好 {customer_name}"), timeout=2
+                        )
+                        log.templates.add(name)
+                    elif roll < 0.35:
+                        states = log.states.setdefault(at, [])
+                        state = rng.choice([e.THREAD_STATE_DONE, e.THREAD_STATE_OPEN])
+                        states.append((state, False))
+                        await im.set_conversation_state(
+                            thr.SetConversationStateRequest(
+                                account_id=account_id, conversation_id=conversation_id, thread_state=state
+                            ),
+                            timeout=2,
+                        )
+                        states[-1] = (state, True)
+                    elif roll < 0.65:
                         text = f"note {log.counter}"
                         await im.add_conversation_note(
                             thr.AddConversationNoteRequest(

@@ -2,10 +2,11 @@
 
 The worker's engine runs in this process, so the test knows exactly which versions the
 master acknowledged; a client marks items read over gRPC, and the team writes notes and
-assigns conversations, each keeping what the master acknowledged. After every restart the
-master's Welcome must offer at least every acknowledged version, every acknowledged mark
-and note must be there (and each conversation's owner the last acknowledged or a later
-one), and once the worker has resumed the master must serve exactly the worker's truth.
+templates, assigns conversations and sets them done or open, each keeping what the master
+acknowledged. After every restart the master's Welcome must offer at least every
+acknowledged version, every acknowledged mark, note and template must be there (and each
+conversation's owner and state the last acknowledged or a later one), and once the worker
+has resumed the master must serve exactly the worker's truth.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
                 engine.kill_on_ack = rig.kill_master
             elif moment == "mark":  # the moment the next read mark is acknowledged
                 rig.kill_on_mark = True
-            else:  # the moment the next note or assignment is acknowledged
+            else:  # the moment the next note, assignment, state or template is acknowledged
                 rig.kill_on_handled = True
             assert rig.master is not None
             await rig.master.process.wait()
@@ -96,10 +97,11 @@ async def test_sigkill_at_random_moments_loses_nothing_acknowledged(rig: Rig) ->
                 missing = items - got
                 assert not missing, f"round {round_}: acknowledged read marks lost: {sorted(missing)[:5]}"
             lost = await handled(rig.address, team_log)
-            assert not lost, f"round {round_}: the team's acknowledged notes or assignments lost: {lost[:5]}"
+            assert not lost, f"round {round_}: the team's acknowledged handling lost: {lost[:5]}"
         await settled(rig)
     assert sum(len(items) for items in marks.values()) > rounds, "the reader marked items in most rounds"
     assert sum(map(len, team_log.notes.values())) > rounds, "the team wrote notes in most rounds"
+    assert team_log.templates and team_log.states, "and templates, and states"
 
 
 def _journal_rows(data_dir: Path) -> list[tuple[int, bytes]]:
