@@ -17,11 +17,13 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
+from imsync.v1 import threads_pb2 as thr
 from imsync_client import ImClient, SyncClient, SyncRefused, walk
 from services.common.local_redis import RedisServer
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
+from services.master.auth.api_keys import create_api_key
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.redis.store import RedisStore
 from services.master.server import Master as MasterProcess
@@ -283,3 +285,63 @@ async def test_a_gateway_in_front_of_masters_over_redis_keeps_no_answers(pair: P
         await eventually(lambda: gateway.watch is not None and gateway.watch.refused != "")
         assert gateway.watch.refused.startswith("FAILED_PRECONDITION")
         assert gateway.watch.stamp("") is None
+
+
+async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """王芳 claims through A while 李雷 claims through B, many times over: each time one owns
+    it and the other is told who, whichever master answered."""
+    keys_file = tmp_path / "api-keys.toml"
+    keys = {
+        "fang": create_api_key(keys_file, "fang", ["*"], ["read", "reply"], agent="王芳"),
+        "lei": create_api_key(keys_file, "lei", ["*"], ["read", "reply"], agent="李雷"),
+    }
+    prefix = f"claims{next(_prefixes)}"
+    masters = []
+    for name in ("a", "b"):
+        config = MasterConfig(
+            listen="127.0.0.1:0",
+            worker_tokens=write_tokens(tmp_path / "tokens.toml"),
+            api_keys=keys_file,
+            retention=KEEP_EVERYTHING,
+            rate_limit=0,
+            store=redis_server.url,
+            redis_prefix=prefix,
+            master_id=name,
+        )
+        master = MasterProcess(config)
+        masters.append((master, await master.start()))
+    (a, a_port), (b, b_port) = masters
+    sample = _sample("shop-1", 9)
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{a_port}") as on_a,
+            grpc.aio.insecure_channel(f"127.0.0.1:{b_port}") as on_b,
+        ):
+            sync = SyncClient(on_a, "test-worker", token=token_for("test-worker"))
+            await sync.open({"shop-1": 0})
+            await sync.push_snapshot("shop-1", 1, sample.account, sample.batch)
+            await sync.close()
+            clients = {"fang": ImClient(on_a), "lei": ImClient(on_b)}
+
+            async def claim(who: str, conversation_id: str) -> str:
+                try:
+                    answer = await clients[who].claim_conversation(
+                        thr.ClaimConversationRequest(account_id="shop-1", conversation_id=conversation_id),
+                        metadata=(("authorization", f"Bearer {keys[who]}"),),
+                    )
+                    return answer.conversation.assignee
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+                    return f"refused: {error.details()}"
+
+            for conversation in sample.batch.conversations:
+                outcomes = await asyncio.gather(*(claim(who, conversation.conversation_id) for who in ("fang", "lei")))
+                owners = [o for o in outcomes if not o.startswith("refused")]
+                assert len(owners) == 1, outcomes
+                refused = next(o for o in outcomes if o.startswith("refused"))
+                assert owners[0] in refused, "the other is told who owns it"
+    finally:
+        await a.stop()
+        await b.stop()
