@@ -13,6 +13,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
@@ -345,3 +346,50 @@ async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A key limited to R requests a second, calling A and B in turn as fast as it can, is
+    answered about R a second in all (its burst of 2R, then R a second), not R by each."""
+    keys_file = tmp_path / "api-keys.toml"
+    key = create_api_key(keys_file, "busy", ["*"], ["read"])
+    rate, seconds = 10.0, 2.0
+    prefix = f"rates{next(_prefixes)}"
+    masters = []
+    for name in ("a", "b"):
+        config = MasterConfig(
+            listen="127.0.0.1:0",
+            api_keys=keys_file,
+            retention=KEEP_EVERYTHING,
+            rate_limit=rate,
+            store=redis_server.url,
+            redis_prefix=prefix,
+            master_id=name,
+        )
+        master = MasterProcess(config)
+        masters.append((master, await master.start()))
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{masters[0][1]}") as on_a,
+            grpc.aio.insecure_channel(f"127.0.0.1:{masters[1][1]}") as on_b,
+        ):
+            clients = [ImClient(on_a), ImClient(on_b)]
+            answered = refused = 0
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while loop.time() - started < seconds:
+                try:
+                    await clients[(answered + refused) % 2].list_accounts(
+                        acc.ListAccountsRequest(), metadata=(("authorization", f"Bearer {key}"),)
+                    )
+                    answered += 1
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    refused += 1
+            elapsed = loop.time() - started
+    finally:
+        for master, _ in masters:
+            await master.stop()
+    allowed = 2 * rate + rate * elapsed  # the burst, then the rate
+    assert refused > answered, "the key was held back"
+    assert allowed * 0.8 <= answered <= allowed * 1.1, (answered, allowed)

@@ -24,6 +24,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
+from services.common.rate_limit import RateLimiter
+from services.master.auth.api_keys import SharedLimiter
 from services.master.data_lock import DataDirLock
 from services.master.health import Health
 from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
@@ -35,8 +37,10 @@ from services.master.model.leases import SharedLeaseBook
 from services.master.model.metrics import observe_reply
 from services.master.model.store import Store
 from services.master.redis.commands import RedisCommandBook
+from services.master.redis.errors import reraise_cancellation
 from services.master.redis.events import RedisEventFeed
 from services.master.redis.leases import SharedLeases
+from services.master.redis.rate_limit import SharedRateLimiter
 from services.master.redis.store import RedisStore
 
 log = logging.getLogger("services.master.server")
@@ -69,11 +73,18 @@ class Backend:
         """What runs beside the server while it serves."""
         return []
 
+    def stopping(self) -> None:
+        """The master stops: background work ends at its next turn."""
+
     async def sweep(self, count: int) -> None:
         """The backend's share of the master's sweep, once a second."""
 
     async def close(self, settle: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """After the server stopped: leave what the store keeps consistent and closed."""
+
+    def shared_limiter(self, local: RateLimiter) -> SharedLimiter | None:
+        """Where every master counts a key's requests; None where this master is alone."""
+        return None
 
     def publisher(self, publish: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
         """Publishes an event once gateways keeping answers know of its change, so that a
@@ -178,6 +189,10 @@ class RedisBackend(Backend):
         self.book = self.commands
         master_id = config.master_id or f"{socket.gethostname()}:{os.getpid()}:{config.listen}"
         self.shared_leases = SharedLeases(self.redis.redis, config.redis_prefix, master_id, config.sync.lease_duration)
+        self._stopped = asyncio.Event()
+
+    def shared_limiter(self, local: RateLimiter) -> SharedLimiter | None:
+        return SharedRateLimiter(self.redis.redis, self.config.redis_prefix, local)
 
     async def open(self, listen: str, health: Health, failed: asyncio.Event) -> None:
         try:
@@ -189,14 +204,21 @@ class RedisBackend(Backend):
     def background(self, health: Health, renew_leases: Callable[[], Task]) -> list[Task]:
         return [self.feed.follow(), self.commands.follow(), renew_leases(), self._watch(health)]
 
+    def stopping(self) -> None:
+        self.feed.stopping.set()
+        self.commands.stopping.set()
+        self._stopped.set()
+
     async def _watch(self, health: Health) -> None:
-        """Not serving while Redis does not answer; serving again once it does."""
-        while True:
+        """Not serving while Redis does not answer; serving again once it does (until the
+        master stops: a cancellation alone may be lost in the ping's own timeout)."""
+        while not self._stopped.is_set():
             try:
                 async with asyncio.timeout(1.0):
                     await self.redis.redis.ping()
                 health.set_reason("redis", None)
             except (RedisError, OSError, TimeoutError) as error:
+                reraise_cancellation()
                 health.set_reason("redis", f"Redis does not answer ({type(error).__name__})")
             await asyncio.sleep(0.5)
 

@@ -75,6 +75,7 @@ from services.master.model.commands import Commands
 from services.master.model.events import EventBus
 from services.master.model.retention import Retention
 from services.master.model.store import Store
+from services.master.redis.errors import reraise_cancellation
 from services.master.rpc.interceptor import ServerInterceptor
 from services.master.snoozes import SnoozeClock
 from services.master.sync.hub import SyncConfig, SyncHub
@@ -153,6 +154,8 @@ class MasterConfig:
         return self.store != "memory"
 
 
+# How long stop() waits for each background task once cancelled.
+_TASK_STOP_SECONDS = 5.0
 # How often the master collects what its freezes hold in cycles (collector.py), when it froze anything.
 _MAINTENANCE_SECONDS = 600
 
@@ -169,12 +172,16 @@ class Master:
             self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, self.backend.shared_leases
         )
         self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
+        # Over Redis, a key's rate is counted across every master.
+        self.keys.shared = self.backend.shared_limiter(self.keys.limiter)
         # The IM servicers: served over gRPC, and called directly by an embedded gateway.
         self.im_servicers = im_servicers(
             self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address
         )
         self.snoozes = SnoozeClock(self.store, self.bus)
         self.server: grpc.aio.Server | None = None
+        # Set once stop() begins: the background loops end at their next turn.
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         # Set when the journal fails: the master cannot keep its promises and must stop.
         self.failed = asyncio.Event()
@@ -252,6 +259,8 @@ class Master:
         retention_every = self.backend.retention_every
         for count in itertools.count(1):
             await asyncio.sleep(1.0)
+            if self._stopping:  # a cancellation alone may be lost in a call to Redis
+                return
             try:
                 await self.hub.sweep()
                 if count % retention_every == 0:
@@ -260,23 +269,30 @@ class Master:
                     log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
                 await self.backend.sweep(count)
             except Exception:
+                reraise_cancellation()
                 log.exception("sweep failed")
 
     async def _renew_leases(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.sync.lease_duration / 3)
             try:
                 await self.hub.renew_shared()
             except Exception:
+                reraise_cancellation()
                 log.exception("renewing the leases in Redis failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
         and leaves the journal checkpointed and closed."""
         self.health.set_reason("draining", "the master is stopping")
+        self._stopping = True
+        self.backend.stopping()
         for task in self._tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Bounded: a task that swallowed its cancellation must not keep the master up.
+            done, _ = await asyncio.wait({task}, timeout=_TASK_STOP_SECONDS)
+            if not done:
+                log.warning("a background task did not stop within %g s: %s", _TASK_STOP_SECONDS, task.get_coro())
         self.hub.drain(self.config.reconnect_after)
         self.bus.close()
         if self.server is not None:

@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from services.common.rate_limit import RateLimiter
 from services.master.auth.watched_file import WatchedToml, bearer_hash, replace_table, token_hash
@@ -77,12 +77,18 @@ def _parse_keys(document: dict[str, Any]) -> dict[str, Access]:
     return loaded
 
 
+class SharedLimiter(Protocol):
+    async def take(self, key: str) -> float: ...
+
+
 class ApiKeys:
     """The one gate of every IM call: who calls, within its rate, with the scope it needs."""
 
     def __init__(self, path: Path | None, limiter: RateLimiter | None = None) -> None:
         self.path = path
         self.limiter = limiter or RateLimiter(0, 1)
+        # Set by a master over Redis: the rate counted across every master (redis/rate_limit.py).
+        self.shared: SharedLimiter | None = None
         empty: dict[str, Access] = {}
         self._file: WatchedToml[dict[str, Access]] | None = (
             WatchedToml(path, _parse_keys, empty, "API keys") if path is not None else None
@@ -93,6 +99,18 @@ class ApiKeys:
         its rate (RESOURCE_EXHAUSTED with a retry delay beyond it) and holds `scope`."""
         access = self._identify(metadata)
         wait = self.limiter.take(access.key_id)
+        if wait:
+            raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
+        access.require(scope)
+        return access
+
+    async def admit(self, metadata: Sequence[tuple[str, str | bytes]], scope: str) -> Access:
+        """`authorize`, with the rate counted where every master counts it (`shared`, over
+        Redis) when there is such a place."""
+        if self.shared is None:
+            return self.authorize(metadata, scope)
+        access = self._identify(metadata)
+        wait = await self.shared.take(access.key_id)
         if wait:
             raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
         access.require(scope)

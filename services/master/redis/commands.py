@@ -14,6 +14,7 @@ lets any master expire what nobody performed in time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class RedisCommandBook:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ttl = ttl
+        # Set when the master stops: the follow ends (redis/events.py's follow_stream).
+        self.stopping = asyncio.Event()
         self._store = store
         self._redis: aioredis.Redis = store.redis
         self._prefix = store.prefix
@@ -246,5 +249,10 @@ class RedisCommandBook:
                 self.on_pending(_text(account_id))
 
         await follow_stream(
-            self._redis, self.notices_key, _text(newest[0][0]) if newest else "0-0", notice, "the command notices"
+            self._redis,
+            self.notices_key,
+            _text(newest[0][0]) if newest else "0-0",
+            notice,
+            "the command notices",
+            self.stopping,
         )

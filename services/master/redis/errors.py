@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -39,3 +40,12 @@ def unavailable_on(
 out_of_reach = unavailable_on(RedisConnectionError, RedisTimeoutError, OSError)
 # Any failure of Redis: for what a stream's end frees as far as Redis lets it.
 any_failure = unavailable_on(RedisError, OSError)
+
+
+def reraise_cancellation() -> None:
+    """Raises CancelledError when the current task was cancelled: redis-py, cancelled in a
+    read, may answer with a connection error instead, and a loop that tries again on such
+    errors would never stop (a master's stop() waited on it forever)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
 from services.master.model.events import EventBus
+from services.master.redis.errors import reraise_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class RedisEventFeed:
         self._bus = bus
         self._history = history
         self._last = "0-0"
+        # Set when the master stops: the follow ends (its cancellation alone may be lost in
+        # redis-py's blocking read).
+        self.stopping = asyncio.Event()
 
     def _publish(self, entry_id: Any, fields: dict[bytes, bytes]) -> None:
         self._last = _text(entry_id)
@@ -62,7 +66,7 @@ class RedisEventFeed:
 
     async def follow(self) -> None:
         """Publishes each new event of the stream to the bus, until cancelled."""
-        await follow_stream(self._redis, self._key, self._last, self._publish, "the event stream")
+        await follow_stream(self._redis, self._key, self._last, self._publish, "the event stream", self.stopping)
 
 
 async def follow_stream(
@@ -71,16 +75,19 @@ async def follow_stream(
     after: str,
     handle: Callable[[Any, dict[bytes, bytes]], None],
     what: str,
+    stopping: asyncio.Event,
 ) -> None:
     """Hands each entry of a stream after `after` to `handle` (its id and fields), until
-    cancelled; Redis out of reach is waited for, and reading goes on where it stopped."""
+    cancelled or `stopping` is set (a read blocks a second at most); Redis out of reach is
+    waited for, and reading goes on where it stopped."""
     last = after
-    while True:
+    while not stopping.is_set():
         try:
             found: Any = await client.xread({key: last}, block=1000, count=500)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError) as error:
+            reraise_cancellation()
             log.warning("cannot read %s: %s; trying again", what, error)
             await asyncio.sleep(1.0)
             continue

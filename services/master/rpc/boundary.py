@@ -42,12 +42,12 @@ async def _answer(error: Exception, context: Any, method: str) -> NoReturn:
     raise AssertionError("abort() returned")  # pragma: no cover
 
 
-def _authorize(keys: ApiKeys, scope: str | None, context: Any) -> Any:
+async def _authorize(keys: ApiKeys, scope: str | None, context: Any) -> Any:
     """Authorizes the call for `scope` (None: nothing to check); returns the token that
     restores the caller's context var."""
     if scope is None:
         return None
-    return access.CALLER.set(keys.authorize(list(context.invocation_metadata() or ()), scope))
+    return access.CALLER.set(await keys.admit(list(context.invocation_metadata() or ()), scope))
 
 
 def _restore(token: Any) -> None:
@@ -64,7 +64,7 @@ def guard_unary(inner: Unary, method: str, passthrough: tuple[type[BaseException
     async def unary(request: Any, context: Any) -> Any:
         token = None
         try:
-            token = _authorize(keys, scope, context)
+            token = await _authorize(keys, scope, context)
             return await inner(request, context)
         except passthrough:
             raise
@@ -84,7 +84,7 @@ def guard_streaming(
     async def streaming(request: Any, context: Any) -> AsyncGenerator[Any, None]:
         token = None
         try:
-            token = _authorize(keys, scope, context)
+            token = await _authorize(keys, scope, context)
         except Exception as error:
             await _answer(error, context, method)
         responses = inner(request, context)
