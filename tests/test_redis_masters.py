@@ -16,6 +16,7 @@ import pytest_asyncio
 from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import events_pb2_grpc as ev_grpc
 from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync.v1 import threads_pb2 as thr
@@ -393,3 +394,55 @@ async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, r
     allowed = 2 * rate + rate * elapsed  # the burst, then the rate
     assert refused > answered, "the key was held back"
     assert allowed * 0.8 <= answered <= allowed * 1.1, (answered, allowed)
+
+
+async def test_a_key_holds_its_most_event_streams_across_two_masters(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A key allowed two event streams opens them through A; a third through B is refused,
+    and once one on A ends, B lets it open."""
+    keys_file = tmp_path / "api-keys.toml"
+    key = create_api_key(keys_file, "watcher", ["*"], ["read"])
+    prefix = f"seats{next(_prefixes)}"
+    masters = []
+    for name in ("a", "b"):
+        config = MasterConfig(
+            listen="127.0.0.1:0",
+            api_keys=keys_file,
+            retention=KEEP_EVERYTHING,
+            rate_limit=0,
+            max_streams_per_key=2,
+            store=redis_server.url,
+            redis_prefix=prefix,
+            master_id=name,
+        )
+        master = MasterProcess(config)
+        masters.append((master, await master.start()))
+    metadata = (("authorization", f"Bearer {key}"),)
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{masters[0][1]}") as on_a,
+            grpc.aio.insecure_channel(f"127.0.0.1:{masters[1][1]}") as on_b,
+        ):
+            stub_a, stub_b = ev_grpc.EventServiceStub(on_a), ev_grpc.EventServiceStub(on_b)
+            open_on_a = [stub_a.StreamEvents(ev.StreamEventsRequest(), metadata=metadata) for _ in range(2)]
+            for call in open_on_a:
+                await call.initial_metadata()  # open: its seat is taken
+            third = stub_b.StreamEvents(ev.StreamEventsRequest(), metadata=metadata)
+            ended = asyncio.ensure_future(third.code())
+            await asyncio.wait({ended}, timeout=5)
+            third.cancel()
+            assert ended.done() and ended.result() == grpc.StatusCode.RESOURCE_EXHAUSTED, "a third stream is refused"
+            open_on_a[0].cancel()
+
+            async def opens_on_b() -> bool:
+                call = stub_b.StreamEvents(ev.StreamEventsRequest(), metadata=metadata)
+                try:
+                    await call.initial_metadata()
+                    return not call.done()  # open, not refused
+                finally:
+                    call.cancel()
+
+            await eventually(opens_on_b)
+            open_on_a[1].cancel()
+    finally:
+        for master, _ in masters:
+            await master.stop()

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
 from services.common.rate_limit import RateLimiter
-from services.master.auth.api_keys import SharedLimiter
+from services.master.auth.api_keys import SharedLimiter, SharedSeats
 from services.master.data_lock import DataDirLock
 from services.master.health import Health
 from services.master.memory.durability import Recovery, checkpoint_all, compact, open_data_dir
@@ -40,7 +40,7 @@ from services.master.redis.commands import RedisCommandBook
 from services.master.redis.errors import reraise_cancellation
 from services.master.redis.events import RedisEventFeed
 from services.master.redis.leases import SharedLeases
-from services.master.redis.rate_limit import SharedRateLimiter
+from services.master.redis.rate_limit import SharedRateLimiter, SharedStreamSeats
 from services.master.redis.store import RedisStore
 
 log = logging.getLogger("services.master.server")
@@ -84,6 +84,10 @@ class Backend:
 
     def shared_limiter(self, local: RateLimiter) -> SharedLimiter | None:
         """Where every master counts a key's requests; None where this master is alone."""
+        return None
+
+    def shared_seats(self) -> SharedSeats | None:
+        """Where every master counts a key's event streams; None where this master is alone."""
         return None
 
     def publisher(self, publish: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
@@ -193,6 +197,9 @@ class RedisBackend(Backend):
 
     def shared_limiter(self, local: RateLimiter) -> SharedLimiter | None:
         return SharedRateLimiter(self.redis.redis, self.config.redis_prefix, local)
+
+    def shared_seats(self) -> SharedSeats | None:
+        return SharedStreamSeats(self.redis.redis, self.config.redis_prefix)
 
     async def open(self, listen: str, health: Health, failed: asyncio.Event) -> None:
         try:

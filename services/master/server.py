@@ -174,6 +174,7 @@ class Master:
         self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
         # Over Redis, a key's rate is counted across every master.
         self.keys.shared = self.backend.shared_limiter(self.keys.limiter)
+        self.keys.seats = self.backend.shared_seats()
         # The IM servicers: served over gRPC, and called directly by an embedded gateway.
         self.im_servicers = im_servicers(
             self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,10 +12,17 @@ import grpc
 
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import events_pb2_grpc
-from services.master.auth.api_keys import Access, ApiKeys
+from services.master.auth.api_keys import Access, ApiKeys, SharedSeats
 from services.master.model.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from services.master.model.events import EventBus
 from services.master.rpc.access import caller
+
+
+async def _renew(seats: SharedSeats, key_id: str, seat: str) -> None:
+    """Keeps a stream's seat while it is open (a third of its lifetime at a time)."""
+    while True:
+        await asyncio.sleep(seats.seconds / 3)
+        await seats.renew(key_id, seat)
 
 
 def _address(metadata: list[tuple[str, str | bytes]], peer: str) -> str:
@@ -50,6 +59,12 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         # A key limited to some accounts hears of those only.
         accounts = list(request.account_ids) or sorted(access.accounts or ())
         subscription = self._bus.subscribe(accounts, list(request.types), request.after_event_id)
+        seats, seat, renewing = self._keys.seats if access.key_id else None, secrets.token_hex(8), None
+        if seats is not None and not await seats.take(key_id, seat, self._max_streams):
+            self._bus.unsubscribe(subscription)
+            raise ResourceExhausted(f"this key already has {self._max_streams} event streams open")
+        if seats is not None:
+            renewing = asyncio.create_task(_renew(seats, key_id, seat))
         self._streams[key_id] += 1
         self._by_address[address] += 1
         try:
@@ -62,6 +77,9 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
                 if event.account_id or team_wide:
                     yield ev.StreamEventsResponse(event=event)
         finally:
+            if renewing is not None and seats is not None:
+                renewing.cancel()
+                await asyncio.shield(seats.release(key_id, seat))
             self._streams[key_id] -= 1
             self._by_address[address] -= 1
             if self._by_address[address] <= 0:

@@ -81,6 +81,17 @@ class SharedLimiter(Protocol):
     async def take(self, key: str) -> float: ...
 
 
+class SharedSeats(Protocol):
+    # How long a seat lasts unless renewed.
+    seconds: float
+
+    async def take(self, key_id: str, seat: str, most: int) -> bool: ...
+
+    async def renew(self, key_id: str, seat: str) -> None: ...
+
+    async def release(self, key_id: str, seat: str) -> None: ...
+
+
 class ApiKeys:
     """The one gate of every IM call: who calls, within its rate, with the scope it needs."""
 
@@ -89,6 +100,8 @@ class ApiKeys:
         self.limiter = limiter or RateLimiter(0, 1)
         # Set by a master over Redis: the rate counted across every master (redis/rate_limit.py).
         self.shared: SharedLimiter | None = None
+        # Set by a master over Redis: event streams per key counted across every master.
+        self.seats: SharedSeats | None = None
         empty: dict[str, Access] = {}
         self._file: WatchedToml[dict[str, Access]] | None = (
             WatchedToml(path, _parse_keys, empty, "API keys") if path is not None else None

@@ -63,3 +63,64 @@ class SharedRateLimiter:
                 self._warned_at = time.monotonic()
                 log.warning("rates counted by this master alone: Redis does not answer (%s)", error)
             return self._local.take(key)
+
+
+# KEYS[1] the key's open streams (sorted set: seat -> expiry, ms); ARGV[1] the seat,
+# ARGV[2] the most a key may hold, ARGV[3] how long a seat lasts unless renewed (ms).
+# Returns 1 when the seat is taken, 0 when the key holds the most already.
+_SEAT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS[1] the key's open streams; ARGV[1] the seat, ARGV[2] how long it lasts from now (ms).
+_RENEW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# A seat lasts this long unless renewed: a master that dies frees its streams' seats by then.
+SEAT_SECONDS = 30.0
+
+
+class SharedStreamSeats:
+    """How many event streams a key holds, counted over every master: a seat per stream in
+    Redis, renewed while the stream is open and lapsing if its master dies. While Redis
+    does not answer, a stream is let open (the master's own count still bounds it)."""
+
+    def __init__(self, client: Any, prefix: str, seconds: float = SEAT_SECONDS) -> None:
+        self.seconds = seconds
+        self._client = client
+        self._prefix = prefix
+        self._seat = client.register_script(_SEAT)
+        self._renew = client.register_script(_RENEW)
+
+    def _key(self, key_id: str) -> str:
+        return f"{self._prefix}:streams:{{{key_id}}}"
+
+    async def take(self, key_id: str, seat: str, most: int) -> bool:
+        try:
+            return bool(int(await self._seat(keys=[self._key(key_id)], args=[seat, most, int(self.seconds * 1000)])))
+        except (RedisError, OSError) as error:
+            log.warning("event streams counted by this master alone: Redis does not answer (%s)", error)
+            return True
+
+    async def renew(self, key_id: str, seat: str) -> None:
+        try:
+            await self._renew(keys=[self._key(key_id)], args=[seat, int(self.seconds * 1000)])
+        except (RedisError, OSError):
+            pass  # lapses by itself if Redis stays away
+
+    async def release(self, key_id: str, seat: str) -> None:
+        try:
+            await self._client.zrem(self._key(key_id), seat)
+        except (RedisError, OSError):
+            pass
