@@ -181,10 +181,11 @@ async def test_search_through_the_api(team: Team) -> None:
         assert refused.json()["details"][0]["field_violations"][0]["field"] == field
 
 
-def test_kinds_of_the_api_are_the_stores() -> None:
-    assert {srch.SEARCH_KIND_MESSAGE, srch.SEARCH_KIND_COMMENT, srch.SEARCH_KIND_CONTENT} == set(
-        srch.SearchKind.values()
-    ) - {srch.SEARCH_KIND_UNSPECIFIED}
+def test_every_kind_of_the_api_is_one_the_stores_search() -> None:
+    from services.master.api.search import KIND_CODES
+
+    assert set(KIND_CODES) == set(srch.SearchKind.values()) - {srch.SEARCH_KIND_UNSPECIFIED}
+    assert sorted(KIND_CODES.values()) == sorted(search.KINDS)
 
 
 async def test_an_index_built_while_the_account_changes_misses_nothing(new_store: StoreFactory) -> None:

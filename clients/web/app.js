@@ -548,9 +548,7 @@ function onEvent(event) {
   } else if (event.type === "presence") {
     if (state.detail && state.detail.onPresence && state.detail.accountId === accountId) state.detail.onPresence(event.presence);
     if (state.view === "threads" && event.presence.agent !== state.me.agent) {
-      threads.onPresence(accountId, event.presence);
-      renderList();
-      setTimeout(() => state.view === "threads" && renderList(), Math.max(0, Date.parse(event.presence.expire_time) - Date.now()) + 100);
+      threads.onPresence(accountId, event.presence, () => state.view === "threads" && !found && renderList());
     }
   } else if (event.type === "template_changed") {
     teamTemplates.reload();

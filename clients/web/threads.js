@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { avatar, badge, h, time } from "./dom.js";
 import { t } from "./i18n.js";
+import { Presence } from "./presence.js";
 
 // Filter values, each with its catalogue key.
 export const OWNERS = [
@@ -24,7 +25,7 @@ export class Threads {
     this.state = "open";
     this.items = []; // conversations, the newest activity first
     this.cursors = new Map(); // account id -> {cursor, hasMore, oldest}
-    this.typing = new Map(); // "account/conversation" -> agent -> until (ms)
+    this.typing = new Map(); // "account/conversation" -> Presence (presence.js)
   }
 
   filter() {
@@ -91,19 +92,16 @@ export class Threads {
     return this.items.filter((c) => c.is_pinned || !horizon || activity(c) >= horizon);
   }
 
-  onPresence(accountId, presence) {
+  // `onChange` is told when who writes where changed (a presence said, or one ended).
+  onPresence(accountId, presence, onChange) {
     const at = `${accountId}/${presence.conversation_id}`;
-    const agents = this.typing.get(at) || new Map();
-    if (presence.is_typing) agents.set(presence.agent, Date.parse(presence.expire_time) || Date.now() + 8000);
-    else agents.delete(presence.agent);
-    this.typing.set(at, agents);
+    if (!this.typing.has(at)) this.typing.set(at, new Presence(onChange));
+    this.typing.get(at).take(presence);
   }
 
   writers(conversation) {
-    const agents = this.typing.get(`${conversation.account_id}/${conversation.conversation_id}`);
-    if (!agents) return [];
-    const now = Date.now();
-    return [...agents.entries()].filter(([agent, until]) => until > now && agent !== this.me).map(([agent]) => agent);
+    const writing = this.typing.get(`${conversation.account_id}/${conversation.conversation_id}`);
+    return writing ? writing.agents().filter((agent) => agent !== this.me) : [];
   }
 }
 

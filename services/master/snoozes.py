@@ -30,7 +30,6 @@ class SnoozeClock:
     def __init__(self, store: Store, bus: EventBus) -> None:
         self._store = store
         self._bus = bus
-        self.woken = 0
 
     async def run(self) -> None:
         while True:
@@ -72,6 +71,5 @@ class SnoozeClock:
                 _, account_id, conversation_id = heapq.heappop(due)
                 try:
                     await self._store.handle_conversation(account_id, conversation_id, threads.wake, now)
-                    self.woken += 1
                 except StoreError as error:
                     log.info("snooze of %s in %s: %s", conversation_id, account_id, error)

@@ -15,8 +15,9 @@ from services.master.model import search
 from services.master.model.errors import InvalidArgument
 from services.master.model.store import MAX_PAGE_SIZE, page_size
 
-_KINDS = {srch.SEARCH_KIND_MESSAGE: "m", srch.SEARCH_KIND_COMMENT: "c", srch.SEARCH_KIND_CONTENT: "w"}
-_KIND_OF = {code: kind for kind, code in _KINDS.items()}
+# The API's kinds as the stores name them.
+KIND_CODES = {srch.SEARCH_KIND_MESSAGE: "m", srch.SEARCH_KIND_COMMENT: "c", srch.SEARCH_KIND_CONTENT: "w"}
+CODE_OF_KIND = {kind: code for code, kind in KIND_CODES.items()}
 
 
 def _cursor(text: str) -> bytes:
@@ -36,9 +37,9 @@ class SearchServicer(Guarded, search_pb2_grpc.SearchServiceServicer):
         async def compute(access: Access) -> srch.SearchResponse:
             wanted = search.check_query(request.query)
             for position, code in enumerate(request.kinds):
-                if code not in _KINDS:
+                if code not in KIND_CODES:
                     raise InvalidArgument("one of SEARCH_KIND_MESSAGE, _COMMENT, _CONTENT", field=f"kinds[{position}]")
-            kinds = sorted({_KINDS[code] for code in request.kinds}) or list(search.KINDS)
+            kinds = sorted({KIND_CODES[code] for code in request.kinds}) or list(search.KINDS)
             count = page_size(request.count)
             after = _cursor(request.cursor)
             accounts = (
@@ -64,7 +65,7 @@ class SearchServicer(Guarded, search_pb2_grpc.SearchServiceServicer):
             for _, account_id, hit in shown:
                 out = response.hits.add(
                     account_id=account_id,
-                    kind=_KIND_OF[hit.kind],
+                    kind=CODE_OF_KIND[hit.kind],
                     field=hit.field,
                     before=hit.before,
                     matched=hit.matched,

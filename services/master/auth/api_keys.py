@@ -111,11 +111,7 @@ class ApiKeys:
         """What a request's `authorization: Bearer <key>` allows, once the key is known, within
         its rate (RESOURCE_EXHAUSTED with a retry delay beyond it) and holds `scope`."""
         access = self._identify(metadata)
-        wait = self.limiter.take(access.key_id)
-        if wait:
-            raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
-        access.require(scope)
-        return access
+        return self._within(access, self.limiter.take(access.key_id), scope)
 
     async def admit(self, metadata: Sequence[tuple[str, str | bytes]], scope: str) -> Access:
         """`authorize`, with the rate counted where every master counts it (`shared`, over
@@ -123,7 +119,10 @@ class ApiKeys:
         if self.shared is None:
             return self.authorize(metadata, scope)
         access = self._identify(metadata)
-        wait = await self.shared.take(access.key_id)
+        return self._within(access, await self.shared.take(access.key_id), scope)
+
+    def _within(self, access: Access, wait: float, scope: str) -> Access:
+        """`access`, if its rate left it a token (`wait` 0) and it holds `scope`."""
         if wait:
             raise ResourceExhausted(f"this key is over {self.limiter.rate:g} requests a second", retry_after=wait)
         access.require(scope)

@@ -118,7 +118,8 @@ class MemoryStore(Searching):
         items = [item for key in order if state.mark_read(item := message_key(item_of(key)), now_ns)]
         self._log_reads(state, items, now_ns)
         self._announce_read(state, items)
-        if self._handle(state, conversation_id, threads.read, now_ns):
+        handled = conversation_id in state.handling.threads  # else there is no mark to clear
+        if handled and self._handle(state, conversation_id, threads.read, now_ns):
             conversation = state.conversation_view(conversation_id)
         marked = len(items)
         conversation.unread_count = state.unread_by_conversation.get(conversation_id, 0)

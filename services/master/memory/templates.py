@@ -12,18 +12,15 @@ from services.master.model.errors import AlreadyExists, NotFound, ResourceExhaus
 
 
 class Templates(Changes):
-    def _template_book(self) -> dict[str, e.Template]:
-        return self._templates
-
     def restore_templates(self, found: list[e.Template]) -> None:
         """What the journal kept (open_data_dir)."""
-        self._template_book().update({t.template_id: t for t in found})
+        self._templates.update({t.template_id: t for t in found})
 
     async def list_templates(self) -> list[e.Template]:
-        return list(self._template_book().values())
+        return list(self._templates.values())
 
     async def save_template(self, template: e.Template, *, create: bool) -> e.Template:
-        book = self._template_book()
+        book = self._templates
         if create:
             if template.template_id in book:
                 raise AlreadyExists(f"template {template.template_id!r} exists", field="template_id")
@@ -41,7 +38,7 @@ class Templates(Changes):
         return template
 
     async def delete_template(self, template_id: str) -> None:
-        if self._template_book().pop(template_id, None) is None:
+        if self._templates.pop(template_id, None) is None:
             raise NotFound(f"template {template_id!r} not found")
         if self.journal is not None:
             self.journal.forget_template(template_id)

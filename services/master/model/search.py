@@ -119,9 +119,8 @@ class SearchIndex:
         try:
             for items in slices:
                 for kind, entity in items:
-                    key = key_of(kind, entity)
-                    postings = self.postings[kind]
-                    for term in terms_of(kind, entity):
+                    key, postings, terms = self._entry(kind, entity)
+                    for term in terms:
                         found = postings.get(term)
                         if found is None:
                             postings[term] = [key]
@@ -138,13 +137,16 @@ class SearchIndex:
                 (self.add if present else self.discard)(kind, entity)
             self.ready.set()
 
+    def _entry(self, kind: str, entity: Any) -> tuple[bytes, dict[str, list[bytes] | SortedList], set[str]]:
+        """An item's key, its kind's postings, and the pairs it is found by."""
+        return key_of(kind, entity), self.postings[kind], terms_of(kind, entity)
+
     def add(self, kind: str, entity: Any) -> None:
         if self.pending is not None:
             self.pending.append((True, kind, entity))
             return
-        key = key_of(kind, entity)
-        postings = self.postings[kind]
-        for term in terms_of(kind, entity):
+        key, postings, terms = self._entry(kind, entity)
+        for term in terms:
             found = postings.get(term)
             if found is None:
                 postings[term] = [key]
@@ -162,9 +164,8 @@ class SearchIndex:
         if self.pending is not None:
             self.pending.append((False, kind, entity))
             return
-        key = key_of(kind, entity)
-        postings = self.postings[kind]
-        for term in terms_of(kind, entity):
+        key, postings, terms = self._entry(kind, entity)
+        for term in terms:
             found = postings.get(term)
             if found is None:
                 continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from imsync.v1 import entities_pb2 as e
 from services.master.model import search
 from services.master.model.account_state import AccountState
 from services.master.model.cursor import Newest
@@ -24,6 +25,7 @@ from services.master.redis.layout import AccountKeys, Writes, key_of, member_of
 
 _CHUNK = 64
 _ENTITIES = {"m": "messages", "c": "comments", "w": "contents"}
+_PARSE = {"m": e.Message.FromString, "c": e.Comment.FromString, "w": e.Content.FromString}
 
 
 def index_key(keys: AccountKeys, kind: str, term: str) -> str:
@@ -129,12 +131,3 @@ async def page(streams: list[Candidates], wanted: str, count: int) -> tuple[list
         found = search.match(stream.kind, entity, wanted) if entity is not None else None
         if found is not None:
             hits.append(search.Hit(key, stream.kind, entity, *found))
-
-
-def _parsers() -> dict[str, Any]:
-    from imsync.v1 import entities_pb2 as e
-
-    return {"m": e.Message.FromString, "c": e.Comment.FromString, "w": e.Content.FromString}
-
-
-_PARSE = _parsers()
