@@ -119,14 +119,15 @@ def _tools(commands: Any) -> None:
         "--scopes",
         default="read",
         help="some of read, reply, login and gateway, comma-separated: "
-        "read lists and marks, reply answers, login sees and answers the accounts' logins (QR codes, "
+        "read lists, marks and searches, reply answers, handles conversations (claims, notes, states) and "
+        "templates, login sees and answers the accounts' logins (QR codes, "
         "SMS codes), gateway lets a gateway keep answers of reads (default %(default)s)",
     )
     key.add_argument(
         "--agent",
         default="",
-        help="the person of the team the key belongs to (any name, Chinese included): the replies "
-        "sent with the key record it",
+        help="the person of the team the key belongs to (any name, Chinese included): the replies, "
+        "notes, claims and state changes made with the key record it",
     )
     _Flags(key)("--file", "IMSYNC_API_KEYS", "api-keys.toml", "the keys file", metavar="FILE")
 
