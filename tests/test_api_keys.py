@@ -177,6 +177,7 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
         ),
         "ListUnifiedMessages": ("list_unified_messages", uni.ListUnifiedMessagesRequest(account_id=account)),
         "GetUnifiedStats": ("get_unified_stats", uni.GetUnifiedStatsRequest(account_id=account)),
+        "ListUnifiedThreads": ("list_unified_threads", uni.ListUnifiedThreadsRequest(account_id=account)),
         "MarkUnifiedMessageRead": (
             "mark_unified_message_read",
             uni.MarkUnifiedMessageReadRequest(account_id=account, id=f"message:{message}"),
@@ -264,6 +265,7 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
             "ListDiscussionsRequest",
             "ListUnifiedMessagesRequest",
             "GetUnifiedStatsRequest",
+            "ListUnifiedThreadsRequest",
             "SearchRequest",
             "GetAccountRequest",
             "GetLoginRequest",
@@ -384,6 +386,7 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             ("PUT", f"/api/im/discussions/{b.comments[0].comment_id}/read", {"account_id": "{a}"}),
             ("GET", "/api/im/unified-messages?account_id={a}", None),
             ("GET", "/api/im/unified-messages/stats?account_id={a}", None),
+            ("GET", "/api/im/unified-threads?account_id={a}", None),
             ("PUT", f"/api/im/unified-messages/message:{b.messages[0].message_id}/read", {"account_id": "{a}"}),
             (
                 "PUT",

@@ -86,6 +86,17 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
     later = now + 300 * 86400 * 10**9
     await store.handle_conversation("acc", handled, threads.set_state(threads.SNOOZED, later, "王芳"), now)
     await store.handle_conversation("acc", conversations[3].conversation_id, threads.mark_unread("李雷"), now)
+    # And a comment thread: claimed, noted, done.
+    first = (
+        await store.list_discussions(
+            "acc", content_id="", parent_comment_id="", is_read=None, is_new=None, cursor="", count=1
+        )
+    ).items[0]
+    await store.handle_comment_thread("acc", first.comment_id, threads.claim("李雷"), now)
+    await store.handle_comment_thread(
+        "acc", first.comment_id, threads.add_note(e.Note(note_id="n-2", text="已回")), now
+    )
+    await store.handle_comment_thread("acc", first.comment_id, threads.set_state(threads.DONE, 0, "李雷"), now)
     contents = (await store.list_contents("acc", content_type=0, is_new=None, cursor="", count=100)).items
     await store.mark_content_read("acc", contents[0].content_id, NOW * 10**9)
     comment = (
@@ -108,6 +119,7 @@ async def _busy_store(data_dir: Path, seed: int) -> tuple[dict[str, object], lis
 
 async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_reads: WireReads) -> None:
     shown, replies = await _busy_store(tmp_path, seed=3)
+    assert shown["comment_threads"], "a comment thread's handling is among what must come back"
     wire_reads.clear()  # what the restart reads, not what the first store did
     store, book, recovery = _open(tmp_path)
     try:

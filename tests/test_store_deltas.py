@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
+from services.master.api import thread_list
+from services.master.model import threads
 from services.master.model.errors import FailedPrecondition
-from services.master.model.store import DeltaData, SnapshotData, Store
+from services.master.model.store import DeltaData, Page, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 
@@ -106,6 +108,12 @@ async def observable(store: Store, account_id: str) -> dict[str, object]:
         if conversation.note_count:
             found = await store.conversation_notes(account_id, conversation.conversation_id)
             notes[conversation.conversation_id] = [note.SerializeToString(deterministic=True) for note in found]
+    discussions = await walk(
+        lambda c: store.list_discussions(
+            account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50
+        )
+    )
+    comment_threads = {threads.thread_of(e.Comment.FromString(raw)) for raw in discussions}
     return {
         "conversations": conversations,
         "notes": notes,
@@ -125,16 +133,26 @@ async def observable(store: Store, account_id: str) -> dict[str, object]:
         "contents": await walk(
             lambda c: store.list_contents(account_id, content_type=0, is_new=None, cursor=c, count=50)
         ),
-        "discussions": await walk(
-            lambda c: store.list_discussions(
-                account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=c, count=50
-            )
-        ),
+        "discussions": discussions,
         "inbox": await walk(
             lambda c: store.list_unified(account_id, types=(), is_read=None, is_new=None, cursor=c, count=50)
         ),
         "stats": await store.unified_stats(account_id),
+        "threads": await walk(lambda c: _thread_page(store, account_id, c)),
+        "comment_threads": {
+            key: handling.SerializeToString(deterministic=True)
+            for key, handling in (await store.thread_handlings(account_id, comment_threads)).items()
+        },
     }
+
+
+async def _thread_page(store: Store, account_id: str, cursor: str) -> Page[e.Thread]:
+    """A page of the inbox by thread (7 a page: the two lists merge across pages)."""
+    kinds = set(thread_list.KINDS)
+    listed = await thread_list.list_threads(
+        store, account_id, kinds=kinds, assignee=None, thread_state=0, cursor=cursor, count=7, now_ns=NOW * 10**9
+    )
+    return Page(*listed)
 
 
 @settings(

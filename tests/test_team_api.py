@@ -242,3 +242,74 @@ async def test_what_was_acknowledged_survives_a_restart(team: Team, who: str) ->
         assert after == before
         notes = (await team.call(who, "GET", f"{path}/notes")).json()["data"]["notes"]
         assert [n["text"] for n in notes] == ["等仓库回复"]
+
+
+async def test_the_inbox_by_thread_and_a_comment_thread_handled_over_http(team: Team) -> None:
+    comment = next(c for c in team.account.batch.comments if not c.parent_comment_id)
+    listed = (await team.call("fang", "GET", "/api/im/unified-threads")).json()["data"]["threads"]
+    kinds = sorted(t["kind"] for t in listed)
+    assert kinds == ["comment"] + ["conversation"] * 4, "the IM profile's short enum names"
+    base = f"/api/im/discussions/{comment.comment_id}"
+    claimed = await team.call("fang", "POST", f"{base}/claim", {})
+    assert claimed.status_code == 200, claimed.text
+    thread = claimed.json()["data"]["thread"]
+    assert (thread["kind"], thread["thread_id"], thread["assignee"]) == (
+        "comment",
+        comment.comment_id,
+        "王芳",
+    )
+    assert claimed.json()["data"].get("conversation") is None
+    refused = await team.call("lei", "POST", f"{base}/claim", {})
+    assert refused.status_code == 400 and _info(refused)["metadata"] == {"assignee": "王芳"}
+    noted = await team.call("fang", "POST", f"{base}/notes", {"text": "差评，先私信安抚"})
+    assert noted.status_code == 200 and noted.json()["data"]["thread"]["note_count"] == 1
+    notes = (await team.call("lei", "GET", f"{base}/notes")).json()["data"]["notes"]
+    assert [n["text"] for n in notes] == ["差评，先私信安抚"]
+    done = await team.call("fang", "PUT", f"{base}/state", {"thread_state": "THREAD_STATE_DONE"})
+    assert done.json()["data"]["thread"]["thread_state"] == "done"
+    mine = (await team.call("fang", "GET", "/api/im/unified-threads", mine="true")).json()["data"]["threads"]
+    assert [(t["thread_id"], t["thread_state"]) for t in mine] == [(comment.comment_id, "done")]
+    only_comments = await team.call("lei", "GET", "/api/im/unified-threads", kinds="THREAD_KIND_COMMENT")
+    assert [t["thread_id"] for t in only_comments.json()["data"]["threads"]] == [comment.comment_id]
+    # A conversation is answered as before, with the thread beside it.
+    conversation_id = team.account.batch.conversations[0].conversation_id
+    marked = await team.call("lei", "PUT", f"/api/im/conversations/{conversation_id}/unread", {})
+    assert marked.json()["data"]["conversation"]["is_marked_unread"]
+    assert marked.json()["data"]["thread"]["kind"] == "conversation"
+
+    # Bad requests name the field.
+    assert _field(await team.call("fang", "GET", "/api/im/unified-threads", kinds="THREAD_KIND_UNSPECIFIED")) == "kinds"
+    assert _field(await team.call("fang", "GET", "/api/im/unified-threads", cursor="bm90LWEtY3Vyc29y")) == "cursor"
+    both = await team.call("fang", "PUT", f"{base}/unread", {"conversation_id": conversation_id})
+    assert _field(both) == "comment_id"
+    assert (await team.call("fang", "POST", "/api/im/discussions/no-such-comment/claim", {})).status_code == 404
+
+
+async def test_presence_in_a_comment_thread_names_its_comment(team: Team) -> None:
+    comment = next(c for c in team.account.batch.comments if not c.parent_comment_id)
+    said = await team.call("fang", "PUT", f"/api/im/discussions/{comment.comment_id}/presence", {"is_typing": True})
+    assert said.status_code == 200, said.text
+    presence = said.json()["data"]["presence"]
+    assert presence["comment_id"] == comment.comment_id and not presence.get("conversation_id")
+
+
+async def test_a_snoozed_comment_thread_is_woken_by_the_master(team: Team) -> None:
+    comment = next(c for c in team.account.batch.comments if not c.parent_comment_id)
+    events = ImClient(team.channel).stream_events(
+        ev.StreamEventsRequest(account_ids=["shop"], types=[ev.EVENT_TYPE_THREAD_HANDLED]),
+        metadata=(("authorization", f"Bearer {team.keys['lei']}"),),
+    )
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1.5)
+    until = soon.isoformat().replace("+00:00", "Z")
+    path = f"/api/im/discussions/{comment.comment_id}/state"
+    snoozed = await team.call("fang", "PUT", path, {"thread_state": "snoozed", "snoozed_until": until})
+    assert snoozed.json()["data"]["thread"]["thread_state"] == "snoozed", snoozed.text
+    seen: list[ev.Event] = []
+    async with asyncio.timeout(15):
+        async for response in events:
+            seen.append(response.event)
+            if response.event.thread.thread_state == e.THREAD_STATE_OPEN:
+                break
+    await events.aclose()  # type: ignore[attr-defined]
+    woken = seen[-1].thread
+    assert woken.thread_id == comment.comment_id and woken.is_marked_unread, "recorded by the master's clock"

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model import threads
 from services.master.model.errors import StoreError
@@ -33,7 +34,9 @@ class SnoozeClock:
 
     async def run(self) -> None:
         while True:
-            subscription = self._bus.subscribe((), (ev.EVENT_TYPE_CONVERSATION_HANDLED,), "")
+            subscription = self._bus.subscribe(
+                (), (ev.EVENT_TYPE_CONVERSATION_HANDLED, ev.EVENT_TYPE_THREAD_HANDLED), ""
+            )
             try:
                 due = await self._store.snoozed()
                 heapq.heapify(due)
@@ -60,16 +63,22 @@ class SnoozeClock:
             if event is None:
                 return True
             if isinstance(event, ev.Event):
-                conversation = event.conversation
-                if conversation.thread_state == threads.SNOOZED:
-                    until = conversation.snoozed_until.ToNanoseconds()
-                    heapq.heappush(due, (until, event.account_id, conversation.conversation_id))
+                handled: e.Conversation | e.Thread = event.conversation
+                thread_key = event.conversation.conversation_id
+                if event.HasField("thread"):
+                    handled, thread_key = event.thread, threads.comment_thread(event.thread.thread_id)
+                if handled.thread_state == threads.SNOOZED:
+                    heapq.heappush(due, (handled.snoozed_until.ToNanoseconds(), event.account_id, thread_key))
             elif event != ():
                 return False  # the bus closed: the master stops
             now = time.time_ns()
             while due and due[0][0] <= now:
-                _, account_id, conversation_id = heapq.heappop(due)
+                _, account_id, thread_key = heapq.heappop(due)
+                root = threads.root_of(thread_key)
                 try:
-                    await self._store.handle_conversation(account_id, conversation_id, threads.wake, now)
+                    if root is None:
+                        await self._store.handle_conversation(account_id, thread_key, threads.wake, now)
+                    else:
+                        await self._store.handle_comment_thread(account_id, root, threads.wake, now)
                 except StoreError as error:
-                    log.info("snooze of %s in %s: %s", conversation_id, account_id, error)
+                    log.info("snooze of %r in %s: %s", thread_key, account_id, error)

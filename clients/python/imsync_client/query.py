@@ -186,7 +186,7 @@ class ImClient:
     async def assign_conversation(
         self, request: thr.AssignConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> thr.AssignConversationResponse:
-        """Assigns the conversation to an agent (one named by an API key), or to nobody.
+        """Assigns the thread to an agent (one named by an API key), or to nobody.
         (`imsync.v1.ThreadService.AssignConversation`)"""
         result: thr.AssignConversationResponse = await self._unary(
             self._threads.AssignConversation, request, timeout, metadata
@@ -196,7 +196,7 @@ class ImClient:
     async def claim_conversation(
         self, request: thr.ClaimConversationRequest, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> thr.ClaimConversationResponse:
-        """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason CLAIMED, the owner in
+        """Takes the thread for the caller's agent. Fails with FAILED_PRECONDITION (reason CLAIMED, the owner in
         its metadata) when another agent owns it: two agents claiming at once end with one owner, and the other told
         who. (`imsync.v1.ThreadService.ClaimConversation`)"""
         result: thr.ClaimConversationResponse = await self._unary(
@@ -211,7 +211,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> thr.SetConversationStateResponse:
-        """Sets the conversation open, done, or snoozed until a time. (`imsync.v1.ThreadService.SetConversationState`)"""
+        """Sets the thread open, done, or snoozed until a time. (`imsync.v1.ThreadService.SetConversationState`)"""
         result: thr.SetConversationStateResponse = await self._unary(
             self._threads.SetConversationState, request, timeout, metadata
         )
@@ -224,7 +224,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> thr.MarkConversationUnreadResponse:
-        """Marks the conversation unread until someone reads it again. (`imsync.v1.ThreadService.MarkConversationUnread`)"""
+        """Marks the thread unread until someone reads it again. (`imsync.v1.ThreadService.MarkConversationUnread`)"""
         result: thr.MarkConversationUnreadResponse = await self._unary(
             self._threads.MarkConversationUnread, request, timeout, metadata
         )
@@ -247,7 +247,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> thr.ListConversationNotesResponse:
-        """Lists the conversation's notes, oldest first. (`imsync.v1.ThreadService.ListConversationNotes`)"""
+        """Lists the thread's notes, oldest first. (`imsync.v1.ThreadService.ListConversationNotes`)"""
         result: thr.ListConversationNotesResponse = await self._unary(
             self._threads.ListConversationNotes, request, timeout, metadata
         )
@@ -260,7 +260,7 @@ class ImClient:
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> thr.SetConversationPresenceResponse:
-        """Says that the caller's agent is writing in the conversation (or stopped): announced as an EVENT_TYPE_PRESENCE
+        """Says that the caller's agent is writing in the thread (or stopped): announced as an EVENT_TYPE_PRESENCE
         event that ends by itself after a few seconds unless said again.
         (`imsync.v1.ThreadService.SetConversationPresence`)"""
         result: thr.SetConversationPresenceResponse = await self._unary(
@@ -427,6 +427,22 @@ class ImClient:
         (`imsync.v1.UnifiedMessageService.ListUnifiedMessages`)"""
         result: uni.ListUnifiedMessagesResponse = await self._unary(
             self._unified.ListUnifiedMessages, request, timeout, metadata
+        )
+        return result
+
+    async def list_unified_threads(
+        self,
+        request: uni.ListUnifiedThreadsRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> uni.ListUnifiedThreadsResponse:
+        """Lists the inbox by thread: an account's conversations and comment threads together
+        (each with its newest item, unread count and the team's handling): pinned
+        conversations first, then by their newest item, newest first. A comment thread comes
+        where its newest comment or reply is. (`imsync.v1.UnifiedMessageService.ListUnifiedThreads`)"""
+        result: uni.ListUnifiedThreadsResponse = await self._unary(
+            self._unified.ListUnifiedThreads, request, timeout, metadata
         )
         return result
 

@@ -310,6 +310,30 @@ THREAD_STATE_SNOOZED: ThreadState.ValueType  # 3
 """Put aside until a time."""
 Global___ThreadState: _TypeAlias = ThreadState  # noqa: Y015
 
+class _ThreadKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ThreadKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ThreadKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    THREAD_KIND_UNSPECIFIED: _ThreadKind.ValueType  # 0
+    THREAD_KIND_CONVERSATION: _ThreadKind.ValueType  # 1
+    """A private-message conversation."""
+    THREAD_KIND_COMMENT: _ThreadKind.ValueType  # 2
+    """A top-level comment on a work and the replies to it."""
+
+class ThreadKind(_ThreadKind, metaclass=_ThreadKindEnumTypeWrapper):
+    """An internal note of the team on a conversation: never sent to the platform.
+    What a thread of the inbox is.
+    """
+
+THREAD_KIND_UNSPECIFIED: ThreadKind.ValueType  # 0
+THREAD_KIND_CONVERSATION: ThreadKind.ValueType  # 1
+"""A private-message conversation."""
+THREAD_KIND_COMMENT: ThreadKind.ValueType  # 2
+"""A top-level comment on a work and the replies to it."""
+Global___ThreadKind: _TypeAlias = ThreadKind  # noqa: Y015
+
 class _MessageStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -878,9 +902,98 @@ class Conversation(_message.Message):
 Global___Conversation: _TypeAlias = Conversation  # noqa: Y015
 
 @_typing.final
-class Note(_message.Message):
-    """An internal note of the team on a conversation: never sent to the platform."""
+class Thread(_message.Message):
+    """A thread of the inbox: a conversation, or a comment with its replies, with its newest
+    item and the team's handling of it.
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    THREAD_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    LATEST_ITEM_ID_FIELD_NUMBER: _builtins.int
+    LATEST_TEXT_FIELD_NUMBER: _builtins.int
+    LATEST_AUTHOR_FIELD_NUMBER: _builtins.int
+    LATEST_TIME_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    IS_PINNED_FIELD_NUMBER: _builtins.int
+    IS_MUTED_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    THREAD_STATE_FIELD_NUMBER: _builtins.int
+    SNOOZED_UNTIL_FIELD_NUMBER: _builtins.int
+    IS_MARKED_UNREAD_FIELD_NUMBER: _builtins.int
+    NOTE_COUNT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    kind: Global___ThreadKind.ValueType
+    thread_id: _builtins.str
+    """The conversation's id, or the top-level comment's."""
+    content_id: _builtins.str
+    """For a comment thread: the work it is on."""
+    latest_item_id: _builtins.str
+    """For a comment thread: the newest comment's inbox id ("comment:<id>")."""
+    latest_text: _builtins.str
+    """The newest item's text (a conversation's last message as the platform lists it)."""
+    unread_count: _builtins.int
+    """Master-owned: the customer's items of the thread the team has not read (for a comment
+    thread, counted up to 100).
+    """
+    is_pinned: _builtins.bool
+    """Master-owned; conversations only."""
+    is_muted: _builtins.bool
+    """Master-owned; conversations only."""
+    assignee: _builtins.str
+    """Master-owned: the team's handling, as for a conversation."""
+    thread_state: Global___ThreadState.ValueType
+    is_marked_unread: _builtins.bool
+    note_count: _builtins.int
+    @_builtins.property
+    def customer(self) -> Global___User:
+        """The customer: the conversation's participant, or the top-level comment's author."""
+
+    @_builtins.property
+    def latest_author(self) -> Global___User:
+        """For a comment thread: the newest comment's author (the customer, or the account)."""
+
+    @_builtins.property
+    def latest_time(self) -> _timestamp_pb2.Timestamp:
+        """The newest item's time: the order of the list."""
+
+    @_builtins.property
+    def snoozed_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        kind: Global___ThreadKind.ValueType = ...,
+        thread_id: _builtins.str = ...,
+        content_id: _builtins.str = ...,
+        customer: Global___User | None = ...,
+        latest_item_id: _builtins.str = ...,
+        latest_text: _builtins.str = ...,
+        latest_author: Global___User | None = ...,
+        latest_time: _timestamp_pb2.Timestamp | None = ...,
+        unread_count: _builtins.int = ...,
+        is_pinned: _builtins.bool = ...,
+        is_muted: _builtins.bool = ...,
+        assignee: _builtins.str = ...,
+        thread_state: Global___ThreadState.ValueType = ...,
+        snoozed_until: _timestamp_pb2.Timestamp | None = ...,
+        is_marked_unread: _builtins.bool = ...,
+        note_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "latest_author", b"latest_author", "latest_time", b"latest_time", "snoozed_until", b"snoozed_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "assignee", b"assignee", "content_id", b"content_id", "customer", b"customer", "is_marked_unread", b"is_marked_unread", "is_muted", b"is_muted", "is_pinned", b"is_pinned", "kind", b"kind", "latest_author", b"latest_author", "latest_item_id", b"latest_item_id", "latest_text", b"latest_text", "latest_time", b"latest_time", "note_count", b"note_count", "snoozed_until", b"snoozed_until", "thread_id", b"thread_id", "thread_state", b"thread_state", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Thread: _TypeAlias = Thread  # noqa: Y015
+
+@_typing.final
+class Note(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NOTE_ID_FIELD_NUMBER: _builtins.int
@@ -1037,7 +1150,7 @@ Global___Notification: _TypeAlias = Notification  # noqa: Y015
 
 @_typing.final
 class Presence(_message.Message):
-    """An agent at a conversation's reply box."""
+    """An agent at a thread's reply box."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1045,10 +1158,14 @@ class Presence(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     IS_TYPING_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
+    """The conversation, for a conversation's reply box."""
     agent: _builtins.str
     is_typing: _builtins.bool
     """True while they write; false once they left. It also ends by itself at expire_time."""
+    comment_id: _builtins.str
+    """The thread's top-level comment, for a comment thread's reply box."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1058,10 +1175,11 @@ class Presence(_message.Message):
         agent: _builtins.str = ...,
         is_typing: _builtins.bool = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "conversation_id", b"conversation_id", "expire_time", b"expire_time", "is_typing", b"is_typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "comment_id", b"comment_id", "conversation_id", b"conversation_id", "expire_time", b"expire_time", "is_typing", b"is_typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

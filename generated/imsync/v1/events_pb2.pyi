@@ -49,6 +49,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A template was added, changed or removed (team-wide: the event names no account; a
     removed one comes with its id alone).
     """
+    EVENT_TYPE_THREAD_HANDLED: _EventType.ValueType  # 10
+    """The team's handling of a comment thread changed (the payload is the Thread, its
+    handling as recorded).
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of an event."""
@@ -73,6 +77,10 @@ EVENT_TYPE_PRESENCE: EventType.ValueType  # 8
 EVENT_TYPE_TEMPLATE_CHANGED: EventType.ValueType  # 9
 """A template was added, changed or removed (team-wide: the event names no account; a
 removed one comes with its id alone).
+"""
+EVENT_TYPE_THREAD_HANDLED: EventType.ValueType  # 10
+"""The team's handling of a comment thread changed (the payload is the Thread, its
+handling as recorded).
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
@@ -122,6 +130,7 @@ class Event(_message.Message):
     CONVERSATION_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Increasing; give the last one seen as after_event_id (or Last-Event-ID) to resume."""
     type: Global___EventType.ValueType
@@ -146,6 +155,8 @@ class Event(_message.Message):
     def presence(self) -> _entities_pb2.Presence: ...
     @_builtins.property
     def template(self) -> _entities_pb2.Template: ...
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread: ...
     def __init__(
         self,
         *,
@@ -162,12 +173,13 @@ class Event(_message.Message):
         conversation: _entities_pb2.Conversation | None = ...,
         presence: _entities_pb2.Presence | None = ...,
         template: _entities_pb2.Template | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification", "conversation", "presence", "template"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification", "conversation", "presence", "template", "thread"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

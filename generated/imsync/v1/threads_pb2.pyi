@@ -27,22 +27,28 @@ class AssignConversationRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     ASSIGNEE_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
     assignee: _builtins.str
     """The agent, as an API key names them; empty unassigns the conversation."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
         assignee: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "assignee", b"assignee", "conversation_id", b"conversation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "assignee", b"assignee", "comment_id", b"comment_id", "conversation_id", b"conversation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -53,16 +59,24 @@ class AssignConversationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def conversation(self) -> _entities_pb2.Conversation: ...
+    def conversation(self) -> _entities_pb2.Conversation:
+        """Set for a conversation."""
+
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread:
+        """The thread as it is now (for either kind)."""
+
     def __init__(
         self,
         *,
         conversation: _entities_pb2.Conversation | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -74,19 +88,25 @@ class ClaimConversationRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -97,16 +117,24 @@ class ClaimConversationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def conversation(self) -> _entities_pb2.Conversation: ...
+    def conversation(self) -> _entities_pb2.Conversation:
+        """Set for a conversation."""
+
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread:
+        """The thread as it is now (for either kind)."""
+
     def __init__(
         self,
         *,
         conversation: _entities_pb2.Conversation | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,11 +148,16 @@ class SetConversationStateRequest(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     THREAD_STATE_FIELD_NUMBER: _builtins.int
     SNOOZED_UNTIL_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
     thread_state: _entities_pb2.ThreadState.ValueType
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     @_builtins.property
     def snoozed_until(self) -> _timestamp_pb2.Timestamp:
         """With THREAD_STATE_SNOOZED: until when, in the future (at most a year ahead)."""
@@ -136,10 +169,11 @@ class SetConversationStateRequest(_message.Message):
         conversation_id: _builtins.str = ...,
         thread_state: _entities_pb2.ThreadState.ValueType = ...,
         snoozed_until: _timestamp_pb2.Timestamp | None = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["snoozed_until", b"snoozed_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "snoozed_until", b"snoozed_until", "thread_state", b"thread_state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id", "snoozed_until", b"snoozed_until", "thread_state", b"thread_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -150,16 +184,24 @@ class SetConversationStateResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def conversation(self) -> _entities_pb2.Conversation: ...
+    def conversation(self) -> _entities_pb2.Conversation:
+        """Set for a conversation."""
+
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread:
+        """The thread as it is now (for either kind)."""
+
     def __init__(
         self,
         *,
         conversation: _entities_pb2.Conversation | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -171,19 +213,25 @@ class MarkConversationUnreadRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,16 +242,24 @@ class MarkConversationUnreadResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def conversation(self) -> _entities_pb2.Conversation: ...
+    def conversation(self) -> _entities_pb2.Conversation:
+        """Set for a conversation."""
+
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread:
+        """The thread as it is now (for either kind)."""
+
     def __init__(
         self,
         *,
         conversation: _entities_pb2.Conversation | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,22 +272,28 @@ class AddConversationNoteRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
     text: _builtins.str
     """1 to 2,000 characters."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
         text: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -243,19 +305,27 @@ class AddConversationNoteResponse(_message.Message):
 
     NOTE_FIELD_NUMBER: _builtins.int
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    THREAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def note(self) -> _entities_pb2.Note: ...
     @_builtins.property
-    def conversation(self) -> _entities_pb2.Conversation: ...
+    def conversation(self) -> _entities_pb2.Conversation:
+        """Set for a conversation."""
+
+    @_builtins.property
+    def thread(self) -> _entities_pb2.Thread:
+        """The thread as it is now (for either kind)."""
+
     def __init__(
         self,
         *,
         note: _entities_pb2.Note | None = ...,
         conversation: _entities_pb2.Conversation | None = ...,
+        thread: _entities_pb2.Thread | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "note", b"note"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "note", b"note", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "note", b"note", "thread", b"thread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -267,19 +337,25 @@ class ListConversationNotesRequest(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -314,22 +390,28 @@ class SetConversationPresenceRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     IS_TYPING_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account holding it; may be left out when the id is in one account the key may use."""
     conversation_id: _builtins.str
-    """The conversation's id, as the platform gives it."""
+    """The conversation's id, as the platform gives it; or else comment_id."""
     is_typing: _builtins.bool
     """True while the agent writes; false once they left the reply box."""
+    comment_id: _builtins.str
+    """For a comment thread: its top-level comment's id (or a reply's), as the platform
+    gives it.
+    """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
         is_typing: _builtins.bool = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "is_typing", b"is_typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id", "is_typing", b"is_typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,10 +26,14 @@ if _version_not_supported:
 
 
 class ThreadServiceStub:
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     def __init__(self, channel):
@@ -76,21 +80,25 @@ class ThreadServiceStub:
 
 
 class ThreadServiceServicer:
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     def AssignConversation(self, request, context):
-        """Assigns the conversation to an agent (one named by an API key), or to nobody.
+        """Assigns the thread to an agent (one named by an API key), or to nobody.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ClaimConversation(self, request, context):
-        """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason
+        """Takes the thread for the caller's agent. Fails with FAILED_PRECONDITION (reason
         CLAIMED, the owner in its metadata) when another agent owns it: two agents claiming at
         once end with one owner, and the other told who.
         """
@@ -99,14 +107,14 @@ class ThreadServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetConversationState(self, request, context):
-        """Sets the conversation open, done, or snoozed until a time.
+        """Sets the thread open, done, or snoozed until a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MarkConversationUnread(self, request, context):
-        """Marks the conversation unread until someone reads it again.
+        """Marks the thread unread until someone reads it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,14 +128,14 @@ class ThreadServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListConversationNotes(self, request, context):
-        """Lists the conversation's notes, oldest first.
+        """Lists the thread's notes, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetConversationPresence(self, request, context):
-        """Says that the caller's agent is writing in the conversation (or stopped): announced
+        """Says that the caller's agent is writing in the thread (or stopped): announced
         as an EVENT_TYPE_PRESENCE event that ends by itself after a few seconds unless said again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -181,10 +189,14 @@ def add_ThreadServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ThreadService:
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     @staticmethod

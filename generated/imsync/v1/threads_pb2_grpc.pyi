@@ -27,10 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ThreadServiceStub:
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     @_typing.overload
@@ -38,59 +42,67 @@ class ThreadServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ThreadServiceAsyncStub: ...
     AssignConversation: _grpc.UnaryUnaryMultiCallable[_threads_pb2.AssignConversationRequest, _threads_pb2.AssignConversationResponse]
-    """Assigns the conversation to an agent (one named by an API key), or to nobody."""
+    """Assigns the thread to an agent (one named by an API key), or to nobody."""
     ClaimConversation: _grpc.UnaryUnaryMultiCallable[_threads_pb2.ClaimConversationRequest, _threads_pb2.ClaimConversationResponse]
-    """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason
+    """Takes the thread for the caller's agent. Fails with FAILED_PRECONDITION (reason
     CLAIMED, the owner in its metadata) when another agent owns it: two agents claiming at
     once end with one owner, and the other told who.
     """
     SetConversationState: _grpc.UnaryUnaryMultiCallable[_threads_pb2.SetConversationStateRequest, _threads_pb2.SetConversationStateResponse]
-    """Sets the conversation open, done, or snoozed until a time."""
+    """Sets the thread open, done, or snoozed until a time."""
     MarkConversationUnread: _grpc.UnaryUnaryMultiCallable[_threads_pb2.MarkConversationUnreadRequest, _threads_pb2.MarkConversationUnreadResponse]
-    """Marks the conversation unread until someone reads it again."""
+    """Marks the thread unread until someone reads it again."""
     AddConversationNote: _grpc.UnaryUnaryMultiCallable[_threads_pb2.AddConversationNoteRequest, _threads_pb2.AddConversationNoteResponse]
     """Adds an internal note: shown to the team, never sent to the platform."""
     ListConversationNotes: _grpc.UnaryUnaryMultiCallable[_threads_pb2.ListConversationNotesRequest, _threads_pb2.ListConversationNotesResponse]
-    """Lists the conversation's notes, oldest first."""
+    """Lists the thread's notes, oldest first."""
     SetConversationPresence: _grpc.UnaryUnaryMultiCallable[_threads_pb2.SetConversationPresenceRequest, _threads_pb2.SetConversationPresenceResponse]
-    """Says that the caller's agent is writing in the conversation (or stopped): announced
+    """Says that the caller's agent is writing in the thread (or stopped): announced
     as an EVENT_TYPE_PRESENCE event that ends by itself after a few seconds unless said again.
     """
 
 @_typing.type_check_only
 class ThreadServiceAsyncStub(ThreadServiceStub):
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AssignConversation: _aio.UnaryUnaryMultiCallable[_threads_pb2.AssignConversationRequest, _threads_pb2.AssignConversationResponse]  # type: ignore[assignment]
-    """Assigns the conversation to an agent (one named by an API key), or to nobody."""
+    """Assigns the thread to an agent (one named by an API key), or to nobody."""
     ClaimConversation: _aio.UnaryUnaryMultiCallable[_threads_pb2.ClaimConversationRequest, _threads_pb2.ClaimConversationResponse]  # type: ignore[assignment]
-    """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason
+    """Takes the thread for the caller's agent. Fails with FAILED_PRECONDITION (reason
     CLAIMED, the owner in its metadata) when another agent owns it: two agents claiming at
     once end with one owner, and the other told who.
     """
     SetConversationState: _aio.UnaryUnaryMultiCallable[_threads_pb2.SetConversationStateRequest, _threads_pb2.SetConversationStateResponse]  # type: ignore[assignment]
-    """Sets the conversation open, done, or snoozed until a time."""
+    """Sets the thread open, done, or snoozed until a time."""
     MarkConversationUnread: _aio.UnaryUnaryMultiCallable[_threads_pb2.MarkConversationUnreadRequest, _threads_pb2.MarkConversationUnreadResponse]  # type: ignore[assignment]
-    """Marks the conversation unread until someone reads it again."""
+    """Marks the thread unread until someone reads it again."""
     AddConversationNote: _aio.UnaryUnaryMultiCallable[_threads_pb2.AddConversationNoteRequest, _threads_pb2.AddConversationNoteResponse]  # type: ignore[assignment]
     """Adds an internal note: shown to the team, never sent to the platform."""
     ListConversationNotes: _aio.UnaryUnaryMultiCallable[_threads_pb2.ListConversationNotesRequest, _threads_pb2.ListConversationNotesResponse]  # type: ignore[assignment]
-    """Lists the conversation's notes, oldest first."""
+    """Lists the thread's notes, oldest first."""
     SetConversationPresence: _aio.UnaryUnaryMultiCallable[_threads_pb2.SetConversationPresenceRequest, _threads_pb2.SetConversationPresenceResponse]  # type: ignore[assignment]
-    """Says that the caller's agent is writing in the conversation (or stopped): announced
+    """Says that the caller's agent is writing in the thread (or stopped): announced
     as an EVENT_TYPE_PRESENCE event that ends by itself after a few seconds unless said again.
     """
 
 class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The team's handling of conversations: who owns one, whether it is done or snoozed, and
-    the team's internal notes on it. The master keeps it (journaled, in either backend); no
-    crawl changes it, and none of it reaches the platform. Each change is announced as an
-    EVENT_TYPE_CONVERSATION_HANDLED event and records the agent of the caller's API key.
+    """The team's handling of threads (UnifiedMessageService.ListUnifiedThreads lists them):
+    who owns one, whether it is done or snoozed, and the team's internal notes on it. A thread is a conversation (named
+    by conversation_id) or a top-level comment with its replies (named by comment_id, the
+    /api/im/discussions/{comment_id}/... routes; a reply's id names its thread). The master
+    keeps the handling (journaled, in either backend); no crawl changes it, and none of it
+    reaches the platform. Each change is announced (EVENT_TYPE_CONVERSATION_HANDLED for a
+    conversation, EVENT_TYPE_THREAD_HANDLED for a comment thread) and records the agent of
+    the caller's API key.
     """
 
     @_abc_1.abstractmethod
@@ -99,7 +111,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.AssignConversationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.AssignConversationResponse, _abc.Awaitable[_threads_pb2.AssignConversationResponse]]:
-        """Assigns the conversation to an agent (one named by an API key), or to nobody."""
+        """Assigns the thread to an agent (one named by an API key), or to nobody."""
 
     @_abc_1.abstractmethod
     def ClaimConversation(
@@ -107,7 +119,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.ClaimConversationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.ClaimConversationResponse, _abc.Awaitable[_threads_pb2.ClaimConversationResponse]]:
-        """Takes the conversation for the caller's agent. Fails with FAILED_PRECONDITION (reason
+        """Takes the thread for the caller's agent. Fails with FAILED_PRECONDITION (reason
         CLAIMED, the owner in its metadata) when another agent owns it: two agents claiming at
         once end with one owner, and the other told who.
         """
@@ -118,7 +130,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.SetConversationStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.SetConversationStateResponse, _abc.Awaitable[_threads_pb2.SetConversationStateResponse]]:
-        """Sets the conversation open, done, or snoozed until a time."""
+        """Sets the thread open, done, or snoozed until a time."""
 
     @_abc_1.abstractmethod
     def MarkConversationUnread(
@@ -126,7 +138,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.MarkConversationUnreadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.MarkConversationUnreadResponse, _abc.Awaitable[_threads_pb2.MarkConversationUnreadResponse]]:
-        """Marks the conversation unread until someone reads it again."""
+        """Marks the thread unread until someone reads it again."""
 
     @_abc_1.abstractmethod
     def AddConversationNote(
@@ -142,7 +154,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.ListConversationNotesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.ListConversationNotesResponse, _abc.Awaitable[_threads_pb2.ListConversationNotesResponse]]:
-        """Lists the conversation's notes, oldest first."""
+        """Lists the thread's notes, oldest first."""
 
     @_abc_1.abstractmethod
     def SetConversationPresence(
@@ -150,7 +162,7 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _threads_pb2.SetConversationPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.SetConversationPresenceResponse, _abc.Awaitable[_threads_pb2.SetConversationPresenceResponse]]:
-        """Says that the caller's agent is writing in the conversation (or stopped): announced
+        """Says that the caller's agent is writing in the thread (or stopped): announced
         as an EVENT_TYPE_PRESENCE event that ends by itself after a few seconds unless said again.
         """
 

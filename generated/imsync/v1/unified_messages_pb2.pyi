@@ -331,3 +331,79 @@ class MarkUnifiedMessagesReadResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MarkUnifiedMessagesReadResponse: _TypeAlias = MarkUnifiedMessagesReadResponse  # noqa: Y015
+
+@_typing.final
+class ListUnifiedThreadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    UNASSIGNED_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    THREAD_STATE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account whose threads are listed."""
+    assignee: _builtins.str
+    """Only threads assigned to this agent."""
+    unassigned: _builtins.bool
+    """Only threads nobody owns."""
+    mine: _builtins.bool
+    """Only threads the caller's agent owns (the API key must name an agent)."""
+    thread_state: _entities_pb2.ThreadState.ValueType
+    """Only threads in this state (as it is now: a snooze that ran out is open)."""
+    cursor: _builtins.str
+    """Opaque cursor from a previous page; empty or "0" for the first page."""
+    count: _builtins.int
+    """Page size: default 20, at most 100 (larger values are clamped)."""
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_entities_pb2.ThreadKind.ValueType]:
+        """Only threads of these kinds (none: both)."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        kinds: _abc.Iterable[_entities_pb2.ThreadKind.ValueType] | None = ...,
+        assignee: _builtins.str = ...,
+        unassigned: _builtins.bool = ...,
+        mine: _builtins.bool = ...,
+        thread_state: _entities_pb2.ThreadState.ValueType = ...,
+        cursor: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "assignee", b"assignee", "count", b"count", "cursor", b"cursor", "kinds", b"kinds", "mine", b"mine", "thread_state", b"thread_state", "unassigned", b"unassigned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnifiedThreadsRequest: _TypeAlias = ListUnifiedThreadsRequest  # noqa: Y015
+
+@_typing.final
+class ListUnifiedThreadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THREADS_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    has_more: _builtins.bool
+    @_builtins.property
+    def threads(self) -> _containers.RepeatedCompositeFieldContainer[_entities_pb2.Thread]: ...
+    def __init__(
+        self,
+        *,
+        threads: _abc.Iterable[_entities_pb2.Thread] | None = ...,
+        cursor: _builtins.str = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "has_more", b"has_more", "threads", b"threads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnifiedThreadsResponse: _TypeAlias = ListUnifiedThreadsResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class UnifiedMessageServiceStub:
                 request_serializer=imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadRequest.SerializeToString,
                 response_deserializer=imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadResponse.FromString,
                 _registered_method=True)
+        self.ListUnifiedThreads = channel.unary_unary(
+                '/imsync.v1.UnifiedMessageService/ListUnifiedThreads',
+                request_serializer=imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsRequest.SerializeToString,
+                response_deserializer=imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsResponse.FromString,
+                _registered_method=True)
 
 
 class UnifiedMessageServiceServicer:
@@ -89,6 +94,16 @@ class UnifiedMessageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnifiedThreads(self, request, context):
+        """Lists the inbox by thread: an account's conversations and comment threads together
+        (each with its newest item, unread count and the team's handling): pinned
+        conversations first, then by their newest item, newest first. A comment thread comes
+        where its newest comment or reply is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UnifiedMessageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +126,11 @@ def add_UnifiedMessageServiceServicer_to_server(servicer, server):
                     servicer.MarkUnifiedMessagesRead,
                     request_deserializer=imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadRequest.FromString,
                     response_serializer=imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadResponse.SerializeToString,
+            ),
+            'ListUnifiedThreads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnifiedThreads,
+                    request_deserializer=imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsRequest.FromString,
+                    response_serializer=imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +242,33 @@ class UnifiedMessageService:
             '/imsync.v1.UnifiedMessageService/MarkUnifiedMessagesRead',
             imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadRequest.SerializeToString,
             imsync_dot_v1_dot_unified__messages__pb2.MarkUnifiedMessagesReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnifiedThreads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsync.v1.UnifiedMessageService/ListUnifiedThreads',
+            imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsRequest.SerializeToString,
+            imsync_dot_v1_dot_unified__messages__pb2.ListUnifiedThreadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

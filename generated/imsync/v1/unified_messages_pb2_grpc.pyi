@@ -41,6 +41,12 @@ class UnifiedMessageServiceStub:
     """Marks one inbox item read."""
     MarkUnifiedMessagesRead: _grpc.UnaryUnaryMultiCallable[_unified_messages_pb2.MarkUnifiedMessagesReadRequest, _unified_messages_pb2.MarkUnifiedMessagesReadResponse]
     """Marks several inbox items read."""
+    ListUnifiedThreads: _grpc.UnaryUnaryMultiCallable[_unified_messages_pb2.ListUnifiedThreadsRequest, _unified_messages_pb2.ListUnifiedThreadsResponse]
+    """Lists the inbox by thread: an account's conversations and comment threads together
+    (each with its newest item, unread count and the team's handling): pinned
+    conversations first, then by their newest item, newest first. A comment thread comes
+    where its newest comment or reply is.
+    """
 
 @_typing.type_check_only
 class UnifiedMessageServiceAsyncStub(UnifiedMessageServiceStub):
@@ -55,6 +61,12 @@ class UnifiedMessageServiceAsyncStub(UnifiedMessageServiceStub):
     """Marks one inbox item read."""
     MarkUnifiedMessagesRead: _aio.UnaryUnaryMultiCallable[_unified_messages_pb2.MarkUnifiedMessagesReadRequest, _unified_messages_pb2.MarkUnifiedMessagesReadResponse]  # type: ignore[assignment]
     """Marks several inbox items read."""
+    ListUnifiedThreads: _aio.UnaryUnaryMultiCallable[_unified_messages_pb2.ListUnifiedThreadsRequest, _unified_messages_pb2.ListUnifiedThreadsResponse]  # type: ignore[assignment]
+    """Lists the inbox by thread: an account's conversations and comment threads together
+    (each with its newest item, unread count and the team's handling): pinned
+    conversations first, then by their newest item, newest first. A comment thread comes
+    where its newest comment or reply is.
+    """
 
 class UnifiedMessageServiceServicer(metaclass=_abc_1.ABCMeta):
     """One inbox merging the comments, private messages and notifications of an account."""
@@ -90,5 +102,17 @@ class UnifiedMessageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_unified_messages_pb2.MarkUnifiedMessagesReadResponse, _abc.Awaitable[_unified_messages_pb2.MarkUnifiedMessagesReadResponse]]:
         """Marks several inbox items read."""
+
+    @_abc_1.abstractmethod
+    def ListUnifiedThreads(
+        self,
+        request: _unified_messages_pb2.ListUnifiedThreadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_unified_messages_pb2.ListUnifiedThreadsResponse, _abc.Awaitable[_unified_messages_pb2.ListUnifiedThreadsResponse]]:
+        """Lists the inbox by thread: an account's conversations and comment threads together
+        (each with its newest item, unread count and the team's handling): pinned
+        conversations first, then by their newest item, newest first. A comment thread comes
+        where its newest comment or reply is.
+        """
 
 def add_UnifiedMessageServiceServicer_to_server(servicer: UnifiedMessageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

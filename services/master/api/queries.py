@@ -25,6 +25,7 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import unified_messages_pb2 as uni
+from services.master.api import thread_list
 from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.keys import ns_of, split_item_key
@@ -96,7 +97,7 @@ class Guarded:
         return holders[0]
 
 
-def _assignee(request: conv.ListConversationsRequest, access: Access) -> str | None:
+def _assignee(request: conv.ListConversationsRequest | uni.ListUnifiedThreadsRequest, access: Access) -> str | None:
     """The owner a list asks for: None for any, "" for nobody."""
     asked = [name for name in ("assignee", "unassigned", "mine") if getattr(request, name)]
     if len(asked) > 1:
@@ -403,6 +404,27 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
             ),
         )
         return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
+
+    async def ListUnifiedThreads(
+        self, request: uni.ListUnifiedThreadsRequest, context: Context
+    ) -> uni.ListUnifiedThreadsResponse:
+        kinds = set(request.kinds) or set(thread_list.KINDS)
+        if not kinds <= set(thread_list.KINDS):
+            raise InvalidArgument("THREAD_KIND_CONVERSATION or THREAD_KIND_COMMENT", field="kinds")
+        listed, cursor, has_more = await self._answer(
+            context,
+            lambda access: thread_list.list_threads(
+                self._store,
+                self._named(access, request.account_id),
+                kinds=kinds,
+                assignee=_assignee(request, access),
+                thread_state=request.thread_state,
+                cursor=request.cursor,
+                count=request.count,
+                now_ns=time.time_ns(),
+            ),
+        )
+        return uni.ListUnifiedThreadsResponse(threads=listed, cursor=cursor, has_more=has_more)
 
     async def GetUnifiedStats(
         self, request: uni.GetUnifiedStatsRequest, context: Context

@@ -196,9 +196,11 @@ class Changes:
         elif kind == "thread":
             thread = record.thread
             state = self._state(thread.account_id)
-            if thread.conversation_id not in state.conversations:
+            if thread.comment_id and thread.comment_id not in state.comments:
+                raise NotFound(f"comment {thread.comment_id!r} not found")
+            if not thread.comment_id and thread.conversation_id not in state.conversations:
                 raise NotFound(f"conversation {thread.conversation_id!r} not found")
-            state.handling.threads[thread.conversation_id] = thread.handling
+            state.handling.threads[threads.key_of(thread)] = thread.handling
         elif kind == "eviction":
             eviction = record.eviction
             horizons = {}
@@ -389,10 +391,10 @@ class Changes:
         for entity in state.arrivals:
             self._emit(arrival_event(state, entity))
         state.arrivals.clear()
-        # Conversations a customer's message opened again (the journal's snapshot or delta
-        # opens them again on replay: no record of their own).
-        for conversation_id in state.reopened:
-            self._emit(threads.event_of(state.account_id, conversation_id, state.handling.threads[conversation_id]))
+        # Threads a customer's message or comment opened again (the journal's snapshot or
+        # delta opens them again on replay: no record of their own).
+        for thread_key in state.reopened:
+            self._emit(threads.event_of(state.account_id, thread_key, state.handling.threads[thread_key]))
         state.reopened.clear()
 
     def _announce_read(self, state: AccountState, items: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from imsync.journal.v1 import journal_pb2 as jpb
 from services.master.memory.records import encode_entities
 from services.master.memory.recovery import Checkpoint
+from services.master.model import threads as thread_records
 from services.master.model.account_base import Handling
 from services.master.model.account_state import AccountState
 from services.master.model.entity_table import EntityTable
@@ -60,8 +61,8 @@ def capture(state: AccountState) -> Callable[[], list[bytes]]:
         )
         for item, read_ns in read_at.items():
             head.read_marks.add(item_id=item).read_at.FromNanoseconds(read_ns)
-        for conversation_id, thread in threads.items():
-            head.threads.add(account_id=account_id, conversation_id=conversation_id, handling=thread)
+        for thread_key, thread in threads.items():
+            head.threads.append(thread_records.record(account_id, thread_key, thread))
         if "messages" in horizons:
             head.messages_horizon.FromNanoseconds(horizons["messages"])
         if "comments" in horizons:
@@ -88,7 +89,7 @@ def state_of(checkpoint: Checkpoint) -> AccountState:
         muted=set(head.muted_conversation_ids),
         new_items=set(head.new_item_ids),
         new_contents=set(head.new_content_ids),
-        threads={record.conversation_id: record.handling for record in head.threads},
+        threads={thread_records.key_of(record): record.handling for record in head.threads},
     )
     if head.HasField("messages_horizon"):
         handling.horizons["messages"] = head.messages_horizon.ToNanoseconds()

@@ -134,18 +134,29 @@ class MemoryStore(Searching):
         self._handle(state, conversation_id, change, now_ns)
         return state.conversation_view(conversation_id)
 
-    def _handle(self, state: AccountState, conversation_id: str, change: threads.Change, now_ns: int) -> bool:
-        """Applies a change to a conversation's handling: journaled and announced when it
-        changes anything. The handling is replaced, never changed in place (checkpoints
-        take references)."""
-        after, changed = threads.apply(state.handling.threads.get(conversation_id), change, now_ns)
+    async def handle_comment_thread(
+        self, account_id: str, comment_id: str, change: threads.Change, now_ns: int
+    ) -> tuple[str, str]:
+        state = self._owner(account_id, "comment", comment_id, "comment_id")
+        root = state.comments[comment_id].parent_comment_id or comment_id
+        self._handle(state, threads.comment_thread(root), change, now_ns)
+        return state.account_id, root
+
+    async def thread_handlings(self, account_id: str, thread_keys: Iterable[str]) -> dict[str, jpb.ThreadHandling]:
+        handlings = self._state(account_id).handling.threads
+        return {key: handlings[key] for key in thread_keys if key in handlings}
+
+    def _handle(self, state: AccountState, thread_key: str, change: threads.Change, now_ns: int) -> bool:
+        """Applies a change to a thread's handling: journaled and announced when it changes
+        anything. The handling is replaced, never changed in place (checkpoints take
+        references)."""
+        after, changed = threads.apply(state.handling.threads.get(thread_key), change, now_ns)
         if not changed:
             return False
-        state.handling.threads[conversation_id] = after
+        state.handling.threads[thread_key] = after
         self._changed(state.account_id)
-        record = jpb.ThreadRecord(account_id=state.account_id, conversation_id=conversation_id, handling=after)
-        self._log(state.account_id, jpb.Record(thread=record))
-        self._emit(threads.event_of(state.account_id, conversation_id, after))
+        self._log(state.account_id, jpb.Record(thread=threads.record(state.account_id, thread_key, after)))
+        self._emit(threads.event_of(state.account_id, thread_key, after))
         return True
 
     async def conversation_notes(self, account_id: str, conversation_id: str) -> list[e.Note]:

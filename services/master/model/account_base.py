@@ -49,7 +49,8 @@ class Handling:
     # Collection -> newest platform time (ns) evicted to bound memory: nothing at or before
     # it that the account does not hold is taken in again.
     horizons: dict[str, int] = field(default_factory=dict)
-    # Conversation id -> the team's handling of it (threads.py); none until someone acts.
+    # Thread key (a conversation's id, or threads.comment_thread of a top-level comment's)
+    # -> the team's handling of the thread (threads.py); none until someone acts.
     threads: dict[str, jpb.ThreadHandling] = field(default_factory=dict)
 
 
@@ -68,8 +69,8 @@ class AccountBase:
         # Customers' messages and comments, and notifications, this version brought; the
         # store announces them.
         self.arrivals: list[e.Message | e.Comment | e.Notification] = []
-        # Conversations the team had set done or snoozed that a customer's new message
-        # opened again (threads.py); the store announces them.
+        # Threads (their keys) the team had set done or snoozed that a customer's new
+        # message or comment opened again (threads.py); the store announces them.
         self.reopened: list[str] = []
         # The account's search index (search.py): built when it is first searched, then
         # kept as changes are applied; None until then (a snapshot starts without one).

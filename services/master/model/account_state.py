@@ -437,18 +437,26 @@ class AccountState(AccountViews):
         handling.muted.difference_update(removals.conversation_ids)
         for conversation_id in removals.conversation_ids:
             handling.threads.pop(conversation_id, None)
+        for comment_id in removals.comment_ids:
+            handling.threads.pop(threads.comment_thread(comment_id), None)
 
     def reopen_threads(self) -> None:
-        """A customer writing in a conversation the team set done or snoozed opens it again."""
+        """A customer writing in a conversation, or in a comment thread, the team set done
+        or snoozed opens it again."""
         handlings = self.handling.threads
         if not handlings:
             return
         for entity in self.arrivals:
-            if isinstance(entity, e.Message) and (handling := handlings.get(entity.conversation_id)) is not None:
-                after = threads.reopened(handling, ns_of(entity.create_time))
-                if after is not None:
-                    handlings[entity.conversation_id] = after
-                    self.reopened.append(entity.conversation_id)
+            if isinstance(entity, e.Message):
+                thread_key, at = entity.conversation_id, entity.create_time
+            elif isinstance(entity, e.Comment):
+                thread_key, at = threads.thread_of(entity), entity.created_at
+            else:
+                continue
+            handling = handlings.get(thread_key)
+            if handling is not None and (after := threads.reopened(handling, ns_of(at))) is not None:
+                handlings[thread_key] = after
+                self.reopened.append(thread_key)
 
     def entity_count(self) -> int:
         return (

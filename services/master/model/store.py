@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
@@ -207,8 +208,21 @@ class Store(Protocol):
 
     async def conversation_notes(self, account_id: str, conversation_id: str) -> list[e.Note]: ...
 
+    async def handle_comment_thread(
+        self, account_id: str, comment_id: str, change: threads.Change, now_ns: int
+    ) -> tuple[str, str]:
+        """Applies `change` to the handling of the thread a comment (top-level or a reply)
+        is in, as handle_conversation; returns the account and the thread's top-level
+        comment id."""
+        ...
+
+    async def thread_handlings(self, account_id: str, thread_keys: Iterable[str]) -> dict[str, jpb.ThreadHandling]:
+        """The handlings of an account's threads, by thread key (threads.py), of those
+        that have one."""
+        ...
+
     async def snoozed(self) -> list[tuple[int, str, str]]:
-        """(until ns, account id, conversation id) of every snoozed conversation."""
+        """(until ns, account id, thread key) of every snoozed thread."""
         ...
 
     # --- the team's quick replies (templates.py) ---

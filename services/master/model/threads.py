@@ -1,9 +1,12 @@
-"""The team's handling of a conversation: who owns it, open, done or snoozed, marked
-unread, and the team's notes. One record per conversation (journal.v1.ThreadHandling),
-kept whole by either backend and changed only through `Change`s made here, so that the
-memory and the Redis store agree on every rule.
+"""The team's handling of a thread: who owns it, open, done or snoozed, marked unread,
+and the team's notes. A thread is a conversation or a top-level comment with its replies.
+One record per thread (journal.v1.ThreadHandling), kept whole by either backend and changed
+only through `Change`s made here, so that the memory and the Redis store agree on every rule.
 
-A conversation nobody handled yet has no record: it is open, unassigned, with no notes.
+Both backends keep an account's records in one map by *thread key*: a conversation's id,
+or COMMENT_THREAD and then the top-level comment's id (no platform id starts with a NUL).
+
+A thread nobody handled yet has no record: it is open, unassigned, with no notes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,23 @@ MAX_SNOOZE_NS = 366 * 24 * 3600 * 10**9
 _SECOND = 10**9
 
 OPEN, DONE, SNOOZED = e.THREAD_STATE_OPEN, e.THREAD_STATE_DONE, e.THREAD_STATE_SNOOZED
+COMMENT_THREAD = "\0comment:"
+
+
+def comment_thread(root_id: str) -> str:
+    """The thread key of a top-level comment's thread."""
+    return COMMENT_THREAD + root_id
+
+
+def root_of(thread_key: str) -> str | None:
+    """The top-level comment of a comment thread's key; None for a conversation's."""
+    return thread_key[len(COMMENT_THREAD) :] if thread_key.startswith(COMMENT_THREAD) else None
+
+
+def thread_of(comment: e.Comment) -> str:
+    """The key of the thread a comment is in."""
+    return comment_thread(comment.parent_comment_id or comment.comment_id)
+
 
 # Changes a handling in place, given the time (ns); raises a StoreError to refuse.
 Change = Callable[[jpb.ThreadHandling, int], None]
@@ -145,7 +165,7 @@ def _meaningful(handling: jpb.ThreadHandling) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
-def view(conversation: e.Conversation, handling: jpb.ThreadHandling | None, now_ns: int) -> None:
+def view(conversation: e.Conversation | e.Thread, handling: jpb.ThreadHandling | None, now_ns: int) -> None:
     """Fills a conversation's master-owned handling fields, as they are at `now_ns`: a snooze
     whose time passed is open and shown unread (as `wake` records it soon after). A done or
     snoozed conversation the customer wrote in is open already (`reopened`)."""
@@ -172,28 +192,49 @@ def check_note(text: str) -> str:
     return text
 
 
-def event_of(account_id: str, conversation_id: str, handling: jpb.ThreadHandling) -> ev.Event:
-    """The event announcing a change: the conversation's ids and its handling as recorded
-    (a client wanting the rest, or the state as it is now, reads the conversation)."""
-    conversation = e.Conversation(
-        account_id=account_id,
-        conversation_id=conversation_id,
-        assignee=handling.assignee,
-        thread_state=handling.state or OPEN,
-        is_marked_unread=handling.marked_unread,
-        note_count=len(handling.notes),
-    )
+def event_of(account_id: str, thread_key: str, handling: jpb.ThreadHandling) -> ev.Event:
+    """The event announcing a change: the thread's ids and its handling as recorded (a
+    client wanting the rest, or the state as it is now, reads the thread): a Conversation
+    for a conversation (EVENT_TYPE_CONVERSATION_HANDLED), a Thread for a comment thread
+    (EVENT_TYPE_THREAD_HANDLED)."""
+    root = root_of(thread_key)
+    if root is None:
+        event = ev.Event(type=ev.EVENT_TYPE_CONVERSATION_HANDLED, account_id=account_id)
+        event.conversation.conversation_id = thread_key
+        payload: e.Conversation | e.Thread = event.conversation
+    else:
+        event = ev.Event(type=ev.EVENT_TYPE_THREAD_HANDLED, account_id=account_id)
+        event.thread.kind = e.THREAD_KIND_COMMENT
+        event.thread.thread_id = root
+        payload = event.thread
+    payload.account_id = account_id
+    payload.assignee = handling.assignee
+    payload.thread_state = handling.state or OPEN
+    payload.is_marked_unread = handling.marked_unread
+    payload.note_count = len(handling.notes)
     if handling.state == SNOOZED:
-        conversation.snoozed_until.CopyFrom(handling.snoozed_until)
-    event = ev.Event(type=ev.EVENT_TYPE_CONVERSATION_HANDLED, account_id=account_id, conversation=conversation)
+        payload.snoozed_until.CopyFrom(handling.snoozed_until)
     event.create_time.CopyFrom(handling.update_time)
     return event
 
 
 def snoozes(account_id: str, handlings: dict[str, jpb.ThreadHandling]) -> list[tuple[int, str, str]]:
-    """(until ns, account id, conversation id) of every snoozed conversation."""
+    """(until ns, account id, thread key) of every snoozed thread."""
     return [
-        (handling.snoozed_until.ToNanoseconds(), account_id, conversation_id)
-        for conversation_id, handling in handlings.items()
+        (handling.snoozed_until.ToNanoseconds(), account_id, thread_key)
+        for thread_key, handling in handlings.items()
         if handling.state == SNOOZED
     ]
+
+
+def record(account_id: str, thread_key: str, handling: jpb.ThreadHandling) -> jpb.ThreadRecord:
+    """The journal's record of a thread's handling."""
+    root = root_of(thread_key)
+    if root is None:
+        return jpb.ThreadRecord(account_id=account_id, conversation_id=thread_key, handling=handling)
+    return jpb.ThreadRecord(account_id=account_id, comment_id=root, handling=handling)
+
+
+def key_of(record: jpb.ThreadRecord) -> str:
+    """The thread key a journal record is of."""
+    return comment_thread(record.comment_id) if record.comment_id else record.conversation_id

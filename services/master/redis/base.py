@@ -214,12 +214,12 @@ class RedisBase:
         for entity in state.arrivals:
             self._announce(writes, keys, arrival_event(state, entity))
         state.arrivals.clear()
-        # Conversations a customer's message opened again: kept (a snapshot's handling is
-        # not a recording one) and announced.
-        for conversation_id in state.reopened:
-            handling = state.handling.threads[conversation_id]
-            writes.hash(keys.threads)[conversation_id] = handling.SerializeToString()
-            self._announce(writes, keys, threads.event_of(keys.account_id, conversation_id, handling))
+        # Threads a customer's message or comment opened again: kept (a snapshot's handling
+        # is not a recording one) and announced.
+        for thread_key in state.reopened:
+            handling = state.handling.threads[thread_key]
+            writes.hash(keys.threads)[thread_key] = handling.SerializeToString()
+            self._announce(writes, keys, threads.event_of(keys.account_id, thread_key, handling))
         state.reopened.clear()
 
     def _announce_read(self, writes: Writes, keys: AccountKeys, items: list[str]) -> None:
@@ -252,7 +252,8 @@ class RedisBase:
         pinned: Collection[str] = (),
     ) -> tuple[str, AccountState] | None:
         """The part of an account a change touches, as a recording state; None when the
-        account does not exist."""
+        account does not exist. `pinned`: the thread keys (threads.py) whose handling, and
+        pin for a conversation, are loaded."""
         wanted = {name: list(ids) for name, ids in entities.items() if ids}
         item_list = list(items)
         pinned_list = list(pinned)

@@ -9,7 +9,7 @@ from typing import Any
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
-from services.master.model import transitions
+from services.master.model import threads, transitions
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
 from services.master.model.errors import NotFound
@@ -176,8 +176,13 @@ class Changes(Fetching):
             + [notification_key(n) for n in entities["notifications"]]
         )
 
-        # The conversations a new message may open again (threads.reopened) have their handling loaded.
-        talked_in = entities["conversations"] | {m.conversation_id for m in upserts.messages}
+        # The threads a new message or comment may open again (threads.reopened) have their
+        # handling loaded.
+        talked_in = (
+            entities["conversations"]
+            | {m.conversation_id for m in upserts.messages}
+            | {threads.thread_of(c) for c in upserts.comments}
+        )
 
         async def attempt() -> bool | None:
             writes = Writes()

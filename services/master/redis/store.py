@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
+from services.master.model import threads
 from services.master.model.account_base import Presence
 from services.master.model.cursor import Newest
 from services.master.model.keys import comment_key, message_key, notification_key, ns_of
@@ -117,7 +118,8 @@ class RedisStore(Queries):
 
         async def attempt() -> bool | None:
             writes = Writes()
-            loaded = await self._load(keys, writes, entities=entities, items=items, pinned=entities["conversations"])
+            handled = entities["conversations"] + [threads.comment_thread(c) for c in entities["comments"]]
+            loaded = await self._load(keys, writes, entities=entities, items=items, pinned=handled)
             if loaded is None:
                 return True
             rev, state = loaded

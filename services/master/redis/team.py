@@ -1,9 +1,9 @@
-"""The Redis store's share of the team's handling of conversations (model/threads.py):
-one record per conversation in the account's `h:threads` hash, changed in one commit."""
+"""The Redis store's share of the team's handling of threads (model/threads.py): one
+record per thread in the account's `h:threads` hash (by thread key), changed in one commit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
@@ -18,7 +18,7 @@ from services.master.redis.layout import AccountKeys, Writes
 
 
 class Team(Changes):
-    """Where an entity is, and the team's handling of conversations."""
+    """Where an entity is, and the team's handling of threads."""
 
     @_redis_errors
     async def accounts_holding(self, kind: str, entity_id: str) -> list[str]:
@@ -64,36 +64,73 @@ class Team(Changes):
         await self._handle(keys, conversation_id, change, now_ns)
         return await self._conversation(keys, conversation_id)
 
-    async def _handle(self, keys: AccountKeys, conversation_id: str, change: threads.Change, now_ns: int) -> bool:
+    @_redis_errors
+    async def handle_comment_thread(
+        self, account_id: str, comment_id: str, change: threads.Change, now_ns: int
+    ) -> tuple[str, str]:
+        keys = await self._owner(account_id, "comment", comment_id, "comment_id")
+        raw: Any = await self.redis.hget(keys.entities["comments"], comment_id)
+        if raw is None:
+            raise NotFound(f"comment {comment_id!r} not found")
+        root = e.Comment.FromString(raw).parent_comment_id or comment_id
+        await self._handle(keys, threads.comment_thread(root), change, now_ns, ("comments", comment_id))
+        return keys.account_id, root
+
+    @_redis_errors
+    async def thread_handlings(self, account_id: str, thread_keys: Iterable[str]) -> dict[str, jpb.ThreadHandling]:
+        wanted = list(thread_keys)
+        if not wanted:
+            return {}
+        raw: list[Any] = await self.redis.hmget(self.keys(account_id).threads, wanted)
+        return _entities(raw, wanted, _handling)
+
+    async def _handle(
+        self,
+        keys: AccountKeys,
+        thread_key: str,
+        change: threads.Change,
+        now_ns: int,
+        held: tuple[str, str] | None = None,
+    ) -> bool:
         """Applies a change in one commit over the handling it was computed from: a claim
-        racing another on any master computes again over the winner's, and is refused."""
+        racing another on any master computes again over the winner's, and is refused.
+        `held`: the entity (collection, id) that must still be there; the conversation
+        by default."""
 
         def handle(state: AccountState, writes: Writes) -> bool:
-            after, changed = threads.apply(state.handling.threads.get(conversation_id), change, now_ns)
+            after, changed = threads.apply(state.handling.threads.get(thread_key), change, now_ns)
             if changed:
-                state.handling.threads[conversation_id] = after
-                self._announce(writes, keys, threads.event_of(keys.account_id, conversation_id, after))
+                state.handling.threads[thread_key] = after
+                self._announce(writes, keys, threads.event_of(keys.account_id, thread_key, after))
             return changed
 
-        return await self._change_conversation(keys, conversation_id, handle)
+        return await self._change_thread(keys, thread_key, handle, held or ("conversations", thread_key))
 
     async def _change_conversation(
         self, keys: AccountKeys, conversation_id: str, change: Callable[[AccountState, Writes], bool]
     ) -> bool:
-        """Runs `change` over the conversation as loaded (with its pin and handling) and
-        commits what it recorded, again until no other change came between; False when
-        `change` said there was nothing to do."""
+        return await self._change_thread(keys, conversation_id, change, ("conversations", conversation_id))
+
+    async def _change_thread(
+        self,
+        keys: AccountKeys,
+        thread_key: str,
+        change: Callable[[AccountState, Writes], bool],
+        held: tuple[str, str],
+    ) -> bool:
+        """Runs `change` over the thread as loaded (with its handling, and a conversation's
+        pin) and commits what it recorded, again until no other change came between; False
+        when `change` said there was nothing to do. NotFound once `held` is gone."""
+        collection, entity_id = held
 
         async def attempt() -> bool | None:
             writes = Writes()
-            loaded = await self._load(
-                keys, writes, entities={"conversations": [conversation_id]}, pinned=[conversation_id]
-            )
+            loaded = await self._load(keys, writes, entities={collection: [entity_id]}, pinned=[thread_key])
             if loaded is None:
                 raise NotFound(f"account {keys.account_id!r} not found")
             rev, state = loaded
-            if conversation_id not in state.conversations:
-                raise NotFound(f"conversation {conversation_id!r} not found")
+            if entity_id not in getattr(state, collection):
+                raise NotFound(f"{collection[:-1]} {entity_id!r} not found")
             if not change(state, writes):
                 return False
             return True if await self._commit_writes(keys, rev, writes) else None

@@ -153,8 +153,12 @@ class ThreadRecord(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     HANDLING_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     conversation_id: _builtins.str
+    """The conversation handled; or, for a comment thread, empty and comment_id set."""
+    comment_id: _builtins.str
+    """The top-level comment of the comment thread handled."""
     @_builtins.property
     def handling(self) -> Global___ThreadHandling: ...
     def __init__(
@@ -163,10 +167,11 @@ class ThreadRecord(_message.Message):
         account_id: _builtins.str = ...,
         conversation_id: _builtins.str = ...,
         handling: Global___ThreadHandling | None = ...,
+        comment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["handling", b"handling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "handling", b"handling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "comment_id", b"comment_id", "conversation_id", b"conversation_id", "handling", b"handling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
