@@ -199,6 +199,18 @@ async def _walk_through(
             for key in await page.locator("#list [role=option]").evaluate_all("rows => rows.map(r => r.dataset.key)")
         ]
 
+    # The console opens on the inbox by thread: conversations and comment threads as the
+    # API lists them.
+    await page.locator("[role=tab][data-view=threads][aria-selected=true]").wait_for()
+    by_thread = (
+        await http.get("/api/im/unified-threads", params={"account_id": first["account_id"], "count": "30"})
+    ).json()["data"]["threads"]
+    assert {t["kind"] for t in by_thread} == {"conversation", "comment"}
+    expected = [f"thread:{first['account_id']}:{t['kind']}:{t['thread_id']}" for t in by_thread]
+    await eventually(lambda: _same_start(shown_keys, expected))
+    await shoot(page, "wide-threads")
+    # The inbox item by item.
+    await page.locator("[role=tab][data-view=inbox]").click()
     await eventually(lambda: _same_start(shown_keys, [f"item:{first['account_id']}:{m['id']}" for m in listed]))
     await shoot(page, "wide-inbox")
 

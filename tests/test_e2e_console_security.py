@@ -103,6 +103,15 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(
         names = await page.locator(".account .name").all_inner_texts()
         assert len(names) == 2 and names[0] == "All accounts", names  # "all" and shop-0 alone
 
+        # The inbox by thread shows them inert, and so does a comment thread opened.
+        row = page.locator('#list [role=option][data-kind="comment"]', has_text="[script]").first
+        await row.click(timeout=30_000)
+        shown_in_thread = page.locator(".thread .comment .text", has_text="[script]").first
+        assert await shown_in_thread.inner_text() == f"[script] {HOSTILE['script']}"
+        assert await page.locator("#detail img, #list img").count() == 0, "markup stayed text"
+        assert await page.evaluate("window.__pwned") is None, "no script ran"
+
+        await page.locator("[role=tab][data-view=inbox]").click()
         await page.get_by_role("button", name="Comments").click()
         for label in HOSTILE:
             await page.locator("#list [role=option]", has_text=f"[{label}]").first.wait_for(timeout=30_000)

@@ -154,9 +154,32 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         await back.wait_for(timeout=60_000)
         assert await back.get_attribute("data-state") == "open"
 
+        # 5b. A comment thread, handled as a conversation is: a customer comments on a work;
+        #     王芳 opens its thread from the list and claims it, 李雷 sees it claimed; 王芳's
+        #     note on it stays with the team.
+        remark = f"这个有优惠吗 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "comment", "text": remark})
+        comment_row = fang.locator('#list .thread-row[data-kind="comment"]', has_text=remark)
+        await comment_row.wait_for(timeout=60_000)
+        comment_key = await comment_row.get_attribute("data-key")
+        await comment_row.click()
+        await fang.locator(".thread .comment", has_text=remark).wait_for()
+        await fang.locator(".handling .claim").click()
+        await fang.locator(".handling .owner.mine").wait_for()
+        claimed = lei.locator(f'#list .thread-row[data-key="{comment_key}"] .owner-tag.theirs', has_text="王芳")
+        await claimed.wait_for(timeout=30_000)
+        comment_note = f"先私信问订单号 {secrets.token_hex(3)}"
+        await fang.locator(".reply-box .mode-note").click()
+        await fang.locator(".reply-box textarea").fill(comment_note)
+        await fang.locator(".reply-box textarea").press("Enter")
+        await fang.locator(".thread .note", has_text=comment_note).wait_for()
+        await shoot(fang, "wide-comment-thread")
+        await shoot(lei, "wide-comment-thread-claimed")
+
         truth = (await platform.get("/__sim/truth", params={"uid": uid})).json()
         assert not any(note in m["content"] for m in truth["messages"]), "a note never reaches the platform"
         assert not any("我来回复" in m["content"] for m in truth["messages"])
+        assert not any(comment_note in c["text"] for c in truth["comments"]), "nor a comment thread's note"
 
         # 6. Search: a part of what the customer wrote, found once crawled, the part marked.
         wanted = f"蓝色保温杯{secrets.token_hex(2)}"
@@ -257,7 +280,7 @@ async def test_the_console_speaks_chinese_and_switches_to_english(agents: Agents
 
     # Switched to English, it says so at once, and remembers it.
     await page.locator("#language").select_option("en")
-    await page.locator("[role=tab][data-view=threads]", has_text="Conversations").wait_for()
+    await page.locator("[role=tab][data-view=threads]", has_text="Threads").wait_for()
     await page.reload()
     await page.locator("[role=tab][data-view=inbox]", has_text="Inbox").wait_for()
     assert await page.locator("html").get_attribute("lang") == "en"

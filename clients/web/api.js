@@ -54,6 +54,12 @@ async function call(method, path, { query, body } = {}) {
   return envelope.data;
 }
 
+function threadPath({ conversationId, commentId }) {
+  return conversationId
+    ? `/api/im/conversations/${encodeURIComponent(conversationId)}`
+    : `/api/im/discussions/${encodeURIComponent(commentId)}`;
+}
+
 export const api = {
   accounts: (cursor) => call("GET", "/api/im/accounts", { query: { count: 100, cursor } }),
   stats: (accountId) => call("GET", "/api/im/unified-messages/stats", { query: { account_id: accountId } }),
@@ -95,27 +101,39 @@ export const api = {
         thread_state: threadState,
       },
     }),
-  claim: (accountId, conversationId) =>
-    call("POST", `/api/im/conversations/${encodeURIComponent(conversationId)}/claim`, { body: { account_id: accountId } }),
-  assign: (accountId, conversationId, assignee) =>
-    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/assignee`, {
-      body: { account_id: accountId, assignee },
+  // The inbox by thread: conversations and comment threads. filter: {mine, unassigned, assignee, threadState, kinds}
+  threads: (accountId, { cursor, count = 30, mine, unassigned, assignee, threadState, kinds } = {}) =>
+    call("GET", "/api/im/unified-threads", {
+      query: {
+        account_id: accountId,
+        cursor,
+        count,
+        mine: mine ? "true" : "",
+        unassigned: unassigned ? "true" : "",
+        assignee,
+        thread_state: threadState,
+        kinds: (kinds || []).join(","),
+      },
     }),
+  discussion: (accountId, commentId) =>
+    call("GET", `/api/im/discussions/${encodeURIComponent(commentId)}`, { query: { account_id: accountId } }),
+  // The replies to a comment, newest first.
+  replies: (accountId, commentId, cursor) =>
+    call("GET", `/api/im/discussions/${encodeURIComponent(commentId)}/replies`, { query: { account_id: accountId, cursor, count: 50 } }),
+  markItemsRead: (accountId, ids) => call("PUT", "/api/im/unified-messages/read-many", { body: { account_id: accountId, ids } }),
+  // The team's handling of a thread. thread: {conversationId} or {commentId} (a comment thread's).
+  claim: (accountId, thread) => call("POST", `${threadPath(thread)}/claim`, { body: { account_id: accountId } }),
+  assign: (accountId, thread, assignee) => call("PUT", `${threadPath(thread)}/assignee`, { body: { account_id: accountId, assignee } }),
   // state: "open", "done" or "snoozed" (with until, an ISO instant)
-  setThreadState: (accountId, conversationId, state, until) =>
-    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/state`, {
+  setThreadState: (accountId, thread, state, until) =>
+    call("PUT", `${threadPath(thread)}/state`, {
       body: { account_id: accountId, thread_state: state, ...(until ? { snoozed_until: until } : {}) },
     }),
-  markUnread: (accountId, conversationId) =>
-    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/unread`, { body: { account_id: accountId } }),
-  notes: (accountId, conversationId) =>
-    call("GET", `/api/im/conversations/${encodeURIComponent(conversationId)}/notes`, { query: { account_id: accountId } }),
-  addNote: (accountId, conversationId, text) =>
-    call("POST", `/api/im/conversations/${encodeURIComponent(conversationId)}/notes`, { body: { account_id: accountId, text } }),
-  presence: (accountId, conversationId, typing) =>
-    call("PUT", `/api/im/conversations/${encodeURIComponent(conversationId)}/presence`, {
-      body: { account_id: accountId, is_typing: typing },
-    }),
+  markUnread: (accountId, thread) => call("PUT", `${threadPath(thread)}/unread`, { body: { account_id: accountId } }),
+  notes: (accountId, thread) => call("GET", `${threadPath(thread)}/notes`, { query: { account_id: accountId } }),
+  addNote: (accountId, thread, text) => call("POST", `${threadPath(thread)}/notes`, { body: { account_id: accountId, text } }),
+  presence: (accountId, thread, typing) =>
+    call("PUT", `${threadPath(thread)}/presence`, { body: { account_id: accountId, is_typing: typing } }),
   templates: () => call("GET", "/api/im/templates"),
   createTemplate: (name, text) => call("POST", "/api/im/templates", { body: { name, text } }),
   updateTemplate: (templateId, name, text) =>

@@ -3,6 +3,7 @@
 
 import { AccountPanel, health, healthBadge } from "./account.js";
 import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
+import { CommentThreadView } from "./comment_thread.js";
 import { ConversationView } from "./conversation.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
@@ -20,7 +21,7 @@ const state = {
   accounts: [],
   stats: new Map(),
   selected: "all",
-  view: "inbox", // or "threads" (by conversation) or "works"
+  view: "threads", // or "inbox" (item by item) or "works"
   me: {}, // who this console is: {agent, agents, …} (GET /api/im/me)
   types: new Set(),
   unreadOnly: false,
@@ -261,12 +262,12 @@ function renderList() {
       list,
       alert,
       shown.length
-        ? shown.map((conversation) =>
-            threadRow(conversation, {
-              selected: state.detailKey === threadKey(conversation),
-              active: state.active === threadKey(conversation),
-              accountLabel: state.selected === "all" ? accountName(conversation.account_id) : "",
-              writers: threads.writers(conversation),
+        ? shown.map((thread) =>
+            threadRow(thread, {
+              selected: state.detailKey === threadKey(thread),
+              active: state.active === threadKey(thread),
+              accountLabel: state.selected === "all" ? accountName(thread.account_id) : "",
+              writers: threads.writers(thread),
               me: state.me.agent || "",
               onOpen: openThread,
             }),
@@ -298,6 +299,19 @@ const moreObserver = new IntersectionObserver((entries) => {
     else loadMoreInbox();
   }
 });
+
+// New items move threads up and change their counts: the list is loaded again, once for
+// a burst of them.
+let threadsReload = null;
+
+function reloadThreadsSoon() {
+  clearTimeout(threadsReload);
+  threadsReload = setTimeout(async () => {
+    if (state.view !== "threads" || found) return;
+    await threads.reload(accountIds());
+    renderList();
+  }, 500);
+}
 
 async function moreThreads() {
   await threads.more();
@@ -436,10 +450,11 @@ async function openHit(hit) {
   else await openDetail(key, WorkView, { contentId: hit.content.content_id }, hit.account_id, false);
 }
 
-async function openThread(conversation) {
-  const key = threadKey(conversation);
+async function openThread(thread) {
+  const key = threadKey(thread);
   state.active = key;
-  await openDetail(key, ConversationView, { conversationId: conversation.conversation_id }, conversation.account_id, false);
+  if (thread.kind === "comment") await openDetail(key, CommentThreadView, { thread }, thread.account_id, false);
+  else await openDetail(key, ConversationView, { conversationId: thread.thread_id }, thread.account_id, false);
 }
 
 async function openWork(work) {
@@ -500,8 +515,12 @@ function backToList() {
 // tells every other console.
 async function onMarkedRead(accountId) {
   await refreshStats(accountId);
-  if (state.view === "threads" && state.detail && state.detail.conversationId) {
-    if (await threads.refresh(accountId, state.detail.conversationId)) renderList();
+  if (state.view === "threads" && state.detail) {
+    const detail = state.detail;
+    const done = detail instanceof CommentThreadView
+      ? threads.read(accountId, "comment", detail.commentId)
+      : detail.conversationId && threads.read(accountId, "conversation", detail.conversationId);
+    if (done) renderList();
   }
   if (state.view === "works") {
     const fresh = await everyPage((cursor) => api.works(accountId, cursor), "contents");
@@ -529,9 +548,7 @@ function onEvent(event) {
       announce(t(`announce.${item.type}`, { who }));
       if (item.type !== "notification") notifyIfMineOrNobodys(accountId, entity, `${who} · ${accountName(accountId)}`, item.id);
     }
-    if (event.message && state.view === "threads") {
-      threads.refresh(accountId, entity.conversation_id).then((changed) => changed && renderList());
-    }
+    if (state.view === "threads") reloadThreadsSoon();
     if (state.detail) {
       if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(entity);
       if (event.comment && state.detail.onNewComment) state.detail.onNewComment(entity);
@@ -542,9 +559,15 @@ function onEvent(event) {
     for (const item of state.inbox) if (item.account_id === accountId && read.has(item.id)) item.is_read = true;
     if (state.view === "inbox") renderList();
     refreshStats(accountId);
-  } else if (event.type === "conversation_handled") {
-    if (state.detail && state.detail.onHandled && state.detail.accountId === accountId) state.detail.onHandled(event.conversation);
-    if (state.view === "threads") threads.refresh(accountId, event.conversation.conversation_id).then((changed) => changed && renderList());
+  } else if (event.type === "conversation_handled" || event.type === "thread_handled") {
+    const handled = event.conversation || event.thread;
+    if (state.detail && state.detail.onHandled && state.detail.accountId === accountId) state.detail.onHandled(handled);
+    const [kind, id] = event.thread ? ["comment", event.thread.thread_id] : ["conversation", event.conversation.conversation_id];
+    // A thread not in the list may have come into its filter: the list is loaded again.
+    if (state.view === "threads" && !found) {
+      if (threads.handled(accountId, kind, id, handled)) renderList();
+      else reloadThreadsSoon();
+    }
   } else if (event.type === "presence") {
     if (state.detail && state.detail.onPresence && state.detail.accountId === accountId) state.detail.onPresence(event.presence);
     if (state.view === "threads" && event.presence.agent !== state.me.agent) {
@@ -679,8 +702,8 @@ function onListKey(event) {
     if (item) openItem(item, { reply });
     const hit = found && found.hits.find((one) => hitKey(one) === key);
     if (hit) openHit(hit);
-    const conversation = state.view === "threads" && threads.items.find((c) => threadKey(c) === key);
-    if (conversation) openThread(conversation).then(() => reply && state.detail && state.detail.focusReply());
+    const thread = state.view === "threads" && threads.items.find((x) => threadKey(x) === key);
+    if (thread) openThread(thread).then(() => reply && state.detail && state.detail.focusReply());
     const work = state.works.find((w) => `work:${w.account_id}:${w.content_id}` === key);
     if (work) openWork(work).then(() => reply && state.detail && state.detail.focusReply());
   }

@@ -47,7 +47,7 @@ export class ConversationView {
     const [found, page, notes] = await Promise.all([
       api.conversation(this.accountId, this.conversationId),
       api.messages(this.accountId, this.conversationId, ""),
-      api.notes(this.accountId, this.conversationId),
+      api.notes(this.accountId, this.thread()),
     ]);
     this.conversation = found.conversation;
     this.notes = notes.notes || [];
@@ -86,12 +86,29 @@ export class ConversationView {
   }
 
   render() {
-    const other = this.conversation.participant || {};
     const back = h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back"));
-    const header = h(
-      "header",
-      { class: "detail-header" },
-      back,
+    const header = h("header", { class: "detail-header" }, back, ...this.headerParts());
+    const box = replyBox({
+      label: t("reply.to", { who: this.customerName() }),
+      placeholder: t("reply.placeholder"),
+      onSend: (text) => this.send(text),
+      onNote: (text) => this.addNote(text),
+      onTyping: (typing) => this.sayTyping(typing),
+      templates: this.templates ? this.templates.source(this.accountId, this.thread()) : null,
+    });
+    replace(this.root, header, this.handling, this.list, this.presenceLine, this.guard, box);
+    this.root.setAttribute("aria-labelledby", "detail-title");
+    this.renderHandling();
+    this.renderThread();
+  }
+
+  customerName() {
+    return (this.conversation.participant || {}).user_name || t("reply.the_customer");
+  }
+
+  headerParts() {
+    const other = this.conversation.participant || {};
+    return [
       avatar(other.user_name),
       h(
         "div",
@@ -101,22 +118,20 @@ export class ConversationView {
       ),
       this.toggle("pin", "is_pinned", t("pin.on"), t("pin.off"), t("pin.title")),
       this.toggle("mute", "is_muted", t("mute.on"), t("mute.off"), t("mute.title")),
-    );
-    const box = replyBox({
-      label: t("reply.to", { who: other.user_name || t("reply.the_customer") }),
-      placeholder: t("reply.placeholder"),
-      onSend: (text) => this.send(text),
-      onNote: (text) => this.addNote(text),
-      onTyping: (typing) => this.sayTyping(typing),
-      templates: this.templates ? this.templates.source(this.accountId, { conversationId: this.conversationId }) : null,
-    });
-    replace(this.root, header, this.handling, this.list, this.presenceLine, this.guard, box);
-    this.root.setAttribute("aria-labelledby", "detail-title");
-    this.renderHandling();
-    this.renderThread();
+    ];
   }
 
   // ------------------------------------------------------------ the team's handling
+
+  // The thread the handling calls name (api.js).
+  thread() {
+    return { conversationId: this.conversationId };
+  }
+
+  // The thread's state in an answer of a handling call.
+  fromAnswer(answer) {
+    return answer && answer.conversation;
+  }
 
   owner() {
     return this.conversation.assignee || "";
@@ -136,7 +151,7 @@ export class ConversationView {
             "aria-label": t("handling.assign"),
             onchange: (event) => {
               const to = event.currentTarget.value;
-              if (to !== "-") this.act(event.currentTarget, () => api.assign(this.accountId, this.conversationId, to));
+              if (to !== "-") this.act(event.currentTarget, () => api.assign(this.accountId, this.thread(), to));
             },
           },
           h("option", { value: "-" }, t("handling.assign_to")),
@@ -151,7 +166,7 @@ export class ConversationView {
         "aria-label": t("handling.snooze"),
         onchange: (event) => {
           const choice = SNOOZES.find(([key]) => key === event.currentTarget.value);
-          if (choice) this.act(event.currentTarget, () => api.setThreadState(this.accountId, this.conversationId, "snoozed", choice[1]().toISOString()));
+          if (choice) this.act(event.currentTarget, () => api.setThreadState(this.accountId, this.thread(), "snoozed", choice[1]().toISOString()));
         },
       },
       h("option", { value: "-" }, t("handling.snooze_for")),
@@ -164,7 +179,7 @@ export class ConversationView {
         { class: `owner ${mine ? "mine" : this.owner() ? "theirs" : "nobody"}` },
         this.owner() ? (mine ? t("owner.yours") : t("owner.assigned_to", { agent: this.owner() })) : t("owner.nobody"),
       ),
-      this.me.agent && !mine ? act(t("handling.claim"), "claim", () => api.claim(this.accountId, this.conversationId), t("handling.claim.title")) : null,
+      this.me.agent && !mine ? act(t("handling.claim"), "claim", () => api.claim(this.accountId, this.thread()), t("handling.claim.title")) : null,
       assign,
       h(
         "span",
@@ -172,11 +187,11 @@ export class ConversationView {
         state === "snoozed" ? [t("state.snoozed_until"), " ", time(c.snoozed_until)] : t(`state.${state}`),
       ),
       state === "open"
-        ? act(t("handling.done"), "done", () => api.setThreadState(this.accountId, this.conversationId, "done"))
-        : act(t("handling.reopen"), "reopen", () => api.setThreadState(this.accountId, this.conversationId, "open")),
+        ? act(t("handling.done"), "done", () => api.setThreadState(this.accountId, this.thread(), "done"))
+        : act(t("handling.reopen"), "reopen", () => api.setThreadState(this.accountId, this.thread(), "open")),
       state === "open" ? snooze : null,
       act(t("handling.mark_unread"), "unread", async () => {
-        await api.markUnread(this.accountId, this.conversationId);
+        await api.markUnread(this.accountId, this.thread());
         this.onBack();
       }),
       problem ? h("span", { class: "problem", role: "alert" }, problem) : null,
@@ -186,8 +201,8 @@ export class ConversationView {
   async act(control, call) {
     control.disabled = true;
     try {
-      const answer = await call();
-      if (answer && answer.conversation) this.takeConversation(answer.conversation);
+      const taken = this.fromAnswer(await call());
+      if (taken) this.takeConversation(taken);
       else if (this.conversation) this.renderHandling();
     } catch (error) {
       this.renderHandling(error.message || String(error));
@@ -233,9 +248,9 @@ export class ConversationView {
 
   async addNote(text) {
     try {
-      const added = await api.addNote(this.accountId, this.conversationId, text);
+      const added = await api.addNote(this.accountId, this.thread(), text);
       if (!this.notes.some((n) => n.note_id === added.note.note_id)) this.notes.push(added.note);
-      this.takeConversation(added.conversation);
+      this.takeConversation(this.fromAnswer(added));
       this.renderThread();
       this.list.scrollTop = this.list.scrollHeight;
       return true;
@@ -252,12 +267,17 @@ export class ConversationView {
     if (typing && now - this.typingSaid < 3000) return;
     if (!typing && !this.typingSaid) return;
     this.typingSaid = typing ? now : 0;
-    api.presence(this.accountId, this.conversationId, typing).catch(() => {});
+    api.presence(this.accountId, this.thread(), typing).catch(() => {});
   }
 
   onPresence(presence) {
-    if (presence.conversation_id !== this.conversationId || presence.agent === this.me.agent) return;
+    if (!this.isHere(presence) || presence.agent === this.me.agent) return;
     this.presence.take(presence);
+  }
+
+  // Whether a presence is of this thread.
+  isHere(presence) {
+    return presence.conversation_id === this.conversationId;
   }
 
   renderPresence() {
@@ -272,7 +292,7 @@ export class ConversationView {
     const notesChanged = (found.conversation.note_count || 0) !== this.notes.length;
     this.takeConversation(found.conversation);
     if (notesChanged) {
-      this.notes = (await api.notes(this.accountId, this.conversationId)).notes || [];
+      this.notes = (await api.notes(this.accountId, this.thread())).notes || [];
       this.renderThread();
     }
   }
@@ -375,7 +395,7 @@ function bubble(message) {
   );
 }
 
-function noteBubble(note) {
+export function noteBubble(note) {
   return h(
     "li",
     { class: "note", dataset: { noteId: note.note_id } },

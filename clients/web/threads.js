@@ -1,5 +1,6 @@
-// The inbox by conversation: one row per conversation with its last message, unread count,
-// owner and state, filtered by owner (mine, nobody's) and state (open, done, snoozed).
+// The inbox by thread: one row per conversation or comment thread (a comment and its
+// replies) with its newest item, unread count, owner and state, filtered by owner (mine,
+// nobody's) and state (open, done, snoozed).
 
 import { api } from "./api.js";
 import { avatar, badge, h, time } from "./dom.js";
@@ -23,9 +24,9 @@ export class Threads {
   constructor() {
     this.owner = "all";
     this.state = "open";
-    this.items = []; // conversations, the newest activity first
+    this.items = []; // threads (conversations and comment threads), the newest activity first
     this.cursors = new Map(); // account id -> {cursor, hasMore, oldest}
-    this.typing = new Map(); // "account/conversation" -> Presence (presence.js)
+    this.typing = new Map(); // "account/kind/thread" -> Presence (presence.js)
   }
 
   filter() {
@@ -33,22 +34,34 @@ export class Threads {
   }
 
   async reload(accountIds) {
-    this.items = [];
-    this.cursors = new Map(accountIds.map((id) => [id, { cursor: "", hasMore: true, oldest: "" }]));
-    await this.more();
+    const cursors = new Map(accountIds.map((id) => [id, { cursor: "", hasMore: true, oldest: "" }]));
+    const items = [];
+    await this.fetch(cursors, items);
+    this.cursors = cursors;
+    this.items = items.sort(order);
   }
 
   async more() {
-    const pending = [...this.cursors.entries()].filter(([, c]) => c.hasMore);
-    const pages = await Promise.all(pending.map(([id, c]) => api.conversations(id, { cursor: c.cursor, ...this.filter() })));
+    const items = [...this.items];
+    await this.fetch(this.cursors, items);
+    this.items = items.sort(order);
+  }
+
+  async fetch(cursors, items) {
+    const pending = [...cursors.entries()].filter(([, c]) => c.hasMore);
+    const pages = await Promise.all(pending.map(([id, c]) => api.threads(id, { cursor: c.cursor, ...this.filter() })));
+    const known = new Map(items.map((thread, index) => [key(thread), index]));
     pending.forEach(([, c], index) => {
       const page = pages[index];
-      const items = page.conversations || [];
+      const listed = page.threads || [];
       c.cursor = page.cursor;
       c.hasMore = page.has_more;
-      const unpinned = items.filter((item) => !item.is_pinned);
-      if (unpinned.length) c.oldest = activity(unpinned[unpinned.length - 1]);
-      this.merge(items);
+      const unpinned = listed.filter((thread) => !thread.is_pinned);
+      if (unpinned.length) c.oldest = unpinned[unpinned.length - 1].latest_time || "";
+      for (const thread of listed) {
+        if (known.has(key(thread))) items[known.get(key(thread))] = thread;
+        else known.set(key(thread), items.push(thread) - 1);
+      }
     });
   }
 
@@ -56,81 +69,87 @@ export class Threads {
     return [...this.cursors.values()].some((c) => c.hasMore);
   }
 
-  merge(conversations) {
-    const known = new Map(this.items.map((c) => [key(c), c]));
-    for (const conversation of conversations) known.set(key(conversation), conversation);
-    this.items = [...known.values()].sort(order);
-  }
-
-  // A conversation changed: shown as it is now, or no longer when it left the filter.
-  async refresh(accountId, conversationId) {
-    if (!this.cursors.has(accountId)) return false;
-    let found;
-    try {
-      found = (await api.conversation(accountId, conversationId)).conversation;
-    } catch (error) {
-      return false;
+  // The team's handling of a thread changed (an event's conversation or thread, its
+  // handling as recorded): shown at once, or no longer when it left the filter.
+  handled(accountId, kind, threadId, handling) {
+    const found = this.items.find((x) => x.account_id === accountId && x.kind === kind && x.thread_id === threadId);
+    if (!found) return false;
+    for (const field of ["assignee", "thread_state", "snoozed_until", "is_marked_unread", "note_count"]) {
+      if (handling[field] === undefined || handling[field] === null || handling[field] === "") delete found[field];
+      else found[field] = handling[field];
     }
-    this.items = this.items.filter((c) => !(c.account_id === accountId && c.conversation_id === conversationId));
-    if (this.passes(found)) this.merge([found]);
+    if (!this.passes(found)) this.items = this.items.filter((x) => x !== found);
     return true;
   }
 
-  passes(conversation) {
-    const owner = conversation.assignee || "";
+  // The console read a thread: no longer unread here.
+  read(accountId, kind, threadId) {
+    const found = this.items.find((x) => x.account_id === accountId && x.kind === kind && x.thread_id === threadId);
+    if (!found) return false;
+    found.unread_count = 0;
+    delete found.is_marked_unread;
+    return true;
+  }
+
+  passes(thread) {
+    const owner = thread.assignee || "";
     const me = this.me || "";
     if (this.owner === "mine" && (!me || owner !== me)) return false;
     if (this.owner === "unassigned" && owner) return false;
-    return !this.state || (conversation.thread_state || "open") === this.state;
+    return !this.state || (thread.thread_state || "open") === this.state;
   }
 
-  // Conversations older than what every account with more pages has reached wait, so that
-  // "all accounts" never shows one above a conversation not loaded yet.
+  // Threads older than what every account with more pages has reached wait, so that
+  // "all accounts" never shows one above a thread not loaded yet.
   visible() {
     const reached = [...this.cursors.values()].filter((c) => c.hasMore && c.oldest).map((c) => c.oldest);
     const horizon = reached.length ? reached.reduce((a, b) => (a > b ? a : b)) : "";
-    return this.items.filter((c) => c.is_pinned || !horizon || activity(c) >= horizon);
+    return this.items.filter((x) => x.is_pinned || !horizon || (x.latest_time || "") >= horizon);
   }
 
   // `onChange` is told when who writes where changed (a presence said, or one ended).
   onPresence(accountId, presence, onChange) {
-    const at = `${accountId}/${presence.conversation_id}`;
+    const at = presenceKey(accountId, presence);
     if (!this.typing.has(at)) this.typing.set(at, new Presence(onChange));
     this.typing.get(at).take(presence);
   }
 
-  writers(conversation) {
-    const writing = this.typing.get(`${conversation.account_id}/${conversation.conversation_id}`);
+  writers(thread) {
+    const writing = this.typing.get(key(thread));
     return writing ? writing.agents().filter((agent) => agent !== this.me) : [];
   }
 }
 
-export function threadKey(conversation) {
-  return `conv:${conversation.account_id}:${conversation.conversation_id}`;
+export function threadKey(thread) {
+  return `thread:${thread.account_id}:${thread.kind}:${thread.thread_id}`;
 }
 
-function key(conversation) {
-  return `${conversation.account_id}/${conversation.conversation_id}`;
+function key(thread) {
+  return `${thread.account_id}/${thread.kind}/${thread.thread_id}`;
 }
 
-function activity(conversation) {
-  return (conversation.last_message || {}).create_time || conversation.update_time || "";
+function presenceKey(accountId, presence) {
+  return presence.comment_id ? `${accountId}/comment/${presence.comment_id}` : `${accountId}/conversation/${presence.conversation_id}`;
 }
 
 function order(a, b) {
   if (Boolean(a.is_pinned) !== Boolean(b.is_pinned)) return a.is_pinned ? -1 : 1;
-  const x = activity(a);
-  const y = activity(b);
+  const x = a.latest_time || "";
+  const y = b.latest_time || "";
   return x === y ? (key(a) < key(b) ? 1 : -1) : x < y ? 1 : -1;
 }
 
-export function threadRow(conversation, { selected, active, accountLabel, writers, me, onOpen }) {
-  const other = conversation.participant || {};
-  const unread = Number(conversation.unread_count || 0);
-  const marked = unread > 0 || conversation.is_marked_unread;
-  const state = conversation.thread_state || "open";
-  const owner = conversation.assignee || "";
-  const rowKey = threadKey(conversation);
+export function threadRow(thread, { selected, active, accountLabel, writers, me, onOpen }) {
+  const customer = thread.customer || {};
+  const unread = Number(thread.unread_count || 0);
+  const marked = unread > 0 || thread.is_marked_unread;
+  const state = thread.thread_state || "open";
+  const owner = thread.assignee || "";
+  const rowKey = threadKey(thread);
+  const comment = thread.kind === "comment";
+  const latest = comment && thread.latest_author && thread.latest_author.user_id !== customer.user_id
+    ? `${thread.latest_author.user_name || t("someone")}: ${thread.latest_text || ""}`
+    : thread.latest_text;
   return h(
     "li",
     {
@@ -138,10 +157,10 @@ export function threadRow(conversation, { selected, active, accountLabel, writer
       role: "option",
       tabindex: active ? "0" : "-1",
       "aria-selected": selected ? "true" : "false",
-      dataset: { key: rowKey, state, owner },
-      onclick: () => onOpen(conversation),
+      dataset: { key: rowKey, state, owner, kind: thread.kind },
+      onclick: () => onOpen(thread),
     },
-    avatar(other.user_name),
+    avatar(customer.user_name),
     h(
       "div",
       { class: "item-body" },
@@ -149,16 +168,17 @@ export function threadRow(conversation, { selected, active, accountLabel, writer
         "p",
         { class: "who" },
         marked ? h("span", { class: "dot", "aria-label": t("unread") }) : null,
-        h("strong", {}, other.user_name || t("someone")),
+        h("strong", {}, customer.user_name || t("someone")),
+        h("span", { class: `kind ${comment ? "comment" : "direct_message"}` }, t(comment ? "kind.comment_thread" : "kind.direct_message")),
         h("span", { class: `owner-tag ${owner ? (owner === me ? "mine" : "theirs") : "nobody"}` }, owner ? (owner === me ? t("owner.yours") : owner) : t("owner.nobody")),
         state !== "open" ? h("span", { class: `state-tag ${state}` }, t(`state.${state}`)) : null,
-        conversation.is_pinned ? h("span", { class: "tag" }, t("pin.on")) : null,
+        thread.is_pinned ? h("span", { class: "tag" }, t("pin.on")) : null,
         accountLabel ? h("span", { class: "muted small" }, accountLabel) : null,
       ),
       writers.length
         ? h("p", { class: "text writing" }, t("presence.writing", { agents: writers.join(t("list.separator")), count: writers.length }))
-        : h("p", { class: "text" }, (conversation.last_message || {}).content || t("conversation.no_messages")),
+        : h("p", { class: "text" }, latest || t("conversation.no_messages")),
     ),
-    h("div", { class: "row-end" }, time(activity(conversation)), badge(unread, t("badge.unread", { count: unread }))),
+    h("div", { class: "row-end" }, time(thread.latest_time), badge(unread, t("badge.unread", { count: unread }))),
   );
 }

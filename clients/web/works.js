@@ -222,7 +222,7 @@ export class WorkView {
   destroy() {}
 }
 
-function commentBody(comment, fresh) {
+export function commentBody(comment, fresh) {
   const author = comment.author || {};
   const mark = !comment.is_read ? "unread" : fresh.has(comment.comment_id) ? "new" : null;
   return h(

@@ -11,7 +11,8 @@ one Redis Cluster slot and each change to it is one atomic script:
                                 a comment's replies
     <p>:{a}:h:read              hash: inbox item -> when it was marked read (ns)
     <p>:{a}:h:<set>             sets of the master's own state: pinned, muted, new, newc
-    <p>:{a}:h:threads           hash: conversation id -> the team's handling of it
+    <p>:{a}:h:threads           hash: thread key (a conversation's id, or a comment
+                                thread's) -> the team's handling of the thread
                                 (journal.v1.ThreadHandling, model/threads.py)
     <p>:{a}:x:...               the search index (search.py)
     <p>:{a}:c:<counter>         hash: conversation or work id -> unread or new count
