@@ -135,6 +135,38 @@ async def test_journal_rows_alone_bring_back_everything(tmp_path: Path, wire_rea
         await recovery.journal.close()
 
 
+async def test_a_comment_thread_handled_through_a_reply_whose_comment_is_not_held(tmp_path: Path) -> None:
+    """Replies can be crawled without their comment: the thread is handled through a reply
+    (keyed by the comment's id), and comes back from the journal all the same."""
+    store, _, recovery = _open(tmp_path)
+    account = SampleAccount("acc", seed=8, now=NOW)
+    account.fill(conversations=1, messages_per_conversation=1, contents=1, comments_per_content=1)
+    orphan = account.batch.comments.add(
+        comment_id="orphan",
+        content_id=account.batch.contents[0].content_id,
+        parent_comment_id="gone",
+        content="还有吗",
+        author=e.User(user_id="9001", user_name="张三"),
+        created_at={"seconds": NOW - 60},
+    )
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), account.account, copy(account.batch)))
+    assert await store.handle_comment_thread("acc", orphan.comment_id, threads.claim("王芳"), time.time_ns()) == (
+        "acc",
+        "gone",
+    )
+    persisted = store.persisted()
+    assert persisted is not None
+    await persisted
+    await recovery.journal.close()
+    store, _, recovery = _open(tmp_path)
+    try:
+        assert recovery.problems == []
+        handlings = await store.thread_handlings("acc", [threads.comment_thread("gone")])
+        assert handlings[threads.comment_thread("gone")].assignee == "王芳"
+    finally:
+        await recovery.journal.close()
+
+
 async def test_a_checkpoint_replaces_the_rows_and_brings_back_the_same(tmp_path: Path, wire_reads: WireReads) -> None:
     shown, _ = await _busy_store(tmp_path, seed=5)
     store, _, recovery = _open(tmp_path)

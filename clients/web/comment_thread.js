@@ -24,15 +24,16 @@ export class CommentThreadView extends ConversationView {
 
   async open() {
     replace(this.root, h("p", { class: "loading" }, t("conversation.loading")));
-    const [root, replies, notes, work] = await Promise.all([
+    const [root, replies, work] = await Promise.all([
       api.discussion(this.accountId, this.commentId).then((found) => found.discussion, () => null),
       everyPage((cursor) => api.replies(this.accountId, this.commentId, cursor), "discussions"),
-      api.notes(this.accountId, this.thread()),
       api.work(this.accountId, this.contentId).then((found) => found.content, () => null),
     ]);
     this.messages = [...(root ? [root] : []), ...replies.reverse()];
+    // Replies can be crawled without their comment: the thread is then named by a reply.
+    if (!root && this.messages.length) this.via = this.messages[0].comment_id;
     if (root) this.contentId = root.content_id;
-    this.notes = notes.notes || [];
+    this.notes = (await api.notes(this.accountId, this.thread())).notes || [];
     this.work = work;
     this.render();
     this.list.scrollTop = this.list.scrollHeight;
@@ -41,7 +42,7 @@ export class CommentThreadView extends ConversationView {
   }
 
   thread() {
-    return { commentId: this.commentId };
+    return { commentId: this.via || this.commentId };
   }
 
   fromAnswer(answer) {

@@ -1,4 +1,4 @@
-"""The inbox by thread (ThreadService.ListThreads): an account's conversations and comment
+"""The inbox by thread (UnifiedMessageService.ListUnifiedThreads): an account's conversations and comment
 threads in one list, built on the store's own queries, so both backends answer alike.
 
 A comment thread is a top-level comment and its replies; it stands where its newest comment

@@ -42,7 +42,7 @@ class _Addressed(Protocol):
 
 
 def _kind(request: _Addressed) -> str:
-    """ "conversation" or "comment": which the request names (exactly one)."""
+    """Which kind of thread the request names, "conversation" or "comment" (exactly one)."""
     if request.conversation_id and request.comment_id:
         raise InvalidArgument("give conversation_id or comment_id, not both", field="comment_id")
     if not request.conversation_id and not request.comment_id:
@@ -80,7 +80,7 @@ class ThreadServicer(Guarded, threads_pb2_grpc.ThreadServiceServicer):
             return conversation, thread_list.conversation_thread(conversation)
         holder = await self._holder(access, "comment", request.comment_id, request.account_id)
         holder, root = await self._store.handle_comment_thread(holder, request.comment_id, change, now)
-        return None, await thread_list.comment_thread(self._store, holder, root, time.time_ns())
+        return None, await thread_list.comment_thread(self._store, holder, root, now)
 
     async def AssignConversation(
         self, request: thr.AssignConversationRequest, context: Context

@@ -196,8 +196,11 @@ class Changes:
         elif kind == "thread":
             thread = record.thread
             state = self._state(thread.account_id)
-            if thread.comment_id and thread.comment_id not in state.comments:
-                raise NotFound(f"comment {thread.comment_id!r} not found")
+            # A comment thread is handled through any of its comments: its top-level one
+            # may not be held.
+            root = thread.comment_id
+            if root and root not in state.comments and root not in state.replies_by_parent:
+                raise NotFound(f"comment {root!r} not found")
             if not thread.comment_id and thread.conversation_id not in state.conversations:
                 raise NotFound(f"conversation {thread.conversation_id!r} not found")
             state.handling.threads[threads.key_of(thread)] = thread.handling

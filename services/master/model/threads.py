@@ -166,9 +166,9 @@ def _meaningful(handling: jpb.ThreadHandling) -> bytes:
 
 
 def view(conversation: e.Conversation | e.Thread, handling: jpb.ThreadHandling | None, now_ns: int) -> None:
-    """Fills a conversation's master-owned handling fields, as they are at `now_ns`: a snooze
-    whose time passed is open and shown unread (as `wake` records it soon after). A done or
-    snoozed conversation the customer wrote in is open already (`reopened`)."""
+    """Fills a conversation's (or a thread's) master-owned handling fields, as they are at
+    `now_ns`: a snooze whose time passed is open and shown unread (as `wake` records it soon
+    after). A done or snoozed one the customer wrote in is open already (`reopened`)."""
     if handling is None:
         conversation.thread_state = OPEN
         return
