@@ -220,3 +220,19 @@ async def test_a_cursor_of_another_list_is_refused(store: Store) -> None:
             now_ns=T0,
         )
     assert refused.value.field == "cursor"
+
+
+@pytest.mark.parametrize("owned", [False, True])
+async def test_a_page_that_stops_at_its_scan_bound_goes_on_where_it_stopped(
+    store: Store, account: SampleAccount, monkeypatch: pytest.MonkeyPatch, owned: bool
+) -> None:
+    # A bound of a few comments a page: pages come short (or empty) with has_more, and the
+    # whole walk is still every thread once, in order; with a filter that few threads pass.
+    monkeypatch.setattr(thread_list, "SCAN_LIMIT", 3)
+    expected = [t for t in _expected(account) if t[0] == thread_list.COMMENT]
+    if owned:
+        for _, root in expected[1::4]:
+            await store.handle_comment_thread("shop", root, threads.claim("王芳"), T0)
+        expected = expected[1::4]
+    filters: dict[str, Any] = {"kinds": {thread_list.COMMENT}, "assignee": "王芳" if owned else None}
+    assert [(t.kind, t.thread_id) for t in await _threads(store, 2, **filters)] == expected

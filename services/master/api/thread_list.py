@@ -13,9 +13,11 @@ sorts before the last item fetched of a list that has more, so nothing is skippe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from services.master.model import cursor as cursors
 from services.master.model import threads
@@ -68,9 +70,10 @@ def conversation_thread(conversation: e.Conversation) -> e.Thread:
     return thread
 
 
-async def _newest(store: Store, account_id: str, root_id: str) -> tuple[e.Comment | None, e.Comment]:
+async def _newest(store: Store, account_id: str, root_id: str) -> tuple[e.Comment | None, e.Comment] | None:
     """A comment thread's top-level comment (None when not held: replies whose comment was
-    not crawled, or is gone) and its newest comment."""
+    not crawled, or is gone) and its newest comment; None when nothing of it is held (gone
+    since the list was read)."""
     replies = await store.list_discussions(
         account_id, content_id="", parent_comment_id=root_id, is_read=None, is_new=None, cursor="", count=1
     )
@@ -80,22 +83,31 @@ async def _newest(store: Store, account_id: str, root_id: str) -> tuple[e.Commen
         root = None
     candidates = [c for c in (root, *replies.items) if c is not None]
     if not candidates:
-        raise NotFound(f"comment {root_id!r} not found")
+        return None
     return root, min(candidates, key=lambda c: (-ns_of(c.created_at), Newest(c.comment_id)))
 
 
 async def comment_thread(store: Store, account_id: str, root_id: str, now_ns: int) -> e.Thread:
     """A comment thread as it is now: its top-level comment (its author the customer), its
     newest comment, its unread count and the team's handling."""
-    root, newest = await _newest(store, account_id, root_id)
-    return await _comment_thread(store, account_id, root_id, root, newest, now_ns)
+    found = await _newest(store, account_id, root_id)
+    if found is None:
+        raise NotFound(f"comment {root_id!r} not found")
+    root, newest = found
+    thread_key = threads.comment_thread(root_id)
+    handling = (await store.thread_handlings(account_id, [thread_key])).get(thread_key)
+    return await _comment_thread(store, account_id, root_id, root, newest, handling, now_ns)
 
 
 async def _comment_thread(
-    store: Store, account_id: str, root_id: str, root: e.Comment | None, newest: e.Comment, now_ns: int
+    store: Store,
+    account_id: str,
+    root_id: str,
+    root: e.Comment | None,
+    newest: e.Comment,
+    handling: jpb.ThreadHandling | None,
+    now_ns: int,
 ) -> e.Thread:
-    thread_key = threads.comment_thread(root_id)
-    handling = (await store.thread_handlings(account_id, [thread_key])).get(thread_key)
     unread = await store.list_discussions(
         account_id, content_id="", parent_comment_id=root_id, is_read=False, is_new=None, cursor="", count=UNREAD_LIMIT
     )
@@ -118,7 +130,10 @@ async def _comment_thread(
 async def _comment_threads(
     store: Store, account_id: str, cursor: str, count: int, wanted: Callable[[e.Thread], bool], now_ns: int
 ) -> _Fetched:
-    """Up to `count` comment threads after `cursor` (a cursor of the account's comments)."""
+    """Up to `count` comment threads after `cursor` (a cursor of the account's comments).
+    The handlings of a page's threads are read at once and filtered first, so that a
+    filter (mine, done) passes over the threads it leaves out at the cost of that read;
+    the threads that pass are built a few at once (on Redis, their reads overlap)."""
     taken: list[_Taken] = []
     seen: set[str] = set()
     scanned = 0
@@ -126,24 +141,50 @@ async def _comment_threads(
         page = await store.list_discussions(
             account_id, content_id="", parent_comment_id="", is_read=None, is_new=None, cursor=cursor, count=100
         )
-        for at, comment in enumerate(page.items):
-            scanned += 1
-            root_id = comment.parent_comment_id or comment.comment_id
-            resume = cursors.encode("discussions", (-ns_of(comment.created_at), comment.comment_id))
-            if root_id not in seen:
+        fresh = [r for r in dict.fromkeys(c.parent_comment_id or c.comment_id for c in page.items) if r not in seen]
+        handlings = await store.thread_handlings(account_id, [threads.comment_thread(r) for r in fresh])
+        at = 0
+        while at < len(page.items):
+            chunk = page.items[at : at + max(count - len(taken), 8)]
+            candidates = []
+            for place, comment in enumerate(chunk, start=at):
+                root_id = comment.parent_comment_id or comment.comment_id
+                if root_id in seen:
+                    continue
                 seen.add(root_id)
-                root, newest = await _newest(store, account_id, root_id)
-                if newest.comment_id == comment.comment_id:  # else the thread stood higher up
-                    thread = await _comment_thread(store, account_id, root_id, root, newest, now_ns)
-                    if wanted(thread):
-                        order = (1, -ns_of(comment.created_at), 1, Newest(comment.comment_id))
-                        taken.append(_Taken(thread, order, resume))
-            if len(taken) == count or scanned >= SCAN_LIMIT:
-                more = at < len(page.items) - 1 or page.has_more
-                return _Fetched(taken, resume if more else page.cursor, more)
+                handling = handlings.get(threads.comment_thread(root_id))
+                handled = e.Thread()
+                threads.view(handled, handling, now_ns)
+                if wanted(handled):
+                    candidates.append((place, comment, root_id, handling))
+            found = await asyncio.gather(*(_newest(store, account_id, c[2]) for c in candidates))
+            # A thread stands at its newest comment: one met further down stood higher up.
+            chosen = [
+                (*candidate, *held)
+                for candidate, held in zip(candidates, found, strict=True)
+                if held is not None and held[1].comment_id == candidate[1].comment_id
+            ]
+            built = await asyncio.gather(
+                *(_comment_thread(store, account_id, r, root, newest, h, now_ns) for _, _, r, h, root, newest in chosen)
+            )
+            for (place, comment, *_), thread in zip(chosen, built, strict=True):
+                order = (1, -ns_of(comment.created_at), 1, Newest(comment.comment_id))
+                resume = cursors.encode("discussions", (-ns_of(comment.created_at), comment.comment_id))
+                taken.append(_Taken(thread, order, resume))
+                if len(taken) == count:
+                    more = place < len(page.items) - 1 or page.has_more
+                    return _Fetched(taken, resume if more else page.cursor, more)
+            at += len(chunk)
+            scanned += len(chunk)
+            if scanned >= SCAN_LIMIT and at < len(page.items):
+                last = page.items[at - 1]
+                resume = cursors.encode("discussions", (-ns_of(last.created_at), last.comment_id))
+                return _Fetched(taken, resume, True)
         if not page.has_more:
             return _Fetched(taken, page.cursor, False)
         cursor = page.cursor
+        if scanned >= SCAN_LIMIT:
+            return _Fetched(taken, cursor, True)
 
 
 def _conversation_order(thread: e.Thread) -> SortKey:
