@@ -93,6 +93,8 @@ def master(args: argparse.Namespace) -> int:
         retention=retention,
         store=args.store,
         redis_prefix=args.redis_prefix,
+        redis_wait_replicas=args.redis_wait_replicas,
+        redis_wait_timeout=args.redis_wait_timeout,
         master_id=args.master_id,
         cache_lease=args.cache_lease_seconds,
         max_streams_per_key=args.max_event_streams_per_key,

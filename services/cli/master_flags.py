@@ -111,6 +111,23 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "prefix of every key in Redis, so that deployments can share one Redis",
     )
     flag(
+        "--redis-wait-replicas",
+        "IMSYNC_REDIS_WAIT_REPLICAS",
+        0,
+        "with --store redis://: acknowledge a change only once this many Redis replicas have it (WAIT), "
+        "so that a replica taking over from a dead primary keeps what was acknowledged",
+        type=int,
+        metavar="N",
+    )
+    flag(
+        "--redis-wait-timeout",
+        "IMSYNC_REDIS_WAIT_TIMEOUT",
+        1.0,
+        "with --redis-wait-replicas: seconds to wait for them; past it the change is not acknowledged (UNAVAILABLE)",
+        type=float,
+        metavar="SECONDS",
+    )
+    flag(
         "--master-id",
         "IMSYNC_MASTER_ID",
         "",

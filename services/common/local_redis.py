@@ -18,9 +18,11 @@ from services.common.addresses import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *, appendfsync: str = "always") -> None:
+    def __init__(self, directory: Path, *, appendfsync: str = "always", replica_of: int = 0) -> None:
         self.directory = directory
         self.appendfsync = appendfsync
+        # The port of the primary this server replicates (0: none).
+        self.replica_of = replica_of
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -56,6 +58,7 @@ class RedisServer:
                     "redis.log",
                     "--daemonize",
                     "no",
+                    *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -84,6 +87,15 @@ class RedisServer:
                 pass
             time.sleep(0.02)
         return False
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis holds its connections but answers nothing (a replica falls behind)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: Redis gets no chance to write anything more."""

@@ -184,7 +184,17 @@ class RedisBackend(Backend):
             raise ValueError("a data directory journals the memory store only; Redis keeps its own data")
         if not config.store.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)")
-        self.redis = RedisStore.from_url(config.store, prefix=config.redis_prefix, retention=config.retention)
+        if config.redis_wait_replicas < 0:
+            raise ValueError("--redis-wait-replicas: a number of replicas, 0 or more")
+        if config.redis_wait_timeout <= 0:
+            raise ValueError("--redis-wait-timeout: seconds, more than 0")
+        self.redis = RedisStore.from_url(
+            config.store,
+            prefix=config.redis_prefix,
+            retention=config.retention,
+            wait_replicas=config.redis_wait_replicas,
+            wait_timeout=config.redis_wait_timeout,
+        )
         self.store = self.redis
         # Events come from the shared stream, with its ids, whichever master caused them.
         self.bus = EventBus(shared=True, history=config.event_history, history_bytes=config.event_history_bytes)
@@ -204,6 +214,8 @@ class RedisBackend(Backend):
     async def open(self, listen: str, health: Health, failed: asyncio.Event) -> None:
         try:
             self.persistence = await self.redis.check_persistence()
+            if self.redis.replication is not None:
+                self.persistence += "; " + await self.redis.replication.describe()
             await self.feed.prime()
         except (RedisError, OSError) as error:
             raise OSError(f"cannot reach Redis at {self.config.store}: {error}") from error

@@ -143,6 +143,10 @@ class MasterConfig:
     store: str = "memory"
     # Prefix of every Redis key, so that several deployments can share one Redis.
     redis_prefix: str = "imsync"
+    # With Redis: acknowledge a change only once this many replicas have it (WAIT), within
+    # redis_wait_timeout seconds (else it is not acknowledged: UNAVAILABLE).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
     # This master's name in the leases it holds in Redis; empty: host, process and address.
     master_id: str = ""
     # How long a gateway keeping answers may go unheard before changes are acknowledged

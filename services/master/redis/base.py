@@ -29,6 +29,7 @@ from services.master.model.retention import Retention
 from services.master.redis.errors import out_of_reach
 from services.master.redis.layout import COMMIT, FLUSH, AccountKeys, Writes
 from services.master.redis.recording import recording_state
+from services.master.redis.replication import Replication
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -113,6 +114,8 @@ class RedisBase:
         retention: Retention | None = None,
         events_kept: int = 100_000,
         clock: Callable[[], int] = time.time_ns,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         # Events go to Redis, not to a listener: every master's feed reads them from there.
         self.on_event: Callable[[ev.Event], None] | None = None
@@ -126,6 +129,8 @@ class RedisBase:
         self._commit = client.register_script(COMMIT)
         self._flush = client.register_script(FLUSH)
         self._warned_at = 0.0
+        # With replicas to wait for, what persisted() waits for (replication.py).
+        self.replication = Replication(client, f"{prefix}:wait", wait_replicas, wait_timeout) if wait_replicas else None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -149,8 +154,14 @@ class RedisBase:
 
     def persisted(self) -> Awaitable[object] | None:
         # Every change is committed before its call returns; how durable that is, is Redis's
-        # persistence setting (check_persistence).
-        return None
+        # persistence setting (check_persistence), and with --redis-wait-replicas, its
+        # replicas having it too (replication.py).
+        return self.replication.barrier() if self.replication is not None else None
+
+    def wrote(self) -> None:
+        """Redis answered a write a client is to be told of (persisted() waits for it)."""
+        if self.replication is not None:
+            self.replication.wrote()
 
     async def check_persistence(self) -> str:
         """What an acknowledgement means with this Redis's persistence; warns when a crash of
@@ -186,6 +197,7 @@ class RedisBase:
                 field="account_id",
                 reason="NOT_OWNER",
             )
+        self.wrote()
         if writes.pushes.get(keys.outbox):
             await self.flush_outbox(keys)
         return True

@@ -52,6 +52,7 @@ class Changes(Fetching):
         pipe.hset(keys.meta, mapping={"version": "0", "applied": ""})
         pipe.hincrby(keys.meta, "rev", 1)
         await pipe.execute()
+        self.wrote()
         return int(before)
 
     @_redis_errors

@@ -149,6 +149,7 @@ class RedisCommandBook:
             raise ResourceExhausted(f"{self._max_pending} commands already wait for account {command.account_id!r}")
         if status == 0:
             return same_command(self._record(answer[1], answer[2], answer[3] or None), command)
+        self._store.wrote()
         await self._redis.sadd(self._rid_key(command.request_id), command.account_id)
         observe_reply(record)
         await self._store.flush_outbox(keys)
@@ -209,6 +210,7 @@ class RedisCommandBook:
         )
         if not int(changed):
             return None
+        self._store.wrote()
         self._delivered.get(account_id, {}).pop(request_id, None)
         observe_reply(record)
         await self._redis.zrem(self.expiry_key, f"{account_id}\n{request_id}")

@@ -79,6 +79,7 @@ class Templates(Team):
             raise ResourceExhausted(f"the team has {templates.MAX_TEMPLATES} templates already; remove one first")
         if result == -4:
             raise AlreadyExists(f"a template is named {template.name!r} already", field="name")
+        self.wrote()
         await self.publish(templates.event_of(template))
         return template
 
@@ -88,4 +89,5 @@ class Templates(Team):
             self._delete_script = self.redis.register_script(_DELETE)
         if not int(await self._delete_script(keys=self._template_keys(), args=[template_id])):
             raise NotFound(f"template {template_id!r} not found")
+        self.wrote()
         await self.publish(templates.event_of(e.Template(template_id=template_id)))

@@ -35,7 +35,9 @@ _CODES: dict[type[StoreError], int] = {
 
 def rpc_status_of(error: StoreError) -> status_pb2.Status:
     """A google.rpc.Status for an error, naming its field and reason in details."""
-    code = _CODES.get(type(error), code_pb2.INTERNAL)
+    # The nearest class with a code: NotPersisted (a journal that cannot write, replicas
+    # that do not answer) is an Unavailable.
+    code = next((_CODES[cls] for cls in type(error).__mro__ if cls in _CODES), code_pb2.INTERNAL)
     return error_status(
         code,
         error.description,
