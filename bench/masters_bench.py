@@ -10,7 +10,9 @@ Every master is its own process on loopback, and so is each load generator:
   customer message and waiting for its Ack, the accounts spread over the masters.
 Redis runs with the persistence imsync asks for (appendonly yes, appendfsync always), so
 that every Ack counted is on Redis's disk; for the same promise from one master alone, the
-memory master also runs with its journal (--data-dir, synchronous FULL).
+memory master also runs with its journal (--data-dir, synchronous FULL). Redis has a
+replica; one master on Redis also runs with --redis-wait-replicas 1 (every Ack waits for
+the replica to have the change).
 """
 
 from __future__ import annotations
@@ -118,7 +120,14 @@ async def _generator(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _configuration(
-    name: str, masters: int, redis_url: str | None, tmp: Path, size: str, seconds: float, journal: bool = False
+    name: str,
+    masters: int,
+    redis_url: str | None,
+    tmp: Path,
+    size: str,
+    seconds: float,
+    journal: bool = False,
+    wait_replicas: int = 0,
 ) -> dict[str, Any]:
     tokens_file = tmp / f"{name}-tokens.toml"
     data = samples(size)
@@ -147,6 +156,8 @@ async def _configuration(
                 args += ["--store", redis_url, "--redis-prefix", name, "--master-id", f"{name}-{index}"]
             if journal:
                 args += ["--data-dir", str(tmp / name)]
+            if wait_replicas:
+                args += ["--redis-wait-replicas", str(wait_replicas)]
             children.append(await processes.start(args))
         targets = [child.address for child in children]
         await load(targets[0], loader_token, data)
@@ -177,10 +188,15 @@ async def run(seconds: float, size: str) -> dict[str, dict[str, Any]]:
         results["memory-1"] = await _configuration("memory-1", 1, None, tmp, size, seconds)
         results["journal-1"] = await _configuration("journal-1", 1, None, tmp, size, seconds, journal=True)
         redis = RedisServer(tmp / "redis").start()
+        replica = RedisServer(tmp / "replica", replica_of=redis.port).start()
         try:
             results["redis-1"] = await _configuration("redis-1", 1, redis.url, tmp, size, seconds)
+            results["redis-wait"] = await _configuration(
+                "redis-wait", 1, redis.url, tmp, size, seconds, wait_replicas=1
+            )
             results["redis-2"] = await _configuration("redis-2", 2, redis.url, tmp, size, seconds)
         finally:
+            replica.stop()
             redis.stop()
     return results
 
@@ -209,6 +225,7 @@ def main() -> None:
         "memory-1": "one master, memory",
         "journal-1": "  ... with its journal",
         "redis-1": "one master, Redis",
+        "redis-wait": "  ... waiting 1 replica",
         "redis-2": "two masters, Redis",
     }
     print(

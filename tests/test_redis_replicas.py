@@ -37,16 +37,21 @@ class Pair:
         self.replica = RedisServer(root / "replica", replica_of=self.primary.port).start()
 
     async def in_sync(self) -> None:
-        replica = aioredis.Redis(port=self.replica.port)
+        """Until the replica takes writes (after its initial sync, once its first
+        acknowledgement arrived). A write first: WAIT on a connection that wrote nothing
+        answers at once with the replicas connected, synced or not."""
+        primary = aioredis.Redis(port=self.primary.port)
         try:
 
-            async def linked() -> bool:
-                info = await replica.info("replication")
-                return bool(info.get("master_link_status") == "up")
+            async def online() -> bool:
+                pipe = primary.pipeline(transaction=False)
+                pipe.incr("sync-check")
+                pipe.execute_command("WAIT", 1, 100)
+                return int((await pipe.execute())[1]) == 1
 
-            await eventually(linked, timeout=30)
+            await eventually(online, timeout=30)
         finally:
-            await replica.aclose()
+            await primary.aclose()
 
     async def cut_off(self) -> None:
         """The replica stops following the primary (a partition): it keeps what it has."""

@@ -58,6 +58,9 @@ class RedisServer:
                     "redis.log",
                     "--daemonize",
                     "no",
+                    # A replica starting syncs at once (Redis waits 5 s by default for more).
+                    "--repl-diskless-sync-delay",
+                    "0",
                     *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
                 ],
                 stdout=subprocess.DEVNULL,
