@@ -88,19 +88,6 @@ export const api = {
   // accountId: "" searches every account the key may read.
   search: (accountId, query, cursor) =>
     call("GET", "/api/im/search", { query: { account_id: accountId, query, cursor, count: 30 } }),
-  // filter: {mine, unassigned, assignee, threadState}
-  conversations: (accountId, { cursor, count = 30, mine, unassigned, assignee, threadState } = {}) =>
-    call("GET", "/api/im/conversations", {
-      query: {
-        account_id: accountId,
-        cursor,
-        count,
-        mine: mine ? "true" : "",
-        unassigned: unassigned ? "true" : "",
-        assignee,
-        thread_state: threadState,
-      },
-    }),
   // The inbox by thread: conversations and comment threads. filter: {mine, unassigned, assignee, threadState, kinds}
   threads: (accountId, { cursor, count = 30, mine, unassigned, assignee, threadState, kinds } = {}) =>
     call("GET", "/api/im/unified-threads", {
