@@ -127,7 +127,7 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         # 3. 李雷 answering over 王芳's claim is asked first; cancelled, nothing is sent.
         await lei.locator(".reply-box textarea").fill("我来回复")
         await lei.locator(".reply-box textarea").press("Enter")
-        confirm = lei.locator(".guard .confirm", has_text="王芳 owns this conversation")
+        confirm = lei.locator(".guard .confirm", has_text="王芳 owns this thread")
         await confirm.wait_for()
         assert await lei.locator(".reply-box textarea").input_value() == "我来回复", "the text stays while asked"
         await confirm.get_by_role("button", name="Cancel").click()
