@@ -5,7 +5,8 @@ gateway):
 - one claims a conversation; the other sees it claimed, and sees them writing;
 - sending over someone else's claim asks first;
 - a note stays with the team: the other agent sees it, the platform never receives it;
-- a snoozed conversation comes back when the customer writes.
+- a snoozed conversation comes back when the customer writes;
+- a desktop notification comes for a thread that is mine or nobody's, not for another's.
 
 Screenshots of the conversations view, a claimed conversation and the narrow window go to
 test-artifacts/console/.
@@ -26,7 +27,7 @@ import pytest_asyncio
 from services.master.auth.api_keys import create_api_key
 
 from .demo_processes import DemoProcesses
-from .test_e2e_console import NARROW, WIDE, browser, eventually, shoot
+from .test_e2e_console import _NOTIFICATIONS, NARROW, WIDE, browser, eventually, shoot
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser"]  # the fixture, shared with the console's test
@@ -211,6 +212,63 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         await fang.locator("#list .thread-row").first.wait_for()
         await shoot(fang, "narrow-threads")
         assert not errors, errors
+
+
+async def test_notifications_leave_out_threads_another_agent_owns(agents: Agents, browser: Any) -> None:
+    demo = agents.demo
+    headers = {"Authorization": f"Bearer {agents.keys['lei']}"}
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30, headers=headers) as lei,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
+
+        async def synced() -> bool:
+            users = (await lei.get("/api/im/accounts")).json()["data"]["users"]
+            return len(users) == 1 and int(users[0]["version"]) > 0
+
+        await eventually(synced)
+        uid = demo.uid_of("shop-0")
+        context = await browser.new_context(viewport=WIDE)
+        await context.grant_permissions(["notifications"], origin=demo.base)
+        await context.add_init_script(
+            f"window.localStorage.setItem('imsync.api-key', {json.dumps(agents.keys['fang'])})"
+        )
+        await context.add_init_script(_NOTIFICATIONS)
+        fang = await context.new_page()
+        await fang.goto(demo.base + "/")
+        await fang.wait_for_selector("#connection[data-state=live]")
+        await fang.locator("#notify").click()
+        await fang.locator("#notify[aria-pressed=true]").wait_for()
+        await fang.evaluate("window.__hide(true)")
+
+        # A customer's comment in nobody's thread: 王芳 hears of it.
+        first = f"有优惠吗 {secrets.token_hex(3)}"
+        written = (await platform.post("/__sim/customer", json={"uid": uid, "kind": "comment", "text": first})).json()
+        await fang.locator("#list .thread-row", has_text=first).wait_for(timeout=60_000)
+        await eventually(lambda: _notified(fang, first))
+
+        # 李雷 claims the thread; the customer answers in it: not 王芳's to hear of.
+        async def claimed() -> bool:
+            answer = await lei.post(f"/api/im/discussions/{written['cid']}/claim", json={"account_id": "shop-0"})
+            return answer.status_code == 200
+
+        await eventually(claimed)
+        again = f"什么时候发货 {secrets.token_hex(3)}"
+        await platform.post(
+            "/__sim/customer", json={"uid": uid, "kind": "reply", "text": again, "parent": written["cid"]}
+        )
+        await fang.locator("#list .thread-row", has_text=again).wait_for(timeout=60_000)
+        # And a comment in nobody's thread after it: heard, so the reply had its chance to be.
+        last = f"好看 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "comment", "text": last})
+        await eventually(lambda: _notified(fang, last))
+        bodies = [shown["body"] for shown in await fang.evaluate("window.__shown")]
+        assert again not in bodies, bodies
+        await context.close()
+
+
+async def _notified(page: Any, text: str) -> bool:
+    return any(shown["body"] == text for shown in await page.evaluate("window.__shown"))
 
 
 async def _filled(page: Any, text: str) -> bool:

@@ -596,15 +596,25 @@ function onEvent(event) {
 // A desktop notification for what is this agent's or nobody's: a message in a conversation
 // another agent owns is theirs to hear about.
 async function notifyIfMineOrNobodys(accountId, entity, title, tag) {
-  if (entity.conversation_id && state.me.agent) {
+  if (state.me.agent) {
     try {
-      const owner = (await api.conversation(accountId, entity.conversation_id)).conversation.assignee || "";
+      const owner = await ownerOf(accountId, entity);
       if (owner && owner !== state.me.agent) return;
     } catch (error) {
       // Not found yet: tell all the same.
     }
   }
   notifier().notify(title, entity.content || entity.text || "", tag);
+}
+
+// Who owns the thread a new message or comment is in ("" for nobody). A new comment is
+// its thread's newest, so its thread is among the first comment threads listed.
+async function ownerOf(accountId, entity) {
+  if (entity.conversation_id) return (await api.conversation(accountId, entity.conversation_id)).conversation.assignee || "";
+  const root = entity.parent_comment_id || entity.comment_id;
+  const listed = (await api.threads(accountId, { kinds: ["comment"], count: 5 })).threads || [];
+  const thread = listed.find((x) => x.thread_id === root);
+  return (thread && thread.assignee) || "";
 }
 
 let wasOffline = false;
