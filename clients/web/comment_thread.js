@@ -8,9 +8,8 @@ import { pendingBubble } from "./compose.js";
 import { avatar, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { ConversationView, noteBubble } from "./conversation.js";
+import { takeHandling } from "./threads.js";
 import { commentBody } from "./works.js";
-
-const HANDLED = ["assignee", "thread_state", "snoozed_until", "is_marked_unread", "note_count"];
 
 export class CommentThreadView extends ConversationView {
   // thread: the row's Thread (the list's), its handling as last known.
@@ -101,10 +100,7 @@ export class CommentThreadView extends ConversationView {
 
   takeConversation(thread) {
     if (!thread) return;
-    for (const field of HANDLED) {
-      if (thread[field] === undefined || thread[field] === null || thread[field] === "") delete this.conversation[field];
-      else this.conversation[field] = thread[field];
-    }
+    takeHandling(this.conversation, thread);
     if (this.root.isConnected) this.renderHandling();
   }
 

@@ -74,10 +74,7 @@ export class Threads {
   handled(accountId, kind, threadId, handling) {
     const found = this.items.find((x) => x.account_id === accountId && x.kind === kind && x.thread_id === threadId);
     if (!found) return false;
-    for (const field of ["assignee", "thread_state", "snoozed_until", "is_marked_unread", "note_count"]) {
-      if (handling[field] === undefined || handling[field] === null || handling[field] === "") delete found[field];
-      else found[field] = handling[field];
-    }
+    takeHandling(found, handling);
     if (!this.passes(found)) this.items = this.items.filter((x) => x !== found);
     return true;
   }
@@ -117,6 +114,15 @@ export class Threads {
   writers(thread) {
     const writing = this.typing.get(key(thread));
     return writing ? writing.agents().filter((agent) => agent !== this.me) : [];
+  }
+}
+
+// The team's handling fields of a thread (or conversation), as an answer or event has
+// them, put on `target`; a field the answer leaves out (empty) is gone from it too.
+export function takeHandling(target, handling) {
+  for (const field of ["assignee", "thread_state", "snoozed_until", "is_marked_unread", "note_count"]) {
+    if (handling[field] === undefined || handling[field] === null || handling[field] === "") delete target[field];
+    else target[field] = handling[field];
   }
 }
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from services.master.model import cursor as cursors
-from services.master.model import threads
+from services.master.model import filters, threads
 from services.master.model.cursor import Newest, SortKey
 from services.master.model.errors import NotFound
 from services.master.model.keys import _last_activity_ns, comment_key, ns_of
@@ -226,10 +226,7 @@ async def list_threads(
             items.append(_Taken(thread, order, cursors.encode("conversations", (order[0], order[1], order[3]))))
         fetched[CONVERSATION] = _Fetched(items, page.cursor, page.has_more)
     if COMMENT in kinds and comments_open:
-        wanted = lambda thread: (  # noqa: E731
-            (assignee is None or thread.assignee == assignee)
-            and (not thread_state or thread.thread_state == thread_state)
-        )
+        wanted = filters.handling(assignee, thread_state)
         fetched[COMMENT] = await _comment_threads(store, account_id, str(comments_at), count, wanted, now_ns)
 
     # What sorts after the last item fetched of a list with more may come after an item

@@ -22,12 +22,19 @@ def conversations(
     status: int, is_pinned: bool | None, is_muted: bool | None, assignee: str | None = None, thread_state: int = 0
 ) -> Callable[[e.Conversation], bool]:
     """`assignee`: None for any, "" for nobody's; `thread_state` as it is now (threads.view)."""
+    handled = handling(assignee, thread_state)
     return lambda view: (
         (is_pinned is None or view.is_pinned == is_pinned)
         and (is_muted is None or view.is_muted == is_muted)
         and (not status or view.status == status)
-        and (assignee is None or view.assignee == assignee)
-        and (not thread_state or view.thread_state == thread_state)
+        and handled(view)
+    )
+
+
+def handling(assignee: str | None, thread_state: int) -> Callable[[e.Conversation | e.Thread], bool]:
+    """By the team's handling, of a conversation or a thread: as `conversations`."""
+    return lambda view: (
+        (assignee is None or view.assignee == assignee) and (not thread_state or view.thread_state == thread_state)
     )
 
 

@@ -269,6 +269,8 @@ class RedisBase:
         wanted = {name: list(ids) for name, ids in entities.items() if ids}
         item_list = list(items)
         pinned_list = list(pinned)
+        # Only a conversation can be pinned: a comment thread's key is not asked about.
+        conversation_list = [key for key in pinned_list if threads.root_of(key) is None]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.meta)
         for name, ids in wanted.items():
@@ -276,8 +278,9 @@ class RedisBase:
         if item_list:
             pipe.hmget(keys.read, item_list)
             pipe.smismember(keys.sets["new"], item_list)
+        if conversation_list:
+            pipe.smismember(keys.sets["pinned"], conversation_list)
         if pinned_list:
-            pipe.smismember(keys.sets["pinned"], pinned_list)
             pipe.hmget(keys.threads, pinned_list)
         results = await pipe.execute()
         raw_meta = results[0]
@@ -295,10 +298,12 @@ class RedisBase:
             read_at = {item: int(v) for item, v in zip(item_list, results[at], strict=True) if v is not None}
             sets["new"] = {item for item, flag in zip(item_list, results[at + 1], strict=True) if flag}
             at += 2
-        threads: dict[str, Any] = {}
+        handlings: dict[str, Any] = {}
+        if conversation_list:
+            sets["pinned"] = {cid for cid, flag in zip(conversation_list, results[at], strict=True) if flag}
+            at += 1
         if pinned_list:
-            sets["pinned"] = {cid for cid, flag in zip(pinned_list, results[at], strict=True) if flag}
-            threads = _entities(results[at + 1], pinned_list, jpb.ThreadHandling.FromString)
+            handlings = _entities(results[at], pinned_list, jpb.ThreadHandling.FromString)
         state = recording_state(
             keys,
             writes,
@@ -310,7 +315,7 @@ class RedisBase:
             entities=loaded,
             read_at=read_at,
             sets=sets,
-            threads=threads,
+            threads=handlings,
         )
         return meta.rev, state
 
