@@ -12,6 +12,7 @@ import grpc
 import httpx
 import pytest
 import pytest_asyncio
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import contents_pb2 as cnt
@@ -19,6 +20,7 @@ from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
@@ -58,7 +60,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     keys_file = tmp_path / "api-keys.toml"
     keys = {
         "a-reader": create_api_key(keys_file, "a-reader", ["shop-a"], ["read"]),
-        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply", "login"], agent="阿丽"),
+        "a-agent": create_api_key(keys_file, "a-agent", ["shop-a"], ["read", "reply", "login", "admin"], agent="阿丽"),
         "all": create_api_key(keys_file, "all", ["*"], ["read", "reply"]),
     }
     config = MasterConfig(
@@ -95,6 +97,8 @@ NO_ACCOUNT = {
     "CreateTemplate",
     "UpdateTemplate",
     "DeleteTemplate",
+    "ListManagedAccounts",
+    "ListWorkers",
 }
 
 
@@ -211,6 +215,20 @@ def _requests(b: SampleAccount, account: str, exists: bool) -> dict[str, tuple[s
             tpl.RenderTemplateRequest(template_id="t", account_id=account, conversation_id=conversation),
         ),
         "GetReply": ("get_reply", rep.GetReplyRequest(request_id="r-of-b" if exists else "no-such-reply")),
+        "ListManagedAccounts": ("list_managed_accounts", fl.ListManagedAccountsRequest()),
+        "ListWorkers": ("list_workers", fl.ListWorkersRequest()),
+        "GetManagedAccount": ("get_managed_account", fl.GetManagedAccountRequest(account_id=account)),
+        "CreateManagedAccount": (
+            "create_managed_account",
+            fl.CreateManagedAccountRequest(account=fl.ManagedAccount(account_id=account, adapter="sample")),
+        ),
+        "UpdateManagedAccount": (
+            "update_managed_account",
+            fl.UpdateManagedAccountRequest(
+                account_id=account, account=fl.ManagedAccount(paused=True), update_mask=FieldMask(paths=["paused"])
+            ),
+        ),
+        "DeleteManagedAccount": ("delete_managed_account", fl.DeleteManagedAccountRequest(account_id=account)),
     }
 
 
@@ -271,6 +289,10 @@ async def test_every_rpc_answers_about_b_as_about_an_account_that_does_not_exist
             "GetLoginRequest",
             "SubmitLoginCodeRequest",
             "RestartLoginRequest",
+            # The fleet's accounts are named by id, never found by another.
+            "GetManagedAccountRequest",
+            "UpdateManagedAccountRequest",
+            "DeleteManagedAccountRequest",
         ):
             by_id = await _status(rig, method, _without_account_id(request), "a-agent")
             by_made_up_id = await _status(rig, method, _without_account_id(nobody_request), "a-agent")
@@ -406,6 +428,10 @@ async def test_every_route_answers_403_about_b_and_about_nobody(rig: Rig) -> Non
             ("GET", "/api/im/accounts/{a}/login", None),
             ("POST", "/api/im/accounts/{a}/login/code", {"code": "123456"}),
             ("POST", "/api/im/accounts/{a}/login/restart", {}),
+            ("GET", "/api/im/admin/accounts/{a}", None),
+            ("POST", "/api/im/admin/accounts", {"account_id": "{a}", "adapter": "sample"}),
+            ("PATCH", "/api/im/admin/accounts/{a}", {"paused": True}),
+            ("DELETE", "/api/im/admin/accounts/{a}", None),
         ]
         # Every route of the IM API is here, but the two that take no account (tested above).
         every = routes_of(im_services())

@@ -2,7 +2,7 @@
 
     server.py, admin.py, health.py, in_process.py   the process: builds and wires the rest
     api/     the IM servicers and the cache servicer
-    sync/    the SyncData servicer, its hub and sessions
+    sync/    the SyncData servicer, its hub and sessions, the fleet's scheduler and servicer
     rpc/     what the servicers share of gRPC: status mapping, error boundary, interceptor
     auth/    API keys and worker tokens
     memory/  the memory backend (store, journal, checkpoints)

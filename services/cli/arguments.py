@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import fleet as fleet_cli
 from .flags import MiB, _clients, _common, _Flags, _http, _observed
 from .master_flags import add_master_flags
 
@@ -118,10 +119,11 @@ def _tools(commands: Any) -> None:
     key.add_argument(
         "--scopes",
         default="read",
-        help="some of read, reply, login and gateway, comma-separated: "
+        help="some of read, reply, login, gateway and admin, comma-separated: "
         "read lists, marks and searches, reply answers, handles conversations (claims, notes, states) and "
         "templates, login sees and answers the accounts' logins (QR codes, "
-        "SMS codes), gateway lets a gateway keep answers of reads (default %(default)s)",
+        "SMS codes), gateway lets a gateway keep answers of reads, admin adds, pauses and removes accounts and sees "
+        "the workers (default %(default)s)",
     )
     key.add_argument(
         "--agent",
@@ -133,17 +135,31 @@ def _tools(commands: Any) -> None:
 
     account = commands.add_parser(
         "account",
-        help="repair what the master holds of an account",
-        description="reset-version: the master forgets which versions of the account it applied (keeping its "
-        "entities, read marks, pins and replies); the owning worker then sends a whole snapshot. For an account "
-        "a worker pushed to a version nothing can follow. With --data-dir, stop the master first.",
+        help="add, pause, resume, remove and list the fleet's accounts; repair one",
+        description="add, pause, resume, remove, list, workers: the accounts the masters assign to the workers "
+        "that take scheduled accounts (workers with a capacity), through a master (--master, an --api-key with "
+        "the admin scope). reset-version: the master forgets which versions of the account it applied (keeping "
+        "its entities, read marks, pins and replies); the owning worker then sends a whole snapshot. For an "
+        "account a worker pushed to a version nothing can follow. With --data-dir, stop the master first.",
     )
-    account.add_argument("action", choices=("reset-version",))
-    account.add_argument("account_id", metavar="ACCOUNT_ID")
+    account.add_argument("action", choices=(*fleet_cli.ACTIONS, "reset-version"))
+    account.add_argument("account_id", metavar="ACCOUNT_ID", nargs="?", default="")
     flag = _Flags(account)
-    flag("--data-dir", "IMSYNC_DATA_DIR", "", "the stopped master's data directory", metavar="DIR")
+    fleet_cli.add_flags(account, flag)
+    flag("--data-dir", "IMSYNC_DATA_DIR", "", "reset-version: the stopped master's data directory", metavar="DIR")
     flag("--store", "IMSYNC_STORE", "", "or the masters' Redis, e.g. redis://127.0.0.1:6379/0", metavar="URL")
     flag("--redis-prefix", "IMSYNC_REDIS_PREFIX", "imsync", "with --store")
+
+    ring = commands.add_parser(
+        "session-key",
+        help="create a key for the masters' sealed sessions",
+        description="Puts a new key first in FILE (made readable by its owner only): the masters seal the "
+        "browser sessions workers upload with it (--session-keys) and open them with any key of the file. "
+        "Restart the masters to use it; remove an old key once every session was uploaded again.",
+    )
+    ring.add_argument("action", choices=("create",))
+    ring.add_argument("--key-id", default="", help="the new key's name (default: a random one)")
+    _Flags(ring)("--file", "IMSYNC_SESSION_KEYS", "session-keys", "the key ring", metavar="FILE")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -103,6 +103,7 @@ def master(args: argparse.Namespace) -> int:
         event_history_bytes=args.event_history_bytes,
         max_receive_bytes=args.max_receive_bytes,
         metrics_listen=args.metrics_listen,
+        session_keys=Path(args.session_keys) if args.session_keys else None,
     )
     from services.common.addresses import AddressInUse, check_free
 
@@ -257,8 +258,13 @@ def api_key(args: argparse.Namespace) -> int:
 
 
 def account(args: argparse.Namespace) -> int:
+    from services.cli import fleet
     from services.master.admin import NotFound, reset_version_in_journal, reset_version_in_redis
 
+    if args.action != "reset-version":
+        return fleet.run(args)
+    if not args.account_id:
+        return _fail("account", "ACCOUNT_ID is required")
     if bool(args.data_dir) == bool(args.store and args.store != "memory"):
         return _fail("account", "give the master's --data-dir, or its --store redis://...")
     try:
@@ -274,6 +280,12 @@ def account(args: argparse.Namespace) -> int:
     return 0
 
 
+def session_key(args: argparse.Namespace) -> int:
+    from services.cli import fleet
+
+    return fleet.session_key(args)
+
+
 RUN = {
     "master": master,
     "gateway": gateway,
@@ -283,4 +295,5 @@ RUN = {
     "worker-token": worker_token,
     "api-key": api_key,
     "account": account,
+    "session-key": session_key,
 }

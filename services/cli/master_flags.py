@@ -32,6 +32,14 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "again when it changes; without it every IM client may read and answer every account",
         metavar="FILE",
     )
+    flag(
+        "--session-keys",
+        "IMSYNC_SESSION_KEYS",
+        "",
+        "the key ring workers' uploaded browser sessions are sealed with (make one with `imsync session-key "
+        "create`); without it no session is kept and an account that moves to another worker logs in again",
+        metavar="FILE",
+    )
     flag("--tls-cert", "IMSYNC_TLS_CERT", "", "serve gRPC over TLS with this certificate (PEM) ...", metavar="FILE")
     flag("--tls-key", "IMSYNC_TLS_KEY", "", "... and this private key", metavar="FILE")
     flag(

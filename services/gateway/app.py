@@ -32,6 +32,7 @@ from imsync.v1 import (
     conversations_pb2,
     discussions_pb2,
     events_pb2,
+    fleet_pb2,
     logins_pb2,
     messages_pb2,
     replies_pb2,
@@ -73,7 +74,7 @@ _IM_PARAMS = frozenset({legacy.PARAM})
 
 def im_services() -> list[ServiceDescriptor]:
     """The IM services the master serves over REST: the six modules, the team's handling,
-    templates and search, replies, logins and events."""
+    templates and search, replies, logins, events, and the fleet's administration."""
     return [
         service
         for module in (
@@ -89,6 +90,7 @@ def im_services() -> list[ServiceDescriptor]:
             replies_pb2,
             logins_pb2,
             events_pb2,
+            fleet_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
     ]

@@ -30,6 +30,8 @@ from imsync.v1 import (
     discussions_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
     logins_pb2,
     logins_pb2_grpc,
     messages_pb2,
@@ -66,6 +68,7 @@ from services.master.api.search import SearchServicer
 from services.master.api.templates import TemplateServicer
 from services.master.api.threads import ThreadServicer
 from services.master.auth.api_keys import ApiKeys
+from services.master.auth.session_keys import SessionKeys
 from services.master.auth.worker_tokens import WorkerTokens
 from services.master.backend import MemoryBackend, open_backend
 from services.master.memory.durability import Recovery
@@ -78,6 +81,7 @@ from services.master.model.store import Store
 from services.master.redis.errors import reraise_cancellation
 from services.master.rpc.interceptor import ServerInterceptor
 from services.master.snoozes import SnoozeClock
+from services.master.sync.fleet_service import FleetServicer
 from services.master.sync.hub import SyncConfig, SyncHub
 from services.master.sync.service import SyncServicer, add_sync_service
 
@@ -97,6 +101,7 @@ SERVICE_NAMES = (
     replies_pb2.DESCRIPTOR.services_by_name["ReplyService"].full_name,
     threads_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
     templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
     search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,
     logins_pb2.DESCRIPTOR.services_by_name["LoginService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
@@ -152,6 +157,9 @@ class MasterConfig:
     # How long a gateway keeping answers may go unheard before changes are acknowledged
     # without it (coherence.py).
     cache_lease: float = 1.0
+    # The key ring workers' uploaded sessions are sealed with (auth/session_keys.py);
+    # None: no session is kept, and an account that moves logs in again.
+    session_keys: Path | None = None
 
     @property
     def shared(self) -> bool:
@@ -173,7 +181,12 @@ class Master:
             raise ValueError(f"--cache-lease-seconds: {config.cache_lease:g} is not a positive number of seconds")
         self.backend = open_backend(config, store)
         self.hub = SyncHub(
-            self.store, WorkerTokens(config.worker_tokens), self.book, config.sync, self.backend.shared_leases
+            self.store,
+            WorkerTokens(config.worker_tokens),
+            self.book,
+            config.sync,
+            self.backend.shared_leases,
+            SessionKeys.load(config.session_keys) if config.session_keys is not None else None,
         )
         self.keys = ApiKeys(config.api_keys, RateLimiter(config.rate_limit, int(config.rate_limit * 2)))
         # Over Redis, a key's rate is counted across every master.
@@ -181,7 +194,13 @@ class Master:
         self.keys.seats = self.backend.shared_seats()
         # The IM servicers: served over gRPC, and called directly by an embedded gateway.
         self.im_servicers = im_servicers(
-            self.store, self.book, self.bus, self.keys, config.max_streams_per_key, config.max_streams_per_address
+            self.store,
+            self.book,
+            self.bus,
+            self.keys,
+            self.hub,
+            config.max_streams_per_key,
+            config.max_streams_per_address,
         )
         self.snoozes = SnoozeClock(self.store, self.bus)
         self.server: grpc.aio.Server | None = None
@@ -267,6 +286,11 @@ class Master:
             if self._stopping:  # a cancellation alone may be lost in a call to Redis
                 return
             try:
+                await self.hub.scheduler.round()
+            except Exception:
+                reraise_cancellation()
+                log.exception("scheduling failed")
+            try:
                 await self.hub.sweep()
                 if count % retention_every == 0:
                     await self.store.enforce_retention()
@@ -312,6 +336,7 @@ def im_servicers(
     book: Commands,
     bus: EventBus,
     keys: ApiKeys,
+    hub: SyncHub,
     max_streams_per_key: int = 16,
     max_streams_per_address: int = 64,
 ) -> list[tuple[ServiceDescriptor, Any]]:
@@ -330,6 +355,7 @@ def im_servicers(
         (service(unified_messages_pb2, "UnifiedMessageService"), UnifiedMessageServicer(store, keys)),
         (service(threads_pb2, "ThreadService"), ThreadServicer(store, keys)),
         (service(templates_pb2, "TemplateService"), TemplateServicer(store, keys)),
+        (service(fleet_pb2, "FleetService"), FleetServicer(hub)),
         (service(search_pb2, "SearchService"), SearchServicer(store, keys)),
         (service(replies_pb2, "ReplyService"), ReplyServicer(store, keys, book)),
         (service(logins_pb2, "LoginService"), LoginServicer(store, keys, book)),
@@ -346,6 +372,7 @@ _ADDERS: dict[str, Callable[[Any, grpc.aio.Server], None]] = {
     "UnifiedMessageService": unified_messages_pb2_grpc.add_UnifiedMessageServiceServicer_to_server,
     "ThreadService": threads_pb2_grpc.add_ThreadServiceServicer_to_server,
     "TemplateService": templates_pb2_grpc.add_TemplateServiceServicer_to_server,
+    "FleetService": fleet_pb2_grpc.add_FleetServiceServicer_to_server,
     "SearchService": search_pb2_grpc.add_SearchServiceServicer_to_server,
     "ReplyService": replies_pb2_grpc.add_ReplyServiceServicer_to_server,
     "LoginService": logins_pb2_grpc.add_LoginServiceServicer_to_server,
@@ -416,6 +443,8 @@ async def serve(config: MasterConfig, store: Store | None = None, alongside: Alo
         log.warning("no --worker-tokens file: every worker will be refused")
     if config.api_keys is None:
         log.warning("no --api-keys file: every IM client may read and answer every account")
+    if config.session_keys is None:
+        log.warning("no --session-keys file: sessions workers upload are refused; an account that moves logs in again")
     recovery = master.recovery
     if recovery is not None:
         for problem in recovery.problems:

@@ -10,7 +10,7 @@ and which receives new messages through its socket (`live.py`).
 For tests: `/__sim/truth` shows what the platform holds; `/__sim/faults` makes it
 misbehave on purpose (slow, malformed or truncated JSON, one endpoint's answers broken, an
 expired session, a page that never finishes loading, a push that loses its frames);
-`/__sim/tick` makes a random customer act, `/__sim/pause` stops them acting by
+`/__sim/sessions` counts logins and the chat pages open per account; `/__sim/tick` makes a random customer act, `/__sim/pause` stops them acting by
 themselves, and `/__sim/customer` makes a given one write (a message, a comment, or a reply
 under a comment); `/__sim/private` makes a work private (replies under it are refused) or
 public; `/__sim/scan`, `/__sim/sms` and `/__sim/login` play the account's phone
@@ -23,6 +23,7 @@ import asyncio
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
@@ -64,10 +65,24 @@ class Simulator:
         self.paused = False
         self.sessions: dict[str, str] = {}  # token -> uid
         self.logins = Logins()
+        # Per account: logins completed; the browsers holding its chat page open now (pages
+        # per browser), and the most browsers ever at once (a worker running an account
+        # keeps its chat page open: two browsers at once are two workers on one account).
+        # GET /__sim/sessions shows them.
+        self.login_count: Counter[str] = Counter()
+        self.live_now: dict[str, Counter[str]] = {}
+        self.live_max: Counter[str] = Counter()
         self.faults = Faults()
         # Set while `hang` is off: hung requests wait for it, and go on once it is turned off.
         self.unhung = asyncio.Event()
         self.unhung.set()
+
+    def open_pages(self, uid: str, browser: str, change: int) -> None:
+        pages = self.live_now.setdefault(uid, Counter())
+        pages[browser] += change
+        if pages[browser] <= 0:
+            del pages[browser]
+        self.live_max[uid] = max(self.live_max[uid], len(pages))
 
     def uid_of(self, request: Request) -> str | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
@@ -130,6 +145,15 @@ def _control_routes(simulator: Simulator) -> list[Route]:
             return JSONResponse({"accounts": list(platform.accounts)}, status_code=404 if uid else 200)
         return Response(_encode(platform.truth(uid)), media_type="application/json")
 
+    async def sessions(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "logins": dict(simulator.login_count),
+                "live": {uid: len(pages) for uid, pages in simulator.live_now.items() if pages},
+                "max_live": dict(simulator.live_max),
+            }
+        )
+
     async def faults(request: Request) -> Response:
         if request.method == "POST":
             wanted = await request.json()
@@ -178,6 +202,7 @@ def _control_routes(simulator: Simulator) -> list[Route]:
 
     return [
         Route("/__sim/truth", truth),
+        Route("/__sim/sessions", sessions),
         Route("/__sim/faults", faults, methods=["GET", "POST"]),
         Route("/__sim/tick", tick, methods=["POST"]),
         Route("/__sim/pause", pause, methods=["POST"]),

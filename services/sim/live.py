@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import WebSocketRoute
@@ -45,6 +47,8 @@ def routes(simulator: Simulator) -> list[WebSocketRoute]:
 
         stop_listening = simulator.platform.listen(heard)
         closed = asyncio.ensure_future(_until_closed(websocket))
+        browser = await asyncio.to_thread(browser_of, websocket)
+        simulator.open_pages(uid, browser, +1)
         try:
             while not closed.done():
                 getting = asyncio.ensure_future(frames.get())
@@ -63,12 +67,52 @@ def routes(simulator: Simulator) -> list[WebSocketRoute]:
         except (WebSocketDisconnect, RuntimeError):
             pass  # the page went away
         finally:
+            simulator.open_pages(uid, browser, -1)
             stop_listening()
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await closed
 
     return [WebSocketRoute("/ws/im", push)]
+
+
+def browser_of(websocket: WebSocket) -> str:
+    """Which browser holds this socket: on one machine (loopback, Linux), the process owning
+    the peer's end of the connection (a Chromium's network service: one per browser, whatever
+    its pages and contexts); elsewhere the connection itself. Two browsers with the same
+    cookies (a session copied from one worker to another) are told apart by it."""
+    client = websocket.client
+    if client is None:
+        return "?"
+    fallback = f"{client.host}:{client.port}"
+    try:
+        host = ipaddress.ip_address(client.host)
+    except ValueError:
+        return fallback
+    if not host.is_loopback or host.version != 4:
+        return fallback
+    wanted = f"{host.packed[::-1].hex().upper()}:{client.port:04X}"
+    inode = ""
+    try:
+        with open("/proc/net/tcp") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == wanted:
+                    inode = fields[9]
+                    break
+    except OSError:
+        return fallback
+    if not inode:
+        return fallback
+    link = f"socket:[{inode}]"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == link:
+                    return f"pid {pid}"
+        except OSError:
+            continue
+    return fallback
 
 
 async def _until_closed(websocket: WebSocket) -> None:

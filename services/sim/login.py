@@ -146,6 +146,7 @@ def routes(simulator: Simulator) -> list[Route]:
     def logged_in(response: Response, uid: str) -> Response:
         token = secrets.token_hex(16)
         simulator.sessions[token] = uid
+        simulator.login_count[uid] += 1
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax")
         return response
 

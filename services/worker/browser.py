@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +87,9 @@ class BrowserPool:
         self._starting = asyncio.Lock()
         self.launches = 0
         self._closing = False
+        # Told each time an account's session is written to its file (a scheduled worker
+        # uploads it to the master: worker/fleet.py).
+        self.on_saved: Callable[[str, Path], None] | None = None
 
     async def browser(self) -> Browser:
         async with self._starting:
@@ -149,6 +152,8 @@ class BrowserPool:
             return
         os.chmod(partial, 0o600)
         os.replace(partial, storage)
+        if self.on_saved is not None:
+            self.on_saved(account_id, storage)
 
     async def discard(self, account_id: str) -> None:
         """Closes the account's context (its next one starts from the file)."""

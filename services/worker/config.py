@@ -15,6 +15,11 @@ tls_ca = "certs/ca.pem"            # TLS to the master: the CA that signed its c
 tls_cert = "certs/worker-1.pem"    # ... and, for a master that demands one, this worker's
 tls_key = "certs/worker-1.key"     #     certificate and key (paths relative to this file)
 
+capacity = 20                      # take up to 20 accounts the master assigns (imsync account add);
+labels = { region = "sh" }         #   an account asking for labels goes to workers offering them;
+state_dir = "state"                #   their sessions, as the master hands them over
+
+# ... or name the accounts here instead (no capacity):
 [[accounts]]
 account_id = "douyin-001"
 adapter = "douyin"                 # the creator center in Chromium
@@ -72,6 +77,11 @@ class WorkerConfig:
     tls: ClientTls | None = None
     # Replies begun and their results (command_log.py); relative paths are to the file's folder.
     command_log: Path | None = None
+    # A scheduled worker (no [[accounts]]): how many accounts the master may give it, the
+    # labels it offers, and where it keeps their sessions.
+    capacity: int = 0
+    labels: tuple[tuple[str, str], ...] = ()
+    state_dir: Path | None = None
 
 
 _ADAPTERS = ("douyin", "sample")
@@ -124,8 +134,24 @@ def load_worker_config(path: Path) -> WorkerConfig:
             if not isinstance(options.get("live_chat", True), bool):
                 raise ConfigError(f"{where}live_chat: must be true or false")
         accounts.append(AccountConfig(account_id, adapter, options))
-    if not accounts:
-        raise ConfigError("accounts: at least one [[accounts]] table is required")
+    capacity = raw.get("capacity", 0)
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 <= capacity <= 10_000:
+        raise ConfigError("capacity: must be an integer from 1 to 10000")
+    if capacity and accounts:
+        raise ConfigError(
+            "capacity: a worker either names its accounts ([[accounts]]) or takes those the master assigns "
+            "(capacity), not both"
+        )
+    if not accounts and not capacity:
+        raise ConfigError("capacity: required (the accounts the master may assign), or [[accounts]] tables")
+    labels = raw.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 63 and 0 < len(v) <= 63 for k, v in labels.items()
+    ):
+        raise ConfigError('labels: a table of short strings, e.g. labels = { region = "sh" }')
+    state_dir = raw.get("state_dir", "state")
+    if not isinstance(state_dir, str) or not state_dir:
+        raise ConfigError("state_dir: must be a folder name")
     numbers = {}
     for key, default in (
         ("crawl_interval", 30.0),
@@ -170,5 +196,8 @@ def load_worker_config(path: Path) -> WorkerConfig:
         headless=headless,
         tls=tls,
         command_log=path.parent / command_log,
+        capacity=capacity,
+        labels=tuple(sorted(labels.items())),
+        state_dir=path.parent / state_dir,
         **numbers,
     )

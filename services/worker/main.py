@@ -16,6 +16,7 @@ from .adapter import PlatformAdapter
 from .browser import BrowserPool
 from .config import AccountConfig, WorkerConfig
 from .douyin import DouyinAdapter, DouyinOptions
+from .fleet import WorkerFleet
 from .sample_adapter import SampleAdapter
 from .sync_engine import EngineConfig, SyncEngine
 
@@ -73,6 +74,8 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
             window=config.window,
             tls=config.tls,
             command_log=config.command_log,
+            capacity=config.capacity,
+            labels=config.labels,
         ),
         adapters,
         perform,
@@ -85,10 +88,23 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
         crawl_timeout=config.crawl_timeout,
         login_retry=config.login_retry,
     )
+    fleet = None
+    if config.capacity:
+        # A scheduled worker: its accounts come and go with the master's assignments.
+        fleet = WorkerFleet(config, pool, engine, runner_config, slots, rng, make_adapter)
+        adapters, runners = fleet.adapters, fleet.runners
     for account_id, adapter in adapters.items():
         runners[account_id] = AccountRunner(account_id, adapter, engine, runner_config, slots, rng)
     tasks = [asyncio.create_task(engine.run())] + [asyncio.create_task(runner.run()) for runner in runners.values()]
-    print(f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True)
+    if fleet is not None:
+        labels = ", ".join(f"{k}={v}" for k, v in config.labels) or "no labels"
+        print(
+            f"imsync worker {config.worker_id} started: takes up to {config.capacity} accounts ({labels}), "
+            f"master {config.master}",
+            flush=True,
+        )
+    else:
+        print(f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True)
     if metrics_listen:
         tasks.append(asyncio.create_task(serve_metrics(metrics_listen, "worker")))
     if stop is None:
@@ -97,6 +113,8 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if fleet is not None:
+        await fleet.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

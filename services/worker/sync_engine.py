@@ -9,6 +9,7 @@ or the master falls silent it reconnects with exponential backoff and full jitte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -35,6 +36,9 @@ from .metrics import COMMANDS, CONNECTED
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[sync_pb2.Command], Awaitable[sync_pb2.CommandResult]]
+# A scheduled worker's hands: start running an assigned account; stop running one.
+AssignHandler = Callable[[sync_pb2.Assign], Awaitable[None]]
+ReleaseHandler = Callable[[str, str], Awaitable[None]]
 
 _TRANSPORT_LIMIT = 64 * 1024 * 1024
 _REPLIES = ("reply_to_comment", "send_message")
@@ -59,6 +63,10 @@ class EngineConfig:
     command_log: Path | None = None
     # TLS to the master; None speaks plain text.
     tls: ClientTls | None = None
+    # A worker that takes the accounts the master assigns: how many it can hold, and the
+    # labels it offers (fleet.proto); 0 for a worker that names its own accounts.
+    capacity: int = 0
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 class GoAway(Exception):
@@ -104,6 +112,13 @@ class SyncEngine:
         self.sessions = 0
         self.bytes_sent: Counter[str] = Counter()
         self.refused: dict[str, sync_pb2.AccountRefusal] = {}
+        # A scheduled worker's (capacity > 0): what starts and stops an account's runner.
+        self.on_assign: AssignHandler | None = None
+        self.on_release: ReleaseHandler | None = None
+        # Sessions to upload, newest per account, sent once the account is granted.
+        self._sessions: dict[str, bytes] = {}
+        # Accounts being started or stopped (their tasks), so that a stop waits for a start.
+        self._moving: dict[str, asyncio.Task[None]] = {}
 
     # ---------------------------------------------------------- the crawler's side
 
@@ -116,6 +131,85 @@ class SyncEngine:
         self._status[report.account_id] = report
         self._status_dirty.add(report.account_id)
         self._wake.set()
+
+    def upload_session(self, account_id: str, storage_state: bytes) -> None:
+        """The account's browser session changed: the master keeps it for the next worker."""
+        self._sessions[account_id] = storage_state
+        self._wake.set()
+
+    def add_account(self, account_id: str, master_version: int) -> AccountSync:
+        """An account assigned to this worker, granted at `master_version`."""
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = self.accounts[account_id] = AccountSync(
+                account_id, window=self.config.window, chunk_bytes=self.config.chunk_bytes
+            )
+        account.on_welcome(master_version)
+        self.refused.pop(account_id, None)
+        return account
+
+    def remove_account(self, account_id: str) -> None:
+        """The worker no longer runs the account."""
+        self.accounts.pop(account_id, None)
+        self._status.pop(account_id, None)
+        self._status_dirty.discard(account_id)
+        self._sessions.pop(account_id, None)
+        self.refused.pop(account_id, None)
+
+    def _move(self, account_id: str, step: Awaitable[None]) -> None:
+        """Runs a start or stop of an account after the one under way, in order."""
+        before = self._moving.get(account_id)
+
+        async def run() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await before
+            try:
+                await step
+            except Exception:
+                log.exception("could not start or stop account %s", account_id)
+            finally:
+                if self._moving.get(account_id) is task:
+                    del self._moving[account_id]
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._moving[account_id] = task
+
+    def _assigned(self, assign: sync_pb2.Assign) -> None:
+        account_id = assign.account.account_id
+        self.add_account(account_id, assign.version.version)
+        if self.on_assign is not None:
+            self._move(account_id, self.on_assign(assign))
+
+    def _release(self, account_id: str, reason: str, *, answer: bool) -> None:
+        async def stop() -> None:
+            if self.on_release is not None:
+                await self.on_release(account_id, reason)
+            # Its last session goes before the lease is let go.
+            state = self._sessions.pop(account_id, None)
+            account = self.accounts.get(account_id)
+            if state is not None and account is not None and account.granted:
+                self._deliver(
+                    sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id=account_id, storage_state=state))
+                )
+            self.remove_account(account_id)
+            if answer:
+                self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
+
+        self._move(account_id, stop())
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """A scheduled worker stopping: every account stopped, its session uploaded and its
+        lease let go (Released), so that the master gives it to another worker at once
+        instead of after its lease lapses."""
+        for account_id in list(self.accounts):
+            self._release(account_id, "the worker stops", answer=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*self._moving.values(), return_exceptions=True)
+                while self._outbound is not None and not self._outbound.empty():
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)  # what the stream took is on its way
 
     async def wait_synced(self, account_ids: Iterable[str] | None = None, timeout: float = 30.0) -> None:
         """Waits until the master has acknowledged the newest crawl of these accounts."""
@@ -218,8 +312,12 @@ class SyncEngine:
             hello=sync_pb2.Hello(
                 worker_id=self.config.worker_id,
                 accounts=[
-                    sync_pb2.AccountVersion(account_id=a, version=self.accounts[a].confirmed_version) for a in accounts
+                    sync_pb2.AccountVersion(account_id=a, version=self.accounts[a].confirmed_version)
+                    for a in accounts
+                    if a in self.accounts
                 ],
+                capacity=self.config.capacity,
+                labels=dict(self.config.labels),
             )
         )
 
@@ -236,7 +334,10 @@ class SyncEngine:
         for refusal in welcome.refused:
             self.refused[refusal.account_id] = refusal
             log.warning("account %s refused: %s", refusal.account_id, refusal.status.message)
-        if welcome.refused:
+            if self.config.capacity:
+                # A scheduled worker runs what the master gives it, nothing else.
+                self._release(refusal.account_id, "refused", answer=False)
+        if welcome.refused and not self.config.capacity:
             self._schedule_rehello()
         self._wake.set()
         self._progress.set()
@@ -260,13 +361,20 @@ class SyncEngine:
             elif kind == "nack":
                 account = self.accounts.get(response.nack.account_id)
                 if account is not None and account.on_nack(response.nack) == "NOT_OWNER":
-                    self._schedule_rehello()
-                elif account is None:
+                    if self.config.capacity:
+                        self._release(response.nack.account_id, "taken", answer=False)
+                    else:
+                        self._schedule_rehello()
+                elif account is None or not response.nack.version:
                     log.error("master refused: %s", response.nack.status.message)
             elif kind == "command":
                 self._start_command(response.command)
             elif kind == "welcome":
                 self._on_welcome(response.welcome)
+            elif kind == "assign":
+                self._assigned(response.assign)
+            elif kind == "release":
+                self._release(response.release.account_id, response.release.reason, answer=True)
             elif kind == "go_away":
                 raise GoAway(response.go_away.reconnect_after.ToNanoseconds() / 1e9, response.go_away.reason)
             self._wake.set()
@@ -278,12 +386,18 @@ class SyncEngine:
         while True:
             self._wake.clear()
             sent = False
-            for account in self.accounts.values():
+            for account in list(self.accounts.values()):
                 for message in account.next_messages():
                     outbound.put_nowait(message)
                     sent = True
+            for account_id in [a for a in self._sessions if a in self.accounts and self.accounts[a].granted]:
+                state = self._sessions.pop(account_id)
+                outbound.put_nowait(
+                    sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id=account_id, storage_state=state))
+                )
+                sent = True
             for account_id in list(self._status_dirty):
-                if self.accounts[account_id].granted:
+                if account_id in self.accounts and self.accounts[account_id].granted:
                     outbound.put_nowait(sync_pb2.SyncDataRequest(account_status=self._status[account_id]))
                     self._status_dirty.discard(account_id)
                     sent = True

@@ -19,6 +19,7 @@ from imsync.v1 import (
     conversations_pb2_grpc,
     discussions_pb2_grpc,
     events_pb2_grpc,
+    fleet_pb2_grpc,
     logins_pb2_grpc,
     messages_pb2_grpc,
     replies_pb2_grpc,
@@ -31,6 +32,7 @@ from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import logins_pb2 as lg
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import replies_pb2 as rep
@@ -63,6 +65,7 @@ class ImClient:
         self._search = search_pb2_grpc.SearchServiceStub(channel)
         self._logins = logins_pb2_grpc.LoginServiceStub(channel)
         self._events = events_pb2_grpc.EventServiceStub(channel)
+        self._fleet = fleet_pb2_grpc.FleetServiceStub(channel)
 
     @classmethod
     def connect(cls, address: str, **kwargs: Any) -> ImClient:
@@ -522,6 +525,60 @@ class ImClient:
         """Asks the worker to start the account's login again (a new QR code), e.g. after one failed.
         (`imsync.v1.LoginService.RestartLogin`)"""
         result: lg.RestartLoginResponse = await self._unary(self._logins.RestartLogin, request, timeout, metadata)
+        return result
+
+    # the fleet (an API key with the admin scope)
+
+    async def list_managed_accounts(
+        self, request: fl.ListManagedAccountsRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.ListManagedAccountsResponse:
+        """Lists the managed accounts by id, each with the worker it is assigned to now. (`imsync.v1.FleetService.ListManagedAccounts`)"""
+        result: fl.ListManagedAccountsResponse = await self._unary(
+            self._fleet.ListManagedAccounts, request, timeout, metadata
+        )
+        return result
+
+    async def get_managed_account(
+        self, request: fl.GetManagedAccountRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.GetManagedAccountResponse:
+        """Gets one managed account. (`imsync.v1.FleetService.GetManagedAccount`)"""
+        result: fl.GetManagedAccountResponse = await self._unary(
+            self._fleet.GetManagedAccount, request, timeout, metadata
+        )
+        return result
+
+    async def create_managed_account(
+        self, request: fl.CreateManagedAccountRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.CreateManagedAccountResponse:
+        """Adds an account; its id must be new (ALREADY_EXISTS otherwise). The master assigns it to a worker at once unless it is paused. (`imsync.v1.FleetService.CreateManagedAccount`)"""
+        result: fl.CreateManagedAccountResponse = await self._unary(
+            self._fleet.CreateManagedAccount, request, timeout, metadata
+        )
+        return result
+
+    async def update_managed_account(
+        self, request: fl.UpdateManagedAccountRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.UpdateManagedAccountResponse:
+        """Changes the fields of an account the mask names (all that may be changed when the mask is empty). Pausing takes the account from its worker; resuming gives it one. (`imsync.v1.FleetService.UpdateManagedAccount`)"""
+        result: fl.UpdateManagedAccountResponse = await self._unary(
+            self._fleet.UpdateManagedAccount, request, timeout, metadata
+        )
+        return result
+
+    async def delete_managed_account(
+        self, request: fl.DeleteManagedAccountRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.DeleteManagedAccountResponse:
+        """Removes an account from the fleet: its worker stops crawling it and its kept session is forgotten. What the master holds of its inbox stays until retention drops it. (`imsync.v1.FleetService.DeleteManagedAccount`)"""
+        result: fl.DeleteManagedAccountResponse = await self._unary(
+            self._fleet.DeleteManagedAccount, request, timeout, metadata
+        )
+        return result
+
+    async def list_workers(
+        self, request: fl.ListWorkersRequest, *, timeout: float | None = None, metadata: Metadata | None = None
+    ) -> fl.ListWorkersResponse:
+        """Lists the workers connected to this master that take scheduled accounts. (`imsync.v1.FleetService.ListWorkers`)"""
+        result: fl.ListWorkersResponse = await self._unary(self._fleet.ListWorkers, request, timeout, metadata)
         return result
 
     # events

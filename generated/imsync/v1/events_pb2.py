@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from imsync.v1 import entities_pb2 as imsync_dot_v1_dot_entities__pb2
+from imsync.v1 import fleet_pb2 as imsync_dot_v1_dot_fleet__pb2
 from imsync.v1 import replies_pb2 as imsync_dot_v1_dot_replies__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imsync/v1/events.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x17imsync/v1/replies.proto\"4\n\x0fReadStateChange\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x0f\n\x07is_read\x18\x02 \x01(\x08\"\xb0\x04\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.imsync.v1.EventType\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07message\x18\x05 \x01(\x0b\x32\x12.imsync.v1.MessageH\x00\x12%\n\x07\x63omment\x18\x06 \x01(\x0b\x32\x12.imsync.v1.CommentH\x00\x12\x30\n\nread_state\x18\x07 \x01(\x0b\x32\x1a.imsync.v1.ReadStateChangeH\x00\x12!\n\x05reply\x18\x08 \x01(\x0b\x32\x10.imsync.v1.ReplyH\x00\x12%\n\x07\x61\x63\x63ount\x18\t \x01(\x0b\x32\x12.imsync.v1.AccountH\x00\x12/\n\x0cnotification\x18\n \x01(\x0b\x32\x17.imsync.v1.NotificationH\x00\x12/\n\x0c\x63onversation\x18\x0b \x01(\x0b\x32\x17.imsync.v1.ConversationH\x00\x12\'\n\x08presence\x18\x0c \x01(\x0b\x32\x13.imsync.v1.PresenceH\x00\x12\'\n\x08template\x18\r \x01(\x0b\x32\x13.imsync.v1.TemplateH\x00\x12#\n\x06thread\x18\x0e \x01(\x0b\x32\x11.imsync.v1.ThreadH\x00\x42\t\n\x07payload\"g\n\x13StreamEventsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12#\n\x05types\x18\x02 \x03(\x0e\x32\x14.imsync.v1.EventType\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"7\n\x14StreamEventsResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Event*\xec\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_NEW_MESSAGE\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_NEW_COMMENT\x10\x02\x12!\n\x1d\x45VENT_TYPE_READ_STATE_CHANGED\x10\x03\x12\"\n\x1e\x45VENT_TYPE_REPLY_STATE_CHANGED\x10\x04\x12%\n!EVENT_TYPE_ACCOUNT_STATUS_CHANGED\x10\x05\x12\x1f\n\x1b\x45VENT_TYPE_NEW_NOTIFICATION\x10\x06\x12#\n\x1f\x45VENT_TYPE_CONVERSATION_HANDLED\x10\x07\x12\x17\n\x13\x45VENT_TYPE_PRESENCE\x10\x08\x12\x1f\n\x1b\x45VENT_TYPE_TEMPLATE_CHANGED\x10\t\x12\x1d\n\x19\x45VENT_TYPE_THREAD_HANDLED\x10\n2y\n\x0c\x45ventService\x12i\n\x0cStreamEvents\x12\x1e.imsync.v1.StreamEventsRequest\x1a\x1f.imsync.v1.StreamEventsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/im/events0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16imsync/v1/events.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imsync/v1/entities.proto\x1a\x15imsync/v1/fleet.proto\x1a\x17imsync/v1/replies.proto\"4\n\x0fReadStateChange\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x0f\n\x07is_read\x18\x02 \x01(\x08\"\xe4\x04\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.imsync.v1.EventType\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07message\x18\x05 \x01(\x0b\x32\x12.imsync.v1.MessageH\x00\x12%\n\x07\x63omment\x18\x06 \x01(\x0b\x32\x12.imsync.v1.CommentH\x00\x12\x30\n\nread_state\x18\x07 \x01(\x0b\x32\x1a.imsync.v1.ReadStateChangeH\x00\x12!\n\x05reply\x18\x08 \x01(\x0b\x32\x10.imsync.v1.ReplyH\x00\x12%\n\x07\x61\x63\x63ount\x18\t \x01(\x0b\x32\x12.imsync.v1.AccountH\x00\x12/\n\x0cnotification\x18\n \x01(\x0b\x32\x17.imsync.v1.NotificationH\x00\x12/\n\x0c\x63onversation\x18\x0b \x01(\x0b\x32\x17.imsync.v1.ConversationH\x00\x12\'\n\x08presence\x18\x0c \x01(\x0b\x32\x13.imsync.v1.PresenceH\x00\x12\'\n\x08template\x18\r \x01(\x0b\x32\x13.imsync.v1.TemplateH\x00\x12#\n\x06thread\x18\x0e \x01(\x0b\x32\x11.imsync.v1.ThreadH\x00\x12\x32\n\nassignment\x18\x0f \x01(\x0b\x32\x1c.imsync.v1.AccountAssignmentH\x00\x42\t\n\x07payload\"g\n\x13StreamEventsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12#\n\x05types\x18\x02 \x03(\x0e\x32\x14.imsync.v1.EventType\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"7\n\x14StreamEventsResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.imsync.v1.Event*\x8d\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_NEW_MESSAGE\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_NEW_COMMENT\x10\x02\x12!\n\x1d\x45VENT_TYPE_READ_STATE_CHANGED\x10\x03\x12\"\n\x1e\x45VENT_TYPE_REPLY_STATE_CHANGED\x10\x04\x12%\n!EVENT_TYPE_ACCOUNT_STATUS_CHANGED\x10\x05\x12\x1f\n\x1b\x45VENT_TYPE_NEW_NOTIFICATION\x10\x06\x12#\n\x1f\x45VENT_TYPE_CONVERSATION_HANDLED\x10\x07\x12\x17\n\x13\x45VENT_TYPE_PRESENCE\x10\x08\x12\x1f\n\x1b\x45VENT_TYPE_TEMPLATE_CHANGED\x10\t\x12\x1d\n\x19\x45VENT_TYPE_THREAD_HANDLED\x10\n\x12\x1f\n\x1b\x45VENT_TYPE_ACCOUNT_ASSIGNED\x10\x0b\x32y\n\x0c\x45ventService\x12i\n\x0cStreamEvents\x12\x1e.imsync.v1.StreamEventsRequest\x1a\x1f.imsync.v1.StreamEventsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/im/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,16 +38,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['StreamEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['StreamEvents']._serialized_options = b'\202\323\344\223\002\020\022\016/api/im/events'
-  _globals['_EVENTTYPE']._serialized_start=931
-  _globals['_EVENTTYPE']._serialized_end=1295
-  _globals['_READSTATECHANGE']._serialized_start=151
-  _globals['_READSTATECHANGE']._serialized_end=203
-  _globals['_EVENT']._serialized_start=206
-  _globals['_EVENT']._serialized_end=766
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=768
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=871
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=873
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=928
-  _globals['_EVENTSERVICE']._serialized_start=1297
-  _globals['_EVENTSERVICE']._serialized_end=1418
+  _globals['_EVENTTYPE']._serialized_start=1006
+  _globals['_EVENTTYPE']._serialized_end=1403
+  _globals['_READSTATECHANGE']._serialized_start=174
+  _globals['_READSTATECHANGE']._serialized_end=226
+  _globals['_EVENT']._serialized_start=229
+  _globals['_EVENT']._serialized_end=841
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=843
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=946
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=948
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=1003
+  _globals['_EVENTSERVICE']._serialized_start=1405
+  _globals['_EVENTSERVICE']._serialized_end=1526
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from imsync.v1 import entities_pb2 as _entities_pb2
+from imsync.v1 import fleet_pb2 as _fleet_pb2
 from imsync.v1 import replies_pb2 as _replies_pb2
 import builtins as _builtins
 import sys
@@ -53,6 +54,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """The team's handling of a comment thread changed (the payload is the Thread, its
     handling as recorded).
     """
+    EVENT_TYPE_ACCOUNT_ASSIGNED: _EventType.ValueType  # 11
+    """An account was given to a worker or taken from one (the payload is the
+    AccountAssignment).
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of an event."""
@@ -81,6 +86,10 @@ removed one comes with its id alone).
 EVENT_TYPE_THREAD_HANDLED: EventType.ValueType  # 10
 """The team's handling of a comment thread changed (the payload is the Thread, its
 handling as recorded).
+"""
+EVENT_TYPE_ACCOUNT_ASSIGNED: EventType.ValueType  # 11
+"""An account was given to a worker or taken from one (the payload is the
+AccountAssignment).
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
@@ -131,6 +140,7 @@ class Event(_message.Message):
     PRESENCE_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
     THREAD_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Increasing; give the last one seen as after_event_id (or Last-Event-ID) to resume."""
     type: Global___EventType.ValueType
@@ -157,6 +167,8 @@ class Event(_message.Message):
     def template(self) -> _entities_pb2.Template: ...
     @_builtins.property
     def thread(self) -> _entities_pb2.Thread: ...
+    @_builtins.property
+    def assignment(self) -> _fleet_pb2.AccountAssignment: ...
     def __init__(
         self,
         *,
@@ -174,12 +186,13 @@ class Event(_message.Message):
         presence: _entities_pb2.Presence | None = ...,
         template: _entities_pb2.Template | None = ...,
         thread: _entities_pb2.Thread | None = ...,
+        assignment: _fleet_pb2.AccountAssignment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "assignment", b"assignment", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "account_id", b"account_id", "assignment", b"assignment", "comment", b"comment", "conversation", b"conversation", "create_time", b"create_time", "event_id", b"event_id", "message", b"message", "notification", b"notification", "payload", b"payload", "presence", b"presence", "read_state", b"read_state", "reply", b"reply", "template", b"template", "thread", b"thread", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification", "conversation", "presence", "template", "thread"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["message", "comment", "read_state", "reply", "account", "notification", "conversation", "presence", "template", "thread", "assignment"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

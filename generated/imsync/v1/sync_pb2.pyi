@@ -12,6 +12,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from imsync.v1 import entities_pb2 as _entities_pb2
+from imsync.v1 import fleet_pb2 as _fleet_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -77,6 +78,8 @@ class SyncDataRequest(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     ACCOUNT_STATUS_FIELD_NUMBER: _builtins.int
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -89,6 +92,10 @@ class SyncDataRequest(_message.Message):
     def account_status(self) -> Global___AccountStatusReport: ...
     @_builtins.property
     def command_result(self) -> Global___CommandResult: ...
+    @_builtins.property
+    def session(self) -> Global___SessionUpload: ...
+    @_builtins.property
+    def released(self) -> Global___Released: ...
     def __init__(
         self,
         *,
@@ -98,12 +105,14 @@ class SyncDataRequest(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         account_status: Global___AccountStatusReport | None = ...,
         command_result: Global___CommandResult | None = ...,
+        session: Global___SessionUpload | None = ...,
+        released: Global___Released | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta", "heartbeat", "account_status", "command_result"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta", "heartbeat", "account_status", "command_result", "session", "released"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -121,6 +130,8 @@ class SyncDataResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     GO_AWAY_FIELD_NUMBER: _builtins.int
+    ASSIGN_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -133,6 +144,10 @@ class SyncDataResponse(_message.Message):
     def command(self) -> Global___Command: ...
     @_builtins.property
     def go_away(self) -> Global___GoAway: ...
+    @_builtins.property
+    def assign(self) -> Global___Assign: ...
+    @_builtins.property
+    def release(self) -> Global___Release: ...
     def __init__(
         self,
         *,
@@ -142,12 +157,14 @@ class SyncDataResponse(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         command: Global___Command | None = ...,
         go_away: Global___GoAway | None = ...,
+        assign: Global___Assign | None = ...,
+        release: Global___Release | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assign", b"assign", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "release", b"release", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assign", b"assign", "command", b"command", "go_away", b"go_away", "heartbeat", b"heartbeat", "kind", b"kind", "nack", b"nack", "release", b"release", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack", "heartbeat", "command", "go_away"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["welcome", "ack", "nack", "heartbeat", "command", "go_away", "assign", "release"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -227,20 +244,53 @@ class Hello(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WORKER_ID_FIELD_NUMBER: _builtins.int
     ACCOUNTS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
+    capacity: _builtins.int
+    """A worker that takes the accounts the master assigns (fleet.proto) says how many it
+    can hold at once; 0 for a worker that names its own accounts and is given none.
+    Its `accounts` are those it still runs from an earlier stream.
+    """
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountVersion]: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """What the worker offers, matched against an account's worker_labels (e.g. region)."""
+
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
         accounts: _abc.Iterable[Global___AccountVersion] | None = ...,
+        capacity: _builtins.int = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "capacity", b"capacity", "labels", b"labels", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -830,3 +880,116 @@ class Nack(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Nack: _TypeAlias = Nack  # noqa: Y015
+
+@_typing.final
+class Assign(_message.Message):
+    """The master gives the worker an account (a worker with a capacity in Hello): its lease is
+    granted to this stream as a Hello's would be, and the worker starts crawling it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STORAGE_STATE_FIELD_NUMBER: _builtins.int
+    storage_state: _builtins.bytes
+    """The account's browser storage state (cookies, local storage: Playwright's JSON) the
+    last worker uploaded; empty when the master keeps none, or could not read it.
+    """
+    @_builtins.property
+    def account(self) -> _fleet_pb2.ManagedAccount: ...
+    @_builtins.property
+    def version(self) -> Global___AccountVersion:
+        """What the master holds of it, as a Welcome says: the version applied and the lease's
+        fencing epoch.
+        """
+
+    def __init__(
+        self,
+        *,
+        account: _fleet_pb2.ManagedAccount | None = ...,
+        version: Global___AccountVersion | None = ...,
+        storage_state: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "storage_state", b"storage_state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assign: _TypeAlias = Assign  # noqa: Y015
+
+@_typing.final
+class Release(_message.Message):
+    """The master takes an account from the worker (paused, removed, or given to another).
+    The worker stops crawling it, uploads its session, then says Released; until then the
+    lease stays with this stream, so no other worker crawls it meanwhile.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Release: _TypeAlias = Release  # noqa: Y015
+
+@_typing.final
+class Released(_message.Message):
+    """The worker no longer runs the account; its lease is free."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Released: _TypeAlias = Released  # noqa: Y015
+
+@_typing.final
+class SessionUpload(_message.Message):
+    """The account's browser storage state after a login, or after it changed: the master
+    keeps it encrypted and hands it to the next worker the account is assigned to.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    STORAGE_STATE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    storage_state: _builtins.bytes
+    """Playwright's storage state JSON; at most 1 MiB."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        storage_state: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "storage_state", b"storage_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionUpload: _TypeAlias = SessionUpload  # noqa: Y015

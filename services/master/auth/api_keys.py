@@ -6,6 +6,7 @@
     scopes = ["read", "reply"]                 # read: lists, gets, read marks, pins; reply: replies
                                                # login: the accounts' logins (QR codes, SMS codes)
                                                # gateway: a gateway keeping answers (cache.proto)
+                                               # admin: the fleet's accounts and workers (fleet.proto)
     agent = "王芳"                             # optional: the person the key belongs to, recorded
                                                # with what they do (the replies they send)
 
@@ -33,7 +34,7 @@ from services.common.rate_limit import RateLimiter
 from services.master.auth.watched_file import WatchedToml, bearer_hash, replace_table, token_hash
 from services.master.model.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
-SCOPES = ("read", "reply", "login", "gateway")
+SCOPES = ("read", "reply", "login", "gateway", "admin")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ACCOUNT = re.compile(r"[^\s\"\\]{1,256}")
 

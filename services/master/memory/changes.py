@@ -17,6 +17,7 @@ from sortedcontainers import SortedList
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
 from services.master.memory import checkpoints
 from services.master.memory.journal import Journal
@@ -115,6 +116,9 @@ class Changes:
         self._account_order: SortedList = SortedList()
         # The team's quick replies, by id (templates.py).
         self._templates: dict[str, e.Template] = {}
+        # The managed accounts, and their sealed sessions, by account id (fleet.py).
+        self._fleet: dict[str, fl.ManagedAccount] = {}
+        self._sessions: dict[str, bytes] = {}
         # Set by the master when it runs with a data directory: every change is journaled.
         self.journal: Journal | None = None
         # Advanced with every change, before anyone hears of it: per account, and in all

@@ -78,6 +78,7 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
         for entry in found.commands:
             book.restore(_command_record(entry))
         store.restore_templates(found.templates)
+        store.restore_fleet(found.fleet, found.sessions)
     finally:
         store.on_event = listener
 
@@ -92,6 +93,13 @@ def open_data_dir(data_dir: Path, store: MemoryStore, book: CommandBook, *, sync
             journal.put_command(
                 command_key(command.command.account_id, command.command.request_id), partial(_command_entry, command)
             )
+        # And what the team keeps beside the accounts.
+        for template in found.templates:
+            journal.put_template(template.template_id, template.SerializeToString)
+        for managed in found.fleet:
+            journal.put_row("fleet", managed.account_id, managed.SerializeToString())
+        for account_id, sealed in found.sessions.items():
+            journal.put_row("sessions", account_id, sealed)
     else:
         journal = Journal.create(path, epoch=found.epoch, next_seq=found.next_seq, synchronous=synchronous)
         journal.bytes_since_checkpoint = dict(found.journal_bytes)

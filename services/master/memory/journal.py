@@ -8,6 +8,7 @@ One SQLite file in WAL mode under the data directory holds:
   checkpoint replaces the account's journal rows up to that position (compaction);
 - `commands`: the replies people sent and what became of them;
 - `templates`: the team's quick replies, a row each;
+- `fleet` and `sessions`: the managed accounts and their sealed sessions, a row each;
 - `meta`: the format and the epoch, which grows at every start (event ids carry it).
 
 Writes happen on one thread. The event loop appends and goes on; the thread commits
@@ -185,6 +186,22 @@ class Journal:
     def forget_template(self, template_id: str) -> None:
         def op(connection: sqlite3.Connection) -> None:
             connection.execute("DELETE FROM templates WHERE template_id = ?", (template_id,))
+
+        self.enqueue(op)
+
+    def put_row(self, table: str, key: str, body: bytes | None) -> None:
+        """A row of a keyed table of the team's (`fleet`, `sessions`), replaced whole; None
+        deletes it."""
+        if table not in ("fleet", "sessions"):
+            raise ValueError(table)
+
+        def op(connection: sqlite3.Connection) -> None:
+            if body is None:
+                connection.execute(f"DELETE FROM {table} WHERE account_id = ?", (key,))
+            else:
+                connection.execute(
+                    f"INSERT OR REPLACE INTO {table} (account_id, crc, body) VALUES (?, ?, ?)", (key, _crc(body), body)
+                )
 
         self.enqueue(op)
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
 from services.master.memory.records import FORMAT, _crc
 
@@ -42,6 +43,9 @@ class Recovered:
     records: list[tuple[int, str, jpb.Record, bytes]] = field(default_factory=list)
     commands: list[jpb.CommandEntry] = field(default_factory=list)
     templates: list[e.Template] = field(default_factory=list)
+    fleet: list[fl.ManagedAccount] = field(default_factory=list)
+    # Account -> its sealed session.
+    sessions: dict[str, bytes] = field(default_factory=dict)
     # What was dropped, one line each; empty when the file was whole.
     problems: list[str] = field(default_factory=list)
     # Bytes of journal rows and of checkpoints per account, to schedule compaction.
@@ -67,17 +71,19 @@ def _bodies(
     parse: Callable[[bytes], T],
     problems: list[str],
     damaged: str,
-) -> list[T]:
+    *,
+    keyed: bool = False,
+) -> list[Any]:
     """The parsed bodies of a table of (key, crc, body) rows; a row whose body is damaged is
     dropped and noted; a table a journal of an earlier version lacks holds nothing."""
     if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
         return []
-    found: list[T] = []
+    found: list[Any] = []
     for name, crc, body in _rows(connection, f"SELECT {key}, crc, body FROM {table}", problems, table):
         try:
             if _crc(body) != crc:
                 raise ValueError("crc")
-            found.append(parse(body))
+            found.append((name, parse(body)) if keyed else parse(body))
         except Exception:
             problems.append(damaged.format(name))
     return found
@@ -224,6 +230,25 @@ def read_journal(path: Path) -> Recovered:
             e.Template.FromString,
             problems,
             "template {!r} is damaged; dropped it",
+        )
+        recovered.fleet = _bodies(
+            connection,
+            "fleet",
+            "account_id",
+            fl.ManagedAccount.FromString,
+            problems,
+            "managed account {!r} is damaged; dropped it",
+        )
+        recovered.sessions = dict(
+            _bodies(
+                connection,
+                "sessions",
+                "account_id",
+                lambda body: body,
+                problems,
+                "the session of account {!r} is damaged; dropped it (the account logs in again)",
+                keyed=True,
+            )
         )
         recovered.next_seq = top + 1
     finally:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from services.master.memory.templates import Templates
+from services.master.memory.fleet import Fleet
 from services.master.model import search
 from services.master.model.time_keys import item_of
 
 
-class Searching(Templates):
+class Searching(Fleet):
     async def search(
         self, account_id: str, wanted: str, kinds: Collection[str], after: bytes, count: int
     ) -> tuple[list[search.Hit], bytes]:

@@ -14,6 +14,7 @@ from typing import Generic, Protocol, TypeVar
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import search, threads
@@ -234,6 +235,34 @@ class Store(Protocol):
         ...
 
     async def delete_template(self, template_id: str) -> None: ...
+
+    # --- the fleet's accounts and their sessions (fleet.py) ---
+    async def list_managed_accounts(self) -> list[fl.ManagedAccount]:
+        """Every managed account, as kept (the password included), by id."""
+        ...
+
+    async def save_managed_account(self, account: fl.ManagedAccount, *, create: bool) -> fl.ManagedAccount:
+        """Keeps an account whole: a new one (`create`: AlreadyExists when its id is
+        taken, ResourceExhausted past fleet.MAX_ACCOUNTS), or in place of the one with its
+        id (NotFound otherwise)."""
+        ...
+
+    async def delete_managed_account(self, account_id: str) -> None:
+        """Forgets a managed account and its session (NotFound when there is none)."""
+        ...
+
+    async def session_state(self, account_id: str) -> bytes | None:
+        """The account's sealed session (auth/session_keys.py), if one is kept."""
+        ...
+
+    async def save_session_state(self, account_id: str, sealed: bytes) -> None:
+        """Keeps the account's sealed session in place of the last (NotFound for an account
+        that is not managed)."""
+        ...
+
+    async def sessions_kept(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of the accounts whose session is kept."""
+        ...
 
     # --- search (search.py) ---
     async def search(

@@ -100,9 +100,24 @@ class SharedLeases:
                 await self._release(keys=[self._keys(account_id).lease], args=[str(epoch)], client=pipe)
             await pipe.execute()
 
+    async def owners(self, account_ids: list[str]) -> dict[str, str]:
+        """The worker holding each account's lease, of those some master holds."""
+        # A context, so that a cancellation (the master stopping mid-round) gives its
+        # connection back.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.hget(self._keys(account_id).lease, "worker")
+            found = await pipe.execute()
+        return {
+            account_id: worker.decode() if isinstance(worker, bytes) else str(worker)
+            for account_id, worker in zip(account_ids, found, strict=True)
+            if worker is not None
+        }
+
     async def alive(self, account_ids: list[str]) -> dict[str, bool]:
         """Whether some master holds each account's lease."""
-        pipe = self._redis.pipeline(transaction=False)
-        for account_id in account_ids:
-            pipe.exists(self._keys(account_id).lease)
-        return {account_id: bool(n) for account_id, n in zip(account_ids, await pipe.execute(), strict=True)}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.exists(self._keys(account_id).lease)
+            found = await pipe.execute()
+        return {account_id: bool(n) for account_id, n in zip(account_ids, found, strict=True)}

@@ -23,12 +23,12 @@ from services.master.redis.base import (
     _strings,
     _view_state,
 )
+from services.master.redis.fleet import Fleet
 from services.master.redis.layout import AccountKeys, Writes, id_of
 from services.master.redis.recording import record_counters
-from services.master.redis.templates import Templates
 
 
-class Queries(Templates):
+class Queries(Fleet):
     """The Redis store's IM reads and marks: accounts, conversations, messages, contents,"""
 
     # ---------------------------------------------------------------- accounts

@@ -17,6 +17,7 @@ from imsync.v1 import (
     conversations_pb2,
     discussions_pb2,
     events_pb2,
+    fleet_pb2,
     logins_pb2,
     messages_pb2,
     replies_pb2,
@@ -47,6 +48,8 @@ SCOPES: dict[str, str] = {
     _name(search_pb2, "SearchService"): "read",
     _name(logins_pb2, "LoginService"): "login",
     _name(cache_pb2, "CacheService"): "gateway",
+    # Adding, pausing and removing accounts, and seeing the workers.
+    _name(fleet_pb2, "FleetService"): "admin",
 }
 
 CALLER: ContextVar[Access] = ContextVar("imsync_caller")

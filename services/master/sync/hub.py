@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.duration_pb2 import Duration
 
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
+from services.master.auth.session_keys import SessionKeys
 from services.master.auth.worker_tokens import WorkerTokens
 from services.master.model.commands import Commands
 from services.master.model.errors import (
@@ -22,10 +24,16 @@ from services.master.model.errors import (
 from services.master.model.intake import Intake
 from services.master.model.leases import Leases, SharedLeaseBook
 from services.master.model.metrics import (
+    CRAWL_STATE,
+    CRAWL_STATES,
+    LOGIN_STATE,
+    LOGIN_STATES,
     WORKER_ONLINE,
+    set_one_hot,
 )
 from services.master.model.store import Store
 from services.master.rpc.status import rpc_status_of
+from services.master.sync.fleet import Scheduler
 
 if TYPE_CHECKING:
     from services.master.sync.session import SyncSession
@@ -119,6 +127,7 @@ class SyncHub:
         book: Commands,
         config: SyncConfig = SyncConfig(),
         shared: SharedLeaseBook | None = None,
+        session_keys: SessionKeys | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -127,6 +136,12 @@ class SyncHub:
         self.leases = Leases(config.lease_duration)
         # Leases between masters (several masters over Redis); None for a master alone.
         self.shared = shared
+        # The keys workers' uploaded sessions are sealed with; None: none are kept.
+        self.session_keys = session_keys
+        # Account -> (the worker that last held it, why it went), for the event of its
+        # next assignment (fleet.py).
+        self.previous: dict[str, tuple[str, str]] = {}
+        self.scheduler = Scheduler(self)
         self.sessions: dict[int, SyncSession] = {}
         # Worker id -> bytes of the snapshots its streams hold while their chunks arrive.
         self.pending_bytes: Counter[str] = Counter()
@@ -177,6 +192,8 @@ class SyncHub:
                 if self.leases.holder(account_id) is None:
                     WORKER_ONLINE.labels(account=account_id).set(0)
                     await self.store.set_presence(account_id, session.worker_id, online=False)
+                    self.previous[account_id] = (session.worker_id, "lease_lapsed")
+                session.releasing.pop(account_id, None)
                 log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
 
     async def renew_shared(self) -> None:
@@ -206,6 +223,8 @@ class SyncHub:
         held = dict(session.granted)
         session.granted.clear()
         released = self.leases.release(session.id, set(held))
+        for account_id in released:
+            self.previous[account_id] = (session.worker_id, "worker_left")
         self._ending += 1
         try:
             if self.shared is not None:
@@ -233,3 +252,28 @@ ENTITIES_PATH = (
     sync_pb2.SyncDataRequest.DESCRIPTOR.fields_by_name["snapshot"].number,
     sync_pb2.Snapshot.DESCRIPTOR.fields_by_name["entities"].number,
 )
+
+
+def _count_status(report: sync_pb2.AccountStatusReport) -> None:
+    """An account's crawl and login state, as gauges (metrics.py)."""
+    account = report.account_id
+    crawl = e.CrawlState.Name(report.crawl_state).removeprefix("CRAWL_STATE_").lower()
+    login = e.LoginState.Name(report.login_state).removeprefix("LOGIN_STATE_").lower()
+    set_one_hot(CRAWL_STATE, account, CRAWL_STATES, crawl)
+    set_one_hot(LOGIN_STATE, account, LOGIN_STATES, login)
+
+
+def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
+    """The account and version a message is about, for its Nack."""
+    kind = request.WhichOneof("kind")
+    if kind == "snapshot":
+        return request.snapshot.account_id, request.snapshot.version
+    if kind == "delta":
+        return request.delta.account_id, request.delta.version
+    if kind == "account_status":
+        return request.account_status.account_id, 0
+    if kind == "command_result":
+        return request.command_result.account_id, 0
+    if kind == "session":
+        return request.session.account_id, 0
+    return "", 0

@@ -28,30 +28,28 @@ from services.master.model.errors import (
 from services.master.model.intake import Intake, clean_batch
 from services.master.model.leases import AccountOwned
 from services.master.model.metrics import (
-    CRAWL_STATE,
-    CRAWL_STATES,
     DELTAS_APPLIED,
-    LOGIN_STATE,
-    LOGIN_STATES,
     SNAPSHOTS_APPLIED,
     SYNC_ACK_SECONDS,
     SYNC_BYTES,
     SYNC_ENTITIES,
     SYNC_VERSIONS,
     WORKER_ONLINE,
-    set_one_hot,
 )
 from services.master.model.store import DeltaData, SnapshotData
 from services.master.model.validation import check_status, clean_account, clean_removals
+from services.master.sync import fleet
 from services.master.sync.hub import (
     ENTITIES_PATH,
     SyncHub,
+    _count_status,
     _duration,
     _End,
     _entity_count,
     _nack,
     _Outbound,
     _PendingSnapshot,
+    _subject,
     _WhenPersisted,
     log,
 )
@@ -86,6 +84,14 @@ class SyncSession:
         self.closing = False
         # When the message being handled was taken (perf_counter): its Ack's latency.
         self._taken_at = 0.0
+        # A worker that takes scheduled accounts says how many it can hold, and what it
+        # offers (Hello.capacity, Hello.labels; fleet.py).
+        self.capacity = 0
+        self.labels: dict[str, str] = {}
+        # Accounts asked back from the worker (Release), with why; it holds them until it
+        # says Released.
+        self.releasing: dict[str, str] = {}
+        self.connected_at = time.time_ns()
 
     def drop_pending(self, account_id: str) -> None:
         """Forgets a snapshot whose chunks were arriving (done, refused, or taken away)."""
@@ -168,9 +174,15 @@ class SyncSession:
                 _count_status(request.account_status)
             elif kind == "command_result":
                 await self._command_result(request.command_result)
+            elif kind == "session":
+                await self._owned(request.session.account_id, "session.account_id")
+                await fleet.keep_session(self, request.session)
+            elif kind == "released":
+                await fleet.released(self, request.released.account_id)
             else:
                 raise InvalidArgument(
-                    "one of hello, snapshot, delta, heartbeat, account_status, command_result", field="kind"
+                    "one of hello, snapshot, delta, heartbeat, account_status, command_result, session, released",
+                    field="kind",
                 )
         except (Unauthenticated, PermissionDenied, Unavailable):
             raise  # a wrong identity, or a store out of reach: the stream ends
@@ -200,6 +212,8 @@ class SyncSession:
         for index, claim in enumerate(hello.accounts):
             if not claim.account_id:
                 raise InvalidArgument("must not be empty", field=f"hello.accounts[{index}].account_id")
+        if hello.capacity or hello.labels:
+            self.capacity, self.labels = fleet.offer(hello)
         self.said_hello = True
         known = await hub.store.known_accounts([claim.account_id for claim in hello.accounts])
         room = hub.config.max_accounts - await hub.store.account_count()
@@ -231,15 +245,9 @@ class SyncSession:
                     ),
                 )
                 continue
+            new = claim.account_id not in known and claim.account_id not in self.granted
             try:
-                lease = hub.leases.claim(claim.account_id, self.worker_id, self.id)
-                epoch = lease.epoch
-                if hub.shared is not None:
-                    try:
-                        epoch = await hub.shared.claim(claim.account_id, self.worker_id, self.id)
-                    except AccountOwned:
-                        hub.leases.release(self.id, {claim.account_id})
-                        raise
+                await self.take(claim.account_id)
             except AccountOwned as owned:
                 expires = Timestamp()
                 expires.GetCurrentTime()
@@ -256,11 +264,7 @@ class SyncSession:
                     ),
                 )
                 continue
-            # A stream of the same worker that still held it is fenced now.
-            if claim.account_id not in known and claim.account_id not in self.granted:
-                room -= 1
-            self.granted[claim.account_id] = epoch
-            self._fence_others(claim.account_id)
+            room -= new
             granted.append(claim.account_id)
         versions = await hub.store.account_versions(granted)
         self.versions.update(versions)
@@ -281,6 +285,22 @@ class SyncSession:
         # Commands that waited for these accounts follow the Welcome.
         for account_id in granted:
             await hub.deliver(account_id)
+
+    async def take(self, account_id: str) -> int:
+        """Grants the account's lease to this stream (between masters too) and fences any
+        other stream that held it; raises AccountOwned while another worker's lease lives."""
+        hub = self.hub
+        epoch = hub.leases.claim(account_id, self.worker_id, self.id).epoch
+        if hub.shared is not None:
+            try:
+                epoch = await hub.shared.claim(account_id, self.worker_id, self.id)
+            except AccountOwned:
+                hub.leases.release(self.id, {account_id})
+                raise
+        # A stream of the same worker that still held it is fenced now.
+        self.granted[account_id] = epoch
+        self._fence_others(account_id)
+        return epoch
 
     def _fence_others(self, account_id: str) -> None:
         for other in self.hub.sessions.values():
@@ -460,26 +480,3 @@ class SyncSession:
 
 def _code_name(error: StoreError) -> str:
     return type(error).__name__.upper()
-
-
-def _count_status(report: sync_pb2.AccountStatusReport) -> None:
-    """An account's crawl and login state, as gauges (metrics.py)."""
-    account = report.account_id
-    crawl = e.CrawlState.Name(report.crawl_state).removeprefix("CRAWL_STATE_").lower()
-    login = e.LoginState.Name(report.login_state).removeprefix("LOGIN_STATE_").lower()
-    set_one_hot(CRAWL_STATE, account, CRAWL_STATES, crawl)
-    set_one_hot(LOGIN_STATE, account, LOGIN_STATES, login)
-
-
-def _subject(request: sync_pb2.SyncDataRequest) -> tuple[str, int]:
-    """The account and version a message is about, for its Nack."""
-    kind = request.WhichOneof("kind")
-    if kind == "snapshot":
-        return request.snapshot.account_id, request.snapshot.version
-    if kind == "delta":
-        return request.delta.account_id, request.delta.version
-    if kind == "account_status":
-        return request.account_status.account_id, 0
-    if kind == "command_result":
-        return request.command_result.account_id, 0
-    return "", 0

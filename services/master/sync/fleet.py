@@ -1,0 +1,254 @@
+"""Scheduling: the managed accounts (model/fleet.py) given to the workers that joined to
+take them, over their SyncData streams.
+
+A worker joins with a capacity and labels in Hello. Once a second the master's scheduler:
+
+- asks back (Release) what a worker holds that is removed, paused, or no longer matches
+  its labels; the worker stops crawling it, uploads its session and says Released, and
+  only then is the lease free: no second worker crawls the account meanwhile;
+- gives each account that no worker holds (new, resumed, or whose worker's lease lapsed
+  or stream ended) to the eligible worker with the most room for its capacity (Assign:
+  the lease, the version the master has, and the kept session, so the worker resumes
+  without a login when the platform still accepts it);
+- when nothing waits, moves one account a round from the most loaded worker to the least
+  (by load over capacity) while they differ by more than one account: a worker that joins
+  takes its share gradually.
+
+The leases (leases.py, and between masters SharedLeases) keep one owner per account
+whatever the schedulers do: over Redis each master schedules the workers connected to it,
+and two masters offering one account race for its lease, one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from imsync.v1 import fleet_pb2 as fl
+from imsync.v1 import sync_pb2
+from services.master.model import fleet
+from services.master.model.errors import FailedPrecondition, InvalidArgument, StoreError
+from services.master.model.leases import AccountOwned
+from services.master.model.metrics import WORKER_ONLINE
+
+if TYPE_CHECKING:
+    from services.master.sync.hub import SyncHub
+    from services.master.sync.session import SyncSession
+
+log = logging.getLogger(__name__)
+
+MAX_CAPACITY = 10_000
+
+
+def offer(hello: sync_pb2.Hello) -> tuple[int, dict[str, str]]:
+    """The capacity and labels a worker offers, checked."""
+    if not 0 < hello.capacity <= MAX_CAPACITY:
+        raise InvalidArgument(f"1 to {MAX_CAPACITY} accounts", field="hello.capacity")
+    if len(hello.labels) > fleet.MAX_LABELS:
+        raise InvalidArgument(f"at most {fleet.MAX_LABELS} labels", field="hello.labels")
+    for name, value in hello.labels.items():
+        if not (0 < len(name) <= 63 and 0 < len(value) <= 63):
+            raise InvalidArgument("names and values of 1 to 63 characters", field="hello.labels")
+    return hello.capacity, dict(hello.labels)
+
+
+async def keep_session(session: SyncSession, upload: sync_pb2.SessionUpload) -> None:
+    """A worker's upload of an account's session (it holds the account): sealed and kept."""
+    hub = session.hub
+    if hub.session_keys is None:
+        raise FailedPrecondition(
+            "this master keeps no sessions (it runs without --session-keys): the account logs in again where it moves",
+            field="session",
+            reason="NO_SESSION_KEYS",
+        )
+    if len(upload.storage_state) > fleet.MAX_SESSION_BYTES:
+        raise InvalidArgument(f"at most {fleet.MAX_SESSION_BYTES} bytes", field="session.storage_state")
+    sealed = hub.session_keys.seal(upload.account_id, upload.storage_state)
+    await hub.store.save_session_state(upload.account_id, sealed)
+
+
+async def released(session: SyncSession, account_id: str) -> None:
+    """The worker stopped running an account: its lease is free (and the account goes to
+    another worker on the scheduler's next round)."""
+    if not account_id:
+        raise InvalidArgument("must not be empty", field="released.account_id")
+    hub = session.hub
+    reason = session.releasing.pop(account_id, "released")
+    epoch = session.granted.pop(account_id, None)
+    if epoch is None:
+        return
+    session.drop_pending(account_id)
+    hub.leases.release(session.id, {account_id})
+    if hub.shared is not None:
+        await hub.shared.release({account_id: epoch})
+    WORKER_ONLINE.labels(account=account_id).set(0)
+    await hub.store.set_presence(account_id, session.worker_id, online=False)
+    if reason in ("paused", "removed"):
+        await hub.store.announce(fleet.assignment_event(account_id, "", session.worker_id, reason))
+    else:
+        hub.previous[account_id] = (session.worker_id, reason)
+    log.info("worker %s released account %s (%s)", session.worker_id, account_id, reason)
+
+
+def _load(session: SyncSession) -> float:
+    return len(session.granted) / session.capacity
+
+
+class Scheduler:
+    def __init__(self, hub: SyncHub) -> None:
+        self.hub = hub
+        # Rounds run, accounts given and asked back (for tests and the metrics).
+        self.rounds = 0
+        self.assigned = 0
+        self.released = 0
+        self._warned_at = -math.inf
+
+    def workers(self) -> list[SyncSession]:
+        return [s for s in self.hub.sessions.values() if s.capacity and s.said_hello and not s.closing]
+
+    async def round(self) -> None:
+        """One round of scheduling (the master runs one a second)."""
+        hub = self.hub
+        self.rounds += 1
+        workers = self.workers()
+        accounts = {a.account_id: a for a in await hub.store.list_managed_accounts()}
+        for session in workers:
+            for account_id in list(session.granted):
+                if account_id in session.releasing:
+                    continue
+                account = accounts.get(account_id)
+                if account is None:
+                    self.ask_back(session, account_id, "removed")
+                elif account.paused:
+                    self.ask_back(session, account_id, "paused")
+                elif not fleet.eligible(account, session.labels):
+                    self.ask_back(session, account_id, "labels")
+        waiting = [a for a in accounts.values() if not a.paused and hub.leases.holder(a.account_id) is None]
+        if waiting and hub.shared is not None:
+            alive = await hub.shared.alive([a.account_id for a in waiting])
+            waiting = [a for a in waiting if not alive[a.account_id]]
+        unplaced = [a.account_id for a in waiting if not await self.place(a, workers)]
+        if unplaced and time.monotonic() - self._warned_at > 60:
+            self._warned_at = time.monotonic()
+            log.warning(
+                "%d accounts wait for a worker with room and the labels they ask for: %s",
+                len(unplaced),
+                ", ".join(unplaced[:10]) + (" ..." if len(unplaced) > 10 else ""),
+            )
+        if not waiting:
+            self.rebalance(workers, accounts)
+
+    async def place(self, account: fl.ManagedAccount, workers: list[SyncSession]) -> bool:
+        """Gives the account to the eligible worker with the most room; False when none has any."""
+        hub = self.hub
+        candidates = [
+            s
+            for s in workers
+            if len(s.granted) < s.capacity
+            and fleet.eligible(account, s.labels)
+            and hub.tokens.may_sync(s.worker_id, account.account_id)
+        ]
+        if not candidates:
+            return False
+        session = min(candidates, key=lambda s: (_load(s), len(s.granted), s.worker_id, s.id))
+        try:
+            epoch = await session.take(account.account_id)
+        except AccountOwned:
+            return False  # another master's worker took it meanwhile
+        version = (await hub.store.account_versions([account.account_id])).get(account.account_id, 0)
+        session.versions[account.account_id] = version
+        state = await self.session_of(account.account_id)
+        session.send(
+            sync_pb2.SyncDataResponse(
+                assign=sync_pb2.Assign(
+                    account=account,
+                    version=sync_pb2.AccountVersion(account_id=account.account_id, version=version, lease_epoch=epoch),
+                    storage_state=state,
+                )
+            )
+        )
+        await hub.store.set_presence(account.account_id, session.worker_id, online=True)
+        WORKER_ONLINE.labels(account=account.account_id).set(1)
+        previous, reason = hub.previous.pop(account.account_id, ("", "new"))
+        await hub.store.announce(fleet.assignment_event(account.account_id, session.worker_id, previous, reason))
+        self.assigned += 1
+        log.info(
+            "account %s assigned to worker %s (%s%s)",
+            account.account_id,
+            session.worker_id,
+            reason,
+            f", from {previous}" if previous else "",
+        )
+        await hub.deliver(account.account_id)
+        return True
+
+    async def session_of(self, account_id: str) -> bytes:
+        """The account's kept session, opened; b"" when none is kept or it does not open
+        (it counts as logged out: the worker logs in). One sealed by an older key of the
+        ring is sealed again with the newest."""
+        keys = self.hub.session_keys
+        if keys is None:
+            return b""
+        try:
+            sealed = await self.hub.store.session_state(account_id)
+        except StoreError as error:
+            log.warning("could not read the session of account %s: %s", account_id, error)
+            return b""
+        if sealed is None:
+            return b""
+        state = keys.open(account_id, sealed)
+        if state is None:
+            log.warning(
+                "the kept session of account %s does not open with this master's keys; it logs in again", account_id
+            )
+            return b""
+        if not keys.is_current(sealed):
+            try:
+                await self.hub.store.save_session_state(account_id, keys.seal(account_id, state))
+            except StoreError as error:
+                log.warning("could not seal the session of account %s again: %s", account_id, error)
+        return state
+
+    def ask_back(self, session: SyncSession, account_id: str, reason: str) -> None:
+        session.releasing[account_id] = reason
+        session.send(sync_pb2.SyncDataResponse(release=sync_pb2.Release(account_id=account_id, reason=reason)))
+        self.released += 1
+        log.info("asked worker %s to release account %s (%s)", session.worker_id, account_id, reason)
+
+    def rebalance(self, workers: list[SyncSession], accounts: dict[str, fl.ManagedAccount]) -> None:
+        """Moves one account from the most loaded worker towards the least, when they differ
+        by more than one account's share; never while a move is under way."""
+        if len(workers) < 2 or any(s.releasing for s in workers):
+            return
+        busiest = max(workers, key=lambda s: (_load(s), s.worker_id))
+        candidates = [s for s in workers if s is not busiest and len(s.granted) < s.capacity]
+        if not candidates:
+            return
+        idlest = min(candidates, key=lambda s: (_load(s), s.worker_id))
+        # Moving one account must leave the two nearer their share, not swap who is over.
+        if (len(busiest.granted) - 1) / busiest.capacity < (len(idlest.granted) + 1) / idlest.capacity:
+            return
+        movable = [
+            a
+            for a in busiest.granted
+            if a in accounts
+            and fleet.eligible(accounts[a], idlest.labels)
+            and self.hub.tokens.may_sync(idlest.worker_id, a)
+        ]
+        if movable:
+            account_id = max(movable)
+            self.ask_back(busiest, account_id, "rebalance")
+
+
+def worker_of(session: SyncSession) -> fl.FleetWorker:
+    worker = fl.FleetWorker(
+        worker_id=session.worker_id,
+        capacity=session.capacity,
+        labels=session.labels,
+        account_ids=sorted(session.granted),
+        peer=session.peer,
+    )
+    worker.connect_time.FromNanoseconds(session.connected_at)
+    return worker

@@ -1,0 +1,128 @@
+"""A scheduled worker's accounts (a worker config with `capacity`, fleet.proto): the master
+assigns them over the sync stream and takes them back; this starts and stops their
+runners, writes the session the master hands over where the account's context reads it,
+and uploads the session whenever the worker writes it anew (after a login, and after a
+crawl when the platform renewed its cookies), so that the next worker resumes without a
+login."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from imsync.v1 import fleet_pb2 as fl
+from imsync.v1 import sync_pb2
+from services.common.logs import say
+
+from .account_runner import AccountRunner, RunnerConfig
+from .adapter import PlatformAdapter
+from .browser import BrowserPool
+from .config import AccountConfig, WorkerConfig
+from .sync_engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+def account_config(account: fl.ManagedAccount, state_dir: Path) -> AccountConfig:
+    """What the adapter of a managed account is made from."""
+    options: dict[str, object] = {
+        "base_url": account.base_url,
+        "storage_state": str(state_dir / f"{account.account_id}.json"),
+    }
+    if account.login_method == fl.LOGIN_METHOD_PASSWORD:
+        options["login_uid"] = account.login_uid
+        options["login_password"] = account.login_password
+    if account.adapter == "sample":
+        options = {"seed": account.seed or 1}
+    return AccountConfig(account.account_id, account.adapter, options)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    os.replace(partial, path)
+
+
+class WorkerFleet:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        pool: BrowserPool,
+        engine: SyncEngine,
+        runner_config: RunnerConfig,
+        slots: asyncio.Semaphore,
+        rng: random.Random,
+        make_adapter: Callable[[AccountConfig, BrowserPool], PlatformAdapter],
+    ) -> None:
+        self.config = config
+        self.state_dir = config.state_dir or Path("state")
+        self.pool = pool
+        self.engine = engine
+        self.runner_config = runner_config
+        self.slots = slots
+        self.rng = rng
+        self._make_adapter = make_adapter
+        self.adapters: dict[str, PlatformAdapter] = {}
+        self.runners: dict[str, AccountRunner] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # The digest of the session last uploaded (or handed over) per account.
+        self._uploaded: dict[str, bytes] = {}
+        engine.on_assign = self.assign
+        engine.on_release = self.release
+        pool.on_saved = self.saved
+
+    async def assign(self, assign: sync_pb2.Assign) -> None:
+        account = assign.account
+        account_id = account.account_id
+        if account_id in self.runners:
+            return  # given back to this worker on a new stream: it runs already
+        spec = account_config(account, self.state_dir)
+        if assign.storage_state:
+            path = Path(str(spec.options["storage_state"]))
+            await asyncio.to_thread(_write_private, path, assign.storage_state)
+            self._uploaded[account_id] = hashlib.sha256(assign.storage_state).digest()
+        adapter = self._make_adapter(spec, self.pool)
+        runner = AccountRunner(account_id, adapter, self.engine, self.runner_config, self.slots, self.rng)
+        self.adapters[account_id], self.runners[account_id] = adapter, runner
+        self._tasks[account_id] = asyncio.create_task(runner.run())
+        handed = "its session handed over" if assign.storage_state else "no session kept: it logs in if it must"
+        say(f"worker {self.config.worker_id}: account {account_id} assigned ({account.adapter}; {handed})")
+
+    async def release(self, account_id: str, reason: str) -> None:
+        task = self._tasks.pop(account_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.runners.pop(account_id, None)
+        adapter = self.adapters.get(account_id)
+        if adapter is not None:
+            await self.pool.save(account_id)  # its newest session goes up before the account moves
+            await adapter.close()
+            del self.adapters[account_id]
+        self._uploaded.pop(account_id, None)
+        say(f"worker {self.config.worker_id}: account {account_id} released ({reason})")
+
+    def saved(self, account_id: str, path: Path) -> None:
+        if account_id not in self.adapters:
+            return
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            log.warning("could not read the session of %s: %s", account_id, error)
+            return
+        digest = hashlib.sha256(data).digest()
+        if self._uploaded.get(account_id) != digest:
+            self._uploaded[account_id] = digest
+            self.engine.upload_session(account_id, data)
+
+    async def stop(self) -> None:
+        """The worker stops: every account released, its session uploaded first."""
+        await self.engine.drain()

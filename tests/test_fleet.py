@@ -1,0 +1,483 @@
+"""The fleet: accounts as data (both stores, the journal), sealed sessions, and the
+master's scheduling of them over workers that take scheduled accounts (real workers of
+the sample adapter, in this process, over real gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
+from imsync.v1 import sync_pb2, sync_pb2_grpc
+from imsync_client import ImClient
+from services import processes
+from services.common.local_redis import RedisServer
+from services.gateway.app import create_app
+from services.master.auth.session_keys import SessionKeys, create_session_key
+from services.master.model import fleet
+from services.master.model.errors import AlreadyExists, InvalidArgument, NotFound
+from services.master.model.retention import KEEP_EVERYTHING
+from services.master.server import Master, MasterConfig
+from services.master.sync.hub import SyncConfig
+
+from . import waiting
+from .conftest import StoreFactory, token_for, write_tokens
+
+WORKERS = ("worker-a", "worker-b", "next-worker")
+
+
+def sample(account_id: str, **fields: Any) -> fl.ManagedAccount:
+    return fl.ManagedAccount(account_id=account_id, adapter="sample", seed=7, **fields)
+
+
+# ---------------------------------------------------------------- accounts as data
+
+
+async def test_managed_accounts_are_kept_by_either_store(new_store: StoreFactory) -> None:
+    store = new_store()
+    await store.save_managed_account(sample("a-1", display_name="店铺一"), create=True)
+    await store.save_managed_account(sample("a-2", worker_labels={"region": "sh"}), create=True)
+    with pytest.raises(AlreadyExists):
+        await store.save_managed_account(sample("a-1"), create=True)
+    with pytest.raises(NotFound):
+        await store.save_managed_account(sample("nobody"), create=False)
+    await store.save_managed_account(sample("a-1", paused=True), create=False)
+    assert [(a.account_id, a.paused) for a in await store.list_managed_accounts()] == [("a-1", True), ("a-2", False)]
+
+    await store.save_session_state("a-2", b"sealed")
+    assert await store.session_state("a-2") == b"sealed"
+    assert await store.sessions_kept(["a-1", "a-2"]) == {"a-2"}
+    with pytest.raises(NotFound):
+        await store.save_session_state("nobody", b"sealed")
+    await store.delete_managed_account("a-2")
+    assert await store.session_state("a-2") is None, "a removed account's session goes with it"
+    with pytest.raises(NotFound):
+        await store.delete_managed_account("a-2")
+
+
+async def test_managed_accounts_and_sessions_survive_a_restart(tmp_path: Path) -> None:
+    def config() -> MasterConfig:
+        return MasterConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data", retention=KEEP_EVERYTHING)
+
+    master = Master(config())
+    await master.start()
+    await master.store.save_managed_account(sample("a-1"), create=True)
+    await master.store.save_managed_account(sample("a-2"), create=True)
+    await master.store.save_session_state("a-1", b"sealed-1")
+    await master.store.delete_managed_account("a-2")
+    persisted = master.store.persisted()
+    if persisted is not None:
+        await persisted
+    await master.stop()
+
+    again = Master(config())
+    await again.start()
+    try:
+        assert [a.account_id for a in await again.store.list_managed_accounts()] == ["a-1"]
+        assert await again.store.session_state("a-1") == b"sealed-1"
+    finally:
+        await again.stop()
+
+
+def test_what_a_managed_account_may_hold() -> None:
+    assert fleet.check(
+        fl.ManagedAccount(account_id="d-1", adapter="douyin", base_url="http://127.0.0.1:1")
+    ).login_method == (fl.LOGIN_METHOD_QR_CODE)
+    for account, field in [
+        (fl.ManagedAccount(account_id="has space", adapter="sample"), "account.account_id"),
+        (fl.ManagedAccount(account_id="x", adapter="weibo"), "account.adapter"),
+        (fl.ManagedAccount(account_id="x", adapter="douyin"), "account.base_url"),
+        (fl.ManagedAccount(account_id="x", adapter="sample", worker_labels={"a b": "c"}), "account.worker_labels"),
+        (
+            fl.ManagedAccount(
+                account_id="x", adapter="douyin", base_url="http://h", login_method=fl.LOGIN_METHOD_PASSWORD
+            ),
+            "account.login_uid",
+        ),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            fleet.check(account)
+        assert refused.value.field == field
+    old = fleet.check(fl.ManagedAccount(account_id="x", adapter="sample", display_name="old", login_password="p"))
+    new = fleet.updated(old, fl.ManagedAccount(paused=True, display_name="ignored"), FieldMask(paths=["paused"]))
+    assert (new.paused, new.display_name, new.login_password) == (True, "old", "p")
+    with pytest.raises(InvalidArgument) as refused:
+        fleet.updated(old, fl.ManagedAccount(adapter="douyin"), FieldMask(paths=["adapter"]))
+    assert refused.value.field == "update_mask"
+
+
+def test_sessions_are_sealed_for_their_account_and_open_with_older_keys(tmp_path: Path) -> None:
+    ring = tmp_path / "session-keys"
+    create_session_key(ring, "old")
+    old = SessionKeys.load(ring)
+    sealed = old.seal("a-1", b'{"cookies": []}')
+    assert b"cookies" not in sealed
+    assert old.open("a-1", sealed) == b'{"cookies": []}'
+    assert old.open("a-2", sealed) is None, "a session copied to another account does not open"
+    assert old.open("a-1", sealed[:-1] + bytes([sealed[-1] ^ 1])) is None
+    create_session_key(ring, "new")
+    rotated = SessionKeys.load(ring)
+    assert rotated.keys[0][0] == "new" and not rotated.is_current(sealed)
+    assert rotated.open("a-1", sealed) == b'{"cookies": []}', "the old key still opens what it sealed"
+    assert rotated.is_current(rotated.seal("a-1", b"x"))
+    assert (ring.stat().st_mode & 0o777) == 0o600
+    ring.write_text("new " + base64.b64encode(b"short").decode() + "\n")
+    with pytest.raises(ValueError, match="32 bytes"):
+        SessionKeys.load(ring)
+
+
+# ---------------------------------------------------------------------- scheduling
+
+
+class Fleet:
+    def __init__(self, master: Master, address: str, channel: grpc.aio.Channel, tmp_path: Path) -> None:
+        self.master = master
+        self.address = address
+        self.im = ImClient(channel)
+        self.tmp_path = tmp_path
+        self.workers: dict[str, processes.Child] = {}
+
+    async def start(self, worker_id: str, capacity: int, **labels: str) -> None:
+        """A worker process taking scheduled accounts of the sample adapter."""
+        config = self.tmp_path / f"{worker_id}.toml"
+        labels_line = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
+        config.write_text(
+            f'master = "{self.address}"\nworker_id = "{worker_id}"\ntoken = "{token_for(worker_id)}"\n'
+            f"capacity = {capacity}\ncrawl_interval = 0.5\nlabels = {{ {labels_line} }}\n"
+            f'state_dir = "{worker_id}-state"\ncommand_log = "{worker_id}-commands.sqlite3"\n'
+        )
+        self.workers[worker_id] = await processes.start(["worker", "--config", str(config)])
+
+    async def stop(self, worker_id: str) -> None:
+        """SIGTERM: the worker hands its accounts back before it goes."""
+        await self.workers.pop(worker_id).stop()
+
+    async def crash(self, worker_id: str) -> None:
+        """SIGKILL: nothing released, the stream cut."""
+        child = self.workers.pop(worker_id)
+        child.process.kill()
+        await child.process.wait()
+
+    async def placement(self) -> dict[str, str]:
+        listed = await self.im.list_managed_accounts(fl.ListManagedAccountsRequest())
+        return {a.account_id: a.worker_id for a in listed.accounts}
+
+    async def loads(self) -> dict[str, int]:
+        workers = (await self.im.list_workers(fl.ListWorkersRequest())).workers
+        return {w.worker_id: len(w.account_ids) for w in workers}
+
+    async def add(self, account: fl.ManagedAccount) -> None:
+        await self.im.create_managed_account(fl.CreateManagedAccountRequest(account=account))
+
+
+@pytest_asyncio.fixture
+async def fleet_rig(tmp_path: Path) -> AsyncIterator[Fleet]:
+    config = MasterConfig(
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+        retention=KEEP_EVERYTHING,
+    )
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    rig = Fleet(master, f"127.0.0.1:{port}", channel, tmp_path)
+    try:
+        yield rig
+    finally:
+        for worker_id in list(rig.workers):
+            await rig.stop(worker_id)
+        await channel.close(grace=None)
+        await master.stop()
+
+
+async def test_accounts_spread_by_capacity_move_when_a_worker_goes_and_balance_when_one_joins(
+    fleet_rig: Fleet,
+) -> None:
+    rig = fleet_rig
+
+    def assignments() -> list[ev.Event]:
+        return [e for e in rig.master.bus.kept_events() if e.type == ev.EVENT_TYPE_ACCOUNT_ASSIGNED]
+
+    for n in range(9):
+        await rig.add(sample(f"s-{n}"))
+    await rig.start("worker-a", capacity=6)
+    await rig.start("worker-b", capacity=3)
+
+    async def spread() -> bool:
+        return await rig.loads() == {"worker-a": 6, "worker-b": 3}
+
+    await waiting.eventually(spread, timeout=15, every=0.1)
+    # Every account synced by its worker: the master has its data.
+    await waiting.eventually(lambda: _all_synced(rig), timeout=10)
+    assert {e.assignment.reason for e in assignments()} == {"new"}
+
+    # worker-b's stream cut without a word: its accounts go to worker-a, up to its capacity.
+    await rig.crash("worker-b")
+
+    async def moved() -> bool:
+        return await rig.loads() == {"worker-a": 6}
+
+    await waiting.eventually(moved, timeout=10, every=0.1)
+    placement = await rig.placement()
+    assert sorted(placement.values()).count("") == 3, "three accounts wait for room"
+
+    # A worker joining takes what waits, then its share.
+    await rig.start("next-worker", capacity=6)
+
+    async def balanced() -> bool:
+        loads = await rig.loads()
+        return loads.get("next-worker") == 4 and loads.get("worker-a") == 5
+
+    await waiting.eventually(balanced, timeout=20, every=0.1)
+    reasons = [e.assignment.reason for e in assignments()]
+    assert "worker_left" in reasons and "rebalance" in reasons
+    moved_event = next(e for e in assignments() if e.assignment.reason == "rebalance")
+    assert (moved_event.assignment.previous_worker_id, moved_event.assignment.worker_id) == ("worker-a", "next-worker")
+
+    # Paused: taken back; resumed: given again; removed: taken back for good.
+    await rig.im.update_managed_account(
+        fl.UpdateManagedAccountRequest(account_id="s-0", account=fl.ManagedAccount(paused=True))
+    )
+
+    async def paused() -> bool:
+        return (await rig.placement())["s-0"] == ""
+
+    await waiting.eventually(paused, timeout=10, every=0.1)
+    await rig.im.update_managed_account(
+        fl.UpdateManagedAccountRequest(
+            account_id="s-0", account=fl.ManagedAccount(paused=False), update_mask=FieldMask(paths=["paused"])
+        )
+    )
+    await waiting.eventually(lambda: rig.master.hub.leases.holder("s-0"), timeout=10, every=0.1)
+    await rig.im.delete_managed_account(fl.DeleteManagedAccountRequest(account_id="s-1"))
+    await waiting.eventually(lambda: rig.master.hub.leases.holder("s-1") is None, timeout=10, every=0.1)
+    assert sum((await rig.loads()).values()) == 8
+
+
+async def test_labels_choose_the_worker_and_a_stopping_worker_hands_its_accounts_over(fleet_rig: Fleet) -> None:
+    rig = fleet_rig
+    await rig.add(sample("sh-1", worker_labels={"region": "sh"}))
+    await rig.add(sample("any-1"))
+    await rig.start("worker-a", capacity=5, region="bj")
+    await rig.start("worker-b", capacity=5, region="sh")
+    placed = await waiting.eventually(
+        lambda: _all_placed(rig, {"sh-1", "any-1"}), timeout=10, every=0.1, ignoring=(KeyError,)
+    )
+    assert placed["sh-1"] == "worker-b"
+
+    # worker-b stops (SIGTERM): it releases at once, without waiting for its lease to lapse;
+    # sh-1 has nowhere to go (no other worker offers region=sh), any-1 stays or moves.
+    started = asyncio.get_running_loop().time()
+    await rig.stop("worker-b")
+    assert rig.master.hub.leases.holder("sh-1") is None
+    assert asyncio.get_running_loop().time() - started < 2.0
+    await asyncio.sleep(1.5)
+    assert (await rig.placement())["sh-1"] == ""
+
+
+async def _all_synced(rig: Fleet) -> bool:
+    placement = await rig.placement()
+    return all(version > 0 for version in (await rig.master.store.account_versions(list(placement))).values())
+
+
+async def _all_placed(rig: Fleet, wanted: set[str]) -> dict[str, str] | None:
+    placement = await rig.placement()
+    return placement if all(placement[a] for a in wanted) else None
+
+
+async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_path: Path) -> None:
+    ring = tmp_path / "session-keys"
+    create_session_key(ring)
+    config = MasterConfig(
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
+        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+        retention=KEEP_EVERYTHING,
+        session_keys=ring,
+    )
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        # The protocol itself, as a worker speaks it.
+        stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
+        outbound: asyncio.Queue[sync_pb2.SyncDataRequest] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[sync_pb2.SyncDataRequest]:
+            while True:
+                yield await outbound.get()
+
+        metadata = (("authorization", f"Bearer {token_for('worker-a')}"),)
+        call = stub.SyncData(requests(), metadata=metadata)
+        outbound.put_nowait(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="worker-a", capacity=1)))
+        assert (await call.read()).HasField("welcome")
+        assign = await waiting.eventually(lambda: _next_of(call, "assign"), timeout=10)
+        assert assign.assign.account.account_id == "s-1" and assign.assign.storage_state == b""
+        outbound.put_nowait(
+            sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id="s-1", storage_state=b'{"cookies":1}'))
+        )
+        sealed = await waiting.eventually(lambda: master.store.session_state("s-1"), timeout=5)
+        assert b"cookies" not in sealed, "kept sealed"
+        listed = await ImClient(channel).list_managed_accounts(fl.ListManagedAccountsRequest())
+        assert listed.accounts[0].has_session and listed.accounts[0].worker_id == "worker-a"
+        # A session too big is refused with a Nack naming the field; the stream goes on.
+        outbound.put_nowait(
+            sync_pb2.SyncDataRequest(
+                session=sync_pb2.SessionUpload(account_id="s-1", storage_state=b"x" * (fleet.MAX_SESSION_BYTES + 1))
+            )
+        )
+        nack = await waiting.eventually(lambda: _next_of(call, "nack"), timeout=5)
+        assert "session.storage_state" in str(nack.nack.status)
+        call.cancel()
+
+        # The next worker gets the session with the account.
+        call = stub.SyncData(requests(), metadata=(("authorization", f"Bearer {token_for('worker-b')}"),))
+        while not outbound.empty():
+            outbound.get_nowait()
+        outbound.put_nowait(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="worker-b", capacity=1)))
+        assign = await waiting.eventually(lambda: _next_of(call, "assign"), timeout=10)
+        assert assign.assign.storage_state == b'{"cookies":1}'
+        call.cancel()
+    finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
+async def _next_of(call: Any, kind: str) -> Any:
+    response = await call.read()
+    return response if response.WhichOneof("kind") == kind else None
+
+
+async def test_the_admin_api_over_http(tmp_path: Path) -> None:
+    master = Master(MasterConfig(listen="127.0.0.1:0", retention=KEEP_EVERYTHING))
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    app = create_app(channel=channel)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            made = await http.post(
+                "/api/im/admin/accounts",
+                json={
+                    "account_id": "d-1",
+                    "adapter": "douyin",
+                    "base_url": "http://127.0.0.1:9",
+                    "login_method": "LOGIN_METHOD_PASSWORD",
+                    "login_uid": "60001",
+                    "login_password": "secret",
+                    "worker_labels": {"region": "sh"},
+                },
+            )
+            assert made.status_code == 200, made.text
+            assert "secret" not in made.text and made.json()["data"]["account"]["worker_labels"] == {"region": "sh"}
+            again = await http.post("/api/im/admin/accounts", json={"account_id": "d-1", "adapter": "sample"})
+            assert again.status_code == 409
+            for body, field in [
+                ({"account_id": "d 2", "adapter": "sample"}, "account.account_id"),
+                ({"account_id": "d-2", "adapter": "nope"}, "account.adapter"),
+                ({"account_id": "d-2", "adapter": "douyin"}, "account.base_url"),
+                ({"account_id": "d-2", "adapter": "sample", "display_name": "x" * 81}, "account.display_name"),
+            ]:
+                refused = await http.post("/api/im/admin/accounts", json=body)
+                assert refused.status_code == 400 and field in refused.text, (body, refused.text)
+            patched = await http.patch("/api/im/admin/accounts/d-1", json={"paused": True})
+            assert patched.status_code == 200
+            shown = (await http.get("/api/im/admin/accounts/d-1")).json()["data"]["account"]
+            assert shown["paused"] is True and shown["display_name"] == "" and shown["login_uid"] == "60001"
+            kept = next(a for a in await master.store.list_managed_accounts() if a.account_id == "d-1")
+            assert kept.login_password == "secret", "a PATCH of one field keeps the others"
+            assert (await http.patch("/api/im/admin/accounts/d-1", json={"adapter": "sample"})).status_code == 400
+            assert (await http.get("/api/im/admin/accounts/nobody")).status_code == 404
+            assert (await http.delete("/api/im/admin/accounts/d-1")).status_code == 200
+            assert (await http.get("/api/im/admin/accounts")).json()["data"]["accounts"] == []
+            assert (await http.get("/api/im/admin/workers")).json()["data"]["workers"] == []
+    finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
+def test_a_worker_config_takes_scheduled_accounts_or_names_its_own(tmp_path: Path) -> None:
+    from services.worker.config import ConfigError, load_worker_config
+
+    path = tmp_path / "worker.toml"
+    path.write_text('master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\ncapacity = 5\nlabels = { region = "sh" }\n')
+    config = load_worker_config(path)
+    assert (config.capacity, config.labels, config.accounts) == (5, (("region", "sh"),), ())
+    path.write_text('master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\n')
+    with pytest.raises(ConfigError, match="capacity"):
+        load_worker_config(path)
+    path.write_text(
+        'master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\ncapacity = 5\n'
+        '[[accounts]]\naccount_id = "a"\nadapter = "sample"\n'
+    )
+    with pytest.raises(ConfigError, match="not both"):
+        load_worker_config(path)
+
+
+async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twice(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Each master schedules its own workers; the leases in Redis keep one owner per account."""
+    prefix = f"fleet{time.monotonic_ns()}"
+    masters: list[tuple[Master, str]] = []
+    for name in ("m1", "m2"):
+        config = MasterConfig(
+            listen="127.0.0.1:0",
+            worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
+            sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
+            retention=KEEP_EVERYTHING,
+            store=redis_server.url,
+            redis_prefix=prefix,
+            master_id=name,
+        )
+        master = Master(config)
+        masters.append((master, f"127.0.0.1:{await master.start()}"))
+    channels = [grpc.aio.insecure_channel(address) for _, address in masters]
+    one = Fleet(masters[0][0], masters[0][1], channels[0], tmp_path)
+    two = Fleet(masters[1][0], masters[1][1], channels[1], tmp_path)
+    try:
+        for n in range(6):
+            await one.add(sample(f"r-{n}"))
+        await one.start("worker-a", capacity=4)
+        await two.start("worker-b", capacity=4)
+
+        async def everything_held_once() -> dict[str, str] | None:
+            held = sum((await one.loads()).values()) + sum((await two.loads()).values())
+            placement = await one.placement()  # the owners as Redis has them, from either master
+            if held == 6 and all(placement.values()):
+                return placement
+            return None
+
+        placement = await waiting.eventually(everything_held_once, timeout=15, every=0.2)
+        assert set(placement.values()) <= {"worker-a", "worker-b"}
+        assert placement == await two.placement(), "both masters see the same owners"
+
+        # worker-b (on the second master) dies: the first master's worker takes its accounts
+        # as far as its capacity goes, without two owners at any moment.
+        await two.crash("worker-b")
+
+        async def taken_over() -> bool:
+            return await one.loads() == {"worker-a": 4}
+
+        await waiting.eventually(taken_over, timeout=15, every=0.2)
+        assert sorted((await one.placement()).values()).count("worker-a") == 4
+    finally:
+        for rig in (one, two):
+            for worker_id in list(rig.workers):
+                await rig.stop(worker_id)
+        for channel in channels:
+            await channel.close(grace=None)
+        for master, _ in masters:
+            await master.stop()
