@@ -1,5 +1,6 @@
 """`imsync demo`: the platform simulator, a worker crawling it in headless Chromium, the
-master and the gateway, all on this machine; Ctrl-C stops them together."""
+master and the gateway, all on this machine; Ctrl-C stops them together. The simulator's
+accounts are added to the fleet as data, and the worker takes them from the master."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import httpx
 
+from imsync.v1 import fleet_pb2 as fl
+from imsync_client import connect
+from services.master.auth.session_keys import create_session_key
 from services.master.auth.worker_tokens import add_worker_token
-from services.sim.server import uids_of, worker_accounts
+from services.sim.server import uids_of
 
 from . import processes
 
@@ -29,14 +33,30 @@ class DemoConfig:
     sim_rate: float = 12.0
 
 
-def _worker_config(folder: Path, master: str, sim: str, uids: list[str], config: DemoConfig) -> Path:
-    accounts = worker_accounts(sim, [f"douyin-{index:03d}" for index in range(1, len(uids) + 1)], uids)
+def _worker_config(folder: Path, master: str, config: DemoConfig) -> Path:
+    """A worker that takes the accounts the master assigns (docs/fleet.md)."""
     path = folder / "worker.toml"
     path.write_text(
         f'master = "{master}"\nworker_id = "demo-worker"\ntoken_file = "demo-worker.token"\n'
-        f"crawl_interval = {config.interval}\n{accounts}"
+        f"crawl_interval = {config.interval}\ncapacity = {max(10, config.accounts)}\n"
     )
     return path
+
+
+async def _add_accounts(master: str, sim: str, uids: list[str]) -> None:
+    """The simulator's accounts, added to the fleet as an operator would (imsync account add)."""
+    async with connect(master) as client:
+        for index, uid in enumerate(uids, 1):
+            account = fl.ManagedAccount(
+                account_id=f"douyin-{index:03d}",
+                adapter="douyin",
+                display_name=f"模拟店铺 {index}",
+                base_url=f"http://{sim}",
+                login_method=fl.LOGIN_METHOD_PASSWORD,
+                login_uid=uid,
+                login_password="sim",
+            )
+            await client.create_managed_account(fl.CreateManagedAccountRequest(account=account))
 
 
 async def _wait_for_accounts(base: str, count: int) -> None:
@@ -63,6 +83,7 @@ async def _demo(config: DemoConfig) -> None:
             ids = [f"douyin-{index:03d}" for index in range(1, config.accounts + 1)]
             token = add_worker_token(folder / "worker-tokens.toml", "demo-worker", ids)
             (folder / "demo-worker.token").write_text(token)
+            create_session_key(folder / "session-keys")
             master = await processes.start(
                 [
                     "master",
@@ -72,6 +93,8 @@ async def _demo(config: DemoConfig) -> None:
                     str(folder / "worker-tokens.toml"),
                     "--data-dir",
                     str(folder / "master-data"),
+                    "--session-keys",
+                    str(folder / "session-keys"),
                 ]
             )
             children.append(master)
@@ -85,7 +108,8 @@ async def _demo(config: DemoConfig) -> None:
             )
             children.append(sim)
             uids = uids_of(sim.ready_line)
-            worker_config = _worker_config(folder, master.address, sim.address, uids, config)
+            await _add_accounts(master.address, sim.address, uids)
+            worker_config = _worker_config(folder, master.address, config)
             children.append(await processes.start(["worker", "--config", str(worker_config)], echo=True))
             base = f"http://{gateway.address}"
             await _wait_for_accounts(base, config.accounts)
@@ -103,7 +127,9 @@ async def _demo(config: DemoConfig) -> None:
                 f"  grpcurl -plaintext {master.address} list   (reflection is on)\n"
                 f"The simulated platform is at http://{sim.address}/login (password 'sim'); its customers write\n"
                 f"{config.sim_rate:g} times a minute, and the worker crawls it every {config.interval:g} s in headless\n"
-                f"Chromium. Ctrl-C stops everything.\n",
+                f"Chromium. The accounts are the fleet's (the console's Fleet panel, or\n"
+                f"  imsync account list --master {master.address}): add one, pause one, or start a second worker.\n"
+                f"Ctrl-C stops everything.\n",
                 flush=True,
             )
             await asyncio.Event().wait()

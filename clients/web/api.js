@@ -122,6 +122,12 @@ export const api = {
   presence: (accountId, thread, typing) =>
     call("PUT", `${threadPath(thread)}/presence`, { body: { account_id: accountId, is_typing: typing } }),
   templates: () => call("GET", "/api/im/templates"),
+  fleetAccounts: () => call("GET", "/api/im/admin/accounts"),
+  fleetWorkers: () => call("GET", "/api/im/admin/workers"),
+  addFleetAccount: (account) => call("POST", "/api/im/admin/accounts", { body: account }),
+  pauseFleetAccount: (accountId, paused) =>
+    call("PATCH", `/api/im/admin/accounts/${encodeURIComponent(accountId)}`, { body: { paused } }),
+  removeFleetAccount: (accountId) => call("DELETE", `/api/im/admin/accounts/${encodeURIComponent(accountId)}`),
   createTemplate: (name, text) => call("POST", "/api/im/templates", { body: { name, text } }),
   updateTemplate: (templateId, name, text) =>
     call("PUT", `/api/im/templates/${encodeURIComponent(templateId)}`, { body: { name, text } }),

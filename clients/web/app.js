@@ -12,6 +12,7 @@ import { Notifier } from "./notify.js";
 import { Replies } from "./replies.js";
 import { SearchResults, hitKey, hitRow } from "./search.js";
 import { TeamTemplates, TemplatesPanel } from "./templates.js";
+import { FleetPanel } from "./fleet.js";
 import { OWNERS, STATES, Threads, threadKey, threadRow } from "./threads.js";
 import { WorkView, workCard } from "./works.js";
 
@@ -495,6 +496,14 @@ function openTemplates() {
   state.detail.open();
 }
 
+function openFleet() {
+  closeDetail({ showAccount: false });
+  state.detailKey = "fleet";
+  document.body.classList.add("detail-open");
+  state.detail = new FleetPanel($("detail"), { onBack: backToList });
+  state.detail.open();
+}
+
 function closeDetail({ showAccount = true } = {}) {
   if (state.detail) state.detail.destroy();
   state.detail = null;
@@ -575,6 +584,8 @@ function onEvent(event) {
     }
   } else if (event.type === "template_changed") {
     teamTemplates.reload();
+  } else if (event.type === "account_assigned") {
+    if (state.detail instanceof FleetPanel) state.detail.reload();
   } else if (event.type === "reply_state_changed") {
     replies.apply(event.reply);
   } else if (event.type === "account_status_changed") {
@@ -767,6 +778,7 @@ async function start() {
     await loadAccounts();
     await teamTemplates.reload();
     $("templates").hidden = !(state.me.scopes || ["reply"]).includes("reply");
+    $("fleet").hidden = !(state.me.scopes || ["admin"]).includes("admin");
     await reloadList();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
@@ -800,6 +812,7 @@ $("list").addEventListener("keydown", onListKey);
 document.addEventListener("keydown", onGlobalKey);
 $("forget-key").addEventListener("click", forgetKey);
 $("templates").addEventListener("click", openTemplates);
+$("fleet").addEventListener("click", openFleet);
 $("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const query = $("search-input").value.trim();

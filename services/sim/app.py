@@ -72,6 +72,8 @@ class Simulator:
         self.login_count: Counter[str] = Counter()
         self.live_now: dict[str, Counter[str]] = {}
         self.live_max: Counter[str] = Counter()
+        # When two browsers held one account's chat page at once, and which.
+        self.overlaps: list[dict[str, Any]] = []
         self.faults = Faults()
         # Set while `hang` is off: hung requests wait for it, and go on once it is turned off.
         self.unhung = asyncio.Event()
@@ -83,6 +85,8 @@ class Simulator:
         if pages[browser] <= 0:
             del pages[browser]
         self.live_max[uid] = max(self.live_max[uid], len(pages))
+        if len(pages) > 1 and len(self.overlaps) < 100:
+            self.overlaps.append({"uid": uid, "at": time.time(), "browsers": sorted(pages)})
 
     def uid_of(self, request: Request) -> str | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
@@ -151,6 +155,7 @@ def _control_routes(simulator: Simulator) -> list[Route]:
                 "logins": dict(simulator.login_count),
                 "live": {uid: len(pages) for uid, pages in simulator.live_now.items() if pages},
                 "max_live": dict(simulator.live_max),
+                "overlaps": simulator.overlaps,
             }
         )
 

@@ -48,7 +48,8 @@ def routes(simulator: Simulator) -> list[WebSocketRoute]:
         stop_listening = simulator.platform.listen(heard)
         closed = asyncio.ensure_future(_until_closed(websocket))
         browser = await asyncio.to_thread(browser_of, websocket)
-        simulator.open_pages(uid, browser, +1)
+        if browser is not None:
+            simulator.open_pages(uid, browser, +1)
         try:
             while not closed.done():
                 getting = asyncio.ensure_future(frames.get())
@@ -67,7 +68,8 @@ def routes(simulator: Simulator) -> list[WebSocketRoute]:
         except (WebSocketDisconnect, RuntimeError):
             pass  # the page went away
         finally:
-            simulator.open_pages(uid, browser, -1)
+            if browser is not None:
+                simulator.open_pages(uid, browser, -1)
             stop_listening()
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -76,11 +78,12 @@ def routes(simulator: Simulator) -> list[WebSocketRoute]:
     return [WebSocketRoute("/ws/im", push)]
 
 
-def browser_of(websocket: WebSocket) -> str:
+def browser_of(websocket: WebSocket) -> str | None:
     """Which browser holds this socket: on one machine (loopback, Linux), the process owning
     the peer's end of the connection (a Chromium's network service: one per browser, whatever
     its pages and contexts); elsewhere the connection itself. Two browsers with the same
-    cookies (a session copied from one worker to another) are told apart by it."""
+    cookies (a session copied from one worker to another) are told apart by it. None: the
+    peer's end is closed already (a page that went as it came), nothing to count."""
     client = websocket.client
     if client is None:
         return "?"
@@ -92,18 +95,12 @@ def browser_of(websocket: WebSocket) -> str:
     if not host.is_loopback or host.version != 4:
         return fallback
     wanted = f"{host.packed[::-1].hex().upper()}:{client.port:04X}"
-    inode = ""
     try:
-        with open("/proc/net/tcp") as table:
-            for line in table.readlines()[1:]:
-                fields = line.split()
-                if fields[1] == wanted:
-                    inode = fields[9]
-                    break
+        inode = _inode_of(wanted)
     except OSError:
         return fallback
-    if not inode:
-        return fallback
+    if inode is None:
+        return None
     link = f"socket:[{inode}]"
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -112,7 +109,19 @@ def browser_of(websocket: WebSocket) -> str:
                     return f"pid {pid}"
         except OSError:
             continue
-    return fallback
+    # Closed while it was looked for, or owned by a process this one may not inspect.
+    return None if _inode_of(wanted) is None else fallback
+
+
+def _inode_of(local: str) -> str | None:
+    """The inode of the open TCP socket whose local address is `local` (hex, as
+    /proc/net/tcp writes it), None when there is none."""
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[9] != "0":
+                return fields[9]
+    return None
 
 
 async def _until_closed(websocket: WebSocket) -> None:

@@ -1,0 +1,188 @@
+// The fleet (an API key with the admin scope): the accounts the masters assign to workers,
+// added, paused, resumed and removed here; the workers with their load.
+
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+import { t } from "./i18n.js";
+
+const LOGINS = [
+  ["LOGIN_METHOD_QR_CODE", "fleet.login_qr"],
+  ["LOGIN_METHOD_PHONE_CODE", "fleet.login_phone"],
+  ["LOGIN_METHOD_PASSWORD", "fleet.login_password"],
+];
+
+function labelsOf(text) {
+  const labels = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [name, ...rest] = part.split("=");
+    labels[name.trim()] = rest.join("=").trim();
+  }
+  return labels;
+}
+
+function shownLabels(labels) {
+  return Object.entries(labels || {}).map(([name, value]) => `${name}=${value}`).join(", ");
+}
+
+export class FleetPanel {
+  constructor(root, { onBack }) {
+    Object.assign(this, { root, onBack });
+    this.accounts = [];
+    this.workers = [];
+    this.problem = "";
+  }
+
+  async open() {
+    await this.reload();
+  }
+
+  // An account was given to a worker or taken from one (an event), or this panel changed one.
+  async reload() {
+    try {
+      const [accounts, workers] = await Promise.all([api.fleetAccounts(), api.fleetWorkers()]);
+      this.accounts = accounts.accounts || [];
+      this.workers = workers.workers || [];
+    } catch (error) {
+      this.problem = error.message || String(error);
+    }
+    if (this.root.isConnected) this.render();
+  }
+
+  async act(step) {
+    try {
+      await step();
+      this.problem = "";
+    } catch (error) {
+      this.problem = error.message || String(error);
+    }
+    await this.reload();
+  }
+
+  form() {
+    const field = (id, label, input) => [h("label", { for: id }, label), input];
+    const id = h("input", { id: "fleet-id", required: true, maxlength: "128", pattern: "[A-Za-z0-9._-]+" });
+    const adapter = h("select", { id: "fleet-adapter" }, h("option", { value: "douyin" }, "douyin"), h("option", { value: "sample" }, "sample"));
+    const name = h("input", { id: "fleet-name", maxlength: "80" });
+    const url = h("input", { id: "fleet-url", type: "url", placeholder: "https://creator.douyin.com" });
+    const login = h("select", { id: "fleet-login" }, LOGINS.map(([value, text]) => h("option", { value }, t(text))));
+    const uid = h("input", { id: "fleet-uid", maxlength: "256" });
+    const password = h("input", { id: "fleet-password", type: "password", maxlength: "256", autocomplete: "new-password" });
+    const labels = h("input", { id: "fleet-labels", placeholder: "region=sh" });
+    return h(
+      "form",
+      {
+        class: "fleet-form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          const account = {
+            account_id: id.value.trim(),
+            adapter: adapter.value,
+            display_name: name.value.trim(),
+            base_url: url.value.trim(),
+            login_method: login.value,
+            worker_labels: labelsOf(labels.value),
+          };
+          if (login.value === "LOGIN_METHOD_PASSWORD") Object.assign(account, { login_uid: uid.value, login_password: password.value });
+          this.act(() => api.addFleetAccount(account));
+        },
+      },
+      h("h3", {}, t("fleet.new")),
+      ...field("fleet-id", t("fleet.account_id"), id),
+      ...field("fleet-adapter", t("fleet.adapter"), adapter),
+      ...field("fleet-name", t("fleet.display_name"), name),
+      ...field("fleet-url", t("fleet.base_url"), url),
+      ...field("fleet-login", t("fleet.login"), login),
+      ...field("fleet-uid", t("fleet.login_uid"), uid),
+      ...field("fleet-password", t("fleet.login_password_field"), password),
+      ...field("fleet-labels", t("fleet.labels"), labels),
+      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, t("fleet.add"))),
+    );
+  }
+
+  render() {
+    const rows = this.accounts.map((account) =>
+      h(
+        "tr",
+        { dataset: { accountId: account.account_id } },
+        h("td", {}, h("strong", {}, account.account_id), account.display_name ? h("span", { class: "muted small" }, ` ${account.display_name}`) : null),
+        h("td", {}, account.adapter),
+        h("td", { class: "fleet-state" }, account.paused ? t("fleet.paused") : account.worker_id || t("fleet.waiting")),
+        h("td", {}, account.has_session ? t("fleet.session_kept") : t("fleet.no_session")),
+        h("td", {}, shownLabels(account.worker_labels)),
+        h(
+          "td",
+          {},
+          h(
+            "div",
+            { class: "row" },
+            h(
+              "button",
+              { type: "button", class: "link", onclick: () => this.act(() => api.pauseFleetAccount(account.account_id, !account.paused)) },
+              account.paused ? t("fleet.resume") : t("fleet.pause"),
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "link danger",
+                onclick: () => {
+                  if (window.confirm(t("fleet.remove_confirm", { account: account.account_id }))) {
+                    this.act(() => api.removeFleetAccount(account.account_id));
+                  }
+                },
+              },
+              t("fleet.remove"),
+            ),
+          ),
+        ),
+      ),
+    );
+    replace(
+      this.root,
+      h(
+        "header",
+        { class: "detail-header" },
+        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back")),
+        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, t("fleet.title")), h("p", { class: "muted" }, t("fleet.subtitle"))),
+      ),
+      h(
+        "div",
+        { class: "fleet-panel" },
+        this.problem ? h("p", { class: "error", role: "alert" }, this.problem) : null,
+        this.accounts.length
+          ? h(
+              "table",
+              { class: "fleet-accounts" },
+              h(
+                "thead",
+                {},
+                h("tr", {}, [t("fleet.account"), t("fleet.adapter"), t("fleet.worker"), t("fleet.session"), t("fleet.labels"), ""].map((text) => h("th", {}, text))),
+              ),
+              h("tbody", {}, rows),
+            )
+          : h("p", { class: "muted" }, t("fleet.none")),
+        h("h3", {}, t("fleet.workers")),
+        this.workers.length
+          ? h(
+              "ul",
+              { class: "fleet-workers" },
+              this.workers.map((worker) =>
+                h(
+                  "li",
+                  { dataset: { workerId: worker.worker_id } },
+                  h("strong", {}, worker.worker_id),
+                  ` ${(worker.account_ids || []).length}/${worker.capacity}`,
+                  worker.labels && Object.keys(worker.labels).length ? h("span", { class: "muted small" }, ` · ${shownLabels(worker.labels)}`) : null,
+                  h("p", { class: "muted small" }, (worker.account_ids || []).join(", ")),
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, t("fleet.no_workers")),
+        this.form(),
+      ),
+    );
+    this.root.setAttribute("aria-labelledby", "detail-title");
+  }
+
+  destroy() {}
+}
