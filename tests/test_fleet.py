@@ -8,6 +8,7 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,68 @@ async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twic
             await channel.close(grace=None)
         for master, _ in masters:
             await master.stop()
+
+
+async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_path: Path) -> None:
+    """Its connection stays open but nothing more comes: once its lease lapses the account
+    goes to the other worker (though the silent one has the more room), never back."""
+    config = MasterConfig(
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
+        sync=SyncConfig(heartbeat_interval=0.3, lease_duration=1.0),
+        retention=KEEP_EVERYTHING,
+    )
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        await master.store.save_managed_account(sample("s-2", worker_labels={"region": "b"}), create=True)
+        offers = {
+            "worker-a": sync_pb2.Hello(capacity=10),
+            "worker-b": sync_pb2.Hello(capacity=2, labels={"region": "b"}),
+        }
+        queues: dict[str, asyncio.Queue[sync_pb2.SyncDataRequest]] = {}
+        calls: dict[str, Any] = {}
+
+        async def speak(worker_id: str) -> None:
+            while True:
+                queues[worker_id].put_nowait(sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat()))
+                await asyncio.sleep(0.2)
+
+        speaking: dict[str, asyncio.Task[None]] = {}
+        for worker_id in ("worker-a", "worker-b"):
+            queue: asyncio.Queue[sync_pb2.SyncDataRequest] = asyncio.Queue()
+            queues[worker_id] = queue
+
+            async def requests(queue: asyncio.Queue[sync_pb2.SyncDataRequest] = queue) -> Any:
+                while True:
+                    yield await queue.get()
+
+            calls[worker_id] = stub.SyncData(
+                requests(), metadata=(("authorization", f"Bearer {token_for(worker_id)}"),)
+            )
+            hello = offers[worker_id]
+            hello.worker_id = worker_id
+            queue.put_nowait(sync_pb2.SyncDataRequest(hello=hello))
+            assert (await calls[worker_id].read()).HasField("welcome")
+            speaking[worker_id] = asyncio.create_task(speak(worker_id))
+            given = await waiting.eventually(partial(_next_of, calls[worker_id], "assign"), timeout=5)
+            # s-1 goes to worker-a, the first with room; s-2 asks for region=b.
+            assert given.assign.account.account_id == {"worker-a": "s-1", "worker-b": "s-2"}[worker_id]
+        speaking.pop("worker-a").cancel()  # worker-a falls silent, its connection open
+        try:
+            moved = await waiting.eventually(lambda: _next_of(calls["worker-b"], "assign"), timeout=5)
+            assert moved.assign.account.account_id == "s-1"
+            await asyncio.sleep(2 * config.sync.lease_duration)
+            holder = master.hub.leases.holder("s-1")
+            assert holder is not None and holder.worker_id == "worker-b", "never given back to the silent worker"
+        finally:
+            for task in speaking.values():
+                task.cancel()
+        for call in calls.values():
+            call.cancel()
+    finally:
+        await channel.close(grace=None)
+        await master.stop()

@@ -143,6 +143,8 @@ class BrowserPool:
         if held is None:
             return
         context, storage = held
+        if context.browser is None or not context.browser.is_connected():
+            return  # Chromium went first (Ctrl-C reaches its process group too): the file stays as it was
         storage.parent.mkdir(parents=True, exist_ok=True)
         partial = storage.with_name(storage.name + ".partial")
         try:

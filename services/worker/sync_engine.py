@@ -183,18 +183,19 @@ class SyncEngine:
 
     def _release(self, account_id: str, reason: str, *, answer: bool) -> None:
         async def stop() -> None:
-            if self.on_release is not None:
-                await self.on_release(account_id, reason)
-            # Its last session goes before the lease is let go.
-            state = self._sessions.pop(account_id, None)
-            account = self.accounts.get(account_id)
-            if state is not None and account is not None and account.granted:
-                self._deliver(
-                    sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id=account_id, storage_state=state))
-                )
-            self.remove_account(account_id)
-            if answer:
-                self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
+            try:
+                if self.on_release is not None:
+                    await self.on_release(account_id, reason)
+            finally:
+                # Its last session goes before the lease is let go, whatever else failed.
+                state = self._sessions.pop(account_id, None)
+                account = self.accounts.get(account_id)
+                if state is not None and account is not None and account.granted:
+                    upload = sync_pb2.SessionUpload(account_id=account_id, storage_state=state)
+                    self._deliver(sync_pb2.SyncDataRequest(session=upload))
+                self.remove_account(account_id)
+                if answer:
+                    self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
 
         self._move(account_id, stop())
 

@@ -106,7 +106,15 @@ class Scheduler:
         self._warned_at = -math.inf
 
     def workers(self) -> list[SyncSession]:
-        return [s for s in self.hub.sessions.values() if s.capacity and s.said_hello and not s.closing]
+        """The streams that take scheduled accounts and were heard from within a lease (a
+        worker gone silent, its connection still open, loses its leases and is given
+        nothing more until it speaks again)."""
+        heard_since = time.monotonic() - self.hub.config.lease_duration
+        return [
+            s
+            for s in self.hub.sessions.values()
+            if s.capacity and s.said_hello and not s.closing and s.heard_at > heard_since
+        ]
 
     async def round(self) -> None:
         """One round of scheduling (the master runs one a second)."""
