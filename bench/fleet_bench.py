@@ -16,6 +16,10 @@ accounts:
   not closed): A's leases lapse after the lease duration; the bound is the lease plus a
   round.
 
+After the stream cut, a third worker joins, and the clock runs until it holds its half
+(the scheduler moves at most a fiftieth of the accounts a round, each asked back from its
+worker and given anew once released).
+
 It prints each time and its ratio to the lease measured in the same run (the time the
 master itself waits before it may give an account away), and the same for the time to
 spread all N accounts at the start.
@@ -123,6 +127,7 @@ async def run(accounts: int, lease: float, store: str, work: Path) -> dict[str, 
     tokens = work / "tokens.toml"
     token_a = add_worker_token(tokens, "bench-a", ["*"])
     token_b = add_worker_token(tokens, "bench-b", ["*"])
+    token_c = add_worker_token(tokens, "bench-c", ["*"])
     redis: RedisServer | None = None
     store_args: list[str] = []
     if store == "redis":
@@ -180,6 +185,16 @@ async def run(accounts: int, lease: float, store: str, work: Path) -> dict[str, 
                 f"({lease:g} s); all {accounts} first spread in {spread:.2f} s",
                 flush=True,
             )
+            if way == "stream cut":
+                # A worker joins: it takes its share, a fiftieth of the accounts a round.
+                c = RawWorker(master.address, "bench-c", token_c, accounts)
+                joined = time.perf_counter()
+                await c.start()
+                await until(lambda b=b, c=c: len(c.held) >= accounts // 2 - 1, 600)
+                balanced = time.perf_counter() - joined
+                results["join"] = {"moved": len(c.held), "seconds": round(balanced, 3)}
+                print(f"join: {len(c.held)} accounts moved to a new worker in {balanced:.2f} s", flush=True)
+                await c.cut()
             await a.cut()
             await b.cut()
             await asyncio.sleep(lease + 1.5)  # every lease of this round lapsed or was let go

@@ -10,9 +10,9 @@ A worker joins with a capacity and labels in Hello. Once a second the master's s
   or stream ended) to the eligible worker with the most room for its capacity (Assign:
   the lease, the version the master has, and the kept session, so the worker resumes
   without a login when the platform still accepts it);
-- when nothing waits, moves one account a round from the most loaded worker to the least
-  (by load over capacity) while they differ by more than one account: a worker that joins
-  takes its share gradually.
+- when nothing waits, moves accounts from the most loaded workers to the least (by load
+  over capacity) while a move brings both nearer their share, at most one in fifty of the
+  accounts a round: a worker that joins takes its share gradually.
 
 The leases (leases.py, and between masters SharedLeases) keep one owner per account
 whatever the schedulers do: over Redis each master schedules the workers connected to it,
@@ -226,28 +226,39 @@ class Scheduler:
         log.info("asked worker %s to release account %s (%s)", session.worker_id, account_id, reason)
 
     def rebalance(self, workers: list[SyncSession], accounts: dict[str, fl.ManagedAccount]) -> None:
-        """Moves one account from the most loaded worker towards the least, when they differ
-        by more than one account's share; never while a move is under way."""
+        """Asks back accounts of the most loaded workers for the least loaded, as long as a
+        move leaves both nearer their share (never swapping who is over): at most one in
+        fifty of the accounts a round, so a joining worker takes its share gradually and
+        what moves is crawled again without a storm; never while a move is under way."""
         if len(workers) < 2 or any(s.releasing for s in workers):
             return
-        busiest = max(workers, key=lambda s: (_load(s), s.worker_id))
-        candidates = [s for s in workers if s is not busiest and len(s.granted) < s.capacity]
-        if not candidates:
-            return
-        idlest = min(candidates, key=lambda s: (_load(s), s.worker_id))
-        # Moving one account must leave the two nearer their share, not swap who is over.
-        if (len(busiest.granted) - 1) / busiest.capacity < (len(idlest.granted) + 1) / idlest.capacity:
-            return
-        movable = [
-            a
-            for a in busiest.granted
-            if a in accounts
-            and fleet.eligible(accounts[a], idlest.labels)
-            and self.hub.tokens.may_sync(idlest.worker_id, a)
-        ]
-        if movable:
+        load = {s.id: len(s.granted) for s in workers}
+        budget = max(1, len(accounts) // 50)
+        asked: set[str] = set()
+        while budget > 0:
+            busiest = max(workers, key=lambda s: (load[s.id] / s.capacity, s.worker_id))
+            candidates = [s for s in workers if s is not busiest and load[s.id] < s.capacity]
+            if not candidates:
+                return
+            idlest = min(candidates, key=lambda s: (load[s.id] / s.capacity, s.worker_id))
+            if (load[busiest.id] - 1) / busiest.capacity < (load[idlest.id] + 1) / idlest.capacity:
+                return
+            movable = [
+                a
+                for a in busiest.granted
+                if a in accounts
+                and a not in asked
+                and fleet.eligible(accounts[a], idlest.labels)
+                and self.hub.tokens.may_sync(idlest.worker_id, a)
+            ]
+            if not movable:
+                return
             account_id = max(movable)
+            asked.add(account_id)
             self.ask_back(busiest, account_id, "rebalance")
+            load[busiest.id] -= 1
+            load[idlest.id] += 1
+            budget -= 1
 
 
 def worker_of(session: SyncSession) -> fl.FleetWorker:
