@@ -58,6 +58,13 @@ EVENTS = Counter("imsync_events_published", "Events published to live clients, b
 EVENT_SUBSCRIBERS = Gauge("imsync_event_subscribers", "Open event streams")
 EVENT_LAG = Gauge("imsync_event_subscriber_lag_max", "Events the furthest-behind subscriber has yet to take")
 EVENT_DROPPED = Counter("imsync_event_subscribers_dropped", "Subscribers cut off for falling too far behind")
+FLEET_ASSIGNMENTS = Counter(
+    "imsync_fleet_assignments", "Managed accounts given to a worker by this master, by why", ["reason"]
+)
+FLEET_RELEASES = Counter("imsync_fleet_releases", "Managed accounts asked back from a worker, by why", ["reason"])
+FLEET_WAITING = Gauge(
+    "imsync_fleet_accounts_waiting", "Managed accounts not paused that no worker with room could be given"
+)
 WORKER_ONLINE = Gauge(
     "imsync_account_worker_online", "1 while a worker's stream to this master holds the account", ["account"]
 )

@@ -31,7 +31,7 @@ from imsync.v1 import sync_pb2
 from services.master.model import fleet
 from services.master.model.errors import FailedPrecondition, InvalidArgument, StoreError
 from services.master.model.leases import AccountOwned
-from services.master.model.metrics import WORKER_ONLINE
+from services.master.model.metrics import FLEET_ASSIGNMENTS, FLEET_RELEASES, FLEET_WAITING, WORKER_ONLINE
 
 if TYPE_CHECKING:
     from services.master.sync.hub import SyncHub
@@ -99,10 +99,7 @@ def _load(session: SyncSession) -> float:
 class Scheduler:
     def __init__(self, hub: SyncHub) -> None:
         self.hub = hub
-        # Rounds run, accounts given and asked back (for tests and the metrics).
-        self.rounds = 0
-        self.assigned = 0
-        self.released = 0
+        # When the accounts that wait for room were last said in the log.
         self._warned_at = -math.inf
 
     def workers(self) -> list[SyncSession]:
@@ -119,7 +116,6 @@ class Scheduler:
     async def round(self) -> None:
         """One round of scheduling (the master runs one a second)."""
         hub = self.hub
-        self.rounds += 1
         workers = self.workers()
         accounts = {a.account_id: a for a in await hub.store.list_managed_accounts()}
         for session in workers:
@@ -138,6 +134,7 @@ class Scheduler:
             alive = await hub.shared.alive([a.account_id for a in waiting])
             waiting = [a for a in waiting if not alive[a.account_id]]
         unplaced = [a.account_id for a in waiting if not await self.place(a, workers)]
+        FLEET_WAITING.set(len(unplaced))
         if unplaced and time.monotonic() - self._warned_at > 60:
             self._warned_at = time.monotonic()
             log.warning(
@@ -181,7 +178,7 @@ class Scheduler:
         WORKER_ONLINE.labels(account=account.account_id).set(1)
         previous, reason = hub.previous.pop(account.account_id, ("", "new"))
         await hub.store.announce(fleet.assignment_event(account.account_id, session.worker_id, previous, reason))
-        self.assigned += 1
+        FLEET_ASSIGNMENTS.labels(reason=reason).inc()
         log.info(
             "account %s assigned to worker %s (%s%s)",
             account.account_id,
@@ -222,7 +219,7 @@ class Scheduler:
     def ask_back(self, session: SyncSession, account_id: str, reason: str) -> None:
         session.releasing[account_id] = reason
         session.send(sync_pb2.SyncDataResponse(release=sync_pb2.Release(account_id=account_id, reason=reason)))
-        self.released += 1
+        FLEET_RELEASES.labels(reason=reason).inc()
         log.info("asked worker %s to release account %s (%s)", session.worker_id, account_id, reason)
 
     def rebalance(self, workers: list[SyncSession], accounts: dict[str, fl.ManagedAccount]) -> None:
