@@ -38,6 +38,17 @@ from .conftest import StoreFactory, token_for, write_tokens
 WORKERS = ("worker-a", "worker-b", "next-worker")
 
 
+def fleet_config(tmp_path: Path, *, lease: float = 2.0, **settings: Any) -> MasterConfig:
+    """A master for these tests: their workers' tokens, short heartbeats and leases."""
+    return MasterConfig(
+        listen="127.0.0.1:0",
+        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
+        sync=SyncConfig(heartbeat_interval=lease / 4, lease_duration=lease),
+        retention=KEEP_EVERYTHING,
+        **settings,
+    )
+
+
 def sample(account_id: str, **fields: Any) -> fl.ManagedAccount:
     return fl.ManagedAccount(account_id=account_id, adapter="sample", seed=7, **fields)
 
@@ -184,13 +195,7 @@ class Fleet:
 
 @pytest_asyncio.fixture
 async def fleet_rig(tmp_path: Path) -> AsyncIterator[Fleet]:
-    config = MasterConfig(
-        listen="127.0.0.1:0",
-        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
-        retention=KEEP_EVERYTHING,
-    )
-    master = Master(config)
+    master = Master(fleet_config(tmp_path))
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     rig = Fleet(master, f"127.0.0.1:{port}", channel, tmp_path)
@@ -301,13 +306,7 @@ async def _all_placed(rig: Fleet, wanted: set[str]) -> dict[str, str] | None:
 async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_path: Path) -> None:
     ring = tmp_path / "session-keys"
     create_session_key(ring)
-    config = MasterConfig(
-        listen="127.0.0.1:0",
-        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
-        sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
-        retention=KEEP_EVERYTHING,
-        session_keys=ring,
-    )
+    config = fleet_config(tmp_path, session_keys=ring)
     master = Master(config)
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -434,15 +433,7 @@ async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twic
     prefix = f"fleet{time.monotonic_ns()}"
     masters: list[tuple[Master, str]] = []
     for name in ("m1", "m2"):
-        config = MasterConfig(
-            listen="127.0.0.1:0",
-            worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
-            sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
-            retention=KEEP_EVERYTHING,
-            store=redis_server.url,
-            redis_prefix=prefix,
-            master_id=name,
-        )
+        config = fleet_config(tmp_path, store=redis_server.url, redis_prefix=prefix, master_id=name)
         master = Master(config)
         masters.append((master, f"127.0.0.1:{await master.start()}"))
     channels = [grpc.aio.insecure_channel(address) for _, address in masters]
@@ -487,12 +478,7 @@ async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twic
 async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_path: Path) -> None:
     """Its connection stays open but nothing more comes: once its lease lapses the account
     goes to the other worker (though the silent one has the more room), never back."""
-    config = MasterConfig(
-        listen="127.0.0.1:0",
-        worker_tokens=write_tokens(tmp_path / "tokens.toml", WORKERS),
-        sync=SyncConfig(heartbeat_interval=0.3, lease_duration=1.0),
-        retention=KEEP_EVERYTHING,
-    )
+    config = fleet_config(tmp_path, lease=1.0)
     master = Master(config)
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
