@@ -124,6 +124,9 @@ def test_what_a_managed_account_may_hold() -> None:
     old = fleet.check(fl.ManagedAccount(account_id="x", adapter="sample", display_name="old", login_password="p"))
     new = fleet.updated(old, fl.ManagedAccount(paused=True, display_name="ignored"), FieldMask(paths=["paused"]))
     assert (new.paused, new.display_name, new.login_password) == (True, "old", "p")
+    # Without a mask, what the change sets (AIP-134): nothing else is wiped.
+    renamed = fleet.updated(new, fl.ManagedAccount(display_name="new"), FieldMask())
+    assert (renamed.display_name, renamed.paused, renamed.login_password) == ("new", True, "p")
     with pytest.raises(InvalidArgument) as refused:
         fleet.updated(old, fl.ManagedAccount(adapter="douyin"), FieldMask(paths=["adapter"]))
     assert refused.value.field == "update_mask"
@@ -392,6 +395,11 @@ async def test_the_admin_api_over_http(tmp_path: Path) -> None:
             ]:
                 refused = await http.post("/api/im/admin/accounts", json=body)
                 assert refused.status_code == 400 and field in refused.text, (body, refused.text)
+            for raw in (b"null", b"5", b"[1]", b'"x"'):
+                refused = await http.patch(
+                    "/api/im/admin/accounts/d-1", content=raw, headers={"content-type": "application/json"}
+                )
+                assert refused.status_code == 400 and "body" in refused.text, (raw, refused.text)
             patched = await http.patch("/api/im/admin/accounts/d-1", json={"paused": True})
             assert patched.status_code == 200
             shown = (await http.get("/api/im/admin/accounts/d-1")).json()["data"]["account"]

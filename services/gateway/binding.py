@@ -237,6 +237,8 @@ def bind_body(
             return None
         assert field is not None
         if field.message_type is not None and not field.is_repeated:
+            if not isinstance(value, dict) and not field.message_type.full_name.startswith("google.protobuf."):
+                raise BindingError("body", f"expected a JSON object ({field.message_type.name})")
             if strict:
                 _refuse_unknown(value, field.message_type, f"{body_field}.")
             from_json(value, target_of_body, style)

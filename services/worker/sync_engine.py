@@ -201,8 +201,7 @@ class SyncEngine:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """A scheduled worker stopping: every account stopped, its session uploaded and its
-        lease let go (Released), so that the master gives it to another worker at once
-        instead of after its lease lapses."""
+        lease let go (Released), so that the master gives it to another worker at once."""
         for account_id in list(self.accounts):
             self._release(account_id, "the worker stops", answer=True)
         with contextlib.suppress(TimeoutError):

@@ -375,8 +375,8 @@ class UpdateManagedAccountRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """The fields to change, e.g. "paused" or "display_name,worker_labels"; empty: every
-        field that may change (all but account_id and adapter).
+        """The fields to change, e.g. "paused" or "display_name,worker_labels" (any but
+        account_id and adapter); empty: the fields `account` sets to other than their default.
         """
 
     def __init__(

@@ -76,9 +76,10 @@ def check(account: fl.ManagedAccount, field: str = "account") -> fl.ManagedAccou
 
 
 def updated(old: fl.ManagedAccount, change: fl.ManagedAccount, mask: FieldMask) -> fl.ManagedAccount:
-    """`old` with the fields the mask names taken from `change` (every mutable one when the
-    mask is empty); the password is kept when the change leaves it empty."""
-    paths = list(mask.paths) or list(MUTABLE)
+    """`old` with the fields the mask names taken from `change`; without a mask, the fields
+    `change` sets (AIP-134: a field left at its default is left alone, so un-pausing
+    needs the mask)."""
+    paths = list(mask.paths) or [field.name for field, _ in change.ListFields() if field.name in MUTABLE]
     new = fl.ManagedAccount()
     new.CopyFrom(old)
     for path in paths:
@@ -88,8 +89,6 @@ def updated(old: fl.ManagedAccount, change: fl.ManagedAccount, mask: FieldMask) 
         if name == "worker_labels":
             new.worker_labels.clear()
             new.worker_labels.update(change.worker_labels)
-        elif name == "login_password" and not change.login_password and not mask.paths:
-            continue
         else:
             setattr(new, name, getattr(change, name))
     return new
