@@ -109,17 +109,17 @@ def browser_of(websocket: WebSocket) -> str | None:
                     return f"pid {pid}"
         except OSError:
             continue
-    # Closed while it was looked for, or owned by a process this one may not inspect.
-    return None if _inode_of(wanted) is None else fallback
+    # Closing while it was looked for (no process holds it any more): nothing to count.
+    return None
 
 
 def _inode_of(local: str) -> str | None:
-    """The inode of the open TCP socket whose local address is `local` (hex, as
-    /proc/net/tcp writes it), None when there is none."""
+    """The inode of the established TCP connection whose local address is `local` (hex,
+    as /proc/net/tcp writes it), None when there is none (gone, or closing)."""
     with open("/proc/net/tcp") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
-            if fields[1] == local and fields[9] != "0":
+            if fields[1] == local and fields[3] == "01" and fields[9] != "0":
                 return fields[9]
     return None
 
