@@ -63,8 +63,7 @@ class EngineConfig:
     command_log: Path | None = None
     # TLS to the master; None speaks plain text.
     tls: ClientTls | None = None
-    # A worker that takes the accounts the master assigns: how many it can hold, and the
-    # labels it offers (fleet.proto); 0 for a worker that names its own accounts.
+    # A worker taking what the master assigns (fleet.proto): its room and labels; 0: none.
     capacity: int = 0
     labels: tuple[tuple[str, str], ...] = ()
 
@@ -177,9 +176,13 @@ class SyncEngine:
 
     def _assigned(self, assign: sync_pb2.Assign) -> None:
         account_id = assign.account.account_id
-        self.add_account(account_id, assign.version.version)
-        if self.on_assign is not None:
-            self._move(account_id, self.on_assign(assign))
+
+        async def start() -> None:  # after a stop of it under way, which would remove it again
+            self.add_account(account_id, assign.version.version)
+            if self.on_assign is not None:
+                await self.on_assign(assign)
+
+        self._move(account_id, start())
 
     def _release(self, account_id: str, reason: str, *, answer: bool) -> None:
         async def stop() -> None:
@@ -188,8 +191,7 @@ class SyncEngine:
                     await self.on_release(account_id, reason)
             finally:
                 # Its last session goes before the lease is let go, whatever else failed.
-                state = self._sessions.pop(account_id, None)
-                account = self.accounts.get(account_id)
+                state, account = self._sessions.pop(account_id, None), self.accounts.get(account_id)
                 if state is not None and account is not None and account.granted:
                     upload = sync_pb2.SessionUpload(account_id=account_id, storage_state=state)
                     self._deliver(sync_pb2.SyncDataRequest(session=upload))
@@ -200,8 +202,7 @@ class SyncEngine:
         self._move(account_id, stop())
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """A scheduled worker stopping: every account stopped, its session uploaded and its
-        lease let go (Released), so that the master gives it to another worker at once."""
+        """A scheduled worker stops: each account stopped, its session uploaded, its lease let go."""
         for account_id in list(self.accounts):
             self._release(account_id, "the worker stops", answer=True)
         with contextlib.suppress(TimeoutError):
@@ -391,10 +392,8 @@ class SyncEngine:
                     outbound.put_nowait(message)
                     sent = True
             for account_id in [a for a in self._sessions if a in self.accounts and self.accounts[a].granted]:
-                state = self._sessions.pop(account_id)
-                outbound.put_nowait(
-                    sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id=account_id, storage_state=state))
-                )
+                upload = sync_pb2.SessionUpload(account_id=account_id, storage_state=self._sessions.pop(account_id))
+                outbound.put_nowait(sync_pb2.SyncDataRequest(session=upload))
                 sent = True
             for account_id in list(self._status_dirty):
                 if account_id in self.accounts and self.accounts[account_id].granted:

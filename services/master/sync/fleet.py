@@ -21,6 +21,7 @@ and two masters offering one account race for its lease, one wins.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -83,11 +84,14 @@ async def released(session: SyncSession, account_id: str) -> None:
     hub.leases.release(session.id, {account_id})
     if hub.shared is not None:
         await hub.shared.release({account_id: epoch})
-    WORKER_ONLINE.labels(account=account_id).set(0)
     await hub.store.set_presence(account_id, session.worker_id, online=False)
     if reason in ("paused", "removed"):
+        # Meant to run nowhere: not an account without its worker (ImsyncWorkerOffline).
+        with contextlib.suppress(KeyError):
+            WORKER_ONLINE.remove(account_id)
         await hub.store.announce(fleet.assignment_event(account_id, "", session.worker_id, reason))
     else:
+        WORKER_ONLINE.labels(account=account_id).set(0)
         hub.previous[account_id] = (session.worker_id, reason)
     log.info("worker %s released account %s (%s)", session.worker_id, account_id, reason)
 
