@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
 from services.common.logs import say
+from services.common.private_files import write_private
 
 from .account_runner import AccountRunner, RunnerConfig
 from .adapter import PlatformAdapter
@@ -40,15 +40,6 @@ def account_config(account: fl.ManagedAccount, state_dir: Path) -> AccountConfig
     if account.adapter == "sample":
         options = {"seed": account.seed or 1}
     return AccountConfig(account.account_id, account.adapter, options)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-    os.replace(partial, path)
 
 
 class WorkerFleet:
@@ -87,7 +78,7 @@ class WorkerFleet:
         spec = account_config(account, self.state_dir)
         if assign.storage_state:
             path = Path(str(spec.options["storage_state"]))
-            await asyncio.to_thread(_write_private, path, assign.storage_state)
+            await asyncio.to_thread(write_private, path, assign.storage_state)
             self._uploaded[account_id] = hashlib.sha256(assign.storage_state).digest()
         adapter = self._make_adapter(spec, self.pool)
         runner = AccountRunner(account_id, adapter, self.engine, self.runner_config, self.slots, self.rng)

@@ -30,7 +30,7 @@ from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.keys import ns_of, split_item_key
 from services.master.model.store import Store
-from services.master.rpc.access import caller
+from services.master.rpc.access import answered, caller
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -44,19 +44,9 @@ class Guarded:
         self._keys = keys
 
     async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> T:
-        """Runs `compute` with what the caller's key may do (the error boundary authorized
-        the call for its service's scope, and answers a store error it raises:
-        rpc/boundary.py).
-
-        The answer waits until every change made so far is on disk (the store's journal),
-        so that nothing a client is told, its own mark or another's, can be lost by a crash:
-        a journal that cannot write answers UNAVAILABLE (NotPersisted).
-        """
-        result = await compute(caller())
-        persisted = self._store.persisted()
-        if persisted is not None:
-            await persisted
-        return result
+        """rpc/access.py's `answered` (the error boundary authorized the call for its
+        service's scope, and answers a store error it raises: rpc/boundary.py)."""
+        return await answered(self._store, compute)
 
     async def _answer_held(
         self,

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.common.private_files import write_private
+
 _MAGIC = b"imsync-session-1\n"
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
@@ -94,7 +96,5 @@ def create_session_key(path: Path, key_id: str = "") -> str:
     if any(line.split()[:1] == [key_id] for line in old.splitlines()):
         raise SessionKeyError(f"{path} has a key {key_id!r} already")
     line = f"{key_id} {base64.b64encode(secrets.token_bytes(32)).decode()}\n"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(line + old)
+    write_private(path, (line + old).encode())
     return key_id

@@ -8,7 +8,9 @@ workers by their tokens itself (sync/service.py); health and reflection are open
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import TypeVar
 
 from imsync.v1 import (
     accounts_pb2,
@@ -27,6 +29,9 @@ from imsync.v1 import (
     unified_messages_pb2,
 )
 from services.master.auth.api_keys import Access
+from services.master.model.store import Store
+
+T = TypeVar("T")
 
 
 def _name(module: object, service: str) -> str:
@@ -63,3 +68,15 @@ def scope_of(method: str) -> str | None:
 def caller() -> Access:
     """What the current call's API key allows (set by the boundary before the servicer ran)."""
     return CALLER.get()
+
+
+async def answered(store: Store, compute: Callable[[Access], Awaitable[T]]) -> T:
+    """Runs `compute` with what the caller's key may do, and returns its result once every
+    change made so far is on disk (the store's journal), so that nothing a client is told,
+    its own change or another's, can be lost by a crash: a journal that cannot write
+    answers UNAVAILABLE (NotPersisted)."""
+    result = await compute(caller())
+    persisted = store.persisted()
+    if persisted is not None:
+        await persisted
+    return result

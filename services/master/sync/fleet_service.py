@@ -14,7 +14,7 @@ from imsync.v1 import fleet_pb2_grpc
 from services.master.auth.api_keys import Access
 from services.master.model import fleet
 from services.master.model.errors import InvalidArgument, NotFound
-from services.master.rpc.access import caller
+from services.master.rpc.access import answered
 from services.master.sync.fleet import worker_of
 from services.master.sync.hub import SyncHub
 
@@ -28,13 +28,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self._store = hub.store
 
     async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> T:
-        """Runs `compute` with what the caller's key may do (the error boundary authorized
-        the call for the admin scope), and answers once what it changed is on disk."""
-        result = await compute(caller())
-        persisted = self._store.persisted()
-        if persisted is not None:
-            await persisted
-        return result
+        return await answered(self._store, compute)
 
     async def _shown(self, accounts: list[fl.ManagedAccount]) -> list[fl.ManagedAccount]:
         """The accounts as answers show them: no password; the worker holding each, and
