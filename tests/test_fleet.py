@@ -59,6 +59,7 @@ def sample(account_id: str, **fields: Any) -> fl.ManagedAccount:
 async def test_managed_accounts_are_kept_by_either_store(new_store: StoreFactory) -> None:
     store = new_store()
     await store.save_managed_account(sample("a-1", display_name="店铺一"), create=True)
+    assert [a.account_id for a in await store.list_managed_accounts()] == ["a-1"]
     await store.save_managed_account(sample("a-2", worker_labels={"region": "sh"}), create=True)
     with pytest.raises(AlreadyExists):
         await store.save_managed_account(sample("a-1"), create=True)
@@ -73,6 +74,7 @@ async def test_managed_accounts_are_kept_by_either_store(new_store: StoreFactory
     with pytest.raises(NotFound):
         await store.save_session_state("nobody", b"sealed")
     await store.delete_managed_account("a-2")
+    assert [a.account_id for a in await store.list_managed_accounts()] == ["a-1"], "a list read before is not kept"
     assert await store.session_state("a-2") is None, "a removed account's session goes with it"
     with pytest.raises(NotFound):
         await store.delete_managed_account("a-2")

@@ -2,6 +2,11 @@
 
     <p>:{fleet}:accounts    account id -> serialized imsync.v1.ManagedAccount
     <p>:{fleet}:sessions    account id -> its sealed session (auth/session_keys.py)
+    <p>:{fleet}:version     a counter every change of an account advances
+
+The accounts are read by every master's scheduler each second: a master keeps the list
+it read with the version it read it at, and reads it again only when the version moved
+(one GET a round in the common case, instead of the whole hash).
 
 A save or delete is one script, so that an account removed by one master while another
 saves its session leaves no session behind.
@@ -18,7 +23,7 @@ from services.master.model.errors import AlreadyExists, NotFound, ResourceExhaus
 from services.master.redis.base import _redis_errors
 from services.master.redis.templates import Templates
 
-# KEYS: accounts. ARGV: id, body, "1" to create ("0" to update), the most accounts.
+# KEYS: accounts, version. ARGV: id, body, "1" to create ("0" to update), the most accounts.
 # Returns 1, or -1 the id exists, -2 no such id, -3 too many.
 _SAVE = """
 local exists = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
@@ -29,6 +34,7 @@ elseif not exists then
   return -2
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
 return 1
 """
 
@@ -43,23 +49,37 @@ return 1
 class Fleet(Templates):
     _fleet_save: Any = None
     _session_save: Any = None
+    # The accounts as last read, and the version they were read at.
+    _fleet_read: tuple[bytes | None, list[fl.ManagedAccount]] | None = None
 
     @property
     def _fleet_keys(self) -> tuple[str, str]:
         tag = f"{self.prefix}:{{fleet}}"
         return f"{tag}:accounts", f"{tag}:sessions"
 
+    @property
+    def _fleet_version_key(self) -> str:
+        return f"{self.prefix}:{{fleet}}:version"
+
     @_redis_errors
     async def list_managed_accounts(self) -> list[fl.ManagedAccount]:
-        raw: dict[Any, Any] = await self.redis.hgetall(self._fleet_keys[0])
-        return sorted((fl.ManagedAccount.FromString(body) for body in raw.values()), key=lambda a: a.account_id)
+        version = await self.redis.get(self._fleet_version_key)
+        if self._fleet_read is not None and self._fleet_read[0] == version and version is not None:
+            return list(self._fleet_read[1])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._fleet_version_key)
+            pipe.hgetall(self._fleet_keys[0])
+            version, raw = await pipe.execute()
+        accounts = sorted((fl.ManagedAccount.FromString(body) for body in raw.values()), key=lambda a: a.account_id)
+        self._fleet_read = (version, accounts)
+        return list(accounts)
 
     @_redis_errors
     async def save_managed_account(self, account: fl.ManagedAccount, *, create: bool) -> fl.ManagedAccount:
         if self._fleet_save is None:
             self._fleet_save = self.redis.register_script(_SAVE)
         args = [account.account_id, account.SerializeToString(), "1" if create else "0", fleet.MAX_ACCOUNTS]
-        result = int(await self._fleet_save(keys=[self._fleet_keys[0]], args=args))
+        result = int(await self._fleet_save(keys=[self._fleet_keys[0], self._fleet_version_key], args=args))
         if result == -1:
             raise AlreadyExists(f"account {account.account_id!r} exists", field="account.account_id")
         if result == -2:
@@ -75,7 +95,8 @@ class Fleet(Templates):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(accounts, account_id)
             pipe.hdel(sessions, account_id)
-            removed, _ = await pipe.execute()
+            pipe.incr(self._fleet_version_key)
+            removed, _, _ = await pipe.execute()
         if not int(removed):
             raise NotFound(f"account {account_id!r} is not managed")
         self.wrote()
