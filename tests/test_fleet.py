@@ -308,6 +308,32 @@ async def _all_placed(rig: Fleet, wanted: set[str]) -> dict[str, str] | None:
     return placement if all(placement[a] for a in wanted) else None
 
 
+class RawStream:
+    """A worker's SyncData stream spoken by hand: its Hello sent and Welcome read."""
+
+    def __init__(self, channel: grpc.aio.Channel, hello: sync_pb2.Hello) -> None:
+        self.outbound: asyncio.Queue[sync_pb2.SyncDataRequest] = asyncio.Queue()
+        stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token_for(hello.worker_id)}"),)
+        self.call = stub.SyncData(self._requests(), metadata=metadata)
+        self.send(sync_pb2.SyncDataRequest(hello=hello))
+
+    async def _requests(self) -> AsyncIterator[sync_pb2.SyncDataRequest]:
+        while True:
+            yield await self.outbound.get()
+
+    def send(self, request: sync_pb2.SyncDataRequest) -> None:
+        self.outbound.put_nowait(request)
+
+    async def welcomed(self) -> RawStream:
+        assert (await self.call.read()).HasField("welcome")
+        return self
+
+    async def next(self, kind: str, timeout: float = 10) -> Any:
+        """The next response of that kind (the others before it are passed over)."""
+        return await waiting.eventually(partial(_next_of, self.call, kind), timeout=timeout)
+
+
 async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_path: Path) -> None:
     ring = tmp_path / "session-keys"
     create_session_key(ring)
@@ -318,20 +344,10 @@ async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_pa
     try:
         await master.store.save_managed_account(sample("s-1"), create=True)
         # The protocol itself, as a worker speaks it.
-        stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
-        outbound: asyncio.Queue[sync_pb2.SyncDataRequest] = asyncio.Queue()
-
-        async def requests() -> AsyncIterator[sync_pb2.SyncDataRequest]:
-            while True:
-                yield await outbound.get()
-
-        metadata = (("authorization", f"Bearer {token_for('worker-a')}"),)
-        call = stub.SyncData(requests(), metadata=metadata)
-        outbound.put_nowait(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="worker-a", capacity=1)))
-        assert (await call.read()).HasField("welcome")
-        assign = await waiting.eventually(lambda: _next_of(call, "assign"), timeout=10)
+        first = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=1)).welcomed()
+        assign = await first.next("assign")
         assert assign.assign.account.account_id == "s-1" and assign.assign.storage_state == b""
-        outbound.put_nowait(
+        first.send(
             sync_pb2.SyncDataRequest(session=sync_pb2.SessionUpload(account_id="s-1", storage_state=b'{"cookies":1}'))
         )
         sealed = await waiting.eventually(lambda: master.store.session_state("s-1"), timeout=5)
@@ -339,23 +355,20 @@ async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_pa
         listed = await ImClient(channel).list_managed_accounts(fl.ListManagedAccountsRequest())
         assert listed.accounts[0].has_session and listed.accounts[0].worker_id == "worker-a"
         # A session too big is refused with a Nack naming the field; the stream goes on.
-        outbound.put_nowait(
+        first.send(
             sync_pb2.SyncDataRequest(
                 session=sync_pb2.SessionUpload(account_id="s-1", storage_state=b"x" * (fleet.MAX_SESSION_BYTES + 1))
             )
         )
-        nack = await waiting.eventually(lambda: _next_of(call, "nack"), timeout=5)
+        nack = await first.next("nack", timeout=5)
         assert "session.storage_state" in str(nack.nack.status)
-        call.cancel()
+        first.call.cancel()
 
         # The next worker gets the session with the account.
-        call = stub.SyncData(requests(), metadata=(("authorization", f"Bearer {token_for('worker-b')}"),))
-        while not outbound.empty():
-            outbound.get_nowait()
-        outbound.put_nowait(sync_pb2.SyncDataRequest(hello=sync_pb2.Hello(worker_id="worker-b", capacity=1)))
-        assign = await waiting.eventually(lambda: _next_of(call, "assign"), timeout=10)
+        second = RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=1))
+        assign = await second.next("assign")
         assert assign.assign.storage_state == b'{"cookies":1}'
-        call.cancel()
+        second.call.cancel()
     finally:
         await channel.close(grace=None)
         await master.stop()
@@ -492,7 +505,6 @@ async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_pa
     master = Master(config)
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub: Any = sync_pb2_grpc.SyncServiceStub(channel)
     try:
         await master.store.save_managed_account(sample("s-1"), create=True)
         await master.store.save_managed_account(sample("s-2", worker_labels={"region": "b"}), create=True)
@@ -500,37 +512,25 @@ async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_pa
             "worker-a": sync_pb2.Hello(capacity=10),
             "worker-b": sync_pb2.Hello(capacity=2, labels={"region": "b"}),
         }
-        queues: dict[str, asyncio.Queue[sync_pb2.SyncDataRequest]] = {}
-        calls: dict[str, Any] = {}
+        streams: dict[str, RawStream] = {}
 
         async def speak(worker_id: str) -> None:
             while True:
-                queues[worker_id].put_nowait(sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat()))
+                streams[worker_id].send(sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat()))
                 await asyncio.sleep(0.2)
 
         speaking: dict[str, asyncio.Task[None]] = {}
         for worker_id in ("worker-a", "worker-b"):
-            queue: asyncio.Queue[sync_pb2.SyncDataRequest] = asyncio.Queue()
-            queues[worker_id] = queue
-
-            async def requests(queue: asyncio.Queue[sync_pb2.SyncDataRequest] = queue) -> Any:
-                while True:
-                    yield await queue.get()
-
-            calls[worker_id] = stub.SyncData(
-                requests(), metadata=(("authorization", f"Bearer {token_for(worker_id)}"),)
-            )
             hello = offers[worker_id]
             hello.worker_id = worker_id
-            queue.put_nowait(sync_pb2.SyncDataRequest(hello=hello))
-            assert (await calls[worker_id].read()).HasField("welcome")
+            streams[worker_id] = await RawStream(channel, hello).welcomed()
             speaking[worker_id] = asyncio.create_task(speak(worker_id))
-            given = await waiting.eventually(partial(_next_of, calls[worker_id], "assign"), timeout=5)
+            given = await streams[worker_id].next("assign", timeout=5)
             # s-1 goes to worker-a, the first with room; s-2 asks for region=b.
             assert given.assign.account.account_id == {"worker-a": "s-1", "worker-b": "s-2"}[worker_id]
         speaking.pop("worker-a").cancel()  # worker-a falls silent, its connection open
         try:
-            moved = await waiting.eventually(lambda: _next_of(calls["worker-b"], "assign"), timeout=5)
+            moved = await streams["worker-b"].next("assign", timeout=5)
             assert moved.assign.account.account_id == "s-1"
             await asyncio.sleep(2 * config.sync.lease_duration)
             holder = master.hub.leases.holder("s-1")
@@ -538,8 +538,8 @@ async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_pa
         finally:
             for task in speaking.values():
                 task.cancel()
-        for call in calls.values():
-            call.cancel()
+        for stream in streams.values():
+            stream.call.cancel()
     finally:
         await channel.close(grace=None)
         await master.stop()
