@@ -12,7 +12,10 @@ Redis runs with the persistence imsync asks for (appendonly yes, appendfsync alw
 that every Ack counted is on Redis's disk; for the same promise from one master alone, the
 memory master also runs with its journal (--data-dir, synchronous FULL). Redis has a
 replica; one master on Redis also runs with --redis-wait-replicas 1 (every Ack waits for
-the replica to have the change).
+the replica to have the change). The same three run again on a local Redis Cluster (six
+redis-servers on this machine: three primaries, each with a replica), beside single-node
+Redis: what the cluster's client and the outbox's moves across slots cost on one machine,
+not what more machines would add.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bench.common import GRPC_OPTIONS, NOW, load, new_message_delta, open_when_f
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient
 from services import processes
-from services.common.local_redis import RedisServer
+from services.common.local_redis import RedisCluster, RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.master.auth.worker_tokens import add_worker_token
 
@@ -198,6 +201,15 @@ async def run(seconds: float, size: str) -> dict[str, dict[str, Any]]:
         finally:
             replica.stop()
             redis.stop()
+        cluster = RedisCluster(tmp / "cluster").start()
+        try:
+            results["cluster-1"] = await _configuration("cluster-1", 1, cluster.url, tmp, size, seconds)
+            results["cluster-wait"] = await _configuration(
+                "cluster-wait", 1, cluster.url, tmp, size, seconds, wait_replicas=1
+            )
+            results["cluster-2"] = await _configuration("cluster-2", 2, cluster.url, tmp, size, seconds)
+        finally:
+            cluster.stop()
     return results
 
 
@@ -227,6 +239,9 @@ def main() -> None:
         "redis-1": "one master, Redis",
         "redis-wait": "  ... waiting 1 replica",
         "redis-2": "two masters, Redis",
+        "cluster-1": "one master, Cluster",
+        "cluster-wait": "  ... waiting 1 replica",
+        "cluster-2": "two masters, Cluster",
     }
     print(
         f"{'configuration':<22} {'reads/s':>9} {'ratio':>6} {'p99 ms':>7}   {'syncs/s':>8} {'ratio':>6} {'p99 ms':>7}"

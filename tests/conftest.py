@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from imsync_client import ImClient, SyncClient
-from services.common.local_redis import RedisServer
+from services.common.local_redis import RedisCluster, RedisServer
 from services.common.sample import SampleAccount, sample_accounts
 from services.gateway.app import create_app
 from services.master.auth.watched_file import token_hash
@@ -102,20 +102,37 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real Redis Cluster for the session (six redis-servers: three primaries, three
+    replicas); each store in it gets its own key prefix."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A Redis the masters share: one node, or a Redis Cluster (each test runs on both)."""
+    fixture = "redis_server" if request.param == "redis" else "redis_cluster"
+    return str(request.getfixturevalue(fixture).url)
+
+
 _prefixes = itertools.count(1)
 StoreFactory = Callable[..., Store]
 
 
-@pytest_asyncio.fixture(params=["memory", "redis"])
+@pytest_asyncio.fixture(params=["memory", "redis", "redis-cluster"])
 async def new_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    """Makes stores of one backend: the store's behaviour tests run against both."""
-    server: RedisServer | None = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    """Makes stores of one backend: the store's behaviour tests run against each."""
+    fixture = {"redis": "redis_server", "redis-cluster": "redis_cluster"}.get(request.param)
+    url = request.getfixturevalue(fixture).url if fixture else ""
     made: list[RedisStore] = []
 
     def make(**kwargs: object) -> Store:
-        if server is None:
+        if not url:
             return MemoryStore(**kwargs)  # type: ignore[arg-type]
-        store = RedisStore.from_url(server.url, prefix=f"test{next(_prefixes)}", **kwargs)
+        store = RedisStore.from_url(url, prefix=f"test{next(_prefixes)}", **kwargs)
         made.append(store)
         return store
 

@@ -23,7 +23,6 @@ from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import ImClient
 from services import processes
-from services.common.local_redis import RedisServer
 from services.gateway.app import create_app
 from services.master.auth.session_keys import SessionKeys, create_session_key
 from services.master.model import fleet
@@ -450,13 +449,13 @@ def test_a_worker_config_takes_scheduled_accounts_or_names_its_own(tmp_path: Pat
 
 
 async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twice(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_url: str
 ) -> None:
     """Each master schedules its own workers; the leases in Redis keep one owner per account."""
     prefix = f"fleet{time.monotonic_ns()}"
     masters: list[tuple[Master, str]] = []
     for name in ("m1", "m2"):
-        config = fleet_config(tmp_path, store=redis_server.url, redis_prefix=prefix, master_id=name)
+        config = fleet_config(tmp_path, store=redis_url, redis_prefix=prefix, master_id=name)
         master = Master(config)
         masters.append((master, f"127.0.0.1:{await master.start()}"))
     channels = [grpc.aio.insecure_channel(address) for _, address in masters]

@@ -21,7 +21,6 @@ from imsync.v1 import replies_pb2 as rep
 from imsync.v1 import sync_pb2
 from imsync.v1 import threads_pb2 as thr
 from imsync_client import ImClient, SyncClient, SyncRefused, walk
-from services.common.local_redis import RedisServer
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
 from services.gateway.app import Gateway, create_app
@@ -53,7 +52,7 @@ class Pair:
 
 
 @pytest_asyncio.fixture
-async def pair(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[Pair]:
     prefix = f"pair{next(_prefixes)}"
     tokens = write_tokens(tmp_path / "tokens.toml")
     masters = []
@@ -63,7 +62,7 @@ async def pair(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Pair]
             worker_tokens=tokens,
             sync=SyncConfig(heartbeat_interval=0.5, lease_duration=2.0),
             retention=KEEP_EVERYTHING,
-            store=redis_server.url,
+            store=redis_url,
             redis_prefix=prefix,
             master_id=name,
         )
@@ -212,8 +211,8 @@ async def test_a_second_worker_on_b_is_refused_an_account_a_worker_holds_on_a(pa
     await owner.close()
 
 
-async def test_a_dead_master_s_workers_are_shown_offline_once_their_leases_lapse(redis_server: RedisServer) -> None:
-    store = RedisStore.from_url(redis_server.url, prefix=f"orphans{next(_prefixes)}")
+async def test_a_dead_master_s_workers_are_shown_offline_once_their_leases_lapse(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix=f"orphans{next(_prefixes)}")
     try:
         for account_id in ("kept", "orphaned"):
             await store.set_presence(account_id, "worker-1", True)
@@ -227,8 +226,8 @@ async def test_a_dead_master_s_workers_are_shown_offline_once_their_leases_lapse
         await store.close()
 
 
-async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_server: RedisServer) -> None:
-    store = RedisStore.from_url(redis_server.url, prefix=f"outbox{next(_prefixes)}")
+async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix=f"outbox{next(_prefixes)}")
     try:
         await store.set_presence("acc", "worker-1", True)
         before = await store.redis.xlen(store.events_key)
@@ -241,9 +240,9 @@ async def test_events_a_dead_master_left_in_an_outbox_reach_the_stream(redis_ser
         await store.close()
 
 
-async def test_two_masters_flushing_one_outbox_move_each_event_once_in_order(redis_server: RedisServer) -> None:
+async def test_two_masters_flushing_one_outbox_move_each_event_once_in_order(redis_url: str) -> None:
     prefix = f"outbox{next(_prefixes)}"
-    stores = [RedisStore.from_url(redis_server.url, prefix=prefix) for _ in range(2)]
+    stores = [RedisStore.from_url(redis_url, prefix=prefix) for _ in range(2)]
     try:
         queued = [f"event-{n:03}".encode() for n in range(250)]
         await stores[0].redis.rpush(stores[0].keys("acc").outbox, *queued)
@@ -289,9 +288,7 @@ async def test_a_gateway_in_front_of_masters_over_redis_keeps_no_answers(pair: P
         assert gateway.watch.stamp("") is None
 
 
-async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(tmp_path: Path, redis_url: str) -> None:
     """王芳 claims through A while 李雷 claims through B, many times over: each time one owns
     it and the other is told who, whichever master answered."""
     keys_file = tmp_path / "api-keys.toml"
@@ -308,7 +305,7 @@ async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(
             api_keys=keys_file,
             retention=KEEP_EVERYTHING,
             rate_limit=0,
-            store=redis_server.url,
+            store=redis_url,
             redis_prefix=prefix,
             master_id=name,
         )
@@ -349,7 +346,7 @@ async def test_two_agents_claiming_one_conversation_through_two_masters_at_once(
         await b.stop()
 
 
-async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, redis_server: RedisServer) -> None:
+async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, redis_url: str) -> None:
     """A key limited to R requests a second, calling A and B in turn as fast as it can, is
     answered about R a second in all (its burst of 2R, then R a second), not R by each."""
     keys_file = tmp_path / "api-keys.toml"
@@ -363,7 +360,7 @@ async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, r
             api_keys=keys_file,
             retention=KEEP_EVERYTHING,
             rate_limit=rate,
-            store=redis_server.url,
+            store=redis_url,
             redis_prefix=prefix,
             master_id=name,
         )
@@ -396,7 +393,7 @@ async def test_a_key_gets_its_rate_in_total_across_two_masters(tmp_path: Path, r
     assert allowed * 0.8 <= answered <= allowed * 1.1, (answered, allowed)
 
 
-async def test_a_key_holds_its_most_event_streams_across_two_masters(tmp_path: Path, redis_server: RedisServer) -> None:
+async def test_a_key_holds_its_most_event_streams_across_two_masters(tmp_path: Path, redis_url: str) -> None:
     """A key allowed two event streams opens them through A; a third through B is refused,
     and once one on A ends, B lets it open."""
     keys_file = tmp_path / "api-keys.toml"
@@ -410,7 +407,7 @@ async def test_a_key_holds_its_most_event_streams_across_two_masters(tmp_path: P
             retention=KEEP_EVERYTHING,
             rate_limit=0,
             max_streams_per_key=2,
-            store=redis_server.url,
+            store=redis_url,
             redis_prefix=prefix,
             master_id=name,
         )

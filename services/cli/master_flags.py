@@ -109,7 +109,8 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "IMSYNC_STORE",
         "memory",
         "where accounts live: 'memory' (this process; journaled with "
-        "--data-dir) or a Redis URL such as redis://127.0.0.1:6379/0, shared by every master given it",
+        "--data-dir) or a Redis URL such as redis://127.0.0.1:6379/0, or "
+        "redis+cluster://host:port,host:port for a Redis Cluster, shared by every master given it",
         metavar="memory|URL",
     )
     flag(
@@ -122,7 +123,8 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "--redis-wait-replicas",
         "IMSYNC_REDIS_WAIT_REPLICAS",
         0,
-        "with --store redis://: acknowledge a change only once this many Redis replicas have it (WAIT), "
+        "with a Redis --store: acknowledge a change only once this many Redis replicas (of each primary, on a "
+        "Redis Cluster) have it (WAIT), "
         "so that a replica taking over from a dead primary keeps what was acknowledged",
         type=int,
         metavar="N",

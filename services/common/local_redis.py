@@ -1,5 +1,5 @@
-"""A local redis-server, for the tests and the benchmarks: on 127.0.0.1, an
-ephemeral port, its own directory.
+"""A local redis-server, or a local Redis Cluster of six, for the tests and the
+benchmarks: on 127.0.0.1, ephemeral ports, each server its own directory.
 
 Persistence is what imsync asks of Redis (appendonly yes, appendfsync always), so that a
 test can kill Redis and start it again on the same files and port.
@@ -18,12 +18,17 @@ from services.common.addresses import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *, appendfsync: str = "always", replica_of: int = 0) -> None:
+    def __init__(
+        self, directory: Path, *, appendfsync: str = "always", replica_of: int = 0, cluster: bool = False
+    ) -> None:
         self.directory = directory
         self.appendfsync = appendfsync
         # The port of the primary this server replicates (0: none).
         self.replica_of = replica_of
+        # A node of a Redis Cluster (RedisCluster below makes one of six).
+        self.cluster = cluster
         self.port = 0
+        self.bus_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,6 +44,9 @@ class RedisServer:
         for _attempt in range(attempts):
             if not self.port:
                 self.port = free_port()
+            if self.cluster and not self.bus_port:
+                # Set, not port + 10000: an ephemeral port plus 10000 can pass 65535.
+                self.bus_port = free_port()
             self.process = subprocess.Popen(
                 [
                     binary,
@@ -62,6 +70,7 @@ class RedisServer:
                     "--repl-diskless-sync-delay",
                     "0",
                     *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
+                    *(self._cluster_flags() if self.cluster else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -73,7 +82,24 @@ class RedisServer:
             self.process = None
             # The port was taken meanwhile (another test's server): take another one.
             self.port = free_port()
+            self.bus_port = 0
         raise RuntimeError(f"redis-server did not start; see {self.directory / 'redis.log'}")
+
+    def _cluster_flags(self) -> list[str]:
+        return [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            str(self.bus_port),
+            # A primary that stops answering for a second is failed over (the default is 15).
+            "--cluster-node-timeout",
+            "1000",
+            # A replica cut off from its primary for a while still takes over.
+            "--cluster-replica-validity-factor",
+            "0",
+        ]
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         assert self.process is not None
@@ -116,3 +142,89 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+class RedisCluster:
+    """Six cluster-enabled redis-servers: three primaries, each with one replica, made into
+    one cluster with `redis-cli --cluster create`."""
+
+    def __init__(self, directory: Path, *, size: int = 6) -> None:
+        self.servers = [RedisServer(directory / f"node{index}", cluster=True) for index in range(size)]
+
+    @property
+    def url(self) -> str:
+        """The `--store` URL: every node as a starting point."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+
+    def start(self, timeout: float = 60.0) -> RedisCluster:
+        binary = shutil.which("redis-cli")
+        if binary is None:
+            raise RuntimeError("redis-cli is not installed (scripts/bootstrap installs Debian's redis-tools)")
+        for server in self.servers:
+            server.start()
+        addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
+        made = subprocess.run(
+            [binary, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if made.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout[-2000:]}{made.stderr[-2000:]}")
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until every running node says the cluster is ok and every replica is in step."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._healthy(server) for server in self.servers if server.process is not None):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become healthy")
+
+    def _healthy(self, server: RedisServer) -> bool:
+        info = self.command(server, "CLUSTER", "INFO") + self.command(server, "INFO", "replication")
+        if "cluster_state:ok" not in info:
+            return False
+        return "role:slave" not in info or "master_link_status:up" in info
+
+    def nodes(self) -> list[tuple[RedisServer, str, int]]:
+        """Each running server, its role ("master" or "slave") and the port of its primary
+        (0 for a primary), as the cluster sees them now."""
+        found = []
+        for server in self.servers:
+            if server.process is None:
+                continue
+            info = self.command(server, "INFO", "replication")
+            role = "slave" if "role:slave" in info else "master"
+            primary = 0
+            for line in info.splitlines():
+                if line.startswith("master_port:"):
+                    primary = int(line.split(":", 1)[1])
+            found.append((server, role, primary))
+        return found
+
+    def primaries(self) -> list[RedisServer]:
+        return [server for server, role, _ in self.nodes() if role == "master"]
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for server, role, port in self.nodes():
+            if role == "slave" and port == primary.port:
+                return server
+        raise LookupError(f"no replica follows the primary on port {primary.port}")
+
+    @staticmethod
+    def command(server: RedisServer, *args: str) -> str:
+        """A command to one node through redis-cli; its answer as text ("" if it is down)."""
+        binary = shutil.which("redis-cli") or "redis-cli"
+        done = subprocess.run(
+            [binary, "-h", "127.0.0.1", "-p", str(server.port), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout if done.returncode == 0 else ""
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.resume()
+            server.stop()

@@ -37,6 +37,7 @@ from services.master.model.leases import SharedLeaseBook
 from services.master.model.metrics import observe_reply
 from services.master.model.store import Store
 from services.master.redis.commands import RedisCommandBook
+from services.master.redis.connect import is_redis_url
 from services.master.redis.errors import reraise_cancellation
 from services.master.redis.events import RedisEventFeed
 from services.master.redis.leases import SharedLeases
@@ -182,8 +183,11 @@ class RedisBackend(Backend):
         self.config = config
         if config.data_dir is not None:
             raise ValueError("a data directory journals the memory store only; Redis keeps its own data")
-        if not config.store.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--store: {config.store!r} is neither 'memory' nor a Redis URL (redis://host:port/db)")
+        if not is_redis_url(config.store):
+            raise ValueError(
+                f"--store: {config.store!r} is neither 'memory' nor a Redis URL "
+                "(redis://host:port/db, or redis+cluster://host:port,host:port for a Redis Cluster)"
+            )
         if config.redis_wait_replicas < 0:
             raise ValueError("--redis-wait-replicas: a number of replicas, 0 or more")
         if config.redis_wait_timeout <= 0:

@@ -9,12 +9,8 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ParamSpec, Self, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
@@ -26,8 +22,9 @@ from services.master.model.account_views import arrival_event
 from services.master.model.errors import FailedPrecondition, Unavailable
 from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
+from services.master.redis.connect import Client, client_for
 from services.master.redis.errors import out_of_reach
-from services.master.redis.layout import COMMIT, FLUSH, AccountKeys, Writes
+from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, AccountKeys, Writes
 from services.master.redis.recording import recording_state
 from services.master.redis.replication import Replication
 
@@ -108,7 +105,7 @@ class RedisBase:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         *,
         prefix: str = "imsync",
         retention: Retention | None = None,
@@ -128,25 +125,23 @@ class RedisBase:
         self._clock = clock
         self._commit = client.register_script(COMMIT)
         self._flush = client.register_script(FLUSH)
+        # On a Redis Cluster, the outbox and the stream are in different slots (layout.py).
+        self.cluster = isinstance(client, AsyncRedisCluster)
+        self._flush_add = client.register_script(FLUSH_ADD)
+        self._flush_trim = client.register_script(FLUSH_TRIM)
+        self._flushed_key = f"{prefix}:flushed{{{self.events_key}}}"
         self._warned_at = 0.0
         # With replicas to wait for, what persisted() waits for (replication.py).
         self.replication = Replication(client, f"{prefix}:wait", wait_replicas, wait_timeout) if wait_replicas else None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
-        # A connection Redis closed (a restart) is tried again on a fresh one. That is safe:
-        # a commit sent twice finds the rev moved and computes itself again, to a no-op.
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        return cls(client, **kwargs)
+        """On one Redis node or a Redis Cluster, as the URL says (connect.py)."""
+        return cls(client_for(url), **kwargs)
 
     async def close(self) -> None:
+        if self.replication is not None:
+            await self.replication.close()
         await self.redis.aclose()
 
     def keys(self, account_id: str) -> AccountKeys:
@@ -208,7 +203,21 @@ class RedisBase:
         masters flushing at once."""
         moved = _FLUSH_BATCH
         while moved == _FLUSH_BATCH:
-            moved = await self._flush(keys=[keys.outbox, self.events_key], args=[_FLUSH_BATCH, self._events_kept])
+            if self.cluster:
+                moved = await self._flush_across_slots(keys)
+            else:
+                moved = await self._flush(keys=[keys.outbox, self.events_key], args=[_FLUSH_BATCH, self._events_kept])
+
+    async def _flush_across_slots(self, keys: AccountKeys) -> int:
+        """FLUSH on a Redis Cluster, in three steps (layout.py's FLUSH_ADD): how many events
+        were read off the outbox's head."""
+        events = await self.redis.lrange(keys.outbox, 0, _FLUSH_BATCH - 1)
+        if not events:
+            return 0
+        flushed = self._flushed_key
+        await self._flush_add(keys=[self.events_key, flushed, flushed + ":n"], args=[self._events_kept, *events])
+        await self._flush_trim(keys=[keys.outbox], args=[events[0], len(events)])
+        return len(events)
 
     async def publish(self, event: ev.Event) -> None:
         """Adds an event that no account change carries (a reply's new state)."""

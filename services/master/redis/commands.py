@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from services.master.model.commands import (
@@ -36,6 +34,7 @@ from services.master.model.commands import (
 )
 from services.master.model.errors import ResourceExhausted
 from services.master.model.metrics import observe_reply
+from services.master.redis.connect import Client
 from services.master.redis.events import follow_stream
 from services.master.redis.layout import AccountKeys
 from services.master.redis.store import RedisStore
@@ -88,7 +87,7 @@ class RedisCommandBook:
         # Set when the master stops: the follow ends (redis/events.py's follow_stream).
         self.stopping = asyncio.Event()
         self._store = store
-        self._redis: aioredis.Redis = store.redis
+        self._redis: Client = store.redis
         self._prefix = store.prefix
         self._max_pending = max_pending_per_account
         self._clock = clock

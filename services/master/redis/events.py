@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
 from services.master.model.events import EventBus
+from services.master.redis.connect import Client
 from services.master.redis.errors import reraise_cancellation
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _text(value: Any) -> str:
 
 
 class RedisEventFeed:
-    def __init__(self, client: aioredis.Redis, key: str, bus: EventBus, *, history: int = 10_000) -> None:
+    def __init__(self, client: Client, key: str, bus: EventBus, *, history: int = 10_000) -> None:
         self._redis = client
         self._key = key
         self._bus = bus
@@ -70,7 +70,7 @@ class RedisEventFeed:
 
 
 async def follow_stream(
-    client: aioredis.Redis,
+    client: Client,
     key: str,
     after: str,
     handle: Callable[[Any, dict[bytes, bytes]], None],

@@ -131,7 +131,8 @@ class Fetching(RedisBase):
 
         def calls(pipe: Any) -> None:
             for name, ids in wanted:
-                pipe.hmget(keys.entities[name], list(ids)) if ids else pipe.echo("")
+                # A keyed placeholder (a Cluster pipeline takes keyed commands only).
+                pipe.hmget(keys.entities[name], list(ids)) if ids else pipe.exists(keys.meta)
             if items:
                 pipe.hmget(keys.read, items)
                 pipe.smismember(keys.sets["new"], items)

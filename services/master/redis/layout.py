@@ -22,7 +22,9 @@ one Redis Cluster slot and each change to it is one atomic script:
 
 and beside them, in no account's slot: `<p>:accounts` (the account ids), `<p>:events` (the
 event stream every master follows), `<p>:commands` (notices of new replies) and
-`<p>:rid:<request id>` (which account a request id belongs to).
+`<p>:rid:<request id>` (which account a request id belongs to). On a Redis Cluster,
+`<p>:flushed{<p>:events}`, in the event stream's slot, holds the digests of the events
+added to it lately (FLUSH_ADD).
 
 A member of an order is the memory store's sort key with each integer written as 20 digits
 (offset by 2**63) and the id last, so that Redis's byte order is the key's tuple order and
@@ -253,4 +255,44 @@ for _, event in ipairs(events) do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', event)
 end
 return #events
+"""
+
+
+# On a Redis Cluster an account's outbox and the events stream are in different slots, so
+# no one script can move events from one to the other. There they move in three steps:
+# the flusher reads the outbox's head (LRANGE), adds it to the stream (FLUSH_ADD), then
+# takes it off the outbox (FLUSH_TRIM). A crash between the steps, or two masters flushing
+# one outbox at once, would add an event twice; FLUSH_ADD skips an event whose digest
+# (SHA-1 of its bytes, which hold its creation time in ns) is among those the stream took
+# lately. "Lately" is the last events_kept events: as long as the stream keeps.
+#
+# KEYS[1] the events stream, KEYS[2] the digests (a sorted set in the stream's slot, each
+# scored by when it was added), KEYS[3] the count of events added (the scores); ARGV[1] about how many the stream keeps, then the events in order. Returns how many it
+# added.
+FLUSH_ADD = """
+local kept = tonumber(ARGV[1])
+local added = 0
+for i = 2, #ARGV do
+  local digest = redis.sha1hex(ARGV[i])
+  if not redis.call('ZSCORE', KEYS[2], digest) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', kept, '*', 'e', ARGV[i])
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('ZADD', KEYS[2], seq, digest)
+    added = added + 1
+  end
+end
+if added > 0 and redis.call('ZCARD', KEYS[2]) > kept + kept / 10 + 100 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -kept - 1)
+end
+return added
+"""
+
+# KEYS[1] an account's outbox; ARGV[1] the first event read, ARGV[2] how many were read.
+# Takes them off if the outbox still starts with them (nobody else took them meanwhile):
+# the outbox is only pushed at its tail and only taken from at its head, so a head that is
+# still the first event read is still followed by the rest. Returns how many it took.
+FLUSH_TRIM = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
+return tonumber(ARGV[2])
 """

@@ -13,9 +13,8 @@ longer the lease's (redis_layout.COMMIT): a stream fenced by a newer claim canno
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from services.master.model.leases import AccountOwned, Lease
+from services.master.redis.connect import Client
 from services.master.redis.errors import any_failure
 from services.master.redis.layout import AccountKeys
 
@@ -49,14 +48,12 @@ return redis.call('DEL', KEYS[1])
 class SharedLeases:
     """Leases between masters over one Redis (model/leases.py's SharedLeaseBook)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, master_id: str, duration: float) -> None:
+    def __init__(self, client: Client, prefix: str, master_id: str, duration: float) -> None:
         self._redis = client
         self._prefix = prefix
         self.master_id = master_id
         self.duration = duration
         self._claim = client.register_script(_CLAIM)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
 
     def _keys(self, account_id: str) -> AccountKeys:
         return AccountKeys(self._prefix, account_id)
@@ -83,11 +80,12 @@ class SharedLeases:
         """Renews leases (account -> epoch); returns the accounts whose lease is gone."""
         if not held:
             return []
-        # A context, so that a cancellation while the pipeline loads its script (before
-        # execute's own cleanup) still gives its connection back.
+        # EVAL, not a loaded script: a replica that took over a primary's slots has none of
+        # the scripts loaded there (SCRIPT LOAD is not replicated), and a pipeline does not
+        # load them again. A context, so that a cancellation gives its connection back.
         async with self._redis.pipeline(transaction=False) as pipe:
             for account_id, epoch in held.items():
-                await self._renew(keys=[self._keys(account_id).lease], args=[str(epoch), self._ms], client=pipe)
+                pipe.eval(_RENEW, 1, self._keys(account_id).lease, str(epoch), self._ms)
             results = await pipe.execute()
         return [account_id for account_id, kept in zip(held, results, strict=True) if not int(kept)]
 
@@ -97,7 +95,7 @@ class SharedLeases:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for account_id, epoch in held.items():
-                await self._release(keys=[self._keys(account_id).lease], args=[str(epoch)], client=pipe)
+                pipe.eval(_RELEASE, 1, self._keys(account_id).lease, str(epoch))
             await pipe.execute()
 
     async def owners(self, account_ids: list[str]) -> dict[str, str]:

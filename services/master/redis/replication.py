@@ -14,14 +14,26 @@ has every write the primary took before it, from any connection. The callers tha
 share one round (a group commit); a round that gets fewer than N replicas within the
 timeout fails each of them with NotPersisted (UNAVAILABLE: the worker sends again, the
 client asks again), and the next caller tries again.
+
+On a Redis Cluster each primary replicates its own slots, so a round writes a fence on
+every primary (`<prefix>:wait{n}`, with n chosen so that the key is in one of that
+primary's slots) and sends WAIT behind each, at once; the round holds when every primary
+had N replicas take its fence. A primary without N replicas in reach therefore stops every
+acknowledgement, not only those of its own accounts: simpler to promise, and what an
+operator sees at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
 
 from services.master.model.errors import NotPersisted
@@ -37,6 +49,10 @@ class Replication:
         self._covered = 0  # of them, how many a round saw on N replicas
         self._next: asyncio.Future[None] | None = None  # the round the next callers wait for
         self._rounds: asyncio.Task[None] | None = None
+        # On a cluster: a client of each primary (WAIT goes to one node, on the fence's
+        # connection), and the fence key in its slots.
+        self._cluster = client if isinstance(client, AsyncRedisCluster) else None
+        self._nodes: dict[str, tuple[aioredis.Redis, str]] = {}
 
     def wrote(self) -> None:
         """A write of this master was answered by Redis."""
@@ -58,10 +74,7 @@ class Replication:
             waiting, self._next = self._next, None
             upto = self._written
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                pipe.incr(self._fence)
-                pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
-                _, acked = await pipe.execute()
+                acked = await self._wait()
             except (RedisError, OSError) as error:
                 waiting.set_exception(
                     NotPersisted(f"Redis did not answer WAIT ({type(error).__name__}); not acknowledged")
@@ -78,8 +91,53 @@ class Replication:
                 self._covered = max(self._covered, upto)
                 waiting.set_result(None)
 
+    async def _wait(self) -> int:
+        """A fence and WAIT: how many replicas took the fence (the fewest of any primary)."""
+        if self._cluster is None:
+            return await _fence_and_wait(self._redis, self._fence, self.replicas, self.timeout_ms)
+        await self._cluster.initialize()
+        primaries = self._cluster.get_primaries()
+        if not primaries:
+            raise OSError("the Redis Cluster has no primary in reach")
+        counts = await asyncio.gather(
+            *(_fence_and_wait(*self._node(node), self.replicas, self.timeout_ms) for node in primaries)
+        )
+        return min(counts)
+
+    def _node(self, node: ClusterNode) -> tuple[aioredis.Redis, str]:
+        """A client of one primary, and a fence key in its slots (found again if the
+        slots moved)."""
+        assert self._cluster is not None
+        client, fence = self._nodes.get(node.name, (None, ""))
+        if client is None:
+            client = aioredis.Redis(
+                connection_pool=ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            )
+        if not fence or _name(self._cluster.get_node_from_key(fence)) != node.name:
+            fence = next(
+                key
+                for n in itertools.count()
+                if _name(self._cluster.get_node_from_key(key := f"{self._fence}{{{n}}}")) == node.name
+            )
+        self._nodes[node.name] = (client, fence)
+        return client, fence
+
+    async def close(self) -> None:
+        for client, _ in self._nodes.values():
+            await client.aclose()
+        self._nodes.clear()
+
     async def describe(self) -> str:
         """What an acknowledgement waits for, and how many replicas Redis has now."""
+        if self._cluster is not None:
+            await self._cluster.initialize()
+            primaries = self._cluster.get_primaries()
+            fewest = min([await self._replicas_of(node) for node in primaries], default=0)
+            said = (
+                f"an acknowledgement waits for {self.replicas} Redis replica(s) of each of the cluster's "
+                f"{len(primaries)} primaries; the fewest any has connected is {fewest}"
+            )
+            return said if fewest >= self.replicas else said + " (acknowledgements fail until enough are)"
         try:
             info = await self._redis.info("replication")
         except RedisError:
@@ -87,3 +145,22 @@ class Replication:
         connected = int(info.get("connected_slaves", 0))
         said = f"an acknowledgement waits for {self.replicas} Redis replica(s); {connected} connected"
         return said if connected >= self.replicas else said + " (acknowledgements fail until enough are)"
+
+    async def _replicas_of(self, node: ClusterNode) -> int:
+        try:
+            info = await self._node(node)[0].info("replication")
+        except (RedisError, OSError):
+            return 0
+        return int(info.get("connected_slaves", 0))
+
+
+def _name(node: ClusterNode | None) -> str:
+    return node.name if node is not None else ""
+
+
+async def _fence_and_wait(client: Any, fence: str, replicas: int, timeout_ms: int) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(fence)
+    pipe.execute_command("WAIT", replicas, timeout_ms)
+    _, acked = await pipe.execute()
+    return int(acked)

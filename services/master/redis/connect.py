@@ -1,0 +1,94 @@
+"""The Redis client a `--store` URL names: one node, or a Redis Cluster.
+
+- `redis://host:port/db`, `rediss://…` (TLS), `unix:///path`: one Redis node (redis-py's
+  `Redis`).
+- `redis+cluster://host:port[,host:port…]`, `rediss+cluster://…` (TLS): a Redis Cluster
+  (redis-py's `RedisCluster`). The nodes listed are where the client starts; it learns the
+  rest of the cluster, and follows its slots as they move (a failover, a resharding). A
+  password goes before the first node (`redis+cluster://:secret@host:port,host:port`).
+
+Either way a connection Redis closed (a restart, a failover) is tried again on a fresh one.
+That is safe: a commit sent twice finds the account's rev moved and computes itself again,
+to a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Either client: the store's parts use only what both have.
+Client = aioredis.Redis | AsyncRedisCluster
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+
+_COMMON: dict[str, Any] = {
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 30,
+}
+
+
+def is_redis_url(url: str) -> bool:
+    return url.partition("://")[0] in SCHEMES and "://" in url
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """The starting nodes, user name and password of a cluster URL; ValueError naming what
+    is wrong with it."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a Redis Cluster URL ({' or '.join(s + '://' for s in CLUSTER_SCHEMES)}): {url!r}")
+    rest = rest.split("/", 1)[0].split("?", 1)[0]
+    user: str | None = None
+    password: str | None = None
+    if "@" in rest:
+        credentials, rest = rest.rsplit("@", 1)
+        name, _, secret = credentials.partition(":")
+        user, password = (unquote(name) or None), (unquote(secret) or None)
+    nodes: list[tuple[str, int]] = []
+    for part in rest.split(","):
+        if not part:
+            continue
+        parsed = urlsplit(f"//{part}")
+        try:
+            port = parsed.port or 6379
+        except ValueError as error:
+            raise ValueError(f"Redis Cluster node {part!r}: the port is not a number in 1-65535") from error
+        if not parsed.hostname:
+            raise ValueError(f"Redis Cluster node {part!r}: no host")
+        nodes.append((parsed.hostname, port))
+    if not nodes:
+        raise ValueError(f"a Redis Cluster URL names at least one node (host:port): {url!r}")
+    return nodes, user, password
+
+
+def client_for(url: str) -> Client:
+    """A redis-py asyncio client for `url`: `Redis` or `RedisCluster`."""
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+    errors: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
+    if is_cluster_url(url):
+        nodes, user, password = cluster_nodes(url)
+        return AsyncRedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=user,
+            password=password,
+            ssl=url.startswith("rediss+"),
+            retry=retry,
+            retry_on_error=errors,
+            **_COMMON,
+        )
+    return aioredis.Redis.from_url(url, retry=retry, retry_on_error=errors, **_COMMON)
