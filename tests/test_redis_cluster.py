@@ -21,13 +21,12 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from redis.cluster import RedisCluster as SyncRedisCluster
 
 from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, SyncClient
 from imsync_client.sync import SyncRefused
-from services.common.local_redis import RedisCluster, RedisServer
+from services.common.local_redis import RedisCluster
 from services.common.sample import SampleAccount
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.redis.store import RedisStore
@@ -128,18 +127,6 @@ def _sample(account_id: str, seed: int) -> SampleAccount:
     return sample
 
 
-def _primary_of(cluster: RedisCluster, account_id: str) -> RedisServer:
-    """The primary holding the account's slot now."""
-    first = cluster.primaries()[0]
-    client = SyncRedisCluster(host="127.0.0.1", port=first.port)
-    try:
-        node = client.get_node_from_key(f"{PREFIX}:{{{account_id}}}:meta")
-        assert node is not None
-        return next(server for server in cluster.servers if server.port == int(node.port))
-    finally:
-        client.close()
-
-
 @pytest_asyncio.fixture(params=[1, 0], ids=["wait-1", "control-no-wait"])
 async def run(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Run, int]]:
     cluster = RedisCluster(tmp_path / "cluster").start()
@@ -195,7 +182,7 @@ async def test_a_primary_killed_under_load_loses_nothing_acknowledged_with_the_w
     load, wait = run
     cluster = load.cluster
     victim = ACCOUNTS[0]
-    primary = _primary_of(cluster, victim)
+    primary = cluster.primary_for(f"{PREFIX}:{{{victim}}}:meta")
     replica = cluster.replica_of(primary)
     tasks = [asyncio.ensure_future(load.worker()), asyncio.ensure_future(load.reader())]
     try:

@@ -209,6 +209,23 @@ class RedisCluster:
     def primaries(self) -> list[RedisServer]:
         return [server for server, role, _ in self.nodes() if role == "master"]
 
+    def primary_for(self, key: str) -> RedisServer:
+        """The primary that holds the key's slot now (CLUSTER KEYSLOT, CLUSTER NODES)."""
+        asked = next(server for server in self.servers if server.process is not None)
+        slot = int(self.command(asked, "CLUSTER", "KEYSLOT", key))
+        for line in self.command(asked, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if len(fields) < 9 or "master" not in fields[2].split(",") or "fail" in fields[2]:
+                continue
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for ranges in fields[8:]:
+                if ranges.startswith("["):  # a slot being migrated
+                    continue
+                first, _, last = ranges.partition("-")
+                if int(first) <= slot <= int(last or first):
+                    return next(server for server in self.servers if server.port == port)
+        raise LookupError(f"no primary holds the slot of {key!r}")
+
     def replica_of(self, primary: RedisServer) -> RedisServer:
         for server, role, port in self.nodes():
             if role == "slave" and port == primary.port:
