@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -427,6 +429,48 @@ async def test_the_admin_api_over_http(tmp_path: Path) -> None:
             assert (await http.get("/api/im/admin/workers")).json()["data"]["workers"] == []
     finally:
         await channel.close(grace=None)
+        await master.stop()
+
+
+def _imsync(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_a_worker_config_s_accounts_are_imported_into_the_fleet(tmp_path: Path) -> None:
+    """`imsync account import`: the older form's [[accounts]] become managed accounts (the
+    login, the base URL, the seed), twice is harmless, and a session kept elsewhere than
+    where a scheduled worker looks is pointed out."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "d-1.json").write_text("{}")
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        'master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\n'
+        '[[accounts]]\naccount_id = "d-1"\nadapter = "douyin"\nbase_url = "http://127.0.0.1:9"\n'
+        'storage_state = "elsewhere/d-1.json"\nlogin_uid = "60001"\nlogin_password = "secret"\n'
+        '[[accounts]]\naccount_id = "s-1"\nadapter = "sample"\nseed = 5\n'
+    )
+    master = Master(MasterConfig(listen="127.0.0.1:0", retention=KEEP_EVERYTHING))
+    port = await master.start()
+    try:
+        cli = partial(_imsync, "account", "import", str(config), "--master", f"127.0.0.1:{port}")
+        first = await asyncio.to_thread(cli)
+        assert first.returncode == 0, first.stderr
+        assert f"move its session {tmp_path / 'elsewhere' / 'd-1.json'} to {tmp_path / 'state' / 'd-1.json'}" in (
+            first.stdout
+        )
+        assert "capacity = 2" in first.stdout
+        kept = {a.account_id: a for a in await master.store.list_managed_accounts()}
+        assert (kept["d-1"].adapter, kept["d-1"].base_url) == ("douyin", "http://127.0.0.1:9")
+        assert (kept["d-1"].login_method, kept["d-1"].login_uid) == (fl.LOGIN_METHOD_PASSWORD, "60001")
+        assert kept["d-1"].login_password == "secret"
+        assert (kept["s-1"].adapter, kept["s-1"].seed) == ("sample", 5)
+        again = await asyncio.to_thread(cli)
+        assert again.returncode == 0 and again.stdout.count("already in the fleet") == 2, again.stdout
+        none = await asyncio.to_thread(
+            _imsync, "account", "import", str(tmp_path / "missing.toml"), "--master", f"127.0.0.1:{port}"
+        )
+        assert none.returncode == 2 and "missing.toml" in none.stderr
+    finally:
         await master.stop()
 
 

@@ -135,15 +135,18 @@ def _tools(commands: Any) -> None:
 
     account = commands.add_parser(
         "account",
-        help="add, pause, resume, remove and list the fleet's accounts; repair one",
+        help="add, import, pause, resume, remove and list the fleet's accounts; repair one",
         description="add, pause, resume, remove, list, workers: the accounts the masters assign to the workers "
         "that take scheduled accounts (workers with a capacity), through a master (--master, an --api-key with "
-        "the admin scope). reset-version: the master forgets which versions of the account it applied (keeping "
+        "the admin scope). import WORKER_CONFIG: adds the accounts a worker config names ([[accounts]]) to the "
+        "fleet. reset-version: the master forgets which versions of the account it applied (keeping "
         "its entities, read marks, pins and replies); the owning worker then sends a whole snapshot. For an "
         "account a worker pushed to a version nothing can follow. With --data-dir, stop the master first.",
     )
     account.add_argument("action", choices=(*fleet_cli.ACTIONS, "reset-version"))
-    account.add_argument("account_id", metavar="ACCOUNT_ID", nargs="?", default="")
+    account.add_argument(
+        "account_id", metavar="ACCOUNT_ID", nargs="?", default="", help="the account (import: a worker config file)"
+    )
     flag = _Flags(account)
     fleet_cli.add_flags(account, flag)
     flag("--data-dir", "IMSYNC_DATA_DIR", "", "reset-version: the stopped master's data directory", metavar="DIR")

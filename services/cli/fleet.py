@@ -1,5 +1,7 @@
-"""`imsync account add|pause|resume|remove|list|workers` and `imsync session-key create`:
-the fleet's accounts, through a master's FleetService (an API key with the admin scope)."""
+"""`imsync account add|import|pause|resume|remove|list|workers` and `imsync session-key
+create`: the fleet's accounts, through a master's FleetService (an API key with the admin
+scope). `import WORKER.toml` adds the accounts a worker config names ([[accounts]], the
+older form) to the fleet, so that the config can keep only its capacity."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ACTIONS = ("add", "pause", "resume", "remove", "list", "workers")
+ACTIONS = ("add", "import", "pause", "resume", "remove", "list", "workers")
 _LOGINS = {"qr": 1, "phone": 2, "password": 3}
 
 
@@ -76,6 +78,8 @@ async def _run(args: argparse.Namespace) -> int:
                 )
                 made = await client.create_managed_account(fl.CreateManagedAccountRequest(account=account))
                 print(_line(made.account))
+            elif args.action == "import":
+                return await _import(client, Path(args.account_id))
             elif args.action in ("pause", "resume"):
                 change = fl.ManagedAccount(account_id=args.account_id, paused=args.action == "pause")
                 done = await client.update_managed_account(
@@ -106,9 +110,62 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _import(client: Any, path: Path) -> int:
+    """Each account of a worker config, as a managed account; those the fleet has already are
+    left as they are."""
+    import grpc
+
+    from imsync.v1 import fleet_pb2 as fl
+    from imsync_client import ImsyncError
+    from services.worker.config import ConfigError, load_worker_config
+
+    try:
+        config = load_worker_config(path)
+    except ConfigError as error:
+        print(f"imsync account import: {path}: {error}", file=sys.stderr)
+        return 2
+    if not config.accounts:
+        print(f"imsync account import: {path} names no [[accounts]]", file=sys.stderr)
+        return 2
+    failed = 0
+    for named in config.accounts:
+        options = named.options
+        password = bool(options.get("login_uid") and options.get("login_password"))
+        account = fl.ManagedAccount(
+            account_id=named.account_id,
+            adapter=named.adapter,
+            base_url=str(options.get("base_url", "")),
+            login_method=fl.LOGIN_METHOD_PASSWORD if password else fl.LOGIN_METHOD_QR_CODE,
+            login_uid=str(options.get("login_uid", "")) if password else "",
+            login_password=str(options.get("login_password", "")) if password else "",
+            seed=int(options.get("seed", 0)) if named.adapter == "sample" else 0,
+        )
+        try:
+            made = await client.create_managed_account(fl.CreateManagedAccountRequest(account=account))
+            print(_line(made.account))
+        except ImsyncError as error:
+            if error.code() == grpc.StatusCode.ALREADY_EXISTS:
+                print(f"{named.account_id}\talready in the fleet: left as it is")
+                continue
+            print(f"{named.account_id}\tnot imported: {error.message}", file=sys.stderr)
+            failed += 1
+            continue
+        # A scheduled worker keeps an account's session at <state_dir>/<account id>.json.
+        kept = options.get("storage_state")
+        wanted = (config.state_dir or path.parent / "state") / f"{named.account_id}.json"
+        if kept and Path(str(kept)) != wanted and await asyncio.to_thread(Path(str(kept)).exists):
+            print(f"{named.account_id}\tmove its session {kept} to {wanted}, or it logs in again")
+    print(
+        f"next: replace the [[accounts]] tables of {path} with capacity = {len(config.accounts)} (or more) and "
+        "restart the worker: the master assigns it these accounts, and it resumes with the sessions it kept"
+    )
+    return 1 if failed else 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action not in ("list", "workers") and not args.account_id:
-        print(f"imsync account {args.action}: ACCOUNT_ID is required", file=sys.stderr)
+        wanted = "WORKER_CONFIG (a worker's TOML file)" if args.action == "import" else "ACCOUNT_ID"
+        print(f"imsync account {args.action}: {wanted} is required", file=sys.stderr)
         return 2
     return asyncio.run(_run(args))
 

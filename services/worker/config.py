@@ -19,7 +19,7 @@ capacity = 20                      # take up to 20 accounts the master assigns (
 labels = { region = "sh" }         #   an account asking for labels goes to workers offering them;
 state_dir = "state"                #   their sessions, as the master hands them over
 
-# ... or name the accounts here instead (no capacity):
+# ... or, the older form, name the accounts here (no capacity; `imsync account import` moves them):
 [[accounts]]
 account_id = "douyin-001"
 adapter = "douyin"                 # the creator center in Chromium

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import signal
 from pathlib import Path
@@ -19,6 +20,8 @@ from .douyin import DouyinAdapter, DouyinOptions
 from .fleet import WorkerFleet
 from .sample_adapter import SampleAdapter
 from .sync_engine import EngineConfig, SyncEngine
+
+log = logging.getLogger(__name__)
 
 
 def make_adapter(account: AccountConfig, pool: BrowserPool) -> PlatformAdapter:
@@ -105,6 +108,10 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
         )
     else:
         print(f"imsync worker {config.worker_id} started: {len(adapters)} accounts, master {config.master}", flush=True)
+        log.warning(
+            "accounts named in the worker config ([[accounts]]) are the older form: add them to the fleet with "
+            "`imsync account import CONFIG.toml`, then give this worker `capacity = N` instead (docs/fleet.md)"
+        )
     if metrics_listen:
         tasks.append(asyncio.create_task(serve_metrics(metrics_listen, "worker")))
     if stop is None:
