@@ -26,7 +26,8 @@ from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, walk
 from services import processes
 from services.common.sample import SampleAccount
-from services.worker.sync_engine import EngineConfig, SyncEngine
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW, token_for, write_tokens
 from .sync_harness import crawl_of, crawled_bytes, view_copy

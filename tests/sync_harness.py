@@ -19,7 +19,8 @@ from services.master.server import Master as MasterProcess
 from services.master.server import MasterConfig
 from services.master.sync.hub import SyncConfig
 from services.worker.account_state import AccountView
-from services.worker.sync_engine import CommandHandler, EngineConfig, SyncEngine
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import CommandHandler, SyncEngine
 
 from .conftest import token_for, write_tokens
 

@@ -13,7 +13,8 @@ from services.worker.account_book import AccountBook
 from services.worker.account_runner import AccountRunner, RunnerConfig
 from services.worker.account_state import AccountView
 from services.worker.adapter import CrawlFailed, CrawlResult, LiveSink, LoginFailed, LoginOperator
-from services.worker.sync_engine import EngineConfig, SyncEngine
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import SyncEngine
 
 EVERY = frozenset({"contents", "comments", "conversations", "messages", "notifications"})
 

@@ -375,6 +375,39 @@ async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_pa
         await master.stop()
 
 
+async def test_of_workers_equally_full_the_one_with_more_crawls_per_account_is_given_more(tmp_path: Path) -> None:
+    master = Master(fleet_config(tmp_path))
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    streams = []
+    try:
+        # What a worker offers is checked: a hello out of bounds is refused naming the field.
+        wild = RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=10, max_concurrent_crawls=10_001))
+        refused = await wild.next("nack")
+        assert "hello.max_concurrent_crawls" in str(refused.nack.status)
+        wild.call.cancel()
+        for worker_id, crawls in (("worker-a", 1), ("worker-b", 4)):
+            hello = sync_pb2.Hello(worker_id=worker_id, capacity=10, max_concurrent_crawls=crawls)
+            streams.append(await RawStream(channel, hello).welcomed())
+        for n in range(5):
+            await master.store.save_managed_account(sample(f"c-{n}"), create=True)
+        im = ImClient(channel)
+
+        async def spread() -> dict[str, tuple[int, int]] | None:
+            workers = (await im.list_workers(fl.ListWorkersRequest())).workers
+            held = {w.worker_id: (len(w.account_ids), w.max_concurrent_crawls) for w in workers}
+            return held if sum(n for n, _ in held.values()) == 5 else None
+
+        # Each placed where the load over capacity is lowest; of equals, where an account
+        # gets more of the worker's concurrent crawls.
+        assert await waiting.eventually(spread, timeout=10) == {"worker-a": (2, 1), "worker-b": (3, 4)}
+    finally:
+        for stream in streams:
+            stream.call.cancel()
+        await channel.close(grace=None)
+        await master.stop()
+
+
 async def _next_of(call: Any, kind: str) -> Any:
     response = await call.read()
     return response if response.WhichOneof("kind") == kind else None

@@ -232,3 +232,15 @@ async def test_a_primary_killed_under_load_loses_nothing_acknowledged_with_the_w
     else:
         assert during_pause > before_pause + 2, "without the wait, changes are acknowledged all along"
         assert victim in lost_versions, "what the replica never got is gone with the primary"
+
+
+async def test_the_weakest_primary_s_persistence_is_what_the_master_tells(redis_cluster: RedisCluster) -> None:
+    store = RedisStore.from_url(redis_cluster.url, prefix="persistence")
+    primary = redis_cluster.primaries()[-1]
+    try:
+        assert "appendfsync always" in await store.check_persistence()
+        RedisCluster.command(primary, "CONFIG", "SET", "appendfsync", "everysec")
+        assert "appendfsync everysec" in await store.check_persistence()
+    finally:
+        RedisCluster.command(primary, "CONFIG", "SET", "appendfsync", "always")
+        await store.close()

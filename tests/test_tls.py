@@ -14,7 +14,8 @@ from services.common.tls import ClientTls, ServerTls, open_channel
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import Master, MasterConfig
 from services.master.sync.hub import SyncConfig
-from services.worker.sync_engine import EngineConfig, SyncEngine
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW, token_for, write_tokens
 from .helpers.certs import Authority

@@ -172,6 +172,9 @@ export class FleetPanel {
                   { dataset: { workerId: worker.worker_id } },
                   h("strong", {}, worker.worker_id),
                   ` ${(worker.account_ids || []).length}/${worker.capacity}`,
+                  worker.max_concurrent_crawls
+                    ? h("span", { class: "muted small" }, ` · ${t("fleet.crawls", { count: worker.max_concurrent_crawls })}`)
+                    : null,
                   worker.labels && Object.keys(worker.labels).length ? h("span", { class: "muted small" }, ` · ${shownLabels(worker.labels)}`) : null,
                   h("p", { class: "muted small" }, (worker.account_ids || []).join(", ")),
                 ),

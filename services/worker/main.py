@@ -17,9 +17,10 @@ from .adapter import PlatformAdapter
 from .browser import BrowserPool
 from .config import AccountConfig, WorkerConfig
 from .douyin import DouyinAdapter, DouyinOptions
+from .engine_config import EngineConfig
 from .fleet import WorkerFleet
 from .sample_adapter import SampleAdapter
-from .sync_engine import EngineConfig, SyncEngine
+from .sync_engine import SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
             command_log=config.command_log,
             capacity=config.capacity,
             labels=config.labels,
+            crawls=config.max_concurrent_crawls,
         ),
         adapters,
         perform,

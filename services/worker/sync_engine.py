@@ -15,8 +15,6 @@ import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,13 +22,13 @@ from opentelemetry import trace
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
-from imsync_client.sync import DEFAULT_CHUNK_BYTES
 from services.common.observability import context_from, tracer
-from services.common.tls import ClientTls, open_channel
+from services.common.tls import open_channel
 
 from .account_state import AccountView
 from .account_sync import AccountSync
 from .command_log import CommandLog
+from .engine_config import EngineConfig, GoAway
 from .metrics import COMMANDS, CONNECTED
 
 log = logging.getLogger(__name__)
@@ -42,39 +40,6 @@ ReleaseHandler = Callable[[str, str], Awaitable[None]]
 
 _TRANSPORT_LIMIT = 64 * 1024 * 1024
 _REPLIES = ("reply_to_comment", "send_message")
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    master: str
-    worker_id: str
-    token: str
-    # Unacknowledged versions per account before new crawls are coalesced.
-    window: int = 8
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    # The master is taken for gone after this many heartbeat intervals of silence.
-    liveness_intervals: float = 3.0
-    # Results of performed commands kept to answer a command delivered again.
-    remembered_results: int = 10_000
-    # Where the commands begun and their results are kept across restarts (command_log.py);
-    # None: in memory only, so a restarted worker may perform a command again.
-    command_log: Path | None = None
-    # TLS to the master; None speaks plain text.
-    tls: ClientTls | None = None
-    # A worker taking what the master assigns (fleet.proto): its room and labels; 0: none.
-    capacity: int = 0
-    labels: tuple[tuple[str, str], ...] = ()
-
-
-class GoAway(Exception):
-    """The master is stopping and asked to be called again after `delay` seconds."""
-
-    def __init__(self, delay: float, reason: str) -> None:
-        super().__init__(reason)
-        self.delay = delay
-        self.reason = reason
 
 
 class SyncEngine:
@@ -319,6 +284,7 @@ class SyncEngine:
                 ],
                 capacity=self.config.capacity,
                 labels=dict(self.config.labels),
+                max_concurrent_crawls=self.config.crawls,
             )
         )
 

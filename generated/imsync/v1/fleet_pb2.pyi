@@ -180,11 +180,14 @@ class FleetWorker(_message.Message):
     ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
     CONNECT_TIME_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CRAWLS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     capacity: _builtins.int
     """At most this many accounts at once."""
     peer: _builtins.str
     """Its address as the master sees it."""
+    max_concurrent_crawls: _builtins.int
+    """How many of its accounts it crawls at once."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -202,10 +205,11 @@ class FleetWorker(_message.Message):
         account_ids: _abc.Iterable[_builtins.str] | None = ...,
         connect_time: _timestamp_pb2.Timestamp | None = ...,
         peer: _builtins.str = ...,
+        max_concurrent_crawls: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "capacity", b"capacity", "connect_time", b"connect_time", "labels", b"labels", "peer", b"peer", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "capacity", b"capacity", "connect_time", b"connect_time", "labels", b"labels", "max_concurrent_crawls", b"max_concurrent_crawls", "peer", b"peer", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

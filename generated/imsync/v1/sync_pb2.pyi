@@ -268,11 +268,16 @@ class Hello(_message.Message):
     ACCOUNTS_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_CRAWLS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     capacity: _builtins.int
     """A worker that takes the accounts the master assigns (fleet.proto) says how many it
     can hold at once; 0 for a worker that names its own accounts and is given none.
     Its `accounts` are those it still runs from an earlier stream.
+    """
+    max_concurrent_crawls: _builtins.int
+    """How many of its accounts it crawls at once (its max_concurrent_crawls): of workers
+    equally full, the master gives an account to the one with the most crawls per account.
     """
     @_builtins.property
     def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountVersion]: ...
@@ -287,10 +292,11 @@ class Hello(_message.Message):
         accounts: _abc.Iterable[Global___AccountVersion] | None = ...,
         capacity: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        max_concurrent_crawls: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "capacity", b"capacity", "labels", b"labels", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "capacity", b"capacity", "labels", b"labels", "max_concurrent_crawls", b"max_concurrent_crawls", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

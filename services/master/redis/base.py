@@ -161,8 +161,14 @@ class RedisBase:
     async def check_persistence(self) -> str:
         """What an acknowledgement means with this Redis's persistence; warns when a crash of
         Redis's machine could lose acknowledged changes."""
+        config: Any
         try:
-            config = await self.redis.config_get("append*")
+            if self.cluster:
+                # Every primary's; the weakest is what an acknowledgement can count on.
+                configs: Any = await self.redis.config_get("append*", target_nodes=AsyncRedisCluster.PRIMARIES)
+                config = min(configs.values(), key=_strength) if configs else {}
+            else:
+                config = await self.redis.config_get("append*")
         except RedisError:
             return "unknown: CONFIG GET is not allowed; make sure appendonly is yes and appendfsync always"
         appendonly = _text(config.get("appendonly") or b"no")
@@ -371,6 +377,13 @@ class RedisBase:
         its change needs: before its first commit, so that a crash in between leaves an id
         without data, which every list skips, never data without an id."""
         pipe.zadd(self.accounts_key, {account_id: 0}, nx=True)
+
+
+def _strength(config: Mapping[Any, Any]) -> int:
+    """How much of what a node acknowledged its persistence keeps: 0 (snapshots only) to 2."""
+    if _text(config.get("appendonly") or b"no") != "yes":
+        return 0
+    return 2 if _text(config.get("appendfsync") or b"") == "always" else 1
 
 
 def _split(item: str) -> tuple[str, str]:

@@ -43,16 +43,18 @@ log = logging.getLogger(__name__)
 MAX_CAPACITY = 10_000
 
 
-def offer(hello: sync_pb2.Hello) -> tuple[int, dict[str, str]]:
-    """The capacity and labels a worker offers, checked."""
+def offer(hello: sync_pb2.Hello) -> tuple[int, dict[str, str], int]:
+    """The capacity, labels and concurrent crawls a worker offers, checked."""
     if not 0 < hello.capacity <= MAX_CAPACITY:
         raise InvalidArgument(f"1 to {MAX_CAPACITY} accounts", field="hello.capacity")
+    if hello.max_concurrent_crawls > MAX_CAPACITY:
+        raise InvalidArgument(f"at most {MAX_CAPACITY}", field="hello.max_concurrent_crawls")
     if len(hello.labels) > fleet.MAX_LABELS:
         raise InvalidArgument(f"at most {fleet.MAX_LABELS} labels", field="hello.labels")
     for name, value in hello.labels.items():
         if not (0 < len(name) <= 63 and 0 < len(value) <= 63):
             raise InvalidArgument("names and values of 1 to 63 characters", field="hello.labels")
-    return hello.capacity, dict(hello.labels)
+    return hello.capacity, dict(hello.labels), hello.max_concurrent_crawls
 
 
 async def keep_session(session: SyncSession, upload: sync_pb2.SessionUpload) -> None:
@@ -161,7 +163,8 @@ class Scheduler:
         ]
         if not candidates:
             return False
-        session = min(candidates, key=lambda s: (_load(s), len(s.granted), s.worker_id, s.id))
+        # Of workers equally full, the one with the most concurrent crawls per account.
+        session = min(candidates, key=lambda s: (_load(s), _per_crawl(s), len(s.granted), s.worker_id, s.id))
         try:
             epoch = await session.take(account.account_id)
         except AccountOwned:
@@ -262,10 +265,16 @@ class Scheduler:
             budget -= 1
 
 
+def _per_crawl(session: SyncSession) -> float:
+    """The accounts a worker holds per crawl it runs at once (one, when it did not say)."""
+    return len(session.granted) / (session.crawls or 1)
+
+
 def worker_of(session: SyncSession) -> fl.FleetWorker:
     worker = fl.FleetWorker(
         worker_id=session.worker_id,
         capacity=session.capacity,
+        max_concurrent_crawls=session.crawls,
         labels=session.labels,
         account_ids=sorted(session.granted),
         peer=session.peer,

@@ -87,6 +87,7 @@ class SyncSession:
         # A worker that takes scheduled accounts says how many it can hold, and what it
         # offers (Hello.capacity, Hello.labels; fleet.py).
         self.capacity = 0
+        self.crawls = 0  # its concurrent crawls (Hello.max_concurrent_crawls)
         self.labels: dict[str, str] = {}
         # Accounts asked back from the worker (Release), with why; it holds them until it
         # says Released.
@@ -216,7 +217,7 @@ class SyncSession:
             if not claim.account_id:
                 raise InvalidArgument("must not be empty", field=f"hello.accounts[{index}].account_id")
         if hello.capacity or hello.labels:
-            self.capacity, self.labels = fleet.offer(hello)
+            self.capacity, self.labels, self.crawls = fleet.offer(hello)
         self.said_hello = True
         known = await hub.store.known_accounts([claim.account_id for claim in hello.accounts])
         room = hub.config.max_accounts - await hub.store.account_count()
