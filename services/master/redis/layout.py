@@ -267,8 +267,8 @@ return #events
 # lately. "Lately" is the last events_kept events: as long as the stream keeps.
 #
 # KEYS[1] the events stream, KEYS[2] the digests (a sorted set in the stream's slot, each
-# scored by when it was added), KEYS[3] the count of events added (the scores); ARGV[1] about how many the stream keeps, then the events in order. Returns how many it
-# added.
+# scored by when it was added), KEYS[3] the count of events added (the scores); ARGV[1]
+# about how many the stream keeps, then the events in order. Returns how many it added.
 FLUSH_ADD = """
 local kept = tonumber(ARGV[1])
 local added = 0

@@ -26,7 +26,6 @@ operator sees at once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable
 from typing import Any
 
@@ -37,6 +36,9 @@ from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
 
 from services.master.model.errors import NotPersisted
+
+# Tags tried for a fence key in a primary's slots: enough to reach every one of 16,384.
+_FENCE_TRIES = 200_000
 
 
 class Replication:
@@ -114,11 +116,18 @@ class Replication:
                 connection_pool=ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
             )
         if not fence or _name(self._cluster.get_node_from_key(fence)) != node.name:
+            # A node that holds no slot (one failed over, not yet dropped from the map)
+            # has none: the round fails (NotPersisted) rather than search for ever.
             fence = next(
-                key
-                for n in itertools.count()
-                if _name(self._cluster.get_node_from_key(key := f"{self._fence}{{{n}}}")) == node.name
+                (
+                    key
+                    for n in range(_FENCE_TRIES)
+                    if _name(self._cluster.get_node_from_key(key := f"{self._fence}{{{n}}}")) == node.name
+                ),
+                "",
             )
+            if not fence:
+                raise OSError(f"the Redis Cluster node {node.name} holds no slot")
         self._nodes[node.name] = (client, fence)
         return client, fence
 
