@@ -26,9 +26,11 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as uni
 from imsync_client import ImClient, SyncClient
 from imsync_client.sync import SyncRefused
+from services.common.addresses import free_port
 from services.common.local_redis import RedisCluster
 from services.common.sample import SampleAccount
 from services.master.model.retention import KEEP_EVERYTHING
+from services.master.redis.connect import cluster_nodes
 from services.master.redis.store import RedisStore
 from services.master.server import Master, MasterConfig
 from services.master.sync.hub import SyncConfig
@@ -244,3 +246,27 @@ async def test_the_weakest_primary_s_persistence_is_what_the_master_tells(redis_
     finally:
         RedisCluster.command(primary, "CONFIG", "SET", "appendfsync", "always")
         await store.close()
+
+
+def test_a_cluster_url_names_its_nodes_and_a_wrong_one_says_what_is_wrong() -> None:
+    assert cluster_nodes("redis+cluster://:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7002/0") == (
+        [("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7002)],
+        None,
+        "s@cret",
+    )
+    for url, said in [
+        ("redis+cluster://", "at least one node"),
+        ("redis+cluster://127.0.0.1:http", "port is not a number"),
+        ("redis+cluster://127.0.0.1:70000", "port is not a number"),
+        ("redis://127.0.0.1:6379", "not a Redis Cluster URL"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            cluster_nodes(url)
+
+
+async def test_a_master_given_a_cluster_it_cannot_reach_says_so(tmp_path: Path) -> None:
+    config = MasterConfig(listen="127.0.0.1:0", store=f"redis+cluster://127.0.0.1:{free_port()}")
+    master = Master(config)
+    with pytest.raises(OSError, match="cannot reach Redis at redis\\+cluster://"):
+        await master.start()
+    await master.stop()

@@ -21,8 +21,6 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from imsync.v1 import events_pb2 as ev
 from services.common.rate_limit import RateLimiter
 from services.master.auth.api_keys import SharedLimiter, SharedSeats
@@ -38,7 +36,7 @@ from services.master.model.metrics import observe_reply
 from services.master.model.store import Store
 from services.master.redis.commands import RedisCommandBook
 from services.master.redis.connect import is_redis_url
-from services.master.redis.errors import reraise_cancellation
+from services.master.redis.errors import FAILURES, reraise_cancellation
 from services.master.redis.events import RedisEventFeed
 from services.master.redis.leases import SharedLeases
 from services.master.redis.rate_limit import SharedRateLimiter, SharedStreamSeats
@@ -221,7 +219,7 @@ class RedisBackend(Backend):
             if self.redis.replication is not None:
                 self.persistence += "; " + await self.redis.replication.describe()
             await self.feed.prime()
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             raise OSError(f"cannot reach Redis at {self.config.store}: {error}") from error
 
     def background(self, health: Health, renew_leases: Callable[[], Task]) -> list[Task]:
@@ -240,7 +238,7 @@ class RedisBackend(Backend):
                 async with asyncio.timeout(1.0):
                     await self.redis.redis.ping()
                 health.set_reason("redis", None)
-            except (RedisError, OSError, TimeoutError) as error:
+            except FAILURES as error:  # (TimeoutError, the ping's own, is an OSError)
                 reraise_cancellation()
                 health.set_reason("redis", f"Redis does not answer ({type(error).__name__})")
             await asyncio.sleep(0.5)

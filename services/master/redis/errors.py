@@ -7,8 +7,15 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.master.model.errors import Unavailable
@@ -35,11 +42,24 @@ def unavailable_on(
     return decorate
 
 
-# Redis out of reach: the client or worker tries again later. (Any other error of Redis
-# is a defect, answered INTERNAL.)
-out_of_reach = unavailable_on(RedisConnectionError, RedisTimeoutError, OSError)
+# Redis out of reach: the client or worker tries again later. On a Redis Cluster that is
+# also a slot without a primary for a moment (a failover: CLUSTERDOWN, TRYAGAIN, no node
+# reachable, a slot not covered yet). Any other error of Redis is a defect, answered
+# INTERNAL.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    OSError,
+)
+# Any failure of Redis or of the cluster's client (which raises some outside RedisError).
+FAILURES: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
+out_of_reach = unavailable_on(*UNREACHABLE)
 # Any failure of Redis: for what a stream's end frees as far as Redis lets it.
-any_failure = unavailable_on(RedisError, OSError)
+any_failure = unavailable_on(*FAILURES)
 
 
 def reraise_cancellation() -> None:

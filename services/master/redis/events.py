@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from imsync.v1 import events_pb2 as ev
 from services.master.model.events import EventBus
 from services.master.redis.connect import Client
-from services.master.redis.errors import reraise_cancellation
+from services.master.redis.errors import FAILURES, reraise_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ async def follow_stream(
             found: Any = await client.xread({key: last}, block=1000, count=500)
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             reraise_cancellation()
             log.warning("cannot read %s: %s; trying again", what, error)
             await asyncio.sleep(1.0)

@@ -14,9 +14,8 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from services.common.rate_limit import RateLimiter
+from services.master.redis.errors import FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class SharedRateLimiter:
             return 0.0
         try:
             return float(await self._take(keys=[f"{self._prefix}:rate:{{{key}}}"], args=[self.rate, self.burst]))
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("rates counted by this master alone: Redis does not answer (%s)", error)
@@ -109,18 +108,18 @@ class SharedStreamSeats:
     async def take(self, key_id: str, seat: str, most: int) -> bool:
         try:
             return bool(int(await self._seat(keys=[self._key(key_id)], args=[seat, most, int(self.seconds * 1000)])))
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             log.warning("event streams counted by this master alone: Redis does not answer (%s)", error)
             return True
 
     async def renew(self, key_id: str, seat: str) -> None:
         try:
             await self._renew(keys=[self._key(key_id)], args=[seat, int(self.seconds * 1000)])
-        except (RedisError, OSError):
+        except FAILURES:
             pass  # lapses by itself if Redis stays away
 
     async def release(self, key_id: str, seat: str) -> None:
         try:
             await self._client.zrem(self._key(key_id), seat)
-        except (RedisError, OSError):
+        except FAILURES:
             pass

@@ -36,6 +36,7 @@ from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
 
 from services.master.model.errors import NotPersisted
+from services.master.redis.errors import FAILURES
 
 # Tags tried for a fence key in a primary's slots: enough to reach every one of 16,384.
 _FENCE_TRIES = 200_000
@@ -77,7 +78,7 @@ class Replication:
             upto = self._written
             try:
                 acked = await self._wait()
-            except (RedisError, OSError) as error:
+            except FAILURES as error:
                 waiting.set_exception(
                     NotPersisted(f"Redis did not answer WAIT ({type(error).__name__}); not acknowledged")
                 )
@@ -158,7 +159,7 @@ class Replication:
     async def _replicas_of(self, node: ClusterNode) -> int:
         try:
             info = await self._node(node)[0].info("replication")
-        except (RedisError, OSError):
+        except FAILURES:
             return 0
         return int(info.get("connected_slaves", 0))
 
