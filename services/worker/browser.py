@@ -150,7 +150,13 @@ class BrowserPool:
         try:
             await _bounded(context.storage_state(path=str(partial)), "save the session")
         except PlaywrightError as error:
-            log.warning("could not save the session of %s: %s", account_id, str(error).splitlines()[0])
+            said = str(error).splitlines()[0]
+            if "has been closed" in said:
+                # Chromium closed between the check above and the save (a stop reaching
+                # its process group): the file stays as it was, which is no failure.
+                log.info("the session of %s was not saved again: Chromium had closed", account_id)
+            else:
+                log.warning("could not save the session of %s: %s", account_id, said)
             return
         os.chmod(partial, 0o600)
         os.replace(partial, storage)
