@@ -181,6 +181,15 @@ async def _configuration(
     }
 
 
+async def _on_redis(name: str, url: str, tmp: Path, size: str, seconds: float) -> dict[str, dict[str, Any]]:
+    """One master, the same waiting for a replica, and two masters, on one Redis or cluster."""
+    return {
+        f"{name}-1": await _configuration(f"{name}-1", 1, url, tmp, size, seconds),
+        f"{name}-wait": await _configuration(f"{name}-wait", 1, url, tmp, size, seconds, wait_replicas=1),
+        f"{name}-2": await _configuration(f"{name}-2", 2, url, tmp, size, seconds),
+    }
+
+
 async def run(seconds: float, size: str) -> dict[str, dict[str, Any]]:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
@@ -193,21 +202,13 @@ async def run(seconds: float, size: str) -> dict[str, dict[str, Any]]:
         redis = RedisServer(tmp / "redis").start()
         replica = RedisServer(tmp / "replica", replica_of=redis.port).start()
         try:
-            results["redis-1"] = await _configuration("redis-1", 1, redis.url, tmp, size, seconds)
-            results["redis-wait"] = await _configuration(
-                "redis-wait", 1, redis.url, tmp, size, seconds, wait_replicas=1
-            )
-            results["redis-2"] = await _configuration("redis-2", 2, redis.url, tmp, size, seconds)
+            results.update(await _on_redis("redis", redis.url, tmp, size, seconds))
         finally:
             replica.stop()
             redis.stop()
         cluster = RedisCluster(tmp / "cluster").start()
         try:
-            results["cluster-1"] = await _configuration("cluster-1", 1, cluster.url, tmp, size, seconds)
-            results["cluster-wait"] = await _configuration(
-                "cluster-wait", 1, cluster.url, tmp, size, seconds, wait_replicas=1
-            )
-            results["cluster-2"] = await _configuration("cluster-2", 2, cluster.url, tmp, size, seconds)
+            results.update(await _on_redis("cluster", cluster.url, tmp, size, seconds))
         finally:
             cluster.stop()
     return results
