@@ -113,8 +113,9 @@ class Replication:
         assert self._cluster is not None
         client, fence = self._nodes.get(node.name, (None, ""))
         if client is None:
-            client = aioredis.Redis(
-                connection_pool=ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            # from_pool: the client owns its pool, so that closing it closes the connections.
+            client = aioredis.Redis.from_pool(
+                ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
             )
         if not fence or _name(self._cluster.get_node_from_key(fence)) != node.name:
             # A node that holds no slot (one failed over, not yet dropped from the map)
