@@ -545,15 +545,18 @@ async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twic
         await two.start("worker-b", capacity=4)
 
         async def everything_held_once() -> dict[str, str] | None:
-            held = sum((await one.loads()).values()) + sum((await two.loads()).values())
+            # Either master lists both workers: its own, and the other's as announced.
+            held = await one.loads()
             placement = await one.placement()  # the owners as Redis has them, from either master
-            if held == 6 and all(placement.values()):
+            if sum(held.values()) == 6 and held == await two.loads() and all(placement.values()):
                 return placement
             return None
 
         placement = await waiting.eventually(everything_held_once, timeout=15, every=0.2)
         assert set(placement.values()) <= {"worker-a", "worker-b"}
         assert placement == await two.placement(), "both masters see the same owners"
+        listed = (await one.im.list_workers(fl.ListWorkersRequest())).workers
+        assert [(w.worker_id, w.master_id) for w in listed] == [("worker-a", "m1"), ("worker-b", "m2")]
 
         # worker-b (on the second master) dies: the first master's worker takes its accounts
         # as far as its capacity goes, without two owners at any moment.

@@ -171,6 +171,7 @@ export class FleetPanel {
                   "li",
                   { dataset: { workerId: worker.worker_id } },
                   h("strong", {}, worker.worker_id),
+                  worker.master_id ? h("span", { class: "muted small" }, ` · ${t("fleet.on_master", { master: worker.master_id })}`) : null,
                   ` ${(worker.account_ids || []).length}/${worker.capacity}`,
                   worker.max_concurrent_crawls
                     ? h("span", { class: "muted small" }, ` · ${t("fleet.crawls", { count: worker.max_concurrent_crawls })}`)

@@ -98,8 +98,9 @@ async def _run(args: argparse.Namespace) -> int:
                 for worker in (await client.list_workers(fl.ListWorkersRequest())).workers:
                     labels = ",".join(f"{k}={v}" for k, v in sorted(worker.labels.items())) or "-"
                     crawls = f"{worker.max_concurrent_crawls} crawls at once" if worker.max_concurrent_crawls else "-"
+                    where = f" (master {worker.master_id})" if worker.master_id else ""
                     print(
-                        f"{worker.worker_id}\t{len(worker.account_ids)}/{worker.capacity}\t{crawls}\t{labels}\t"
+                        f"{worker.worker_id}{where}\t{len(worker.account_ids)}/{worker.capacity}\t{crawls}\t{labels}\t"
                         + " ".join(worker.account_ids)
                     )
         except ImsyncError as error:

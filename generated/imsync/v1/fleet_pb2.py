@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15imsync/v1/fleet.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x04\n\x0eManagedAccount\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61\x64\x61pter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0clogin_method\x18\x04 \x01(\x0e\x32\x16.imsync.v1.LoginMethod\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x42\n\rworker_labels\x18\x07 \x03(\x0b\x32+.imsync.v1.ManagedAccount.WorkerLabelsEntry\x12\x11\n\tlogin_uid\x18\x08 \x01(\t\x12\x1c\n\x0elogin_password\x18\t \x01(\tB\x04\xe2\x41\x01\x04\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tworker_id\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bhas_session\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x0c\n\x04seed\x18\x0e \x01(\r\x1a\x33\n\x11WorkerLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x89\x02\n\x0b\x46leetWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x32\n\x06labels\x18\x03 \x03(\x0b\x32\".imsync.v1.FleetWorker.LabelsEntry\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnect_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04peer\x18\x06 \x01(\t\x12\x1d\n\x15max_concurrent_crawls\x18\x07 \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x11\x41\x63\x63ountAssignment\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x1a\n\x12previous_worker_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x1c\n\x1aListManagedAccountsRequest\"J\n\x1bListManagedAccountsResponse\x12+\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x19.imsync.v1.ManagedAccount\"4\n\x18GetManagedAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x19GetManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"O\n\x1b\x43reateManagedAccountRequest\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccountB\x04\xe2\x41\x01\x02\"J\n\x1c\x43reateManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"\x9a\x01\n\x1bUpdateManagedAccountRequest\x12\x18\n\naccount_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccountB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1cUpdateManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"7\n\x1b\x44\x65leteManagedAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1e\n\x1c\x44\x65leteManagedAccountResponse\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.imsync.v1.FleetWorker*}\n\x0bLoginMethod\x12\x1c\n\x18LOGIN_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14LOGIN_METHOD_QR_CODE\x10\x01\x12\x1b\n\x17LOGIN_METHOD_PHONE_CODE\x10\x02\x12\x19\n\x15LOGIN_METHOD_PASSWORD\x10\x03\x32\xda\x06\n\x0c\x46leetService\x12\x84\x01\n\x13ListManagedAccounts\x12%.imsync.v1.ListManagedAccountsRequest\x1a&.imsync.v1.ListManagedAccountsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/im/admin/accounts\x12\x8b\x01\n\x11GetManagedAccount\x12#.imsync.v1.GetManagedAccountRequest\x1a$.imsync.v1.GetManagedAccountResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/admin/accounts/{account_id}\x12\x90\x01\n\x14\x43reateManagedAccount\x12&.imsync.v1.CreateManagedAccountRequest\x1a\'.imsync.v1.CreateManagedAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x16/api/im/admin/accounts:\x07\x61\x63\x63ount\x12\x9d\x01\n\x14UpdateManagedAccount\x12&.imsync.v1.UpdateManagedAccountRequest\x1a\'.imsync.v1.UpdateManagedAccountResponse\"4\x82\xd3\xe4\x93\x02.2#/api/im/admin/accounts/{account_id}:\x07\x61\x63\x63ount\x12\x94\x01\n\x14\x44\x65leteManagedAccount\x12&.imsync.v1.DeleteManagedAccountRequest\x1a\'.imsync.v1.DeleteManagedAccountResponse\"+\x82\xd3\xe4\x93\x02%*#/api/im/admin/accounts/{account_id}\x12k\n\x0bListWorkers\x12\x1d.imsync.v1.ListWorkersRequest\x1a\x1e.imsync.v1.ListWorkersResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/admin/workersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15imsync/v1/fleet.proto\x12\timsync.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x04\n\x0eManagedAccount\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61\x64\x61pter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0clogin_method\x18\x04 \x01(\x0e\x32\x16.imsync.v1.LoginMethod\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x42\n\rworker_labels\x18\x07 \x03(\x0b\x32+.imsync.v1.ManagedAccount.WorkerLabelsEntry\x12\x11\n\tlogin_uid\x18\x08 \x01(\t\x12\x1c\n\x0elogin_password\x18\t \x01(\tB\x04\xe2\x41\x01\x04\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tworker_id\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bhas_session\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x0c\n\x04seed\x18\x0e \x01(\r\x1a\x33\n\x11WorkerLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x02\n\x0b\x46leetWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x32\n\x06labels\x18\x03 \x03(\x0b\x32\".imsync.v1.FleetWorker.LabelsEntry\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x04 \x03(\t\x12\x30\n\x0c\x63onnect_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04peer\x18\x06 \x01(\t\x12\x1d\n\x15max_concurrent_crawls\x18\x07 \x01(\r\x12\x11\n\tmaster_id\x18\x08 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x11\x41\x63\x63ountAssignment\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x1a\n\x12previous_worker_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x1c\n\x1aListManagedAccountsRequest\"J\n\x1bListManagedAccountsResponse\x12+\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x19.imsync.v1.ManagedAccount\"4\n\x18GetManagedAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x19GetManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"O\n\x1b\x43reateManagedAccountRequest\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccountB\x04\xe2\x41\x01\x02\"J\n\x1c\x43reateManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"\x9a\x01\n\x1bUpdateManagedAccountRequest\x12\x18\n\naccount_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccountB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x1cUpdateManagedAccountResponse\x12*\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x19.imsync.v1.ManagedAccount\"7\n\x1b\x44\x65leteManagedAccountRequest\x12\x18\n\naccount_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1e\n\x1c\x44\x65leteManagedAccountResponse\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.imsync.v1.FleetWorker*}\n\x0bLoginMethod\x12\x1c\n\x18LOGIN_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14LOGIN_METHOD_QR_CODE\x10\x01\x12\x1b\n\x17LOGIN_METHOD_PHONE_CODE\x10\x02\x12\x19\n\x15LOGIN_METHOD_PASSWORD\x10\x03\x32\xda\x06\n\x0c\x46leetService\x12\x84\x01\n\x13ListManagedAccounts\x12%.imsync.v1.ListManagedAccountsRequest\x1a&.imsync.v1.ListManagedAccountsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/im/admin/accounts\x12\x8b\x01\n\x11GetManagedAccount\x12#.imsync.v1.GetManagedAccountRequest\x1a$.imsync.v1.GetManagedAccountResponse\"+\x82\xd3\xe4\x93\x02%\x12#/api/im/admin/accounts/{account_id}\x12\x90\x01\n\x14\x43reateManagedAccount\x12&.imsync.v1.CreateManagedAccountRequest\x1a\'.imsync.v1.CreateManagedAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x16/api/im/admin/accounts:\x07\x61\x63\x63ount\x12\x9d\x01\n\x14UpdateManagedAccount\x12&.imsync.v1.UpdateManagedAccountRequest\x1a\'.imsync.v1.UpdateManagedAccountResponse\"4\x82\xd3\xe4\x93\x02.2#/api/im/admin/accounts/{account_id}:\x07\x61\x63\x63ount\x12\x94\x01\n\x14\x44\x65leteManagedAccount\x12&.imsync.v1.DeleteManagedAccountRequest\x1a\'.imsync.v1.DeleteManagedAccountResponse\"+\x82\xd3\xe4\x93\x02%*#/api/im/admin/accounts/{account_id}\x12k\n\x0bListWorkers\x12\x1d.imsync.v1.ListWorkersRequest\x1a\x1e.imsync.v1.ListWorkersResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/im/admin/workersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -75,42 +75,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETSERVICE'].methods_by_name['DeleteManagedAccount']._serialized_options = b'\202\323\344\223\002%*#/api/im/admin/accounts/{account_id}'
   _globals['_FLEETSERVICE'].methods_by_name['ListWorkers']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['ListWorkers']._serialized_options = b'\202\323\344\223\002\027\022\025/api/im/admin/workers'
-  _globals['_LOGINMETHOD']._serialized_start=1852
-  _globals['_LOGINMETHOD']._serialized_end=1977
+  _globals['_LOGINMETHOD']._serialized_start=1871
+  _globals['_LOGINMETHOD']._serialized_end=1996
   _globals['_MANAGEDACCOUNT']._serialized_start=167
   _globals['_MANAGEDACCOUNT']._serialized_end=680
   _globals['_MANAGEDACCOUNT_WORKERLABELSENTRY']._serialized_start=629
   _globals['_MANAGEDACCOUNT_WORKERLABELSENTRY']._serialized_end=680
   _globals['_FLEETWORKER']._serialized_start=683
-  _globals['_FLEETWORKER']._serialized_end=948
-  _globals['_FLEETWORKER_LABELSENTRY']._serialized_start=903
-  _globals['_FLEETWORKER_LABELSENTRY']._serialized_end=948
-  _globals['_ACCOUNTASSIGNMENT']._serialized_start=950
-  _globals['_ACCOUNTASSIGNMENT']._serialized_end=1052
-  _globals['_LISTMANAGEDACCOUNTSREQUEST']._serialized_start=1054
-  _globals['_LISTMANAGEDACCOUNTSREQUEST']._serialized_end=1082
-  _globals['_LISTMANAGEDACCOUNTSRESPONSE']._serialized_start=1084
-  _globals['_LISTMANAGEDACCOUNTSRESPONSE']._serialized_end=1158
-  _globals['_GETMANAGEDACCOUNTREQUEST']._serialized_start=1160
-  _globals['_GETMANAGEDACCOUNTREQUEST']._serialized_end=1212
-  _globals['_GETMANAGEDACCOUNTRESPONSE']._serialized_start=1214
-  _globals['_GETMANAGEDACCOUNTRESPONSE']._serialized_end=1285
-  _globals['_CREATEMANAGEDACCOUNTREQUEST']._serialized_start=1287
-  _globals['_CREATEMANAGEDACCOUNTREQUEST']._serialized_end=1366
-  _globals['_CREATEMANAGEDACCOUNTRESPONSE']._serialized_start=1368
-  _globals['_CREATEMANAGEDACCOUNTRESPONSE']._serialized_end=1442
-  _globals['_UPDATEMANAGEDACCOUNTREQUEST']._serialized_start=1445
-  _globals['_UPDATEMANAGEDACCOUNTREQUEST']._serialized_end=1599
-  _globals['_UPDATEMANAGEDACCOUNTRESPONSE']._serialized_start=1601
-  _globals['_UPDATEMANAGEDACCOUNTRESPONSE']._serialized_end=1675
-  _globals['_DELETEMANAGEDACCOUNTREQUEST']._serialized_start=1677
-  _globals['_DELETEMANAGEDACCOUNTREQUEST']._serialized_end=1732
-  _globals['_DELETEMANAGEDACCOUNTRESPONSE']._serialized_start=1734
-  _globals['_DELETEMANAGEDACCOUNTRESPONSE']._serialized_end=1764
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1766
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1786
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1788
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1850
-  _globals['_FLEETSERVICE']._serialized_start=1980
-  _globals['_FLEETSERVICE']._serialized_end=2838
+  _globals['_FLEETWORKER']._serialized_end=967
+  _globals['_FLEETWORKER_LABELSENTRY']._serialized_start=922
+  _globals['_FLEETWORKER_LABELSENTRY']._serialized_end=967
+  _globals['_ACCOUNTASSIGNMENT']._serialized_start=969
+  _globals['_ACCOUNTASSIGNMENT']._serialized_end=1071
+  _globals['_LISTMANAGEDACCOUNTSREQUEST']._serialized_start=1073
+  _globals['_LISTMANAGEDACCOUNTSREQUEST']._serialized_end=1101
+  _globals['_LISTMANAGEDACCOUNTSRESPONSE']._serialized_start=1103
+  _globals['_LISTMANAGEDACCOUNTSRESPONSE']._serialized_end=1177
+  _globals['_GETMANAGEDACCOUNTREQUEST']._serialized_start=1179
+  _globals['_GETMANAGEDACCOUNTREQUEST']._serialized_end=1231
+  _globals['_GETMANAGEDACCOUNTRESPONSE']._serialized_start=1233
+  _globals['_GETMANAGEDACCOUNTRESPONSE']._serialized_end=1304
+  _globals['_CREATEMANAGEDACCOUNTREQUEST']._serialized_start=1306
+  _globals['_CREATEMANAGEDACCOUNTREQUEST']._serialized_end=1385
+  _globals['_CREATEMANAGEDACCOUNTRESPONSE']._serialized_start=1387
+  _globals['_CREATEMANAGEDACCOUNTRESPONSE']._serialized_end=1461
+  _globals['_UPDATEMANAGEDACCOUNTREQUEST']._serialized_start=1464
+  _globals['_UPDATEMANAGEDACCOUNTREQUEST']._serialized_end=1618
+  _globals['_UPDATEMANAGEDACCOUNTRESPONSE']._serialized_start=1620
+  _globals['_UPDATEMANAGEDACCOUNTRESPONSE']._serialized_end=1694
+  _globals['_DELETEMANAGEDACCOUNTREQUEST']._serialized_start=1696
+  _globals['_DELETEMANAGEDACCOUNTREQUEST']._serialized_end=1751
+  _globals['_DELETEMANAGEDACCOUNTRESPONSE']._serialized_start=1753
+  _globals['_DELETEMANAGEDACCOUNTRESPONSE']._serialized_end=1783
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1785
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1805
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1807
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1869
+  _globals['_FLEETSERVICE']._serialized_start=1999
+  _globals['_FLEETSERVICE']._serialized_end=2857
 # @@protoc_insertion_point(module_scope)

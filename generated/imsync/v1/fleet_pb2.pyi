@@ -181,6 +181,7 @@ class FleetWorker(_message.Message):
     CONNECT_TIME_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENT_CRAWLS_FIELD_NUMBER: _builtins.int
+    MASTER_ID_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     capacity: _builtins.int
     """At most this many accounts at once."""
@@ -188,6 +189,10 @@ class FleetWorker(_message.Message):
     """Its address as the master sees it."""
     max_concurrent_crawls: _builtins.int
     """How many of its accounts it crawls at once."""
+    master_id: _builtins.str
+    """The master it is connected to (--master-id; several masters over Redis); empty for a
+    master alone.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -206,10 +211,11 @@ class FleetWorker(_message.Message):
         connect_time: _timestamp_pb2.Timestamp | None = ...,
         peer: _builtins.str = ...,
         max_concurrent_crawls: _builtins.int = ...,
+        master_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "capacity", b"capacity", "connect_time", b"connect_time", "labels", b"labels", "max_concurrent_crawls", b"max_concurrent_crawls", "peer", b"peer", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "capacity", b"capacity", "connect_time", b"connect_time", "labels", b"labels", "master_id", b"master_id", "max_concurrent_crawls", b"max_concurrent_crawls", "peer", b"peer", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from imsync.v1 import fleet_pb2 as fl
+
 
 @dataclass
 class Lease:
@@ -104,4 +106,16 @@ class SharedLeaseBook(Protocol):
 
     async def owners(self, account_ids: list[str]) -> dict[str, str]:
         """The worker holding each account's lease, of those some master holds."""
+        ...
+
+    @property
+    def master_id(self) -> str: ...
+
+    async def announce_workers(self, workers: list[fl.FleetWorker]) -> None:
+        """This master's scheduled workers now, for the other masters' lists."""
+        ...
+
+    async def fleet_workers(self) -> list[fl.FleetWorker]:
+        """Every master's scheduled workers, as each last announced them (a master that
+        stopped announcing drops out after a lease)."""
         ...

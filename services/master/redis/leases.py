@@ -13,6 +13,7 @@ longer the lease's (redis_layout.COMMIT): a stream fenced by a newer claim canno
 
 from __future__ import annotations
 
+from imsync.v1 import fleet_pb2 as fl
 from services.master.model.leases import AccountOwned, Lease
 from services.master.redis.connect import Client
 from services.master.redis.errors import any_failure
@@ -45,6 +46,37 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+# KEYS[1] the masters' workers (hash: master -> ListWorkersResponse), KEYS[2] until when
+# each master's entry holds (hash: master -> ms on Redis's clock); ARGV: master, its
+# workers, how long they hold (ms).
+_ANNOUNCE = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ms + tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS as _ANNOUNCE. The workers of the masters whose entry still holds; the others are
+# dropped.
+_WORKERS = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local holds = redis.call('HGETALL', KEYS[2])
+local found = {}
+for i = 1, #holds, 2 do
+  if tonumber(holds[i + 1]) < ms then
+    redis.call('HDEL', KEYS[1], holds[i])
+    redis.call('HDEL', KEYS[2], holds[i])
+  else
+    local workers = redis.call('HGET', KEYS[1], holds[i])
+    if workers then table.insert(found, workers) end
+  end
+end
+return found
+"""
+
+
 class SharedLeases:
     """Leases between masters over one Redis (model/leases.py's SharedLeaseBook)."""
 
@@ -57,6 +89,21 @@ class SharedLeases:
 
     def _keys(self, account_id: str) -> AccountKeys:
         return AccountKeys(self._prefix, account_id)
+
+    @property
+    def _workers_keys(self) -> list[str]:
+        tag = f"{self._prefix}:{{fleet}}"
+        return [f"{tag}:workers", f"{tag}:workers-until"]
+
+    async def announce_workers(self, workers: list[fl.FleetWorker]) -> None:
+        for worker in workers:
+            worker.master_id = self.master_id
+        payload = fl.ListWorkersResponse(workers=workers).SerializeToString()
+        await self._redis.eval(_ANNOUNCE, 2, *self._workers_keys, self.master_id, payload, self._ms)
+
+    async def fleet_workers(self) -> list[fl.FleetWorker]:
+        found: list[bytes] = await self._redis.eval(_WORKERS, 2, *self._workers_keys)
+        return [worker for payload in found for worker in fl.ListWorkersResponse.FromString(payload).workers]
 
     @property
     def _ms(self) -> str:

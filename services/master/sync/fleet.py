@@ -150,6 +150,9 @@ class Scheduler:
             )
         if not waiting:
             self.rebalance(workers, accounts)
+        if hub.shared is not None:
+            # For the workers lists of the other masters.
+            await hub.shared.announce_workers([worker_of(s) for s in workers])
 
     async def place(self, account: fl.ManagedAccount, workers: list[SyncSession]) -> bool:
         """Gives the account to the eligible worker with the most room; False when none has any."""

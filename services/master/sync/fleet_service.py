@@ -121,13 +121,17 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     async def ListWorkers(self, request: fl.ListWorkersRequest, context: Context) -> fl.ListWorkersResponse:
         async def compute(access: Access) -> list[fl.FleetWorker]:
-            workers = []
-            for session in sorted(self._hub.scheduler.workers(), key=lambda s: (s.worker_id, s.id)):
-                worker = worker_of(session)
+            workers = [worker_of(session) for session in self._hub.scheduler.workers()]
+            shared = self._hub.shared
+            if shared is not None:
+                # Several masters: this one's workers as they are, the others' as announced.
+                for worker in workers:
+                    worker.master_id = shared.master_id
+                workers += [w for w in await shared.fleet_workers() if w.master_id != shared.master_id]
+            for worker in workers:
                 kept = [a for a in worker.account_ids if access.may_use(a)]
                 del worker.account_ids[:]
                 worker.account_ids.extend(kept)
-                workers.append(worker)
-            return workers
+            return sorted(workers, key=lambda w: (w.worker_id, w.master_id))
 
         return fl.ListWorkersResponse(workers=await self._answer(context, compute))
