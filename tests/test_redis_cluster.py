@@ -6,8 +6,9 @@ primary's replica took over; without it (the control) the same failover loses so
 The load: a worker on master A sends one-message deltas to six accounts (spread over the
 three primaries), while a client of master B marks their messages read. The replica of the
 primary holding one of the accounts is cut off (stopped, and its link dropped by the
-primary: it falls behind), the load goes on for a while, the primary is SIGKILLed, the replica resumes and the cluster fails it over;
-then the dead server starts again and rejoins as the new primary's replica.
+primary: it falls behind), the load goes on for a while, the primary is SIGKILLed, the
+replica resumes and the cluster fails it over; then the dead server starts again and
+rejoins as the new primary's replica.
 """
 
 from __future__ import annotations
