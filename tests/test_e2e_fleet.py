@@ -8,8 +8,6 @@ two workers on one account."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +26,7 @@ from services.sim.server import uids_of
 
 from . import waiting
 from .conftest import token_for, write_tokens
+from .helpers.cli import imsync
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +35,6 @@ LEASE = 4.0
 INTERVAL = 30.0
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
 WORKERS = ("worker-a", "worker-b", "next-worker", "e2e-worker")
-
-
-def imsync(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.timeout(480)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -35,6 +33,7 @@ from services.master.sync.hub import SyncConfig
 
 from . import waiting
 from .conftest import StoreFactory, token_for, write_tokens
+from .helpers.cli import imsync
 
 WORKERS = ("worker-a", "worker-b", "next-worker")
 
@@ -465,10 +464,6 @@ async def test_the_admin_api_over_http(tmp_path: Path) -> None:
         await master.stop()
 
 
-def _imsync(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=60)
-
-
 async def test_a_worker_config_s_accounts_are_imported_into_the_fleet(tmp_path: Path) -> None:
     """`imsync account import`: the older form's [[accounts]] become managed accounts (the
     login, the base URL, the seed), twice is harmless, and a session kept elsewhere than
@@ -477,7 +472,8 @@ async def test_a_worker_config_s_accounts_are_imported_into_the_fleet(tmp_path: 
     (tmp_path / "elsewhere" / "d-1.json").write_text("{}")
     config = tmp_path / "worker.toml"
     config.write_text(
-        'master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\n'
+        # The worker's token stays on the worker's machine: the import does without it.
+        'master = "127.0.0.1:1"\nworker_id = "w"\ntoken_file = "not-here.token"\n'
         '[[accounts]]\naccount_id = "d-1"\nadapter = "douyin"\nbase_url = "http://127.0.0.1:9"\n'
         'storage_state = "elsewhere/d-1.json"\nlogin_uid = "60001"\nlogin_password = "secret"\n'
         '[[accounts]]\naccount_id = "s-1"\nadapter = "sample"\nseed = 5\n'
@@ -485,7 +481,7 @@ async def test_a_worker_config_s_accounts_are_imported_into_the_fleet(tmp_path: 
     master = Master(MasterConfig(listen="127.0.0.1:0", retention=KEEP_EVERYTHING))
     port = await master.start()
     try:
-        cli = partial(_imsync, "account", "import", str(config), "--master", f"127.0.0.1:{port}")
+        cli = partial(imsync, "account", "import", str(config), "--master", f"127.0.0.1:{port}")
         first = await asyncio.to_thread(cli)
         assert first.returncode == 0, first.stderr
         assert f"move its session {tmp_path / 'elsewhere' / 'd-1.json'} to {tmp_path / 'state' / 'd-1.json'}" in (
@@ -500,7 +496,7 @@ async def test_a_worker_config_s_accounts_are_imported_into_the_fleet(tmp_path: 
         again = await asyncio.to_thread(cli)
         assert again.returncode == 0 and again.stdout.count("already in the fleet") == 2, again.stdout
         none = await asyncio.to_thread(
-            _imsync, "account", "import", str(tmp_path / "missing.toml"), "--master", f"127.0.0.1:{port}"
+            imsync, "account", "import", str(tmp_path / "missing.toml"), "--master", f"127.0.0.1:{port}"
         )
         assert none.returncode == 2 and "missing.toml" in none.stderr
     finally:

@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,15 +27,10 @@ from services.master.sync.hub import SyncConfig
 
 from . import waiting
 from .conftest import NOW, token_for, write_tokens
+from .helpers.cli import imsync
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def imsync(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def refused_with_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> None:

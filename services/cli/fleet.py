@@ -122,7 +122,7 @@ async def _import(client: Any, path: Path) -> int:
     from services.worker.config import ConfigError, load_worker_config
 
     try:
-        config = load_worker_config(path)
+        config = load_worker_config(path, with_token=False)
     except ConfigError as error:
         print(f"imsync account import: {path}: {error}", file=sys.stderr)
         return 2

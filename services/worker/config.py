@@ -94,11 +94,7 @@ def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def load_worker_config(path: Path) -> WorkerConfig:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: {error}") from None
+def _token(raw: dict[str, Any], path: Path) -> str:
     token = os.environ.get("IMSYNC_WORKER_TOKEN") or raw.get("token")
     if not token and "token_file" in raw:
         token_path = (path.parent / str(raw["token_file"])).resolve()
@@ -108,6 +104,17 @@ def load_worker_config(path: Path) -> WorkerConfig:
             raise ConfigError(f"token_file: {error}") from None
     if not token:
         raise ConfigError("token: required (token, token_file or env IMSYNC_WORKER_TOKEN)")
+    return str(token)
+
+
+def load_worker_config(path: Path, *, with_token: bool = True) -> WorkerConfig:
+    """The config at `path`, checked. `with_token=False` (reading only its accounts, as
+    `imsync account import` does, perhaps on another machine) leaves the token unread."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    token = _token(raw, path) if with_token else ""
     accounts = []
     seen: set[str] = set()
     for index, table in enumerate(raw.get("accounts", [])):
@@ -189,7 +196,7 @@ def load_worker_config(path: Path) -> WorkerConfig:
     return WorkerConfig(
         master=_require(raw, "master", str, ""),
         worker_id=_require(raw, "worker_id", str, ""),
-        token=str(token),
+        token=token,
         accounts=tuple(accounts),
         window=window,
         max_concurrent_crawls=concurrent,

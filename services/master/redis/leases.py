@@ -96,8 +96,6 @@ class SharedLeases:
         return [f"{tag}:workers", f"{tag}:workers-until"]
 
     async def announce_workers(self, workers: list[fl.FleetWorker]) -> None:
-        for worker in workers:
-            worker.master_id = self.master_id
         payload = fl.ListWorkersResponse(workers=workers).SerializeToString()
         await self._redis.eval(_ANNOUNCE, 2, *self._workers_keys, self.master_id, payload, self._ms)
 

@@ -274,8 +274,10 @@ def _per_crawl(session: SyncSession) -> float:
 
 
 def worker_of(session: SyncSession) -> fl.FleetWorker:
+    shared = session.hub.shared
     worker = fl.FleetWorker(
         worker_id=session.worker_id,
+        master_id=shared.master_id if shared is not None else "",
         capacity=session.capacity,
         max_concurrent_crawls=session.crawls,
         labels=session.labels,

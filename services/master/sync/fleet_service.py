@@ -125,8 +125,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             shared = self._hub.shared
             if shared is not None:
                 # Several masters: this one's workers as they are, the others' as announced.
-                for worker in workers:
-                    worker.master_id = shared.master_id
                 workers += [w for w in await shared.fleet_workers() if w.master_id != shared.master_id]
             for worker in workers:
                 kept = [a for a in worker.account_ids if access.may_use(a)]
