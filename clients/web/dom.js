@@ -1,4 +1,4 @@
-import { fullTime, when } from "./i18n.js";
+import { fullTime, t, when } from "./i18n.js";
 
 // Building the page without ever parsing text as markup: every string from the API
 // (written by strangers on the platform) goes in as a text node or an attribute value.
@@ -25,6 +25,16 @@ function append(node, children) {
 export function replace(node, ...children) {
   node.replaceChildren();
   append(node, children);
+}
+
+// The header of a side panel (templates, the fleet): back, its title and what it holds.
+export function panelHeader(title, subtitle, onBack) {
+  return h(
+    "header",
+    { class: "detail-header" },
+    h("button", { type: "button", class: "back", onclick: onBack }, t("back")),
+    h("div", { class: "grow" }, h("h2", { id: "detail-title" }, title), h("p", { class: "muted" }, subtitle)),
+  );
 }
 
 // Times come as RFC 3339 instants; they are shown in the viewer's own time zone, the

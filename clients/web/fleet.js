@@ -2,7 +2,7 @@
 // added, paused, resumed and removed here; the workers with their load.
 
 import { api } from "./api.js";
-import { h, replace } from "./dom.js";
+import { h, panelHeader, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 const LOGINS = [
@@ -139,12 +139,7 @@ export class FleetPanel {
     );
     replace(
       this.root,
-      h(
-        "header",
-        { class: "detail-header" },
-        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back")),
-        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, t("fleet.title")), h("p", { class: "muted" }, t("fleet.subtitle"))),
-      ),
+      panelHeader(t("fleet.title"), t("fleet.subtitle"), () => this.onBack()),
       h(
         "div",
         { class: "fleet-panel" },

@@ -2,7 +2,7 @@
 // box by typing "/" (compose.js).
 
 import { api } from "./api.js";
-import { h, replace } from "./dom.js";
+import { h, panelHeader, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 const PLACEHOLDERS = ["{customer_name}", "{work_title}", "{account_name}", "{agent_name}"];
@@ -62,12 +62,7 @@ export class TemplatesPanel {
     const all = this.templates.list();
     replace(
       this.root,
-      h(
-        "header",
-        { class: "detail-header" },
-        h("button", { type: "button", class: "back", onclick: () => this.onBack() }, t("back")),
-        h("div", { class: "grow" }, h("h2", { id: "detail-title" }, t("templates.title")), h("p", { class: "muted" }, t("templates.subtitle"))),
-      ),
+      panelHeader(t("templates.title"), t("templates.subtitle"), () => this.onBack()),
       h(
         "div",
         { class: "templates-panel" },
