@@ -135,6 +135,68 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
         results["noop"] = await round_trips(f"http://{fixed.address}/noop")
     finally:
         await fixed.stop()
+    results["uncached"] = await uncached_targets(tmp, master_args, token, data, seconds)
+    return results
+
+
+def _pages(data: list[SampleAccount]) -> dict[str, str]:
+    """The pages read without a cache: a page of conversations, of a conversation's
+    messages, of the unified inbox."""
+    conversation = data[0].batch.conversations[0].conversation_id
+    return {
+        "conversations": URL,
+        "messages": f"/api/im/conversations/{conversation}/messages?account_id=douyin-001&count=20",
+        "unified inbox": "/api/im/unified-messages?account_id=douyin-001&count=20",
+    }
+
+
+async def uncached_targets(
+    tmp: Path, master_args: list[str], token: str, data: list[SampleAccount], seconds: float
+) -> dict[str, Any]:
+    """Each page with the cache off (a page made anew at every read), embedded and through a
+    gateway process; beside the bare endpoint answering the same page's bytes."""
+    results: dict[str, Any] = {}
+    embedded = await processes.start(
+        [*master_args, "--gateway-listen", "127.0.0.1:0", "--gateway-console", "none", "--gateway-no-cache"],
+        module="services.cli",
+    )
+    try:
+        master = await _master_line(embedded)
+        await load(master, token, data)
+        async with httpx.AsyncClient(base_url=f"http://{embedded.address}") as http:
+            for name, path in _pages(data).items():
+                answer = await http.get(path)
+                answer.raise_for_status()
+                (tmp / f"{name}.json").write_bytes(answer.content)
+                results[name] = {"bytes": len(answer.content)}
+                results[name]["embedded"] = measure(f"http://{embedded.address}{path}", seconds)
+        gateway = await processes.start(
+            [
+                "--log-level",
+                "WARNING",
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--master",
+                master,
+                "--console",
+                "none",
+                "--no-cache",
+            ]
+        )
+        try:
+            for name, path in _pages(data).items():
+                results[name]["separate"] = measure(f"http://{gateway.address}{path}", seconds)
+        finally:
+            await gateway.stop()
+    finally:
+        await embedded.stop(timeout=30)
+    for name, path in _pages(data).items():
+        fixed = await processes.start(["fixed", "--body", str(tmp / f"{name}.json")], module="bench.baselines")
+        try:
+            results[name]["fixed"] = measure(f"http://{fixed.address}{path}", seconds)
+        finally:
+            await fixed.stop()
     return results
 
 
@@ -285,6 +347,33 @@ async def ingestion(messages: int) -> dict[str, float]:
 # ------------------------------------------------------------------------ main
 
 
+def _uncached_rows(uncached: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for name, page in uncached.items():
+        fixed = page["fixed"]
+        for where in ("embedded", "separate"):
+            read = page[where]
+            rows.append(
+                (
+                    f"GET {name} (20), no cache, {where}, req/s",
+                    f"{read['rps']:,.0f}",
+                    f"fixed JSON ({page['bytes']:,} B): {fixed['rps']:,.0f}",
+                    f"{read['rps'] / fixed['rps']:.2f}",
+                    ">= 0.5",
+                )
+            )
+            rows.append(
+                (
+                    f"  p99 at 64 connections, {where}",
+                    f"{read['p99_64_ms']:.1f} ms",
+                    f"{fixed['p99_64_ms']:.1f} ms",
+                    f"{read['p99_64_ms'] / fixed['p99_64_ms']:.2f}",
+                    "<= 2",
+                )
+            )
+    return rows
+
+
 def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     h = results["http"]
     rows = [
@@ -316,6 +405,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"{h['embedded']['p99_64_ms'] / h['fixed']['p99_64_ms']:.2f}",
             "<= 1",
         ),
+        *_uncached_rows(h["uncached"]),
         (
             "page of 20 of 100,000 messages, in process",
             f"{results['query']['large_us']:.0f} us",

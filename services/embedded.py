@@ -27,6 +27,7 @@ def embedded_app(
     http: HttpOptions = HttpOptions(),
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
+    encoded_bytes: int = 32 * 1024 * 1024,
     metrics: bool = False,
     cors_origins: Sequence[str] = (),
     legacy_names: bool = False,
@@ -42,7 +43,7 @@ def embedded_app(
 
         responses = ResponseCache(master.store.stamp, authorize, max_bytes=cache_bytes)
     app = create_app(
-        channel=InProcessChannel(master.im_servicers, master.keys),  # type: ignore[arg-type]
+        channel=InProcessChannel(master.im_servicers, master.keys, encoded_bytes=encoded_bytes),  # type: ignore[arg-type]
         console=console,
         trusted_proxies=http.trusted_proxies,
         cache=responses,
@@ -70,6 +71,7 @@ def embedded_gateway(
     http: HttpOptions = HttpOptions(),
     cache: bool = True,
     cache_bytes: int = 64 * 1024 * 1024,
+    encoded_bytes: int = 32 * 1024 * 1024,
     metrics: bool = False,
     cors_origins: Sequence[str] = (),
     legacy_names: bool = False,
@@ -81,6 +83,7 @@ def embedded_gateway(
             http=http,
             cache=cache,
             cache_bytes=cache_bytes,
+            encoded_bytes=encoded_bytes,
             metrics=metrics,
             cors_origins=cors_origins,
             legacy_names=legacy_names,

@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imsync.v1 import conversations_pb2 as conv
 from imsync_client import ImClient, SyncClient, SyncRefused
 from services import processes
+from services.common.protojson import JsonStyle, to_json
 from services.common.sample import SampleAccount, sample_accounts
-from services.gateway.protojson import JsonStyle, to_json
 
 from .conftest import NOW, token_for, write_tokens
 

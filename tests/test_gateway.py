@@ -12,10 +12,10 @@ import pytest_asyncio
 from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import unified_messages_pb2 as uni
+from services.common.protojson import JsonStyle, to_json
 from services.common.sample import SampleAccount
 from services.gateway.app import create_app
 from services.gateway.marshalers import ProfileRegistry
-from services.gateway.protojson import JsonStyle, to_json
 from services.master.model.store import MAX_PAGE_SIZE
 
 from .conftest import NOW, Master, push_all

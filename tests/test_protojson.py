@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.gateway.protojson import JsonStyle, from_json, to_json
+from services.common.protojson import JsonStyle, from_json, to_json
 
 
 def sample() -> e.Conversation:

@@ -130,7 +130,9 @@ def master(args: argparse.Namespace) -> int:
             args.gateway_listen,
             console=console,
             http=http_options(args, "gateway_"),
+            cache=not args.gateway_no_cache,
             cache_bytes=args.cache_max_bytes,
+            encoded_bytes=args.encoded_max_bytes,
             cors_origins=origins,
             legacy_names=args.gateway_im_legacy_names,
         )

@@ -166,6 +166,20 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         type=int,
         metavar="BYTES",
     )
+    master.add_argument(
+        "--gateway-no-cache",
+        action="store_true",
+        help="with --gateway-listen: keep no answers (every read is a page made anew)",
+    )
+    flag(
+        "--encoded-max-bytes",
+        "IMSYNC_ENCODED_MAX_BYTES",
+        32 * MiB,
+        "with --gateway-listen: bytes of entities kept encoded as JSON, in each of the two "
+        "JSON styles, that pages are joined from (0 keeps none)",
+        type=int,
+        metavar="BYTES",
+    )
     _http(_Flags(master), "gateway-")
     _clients(master, "gateway-")
     # What a caller can make the master hold.

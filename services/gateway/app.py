@@ -43,6 +43,7 @@ from imsync.v1 import (
 )
 from services.common import logs
 from services.common.observability import trace_metadata
+from services.common.protojson import EncodedReply, JsonStyle
 from services.common.rpc_errors import bad_request, error_status
 from services.common.tls import ClientTls, open_channel
 
@@ -132,6 +133,7 @@ class Gateway:
         self._owns_channel = channel is None
         self._profiles = profiles
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
+        self._encoded: dict[tuple[str, JsonStyle], Any] = {}
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
@@ -160,6 +162,7 @@ class Gateway:
                 await self._channel.close(grace=None)
                 self._channel = None
                 self._calls.clear()
+                self._encoded.clear()
 
     async def _stream(
         self,
@@ -337,19 +340,22 @@ class Gateway:
         stamp = cache.stamp(account_id) if cache is not None else 0
         if cache is not None:
             CACHE_MISSES.inc()
-        call = self._call(route)(message, metadata=metadata, timeout=timeout)
+        encoded = self._encoded_call(route, profile)
+        call = (encoded or self._call(route))(message, metadata=metadata, timeout=timeout)
         try:
-            reply: Message = await call
+            answered: Message | EncodedReply = await call
             headers = incoming_headers(await call.initial_metadata())
         except grpc.aio.AioRpcError as error:
             return _error(profile, status_of(error))
-        if route.response_body:
-            reply = getattr(reply, route.response_body)
-        if reply.DESCRIPTOR.full_name == HTTP_BODY:
-            # Raw bytes of their own type (grpc-gateway's HttpBody marshaler): no JSON, no envelope.
-            raw = Response(reply.data, media_type=reply.content_type or "application/octet-stream", headers=headers)  # type: ignore[attr-defined]
-            return raw
-        body = profile.response_body(reply)
+        if isinstance(answered, EncodedReply):
+            body = profile.encoded_body(answered)
+        else:
+            reply: Any = getattr(answered, route.response_body) if route.response_body else answered
+            if reply.DESCRIPTOR.full_name == HTTP_BODY:
+                # Raw bytes of their own type (grpc-gateway's HttpBody marshaler): no JSON, no envelope.
+                media = reply.content_type or "application/octet-stream"
+                return Response(reply.data, media_type=media, headers=headers)
+            body = profile.response_body(reply)
         if request.method != "GET":
             return Response(body, media_type=JSON, headers=headers)
         headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
@@ -360,6 +366,18 @@ class Gateway:
                 key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}, route.template.template)
             )
         return _answer(request, body, headers)
+
+    def _encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
+        """The in-process channel's call answering this route as JSON already (a page
+        joined from kept encodings), or None: the legacy names are added to messages,
+        and a channel to another process answers messages."""
+        if profile.legacy or route.response_body:
+            return None
+        key = (route.grpc_path, profile.style)
+        if key not in self._encoded:
+            make = getattr(self._channel, "encoded_unary", None)
+            self._encoded[key] = make(route.grpc_path, profile.style) if make is not None else None
+        return self._encoded[key]
 
     async def answer_kept(self, scope: Scope, send: Send) -> bool:
         """Answers a GET from the cache, straight in ASGI (no routing, no Request or Response

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from .protojson import JsonStyle, descriptor_of, enum_of, from_json, parse_enum
+from services.common.protojson import JsonStyle, descriptor_of, enum_of, from_json, parse_enum
 
 
 class BindingError(Exception):

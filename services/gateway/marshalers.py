@@ -17,8 +17,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
+from services.common.protojson import EncodedReply, JsonStyle, descriptor_of, field_json_name, to_json
+
 from . import legacy as legacy_names
-from .protojson import JsonStyle, descriptor_of, to_json
 
 # Imported so that BadRequest details can be printed from their Any.
 _DETAIL_TYPES = (error_details_pb2.BadRequest,)
@@ -49,6 +50,17 @@ class Profile:
 
     def response_body(self, message: Message) -> bytes:
         data = self.json(message)
+        if self.envelope:
+            return _dumps({"data": data, "status_code": 0, "status_msg": ""})
+        return _dumps(data)
+
+    def encoded_body(self, reply: EncodedReply) -> bytes:
+        """A list read answered as JSON already: its items joined into the response's."""
+        data = self.json(reply.response)
+        if reply.items is not None:
+            response = descriptor_of(reply.response)
+            name = field_json_name(response.fields_by_name[reply.field], self.style)
+            data[name] = orjson.Fragment(b"[" + b",".join(reply.items) + b"]")
         if self.envelope:
             return _dumps({"data": data, "status_code": 0, "status_msg": ""})
         return _dumps(data)

@@ -20,10 +20,10 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.rpc import status_pb2
 
 from services.common import proto_docs
+from services.common.protojson import JsonStyle, field_json_name, short_enum_names
 
 from . import legacy
 from .marshalers import Profile, ProfileRegistry
-from .protojson import JsonStyle, field_json_name, short_enum_names
 from .routes import Route
 
 Schema = dict[str, Any]

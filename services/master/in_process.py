@@ -20,7 +20,10 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from services.common.protojson import EncodedReply, JsonStyle
+from services.master.api import encoded
 from services.master.auth.api_keys import ApiKeys
+from services.master.model.json_views import JsonViews
 from services.master.rpc.boundary import guard_streaming, guard_unary
 
 _Method = Callable[[Message, "InProcessContext"], Any]
@@ -147,13 +150,26 @@ class _Multicallable:
 class InProcessChannel:
     """The part of grpc.aio.Channel the gateway uses, over servicers in this process."""
 
-    def __init__(self, servicers: Sequence[tuple[ServiceDescriptor, object]], keys: ApiKeys) -> None:
+    def __init__(
+        self,
+        servicers: Sequence[tuple[ServiceDescriptor, object]],
+        keys: ApiKeys,
+        *,
+        encoded_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
         # Every call is authorized by these keys, as the gRPC server's calls are.
         self._keys = keys
         self._methods: dict[str, _Method] = {}
+        self._servicers: dict[str, object] = {}
         for service, servicer in servicers:
             for method in service.methods:
-                self._methods[f"/{service.full_name}/{method.name}"] = getattr(servicer, method.name)
+                path = f"/{service.full_name}/{method.name}"
+                self._methods[path] = getattr(servicer, method.name)
+                self._servicers[path] = servicer
+        # What workers sent of each entity, kept encoded in each style, at most
+        # `encoded_bytes` a style (json_views.py).
+        self.views = {style: JsonViews(style, encoded_bytes) for style in JsonStyle}
+        self._encoded: dict[tuple[str, JsonStyle], _Multicallable | None] = {}
 
     def _method(self, path: str) -> _Method:
         method = self._methods.get(path)
@@ -164,6 +180,26 @@ class InProcessChannel:
     # What the servicers raise is answered as the gRPC server's interceptor answers it.
     def unary_unary(self, path: str, **_: Any) -> _Multicallable:
         return _Multicallable(guard_unary(self._method(path), path, (_Aborted,), self._keys), streaming=False)
+
+    def encoded_unary(self, path: str, style: JsonStyle) -> _Multicallable | None:
+        """The call of a list read answering JSON in `style` (EncodedReply), guarded as
+        every call; None for a method that has no such read (api/encoded.py)."""
+        key = (path, style)
+        if key not in self._encoded:
+            self._encoded[key] = self._encoded_call(path, style)
+        return self._encoded[key]
+
+    def _encoded_call(self, path: str, style: JsonStyle) -> _Multicallable | None:
+        read = encoded.READS.get(path)
+        servicer = self._servicers.get(path)
+        if read is None or not isinstance(servicer, read[0]):
+            return None
+        views, answer = self.views[style], read[1]
+
+        async def method(request: Message, context: InProcessContext) -> EncodedReply:
+            return await answer(servicer, request, context, views)
+
+        return _Multicallable(guard_unary(method, path, (_Aborted,), self._keys), streaming=False)
 
     def unary_stream(self, path: str, **_: Any) -> _Multicallable:
         return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,), self._keys), streaming=True)

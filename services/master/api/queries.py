@@ -23,13 +23,15 @@ from imsync.v1 import (
 from imsync.v1 import contents_pb2 as cnt
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import discussions_pb2 as dis
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import unified_messages_pb2 as uni
 from services.master.api import thread_list
 from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.errors import InvalidArgument, NotFound
+from services.master.model.json_views import JsonViews
 from services.master.model.keys import ns_of, split_item_key
-from services.master.model.store import Store
+from services.master.model.store import Page, Store
 from services.master.rpc.access import answered, caller
 
 T = TypeVar("T")
@@ -141,7 +143,14 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
     async def ListConversations(
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
-        page = await self._answer(
+        page = await self.conversations_page(request, context)
+        return conv.ListConversationsResponse(conversations=page.items, cursor=page.cursor, has_more=page.has_more)
+
+    async def conversations_page(
+        self, request: conv.ListConversationsRequest, context: Context, as_json: JsonViews | None = None
+    ) -> Page[e.Conversation]:
+        """ListConversations' page (its items as JSON with `as_json`: encoded.py)."""
+        return await self._answer(
             context,
             lambda access: self._store.list_conversations(
                 self._named(access, request.account_id),
@@ -152,9 +161,9 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
                 count=request.count,
                 assignee=_assignee(request, access),
                 thread_state=request.thread_state,
+                as_json=as_json,
             ),
         )
-        return conv.ListConversationsResponse(conversations=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetConversation(
         self, request: conv.GetConversationRequest, context: Context
@@ -235,8 +244,14 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
 
 class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
+        page = await self.messages_page(request, context)
+        return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
+
+    async def messages_page(
+        self, request: msg.ListMessagesRequest, context: Context, as_json: JsonViews | None = None
+    ) -> Page[e.Message]:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
-        page = await self._answer(
+        return await self._answer(
             context,
             lambda access: self._store.list_messages(
                 self._named(access, request.account_id),
@@ -248,9 +263,9 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
                 since_ns=since,
                 cursor=request.cursor,
                 count=request.count,
+                as_json=as_json,
             ),
         )
-        return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
         found = await self._answer_held(
@@ -381,7 +396,13 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     async def ListUnifiedMessages(
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
-        page = await self._answer(
+        page = await self.unified_page(request, context)
+        return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
+
+    async def unified_page(
+        self, request: uni.ListUnifiedMessagesRequest, context: Context, as_json: JsonViews | None = None
+    ) -> Page[uni.UnifiedMessage]:
+        return await self._answer(
             context,
             lambda access: self._store.list_unified(
                 self._named(access, request.account_id),
@@ -391,9 +412,9 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
                 cursor=request.cursor,
                 count=request.count,
                 since_ns=ns_of(request.since_time) if request.HasField("since_time") else None,
+                as_json=as_json,
             ),
         )
-        return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     async def ListUnifiedThreads(
         self, request: uni.ListUnifiedThreadsRequest, context: Context

@@ -13,7 +13,8 @@ this one (the IM reads and marks).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
 
@@ -31,6 +32,9 @@ from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.keys import comment_key, message_key, split_item_key
 from services.master.model.store import Page, UnifiedStats, page_size
 from services.master.model.time_keys import item_of
+
+if TYPE_CHECKING:
+    from services.master.model.json_views import JsonViews
 
 
 class MemoryStore(Searching):
@@ -95,6 +99,7 @@ class MemoryStore(Searching):
         count: int,
         assignee: str | None = None,
         thread_state: int = 0,
+        as_json: JsonViews | None = None,
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
@@ -103,7 +108,15 @@ class MemoryStore(Searching):
             conversation = state.conversation_view(str(key[2]))
             return conversation if wanted(conversation) else None
 
-        return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
+        if as_json is None:
+            return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
+        to_json = as_json.conversation
+        unfiltered = (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0)
+
+        def encoded(key: Key) -> bytes | None:
+            return to_json(state, str(key[2])) if unfiltered or view(key) is not None else None
+
+        return _encoded(state.conversation_order, "conversations", (int, int, str), cursor, count, encoded)
 
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
@@ -204,6 +217,7 @@ class MemoryStore(Searching):
         since_ns: int | None,
         cursor: str,
         count: int,
+        as_json: JsonViews | None = None,
     ) -> Page[e.Message]:
         state = self._state(account_id)
         if conversation_id:
@@ -223,7 +237,15 @@ class MemoryStore(Searching):
 
         # Newest first: once a message is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: time_keys.ns_of_key(key) < since_ns)
-        return _page(order, "messages", (int, Newest), cursor, count, view, stop, packed=True)
+        if as_json is None:
+            return _page(order, "messages", (int, Newest), cursor, count, view, stop, packed=True)
+        to_json = as_json.message
+
+        def encoded(key: bytes) -> bytes | None:
+            message = state.messages[item_of(key)]
+            return to_json(state, message) if wanted(message) else None
+
+        return _encoded(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True)
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
@@ -323,6 +345,7 @@ class MemoryStore(Searching):
         cursor: str,
         count: int,
         since_ns: int | None = None,
+        as_json: JsonViews | None = None,
     ) -> Page[u.UnifiedMessage]:
         state = self._state(account_id)
         wanted = filters.unified(types, is_read, is_new)
@@ -367,10 +390,21 @@ class MemoryStore(Searching):
 
         # Newest first: once an item is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda entry: time_keys.ns_of_key(entry[2]) < since_ns)
-        items, end, has_more = _collect(merged, view, page_size(count), stop)
-        if end is None:
-            return Page(items, "", has_more)
-        return Page(items, cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end))), has_more)
+        if as_json is None:
+            items, end, has_more = _collect(merged, view, page_size(count), stop)
+            encoded = None
+        else:
+            to_json = as_json.unified
+            unfiltered = not types and is_read is None and is_new is None
+            encoded, end, has_more = _collect(
+                merged,
+                lambda entry: to_json(state, item_id(entry)) if unfiltered or view(entry) is not None else None,
+                page_size(count),
+                stop,
+            )
+            items = []
+        cursor = "" if end is None else cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end)))
+        return Page(items, cursor, has_more, encoded)
 
     async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)
@@ -396,3 +430,19 @@ class MemoryStore(Searching):
                 self._announce_read(state, [item_id])
                 marked += 1
         return marked
+
+
+def _encoded(
+    order: SortedList,
+    index: str,
+    shape: Sequence[type],
+    cursor: str,
+    count: int,
+    encode: Callable[[Any], bytes | None],
+    stop: Callable[[Any], bool] | None = None,
+    *,
+    packed: bool = False,
+) -> Page[Any]:
+    """changes._page, of items as JSON (Page.encoded)."""
+    page = _page(order, index, shape, cursor, count, encode, stop, packed=packed)
+    return Page([], page.cursor, page.has_more, page.items)

@@ -60,36 +60,47 @@ class AccountViews(AccountBase):
         threads.view(conversation, self.handling.threads.get(conversation_id), time.time_ns())
         return conversation
 
+    def unified_kind(self, item: str) -> tuple[str, str, int]:
+        """An inbox item's kind, its entity's id and its UnifiedMessageType."""
+        kind, entity_id = split_item_key(item, field="id")
+        if kind == "notification":
+            return kind, entity_id, u.UNIFIED_MESSAGE_TYPE_NOTIFICATION
+        if kind == "message":
+            return kind, entity_id, u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE
+        discussion = bool(self.comments[entity_id].parent_comment_id)
+        return kind, entity_id, u.UNIFIED_MESSAGE_TYPE_DISCUSSION if discussion else u.UNIFIED_MESSAGE_TYPE_COMMENT
+
     def message_view(self, message: e.Message) -> e.Message:
         view = e.Message()
         view.CopyFrom(message)
         view.account_id = self.account_id
+        # Every master-owned field is set here, whatever the worker sent.
+        read_ns, view.is_read, view.is_new = self.message_reading(message)
+        _set_read_at(view, read_ns)
+        return view
+
+    def message_reading(self, message: e.Message) -> tuple[int | None, bool, bool]:
+        """A message's read state: when it was read (None: not), whether it counts as
+        read (an outbound one always does), whether it is new."""
         item = message_key(message.message_id)
         read_ns = self.handling.read_at.get(item)
-        # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
-        view.is_read = read_ns is not None or not self.is_inbound(message)
-        view.is_new = item in self.handling.new_items
-        return view
+        return read_ns, read_ns is not None or not self.is_inbound(message), item in self.handling.new_items
 
     def comment_view(self, comment: e.Comment) -> e.Comment:
         view = e.Comment()
         view.CopyFrom(comment)
         view.account_id = self.account_id
-        item = comment_key(comment.comment_id)
-        read_ns = self.handling.read_at.get(item)
         # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
-        view.is_read = read_ns is not None or self.is_own(comment)
-        view.is_new = item in self.handling.new_items
+        read_ns, view.is_read, view.is_new = self.comment_reading(comment)
+        _set_read_at(view, read_ns)
         view.is_handled = False  # nothing marks a comment handled yet
         return view
+
+    def comment_reading(self, comment: e.Comment) -> tuple[int | None, bool, bool]:
+        """A comment's read state, as message_reading's (the account's own always read)."""
+        item = comment_key(comment.comment_id)
+        read_ns = self.handling.read_at.get(item)
+        return read_ns, read_ns is not None or self.is_own(comment), item in self.handling.new_items
 
     def content_view(self, content_id: str) -> e.Content:
         content = e.Content()
@@ -107,10 +118,7 @@ class AccountViews(AccountBase):
         view.account_id = self.account_id
         read_ns = self.handling.read_at.get(notification_key(notification.notification_id))
         # Every master-owned field is set here, whatever the worker sent.
-        if read_ns is not None:
-            view.read_at.FromNanoseconds(read_ns)
-        else:
-            view.ClearField("read_at")
+        _set_read_at(view, read_ns)
         view.is_read = read_ns is not None
         return view
 
@@ -149,3 +157,10 @@ def arrival_event(state: AccountViews, entity: e.Message | e.Comment | e.Notific
     return ev.Event(
         type=ev.EVENT_TYPE_NEW_NOTIFICATION, account_id=state.account_id, notification=state.notification_view(entity)
     )
+
+
+def _set_read_at(view: e.Message | e.Comment | e.Notification, read_ns: int | None) -> None:
+    if read_ns is not None:
+        view.read_at.FromNanoseconds(read_ns)
+    else:
+        view.ClearField("read_at")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
@@ -22,6 +22,9 @@ from services.master.model.account_base import Presence
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake, Wire
 from services.master.model.retention import Retention
+
+if TYPE_CHECKING:
+    from services.master.model.json_views import JsonViews
 
 T = TypeVar("T")
 
@@ -43,6 +46,9 @@ class Page(Generic[T]):
     items: list[T]
     cursor: str
     has_more: bool
+    # The items as JSON, when asked for (`as_json`) of a store that can make it without
+    # the views (json_views.py); `items` is then empty.
+    encoded: list[bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,7 @@ class Store(Protocol):
         count: int,
         assignee: str | None = None,
         thread_state: int = 0,
+        as_json: JsonViews | None = None,
     ) -> Page[e.Conversation]: ...
 
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation: ...
@@ -290,6 +297,7 @@ class Store(Protocol):
         since_ns: int | None,
         cursor: str,
         count: int,
+        as_json: JsonViews | None = None,
     ) -> Page[e.Message]: ...
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message: ...
@@ -339,6 +347,7 @@ class Store(Protocol):
         cursor: str,
         count: int,
         since_ns: int | None = None,
+        as_json: JsonViews | None = None,
     ) -> Page[u.UnifiedMessage]: ...
 
     async def unified_stats(self, account_id: str) -> UnifiedStats: ...

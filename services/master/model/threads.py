@@ -170,6 +170,9 @@ def view(conversation: e.Conversation | e.Thread, handling: jpb.ThreadHandling |
     `now_ns`: a snooze whose time passed is open and shown unread (as `wake` records it soon
     after). A done or snoozed one the customer wrote in is open already (`reopened`)."""
     if handling is None:
+        # Nobody handled it: whatever a worker sent in these fields is not shown.
+        conversation.assignee, conversation.note_count, conversation.is_marked_unread = "", 0, False
+        conversation.ClearField("snoozed_until")
         conversation.thread_state = OPEN
         return
     conversation.assignee = handling.assignee
@@ -182,6 +185,8 @@ def view(conversation: e.Conversation | e.Thread, handling: jpb.ThreadHandling |
     conversation.is_marked_unread = marked
     if state == SNOOZED:
         conversation.snoozed_until.CopyFrom(handling.snoozed_until)
+    else:
+        conversation.ClearField("snoozed_until")
 
 
 def check_note(text: str) -> str:

@@ -4,6 +4,7 @@ discussions and the unified inbox."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
@@ -26,6 +27,9 @@ from services.master.redis.base import (
 from services.master.redis.fleet import Fleet
 from services.master.redis.layout import AccountKeys, Writes, id_of
 from services.master.redis.recording import record_counters
+
+if TYPE_CHECKING:
+    from services.master.model.json_views import JsonViews
 
 
 class Queries(Fleet):
@@ -81,6 +85,7 @@ class Queries(Fleet):
         count: int,
         assignee: str | None = None,
         thread_state: int = 0,
+        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
     ) -> Page[e.Conversation]:
         keys = self._account_keys(account_id)
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
@@ -195,6 +200,7 @@ class Queries(Fleet):
         since_ns: int | None,
         cursor: str,
         count: int,
+        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
     ) -> Page[e.Message]:
         keys = self._account_keys(account_id)
         wanted = filters.messages(sender_id, receiver_id, status, message_type)
@@ -367,6 +373,7 @@ class Queries(Fleet):
         cursor: str,
         count: int,
         since_ns: int | None = None,
+        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
     ) -> Page[u.UnifiedMessage]:
         keys = self._account_keys(account_id)
         wanted = filters.unified(types, is_read, is_new)

@@ -13,7 +13,7 @@ import base64
 import enum
 import math
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
@@ -197,3 +197,14 @@ def parse_enum(enum_type: EnumDescriptor, text: Any, *, style: JsonStyle) -> Any
             if short == text.lower():
                 return enum_type.values_by_number[number].name
     return text
+
+
+class EncodedReply(NamedTuple):
+    """A list read answered as JSON already (the embedded gateway's pages: the master's
+    api/encoded.py): the response without its items, the repeated field they belong in,
+    and the items' JSON, each an object in the gateway's style. `items` is None when the
+    store keeps no encodings; the response then holds its items."""
+
+    response: Message
+    field: str
+    items: list[bytes] | None

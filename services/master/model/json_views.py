@@ -1,0 +1,267 @@
+"""The IM API's JSON of an account's entities, from encodings kept beside them.
+
+A page read through the embedded gateway is joined from each entity's JSON bytes, with
+no protobuf view built per item. An entity's JSON is made of two parts:
+
+- what the worker sent, with the account's id: encoded once, the first time it is read,
+  and kept (`Encodings`). The key is the stored entity object itself. Stored entities are
+  never changed in place (a change stores a new object), and a kept encoding holds its
+  entity, so an encoding found for the object stored now is that object's: it can never
+  be stale, and nothing has to invalidate it.
+- the fields the master owns (read marks, pins, unread counts, the team's handling),
+  written at every read from the state as it is then, as account_views.py sets them on
+  a view.
+
+The result parses to exactly what the gateway's encoder makes of the view (protojson.py,
+in either style); tests/test_json_views.py compares the two over random states.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any, cast
+
+import orjson
+from google.protobuf import timestamp_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import unified_messages_pb2 as u
+from services.common.protojson import JsonStyle, field_json_name, short_enum_names, to_json
+from services.master.model import threads
+from services.master.model.account_views import AccountViews
+from services.master.model.intake import COLLECTIONS
+from services.master.model.keys import notification_key
+
+# What a kept encoding costs besides its bytes: the entity object it holds alive (a upb
+# wrapper, about 140 bytes), the dictionary's entry and the tuple.
+_ENTRY_OVERHEAD = 300
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+@lru_cache(maxsize=65536)
+def _timestamp(ns: int) -> str:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(ns)
+    return stamp.ToJsonString()
+
+
+def _stamp_json(message: Message, field: str) -> str | None:
+    """A Timestamp field as protojson writes it: null when unset."""
+    return _timestamp(getattr(message, field).ToNanoseconds()) if message.HasField(field) else None
+
+
+class _Names:
+    """A message type's master-owned fields in one style: each one's JSON name, and how its
+    value is written (64-bit integers as strings and enums by full name for grpc-gateway,
+    numbers and short names for IM clients)."""
+
+    def __init__(self, descriptor: Descriptor, style: JsonStyle) -> None:
+        self.style = style
+        self.name: dict[str, str] = {}
+        self.enum: dict[str, dict[int, str]] = {}
+        for field in descriptor.fields:
+            self.name[field.name] = field_json_name(field, style)
+            if field.enum_type is not None:
+                if style is JsonStyle.IM:
+                    self.enum[field.name] = short_enum_names(field.enum_type)
+                else:
+                    self.enum[field.name] = {v.number: v.name for v in field.enum_type.values}
+        self.int64 = style is not JsonStyle.IM and any(f.type in _INT64 for f in descriptor.fields)
+        self._int64_fields = {f.name for f in descriptor.fields if f.type in _INT64}
+
+    def integer(self, field: str, value: int) -> int | str:
+        return str(value) if self.int64 and field in self._int64_fields else value
+
+    def enum_value(self, field: str, value: int) -> int | str:
+        return self.enum[field].get(value, value)
+
+
+class Encodings:
+    """What workers sent of each entity, encoded in one style and kept, at most `max_bytes`
+    of it; the least recently read goes first."""
+
+    def __init__(self, style: JsonStyle, max_bytes: int) -> None:
+        self.style = style
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        # id(entity) -> (entity, its JSON without the closing brace). The entity is held,
+        # so its id is not reused while the entry lives.
+        self._kept: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+        self._owned = {name: set(fields) | {"account_id"} for name, (_, fields) in COLLECTIONS.items()}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def head(self, entity: Message, account_id: str, collection: str) -> bytes:
+        """The entity's JSON up to its master-owned fields: an object left open."""
+        key = id(entity)
+        found = self._kept.get(key)
+        if found is not None and found[0] is entity:
+            self.hits += 1
+            self._kept.move_to_end(key)
+            return found[1]
+        self.misses += 1
+        copy = type(entity)()
+        copy.CopyFrom(entity)
+        copy.account_id = account_id  # type: ignore[attr-defined]
+        data = to_json(copy, self.style)
+        owned = self._owned[collection]
+        for field in cast(Descriptor, copy.DESCRIPTOR).fields:
+            if field.name in owned and field.name != "account_id":
+                data.pop(field_json_name(field, self.style), None)
+        head = orjson.dumps(data)[:-1]
+        if found is not None:
+            self._forget(key)
+        if self.max_bytes > 0:
+            self._kept[key] = (entity, head)
+            self.bytes += len(head) + _ENTRY_OVERHEAD
+            while self.bytes > self.max_bytes and self._kept:
+                self._forget(next(iter(self._kept)))
+        return head
+
+    def _forget(self, key: int) -> None:
+        _, head = self._kept.pop(key)
+        self.bytes -= len(head) + _ENTRY_OVERHEAD
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self.bytes = 0
+
+
+def _close(head: bytes, owned: dict[str, Any]) -> bytes:
+    """`head` (an object left open) closed with the master's fields."""
+    tail = orjson.dumps(owned)
+    return head + b"," + tail[1:] if len(head) > 1 else head + tail[1:]
+
+
+class JsonViews:
+    """Entities of an account as JSON bytes, in one style: account_views.py's views,
+    encoded as protojson.py encodes them, without building them."""
+
+    def __init__(self, style: JsonStyle, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.style = style
+        self.kept = Encodings(style, max_bytes)
+        self._conversation = _Names(e.Conversation.DESCRIPTOR, style)
+        self._message = _Names(e.Message.DESCRIPTOR, style)
+        self._comment = _Names(e.Comment.DESCRIPTOR, style)
+        self._notification = _Names(e.Notification.DESCRIPTOR, style)
+        self._unified = _Names(u.UnifiedMessage.DESCRIPTOR, style)
+        # The handling fields of a conversation nobody handled, as threads.view sets them.
+        unhandled = e.Conversation()
+        threads.view(unhandled, None, 0)
+        self._unhandled = self._handling(unhandled)
+
+    def _handling(self, shown: e.Conversation) -> dict[str, Any]:
+        names = self._conversation
+        name = names.name
+        return {
+            name["assignee"]: shown.assignee,
+            name["thread_state"]: names.enum_value("thread_state", shown.thread_state),
+            name["snoozed_until"]: _stamp_json(shown, "snoozed_until"),
+            name["is_marked_unread"]: shown.is_marked_unread,
+            name["note_count"]: shown.note_count,
+        }
+
+    def conversation(self, state: AccountViews, conversation_id: str) -> bytes:
+        stored = state.conversations[conversation_id]
+        head = self.kept.head(stored, state.account_id, "conversations")
+        names = self._conversation
+        name = names.name
+        handling = state.handling
+        thread = handling.threads.get(conversation_id)
+        owned = {
+            name["unread_count"]: names.integer("unread_count", state.unread_by_conversation.get(conversation_id, 0)),
+            name["is_pinned"]: conversation_id in handling.pinned,
+            name["is_muted"]: conversation_id in handling.muted,
+        }
+        if thread is None:
+            owned.update(self._unhandled)
+        else:
+            # threads.view decides them, on a conversation of nothing else.
+            shown = e.Conversation()
+            threads.view(shown, thread, time.time_ns())
+            owned.update(self._handling(shown))
+        return _close(head, owned)
+
+    def message(self, state: AccountViews, message: e.Message) -> bytes:
+        head = self.kept.head(message, state.account_id, "messages")
+        read_ns, is_read, is_new = state.message_reading(message)
+        name = self._message.name
+        owned = {
+            name["is_read"]: is_read,
+            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+            name["is_new"]: is_new,
+        }
+        return _close(head, owned)
+
+    def comment(self, state: AccountViews, comment: e.Comment) -> bytes:
+        head = self.kept.head(comment, state.account_id, "comments")
+        read_ns, is_read, is_new = state.comment_reading(comment)
+        name = self._comment.name
+        owned = {
+            name["is_read"]: is_read,
+            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+            name["is_new"]: is_new,
+            name["is_handled"]: False,  # nothing marks a comment handled yet
+        }
+        return _close(head, owned)
+
+    def notification(self, state: AccountViews, notification: e.Notification) -> bytes:
+        head = self.kept.head(notification, state.account_id, "notifications")
+        read_ns = state.handling.read_at.get(notification_key(notification.notification_id))
+        name = self._notification.name
+        owned = {
+            name["is_read"]: read_ns is not None,
+            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+        }
+        return _close(head, owned)
+
+    def unified(self, state: AccountViews, item: str) -> bytes:
+        """An inbox item ("message:<id>", ...) as account_views.unified_view shows it."""
+        kind, entity_id, kind_type = state.unified_kind(item)
+        created: tuple[Message, str]
+        names = self._unified
+        name = names.name
+        if kind == "notification":
+            notification = state.notifications[entity_id]
+            inner = self.notification(state, notification)
+            created = (notification, "create_time")
+            is_read = notification_key(entity_id) in state.handling.read_at
+            is_new = item in state.handling.new_items
+        elif kind == "message":
+            message = state.messages[entity_id]
+            inner = self.message(state, message)
+            created = (message, "create_time")
+            _, is_read, is_new = state.message_reading(message)
+        else:
+            comment = state.comments[entity_id]
+            inner = self.comment(state, comment)
+            created = (comment, "created_at")
+            _, is_read, is_new = state.comment_reading(comment)
+        return orjson.dumps(
+            {
+                name["id"]: item,
+                name["type"]: names.enum_value("type", kind_type),
+                name["account_id"]: state.account_id,
+                name["create_time"]: _stamp_json(*created),
+                name["is_read"]: is_read,
+                name["is_new"]: is_new,
+                name[kind]: orjson.Fragment(inner),
+            }
+        )
+
+
+def json_array(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]"
