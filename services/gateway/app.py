@@ -52,7 +52,6 @@ from .answers import JSON, MAX_BODY_BYTES, _answer, _bounded_body, _cache_key, _
 from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
 from .cache import Answer, ResponseCache
 from .console import console_routes
-from .cors import Cors
 from .grpc_bridge import (
     BadHeader,
     MalformedTimeout,
@@ -63,10 +62,11 @@ from .grpc_bridge import (
     timeout_of,
 )
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
-from .observe import CACHE_HITS, CACHE_MISSES, ROUTE, Observed, Probe, im_probe_routes, master_probe, probe_routes
+from .observe import CACHE_HITS, CACHE_MISSES, ROUTE, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
 from .routes import Route as RpcRoute
 from .routes import routes_of
+from .serving import GatewayApp
 from .watch import ChangeWatch
 
 # Query parameters of the IM profile that are the gateway's, not a request field.
@@ -95,6 +95,11 @@ def im_services() -> list[ServiceDescriptor]:
         )
         for service in module.DESCRIPTOR.services_by_name.values()
     ]
+
+
+# Paths whose matching routes are remembered: so many, of at most so many characters.
+_MATCHES_KEPT = 4096
+_MATCHED_PATH_CHARS = 512
 
 
 class Gateway:
@@ -134,6 +139,7 @@ class Gateway:
         self._profiles = profiles
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._encoded: dict[tuple[str, JsonStyle], Any] = {}
+        self._matches: dict[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = {}
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
@@ -250,10 +256,7 @@ class Gateway:
         raw_path = _raw_path(scope)
         profile = self.profile_of(scope)
         allowed: list[str] = []
-        for route in self.routes:
-            variables = route.template.match(raw_path)
-            if variables is None:
-                continue
+        for route, variables in self._matching(raw_path):
             if route.http_method != request.method:
                 allowed.append(route.http_method)
                 continue
@@ -267,6 +270,20 @@ class Gateway:
         else:
             response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
         await response(scope, receive, send)
+
+    def _matching(self, raw_path: str) -> tuple[tuple[RpcRoute, dict[str, str]], ...]:
+        """The routes whose template matches the path, in order, with their variables;
+        remembered for the last _MATCHES_KEPT paths asked for."""
+        found = self._matches.get(raw_path)
+        if found is None:
+            found = tuple(
+                (route, variables) for route in self.routes if (variables := route.template.match(raw_path)) is not None
+            )
+            if len(raw_path) <= _MATCHED_PATH_CHARS:
+                if len(self._matches) >= _MATCHES_KEPT:
+                    del self._matches[next(iter(self._matches))]
+                self._matches[raw_path] = found
+        return found
 
     def profile_of(self, scope: Scope) -> Profile:
         """The request's profile: its path's, in the legacy variant when it asks for the old names."""
@@ -312,7 +329,7 @@ class Gateway:
             if route.body != "*":
                 bind_query(
                     message,
-                    request.query_params.multi_items(),
+                    parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
                     bound,
                     profile.style,
                     split_commas=profile.split_commas,
@@ -413,24 +430,6 @@ class Gateway:
             await send({"type": "http.response.start", "status": 200, "headers": hit.raw_headers_200})
             await send({"type": "http.response.body", "body": hit.body})
         return True
-
-
-class GatewayApp(Starlette):
-    """Starlette, but a GET whose answer is kept is answered before any routing, and every
-    request observed (observe.py: request id, access log, metrics, trace)."""
-
-    def __init__(self, gateway: Gateway, *, cors_origins: frozenset[str] = frozenset(), **settings: Any) -> None:
-        super().__init__(**settings)
-        self.gateway = gateway
-        self._observed = Observed(Cors(self._serve, cors_origins) if cors_origins else self._serve)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
-            return
-        await super().__call__(scope, receive, send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._observed(scope, receive, send)
 
 
 def create_app(

@@ -65,6 +65,8 @@ class InProcessContext:
 
 async def _guarded(work: Awaitable[Any], timeout: float | None) -> Any:
     try:
+        if timeout is None:
+            return await work
         async with asyncio.timeout(timeout):
             return await work
     except _Aborted as aborted:

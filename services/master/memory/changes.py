@@ -55,29 +55,39 @@ def _page(
     stop: Callable[[Any], bool] | None = None,
     *,
     packed: bool = False,
+    takes_all: bool = False,
 ) -> Page[T]:
     """Walks `order` after the cursor's key, keeping the keys `view` turns into items.
-    `packed`: the order's keys are time_keys, and cursors carry them as (-ns, id)."""
+    `packed`: the order's keys are time_keys, and cursors carry them as (-ns, id).
+    `takes_all`: as _collect's."""
     after: Any = cursors.decode(cursor, index, shape)
     if after is not None and packed:
         after = time_keys.from_cursor(after)
     start = 0 if after is None else order.bisect_right(after)
-    items, last, has_more = _collect(order.islice(start), view, page_size(count), stop)
+    items, last, has_more = _collect(order.islice(start), view, page_size(count), stop, takes_all=takes_all)
     if last is not None and packed:
         last = time_keys.to_cursor(last)
     return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
 
 
 def _collect(
-    keys: Iterable[Any], view: Callable[[Any], T | None], limit: int, stop: Callable[[Any], bool] | None = None
+    keys: Iterable[Any],
+    view: Callable[[Any], T | None],
+    limit: int,
+    stop: Callable[[Any], bool] | None = None,
+    *,
+    takes_all: bool = False,
 ) -> tuple[list[T], Any, bool]:
     """The first `limit` items `view` makes of `keys`, the key of the last (None for none),
-    and whether more follow."""
+    and whether more follow. `takes_all`: `view` skips no key, so a key after the page's
+    last means more, unviewed."""
     items: list[T] = []
     last: Any = None
     for key in keys:
         if stop is not None and stop(key):
             break
+        if takes_all and len(items) == limit:
+            return items, last, True
         item = view(key)
         if item is None:
             continue

@@ -116,7 +116,8 @@ class MemoryStore(Searching):
         def encoded(key: Key) -> bytes | None:
             return to_json(state, str(key[2])) if unfiltered or view(key) is not None else None
 
-        return _encoded(state.conversation_order, "conversations", (int, int, str), cursor, count, encoded)
+        order = state.conversation_order
+        return _encoded(order, "conversations", (int, int, str), cursor, count, encoded, takes_all=unfiltered)
 
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
@@ -245,7 +246,8 @@ class MemoryStore(Searching):
             message = state.messages[item_of(key)]
             return to_json(state, message) if wanted(message) else None
 
-        return _encoded(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True)
+        every = not (sender_id or receiver_id or status or message_type)
+        return _encoded(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True, takes_all=every)
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
@@ -401,6 +403,7 @@ class MemoryStore(Searching):
                 lambda entry: to_json(state, item_id(entry)) if unfiltered or view(entry) is not None else None,
                 page_size(count),
                 stop,
+                takes_all=unfiltered,
             )
             items = []
         cursor = "" if end is None else cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end)))
@@ -442,7 +445,8 @@ def _encoded(
     stop: Callable[[Any], bool] | None = None,
     *,
     packed: bool = False,
+    takes_all: bool = False,
 ) -> Page[Any]:
     """changes._page, of items as JSON (Page.encoded)."""
-    page = _page(order, index, shape, cursor, count, encode, stop, packed=packed)
+    page = _page(order, index, shape, cursor, count, encode, stop, packed=packed, takes_all=takes_all)
     return Page([], page.cursor, page.has_more, page.items)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, cast
 
@@ -46,6 +47,10 @@ _INT64 = {
     FieldDescriptor.TYPE_FIXED64,
     FieldDescriptor.TYPE_SFIXED64,
 }
+
+
+# Ends of objects kept for reuse, a JsonViews' at most (each some 100 bytes).
+_TAILS_KEPT = 4096
 
 
 @lru_cache(maxsize=65536)
@@ -140,12 +145,6 @@ class Encodings:
         self.bytes = 0
 
 
-def _close(head: bytes, owned: dict[str, Any]) -> bytes:
-    """`head` (an object left open) closed with the master's fields."""
-    tail = orjson.dumps(owned)
-    return head + b"," + tail[1:] if len(head) > 1 else head + tail[1:]
-
-
 class JsonViews:
     """Entities of an account as JSON bytes, in one style: account_views.py's views,
     encoded as protojson.py encodes them, without building them."""
@@ -162,6 +161,8 @@ class JsonViews:
         unhandled = e.Conversation()
         threads.view(unhandled, None, 0)
         self._unhandled = self._handling(unhandled)
+        # The master's fields as bytes, by what they were made from (_tail).
+        self._tails: dict[tuple[Any, ...], bytes] = {}
 
     def _handling(self, shown: e.Conversation) -> dict[str, Any]:
         names = self._conversation
@@ -174,59 +175,80 @@ class JsonViews:
             name["note_count"]: shown.note_count,
         }
 
+    def _tail(self, key: tuple[Any, ...], owned: Callable[[], dict[str, Any]]) -> bytes:
+        """The master's fields of an entity, `owned()`, as the end of its object; the same
+        for the same `key` (what they are made from), so kept for the commonest keys."""
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = b"," + orjson.dumps(owned())[1:]
+            if len(self._tails) < _TAILS_KEPT:
+                self._tails[key] = tail
+        return tail
+
     def conversation(self, state: AccountViews, conversation_id: str) -> bytes:
-        stored = state.conversations[conversation_id]
-        head = self.kept.head(stored, state.account_id, "conversations")
-        names = self._conversation
-        name = names.name
+        head = self.kept.head(state.conversations[conversation_id], state.account_id, "conversations")
         handling = state.handling
         thread = handling.threads.get(conversation_id)
-        owned = {
-            name["unread_count"]: names.integer("unread_count", state.unread_by_conversation.get(conversation_id, 0)),
-            name["is_pinned"]: conversation_id in handling.pinned,
-            name["is_muted"]: conversation_id in handling.muted,
-        }
+        unread = state.unread_by_conversation.get(conversation_id, 0)
+        pinned, muted = conversation_id in handling.pinned, conversation_id in handling.muted
         if thread is None:
-            owned.update(self._unhandled)
-        else:
-            # threads.view decides them, on a conversation of nothing else.
-            shown = e.Conversation()
-            threads.view(shown, thread, time.time_ns())
-            owned.update(self._handling(shown))
-        return _close(head, owned)
+            return head + self._tail(
+                ("conversation", unread, pinned, muted), lambda: self._owned(unread, pinned, muted, None)
+            )
+        # threads.view decides them, on a conversation of nothing else.
+        shown = e.Conversation()
+        threads.view(shown, thread, time.time_ns())
+        return head + b"," + orjson.dumps(self._owned(unread, pinned, muted, shown))[1:]
+
+    def _owned(self, unread: int, pinned: bool, muted: bool, shown: e.Conversation | None) -> dict[str, Any]:
+        names = self._conversation
+        name = names.name
+        owned = {
+            name["unread_count"]: names.integer("unread_count", unread),
+            name["is_pinned"]: pinned,
+            name["is_muted"]: muted,
+        }
+        owned.update(self._unhandled if shown is None else self._handling(shown))
+        return owned
 
     def message(self, state: AccountViews, message: e.Message) -> bytes:
         head = self.kept.head(message, state.account_id, "messages")
         read_ns, is_read, is_new = state.message_reading(message)
         name = self._message.name
-        owned = {
-            name["is_read"]: is_read,
-            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-            name["is_new"]: is_new,
-        }
-        return _close(head, owned)
+        return head + self._tail(
+            ("message", read_ns, is_read, is_new),
+            lambda: {
+                name["is_read"]: is_read,
+                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+                name["is_new"]: is_new,
+            },
+        )
 
     def comment(self, state: AccountViews, comment: e.Comment) -> bytes:
         head = self.kept.head(comment, state.account_id, "comments")
         read_ns, is_read, is_new = state.comment_reading(comment)
         name = self._comment.name
-        owned = {
-            name["is_read"]: is_read,
-            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-            name["is_new"]: is_new,
-            name["is_handled"]: False,  # nothing marks a comment handled yet
-        }
-        return _close(head, owned)
+        return head + self._tail(
+            ("comment", read_ns, is_read, is_new),
+            lambda: {
+                name["is_read"]: is_read,
+                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+                name["is_new"]: is_new,
+                name["is_handled"]: False,  # nothing marks a comment handled yet
+            },
+        )
 
     def notification(self, state: AccountViews, notification: e.Notification) -> bytes:
         head = self.kept.head(notification, state.account_id, "notifications")
         read_ns = state.handling.read_at.get(notification_key(notification.notification_id))
         name = self._notification.name
-        owned = {
-            name["is_read"]: read_ns is not None,
-            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-        }
-        return _close(head, owned)
+        return head + self._tail(
+            ("notification", read_ns),
+            lambda: {
+                name["is_read"]: read_ns is not None,
+                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+            },
+        )
 
     def unified(self, state: AccountViews, item: str) -> bytes:
         """An inbox item ("message:<id>", ...) as account_views.unified_view shows it."""

@@ -1,0 +1,69 @@
+"""The gateway's ASGI application: every request observed (observe.py: request id,
+access log, metrics, trace); a GET whose answer is kept answered before anything else;
+the gateway's own paths given to it directly, the rest (the console, probes, the
+OpenAPI document) routed by Starlette."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from .cors import Cors
+from .observe import Observed
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+# The paths of the gateway's routes (every google.api.http template of the IM services).
+_GATEWAY_PATHS = "/api/im/"
+
+
+class GatewayApp(Starlette):
+    """Starlette, but a GET whose answer is kept is answered before any routing, and every
+    request observed (observe.py: request id, access log, metrics, trace)."""
+
+    def __init__(self, gateway: Gateway, *, cors_origins: frozenset[str] = frozenset(), **settings: Any) -> None:
+        super().__init__(**settings)
+        self.gateway = gateway
+        self._observed = Observed(Cors(self._serve, cors_origins) if cors_origins else self._serve)
+        self._own_paths: frozenset[str] | None = None
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
+            return
+        if scope["type"] == "http" and self._gateway_only(scope["path"]):
+            await self._gateway_call(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _gateway_only(self, path: str) -> bool:
+        """A path no route of this application takes: the gateway's, with no routing first."""
+        if self._own_paths is None:
+            own = [route.path for route in self.router.routes if isinstance(route, Route)]
+            self._own_paths = frozenset(own) if all("{" not in p for p in own if p.startswith(_GATEWAY_PATHS)) else None
+        return self._own_paths is not None and path.startswith(_GATEWAY_PATHS) and path not in self._own_paths
+
+    async def _gateway_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The gateway's answer; on a defect, 500 (if nothing was sent yet) and the error
+        raised on, as Starlette's ServerErrorMiddleware does."""
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        scope["app"] = self
+        try:
+            await self.gateway(scope, receive, sending)
+        except Exception:
+            if not started:
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._observed(scope, receive, send)
