@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,19 @@ from services.common.rpc_errors import bad_request, error_status
 from services.common.tls import ClientTls, open_channel
 
 from . import legacy
-from .answers import JSON, MAX_BODY_BYTES, _answer, _bounded_body, _cache_key, _error, _field_text, _matches, _raw_path
-from .binding import HTTP_BODY, BindingError, bind_body, bind_path, bind_query, fill_update_mask, set_from_text
+from .answers import (
+    JSON,
+    MAX_BODY_BYTES,
+    _answer,
+    _cache_key,
+    _error,
+    _field_text,
+    _matches,
+    _raw_path,
+    etag_of,
+)
+from .bind_http import BodyTooLarge, bind_http
+from .binding import HTTP_BODY, BindingError, BoundRequests, set_from_text
 from .cache import Answer, ResponseCache
 from .console import console_routes
 from .grpc_bridge import (
@@ -70,7 +80,6 @@ from .serving import GatewayApp
 from .watch import ChangeWatch
 
 # Query parameters of the IM profile that are the gateway's, not a request field.
-_IM_PARAMS = frozenset({legacy.PARAM})
 
 
 def im_services() -> list[ServiceDescriptor]:
@@ -140,6 +149,7 @@ class Gateway:
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._encoded: dict[tuple[str, JsonStyle], Any] = {}
         self._matches: dict[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = {}
+        self._bound = BoundRequests()
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
@@ -303,42 +313,21 @@ class Gateway:
             return _error(profile, bad_request(error.header, error.why), http_status=error.http_status)
         # Who asks is followed across: the request id into the master's log lines, the trace.
         metadata += [(logs.HEADER, logs.request_id.get()), *trace_metadata()]
-        message = route.request_type()
-        mask: list[str] | None = None
+        # A read of the master's pages asked again is not bound again (its message is only read).
+        encoded = self._encoded_call(route, profile) if request.method == "GET" else None
+        asked = (route.grpc_path, raw_path, request.scope.get("query_string", b""), profile.name)
+        message = self._bound.get(asked) if encoded is not None else None
         try:
-            bind_path(message, variables, profile.style)
-            bound = set(variables)
-            if route.body:
-                body = await _bounded_body(request)
-                if body is None:
-                    status = error_status(
-                        code_pb2.RESOURCE_EXHAUSTED, f"the request body is over {MAX_BODY_BYTES} bytes", field="body"
-                    )
-                    return _error(profile, status, http_status=413)
-                mask = bind_body(
-                    message,
-                    route.body,
-                    body,
-                    profile.style,
-                    content_type=request.headers.get("content-type", ""),
-                    strict=profile.strict,
-                    patch=request.method == "PATCH",
-                    rewrite=legacy.request_body if profile.envelope else None,
-                )
-                bound.add(route.body)
-            if route.body != "*":
-                bind_query(
-                    message,
-                    parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
-                    bound,
-                    profile.style,
-                    split_commas=profile.split_commas,
-                    strict=profile.strict,
-                    known=_IM_PARAMS if profile.envelope else frozenset(),
-                )
-            if mask is not None:
-                fill_update_mask(message, mask)
+            if message is None:
+                message = await bind_http(route, variables, request, profile)
+                if encoded is not None:
+                    self._bound.keep(asked, message)
             timeout = timeout_of(request.headers)
+        except BodyTooLarge:
+            status = error_status(
+                code_pb2.RESOURCE_EXHAUSTED, f"the request body is over {MAX_BODY_BYTES} bytes", field="body"
+            )
+            return _error(profile, status, http_status=413)
         except BindingError as error:
             return _error(profile, bad_request(error.field, error.description))
         except MalformedTimeout as error:
@@ -357,7 +346,6 @@ class Gateway:
         stamp = cache.stamp(account_id) if cache is not None else 0
         if cache is not None:
             CACHE_MISSES.inc()
-        encoded = self._encoded_call(route, profile)
         call = (encoded or self._call(route))(message, metadata=metadata, timeout=timeout)
         try:
             answered: Message | EncodedReply = await call
@@ -375,7 +363,7 @@ class Gateway:
             body = profile.response_body(reply)
         if request.method != "GET":
             return Response(body, media_type=JSON, headers=headers)
-        headers["ETag"] = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers["ETag"] = etag_of(body)
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
             key = _cache_key(request.scope, profile, identity_of(request.headers.raw))

@@ -343,3 +343,24 @@ def bind_path(message: Message, variables: Mapping[str, str], style: JsonStyle) 
     for path, value in variables.items():
         if not set_from_text(message, path, [value], style):
             raise BindingError(path, "no such field")
+
+
+class BoundRequests:
+    """Request messages bound from a GET's path and query, by the route, both, and the
+    profile: a read asked again is not bound again. Only messages nobody changes after
+    binding are kept (the master's page reads: app.py), at most `kept`, each of a
+    request of at most `chars` characters."""
+
+    def __init__(self, kept: int = 1024, chars: int = 1024) -> None:
+        self._kept, self._chars = kept, chars
+        self._messages: dict[tuple[str, str, bytes, str], Message] = {}
+
+    def get(self, key: tuple[str, str, bytes, str]) -> Message | None:
+        return self._messages.get(key)
+
+    def keep(self, key: tuple[str, str, bytes, str], message: Message) -> None:
+        if len(key[1]) + len(key[2]) > self._chars:
+            return
+        if len(self._messages) >= self._kept:
+            del self._messages[next(iter(self._messages))]
+        self._messages[key] = message
