@@ -4,8 +4,9 @@ in one run.
 
     .venv/bin/python -m bench.live_writes_bench [--seconds S] [--accounts N] [--rate R] [--json PATH]
 
-One master with its embedded gateway (`--gateway-listen`, the cache on), in its own
-process. wrk (2 threads, 16 connections) reads the first page of 20 conversations of each
+One master with its embedded gateway (`--gateway-listen`), in its own process: once with
+its cache, once without (`--gateway-no-cache`: every page joined anew from the kept
+encodings). wrk (2 threads, 16 connections) reads the first page of 20 conversations of each
 account in turn; a worker stream sends each account a delta bringing one new customer
 message every second (`--rate` of them a second) and waits for each Ack. Printed: reads/s and p99 with and without the
 writes (the ratio is the figure), the cache's hit ratio over each phase (the master's
@@ -91,50 +92,48 @@ async def _write(address: str, token: str, data: list[SampleAccount], rate: floa
     return acks
 
 
-async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
-    data = sample_accounts(accounts, now=NOW, seed=7, size="bench")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        tokens = folder / "tokens.toml"
-        loader = add_worker_token(tokens, "loader", ["*"])
-        writer = add_worker_token(tokens, "writer", ["*"])
-        metrics_port = free_port()
-        master = await processes.start(
-            [
-                *master_args(tokens),
-                "--gateway-listen",
-                "127.0.0.1:0",
-                "--gateway-console",
-                "none",
-                "--metrics-listen",
-                f"127.0.0.1:{metrics_port}",
-            ]
-        )
-        try:
-            line = await master.line_with("master listening on")
-            address = line.rpartition(" ")[2]
-            await load(address, loader, data)
-            base = f"http://{master.address}"
-            metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-            paths = [f"/api/im/conversations?account_id={sample.account_id}&count=20" for sample in data]
-            script = _paths_script(paths, folder)
-            wrk(base, 1, 16, script)  # warm-up: every page kept once
-            before = await _cache_answers(metrics)
-            quiet = wrk(base, seconds, 16, script)
-            after_quiet = await _cache_answers(metrics)
-            stop = asyncio.Event()
-            writing = asyncio.create_task(_write(address, writer, data, rate, stop))
-            await asyncio.sleep(1.5)  # the writer's stream open and its first round sent
-            busy = await asyncio.to_thread(wrk, base, seconds, 16, script)
-            after_busy = await _cache_answers(metrics)
-            stop.set()
-            acks = await writing
-        finally:
-            await master.stop(timeout=30)
+async def _phases(
+    data: list[SampleAccount], folder: Path, seconds: float, rate: float, *, cache: bool
+) -> dict[str, Any]:
+    tokens = folder / "tokens.toml"
+    loader = add_worker_token(tokens, "loader", ["*"])
+    writer = add_worker_token(tokens, "writer", ["*"])
+    metrics_port = free_port()
+    master = await processes.start(
+        [
+            *master_args(tokens),
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--gateway-console",
+            "none",
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
+            *([] if cache else ["--gateway-no-cache"]),
+        ]
+    )
+    try:
+        line = await master.line_with("master listening on")
+        address = line.rpartition(" ")[2]
+        await load(address, loader, data)
+        base = f"http://{master.address}"
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        paths = [f"/api/im/conversations?account_id={sample.account_id}&count=20" for sample in data]
+        script = _paths_script(paths, folder)
+        wrk(base, 1, 16, script)  # warm-up: every page kept once
+        before = await _cache_answers(metrics)
+        quiet = wrk(base, seconds, 16, script)
+        after_quiet = await _cache_answers(metrics)
+        stop = asyncio.Event()
+        writing = asyncio.create_task(_write(address, writer, data, rate, stop))
+        await asyncio.sleep(1.5)  # the writer's stream open and its first round sent
+        busy = await asyncio.to_thread(wrk, base, seconds, 16, script)
+        after_busy = await _cache_answers(metrics)
+        stop.set()
+        acks = await writing
+    finally:
+        await master.stop(timeout=30)
     acks.sort()
     return {
-        "accounts": accounts,
-        "rate": rate,
         "quiet": {**quiet, **_answers(before, after_quiet)},
         "busy": {**busy, **_answers(after_quiet, after_busy)},
         "deltas": {
@@ -146,6 +145,16 @@ async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
     }
 
 
+async def run(seconds: float, accounts: int, rate: float) -> dict[str, Any]:
+    """Both gateways: with its cache, and with none (every page joined anew)."""
+    data = sample_accounts(accounts, now=NOW, seed=7, size="bench")
+    results: dict[str, Any] = {"accounts": accounts, "rate": rate}
+    for name, cache in (("cache", True), ("no cache", False)):
+        with tempfile.TemporaryDirectory() as tmp:
+            results[name] = await _phases(data, Path(tmp), seconds, rate, cache=cache)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of each wrk phase (default %(default)s)")
@@ -154,22 +163,23 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     results = asyncio.run(run(args.seconds, args.accounts, args.rate))
-    quiet, busy, deltas = results["quiet"], results["busy"], results["deltas"]
     print(f"{results['accounts']} accounts, pages of 20 conversations read in turn; wrk 2 threads, 16 connections")
-    print(f"{'phase':<44} {'reads/s':>9} {'p99':>9} {'cache hits':>11} {'misses':>7}")
-    for label, phase in (
-        ("no writes", quiet),
-        (f"{results['rate']:g} one-message delta(s) per account per s", busy),
-    ):
+    print(f"{'gateway':<9} {'phase':<44} {'reads/s':>9} {'p99':>9} {'cache hits':>11} {'misses':>7}")
+    for gateway in ("cache", "no cache"):
+        quiet, busy, deltas = results[gateway]["quiet"], results[gateway]["busy"], results[gateway]["deltas"]
+        for label, phase in (
+            ("no writes", quiet),
+            (f"{results['rate']:g} one-message delta(s) per account per s", busy),
+        ):
+            hits = (
+                f"{phase['hit_ratio']:>10.2%} {phase['misses']:>7,.0f}" if gateway == "cache" else f"{'-':>10} {'-':>7}"
+            )
+            print(f"{gateway:<9} {label:<44} {phase['rps']:>9,.0f} {phase['p99_ms']:>7.1f}ms {hits}")
+        print(f"{gateway:<9} reads under writes / reads without: {busy['rps'] / quiet['rps']:.2f}")
         print(
-            f"{label:<44} {phase['rps']:>9,.0f} {phase['p99_ms']:>7.1f}ms {phase['hit_ratio']:>10.2%}"
-            f" {phase['misses']:>7,.0f}"
+            f"{gateway:<9} deltas: {deltas['count']} ({deltas['per_second']:.1f}/s),"
+            f" Ack p50 {deltas['ack_p50_ms']:.1f} ms, p99 {deltas['ack_p99_ms']:.1f} ms"
         )
-    print(f"reads under writes / reads without: {busy['rps'] / quiet['rps']:.2f}")
-    print(
-        f"deltas: {deltas['count']} ({deltas['per_second']:.1f}/s), Ack p50 {deltas['ack_p50_ms']:.1f} ms,"
-        f" p99 {deltas['ack_p99_ms']:.1f} ms"
-    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
