@@ -16,9 +16,12 @@ from services.common.protojson import JsonStyle, to_json
 from services.common.sample import SampleAccount
 from services.master.memory.store import MemoryStore
 from services.master.model import threads
+from services.master.model.errors import NotFound
 from services.master.model.json_views import JsonViews
 from services.master.model.keys import comment_key, message_key, notification_key
 from services.master.model.store import SnapshotData
+
+from .conftest import StoreFactory
 
 NOW = 1_790_000_000
 
@@ -111,3 +114,80 @@ async def test_a_replaced_entity_is_encoded_anew_and_the_kept_bytes_stay_bounded
         views.message(state, message)
     assert 0 < views.kept.bytes <= 20_000
     assert len(views.kept) < len(state.messages)
+
+
+@pytest.mark.parametrize("style", list(JsonStyle))
+async def test_pages_as_json_equal_pages_of_views_on_every_store(new_store: StoreFactory, style: JsonStyle) -> None:
+    """A store asked for its items as JSON (memory: from kept encodings; Redis: read in one
+    round trip, kept by their bytes) gives the views' JSON, page after page, filtered too."""
+    store = new_store()
+    sample = SampleAccount("acc", seed=9, now=NOW)
+    sample.fill(conversations=9, messages_per_conversation=5, contents=1, comments_per_content=1)
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), sample.account, sample.batch))
+    conversations = [c.conversation_id for c in sample.batch.conversations]
+    await store.set_pinned("acc", conversations[3], True)
+    await store.handle_conversation("acc", conversations[4], threads.assign("alice", "alice"), NOW)
+    await store.mark_conversation_read("acc", conversations[5], time.time_ns())
+    views = JsonViews(style)
+    for _ in range(2):  # the second time from what is kept
+        for pinned in (None, True):
+            cursor, pages = "", 0
+            while True:
+                asked = dict(status=0, is_pinned=pinned, is_muted=None, cursor=cursor, count=4)
+                page = await store.list_conversations("acc", **asked)  # type: ignore[arg-type]
+                encoded = await store.list_conversations("acc", **asked, as_json=views)  # type: ignore[arg-type]
+                assert encoded.encoded is not None and not encoded.items
+                assert [orjson.loads(item) for item in encoded.encoded] == [to_json(c, style) for c in page.items]
+                assert (encoded.cursor, encoded.has_more) == (page.cursor, page.has_more)
+                cursor, pages = page.cursor, pages + 1
+                if not page.has_more:
+                    break
+            assert pages == (3 if pinned is None else 1)
+        for conversation_id in ("", conversations[5]):
+            asked_messages = dict(
+                conversation_id=conversation_id,
+                sender_id="",
+                receiver_id="",
+                status=0,
+                message_type=0,
+                since_ns=None,
+                cursor="",
+                count=7,
+            )
+            messages = await store.list_messages("acc", **asked_messages)  # type: ignore[arg-type]
+            joined = await store.list_messages("acc", **asked_messages, as_json=views)  # type: ignore[arg-type]
+            assert joined.encoded is not None
+            assert [orjson.loads(item) for item in joined.encoded] == [to_json(m, style) for m in messages.items]
+            assert (joined.cursor, joined.has_more) == (messages.cursor, messages.has_more)
+        unified = await store.list_unified("acc", types=(), is_read=None, is_new=None, cursor="", count=6)
+        as_json = await store.list_unified(
+            "acc", types=(), is_read=None, is_new=None, cursor="", count=6, as_json=views
+        )
+        if as_json.encoded is not None:
+            assert [orjson.loads(item) for item in as_json.encoded] == [to_json(m, style) for m in unified.items]
+        else:  # Redis: views
+            assert as_json.items == unified.items
+    assert views.kept.hits > 0
+
+
+async def test_messages_of_a_conversation_that_is_not_there_are_not_found_on_every_store(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    sample = SampleAccount("acc", seed=9, now=NOW)
+    sample.fill(conversations=2, messages_per_conversation=3, contents=1, comments_per_content=1)
+    empty = sample.batch.conversations.add()
+    empty.CopyFrom(sample.batch.conversations[0])
+    empty.conversation_id = "no-messages-yet"
+    await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), sample.account, sample.batch))
+    asked = dict(sender_id="", receiver_id="", status=0, message_type=0, since_ns=None, cursor="", count=5)
+    with pytest.raises(NotFound):
+        await store.list_messages("acc", conversation_id="nope", **asked)  # type: ignore[arg-type]
+    assert not (await store.list_messages("acc", conversation_id="no-messages-yet", **asked)).items  # type: ignore[arg-type]
+    held = sample.batch.conversations[1].conversation_id
+    first = await store.list_messages("acc", conversation_id=held, **{**asked, "count": 3})  # type: ignore[arg-type]
+    assert len(first.items) == 3 and not first.has_more
+    past = await store.list_messages("acc", conversation_id=held, **{**asked, "cursor": first.cursor})  # type: ignore[arg-type]
+    assert not past.items
+    with pytest.raises(NotFound):
+        await store.list_messages("nobody", conversation_id="", **asked)  # type: ignore[arg-type]

@@ -103,17 +103,19 @@ class Encodings:
         self.misses = 0
         # id(entity) -> (entity, its JSON without the closing brace). The entity is held,
         # so its id is not reused while the entry lives.
-        self._kept: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+        self._kept: OrderedDict[Any, tuple[Message | None, bytes]] = OrderedDict()
         self._owned = {name: set(fields) | {"account_id"} for name, (_, fields) in COLLECTIONS.items()}
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def head(self, entity: Message, account_id: str, collection: str) -> bytes:
-        """The entity's JSON up to its master-owned fields: an object left open."""
-        key = id(entity)
+    def head(self, entity: Message, account_id: str, collection: str, raw: bytes | None = None) -> bytes:
+        """The entity's JSON up to its master-owned fields: an object left open. `raw`:
+        the bytes the entity was parsed from, by which it is kept instead (a store that
+        parses its entities anew at each read: Redis)."""
+        key: Any = id(entity) if raw is None else (account_id, raw)
         found = self._kept.get(key)
-        if found is not None and found[0] is entity:
+        if found is not None and (raw is not None or found[0] is entity):
             self.hits += 1
             self._kept.move_to_end(key)
             return found[1]
@@ -130,15 +132,16 @@ class Encodings:
         if found is not None:
             self._forget(key)
         if self.max_bytes > 0:
-            self._kept[key] = (entity, head)
-            self.bytes += len(head) + _ENTRY_OVERHEAD
+            # Kept by its bytes, the entry holds them instead of the entity.
+            self._kept[key] = (entity if raw is None else None, head)
+            self.bytes += len(head) + _ENTRY_OVERHEAD + (0 if raw is None else len(raw))
             while self.bytes > self.max_bytes and self._kept:
                 self._forget(next(iter(self._kept)))
         return head
 
-    def _forget(self, key: int) -> None:
+    def _forget(self, key: Any) -> None:
         _, head = self._kept.pop(key)
-        self.bytes -= len(head) + _ENTRY_OVERHEAD
+        self.bytes -= len(head) + _ENTRY_OVERHEAD + (0 if isinstance(key, int) else len(key[1]))
 
     def clear(self) -> None:
         self._kept.clear()
@@ -185,8 +188,8 @@ class JsonViews:
                 self._tails[key] = tail
         return tail
 
-    def conversation(self, state: AccountViews, conversation_id: str) -> bytes:
-        head = self.kept.head(state.conversations[conversation_id], state.account_id, "conversations")
+    def conversation(self, state: AccountViews, conversation_id: str, raw: bytes | None = None) -> bytes:
+        head = self.kept.head(state.conversations[conversation_id], state.account_id, "conversations", raw)
         handling = state.handling
         thread = handling.threads.get(conversation_id)
         unread = state.unread_by_conversation.get(conversation_id, 0)
@@ -211,8 +214,8 @@ class JsonViews:
         owned.update(self._unhandled if shown is None else self._handling(shown))
         return owned
 
-    def message(self, state: AccountViews, message: e.Message) -> bytes:
-        head = self.kept.head(message, state.account_id, "messages")
+    def message(self, state: AccountViews, message: e.Message, raw: bytes | None = None) -> bytes:
+        head = self.kept.head(message, state.account_id, "messages", raw)
         read_ns, is_read, is_new = state.message_reading(message)
         name = self._message.name
         return head + self._tail(

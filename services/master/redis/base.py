@@ -24,7 +24,7 @@ from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
 from services.master.redis.connect import Client, client_for
 from services.master.redis.errors import out_of_reach
-from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, AccountKeys, Writes
+from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, PAGE, AccountKeys, Writes
 from services.master.redis.recording import recording_state
 from services.master.redis.replication import Replication
 
@@ -129,6 +129,7 @@ class RedisBase:
         self.cluster = isinstance(client, AsyncRedisCluster)
         self._flush_add = client.register_script(FLUSH_ADD)
         self._flush_trim = client.register_script(FLUSH_TRIM)
+        self._page = client.register_script(PAGE)
         self._flushed_key = f"{prefix}:flushed{{{self.events_key}}}"
         self._warned_at = 0.0
         # With replicas to wait for, what persisted() waits for (replication.py).

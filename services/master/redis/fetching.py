@@ -4,7 +4,7 @@ account's rev so a page never mixes two versions."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
@@ -24,7 +24,10 @@ from services.master.redis.base import (
     _view_state,
     index_account,
 )
-from services.master.redis.layout import AccountKeys, key_of, member_of
+from services.master.redis.layout import WIDTH, AccountKeys, id_of, key_of, member_of
+
+if TYPE_CHECKING:
+    from services.master.model.json_views import JsonViews
 
 
 class Fetching(RedisBase):
@@ -43,9 +46,12 @@ class Fetching(RedisBase):
         *,
         meta_key: str | None = None,
         stop: Callable[[cursors.SortKey], bool] | None = None,
+        fetch: Callable[[str, int], Awaitable[tuple[list[str], list[T | None]]]] | None = None,
     ) -> Page[T]:
         """A page of an order after the cursor's key: `build` turns members into items (None
-        skips one) or returns None when the account moved on since the members were read."""
+        skips one) or returns None when the account moved on since the members were read.
+        `fetch` (instead of both): the members from a first one and at most how many, with
+        their items, read at one instant (_paged)."""
         limit = page_size(count)
         after = cursors.decode(cursor, index, shape)
         start = "-" if after is None else "(" + member_of(after)
@@ -58,23 +64,27 @@ class Fetching(RedisBase):
             return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
 
         while True:
-            pipe = self.redis.pipeline(transaction=False)
-            if meta_key is not None:
-                pipe.hget(meta_key, "rev")
-            pipe.zrangebylex(order_key, start, "+", 0, batch)
-            results = await pipe.execute()
-            rev = None
-            if meta_key is not None:
-                if results[0] is None:
-                    raise NotFound(f"account {index_account(meta_key)!r} not found")
-                rev = _text(results[0])
-            members = [m.decode() for m in results[-1]]
-            views = await build(members, rev) if members else []
-            if views is None:
-                attempts += 1
-                if attempts > _ATTEMPTS:
-                    raise Unavailable("the account changes too fast to read; try again", retry_after=0.1)
-                continue
+            if fetch is not None:
+                members, views = await fetch(start, batch)
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                if meta_key is not None:
+                    pipe.hget(meta_key, "rev")
+                pipe.zrangebylex(order_key, start, "+", 0, batch)
+                results = await pipe.execute()
+                rev = None
+                if meta_key is not None:
+                    if results[0] is None:
+                        raise NotFound(f"account {index_account(meta_key)!r} not found")
+                    rev = _text(results[0])
+                members = [m.decode() for m in results[-1]]
+                built = await build(members, rev) if members else []
+                if built is None:
+                    attempts += 1
+                    if attempts > _ATTEMPTS:
+                        raise Unavailable("the account changes too fast to read; try again", retry_after=0.1)
+                    continue
+                views = built
             for member, view in zip(members, views, strict=True):
                 key = key_of(member, shape)
                 if stop is not None and stop(key):
@@ -89,6 +99,117 @@ class Fetching(RedisBase):
                 return done(False)
             start = "(" + members[-1]
             batch = min(batch * 2, 1000)
+
+    def _conversations_page(
+        self, keys: AccountKeys, wanted: Callable[[e.Conversation], bool], unfiltered: bool, as_json: JsonViews | None
+    ) -> Callable[[str, int], Awaitable[tuple[list[str], list[Any]]]]:
+        """_walk's fetch of a page of conversations: views, or their JSON (`as_json`)."""
+        lookups = [
+            (keys.entities["conversations"], "HMGET", ""),
+            (keys.counters["conversation_unread"], "HMGET", ""),
+            (keys.sets["pinned"], "SMISMEMBER", ""),
+            (keys.sets["muted"], "SMISMEMBER", ""),
+            (keys.threads, "HMGET", ""),
+        ]
+
+        async def fetch(start: str, batch: int) -> tuple[list[str], list[Any]]:
+            order = keys.orders["conversations"]
+            meta, members, _, found = await self._paged(
+                keys, order, start, batch, ints=2, newest=False, lookups=lookups
+            )
+            ids = [id_of(m, 2, newest=False) for m in members]
+            raw, unread, pinned, muted, handled = found if members else ([], [], [], [], [])
+            state = _view_state(keys.account_id, meta)
+            state.conversations = _entities(raw, ids, e.Conversation.FromString)
+            state.unread_by_conversation.update({c: int(n) for c, n in zip(ids, unread, strict=True) if n is not None})
+            state.handling.pinned = {c for c, flag in zip(ids, pinned, strict=True) if flag}
+            state.handling.muted = {c for c, flag in zip(ids, muted, strict=True) if flag}
+            state.handling.threads = _entities(handled, ids, jpb.ThreadHandling.FromString)
+            items: list[Any] = []
+            for cid, encoded in zip(ids, raw, strict=True):
+                if encoded is None:  # gone between the order and its hash: not possible in one script
+                    raise Unavailable("the account changed while it was read; try again", retry_after=0.1)
+                view = None if unfiltered and as_json is not None else state.conversation_view(cid)
+                if view is not None and not wanted(view):
+                    items.append(None)
+                elif as_json is not None:
+                    items.append(as_json.conversation(state, cid, raw=encoded))
+                else:
+                    items.append(view)
+            return members, items
+
+        return fetch
+
+    def _messages_page(
+        self,
+        keys: AccountKeys,
+        order: str,
+        owner: tuple[str, str],
+        wanted: Callable[[e.Message], bool],
+        as_json: JsonViews | None,
+    ) -> Callable[[str, int], Awaitable[tuple[list[str], list[Any]]]]:
+        """_walk's fetch of a page of messages (of `order`: all, or a conversation's, the
+        `owner`): views, or their JSON (`as_json`)."""
+        lookups = [
+            (keys.entities["messages"], "HMGET", ""),
+            (keys.read, "HMGET", message_key("")),
+            (keys.sets["new"], "SMISMEMBER", message_key("")),
+        ]
+
+        async def fetch(start: str, batch: int) -> tuple[list[str], list[Any]]:
+            meta, members, present, found = await self._paged(
+                keys, order, start, batch, ints=1, newest=True, lookups=lookups, owner=owner
+            )
+            if not present:
+                raise NotFound(f"conversation {owner[1]!r} not found")
+            ids = [id_of(m, 1) for m in members]
+            raw, read, new = found if members else ([], [], [])
+            items_read = [message_key(m) for m in ids]
+            state = _view_state(keys.account_id, meta)
+            state.messages = _entities(raw, ids, e.Message.FromString)
+            state.handling.read_at = {i: int(v) for i, v in zip(items_read, read, strict=True) if v is not None}
+            state.handling.new_items = {i for i, flag in zip(items_read, new, strict=True) if flag}
+            items: list[Any] = []
+            for message_id, encoded in zip(ids, raw, strict=True):
+                message = state.messages.get(message_id)
+                if message is None:  # gone between the order and its hash: not possible in one script
+                    raise Unavailable("the account changed while it was read; try again", retry_after=0.1)
+                if not wanted(message):
+                    items.append(None)
+                elif as_json is not None:
+                    items.append(as_json.message(state, message, raw=encoded))
+                else:
+                    items.append(state.message_view(message))
+            return members, items
+
+        return fetch
+
+    async def _paged(
+        self,
+        keys: AccountKeys,
+        order_key: str,
+        start: str,
+        batch: int,
+        *,
+        ints: int,
+        newest: bool,
+        lookups: Sequence[tuple[str, str, str]],
+        owner: tuple[str, str] = ("", ""),
+    ) -> tuple[_Meta, list[str], bool, list[Any]]:
+        """Members of an order from `start`, at most `batch`, with what `lookups` find for
+        their ids (each a key, HMGET or SMISMEMBER, and the prefix of the fields), in one
+        round trip (layout.PAGE); and whether the order or its `owner` (a hash and a field)
+        exists."""
+        names = [key for key, _, _ in lookups]
+        args: list[str | int] = [start, batch, ints * WIDTH, "1" if newest else "0", owner[1]]
+        for _, command, prefix in lookups:
+            args += [command, prefix]
+        found = await self._page(keys=[keys.meta, order_key, owner[0] or keys.meta, *names], args=args)
+        if found is None:
+            raise NotFound(f"account {keys.account_id!r} not found")
+        raw_meta, members, present, *results = found
+        meta = _Meta(dict(zip(raw_meta[::2], raw_meta[1::2], strict=True)))
+        return meta, [m.decode() for m in members], bool(present), results
 
     async def _fetch(
         self, keys: AccountKeys, rev: str | None, calls: Callable[[Any], None]
@@ -187,3 +308,8 @@ class Fetching(RedisBase):
         state.new_by_content.update({cid: int(n) for cid, n in zip(ids, new, strict=True) if n is not None})
         state.handling.new_contents = {cid for cid, flag in zip(ids, newc, strict=True) if flag}
         return state
+
+
+async def no_build(members: list[str], rev: str | None) -> list[Any] | None:
+    """_walk's `build` where a `fetch` builds the items."""
+    raise AssertionError("a page fetched by a script builds its items")  # pragma: no cover

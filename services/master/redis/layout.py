@@ -41,6 +41,8 @@ from services.master.model.cursor import Newest, SortKey
 
 _OFFSET = 1 << 63
 _WIDTH = 20
+# The characters of an integer in a member (the ids follow the integers).
+WIDTH = _WIDTH
 # Arguments of one command in a commit; Lua's unpack() has a bound near 8,000.
 _CHUNK = 1_000
 
@@ -295,4 +297,49 @@ FLUSH_TRIM = """
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
 return tonumber(ARGV[2])
+"""
+
+# A page of an account's order and what its items need, in one round trip and at one
+# instant (a script runs alone), so a page needs no rev check and no second trip.
+# KEYS[1] the account's meta, KEYS[2] the order, KEYS[3] the hash holding the order's owner
+# (a conversation, for its messages), then one key per lookup. ARGV[1] the first member
+# (ZRANGEBYLEX's min), ARGV[2] how many, ARGV[3] the characters before a member's id,
+# ARGV[4] "1" when the id is written Newest (_newest), ARGV[5] the owner's field ("" for
+# none), then each lookup's command (HMGET or SMISMEMBER) and the prefix of its fields
+# (the id as it is, or "message:" and the like for read marks). Returns false for an
+# account that is not there, else {meta as HGETALL gives it, members, whether the order
+# or its owner exists (1 or 0), each lookup's answer in turn}.
+PAGE = """
+local meta = redis.call('HGETALL', KEYS[1])
+if #meta == 0 then return false end
+local members = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local present = 1
+if #members == 0 and ARGV[5] ~= '' then
+  present = redis.call('EXISTS', KEYS[2]) + redis.call('HEXISTS', KEYS[3], ARGV[5])
+end
+local out = {meta, members, present}
+if #members == 0 then return out end
+local skip = tonumber(ARGV[3])
+local ids = {}
+for i, member in ipairs(members) do
+  local id = string.sub(member, skip + 1)
+  if ARGV[4] == '1' then
+    local chars = {}
+    for j = 1, #id - 1, 2 do
+      chars[#chars + 1] = string.char(255 - tonumber(string.sub(id, j, j + 1), 16))
+    end
+    id = table.concat(chars)
+  end
+  ids[i] = id
+end
+for k = 4, #KEYS do
+  local command, prefix = ARGV[4 + 2 * (k - 3)], ARGV[5 + 2 * (k - 3)]
+  local fields = ids
+  if prefix ~= '' then
+    fields = {}
+    for i, id in ipairs(ids) do fields[i] = prefix .. id end
+  end
+  out[#out + 1] = redis.call(command, KEYS[k], unpack(fields))
+end
+return out
 """

@@ -4,7 +4,7 @@ discussions and the unified inbox."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
@@ -24,6 +24,7 @@ from services.master.redis.base import (
     _strings,
     _view_state,
 )
+from services.master.redis.fetching import no_build
 from services.master.redis.fleet import Fleet
 from services.master.redis.layout import AccountKeys, Writes, id_of
 from services.master.redis.recording import record_counters
@@ -85,27 +86,14 @@ class Queries(Fleet):
         count: int,
         assignee: str | None = None,
         thread_state: int = 0,
-        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
+        as_json: JsonViews | None = None,
     ) -> Page[e.Conversation]:
         keys = self._account_keys(account_id)
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
-
-        async def build(members: list[str], rev: str | None) -> list[e.Conversation | None] | None:
-            ids = [id_of(m, 2, newest=False) for m in members]
-            state = await self._conversations_state(keys, rev, ids)
-            if state is None:
-                return None
-            views: list[e.Conversation | None] = []
-            for cid in ids:
-                if cid not in state.conversations:
-                    return None
-                view = state.conversation_view(cid)
-                views.append(view if wanted(view) else None)
-            return views
-
-        return await self._walk(
-            keys.orders["conversations"], "conversations", (int, int, str), cursor, count, build, meta_key=keys.meta
-        )
+        unfiltered = (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0)
+        fetch = self._conversations_page(keys, wanted, unfiltered, as_json)
+        page: Page[Any] = await self._walk("", "conversations", (int, int, str), cursor, count, no_build, fetch=fetch)
+        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
 
     @_redis_errors
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
@@ -200,39 +188,19 @@ class Queries(Fleet):
         since_ns: int | None,
         cursor: str,
         count: int,
-        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
+        as_json: JsonViews | None = None,
     ) -> Page[e.Message]:
         keys = self._account_keys(account_id)
         wanted = filters.messages(sender_id, receiver_id, status, message_type)
-        order = keys.orders["messages"]
-        if conversation_id:
-            order = keys.group("mbc", conversation_id)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.exists(keys.meta)
-            pipe.exists(order)
-            pipe.hexists(keys.entities["conversations"], conversation_id)
-            exists, has_messages, held = await pipe.execute()
-            if not exists:
-                raise NotFound(f"account {account_id!r} not found")
-            if not has_messages and not held:
-                raise NotFound(f"conversation {conversation_id!r} not found")
-
-        async def build(members: list[str], rev: str | None) -> list[e.Message | None] | None:
-            ids = [id_of(m, 1) for m in members]
-            state = await self._items_state(keys, rev, messages=ids)
-            if state is None:
-                return None
-            views: list[e.Message | None] = []
-            for message_id in ids:
-                message = state.messages.get(message_id)
-                if message is None:
-                    return None
-                views.append(state.message_view(message) if wanted(message) else None)
-            return views
-
+        order = keys.group("mbc", conversation_id) if conversation_id else keys.orders["messages"]
+        owner = (keys.entities["conversations"], conversation_id) if conversation_id else ("", "")
+        fetch = self._messages_page(keys, order, owner, wanted, as_json)
         # Newest first: once a message is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
-        return await self._walk(order, "messages", (int, Newest), cursor, count, build, meta_key=keys.meta, stop=stop)
+        page: Page[Any] = await self._walk(
+            "", "messages", (int, Newest), cursor, count, no_build, stop=stop, fetch=fetch
+        )
+        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
 
     @_redis_errors
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
