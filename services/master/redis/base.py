@@ -189,18 +189,22 @@ class RedisBase:
 
     async def _commit_writes(self, keys: AccountKeys, rev: str, writes: Writes, fence: int = 0) -> bool:
         """Commits `writes` if the account is still at `rev`; False when it moved on."""
-        key_list, ops = writes.encode([keys.meta, keys.lease])
-        result = int(await self._commit(keys=key_list, args=[rev, str(fence) if fence else "", *ops]))
-        if result == -1:
+        # On one node the script moves the change's events to the stream itself (COMMIT).
+        stream = keys.outbox if self.cluster else self.events_key
+        key_list, ops = writes.encode([keys.meta, keys.lease, keys.outbox, stream])
+        flush = "" if self.cluster else str(_FLUSH_BATCH)
+        fenced = str(fence) if fence else ""
+        result, *moved = await self._commit(keys=key_list, args=[rev, fenced, flush, self._events_kept, *ops])
+        if int(result) == -1:
             return False
-        if result == -2:
+        if int(result) == -2:
             raise FailedPrecondition(
                 f"account {keys.account_id!r} is no longer held by this stream's lease; say hello again",
                 field="account_id",
                 reason="NOT_OWNER",
             )
         self.wrote()
-        if writes.pushes.get(keys.outbox):
+        if writes.pushes.get(keys.outbox) and (self.cluster or int(moved[0]) == _FLUSH_BATCH):
             await self.flush_outbox(keys)
         return True
 

@@ -221,16 +221,21 @@ class Writes:
         return keys, argv
 
 
-# KEYS[1] the account's meta, KEYS[2] its lease; ARGV[1] the rev the change was computed
-# from, ARGV[2] the lease epoch of the writer ("" for a change not made by a worker), then
-# the ops. Returns the new rev, -1 when the account changed meanwhile (compute again), -2
-# when the writer's lease is no longer the account's (it was fenced).
+# KEYS[1] the account's meta, KEYS[2] its lease, KEYS[3] its outbox, KEYS[4] the events
+# stream; ARGV[1] the rev the change was computed from, ARGV[2] the lease epoch of the
+# writer ("" for a change not made by a worker), ARGV[3] at most how many of the outbox's
+# events to move to the stream once the change is made, as FLUSH does ("" for none: on a
+# Redis Cluster, where the stream is in another slot and KEYS[4] is the outbox again),
+# ARGV[4] about how many events the stream keeps, then the ops. Returns {the new rev, how
+# many events it moved}; {-1} when the account changed meanwhile (compute again), {-2}
+# when the writer's lease is no longer the account's (it was fenced). One script, one
+# round trip and one fsync (appendfsync always) for a change and its events.
 COMMIT = """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if not rev then rev = '0' end
-if rev ~= ARGV[1] then return -1 end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then return -2 end
-local i = 3
+if rev ~= ARGV[1] then return {-1} end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then return {-2} end
+local i = 5
 local n = #ARGV
 while i <= n do
   local key = KEYS[tonumber(ARGV[i + 1])]
@@ -242,7 +247,18 @@ while i <= n do
   end
   i = i + 3 + count
 end
-return redis.call('HINCRBY', KEYS[1], 'rev', 1)
+local new_rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+local moved = 0
+if ARGV[3] ~= '' then
+  local events = redis.call('LPOP', KEYS[3], ARGV[3])
+  if events then
+    for _, event in ipairs(events) do
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'e', event)
+    end
+    moved = #events
+  end
+end
+return {new_rev, moved}
 """
 
 
