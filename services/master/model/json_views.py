@@ -35,7 +35,7 @@ from services.common.protojson import JsonStyle, field_json_name, short_enum_nam
 from services.master.model import threads
 from services.master.model.account_views import AccountViews
 from services.master.model.intake import COLLECTIONS
-from services.master.model.keys import notification_key
+from services.master.model.keys import notification_key, split_item_key
 
 # What a kept encoding costs besides its bytes: the entity object it holds alive (a upb
 # wrapper, about 140 bytes), the dictionary's entry and the tuple.
@@ -113,6 +113,11 @@ class Encodings:
         """The entity's JSON up to its master-owned fields: an object left open. `raw`:
         the bytes the entity was parsed from, by which it is kept instead (a store that
         parses its entities anew at each read: Redis)."""
+        return self.kept(entity, lambda: self._head(entity, account_id, collection), raw, account_id)
+
+    def kept(self, entity: Message, make: Callable[[], bytes], raw: bytes | None = None, account_id: str = "") -> bytes:
+        """What `make` encodes of the entity, kept for it (or for its bytes, `raw`, with its
+        account's id)."""
         key: Any = id(entity) if raw is None else (account_id, raw)
         found = self._kept.get(key)
         if found is not None and (raw is not None or found[0] is entity):
@@ -120,6 +125,18 @@ class Encodings:
             self._kept.move_to_end(key)
             return found[1]
         self.misses += 1
+        made = make()
+        if found is not None:
+            self._forget(key)
+        if self.max_bytes > 0:
+            # Kept by its bytes, the entry holds them instead of the entity.
+            self._kept[key] = (entity if raw is None else None, made)
+            self.bytes += len(made) + _ENTRY_OVERHEAD + (0 if raw is None else len(raw))
+            while self.bytes > self.max_bytes and self._kept:
+                self._forget(next(iter(self._kept)))
+        return made
+
+    def _head(self, entity: Message, account_id: str, collection: str) -> bytes:
         copy = type(entity)()
         copy.CopyFrom(entity)
         copy.account_id = account_id  # type: ignore[attr-defined]
@@ -128,16 +145,7 @@ class Encodings:
         for field in cast(Descriptor, copy.DESCRIPTOR).fields:
             if field.name in owned and field.name != "account_id":
                 data.pop(field_json_name(field, self.style), None)
-        head = orjson.dumps(data)[:-1]
-        if found is not None:
-            self._forget(key)
-        if self.max_bytes > 0:
-            # Kept by its bytes, the entry holds them instead of the entity.
-            self._kept[key] = (entity if raw is None else None, head)
-            self.bytes += len(head) + _ENTRY_OVERHEAD + (0 if raw is None else len(raw))
-            while self.bytes > self.max_bytes and self._kept:
-                self._forget(next(iter(self._kept)))
-        return head
+        return orjson.dumps(data)[:-1]
 
     def _forget(self, key: Any) -> None:
         _, head = self._kept.pop(key)
@@ -155,6 +163,8 @@ class JsonViews:
     def __init__(self, style: JsonStyle, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.style = style
         self.kept = Encodings(style, max_bytes)
+        # The inbox items' own fields (id, type, account, time), kept by their entities.
+        self.wrappers = Encodings(style, max_bytes // 4)
         self._conversation = _Names(e.Conversation.DESCRIPTOR, style)
         self._message = _Names(e.Message.DESCRIPTOR, style)
         self._comment = _Names(e.Comment.DESCRIPTOR, style)
@@ -214,9 +224,16 @@ class JsonViews:
         owned.update(self._unhandled if shown is None else self._handling(shown))
         return owned
 
-    def message(self, state: AccountViews, message: e.Message, raw: bytes | None = None) -> bytes:
+    def message(
+        self,
+        state: AccountViews,
+        message: e.Message,
+        raw: bytes | None = None,
+        reading: tuple[int | None, bool, bool] | None = None,
+    ) -> bytes:
+        """`reading`: state.message_reading(message), when the caller has it."""
         head = self.kept.head(message, state.account_id, "messages", raw)
-        read_ns, is_read, is_new = state.message_reading(message)
+        read_ns, is_read, is_new = state.message_reading(message) if reading is None else reading
         name = self._message.name
         return head + self._tail(
             ("message", read_ns, is_read, is_new),
@@ -227,9 +244,11 @@ class JsonViews:
             },
         )
 
-    def comment(self, state: AccountViews, comment: e.Comment) -> bytes:
+    def comment(
+        self, state: AccountViews, comment: e.Comment, reading: tuple[int | None, bool, bool] | None = None
+    ) -> bytes:
         head = self.kept.head(comment, state.account_id, "comments")
-        read_ns, is_read, is_new = state.comment_reading(comment)
+        read_ns, is_read, is_new = state.comment_reading(comment) if reading is None else reading
         name = self._comment.name
         return head + self._tail(
             ("comment", read_ns, is_read, is_new),
@@ -254,38 +273,53 @@ class JsonViews:
         )
 
     def unified(self, state: AccountViews, item: str) -> bytes:
-        """An inbox item ("message:<id>", ...) as account_views.unified_view shows it."""
+        """An inbox item ("message:<id>", ...) as account_views.unified_view shows it: what
+        is the entity's (its id, type, account, time) kept, then the entity, then its read
+        state."""
+        kind, entity_id = split_item_key(item, field="id")
+        entity: Message
+        if kind == "notification":
+            entity = notification = state.notifications[entity_id]
+            inner = self.notification(state, notification)
+            flags = (notification_key(entity_id) in state.handling.read_at, item in state.handling.new_items)
+        elif kind == "message":
+            entity = message = state.messages[entity_id]
+            reading = state.message_reading(message)
+            inner = self.message(state, message, reading=reading)
+            flags = reading[1:]
+        else:
+            entity = comment = state.comments[entity_id]
+            reading = state.comment_reading(comment)
+            inner = self.comment(state, comment, reading=reading)
+            flags = reading[1:]
+        head = self.wrappers.kept(entity, lambda: self._wrapper(state, item))
+        tail = self._tails.get(flags)
+        if tail is None:
+            name = self._unified.name
+            tail = self._tails[flags] = b"," + orjson.dumps({name["is_read"]: flags[0], name["is_new"]: flags[1]})[1:]
+        return head + inner + tail
+
+    def _wrapper(self, state: AccountViews, item: str) -> bytes:
+        """An inbox item's JSON up to its entity's: an object left open after the entity's name."""
         kind, entity_id, kind_type = state.unified_kind(item)
-        created: tuple[Message, str]
+        entity, created = {
+            "notification": (state.notifications.get(entity_id), "create_time"),
+            "message": (state.messages.get(entity_id), "create_time"),
+            "comment": (state.comments.get(entity_id), "created_at"),
+        }[kind]
+        assert entity is not None
         names = self._unified
         name = names.name
-        if kind == "notification":
-            notification = state.notifications[entity_id]
-            inner = self.notification(state, notification)
-            created = (notification, "create_time")
-            is_read = notification_key(entity_id) in state.handling.read_at
-            is_new = item in state.handling.new_items
-        elif kind == "message":
-            message = state.messages[entity_id]
-            inner = self.message(state, message)
-            created = (message, "create_time")
-            _, is_read, is_new = state.message_reading(message)
-        else:
-            comment = state.comments[entity_id]
-            inner = self.comment(state, comment)
-            created = (comment, "created_at")
-            _, is_read, is_new = state.comment_reading(comment)
-        return orjson.dumps(
+        opened = orjson.dumps(
             {
                 name["id"]: item,
                 name["type"]: names.enum_value("type", kind_type),
                 name["account_id"]: state.account_id,
-                name["create_time"]: _stamp_json(*created),
-                name["is_read"]: is_read,
-                name["is_new"]: is_new,
-                name[kind]: orjson.Fragment(inner),
+                name["create_time"]: _stamp_json(entity, created),
+                name[kind]: 0,
             }
         )
+        return opened[:-2]  # without the placeholder 0 and the closing brace
 
 
 def json_array(items: list[bytes]) -> bytes:
