@@ -84,20 +84,7 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
         (tmp / "page.json").write_bytes(body)
         results["page_bytes"] = len(body)
         python = ["-m", "pyinstrument", "-o", str(profile / "separate-gateway.txt")] if profile else []
-        gateway = await processes.start(
-            [
-                "--log-level",
-                "WARNING",
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--master",
-                master.address,
-                "--console",
-                "none",
-            ],
-            python=python,
-        )
+        gateway = await processes.start(_gateway_args(master.address), python=python)
         try:
             results["separate"] = measure(f"http://{gateway.address}{URL}", seconds)
         finally:
@@ -139,6 +126,22 @@ async def http_targets(tmp: Path, data: list[SampleAccount], seconds: float, pro
     return results
 
 
+def _gateway_args(master: str, *more: str) -> list[str]:
+    """`imsync gateway` in front of `master`, quiet, on a free port, without the console."""
+    return [
+        "--log-level",
+        "WARNING",
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--master",
+        master,
+        "--console",
+        "none",
+        *more,
+    ]
+
+
 def _pages(data: list[SampleAccount]) -> dict[str, str]:
     """The pages read without a cache: a page of conversations, of a conversation's
     messages, of the unified inbox."""
@@ -170,20 +173,7 @@ async def uncached_targets(
                 (tmp / f"{name}.json").write_bytes(answer.content)
                 results[name] = {"bytes": len(answer.content)}
                 results[name]["embedded"] = measure(f"http://{embedded.address}{path}", seconds)
-        gateway = await processes.start(
-            [
-                "--log-level",
-                "WARNING",
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--master",
-                master,
-                "--console",
-                "none",
-                "--no-cache",
-            ]
-        )
+        gateway = await processes.start(_gateway_args(master, "--no-cache"))
         try:
             for name, path in _pages(data).items():
                 results[name]["separate"] = measure(f"http://{gateway.address}{path}", seconds)

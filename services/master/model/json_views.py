@@ -151,10 +151,6 @@ class Encodings:
         _, head = self._kept.pop(key)
         self.bytes -= len(head) + _ENTRY_OVERHEAD + (0 if isinstance(key, int) else len(key[1]))
 
-    def clear(self) -> None:
-        self._kept.clear()
-        self.bytes = 0
-
 
 class JsonViews:
     """Entities of an account as JSON bytes, in one style: account_views.py's views,
@@ -320,7 +316,3 @@ class JsonViews:
             }
         )
         return opened[:-2]  # without the placeholder 0 and the closing brace
-
-
-def json_array(items: list[bytes]) -> bytes:
-    return b"[" + b",".join(items) + b"]"

@@ -118,13 +118,8 @@ class Fetching(RedisBase):
                 keys, order, start, batch, ints=2, newest=False, lookups=lookups
             )
             ids = [id_of(m, 2, newest=False) for m in members]
-            raw, unread, pinned, muted, handled = found if members else ([], [], [], [], [])
-            state = _view_state(keys.account_id, meta)
-            state.conversations = _entities(raw, ids, e.Conversation.FromString)
-            state.unread_by_conversation.update({c: int(n) for c, n in zip(ids, unread, strict=True) if n is not None})
-            state.handling.pinned = {c for c, flag in zip(ids, pinned, strict=True) if flag}
-            state.handling.muted = {c for c, flag in zip(ids, muted, strict=True) if flag}
-            state.handling.threads = _entities(handled, ids, jpb.ThreadHandling.FromString)
+            raw = found[0] if members else []
+            state = _conversations_view(keys.account_id, meta, ids, found if members else [[]] * 5)
             items: list[Any] = []
             for cid, encoded in zip(ids, raw, strict=True):
                 if encoded is None:  # gone between the order and its hash: not possible in one script
@@ -282,14 +277,8 @@ class Fetching(RedisBase):
         fetched = await self._fetch(keys, rev, calls)
         if fetched is None:
             return None
-        meta, (found, unread, pinned, muted, handled) = fetched
-        state = _view_state(keys.account_id, meta)
-        state.conversations = _entities(found, ids, e.Conversation.FromString)
-        state.unread_by_conversation.update({cid: int(n) for cid, n in zip(ids, unread, strict=True) if n is not None})
-        state.handling.pinned = {cid for cid, flag in zip(ids, pinned, strict=True) if flag}
-        state.handling.muted = {cid for cid, flag in zip(ids, muted, strict=True) if flag}
-        state.handling.threads = _entities(handled, ids, jpb.ThreadHandling.FromString)
-        return state
+        meta, found = fetched
+        return _conversations_view(keys.account_id, meta, ids, found)
 
     async def _contents_state(self, keys: AccountKeys, rev: str | None, ids: Sequence[str]) -> AccountState | None:
         def calls(pipe: Any) -> None:
@@ -308,6 +297,19 @@ class Fetching(RedisBase):
         state.new_by_content.update({cid: int(n) for cid, n in zip(ids, new, strict=True) if n is not None})
         state.handling.new_contents = {cid for cid, flag in zip(ids, newc, strict=True) if flag}
         return state
+
+
+def _conversations_view(account_id: str, meta: _Meta, ids: Sequence[str], found: Sequence[Any]) -> AccountState:
+    """A view state of these conversations, from what was read of them: their entities,
+    unread counts, pins, mutes and handlings, each a list in the order of `ids`."""
+    raw, unread, pinned, muted, handled = found
+    state = _view_state(account_id, meta)
+    state.conversations = _entities(raw, ids, e.Conversation.FromString)
+    state.unread_by_conversation.update({cid: int(n) for cid, n in zip(ids, unread, strict=True) if n is not None})
+    state.handling.pinned = {cid for cid, flag in zip(ids, pinned, strict=True) if flag}
+    state.handling.muted = {cid for cid, flag in zip(ids, muted, strict=True) if flag}
+    state.handling.threads = _entities(handled, ids, jpb.ThreadHandling.FromString)
+    return state
 
 
 async def no_build(members: list[str], rev: str | None) -> list[Any] | None:
