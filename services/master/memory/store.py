@@ -242,11 +242,12 @@ class MemoryStore(Searching):
             return _page(order, "messages", (int, Newest), cursor, count, view, stop, packed=True)
         to_json = as_json.message
 
+        every = not (sender_id or receiver_id or status or message_type)
+
         def encoded(key: bytes) -> bytes | None:
             message = state.messages[item_of(key)]
-            return to_json(state, message) if wanted(message) else None
+            return to_json(state, message) if every or wanted(message) else None
 
-        every = not (sender_id or receiver_id or status or message_type)
         return _encoded(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True, takes_all=every)
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
@@ -396,11 +397,16 @@ class MemoryStore(Searching):
             items, end, has_more = _collect(merged, view, page_size(count), stop)
             encoded = None
         else:
-            to_json = as_json.unified
+            to_json = as_json.inbox_item
             unfiltered = not types and is_read is None and is_new is None
+            kinds = [kind for kind, _ in orders]
             encoded, end, has_more = _collect(
                 merged,
-                lambda entry: to_json(state, item_id(entry)) if unfiltered or view(entry) is not None else None,
+                lambda entry: (
+                    to_json(state, kinds[entry[1]], item_of(entry[2]))
+                    if unfiltered or view(entry) is not None
+                    else None
+                ),
                 page_size(count),
                 stop,
                 takes_all=unfiltered,

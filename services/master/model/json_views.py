@@ -273,11 +273,16 @@ class JsonViews:
         is the entity's (its id, type, account, time) kept, then the entity, then its read
         state."""
         kind, entity_id = split_item_key(item, field="id")
+        return self.inbox_item(state, kind, entity_id)
+
+    def inbox_item(self, state: AccountViews, kind: str, entity_id: str) -> bytes:
+        """unified(), of the item of that kind ("message", "comment", "notification") and id."""
         entity: Message
         if kind == "notification":
             entity = notification = state.notifications[entity_id]
             inner = self.notification(state, notification)
-            flags = (notification_key(entity_id) in state.handling.read_at, item in state.handling.new_items)
+            item = notification_key(entity_id)
+            flags = (item in state.handling.read_at, item in state.handling.new_items)
         elif kind == "message":
             entity = message = state.messages[entity_id]
             reading = state.message_reading(message)
@@ -288,7 +293,7 @@ class JsonViews:
             reading = state.comment_reading(comment)
             inner = self.comment(state, comment, reading=reading)
             flags = reading[1:]
-        head = self.wrappers.kept(entity, lambda: self._wrapper(state, item))
+        head = self.wrappers.kept(entity, lambda: self._wrapper(state, f"{kind}:{entity_id}"))
         tail = self._tails.get(flags)
         if tail is None:
             name = self._unified.name
