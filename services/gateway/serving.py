@@ -5,7 +5,7 @@ OpenAPI document) routed by Starlette."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -15,8 +15,14 @@ from starlette.types import Message, Receive, Scope, Send
 from .cors import Cors
 from .observe import Observed
 
-if TYPE_CHECKING:
-    from .app import Gateway
+
+class Gateway(Protocol):
+    """What of the gateway (app.py) the application serves through."""
+
+    async def answer_kept(self, scope: Scope, send: Send) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
 
 # The paths of the gateway's routes (every google.api.http template of the IM services).
 _GATEWAY_PATHS = "/api/im/"
