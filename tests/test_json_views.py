@@ -10,6 +10,7 @@ import time
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from imsync.v1 import entities_pb2 as e
 from services.common.protojson import JsonStyle, to_json
@@ -95,6 +96,9 @@ async def test_every_entity_json_is_its_view_encoded(style: JsonStyle, seed: int
         for item in _items(store):
             assert orjson.loads(views.unified(state, item)) == to_json(state.unified_view(item), style), item
     assert views.kept.hits > 0
+    # Operators see them (imsync_encoded_items_total, imsync_encoded_bytes).
+    assert (REGISTRY.get_sample_value("imsync_encoded_items_total", {"result": "hit"}) or 0) >= views.kept.hits
+    assert (REGISTRY.get_sample_value("imsync_encoded_bytes") or 0) >= views.kept.bytes > 0
 
 
 async def test_a_replaced_entity_is_encoded_anew_and_the_kept_bytes_stay_bounded() -> None:

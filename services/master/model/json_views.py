@@ -19,6 +19,7 @@ in either style); tests/test_json_views.py compares the two over random states.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
@@ -28,6 +29,9 @@ import orjson
 from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
@@ -161,6 +165,7 @@ class JsonViews:
         self.kept = Encodings(style, max_bytes)
         # The inbox items' own fields (id, type, account, time), kept by their entities.
         self.wrappers = Encodings(style, max_bytes // 4)
+        _LIVE.add(self)
         self._conversation = _Names(e.Conversation.DESCRIPTOR, style)
         self._message = _Names(e.Message.DESCRIPTOR, style)
         self._comment = _Names(e.Comment.DESCRIPTOR, style)
@@ -321,3 +326,28 @@ class JsonViews:
             }
         )
         return opened[:-2]  # without the placeholder 0 and the closing brace
+
+
+# Every JsonViews of the process, for the metrics (read when scraped: nothing per item).
+_LIVE: weakref.WeakSet[JsonViews] = weakref.WeakSet()
+
+
+class _Collector(Collector):
+    def collect(self) -> Any:
+        items = CounterMetricFamily(
+            "imsync_encoded_items",
+            "Items of the embedded gateway's pages: their kept encoding used (hit) or made (miss)",
+            labels=["result"],
+        )
+        kept = list(_LIVE)
+        items.add_metric(["hit"], sum(v.kept.hits + v.wrappers.hits for v in kept))
+        items.add_metric(["miss"], sum(v.kept.misses + v.wrappers.misses for v in kept))
+        yield items
+        yield GaugeMetricFamily(
+            "imsync_encoded_bytes",
+            "Bytes of entities kept encoded as JSON, as counted against --encoded-max-bytes",
+            value=sum(v.kept.bytes + v.wrappers.bytes for v in kept),
+        )
+
+
+REGISTRY.register(_Collector())
