@@ -167,10 +167,13 @@ async def test_pages_as_json_equal_pages_of_views_on_every_store(new_store: Stor
         as_json = await store.list_unified(
             "acc", types=(), is_read=None, is_new=None, cursor="", count=6, as_json=views
         )
-        if as_json.encoded is not None:
-            assert [orjson.loads(item) for item in as_json.encoded] == [to_json(m, style) for m in unified.items]
-        else:  # Redis: views
-            assert as_json.items == unified.items
+        assert as_json.encoded is not None
+        assert [orjson.loads(item) for item in as_json.encoded] == [to_json(m, style) for m in unified.items]
+        assert (as_json.cursor, as_json.has_more) == (unified.cursor, unified.has_more)
+        read = await store.list_unified("acc", types=(), is_read=True, is_new=None, cursor="", count=6, as_json=views)
+        assert read.encoded is not None and len(read.encoded) >= 1  # the conversation marked read above
+        for item in read.encoded:
+            assert orjson.loads(item)["is_read" if style is JsonStyle.IM else "isRead"] is True
     assert views.kept.hits > 0
 
 

@@ -246,9 +246,13 @@ class JsonViews:
         )
 
     def comment(
-        self, state: AccountViews, comment: e.Comment, reading: tuple[int | None, bool, bool] | None = None
+        self,
+        state: AccountViews,
+        comment: e.Comment,
+        reading: tuple[int | None, bool, bool] | None = None,
+        raw: bytes | None = None,
     ) -> bytes:
-        head = self.kept.head(comment, state.account_id, "comments")
+        head = self.kept.head(comment, state.account_id, "comments", raw)
         read_ns, is_read, is_new = state.comment_reading(comment) if reading is None else reading
         name = self._comment.name
         return head + self._tail(
@@ -261,8 +265,8 @@ class JsonViews:
             },
         )
 
-    def notification(self, state: AccountViews, notification: e.Notification) -> bytes:
-        head = self.kept.head(notification, state.account_id, "notifications")
+    def notification(self, state: AccountViews, notification: e.Notification, raw: bytes | None = None) -> bytes:
+        head = self.kept.head(notification, state.account_id, "notifications", raw)
         read_ns = state.handling.read_at.get(notification_key(notification.notification_id))
         name = self._notification.name
         return head + self._tail(
@@ -280,25 +284,29 @@ class JsonViews:
         kind, entity_id = split_item_key(item, field="id")
         return self.inbox_item(state, kind, entity_id)
 
-    def inbox_item(self, state: AccountViews, kind: str, entity_id: str) -> bytes:
-        """unified(), of the item of that kind ("message", "comment", "notification") and id."""
+    def inbox_item(self, state: AccountViews, kind: str, entity_id: str, raw: bytes | None = None) -> bytes:
+        """unified(), of the item of that kind ("message", "comment", "notification") and
+        id; `raw`: the entity's bytes, as for head()."""
         entity: Message
         if kind == "notification":
             entity = notification = state.notifications[entity_id]
-            inner = self.notification(state, notification)
+            inner = self.notification(state, notification, raw)
             item = notification_key(entity_id)
             flags = (item in state.handling.read_at, item in state.handling.new_items)
         elif kind == "message":
             entity = message = state.messages[entity_id]
             reading = state.message_reading(message)
-            inner = self.message(state, message, reading=reading)
+            inner = self.message(state, message, raw, reading=reading)
             flags = reading[1:]
         else:
             entity = comment = state.comments[entity_id]
             reading = state.comment_reading(comment)
-            inner = self.comment(state, comment, reading=reading)
+            inner = self.comment(state, comment, reading=reading, raw=raw)
             flags = reading[1:]
-        head = self.wrappers.kept(entity, lambda: self._wrapper(state, f"{kind}:{entity_id}"))
+        wrapped = None if raw is None else kind.encode() + b":" + raw
+        head = self.wrappers.kept(
+            entity, lambda: self._wrapper(state, f"{kind}:{entity_id}"), wrapped, state.account_id
+        )
         tail = self._tails.get(flags)
         if tail is None:
             name = self._unified.name

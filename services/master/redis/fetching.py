@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import cursor as cursors
 from services.master.model.account_state import AccountState
 from services.master.model.errors import InvalidArgument, NotFound, Unavailable
@@ -176,6 +177,52 @@ class Fetching(RedisBase):
                 else:
                     items.append(state.message_view(message))
             return members, items
+
+        return fetch
+
+    def _unified_page(
+        self,
+        keys: AccountKeys,
+        wanted: Callable[[u.UnifiedMessage], bool],
+        unfiltered: bool,
+        as_json: JsonViews | None,
+    ) -> Callable[[str, int], Awaitable[tuple[list[str], list[Any]]]]:
+        """_walk's fetch of a page of the unified inbox: views, or their JSON (`as_json`)."""
+        kinds = (("message", "messages"), ("comment", "comments"), ("notification", "notifications"))
+        lookups = [(keys.entities[name], "HMGET", f"-{kind}:") for kind, name in kinds]
+        lookups += [(keys.read, "HMGET", ""), (keys.sets["new"], "SMISMEMBER", "")]
+
+        async def fetch(start: str, batch: int) -> tuple[list[str], list[Any]]:
+            order = keys.orders["inbox"]
+            meta, members, _, found = await self._paged(keys, order, start, batch, ints=1, newest=True, lookups=lookups)
+            items = [id_of(m, 1) for m in members]
+            if not members:
+                return members, []
+            *entities, read, new = found
+            state = _view_state(keys.account_id, meta)
+            raws: list[bytes | None] = [None] * len(items)
+            for (kind, name), raw in zip(kinds, entities, strict=True):
+                parse = _PARSERS[name]
+                table = getattr(state, name)
+                for at, (item, encoded) in enumerate(zip(items, raw, strict=True)):
+                    if encoded is not None:
+                        table[item[len(kind) + 1 :]] = parse(encoded)
+                        raws[at] = encoded
+            state.handling.read_at = {i: int(v) for i, v in zip(items, read, strict=True) if v is not None}
+            state.handling.new_items = {i for i, flag in zip(items, new, strict=True) if flag}
+            views: list[Any] = []
+            for item, encoded in zip(items, raws, strict=True):
+                if encoded is None:  # gone between the order and its hash: not possible in one script
+                    raise Unavailable("the account changed while it was read; try again", retry_after=0.1)
+                kind, _, entity_id = item.partition(":")
+                view = None if unfiltered and as_json is not None else state.unified_view(item)
+                if view is not None and not wanted(view):
+                    views.append(None)
+                elif as_json is not None:
+                    views.append(as_json.inbox_item(state, kind, entity_id, raw=encoded))
+                else:
+                    views.append(view)
+            return members, views
 
         return fetch
 

@@ -322,7 +322,8 @@ return tonumber(ARGV[2])
 # (ZRANGEBYLEX's min), ARGV[2] how many, ARGV[3] the characters before a member's id,
 # ARGV[4] "1" when the id is written Newest (_newest), ARGV[5] the owner's field ("" for
 # none), then each lookup's command (HMGET or SMISMEMBER) and the prefix of its fields
-# (the id as it is, or "message:" and the like for read marks). Returns false for an
+# (the id as it is, or "message:" and the like for read marks; "-message:" asks the ids
+# that start so without it, and the others as "", which no hash holds). Returns false for an
 # account that is not there, else {meta as HGETALL gives it, members, whether the order
 # or its owner exists (1 or 0), each lookup's answer in turn}.
 PAGE = """
@@ -351,7 +352,13 @@ end
 for k = 4, #KEYS do
   local command, prefix = ARGV[4 + 2 * (k - 3)], ARGV[5 + 2 * (k - 3)]
   local fields = ids
-  if prefix ~= '' then
+  if string.sub(prefix, 1, 1) == '-' then
+    local strip = string.sub(prefix, 2)
+    fields = {}
+    for i, id in ipairs(ids) do
+      if string.sub(id, 1, #strip) == strip then fields[i] = string.sub(id, #strip + 1) else fields[i] = '' end
+    end
+  elseif prefix ~= '' then
     fields = {}
     for i, id in ipairs(ids) do fields[i] = prefix .. id end
   end

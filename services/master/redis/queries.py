@@ -341,30 +341,18 @@ class Queries(Fleet):
         cursor: str,
         count: int,
         since_ns: int | None = None,
-        as_json: JsonViews | None = None,  # the views are built here: no encodings are kept in Redis
+        as_json: JsonViews | None = None,
     ) -> Page[u.UnifiedMessage]:
         keys = self._account_keys(account_id)
         wanted = filters.unified(types, is_read, is_new)
-
-        async def build(members: list[str], rev: str | None) -> list[u.UnifiedMessage | None] | None:
-            items = [id_of(m, 1) for m in members]
-            state = await self._unified_state(keys, rev, items)
-            if state is None:
-                return None
-            views: list[u.UnifiedMessage | None] = []
-            for item in items:
-                kind, entity_id = split_item_key(item, field="id")
-                if entity_id not in state.collection(kind):
-                    return None
-                view = state.unified_view(item)
-                views.append(view if wanted(view) else None)
-            return views
-
+        unfiltered = not types and is_read is None and is_new is None
+        fetch = self._unified_page(keys, wanted, unfiltered, as_json)
         # Newest first: once an item is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
-        return await self._walk(
-            keys.orders["inbox"], "unified", (int, Newest), cursor, count, build, meta_key=keys.meta, stop=stop
+        page: Page[Any] = await self._walk(
+            "", "unified", (int, Newest), cursor, count, no_build, stop=stop, fetch=fetch
         )
+        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
 
     async def _unified_state(self, keys: AccountKeys, rev: str | None, items: Sequence[str]) -> AccountState | None:
         split = [split_item_key(item, field="id") for item in items]
