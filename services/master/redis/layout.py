@@ -337,15 +337,12 @@ end
 local out = {meta, members, present}
 if #members == 0 then return out end
 local skip = tonumber(ARGV[3])
+local function complement(pair) return string.char(255 - tonumber(pair, 16)) end
 local ids = {}
 for i, member in ipairs(members) do
   local id = string.sub(member, skip + 1)
   if ARGV[4] == '1' then
-    local chars = {}
-    for j = 1, #id - 1, 2 do
-      chars[#chars + 1] = string.char(255 - tonumber(string.sub(id, j, j + 1), 16))
-    end
-    id = table.concat(chars)
+    id = string.gsub(string.sub(id, 1, -2), '%x%x', complement)
   end
   ids[i] = id
 end
