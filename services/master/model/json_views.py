@@ -234,34 +234,32 @@ class JsonViews:
     ) -> bytes:
         """`reading`: state.message_reading(message), when the caller has it."""
         head = self.kept.head(message, state.account_id, "messages", raw)
-        read_ns, is_read, is_new = state.message_reading(message) if reading is None else reading
-        name = self._message.name
-        return head + self._tail(
-            ("message", read_ns, is_read, is_new),
-            lambda: {
-                name["is_read"]: is_read,
-                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-                name["is_new"]: is_new,
-            },
-        )
+        return self._read(head, "message", self._message, reading or state.message_reading(message))
 
     def comment(
         self,
         state: AccountViews,
         comment: e.Comment,
-        reading: tuple[int | None, bool, bool] | None = None,
         raw: bytes | None = None,
+        reading: tuple[int | None, bool, bool] | None = None,
     ) -> bytes:
         head = self.kept.head(comment, state.account_id, "comments", raw)
-        read_ns, is_read, is_new = state.comment_reading(comment) if reading is None else reading
-        name = self._comment.name
+        # Nothing marks a comment handled yet.
+        return self._read(head, "comment", self._comment, reading or state.comment_reading(comment), is_handled=False)
+
+    def _read(
+        self, head: bytes, kind: str, names: _Names, reading: tuple[int | None, bool, bool], **more: bool
+    ) -> bytes:
+        """A message's or comment's JSON: its head, then its read state (and `more`)."""
+        read_ns, is_read, is_new = reading
+        name = names.name
         return head + self._tail(
-            ("comment", read_ns, is_read, is_new),
+            (kind, read_ns, is_read, is_new, *more.values()),
             lambda: {
                 name["is_read"]: is_read,
                 name["read_at"]: None if read_ns is None else _timestamp(read_ns),
                 name["is_new"]: is_new,
-                name["is_handled"]: False,  # nothing marks a comment handled yet
+                **{name[field]: value for field, value in more.items()},
             },
         )
 
@@ -301,7 +299,7 @@ class JsonViews:
         else:
             entity = comment = state.comments[entity_id]
             reading = state.comment_reading(comment)
-            inner = self.comment(state, comment, reading=reading, raw=raw)
+            inner = self.comment(state, comment, raw, reading=reading)
             flags = reading[1:]
         wrapped = None if raw is None else kind.encode() + b":" + raw
         head = self.wrappers.kept(
