@@ -79,8 +79,6 @@ from .routes import routes_of
 from .serving import GatewayApp
 from .watch import ChangeWatch
 
-# Query parameters of the IM profile that are the gateway's, not a request field.
-
 
 def im_services() -> list[ServiceDescriptor]:
     """The IM services the master serves over REST: the six modules, the team's handling,
