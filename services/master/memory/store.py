@@ -13,8 +13,8 @@ this one (the IM reads and marks).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedList
 
@@ -117,7 +117,7 @@ class MemoryStore(Searching):
             return to_json(state, str(key[2])) if unfiltered or view(key) is not None else None
 
         order = state.conversation_order
-        return _encoded(order, "conversations", (int, int, str), cursor, count, encoded, takes_all=unfiltered)
+        return _page(order, "conversations", (int, int, str), cursor, count, encoded, takes_all=unfiltered).as_encoded()
 
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
         state = self._owner(account_id, "conversation", conversation_id, "conversation_id")
@@ -248,7 +248,8 @@ class MemoryStore(Searching):
             message = state.messages[item_of(key)]
             return to_json(state, message) if every or wanted(message) else None
 
-        return _encoded(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True, takes_all=every)
+        page = _page(order, "messages", (int, Newest), cursor, count, encoded, stop, packed=True, takes_all=every)
+        return page.as_encoded()
 
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
         state = self._owner(account_id, "message", message_id, "message_id")
@@ -439,20 +440,3 @@ class MemoryStore(Searching):
                 self._announce_read(state, [item_id])
                 marked += 1
         return marked
-
-
-def _encoded(
-    order: SortedList,
-    index: str,
-    shape: Sequence[type],
-    cursor: str,
-    count: int,
-    encode: Callable[[Any], bytes | None],
-    stop: Callable[[Any], bool] | None = None,
-    *,
-    packed: bool = False,
-    takes_all: bool = False,
-) -> Page[Any]:
-    """changes._page, of items as JSON (Page.encoded)."""
-    page = _page(order, index, shape, cursor, count, encode, stop, packed=packed, takes_all=takes_all)
-    return Page([], page.cursor, page.has_more, page.items)

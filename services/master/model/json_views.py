@@ -75,7 +75,6 @@ class _Names:
     numbers and short names for IM clients)."""
 
     def __init__(self, descriptor: Descriptor, style: JsonStyle) -> None:
-        self.style = style
         self.name: dict[str, str] = {}
         self.enum: dict[str, dict[int, str]] = {}
         for field in descriptor.fields:

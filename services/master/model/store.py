@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
@@ -49,6 +49,10 @@ class Page(Generic[T]):
     # The items as JSON, when asked for (`as_json`) of a store that can make it without
     # the views (json_views.py); `items` is then empty.
     encoded: list[bytes] | None = None
+
+    def as_encoded(self, encoded: bool = True) -> Page[Any]:
+        """This page with its items (JSON bytes) moved to `encoded`; itself when not `encoded`."""
+        return Page([], self.cursor, self.has_more, cast(list[bytes], self.items)) if encoded else self
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class Queries(Fleet):
         unfiltered = (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0)
         fetch = self._conversations_page(keys, wanted, unfiltered, as_json)
         page: Page[Any] = await self._walk("", "conversations", (int, int, str), cursor, count, no_build, fetch=fetch)
-        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
+        return page.as_encoded(as_json is not None)
 
     @_redis_errors
     async def get_conversation(self, account_id: str, conversation_id: str) -> e.Conversation:
@@ -200,7 +200,7 @@ class Queries(Fleet):
         page: Page[Any] = await self._walk(
             "", "messages", (int, Newest), cursor, count, no_build, stop=stop, fetch=fetch
         )
-        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
+        return page.as_encoded(as_json is not None)
 
     @_redis_errors
     async def get_message(self, account_id: str, message_id: str) -> e.Message:
@@ -352,7 +352,7 @@ class Queries(Fleet):
         page: Page[Any] = await self._walk(
             "", "unified", (int, Newest), cursor, count, no_build, stop=stop, fetch=fetch
         )
-        return Page([], page.cursor, page.has_more, page.items) if as_json is not None else page
+        return page.as_encoded(as_json is not None)
 
     async def _unified_state(self, keys: AccountKeys, rev: str | None, items: Sequence[str]) -> AccountState | None:
         split = [split_item_key(item, field="id") for item in items]
