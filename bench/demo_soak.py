@@ -9,7 +9,7 @@ deletions included. It prints the share of whole crawls, the crawl duration's p5
 against the crawl interval (a ratio: under 1 means crawls keep up), the live arrivals, and
 whether any message was announced twice.
 
-    python -m bench.demo_soak [--minutes 10] [--json PATH]
+    python -m bench.demo_soak [--minutes 10] [--json PATH] [--log PATH]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 _CRAWL = re.compile(r"^(\S+): crawl (whole|PARTIAL: (.*)); (\d+) entities in ([\d.]+) s")
-_FAILED = re.compile(r"^(\S+): crawl failed")
+_FAILED = re.compile(r"^(\S+): crawl failed(?: \(\d+ in a row\))?: (.*)")
 _LIVE = re.compile(r"^(\S+): (\d+) message\(s\) arrived live")
 _URL = re.compile(r"The console: (http://\S+?)/\s*$")
 _SIM = re.compile(r"The simulated platform is at (http://[^/\s]+)/login")
@@ -92,7 +92,7 @@ async def _differences(http: httpx.AsyncClient, platform: httpx.AsyncClient, acc
     ]
 
 
-async def soak(minutes: float) -> dict[str, Any]:
+async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -159,7 +159,7 @@ async def soak(minutes: float) -> dict[str, Any]:
             await process.wait()
         reader.cancel()
     crawls = [m for line in lines[started:] if (m := _CRAWL.match(line))]
-    failed = [line for line in lines[started:] if _FAILED.match(line)]
+    failed = [m for line in lines[started:] if (m := _FAILED.match(line))]
     durations = sorted(float(m.group(5)) for m in crawls)
     whole = sum(m.group(2) == "whole" for m in crawls)
     interval = 5.0
@@ -182,7 +182,10 @@ async def soak(minutes: float) -> dict[str, Any]:
         "seconds_to_converge_after_pause": round(converged, 1),
         "differences": differences,
         "partial_reasons": Counter(m.group(3) for m in crawls if m.group(3)).most_common(5),
+        "failure_reasons": Counter(m.group(2) for m in failed).most_common(5),
     }
+    if log is not None:
+        await asyncio.to_thread(log.write_text, "\n".join(lines) + "\n")
     return result
 
 
@@ -190,8 +193,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--log", type=Path, help="write the demo's whole output here")
     args = parser.parse_args()
-    result = asyncio.run(soak(args.minutes))
+    result = asyncio.run(soak(args.minutes, args.log))
     print(
         f"\n{result['crawls']} crawls in {args.minutes:g} min: {result['whole_share']:.1%} whole "
         f"({result['partial']} partial, {result['failed']} failed)\n"
@@ -206,6 +210,8 @@ def main() -> None:
         print("  ", line)
     for reason, count in result["partial_reasons"]:
         print(f"   partial x{count}: {reason}")
+    for reason, count in result["failure_reasons"]:
+        print(f"   failed x{count}: {reason}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
 
