@@ -73,15 +73,24 @@ def outgoing_metadata(
     identity_of(headers.raw)
     metadata: list[tuple[str, str | bytes]] = []
     size = 0
-    for key, value in headers.items():
-        if key == "authorization":
-            name = "authorization"
-        elif key.startswith(_METADATA_PREFIX) and len(key) > len(_METADATA_PREFIX):
+    host: str | None = None
+    forwarded: str | None = None
+    # Read from the raw pairs: only these few names are decoded.
+    for raw_key, raw_value in headers.raw:
+        if raw_key == b"authorization":
+            name = key = "authorization"
+        elif raw_key.startswith(b"grpc-metadata-") and len(raw_key) > len(_METADATA_PREFIX):
+            key = raw_key.decode("latin-1")
             name = key[len(_METADATA_PREFIX) :]
             if not _KEY.fullmatch(name) or name.startswith(("grpc-", ":")) or name in _RESERVED:
                 raise BadHeader(key, f"{name!r} is not a metadata name a client may set")
         else:
+            if raw_key == b"host" and host is None:
+                host = raw_value.decode("latin-1")
+            elif raw_key == b"x-forwarded-for" and forwarded is None:
+                forwarded = raw_value.decode("latin-1")
             continue
+        value = raw_value.decode("latin-1")
         header = "Authorization" if name == "authorization" else key
         if name.endswith("-bin"):
             decoded: str | bytes = _base64(header, value)
@@ -95,10 +104,10 @@ def outgoing_metadata(
         raise BadHeader(
             "Grpc-Metadata-*", f"{size} bytes of metadata, over the {MAX_METADATA_BYTES} the master takes", 431
         )
-    if "host" in headers and _PRINTABLE.fullmatch(headers["host"]):
-        metadata.append(("x-forwarded-host", headers["host"][:256]))
+    if host is not None and _PRINTABLE.fullmatch(host):
+        metadata.append(("x-forwarded-host", host[:256]))
     if client_host:
-        forwarded = headers.get("x-forwarded-for") if client_host in trusted_proxies else None
+        forwarded = forwarded if client_host in trusted_proxies else None
         chain = [part.strip() for part in forwarded.split(",")][-MAX_FORWARDED:] if forwarded else []
         chain = [part for part in chain if part and len(part) <= 64 and _PRINTABLE.fullmatch(part)]
         metadata.append(("x-forwarded-for", ", ".join([*chain, client_host])))

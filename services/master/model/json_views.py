@@ -116,20 +116,33 @@ class Encodings:
         """The entity's JSON up to its master-owned fields: an object left open. `raw`:
         the bytes the entity was parsed from, by which it is kept instead (a store that
         parses its entities anew at each read: Redis)."""
-        return self.kept(entity, lambda: self._head(entity, account_id, collection), raw, account_id)
+        found = self.find(entity, raw, account_id)
+        if found is not None:
+            return found
+        return self.keep(entity, self._head(entity, account_id, collection), raw, account_id)
 
     def kept(self, entity: Message, make: Callable[[], bytes], raw: bytes | None = None, account_id: str = "") -> bytes:
         """What `make` encodes of the entity, kept for it (or for its bytes, `raw`, with its
         account's id)."""
+        found = self.find(entity, raw, account_id)
+        return found if found is not None else self.keep(entity, make(), raw, account_id)
+
+    def find(self, entity: Message, raw: bytes | None = None, account_id: str = "") -> bytes | None:
+        """What is kept for the entity (or its bytes), None if nothing is."""
         key: Any = id(entity) if raw is None else (account_id, raw)
         found = self._kept.get(key)
-        if found is not None and (raw is not None or found[0] is entity):
-            self.hits += 1
-            self._kept.move_to_end(key)
-            return found[1]
+        if found is None or (raw is None and found[0] is not entity):
+            return None
+        self.hits += 1
+        self._kept.move_to_end(key)
+        return found[1]
+
+    def keep(self, entity: Message, made: bytes, raw: bytes | None = None, account_id: str = "") -> bytes:
+        """Keeps `made` for the entity (or its bytes), in place of what was kept for an
+        earlier object at its address; returns it."""
         self.misses += 1
-        made = make()
-        if found is not None:
+        key: Any = id(entity) if raw is None else (account_id, raw)
+        if key in self._kept:
             self._forget(key)
         if self.max_bytes > 0:
             # Kept by its bytes, the entry holds them instead of the entity.
@@ -162,7 +175,8 @@ class JsonViews:
     def __init__(self, style: JsonStyle, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.style = style
         self.kept = Encodings(style, max_bytes)
-        # The inbox items' own fields (id, type, account, time), kept by their entities.
+        # The inbox items up to their read state (their own fields: id, type, account, time;
+        # then their entity's), kept by their entities.
         self.wrappers = Encodings(style, max_bytes // 4)
         _LIVE.add(self)
         self._conversation = _Names(e.Conversation.DESCRIPTOR, style)
@@ -188,12 +202,12 @@ class JsonViews:
             name["note_count"]: shown.note_count,
         }
 
-    def _tail(self, key: tuple[Any, ...], owned: Callable[[], dict[str, Any]]) -> bytes:
-        """The master's fields of an entity, `owned()`, as the end of its object; the same
-        for the same `key` (what they are made from), so kept for the commonest keys."""
+    def _tail(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
+        """The end of an entity's object, the master's fields, as `make` writes them; the
+        same for the same `key` (what they are made from), so kept for the commonest keys."""
         tail = self._tails.get(key)
         if tail is None:
-            tail = b"," + orjson.dumps(owned())[1:]
+            tail = make()
             if len(self._tails) < _TAILS_KEPT:
                 self._tails[key] = tail
         return tail
@@ -205,13 +219,13 @@ class JsonViews:
         unread = state.unread_by_conversation.get(conversation_id, 0)
         pinned, muted = conversation_id in handling.pinned, conversation_id in handling.muted
         if thread is None:
-            return head + self._tail(
-                ("conversation", unread, pinned, muted), lambda: self._owned(unread, pinned, muted, None)
-            )
+            key = ("conversation", unread, pinned, muted)
+            tail = self._tails.get(key)
+            return head + (tail or self._tail(key, lambda: _end(self._owned(unread, pinned, muted, None))))
         # threads.view decides them, on a conversation of nothing else.
         shown = e.Conversation()
         threads.view(shown, thread, time.time_ns())
-        return head + b"," + orjson.dumps(self._owned(unread, pinned, muted, shown))[1:]
+        return head + _end(self._owned(unread, pinned, muted, shown))
 
     def _owned(self, unread: int, pinned: bool, muted: bool, shown: e.Conversation | None) -> dict[str, Any]:
         names = self._conversation
@@ -233,7 +247,7 @@ class JsonViews:
     ) -> bytes:
         """`reading`: state.message_reading(message), when the caller has it."""
         head = self.kept.head(message, state.account_id, "messages", raw)
-        return self._read(head, "message", self._message, reading or state.message_reading(message))
+        return head + self._read("message", reading or state.message_reading(message))
 
     def comment(
         self,
@@ -243,36 +257,30 @@ class JsonViews:
         reading: tuple[int | None, bool, bool] | None = None,
     ) -> bytes:
         head = self.kept.head(comment, state.account_id, "comments", raw)
-        # Nothing marks a comment handled yet.
-        return self._read(head, "comment", self._comment, reading or state.comment_reading(comment), is_handled=False)
-
-    def _read(
-        self, head: bytes, kind: str, names: _Names, reading: tuple[int | None, bool, bool], **more: bool
-    ) -> bytes:
-        """A message's or comment's JSON: its head, then its read state (and `more`)."""
-        read_ns, is_read, is_new = reading
-        name = names.name
-        return head + self._tail(
-            (kind, read_ns, is_read, is_new, *more.values()),
-            lambda: {
-                name["is_read"]: is_read,
-                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-                name["is_new"]: is_new,
-                **{name[field]: value for field, value in more.items()},
-            },
-        )
+        return head + self._read("comment", reading or state.comment_reading(comment))
 
     def notification(self, state: AccountViews, notification: e.Notification, raw: bytes | None = None) -> bytes:
         head = self.kept.head(notification, state.account_id, "notifications", raw)
-        read_ns = state.handling.read_at.get(notification_key(notification.notification_id))
-        name = self._notification.name
-        return head + self._tail(
-            ("notification", read_ns),
-            lambda: {
-                name["is_read"]: read_ns is not None,
-                name["read_at"]: None if read_ns is None else _timestamp(read_ns),
-            },
-        )
+        return head + self._read("notification", _notification_reading(state, notification.notification_id))
+
+    def _read(self, kind: str, reading: tuple[int | None, bool, bool]) -> bytes:
+        """The end of a message's, comment's or notification's object: its read state."""
+        key = (kind, *reading)
+        tail = self._tails.get(key)
+        return tail or self._tail(key, lambda: _end(self._reading(kind, reading)))
+
+    def _reading(self, kind: str, reading: tuple[int | None, bool, bool]) -> dict[str, Any]:
+        read_ns, is_read, is_new = reading
+        name = {"message": self._message, "comment": self._comment, "notification": self._notification}[kind].name
+        fields: dict[str, Any] = {
+            name["is_read"]: is_read,
+            name["read_at"]: None if read_ns is None else _timestamp(read_ns),
+        }
+        if kind != "notification":  # a notification has no is_new of its own; the inbox item has
+            fields[name["is_new"]] = is_new
+        if kind == "comment":
+            fields[name["is_handled"]] = False  # nothing marks a comment handled yet
+        return fields
 
     def unified(self, state: AccountViews, item: str) -> bytes:
         """An inbox item ("message:<id>", ...) as account_views.unified_view shows it: what
@@ -283,32 +291,34 @@ class JsonViews:
 
     def inbox_item(self, state: AccountViews, kind: str, entity_id: str, raw: bytes | None = None) -> bytes:
         """unified(), of the item of that kind ("message", "comment", "notification") and
-        id; `raw`: the entity's bytes, as for head()."""
+        id; `raw`: the entity's bytes, as for head(). Kept per entity: the item's own fields
+        and the entity's up to its read state, in one piece; then the read state of both,
+        by its values."""
         entity: Message
-        if kind == "notification":
-            entity = notification = state.notifications[entity_id]
-            inner = self.notification(state, notification, raw)
-            item = notification_key(entity_id)
-            flags = (item in state.handling.read_at, item in state.handling.new_items)
-        elif kind == "message":
-            entity = message = state.messages[entity_id]
-            reading = state.message_reading(message)
-            inner = self.message(state, message, raw, reading=reading)
-            flags = reading[1:]
+        if kind == "message":
+            entity = state.messages[entity_id]
+            reading = state.message_reading(entity)
+        elif kind == "comment":
+            entity = state.comments[entity_id]
+            reading = state.comment_reading(entity)
         else:
-            entity = comment = state.comments[entity_id]
-            reading = state.comment_reading(comment)
-            inner = self.comment(state, comment, raw, reading=reading)
-            flags = reading[1:]
+            entity = state.notifications[entity_id]
+            reading = _notification_reading(state, entity_id)
         wrapped = None if raw is None else kind.encode() + b":" + raw
-        head = self.wrappers.kept(
-            entity, lambda: self._wrapper(state, f"{kind}:{entity_id}"), wrapped, state.account_id
-        )
-        tail = self._tails.get(flags)
-        if tail is None:
-            name = self._unified.name
-            tail = self._tails[flags] = b"," + orjson.dumps({name["is_read"]: flags[0], name["is_new"]: flags[1]})[1:]
-        return head + inner + tail
+        head = self.wrappers.find(entity, wrapped, state.account_id)
+        if head is None:
+            inner = self.kept.head(entity, state.account_id, f"{kind}s", raw)
+            head = self.wrappers.keep(
+                entity, self._wrapper(state, f"{kind}:{entity_id}") + inner, wrapped, state.account_id
+            )
+        key = ("unified", kind, *reading)
+        tail = self._tails.get(key)
+        return head + (tail or self._tail(key, lambda: self._unified_tail(kind, reading)))
+
+    def _unified_tail(self, kind: str, reading: tuple[int | None, bool, bool]) -> bytes:
+        """The entity's read state, closing its object, then the inbox item's, closing the item."""
+        name = self._unified.name
+        return self._read(kind, reading) + _end({name["is_read"]: reading[1], name["is_new"]: reading[2]})
 
     def _wrapper(self, state: AccountViews, item: str) -> bytes:
         """An inbox item's JSON up to its entity's: an object left open after the entity's name."""
@@ -331,6 +341,18 @@ class JsonViews:
             }
         )
         return opened[:-2]  # without the placeholder 0 and the closing brace
+
+
+def _end(fields: dict[str, Any]) -> bytes:
+    """Fields as the end of an object left open: a comma, the fields, the closing brace."""
+    return b"," + orjson.dumps(fields)[1:]
+
+
+def _notification_reading(state: AccountViews, notification_id: str) -> tuple[int | None, bool, bool]:
+    """A notification's read state, as AccountViews' message_reading gives a message's."""
+    item = notification_key(notification_id)
+    read_ns = state.handling.read_at.get(item)
+    return read_ns, read_ns is not None, item in state.handling.new_items
 
 
 # Every JsonViews of the process, for the metrics (read when scraped: nothing per item).
