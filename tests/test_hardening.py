@@ -18,10 +18,10 @@ import pytest_asyncio
 
 from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import conversations_pb2_grpc, sync_pb2
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import replies_pb2 as rep
-from imsync.v1 import sync_pb2
 from imsync_client import ImClient, SyncClient
 from services.common.rpc_errors import reason_of
 from services.common.sample import SampleAccount
@@ -438,6 +438,24 @@ async def test_malformed_headers_and_bodies_are_4xx(rig: Rig, kind: str) -> None
             "/api/im/unified-messages/read-many", content=deep, headers={"Authorization": f"Bearer {key}"}
         )
         assert response.status_code == 400 and "nested" in response.json()["status_msg"]
+
+
+@pytest.mark.parametrize("kind", ["grpc", "in-process"])
+async def test_an_id_too_long_to_echo_is_still_its_own_error(rig: Rig, kind: str) -> None:
+    """A status echoes what the caller sent ("account '...' not found"); an id of 6,000
+    characters (three bytes each in UTF-8, nine percent-encoded in grpc-message) made
+    trailers the gateway's channel refused, answered as its own 429. It is shortened."""
+    long_id = "店" * 6_000
+    async with gateway_of(rig, kind) as http:
+        for name, status in (("admin", 404), ("a-agent", 403)):
+            response = await http.get("/api/im/conversations", params={"account_id": long_id}, headers=rig.header(name))
+            assert response.status_code == status, (name, response.status_code, response.text[:300])
+            message = response.json()["status_msg"]
+            assert "characters left out" in message and len(message) < 1_000, message[:300]
+    stub = conversations_pb2_grpc.ConversationServiceStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListConversations(conv.ListConversationsRequest(account_id=long_id), metadata=rig.as_key("admin"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 # 7 ------------------------------------------------------------ request ids per account

@@ -8,6 +8,19 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "imsync.dev"
+# The longest description a status carries. It travels twice in the trailers (as
+# grpc-message, percent-encoded: up to 9 bytes a character, and in the details), and a
+# peer refuses trailers over 16 KiB (then reporting its own RESOURCE_EXHAUSTED in place of
+# the status): what a caller sent (an id of 20,000 characters) is echoed shortened.
+MAX_DESCRIPTION = 600
+
+
+def bounded(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """`text`, or for a longer one its beginning and end around how much was left out."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 2], text[-(limit // 4) :]
+    return f"{head}…[{len(text) - len(head) - len(tail)} characters left out]…{tail}"
 
 
 def error_status(
@@ -20,7 +33,9 @@ def error_status(
     retry_after: float | None = None,
 ) -> status_pb2.Status:
     """A status whose message names the field, carrying the field in a BadRequest detail,
-    a machine-readable reason in an ErrorInfo detail, and when to try again in RetryInfo."""
+    a machine-readable reason in an ErrorInfo detail, and when to try again in RetryInfo.
+    A description longer than MAX_DESCRIPTION is shortened (bounded)."""
+    description = bounded(description)
     result = status_pb2.Status(code=code, message=f"{field}: {description}" if field else description)
     if field:
         detail = any_pb2.Any()

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.rpc_errors import bounded
 from services.master.model.metrics import SERVING
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_heal
     ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no service {bounded(repr(request.service))}")
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(
