@@ -71,12 +71,49 @@ async def _wait_for_accounts(base: str, count: int) -> None:
                 await asyncio.sleep(0.2)
 
 
+class _Started:
+    """The demo's processes, by name, each with how it was started; one that exits while
+    the demo runs (killed, say) is started again as it was, on the address it had."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, processes.Child] = {}
+        self._commands: dict[str, tuple[list[str], bool]] = {}
+
+    async def start(
+        self, name: str, args: list[str], listen: str | None = None, *, echo: bool = False
+    ) -> processes.Child:
+        child = await processes.start([*args, *(["--listen", listen] if listen else [])], echo=echo)
+        self.children[name] = child
+        # Started again on the address it has now, which the others know.
+        self._commands[name] = ([*args, *(["--listen", child.address] if listen else [])], echo)
+        return child
+
+    async def supervise(self) -> None:
+        while True:
+            waits = {asyncio.ensure_future(child.process.wait()): name for name, child in self.children.items()}
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
+            for task in done:
+                name = waits[task]
+                args, echo = self._commands[name]
+                print(f"The {name} exited ({task.result()}); starting it again.", flush=True)
+                self.children[name] = await processes.start(args, echo=echo, attempts=20)
+                print(f"The {name} is running again.", flush=True)
+
+    async def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            await child.stop()
+
+
 async def _demo(config: DemoConfig) -> None:
     # SIGTERM stops the demo as Ctrl-C does: its processes are stopped with it.
     main = asyncio.current_task()
     if main is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
-    children: list[processes.Child] = []
+    started = _Started()
     with tempfile.TemporaryDirectory(prefix="imsync-demo-") as tmp:
         folder = Path(tmp)
         try:
@@ -84,33 +121,32 @@ async def _demo(config: DemoConfig) -> None:
             token = add_worker_token(folder / "worker-tokens.toml", "demo-worker", ids)
             (folder / "demo-worker.token").write_text(token)
             create_session_key(folder / "session-keys")
-            master = await processes.start(
+            master = await started.start(
+                "master",
                 [
                     "master",
-                    "--listen",
-                    config.master_listen,
                     "--worker-tokens",
                     str(folder / "worker-tokens.toml"),
                     "--data-dir",
                     str(folder / "master-data"),
                     "--session-keys",
                     str(folder / "session-keys"),
-                ]
+                ],
+                config.master_listen,
             )
-            children.append(master)
             # The gateway's access log is for operators: the demo shows its warnings only.
-            gateway = await processes.start(
-                ["gateway", "--listen", config.gateway_listen, "--master", master.address, "--log-level", "WARNING"]
+            gateway = await started.start(
+                "gateway", ["gateway", "--master", master.address, "--log-level", "WARNING"], config.gateway_listen
             )
-            children.append(gateway)
-            sim = await processes.start(
-                ["sim", "--listen", "127.0.0.1:0", "--accounts", str(config.accounts), "--rate", str(config.sim_rate)]
+            sim = await started.start(
+                "simulated platform",
+                ["sim", "--accounts", str(config.accounts), "--rate", str(config.sim_rate)],
+                "127.0.0.1:0",
             )
-            children.append(sim)
             uids = uids_of(sim.ready_line)
             await _add_accounts(master.address, sim.address, uids)
             worker_config = _worker_config(folder, master.address, config)
-            children.append(await processes.start(["worker", "--config", str(worker_config)], echo=True))
+            await started.start("worker", ["worker", "--config", str(worker_config)], echo=True)
             base = f"http://{gateway.address}"
             await _wait_for_accounts(base, config.accounts)
             first = "douyin-001"
@@ -129,13 +165,13 @@ async def _demo(config: DemoConfig) -> None:
                 f"{config.sim_rate:g} times a minute, and the worker crawls it every {config.interval:g} s in headless\n"
                 f"Chromium. The accounts are the fleet's (the console's Fleet panel, or\n"
                 f"  imsync account list --master {master.address}): add one, pause one, or start a second worker.\n"
+                "A process of the demo that stops (kill one) is started again; the master from its data.\n"
                 f"Ctrl-C stops everything.\n",
                 flush=True,
             )
-            await asyncio.Event().wait()
+            await started.supervise()
         finally:
-            for child in reversed(children):
-                await child.stop()
+            await started.stop()
 
 
 def run_demo(config: DemoConfig) -> int:

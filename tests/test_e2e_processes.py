@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,7 +184,8 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                 assert line, "the demo exited early"
                 urls.append(line)
         # Keep reading the demo's progress lines, so that it never blocks on a full pipe.
-        drains.append(asyncio.create_task(demo.stdout.read()))
+        later: list[str] = []
+        drains.append(asyncio.create_task(_collect_lines(demo.stdout, later)))
         printed = re.findall(r"curl (?:-N )?'([^']+)'", "".join(urls))
         assert len(printed) >= 5
         async with httpx.AsyncClient(timeout=60) as http:
@@ -197,9 +200,42 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                 response = await http.get(url)
                 assert response.status_code == 200, (url, response.text)
                 assert response.json()["status_code"] == 0
+            # A process of the demo killed midway is started again: the master from its data.
+            conversations = next(url for url in printed if "/conversations?" in url)
+            before = {c["conversation_id"] for c in (await http.get(conversations)).json()["data"]["conversations"]}
+            assert before
+            os.kill(_child_of(demo.pid, "master"), signal.SIGKILL)
+            async with asyncio.timeout(60):
+                while not any("The master is running again" in line for line in later):
+                    await asyncio.sleep(0.1)
+                # The gateway's channel connects again within its backoff (at most 2 s).
+                while (after := (await http.get(conversations)).json())["status_code"] != 0:
+                    assert after["status_code"] == 14, after  # UNAVAILABLE until then
+                    await asyncio.sleep(0.2)
+            assert before <= {c["conversation_id"] for c in after["data"]["conversations"]}
     finally:
         demo.send_signal(2)  # Ctrl-C stops the demo and its children
         async with asyncio.timeout(30):
             assert await demo.wait() == 0
         for drain in drains:
             drain.cancel()
+
+
+async def _collect_lines(stream: asyncio.StreamReader, lines: list[str]) -> bytes:
+    while line := await stream.readline():
+        lines.append(line.decode(errors="replace"))
+    return b""
+
+
+def _child_of(parent: int, command: str) -> int:
+    """The pid of `parent`'s child running `imsync COMMAND`."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if ppid == parent and b"services.cli" in args and command.encode() in args:
+                return int(entry.name)
+    raise AssertionError(f"no child of {parent} runs imsync {command}")

@@ -109,6 +109,16 @@ _MATCHES_KEPT = 4096
 _MATCHED_PATH_CHARS = 512
 
 
+# How the gateway's channel to its masters reconnects: gRPC's own backoff grows to two
+# minutes, and a call while it waits fails at once (503) even when the master is back.
+_CHANNEL_OPTIONS = [
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 class Gateway:
     """The ASGI application that maps HTTP requests onto gRPC calls."""
 
@@ -160,7 +170,7 @@ class Gateway:
         if self._channel is None:
             # Given several masters ("ipv4:host1:port1,host2:port2", masters over one
             # Redis), calls are spread over them, and go to the others while one is down.
-            self._channel = open_channel(self._master, self._tls, [("grpc.lb_policy_name", "round_robin")])
+            self._channel = open_channel(self._master, self._tls, _CHANNEL_OPTIONS)
         watching: asyncio.Task[None] | None = None
         if self._watch_wanted:
             self.watch = ChangeWatch(self._channel, self._watch_key)
