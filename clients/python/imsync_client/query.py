@@ -662,7 +662,14 @@ def connect(
     `api_key`: sent with every call (`imsync api-key create`). `tls`: True for TLS trusting
     the system's CAs, or a Tls; None or False for plain text (loopback, a trusted network).
     `retry_reads`: reads are tried again while the master is unavailable (SERVICE_CONFIG)."""
-    options: list[tuple[str, Any]] = [("grpc.lb_policy_name", "round_robin")]
+    options: list[tuple[str, Any]] = [
+        ("grpc.lb_policy_name", "round_robin"),
+        # Reconnect to a master that was down within 2 s of its return: gRPC's own backoff
+        # grows to two minutes, and every call while it waits fails at once.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
     if retry_reads:
         options += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(SERVICE_CONFIG))]
     if tls:
