@@ -173,7 +173,9 @@ class Writes:
 
     def encode(self, first_keys: Sequence[str]) -> tuple[list[str], list[Value]]:
         """KEYS and the op part of ARGV for COMMIT: each op is a command, its key's index
-        in KEYS, its argument count and the arguments."""
+        in KEYS, its argument count and the arguments; or ZADDALL / ZREMALL, the index of
+        the first of its keys, how many, and the one member added to (score 0) or removed
+        from each."""
         keys = list(first_keys)
         where = {key: index + 1 for index, key in enumerate(keys)}
         argv: list[Value] = []
@@ -204,7 +206,14 @@ class Writes:
                 op("SREM", key, gone)
             if added := [m for m, present in members.items() if present]:
                 op("SADD", key, added)
+        # Sorted sets that change by one member, the same one (the search index: an item
+        # added to or removed from the set of each pair of characters it holds): one op
+        # for them all, over consecutive KEYS (a key there may be in KEYS already).
+        fanned: dict[tuple[str, bool], list[str]] = {}
         for key, members in self.zsets.items():
+            if len(members) == 1:
+                fanned.setdefault(next(iter(members.items())), []).append(key)
+                continue
             if gone := [m for m, present in members.items() if not present]:
                 op("ZREM", key, gone)
             scored: list[Value] = []
@@ -213,6 +222,15 @@ class Writes:
                     scored += ("0", m)
             if scored:
                 op("ZADD", key, scored)
+        for (member, present), names in fanned.items():
+            if len(names) == 1:
+                if present:
+                    op("ZADD", names[0], ("0", member))
+                else:
+                    op("ZREM", names[0], (member,))
+                continue
+            argv.extend(("ZADDALL" if present else "ZREMALL", str(len(keys) + 1), str(len(names)), member))
+            keys.extend(names)
         for key, counters in self.increments.items():
             for name, by in counters.items():
                 op("HINCRBY", key, (name, str(by)))
@@ -238,14 +256,28 @@ if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then return
 local i = 5
 local n = #ARGV
 while i <= n do
-  local key = KEYS[tonumber(ARGV[i + 1])]
+  local op = ARGV[i]
   local count = tonumber(ARGV[i + 2])
-  if count == 0 then
-    redis.call(ARGV[i], key)
+  if op == 'ZADDALL' or op == 'ZREMALL' then
+    local first = tonumber(ARGV[i + 1])
+    local member = ARGV[i + 3]
+    for k = first, first + count - 1 do
+      if op == 'ZADDALL' then
+        redis.call('ZADD', KEYS[k], 0, member)
+      else
+        redis.call('ZREM', KEYS[k], member)
+      end
+    end
+    i = i + 4
   else
-    redis.call(ARGV[i], key, unpack(ARGV, i + 3, i + 2 + count))
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    if count == 0 then
+      redis.call(op, key)
+    else
+      redis.call(op, key, unpack(ARGV, i + 3, i + 2 + count))
+    end
+    i = i + 3 + count
   end
-  i = i + 3 + count
 end
 local new_rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
 local moved = 0
