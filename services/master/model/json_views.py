@@ -121,14 +121,9 @@ class Encodings:
             return found
         return self.keep(entity, self._head(entity, account_id, collection), raw, account_id)
 
-    def kept(self, entity: Message, make: Callable[[], bytes], raw: bytes | None = None, account_id: str = "") -> bytes:
-        """What `make` encodes of the entity, kept for it (or for its bytes, `raw`, with its
-        account's id)."""
-        found = self.find(entity, raw, account_id)
-        return found if found is not None else self.keep(entity, make(), raw, account_id)
-
     def find(self, entity: Message, raw: bytes | None = None, account_id: str = "") -> bytes | None:
-        """What is kept for the entity (or its bytes), None if nothing is."""
+        """What is kept for the entity (or for its bytes, `raw`, with its account's id),
+        None if nothing is."""
         key: Any = id(entity) if raw is None else (account_id, raw)
         found = self._kept.get(key)
         if found is None or (raw is None and found[0] is not entity):
