@@ -173,6 +173,9 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
         "--sim-rate",
         "120",
         stdout=asyncio.subprocess.PIPE,
+        # Ctrl-C as in a terminal, however the tests were started (a shell without job
+        # control starts background commands with SIGINT ignored, and so their children).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert demo.stdout is not None
     drains: list[asyncio.Task[bytes]] = []
