@@ -217,11 +217,18 @@ async def test_the_demo_comes_up_and_its_urls_answer() -> None:
                     await asyncio.sleep(0.2)
             assert before <= {c["conversation_id"] for c in after["data"]["conversations"]}
     finally:
-        demo.send_signal(2)  # Ctrl-C stops the demo and its children
-        async with asyncio.timeout(30):
-            assert await demo.wait() == 0
-        for drain in drains:
-            drain.cancel()
+        demo.send_signal(signal.SIGINT)  # Ctrl-C stops the demo and its children
+        try:
+            async with asyncio.timeout(30):
+                code = await demo.wait()
+        except TimeoutError:
+            demo.terminate()  # as SIGTERM does, so that none of its processes outlives the test
+            await demo.wait()
+            raise
+        finally:
+            for drain in drains:
+                drain.cancel()
+    assert code == 0
 
 
 async def _collect_lines(stream: asyncio.StreamReader, lines: list[str]) -> bytes:
