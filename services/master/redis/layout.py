@@ -206,9 +206,10 @@ class Writes:
                 op("SREM", key, gone)
             if added := [m for m, present in members.items() if present]:
                 op("SADD", key, added)
-        # Sorted sets that change by one member, the same one (the search index: an item
-        # added to or removed from the set of each pair of characters it holds): one op
-        # for them all, over consecutive KEYS (a key there may be in KEYS already).
+        # Sorted sets that change by one member (every score is 0), grouped by that member:
+        # one op for the group, over consecutive KEYS (a key there may be in KEYS already).
+        # The search index changes so: an item added to or removed from the set of each pair
+        # of characters it holds.
         fanned: dict[tuple[str, bool], list[str]] = {}
         for key, members in self.zsets.items():
             if len(members) == 1:
@@ -223,12 +224,6 @@ class Writes:
             if scored:
                 op("ZADD", key, scored)
         for (member, present), names in fanned.items():
-            if len(names) == 1:
-                if present:
-                    op("ZADD", names[0], ("0", member))
-                else:
-                    op("ZREM", names[0], (member,))
-                continue
             argv.extend(("ZADDALL" if present else "ZREMALL", str(len(keys) + 1), str(len(names)), member))
             keys.extend(names)
         for key, counters in self.increments.items():
