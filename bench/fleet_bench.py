@@ -10,11 +10,11 @@ crawl of it would), each with room for all N. Worker A takes half, worker B half
 goes away in one of two ways, and the clock runs until B was given every one of A's
 accounts:
 
-- **stream cut** (A's process died: its connection closed): the master frees A's leases
-  at once; the bound is the scheduler's round (a second);
+- **stream cut** (A's process died: its connection closed): A's leases lapse a lease
+  after A was last heard (A may still be running its accounts: a killed worker's browser
+  outlives it a moment); the bound is the lease plus the scheduler's round (a second);
 - **silent** (A's machine fell off the network: nothing more arrives, the connection is
-  not closed): A's leases lapse after the lease duration; the bound is the lease plus a
-  round.
+  not closed): the same, from A's last heartbeat.
 
 After the stream cut, a third worker joins, and the clock runs until it holds its half
 (the scheduler moves at most a fiftieth of the accounts a round, each asked back from its

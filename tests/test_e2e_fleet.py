@@ -145,8 +145,9 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
         before = await sessions()
         assert before["logins"] == {uid: 1 for uid in uids}, before
 
-        # worker-a dies at once: its accounts go to the others, who crawl them with the
-        # sessions the master kept: no login.
+        # worker-a dies at once: once their leases lapse (its browser may outlive it by a
+        # moment) its accounts go to the others, who crawl them with the sessions the master
+        # kept: no login.
         listed = await im.list_managed_accounts(fl.ListManagedAccountsRequest())
         orphans = {a.account_id for a in listed.accounts if a.worker_id == "worker-a"}
         killed_at = time.time()
@@ -154,15 +155,25 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
         workers["worker-a"].process.kill()
         await workers.pop("worker-a").process.wait()
 
+        async def moved() -> bool:
+            return await loads() == Counter({"worker-b": 15, "next-worker": 15})
+
+        await waiting.eventually(moved, timeout=LEASE + 30, every=0.2)
+        moved_after = time.time() - killed_at
+        print(f"the {len(orphans)} accounts of the killed worker moved {moved_after:.1f} s after it died")
+        # The lease lapses one lease after worker-a was last heard (a heartbeat a second),
+        # and the scheduler's next round gives them away.
+        assert moved_after <= LEASE + 3, moved_after
+
         async def orphans_crawled() -> dict[str, float] | None:
             done = await crawled(killed_at)
             return done if orphans <= set(done) else None
 
-        done = await waiting.eventually(orphans_crawled, timeout=LEASE + INTERVAL + 60, every=0.5)
+        # Their first crawls start as they are assigned; on this machine (three Chromiums
+        # on two cores) one can take 30 s.
+        done = await waiting.eventually(orphans_crawled, timeout=LEASE + 2 * INTERVAL, every=0.5)
         slowest = max(done[a] for a in orphans) - killed_at
         print(f"the {len(orphans)} accounts of the killed worker were crawled again within {slowest:.1f} s")
-        assert slowest <= LEASE + INTERVAL, slowest
-        assert await loads() == Counter({"worker-b": 15, "next-worker": 15})
         after_kill = await sessions()
         assert after_kill["logins"] == before["logins"], "no account logged in again"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -165,7 +166,7 @@ class Fleet:
         self.tmp_path = tmp_path
         self.workers: dict[str, processes.Child] = {}
 
-    async def start(self, worker_id: str, capacity: int, **labels: str) -> None:
+    async def start(self, worker_id: str, capacity: int, *, merge_stderr: bool = False, **labels: str) -> None:
         """A worker process taking scheduled accounts of the sample adapter."""
         config = self.tmp_path / f"{worker_id}.toml"
         labels_line = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
@@ -174,7 +175,7 @@ class Fleet:
             f"capacity = {capacity}\ncrawl_interval = 0.5\nlabels = {{ {labels_line} }}\n"
             f'state_dir = "{worker_id}-state"\ncommand_log = "{worker_id}-commands.sqlite3"\n'
         )
-        self.workers[worker_id] = await processes.start(["worker", "--config", str(config)])
+        self.workers[worker_id] = await processes.start(["worker", "--config", str(config)], merge_stderr=merge_stderr)
 
     async def stop(self, worker_id: str) -> None:
         """SIGTERM: the worker hands its accounts back before it goes."""
@@ -234,15 +235,15 @@ async def test_accounts_spread_by_capacity_move_when_a_worker_goes_and_balance_w
     await waiting.eventually(lambda: _all_synced(rig), timeout=10)
     assert {e.assignment.reason for e in assignments()} == {"new"}
 
-    # worker-b's stream cut without a word: its accounts go to worker-a, up to its capacity.
+    # worker-b's stream cut without a word: once their leases lapse its accounts go to
+    # worker-a, up to its capacity.
     await rig.crash("worker-b")
 
     async def moved() -> bool:
-        return await rig.loads() == {"worker-a": 6}
+        placement = await rig.placement()
+        return await rig.loads() == {"worker-a": 6} and sorted(placement.values()).count("") == 3
 
     await waiting.eventually(moved, timeout=10, every=0.1)
-    placement = await rig.placement()
-    assert sorted(placement.values()).count("") == 3, "three accounts wait for room"
 
     # A worker joining takes what waits, then its share.
     await rig.start("next-worker", capacity=6)
@@ -333,6 +334,12 @@ class RawStream:
         """The next response of that kind (the others before it are passed over)."""
         return await waiting.eventually(partial(_next_of, self.call, kind), timeout=timeout)
 
+    async def speaking(self, every: float = 0.2) -> None:
+        """Heartbeats, as a live worker sends them (a silent one is given nothing)."""
+        while True:
+            self.send(sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat()))
+            await asyncio.sleep(every)
+
 
 async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_path: Path) -> None:
     ring = tmp_path / "session-keys"
@@ -364,9 +371,14 @@ async def test_uploaded_sessions_are_sealed_and_handed_to_the_next_worker(tmp_pa
         assert "session.storage_state" in str(nack.nack.status)
         first.call.cancel()
 
-        # The next worker gets the session with the account.
+        # The next worker gets the session with the account (once the first one's lease
+        # lapsed: its stream ended without a word).
         second = RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=1))
-        assign = await second.next("assign")
+        speaking = asyncio.create_task(second.speaking())
+        try:
+            assign = await second.next("assign")
+        finally:
+            speaking.cancel()
         assert assign.assign.storage_state == b'{"cookies":1}'
         second.call.cancel()
     finally:
@@ -588,18 +600,12 @@ async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_pa
             "worker-b": sync_pb2.Hello(capacity=2, labels={"region": "b"}),
         }
         streams: dict[str, RawStream] = {}
-
-        async def speak(worker_id: str) -> None:
-            while True:
-                streams[worker_id].send(sync_pb2.SyncDataRequest(heartbeat=sync_pb2.Heartbeat()))
-                await asyncio.sleep(0.2)
-
         speaking: dict[str, asyncio.Task[None]] = {}
         for worker_id in ("worker-a", "worker-b"):
             hello = offers[worker_id]
             hello.worker_id = worker_id
             streams[worker_id] = await RawStream(channel, hello).welcomed()
-            speaking[worker_id] = asyncio.create_task(speak(worker_id))
+            speaking[worker_id] = asyncio.create_task(streams[worker_id].speaking())
             given = await streams[worker_id].next("assign", timeout=5)
             # s-1 goes to worker-a, the first with room; s-2 asks for region=b.
             assert given.assign.account.account_id == {"worker-a": "s-1", "worker-b": "s-2"}[worker_id]
@@ -616,5 +622,157 @@ async def test_a_worker_gone_silent_loses_its_accounts_to_one_that_speaks(tmp_pa
         for stream in streams.values():
             stream.call.cancel()
     finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
+class Heard:
+    """Every response on a stream, with when it came, read in a task of its own."""
+
+    def __init__(self, stream: RawStream) -> None:
+        self.responses: list[tuple[float, sync_pb2.SyncDataResponse]] = []
+        self._task = asyncio.create_task(self._read(stream.call))
+
+    async def _read(self, call: Any) -> None:
+        while (response := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+            self.responses.append((time.monotonic(), response))
+
+    def assigned(self) -> list[tuple[float, str]]:
+        return [(at, r.assign.account.account_id) for at, r in self.responses if r.HasField("assign")]
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def test_an_ended_stream_s_accounts_stay_with_its_worker_for_a_lease(tmp_path: Path) -> None:
+    """A stream that ends without Released may leave its worker running the account (a
+    killed worker's browser outlives it by a moment; a cut network stops nothing): no other
+    worker is given the account until the lease lapses, and the same worker reconnecting
+    takes it back at once."""
+    config = fleet_config(tmp_path, lease=2.0)
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        first = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
+        tasks.append(asyncio.create_task(first.speaking()))
+        assert (await first.next("assign")).assign.account.account_id == "s-1"
+        other = await RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=5)).welcomed()
+        tasks.append(asyncio.create_task(other.speaking()))
+        heard = Heard(other)
+
+        tasks.pop(0).cancel()
+        first.call.cancel()
+        cut_at = time.monotonic()
+        moved = await waiting.eventually(heard.assigned, timeout=10)
+        waited = moved[0][0] - cut_at
+        print(f"given to the other worker {waited:.2f} s after the stream ended (lease {config.sync.lease_duration} s)")
+        # worker-a was last heard at most one heartbeat (0.2 s) before its stream ended.
+        assert waited >= config.sync.lease_duration - 0.2 - 0.05, "not before worker-a's lease lapsed"
+        reasons = [e.assignment.reason for e in master.bus.kept_events() if e.type == ev.EVENT_TYPE_ACCOUNT_ASSIGNED]
+        assert reasons == ["new", "worker_left"]
+
+        # worker-b's stream ends too, and worker-b reconnects at once: the account is its again.
+        tasks.pop(0).cancel()
+        heard.stop()
+        other.call.cancel()
+        hello = sync_pb2.Hello(worker_id="worker-b", capacity=5, accounts=[sync_pb2.AccountVersion(account_id="s-1")])
+        back = RawStream(channel, hello)
+        welcome = (await back.call.read()).welcome
+        assert [a.account_id for a in welcome.accounts] == ["s-1"] and not welcome.refused
+        back.call.cancel()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await channel.close(grace=None)
+        await master.stop()
+
+
+async def test_a_restarted_master_lets_its_workers_take_their_accounts_back(tmp_path: Path) -> None:
+    """A master started from its journal knows the accounts, not who ran them (leases live
+    in memory): for a lease it places nothing, so a worker that reconnects late still finds
+    its accounts its own, not given to the one that came back first."""
+    config = fleet_config(tmp_path, lease=2.0, data_dir=tmp_path / "data")
+    master = Master(config)
+    port = await master.start()
+    config = dataclasses.replace(config, listen=f"127.0.0.1:{port}")
+    channel = grpc.aio.insecure_channel(config.listen)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for n in range(2):
+            await master.store.save_managed_account(sample(f"s-{n}"), create=True)
+        for worker_id in ("worker-a", "worker-b"):
+            stream = await RawStream(channel, sync_pb2.Hello(worker_id=worker_id, capacity=1)).welcomed()
+            tasks.append(asyncio.create_task(stream.speaking()))
+            await stream.next("assign")
+        before = {a: lease.worker_id for a in ("s-0", "s-1") if (lease := master.hub.leases.holder(a)) is not None}
+        assert sorted(before.values()) == ["worker-a", "worker-b"]
+        for task in tasks:
+            task.cancel()
+        tasks.clear()
+        await master.stop()
+
+        # The same master again; worker-a, with room for both, is back at once.
+        master = Master(config)
+        await master.start()
+
+        def back(worker_id: str, capacity: int) -> RawStream:
+            mine = [sync_pb2.AccountVersion(account_id=a) for a, w in before.items() if w == worker_id]
+            return RawStream(channel, sync_pb2.Hello(worker_id=worker_id, capacity=capacity, accounts=mine))
+
+        first = back("worker-a", 2)
+        assert len((await first.call.read()).welcome.accounts) == 1
+        tasks.append(asyncio.create_task(first.speaking()))
+        heard = Heard(first)
+        await asyncio.sleep(1.5)  # worker-b's reconnection takes its time, within the lease
+        late = back("worker-b", 1)
+        welcome = (await late.call.read()).welcome
+        assert len(welcome.accounts) == 1 and not welcome.refused, welcome
+        tasks.append(asyncio.create_task(late.speaking()))
+        await asyncio.sleep(1.0)
+        assert heard.assigned() == [], "nothing given to worker-a meanwhile"
+        heard.stop()
+        for stream in (first, late):
+            stream.call.cancel()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await channel.close(grace=None)
+        await master.stop()
+
+
+async def test_a_worker_stops_its_accounts_when_its_master_is_gone_for_most_of_a_lease(tmp_path: Path) -> None:
+    """Its accounts' leases lapse on the master, which may give them to another worker: this
+    one stops them first. When its master is back, it runs what it is assigned again."""
+    config = fleet_config(tmp_path, lease=2.0, data_dir=tmp_path / "data")
+    master = Master(config)
+    port = await master.start()
+    config = dataclasses.replace(config, listen=f"127.0.0.1:{port}")
+    channel = grpc.aio.insecure_channel(config.listen)
+    rig = Fleet(master, config.listen, channel, tmp_path)
+    try:
+        for n in range(2):
+            await rig.add(sample(f"s-{n}"))
+        await rig.start("worker-a", capacity=2, merge_stderr=True)
+        await waiting.eventually(lambda: _all_synced(rig), timeout=15)
+        worker = rig.workers["worker-a"]
+        await master.stop()
+        stopped_at = time.monotonic()
+        await worker.line_with("stopping 2 accounts before their leases lapse", timeout=10)
+        print(f"the worker stopped its accounts {time.monotonic() - stopped_at:.2f} s after its master stopped")
+        for n in range(2):
+            await worker.line_with(f"account s-{n} released (the master is out of reach)", timeout=10)
+
+        worker.output.clear()
+        rig.master = master = Master(config)
+        await master.start()
+        for n in range(2):
+            await worker.line_with(f"account s-{n} assigned", timeout=15)
+        assert await rig.loads() == {"worker-a": 2}
+    finally:
+        for worker_id in list(rig.workers):
+            await rig.stop(worker_id)
         await channel.close(grace=None)
         await master.stop()

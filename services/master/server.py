@@ -244,6 +244,8 @@ class Master:
         port. Raises AddressInUse or DataDirInUse when another process holds either."""
         check_free(self.config.listen)
         await self.backend.open(self.config.listen, self.health, self.failed)
+        if self.recovery is not None and self.recovery.journal.epoch > 1:
+            self.hub.scheduler.wait_for_returning_workers()
         self._tasks = [asyncio.create_task(task) for task in self.backend.background(self.health, self._renew_leases)]
         # No SO_REUSEPORT: a second master on this port fails to bind instead of sharing it.
         self.server = await build_server(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +101,35 @@ class WorkerFleet:
             del self.adapters[account_id]
         self._uploaded.pop(account_id, None)
         say(f"worker {self.config.worker_id}: account {account_id} released ({reason})")
+
+    def fence_after(self) -> float:
+        """How long the worker runs its accounts without a stream to the master it last heard
+        from: within a lease, less two heartbeats (the master may have heard the worker
+        last a heartbeat before the worker heard it; the accounts take time to stop), and
+        at least half a lease."""
+        engine = self.engine
+        return max(engine.lease_duration / 2, engine.lease_duration - 2 * engine.heartbeat_interval)
+
+    async def stop_what_may_lapse(self) -> None:
+        """Stops the accounts once the master has not been heard from for most of a lease
+        and no stream to it is open: their leases lapse on the master, which then gives
+        them to another worker, and this one must not be found still running them (two
+        browsers on one account). Back in time, the worker takes them back in its Hello;
+        later, it runs what the master assigns it again."""
+        while True:
+            unheard = self.engine.unheard_for()
+            left = self.fence_after() - unheard if unheard is not None else math.inf
+            if left > 0 or not self.engine.accounts:
+                # Looked at again within half a heartbeat: a Welcome may shorten the lease.
+                half = self.engine.heartbeat_interval / 2
+                await asyncio.sleep(min(left, half) if left > 0 else half)
+                continue
+            log.warning(
+                "no word from the master for %.1f s: stopping %d accounts before their leases lapse",
+                unheard,
+                len(self.engine.accounts),
+            )
+            await self.engine.let_go("the master is out of reach")
 
     def saved(self, account_id: str, path: Path) -> None:
         if account_id not in self.adapters:

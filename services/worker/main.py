@@ -102,6 +102,7 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
         runners[account_id] = AccountRunner(account_id, adapter, engine, runner_config, slots, rng)
     tasks = [asyncio.create_task(engine.run())] + [asyncio.create_task(runner.run()) for runner in runners.values()]
     if fleet is not None:
+        tasks.append(asyncio.create_task(fleet.stop_what_may_lapse()))
         labels = ", ".join(f"{k}={v}" for k, v in config.labels) or "no labels"
         print(
             f"imsync worker {config.worker_id} started: takes up to {config.capacity} accounts ({labels}), "

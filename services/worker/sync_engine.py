@@ -68,10 +68,12 @@ class SyncEngine:
         self._outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] | None = None
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
-        self._heartbeat_interval = 5.0
-        self._lease_duration = 15.0
+        self.heartbeat_interval = 5.0
+        self.lease_duration = 15.0
         self._rehello_at: float | None = None
         self._attempt = 0
+        # When the master was last heard from (any message on the stream).
+        self._heard_at = time.monotonic()
         # Observable state, for the worker's progress line and for tests.
         self.sessions = 0
         self.bytes_sent: Counter[str] = Counter()
@@ -248,6 +250,7 @@ class SyncEngine:
                 first = await call.read()
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":  # type: ignore[attr-defined]
                 raise ConnectionError(f"expected Welcome, got {first}")
+            self._heard_at = time.monotonic()
             self._outbound = outbound
             self.sessions += 1
             CONNECTED.set(1)
@@ -290,9 +293,9 @@ class SyncEngine:
 
     def _on_welcome(self, welcome: sync_pb2.Welcome) -> None:
         if welcome.HasField("heartbeat_interval"):
-            self._heartbeat_interval = welcome.heartbeat_interval.ToNanoseconds() / 1e9 or self._heartbeat_interval
+            self.heartbeat_interval = welcome.heartbeat_interval.ToNanoseconds() / 1e9 or self.heartbeat_interval
         if welcome.HasField("lease_duration"):
-            self._lease_duration = welcome.lease_duration.ToNanoseconds() / 1e9 or self._lease_duration
+            self.lease_duration = welcome.lease_duration.ToNanoseconds() / 1e9 or self.lease_duration
         for granted in welcome.accounts:
             account = self.accounts.get(granted.account_id)
             if account is not None:
@@ -309,17 +312,30 @@ class SyncEngine:
         self._wake.set()
         self._progress.set()
 
+    def unheard_for(self) -> float | None:
+        """Seconds since the master was last heard from, while no stream to it is open
+        (None while one is: its read's liveness timeout ends it when the master is silent)."""
+        return None if self._outbound is not None else time.monotonic() - self._heard_at
+
+    def let_go(self, reason: str) -> Awaitable[list[object]]:
+        """Stops every account without a word to the master (there is no stream to say it
+        on); done when they are stopped."""
+        for account_id in list(self.accounts):
+            self._release(account_id, reason, answer=False)
+        return asyncio.gather(*self._moving.values(), return_exceptions=True)
+
     def _schedule_rehello(self) -> None:
         # Claim again once the other owner's lease could have lapsed.
-        delay = self._lease_duration * (1 + self._rng.uniform(0, 0.2))
+        delay = self.lease_duration * (1 + self._rng.uniform(0, 0.2))
         self._rehello_at = time.monotonic() + delay
 
     async def _read(self, call: Any) -> None:
         while True:
-            async with asyncio.timeout(self.config.liveness_intervals * self._heartbeat_interval):
+            async with asyncio.timeout(self.config.liveness_intervals * self.heartbeat_interval):
                 response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 raise ConnectionError("the master closed the stream")
+            self._heard_at = time.monotonic()
             kind = response.WhichOneof("kind")
             if kind == "ack":
                 account = self.accounts.get(response.ack.account_id)
@@ -375,7 +391,7 @@ class SyncEngine:
             now = loop.time()
             if sent:
                 last_sent = now
-            idle_left = self._heartbeat_interval - (now - last_sent)
+            idle_left = self.heartbeat_interval - (now - last_sent)
             if idle_left <= 0:
                 heartbeat = sync_pb2.Heartbeat()
                 heartbeat.sent_at.GetCurrentTime()

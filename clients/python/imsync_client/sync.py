@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,8 @@ class SyncClient:
         self._metadata = (("authorization", f"Bearer {token}"), *metadata)
         self._call: Any = None
         self.refused: dict[str, sync_pb2.AccountRefusal] = {}
+        # The accounts granted at open(), given back by close().
+        self.granted: set[str] = set()
 
     async def open(self, accounts: Mapping[str, int]) -> dict[str, int]:
         """Says hello with the versions the worker believes the master has; returns the master's
@@ -77,7 +80,9 @@ class SyncClient:
         if reply.WhichOneof("kind") == "nack":
             raise SyncRefused("", 0, reply.nack.status)
         self.refused = {refusal.account_id: refusal for refusal in reply.welcome.refused}
-        return {account.account_id: account.version for account in reply.welcome.accounts}
+        versions = {account.account_id: account.version for account in reply.welcome.accounts}
+        self.granted = set(versions)
+        return versions
 
     async def push_snapshot(
         self,
@@ -147,7 +152,22 @@ class SyncClient:
                 found: sync_pb2.SyncDataResponse = reply
                 return found
 
-    async def close(self) -> None:
-        if self._call is not None:
-            await self._call.done_writing()
-            self._call = None
+    async def close(self, timeout: float = 10.0) -> None:
+        """Gives the accounts back (Released: another worker may take them at once; a stream
+        that just ends leaves them leased to this worker until the lease lapses) and ends
+        the stream, once the master has read everything sent on it."""
+        if self._call is None:
+            return
+        call, self._call = self._call, None
+        try:
+            for account_id in sorted(self.granted):
+                await call.write(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
+            await call.done_writing()
+            async with asyncio.timeout(timeout):
+                while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                    pass
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass  # the stream had ended: nothing more to give back
+        finally:
+            self.granted.clear()
+            call.cancel()

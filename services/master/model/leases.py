@@ -77,7 +77,8 @@ class Leases:
                 lease.expires_at = deadline
 
     def release(self, session_id: int, account_ids: set[str]) -> list[str]:
-        """The session ended: its accounts are free at once. Returns the accounts released."""
+        """The session let these accounts go (Released, or taken from it): they are free at
+        once. Returns the accounts released."""
         released = []
         for account_id in account_ids:
             lease = self._leases.get(account_id)

@@ -6,10 +6,10 @@ A worker joins with a capacity and labels in Hello. Once a second the master's s
 - asks back (Release) what a worker holds that is removed, paused, or no longer matches
   its labels; the worker stops crawling it, uploads its session and says Released, and
   only then is the lease free: no second worker crawls the account meanwhile;
-- gives each account that no worker holds (new, resumed, or whose worker's lease lapsed
-  or stream ended) to the eligible worker with the most room for its capacity (Assign:
-  the lease, the version the master has, and the kept session, so the worker resumes
-  without a login when the platform still accepts it);
+- gives each account that no worker holds (new, resumed, or whose worker's lease lapsed:
+  its stream ended, or it fell silent) to the eligible worker with the most room for its
+  capacity (Assign: the lease, the version the master has, and the kept session, so the
+  worker resumes without a login when the platform still accepts it);
 - when nothing waits, moves accounts from the most loaded workers to the least (by load
   over capacity) while a move brings both nearer their share, at most one in fifty of the
   accounts a round: a worker that joins takes its share gradually.
@@ -107,6 +107,15 @@ class Scheduler:
         self.hub = hub
         # When the accounts that wait for room were last said in the log.
         self._warned_at = -math.inf
+        # Nothing is placed before then (wait_for_returning_workers).
+        self._placing_from = -math.inf
+
+    def wait_for_returning_workers(self) -> None:
+        """This master starts from an earlier run's journal, whose leases were in memory:
+        the workers that ran its accounts may run them still, and take them back as they
+        reconnect (or stop them by themselves within a lease). Nothing is placed or moved
+        for a lease, so no account goes to a second worker meanwhile."""
+        self._placing_from = time.monotonic() + self.hub.config.lease_duration
 
     def workers(self) -> list[SyncSession]:
         """The streams that take scheduled accounts and were heard from within a lease (a
@@ -135,6 +144,8 @@ class Scheduler:
                     self.ask_back(session, account_id, "paused")
                 elif not fleet.eligible(account, session.labels):
                     self.ask_back(session, account_id, "labels")
+        if time.monotonic() < self._placing_from:
+            return
         waiting = [a for a in accounts.values() if not a.paused and hub.leases.holder(a.account_id) is None]
         if waiting and hub.shared is not None:
             alive = await hub.shared.alive([a.account_id for a in waiting])

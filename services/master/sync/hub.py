@@ -222,14 +222,17 @@ class SyncHub:
             session.drop_pending(account_id)
         held = dict(session.granted)
         session.granted.clear()
-        released = self.leases.release(session.id, set(held))
-        for account_id in released:
+        # Its leases are not freed: they lapse a lease after the worker was last heard from
+        # (a worker lets an account go by saying Released). The worker may run its accounts
+        # still (a killed worker's browser outlives it by a moment; a cut network stops
+        # nothing) and stops them by itself once it cannot renew them; the same worker
+        # reconnecting takes them back at once. Another worker gets them only then: never
+        # two on one account.
+        for account_id in held:
             self.previous[account_id] = (session.worker_id, "worker_left")
         self._ending += 1
         try:
-            if self.shared is not None:
-                await self.shared.release(held)
-            for account_id in released:
+            for account_id in held:
                 WORKER_ONLINE.labels(account=account_id).set(0)
                 await self.store.set_presence(account_id, session.worker_id, online=False)
         except (StoreError, OSError) as error:

@@ -270,6 +270,7 @@ class SyncSession:
                 continue
             room -= new
             granted.append(claim.account_id)
+            hub.previous.pop(claim.account_id, None)  # back with its worker: it did not move
         versions = await hub.store.account_versions(granted)
         self.versions.update(versions)
         for account_id in granted:
