@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import signal
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -19,6 +20,7 @@ import pytest
 import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2, sync_pb2_grpc
@@ -772,6 +774,54 @@ async def test_a_worker_stops_its_accounts_when_its_master_is_gone_for_most_of_a
             await worker.line_with(f"account s-{n} assigned", timeout=15)
         assert await rig.loads() == {"worker-a": 2}
     finally:
+        for worker_id in list(rig.workers):
+            await rig.stop(worker_id)
+        await channel.close(grace=None)
+        await master.stop()
+
+
+@pytest.mark.e2e
+async def test_a_master_frozen_past_the_lease_gets_its_accounts_run_again(tmp_path: Path) -> None:
+    """The master process stops (SIGSTOP) for two leases: the worker's stream times out, it
+    stops its accounts, and its reconnecting Hello may reach the master before or after
+    that; either way, once the master runs again every account is crawled again, none left
+    counted as the worker's while nobody runs it."""
+    tokens = write_tokens(tmp_path / "tokens.toml", WORKERS)
+    master = await processes.start(
+        [
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-tokens",
+            str(tokens),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--lease-seconds",
+            "2",
+            "--heartbeat-seconds",
+            "0.5",
+        ]
+    )
+    channel = grpc.aio.insecure_channel(master.address)
+    rig = Fleet(None, master.address, channel, tmp_path)  # type: ignore[arg-type]  # a master process
+    try:
+        for n in range(2):
+            await rig.add(sample(f"s-{n}"))
+        await rig.start("worker-a", capacity=2)
+
+        async def crawled_since(moment: float) -> bool:
+            listed = await rig.im.list_accounts(acc.ListAccountsRequest(count=10))
+            return len([u for u in listed.users if u.last_crawl_at.ToNanoseconds() / 1e9 > moment]) == 2
+
+        await waiting.eventually(lambda: crawled_since(0), timeout=20)
+        master.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(4.0)
+        master.process.send_signal(signal.SIGCONT)
+        resumed = time.time()
+        await waiting.eventually(lambda: crawled_since(resumed), timeout=20, every=0.2)
+        assert await rig.loads() == {"worker-a": 2}
+    finally:
+        master.process.send_signal(signal.SIGCONT)
         for worker_id in list(rig.workers):
             await rig.stop(worker_id)
         await channel.close(grace=None)

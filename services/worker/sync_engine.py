@@ -163,7 +163,8 @@ class SyncEngine:
                     upload = sync_pb2.SessionUpload(account_id=account_id, storage_state=state)
                     self._deliver(sync_pb2.SyncDataRequest(session=upload))
                 self.remove_account(account_id)
-                if answer:
+                # Asked back, or granted meanwhile (a Welcome to a Hello sent before it stopped).
+                if answer or (account is not None and account.granted):
                     self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
 
         self._move(account_id, stop())
@@ -301,6 +302,10 @@ class SyncEngine:
             if account is not None:
                 account.on_welcome(granted.version)
                 self.refused.pop(granted.account_id, None)
+            elif self.config.capacity:
+                # Claimed by a Hello sent before the account stopped here: given back, or the
+                # master would count it run by this worker while nobody runs it.
+                self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=granted.account_id)))
         for refusal in welcome.refused:
             self.refused[refusal.account_id] = refusal
             log.warning("account %s refused: %s", refusal.account_id, refusal.status.message)
