@@ -826,3 +826,34 @@ async def test_a_master_frozen_past_the_lease_gets_its_accounts_run_again(tmp_pa
             await rig.stop(worker_id)
         await channel.close(grace=None)
         await master.stop()
+
+
+async def test_a_stopping_worker_is_given_nothing_more(tmp_path: Path) -> None:
+    """A worker that releases its accounts because it stops says so: they go to the other
+    worker, not back to it (it would take them and die with them leased)."""
+    master = Master(fleet_config(tmp_path))
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        leaving = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
+        tasks.append(asyncio.create_task(leaving.speaking()))
+        assert (await leaving.next("assign")).assign.account.account_id == "s-1"
+        other = await RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=5)).welcomed()
+        tasks.append(asyncio.create_task(other.speaking()))
+        heard = Heard(leaving)
+        # Of two equally loaded workers the scheduler prefers worker-a (by name): only its
+        # word that it stops sends the account to worker-b.
+        leaving.send(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id="s-1", stopping=True)))
+        assert (await other.next("assign", timeout=5)).assign.account.account_id == "s-1"
+        await asyncio.sleep(1.5)
+        assert heard.assigned() == []
+        heard.stop()
+        for stream in (leaving, other):
+            stream.call.cancel()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await channel.close(grace=None)
+        await master.stop()

@@ -74,6 +74,7 @@ class SyncEngine:
         self._attempt = 0
         # When the master was last heard from (any message on the stream).
         self._heard_at = time.monotonic()
+        self._stopping = False  # set by drain(): whatever is assigned now goes back at once
         # Observable state, for the worker's progress line and for tests.
         self.sessions = 0
         self.bytes_sent: Counter[str] = Counter()
@@ -143,6 +144,10 @@ class SyncEngine:
 
     def _assigned(self, assign: sync_pb2.Assign) -> None:
         account_id = assign.account.account_id
+        if self._stopping:  # given before the master read that this worker stops
+            released = sync_pb2.Released(account_id=account_id, stopping=True)
+            self._deliver(sync_pb2.SyncDataRequest(released=released))
+            return
 
         async def start() -> None:  # after a stop of it under way, which would remove it again
             self.add_account(account_id, assign.version.version)
@@ -151,7 +156,7 @@ class SyncEngine:
 
         self._move(account_id, start())
 
-    def _release(self, account_id: str, reason: str, *, answer: bool) -> None:
+    def _release(self, account_id: str, reason: str, *, answer: bool, stopping: bool = False) -> None:
         async def stop() -> None:
             try:
                 if self.on_release is not None:
@@ -165,14 +170,16 @@ class SyncEngine:
                 self.remove_account(account_id)
                 # Asked back, or granted meanwhile (a Welcome to a Hello sent before it stopped).
                 if answer or (account is not None and account.granted):
-                    self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=account_id)))
+                    released = sync_pb2.Released(account_id=account_id, stopping=stopping)
+                    self._deliver(sync_pb2.SyncDataRequest(released=released))
 
         self._move(account_id, stop())
 
     async def drain(self, timeout: float = 10.0) -> None:
         """A scheduled worker stops: each account stopped, its session uploaded, its lease let go."""
+        self._stopping = True
         for account_id in list(self.accounts):
-            self._release(account_id, "the worker stops", answer=True)
+            self._release(account_id, "the worker stops", answer=True, stopping=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*self._moving.values(), return_exceptions=True)

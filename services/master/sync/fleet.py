@@ -120,12 +120,12 @@ class Scheduler:
     def workers(self) -> list[SyncSession]:
         """The streams that take scheduled accounts and were heard from within a lease (a
         worker gone silent, its connection still open, loses its leases and is given
-        nothing more until it speaks again)."""
+        nothing more until it speaks again), of workers not stopping."""
         heard_since = time.monotonic() - self.hub.config.lease_duration
         return [
             s
             for s in self.hub.sessions.values()
-            if s.capacity and s.said_hello and not s.closing and s.heard_at > heard_since
+            if s.capacity and s.said_hello and not s.closing and not s.stopping and s.heard_at > heard_since
         ]
 
     async def round(self) -> None:

@@ -82,6 +82,8 @@ class SyncSession:
         self._refused: dict[str, int] = {}
         # Set once GoAway is queued: nothing more is taken or sent.
         self.closing = False
+        # Set once the worker said it stops (Released.stopping): it is given nothing more.
+        self.stopping = False
         # When the message being handled was taken (perf_counter): its Ack's latency.
         self._taken_at = 0.0
         # A worker that takes scheduled accounts says how many it can hold, and what it
@@ -182,6 +184,7 @@ class SyncSession:
                 await self._owned(request.session.account_id, "session.account_id")
                 await fleet.keep_session(self, request.session)
             elif kind == "released":
+                self.stopping = self.stopping or request.released.stopping
                 await fleet.released(self, request.released.account_id)
             else:
                 raise InvalidArgument(
