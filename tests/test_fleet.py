@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import signal
 import time
@@ -646,27 +647,51 @@ class Heard:
         self._task.cancel()
 
 
+@contextlib.asynccontextmanager
+async def _holder_and_other(config: MasterConfig) -> AsyncIterator[tuple[Master, grpc.aio.Channel, Held, Held]]:
+    """A master with account s-1 given to worker-a, and worker-b with as much room; both
+    send heartbeats until their `cut()`. All stopped on the way out."""
+    master = Master(config)
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    streams: list[Held] = []
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        for worker_id in ("worker-a", "worker-b"):
+            stream = await RawStream(channel, sync_pb2.Hello(worker_id=worker_id, capacity=5)).welcomed()
+            streams.append(Held(stream, asyncio.create_task(stream.speaking())))
+            if worker_id == "worker-a":
+                assert (await stream.next("assign")).assign.account.account_id == "s-1"
+        yield master, channel, streams[0], streams[1]
+    finally:
+        for held in streams:
+            held.cut()
+        await channel.close(grace=None)
+        await master.stop()
+
+
+class Held:
+    """A raw worker stream and its heartbeats."""
+
+    def __init__(self, stream: RawStream, heartbeats: asyncio.Task[None]) -> None:
+        self.stream = stream
+        self.heartbeats = heartbeats
+
+    def cut(self) -> None:
+        """The stream ends without a word."""
+        self.heartbeats.cancel()
+        self.stream.call.cancel()
+
+
 async def test_an_ended_stream_s_accounts_stay_with_its_worker_for_a_lease(tmp_path: Path) -> None:
     """A stream that ends without Released may leave its worker running the account (a
     killed worker's browser outlives it by a moment; a cut network stops nothing): no other
     worker is given the account until the lease lapses, and the same worker reconnecting
     takes it back at once."""
     config = fleet_config(tmp_path, lease=2.0)
-    master = Master(config)
-    port = await master.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        await master.store.save_managed_account(sample("s-1"), create=True)
-        first = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
-        tasks.append(asyncio.create_task(first.speaking()))
-        assert (await first.next("assign")).assign.account.account_id == "s-1"
-        other = await RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=5)).welcomed()
-        tasks.append(asyncio.create_task(other.speaking()))
-        heard = Heard(other)
-
-        tasks.pop(0).cancel()
-        first.call.cancel()
+    async with _holder_and_other(config) as (master, channel, first, other):
+        heard = Heard(other.stream)
+        first.cut()
         cut_at = time.monotonic()
         moved = await waiting.eventually(heard.assigned, timeout=10)
         waited = moved[0][0] - cut_at
@@ -677,19 +702,13 @@ async def test_an_ended_stream_s_accounts_stay_with_its_worker_for_a_lease(tmp_p
         assert reasons == ["new", "worker_left"]
 
         # worker-b's stream ends too, and worker-b reconnects at once: the account is its again.
-        tasks.pop(0).cancel()
         heard.stop()
-        other.call.cancel()
+        other.cut()
         hello = sync_pb2.Hello(worker_id="worker-b", capacity=5, accounts=[sync_pb2.AccountVersion(account_id="s-1")])
         back = RawStream(channel, hello)
         welcome = (await back.call.read()).welcome
         assert [a.account_id for a in welcome.accounts] == ["s-1"] and not welcome.refused
         back.call.cancel()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await channel.close(grace=None)
-        await master.stop()
 
 
 async def test_a_restarted_master_lets_its_workers_take_their_accounts_back(tmp_path: Path) -> None:
@@ -831,29 +850,12 @@ async def test_a_master_frozen_past_the_lease_gets_its_accounts_run_again(tmp_pa
 async def test_a_stopping_worker_is_given_nothing_more(tmp_path: Path) -> None:
     """A worker that releases its accounts because it stops says so: they go to the other
     worker, not back to it (it would take them and die with them leased)."""
-    master = Master(fleet_config(tmp_path))
-    port = await master.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        await master.store.save_managed_account(sample("s-1"), create=True)
-        leaving = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
-        tasks.append(asyncio.create_task(leaving.speaking()))
-        assert (await leaving.next("assign")).assign.account.account_id == "s-1"
-        other = await RawStream(channel, sync_pb2.Hello(worker_id="worker-b", capacity=5)).welcomed()
-        tasks.append(asyncio.create_task(other.speaking()))
-        heard = Heard(leaving)
+    async with _holder_and_other(fleet_config(tmp_path)) as (_, _, leaving, other):
+        heard = Heard(leaving.stream)
         # Of two equally loaded workers the scheduler prefers worker-a (by name): only its
         # word that it stops sends the account to worker-b.
-        leaving.send(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id="s-1", stopping=True)))
-        assert (await other.next("assign", timeout=5)).assign.account.account_id == "s-1"
+        leaving.stream.send(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id="s-1", stopping=True)))
+        assert (await other.stream.next("assign", timeout=5)).assign.account.account_id == "s-1"
         await asyncio.sleep(1.5)
         assert heard.assigned() == []
         heard.stop()
-        for stream in (leaving, other):
-            stream.call.cancel()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await channel.close(grace=None)
-        await master.stop()

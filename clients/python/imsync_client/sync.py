@@ -166,8 +166,8 @@ class SyncClient:
             async with asyncio.timeout(timeout):
                 while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
                     pass
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-            pass  # the stream had ended: nothing more to give back
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError, TimeoutError):
+            pass  # the stream had ended (or the master does not end it): the call is cancelled
         finally:
             self.granted.clear()
             call.cancel()
