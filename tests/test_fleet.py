@@ -799,52 +799,114 @@ async def test_a_worker_stops_its_accounts_when_its_master_is_gone_for_most_of_a
         await master.stop()
 
 
-@pytest.mark.e2e
-async def test_a_master_frozen_past_the_lease_gets_its_accounts_run_again(tmp_path: Path) -> None:
-    """The master process stops (SIGSTOP) for two leases: the worker's stream times out, it
-    stops its accounts, and its reconnecting Hello may reach the master before or after
-    that; either way, once the master runs again every account is crawled again, none left
-    counted as the worker's while nobody runs it."""
-    tokens = write_tokens(tmp_path / "tokens.toml", WORKERS)
-    master = await processes.start(
+async def _master_process(tmp_path: Path) -> processes.Child:
+    """A master process (lease 2 s, heartbeats every 0.5 s) and its log, for the tests
+    that stop processes with signals."""
+    return await processes.start(
         [
             "master",
             "--listen",
             "127.0.0.1:0",
             "--worker-tokens",
-            str(tokens),
+            str(write_tokens(tmp_path / "tokens.toml", WORKERS)),
             "--data-dir",
             str(tmp_path / "data"),
             "--lease-seconds",
             "2",
             "--heartbeat-seconds",
             "0.5",
-        ]
+        ],
+        merge_stderr=True,
     )
+
+
+@contextlib.asynccontextmanager
+async def _processes_rig(tmp_path: Path, accounts: int = 2) -> AsyncIterator[tuple[processes.Child, Fleet]]:
+    """A master process with `accounts` sample accounts, and worker-a taking them all,
+    each crawled once; every process stopped on the way out."""
+    master = await _master_process(tmp_path)
     channel = grpc.aio.insecure_channel(master.address)
     rig = Fleet(None, master.address, channel, tmp_path)  # type: ignore[arg-type]  # a master process
     try:
-        for n in range(2):
+        for n in range(accounts):
             await rig.add(sample(f"s-{n}"))
-        await rig.start("worker-a", capacity=2)
+        await rig.start("worker-a", capacity=accounts, merge_stderr=True)
+        await waiting.eventually(lambda: _crawled_since(rig, 0, accounts), timeout=20)
+        yield master, rig
+    finally:
+        master.process.send_signal(signal.SIGCONT)
+        for worker_id in list(rig.workers):
+            rig.workers[worker_id].process.send_signal(signal.SIGCONT)
+            await rig.stop(worker_id)
+        await channel.close(grace=None)
+        await master.stop()
 
-        async def crawled_since(moment: float) -> bool:
-            listed = await rig.im.list_accounts(acc.ListAccountsRequest(count=10))
-            return len([u for u in listed.users if u.last_crawl_at.ToNanoseconds() / 1e9 > moment]) == 2
 
-        await waiting.eventually(lambda: crawled_since(0), timeout=20)
+async def _crawled_since(rig: Fleet, moment: float, accounts: int) -> bool:
+    listed = await rig.im.list_accounts(acc.ListAccountsRequest(count=accounts + 1))
+    return len([u for u in listed.users if u.last_crawl_at.ToNanoseconds() / 1e9 > moment]) == accounts
+
+
+@pytest.mark.e2e
+async def test_a_master_frozen_past_the_lease_gets_its_accounts_run_again(tmp_path: Path) -> None:
+    """The master process stops (SIGSTOP) for two leases: the worker's stream times out, it
+    stops its accounts, and its reconnecting Hello may reach the master before or after
+    that; either way, once the master runs again every account is crawled again, none left
+    counted as the worker's while nobody runs it."""
+    async with _processes_rig(tmp_path) as (master, rig):
         master.process.send_signal(signal.SIGSTOP)
         await asyncio.sleep(4.0)
         master.process.send_signal(signal.SIGCONT)
         resumed = time.time()
-        await waiting.eventually(lambda: crawled_since(resumed), timeout=20, every=0.2)
+        await waiting.eventually(lambda: _crawled_since(rig, resumed, 2), timeout=20, every=0.2)
         assert await rig.loads() == {"worker-a": 2}
-    finally:
-        master.process.send_signal(signal.SIGCONT)
-        for worker_id in list(rig.workers):
-            await rig.stop(worker_id)
-        await channel.close(grace=None)
-        await master.stop()
+
+
+@pytest.mark.e2e
+async def test_a_machine_frozen_past_the_lease_takes_nothing_from_anyone(tmp_path: Path) -> None:
+    """Master and worker stop together for two leases (a shared machine froze; in CI every
+    process here paused for up to 4 s at once). When they run again the worker's
+    heartbeats are waiting in the master's socket and the master's in the worker's: the
+    leases hold, the stream stays, no account stops (on the wall clock the master took
+    the worker's leases and the worker its stream as they resumed, and every account
+    restarted)."""
+    async with _processes_rig(tmp_path) as (master, rig):
+        worker = rig.workers["worker-a"]
+        for child in (master, worker):
+            child.output.clear()
+            child.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(4.0)
+        for child in (master, worker):
+            child.process.send_signal(signal.SIGCONT)
+        resumed = time.time()
+        await waiting.eventually(lambda: _crawled_since(rig, resumed, 2), timeout=20, every=0.2)
+        await asyncio.sleep(2.0)  # a lease: what lapsed would show by now
+        assert await rig.loads() == {"worker-a": 2}
+        assert not [line for line in master.output if "lost account" in line or "released account" in line]
+        assert not [line for line in worker.output if "sync stream ended" in line or "released" in line], worker.output
+
+
+@pytest.mark.e2e
+async def test_a_worker_frozen_past_its_lease_stops_its_accounts_as_it_wakes(tmp_path: Path) -> None:
+    """The worker alone stops for two leases (its machine froze): the master takes its
+    leases and says so on the stream, which is still open; the worker reads that first
+    when it runs again and stops the accounts at once, instead of crawling them until a
+    refusal of its next message tells it (another worker may run them by then)."""
+    async with _processes_rig(tmp_path) as (master, rig):
+        worker = rig.workers["worker-a"]
+        worker.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(4.0)
+        worker.process.send_signal(signal.SIGCONT)
+        resumed = time.time()
+
+        async def stopped_for_the_lapse() -> bool:
+            return sum("released (its lease lapsed)" in line for line in worker.output) == 2
+
+        await waiting.eventually(stopped_for_the_lapse, timeout=10, every=0.2)
+        assert sum("its lease lapsed" in line for line in master.output) == 2
+        # The only worker, it is given them again.
+        await waiting.eventually(lambda: _crawled_since(rig, resumed, 2), timeout=20, every=0.2)
+        assert await rig.loads() == {"worker-a": 2}
 
 
 async def test_a_stopping_worker_is_given_nothing_more(tmp_path: Path) -> None:

@@ -265,6 +265,7 @@ class Master:
         self.backend.bound(f"{self.config.listen.rpartition(':')[0]}:{port}")
         await self.server.start()
         self.health.set_reason("starting", None)
+        self._tasks.append(asyncio.create_task(self.hub.clock.run()))
         self._tasks.append(asyncio.create_task(self._sweep()))
         self._tasks.append(asyncio.create_task(self.snoozes.run()))
         if self.coherence is not None:

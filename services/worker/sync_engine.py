@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
+from services.common.awake import AwakeClock, before
 from services.common.observability import context_from, tracer
 from services.common.tls import open_channel
 
@@ -72,8 +73,11 @@ class SyncEngine:
         self.lease_duration = 15.0
         self._rehello_at: float | None = None
         self._attempt = 0
-        # When the master was last heard from (any message on the stream).
-        self._heard_at = time.monotonic()
+        # When the master was last heard from (any message on the stream): on the monotonic
+        # clock (how long the worker may run its accounts without a stream) and on the
+        # clock of the time it was awake (the stream's liveness; services/common/awake.py).
+        self.clock = AwakeClock()
+        self._heard_at, self._heard_awake = time.monotonic(), self.clock()
         self._stopping = False  # set by drain(): whatever is assigned now goes back at once
         # Observable state, for the worker's progress line and for tests.
         self.sessions = 0
@@ -207,7 +211,7 @@ class SyncEngine:
             ("grpc.min_reconnect_backoff_ms", int(self.config.backoff_initial * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(self.config.backoff_max * 1000)),
         ]
-        async with open_channel(self.config.master, self.config.tls, options) as channel:
+        async with self.clock.running(), open_channel(self.config.master, self.config.tls, options) as channel:
             me = asyncio.current_task()
             while True:
                 delay: float | None = None
@@ -258,7 +262,7 @@ class SyncEngine:
                 first = await call.read()
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":  # type: ignore[attr-defined]
                 raise ConnectionError(f"expected Welcome, got {first}")
-            self._heard_at = time.monotonic()
+            self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             self._outbound = outbound
             self.sessions += 1
             CONNECTED.set(1)
@@ -343,11 +347,11 @@ class SyncEngine:
 
     async def _read(self, call: Any) -> None:
         while True:
-            async with asyncio.timeout(self.config.liveness_intervals * self.heartbeat_interval):
-                response = await call.read()
+            deadline = self._heard_awake + self.config.liveness_intervals * self.heartbeat_interval
+            response = await before(call.read(), self.clock, deadline)
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 raise ConnectionError("the master closed the stream")
-            self._heard_at = time.monotonic()
+            self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             kind = response.WhichOneof("kind")
             if kind == "ack":
                 account = self.accounts.get(response.ack.account_id)

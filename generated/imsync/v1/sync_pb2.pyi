@@ -929,7 +929,9 @@ Global___Assign: _TypeAlias = Assign  # noqa: Y015
 class Release(_message.Message):
     """The master takes an account from the worker (paused, removed, or given to another).
     The worker stops crawling it, uploads its session, then says Released; until then the
-    lease stays with this stream, so no other worker crawls it meanwhile.
+    lease stays with this stream, so no other worker crawls it meanwhile. Also sent when
+    the lease lapsed while the stream stayed open (nothing came through it for a lease):
+    the lease is gone already, and the worker stops the account at once.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

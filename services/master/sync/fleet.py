@@ -115,13 +115,13 @@ class Scheduler:
         the workers that ran its accounts may run them still, and take them back as they
         reconnect (or stop them by themselves within a lease). Nothing is placed or moved
         for a lease, so no account goes to a second worker meanwhile."""
-        self._placing_from = time.monotonic() + self.hub.config.lease_duration
+        self._placing_from = self.hub.clock() + self.hub.config.lease_duration
 
     def workers(self) -> list[SyncSession]:
         """The streams that take scheduled accounts and were heard from within a lease (a
         worker gone silent, its connection still open, loses its leases and is given
         nothing more until it speaks again), of workers not stopping."""
-        heard_since = time.monotonic() - self.hub.config.lease_duration
+        heard_since = self.hub.clock() - self.hub.config.lease_duration
         return [
             s
             for s in self.hub.sessions.values()
@@ -144,7 +144,7 @@ class Scheduler:
                     self.ask_back(session, account_id, "paused")
                 elif not fleet.eligible(account, session.labels):
                     self.ask_back(session, account_id, "labels")
-        if time.monotonic() < self._placing_from:
+        if self.hub.clock() < self._placing_from:
             return
         waiting = [a for a in accounts.values() if not a.paused and hub.leases.holder(a.account_id) is None]
         if waiting and hub.shared is not None:

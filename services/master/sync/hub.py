@@ -15,6 +15,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
+from services.common.awake import AwakeClock
 from services.master.auth.session_keys import SessionKeys
 from services.master.auth.worker_tokens import WorkerTokens
 from services.master.model.commands import Commands
@@ -133,7 +134,10 @@ class SyncHub:
         self.tokens = tokens
         self.book = book
         self.config = config
-        self.leases = Leases(config.lease_duration)
+        # Silence is measured on the time the master was awake: a pause of its own is not
+        # the workers' silence (services/common/awake.py). Master.start runs it.
+        self.clock = AwakeClock()
+        self.leases = Leases(config.lease_duration, self.clock)
         # Leases between masters (several masters over Redis); None for a master alone.
         self.shared = shared
         # The keys workers' uploaded sessions are sealed with; None: none are kept.
@@ -195,6 +199,12 @@ class SyncHub:
                     self.previous[account_id] = (session.worker_id, "lease_lapsed")
                 session.releasing.pop(account_id, None)
                 log.warning("worker %s lost account %s: its lease lapsed", session.worker_id, account_id)
+                if session.capacity and self.sessions.get(session.id) is session:
+                    # Its stream is open, but nothing came through it for a lease (the
+                    # worker froze; or only this way is cut): it stops the account now,
+                    # not when its next message is refused. It answers Released.
+                    release = sync_pb2.Release(account_id=account_id, reason="its lease lapsed")
+                    session.send(sync_pb2.SyncDataResponse(release=release))
 
     async def renew_shared(self) -> None:
         """Renews the leases between masters of the accounts this master's streams hold;

@@ -95,8 +95,8 @@ class SyncSession:
         # says Released.
         self.releasing: dict[str, str] = {}
         self.connected_at = time.time_ns()
-        # When its last message came (monotonic): a worker silent for a lease is given nothing.
-        self.heard_at = time.monotonic()
+        # When its last message came (the hub's clock): a worker silent for a lease is given nothing.
+        self.heard_at = hub.clock()
 
     def drop_pending(self, account_id: str) -> None:
         """Forgets a snapshot whose chunks were arriving (done, refused, or taken away)."""
@@ -150,7 +150,7 @@ class SyncSession:
         if self.token_hash and hub.tokens.holder_of(self.token_hash) != self.worker_id:
             raise Unauthenticated("the worker token was revoked or rotated; connect again with the new one")
         hub.leases.renew(self.id, set(self.granted))
-        self.heard_at = time.monotonic()
+        self.heard_at = hub.clock()
         kind = request.WhichOneof("kind")
         account_id, version = _subject(request)
         self._taken_at = time.perf_counter()
