@@ -111,6 +111,7 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
 
         for worker_id in WORKERS[:3]:
             await start(worker_id)
+        print("worker pids:", {w: child.process.pid for w, child in workers.items()})
 
         async def loads() -> Counter[str]:
             listed = await im.list_managed_accounts(fl.ListManagedAccountsRequest())
@@ -179,6 +180,7 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
 
         # A fourth worker joins and is given its share, a move at a time.
         await start("e2e-worker")
+        print("e2e-worker pid:", workers["e2e-worker"].process.pid)
 
         async def balanced() -> bool:
             return await loads() == Counter({"worker-b": 10, "next-worker": 10, "e2e-worker": 10})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +287,21 @@ async def test_the_pages_work_in_chromium(sim_process: tuple[str, str]) -> None:
             assert any(m["content"] == "您好，这款有货的" and m["is_self"] for m in truth["messages"])
         finally:
             await browser.close()
+
+
+def test_two_live_browsers_on_one_chat_page_are_an_overlap_a_gone_one_is_not() -> None:
+    """The simulator's count of browsers on an account's chat page (how the fleet tests see
+    two workers on one account): a browser whose process is gone holds nothing, even before
+    the close of its socket is read; two live ones are recorded with their parents."""
+    simulator = Simulator(Platform(accounts=1, seed=3, now=NOW))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    simulator.open_pages("u1", f"pid {gone.stdout.strip()}", +1)
+    simulator.open_pages("u1", f"pid {os.getpid()}", +1)
+    assert simulator.live_max["u1"] == 1 and simulator.overlaps == []
+    simulator.open_pages("u1", f"pid {os.getppid()}", +1)
+    assert simulator.live_max["u1"] == 2
+    (overlap,) = simulator.overlaps
+    assert overlap["ancestors"][f"pid {os.getpid()}"][0] == os.getppid()
+    # The gone browser's socket closes at last: nothing goes below nothing.
+    simulator.open_pages("u1", f"pid {gone.stdout.strip()}", -1)
+    assert sorted(simulator.live_now["u1"]) == sorted([f"pid {os.getpid()}", f"pid {os.getppid()}"])

@@ -57,6 +57,30 @@ class Faults:
     broken: str = ""
 
 
+def _alive(pid: str) -> bool:
+    """Whether the process runs (a zombie holds no sockets any more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _ancestors(browser: str) -> list[int]:
+    """The parents of a browser's process, nearest first (which worker's Chromium it is)."""
+    found: list[int] = []
+    pid = browser[4:] if browser.startswith("pid ") else ""
+    while pid.isdigit() and int(pid) > 1 and len(found) < 6:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                pid = next((line.split()[1] for line in status if line.startswith("PPid:")), "")
+        except OSError:
+            break
+        if pid.isdigit():
+            found.append(int(pid))
+    return found
+
+
 class Simulator:
     def __init__(self, platform: Platform, *, rate_per_minute: float = 0.0) -> None:
         self.platform = platform
@@ -84,9 +108,22 @@ class Simulator:
         pages[browser] += change
         if pages[browser] <= 0:
             del pages[browser]
+        if len(pages) > 1:
+            # A browser whose process is gone holds nothing, though the close of its socket
+            # may not have been read here yet (a busy simulator; a Chromium that crashed,
+            # or whose network service restarted, and opened the page again).
+            for gone in [b for b in pages if b.startswith("pid ") and not _alive(b[4:])]:
+                del pages[gone]
         self.live_max[uid] = max(self.live_max[uid], len(pages))
         if len(pages) > 1 and len(self.overlaps) < 100:
-            self.overlaps.append({"uid": uid, "at": time.time(), "browsers": sorted(pages)})
+            self.overlaps.append(
+                {
+                    "uid": uid,
+                    "at": time.time(),
+                    "browsers": sorted(pages),
+                    "ancestors": {b: _ancestors(b) for b in pages},
+                }
+            )
 
     def uid_of(self, request: Request) -> str | None:
         return self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
