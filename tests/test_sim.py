@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from services.sim.app import Simulator, build_app
+from services.sim.live import _hex_address, _inode_of
 from services.sim.platform_data import Platform
 
 from .conftest import NOW, sim_subprocess
@@ -305,3 +307,29 @@ def test_two_live_browsers_on_one_chat_page_are_an_overlap_a_gone_one_is_not() -
     # The gone browser's socket closes at last: nothing goes below nothing.
     simulator.open_pages("u1", f"pid {gone.stdout.strip()}", -1)
     assert sorted(simulator.live_now["u1"]) == sorted([f"pid {os.getpid()}", f"pid {os.getppid()}"])
+
+
+def test_a_connection_is_told_apart_from_another_on_the_same_local_port() -> None:
+    """Linux gives one local port to connections to different servers at once: the
+    simulator finds a page's socket by both of its ends, not by its local port."""
+    servers = [socket.create_server(("127.0.0.1", 0), backlog=2000) for _ in range(2)]
+    opened: list[socket.socket] = []
+    try:
+        by_port: dict[int, dict[int, socket.socket]] = {}
+        shared = None
+        for _ in range(1500):
+            for n, server in enumerate(servers):
+                client = socket.create_connection(server.getsockname())
+                opened.append(client)
+                by_port.setdefault(client.getsockname()[1], {})[n] = client
+                if len(by_port[client.getsockname()[1]]) == 2:
+                    shared = client.getsockname()[1]
+            if shared is not None:
+                break
+        assert shared is not None, "no local port was shared"
+        for n, client in by_port[shared].items():
+            ends = (_hex_address(*client.getsockname()), _hex_address(*servers[n].getsockname()))
+            assert _inode_of(*ends) == str(os.fstat(client.fileno()).st_ino)
+    finally:
+        for sock in opened + servers:
+            sock.close()

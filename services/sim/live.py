@@ -94,10 +94,14 @@ def browser_of(websocket: WebSocket) -> str | None:
         return fallback
     if not host.is_loopback or host.version != 4:
         return fallback
-    wanted = f"{host.packed[::-1].hex().upper()}:{client.port:04X}"
+    server = websocket.scope.get("server") or ("", 0)
     try:
-        inode = _inode_of(wanted)
-    except OSError:
+        # The peer's end: its local address is the client's, its remote this server's (one
+        # local port serves connections to different servers at once on Linux: matched on
+        # the first alone, a worker's connection to the master was once taken for a browser).
+        ends = (_hex_address(client.host, client.port), _hex_address(server[0], server[1]))
+        inode = _inode_of(*ends)
+    except (OSError, ValueError):
         return fallback
     if inode is None:
         return None
@@ -113,13 +117,18 @@ def browser_of(websocket: WebSocket) -> str | None:
     return None
 
 
-def _inode_of(local: str) -> str | None:
-    """The inode of the established TCP connection whose local address is `local` (hex,
-    as /proc/net/tcp writes it), None when there is none (gone, or closing)."""
+def _hex_address(host: str, port: int) -> str:
+    """An IPv4 address and port as /proc/net/tcp writes them."""
+    return f"{ipaddress.IPv4Address(host).packed[::-1].hex().upper()}:{port:04X}"
+
+
+def _inode_of(local: str, remote: str) -> str | None:
+    """The inode of the established TCP connection from `local` to `remote` (hex, as
+    /proc/net/tcp writes them), None when there is none (gone, or closing)."""
     with open("/proc/net/tcp") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
-            if fields[1] == local and fields[3] == "01" and fields[9] != "0":
+            if fields[1] == local and fields[2] == remote and fields[3] == "01" and fields[9] != "0":
                 return fields[9]
     return None
 
