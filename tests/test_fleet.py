@@ -921,3 +921,35 @@ async def test_a_stopping_worker_is_given_nothing_more(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)
         assert heard.assigned() == []
         heard.stop()
+
+
+async def test_a_lapsed_lease_s_release_is_answered_before_the_account_comes_back(tmp_path: Path) -> None:
+    """A worker whose stream stayed open falls silent for a lease: the master takes the
+    lease and says so (Release). The worker's Released answers that lapsed grant; the
+    account is given to it again only after it (the demo showed the Assign crossing the
+    answer, which then freed the new grant: a refused status, an ERROR, one more move)."""
+    master = Master(fleet_config(tmp_path, lease=2.0))
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        stream = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
+        heartbeats = asyncio.create_task(stream.speaking())
+        assert (await stream.next("assign")).assign.account.account_id == "s-1"
+        heartbeats.cancel()  # it froze; its stream stays open
+        release = (await stream.next("release", timeout=10)).release
+        assert (release.account_id, release.reason) == ("s-1", "its lease lapsed")
+        heard = Heard(stream)
+        heartbeats = asyncio.create_task(stream.speaking())  # it wakes
+        await asyncio.sleep(1.5)  # a scheduler round and more
+        assert heard.assigned() == [], "given again before its Released came"
+        stream.send(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id="s-1")))
+        assert [a for _, a in await waiting.eventually(heard.assigned, timeout=5)] == ["s-1"]
+        await asyncio.sleep(1.0)
+        holder = master.hub.leases.holder("s-1")
+        assert holder is not None and holder.worker_id == "worker-a", "the answer freed nothing it holds now"
+        heartbeats.cancel()
+        heard.stop()
+    finally:
+        await channel.close(grace=None)
+        await master.stop()

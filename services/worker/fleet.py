@@ -100,7 +100,8 @@ class WorkerFleet:
             await adapter.close()
             del self.adapters[account_id]
         self._uploaded.pop(account_id, None)
-        say(f"worker {self.config.worker_id}: account {account_id} released ({reason})")
+        if task is not None:  # (a second reason to stop it finds nothing left to stop)
+            say(f"worker {self.config.worker_id}: account {account_id} released ({reason})")
 
     def fence_after(self) -> float:
         """How long the worker runs its accounts without a stream to the master it last heard

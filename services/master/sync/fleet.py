@@ -78,6 +78,8 @@ async def released(session: SyncSession, account_id: str) -> None:
     if not account_id:
         raise InvalidArgument("must not be empty", field="released.account_id")
     hub = session.hub
+    if session.lapsed.pop(account_id, None) is not None and account_id not in session.granted:
+        return  # the answer to the Release of a lease that lapsed: nothing was held
     reason = session.releasing.pop(account_id, "released")
     epoch = session.granted.pop(account_id, None)
     if epoch is None:
@@ -172,6 +174,7 @@ class Scheduler:
             s
             for s in workers
             if len(s.granted) < s.capacity
+            and not s.owes_released(account.account_id)
             and fleet.eligible(account, s.labels)
             and hub.tokens.may_sync(s.worker_id, account.account_id)
         ]

@@ -205,6 +205,7 @@ class SyncHub:
                     # not when its next message is refused. It answers Released.
                     release = sync_pb2.Release(account_id=account_id, reason="its lease lapsed")
                     session.send(sync_pb2.SyncDataResponse(release=release))
+                    session.lapsed[account_id] = self.clock()
 
     async def renew_shared(self) -> None:
         """Renews the leases between masters of the accounts this master's streams hold;

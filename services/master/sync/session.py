@@ -94,9 +94,19 @@ class SyncSession:
         # Accounts asked back from the worker (Release), with why; it holds them until it
         # says Released.
         self.releasing: dict[str, str] = {}
+        # Accounts whose lease lapsed while this stream stayed open (hub.sweep), with when
+        # (the hub's clock): told so by a Release, the worker answers Released; that answer
+        # is about the lapsed grant, so the account is not given to this stream again
+        # before it comes (or a lease went by).
+        self.lapsed: dict[str, float] = {}
         self.connected_at = time.time_ns()
         # When its last message came (the hub's clock): a worker silent for a lease is given nothing.
         self.heard_at = hub.clock()
+
+    def owes_released(self, account_id: str) -> bool:
+        """Whether the worker has yet to answer the Release of a lease that lapsed."""
+        told = self.lapsed.get(account_id)
+        return told is not None and self.hub.clock() - told < self.hub.config.lease_duration
 
     def drop_pending(self, account_id: str) -> None:
         """Forgets a snapshot whose chunks were arriving (done, refused, or taken away)."""
