@@ -100,9 +100,10 @@ class RawWorker:
                     self._outbound.put_nowait(sync_pb2.SyncDataRequest(snapshot=snapshot))
             elif kind == "release":
                 self.held.discard(response.release.account_id)
-                self._outbound.put_nowait(
-                    sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=response.release.account_id))
-                )
+                if not self.silent:  # (the master says so when a silent worker's lease lapses)
+                    self._outbound.put_nowait(
+                        sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=response.release.account_id))
+                    )
 
     def go_silent(self) -> None:
         """Nothing more leaves this worker; its connection stays open."""
