@@ -4,9 +4,9 @@ loop (a machine that froze for seconds, a process stopped or starved of CPU).
 Leases and liveness timeouts measure a peer's silence. Measured on the wall clock, a
 pause of the process that measures counts as the peer's silence: when it resumes, the
 timers fire before the messages waiting in its sockets are read, and a peer that spoke
-all along is found silent (on a shared two-core machine every process here paused for
-up to 4 s at once, and a master took away the leases of a worker whose heartbeats were
-waiting to be read). On this clock a pause counts as `GAP` at most; a peer that was
+all along is found silent (on a shared two-core machine every process here was seen
+pausing at the same moments, for up to 2 s, and in CI a master took away the leases of
+a worker unheard for a whole 4 s lease, then the worker gave up its stream). On this clock a pause counts as `GAP` at most; a peer that was
 silent while this process was running is found silent as before.
 
 The clock runs while `run()` does (a task of the process); before or without it, it is

@@ -98,7 +98,7 @@ def browser_of(websocket: WebSocket) -> str | None:
     try:
         # The peer's end: its local address is the client's, its remote this server's (one
         # local port serves connections to different servers at once on Linux: matched on
-        # the first alone, a worker's connection to the master was once taken for a browser).
+        # the first alone, another process's connection could be taken for a browser).
         ends = (_hex_address(client.host, client.port), _hex_address(server[0], server[1]))
         inode = _inode_of(*ends)
     except (OSError, ValueError):
