@@ -310,26 +310,24 @@ def test_two_live_browsers_on_one_chat_page_are_an_overlap_a_gone_one_is_not() -
 
 
 def test_a_connection_is_told_apart_from_another_on_the_same_local_port() -> None:
-    """Linux gives one local port to connections to different servers at once: the
-    simulator finds a page's socket by both of its ends, not by its local port."""
-    servers = [socket.create_server(("127.0.0.1", 0), backlog=2000) for _ in range(2)]
-    opened: list[socket.socket] = []
+    """Linux gives one local port to connections to different servers at once (here made
+    so by binding both to it): the simulator finds a page's socket by both of its ends,
+    not by its local port."""
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    clients: list[socket.socket] = []
     try:
-        by_port: dict[int, dict[int, socket.socket]] = {}
-        shared = None
-        for _ in range(1500):
-            for n, server in enumerate(servers):
-                client = socket.create_connection(server.getsockname())
-                opened.append(client)
-                by_port.setdefault(client.getsockname()[1], {})[n] = client
-                if len(by_port[client.getsockname()[1]]) == 2:
-                    shared = client.getsockname()[1]
-            if shared is not None:
-                break
-        assert shared is not None, "no local port was shared"
-        for n, client in by_port[shared].items():
-            ends = (_hex_address(*client.getsockname()), _hex_address(*servers[n].getsockname()))
+        port = 0
+        for server in servers:
+            client = socket.socket()
+            clients.append(client)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            client.bind(("127.0.0.1", port))
+            port = client.getsockname()[1]
+            client.connect(server.getsockname())
+        assert clients[0].getsockname() == clients[1].getsockname()
+        for client, server in zip(clients, servers, strict=True):
+            ends = (_hex_address(*client.getsockname()), _hex_address(*server.getsockname()))
             assert _inode_of(*ends) == str(os.fstat(client.fileno()).st_ino)
     finally:
-        for sock in opened + servers:
+        for sock in clients + servers:
             sock.close()
