@@ -84,6 +84,12 @@ async def test_repeated_reads_are_answered_from_the_cache_with_etags(
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     changed = await embedded.cached.get(url, headers={"If-None-Match": '"something else"'})
     assert changed.status_code == 200
+    # A read made anew answers If-None-Match as a kept one does, with the same headers.
+    fresh = await embedded.uncached.get(url, headers={"If-None-Match": etag})
+    assert fresh.status_code == 304 and fresh.content == b""
+    assert {**fresh.headers, "x-request-id": ""} == {**again.headers, "x-request-id": ""}
+    made = await embedded.uncached.get(url)
+    assert {**made.headers, "x-request-id": ""} == {**first.headers, "x-request-id": ""}
     # Errors are not kept: an unknown account is 404 every time, computed every time.
     assert (await embedded.cached.get("/api/im/conversations?account_id=nobody")).status_code == 404
 

@@ -68,9 +68,17 @@ def setup_tracing(service: str, endpoint: str = "") -> bool:
     return True
 
 
+# OpenTelemetry takes a provider from this variable when none was set in code.
+_PROVIDER_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def tracing_on() -> bool:
     """Whether spans are recorded (a tracer provider was set: setup_tracing, or a test's).
-    Without one, the hot paths skip making spans and reading trace headers altogether."""
+    Without one, the hot paths skip making spans and reading trace headers altogether.
+    Asked on every request: the usual answer (none set) is read off OpenTelemetry's global
+    without get_tracer_provider's look into the environment."""
+    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _PROVIDER_FROM_ENVIRONMENT:
+        return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
@@ -80,7 +88,9 @@ def inject(carrier: MutableMapping[str, str]) -> None:
 
 
 def trace_metadata() -> list[tuple[str, str]]:
-    """The current span's context as gRPC metadata."""
+    """The current span's context as gRPC metadata (none while tracing is off)."""
+    if not tracing_on():
+        return []
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())

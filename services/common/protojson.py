@@ -53,6 +53,11 @@ class JsonStyle(enum.Enum):
     GRPC_GATEWAY = "grpc-gateway"
     IM = "im"
 
+    # Hashed by identity, in C (Enum's own hash is a Python call): a style keys the
+    # encoding plans and kept encodings every read looks up. Members are singletons and
+    # compare by identity, so the two agree.
+    __hash__ = object.__hash__
+
 
 @cache
 def _enum_prefix(enum_type: EnumDescriptor) -> str:
@@ -93,7 +98,8 @@ def to_json(message: Message, style: JsonStyle) -> dict[str, Any]:
 
 
 # How a field is written, decided once per message type and style (_plan).
-_MAP, _REPEATED, _ONEOF, _MESSAGE, _SCALAR = range(5)
+# _PLAIN: a string or a bool, written as it is read.
+_MAP, _REPEATED, _ONEOF, _MESSAGE, _SCALAR, _PLAIN = range(6)
 
 
 @cache
@@ -110,6 +116,8 @@ def _plan(descriptor: Descriptor, style: JsonStyle) -> tuple[tuple[str, str, int
             plan.append((name, field.name, _ONEOF, field))
         elif field.message_type is not None:
             plan.append((name, field.name, _MESSAGE, field))
+        elif field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BOOL):
+            plan.append((name, field.name, _PLAIN, field))
         else:
             plan.append((name, field.name, _SCALAR, field))
     return tuple(plan)
@@ -125,7 +133,9 @@ def _message(message: Message, style: JsonStyle) -> Any:
     out: dict[str, Any] = {}
     for name, attribute, how, field in _plan(descriptor, style):
         value = getattr(message, attribute)
-        if how == _SCALAR:
+        if how == _PLAIN:
+            out[name] = value
+        elif how == _SCALAR:
             out[name] = _scalar_or_message(field, value, style)
         elif how == _MESSAGE:
             out[name] = _message(value, style) if message.HasField(attribute) else None

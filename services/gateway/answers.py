@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from services.common.rpc_errors import retry_after_of
 
+from .cache import Answer
 from .errors import http_status_of
 from .marshalers import Profile
 
@@ -48,14 +50,27 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag.removeprefix("W/") in (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
 
 
-def _answer(request: Request, body: bytes, headers: dict[str, str]) -> Response:
+class ReadAnswer:
+    """A read's answer sent straight in ASGI with the headers its Answer encoded once (no
+    Response object: a read that missed the cache should not pay for building one)."""
+
+    __slots__ = ("_body", "_headers", "_status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self._status, self._body, self._headers = status, body, headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
+        await send({"type": "http.response.body", "body": self._body})
+
+
+def _answer(raw_headers: Sequence[tuple[bytes, bytes]], answer: Answer) -> ReadAnswer:
     """A read's answer, or 304 Not Modified for a client that holds the same bytes already
-    (If-None-Match); the client is asked to check again each time (no-cache)."""
-    headers = {**headers, "Cache-Control": "no-cache"}
-    wanted = request.headers.get("if-none-match")
-    if wanted is not None and _matches(wanted, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=JSON, headers=headers)
+    (If-None-Match); the client is asked to check again each time (the Answer's no-cache)."""
+    wanted = next((value for name, value in raw_headers if name == b"if-none-match"), None)
+    if wanted is not None and _matches(wanted.decode("latin-1"), answer.headers["ETag"]):
+        return ReadAnswer(304, b"", answer.raw_headers)
+    return ReadAnswer(200, answer.body, answer.raw_headers_200)
 
 
 async def _bounded_body(request: Request) -> bytes | None:

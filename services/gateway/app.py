@@ -50,6 +50,7 @@ from . import legacy
 from .answers import (
     JSON,
     MAX_BODY_BYTES,
+    ReadAnswer,
     _answer,
     _cache_key,
     _error,
@@ -312,7 +313,7 @@ class Gateway:
 
     async def _handle(
         self, route: RpcRoute, variables: dict[str, str], request: Request, profile: Profile, raw_path: str
-    ) -> Response:
+    ) -> Response | ReadAnswer:
         client = request.client.host if request.client else None
         try:
             # Headers first: a request that could not be passed on is refused before anything.
@@ -320,7 +321,8 @@ class Gateway:
         except BadHeader as error:
             return _error(profile, bad_request(error.header, error.why), http_status=error.http_status)
         # Who asks is followed across: the request id into the master's log lines, the trace.
-        metadata += [(logs.HEADER, logs.request_id.get()), *trace_metadata()]
+        metadata.append((logs.HEADER, logs.request_id.get()))
+        metadata += trace_metadata()
         # A read of the master's pages asked again is not bound again (its message is only read).
         encoded = self._encoded_call(route, profile) if request.method == "GET" else None
         asked = (route.grpc_path, raw_path, request.scope.get("query_string", b""), profile.name)
@@ -372,13 +374,12 @@ class Gateway:
         if request.method != "GET":
             return Response(body, media_type=JSON, headers=headers)
         headers["ETag"] = etag_of(body)
+        headers["Cache-Control"] = "no-cache"
+        answer = Answer(body, headers, route.template.template)
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
-            key = _cache_key(request.scope, profile, identity_of(request.headers.raw))
-            cache.put(
-                key, account_id, stamp, Answer(body, {**headers, "Cache-Control": "no-cache"}, route.template.template)
-            )
-        return _answer(request, body, headers)
+            cache.put(_cache_key(request.scope, profile, identity_of(request.headers.raw)), account_id, stamp, answer)
+        return _answer(request.headers.raw, answer)
 
     def _encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
         """The in-process channel's call answering this route as JSON already (a page
@@ -387,10 +388,11 @@ class Gateway:
         if profile.legacy or route.response_body:
             return None
         key = (route.grpc_path, profile.style)
-        if key not in self._encoded:
+        found = self._encoded.get(key, self)
+        if found is self:
             make = getattr(self._channel, "encoded_unary", None)
-            self._encoded[key] = make(route.grpc_path, profile.style) if make is not None else None
-        return self._encoded[key]
+            found = self._encoded[key] = make(route.grpc_path, profile.style) if make is not None else None
+        return found
 
     async def answer_kept(self, scope: Scope, send: Send) -> bool:
         """Answers a GET from the cache, straight in ASGI (no routing, no Request or Response
