@@ -20,6 +20,8 @@ from services.common.sample import SampleAccount
 from services.master.model.commands import CommandState
 from services.master.model.errors import AlreadyExists, NotFound
 from services.master.sync.hub import SyncConfig
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import SyncEngine
 
 from .conftest import NOW, token_for
 from .sync_harness import MasterHandle, crawl_of, engine_for, master_copy, running, view_copy
@@ -490,3 +492,75 @@ async def test_bad_messages_leave_the_stream_and_other_accounts_unharmed(master:
         assert await client.push_snapshot("other", 1, other.account, other.batch) == 1
         assert await master_copy(master.store, "other") == view_copy(view_of(other), "other")
         await client.close()
+
+
+class _ScriptedMaster(sync_pb2_grpc.SyncServiceServicer):
+    """A SyncData server saying, on each stream, what `script` gives for its number
+    (messages and pauses), then nothing more while the stream lasts."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.streams = 0
+
+    async def SyncData(self, request_iterator: Any, context: Any) -> AsyncIterator[sync_pb2.SyncDataResponse]:
+        self.streams += 1
+        for item in self.script(self.streams):
+            if isinstance(item, float):
+                await asyncio.sleep(item)
+            else:
+                yield item
+        async for _ in request_iterator:
+            pass
+
+
+async def _scripted(script: Any) -> tuple[grpc.aio.Server, _ScriptedMaster, str]:
+    server = grpc.aio.server()
+    fake = _ScriptedMaster(script)
+    sync_pb2_grpc.add_SyncServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, fake, f"127.0.0.1:{port}"
+
+
+def _beat() -> sync_pb2.SyncDataResponse:
+    return sync_pb2.SyncDataResponse(heartbeat=sync_pb2.Heartbeat())
+
+
+def _welcome() -> sync_pb2.SyncDataResponse:
+    return sync_pb2.SyncDataResponse(
+        welcome=sync_pb2.Welcome(accounts=[sync_pb2.AccountVersion(account_id="acc", version=0)])
+    )
+
+
+async def test_a_stream_silent_before_its_welcome_is_left_for_another_within_the_liveness_timeout() -> None:
+    """A stream that reached nothing (a master stopping as it was opened) says nothing; the
+    worker connects again after the stream's liveness timeout, not after 30 s."""
+    server, fake, address = await _scripted(lambda n: [_welcome()] if n >= 2 else [])
+    try:
+        config = EngineConfig(master=address, worker_id="w", token="t", backoff_initial=0.05, backoff_max=0.1)
+        engine = SyncEngine(config, ["acc"])
+        engine.heartbeat_interval = 0.2  # as a Welcome told it before: silence ends a stream at 0.6 s
+        async with running(engine):
+            async with asyncio.timeout(5):
+                while engine.sessions < 1:
+                    await asyncio.sleep(0.02)
+        assert fake.streams == 2
+    finally:
+        await server.stop(None)
+
+
+async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
+    """A master busy with a Hello (over Redis, many accounts) sends heartbeats until its
+    Welcome: the stream is kept, beyond the liveness timeout in all, and not begun again."""
+    server, fake, address = await _scripted(lambda n: [0.15, _beat()] * 6 + [_welcome()])
+    try:
+        config = EngineConfig(master=address, worker_id="w", token="t", backoff_initial=0.05, backoff_max=0.1)
+        engine = SyncEngine(config, ["acc"])
+        engine.heartbeat_interval = 0.2
+        async with running(engine):
+            async with asyncio.timeout(5):
+                while engine.sessions < 1:
+                    await asyncio.sleep(0.02)
+        assert fake.streams == 1
+    finally:
+        await server.stop(None)

@@ -31,6 +31,7 @@ from .account_sync import AccountSync
 from .command_log import CommandLog
 from .engine_config import EngineConfig, GoAway
 from .metrics import COMMANDS, CONNECTED
+from .welcome import welcome_of
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +258,7 @@ class SyncEngine:
         tasks: list[asyncio.Task[None]] = []
         try:
             outbound.put_nowait(self._hello(self.accounts))
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation.
-            async with asyncio.timeout(30):
-                first = await call.read()
-            if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":  # type: ignore[attr-defined]
-                raise ConnectionError(f"expected Welcome, got {first}")
+            first = await welcome_of(call, self.clock, self.config.liveness_intervals * self.heartbeat_interval)
             self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             self._outbound = outbound
             self.sessions += 1
