@@ -532,27 +532,11 @@ def _welcome() -> sync_pb2.SyncDataResponse:
     )
 
 
-async def test_a_stream_silent_before_its_welcome_is_left_for_another_within_the_liveness_timeout() -> None:
-    """A stream that reached nothing (a master stopping as it was opened) says nothing; the
-    worker connects again after the stream's liveness timeout, not after 30 s."""
-    server, fake, address = await _scripted(lambda n: [_welcome()] if n >= 2 else [])
-    try:
-        config = EngineConfig(master=address, worker_id="w", token="t", backoff_initial=0.05, backoff_max=0.1)
-        engine = SyncEngine(config, ["acc"])
-        engine.heartbeat_interval = 0.2  # as a Welcome told it before: silence ends a stream at 0.6 s
-        async with running(engine):
-            async with asyncio.timeout(5):
-                while engine.sessions < 1:
-                    await asyncio.sleep(0.02)
-        assert fake.streams == 2
-    finally:
-        await server.stop(None)
-
-
-async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
-    """A master busy with a Hello (over Redis, many accounts) sends heartbeats until its
-    Welcome: the stream is kept, beyond the liveness timeout in all, and not begun again."""
-    server, fake, address = await _scripted(lambda n: [0.15, _beat()] * 6 + [_welcome()])
+async def _streams_until_welcomed(script: Any) -> int:
+    """How many streams a worker opened to a master saying `script` until one was welcomed
+    (within 5 s); the worker has learned a heartbeat interval of 0.2 s from an earlier
+    Welcome, so silence ends a stream at 0.6 s."""
+    server, fake, address = await _scripted(script)
     try:
         config = EngineConfig(master=address, worker_id="w", token="t", backoff_initial=0.05, backoff_max=0.1)
         engine = SyncEngine(config, ["acc"])
@@ -561,6 +545,18 @@ async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
             async with asyncio.timeout(5):
                 while engine.sessions < 1:
                     await asyncio.sleep(0.02)
-        assert fake.streams == 1
+        return fake.streams
     finally:
         await server.stop(None)
+
+
+async def test_a_stream_silent_before_its_welcome_is_left_for_another_within_the_liveness_timeout() -> None:
+    """A stream that reached nothing (a master stopping as it was opened) says nothing; the
+    worker connects again after the stream's liveness timeout, not after 30 s."""
+    assert await _streams_until_welcomed(lambda n: [_welcome()] if n >= 2 else []) == 2
+
+
+async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
+    """A master busy with a Hello (over Redis, many accounts) sends heartbeats until its
+    Welcome: the stream is kept, beyond the liveness timeout in all, and not begun again."""
+    assert await _streams_until_welcomed(lambda n: [0.15, _beat()] * 6 + [_welcome()]) == 1
