@@ -70,6 +70,7 @@ def setup_tracing(service: str, endpoint: str = "") -> bool:
 
 # OpenTelemetry takes a provider from this variable when none was set in code.
 _PROVIDER_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_UNKNOWN = object()
 
 
 def tracing_on() -> bool:
@@ -77,7 +78,8 @@ def tracing_on() -> bool:
     Without one, the hot paths skip making spans and reading trace headers altogether.
     Asked on every request: the usual answer (none set) is read off OpenTelemetry's global
     without get_tracer_provider's look into the environment."""
-    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _PROVIDER_FROM_ENVIRONMENT:
+    # An OpenTelemetry without that global (renamed in some release) gets the full check.
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_FROM_ENVIRONMENT:
         return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
