@@ -23,12 +23,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import Headers
+
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import messages_pb2 as msg
 from imsync.v1 import unified_messages_pb2 as uni
+from services.common import logs
 from services.common.protojson import JsonStyle
 from services.common.sample import SampleAccount, sample_accounts
 from services.embedded import embedded_app
+from services.gateway.grpc_bridge import outgoing_metadata
 from services.master.auth.worker_tokens import add_worker_token
 from services.master.in_process import InProcessChannel
 from services.master.server import Master, MasterConfig
@@ -89,8 +93,8 @@ _METHODS = {
     "messages": ("/imsync.v1.MessageService/ListMessages", msg.ListMessagesRequest),
     "unified inbox": ("/imsync.v1.UnifiedMessageService/ListUnifiedMessages", uni.ListUnifiedMessagesRequest),
 }
-# What the gateway adds to every call's metadata (grpc_bridge.outgoing_metadata, the request id).
-_METADATA = [("x-forwarded-host", "bench"), ("x-forwarded-for", "127.0.0.1"), ("x-request-id", "0" * 16)]
+# The metadata the gateway gives the call for _call's request: its headers' and the request id.
+_METADATA = [*outgoing_metadata(Headers(raw=[(b"host", b"bench")]), "127.0.0.1"), (logs.HEADER, "0" * 16)]
 
 
 async def _master_us(channel: InProcessChannel, page: str, conversation: str, calls: int) -> float:

@@ -6,8 +6,9 @@ pause of the process that measures counts as the peer's silence: when it resumes
 timers fire before the messages waiting in its sockets are read, and a peer that spoke
 all along is found silent (on a shared two-core machine every process here was seen
 pausing at the same moments, for up to 2 s, and in CI a master took away the leases of
-a worker unheard for a whole 4 s lease, then the worker gave up its stream). On this clock a pause counts as `GAP` at most; a peer that was
-silent while this process was running is found silent as before.
+a worker unheard for a whole 4 s lease, then the worker gave up its stream). On this
+clock a pause counts as `GAP` at most; a peer that was silent while this process was
+running is found silent as before.
 
 The clock runs while `run()` does (a task of the process); before or without it, it is
 the monotonic clock."""

@@ -52,7 +52,7 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 class ReadAnswer:
     """A read's answer sent straight in ASGI with the headers its Answer encoded once (no
-    Response object: a read that missed the cache should not pay for building one)."""
+    Response object: neither a hit nor a read that missed the cache pays for building one)."""
 
     __slots__ = ("_body", "_headers", "_status")
 
@@ -60,15 +60,23 @@ class ReadAnswer:
         self._status, self._body, self._headers = status, body, headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.send_to(send)
+
+    async def send_to(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self._status, "headers": self._headers})
         await send({"type": "http.response.body", "body": self._body})
 
 
-def _answer(raw_headers: Sequence[tuple[bytes, bytes]], answer: Answer) -> ReadAnswer:
+def if_none_match_of(raw_headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The request's (first) If-None-Match."""
+    found = next((value for name, value in raw_headers if name == b"if-none-match"), None)
+    return None if found is None else found.decode("latin-1")
+
+
+def _answer(answer: Answer, if_none_match: str | None) -> ReadAnswer:
     """A read's answer, or 304 Not Modified for a client that holds the same bytes already
     (If-None-Match); the client is asked to check again each time (the Answer's no-cache)."""
-    wanted = next((value for name, value in raw_headers if name == b"if-none-match"), None)
-    if wanted is not None and _matches(wanted.decode("latin-1"), answer.headers["ETag"]):
+    if if_none_match is not None and _matches(if_none_match, answer.headers["ETag"]):
         return ReadAnswer(304, b"", answer.raw_headers)
     return ReadAnswer(200, answer.body, answer.raw_headers_200)
 

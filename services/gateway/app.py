@@ -55,9 +55,9 @@ from .answers import (
     _cache_key,
     _error,
     _field_text,
-    _matches,
     _raw_path,
     etag_of,
+    if_none_match_of,
 )
 from .bind_http import BodyTooLarge, bind_http
 from .binding import HTTP_BODY, BindingError, BoundRequests, set_from_text
@@ -379,7 +379,7 @@ class Gateway:
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
             cache.put(_cache_key(request.scope, profile, identity_of(request.headers.raw)), account_id, stamp, answer)
-        return _answer(request.headers.raw, answer)
+        return _answer(answer, if_none_match_of(request.headers.raw))
 
     def _encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
         """The in-process channel's call answering this route as JSON already (a page
@@ -421,12 +421,7 @@ class Gateway:
         cache.hits += 1
         CACHE_HITS.inc()
         scope[ROUTE] = hit.route
-        if if_none_match is not None and _matches(if_none_match, hit.headers["ETag"]):
-            await send({"type": "http.response.start", "status": 304, "headers": hit.raw_headers})
-            await send({"type": "http.response.body", "body": b""})
-        else:
-            await send({"type": "http.response.start", "status": 200, "headers": hit.raw_headers_200})
-            await send({"type": "http.response.body", "body": hit.body})
+        await _answer(hit, if_none_match).send_to(send)
         return True
 
 
