@@ -202,6 +202,11 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
     except BaseException:
         print("the master's last lines:", *list(master.output)[-40:], sep="\n")
         print("exit code of the master:", master.process.returncode)
+        # Why a worker's stream ended, or its accounts stopped, is in its own log.
+        for worker_id, child in workers.items():
+            print(
+                f"{worker_id}'s last warnings:", *[line for line in child.output if "WARNING" in line][-15:], sep="\n"
+            )
         raise
     finally:
         for child in workers.values():
