@@ -31,7 +31,11 @@ from .helpers.cli import imsync
 pytestmark = pytest.mark.e2e
 
 ACCOUNTS = 30
-LEASE = 4.0
+# Long enough that a worker whose stream ends while 30 Chromiums log in on two cores is
+# welcomed back before its fence stops its accounts (at lease - 2 heartbeats: 6 s): with
+# 4 s (a 2 s fence) CI once saw a reconnect's Welcome come later, the accounts stopped and
+# given back, and one login started twice (docs/fleet.md, the worker's fence).
+LEASE = 8.0
 INTERVAL = 30.0
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
 WORKERS = ("worker-a", "worker-b", "next-worker", "e2e-worker")

@@ -886,6 +886,48 @@ async def test_a_machine_frozen_past_the_lease_takes_nothing_from_anyone(tmp_pat
         assert not [line for line in worker.output if "sync stream ended" in line or "released" in line], worker.output
 
 
+async def test_a_lapsed_lease_s_release_answered_after_a_new_grant_frees_nothing(tmp_path: Path) -> None:
+    """The worker answers a lapsed lease's Release only after a lease more (stopping the
+    account took that long): by then the account was given to it again, with a new epoch.
+    Its Released names the lapsed grant, and frees nothing: the worker runs the new grant,
+    and the account must not go to another worker meanwhile. Released of the grant held
+    now frees it."""
+    master = Master(fleet_config(tmp_path, lease=2.0))
+    port = await master.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        stream = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
+        heartbeats = asyncio.create_task(stream.speaking())
+        lapsed = (await stream.next("assign")).assign.version.lease_epoch
+        heartbeats.cancel()  # it froze; its stream stays open
+        assert (await stream.next("release", timeout=10)).release.reason == "its lease lapsed"
+        heard = Heard(stream)
+        heartbeats = asyncio.create_task(stream.speaking())  # it wakes, and says nothing of the Release yet
+        assert await waiting.eventually(lambda: len(heard.assigned()) == 1, timeout=10)
+        again = next(r.assign for _, r in heard.responses if r.HasField("assign")).version.lease_epoch
+        assert again > lapsed
+
+        def holder_epoch() -> int | None:
+            holder = master.hub.leases.holder("s-1")
+            return None if holder is None else holder.epoch
+
+        late = sync_pb2.Released(account_id="s-1", lease_epoch=lapsed)
+        stream.send(sync_pb2.SyncDataRequest(released=late))
+        await asyncio.sleep(1.5)  # a scheduler round and more
+        assert holder_epoch() == again, "the late answer freed the grant held now"
+        assert len(heard.assigned()) == 1
+        stream.send(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id="s-1", lease_epoch=again)))
+        # Freed, it is given again (the only worker), under a newer epoch.
+        assert await waiting.eventually(lambda: len(heard.assigned()) == 2, timeout=5)
+        assert (holder_epoch() or 0) > again
+        heartbeats.cancel()
+        heard.stop()
+    finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
 @pytest.mark.e2e
 async def test_a_worker_frozen_past_its_lease_stops_its_accounts_as_it_wakes(tmp_path: Path) -> None:
     """The worker alone stops for two leases (its machine froze): the master takes its

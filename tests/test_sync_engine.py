@@ -13,6 +13,7 @@ import pytest_asyncio
 from google.rpc import code_pb2
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import SyncRefused
 from services.common.rpc_errors import field_of, reason_of
@@ -501,16 +502,25 @@ class _ScriptedMaster(sync_pb2_grpc.SyncServiceServicer):
     def __init__(self, script: Any) -> None:
         self.script = script
         self.streams = 0
+        self.received: list[sync_pb2.SyncDataRequest] = []
 
     async def SyncData(self, request_iterator: Any, context: Any) -> AsyncIterator[sync_pb2.SyncDataResponse]:
         self.streams += 1
-        for item in self.script(self.streams):
-            if isinstance(item, float):
-                await asyncio.sleep(item)
-            else:
-                yield item
-        async for _ in request_iterator:
-            pass
+
+        async def read() -> None:
+            async for request in request_iterator:
+                self.received.append(request)
+
+        reading = asyncio.create_task(read())
+        try:
+            for item in self.script(self.streams):
+                if isinstance(item, float):
+                    await asyncio.sleep(item)
+                else:
+                    yield item
+            await reading
+        finally:
+            reading.cancel()
 
 
 async def _scripted(script: Any) -> tuple[grpc.aio.Server, _ScriptedMaster, str]:
@@ -560,3 +570,38 @@ async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
     """A master busy with a Hello (over Redis, many accounts) sends heartbeats until its
     Welcome: the stream is kept, beyond the liveness timeout in all, and not begun again."""
     assert await _streams_until_welcomed(lambda n: [0.15, _beat()] * 6 + [_welcome()]) == 1
+
+
+async def test_a_scheduled_worker_names_the_grant_it_lets_go() -> None:
+    """Each Released carries the lease epoch of the grant it answers, so that a late answer
+    about a lapsed grant cannot free the one given since (fleet.released): an account the
+    Welcome grants that the worker no longer runs, and an account assigned, then asked back."""
+
+    def script(n: int) -> list[Any]:
+        granted = sync_pb2.AccountVersion(account_id="gone", version=3, lease_epoch=5)
+        assigned = sync_pb2.Assign(
+            account=fl.ManagedAccount(account_id="s-1", adapter="sample"),
+            version=sync_pb2.AccountVersion(account_id="s-1", version=0, lease_epoch=7),
+        )
+        return [
+            sync_pb2.SyncDataResponse(welcome=sync_pb2.Welcome(accounts=[granted])),
+            sync_pb2.SyncDataResponse(assign=assigned),
+            0.2,
+            sync_pb2.SyncDataResponse(release=sync_pb2.Release(account_id="s-1", reason="paused")),
+        ]
+
+    server, fake, address = await _scripted(script)
+    try:
+        config = EngineConfig(master=address, worker_id="w", token="t", capacity=2)
+        engine = SyncEngine(config, [])
+        async with running(engine):
+
+            def released() -> list[tuple[str, int]]:
+                said = [r.released for r in fake.received if r.HasField("released")]
+                return [(r.account_id, r.lease_epoch) for r in said]
+
+            assert await eventually(lambda: len(released()) == 2, timeout=5)
+            assert released() == [("gone", 5), ("s-1", 7)]
+            assert fake.streams == 1
+    finally:
+        await server.stop(None)

@@ -36,6 +36,9 @@ class AccountSync:
         self.window = window
         self.chunk_bytes = chunk_bytes
         self.granted = False
+        # The fencing epoch of the master's last grant of it (0 before any), which the
+        # worker names when it lets the account go.
+        self.lease_epoch = 0
         # The newest crawl, and a counter of crawls.
         self.current: AccountView | None = None
         self.generation = 0
@@ -61,9 +64,11 @@ class AccountSync:
 
     # ------------------------------------------------------------ from master
 
-    def on_welcome(self, master_version: int) -> None:
-        """The master holds `master_version`: resume from it, or snapshot if it is unknown."""
+    def on_welcome(self, master_version: int, lease_epoch: int = 0) -> None:
+        """The master holds `master_version` (and granted the account at `lease_epoch`):
+        resume from it, or snapshot if it is unknown."""
         self.granted = True
+        self.lease_epoch = lease_epoch or self.lease_epoch
         self.last_version = max(self.last_version, master_version)
         sent = next((s for s in self.inflight if s.version == master_version), None)
         if sent is not None:  # applied, but the Ack was lost with the stream

@@ -109,14 +109,14 @@ class SyncEngine:
         self._sessions[account_id] = storage_state
         self._wake.set()
 
-    def add_account(self, account_id: str, master_version: int) -> AccountSync:
-        """An account assigned to this worker, granted at `master_version`."""
+    def add_account(self, account_id: str, master_version: int, lease_epoch: int = 0) -> AccountSync:
+        """An account assigned to this worker, granted at `master_version` (and `lease_epoch`)."""
         account = self.accounts.get(account_id)
         if account is None:
             account = self.accounts[account_id] = AccountSync(
                 account_id, window=self.config.window, chunk_bytes=self.config.chunk_bytes
             )
-        account.on_welcome(master_version)
+        account.on_welcome(master_version, lease_epoch)
         self.refused.pop(account_id, None)
         return account
 
@@ -150,12 +150,12 @@ class SyncEngine:
     def _assigned(self, assign: sync_pb2.Assign) -> None:
         account_id = assign.account.account_id
         if self._stopping:  # given before the master read that this worker stops
-            released = sync_pb2.Released(account_id=account_id, stopping=True)
+            released = sync_pb2.Released(account_id=account_id, stopping=True, lease_epoch=assign.version.lease_epoch)
             self._deliver(sync_pb2.SyncDataRequest(released=released))
             return
 
         async def start() -> None:  # after a stop of it under way, which would remove it again
-            self.add_account(account_id, assign.version.version)
+            self.add_account(account_id, assign.version.version, assign.version.lease_epoch)
             if self.on_assign is not None:
                 await self.on_assign(assign)
 
@@ -175,7 +175,8 @@ class SyncEngine:
                 self.remove_account(account_id)
                 # Asked back, or granted meanwhile (a Welcome to a Hello sent before it stopped).
                 if answer or (account is not None and account.granted):
-                    released = sync_pb2.Released(account_id=account_id, stopping=stopping)
+                    epoch = account.lease_epoch if account is not None else 0
+                    released = sync_pb2.Released(account_id=account_id, stopping=stopping, lease_epoch=epoch)
                     self._deliver(sync_pb2.SyncDataRequest(released=released))
 
         self._move(account_id, stop())
@@ -308,12 +309,13 @@ class SyncEngine:
         for granted in welcome.accounts:
             account = self.accounts.get(granted.account_id)
             if account is not None:
-                account.on_welcome(granted.version)
+                account.on_welcome(granted.version, granted.lease_epoch)
                 self.refused.pop(granted.account_id, None)
             elif self.config.capacity:
                 # Claimed by a Hello sent before the account stopped here: given back, or the
                 # master would count it run by this worker while nobody runs it.
-                self._deliver(sync_pb2.SyncDataRequest(released=sync_pb2.Released(account_id=granted.account_id)))
+                released = sync_pb2.Released(account_id=granted.account_id, lease_epoch=granted.lease_epoch)
+                self._deliver(sync_pb2.SyncDataRequest(released=released))
         for refusal in welcome.refused:
             self.refused[refusal.account_id] = refusal
             log.warning("account %s refused: %s", refusal.account_id, refusal.status.message)

@@ -962,20 +962,28 @@ class Released(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     STOPPING_FIELD_NUMBER: _builtins.int
+    LEASE_EPOCH_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     stopping: _builtins.bool
     """Set when the worker is stopping (it releases everything it holds): the master gives
     this stream nothing more, so the accounts go to the other workers at once.
+    """
+    lease_epoch: _builtins.int
+    """The lease_epoch of the grant the worker let go (its Welcome's or Assign's). A
+    Released naming another epoch than the grant this stream holds now is about a grant
+    gone before (a lapsed lease's Release answered after the account was given to the
+    worker again) and frees nothing. 0 (a worker that does not say): the grant held now.
     """
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         stopping: _builtins.bool = ...,
+        lease_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "stopping", b"stopping"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "lease_epoch", b"lease_epoch", "stopping", b"stopping"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,14 +72,20 @@ async def keep_session(session: SyncSession, upload: sync_pb2.SessionUpload) -> 
     await hub.store.save_session_state(upload.account_id, sealed)
 
 
-async def released(session: SyncSession, account_id: str) -> None:
+async def released(session: SyncSession, account_id: str, lease_epoch: int = 0) -> None:
     """The worker stopped running an account: its lease is free (and the account goes to
-    another worker on the scheduler's next round)."""
+    another worker on the scheduler's next round). `lease_epoch`: of the grant it let go
+    (0: the one held now)."""
     if not account_id:
         raise InvalidArgument("must not be empty", field="released.account_id")
     hub = session.hub
     if session.lapsed.pop(account_id, None) is not None and account_id not in session.granted:
         return  # the answer to the Release of a lease that lapsed: nothing was held
+    if lease_epoch and session.granted.get(account_id, lease_epoch) != lease_epoch:
+        # About a grant gone before: the answer to a lapsed lease's Release that came after
+        # the account was given to this stream again. The worker runs the new grant.
+        log.info("worker %s released an earlier grant of account %s; it holds it still", session.worker_id, account_id)
+        return
     reason = session.releasing.pop(account_id, "released")
     epoch = session.granted.pop(account_id, None)
     if epoch is None:

@@ -195,7 +195,7 @@ class SyncSession:
                 await fleet.keep_session(self, request.session)
             elif kind == "released":
                 self.stopping = self.stopping or request.released.stopping
-                await fleet.released(self, request.released.account_id)
+                await fleet.released(self, request.released.account_id, request.released.lease_epoch)
             else:
                 raise InvalidArgument(
                     "one of hello, snapshot, delta, heartbeat, account_status, command_result, session, released",
