@@ -5,6 +5,7 @@ on that clock is called missed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -50,3 +51,35 @@ async def test_a_silence_while_awake_misses_the_deadline_and_cancels_the_read() 
             await before(silent, clock, clock() + 0.6)
         assert time.monotonic() - began >= 0.6
         assert silent.cancelled()
+
+
+async def test_a_read_that_failed_as_it_was_given_up_is_not_reported_unretrieved() -> None:
+    """A read ending with an error just as its deadline passes (or as its caller is
+    cancelled) is not awaited by anyone: its error is taken, not logged by asyncio as
+    "exception was never retrieved" (CI printed such tracebacks of reads of streams whose
+    connection failed as the worker gave up on them)."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    try:
+        clock = AwakeClock()
+        for cancelled in (False, True):
+            failed: asyncio.Future[str] = loop.create_future()
+            error = ConnectionError("failed to connect to all addresses")
+            if cancelled:
+                waiting = asyncio.create_task(before(failed, clock, clock() + 10))
+                await asyncio.sleep(0)  # it waits for the read
+                failed.set_exception(error)
+                waiting.cancel()  # in the same turn of the loop
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            else:
+                failed.set_exception(error)
+                with pytest.raises(TimeoutError):
+                    await before(failed, clock, clock() - 1)  # the deadline passed already
+            await asyncio.sleep(0)  # the done callbacks run
+            del failed
+            gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)

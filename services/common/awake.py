@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from services.common.futures import abandon
 
 T = TypeVar("T")
 
@@ -81,11 +83,6 @@ async def before(awaitable: Awaitable[T], clock: AwakeClock, deadline: float) ->
                 return future.result()
         raise TimeoutError
     finally:
-        if not future.done():
-            future.cancel()
-            future.add_done_callback(_retrieved)
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        # Done or not, what it ends with is taken: it may have ended, with an error, as the
+        # deadline passed or the caller was cancelled.
+        abandon(future)

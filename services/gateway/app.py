@@ -41,6 +41,7 @@ from imsync.v1 import (
     unified_messages_pb2,
 )
 from services.common import logs
+from services.common.futures import abandon
 from services.common.observability import trace_metadata
 from services.common.protojson import EncodedReply, JsonStyle
 from services.common.rpc_errors import bad_request, error_status
@@ -249,8 +250,8 @@ class Gateway:
                 yield profile.event_error(status) if sse else profile.stream_error(status)
             finally:
                 call.cancel()
-                if reading is not None and not reading.done():
-                    reading.cancel()
+                if reading is not None:
+                    abandon(reading)  # it may have ended with the call's error as the client left
 
         headers = incoming_headers(initial) | {"Cache-Control": "no-cache"}
         if sse:
