@@ -886,12 +886,11 @@ async def test_a_machine_frozen_past_the_lease_takes_nothing_from_anyone(tmp_pat
         assert not [line for line in worker.output if "sync stream ended" in line or "released" in line], worker.output
 
 
-async def test_a_lapsed_lease_s_release_answered_after_a_new_grant_frees_nothing(tmp_path: Path) -> None:
-    """The worker answers a lapsed lease's Release only after a lease more (stopping the
-    account took that long): by then the account was given to it again, with a new epoch.
-    Its Released names the lapsed grant, and frees nothing: the worker runs the new grant,
-    and the account must not go to another worker meanwhile. Released of the grant held
-    now frees it."""
+@contextlib.asynccontextmanager
+async def _lapsed_while_open(tmp_path: Path) -> AsyncIterator[tuple[Master, RawStream, sync_pb2.Assign]]:
+    """A master (2 s leases) that gave s-1 to worker-a, whose stream then fell silent for a
+    lease and stayed open: the master took the lease and said so (Release, "its lease
+    lapsed"). Yields the master, the stream and the Assign of the lapsed grant."""
     master = Master(fleet_config(tmp_path, lease=2.0))
     port = await master.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -899,9 +898,25 @@ async def test_a_lapsed_lease_s_release_answered_after_a_new_grant_frees_nothing
         await master.store.save_managed_account(sample("s-1"), create=True)
         stream = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
         heartbeats = asyncio.create_task(stream.speaking())
-        lapsed = (await stream.next("assign")).assign.version.lease_epoch
+        assign = (await stream.next("assign")).assign
+        assert assign.account.account_id == "s-1"
         heartbeats.cancel()  # it froze; its stream stays open
-        assert (await stream.next("release", timeout=10)).release.reason == "its lease lapsed"
+        release = (await stream.next("release", timeout=10)).release
+        assert (release.account_id, release.reason) == ("s-1", "its lease lapsed")
+        yield master, stream, assign
+    finally:
+        await channel.close(grace=None)
+        await master.stop()
+
+
+async def test_a_lapsed_lease_s_release_answered_after_a_new_grant_frees_nothing(tmp_path: Path) -> None:
+    """The worker answers a lapsed lease's Release only after a lease more (stopping the
+    account took that long): by then the account was given to it again, with a new epoch.
+    Its Released names the lapsed grant, and frees nothing: the worker runs the new grant,
+    and the account must not go to another worker meanwhile. Released of the grant held
+    now frees it."""
+    async with _lapsed_while_open(tmp_path) as (master, stream, assign):
+        lapsed = assign.version.lease_epoch
         heard = Heard(stream)
         heartbeats = asyncio.create_task(stream.speaking())  # it wakes, and says nothing of the Release yet
         assert await waiting.eventually(lambda: len(heard.assigned()) == 1, timeout=10)
@@ -923,9 +938,6 @@ async def test_a_lapsed_lease_s_release_answered_after_a_new_grant_frees_nothing
         assert (holder_epoch() or 0) > again
         heartbeats.cancel()
         heard.stop()
-    finally:
-        await channel.close(grace=None)
-        await master.stop()
 
 
 @pytest.mark.e2e
@@ -970,17 +982,7 @@ async def test_a_lapsed_lease_s_release_is_answered_before_the_account_comes_bac
     lease and says so (Release). The worker's Released answers that lapsed grant; the
     account is given to it again only after it (the demo showed the Assign crossing the
     answer, which then freed the new grant: a refused status, an ERROR, one more move)."""
-    master = Master(fleet_config(tmp_path, lease=2.0))
-    port = await master.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        await master.store.save_managed_account(sample("s-1"), create=True)
-        stream = await RawStream(channel, sync_pb2.Hello(worker_id="worker-a", capacity=5)).welcomed()
-        heartbeats = asyncio.create_task(stream.speaking())
-        assert (await stream.next("assign")).assign.account.account_id == "s-1"
-        heartbeats.cancel()  # it froze; its stream stays open
-        release = (await stream.next("release", timeout=10)).release
-        assert (release.account_id, release.reason) == ("s-1", "its lease lapsed")
+    async with _lapsed_while_open(tmp_path) as (master, stream, _):
         heard = Heard(stream)
         heartbeats = asyncio.create_task(stream.speaking())  # it wakes
         await asyncio.sleep(1.5)  # a scheduler round and more
@@ -992,6 +994,3 @@ async def test_a_lapsed_lease_s_release_is_answered_before_the_account_comes_bac
         assert holder is not None and holder.worker_id == "worker-a", "the answer freed nothing it holds now"
         heartbeats.cancel()
         heard.stop()
-    finally:
-        await channel.close(grace=None)
-        await master.stop()
