@@ -238,6 +238,9 @@ async def _the_console_shows_the_fleet_and_pauses_an_account(master: str, im: Im
                 rows = page.locator(".fleet-accounts tbody tr")
                 await waiting.eventually(lambda: _count_is(rows, ACCOUNTS), timeout=20, every=0.2)
                 assert await page.locator(".fleet-workers li").count() == 3
+                # In the order a person counts them: shop-2 before shop-10.
+                shown = await rows.evaluate_all("rows => rows.map(row => row.dataset.accountId)")
+                assert shown[:3] == ["shop-0", "shop-1", "shop-2"] and shown[-1] == f"shop-{ACCOUNTS - 1}", shown
                 row = page.locator('tr[data-account-id="shop-0"]')
                 await row.get_by_role("button", name="Pause").click()
 

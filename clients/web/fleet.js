@@ -11,6 +11,8 @@ const LOGINS = [
   ["LOGIN_METHOD_PASSWORD", "fleet.login_password"],
 ];
 
+const COUNTED = new Intl.Collator("en", { numeric: true });
+
 function labelsOf(text) {
   const labels = {};
   for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
@@ -40,8 +42,9 @@ export class FleetPanel {
   async reload() {
     try {
       const [accounts, workers] = await Promise.all([api.fleetAccounts(), api.fleetWorkers()]);
-      this.accounts = accounts.accounts || [];
-      this.workers = workers.workers || [];
+      // shop-2 before shop-10: ids in the order a person counts them, not by character.
+      this.accounts = (accounts.accounts || []).sort((a, b) => COUNTED.compare(a.account_id, b.account_id));
+      this.workers = (workers.workers || []).sort((a, b) => COUNTED.compare(a.worker_id, b.worker_id));
     } catch (error) {
       this.problem = error.message || String(error);
     }
