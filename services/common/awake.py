@@ -82,7 +82,8 @@ async def before(awaitable: Awaitable[T], clock: AwakeClock, deadline: float) ->
             if done:
                 return future.result()
         raise TimeoutError
-    finally:
+    except BaseException:
         # Done or not, what it ends with is taken: it may have ended, with an error, as the
         # deadline passed or the caller was cancelled.
         abandon(future)
+        raise

@@ -10,9 +10,11 @@ def abandon(future: asyncio.Future[Any]) -> None:
     """Cancels `future` if it still runs, and takes its outcome whenever it comes, so that
     an exception it ended with (a read of a call whose connection failed, say, at the
     moment its reader gave up) is not logged as "never retrieved" when it is collected."""
-    if not future.done():
+    if future.done():
+        _retrieve(future)
+    else:
         future.cancel()
-    future.add_done_callback(_retrieve)
+        future.add_done_callback(_retrieve)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

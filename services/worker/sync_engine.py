@@ -150,8 +150,7 @@ class SyncEngine:
     def _assigned(self, assign: sync_pb2.Assign) -> None:
         account_id = assign.account.account_id
         if self._stopping:  # given before the master read that this worker stops
-            released = sync_pb2.Released(account_id=account_id, stopping=True, lease_epoch=assign.version.lease_epoch)
-            self._deliver(sync_pb2.SyncDataRequest(released=released))
+            self._say_released(account_id, assign.version.lease_epoch, stopping=True)
             return
 
         async def start() -> None:  # after a stop of it under way, which would remove it again
@@ -175,9 +174,7 @@ class SyncEngine:
                 self.remove_account(account_id)
                 # Asked back, or granted meanwhile (a Welcome to a Hello sent before it stopped).
                 if answer or (account is not None and account.granted):
-                    epoch = account.lease_epoch if account is not None else 0
-                    released = sync_pb2.Released(account_id=account_id, stopping=stopping, lease_epoch=epoch)
-                    self._deliver(sync_pb2.SyncDataRequest(released=released))
+                    self._say_released(account_id, account.lease_epoch if account is not None else 0, stopping=stopping)
 
         self._move(account_id, stop())
 
@@ -314,8 +311,7 @@ class SyncEngine:
             elif self.config.capacity:
                 # Claimed by a Hello sent before the account stopped here: given back, or the
                 # master would count it run by this worker while nobody runs it.
-                released = sync_pb2.Released(account_id=granted.account_id, lease_epoch=granted.lease_epoch)
-                self._deliver(sync_pb2.SyncDataRequest(released=released))
+                self._say_released(granted.account_id, granted.lease_epoch)
         for refusal in welcome.refused:
             self.refused[refusal.account_id] = refusal
             log.warning("account %s refused: %s", refusal.account_id, refusal.status.message)
@@ -488,6 +484,11 @@ class SyncEngine:
             self._results.popitem(last=False)
         self.running.pop(key, None)
         return result
+
+    def _say_released(self, account_id: str, lease_epoch: int, *, stopping: bool = False) -> None:
+        """Tells the master the worker no longer runs the account, naming the grant it lets go."""
+        released = sync_pb2.Released(account_id=account_id, lease_epoch=lease_epoch, stopping=stopping)
+        self._deliver(sync_pb2.SyncDataRequest(released=released))
 
     def _deliver(self, request: sync_pb2.SyncDataRequest) -> None:
         if self._outbound is not None:

@@ -46,11 +46,11 @@ class Leases:
         """Grants the account to this session, or raises AccountOwned."""
         now = self._clock()
         current = self._leases.get(account_id)
+        # The stream's own live lease is renewed; one that lapsed is granted anew, to its
+        # stream too, with a new epoch (what the worker names when it lets a grant go).
         if current is not None and current.session_id == session_id and current.expires_at > now:
             current.expires_at = now + self.duration
             return current
-        # A lease that lapsed is granted anew, to its stream too: a new epoch (what the
-        # worker names when it lets a grant go; fleet.released).
         if current is not None and current.worker_id != worker_id and current.expires_at > now:
             raise AccountOwned(current, current.expires_at - now)
         epoch = self._epochs.get(account_id, 0) + 1

@@ -81,7 +81,8 @@ async def released(session: SyncSession, account_id: str, lease_epoch: int = 0) 
     hub = session.hub
     if session.lapsed.pop(account_id, None) is not None and account_id not in session.granted:
         return  # the answer to the Release of a lease that lapsed: nothing was held
-    if lease_epoch and session.granted.get(account_id, lease_epoch) != lease_epoch:
+    held = session.granted.get(account_id)
+    if lease_epoch and held is not None and held != lease_epoch:
         # About a grant gone before: the answer to a lapsed lease's Release that came after
         # the account was given to this stream again. The worker runs the new grant.
         log.info("worker %s released an earlier grant of account %s; it holds it still", session.worker_id, account_id)
