@@ -222,7 +222,7 @@ async def test_thirty_accounts_over_three_workers_one_killed_one_joining(tmp_pat
 
 async def _the_console_shows_the_fleet_and_pauses_an_account(master: str, im: ImClient) -> None:
     """An operator opens the console's fleet panel, sees every account with its worker, and
-    pauses one: its worker lets it go."""
+    pauses one: its worker lets it go, and the account list shows it paused."""
     from playwright.async_api import async_playwright
 
     from services.worker.browser import launch_options
@@ -252,6 +252,10 @@ async def _the_console_shows_the_fleet_and_pauses_an_account(master: str, im: Im
                 await waiting.eventually(
                     lambda: _text_has(row.locator(".fleet-state"), "paused"), timeout=10, every=0.2
                 )
+                # The account list says so too, live: an operator's choice, not a lost worker.
+                badge = page.locator('button.account[data-account="shop-0"] .health')
+                await waiting.eventually(lambda: _text_has(badge, "Paused"), timeout=10, every=0.2)
+                assert "muted" in (await badge.get_attribute("class") or "")
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "wide-fleet.png"), full_page=True)
             finally:

@@ -27,16 +27,19 @@ from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from imsync_client import ImClient
 from services import processes
+from services.common.sample import SampleAccount
 from services.gateway.app import create_app
 from services.master.auth.session_keys import SessionKeys, create_session_key
 from services.master.model import fleet
 from services.master.model.errors import AlreadyExists, InvalidArgument, NotFound
 from services.master.model.retention import KEEP_EVERYTHING
+from services.master.model.store import SnapshotData
+from services.master.redis.store import RedisStore
 from services.master.server import Master, MasterConfig
 from services.master.sync.hub import SyncConfig
 
 from . import waiting
-from .conftest import StoreFactory, token_for, write_tokens
+from .conftest import NOW, StoreFactory, token_for, write_tokens
 from .helpers.cli import imsync
 
 WORKERS = ("worker-a", "worker-b", "next-worker")
@@ -84,15 +87,58 @@ async def test_managed_accounts_are_kept_by_either_store(new_store: StoreFactory
         await store.delete_managed_account("a-2")
 
 
+async def test_an_account_paused_in_the_fleet_shows_as_paused_not_as_a_lost_worker(new_store: StoreFactory) -> None:
+    """Account.paused mirrors the fleet: set and cleared by pausing, resuming and removing,
+    announced as a status change, kept through the presence changes a release makes, and
+    there for an account the master comes to hold only after it was paused."""
+    store = new_store()
+    events: list[ev.Event] = []
+    store.on_event = events.append
+
+    async def announced() -> list[tuple[bool, bool]]:
+        if isinstance(store, RedisStore):  # its events go to the shared stream
+            stream: Any = await store.redis.xrange(store.events_key)
+            events[:] = [ev.Event.FromString(fields[b"e"]) for _, fields in stream]
+        status = [e for e in events if e.type == ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED and e.account_id == "a-1"]
+        return [(e.account.online, e.account.paused) for e in status]
+
+    await store.save_managed_account(sample("a-1"), create=True)
+    await store.set_presence("a-1", "worker-a", True)
+    assert not (await store.get_account("a-1")).paused
+    await store.save_managed_account(sample("a-1", paused=True), create=False)
+    await store.set_presence("a-1", "worker-a", False)  # the worker let it go
+    shown = await store.get_account("a-1")
+    assert (shown.paused, shown.online) == (True, False)
+    assert (await store.list_accounts(status=0, platform=0, cursor="", count=10)).items[0].paused
+    await store.save_managed_account(sample("a-1", paused=True), create=False)  # asked again: no event
+    assert await announced() == [(True, False), (True, True), (False, True)]
+
+    await store.save_managed_account(sample("a-1"), create=False)
+    assert not (await store.get_account("a-1")).paused
+    assert (await announced())[-1] == (False, False)
+    await store.save_managed_account(sample("a-1", paused=True), create=False)
+    await store.delete_managed_account("a-1")
+    assert not (await store.get_account("a-1")).paused, "removed: no longer the fleet's to pause"
+
+    # Paused before the master held anything of it; then a worker speaks of it.
+    await store.save_managed_account(sample("a-2", paused=True), create=True)
+    with pytest.raises(NotFound):
+        await store.get_account("a-2")
+    await store.set_presence("a-2", "worker-a", False)
+    assert (await store.get_account("a-2")).paused
+
+
 async def test_managed_accounts_and_sessions_survive_a_restart(tmp_path: Path) -> None:
     def config() -> MasterConfig:
         return MasterConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data", retention=KEEP_EVERYTHING)
 
     master = Master(config())
     await master.start()
-    await master.store.save_managed_account(sample("a-1"), create=True)
+    await master.store.save_managed_account(sample("a-1", paused=True), create=True)
     await master.store.save_managed_account(sample("a-2"), create=True)
     await master.store.save_session_state("a-1", b"sealed-1")
+    crawled = SampleAccount("a-1", seed=2, now=NOW)
+    await master.store.apply_snapshot(SnapshotData("a-1", 1, frozenset(), crawled.account, crawled.batch))
     await master.store.delete_managed_account("a-2")
     persisted = master.store.persisted()
     if persisted is not None:
@@ -104,6 +150,7 @@ async def test_managed_accounts_and_sessions_survive_a_restart(tmp_path: Path) -
     try:
         assert [a.account_id for a in await again.store.list_managed_accounts()] == ["a-1"]
         assert await again.store.session_state("a-1") == b"sealed-1"
+        assert (await again.store.get_account("a-1")).paused, "the account restored shows the fleet's pause"
     finally:
         await again.stop()
 

@@ -9,8 +9,10 @@ import { t } from "./i18n.js";
 const COLLECTIONS = ["contents", "comments", "conversations", "messages", "notifications"];
 
 // How an account is doing, in one word and one class: never "healthy" after a partial or
-// failed crawl, nor while logged out or without its worker.
+// failed crawl, nor while logged out or without its worker. A paused account runs nowhere
+// by an operator's choice: said as such, not as an alarm (its last crawl's state is old).
 export function health(account) {
+  if (account.paused) return { label: t("health.paused"), tone: "muted", why: t("health.paused.why") };
   if (account.login_state === "logging_in") return { label: t("health.login_waiting"), tone: "warn", why: t("health.login_waiting.why") };
   if (account.login_state === "logged_out" || account.crawl_state === "needs_login")
     return { label: t("health.logged_out"), tone: "bad", why: account.last_error || t("health.logged_out.why") };

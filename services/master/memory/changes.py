@@ -292,6 +292,7 @@ class Changes:
         if state.account_id not in self._accounts:
             self._account_order.add((state.account_id,))
         self._handling[state.account_id] = state.handling
+        state.presence.paused = self._paused(state.account_id)
         self._accounts[state.account_id] = state
 
     # ------------------------------------------------------------------ sync
@@ -315,6 +316,8 @@ class Changes:
         handling = self._handling.setdefault(snapshot.account_id, Handling())
         with collector.bulk():
             state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
+        if current is None:
+            state.presence.paused = self._paused(snapshot.account_id)
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state
         self._changed(snapshot.account_id)
@@ -433,6 +436,7 @@ class Changes:
             # A worker speaks of an account it could not crawl yet: show it, empty.
             state = AccountState.empty(account_id)
             state.handling = self._handling.setdefault(account_id, Handling())
+            state.presence.paused = self._paused(account_id)
             self._accounts[account_id] = state
             self._account_order.add((account_id,))
         return state
@@ -452,9 +456,20 @@ class Changes:
 
     async def get_presence(self, account_id: str) -> Presence:
         presence = self._state(account_id).presence
-        copy = Presence(presence.worker_id, presence.online)
+        copy = Presence(presence.worker_id, presence.online, paused=presence.paused)
         copy.status.CopyFrom(presence.status)
         return copy
+
+    def _paused(self, account_id: str) -> bool:
+        managed = self._fleet.get(account_id)
+        return managed is not None and managed.paused
+
+    def _mirror_paused(self, account_id: str) -> None:
+        """Shows the fleet's pause on the account (fleet.py), when the master has it."""
+        state = self._accounts.get(account_id)
+        if state is not None and state.presence.paused != self._paused(account_id):
+            state.presence.paused = not state.presence.paused
+            self._announce_status(state)
 
     # ------------------------------------------------------------ accounts
     def _state(self, account_id: str) -> AccountState:

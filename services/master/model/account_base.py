@@ -26,11 +26,13 @@ from services.master.model.search import SearchIndex
 
 @dataclass
 class Presence:
-    """What the owning worker says of the account, and whether it is connected."""
+    """What the owning worker says of the account, whether it is connected, and whether an
+    operator paused it (the fleet's choice, mirrored here so that every view shows it)."""
 
     worker_id: str = ""
     online: bool = False
     status: sync_pb2.AccountStatusReport = field(default_factory=sync_pb2.AccountStatusReport)
+    paused: bool = False
 
 
 @dataclass

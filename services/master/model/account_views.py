@@ -31,6 +31,7 @@ class AccountViews(AccountBase):
         presence = self.presence
         account.worker_id = presence.worker_id
         account.online = presence.online
+        account.paused = presence.paused
         status = presence.status
         if status.login_state:
             account.login_state = status.login_state

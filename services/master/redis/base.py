@@ -75,7 +75,9 @@ class _Meta:
         self.version = int(get("version", b"0"))
         self.applied = [int(v) for v in get("applied").decode().split(",") if v]
         self.account = e.Account.FromString(get("account"))
-        self.presence = Presence(worker_id=get("worker_id").decode(), online=get("online") == b"1")
+        self.presence = Presence(
+            worker_id=get("worker_id").decode(), online=get("online") == b"1", paused=get("paused") == b"1"
+        )
         self.presence.status.ParseFromString(get("status"))
         self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}
         self.horizons = {kind: int(value) for kind in ("messages", "comments") if (value := get(f"horizon:{kind}"))}

@@ -209,7 +209,12 @@ class Changes(Fetching):
         )
 
     async def _presence_change(
-        self, account_id: str, change: Callable[[Presence], bool], *, unless_leased: bool = False
+        self,
+        account_id: str,
+        change: Callable[[Presence], bool],
+        *,
+        unless_leased: bool = False,
+        only_existing: bool = False,
     ) -> None:
         keys = self.keys(account_id)
 
@@ -220,11 +225,20 @@ class Changes(Fetching):
             pipe.exists(keys.lease)
             _, raw, leased = await pipe.execute()
             meta = _Meta(raw)
-            if (unless_leased and leased) or not change(meta.presence):
+            if (only_existing and not raw) or (unless_leased and leased):
+                return True
+            if not raw:
+                meta.presence.paused = await self._managed_paused(account_id)
+            if not change(meta.presence):
                 return True
             writes = Writes()
             fields = writes.hash(keys.meta)
-            fields.update(worker_id=meta.presence.worker_id, online="1" if meta.presence.online else "0")
+            presence = meta.presence
+            fields.update(
+                worker_id=presence.worker_id,
+                online="1" if presence.online else "0",
+                paused="1" if presence.paused else "0",
+            )
             fields["status"] = meta.presence.status.SerializeToString()
             if not raw:
                 fields.update(version="0", account=e.Account(account_id=account_id).SerializeToString())
@@ -257,6 +271,10 @@ class Changes(Fetching):
             return True
 
         await self._presence_change(account_id, change)
+
+    async def _managed_paused(self, account_id: str) -> bool:
+        """Whether the fleet has the account paused: fleet.py answers."""
+        raise NotImplementedError
 
     @_redis_errors
     async def get_presence(self, account_id: str) -> Presence:
