@@ -138,6 +138,50 @@ async def test_new_messages_notify_only_when_asked_and_only_while_the_tab_is_hid
         await context.close()
 
 
+async def test_a_reply_shows_live_in_its_place_on_every_console(demo: DemoProcesses, browser: Any) -> None:
+    """Two agents have the same conversation open. One replies: the other sees the reply
+    appear without a reload, and both see it as the platform has it (not a pending bubble
+    kept at the bottom), so the customer's answer to it comes after it on both."""
+    async with (
+        httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
+        httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
+    ):
+
+        async def synced() -> bool:
+            users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+            return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
+
+        await eventually(synced)
+        account = (await http.get("/api/im/accounts")).json()["data"]["users"][0]
+        uid = demo.uid_of(account["account_id"])
+        question = f"能便宜点吗 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": question})
+        pages = []
+        for _ in range(2):
+            page = await (await browser.new_context(viewport=WIDE)).new_page()
+            await page.goto(demo.base + "/")
+            await page.locator("#connection[data-state=live]").wait_for(timeout=30_000)
+            await page.locator("#list [role=option]", has_text=question).click(timeout=60_000)
+            await page.locator(".thread .bubble", has_text=question).wait_for()
+            pages.append(page)
+        writer, watcher = pages
+
+        answer = f"已经是最低价了 {secrets.token_hex(3)}"
+        await writer.locator(".reply-box textarea").fill(answer)
+        await writer.keyboard.press("Enter")
+        for page in pages:
+            # The platform's copy, in its place; no pending bubble left for it.
+            await page.locator(".thread .bubble.outbound:not(.mine)", has_text=answer).wait_for(timeout=60_000)
+            assert await page.locator(".thread .bubble.mine", has_text=answer).count() == 0
+        then = f"好吧，那我下单 {secrets.token_hex(3)}"
+        await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": then})
+        for page in pages:
+            await page.locator(".thread .bubble", has_text=then).wait_for(timeout=60_000)
+            texts = await page.locator(".thread .bubble .text").all_inner_texts()
+            assert texts.index(question) < texts.index(answer) < texts.index(then), texts
+        await shoot(watcher, "wide-conversation-teammate-reply")
+
+
 async def _walk_through(
     demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient
 ) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.api import thread_list
 from services.master.model import threads
 from services.master.model.errors import FailedPrecondition
 from services.master.model.store import DeltaData, Page, SnapshotData, Store
+from services.master.redis.store import RedisStore
 
 from .conftest import NOW, StoreFactory
 
@@ -224,3 +227,52 @@ async def test_status_reports_show_in_the_account_view_even_before_any_crawl(new
     view = await store.get_account("fresh")
     assert view.worker_id == "worker-7" and view.login_state == e.LOGIN_STATE_LOGGED_OUT
     assert not view.HasField("last_crawl_at")
+
+
+async def test_the_account_s_own_new_messages_and_comments_are_announced_apart(new_store: StoreFactory) -> None:
+    """What the account itself wrote (a reply sent through imsync or from the platform's
+    app) is announced as OWN_MESSAGE / OWN_COMMENT, once, by a delta or a snapshot alike;
+    what customers wrote stays NEW_MESSAGE / NEW_COMMENT; none of it on the first snapshot."""
+    store = new_store()
+    events: list[ev.Event] = []
+    store.on_event = events.append
+    sample = SampleAccount("shop", seed=5, now=NOW)
+    sample.fill(conversations=2, messages_per_conversation=2, contents=1, comments_per_content=1)
+    assert await store.apply_snapshot(SnapshotData("shop", 1, frozenset(), sample.account, copy(sample.batch)))
+
+    conversation = sample.batch.conversations[0]
+    top = next(c for c in sample.batch.comments if not c.parent_comment_id)
+    before = len(sample.batch.messages), len(sample.batch.comments)
+    customer = sample.add_message(conversation, NOW + 10, inbound=True)
+    answer = sample.add_message(conversation, NOW + 20, inbound=False)
+    own_reply = sample.add_reply(top.content_id, top.comment_id, "谢谢支持", NOW + 30)
+    delta = sync_pb2.EntityBatch(
+        messages=sample.batch.messages[before[0] :],
+        comments=sample.batch.comments[before[1] :],
+        conversations=[conversation],
+    )
+    assert await store.apply_delta(DeltaData("shop", 1, 2, None, delta, sync_pb2.Removals()))
+    assert not await store.apply_delta(DeltaData("shop", 1, 2, None, delta, sync_pb2.Removals()))  # again
+    later = sample.add_message(conversation, NOW + 40, inbound=False)
+    assert await store.apply_snapshot(SnapshotData("shop", 3, frozenset(), sample.account, copy(sample.batch)))
+
+    if isinstance(store, RedisStore):  # its events go to the shared stream
+        stream: Any = await store.redis.xrange(store.events_key)
+        events = [ev.Event.FromString(fields[b"e"]) for _, fields in stream]
+    announced = [
+        (ev.EventType.Name(x.type), x.message.message_id or x.comment.comment_id)
+        for x in events
+        if x.type in (ev.EVENT_TYPE_NEW_MESSAGE, ev.EVENT_TYPE_OWN_MESSAGE, ev.EVENT_TYPE_OWN_COMMENT)
+    ]
+    assert announced == [
+        ("EVENT_TYPE_NEW_MESSAGE", customer.message_id),
+        ("EVENT_TYPE_OWN_MESSAGE", answer.message_id),
+        ("EVENT_TYPE_OWN_COMMENT", own_reply.comment_id),
+        ("EVENT_TYPE_OWN_MESSAGE", later.message_id),
+    ]
+    own = next(x for x in events if x.type == ev.EVENT_TYPE_OWN_MESSAGE)
+    assert own.message.direction == e.DIRECTION_OUTBOUND and own.message.conversation_id == conversation.conversation_id
+    stats = await store.unified_stats("shop")
+    unread_customer_items = await store.list_unified("shop", types=(), is_read=False, is_new=None, cursor="", count=100)
+    assert answer.message_id not in {i.message.message_id for i in unread_customer_items.items}
+    assert stats.unread_direct_messages == sum(1 for i in unread_customer_items.items if i.message.message_id)

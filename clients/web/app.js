@@ -563,6 +563,14 @@ function onEvent(event) {
       if (event.comment && state.detail.onNewComment) state.detail.onNewComment(entity);
     }
     refreshStats(accountId);
+  } else if (event.type === "own_message" || event.type === "own_comment") {
+    // The account's own message or reply on the platform (sent from any console, or from
+    // the platform's app): shown where it is open, in its place; never counted or notified.
+    if (state.detail) {
+      if (event.message && state.detail.onNewMessage) state.detail.onNewMessage(event.message);
+      if (event.comment && state.detail.onNewComment) state.detail.onNewComment(event.comment);
+    }
+    if (state.view === "threads") reloadThreadsSoon();
   } else if (event.type === "read_state_changed") {
     const read = new Set(event.read_state.item_ids);
     for (const item of state.inbox) if (item.account_id === accountId && read.has(item.id)) item.is_read = true;

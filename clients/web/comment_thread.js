@@ -5,7 +5,7 @@
 
 import { api, everyPage } from "./api.js";
 import { pendingBubble } from "./compose.js";
-import { avatar, h, replace } from "./dom.js";
+import { avatar, byInstant, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { ConversationView, noteBubble } from "./conversation.js";
 import { takeHandling } from "./threads.js";
@@ -119,13 +119,13 @@ export class CommentThreadView extends ConversationView {
     const ours = (r) => r.target.commentId === this.commentId && r.accountId === this.accountId;
     const copied = (r) => r.state === "sent" && this.messages.some((c) => c.comment_id === r.createdId || c.content === r.text);
     const mine = this.replies.for((r) => ours(r) && !copied(r));
-    const items = [
+    const items = byInstant([
       ...this.messages.map((c, index) => ({
         at: c.created_at,
         node: () => h("li", { class: index === 0 && !c.parent_comment_id ? "thread-comment" : "thread-comment reply" }, commentBody(c, this.fresh)),
       })),
       ...this.notes.map((n) => ({ at: n.create_time, node: () => noteBubble(n) })),
-    ].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    ]);
     replace(this.list, items.map((item) => item.node()), mine.map((record) => pendingBubble(record, (r) => this.replies.retry(r))));
   }
 

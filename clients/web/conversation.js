@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { pendingBubble, replyBox } from "./compose.js";
-import { avatar, h, replace, time } from "./dom.js";
+import { avatar, byInstant, h, replace, time } from "./dom.js";
 import { t } from "./i18n.js";
 import { Presence } from "./presence.js";
 
@@ -332,11 +332,11 @@ export class ConversationView {
       r.state === "sent" && this.messages.some((m) => m.message_id === r.createdId || (m.direction === "outbound" && m.content === r.text));
     const mine = this.replies.for((r) => r.target.conversationId === this.conversationId && r.accountId === this.accountId && !copied(r));
     // The notes sit among the messages by time; older than every message loaded, they wait.
-    const oldest = this.hasMore && this.messages.length ? this.messages[0].create_time : "";
-    const items = [
+    const oldest = this.hasMore && this.messages.length ? Date.parse(this.messages[0].create_time) : 0;
+    const items = byInstant([
       ...this.messages.map((m) => ({ at: m.create_time, node: () => bubble(m) })),
-      ...this.notes.filter((n) => !oldest || n.create_time >= oldest).map((n) => ({ at: n.create_time, node: () => noteBubble(n) })),
-    ].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+      ...this.notes.filter((n) => !oldest || Date.parse(n.create_time) >= oldest).map((n) => ({ at: n.create_time, node: () => noteBubble(n) })),
+    ]);
     replace(
       this.list,
       this.hasMore ? this.top : null,

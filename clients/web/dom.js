@@ -46,6 +46,12 @@ export function time(iso) {
   return h("time", { datetime: iso, title: fullTime(iso) }, label);
 }
 
+// Items of a thread in the order they happened: by instant, not by the text of their times
+// (a note's "…:20.7436Z" is after a message's "…:20Z"); equal instants keep their order.
+export function byInstant(items) {
+  return items.map((item) => ({ ...item, ms: Date.parse(item.at) || 0 })).sort((a, b) => a.ms - b.ms);
+}
+
 // Avatars are drawn from initials: a platform avatar URL would be a request to another host.
 export function avatar(name, size = "") {
   const text = (name || "?").trim();

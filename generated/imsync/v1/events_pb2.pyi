@@ -58,6 +58,15 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """An account was given to a worker or taken from one (the payload is the
     AccountAssignment).
     """
+    EVENT_TYPE_OWN_MESSAGE: _EventType.ValueType  # 12
+    """The account's own private message appeared on the platform: a reply sent through
+    imsync (its Reply's created_id names it, by any agent) or one written elsewhere (the
+    platform's app). Never counted unread; the payload is the message.
+    """
+    EVENT_TYPE_OWN_COMMENT: _EventType.ValueType  # 13
+    """The account's own comment or reply appeared on the platform, as for OWN_MESSAGE; the
+    payload is the comment.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of an event."""
@@ -90,6 +99,15 @@ handling as recorded).
 EVENT_TYPE_ACCOUNT_ASSIGNED: EventType.ValueType  # 11
 """An account was given to a worker or taken from one (the payload is the
 AccountAssignment).
+"""
+EVENT_TYPE_OWN_MESSAGE: EventType.ValueType  # 12
+"""The account's own private message appeared on the platform: a reply sent through
+imsync (its Reply's created_id names it, by any agent) or one written elsewhere (the
+platform's app). Never counted unread; the payload is the message.
+"""
+EVENT_TYPE_OWN_COMMENT: EventType.ValueType  # 13
+"""The account's own comment or reply appeared on the platform, as for OWN_MESSAGE; the
+payload is the comment.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 

@@ -27,7 +27,7 @@ from services.master.model import collector, threads, time_keys, transitions
 from services.master.model import cursor as cursors
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
-from services.master.model.account_views import arrival_event
+from services.master.model.account_views import arrival_event, own_event
 from services.master.model.coherence import Coherence
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.retention import Retention, oldest_read, removal_count
@@ -411,6 +411,9 @@ class Changes:
         for entity in state.arrivals:
             self._emit(arrival_event(state, entity))
         state.arrivals.clear()
+        for own in state.own_arrivals:
+            self._emit(own_event(state, own))
+        state.own_arrivals.clear()
         # Threads a customer's message or comment opened again (the journal's snapshot or
         # delta opens them again on replay: no record of their own).
         for thread_key in state.reopened:

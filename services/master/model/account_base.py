@@ -71,6 +71,9 @@ class AccountBase:
         # Customers' messages and comments, and notifications, this version brought; the
         # store announces them.
         self.arrivals: list[e.Message | e.Comment | e.Notification] = []
+        # The account's own messages and comments this version brought (replies sent,
+        # through imsync or elsewhere); the store announces them too.
+        self.own_arrivals: list[e.Message | e.Comment] = []
         # Threads (their keys) the team had set done or snoozed that a customer's new
         # message or comment opened again (threads.py); the store announces them.
         self.reopened: list[str] = []

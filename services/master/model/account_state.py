@@ -136,6 +136,8 @@ class AccountState(AccountViews):
             if is_new and self.is_inbound(message):
                 self.handling.new_items.add(message_key(message.message_id))
                 self.arrivals.append(message)
+            elif is_new:
+                self.own_arrivals.append(message)
             self._add_message(message)
         for comment in upserts.comments:
             old_comment = self.comments.get(comment.comment_id)
@@ -148,6 +150,8 @@ class AccountState(AccountViews):
             if is_new and not self.is_own(comment):
                 self.handling.new_items.add(comment_key(comment.comment_id))
                 self.arrivals.append(comment)
+            elif is_new:
+                self.own_arrivals.append(comment)
             self._add_comment(comment)
         for notification in upserts.notifications:
             old_notification = self.notifications.get(notification.notification_id)
@@ -323,14 +327,22 @@ class AccountState(AccountViews):
         # looking at the new ones only (a table makes an entity's wrapper when asked).
         new = self.messages.keys() - previous.messages.keys()
         for mid in self.messages if new else ():
-            if mid in new and self.is_inbound(m := self.messages[mid]):
+            if mid not in new:
+                continue
+            if self.is_inbound(m := self.messages[mid]):
                 handling.new_items.add(message_key(mid))
                 self.arrivals.append(m)
+            else:
+                self.own_arrivals.append(m)
         new = self.comments.keys() - previous.comments.keys()
         for cid in self.comments if new else ():
-            if cid in new and not self.is_own(c := self.comments[cid]):
+            if cid not in new:
+                continue
+            if not self.is_own(c := self.comments[cid]):
                 handling.new_items.add(comment_key(cid))
                 self.arrivals.append(c)
+            else:
+                self.own_arrivals.append(c)
         new = self.notifications.keys() - previous.notifications.keys()
         for nid in self.notifications if new else ():
             if nid in new:

@@ -160,6 +160,13 @@ def arrival_event(state: AccountViews, entity: e.Message | e.Comment | e.Notific
     )
 
 
+def own_event(state: AccountViews, entity: e.Message | e.Comment) -> ev.Event:
+    """The event announcing the account's own message or comment, new on the platform."""
+    if isinstance(entity, e.Message):
+        return ev.Event(type=ev.EVENT_TYPE_OWN_MESSAGE, account_id=state.account_id, message=state.message_view(entity))
+    return ev.Event(type=ev.EVENT_TYPE_OWN_COMMENT, account_id=state.account_id, comment=state.comment_view(entity))
+
+
 def _set_read_at(view: e.Message | e.Comment | e.Notification, read_ns: int | None) -> None:
     if read_ns is not None:
         view.read_at.FromNanoseconds(read_ns)

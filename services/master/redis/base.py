@@ -18,7 +18,7 @@ from imsync.v1 import events_pb2 as ev
 from services.master.model import threads
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
-from services.master.model.account_views import arrival_event
+from services.master.model.account_views import arrival_event, own_event
 from services.master.model.errors import FailedPrecondition, Unavailable
 from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
@@ -248,6 +248,9 @@ class RedisBase:
         for entity in state.arrivals:
             self._announce(writes, keys, arrival_event(state, entity))
         state.arrivals.clear()
+        for own in state.own_arrivals:
+            self._announce(writes, keys, own_event(state, own))
+        state.own_arrivals.clear()
         # Threads a customer's message or comment opened again: kept (a snapshot's handling
         # is not a recording one) and announced.
         for thread_key in state.reopened:
