@@ -339,6 +339,7 @@ async def test_the_console_speaks_chinese_and_switches_to_english(agents: Agents
     # Switched to English, it says so at once, and remembers it.
     await page.locator("#language").select_option("en")
     await page.locator("[role=tab][data-view=threads]", has_text="Threads").wait_for()
+    assert await page.locator("#connection").inner_text() == "Live", "the state it is in, not the page's first words"
     await page.reload()
     await page.locator("[role=tab][data-view=inbox]", has_text="Inbox").wait_for()
     assert await page.locator("html").get_attribute("lang") == "en"

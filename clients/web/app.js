@@ -641,23 +641,27 @@ let wasOffline = false;
 function onConnection(status) {
   const banner = $("connection");
   banner.dataset.state = status;
-  if (status === "live") {
-    banner.textContent = wasOffline ? t("connection.back") : t("connection.live");
-    if (wasOffline) {
-      setTimeout(() => {
-        if (banner.dataset.state === "live") banner.textContent = t("connection.live");
-      }, 5000);
-      // Events missed while offline were replayed; the lists are refreshed all the same.
-      loadAccounts();
-      replies.refresh();
-    }
-    wasOffline = false;
-  } else if (status === "locked") {
-    banner.textContent = t("connection.locked");
+  if (status === "live" && wasOffline) {
+    banner.textContent = t("connection.back");
+    setTimeout(() => banner.dataset.state === "live" && renderConnection(), 5000);
+    // Events missed while offline were replayed; the lists are refreshed all the same.
+    loadAccounts();
+    replies.refresh();
   } else {
-    wasOffline = true;
-    banner.textContent = t("connection.offline");
+    renderConnection();
   }
+  if (status === "live") wasOffline = false;
+  else if (status !== "locked") wasOffline = true;
+}
+
+// The connection's state in words (again after a change of language).
+function renderConnection() {
+  const banner = $("connection");
+  const state = banner.dataset.state;
+  if (state === "live") banner.textContent = t("connection.live");
+  else if (state === "locked") banner.textContent = t("connection.locked");
+  else if (state === "offline") banner.textContent = t("connection.offline");
+  else banner.textContent = t("connection.connecting");
 }
 
 // The master asks for an API key: ask the person for one.
@@ -808,6 +812,7 @@ function renderLanguage() {
 $("language").addEventListener("change", async (event) => {
   await useLocale(event.target.value, { remember: true });
   renderLanguage();
+  renderConnection();
   notifier().render();
   renderAccounts();
   renderToolbar();
