@@ -256,6 +256,22 @@ async def _the_console_shows_the_fleet_and_pauses_an_account(master: str, im: Im
                 badge = page.locator('button.account[data-account="shop-0"] .health')
                 await waiting.eventually(lambda: _text_has(badge, "Paused"), timeout=10, every=0.2)
                 assert "muted" in (await badge.get_attribute("class") or "")
+                # Adding one the fleet has already: refused, said beside the form, and what
+                # was typed stays (the panel is drawn again on every refusal and every move).
+                await page.fill("#fleet-id", "shop-1")
+                await page.fill("#fleet-name", "又一个店铺")
+                await page.fill("#fleet-url", "https://creator.douyin.example")
+                await page.locator(".fleet-form button[type=submit]").click()
+                refusal = page.locator(".fleet-form .error")
+                await refusal.wait_for(timeout=10_000)
+                assert "exists" in await refusal.inner_text()
+                assert (await page.input_value("#fleet-id"), await page.input_value("#fleet-name")) == (
+                    "shop-1",
+                    "又一个店铺",
+                )
+                # An id the API would refuse is stopped by the browser already.
+                await page.fill("#fleet-id", "shop 1!")
+                assert await page.locator("#fleet-id:invalid").count() == 1
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "wide-fleet.png"), full_page=True)
             finally:

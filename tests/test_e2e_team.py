@@ -94,13 +94,29 @@ async def test_two_agents_share_the_inbox(agents: Agents, browser: Any) -> None:
         assert conversation_key is not None
         await shoot(fang, "wide-threads")
 
-        # 0. 王芳 adds a quick reply for the team.
+        # 0. 王芳 adds a quick reply for the team, while 李雷 is writing one of his own: his
+        #    panel shows hers at once and keeps what he typed; the master refuses his (an
+        #    unknown placeholder), says why beside the form, and his words stay.
+        await lei.locator("#templates").click()
+        await lei.locator("#template-name").fill("物流")
+        await lei.locator("#template-text").fill("{order_id} 已发货")
         await fang.locator("#templates").click()
         await fang.locator("#template-name").fill("问候")
         await fang.locator("#template-text").fill("{customer_name}您好，我是{agent_name}，请稍等")
         await fang.get_by_role("button", name="Add").click()
         await fang.locator(".template-list .template", has_text="/问候").wait_for()
         await shoot(fang, "wide-templates")
+        await lei.locator(".template-list .template", has_text="/问候").wait_for(timeout=15_000)
+        assert await lei.locator("#template-text").input_value() == "{order_id} 已发货"
+        await lei.get_by_role("button", name="Add").click()
+        await lei.locator(".template-form .error", has_text="order_id").wait_for()
+        assert (
+            await lei.locator("#template-name").input_value(),
+            await lei.locator("#template-text").input_value(),
+        ) == (
+            "物流",
+            "{order_id} 已发货",
+        )
 
         # 1. 王芳 claims it; 李雷 sees it claimed, in the list and in the conversation.
         await row.click()

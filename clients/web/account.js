@@ -41,6 +41,9 @@ export class AccountPanel {
     this.ticker = 0;
     this.sending = false;
     this.codeMessage = "";
+    // The code being typed: kept when the panel is drawn again (the account changed, a
+    // code was refused), emptied once one is sent.
+    this.code = "";
   }
 
   async open() {
@@ -77,6 +80,13 @@ export class AccountPanel {
 
   render() {
     clearInterval(this.ticker);
+    const typing = document.activeElement && document.activeElement.name === "code" && this.root.contains(document.activeElement);
+    this.draw();
+    const input = typing && this.root.querySelector("input[name=code]");
+    if (input) input.focus();
+  }
+
+  draw() {
     const a = this.account;
     const { label, tone, why } = health(a);
     replace(
@@ -183,6 +193,10 @@ export class AccountPanel {
       );
     }
     const input = h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 16, "aria-label": t("login.code") });
+    input.value = this.code;
+    input.addEventListener("input", () => {
+      this.code = input.value;
+    });
     return h(
       "section",
       { class: "login-panel" },
@@ -212,6 +226,7 @@ export class AccountPanel {
     this.render();
     try {
       await api.submitLoginCode(this.account.account_id, code);
+      this.code = "";
     } catch (error) {
       this.codeMessage = t("login.code_not_sent", { error: error.message });
     }

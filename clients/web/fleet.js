@@ -22,6 +22,12 @@ function labelsOf(text) {
   return labels;
 }
 
+// What the form to add an account holds: kept across the panel's renders (an account moving
+// redraws it, an error too), emptied once the account is added.
+function emptyDraft() {
+  return { id: "", adapter: "douyin", name: "", url: "", login: LOGINS[0][0], uid: "", password: "", labels: "" };
+}
+
 function shownLabels(labels) {
   return Object.entries(labels || {}).map(([name, value]) => `${name}=${value}`).join(", ");
 }
@@ -32,6 +38,8 @@ export class FleetPanel {
     this.accounts = [];
     this.workers = [];
     this.problem = "";
+    this.draft = emptyDraft();
+    this.formProblem = "";
   }
 
   async open() {
@@ -61,9 +69,29 @@ export class FleetPanel {
     await this.reload();
   }
 
+  async add(account) {
+    try {
+      await api.addFleetAccount(account);
+      this.draft = emptyDraft();
+      this.formProblem = "";
+    } catch (error) {
+      this.formProblem = error.message || String(error);
+    }
+    await this.reload();
+  }
+
   form() {
-    const field = (id, label, input) => [h("label", { for: id }, label), input];
-    const id = h("input", { id: "fleet-id", required: true, maxlength: "128", pattern: "[A-Za-z0-9._-]+" });
+    const draft = this.draft;
+    const field = (id, label, input, key) => {
+      input.value = draft[key];
+      input.addEventListener("input", () => {
+        draft[key] = input.value;
+      });
+      return [h("label", { for: id }, label), input];
+    };
+    // "\-": a pattern is read with the v flag, where a bare "-" at a class's end is an error
+    // (and the browser then checks nothing).
+    const id = h("input", { id: "fleet-id", required: true, maxlength: "128", pattern: "[A-Za-z0-9._\\-]+" });
     const adapter = h("select", { id: "fleet-adapter" }, h("option", { value: "douyin" }, "douyin"), h("option", { value: "sample" }, "sample"));
     const name = h("input", { id: "fleet-name", maxlength: "80" });
     const url = h("input", { id: "fleet-url", type: "url", placeholder: "https://creator.douyin.com" });
@@ -86,18 +114,20 @@ export class FleetPanel {
             worker_labels: labelsOf(labels.value),
           };
           if (login.value === "LOGIN_METHOD_PASSWORD") Object.assign(account, { login_uid: uid.value, login_password: password.value });
-          this.act(() => api.addFleetAccount(account));
+          this.add(account);
         },
       },
       h("h3", {}, t("fleet.new")),
-      ...field("fleet-id", t("fleet.account_id"), id),
-      ...field("fleet-adapter", t("fleet.adapter"), adapter),
-      ...field("fleet-name", t("fleet.display_name"), name),
-      ...field("fleet-url", t("fleet.base_url"), url),
-      ...field("fleet-login", t("fleet.login"), login),
-      ...field("fleet-uid", t("fleet.login_uid"), uid),
-      ...field("fleet-password", t("fleet.login_password_field"), password),
-      ...field("fleet-labels", t("fleet.labels"), labels),
+      ...field("fleet-id", t("fleet.account_id"), id, "id"),
+      ...field("fleet-adapter", t("fleet.adapter"), adapter, "adapter"),
+      ...field("fleet-name", t("fleet.display_name"), name, "name"),
+      ...field("fleet-url", t("fleet.base_url"), url, "url"),
+      ...field("fleet-login", t("fleet.login"), login, "login"),
+      ...field("fleet-uid", t("fleet.login_uid"), uid, "uid"),
+      ...field("fleet-password", t("fleet.login_password_field"), password, "password"),
+      ...field("fleet-labels", t("fleet.labels"), labels, "labels"),
+      // Said where the person is looking: beside what they just sent.
+      this.formProblem ? h("p", { class: "error", role: "alert" }, this.formProblem) : null,
       h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, t("fleet.add"))),
     );
   }

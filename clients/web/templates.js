@@ -11,7 +11,16 @@ export class TemplatesPanel {
   constructor(root, { templates, onBack }) {
     Object.assign(this, { root, templates, onBack });
     this.editing = null; // the template being changed, or null for a new one
+    // What the form holds: kept across renders (another console's change of a template
+    // redraws the panel, a refusal too), emptied once saved or cancelled.
+    this.draft = { name: "", text: "" };
     this.problem = "";
+  }
+
+  edit(template) {
+    this.editing = template;
+    this.draft = template ? { name: template.name, text: template.text } : { name: "", text: "" };
+    this.render();
   }
 
   async open() {
@@ -24,9 +33,15 @@ export class TemplatesPanel {
   }
 
   render() {
-    const name = h("input", { id: "template-name", required: true, maxlength: "40", value: this.editing ? this.editing.name : "" });
+    const draft = this.draft;
+    const name = h("input", { id: "template-name", required: true, maxlength: "40" });
     const text = h("textarea", { id: "template-text", rows: "3", required: true, maxlength: "2000" });
-    text.value = this.editing ? this.editing.text : "";
+    for (const [input, key] of [[name, "name"], [text, "text"]]) {
+      input.value = draft[key];
+      input.addEventListener("input", () => {
+        draft[key] = input.value;
+      });
+    }
     const form = h(
       "form",
       {
@@ -36,13 +51,13 @@ export class TemplatesPanel {
           try {
             if (this.editing) await api.updateTemplate(this.editing.template_id, name.value, text.value);
             else await api.createTemplate(name.value, text.value);
-            this.editing = null;
             this.problem = "";
             await this.templates.reload();
+            this.edit(null);
           } catch (error) {
             this.problem = error.message || String(error);
+            this.render();
           }
-          this.render();
         },
       },
       h("h3", {}, this.editing ? t("templates.change_one", { name: this.editing.name }) : t("templates.new")),
@@ -56,7 +71,7 @@ export class TemplatesPanel {
         "div",
         { class: "row" },
         h("button", { type: "submit", class: "primary" }, this.editing ? t("templates.save") : t("templates.add")),
-        this.editing ? h("button", { type: "button", class: "link", onclick: () => { this.editing = null; this.render(); } }, t("cancel")) : null,
+        this.editing ? h("button", { type: "button", class: "link", onclick: () => this.edit(null) }, t("cancel")) : null,
       ),
     );
     const all = this.templates.list();
@@ -84,7 +99,7 @@ export class TemplatesPanel {
                   h(
                     "div",
                     { class: "row" },
-                    h("button", { type: "button", class: "link", onclick: () => { this.editing = template; this.render(); } }, t("templates.change")),
+                    h("button", { type: "button", class: "link", onclick: () => this.edit(template) }, t("templates.change")),
                     h(
                       "button",
                       {
