@@ -317,6 +317,12 @@ async def test_accounts_spread_by_capacity_move_when_a_worker_goes_and_balance_w
         return (await rig.placement())["s-0"] == ""
 
     await waiting.eventually(paused, timeout=10, every=0.1)
+
+    async def shown_paused() -> bool:  # on no worker, by choice
+        shown = await rig.master.store.get_account("s-0")
+        return (shown.paused, shown.worker_id, shown.online) == (True, "", False)
+
+    await waiting.eventually(shown_paused, timeout=10, every=0.1)
     await rig.im.update_managed_account(
         fl.UpdateManagedAccountRequest(
             account_id="s-0", account=fl.ManagedAccount(paused=False), update_mask=FieldMask(paths=["paused"])

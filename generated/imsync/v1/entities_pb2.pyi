@@ -506,7 +506,11 @@ class Account(_message.Message):
     last_error: _builtins.str
     """The worker's last crawl error, empty once a crawl succeeds."""
     worker_id: _builtins.str
-    """Master-owned: the worker holding the account's lease; empty when none does."""
+    """Master-owned: the worker holding the account's lease; with online false, the one that
+    held it last while no other has taken it (its stream ended or its lease lapsed).
+    Empty when the account runs nowhere by an operator's choice (paused, removed) or
+    never ran.
+    """
     online: _builtins.bool
     """Master-owned: whether that worker's stream is connected now."""
     crawl_state: Global___CrawlState.ValueType

@@ -95,9 +95,12 @@ async def released(session: SyncSession, account_id: str, lease_epoch: int = 0) 
     hub.leases.release(session.id, {account_id})
     if hub.shared is not None:
         await hub.shared.release({account_id: epoch})
-    await hub.store.set_presence(account_id, session.worker_id, online=False)
-    if reason in ("paused", "removed"):
-        # Meant to run nowhere: not an account without its worker (ImsyncWorkerOffline).
+    # Paused or removed, it is meant to run nowhere: on no worker, and not an account
+    # without its worker (ImsyncWorkerOffline). Otherwise the worker that had it stays
+    # named (offline) until another takes it: where to look when it is not run again.
+    nowhere = reason in ("paused", "removed")
+    await hub.store.set_presence(account_id, "" if nowhere else session.worker_id, online=False)
+    if nowhere:
         with contextlib.suppress(KeyError):
             WORKER_ONLINE.remove(account_id)
         await hub.store.announce(fleet.assignment_event(account_id, "", session.worker_id, reason))
