@@ -3,7 +3,7 @@
 // operator, the QR code to scan or the code the platform sent by SMS.
 
 import { ApiError, api } from "./api.js";
-import { h, replace, time } from "./dom.js";
+import { bound, h, replace, time } from "./dom.js";
 import { t } from "./i18n.js";
 
 const COLLECTIONS = ["contents", "comments", "conversations", "messages", "notifications"];
@@ -192,11 +192,11 @@ export class AccountPanel {
         restart,
       );
     }
-    const input = h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 16, "aria-label": t("login.code") });
-    input.value = this.code;
-    input.addEventListener("input", () => {
-      this.code = input.value;
-    });
+    const input = bound(
+      h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 16, "aria-label": t("login.code") }),
+      this,
+      "code",
+    );
     return h(
       "section",
       { class: "login-panel" },

@@ -46,6 +46,16 @@ export function time(iso) {
   return h("time", { datetime: iso, title: fullTime(iso) }, label);
 }
 
+// An input showing draft[key] and keeping what is typed there: a form drawn again (an
+// event, a refusal, a change of language) still holds what the person typed.
+export function bound(input, draft, key) {
+  input.value = draft[key];
+  input.addEventListener("input", () => {
+    draft[key] = input.value;
+  });
+  return input;
+}
+
 // Items of a thread in the order they happened: by instant, not by the text of their times
 // (a note's "…:20.7436Z" is after a message's "…:20Z"); equal instants keep their order.
 export function byInstant(items) {

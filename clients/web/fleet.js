@@ -2,7 +2,7 @@
 // added, paused, resumed and removed here; the workers with their load.
 
 import { api } from "./api.js";
-import { h, panelHeader, replace } from "./dom.js";
+import { bound, h, panelHeader, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 const LOGINS = [
@@ -81,14 +81,7 @@ export class FleetPanel {
   }
 
   form() {
-    const draft = this.draft;
-    const field = (id, label, input, key) => {
-      input.value = draft[key];
-      input.addEventListener("input", () => {
-        draft[key] = input.value;
-      });
-      return [h("label", { for: id }, label), input];
-    };
+    const field = (id, label, input, key) => [h("label", { for: id }, label), bound(input, this.draft, key)];
     // "\-": a pattern is read with the v flag, where a bare "-" at a class's end is an error
     // (and the browser then checks nothing).
     const id = h("input", { id: "fleet-id", required: true, maxlength: "128", pattern: "[A-Za-z0-9._\\-]+" });

@@ -2,7 +2,7 @@
 // box by typing "/" (compose.js).
 
 import { api } from "./api.js";
-import { h, panelHeader, replace } from "./dom.js";
+import { bound, h, panelHeader, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 const PLACEHOLDERS = ["{customer_name}", "{work_title}", "{account_name}", "{agent_name}"];
@@ -33,15 +33,8 @@ export class TemplatesPanel {
   }
 
   render() {
-    const draft = this.draft;
-    const name = h("input", { id: "template-name", required: true, maxlength: "40" });
-    const text = h("textarea", { id: "template-text", rows: "3", required: true, maxlength: "2000" });
-    for (const [input, key] of [[name, "name"], [text, "text"]]) {
-      input.value = draft[key];
-      input.addEventListener("input", () => {
-        draft[key] = input.value;
-      });
-    }
+    const name = bound(h("input", { id: "template-name", required: true, maxlength: "40" }), this.draft, "name");
+    const text = bound(h("textarea", { id: "template-text", rows: "3", required: true, maxlength: "2000" }), this.draft, "text");
     const form = h(
       "form",
       {
