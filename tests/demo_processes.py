@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from services import processes
 from services.sim.server import uids_of, worker_accounts
 
@@ -104,6 +106,11 @@ class DemoProcesses:
 
     def uid_of(self, account_id: str) -> str:
         return self.uids[int(account_id.rpartition("-")[2])]
+
+    async def synced(self, http: httpx.AsyncClient) -> bool:
+        """Whether the gateway (`http`) lists every account, each crawled and stored."""
+        users = (await http.get("/api/im/accounts")).json()["data"]["users"]
+        return len(users) == self.accounts and all(int(u["version"]) > 0 for u in users)
 
     async def stop(self) -> None:
         for child in (self.worker, self.gateway, self.master, self.sim):

@@ -95,12 +95,7 @@ async def test_new_messages_notify_only_when_asked_and_only_while_the_tab_is_hid
         httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
         httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
     ):
-
-        async def synced() -> bool:
-            users = (await http.get("/api/im/accounts")).json()["data"]["users"]
-            return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
-
-        await eventually(synced)
+        await eventually(lambda: demo.synced(http))
         context = await browser.new_context(viewport=WIDE)
         await context.grant_permissions(["notifications"], origin=demo.base)
         await context.add_init_script(_NOTIFICATIONS)
@@ -146,12 +141,7 @@ async def test_a_reply_shows_live_in_its_place_on_every_console(demo: DemoProces
         httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
         httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
     ):
-
-        async def synced() -> bool:
-            users = (await http.get("/api/im/accounts")).json()["data"]["users"]
-            return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
-
-        await eventually(synced)
+        await eventually(lambda: demo.synced(http))
         account = (await http.get("/api/im/accounts")).json()["data"]["users"][0]
         uid = demo.uid_of(account["account_id"])
         question = f"能便宜点吗 {secrets.token_hex(3)}"
@@ -185,11 +175,7 @@ async def test_a_reply_shows_live_in_its_place_on_every_console(demo: DemoProces
 async def _walk_through(
     demo: DemoProcesses, browser: Any, http: httpx.AsyncClient, platform: httpx.AsyncClient
 ) -> None:
-    async def synced() -> bool:
-        users = (await http.get("/api/im/accounts")).json()["data"]["users"]
-        return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
-
-    await eventually(synced)
+    await eventually(lambda: demo.synced(http))
     stranger_hosts: list[str] = []
     errors: list[str] = []
     page = await browser.new_page(viewport=WIDE)

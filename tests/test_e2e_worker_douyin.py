@@ -77,12 +77,7 @@ async def test_the_worker_crawls_the_simulator_in_chromium_end_to_end(tmp_path: 
             httpx.AsyncClient(base_url=demo.base, timeout=30) as http,
             httpx.AsyncClient(base_url=demo.platform, timeout=10) as platform,
         ):
-
-            async def synced() -> bool:
-                users = (await http.get("/api/im/accounts")).json()["data"]["users"]
-                return len(users) == 2 and all(int(u["version"]) > 0 for u in users)
-
-            await eventually(synced)
+            await eventually(lambda: demo.synced(http))
 
             # 1. After a crawl, the gateway holds what the platform holds, account by account.
             for index, uid in enumerate(uids):
