@@ -521,8 +521,8 @@ class Account(_message.Message):
     """
     paused: _builtins.bool
     """Master-owned: an operator paused the account in the fleet (FleetService): no worker
-    runs it, by choice, until it is resumed. worker_id is then empty and online false
-    without anything being wrong.
+    runs it, by choice, until it is resumed. Once its worker has let it go, worker_id is
+    empty and online false without anything being wrong.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
