@@ -292,7 +292,6 @@ class Changes:
         if state.account_id not in self._accounts:
             self._account_order.add((state.account_id,))
         self._handling[state.account_id] = state.handling
-        state.presence.paused = self._paused(state.account_id)
         self._accounts[state.account_id] = state
 
     # ------------------------------------------------------------------ sync
@@ -469,9 +468,9 @@ class Changes:
 
     def _mirror_paused(self, account_id: str) -> None:
         """Shows the fleet's pause on the account (fleet.py), when the master has it."""
-        state = self._accounts.get(account_id)
-        if state is not None and state.presence.paused != self._paused(account_id):
-            state.presence.paused = not state.presence.paused
+        state, paused = self._accounts.get(account_id), self._paused(account_id)
+        if state is not None and state.presence.paused != paused:
+            state.presence.paused = paused
             self._announce_status(state)
 
     # ------------------------------------------------------------ accounts

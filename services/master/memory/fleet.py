@@ -14,7 +14,7 @@ from services.master.model.errors import AlreadyExists, NotFound, ResourceExhaus
 
 class Fleet(Templates):
     def restore_fleet(self, accounts: list[fl.ManagedAccount], sessions: dict[str, bytes]) -> None:
-        """What the journal kept (open_data_dir)."""
+        """What the journal kept (open_data_dir, after the accounts: their pause is set here)."""
         self._fleet.update({a.account_id: a for a in accounts})
         self._sessions.update({a: s for a, s in sessions.items() if a in self._fleet})
         for account_id, state in self._accounts.items():
