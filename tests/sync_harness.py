@@ -20,7 +20,8 @@ from services.master.server import MasterConfig
 from services.master.sync.hub import SyncConfig
 from services.worker.account_state import AccountView
 from services.worker.engine_config import EngineConfig
-from services.worker.sync_engine import CommandHandler, SyncEngine
+from services.worker.performer import CommandHandler
+from services.worker.sync_engine import SyncEngine
 
 from .conftest import token_for, write_tokens
 

@@ -37,10 +37,13 @@ from services.master.model.store import SnapshotData
 from services.master.redis.store import RedisStore
 from services.master.server import Master, MasterConfig
 from services.master.sync.hub import SyncConfig
+from services.worker.engine_config import EngineConfig
+from services.worker.sync_engine import SyncEngine
 
 from . import waiting
 from .conftest import NOW, StoreFactory, token_for, write_tokens
 from .helpers.cli import imsync
+from .sync_harness import running
 
 WORKERS = ("worker-a", "worker-b", "next-worker")
 
@@ -1028,6 +1031,50 @@ async def test_a_stopping_worker_is_given_nothing_more(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)
         assert heard.assigned() == []
         heard.stop()
+
+
+async def test_goodbye_frees_what_the_worker_never_read_and_ends_the_stream(tmp_path: Path) -> None:
+    """A worker stopping as an account was assigned to it has not read the Assign: it says
+    Goodbye after its Released, and the master frees every lease the stream still holds at
+    once (not a lease later), then ends the stream behind its answers."""
+    async with _holder_and_other(fleet_config(tmp_path, lease=30.0)) as (master, _, leaving, other):
+        leaving.heartbeats.cancel()
+        started = asyncio.get_running_loop().time()
+        # The Assign of s-1 was read by the test, not by a worker: nothing says Released.
+        leaving.stream.send(sync_pb2.SyncDataRequest(goodbye=sync_pb2.Goodbye()))
+        assert await leaving.stream.call.read() is grpc.aio.EOF  # type: ignore[attr-defined]
+        assert await leaving.stream.call.code() == grpc.StatusCode.OK
+        assert master.hub.leases.holder("s-1") is None
+        assert (await other.stream.next("assign", timeout=5)).assign.account.account_id == "s-1"
+        assert asyncio.get_running_loop().time() - started < 5  # the lease is 30 s
+
+
+class _StopsAsAssigned(SyncEngine):
+    """A worker told to stop in the instant an Assign came: the stop begins before the
+    account's start has run (it is not yet among the engine's accounts)."""
+
+    stopped: asyncio.Task[None] | None = None
+
+    def _assigned(self, assign: sync_pb2.Assign) -> None:
+        self.stopped = asyncio.create_task(self.drain())
+        super()._assigned(assign)
+
+
+async def test_a_worker_stopping_as_an_account_starts_hands_it_back_at_once(tmp_path: Path) -> None:
+    master = Master(fleet_config(tmp_path, lease=30.0))
+    port = await master.start()
+    try:
+        await master.store.save_managed_account(sample("s-1"), create=True)
+        config = EngineConfig(master=f"127.0.0.1:{port}", worker_id="worker-a", token=token_for("worker-a"), capacity=1)
+        engine = _StopsAsAssigned(config, [])
+        async with running(engine):
+            await waiting.eventually(lambda: engine.stopped is not None, timeout=10, every=0.05)
+            assert engine.stopped is not None
+            await asyncio.wait_for(engine.stopped, 10)
+        assert master.hub.leases.holder("s-1") is None  # not a lease (30 s) later
+        assert engine.accounts == {}
+    finally:
+        await master.stop()
 
 
 async def test_a_lapsed_lease_s_release_is_answered_before_the_account_comes_back(tmp_path: Path) -> None:

@@ -292,7 +292,7 @@ async def test_a_reply_the_worker_stopped_while_performing_is_not_performed_agai
     first = engine_for(master, ["acc"], on_command=hangs, command_log=log_file)
     async with running(first):
         await asyncio.wait_for(started.wait(), 10)
-    for task in first.running.values():
+    for task in first.commands.running.values():
         task.cancel()  # as the process dying does
     async with running(engine_for(master, ["acc"], on_command=hangs, command_log=log_file)):
         result = await _answered(master, "r-6")

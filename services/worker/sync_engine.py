@@ -13,35 +13,30 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
-from opentelemetry import trace
 
-from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from services.common.awake import AwakeClock, before
-from services.common.observability import context_from, tracer
 from services.common.tls import open_channel
 
 from .account_state import AccountView
 from .account_sync import AccountSync
-from .command_log import CommandLog
 from .engine_config import EngineConfig, GoAway
-from .metrics import COMMANDS, CONNECTED
+from .metrics import CONNECTED
+from .performer import CommandHandler, Performer
 from .welcome import welcome_of
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[sync_pb2.Command], Awaitable[sync_pb2.CommandResult]]
 # A scheduled worker's hands: start running an assigned account; stop running one.
 AssignHandler = Callable[[sync_pb2.Assign], Awaitable[None]]
 ReleaseHandler = Callable[[str, str], Awaitable[None]]
 
 _TRANSPORT_LIMIT = 64 * 1024 * 1024
-_REPLIES = ("reply_to_comment", "send_message")
 
 
 class SyncEngine:
@@ -58,14 +53,10 @@ class SyncEngine:
             account_id: AccountSync(account_id, window=config.window, chunk_bytes=config.chunk_bytes)
             for account_id in account_ids
         }
-        self._on_command = on_command
         self._rng = rng or random.Random()
         self._status: dict[str, sync_pb2.AccountStatusReport] = {}
         self._status_dirty: set[str] = set()
-        self._results: OrderedDict[str, sync_pb2.CommandResult] = OrderedDict()
-        self._log = CommandLog(config.command_log, keep=config.remembered_results) if config.command_log else None
-        # The commands being performed, by request: a worker stopping cancels them.
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.commands = Performer(config, on_command, self._deliver)
         self._unsent: list[sync_pb2.SyncDataRequest] = []
         self._outbound: asyncio.Queue[sync_pb2.SyncDataRequest | None] | None = None
         self._wake = asyncio.Event()
@@ -80,6 +71,7 @@ class SyncEngine:
         self.clock = AwakeClock()
         self._heard_at, self._heard_awake = time.monotonic(), self.clock()
         self._stopping = False  # set by drain(): whatever is assigned now goes back at once
+        self._goodbye = False  # said by drain(): the stream's end is awaited, not reconnected
         # Observable state, for the worker's progress line and for tests.
         self.sessions = 0
         self.bytes_sent: Counter[str] = Counter()
@@ -179,16 +171,21 @@ class SyncEngine:
         self._move(account_id, stop())
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """A scheduled worker stops: each account stopped, its session uploaded, its lease let go."""
+        """A scheduled worker stops: each account stopped, its session uploaded, its lease let
+        go; then Goodbye, and the stream's end waited for (the master has read all of it)."""
         self._stopping = True
-        for account_id in list(self.accounts):
-            self._release(account_id, "the worker stops", answer=True, stopping=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await asyncio.gather(*self._moving.values(), return_exceptions=True)
-                while self._outbound is not None and not self._outbound.empty():
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.2)  # what the stream took is on its way
+                # In rounds: an account assigned just before is known once its start has run.
+                while self.accounts or self._moving:
+                    for account_id in [a for a in self.accounts if a not in self._moving]:
+                        self._release(account_id, "the worker stops", answer=True, stopping=True)
+                    await asyncio.gather(*self._moving.values(), return_exceptions=True)
+                if self._outbound is not None:  # (none: the Released wait for the next stream)
+                    self._goodbye = True
+                    self._outbound.put_nowait(sync_pb2.SyncDataRequest(goodbye=sync_pb2.Goodbye()))
+                    while self._outbound is not None:
+                        await asyncio.sleep(0.02)
 
     async def wait_synced(self, account_ids: Iterable[str] | None = None, timeout: float = 30.0) -> None:
         """Waits until the master has acknowledged the newest crawl of these accounts."""
@@ -236,6 +233,8 @@ class SyncEngine:
                     CONNECTED.set(0)
                     for account in self.accounts.values():
                         account.granted = False
+                if self._goodbye:
+                    return
                 if delay is None:
                     ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2**self._attempt)
                     self._attempt += 1
@@ -345,6 +344,8 @@ class SyncEngine:
             deadline = self._heard_awake + self.config.liveness_intervals * self.heartbeat_interval
             response = await before(call.read(), self.clock, deadline)
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
+                if self._goodbye:
+                    return
                 raise ConnectionError("the master closed the stream")
             self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             kind = response.WhichOneof("kind")
@@ -362,7 +363,7 @@ class SyncEngine:
                 elif account is None or not response.nack.version:
                     log.error("master refused: %s", response.nack.status.message)
             elif kind == "command":
-                self._start_command(response.command)
+                self.commands.start(response.command)
             elif kind == "welcome":
                 self._on_welcome(response.welcome)
             elif kind == "assign":
@@ -417,73 +418,6 @@ class SyncEngine:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-
-    # ------------------------------------------------------------------ commands
-
-    def _start_command(self, command: sync_pb2.Command) -> None:
-        # Request ids are per account: two accounts may use the same one.
-        key = f"{command.account_id}\n{command.request_id}"
-        known = self._results.get(key)
-        if known is not None:
-            self._deliver(sync_pb2.SyncDataRequest(command_result=known))  # delivered again: same answer
-            return
-        if key in self.running:
-            return
-        if command.expires_at.ToNanoseconds() and command.expires_at.ToNanoseconds() < time.time_ns():
-            return  # the master has failed it already; performing it now would surprise everyone
-        self.running[key] = asyncio.create_task(self._perform(command, key))
-
-    async def _perform(self, command: sync_pb2.Command, key: str) -> None:
-        action = command.WhichOneof("action") or "none"
-        with tracer.start_as_current_span(
-            f"perform {action}",
-            context=context_from(dict(command.trace_context)),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={"imsync.account": command.account_id},
-        ) as span:
-            result = await self._performed(command, key)
-            span.set_attribute("imsync.outcome", sync_pb2.CommandOutcome.Name(result.outcome))
-        COMMANDS.labels(
-            action=action, outcome=sync_pb2.CommandOutcome.Name(result.outcome).removeprefix("COMMAND_OUTCOME_").lower()
-        ).inc()
-        self._deliver(sync_pb2.SyncDataRequest(command_result=result))
-
-    async def _performed(self, command: sync_pb2.Command, key: str) -> sync_pb2.CommandResult:
-        begun = False
-        # Replies are written down before they are performed; a login's code never is.
-        book = self._log if command.WhichOneof("action") in _REPLIES else None
-        try:
-            prior = (
-                None if book is None else await asyncio.to_thread(book.prior, command.account_id, command.request_id)
-            )
-            if prior is not None:
-                result = prior  # begun before this worker restarted: never performed twice
-            else:
-                if self._on_command is None:
-                    raise RuntimeError("this worker performs no commands")
-                if book is not None:
-                    await asyncio.to_thread(book.begin, command)
-                begun = True
-                result = await self._on_command(command)
-        except Exception as error:
-            log.exception("command %s failed", command.request_id)
-            result = sync_pb2.CommandResult(
-                outcome=sync_pb2.COMMAND_OUTCOME_FAILED, reason=e.FAILURE_REASON_PLATFORM_ERROR, message=str(error)
-            )
-        result.request_id = command.request_id
-        result.account_id = command.account_id
-        if not result.HasField("performed_at"):
-            result.performed_at.GetCurrentTime()
-        if begun and book is not None:
-            try:
-                await asyncio.to_thread(book.finish, command.account_id, command.request_id, result)
-            except Exception:  # the result still goes to the master, which keeps it
-                log.exception("could not record the result of command %s", command.request_id)
-        self._results[key] = result
-        while len(self._results) > self.config.remembered_results:
-            self._results.popitem(last=False)
-        self.running.pop(key, None)
-        return result
 
     def _say_released(self, account_id: str, lease_epoch: int, *, stopping: bool = False) -> None:
         """Tells the master the worker no longer runs the account, naming the grant it lets go."""

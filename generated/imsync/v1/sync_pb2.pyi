@@ -80,6 +80,7 @@ class SyncDataRequest(_message.Message):
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
     RELEASED_FIELD_NUMBER: _builtins.int
+    GOODBYE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -96,6 +97,8 @@ class SyncDataRequest(_message.Message):
     def session(self) -> Global___SessionUpload: ...
     @_builtins.property
     def released(self) -> Global___Released: ...
+    @_builtins.property
+    def goodbye(self) -> Global___Goodbye: ...
     def __init__(
         self,
         *,
@@ -107,12 +110,13 @@ class SyncDataRequest(_message.Message):
         command_result: Global___CommandResult | None = ...,
         session: Global___SessionUpload | None = ...,
         released: Global___Released | None = ...,
+        goodbye: Global___Goodbye | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_status", b"account_status", "command_result", b"command_result", "delta", b"delta", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "kind", b"kind", "released", b"released", "session", b"session", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta", "heartbeat", "account_status", "command_result", "session", "released"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "snapshot", "delta", "heartbeat", "account_status", "command_result", "session", "released", "goodbye"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -988,6 +992,28 @@ class Released(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Released: _TypeAlias = Released  # noqa: Y015
+
+@_typing.final
+class Goodbye(_message.Message):
+    """The worker stops and runs none of the accounts this stream holds (it has said Released
+    for each it knew of): the master frees every lease the stream still holds at once (an
+    Assign on its way when the worker stopped, too), gives it nothing more, and ends the
+    stream once it has answered everything sent before. A worker that waits for that end
+    knows the master has read all it said.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Goodbye: _TypeAlias = Goodbye  # noqa: Y015
 
 @_typing.final
 class SessionUpload(_message.Message):

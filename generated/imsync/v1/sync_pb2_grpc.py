@@ -50,9 +50,9 @@ class SyncServiceServicer:
 
     def SyncData(self, request_iterator, context):
         """The worker authenticates with "authorization: Bearer <token>" metadata and sends
-        Hello first, then snapshots, deltas, heartbeats, account status and command results;
-        the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
-        and commands.
+        Hello first, then snapshots, deltas, heartbeats, account status and command results,
+        and Goodbye when it stops; the master answers with Welcome, then an Ack or a Nack for
+        each version, heartbeats and commands.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

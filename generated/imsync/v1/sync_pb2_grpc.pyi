@@ -37,9 +37,9 @@ class SyncServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SyncServiceAsyncStub: ...
     SyncData: _grpc.StreamStreamMultiCallable[_sync_pb2.SyncDataRequest, _sync_pb2.SyncDataResponse]
     """The worker authenticates with "authorization: Bearer <token>" metadata and sends
-    Hello first, then snapshots, deltas, heartbeats, account status and command results;
-    the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
-    and commands.
+    Hello first, then snapshots, deltas, heartbeats, account status and command results,
+    and Goodbye when it stops; the master answers with Welcome, then an Ack or a Nack for
+    each version, heartbeats and commands.
     """
 
 @_typing.type_check_only
@@ -51,9 +51,9 @@ class SyncServiceAsyncStub(SyncServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SyncData: _aio.StreamStreamMultiCallable[_sync_pb2.SyncDataRequest, _sync_pb2.SyncDataResponse]  # type: ignore[assignment]
     """The worker authenticates with "authorization: Bearer <token>" metadata and sends
-    Hello first, then snapshots, deltas, heartbeats, account status and command results;
-    the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
-    and commands.
+    Hello first, then snapshots, deltas, heartbeats, account status and command results,
+    and Goodbye when it stops; the master answers with Welcome, then an Ack or a Nack for
+    each version, heartbeats and commands.
     """
 
 class SyncServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -68,9 +68,9 @@ class SyncServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_sync_pb2.SyncDataResponse], _abc.AsyncIterator[_sync_pb2.SyncDataResponse]]:
         """The worker authenticates with "authorization: Bearer <token>" metadata and sends
-        Hello first, then snapshots, deltas, heartbeats, account status and command results;
-        the master answers with Welcome, then an Ack or a Nack for each version, heartbeats
-        and commands.
+        Hello first, then snapshots, deltas, heartbeats, account status and command results,
+        and Goodbye when it stops; the master answers with Welcome, then an Ack or a Nack for
+        each version, heartbeats and commands.
         """
 
 def add_SyncServiceServicer_to_server(servicer: SyncServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

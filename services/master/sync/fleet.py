@@ -110,6 +110,17 @@ async def released(session: SyncSession, account_id: str, lease_epoch: int = 0) 
     log.info("worker %s released account %s (%s)", session.worker_id, account_id, reason)
 
 
+async def goodbye(session: SyncSession) -> None:
+    """The worker stops and runs none of this stream's accounts: each lease it still holds
+    is freed at once (an account assigned as the worker stopped, whose Assign it never
+    read), and the stream ends behind the answers already queued."""
+    session.stopping = True
+    for account_id in list(session.granted):
+        await released(session, account_id)
+    log.info("worker %s said goodbye", session.worker_id)
+    session.end()
+
+
 def _load(session: SyncSession) -> float:
     return len(session.granted) / session.capacity
 

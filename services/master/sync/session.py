@@ -80,9 +80,9 @@ class SyncSession:
         # Account -> version whose snapshot was refused: its later chunks are dropped
         # quietly, so that one refused snapshot gets one Nack.
         self._refused: dict[str, int] = {}
-        # Set once GoAway is queued: nothing more is taken or sent.
+        # Set once the stream's end is queued (GoAway, Goodbye): nothing more is taken or sent.
         self.closing = False
-        # Set once the worker said it stops (Released.stopping): it is given nothing more.
+        # Set once the worker said it stops (Released.stopping, Goodbye): it is given nothing more.
         self.stopping = False
         # When the message being handled was taken (perf_counter): its Ack's latency.
         self._taken_at = 0.0
@@ -139,13 +139,13 @@ class SyncSession:
 
     def go_away(self, reconnect_after: float) -> None:
         """Queues a GoAway and the end of the stream behind what is queued already."""
-        if self.closing:
-            return
-        self.send(
-            sync_pb2.SyncDataResponse(
-                go_away=sync_pb2.GoAway(reconnect_after=_duration(reconnect_after), reason="the master is stopping")
-            )
-        )
+        if not self.closing:
+            away = sync_pb2.GoAway(reconnect_after=_duration(reconnect_after), reason="the master is stopping")
+            self.send(sync_pb2.SyncDataResponse(go_away=away))
+            self.end()
+
+    def end(self) -> None:
+        """Ends the stream behind what is queued already: nothing more is taken or sent."""
         self.closing = True
         self.outbound.put_nowait(_End())
 
@@ -196,9 +196,11 @@ class SyncSession:
             elif kind == "released":
                 self.stopping = self.stopping or request.released.stopping
                 await fleet.released(self, request.released.account_id, request.released.lease_epoch)
+            elif kind == "goodbye":
+                await fleet.goodbye(self)
             else:
                 raise InvalidArgument(
-                    "one of hello, snapshot, delta, heartbeat, account_status, command_result, session, released",
+                    "one of hello, snapshot, delta, heartbeat, account_status, command_result, session, released, goodbye",
                     field="kind",
                 )
         except (Unauthenticated, PermissionDenied, Unavailable):
@@ -292,13 +294,8 @@ class SyncSession:
             )
             await hub.store.set_presence(account_id, self.worker_id, online=True)
             WORKER_ONLINE.labels(account=account_id).set(1)
-        log.info(
-            "worker %s (%s): %d accounts granted, %d refused",
-            self.worker_id,
-            self.peer,
-            len(granted),
-            len(welcome.refused),
-        )
+        refused = len(welcome.refused)
+        log.info("worker %s (%s): %d accounts granted, %d refused", self.worker_id, self.peer, len(granted), refused)
         self.send(sync_pb2.SyncDataResponse(welcome=welcome))
         # Commands that waited for these accounts follow the Welcome.
         for account_id in granted:
