@@ -181,7 +181,7 @@ class SyncEngine:
                     for account_id in [a for a in self.accounts if a not in self._moving]:
                         self._release(account_id, "the worker stops", answer=True, stopping=True)
                     await asyncio.gather(*self._moving.values(), return_exceptions=True)
-                if self._outbound is not None:  # (none: the Released wait for the next stream)
+                if self._outbound is not None:  # (without a stream, the leases lapse on the master)
                     self._goodbye = True
                     self._outbound.put_nowait(sync_pb2.SyncDataRequest(goodbye=sync_pb2.Goodbye()))
                     while self._outbound is not None:
