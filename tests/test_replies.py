@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -66,14 +67,21 @@ async def test_a_reply_waits_for_the_worker_and_the_same_request_id_is_idempoten
             400,
             "send_message.text",
         ),
+        # Line breaks and tabs are text; a NUL or a terminal's escape sequence is not.
+        ({"request_id": "r", "send_message": {"conversation_id": "CID", "text": "hi\x00"}}, 400, "send_message.text"),
+        (
+            {"request_id": "r", "send_message": {"conversation_id": "CID", "text": "好\n\t\x1b[31m红"}},
+            400,
+            "send_message.text",
+        ),
     ],
 )
 async def test_bad_replies_are_refused_and_nothing_is_queued(
     master: Master, gateway: httpx.AsyncClient, shop: SampleAccount, body: dict[str, object], status: int, field: str
 ) -> None:
     conversation_id = shop.batch.conversations[0].conversation_id
-    text = str(body).replace("CID", conversation_id)
-    response = await gateway.post("/api/im/replies", content=text.replace("'", '"').encode())
+    text = json.dumps(body).replace("CID", conversation_id)
+    response = await gateway.post("/api/im/replies", content=text.encode())
     assert response.status_code == status, response.text
     if field:
         assert response.json()["status_msg"].startswith(f"{field}:")

@@ -104,6 +104,7 @@ async def test_templates_survive_a_restart_of_a_journaled_master(tmp_path: Path)
         ("ok", "字" * 2001, "text"),
         ("ok", "您好 {customer}", "text"),
         ("ok", "{order_id} 已发货", "text"),
+        ("ok", "您好\x1b[31m", "text"),
     ],
 )
 def test_a_bad_template_is_refused_naming_the_field(name: str, text: str, field: str) -> None:

@@ -202,8 +202,8 @@ async def test_a_bad_snooze_is_refused_naming_the_field(store: Store, change: th
 
 
 def test_a_note_must_have_words_and_not_too_many() -> None:
-    assert threads.check_note("好的") == "好的"
-    for text in ("", "   ", "字" * (threads.MAX_NOTE + 1)):
+    assert threads.check_note("好的\n\t谢谢\r\n") == "好的\n\t谢谢\r\n"
+    for text in ("", "   ", "字" * (threads.MAX_NOTE + 1), "a\x00b", "\x07", "a\x1b[2J", "\x7f", "\x85"):
         with pytest.raises(InvalidArgument) as refused:
             threads.check_note(text)
         assert refused.value.field == "text"

@@ -591,6 +591,7 @@ class ReplyToComment(_message.Message):
     content_id: _builtins.str
     comment_id: _builtins.str
     text: _builtins.str
+    """1 to 2,000 characters (no control characters but line breaks and tabs)."""
     def __init__(
         self,
         *,
@@ -616,6 +617,7 @@ class SendMessage(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     text: _builtins.str
+    """1 to 2,000 characters (no control characters but line breaks and tabs)."""
     def __init__(
         self,
         *,

@@ -70,7 +70,9 @@ class CreateTemplateRequest(_message.Message):
     name: _builtins.str
     """1 to 40 characters, unique in the team: what the reply box finds it by ("/name")."""
     text: _builtins.str
-    """1 to 2,000 characters, with placeholders among those the service lists."""
+    """1 to 2,000 characters (no control characters but line breaks and tabs), with
+    placeholders among those the service lists.
+    """
     def __init__(
         self,
         *,
@@ -116,7 +118,7 @@ class UpdateTemplateRequest(_message.Message):
     name: _builtins.str
     """1 to 40 characters, unique in the team."""
     text: _builtins.str
-    """1 to 2,000 characters."""
+    """1 to 2,000 characters (no control characters but line breaks and tabs)."""
     def __init__(
         self,
         *,

@@ -278,7 +278,7 @@ class AddConversationNoteRequest(_message.Message):
     conversation_id: _builtins.str
     """The conversation's id, as the platform gives it; or else comment_id."""
     text: _builtins.str
-    """1 to 2,000 characters."""
+    """1 to 2,000 characters (no control characters but line breaks and tabs)."""
     comment_id: _builtins.str
     """For a comment thread: its top-level comment's id (or a reply's), as the platform
     gives it.

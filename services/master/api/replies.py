@@ -10,6 +10,7 @@ from services.master.auth.api_keys import Access, ApiKeys
 from services.master.model.commands import CommandRecord, Commands, is_reply, reply_of
 from services.master.model.errors import InvalidArgument, NotFound
 from services.master.model.store import Store
+from services.master.model.written import check_written
 
 MAX_TEXT = 2000
 MAX_REQUEST_ID = 128
@@ -48,10 +49,7 @@ class ReplyServicer(Guarded, replies_pb2_grpc.ReplyServiceServicer):
             text, field = wanted_message.text, "send_message.text"
         else:
             raise InvalidArgument("one of reply_to_comment, send_message is required", field="target")
-        if not text.strip():
-            raise InvalidArgument("must not be empty", field=field)
-        if len(text) > MAX_TEXT:
-            raise InvalidArgument(f"at most {MAX_TEXT} characters", field=field)
+        check_written(text, field, MAX_TEXT)
         inject(command.trace_context)  # the worker's spans continue this request's trace
         return command
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model.errors import InvalidArgument
+from services.master.model.written import check_written
 
 MAX_NAME = 40
 MAX_TEXT = 2000
@@ -24,10 +25,7 @@ def check(name: str, text: str) -> tuple[str, str]:
         raise InvalidArgument("required", field="name")
     if len(name) > MAX_NAME or not name.isprintable():
         raise InvalidArgument(f"1 to {MAX_NAME} printable characters", field="name")
-    if not text.strip():
-        raise InvalidArgument("must not be empty", field="text")
-    if len(text) > MAX_TEXT:
-        raise InvalidArgument(f"at most {MAX_TEXT} characters", field="text")
+    check_written(text, "text", MAX_TEXT)
     unknown = sorted({found for found in _PLACEHOLDER.findall(text) if found not in PLACEHOLDERS})
     if unknown:
         raise InvalidArgument(

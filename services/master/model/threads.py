@@ -17,6 +17,7 @@ from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model.errors import FailedPrecondition, InvalidArgument
+from services.master.model.written import check_written
 
 MAX_NOTE = 2000
 # A conversation keeps its newest notes: a record stays a few hundred kilobytes at most.
@@ -190,11 +191,7 @@ def view(conversation: e.Conversation | e.Thread, handling: jpb.ThreadHandling |
 
 
 def check_note(text: str) -> str:
-    if not text.strip():
-        raise InvalidArgument("must not be empty", field="text")
-    if len(text) > MAX_NOTE:
-        raise InvalidArgument(f"at most {MAX_NOTE} characters", field="text")
-    return text
+    return check_written(text, "text", MAX_NOTE)
 
 
 def event_of(account_id: str, thread_key: str, handling: jpb.ThreadHandling) -> ev.Event:
