@@ -1045,8 +1045,8 @@ async def test_goodbye_frees_what_the_worker_never_read_and_ends_the_stream(tmp_
         assert await leaving.stream.call.read() is grpc.aio.EOF  # type: ignore[attr-defined]
         assert await leaving.stream.call.code() == grpc.StatusCode.OK
         assert master.hub.leases.holder("s-1") is None
-        assert (await other.stream.next("assign", timeout=5)).assign.account.account_id == "s-1"
-        assert asyncio.get_running_loop().time() - started < 5  # the lease is 30 s
+        assert (await other.stream.next("assign", timeout=15)).assign.account.account_id == "s-1"
+        assert asyncio.get_running_loop().time() - started < 15  # not after the lease (30 s) lapsed
 
 
 class _StopsAsAssigned(SyncEngine):
