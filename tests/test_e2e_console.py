@@ -413,3 +413,45 @@ async def _at_most(value: Any, wanted: int) -> bool:
 
 async def _badge_matches(badge: Any, stats: Any) -> bool:
     return int(await badge) == int(await stats)
+
+
+async def test_a_reply_is_shown_once_as_soon_as_the_platform_s_copy_is_there(browser: Any) -> None:
+    """The platform's copy of a reply can come before the worker's word that it was sent
+    (a live push, then the command's result): the pending bubble goes as the copy comes,
+    not after. A copy is the text on an item no older than the reply; an older message of
+    the same words is not it. The console's own module, in Chromium."""
+    console = Path(__file__).parent.parent / "clients" / "web"
+
+    async def serve(route: Any) -> None:
+        name = route.request.url.removeprefix("http://console.test/") or "blank.html"
+        if name == "blank.html":
+            await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
+        else:
+            await route.fulfill(path=str(console / name), content_type="text/javascript")
+
+    page = await browser.new_page()
+    await page.route("http://console.test/**", serve)
+    await page.goto("http://console.test/blank.html")
+    seen = await page.evaluate(
+        """async () => {
+          const { copiedIn } = await import("/replies.js");
+          const at = new Date().toISOString();
+          const reply = (state, createdId = "") => ({ state, createdId, text: "最低价了", at });
+          const copy = { message_id: "m-9", content: "最低价了", create_time: at };
+          const older = { message_id: "m-1", content: "最低价了", create_time: "2026-01-01T00:00:00Z" };
+          const id = (m) => m.message_id, when = (m) => m.create_time;
+          return {
+            pendingWithItsCopy: copiedIn(reply("pending"), [older, copy], id, when),
+            pendingWithAnOlderOne: copiedIn(reply("pending"), [older], id, when),
+            sentById: copiedIn(reply("sent", "m-1"), [older], id, when),
+            failedWithItsCopy: copiedIn(reply("failed"), [copy], id, when),
+          };
+        }"""
+    )
+    assert seen == {
+        "pendingWithItsCopy": True,
+        "pendingWithAnOlderOne": False,
+        "sentById": True,
+        "failedWithItsCopy": False,
+    }
+    await page.close()

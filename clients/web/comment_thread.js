@@ -8,6 +8,7 @@ import { pendingBubble } from "./compose.js";
 import { avatar, byInstant, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { ConversationView, noteBubble } from "./conversation.js";
+import { copiedIn } from "./replies.js";
 import { takeHandling } from "./threads.js";
 import { commentBody } from "./works.js";
 
@@ -117,7 +118,7 @@ export class CommentThreadView extends ConversationView {
 
   renderThread() {
     const ours = (r) => r.target.commentId === this.commentId && r.accountId === this.accountId;
-    const copied = (r) => r.state === "sent" && this.messages.some((c) => c.comment_id === r.createdId || c.content === r.text);
+    const copied = (r) => copiedIn(r, this.messages, (c) => c.comment_id, (c) => c.created_at);
     const mine = this.replies.for((r) => ours(r) && !copied(r));
     const items = byInstant([
       ...this.messages.map((c, index) => ({

@@ -7,6 +7,7 @@ import { pendingBubble, replyBox } from "./compose.js";
 import { avatar, byInstant, h, replace, time } from "./dom.js";
 import { t } from "./i18n.js";
 import { Presence } from "./presence.js";
+import { copiedIn } from "./replies.js";
 
 const SNOOZES = [
   ["hour", () => new Date(Date.now() + 3600_000)],
@@ -328,8 +329,8 @@ export class ConversationView {
   renderThread() {
     this.observer.disconnect();
     // A sent reply whose platform copy is in the thread is shown once: as the platform's.
-    const copied = (r) =>
-      r.state === "sent" && this.messages.some((m) => m.message_id === r.createdId || (m.direction === "outbound" && m.content === r.text));
+    const outbound = this.messages.filter((m) => m.direction === "outbound");
+    const copied = (r) => copiedIn(r, outbound, (m) => m.message_id, (m) => m.create_time);
     const mine = this.replies.for((r) => r.target.conversationId === this.conversationId && r.accountId === this.accountId && !copied(r));
     // The notes sit among the messages by time; older than every message loaded, they wait.
     const oldest = this.hasMore && this.messages.length ? Date.parse(this.messages[0].create_time) : 0;

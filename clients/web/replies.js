@@ -12,6 +12,24 @@ export function reasonText(reply) {
   return [reason, reply.detail].filter(Boolean).join(": ");
 }
 
+// How far the platform's clock may be behind this browser's (and its times cut to the second).
+const CLOCKS_APART_MS = 30_000;
+
+// Whether the platform's copy of a reply this console sent is among `items` (the messages
+// or comments shown; `idOf` and `timeOf` read them), so that the reply is shown once: as
+// the platform's. Sent: the item of its created id, or of its text. Still pending: an item
+// of its text no older than the reply, since the platform's copy can come before the
+// worker's word that the reply was sent.
+export function copiedIn(record, items, idOf, timeOf) {
+  if (record.state !== "sent" && record.state !== "pending") return false;
+  const since = Date.parse(record.at) - CLOCKS_APART_MS;
+  return items.some(
+    (item) =>
+      (record.createdId && idOf(item) === record.createdId) ||
+      (item.content === record.text && (record.state === "sent" || Date.parse(timeOf(item)) >= since)),
+  );
+}
+
 export class Replies {
   constructor(onChange) {
     this.onChange = onChange;

@@ -5,6 +5,7 @@ import { api, everyPage } from "./api.js";
 import { replyBox, replyStatus } from "./compose.js";
 import { avatar, badge, h, replace, time } from "./dom.js";
 import { t } from "./i18n.js";
+import { copiedIn } from "./replies.js";
 
 export function workCard(work, { selected, onOpen }) {
   const stats = work.stats || {};
@@ -139,7 +140,7 @@ export class WorkView {
   }
 
   thread(comment, replies) {
-    const copied = (r) => r.state === "sent" && replies.some((c) => c.comment_id === r.createdId || c.content === r.text);
+    const copied = (r) => copiedIn(r, replies, (c) => c.comment_id, (c) => c.created_at);
     const mine = this.replies.for((r) => r.target.commentId === comment.comment_id && r.accountId === this.accountId && !copied(r));
     const open = this.open_replies.has(comment.comment_id) || mine.some((r) => r.state === "failed");
     return h(
