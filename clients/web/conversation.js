@@ -328,7 +328,7 @@ export class ConversationView {
 
   renderThread() {
     this.observer.disconnect();
-    // A sent reply whose platform copy is in the thread is shown once: as the platform's.
+    // A reply whose platform copy is in the thread (sent, or still pending) is shown once: as the platform's.
     const outbound = this.messages.filter((m) => m.direction === "outbound");
     const copied = (r) => copiedIn(r, outbound, (m) => m.message_id, (m) => m.create_time);
     const mine = this.replies.for((r) => r.target.conversationId === this.conversationId && r.accountId === this.accountId && !copied(r));
