@@ -242,3 +242,51 @@ async def test_a_hit_checks_the_request_headers_as_a_miss_does(
         url, headers={"If-None-Match": "W/" + (await embedded.cached.get(url)).headers["etag"]}
     )
     assert weak.status_code == 304, "a weak ETag matches a kept answer too"
+
+
+async def test_a_page_read_answered_before_routing_is_the_routes_answer(
+    master: Master, accounts: list[SampleAccount]
+) -> None:
+    """The embedded gateway answers a plain GET of a page (no deadline, no metadata to pass
+    on) straight by the master's in-process read (gateway/reads.py): its status, body and
+    ETag are exactly those the routes give the same request, errors included."""
+    await push_all(master, accounts)
+    app, _ = embedded_app(master.process, cache=False)
+    gateway: Gateway = app.state.gateway
+    routed: list[str] = []
+    handle = gateway._handle
+
+    async def counting(route, variables, request, profile, raw_path):  # type: ignore[no-untyped-def]
+        routed.append(raw_path)
+        return await handle(route, variables, request, profile, raw_path)
+
+    gateway._handle = counting  # type: ignore[method-assign]
+    a = accounts[0].account_id
+    conversation = accounts[0].batch.conversations[0].conversation_id
+    urls = [
+        f"/api/im/conversations?account_id={a}&count=3",
+        f"/api/im/conversations?account_id={a}&count=2&is_pinned=false",
+        f"/api/im/conversations/{conversation}/messages?account_id={a}&count=4",
+        f"/api/im/unified-messages?account_id={a}&count=5",
+        # Refused, each naming why: no such account, a bad value, an unknown parameter,
+        # no account, a malformed cursor.
+        "/api/im/conversations?account_id=nobody",
+        f"/api/im/conversations?account_id={a}&status=7",
+        f"/api/im/unified-messages?account_id={a}&colour=red",
+        "/api/im/conversations",
+        f"/api/im/conversations?account_id={a}&cursor=%%%",
+    ]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://embedded.test") as client:
+        first = await client.get(urls[0])
+        urls.append(f"/api/im/conversations?account_id={a}&count=3&cursor={first.json()['data']['cursor']}")
+        for url in urls:
+            routed.clear()
+            direct = await client.get(url)
+            assert not routed, f"{url}: left to the routes"
+            via_routes = await client.get(url, headers={"Grpc-Timeout": "10S"})
+            assert routed, f"{url}: a request with a deadline is the routes'"
+            assert (direct.status_code, direct.content) == (via_routes.status_code, via_routes.content), url
+            assert direct.headers.get("etag") == via_routes.headers.get("etag"), url
+            if direct.status_code == 200:
+                again = await client.get(url, headers={"If-None-Match": direct.headers["etag"]})
+                assert again.status_code == 304, url

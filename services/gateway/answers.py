@@ -42,6 +42,13 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
 
 
+def read_answer(body: bytes, headers: dict[str, str], route: str) -> Answer:
+    """A read's answer of `body`: its ETag, and asked to be checked again at every use."""
+    headers["ETag"] = etag_of(body)
+    headers["Cache-Control"] = "no-cache"
+    return Answer(body, headers, route)
+
+
 def _matches(if_none_match: str, etag: str) -> bool:
     """If-None-Match's weak comparison (RFC 9110): W/"x" matches "x" (nginx weakens the
     ETags of what it compresses, and its clients send them back so)."""

@@ -57,12 +57,12 @@ from .answers import (
     _error,
     _field_text,
     _raw_path,
-    etag_of,
     if_none_match_of,
+    read_answer,
 )
 from .bind_http import BodyTooLarge, bind_http
 from .binding import HTTP_BODY, BindingError, BoundRequests, set_from_text
-from .cache import Answer, ResponseCache
+from .cache import ResponseCache
 from .console import console_routes
 from .grpc_bridge import (
     BadHeader,
@@ -74,8 +74,9 @@ from .grpc_bridge import (
     timeout_of,
 )
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
-from .observe import CACHE_HITS, CACHE_MISSES, ROUTE, Probe, im_probe_routes, master_probe, probe_routes
+from .observe import CACHE_MISSES, ROUTE, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
+from .reads import answer_get
 from .routes import Route as RpcRoute
 from .routes import routes_of
 from .serving import GatewayApp
@@ -159,7 +160,7 @@ class Gateway:
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._encoded: dict[tuple[str, JsonStyle], Any] = {}
         self._matches: dict[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = {}
-        self._bound = BoundRequests()
+        self.bound = BoundRequests()
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
@@ -276,7 +277,7 @@ class Gateway:
         raw_path = _raw_path(scope)
         profile = self.profile_of(scope)
         allowed: list[str] = []
-        for route, variables in self._matching(raw_path):
+        for route, variables in self.matching(raw_path):
             if route.http_method != request.method:
                 allowed.append(route.http_method)
                 continue
@@ -291,7 +292,7 @@ class Gateway:
             response = _error(profile, status_pb2.Status(code=code_pb2.NOT_FOUND, message="Not Found"))
         await response(scope, receive, send)
 
-    def _matching(self, raw_path: str) -> tuple[tuple[RpcRoute, dict[str, str]], ...]:
+    def matching(self, raw_path: str) -> tuple[tuple[RpcRoute, dict[str, str]], ...]:
         """The routes whose template matches the path, in order, with their variables;
         remembered for the last _MATCHES_KEPT paths asked for."""
         found = self._matches.get(raw_path)
@@ -325,14 +326,14 @@ class Gateway:
         metadata.append((logs.HEADER, logs.request_id.get()))
         metadata += trace_metadata()
         # A read of the master's pages asked again is not bound again (its message is only read).
-        encoded = self._encoded_call(route, profile) if request.method == "GET" else None
+        encoded = self.encoded_call(route, profile) if request.method == "GET" else None
         asked = (route.grpc_path, raw_path, request.scope.get("query_string", b""), profile.name)
-        message = self._bound.get(asked) if encoded is not None else None
+        message = self.bound.get(asked) if encoded is not None else None
         try:
             if message is None:
                 message = await bind_http(route, variables, request, profile)
                 if encoded is not None:
-                    self._bound.keep(asked, message)
+                    self.bound.keep(asked, message)
             timeout = timeout_of(request.headers)
         except BodyTooLarge:
             status = error_status(
@@ -374,15 +375,13 @@ class Gateway:
             body = profile.response_body(reply)
         if request.method != "GET":
             return Response(body, media_type=JSON, headers=headers)
-        headers["ETag"] = etag_of(body)
-        headers["Cache-Control"] = "no-cache"
-        answer = Answer(body, headers, route.template.template)
+        answer = read_answer(body, headers, route.template.template)
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
             cache.put(_cache_key(request.scope, profile, identity_of(request.headers.raw)), account_id, stamp, answer)
         return _answer(answer, if_none_match_of(request.headers.raw))
 
-    def _encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
+    def encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
         """The in-process channel's call answering this route as JSON already (a page
         joined from kept encodings), or None: the legacy names are added to messages,
         and a channel to another process answers messages."""
@@ -395,35 +394,9 @@ class Gateway:
             found = self._encoded[key] = make(route.grpc_path, profile.style) if make is not None else None
         return found
 
-    async def answer_kept(self, scope: Scope, send: Send) -> bool:
-        """Answers a GET from the cache, straight in ASGI (no routing, no Request or Response
-        objects: a hit costs a lookup), if an answer to this very request is kept, still
-        exact, and the caller may have it; False leaves the request to the routes."""
-        cache = self._cache
-        if cache is None:
-            return False
-        if_none_match = None
-        for name, value in scope["headers"]:
-            if name == b"if-none-match" and if_none_match is None:
-                if_none_match = value.decode("latin-1")
-            elif name == b"grpc-timeout" or name.startswith(b"grpc-metadata-"):
-                return False  # headers to check, as every call does: the routes answer it
-        try:
-            authorization = identity_of(scope["headers"])
-        except BadHeader:
-            return False  # refused by the routes, with why
-        hit = cache.get(_cache_key(scope, self.profile_of(scope), authorization))
-        if hit is None:
-            return False
-        try:
-            cache.authorize([("authorization", authorization)] if authorization else [])
-        except Exception:
-            return False  # refused: the call answers why
-        cache.hits += 1
-        CACHE_HITS.inc()
-        scope[ROUTE] = hit.route
-        await _answer(hit, if_none_match).send_to(send)
-        return True
+    async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """A GET answered before any routing, when it can be (reads.py); False leaves it to the routes."""
+        return await answer_get(self, scope, receive, send)
 
 
 def create_app(

@@ -45,15 +45,27 @@ async def bind_http(route: Route, variables: dict[str, str], request: Request, p
         )
         bound.add(route.body)
     if route.body != "*":
-        bind_query(
-            message,
-            parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
-            bound,
-            profile.style,
-            split_commas=profile.split_commas,
-            strict=profile.strict,
-            known=_IM_PARAMS if profile.envelope else frozenset(),
-        )
+        _bind_query(message, request.scope.get("query_string", b""), bound, profile)
     if mask is not None:
         fill_update_mask(message, mask)
     return message
+
+
+def bind_get(route: Route, variables: dict[str, str], query: bytes, profile: Profile) -> Message:
+    """bind_http of a request without a body, from its path's variables and its query."""
+    message = route.request_type()
+    bind_path(message, variables, profile.style)
+    _bind_query(message, query, set(variables), profile)
+    return message
+
+
+def _bind_query(message: Message, query: bytes, bound: set[str], profile: Profile) -> None:
+    bind_query(
+        message,
+        parse_qsl(query.decode("latin-1"), keep_blank_values=True),
+        bound,
+        profile.style,
+        split_commas=profile.split_commas,
+        strict=profile.strict,
+        known=_IM_PARAMS if profile.envelope else frozenset(),
+    )

@@ -23,7 +23,7 @@ MAX_METADATA_BYTES = 6 * 1024
 # The entries of an X-Forwarded-For chain kept from a trusted proxy: the nearest ones.
 MAX_FORWARDED = 16
 _KEY = re.compile(r"[0-9a-z_.-]+")
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+PRINTABLE = re.compile(r"[\x20-\x7e]*")
 # Headers gRPC or HTTP/2 own, which a client may not set as metadata.
 _RESERVED = frozenset(
     {"content-type", "te", "host", "user-agent", "connection", "keep-alive", "transfer-encoding", "upgrade"}
@@ -94,7 +94,7 @@ def outgoing_metadata(
         header = "Authorization" if name == "authorization" else key
         if name.endswith("-bin"):
             decoded: str | bytes = _base64(header, value)
-        elif not _PRINTABLE.fullmatch(value):
+        elif not PRINTABLE.fullmatch(value):
             raise BadHeader(header, "must be printable ASCII (no control characters, no other scripts)")
         else:
             decoded = value
@@ -104,12 +104,12 @@ def outgoing_metadata(
         raise BadHeader(
             "Grpc-Metadata-*", f"{size} bytes of metadata, over the {MAX_METADATA_BYTES} the master takes", 431
         )
-    if host is not None and _PRINTABLE.fullmatch(host):
+    if host is not None and PRINTABLE.fullmatch(host):
         metadata.append(("x-forwarded-host", host[:256]))
     if client_host:
         forwarded = forwarded if client_host in trusted_proxies else None
         chain = [part.strip() for part in forwarded.split(",")][-MAX_FORWARDED:] if forwarded else []
-        chain = [part for part in chain if part and len(part) <= 64 and _PRINTABLE.fullmatch(part)]
+        chain = [part for part in chain if part and len(part) <= 64 and PRINTABLE.fullmatch(part)]
         metadata.append(("x-forwarded-for", ", ".join([*chain, client_host])))
     return metadata
 

@@ -1,5 +1,6 @@
 """The gateway's ASGI application: every request observed (observe.py: request id,
-access log, metrics, trace); a GET whose answer is kept answered before anything else;
+access log, metrics, trace); a GET answered before anything else when it can be (a kept
+answer, an in-process page read: reads.py);
 the gateway's own paths given to it directly, the rest (the console, probes, the
 OpenAPI document) routed by Starlette."""
 
@@ -19,7 +20,7 @@ from .observe import Observed
 class Gateway(Protocol):
     """What of the gateway (app.py) the application serves through."""
 
-    async def answer_kept(self, scope: Scope, send: Send) -> bool: ...
+    async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
@@ -29,7 +30,7 @@ _GATEWAY_PATHS = "/api/im/"
 
 
 class GatewayApp(Starlette):
-    """Starlette, but a GET whose answer is kept is answered before any routing, and every
+    """Starlette, but a GET is answered before any routing when it can be (reads.py), and every
     request observed (observe.py: request id, access log, metrics, trace)."""
 
     def __init__(self, gateway: Gateway, *, cors_origins: frozenset[str] = frozenset(), **settings: Any) -> None:
@@ -39,7 +40,7 @@ class GatewayApp(Starlette):
         self._own_paths: frozenset[str] | None = None
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_kept(scope, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and await self.gateway.answer_get(scope, receive, send):
             return
         if scope["type"] == "http" and self._gateway_only(scope["path"]):
             await self._gateway_call(scope, receive, send)

@@ -46,7 +46,14 @@ class InProcessContext:
 
     def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
         self._metadata = tuple(metadata)
-        self.headers_sent = asyncio.Event()
+        self._headers_sent: asyncio.Event | None = None
+
+    @property
+    def headers_sent(self) -> asyncio.Event:
+        """Set once a stream's headers went (made when first asked: a unary call never is)."""
+        if self._headers_sent is None:
+            self._headers_sent = asyncio.Event()
+        return self._headers_sent
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata

@@ -1,0 +1,108 @@
+"""GETs answered straight in ASGI, before any routing, with no Request or Response object:
+from the cache when an answer to this very request is kept and still exact, else (the
+embedded gateway) by the master's page reads in this process, which answer JSON already
+(the master's api/encoded.py). What either cannot take as it is (a header to check and
+pass on, a deadline) is left to the routes (app.py), which answer it as every call.
+
+A read answered here is the routes' read: the same route, the same bound request, the
+same authorization (the API key and its rate, in the master's boundary), the same errors
+in the profile's envelope, the same ETag and the same answer kept in the cache."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+from starlette.types import Receive, Scope, Send
+
+from services.common.rpc_errors import bad_request
+
+from .answers import _answer, _cache_key, _error, _raw_path, read_answer
+from .bind_http import bind_get
+from .binding import BindingError
+from .grpc_bridge import PRINTABLE, BadHeader, identity_of, status_of
+from .observe import CACHE_HITS, CACHE_MISSES, ROUTE
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+def _plain(scope: Scope) -> tuple[str, str | None, str | None] | None:
+    """The request's identity (authorization as identity_of reads it), its Authorization as
+    sent (None without one) and its If-None-Match; None when the routes must see it (a
+    deadline, metadata to pass on, an identity given twice or not printable)."""
+    if_none_match = sent = None
+    for name, value in scope["headers"]:
+        if name == b"if-none-match" and if_none_match is None:
+            if_none_match = value.decode("latin-1")
+        elif name == b"authorization" and sent is None:
+            sent = value.decode("latin-1")
+            if not PRINTABLE.fullmatch(sent):
+                return None
+        elif name == b"grpc-timeout" or name.startswith(b"grpc-metadata-"):
+            return None
+    try:
+        return identity_of(scope["headers"]), sent, if_none_match
+    except BadHeader:
+        return None
+
+
+async def answer_get(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answers a GET from the cache or by an in-process page read; False leaves it to the routes."""
+    plain = _plain(scope)
+    if plain is None:
+        return False
+    identity, sent, if_none_match = plain
+    profile = gateway.profile_of(scope)
+    cache = gateway.cache
+    if cache is not None:
+        hit = cache.get(_cache_key(scope, profile, identity))
+        if hit is not None:
+            try:
+                cache.authorize([("authorization", identity)] if identity else [])
+            except Exception:
+                return False  # refused: the call answers why
+            cache.hits += 1
+            CACHE_HITS.inc()
+            scope[ROUTE] = hit.route
+            await _answer(hit, if_none_match).send_to(send)
+            return True
+    if profile.legacy:
+        return False
+    raw_path = _raw_path(scope)
+    matched = next((found for found in gateway.matching(raw_path) if found[0].http_method == "GET"), None)
+    if matched is None or matched[0].server_streaming or matched[0].body:
+        return False
+    route, variables = matched
+    scope[ROUTE] = route.template.template
+    encoded = gateway.encoded_call(route, profile)
+    if encoded is None:
+        return False
+    query: bytes = scope.get("query_string", b"")
+    asked = (route.grpc_path, raw_path, query, profile.name)
+    message = gateway.bound.get(asked)
+    if message is None:
+        try:
+            message = bind_get(route, variables, query, profile)
+        except BindingError as error:
+            await _error(profile, bad_request(error.field, error.description))(scope, receive, send)
+            return True
+        gateway.bound.keep(asked, message)
+    if cache is not None and route.service not in cache.services:
+        cache = None
+    account_id = getattr(message, "account_id", "")
+    account_id = account_id if isinstance(account_id, str) else ""
+    # Read before the answer is computed: a change meanwhile makes the answer stale at once.
+    stamp = cache.stamp(account_id) if cache is not None else 0
+    if cache is not None:
+        CACHE_MISSES.inc()
+    try:
+        answered = await encoded(message, metadata=[("authorization", sent)] if sent is not None else [])
+    except grpc.aio.AioRpcError as error:
+        await _error(profile, status_of(error))(scope, receive, send)
+        return True
+    answer = read_answer(profile.encoded_body(answered), {}, route.template.template)
+    if cache is not None:
+        cache.put(_cache_key(scope, profile, identity), account_id, stamp, answer)
+    await _answer(answer, if_none_match).send_to(send)
+    return True
