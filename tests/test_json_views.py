@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
+from typing import Any
 
 import orjson
 import pytest
@@ -198,3 +200,87 @@ async def test_messages_of_a_conversation_that_is_not_there_are_not_found_on_eve
     assert not past.items
     with pytest.raises(NotFound):
         await store.list_messages("nobody", conversation_id="", **asked)  # type: ignore[arg-type]
+
+
+async def _walk(list_page: Any, views: JsonViews | None) -> list[Any]:
+    """Every page of a list, by its cursors: (items, cursor, has_more) of each."""
+    pages, cursor = [], ""
+    while True:
+        page = await list_page(cursor=cursor, as_json=views)
+        items = page.items if views is None else [orjson.loads(item) for item in page.encoded]
+        pages.append((items, page.cursor, page.has_more))
+        if not page.has_more:
+            return pages
+        cursor = page.cursor
+
+
+@pytest.mark.parametrize("style", list(JsonStyle))
+@pytest.mark.parametrize("seed", [5, 6])
+async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle, seed: int) -> None:
+    """The memory store's unfiltered pages are joined in one loop each (json_views.py's
+    conversations_of, messages_of, inbox_of): every page, after every cursor and since a
+    time, is the views' page; read again from what is kept, after changes that move read
+    states, and with kept encodings evicted."""
+    store, _ = await _store(seed)
+    state = store._state("acc")
+    conversation_id = next(iter(state.messages_by_conversation))
+    # Half the messages are older: those pages end before them.
+    since = sorted(m.create_time.ToNanoseconds() for m in state.messages.values())[len(state.messages) // 2]
+    lists = {
+        "conversations": partial(store.list_conversations, "acc", status=0, is_pinned=None, is_muted=None, count=3),
+        "messages": partial(
+            store.list_messages,
+            "acc",
+            conversation_id="",
+            sender_id="",
+            receiver_id="",
+            status=0,
+            message_type=0,
+            since_ns=None,
+            count=4,
+        ),
+        "a conversation's messages": partial(
+            store.list_messages,
+            "acc",
+            conversation_id=conversation_id,
+            sender_id="",
+            receiver_id="",
+            status=0,
+            message_type=0,
+            since_ns=None,
+            count=2,
+        ),
+        "messages since": partial(
+            store.list_messages,
+            "acc",
+            conversation_id="",
+            sender_id="",
+            receiver_id="",
+            status=0,
+            message_type=0,
+            since_ns=since,
+            count=4,
+        ),
+        "the inbox": partial(store.list_unified, "acc", types=(), is_read=None, is_new=None, count=5),
+        "the inbox since": partial(
+            store.list_unified, "acc", types=(), is_read=None, is_new=None, count=5, since_ns=since
+        ),
+    }
+    rng = random.Random(seed)
+    walked: dict[str, tuple[int, int]] = {}
+    for views in (JsonViews(style), JsonViews(style, max_bytes=4_000)):
+        for round_ in range(3):
+            for name, list_page in lists.items():
+                expected = [
+                    ([to_json(item, style) for item in items], cursor, more)
+                    for items, cursor, more in await _walk(list_page, None)
+                ]
+                assert await _walk(list_page, views) == expected, (name, round_)
+                walked[name] = sum(len(items) for items, _, _ in expected), len(expected)
+            # Read states move between rounds: what is kept must not show the old ones.
+            items = rng.sample(_items(store), 6)
+            await store.mark_unified_read("acc", items, time.time_ns())
+            await store.set_pinned("acc", rng.choice(list(state.conversations)), True)
+    # Items in pages: every message, half of them since the time, more than one page each.
+    assert walked["messages"][0] == len(state.messages) and walked["messages since"][0] < len(state.messages)
+    assert all(pages > 1 for _, pages in walked.values()), walked

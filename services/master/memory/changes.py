@@ -35,6 +35,9 @@ from services.master.model.store import DeltaData, Page, SnapshotData, page_size
 
 T = TypeVar("T")
 Key = tuple[int | str, ...]
+# A page's items made of an order's keys, at most so many, ending before a key `stop`
+# takes: the items, the key of the last, whether more follow (as _collect's).
+Collect = Callable[[Iterable[Any], int, Callable[[Any], bool] | None], tuple[list[T], Any, bool]]
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +54,25 @@ def _page(
     shape: Sequence[type],
     cursor: str,
     count: int,
-    view: Callable[[Any], T | None],
+    view: Callable[[Any], T | None] | None,
     stop: Callable[[Any], bool] | None = None,
     *,
     packed: bool = False,
-    takes_all: bool = False,
+    collect: Collect[T] | None = None,
 ) -> Page[T]:
     """Walks `order` after the cursor's key, keeping the keys `view` turns into items.
     `packed`: the order's keys are time_keys, and cursors carry them as (-ns, id).
-    `takes_all`: as _collect's."""
+    `collect`: what makes the page of the keys instead of _collect and `view` (a loop of
+    its own, for a page that takes every key)."""
     after: Any = cursors.decode(cursor, index, shape)
     if after is not None and packed:
         after = time_keys.from_cursor(after)
     start = 0 if after is None else order.bisect_right(after)
-    items, last, has_more = _collect(order.islice(start), view, page_size(count), stop, takes_all=takes_all)
+    if collect is not None:
+        items, last, has_more = collect(order.islice(start), page_size(count), stop)
+    else:
+        assert view is not None
+        items, last, has_more = _collect(order.islice(start), view, page_size(count), stop)
     if last is not None and packed:
         last = time_keys.to_cursor(last)
     return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
@@ -75,19 +83,14 @@ def _collect(
     view: Callable[[Any], T | None],
     limit: int,
     stop: Callable[[Any], bool] | None = None,
-    *,
-    takes_all: bool = False,
 ) -> tuple[list[T], Any, bool]:
     """The first `limit` items `view` makes of `keys`, the key of the last (None for none),
-    and whether more follow. `takes_all`: `view` skips no key, so a key after the page's
-    last means more, unviewed."""
+    and whether more follow."""
     items: list[T] = []
     last: Any = None
     for key in keys:
         if stop is not None and stop(key):
             break
-        if takes_all and len(items) == limit:
-            return items, last, True
         item = view(key)
         if item is None:
             continue

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ from services.master.model import threads
 from services.master.model.account_views import AccountViews
 from services.master.model.intake import COLLECTIONS
 from services.master.model.keys import notification_key, split_item_key
+from services.master.model.time_keys import item_of
 
 # What a kept encoding costs besides its bytes: the entity object it holds alive (a upb
 # wrapper, about 140 bytes), the dictionary's entry and the tuple.
@@ -222,6 +223,31 @@ class JsonViews:
         threads.view(shown, thread, time.time_ns())
         return head + _end(self._owned(unread, pinned, muted, shown))
 
+    def conversations_of(
+        self, state: AccountViews, keys: Iterable[tuple[Any, ...]], limit: int, stop: Any = None
+    ) -> tuple[list[bytes], tuple[Any, ...] | None, bool]:
+        """conversation() of the conversations of an order's keys (id last), at most
+        `limit`: their JSON, the last one's key, whether more follow. One loop: one nobody
+        handles, whose pieces are kept, is joined here; any other, by conversation()."""
+        assert stop is None, "a page of conversations has no end but its count"
+        conversations, unread_by, handling = state.conversations, state.unread_by_conversation, state.handling
+        threads_of, pinned, muted = handling.threads, handling.pinned, handling.muted
+        find, tails = self.kept.find, self._tails
+        items: list[bytes] = []
+        last = None
+        for key in keys:
+            if len(items) == limit:
+                return items, last, True
+            last = key
+            conversation_id = str(key[-1])
+            head = tail = None
+            if conversation_id not in threads_of:
+                head = find(conversations[conversation_id])
+                flags = (unread_by.get(conversation_id, 0), conversation_id in pinned, conversation_id in muted)
+                tail = tails.get(("conversation", *flags))
+            items.append(head + tail if head and tail else self.conversation(state, conversation_id))
+        return items, last, False
+
     def _owned(self, unread: int, pinned: bool, muted: bool, shown: e.Conversation | None) -> dict[str, Any]:
         names = self._conversation
         name = names.name
@@ -243,6 +269,32 @@ class JsonViews:
         """`reading`: state.message_reading(message), when the caller has it."""
         head = self.kept.head(message, state.account_id, "messages", raw)
         return head + self._read("message", reading or state.message_reading(message))
+
+    def messages_of(
+        self, state: AccountViews, keys: Iterable[bytes], limit: int, stop: Callable[[bytes], bool] | None = None
+    ) -> tuple[list[bytes], bytes | None, bool]:
+        """message() of the messages of an order's keys (time_keys), at most `limit`, ending
+        before a key `stop` takes: their JSON, the last one's key, whether more follow. One
+        loop, with state.message_reading written out in it: most of a page's cost is per item."""
+        messages, is_inbound, account_id = state.messages, state.is_inbound, state.account_id
+        read_at, new_items = state.handling.read_at, state.handling.new_items
+        find, tails = self.kept.find, self._tails
+        items: list[bytes] = []
+        last = None
+        for key in keys:
+            if stop is not None and stop(key):
+                break
+            if len(items) == limit:
+                return items, last, True
+            message_id = item_of(key)
+            message = messages[message_id]
+            head = find(message) or self.kept.head(message, account_id, "messages")
+            item = "message:" + message_id  # keys.message_key
+            read_ns = read_at.get(item)
+            reading = ("message", read_ns, read_ns is not None or not is_inbound(message), item in new_items)
+            items.append(head + (tails.get(reading) or self._read("message", reading[1:])))
+            last = key
+        return items, last, False
 
     def comment(
         self,
@@ -309,6 +361,47 @@ class JsonViews:
         key = ("unified", kind, *reading)
         tail = self._tails.get(key)
         return head + (tail or self._tail(key, lambda: self._unified_tail(kind, reading)))
+
+    def inbox_of(
+        self,
+        state: AccountViews,
+        kinds: Sequence[str],
+        entries: Iterable[tuple[bytes, int, bytes]],
+        limit: int,
+        stop: Callable[[tuple[bytes, int, bytes]], bool] | None = None,
+    ) -> tuple[list[bytes], tuple[bytes, int, bytes] | None, bool]:
+        """inbox_item() of inbox entries in their order ((time, kind's rank in `kinds`, its
+        order's key), as the memory store merges them), at most `limit`, ending before an
+        entry `stop` takes: their JSON, the last entry, whether more follow."""
+        messages, comments, is_inbound, is_own = state.messages, state.comments, state.is_inbound, state.is_own
+        read_at, new_items = state.handling.read_at, state.handling.new_items
+        find, tails = self.wrappers.find, self._tails
+        items: list[bytes] = []
+        last = None
+        for entry in entries:
+            if stop is not None and stop(entry):
+                break
+            if len(items) == limit:
+                return items, last, True
+            last = entry
+            kind, entity_id = kinds[entry[1]], item_of(entry[2])
+            # A message's or comment's item whose pieces are kept, with its read state
+            # (message_reading, comment_reading) written out; else inbox_item makes them.
+            item = f"{kind}:{entity_id}"  # keys.message_key, comment_key
+            read_ns = read_at.get(item)
+            head = tail = None
+            if kind == "message":
+                message = messages[entity_id]
+                head = find(message)
+                shown = read_ns is not None or not is_inbound(message)
+                tail = tails.get(("unified", kind, read_ns, shown, item in new_items))
+            elif kind == "comment":
+                comment = comments[entity_id]
+                head = find(comment)
+                shown = read_ns is not None or is_own(comment)
+                tail = tails.get(("unified", kind, read_ns, shown, item in new_items))
+            items.append(head + tail if head and tail else self.inbox_item(state, kind, entity_id))
+        return items, last, False
 
     def _unified_tail(self, kind: str, reading: tuple[int | None, bool, bool]) -> bytes:
         """The entity's read state, closing its object, then the inbox item's, closing the item."""
