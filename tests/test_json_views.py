@@ -226,45 +226,15 @@ async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle,
     conversation_id = next(iter(state.messages_by_conversation))
     # Half the messages are older: those pages end before them.
     since = sorted(m.create_time.ToNanoseconds() for m in state.messages.values())[len(state.messages) // 2]
+    messages = partial(store.list_messages, "acc", sender_id="", receiver_id="", status=0, message_type=0)
+    inbox = partial(store.list_unified, "acc", types=(), is_read=None, is_new=None, count=5)
     lists = {
         "conversations": partial(store.list_conversations, "acc", status=0, is_pinned=None, is_muted=None, count=3),
-        "messages": partial(
-            store.list_messages,
-            "acc",
-            conversation_id="",
-            sender_id="",
-            receiver_id="",
-            status=0,
-            message_type=0,
-            since_ns=None,
-            count=4,
-        ),
-        "a conversation's messages": partial(
-            store.list_messages,
-            "acc",
-            conversation_id=conversation_id,
-            sender_id="",
-            receiver_id="",
-            status=0,
-            message_type=0,
-            since_ns=None,
-            count=2,
-        ),
-        "messages since": partial(
-            store.list_messages,
-            "acc",
-            conversation_id="",
-            sender_id="",
-            receiver_id="",
-            status=0,
-            message_type=0,
-            since_ns=since,
-            count=4,
-        ),
-        "the inbox": partial(store.list_unified, "acc", types=(), is_read=None, is_new=None, count=5),
-        "the inbox since": partial(
-            store.list_unified, "acc", types=(), is_read=None, is_new=None, count=5, since_ns=since
-        ),
+        "messages": partial(messages, conversation_id="", since_ns=None, count=4),
+        "a conversation's messages": partial(messages, conversation_id=conversation_id, since_ns=None, count=2),
+        "messages since": partial(messages, conversation_id="", since_ns=since, count=4),
+        "the inbox": partial(inbox, since_ns=None),
+        "the inbox since": partial(inbox, since_ns=since),
     }
     rng = random.Random(seed)
     walked: dict[str, tuple[int, int]] = {}
