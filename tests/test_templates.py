@@ -19,6 +19,7 @@ from services.master.model import templates
 from services.master.model.commands import CommandBook
 from services.master.model.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from services.master.model.store import Store
+from services.master.model.written import check_written
 
 from .conftest import StoreFactory
 from .test_team_api import Team, _field, team
@@ -111,6 +112,15 @@ def test_a_bad_template_is_refused_naming_the_field(name: str, text: str, field:
     with pytest.raises(InvalidArgument) as refused:
         templates.check(name, text)
     assert refused.value.field == field
+
+
+def test_a_name_from_the_platform_is_filled_in_without_control_characters() -> None:
+    """A customer's name holding a control character would make the rendered reply refused
+    (replies take none); the name is filled in without it, the rest as it is."""
+    text = "{customer_name}您好\n{work_title}"
+    rendered = templates.render(text, {"customer_name": "小\x00美\x1b[31m", "work_title": "新品\u0085"})
+    assert rendered == "小美[31m您好\n新品"
+    assert check_written(rendered, "send_message.text", 2000) == rendered
 
 
 async def test_templates_through_the_api(team: Team) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from services.master.model.errors import InvalidArgument
-from services.master.model.written import check_written
+from services.master.model.written import check_written, without_controls
 
 MAX_NAME = 40
 MAX_TEXT = 2000
@@ -36,8 +36,10 @@ def check(name: str, text: str) -> tuple[str, str]:
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
-    """`text` with each placeholder replaced by its value; a placeholder the target cannot
-    fill (a work's title in a private conversation) is InvalidArgument, naming it."""
+    """`text` with each placeholder replaced by its value, without control characters (a
+    name on the platform may hold one; the reply would be refused for it); a placeholder
+    the target cannot fill (a work's title in a private conversation) is InvalidArgument,
+    naming it."""
 
     def fill(found: re.Match[str]) -> str:
         name = found.group(1)
@@ -45,7 +47,7 @@ def render(text: str, values: Mapping[str, str]) -> str:
             return found.group(0)
         if name not in values:
             raise InvalidArgument(f"{{{name}}} cannot be filled for this target", field="target")
-        return values[name]
+        return without_controls(values[name])
 
     return _PLACEHOLDER.sub(fill, text)
 

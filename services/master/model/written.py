@@ -1,7 +1,9 @@
 """Text a person writes through the API: a reply, a note, a template. It goes to a
 customer's chat and to teammates' screens, and into whatever reads the API, so beside its
 length it may hold no control characters but line breaks and tabs: a NUL, a bell or a
-terminal's escape sequence is refused with the field named, not sent on."""
+terminal's escape sequence is refused with the field named, not sent on. What the platform
+wrote (a customer's name filled into a template) has them taken out instead: the person
+sending could not mend it."""
 
 from __future__ import annotations
 
@@ -27,3 +29,9 @@ def check_written(text: str, field: str, limit: int) -> str:
             field=field,
         )
     return text
+
+
+def without_controls(text: str) -> str:
+    """`text` without the control characters check_written refuses (the platform's own
+    words, put into text a person writes)."""
+    return _CONTROL.sub("", text)
