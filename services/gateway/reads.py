@@ -10,7 +10,7 @@ in the profile's envelope, the same ETag and the same answer kept in the cache."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import grpc
 from starlette.types import Receive, Scope, Send
@@ -19,12 +19,27 @@ from services.common.rpc_errors import bad_request
 
 from .answers import _answer, _cache_key, _error, _raw_path, read_answer
 from .bind_http import bind_get
-from .binding import BindingError
+from .binding import BindingError, BoundRequests
+from .cache import ResponseCache
 from .grpc_bridge import PRINTABLE, BadHeader, identity_of, status_of
+from .marshalers import Profile
 from .observe import CACHE_HITS, CACHE_MISSES, ROUTE
+from .routes import Route
 
-if TYPE_CHECKING:
-    from .app import Gateway
+
+class Gateway(Protocol):
+    """What of the gateway (app.py) a GET is answered through here."""
+
+    bound: BoundRequests
+
+    @property
+    def cache(self) -> ResponseCache | None: ...
+
+    def profile_of(self, scope: Scope) -> Profile: ...
+
+    def matching(self, raw_path: str) -> tuple[tuple[Route, dict[str, str]], ...]: ...
+
+    def encoded_call(self, route: Route, profile: Profile) -> Any: ...
 
 
 def _plain(scope: Scope) -> tuple[str, str | None, str | None] | None:
