@@ -16,9 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 from services.common.rpc_errors import retry_after_of
 
-from .cache import Answer
+from .cache import Answer, ResponseCache
 from .errors import http_status_of
 from .marshalers import Profile
+from .observe import CACHE_MISSES
 
 JSON = "application/json"
 # The largest request body taken (a reply is at most 2,000 characters; mark-many lists ids).
@@ -40,6 +41,21 @@ def etag_of(body: bytes) -> str:
     """A strong ETag of an answer's bytes: 96 bits of their SHA-256 (which CPUs compute in
     hardware, faster than BLAKE2 here)."""
     return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+
+
+def before_reading(
+    cache: ResponseCache | None, service: str, message: Message
+) -> tuple[ResponseCache | None, str, int | None]:
+    """For a GET the cache did not answer: the cache to keep its answer in (None: there is
+    none, or it keeps no answers of `service`), the account the request names, and that
+    account's stamp, read before the answer is computed (a change meanwhile makes the
+    answer stale at once); counted as a miss."""
+    if cache is None or service not in cache.services:
+        return None, "", 0
+    account_id = getattr(message, "account_id", "")
+    account_id = account_id if isinstance(account_id, str) else ""
+    CACHE_MISSES.inc()
+    return cache, account_id, cache.stamp(account_id)
 
 
 def read_answer(body: bytes, headers: dict[str, str], route: str) -> Answer:

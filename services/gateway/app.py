@@ -57,6 +57,7 @@ from .answers import (
     _error,
     _field_text,
     _raw_path,
+    before_reading,
     if_none_match_of,
     read_answer,
 )
@@ -74,7 +75,7 @@ from .grpc_bridge import (
     timeout_of,
 )
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
-from .observe import CACHE_MISSES, ROUTE, Probe, im_probe_routes, master_probe, probe_routes
+from .observe import ROUTE, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
 from .reads import answer_get
 from .routes import Route as RpcRoute
@@ -347,17 +348,9 @@ class Gateway:
 
         if route.server_streaming:
             return await self._stream(route, message, request, profile, metadata, timeout)
-        cache = (
-            self._cache
-            if self._cache is not None and request.method == "GET" and route.service in self._cache.services
-            else None
+        cache, account_id, stamp = before_reading(
+            self._cache if request.method == "GET" else None, route.service, message
         )
-        account_id = getattr(message, "account_id", "")
-        account_id = account_id if isinstance(account_id, str) else ""
-        # Read before the answer is computed: a change meanwhile makes the answer stale at once.
-        stamp = cache.stamp(account_id) if cache is not None else 0
-        if cache is not None:
-            CACHE_MISSES.inc()
         call = (encoded or self._call(route))(message, metadata=metadata, timeout=timeout)
         try:
             answered: Message | EncodedReply = await call

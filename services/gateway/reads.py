@@ -17,14 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from services.common.rpc_errors import bad_request
 
-from .answers import _answer, _cache_key, _error, _raw_path, read_answer
+from .answers import _answer, _cache_key, _error, _raw_path, before_reading, read_answer
 from .bind_http import bind_get
 from .binding import BindingError, BoundRequests
 from .cache import ResponseCache
 from .grpc_bridge import PRINTABLE, BadHeader, identity_of, status_of
 from .marshalers import Profile
-from .observe import CACHE_HITS, CACHE_MISSES, ROUTE
-from .routes import Route
+from .observe import CACHE_HITS, ROUTE
+from .routes import GATEWAY_PATHS, Route
 
 
 class Gateway(Protocol):
@@ -82,8 +82,8 @@ async def answer_get(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
             scope[ROUTE] = hit.route
             await _answer(hit, if_none_match).send_to(send)
             return True
-    if profile.legacy:
-        return False
+    if profile.legacy or not scope["path"].startswith(GATEWAY_PATHS):
+        return False  # the routes add the old names; other paths (console files, probes) are no pages
     raw_path = _raw_path(scope)
     matched = next((found for found in gateway.matching(raw_path) if found[0].http_method == "GET"), None)
     if matched is None or matched[0].server_streaming or matched[0].body:
@@ -103,14 +103,7 @@ async def answer_get(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
             await _error(profile, bad_request(error.field, error.description))(scope, receive, send)
             return True
         gateway.bound.keep(asked, message)
-    if cache is not None and route.service not in cache.services:
-        cache = None
-    account_id = getattr(message, "account_id", "")
-    account_id = account_id if isinstance(account_id, str) else ""
-    # Read before the answer is computed: a change meanwhile makes the answer stale at once.
-    stamp = cache.stamp(account_id) if cache is not None else 0
-    if cache is not None:
-        CACHE_MISSES.inc()
+    cache, account_id, stamp = before_reading(cache, route.service, message)
     try:
         answered = await encoded(message, metadata=[("authorization", sent)] if sent is not None else [])
     except grpc.aio.AioRpcError as error:

@@ -16,6 +16,9 @@ from google.protobuf.message import Message
 
 from .path_template import PathTemplate, parse
 
+# Where every route of the IM services is (each google.api.http template starts so).
+GATEWAY_PATHS = "/api/im/"
+
 
 @dataclass(frozen=True)
 class Route:

@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .cors import Cors
 from .observe import Observed
+from .routes import GATEWAY_PATHS
 
 
 class Gateway(Protocol):
@@ -23,10 +24,6 @@ class Gateway(Protocol):
     async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-
-# The paths of the gateway's routes (every google.api.http template of the IM services).
-_GATEWAY_PATHS = "/api/im/"
 
 
 class GatewayApp(Starlette):
@@ -51,8 +48,8 @@ class GatewayApp(Starlette):
         """A path no route of this application takes: the gateway's, with no routing first."""
         if self._own_paths is None:
             own = [route.path for route in self.router.routes if isinstance(route, Route)]
-            self._own_paths = frozenset(own) if all("{" not in p for p in own if p.startswith(_GATEWAY_PATHS)) else None
-        return self._own_paths is not None and path.startswith(_GATEWAY_PATHS) and path not in self._own_paths
+            self._own_paths = frozenset(own) if all("{" not in p for p in own if p.startswith(GATEWAY_PATHS)) else None
+        return self._own_paths is not None and path.startswith(GATEWAY_PATHS) and path not in self._own_paths
 
     async def _gateway_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The gateway's answer; on a defect, 500 (if nothing was sent yet) and the error
