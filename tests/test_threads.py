@@ -15,7 +15,7 @@ from imsync.v1 import events_pb2 as ev
 from imsync.v1 import sync_pb2
 from services.common.sample import SampleAccount
 from services.master.memory.store import MemoryStore
-from services.master.model import threads
+from services.master.model import filters, threads
 from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError
 from services.master.model.store import DeltaData, SnapshotData, Store
 from services.master.redis.store import RedisStore
@@ -207,3 +207,62 @@ def test_a_note_must_have_words_and_not_too_many() -> None:
         with pytest.raises(InvalidArgument) as refused:
             threads.check_note(text)
         assert refused.value.field == "text"
+
+
+async def test_every_filter_finds_what_the_views_show_on_every_page(new_store: StoreFactory) -> None:
+    """A filtered page refuses most conversations before their views are built
+    (filters.conversations_before_view); walked page by page, every filter still finds
+    exactly the conversations whose views pass it, in order."""
+    sample = SampleAccount("shop", seed=12, now=NOW)
+    sample.fill(conversations=24, messages_per_conversation=1, contents=1, comments_per_content=1)
+    for conversation in sample.batch.conversations[::3]:
+        conversation.status = e.CONVERSATION_STATUS_ARCHIVED
+    store = new_store()
+    assert await store.apply_snapshot(SnapshotData("shop", 1, frozenset(), sample.account, copy(sample.batch)))
+    ids = await _ids(store)
+    for conversation_id in ids[::4]:
+        await store.set_pinned("shop", conversation_id, True)
+    for conversation_id in ids[1::5]:
+        await store.set_muted("shop", conversation_id, True)
+    await store.handle_conversation("shop", ids[2], threads.assign("王芳", "李雷"), T0)
+    await store.handle_conversation("shop", ids[3], threads.claim("李雷"), T0)
+    await store.handle_conversation("shop", ids[5], threads.set_state(threads.DONE, 0, "王芳"), T0)
+    # Handled, then nobody's again and open: handled still, as the unhandled are shown.
+    await store.handle_conversation("shop", ids[6], threads.assign("王芳", "王芳"), T0)
+    await store.handle_conversation("shop", ids[6], threads.assign("", "王芳"), T0 + 1)
+    # Snoozed until later, and a snooze that ran out (open again, by the clock).
+    await store.handle_conversation("shop", ids[7], threads.set_state(threads.SNOOZED, T0 + 86400 * SECOND, "李雷"), T0)
+    await store.handle_conversation("shop", ids[8], threads.set_state(threads.SNOOZED, T0 + SECOND, "李雷"), T0)
+    await asyncio.sleep(1.1)
+    shown = {c: await store.get_conversation("shop", c) for c in ids}
+    assert shown[ids[8]].thread_state == e.THREAD_STATE_OPEN
+    assert shown[ids[7]].thread_state == e.THREAD_STATE_SNOOZED
+    views = [shown[c] for c in await _ids(store)]  # in the list's order (pinned first)
+    checked = 0
+    for status in (0, e.CONVERSATION_STATUS_ACTIVE, e.CONVERSATION_STATUS_ARCHIVED):
+        for flags in ((None, None), (True, None), (False, None), (None, True), (None, False), (True, False)):
+            for assignee in (None, "", "王芳", "李雷", "nobody"):
+                for state in (0, e.THREAD_STATE_OPEN, e.THREAD_STATE_DONE, e.THREAD_STATE_SNOOZED):
+                    asked = (status, *flags, assignee, state)
+                    wanted = filters.conversations(*asked)
+                    expected = [view.conversation_id for view in views if wanted(view)]
+                    found: list[str] = []
+                    cursor = ""
+                    while True:
+                        page = await store.list_conversations(
+                            "shop",
+                            status=status,
+                            is_pinned=flags[0],
+                            is_muted=flags[1],
+                            assignee=assignee,
+                            thread_state=state,
+                            cursor=cursor,
+                            count=3,
+                        )
+                        found += [c.conversation_id for c in page.items]
+                        if not page.has_more:
+                            break
+                        cursor = page.cursor
+                    assert found == expected, asked
+                    checked += bool(expected)
+    assert checked > 100, "most filters find some"

@@ -104,8 +104,24 @@ class MemoryStore(Searching):
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
+        handling = state.handling
+        may_pass = filters.conversations_before_view(
+            status,
+            is_pinned,
+            is_muted,
+            assignee,
+            thread_state,
+            state.conversations,
+            handling.pinned,
+            handling.muted,
+            handling.threads,
+        )
 
         def view(key: Key) -> e.Conversation | None:
+            # A filtered page may pass over most of the account: refuse what can be refused
+            # before a view is built.
+            if may_pass is not None and not may_pass(str(key[2])):
+                return None
             conversation = state.conversation_view(str(key[2]))
             return conversation if wanted(conversation) else None
 

@@ -3,7 +3,7 @@ filter parameters and gives the test an item (as the client sees it) must pass."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
@@ -28,6 +28,34 @@ def conversations(
         and (is_muted is None or view.is_muted == is_muted)
         and (not status or view.status == status)
         and handled(view)
+    )
+
+
+def conversations_before_view(
+    status: int,
+    is_pinned: bool | None,
+    is_muted: bool | None,
+    assignee: str | None,
+    thread_state: int,
+    stored: Mapping[str, e.Conversation],
+    pinned: Collection[str],
+    muted: Collection[str],
+    handled: Collection[str],
+) -> Callable[[str], bool] | None:
+    """What of `conversations`' test can be told of a conversation (by id) from what its
+    view is made of, before the view is built: False only for one the test refuses (the
+    view would be refused too); None when nothing is filtered. `stored`: the crawled
+    conversations; `pinned`, `muted`, `handled`: the ids the team pinned, muted, handles.
+    A conversation nobody handles shows no assignee and is open (threads.view); one that is
+    handled is left to the view, whose state depends on the time (a snooze running out)."""
+    if (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0):
+        return None
+    unhandled_passes = (assignee is None or assignee == "") and thread_state in (0, e.THREAD_STATE_OPEN)
+    return lambda conversation_id: (
+        (is_pinned is None or (conversation_id in pinned) == is_pinned)
+        and (is_muted is None or (conversation_id in muted) == is_muted)
+        and (not status or stored[conversation_id].status == status)
+        and (unhandled_passes or conversation_id in handled)
     )
 
 

@@ -10,6 +10,7 @@ from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import cursor as cursors
+from services.master.model import filters
 from services.master.model.account_state import AccountState
 from services.master.model.errors import InvalidArgument, NotFound, Unavailable
 from services.master.model.keys import comment_key, message_key, notification_key
@@ -102,9 +103,13 @@ class Fetching(RedisBase):
             batch = min(batch * 2, 1000)
 
     def _conversations_page(
-        self, keys: AccountKeys, wanted: Callable[[e.Conversation], bool], unfiltered: bool, as_json: JsonViews | None
+        self, keys: AccountKeys, asked: tuple[int, bool | None, bool | None, str | None, int], as_json: JsonViews | None
     ) -> Callable[[str, int], Awaitable[tuple[list[str], list[Any]]]]:
-        """_walk's fetch of a page of conversations: views, or their JSON (`as_json`)."""
+        """_walk's fetch of a page of conversations: views, or their JSON (`as_json`);
+        `asked`: list_conversations' filter (status, is_pinned, is_muted, assignee,
+        thread_state)."""
+        wanted = filters.conversations(*asked)
+        unfiltered = asked == (0, None, None, None, 0)
         lookups = [
             (keys.entities["conversations"], "HMGET", ""),
             (keys.counters["conversation_unread"], "HMGET", ""),
@@ -121,10 +126,17 @@ class Fetching(RedisBase):
             ids = [id_of(m, 2, newest=False) for m in members]
             raw = found[0] if members else []
             state = _conversations_view(keys.account_id, meta, ids, found if members else [[]] * 5)
+            handling = state.handling
+            may_pass = filters.conversations_before_view(
+                *asked, state.conversations, handling.pinned, handling.muted, handling.threads
+            )
             items: list[Any] = []
             for cid, encoded in zip(ids, raw, strict=True):
                 if encoded is None:  # gone between the order and its hash: not possible in one script
                     raise Unavailable("the account changed while it was read; try again", retry_after=0.1)
+                if may_pass is not None and not may_pass(cid):
+                    items.append(None)  # refused before its view is built
+                    continue
                 view = None if unfiltered and as_json is not None else state.conversation_view(cid)
                 if view is not None and not wanted(view):
                     items.append(None)

@@ -89,9 +89,7 @@ class Queries(Fleet):
         as_json: JsonViews | None = None,
     ) -> Page[e.Conversation]:
         keys = self._account_keys(account_id)
-        wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
-        unfiltered = (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0)
-        fetch = self._conversations_page(keys, wanted, unfiltered, as_json)
+        fetch = self._conversations_page(keys, (status, is_pinned, is_muted, assignee, thread_state), as_json)
         page: Page[Any] = await self._walk("", "conversations", (int, int, str), cursor, count, no_build, fetch=fetch)
         return page.as_encoded(as_json is not None)
 
