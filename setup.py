@@ -1,9 +1,15 @@
-"""The one compiled part: the master's reader of snapshot messages off the wire
-(services/master/model/_wire.c, used by intake.py). Everything else is in pyproject.toml;
-scripts/bootstrap installs a C compiler and Python's headers where they are missing."""
+"""The compiled parts of the master: its reader of snapshot messages off the wire
+(services/master/model/_wire.c, used by intake.py) and the loops of its one-loop pages
+(_pages.c, used by json_views.py). Everything else is in pyproject.toml; scripts/bootstrap
+installs a C compiler and Python's headers where they are missing."""
 
 from setuptools import Extension, setup
 
-# Optional: where it cannot be built the install goes on and the master reads in Python
-# (wire_reader.py).
-setup(ext_modules=[Extension("services.master.model._wire", sources=["services/master/model/_wire.c"], optional=True)])
+# Optional: where they cannot be built the install goes on and the master does the same
+# in Python (compiled.py).
+setup(
+    ext_modules=[
+        Extension(f"services.master.model.{name}", sources=[f"services/master/model/{name}.c"], optional=True)
+        for name in ("_wire", "_pages")
+    ]
+)

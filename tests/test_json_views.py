@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from functools import partial
 from typing import Any
 
@@ -15,18 +16,30 @@ import pytest
 from prometheus_client import REGISTRY
 
 from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
 from services.common.protojson import JsonStyle, to_json
 from services.common.sample import SampleAccount
 from services.master.memory.store import MemoryStore
-from services.master.model import threads
+from services.master.model import compiled, json_views, threads, time_keys
 from services.master.model.errors import NotFound
 from services.master.model.json_views import JsonViews
 from services.master.model.keys import comment_key, message_key, notification_key
-from services.master.model.store import SnapshotData
+from services.master.model.store import DeltaData, SnapshotData
 
 from .conftest import StoreFactory
 
 NOW = 1_790_000_000
+
+
+@pytest.fixture(params=["c", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The one-loop pages' loops in C (_pages.c) and in Python: a test taking this runs
+    with each."""
+    if request.param == "c" and compiled.PAGES is None:
+        pytest.skip("the compiled page loops are off or not built")
+    if request.param == "python":
+        monkeypatch.setattr(json_views, "PAGES", None)
+    return str(request.param)
 
 
 async def _store(seed: int) -> tuple[MemoryStore, SampleAccount]:
@@ -40,9 +53,18 @@ async def _store(seed: int) -> tuple[MemoryStore, SampleAccount]:
     for message in sample.batch.messages[:5]:
         message.is_read, message.is_new = True, True
         message.read_at.FromSeconds(NOW)
+    # One instant shared by a customer's message, a comment and notifications: the inbox
+    # orders them by kind (notifications, messages, comments), each kind by id.
+    at = sample.batch.messages[1].create_time
+    for comment in sample.batch.comments[:2]:
+        comment.created_at.CopyFrom(at)
+    for nid in ("n-1", "n-2"):
+        notification = sample.batch.notifications.add(notification_id=nid, notification_type=1, text="赞了你的作品")
+        notification.create_time.CopyFrom(at)
     store = MemoryStore()
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), sample.account, sample.batch))
     state = store._state("acc")
+    assert len(state.notifications) == 2
     conversations = list(state.conversations)
     now_ns = time.time_ns()
     for conversation_id in rng.sample(conversations, 4):
@@ -216,12 +238,12 @@ async def _walk(list_page: Any, views: JsonViews | None) -> list[Any]:
 
 @pytest.mark.parametrize("style", list(JsonStyle))
 @pytest.mark.parametrize("seed", [5, 6])
-async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle, seed: int) -> None:
+async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle, seed: int, loops: str) -> None:
     """The memory store's unfiltered pages are joined in one loop each (json_views.py's
-    conversations_of, messages_of, inbox_of): every page, after every cursor and since a
-    time, is the views' page; read again from what is kept, after changes that move read
-    states, and with kept encodings evicted."""
-    store, _ = await _store(seed)
+    conversations_of, messages_of, inbox_of; in C or Python, `loops`): every page, after
+    every cursor and since a time, is the views' page; read again from what is kept, after
+    changes that move read states or bring new messages, and with kept encodings evicted."""
+    store, sample = await _store(seed)
     state = store._state("acc")
     conversation_id = next(iter(state.messages_by_conversation))
     # Half the messages are older: those pages end before them.
@@ -240,6 +262,13 @@ async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle,
     walked: dict[str, tuple[int, int]] = {}
     for views in (JsonViews(style), JsonViews(style, max_bytes=4_000)):
         for round_ in range(3):
+            # A customer writes: a message kept as it came, beside the snapshot's.
+            conversation = rng.choice(list(sample.batch.conversations))
+            upserts = sync_pb2.EntityBatch()
+            upserts.messages.append(sample.add_message(conversation, NOW + 100 + state.version, inbound=True))
+            upserts.conversations.append(conversation)
+            delta = DeltaData("acc", state.version, state.version + 1, None, upserts, sync_pb2.Removals())
+            assert await store.apply_delta(delta)
             for name, list_page in lists.items():
                 expected = [
                     ([to_json(item, style) for item in items], cursor, more)
@@ -254,3 +283,45 @@ async def test_every_page_joined_in_one_loop_is_the_views_page(style: JsonStyle,
     # Items in pages: every message, half of them since the time, more than one page each.
     assert walked["messages"][0] == len(state.messages) and walked["messages since"][0] < len(state.messages)
     assert all(pages > 1 for _, pages in walked.values()), walked
+
+
+def test_the_compiled_loops_refuse_what_is_not_theirs_and_pass_errors_on() -> None:
+    """_pages.c's loops, given what their callers never give (a key of another shape, an
+    entity's place past its table, orders that are not three), raise; an error raised by
+    what they call (`stop`, `is_inbound`) comes out of them; what is not kept is left to
+    the caller, named, and what is, is joined."""
+    if compiled.PAGES is None:
+        pytest.skip("the compiled page loops are off or not built")
+    pages = compiled.PAGES
+    kept: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+    key = time_keys.of_time(NOW, 0, "m1")
+    with pytest.raises(TypeError):
+        pages.conversations([b"not a tuple"], 5, {}, {}, kept, {}, set(), set(), {})
+    with pytest.raises(ValueError, match="time key"):
+        pages.messages([b"short"], 5, None, {}, None, kept, {}, set(), bool, {})
+    with pytest.raises(IndexError):
+        pages.messages([key], 5, None, {"m1": 1 << 32}, [[]], kept, {}, set(), bool, {})
+    for orders, kinds, error in (
+        (([], []), ("a", "b"), ValueError),
+        (([], [b"short"], []), ("a", "b", "c"), ValueError),
+        (([], (key,), []), ("a", "b", "c"), TypeError),
+    ):
+        with pytest.raises(error):
+            pages.inbox(orders, 5, None, kinds, {}, None, {}, None, kept, {}, set(), bool, bool, {})
+
+    def refuse(_: object) -> bool:
+        raise RuntimeError("said no")
+
+    with pytest.raises(RuntimeError, match="said no"):
+        pages.messages([key], 5, refuse, {}, None, kept, {}, set(), bool, {})
+    message = e.Message(message_id="m1")
+    kept[id(message)] = (message, b'{"message_id":"m1"')
+    with pytest.raises(RuntimeError, match="said no"):
+        pages.messages([key], 5, None, {"m1": message}, None, kept, {}, set(), refuse, {})
+    # Not there, or no tail kept for its read state: left to the caller.
+    assert pages.messages([key], 5, None, {}, None, kept, {}, set(), bool, {}) == ([None], key, False, [(0, "m1")], 0)
+    tails = {("message", None, True, False): b',"is_read":true}'}
+    inbound = pages.messages([key], 5, None, {"m1": message}, None, kept, {}, set(), lambda _: True, tails)
+    assert inbound == ([None], key, False, [(0, "m1")], 1)
+    outbound = pages.messages([key, key], 1, None, {"m1": message}, None, kept, {}, set(), lambda _: False, tails)
+    assert outbound == ([b'{"message_id":"m1","is_read":true}'], key, True, [], 1)

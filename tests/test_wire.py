@@ -5,7 +5,7 @@ does read what encoders plainly write, rather than always leaving it to Python.
 
 scripts/test runs these tests (and the sync fuzzer) once more against a build under
 AddressSanitizer and UndefinedBehaviorSanitizer, where the compiler has them
-(scripts/asan-wire): they catch a varint read past the end of its bytes.
+(scripts/asan-compiled): they catch a varint read past the end of its bytes.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ from services.master.model.time_keys import item_of
 if TYPE_CHECKING:
     from services.master.model.json_views import JsonViews
 
+# The inbox's kinds in their rank at one instant (list_unified's orders).
+_KINDS = ("notification", "message", "comment")
+
 
 class MemoryStore(Searching):
     """The in-memory Store."""
@@ -380,10 +383,8 @@ class MemoryStore(Searching):
         # ordered as the cursors' (-ns, Newest("<kind>:<id>")): newest first, and at one
         # instant notifications, then messages, then comments ("n" > "m" > "c"), each kind
         # by id, larger first.
-        orders = (
-            ("notification", state.inbox_notifications),
-            ("message", state.inbox_messages),
-            ("comment", state.inbox_comments),
+        orders = tuple(
+            zip(_KINDS, (state.inbox_notifications, state.inbox_messages, state.inbox_comments), strict=True)
         )
         after = cursors.decode(cursor, "unified", (int, Newest))
         starts = [0, 0, 0]
@@ -421,14 +422,10 @@ class MemoryStore(Searching):
             encoded = None
         elif not types and is_read is None and is_new is None:
             # Every item taken: the page's are among the first of each order after the
-            # cursor, merged by sorting those few (no merge step per item).
+            # cursor, which inbox_of merges (no merge step per item of the whole orders).
             most = page_size(count) + 1
-            firsts = sorted(
-                (key[:12], rank, key)
-                for rank, (_, order) in enumerate(orders)
-                for key in order.islice(starts[rank], starts[rank] + most)
-            )
-            encoded, end, has_more = as_json.inbox_of(state, [kind for kind, _ in orders], firsts, most - 1, stop)
+            n, m, c = (list(order.islice(starts[rank], starts[rank] + most)) for rank, (_, order) in enumerate(orders))
+            encoded, end, has_more = as_json.inbox_of(state, _KINDS, (n, m, c), most - 1, stop)
             items = []
         else:
             to_json = as_json.inbox_item

@@ -11,7 +11,7 @@ form gives the same entity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, KeysView, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, KeysView, Mapping, MutableMapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -84,3 +84,11 @@ class EntityTable(MutableMapping[str, T], Generic[T]):
             return [parts[at >> _SHIFT][at & _INDEX] if type(at) is int else cast(T, at) for at in where.values()]
 
         return values
+
+
+def places_of(table: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Sequence[Any]] | None]:
+    """A table as the page loops in C (_pages.c) read it: id -> entity or its place (part
+    << 32 | index) and the parts; a table that is not an EntityTable, as it is and None."""
+    if isinstance(table, EntityTable):
+        return table.where, table._parts
+    return table, None

@@ -4,7 +4,7 @@ A page read through the embedded gateway is joined from each entity's JSON bytes
 no protobuf view built per item. An entity's JSON is made of two parts:
 
 - what the worker sent, with the account's id: encoded once, the first time it is read,
-  and kept (`Encodings`). The key is the stored entity object itself. Stored entities are
+  and kept (`Encodings`, encodings.py). The key is the stored entity object itself. Stored entities are
   never changed in place (a change stores a new object), and a kept encoding holds its
   entity, so an encoding found for the object stored now is that object's: it can never
   be stale, and nothing has to invalidate it.
@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from google.protobuf import timestamp_pb2
@@ -35,16 +34,15 @@ from prometheus_client.registry import Collector
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import unified_messages_pb2 as u
-from services.common.protojson import JsonStyle, field_json_name, short_enum_names, to_json
+from services.common.protojson import JsonStyle, field_json_name, short_enum_names
 from services.master.model import threads
 from services.master.model.account_views import AccountViews
-from services.master.model.intake import COLLECTIONS
+from services.master.model.compiled import PAGES
+from services.master.model.encodings import Encodings
+from services.master.model.entity_table import places_of
 from services.master.model.keys import notification_key, split_item_key
 from services.master.model.time_keys import item_of
 
-# What a kept encoding costs besides its bytes: the entity object it holds alive (a upb
-# wrapper, about 140 bytes), the dictionary's entry and the tuple.
-_ENTRY_OVERHEAD = 300
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_UINT64,
@@ -93,75 +91,6 @@ class _Names:
 
     def enum_value(self, field: str, value: int) -> int | str:
         return self.enum[field].get(value, value)
-
-
-class Encodings:
-    """What workers sent of each entity, encoded in one style and kept, at most `max_bytes`
-    of it; the least recently read goes first."""
-
-    def __init__(self, style: JsonStyle, max_bytes: int) -> None:
-        self.style = style
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        # id(entity) -> (entity, its JSON without the closing brace). The entity is held,
-        # so its id is not reused while the entry lives.
-        self._kept: OrderedDict[Any, tuple[Message | None, bytes]] = OrderedDict()
-        self._owned = {name: set(fields) | {"account_id"} for name, (_, fields) in COLLECTIONS.items()}
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def head(self, entity: Message, account_id: str, collection: str, raw: bytes | None = None) -> bytes:
-        """The entity's JSON up to its master-owned fields: an object left open. `raw`:
-        the bytes the entity was parsed from, by which it is kept instead (a store that
-        parses its entities anew at each read: Redis)."""
-        found = self.find(entity, raw, account_id)
-        if found is not None:
-            return found
-        return self.keep(entity, self._head(entity, account_id, collection), raw, account_id)
-
-    def find(self, entity: Message, raw: bytes | None = None, account_id: str = "") -> bytes | None:
-        """What is kept for the entity (or for its bytes, `raw`, with its account's id),
-        None if nothing is."""
-        key: Any = id(entity) if raw is None else (account_id, raw)
-        found = self._kept.get(key)
-        if found is None or (raw is None and found[0] is not entity):
-            return None
-        self.hits += 1
-        self._kept.move_to_end(key)
-        return found[1]
-
-    def keep(self, entity: Message, made: bytes, raw: bytes | None = None, account_id: str = "") -> bytes:
-        """Keeps `made` for the entity (or its bytes), in place of what was kept for an
-        earlier object at its address; returns it."""
-        self.misses += 1
-        key: Any = id(entity) if raw is None else (account_id, raw)
-        if key in self._kept:
-            self._forget(key)
-        if self.max_bytes > 0:
-            # Kept by its bytes, the entry holds them instead of the entity.
-            self._kept[key] = (entity if raw is None else None, made)
-            self.bytes += len(made) + _ENTRY_OVERHEAD + (0 if raw is None else len(raw))
-            while self.bytes > self.max_bytes and self._kept:
-                self._forget(next(iter(self._kept)))
-        return made
-
-    def _head(self, entity: Message, account_id: str, collection: str) -> bytes:
-        copy = type(entity)()
-        copy.CopyFrom(entity)
-        copy.account_id = account_id  # type: ignore[attr-defined]
-        data = to_json(copy, self.style)
-        owned = self._owned[collection]
-        for field in cast(Descriptor, copy.DESCRIPTOR).fields:
-            if field.name in owned and field.name != "account_id":
-                data.pop(field_json_name(field, self.style), None)
-        return orjson.dumps(data)[:-1]
-
-    def _forget(self, key: Any) -> None:
-        _, head = self._kept.pop(key)
-        self.bytes -= len(head) + _ENTRY_OVERHEAD + (0 if isinstance(key, int) else len(key[1]))
 
 
 class JsonViews:
@@ -232,6 +161,11 @@ class JsonViews:
         assert stop is None, "a page of conversations has no end but its count"
         conversations, unread_by, handling = state.conversations, state.unread_by_conversation, state.handling
         threads_of, pinned, muted = handling.threads, handling.pinned, handling.muted
+        if PAGES is not None:  # the same loop in C (_pages.c), which leaves the rest to conversation()
+            made = PAGES.conversations(
+                keys, limit, threads_of, conversations, self.kept.entries, unread_by, pinned, muted, self._tails
+            )
+            return self._made(made, lambda conversation_id: self.conversation(state, conversation_id))
         find, tails = self.kept.find, self._tails
         items: list[bytes] = []
         last = None
@@ -247,6 +181,17 @@ class JsonViews:
                 tail = tails.get(("conversation", *flags))
             items.append(head + tail if head and tail else self.conversation(state, conversation_id))
         return items, last, False
+
+    def _made(
+        self, made: tuple[list[Any], Any, bool, list[tuple[Any, ...]], int], make: Callable[..., bytes]
+    ) -> tuple[list[bytes], Any, bool]:
+        """A page from one of _pages.c's loops: the items it left (None) made by `make`, of
+        what it names of each (the id, or the kind and the id)."""
+        items, last, more, missing, hits = made
+        self.kept.hits += hits
+        for index, *what in missing:
+            items[index] = make(*what)
+        return items, last, more
 
     def _owned(self, unread: int, pinned: bool, muted: bool, shown: e.Conversation | None) -> dict[str, Any]:
         names = self._conversation
@@ -278,6 +223,11 @@ class JsonViews:
         loop, with state.message_reading written out in it: most of a page's cost is per item."""
         messages, is_inbound, account_id = state.messages, state.is_inbound, state.account_id
         read_at, new_items = state.handling.read_at, state.handling.new_items
+        if PAGES is not None:  # the same loop in C (_pages.c), which leaves the rest to message()
+            where, parts = places_of(messages)
+            kept = self.kept.entries
+            made = PAGES.messages(keys, limit, stop, where, parts, kept, read_at, new_items, is_inbound, self._tails)
+            return self._made(made, lambda message_id: self.message(state, messages[message_id]))
         find, tails = self.kept.find, self._tails
         items: list[bytes] = []
         last = None
@@ -365,20 +315,39 @@ class JsonViews:
     def inbox_of(
         self,
         state: AccountViews,
-        kinds: Sequence[str],
-        entries: Iterable[tuple[bytes, int, bytes]],
+        kinds: tuple[str, str, str],
+        orders: tuple[list[bytes], list[bytes], list[bytes]],
         limit: int,
         stop: Callable[[tuple[bytes, int, bytes]], bool] | None = None,
     ) -> tuple[list[bytes], tuple[bytes, int, bytes] | None, bool]:
-        """inbox_item() of inbox entries in their order ((time, kind's rank in `kinds`, its
-        order's key), as the memory store merges them), at most `limit`, ending before an
-        entry `stop` takes: their JSON, the last entry, whether more follow."""
+        """inbox_item() of the inbox's first entries: the keys of each kind's order after
+        the cursor (at most `limit` + 1 of each, time_keys), merged in the inbox's order
+        ((time, kind's rank in `kinds`, the key): the entries, as the memory store merges
+        them), at most `limit`, ending before an entry `stop` takes: their JSON, the last
+        entry, whether more follow."""
         messages, comments, is_inbound, is_own = state.messages, state.comments, state.is_inbound, state.is_own
         read_at, new_items = state.handling.read_at, state.handling.new_items
+        if PAGES is not None:  # the same loop in C (_pages.c), which leaves the rest to inbox_item()
+            made = PAGES.inbox(
+                orders,
+                limit,
+                stop,
+                kinds,
+                *places_of(messages),
+                *places_of(comments),
+                self.wrappers.entries,
+                read_at,
+                new_items,
+                is_inbound,
+                is_own,
+                self._tails,
+            )
+            return self._made(made, lambda kind, entity_id: self.inbox_item(state, kind, entity_id))
         find, tails = self.wrappers.find, self._tails
         items: list[bytes] = []
         last = None
-        for entry in entries:
+        # The merge of a few keys by sorting them, not a merge step per item.
+        for entry in sorted((key[:12], rank, key) for rank, keys in enumerate(orders) for key in keys):
             if stop is not None and stop(entry):
                 break
             if len(items) == limit:

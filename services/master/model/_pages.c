@@ -1,0 +1,442 @@
+/* The loops of json_views.py's one-loop pages (JsonViews.conversations_of, messages_of,
+ * inbox_of), in C: a page's items joined from the kept pieces with no Python bytecode per
+ * item.
+ *
+ * Each function walks an order's keys as its Python loop does and makes an item only where
+ * every piece is at hand: the entity's kept head (Encodings: id(entity) -> (entity, head),
+ * touched as Encodings.find touches it) and its tail, kept by its read state. Anything
+ * else (a conversation the team handles, pieces not kept yet, a key whose entity is not
+ * there, a notification) is left None and named in `missing`, (index, id) or (index,
+ * kind, id), for the Python caller to make
+ * as the views do; so what this makes is what the Python loop makes, and
+ * tests/test_json_views.py holds the two equal.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static PyObject *s_conversation, *s_message, *s_comment, *s_unified, *s_move_to_end, *s_message_prefix, *zero;
+
+/* The entity's kept head (a new reference), touched as the least recently used no more;
+ * NULL without an error when none is kept for this very object. */
+static PyObject *find_kept(PyObject *kept, PyObject *entity, Py_ssize_t *hits) {
+    PyObject *key = PyLong_FromVoidPtr(entity);
+    if (key == NULL)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(kept, key); /* borrowed */
+    if (found == NULL || !PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2 ||
+        PyTuple_GET_ITEM(found, 0) != entity || !PyBytes_Check(PyTuple_GET_ITEM(found, 1))) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *head = Py_NewRef(PyTuple_GET_ITEM(found, 1));
+    PyObject *moved = PyObject_CallMethodOneArg(kept, s_move_to_end, key);
+    Py_DECREF(key);
+    if (moved == NULL) {
+        Py_DECREF(head);
+        return NULL;
+    }
+    Py_DECREF(moved);
+    ++*hits;
+    return head;
+}
+
+/* The entity of `id` (a new reference) in a table (entity_table.py): `where` maps an id to
+ * the entity, or, where `parts` is not None, to its place there (part << 32 | index);
+ * NULL without an error when there is none. */
+static PyObject *entity_of(PyObject *where, PyObject *parts, PyObject *id) {
+    PyObject *found = PyDict_GetItemWithError(where, id);
+    if (found == NULL)
+        return NULL;
+    if (parts == Py_None || !PyLong_CheckExact(found))
+        return Py_NewRef(found);
+    long long place = PyLong_AsLongLong(found);
+    if (place == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t part = (Py_ssize_t)(place >> 32), index = (Py_ssize_t)(place & 0xffffffffLL);
+    if (!PyList_Check(parts) || part < 0 || part >= PyList_GET_SIZE(parts)) {
+        PyErr_SetString(PyExc_IndexError, "an entity's place is past its table's parts");
+        return NULL;
+    }
+    return PySequence_GetItem(PyList_GET_ITEM(parts, part), index);
+}
+
+/* head + tail, or NULL without an error when either is empty or not bytes. */
+static PyObject *joined(PyObject *head, PyObject *tail) {
+    if (tail == NULL || !PyBytes_Check(tail))
+        return NULL;
+    Py_ssize_t a = PyBytes_GET_SIZE(head), b = PyBytes_GET_SIZE(tail);
+    if (a == 0 || b == 0)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, a + b);
+    if (out == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(head), (size_t)a);
+    memcpy(PyBytes_AS_STRING(out) + a, PyBytes_AS_STRING(tail), (size_t)b);
+    return out;
+}
+
+/* Appends `item`, or None and (index, *what) to `missing` when there is none (`what`: the
+ * id, or the kind and the id). Steals `item`. */
+static int put(PyObject *items, PyObject *missing, PyObject *item, PyObject *kind, PyObject *id) {
+    if (item != NULL) {
+        int failed = PyList_Append(items, item);
+        Py_DECREF(item);
+        return failed;
+    }
+    PyObject *where = kind ? Py_BuildValue("(nOO)", PyList_GET_SIZE(items), kind, id)
+                           : Py_BuildValue("(nO)", PyList_GET_SIZE(items), id);
+    if (where == NULL)
+        return -1;
+    int failed = PyList_Append(missing, where);
+    Py_DECREF(where);
+    return failed ? failed : PyList_Append(items, Py_None);
+}
+
+static PyObject *result(PyObject *items, PyObject *last, int more, PyObject *missing, Py_ssize_t hits) {
+    return Py_BuildValue("(NOON n)", items, last ? last : Py_None, more ? Py_True : Py_False, missing, hits);
+}
+
+/* An item's id in its time key (time_keys.item_of): the bytes between the 12 of the time
+ * and the end mark, each inverted, as UTF-8 with surrogates passed. */
+static PyObject *item_of(PyObject *key) {
+    if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) < 13) {
+        PyErr_SetString(PyExc_ValueError, "not a time key");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(key) - 13;
+    if (n == 0)
+        return PyUnicode_New(0, 0);
+    const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(key) + 12;
+    char small[256];
+    char *to = n <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc((size_t)n);
+    if (to == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        to[i] = (char)(255 - from[i]);
+    PyObject *id = PyUnicode_DecodeUTF8(to, n, "surrogatepass");
+    if (to != small)
+        PyMem_Free(to);
+    return id;
+}
+
+static PyObject *conversations(PyObject *self, PyObject *args) {
+    PyObject *keys, *threads_of, *stored, *kept, *unread_by, *pinned, *muted, *tails;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OnO!O!O!O!OOO!", &keys, &limit, &PyDict_Type, &threads_of, &PyDict_Type, &stored,
+                          &PyDict_Type, &kept, &PyDict_Type, &unread_by, &pinned, &muted, &PyDict_Type, &tails))
+        return NULL;
+    PyObject *iterator = PyObject_GetIter(keys);
+    if (iterator == NULL)
+        return NULL;
+    PyObject *items = PyList_New(0), *missing = PyList_New(0), *last = NULL, *key;
+    Py_ssize_t hits = 0;
+    int more = 0;
+    if (items == NULL || missing == NULL)
+        goto failed;
+    while ((key = PyIter_Next(iterator)) != NULL) {
+        if (PyList_GET_SIZE(items) == limit) {
+            Py_DECREF(key);
+            more = 1;
+            break;
+        }
+        Py_XSETREF(last, key);
+        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) == 0) {
+            PyErr_SetString(PyExc_TypeError, "a conversation's key is a tuple ending in its id");
+            goto failed;
+        }
+        PyObject *id = PyObject_Str(PyTuple_GET_ITEM(key, PyTuple_GET_SIZE(key) - 1));
+        if (id == NULL)
+            goto failed;
+        PyObject *item = NULL;
+        int handled = PyDict_Contains(threads_of, id);
+        PyObject *conversation = handled ? NULL : entity_of(stored, Py_None, id);
+        PyObject *head = conversation ? find_kept(kept, conversation, &hits) : NULL;
+        Py_XDECREF(conversation); /* the kept entry holds it */
+        if (head != NULL) {
+            PyObject *unread = PyDict_GetItemWithError(unread_by, id);
+            int is_pinned = PyErr_Occurred() ? -1 : PySequence_Contains(pinned, id);
+            int is_muted = is_pinned < 0 ? -1 : PySequence_Contains(muted, id);
+            PyObject *flags = is_muted < 0 ? NULL
+                                           : PyTuple_Pack(4, s_conversation, unread ? unread : zero,
+                                                          is_pinned ? Py_True : Py_False, is_muted ? Py_True : Py_False);
+            if (flags != NULL) {
+                item = joined(head, PyDict_GetItemWithError(tails, flags));
+                Py_DECREF(flags);
+            }
+            Py_DECREF(head);
+        }
+        if (handled < 0 || PyErr_Occurred() || put(items, missing, item, NULL, id) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(id);
+            goto failed;
+        }
+        Py_DECREF(id);
+    }
+    if (PyErr_Occurred())
+        goto failed;
+    Py_DECREF(iterator);
+    PyObject *out = result(items, last, more, missing, hits);
+    Py_XDECREF(last);
+    return out;
+failed:
+    Py_DECREF(iterator);
+    Py_XDECREF(items);
+    Py_XDECREF(missing);
+    Py_XDECREF(last);
+    return NULL;
+}
+
+static PyObject *messages(PyObject *self, PyObject *args) {
+    PyObject *keys, *stop, *where, *parts, *kept, *read_at, *new_items, *is_inbound, *tails;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OnOO!OO!O!OOO!", &keys, &limit, &stop, &PyDict_Type, &where, &parts, &PyDict_Type,
+                          &kept, &PyDict_Type, &read_at, &new_items, &is_inbound, &PyDict_Type, &tails))
+        return NULL;
+    PyObject *iterator = PyObject_GetIter(keys);
+    if (iterator == NULL)
+        return NULL;
+    PyObject *items = PyList_New(0), *missing = PyList_New(0), *last = NULL, *key;
+    Py_ssize_t hits = 0;
+    int more = 0;
+    if (items == NULL || missing == NULL)
+        goto failed;
+    while ((key = PyIter_Next(iterator)) != NULL) {
+        if (stop != Py_None) {
+            PyObject *stops = PyObject_CallOneArg(stop, key);
+            int stopped = stops == NULL ? -1 : PyObject_IsTrue(stops);
+            Py_XDECREF(stops);
+            if (stopped != 0) {
+                Py_DECREF(key);
+                if (stopped < 0)
+                    goto failed;
+                break;
+            }
+        }
+        if (PyList_GET_SIZE(items) == limit) {
+            Py_DECREF(key);
+            more = 1;
+            break;
+        }
+        PyObject *id = item_of(key);
+        if (id == NULL) {
+            Py_DECREF(key);
+            goto failed;
+        }
+        PyObject *item = NULL;
+        PyObject *message = entity_of(where, parts, id);
+        PyObject *head = message ? find_kept(kept, message, &hits) : NULL;
+        if (head != NULL) {
+            PyObject *named = PyUnicode_Concat(s_message_prefix, id);
+            PyObject *read_ns = named ? PyDict_GetItemWithError(read_at, named) : NULL;
+            int shown = 1;
+            if (read_ns == NULL && !PyErr_Occurred()) {
+                PyObject *inbound = PyObject_CallOneArg(is_inbound, message);
+                shown = inbound == NULL ? -1 : !PyObject_IsTrue(inbound);
+                Py_XDECREF(inbound);
+            }
+            int is_new = shown < 0 || PyErr_Occurred() ? -1 : PySequence_Contains(new_items, named);
+            PyObject *reading = is_new < 0 ? NULL
+                                           : PyTuple_Pack(4, s_message, read_ns ? read_ns : Py_None,
+                                                          shown ? Py_True : Py_False, is_new ? Py_True : Py_False);
+            if (reading != NULL) {
+                item = joined(head, PyDict_GetItemWithError(tails, reading));
+                Py_DECREF(reading);
+            }
+            Py_XDECREF(named);
+            Py_DECREF(head);
+        }
+        Py_XDECREF(message);
+        if (PyErr_Occurred() || put(items, missing, item, NULL, id) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(id);
+            Py_DECREF(key);
+            goto failed;
+        }
+        Py_DECREF(id);
+        Py_XSETREF(last, key);
+    }
+    if (PyErr_Occurred())
+        goto failed;
+    Py_DECREF(iterator);
+    PyObject *out = result(items, last, more, missing, hits);
+    Py_XDECREF(last);
+    return out;
+failed:
+    Py_DECREF(iterator);
+    Py_XDECREF(items);
+    Py_XDECREF(missing);
+    Py_XDECREF(last);
+    return NULL;
+}
+
+/* The next of three orders' keys in the inbox's order, (time, rank, key): the least of
+ * the heads by their 12 bytes of time, then by rank. -1 when all are done. */
+static int next_rank(PyObject *const orders[3], const Py_ssize_t at[3]) {
+    int best = -1;
+    const char *best_key = NULL;
+    for (int rank = 0; rank < 3; rank++) {
+        if (at[rank] >= PyTuple_GET_SIZE(orders[rank]))
+            continue;
+        const char *key = PyBytes_AS_STRING(PyTuple_GET_ITEM(orders[rank], at[rank]));
+        if (best < 0 || memcmp(key, best_key, 12) < 0) {
+            best = rank;
+            best_key = key;
+        }
+    }
+    return best;
+}
+
+/* The entry (time, rank, key) of a key, as the Python loop's entries are. */
+static PyObject *entry_of(PyObject *key, int rank) {
+    return Py_BuildValue("(y#iO)", PyBytes_AS_STRING(key), (Py_ssize_t)12, rank, key);
+}
+
+static PyObject *inbox(PyObject *self, PyObject *args) {
+    PyObject *given, *stop, *kinds, *messages_where, *messages_parts, *comments_where, *comments_parts, *kept, *read_at,
+        *new_items, *is_inbound, *is_own, *tails;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!nOO!O!OO!OO!O!OOOO!", &PyTuple_Type, &given, &limit, &stop, &PyTuple_Type, &kinds,
+                          &PyDict_Type, &messages_where, &messages_parts, &PyDict_Type, &comments_where,
+                          &comments_parts, &PyDict_Type, &kept, &PyDict_Type, &read_at, &new_items, &is_inbound,
+                          &is_own, &PyDict_Type, &tails))
+        return NULL;
+    PyObject *orders[3];
+    Py_ssize_t at[3] = {0, 0, 0};
+    if (PyTuple_GET_SIZE(given) != 3 || PyTuple_GET_SIZE(kinds) != 3) {
+        PyErr_SetString(PyExc_ValueError, "the inbox merges three orders");
+        return NULL;
+    }
+    PyObject *items = NULL, *missing = NULL, *last = NULL;
+    /* Copies (tuples): what the loop calls (stop, is_inbound) cannot change them under it. */
+    orders[0] = orders[1] = orders[2] = NULL;
+    for (int rank = 0; rank < 3; rank++) {
+        if (!PyList_Check(PyTuple_GET_ITEM(given, rank)) || !PyUnicode_Check(PyTuple_GET_ITEM(kinds, rank))) {
+            PyErr_SetString(PyExc_TypeError, "each order is a list of its keys, each kind a str");
+            goto failed;
+        }
+        orders[rank] = PyList_AsTuple(PyTuple_GET_ITEM(given, rank));
+        if (orders[rank] == NULL)
+            goto failed;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(orders[rank]); i++) {
+            PyObject *key = PyTuple_GET_ITEM(orders[rank], i);
+            if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) < 13) {
+                PyErr_SetString(PyExc_ValueError, "not a time key");
+                goto failed;
+            }
+        }
+    }
+    items = PyList_New(0);
+    missing = PyList_New(0);
+    Py_ssize_t hits = 0;
+    int more = 0, rank;
+    if (items == NULL || missing == NULL)
+        goto failed;
+    while ((rank = next_rank(orders, at)) >= 0) {
+        PyObject *key = PyTuple_GET_ITEM(orders[rank], at[rank]++); /* borrowed: the copy holds it */
+        if (stop != Py_None) {
+            PyObject *entry = entry_of(key, rank);
+            PyObject *stops = entry == NULL ? NULL : PyObject_CallOneArg(stop, entry);
+            Py_XDECREF(entry);
+            int stopped = stops == NULL ? -1 : PyObject_IsTrue(stops);
+            Py_XDECREF(stops);
+            if (stopped < 0)
+                goto failed;
+            if (stopped)
+                break;
+        }
+        if (PyList_GET_SIZE(items) == limit) {
+            more = 1;
+            break;
+        }
+        Py_XSETREF(last, entry_of(key, rank));
+        if (last == NULL)
+            goto failed;
+        PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
+        PyObject *id = item_of(key);
+        if (id == NULL)
+            goto failed;
+        int is_message = PyUnicode_Compare(kind, s_message) == 0;
+        int is_comment = !is_message && PyUnicode_Compare(kind, s_comment) == 0;
+        PyObject *item = NULL;
+        PyObject *entity = is_message   ? entity_of(messages_where, messages_parts, id)
+                           : is_comment ? entity_of(comments_where, comments_parts, id)
+                                        : NULL;
+        PyObject *head = entity ? find_kept(kept, entity, &hits) : NULL;
+        if (head != NULL) {
+            PyObject *named = PyUnicode_FromFormat("%U:%U", kind, id);
+            PyObject *read_ns = named ? PyDict_GetItemWithError(read_at, named) : NULL;
+            int shown = 1;
+            if (read_ns == NULL && !PyErr_Occurred()) {
+                PyObject *test = PyObject_CallOneArg(is_message ? is_inbound : is_own, entity);
+                int yes = test == NULL ? -1 : PyObject_IsTrue(test);
+                Py_XDECREF(test);
+                shown = yes < 0 ? -1 : is_message ? !yes : yes;
+            }
+            int is_new = shown < 0 || PyErr_Occurred() ? -1 : PySequence_Contains(new_items, named);
+            PyObject *reading = is_new < 0 ? NULL
+                                           : PyTuple_Pack(5, s_unified, kind, read_ns ? read_ns : Py_None,
+                                                          shown ? Py_True : Py_False, is_new ? Py_True : Py_False);
+            if (reading != NULL) {
+                item = joined(head, PyDict_GetItemWithError(tails, reading));
+                Py_DECREF(reading);
+            }
+            Py_XDECREF(named);
+            Py_DECREF(head);
+        }
+        Py_XDECREF(entity);
+        if (PyErr_Occurred() || put(items, missing, item, kind, id) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(id);
+            goto failed;
+        }
+        Py_DECREF(id);
+    }
+    PyObject *out = result(items, last, more, missing, hits);
+    Py_XDECREF(last);
+    for (int r = 0; r < 3; r++)
+        Py_DECREF(orders[r]);
+    return out;
+failed:
+    Py_XDECREF(items);
+    Py_XDECREF(missing);
+    Py_XDECREF(last);
+    for (int r = 0; r < 3; r++)
+        Py_XDECREF(orders[r]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"inbox", inbox, METH_VARARGS,
+     "inbox(orders, limit, stop, kinds, messages' where, parts, comments' where, parts, kept, read_at,\n"
+     "      new_items, is_inbound, is_own, tails) -> (items, last entry, more, missing, hits)\n\n"
+     "JsonViews.inbox_of's loop over three orders' first keys, merged: None in `items` where\n"
+     "`missing` names (index, kind, id)."},
+    {"conversations", conversations, METH_VARARGS,
+     "conversations(keys, limit, threads_of, conversations, kept, unread_by, pinned, muted, tails)\n"
+     "    -> (items, last key, more, missing, hits)\n\n"
+     "JsonViews.conversations_of's loop: None in `items` where `missing` names (index, id)."},
+    {"messages", messages, METH_VARARGS,
+     "messages(keys, limit, stop, where, parts, kept, read_at, new_items, is_inbound, tails)\n"
+     "    -> (items, last key, more, missing, hits)\n\n"
+     "JsonViews.messages_of's loop: None in `items` where `missing` names (index, id)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_pages", .m_doc = "Pages joined from kept pieces (json_views.py).", .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__pages(void) {
+    s_conversation = PyUnicode_InternFromString("conversation");
+    s_message = PyUnicode_InternFromString("message");
+    s_comment = PyUnicode_InternFromString("comment");
+    s_unified = PyUnicode_InternFromString("unified");
+    s_move_to_end = PyUnicode_InternFromString("move_to_end");
+    s_message_prefix = PyUnicode_InternFromString("message:");
+    zero = PyLong_FromLong(0);
+    if (!s_conversation || !s_message || !s_comment || !s_unified || !s_move_to_end || !s_message_prefix || !zero)
+        return NULL;
+    return PyModule_Create(&module);
+}
