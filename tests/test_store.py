@@ -11,6 +11,7 @@ from imsync.v1 import sync_pb2
 from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master.model import cursor as cursors
+from services.master.model import filters
 from services.master.model.cursor import Newest
 from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.model.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
@@ -488,3 +489,62 @@ async def test_a_message_without_a_direction_is_the_customers_unless_the_account
             "acc-1", types=(), is_read=None, is_new=None, cursor=page.cursor, count=MAX_PAGE_SIZE
         )
     assert f"message:{theirs.message_id}" in listed and f"message:{ours.message_id}" not in listed
+
+
+async def test_every_inbox_filter_finds_what_the_views_show_on_every_page(
+    new_store: StoreFactory, account: SampleAccount
+) -> None:
+    """A filtered inbox page reads only the orders of the kinds its types ask for and
+    refuses most items before their views are built (filters.unified_kinds,
+    unified_before_view); walked page by page, every filter still finds exactly the items
+    whose views pass it, in order: read or not, the account's own, new, each type."""
+    store = new_store()
+    assert await store.apply_snapshot(snapshot(account, 1))
+    # After the first sync, what arrives is new: messages and notifications.
+    for conversation in account.batch.conversations[:4]:
+        account.add_message(conversation, NOW + 60, inbound=True)
+    for nid in ("n-1", "n-2", "n-3"):
+        notification = account.batch.notifications.add(notification_id=nid, notification_type=1, text="赞了你的作品")
+        notification.create_time.FromSeconds(NOW + 30)
+    # And customers answering customers' comments (discussions).
+    for parent in [c for c in account.batch.comments if not c.parent_comment_id][:3]:
+        reply = account.batch.comments.add()
+        reply.CopyFrom(parent)
+        reply.comment_id, reply.parent_comment_id = parent.comment_id + "1", parent.comment_id
+        reply.created_at.FromSeconds(NOW + 45)
+    assert await store.apply_snapshot(snapshot(account, 2))
+    ids = [item.id for item in await _inbox(store, (), None, None, 100)]
+    assert any(i.startswith("notification:") for i in ids)
+    await store.mark_unified_read("acc-1", ids[::3] + ids[1:7], NOW)
+    views = await _inbox(store, (), None, None, 100)
+    kinds_of = {item.type for item in views}
+    assert len(kinds_of) == 4, "messages, comments, discussions and notifications"
+    both = (u.UNIFIED_MESSAGE_TYPE_COMMENT, u.UNIFIED_MESSAGE_TYPE_NOTIFICATION)
+    for types in [(), *((kind,) for kind in sorted(kinds_of)), both]:
+        for is_read in (None, True, False):
+            for is_new in (None, True, False):
+                wanted = filters.unified(types, is_read, is_new)
+                expected = [item.id for item in views if wanted(item)]
+                found = [item.id for item in await _inbox(store, types, is_read, is_new, 4)]
+                assert found == expected, (types, is_read, is_new)
+    # Read, unread and new, unread and not new: each filter found some (reading ends new).
+    assert all(
+        any(filters.unified((), r, n)(item) for item in views)
+        for r, n in ((True, False), (False, True), (False, False))
+    )
+
+
+async def _inbox(
+    store: Store, types: tuple[int, ...], is_read: bool | None, is_new: bool | None, count: int
+) -> list[u.UnifiedMessage]:
+    """Every item of acc-1's inbox with these filters, page by page."""
+    found: list[u.UnifiedMessage] = []
+    cursor = ""
+    while True:
+        page = await store.list_unified(
+            "acc-1", types=types, is_read=is_read, is_new=is_new, cursor=cursor, count=count
+        )
+        found += page.items
+        if not page.has_more:
+            return found
+        cursor = page.cursor

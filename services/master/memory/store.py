@@ -401,7 +401,12 @@ class MemoryStore(Searching):
                 else:  # nothing of this kind at that instant came yet
                     starts[index] = order.bisect_left(at)
 
+        # Only the orders of the kinds the types ask for are read.
+        read_kinds = filters.unified_kinds(types)
+
         def ranked(rank: int, order: SortedList) -> Iterable[tuple[bytes, int, bytes]]:
+            if orders[rank][0] not in read_kinds:
+                return ()
             return ((key[:12], rank, key) for key in order.islice(starts[rank]))
 
         merged: Iterable[tuple[bytes, int, bytes]] = heapq.merge(
@@ -411,7 +416,25 @@ class MemoryStore(Searching):
         def item_id(entry: tuple[bytes, int, bytes]) -> str:
             return f"{orders[entry[1]][0]}:{item_of(entry[2])}"
 
+        handling, is_inbound, is_own = state.handling, state.is_inbound, state.is_own
+        may_pass = filters.unified_before_view(
+            types,
+            is_read,
+            is_new,
+            handling.read_at,
+            handling.new_items,
+            lambda kind, entity_id: (
+                (kind == "message" and not is_inbound(state.messages[entity_id]))
+                or (kind == "comment" and is_own(state.comments[entity_id]))
+            ),
+            lambda comment_id: bool(state.comments[comment_id].parent_comment_id),
+        )
+
         def view(entry: tuple[bytes, int, bytes]) -> u.UnifiedMessage | None:
+            # A filtered page may pass over most of the inbox: refuse what can be refused
+            # before a view is built.
+            if may_pass is not None and not may_pass(orders[entry[1]][0], item_of(entry[2])):
+                return None
             item = state.unified_view(item_id(entry))
             return item if wanted(item) else None
 
@@ -429,10 +452,9 @@ class MemoryStore(Searching):
             items = []
         else:
             to_json = as_json.inbox_item
-            kinds = [kind for kind, _ in orders]
             encoded, end, has_more = _collect(
                 merged,
-                lambda entry: to_json(state, kinds[entry[1]], item_of(entry[2])) if view(entry) is not None else None,
+                lambda entry: to_json(state, _KINDS[entry[1]], item_of(entry[2])) if view(entry) is not None else None,
                 page_size(count),
                 stop,
             )

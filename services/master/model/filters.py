@@ -90,6 +90,54 @@ def discussions(content_id: str, is_read: bool | None, is_new: bool | None) -> C
     )
 
 
+# The inbox's kinds of item, and the types each kind's items may have.
+_KIND_TYPES = {
+    "notification": (u.UNIFIED_MESSAGE_TYPE_NOTIFICATION,),
+    "message": (u.UNIFIED_MESSAGE_TYPE_DIRECT_MESSAGE,),
+    "comment": (u.UNIFIED_MESSAGE_TYPE_COMMENT, u.UNIFIED_MESSAGE_TYPE_DISCUSSION),
+}
+
+
+def unified_kinds(types: Collection[int]) -> frozenset[str]:
+    """The kinds of inbox item ("notification", "message", "comment") of which `unified`'s
+    test may take some: the inbox's orders of the others need not be read at all."""
+    return frozenset(kind for kind, kinds_types in _KIND_TYPES.items() if not types or set(kinds_types) & set(types))
+
+
+def unified_before_view(
+    types: Collection[int],
+    is_read: bool | None,
+    is_new: bool | None,
+    read_at: Mapping[str, int],
+    new_items: Collection[str],
+    is_read_anyway: Callable[[str, str], bool],
+    is_discussion: Callable[[str], bool],
+) -> Callable[[str, str], bool] | None:
+    """What of `unified`'s test can be told of an inbox item (its kind and entity id) from
+    what its view is made of, before the view is built: False only for one the test
+    refuses; None when nothing is filtered. `read_at`, `new_items`: the read marks and the
+    new items, by item key; `is_read_anyway(kind, id)`: whether an unmarked one counts
+    read (the account's own words do); `is_discussion(comment_id)`: a reply's."""
+    if not types and is_read is None and is_new is None:
+        return None
+    wanted = set(types)
+
+    def may_pass(kind: str, entity_id: str) -> bool:
+        item = f"{kind}:{entity_id}"
+        if is_new is not None and (item in new_items) != is_new:
+            return False
+        if is_read is not None and (item in read_at or is_read_anyway(kind, entity_id)) != is_read:
+            return False
+        if not wanted:
+            return True
+        if kind == "comment":
+            discussion = is_discussion(entity_id)
+            return (u.UNIFIED_MESSAGE_TYPE_DISCUSSION if discussion else u.UNIFIED_MESSAGE_TYPE_COMMENT) in wanted
+        return _KIND_TYPES[kind][0] in wanted
+
+    return may_pass
+
+
 def unified(types: Collection[int], is_read: bool | None, is_new: bool | None) -> Callable[[u.UnifiedMessage], bool]:
     wanted = set(types)
     return lambda view: (
