@@ -3,12 +3,11 @@ account's rev so a page never mixes two versions."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
-from imsync.v1 import unified_messages_pb2 as u
 from services.master.model import cursor as cursors
 from services.master.model import filters
 from services.master.model.account_state import AccountState
@@ -195,11 +194,13 @@ class Fetching(RedisBase):
     def _unified_page(
         self,
         keys: AccountKeys,
-        wanted: Callable[[u.UnifiedMessage], bool],
-        unfiltered: bool,
+        asked: tuple[Collection[int], bool | None, bool | None],
         as_json: JsonViews | None,
     ) -> Callable[[str, int], Awaitable[tuple[list[str], list[Any]]]]:
-        """_walk's fetch of a page of the unified inbox: views, or their JSON (`as_json`)."""
+        """_walk's fetch of a page of the unified inbox: views, or their JSON (`as_json`);
+        `asked`: list_unified's filter (types, is_read, is_new)."""
+        wanted = filters.unified(*asked)
+        unfiltered = not asked[0] and asked[1] is None and asked[2] is None
         kinds = (("message", "messages"), ("comment", "comments"), ("notification", "notifications"))
         lookups = [(keys.entities[name], "HMGET", f"-{kind}:") for kind, name in kinds]
         lookups += [(keys.read, "HMGET", ""), (keys.sets["new"], "SMISMEMBER", "")]
@@ -222,11 +223,24 @@ class Fetching(RedisBase):
                         raws[at] = encoded
             state.handling.read_at = {i: int(v) for i, v in zip(items, read, strict=True) if v is not None}
             state.handling.new_items = {i for i, flag in zip(items, new, strict=True) if flag}
+            may_pass = filters.unified_before_view(
+                *asked,
+                state.handling.read_at,
+                state.handling.new_items,
+                lambda kind, entity_id: (
+                    (kind == "message" and not state.is_inbound(state.messages[entity_id]))
+                    or (kind == "comment" and state.is_own(state.comments[entity_id]))
+                ),
+                lambda comment_id: bool(state.comments[comment_id].parent_comment_id),
+            )
             views: list[Any] = []
             for item, encoded in zip(items, raws, strict=True):
                 if encoded is None:  # gone between the order and its hash: not possible in one script
                     raise Unavailable("the account changed while it was read; try again", retry_after=0.1)
                 kind, _, entity_id = item.partition(":")
+                if may_pass is not None and not may_pass(kind, entity_id):
+                    views.append(None)  # refused before its view is built
+                    continue
                 view = None if unfiltered and as_json is not None else state.unified_view(item)
                 if view is not None and not wanted(view):
                     views.append(None)

@@ -342,9 +342,7 @@ class Queries(Fleet):
         as_json: JsonViews | None = None,
     ) -> Page[u.UnifiedMessage]:
         keys = self._account_keys(account_id)
-        wanted = filters.unified(types, is_read, is_new)
-        unfiltered = not types and is_read is None and is_new is None
-        fetch = self._unified_page(keys, wanted, unfiltered, as_json)
+        fetch = self._unified_page(keys, (types, is_read, is_new), as_json)
         # Newest first: once an item is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda key: -int(key[0]) < since_ns)
         page: Page[Any] = await self._walk(
