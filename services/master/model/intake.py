@@ -8,7 +8,7 @@ their groups, and which messages are a customer's. A snapshot is taken in chunk 
 as its chunks arrive; a delta's upserts pass the same checks.
 
 A snapshot chunk's messages (most of what it holds) are read off the bytes it was parsed
-from, where those are at hand (`Wire`), by imsync's one compiled part (_wire.c, where it
+from, where those are at hand (`Wire`), by imsync's compiled reader (_wire.c, where it
 was built: wire_reader.py). It
 declines what an encoder would not plainly write and every message the checks refuse;
 the Python loop then takes the chunk, and names what is wrong.
