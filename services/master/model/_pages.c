@@ -76,25 +76,84 @@ static PyObject *joined(PyObject *head, PyObject *tail) {
     return out;
 }
 
-/* Appends `item`, or None and (index, *what) to `missing` when there is none (`what`: the
- * id, or the kind and the id). Steals `item`. */
-static int put(PyObject *items, PyObject *missing, PyObject *item, PyObject *kind, PyObject *id) {
+/* A page being made: its items, what is left to the caller, the last key taken. */
+typedef struct {
+    PyObject *items, *missing, *last;
+    Py_ssize_t hits;
+    int more;
+} Page;
+
+static int page_open(Page *page) {
+    page->items = PyList_New(0);
+    page->missing = PyList_New(0);
+    page->last = NULL;
+    page->hits = 0;
+    page->more = 0;
+    return page->items != NULL && page->missing != NULL ? 0 : -1;
+}
+
+/* (items, last, more, missing, hits), or NULL if `failed`; the page is let go either way. */
+static PyObject *page_close(Page *page, int failed) {
+    PyObject *out = failed || PyErr_Occurred() ? NULL
+                                                : Py_BuildValue("(OOOOn)", page->items, page->last ? page->last : Py_None,
+                                                                page->more ? Py_True : Py_False, page->missing, page->hits);
+    Py_XDECREF(page->items);
+    Py_XDECREF(page->missing);
+    Py_XDECREF(page->last);
+    return out;
+}
+
+/* Appends `item`, or None and (index, *what) to the page's `missing` when there is none
+ * (`what`: the id, or the kind and the id). Steals `item`. */
+static int put(Page *page, PyObject *item, PyObject *kind, PyObject *id) {
     if (item != NULL) {
-        int failed = PyList_Append(items, item);
+        int failed = PyList_Append(page->items, item);
         Py_DECREF(item);
         return failed;
     }
-    PyObject *where = kind ? Py_BuildValue("(nOO)", PyList_GET_SIZE(items), kind, id)
-                           : Py_BuildValue("(nO)", PyList_GET_SIZE(items), id);
+    Py_ssize_t index = PyList_GET_SIZE(page->items);
+    PyObject *where = kind ? Py_BuildValue("(nOO)", index, kind, id) : Py_BuildValue("(nO)", index, id);
     if (where == NULL)
         return -1;
-    int failed = PyList_Append(missing, where);
+    int failed = PyList_Append(page->missing, where);
     Py_DECREF(where);
-    return failed ? failed : PyList_Append(items, Py_None);
+    return failed ? failed : PyList_Append(page->items, Py_None);
 }
 
-static PyObject *result(PyObject *items, PyObject *last, int more, PyObject *missing, Py_ssize_t hits) {
-    return Py_BuildValue("(NOON n)", items, last ? last : Py_None, more ? Py_True : Py_False, missing, hits);
+/* head + the tail kept for the item's read state, tails[(*key, read_ns, shown, is_new)]:
+ * read_ns its mark in `read_at` under `named` (None without one), shown whether it counts
+ * read (marked, or `counts(entity)` is true; false when `negated`), is_new whether `named`
+ * is in `new_items` (message_reading, comment_reading). NULL where no such tail is kept,
+ * or on an error (set). */
+static PyObject *with_reading(PyObject *head, PyObject *key, PyObject *named, PyObject *entity, PyObject *counts,
+                              int negated, PyObject *read_at, PyObject *new_items, PyObject *tails) {
+    PyObject *read_ns = PyDict_GetItemWithError(read_at, named);
+    if (read_ns == NULL && PyErr_Occurred())
+        return NULL;
+    int shown = 1;
+    if (read_ns == NULL) {
+        PyObject *test = PyObject_CallOneArg(counts, entity);
+        int yes = test == NULL ? -1 : PyObject_IsTrue(test);
+        Py_XDECREF(test);
+        if (yes < 0)
+            return NULL;
+        shown = negated ? !yes : yes;
+    }
+    int is_new = PySequence_Contains(new_items, named);
+    if (is_new < 0)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(key);
+    PyObject *reading = PyTuple_New(n + 3);
+    if (reading == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(reading, i, Py_NewRef(PyTuple_GET_ITEM(key, i)));
+    PyTuple_SET_ITEM(reading, n, Py_NewRef(read_ns ? read_ns : Py_None));
+    PyTuple_SET_ITEM(reading, n + 1, Py_NewRef(shown ? Py_True : Py_False));
+    PyTuple_SET_ITEM(reading, n + 2, Py_NewRef(is_new ? Py_True : Py_False));
+    PyObject *item = joined(head, PyDict_GetItemWithError(tails, reading));
+    Py_DECREF(reading);
+    return item;
 }
 
 /* An item's id in its time key (time_keys.item_of): the bytes between the 12 of the time
@@ -126,32 +185,27 @@ static PyObject *conversations(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OnO!O!O!O!OOO!", &keys, &limit, &PyDict_Type, &threads_of, &PyDict_Type, &stored,
                           &PyDict_Type, &kept, &PyDict_Type, &unread_by, &pinned, &muted, &PyDict_Type, &tails))
         return NULL;
-    PyObject *iterator = PyObject_GetIter(keys);
-    if (iterator == NULL)
-        return NULL;
-    PyObject *items = PyList_New(0), *missing = PyList_New(0), *last = NULL, *key;
-    Py_ssize_t hits = 0;
-    int more = 0;
-    if (items == NULL || missing == NULL)
-        goto failed;
-    while ((key = PyIter_Next(iterator)) != NULL) {
-        if (PyList_GET_SIZE(items) == limit) {
+    Page page;
+    PyObject *iterator = page_open(&page) < 0 ? NULL : PyObject_GetIter(keys), *key;
+    int failed = iterator == NULL;
+    while (!failed && (key = PyIter_Next(iterator)) != NULL) {
+        if (PyList_GET_SIZE(page.items) == limit) {
             Py_DECREF(key);
-            more = 1;
+            page.more = 1;
             break;
         }
-        Py_XSETREF(last, key);
+        Py_XSETREF(page.last, key);
         if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) == 0) {
             PyErr_SetString(PyExc_TypeError, "a conversation's key is a tuple ending in its id");
-            goto failed;
+            break;
         }
         PyObject *id = PyObject_Str(PyTuple_GET_ITEM(key, PyTuple_GET_SIZE(key) - 1));
         if (id == NULL)
-            goto failed;
+            break;
         PyObject *item = NULL;
         int handled = PyDict_Contains(threads_of, id);
         PyObject *conversation = handled ? NULL : entity_of(stored, Py_None, id);
-        PyObject *head = conversation ? find_kept(kept, conversation, &hits) : NULL;
+        PyObject *head = conversation ? find_kept(kept, conversation, &page.hits) : NULL;
         Py_XDECREF(conversation); /* the kept entry holds it */
         if (head != NULL) {
             PyObject *unread = PyDict_GetItemWithError(unread_by, id);
@@ -166,25 +220,16 @@ static PyObject *conversations(PyObject *self, PyObject *args) {
             }
             Py_DECREF(head);
         }
-        if (handled < 0 || PyErr_Occurred() || put(items, missing, item, NULL, id) < 0) {
+        if (handled < 0 || PyErr_Occurred()) {
             Py_XDECREF(item);
-            Py_DECREF(id);
-            goto failed;
+            failed = 1;
+        } else {
+            failed = put(&page, item, NULL, id) < 0;
         }
         Py_DECREF(id);
     }
-    if (PyErr_Occurred())
-        goto failed;
-    Py_DECREF(iterator);
-    PyObject *out = result(items, last, more, missing, hits);
-    Py_XDECREF(last);
-    return out;
-failed:
-    Py_DECREF(iterator);
-    Py_XDECREF(items);
-    Py_XDECREF(missing);
-    Py_XDECREF(last);
-    return NULL;
+    Py_XDECREF(iterator);
+    return page_close(&page, failed);
 }
 
 static PyObject *messages(PyObject *self, PyObject *args) {
@@ -193,81 +238,53 @@ static PyObject *messages(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OnOO!OO!O!OOO!", &keys, &limit, &stop, &PyDict_Type, &where, &parts, &PyDict_Type,
                           &kept, &PyDict_Type, &read_at, &new_items, &is_inbound, &PyDict_Type, &tails))
         return NULL;
-    PyObject *iterator = PyObject_GetIter(keys);
-    if (iterator == NULL)
-        return NULL;
-    PyObject *items = PyList_New(0), *missing = PyList_New(0), *last = NULL, *key;
-    Py_ssize_t hits = 0;
-    int more = 0;
-    if (items == NULL || missing == NULL)
-        goto failed;
-    while ((key = PyIter_Next(iterator)) != NULL) {
+    Page page;
+    PyObject *iterator = page_open(&page) < 0 ? NULL : PyObject_GetIter(keys), *key;
+    PyObject *reading_key = PyTuple_Pack(1, s_message);
+    int failed = iterator == NULL || reading_key == NULL;
+    while (!failed && (key = PyIter_Next(iterator)) != NULL) {
         if (stop != Py_None) {
             PyObject *stops = PyObject_CallOneArg(stop, key);
             int stopped = stops == NULL ? -1 : PyObject_IsTrue(stops);
             Py_XDECREF(stops);
             if (stopped != 0) {
                 Py_DECREF(key);
-                if (stopped < 0)
-                    goto failed;
-                break;
+                break; /* an error, if any, is set */
             }
         }
-        if (PyList_GET_SIZE(items) == limit) {
+        if (PyList_GET_SIZE(page.items) == limit) {
             Py_DECREF(key);
-            more = 1;
+            page.more = 1;
             break;
         }
         PyObject *id = item_of(key);
         if (id == NULL) {
             Py_DECREF(key);
-            goto failed;
+            break;
         }
         PyObject *item = NULL;
         PyObject *message = entity_of(where, parts, id);
-        PyObject *head = message ? find_kept(kept, message, &hits) : NULL;
+        PyObject *head = message ? find_kept(kept, message, &page.hits) : NULL;
         if (head != NULL) {
             PyObject *named = PyUnicode_Concat(s_message_prefix, id);
-            PyObject *read_ns = named ? PyDict_GetItemWithError(read_at, named) : NULL;
-            int shown = 1;
-            if (read_ns == NULL && !PyErr_Occurred()) {
-                PyObject *inbound = PyObject_CallOneArg(is_inbound, message);
-                shown = inbound == NULL ? -1 : !PyObject_IsTrue(inbound);
-                Py_XDECREF(inbound);
-            }
-            int is_new = shown < 0 || PyErr_Occurred() ? -1 : PySequence_Contains(new_items, named);
-            PyObject *reading = is_new < 0 ? NULL
-                                           : PyTuple_Pack(4, s_message, read_ns ? read_ns : Py_None,
-                                                          shown ? Py_True : Py_False, is_new ? Py_True : Py_False);
-            if (reading != NULL) {
-                item = joined(head, PyDict_GetItemWithError(tails, reading));
-                Py_DECREF(reading);
-            }
+            if (named != NULL)
+                item = with_reading(head, reading_key, named, message, is_inbound, 1, read_at, new_items, tails);
             Py_XDECREF(named);
             Py_DECREF(head);
         }
         Py_XDECREF(message);
-        if (PyErr_Occurred() || put(items, missing, item, NULL, id) < 0) {
+        if (PyErr_Occurred()) {
             Py_XDECREF(item);
-            Py_DECREF(id);
-            Py_DECREF(key);
-            goto failed;
+            failed = 1;
+        } else {
+            failed = put(&page, item, NULL, id) < 0;
         }
         Py_DECREF(id);
-        Py_XSETREF(last, key);
+        Py_XSETREF(page.last, key);
     }
-    if (PyErr_Occurred())
-        goto failed;
-    Py_DECREF(iterator);
-    PyObject *out = result(items, last, more, missing, hits);
-    Py_XDECREF(last);
-    return out;
-failed:
-    Py_DECREF(iterator);
-    Py_XDECREF(items);
-    Py_XDECREF(missing);
-    Py_XDECREF(last);
-    return NULL;
+    Py_XDECREF(iterator);
+    Py_XDECREF(reading_key);
+    return page_close(&page, failed);
 }
 
 /* The next of three orders' keys in the inbox's order, (time, rank, key): the least of
@@ -301,38 +318,37 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
                           &comments_parts, &PyDict_Type, &kept, &PyDict_Type, &read_at, &new_items, &is_inbound,
                           &is_own, &PyDict_Type, &tails))
         return NULL;
-    PyObject *orders[3];
-    Py_ssize_t at[3] = {0, 0, 0};
     if (PyTuple_GET_SIZE(given) != 3 || PyTuple_GET_SIZE(kinds) != 3) {
         PyErr_SetString(PyExc_ValueError, "the inbox merges three orders");
         return NULL;
     }
-    PyObject *items = NULL, *missing = NULL, *last = NULL;
-    /* Copies (tuples): what the loop calls (stop, is_inbound) cannot change them under it. */
-    orders[0] = orders[1] = orders[2] = NULL;
-    for (int rank = 0; rank < 3; rank++) {
-        if (!PyList_Check(PyTuple_GET_ITEM(given, rank)) || !PyUnicode_Check(PyTuple_GET_ITEM(kinds, rank))) {
+    /* Each order's keys copied (tuples: what the loop calls, stop and is_inbound, cannot
+     * change them under it), and each kind's start of its read state's tail key. */
+    PyObject *orders[3] = {NULL, NULL, NULL}, *reading_keys[3] = {NULL, NULL, NULL};
+    Py_ssize_t at[3] = {0, 0, 0};
+    Page page;
+    int failed = page_open(&page) < 0, rank;
+    for (rank = 0; rank < 3 && !failed; rank++) {
+        PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
+        if (!PyList_Check(PyTuple_GET_ITEM(given, rank)) || !PyUnicode_Check(kind)) {
             PyErr_SetString(PyExc_TypeError, "each order is a list of its keys, each kind a str");
-            goto failed;
+            break;
         }
         orders[rank] = PyList_AsTuple(PyTuple_GET_ITEM(given, rank));
-        if (orders[rank] == NULL)
-            goto failed;
+        reading_keys[rank] = PyTuple_Pack(2, s_unified, kind);
+        if (orders[rank] == NULL || reading_keys[rank] == NULL)
+            break;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(orders[rank]); i++) {
             PyObject *key = PyTuple_GET_ITEM(orders[rank], i);
             if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) < 13) {
                 PyErr_SetString(PyExc_ValueError, "not a time key");
-                goto failed;
+                break;
             }
         }
+        failed = PyErr_Occurred() != NULL;
     }
-    items = PyList_New(0);
-    missing = PyList_New(0);
-    Py_ssize_t hits = 0;
-    int more = 0, rank;
-    if (items == NULL || missing == NULL)
-        goto failed;
-    while ((rank = next_rank(orders, at)) >= 0) {
+    failed = failed || PyErr_Occurred() != NULL;
+    while (!failed && (rank = next_rank(orders, at)) >= 0) {
         PyObject *key = PyTuple_GET_ITEM(orders[rank], at[rank]++); /* borrowed: the copy holds it */
         if (stop != Py_None) {
             PyObject *entry = entry_of(key, rank);
@@ -340,70 +356,47 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
             Py_XDECREF(entry);
             int stopped = stops == NULL ? -1 : PyObject_IsTrue(stops);
             Py_XDECREF(stops);
-            if (stopped < 0)
-                goto failed;
-            if (stopped)
-                break;
+            if (stopped != 0)
+                break; /* an error, if any, is set */
         }
-        if (PyList_GET_SIZE(items) == limit) {
-            more = 1;
+        if (PyList_GET_SIZE(page.items) == limit) {
+            page.more = 1;
             break;
         }
-        Py_XSETREF(last, entry_of(key, rank));
-        if (last == NULL)
-            goto failed;
+        Py_XSETREF(page.last, entry_of(key, rank));
         PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
-        PyObject *id = item_of(key);
+        PyObject *id = page.last == NULL ? NULL : item_of(key);
         if (id == NULL)
-            goto failed;
+            break;
         int is_message = PyUnicode_Compare(kind, s_message) == 0;
         int is_comment = !is_message && PyUnicode_Compare(kind, s_comment) == 0;
         PyObject *item = NULL;
         PyObject *entity = is_message   ? entity_of(messages_where, messages_parts, id)
                            : is_comment ? entity_of(comments_where, comments_parts, id)
                                         : NULL;
-        PyObject *head = entity ? find_kept(kept, entity, &hits) : NULL;
+        PyObject *head = entity ? find_kept(kept, entity, &page.hits) : NULL;
         if (head != NULL) {
             PyObject *named = PyUnicode_FromFormat("%U:%U", kind, id);
-            PyObject *read_ns = named ? PyDict_GetItemWithError(read_at, named) : NULL;
-            int shown = 1;
-            if (read_ns == NULL && !PyErr_Occurred()) {
-                PyObject *test = PyObject_CallOneArg(is_message ? is_inbound : is_own, entity);
-                int yes = test == NULL ? -1 : PyObject_IsTrue(test);
-                Py_XDECREF(test);
-                shown = yes < 0 ? -1 : is_message ? !yes : yes;
-            }
-            int is_new = shown < 0 || PyErr_Occurred() ? -1 : PySequence_Contains(new_items, named);
-            PyObject *reading = is_new < 0 ? NULL
-                                           : PyTuple_Pack(5, s_unified, kind, read_ns ? read_ns : Py_None,
-                                                          shown ? Py_True : Py_False, is_new ? Py_True : Py_False);
-            if (reading != NULL) {
-                item = joined(head, PyDict_GetItemWithError(tails, reading));
-                Py_DECREF(reading);
-            }
+            if (named != NULL)
+                item = with_reading(head, reading_keys[rank], named, entity, is_message ? is_inbound : is_own,
+                                    is_message, read_at, new_items, tails);
             Py_XDECREF(named);
             Py_DECREF(head);
         }
         Py_XDECREF(entity);
-        if (PyErr_Occurred() || put(items, missing, item, kind, id) < 0) {
+        if (PyErr_Occurred()) {
             Py_XDECREF(item);
-            Py_DECREF(id);
-            goto failed;
+            failed = 1;
+        } else {
+            failed = put(&page, item, kind, id) < 0;
         }
         Py_DECREF(id);
     }
-    PyObject *out = result(items, last, more, missing, hits);
-    Py_XDECREF(last);
-    for (int r = 0; r < 3; r++)
-        Py_DECREF(orders[r]);
-    return out;
-failed:
-    Py_XDECREF(items);
-    Py_XDECREF(missing);
-    Py_XDECREF(last);
-    for (int r = 0; r < 3; r++)
+    for (int r = 0; r < 3; r++) {
         Py_XDECREF(orders[r]);
-    return NULL;
+        Py_XDECREF(reading_keys[r]);
+    }
+    return page_close(&page, failed);
 }
 
 static PyMethodDef methods[] = {
