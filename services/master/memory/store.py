@@ -107,18 +107,7 @@ class MemoryStore(Searching):
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
-        handling = state.handling
-        may_pass = filters.conversations_before_view(
-            status,
-            is_pinned,
-            is_muted,
-            assignee,
-            thread_state,
-            state.conversations,
-            handling.pinned,
-            handling.muted,
-            handling.threads,
-        )
+        may_pass = state.conversations_before_view(status, is_pinned, is_muted, assignee, thread_state)
 
         def view(key: Key) -> e.Conversation | None:
             # A filtered page may pass over most of the account: refuse what can be refused
@@ -416,19 +405,7 @@ class MemoryStore(Searching):
         def item_id(entry: tuple[bytes, int, bytes]) -> str:
             return f"{orders[entry[1]][0]}:{item_of(entry[2])}"
 
-        handling, is_inbound, is_own = state.handling, state.is_inbound, state.is_own
-        may_pass = filters.unified_before_view(
-            types,
-            is_read,
-            is_new,
-            handling.read_at,
-            handling.new_items,
-            lambda kind, entity_id: (
-                (kind == "message" and not is_inbound(state.messages[entity_id]))
-                or (kind == "comment" and is_own(state.comments[entity_id]))
-            ),
-            lambda comment_id: bool(state.comments[comment_id].parent_comment_id),
-        )
+        may_pass = state.inbox_before_view(types, is_read, is_new)
 
         def view(entry: tuple[bytes, int, bytes]) -> u.UnifiedMessage | None:
             # A filtered page may pass over most of the inbox: refuse what can be refused

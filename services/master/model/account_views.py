@@ -4,11 +4,12 @@ state (read marks, pins, what is new) set on a copy."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import unified_messages_pb2 as u
-from services.master.model import threads
+from services.master.model import filters, threads
 from services.master.model.account_base import AccountBase
 from services.master.model.keys import (
     comment_key,
@@ -79,6 +80,34 @@ class AccountViews(AccountBase):
         read_ns, view.is_read, view.is_new = self.message_reading(message)
         _set_read_at(view, read_ns)
         return view
+
+    def conversations_before_view(
+        self, status: int, is_pinned: bool | None, is_muted: bool | None, assignee: str | None, thread_state: int
+    ) -> Callable[[str], bool] | None:
+        """filters.conversations_before_view of this account's conversations."""
+        handling = self.handling
+        asked = (status, is_pinned, is_muted, assignee, thread_state)
+        return filters.conversations_before_view(
+            *asked, self.conversations, handling.pinned, handling.muted, handling.threads
+        )
+
+    def inbox_before_view(
+        self, types: Collection[int], is_read: bool | None, is_new: bool | None
+    ) -> Callable[[str, str], bool] | None:
+        """filters.unified_before_view of this account's inbox (message_reading and
+        comment_reading's rules: the account's own words count read)."""
+        return filters.unified_before_view(
+            types,
+            is_read,
+            is_new,
+            self.handling.read_at,
+            self.handling.new_items,
+            lambda kind, entity_id: (
+                (kind == "message" and not self.is_inbound(self.messages[entity_id]))
+                or (kind == "comment" and self.is_own(self.comments[entity_id]))
+            ),
+            lambda comment_id: bool(self.comments[comment_id].parent_comment_id),
+        )
 
     def message_reading(self, message: e.Message) -> tuple[int | None, bool, bool]:
         """A message's read state: when it was read (None: not), whether it counts as

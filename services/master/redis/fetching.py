@@ -125,10 +125,7 @@ class Fetching(RedisBase):
             ids = [id_of(m, 2, newest=False) for m in members]
             raw = found[0] if members else []
             state = _conversations_view(keys.account_id, meta, ids, found if members else [[]] * 5)
-            handling = state.handling
-            may_pass = filters.conversations_before_view(
-                *asked, state.conversations, handling.pinned, handling.muted, handling.threads
-            )
+            may_pass = state.conversations_before_view(*asked)
             items: list[Any] = []
             for cid, encoded in zip(ids, raw, strict=True):
                 if encoded is None:  # gone between the order and its hash: not possible in one script
@@ -223,16 +220,7 @@ class Fetching(RedisBase):
                         raws[at] = encoded
             state.handling.read_at = {i: int(v) for i, v in zip(items, read, strict=True) if v is not None}
             state.handling.new_items = {i for i, flag in zip(items, new, strict=True) if flag}
-            may_pass = filters.unified_before_view(
-                *asked,
-                state.handling.read_at,
-                state.handling.new_items,
-                lambda kind, entity_id: (
-                    (kind == "message" and not state.is_inbound(state.messages[entity_id]))
-                    or (kind == "comment" and state.is_own(state.comments[entity_id]))
-                ),
-                lambda comment_id: bool(state.comments[comment_id].parent_comment_id),
-            )
+            may_pass = state.inbox_before_view(*asked)
             views: list[Any] = []
             for item, encoded in zip(items, raws, strict=True):
                 if encoded is None:  # gone between the order and its hash: not possible in one script
