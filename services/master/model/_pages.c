@@ -3,13 +3,12 @@
  * item.
  *
  * Each function walks an order's keys as its Python loop does and makes an item only where
- * every piece is at hand: the entity's kept head (Encodings: id(entity) -> (entity, head),
- * touched as Encodings.find touches it) and its tail, kept by its read state. Anything
- * else (a conversation the team handles, pieces not kept yet, a key whose entity is not
- * there, a notification) is left None and named in `missing`, (index, id) or (index,
- * kind, id), for the Python caller to make
- * as the views do; so what this makes is what the Python loop makes, and
- * tests/test_json_views.py holds the two equal.
+ * every piece is at hand: the entity's kept head (encodings.py: id(entity) -> (entity,
+ * head), touched as Encodings.find touches it) and its tail, kept by its read state.
+ * Anything else (a conversation the team handles, a notification, pieces not kept yet, a
+ * key whose entity is not there) is left None and named in `missing`, (index, id) or
+ * (index, kind, id), for the Python caller to make as the views do. So what this makes is
+ * what the Python loop makes; tests/test_json_views.py holds the two equal.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -165,7 +165,7 @@ class JsonViews:
             made = PAGES.conversations(
                 keys, limit, threads_of, conversations, self.kept.entries, unread_by, pinned, muted, self._tails
             )
-            return self._made(made, lambda conversation_id: self.conversation(state, conversation_id))
+            return self._made(self.kept, made, lambda conversation_id: self.conversation(state, conversation_id))
         find, tails = self.kept.find, self._tails
         items: list[bytes] = []
         last = None
@@ -182,13 +182,14 @@ class JsonViews:
             items.append(head + tail if head and tail else self.conversation(state, conversation_id))
         return items, last, False
 
+    @staticmethod
     def _made(
-        self, made: tuple[list[Any], Any, bool, list[tuple[Any, ...]], int], make: Callable[..., bytes]
+        kept: Encodings, made: tuple[list[Any], Any, bool, list[tuple[Any, ...]], int], make: Callable[..., bytes]
     ) -> tuple[list[bytes], Any, bool]:
-        """A page from one of _pages.c's loops: the items it left (None) made by `make`, of
-        what it names of each (the id, or the kind and the id)."""
+        """A page from one of _pages.c's loops over `kept`: the items it left (None) made by
+        `make`, of what it names of each (the id, or the kind and the id)."""
         items, last, more, missing, hits = made
-        self.kept.hits += hits
+        kept.hits += hits
         for index, *what in missing:
             items[index] = make(*what)
         return items, last, more
@@ -227,7 +228,7 @@ class JsonViews:
             where, parts = places_of(messages)
             kept = self.kept.entries
             made = PAGES.messages(keys, limit, stop, where, parts, kept, read_at, new_items, is_inbound, self._tails)
-            return self._made(made, lambda message_id: self.message(state, messages[message_id]))
+            return self._made(self.kept, made, lambda message_id: self.message(state, messages[message_id]))
         find, tails = self.kept.find, self._tails
         items: list[bytes] = []
         last = None
@@ -342,7 +343,7 @@ class JsonViews:
                 is_own,
                 self._tails,
             )
-            return self._made(made, lambda kind, entity_id: self.inbox_item(state, kind, entity_id))
+            return self._made(self.wrappers, made, lambda kind, entity_id: self.inbox_item(state, kind, entity_id))
         find, tails = self.wrappers.find, self._tails
         items: list[bytes] = []
         last = None
