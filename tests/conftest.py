@@ -22,7 +22,7 @@ from services.gateway.app import create_app
 from services.master.auth.watched_file import token_hash
 from services.master.in_process import InProcessChannel
 from services.master.memory.store import MemoryStore
-from services.master.model import collector, wire_reader
+from services.master.model import collector, compiled
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.model.store import Store
 from services.master.redis.store import RedisStore
@@ -81,7 +81,7 @@ class WireReads(list[bool]):
 
 @pytest.fixture
 def wire_reads(monkeypatch: pytest.MonkeyPatch) -> WireReads:
-    reader = wire_reader.READER
+    reader = compiled.READER
     read = WireReads(compiled=reader is not None)
     if reader is not None:
         take = reader.take_messages

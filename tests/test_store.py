@@ -3,6 +3,9 @@ memory store, and the Redis store on a real redis-server)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -14,7 +17,7 @@ from services.master.model import cursor as cursors
 from services.master.model import filters
 from services.master.model.cursor import Newest
 from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.master.model.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, SnapshotData, Store
+from services.master.model.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, Page, SnapshotData, Store
 
 from .conftest import NOW, StoreFactory
 
@@ -41,17 +44,21 @@ async def store(account: SampleAccount, new_store: StoreFactory) -> Store:
     return store
 
 
-async def walk_conversations(store: Store, account_id: str, count: int) -> list[str]:
-    seen: list[str] = []
+async def every_item(list_page: Callable[..., Awaitable[Page[Any]]], **asked: Any) -> list[Any]:
+    """Every item of a list, page after page by each page's cursor, as a client walks it."""
+    items: list[Any] = []
     cursor = ""
     while True:
-        page = await store.list_conversations(
-            account_id, status=0, is_pinned=None, is_muted=None, cursor=cursor, count=count
-        )
-        seen += [c.conversation_id for c in page.items]
+        page = await list_page(**asked, cursor=cursor)
+        items += page.items
         if not page.has_more:
-            return seen
+            return items
         cursor = page.cursor
+
+
+async def walk_conversations(store: Store, account_id: str, count: int) -> list[str]:
+    asked = {"status": 0, "is_pinned": None, "is_muted": None, "count": count}
+    return [c.conversation_id for c in await every_item(store.list_conversations, account_id=account_id, **asked)]
 
 
 def last_activity(conversation: e.Conversation) -> int:
@@ -538,13 +545,5 @@ async def _inbox(
     store: Store, types: tuple[int, ...], is_read: bool | None, is_new: bool | None, count: int
 ) -> list[u.UnifiedMessage]:
     """Every item of acc-1's inbox with these filters, page by page."""
-    found: list[u.UnifiedMessage] = []
-    cursor = ""
-    while True:
-        page = await store.list_unified(
-            "acc-1", types=types, is_read=is_read, is_new=is_new, cursor=cursor, count=count
-        )
-        found += page.items
-        if not page.has_more:
-            return found
-        cursor = page.cursor
+    asked = {"types": types, "is_read": is_read, "is_new": is_new, "count": count}
+    return await every_item(store.list_unified, account_id="acc-1", **asked)

@@ -21,6 +21,7 @@ from services.master.model.store import DeltaData, SnapshotData, Store
 from services.master.redis.store import RedisStore
 
 from .conftest import NOW, StoreFactory
+from .test_store import every_item
 from .test_store_deltas import copy
 
 # The views judge snoozes by the wall clock: the changes here happen now.
@@ -246,23 +247,16 @@ async def test_every_filter_finds_what_the_views_show_on_every_page(new_store: S
                     asked = (status, *flags, assignee, state)
                     wanted = filters.conversations(*asked)
                     expected = [view.conversation_id for view in views if wanted(view)]
-                    found: list[str] = []
-                    cursor = ""
-                    while True:
-                        page = await store.list_conversations(
-                            "shop",
-                            status=status,
-                            is_pinned=flags[0],
-                            is_muted=flags[1],
-                            assignee=assignee,
-                            thread_state=state,
-                            cursor=cursor,
-                            count=3,
-                        )
-                        found += [c.conversation_id for c in page.items]
-                        if not page.has_more:
-                            break
-                        cursor = page.cursor
-                    assert found == expected, asked
+                    found = await every_item(
+                        store.list_conversations,
+                        account_id="shop",
+                        status=status,
+                        is_pinned=flags[0],
+                        is_muted=flags[1],
+                        assignee=assignee,
+                        thread_state=state,
+                        count=3,
+                    )
+                    assert [c.conversation_id for c in found] == expected, asked
                     checked += bool(expected)
     assert checked > 100, "most filters find some"

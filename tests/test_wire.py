@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
-from services.master.model import wire_reader
+from services.master.model import compiled
 from services.master.model.errors import InvalidArgument
 from services.master.model.intake import Intake
 from services.master.model.validation import MAX_SECONDS, MIN_SECONDS
@@ -29,9 +29,9 @@ from services.master.sync.hub import ENTITIES_PATH
 
 def _reader() -> Any:
     """The compiled reader: these tests are about it (scripts/test runs the rest without it)."""
-    if wire_reader.READER is None:
+    if compiled.READER is None:
         pytest.skip("the compiled reader is off or not built")
-    return wire_reader.READER
+    return compiled.READER
 
 
 ACCOUNT = "acc"

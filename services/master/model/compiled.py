@@ -31,4 +31,5 @@ def load(name: str, switch: str, without: str) -> ModuleType | None:
         return None
 
 
+READER = load("_wire", "IMSYNC_WIRE_READER", "snapshots are read in Python, slower")
 PAGES = load("_pages", "IMSYNC_PAGE_LOOPS", "pages are joined in Python, slower")

@@ -9,7 +9,7 @@ as its chunks arrive; a delta's upserts pass the same checks.
 
 A snapshot chunk's messages (most of what it holds) are read off the bytes it was parsed
 from, where those are at hand (`Wire`), by imsync's compiled reader (_wire.c, where it
-was built: wire_reader.py). It
+was built: compiled.py). It
 declines what an encoder would not plainly write and every message the checks refuse;
 the Python loop then takes the chunk, and names what is wrong.
 
@@ -27,10 +27,10 @@ from typing import Any
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import sync_pb2
 from services.master.model import time_keys
+from services.master.model.compiled import READER as _wire
 from services.master.model.entity_table import EntityTable
 from services.master.model.errors import InvalidArgument
 from services.master.model.validation import MAX_SECONDS, MIN_SECONDS, find_bad_timestamp, timestamps_fit
-from services.master.model.wire_reader import READER as _wire
 
 # Each collection of EntityBatch: its key field and the fields the master owns.
 COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
