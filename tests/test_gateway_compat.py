@@ -13,14 +13,18 @@ from typing import Any
 
 import grpc
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 from google.api import httpbody_pb2
 
 from imsync.testing.v1 import compat_pb2 as c
 from imsync.testing.v1 import compat_pb2_grpc
+from imsync.v1 import conversations_pb2 as conv
+from imsync.v1 import entities_pb2 as e
+from services.common.protojson import EncodedReply
 from services.gateway.app import create_app
-from services.gateway.marshalers import IM, ProfileRegistry
+from services.gateway.marshalers import GRPC_GATEWAY, IM, Profile, ProfileRegistry
 
 
 class EchoServicer(compat_pb2_grpc.CompatServiceServicer):
@@ -368,3 +372,29 @@ async def test_im_errors_keep_their_details_in_the_envelope(im_http: httpx.Async
     ]
     failed = (await im_http.get("/v1/fail/8", params={"message": "slow down"})).json()
     assert failed == {"data": None, "status_code": 8, "status_msg": "slow down", "details": []}
+
+
+@pytest.mark.parametrize("profile", [GRPC_GATEWAY, IM], ids=lambda profile: profile.name)
+def test_a_page_joined_from_encoded_items_is_the_page_encoded_whole(profile: Profile) -> None:
+    """encoded_body (the embedded gateway's pages: items the master kept as JSON) writes the
+    bytes response_body writes of the response holding those items, whatever its other
+    fields, for a field of items first in its message and for one that is not."""
+    conversations = [
+        e.Conversation(conversation_id=f"c{n}", account_id="a", unread_count=n, participant=e.User(user_name='"é"'))
+        for n in range(3)
+    ]
+    for count in (0, 1, 3):
+        for cursor, has_more in (("", False), ('next"\\page', True)):
+            whole = conv.ListConversationsResponse(
+                conversations=conversations[:count], cursor=cursor, has_more=has_more
+            )
+            reply = EncodedReply(
+                conv.ListConversationsResponse(cursor=cursor, has_more=has_more),
+                "conversations",
+                [orjson.dumps(profile.json(item)) for item in conversations[:count]],
+            )
+            assert profile.encoded_body(reply) == profile.response_body(whole)
+    # Items after other fields: the same bytes the other way.
+    echo = c.EchoRequest(id="x", tags=["a", '"b"', "é"])
+    reply = EncodedReply(c.EchoRequest(id="x"), "tags", [orjson.dumps(tag) for tag in echo.tags])
+    assert profile.encoded_body(reply) == profile.response_body(echo)
