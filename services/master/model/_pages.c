@@ -322,10 +322,14 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
         return NULL;
     }
     /* Each order's keys copied (tuples: what the loop calls, stop and is_inbound, cannot
-     * change them under it), and each kind's start of its read state's tail key. */
-    PyObject *orders[3] = {NULL, NULL, NULL}, *reading_keys[3] = {NULL, NULL, NULL};
+     * change them under it), each kind's start of its read state's tail key and its items'
+     * prefix ("<kind>:"). */
+    PyObject *orders[3] = {NULL, NULL, NULL}, *reading_keys[3] = {NULL, NULL, NULL}, *prefixes[3] = {NULL, NULL, NULL};
     Py_ssize_t at[3] = {0, 0, 0};
     Page page;
+    /* The last key taken and its rank: its entry is made once, at the end. */
+    PyObject *last_key = NULL;
+    int last_rank = 0;
     int failed = page_open(&page) < 0, rank;
     for (rank = 0; rank < 3 && !failed; rank++) {
         PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
@@ -335,7 +339,8 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
         }
         orders[rank] = PyList_AsTuple(PyTuple_GET_ITEM(given, rank));
         reading_keys[rank] = PyTuple_Pack(2, s_unified, kind);
-        if (orders[rank] == NULL || reading_keys[rank] == NULL)
+        prefixes[rank] = PyUnicode_FromFormat("%U:", kind);
+        if (orders[rank] == NULL || reading_keys[rank] == NULL || prefixes[rank] == NULL)
             break;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(orders[rank]); i++) {
             PyObject *key = PyTuple_GET_ITEM(orders[rank], i);
@@ -362,9 +367,10 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
             page.more = 1;
             break;
         }
-        Py_XSETREF(page.last, entry_of(key, rank));
+        last_key = key;
+        last_rank = rank;
         PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
-        PyObject *id = page.last == NULL ? NULL : item_of(key);
+        PyObject *id = item_of(key);
         if (id == NULL)
             break;
         int is_message = PyUnicode_Compare(kind, s_message) == 0;
@@ -375,7 +381,7 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
                                         : NULL;
         PyObject *head = entity ? find_kept(kept, entity, &page.hits) : NULL;
         if (head != NULL) {
-            PyObject *named = PyUnicode_FromFormat("%U:%U", kind, id);
+            PyObject *named = PyUnicode_Concat(prefixes[rank], id);
             if (named != NULL)
                 item = with_reading(head, reading_keys[rank], named, entity, is_message ? is_inbound : is_own,
                                     is_message, read_at, new_items, tails);
@@ -391,9 +397,14 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
         }
         Py_DECREF(id);
     }
+    if (!failed && !PyErr_Occurred() && last_key != NULL) {
+        page.last = entry_of(last_key, last_rank); /* before the copies holding the key go */
+        failed = page.last == NULL;
+    }
     for (int r = 0; r < 3; r++) {
         Py_XDECREF(orders[r]);
         Py_XDECREF(reading_keys[r]);
+        Py_XDECREF(prefixes[r]);
     }
     return page_close(&page, failed);
 }
