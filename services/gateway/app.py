@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -402,9 +402,10 @@ class Gateway:
         make = getattr(self._channel, "encoded_read", None)
         return make(route.grpc_path, profile.style) if make is not None else None
 
-    async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """A GET answered before any routing, when it can be (reads.py); False leaves it to the routes."""
-        return await answer_get(self, scope, receive, send)
+    def answer_get(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[bool]:
+        """A GET answered before any routing, when it can be (reads.py); False leaves it to
+        the routes. (reads.answer_get's coroutine, handed on.)"""
+        return answer_get(self, scope, receive, send)
 
 
 def create_app(

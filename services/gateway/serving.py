@@ -6,6 +6,7 @@ OpenAPI document) routed by Starlette."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from .routes import GATEWAY_PATHS
 class Gateway(Protocol):
     """What of the gateway (app.py) the application serves through."""
 
-    async def answer_get(self, scope: Scope, receive: Receive, send: Send) -> bool: ...
+    def answer_get(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[bool]: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 

@@ -45,10 +45,11 @@ class Guarded:
         self._store = store
         self._keys = keys
 
-    async def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> T:
+    def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> Awaitable[T]:
         """rpc/access.py's `answered` (the error boundary authorized the call for its
-        service's scope, and answers a store error it raises: rpc/boundary.py)."""
-        return await answered(self._store, compute)
+        service's scope, and answers a store error it raises: rpc/boundary.py). Handed on,
+        not awaited here: one coroutine fewer on every read."""
+        return answered(self._store, compute)
 
     async def _answer_held(
         self,
@@ -146,11 +147,11 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
         page = await self.conversations_page(request, context)
         return conv.ListConversationsResponse(conversations=page.items, cursor=page.cursor, has_more=page.has_more)
 
-    async def conversations_page(
+    def conversations_page(
         self, request: conv.ListConversationsRequest, context: Context, as_json: JsonViews | None = None
-    ) -> Page[e.Conversation]:
+    ) -> Awaitable[Page[e.Conversation]]:
         """ListConversations' page (its items as JSON with `as_json`: encoded.py)."""
-        return await self._answer(
+        return self._answer(
             context,
             lambda access: self._store.list_conversations(
                 self._named(access, request.account_id),
@@ -247,11 +248,11 @@ class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
         page = await self.messages_page(request, context)
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
-    async def messages_page(
+    def messages_page(
         self, request: msg.ListMessagesRequest, context: Context, as_json: JsonViews | None = None
-    ) -> Page[e.Message]:
+    ) -> Awaitable[Page[e.Message]]:
         since = ns_of(request.since_time) if request.HasField("since_time") else None
-        return await self._answer(
+        return self._answer(
             context,
             lambda access: self._store.list_messages(
                 self._named(access, request.account_id),
@@ -399,10 +400,10 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
         page = await self.unified_page(request, context)
         return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
-    async def unified_page(
+    def unified_page(
         self, request: uni.ListUnifiedMessagesRequest, context: Context, as_json: JsonViews | None = None
-    ) -> Page[uni.UnifiedMessage]:
-        return await self._answer(
+    ) -> Awaitable[Page[uni.UnifiedMessage]]:
+        return self._answer(
             context,
             lambda access: self._store.list_unified(
                 self._named(access, request.account_id),
