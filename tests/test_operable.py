@@ -15,12 +15,14 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from services import processes
 from services.common import logs
 from services.common.local_redis import RedisServer
 from services.common.sample import sample_accounts
+from services.gateway import observe
+from services.gateway.observe import HttpMetrics
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import SERVICE_NAMES, Master, MasterConfig
 from services.master.sync.hub import SyncConfig
@@ -279,6 +281,39 @@ async def test_health_is_not_serving_while_redis_does_not_answer(tmp_path: Path)
 
 
 # ------------------------------------------------------------------ metrics
+
+
+def test_the_gateways_http_metrics_read_as_prometheus_clients_counter_and_histogram_would() -> None:
+    """HttpMetrics (plain lists, collected when scraped) exposes what a Counter and a
+    Histogram of the same names, labels and buckets fed the same requests expose."""
+    observed = [
+        ("/api/im/conversations", "GET", 200, 0.0002),
+        ("/api/im/conversations", "GET", 200, 0.0005),  # on a bound: in its bucket
+        ("/api/im/conversations", "GET", 304, 0.003),
+        ("/api/im/replies", "POST", 400, 0.7),
+        ("/api/im/replies", "POST", 200, 42.0),  # past every bound
+    ]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    metrics = HttpMetrics()
+    ours.register(metrics)
+    requests = Counter(
+        "imsync_http_requests",
+        "HTTP requests the gateway answered, by route, method and status",
+        ["route", "method", "code"],
+        registry=theirs,
+    )
+    seconds = Histogram(
+        "imsync_http_request_seconds",
+        "How long the gateway took per HTTP request (streams: their whole life)",
+        ["route", "method"],
+        buckets=observe._BUCKETS,
+        registry=theirs,
+    )
+    for route, method, code, took in observed:
+        metrics.observe(route, method, code, took)
+        requests.labels(route, method, str(code)).inc()
+        seconds.labels(route, method).observe(took)
+    assert generate_latest(ours) == generate_latest(theirs)
 
 
 def series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
