@@ -41,6 +41,16 @@ if TYPE_CHECKING:
 _KINDS = ("notification", "message", "comment")
 
 
+def _item_id(entry: tuple[bytes, int, bytes]) -> str:
+    """An inbox entry's item id ("<kind>:<id>"): (time, the kind's rank in _KINDS, its key)."""
+    return f"{_KINDS[entry[1]]}:{item_of(entry[2])}"
+
+
+def _unified_cursor(end: tuple[bytes, int, bytes] | None) -> str:
+    """The cursor after an inbox page's last entry ("" after none)."""
+    return "" if end is None else cursors.encode("unified", (-time_keys.ns_of_key(end[2]), _item_id(end)))
+
+
 class MemoryStore(Searching):
     """The in-memory Store."""
 
@@ -106,6 +116,10 @@ class MemoryStore(Searching):
         as_json: JsonViews | None = None,
     ) -> Page[e.Conversation]:
         state = self._state(account_id)
+        order = state.conversation_order
+        if as_json is not None and (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0):
+            every = partial(as_json.conversations_of, state)
+            return _page(order, "conversations", (int, int, str), cursor, count, None, collect=every).as_encoded()
         wanted = filters.conversations(status, is_pinned, is_muted, assignee, thread_state)
         may_pass = state.conversations_before_view(status, is_pinned, is_muted, assignee, thread_state)
 
@@ -118,11 +132,7 @@ class MemoryStore(Searching):
             return conversation if wanted(conversation) else None
 
         if as_json is None:
-            return _page(state.conversation_order, "conversations", (int, int, str), cursor, count, view)
-        order = state.conversation_order
-        if (status, is_pinned, is_muted, assignee, thread_state) == (0, None, None, None, 0):
-            every = partial(as_json.conversations_of, state)
-            return _page(order, "conversations", (int, int, str), cursor, count, None, collect=every).as_encoded()
+            return _page(order, "conversations", (int, int, str), cursor, count, view)
         to_json = as_json.conversation
 
         def encoded(key: Key) -> bytes | None:
@@ -366,7 +376,6 @@ class MemoryStore(Searching):
         as_json: JsonViews | None = None,
     ) -> Page[u.UnifiedMessage]:
         state = self._state(account_id)
-        wanted = filters.unified(types, is_read, is_new)
 
         # The inbox is the merge of customers' messages and comments and the notifications,
         # ordered as the cursors' (-ns, Newest("<kind>:<id>")): newest first, and at one
@@ -390,6 +399,16 @@ class MemoryStore(Searching):
                 else:  # nothing of this kind at that instant came yet
                     starts[index] = order.bisect_left(at)
 
+        # Newest first: once an item is older than since_time, so are all after it.
+        stop = None if since_ns is None else (lambda entry: time_keys.ns_of_key(entry[2]) < since_ns)
+        if as_json is not None and not types and is_read is None and is_new is None:
+            # Every item taken: the page's are among the first of each order after the
+            # cursor, which inbox_of merges (no merge step per item of the whole orders).
+            most = page_size(count) + 1
+            n, m, c = (order[starts[rank] : starts[rank] + most] for rank, (_, order) in enumerate(orders))
+            encoded, end, has_more = as_json.inbox_of(state, _KINDS, (n, m, c), most - 1, stop)
+            return Page([], _unified_cursor(end), has_more, encoded)
+
         # Only the orders of the kinds the types ask for are read.
         read_kinds = filters.unified_kinds(types)
 
@@ -398,45 +417,29 @@ class MemoryStore(Searching):
                 return ()
             return ((key[:12], rank, key) for key in order.islice(starts[rank]))
 
-        def merged() -> Iterable[tuple[bytes, int, bytes]]:
-            return heapq.merge(*(ranked(rank, order) for rank, (_, order) in enumerate(orders)))
-
-        def item_id(entry: tuple[bytes, int, bytes]) -> str:
-            return f"{orders[entry[1]][0]}:{item_of(entry[2])}"
-
+        merged = heapq.merge(*(ranked(rank, order) for rank, (_, order) in enumerate(orders)))
+        wanted = filters.unified(types, is_read, is_new)
         may_pass = state.inbox_before_view(types, is_read, is_new)
 
         def view(entry: tuple[bytes, int, bytes]) -> u.UnifiedMessage | None:
             # A filtered page may pass over most of the inbox: refuse what can be refused
             # before a view is built.
-            if may_pass is not None and not may_pass(orders[entry[1]][0], item_of(entry[2])):
+            if may_pass is not None and not may_pass(_KINDS[entry[1]], item_of(entry[2])):
                 return None
-            item = state.unified_view(item_id(entry))
+            item = state.unified_view(_item_id(entry))
             return item if wanted(item) else None
 
-        # Newest first: once an item is older than since_time, so are all after it.
-        stop = None if since_ns is None else (lambda entry: time_keys.ns_of_key(entry[2]) < since_ns)
         if as_json is None:
-            items, end, has_more = _collect(merged(), view, page_size(count), stop)
-            encoded = None
-        elif not types and is_read is None and is_new is None:
-            # Every item taken: the page's are among the first of each order after the
-            # cursor, which inbox_of merges (no merge step per item of the whole orders).
-            most = page_size(count) + 1
-            n, m, c = (order[starts[rank] : starts[rank] + most] for rank, (_, order) in enumerate(orders))
-            encoded, end, has_more = as_json.inbox_of(state, _KINDS, (n, m, c), most - 1, stop)
-            items = []
-        else:
-            to_json = as_json.inbox_item
-            encoded, end, has_more = _collect(
-                merged(),
-                lambda entry: to_json(state, _KINDS[entry[1]], item_of(entry[2])) if view(entry) is not None else None,
-                page_size(count),
-                stop,
-            )
-            items = []
-        cursor = "" if end is None else cursors.encode("unified", (-time_keys.ns_of_key(end[2]), item_id(end)))
-        return Page(items, cursor, has_more, encoded)
+            items, end, has_more = _collect(merged, view, page_size(count), stop)
+            return Page(items, _unified_cursor(end), has_more)
+        to_json = as_json.inbox_item
+        encoded, end, has_more = _collect(
+            merged,
+            lambda entry: to_json(state, _KINDS[entry[1]], item_of(entry[2])) if view(entry) is not None else None,
+            page_size(count),
+            stop,
+        )
+        return Page([], _unified_cursor(end), has_more, encoded)
 
     async def unified_stats(self, account_id: str) -> UnifiedStats:
         state = self._state(account_id)
