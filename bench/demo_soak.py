@@ -6,8 +6,10 @@ times a minute, a crawl every 5 s), follows its event stream the whole time, and
 worker's one line per crawl. At the end it stops the customers (`/__sim/pause`), waits for
 the crawls to catch up, and compares every list of the API with the simulator's truth,
 deletions included. It prints the share of whole crawls, the crawl duration's p50 and p95
-against the crawl interval (a ratio: under 1 means crawls keep up), the live arrivals, and
-whether any message was announced twice.
+against the crawl interval (a ratio: under 1 means crawls keep up), the live arrivals (the
+customers' messages and the account's own, as the worker counts them) against the
+messages announced (new_message and own_message events), and whether any was announced
+twice.
 
     python -m bench.demo_soak [--minutes 10] [--json PATH] [--log PATH]
 """
@@ -120,8 +122,13 @@ async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
 
         async def follow() -> None:
             async with httpx.AsyncClient(base_url=base, timeout=None) as http:
+                # A message caught live is a customer's (new_message) or the account's own
+                # (own_message: a new conversation's history holds the shop's replies too).
                 async with http.stream(
-                    "GET", "/api/im/events", params={"types": "new_message"}, headers={"Accept": "text/event-stream"}
+                    "GET",
+                    "/api/im/events",
+                    params={"types": "new_message,own_message"},
+                    headers={"Accept": "text/event-stream"},
                 ) as stream:
                     async for line in stream.aiter_lines():
                         if line.startswith("data: "):
