@@ -163,10 +163,8 @@ class Gateway:
         self._matches: Remembered[str, tuple[tuple[RpcRoute, dict[str, str]], ...]] = Remembered(
             _MATCHES_KEPT, _MATCHED_PATH_CHARS
         )
-        # Request messages bound from a GET's path and query, by the route, both and the
-        # profile: only those of the master's page reads, which nobody changes once bound.
-        self.bound: Remembered[tuple[str, str, bytes, str], Message] = Remembered(1024, 1024)
-        # What a GET's path and query come to (reads.py).
+        # What a GET's path and query come to (reads.py): for the master's page reads, the
+        # request message bound once, which nobody changes.
         self.page_reads: Remembered[tuple[str, bytes], PageRead] = Remembered(1024, 1024)
         self._tls = tls
         self._trusted_proxies = trusted_proxies
@@ -329,15 +327,14 @@ class Gateway:
         # Who asks is followed across: the request id into the master's log lines, the trace.
         metadata.append((logs.HEADER, logs.request_id.get()))
         metadata += trace_metadata()
-        # A read of the master's pages asked again is not bound again (its message is only read).
+        # A read of the master's pages asked again is not bound again: its message, which
+        # is only read, is the one reads.py kept for the same path and query.
         encoded = self.encoded_call(route, profile) if request.method == "GET" else None
-        asked = (route.grpc_path, raw_path, request.scope.get("query_string", b""), profile.name)
-        message = self.bound.get(asked) if encoded is not None else None
+        page = self.page_reads.get((raw_path, request.scope.get("query_string", b""))) if encoded is not None else None
+        message = page.message if page is not None else None
         try:
             if message is None:
                 message = await bind_http(route, variables, request, profile)
-                if encoded is not None:
-                    self.bound.keep(asked, message, len(asked[1]) + len(asked[2]))
             timeout = timeout_of(request.headers)
         except BodyTooLarge:
             status = error_status(

@@ -33,6 +33,8 @@ from services.common.version import imsync_version
 access = logging.getLogger("imsync.access")
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+# The buckets' `le` labels, as prometheus_client writes them.
+_LE = (*map(floatToGoString, _BUCKETS), "+Inf")
 
 
 class HttpMetrics(Collector):
@@ -73,9 +75,8 @@ class HttpMetrics(Collector):
             labels=["route", "method"],
         )
         for (route, method), timed in list(self._seconds.items()):
-            counts = list(accumulate(timed[:-1]))
-            bounds = [*map(floatToGoString, _BUCKETS), "+Inf"]
-            seconds.add_metric([route, method], list(zip(bounds, counts, strict=True)), timed[-1])
+            buckets = list(zip(_LE, accumulate(timed[:-1]), strict=True))
+            seconds.add_metric([route, method], buckets, timed[-1])
         yield seconds
 
 
