@@ -24,7 +24,8 @@ from services.common.protojson import EncodedReply, JsonStyle
 from services.master.api import encoded
 from services.master.auth.api_keys import ApiKeys
 from services.master.model.json_views import JsonViews
-from services.master.rpc.boundary import guard_streaming, guard_unary
+from services.master.rpc import access
+from services.master.rpc.boundary import failure_of, guard_streaming, guard_unary
 
 _Method = Callable[[Message, "InProcessContext"], Any]
 # A list read answering JSON (EncodedReply), given the request and the caller's metadata.
@@ -213,21 +214,30 @@ class InProcessChannel:
     def _encoded_call(self, path: str, style: JsonStyle) -> tuple[_Multicallable, EncodedRead] | None:
         read = encoded.READS.get(path)
         servicer = self._servicers.get(path)
-        if read is None or not isinstance(servicer, read[0]):
+        scope = access.scope_of(path)
+        if read is None or scope is None or not isinstance(servicer, read.servicer):
             return None
-        views, answer = self.views[style], read[1]
-        guarded = guard_unary(
-            lambda request, context: answer(servicer, request, context, views), path, (_Aborted,), self._keys
-        )
+        views, keys, store = self.views[style], self._keys, servicer.store
 
         async def direct(request: Message, metadata: Sequence[tuple[str, str]]) -> EncodedReply:
+            # What guard_unary and Guarded._answer do for the call (boundary.py, access.py):
+            # the caller authorized for the service's scope, the page once every change so
+            # far is on disk, a failure answered as the boundary answers it.
             try:
-                reply: EncodedReply = await guarded(request, InProcessContext(metadata))
-            except _Aborted as aborted:
-                raise _rpc_error(aborted.code, aborted.details, aborted.trailing) from None
-            return reply
+                caller = await keys.admit(metadata, scope)
+                page = await read.page(servicer, request, caller, views)
+                persisted = store.persisted()
+                if persisted is not None:
+                    await persisted
+            except Exception as error:
+                failure = failure_of(error, path)
+                raise _rpc_error(failure.code, failure.details, failure.trailing_metadata) from None
+            return read.reply(page)
 
-        return _Multicallable(guarded, streaming=False), direct
+        def called(request: Message, context: InProcessContext) -> Awaitable[EncodedReply]:
+            return direct(request, context.invocation_metadata())
+
+        return _Multicallable(called, streaming=False), direct
 
     def unary_stream(self, path: str, **_: Any) -> _Multicallable:
         return _Multicallable(guard_streaming(self._method(path), path, (_Aborted,), self._keys), streaming=True)

@@ -45,6 +45,10 @@ class Guarded:
         self._store = store
         self._keys = keys
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     def _answer(self, context: Context, compute: Callable[[Access], Awaitable[T]]) -> Awaitable[T]:
         """rpc/access.py's `answered` (the error boundary authorized the call for its
         service's scope, and answers a store error it raises: rpc/boundary.py). Handed on,
@@ -144,26 +148,24 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
     async def ListConversations(
         self, request: conv.ListConversationsRequest, context: Context
     ) -> conv.ListConversationsResponse:
-        page = await self.conversations_page(request, context)
+        page = await self._answer(context, lambda access: self.conversations_page(request, access))
         return conv.ListConversationsResponse(conversations=page.items, cursor=page.cursor, has_more=page.has_more)
 
     def conversations_page(
-        self, request: conv.ListConversationsRequest, context: Context, as_json: JsonViews | None = None
+        self, request: conv.ListConversationsRequest, access: Access, as_json: JsonViews | None = None
     ) -> Awaitable[Page[e.Conversation]]:
-        """ListConversations' page (its items as JSON with `as_json`: encoded.py)."""
-        return self._answer(
-            context,
-            lambda access: self._store.list_conversations(
-                self._named(access, request.account_id),
-                status=request.status,
-                is_pinned=_optional(request, "is_pinned"),
-                is_muted=_optional(request, "is_muted"),
-                cursor=request.cursor,
-                count=request.count,
-                assignee=_assignee(request, access),
-                thread_state=request.thread_state,
-                as_json=as_json,
-            ),
+        """ListConversations' page for a caller of `access` (its items as JSON with
+        `as_json`: encoded.py)."""
+        return self._store.list_conversations(
+            self._named(access, request.account_id),
+            status=request.status,
+            is_pinned=_optional(request, "is_pinned"),
+            is_muted=_optional(request, "is_muted"),
+            cursor=request.cursor,
+            count=request.count,
+            assignee=_assignee(request, access),
+            thread_state=request.thread_state,
+            as_json=as_json,
         )
 
     async def GetConversation(
@@ -245,27 +247,24 @@ class ConversationServicer(Guarded, conversations_pb2_grpc.ConversationServiceSe
 
 class MessageServicer(Guarded, messages_pb2_grpc.MessageServiceServicer):
     async def ListMessages(self, request: msg.ListMessagesRequest, context: Context) -> msg.ListMessagesResponse:
-        page = await self.messages_page(request, context)
+        page = await self._answer(context, lambda access: self.messages_page(request, access))
         return msg.ListMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     def messages_page(
-        self, request: msg.ListMessagesRequest, context: Context, as_json: JsonViews | None = None
+        self, request: msg.ListMessagesRequest, access: Access, as_json: JsonViews | None = None
     ) -> Awaitable[Page[e.Message]]:
-        since = ns_of(request.since_time) if request.HasField("since_time") else None
-        return self._answer(
-            context,
-            lambda access: self._store.list_messages(
-                self._named(access, request.account_id),
-                conversation_id=request.conversation_id,
-                sender_id=request.sender_id,
-                receiver_id=request.receiver_id,
-                status=request.status,
-                message_type=request.message_type,
-                since_ns=since,
-                cursor=request.cursor,
-                count=request.count,
-                as_json=as_json,
-            ),
+        """ListMessages' page for a caller of `access` (as conversations_page)."""
+        return self._store.list_messages(
+            self._named(access, request.account_id),
+            conversation_id=request.conversation_id,
+            sender_id=request.sender_id,
+            receiver_id=request.receiver_id,
+            status=request.status,
+            message_type=request.message_type,
+            since_ns=ns_of(request.since_time) if request.HasField("since_time") else None,
+            cursor=request.cursor,
+            count=request.count,
+            as_json=as_json,
         )
 
     async def GetMessage(self, request: msg.GetMessageRequest, context: Context) -> msg.GetMessageResponse:
@@ -397,24 +396,22 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     async def ListUnifiedMessages(
         self, request: uni.ListUnifiedMessagesRequest, context: Context
     ) -> uni.ListUnifiedMessagesResponse:
-        page = await self.unified_page(request, context)
+        page = await self._answer(context, lambda access: self.unified_page(request, access))
         return uni.ListUnifiedMessagesResponse(messages=page.items, cursor=page.cursor, has_more=page.has_more)
 
     def unified_page(
-        self, request: uni.ListUnifiedMessagesRequest, context: Context, as_json: JsonViews | None = None
+        self, request: uni.ListUnifiedMessagesRequest, access: Access, as_json: JsonViews | None = None
     ) -> Awaitable[Page[uni.UnifiedMessage]]:
-        return self._answer(
-            context,
-            lambda access: self._store.list_unified(
-                self._named(access, request.account_id),
-                types=list(request.types),
-                is_read=_optional(request, "is_read"),
-                is_new=_optional(request, "is_new"),
-                cursor=request.cursor,
-                count=request.count,
-                since_ns=ns_of(request.since_time) if request.HasField("since_time") else None,
-                as_json=as_json,
-            ),
+        """ListUnifiedMessages' page for a caller of `access` (as conversations_page)."""
+        return self._store.list_unified(
+            self._named(access, request.account_id),
+            types=list(request.types),
+            is_read=_optional(request, "is_read"),
+            is_new=_optional(request, "is_new"),
+            cursor=request.cursor,
+            count=request.count,
+            since_ns=ns_of(request.since_time) if request.HasField("since_time") else None,
+            as_json=as_json,
         )
 
     async def ListUnifiedThreads(

@@ -8,8 +8,9 @@ A store error (model/errors.py) becomes its status, with the field and reason in
 details (status.py); anything else is a defect: logged with its traceback under an
 incident id, and answered INTERNAL naming that id (never gRPC's default UNKNOWN, never
 the exception's text). Both the gRPC server's interceptor (interceptor.py) and the
-in-process channel of the embedded gateway wrap every method with it; an abort the
-servicer made itself (`passthrough`) goes on untouched.
+in-process channel of the embedded gateway wrap every method with it (the page reads
+that channel awaits directly authorize with the same `admit` and answer by `failure_of`:
+in_process.py); an abort the servicer made itself (`passthrough`) goes on untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 
@@ -32,13 +33,28 @@ Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncGenerator[Any, None]]
 
 
-async def _answer(error: Exception, context: Any, method: str) -> NoReturn:
+class Failure(NamedTuple):
+    """What the caller of a call that failed is told."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+
+
+def failure_of(error: Exception, method: str) -> Failure:
+    """A store error's status; for anything else (a defect) INTERNAL naming an incident,
+    logged with its traceback."""
     if isinstance(error, StoreError):
         status = grpc_status_of(error)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        return Failure(status.code, status.details, tuple(status.trailing_metadata))
     incident = secrets.token_hex(6)
     log.error("%s failed [incident %s]", method, incident, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}, in the master's log)")
+    return Failure(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}, in the master's log)")
+
+
+async def _answer(error: Exception, context: Any, method: str) -> NoReturn:
+    failure = failure_of(error, method)
+    await context.abort(failure.code, failure.details, failure.trailing_metadata)
     raise AssertionError("abort() returned")  # pragma: no cover
 
 
