@@ -14,12 +14,36 @@ from typing import Any
 
 import orjson
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common.protojson import EncodedReply, JsonStyle, descriptor_of, field_json_name, to_json
 
 from . import legacy as legacy_names
+
+_PAGE_KEYS: dict[tuple[str, str, JsonStyle], tuple[bytes, bytes] | None] = {}
+
+
+def _page_keys(message: Descriptor, field: str, style: JsonStyle) -> tuple[bytes, bytes] | None:
+    """For a page's response (fields: the repeated `field`, `cursor`, `has_more`, in this
+    order), the JSON name of its items and what comes before has_more's value; else None."""
+    key = (message.full_name, field, style)
+    if key not in _PAGE_KEYS:
+        fields = message.fields
+        shape = [(f.name, f.is_repeated, f.type) for f in fields]
+        page = shape == [
+            (field, True, FieldDescriptor.TYPE_MESSAGE),
+            ("cursor", False, FieldDescriptor.TYPE_STRING),
+            ("has_more", False, FieldDescriptor.TYPE_BOOL),
+        ]
+        _PAGE_KEYS[key] = (
+            (field_json_name(fields[0], style).encode(), b',"' + field_json_name(fields[2], style).encode() + b'":')
+            if page
+            else None
+        )
+    return _PAGE_KEYS[key]
+
 
 # Imported so that BadRequest details can be printed from their Any.
 _DETAIL_TYPES = (error_details_pb2.BadRequest,)
@@ -56,6 +80,26 @@ class Profile:
 
     def encoded_body(self, reply: EncodedReply) -> bytes:
         """A list read answered as JSON already: its items joined into the response's."""
+        if reply.items is not None and not self.legacy:
+            page = _page_keys(descriptor_of(reply.response), reply.field, self.style)
+            if page is not None:
+                # A page's response (its items, cursor, has_more), written as below would
+                # write it, without a dictionary of its fields first.
+                response: Any = reply.response
+                head, tail = (b'{"data":{"', b'},"status_code":0,"status_msg":""}') if self.envelope else (b'{"', b"}")
+                return b"".join(
+                    (
+                        head,
+                        page[0],
+                        b'":[',
+                        b",".join(reply.items),
+                        b'],"cursor":',
+                        _dumps(response.cursor),
+                        page[1],
+                        b"true" if response.has_more else b"false",
+                        tail,
+                    )
+                )
         data = self.json(reply.response)
         if reply.items is not None:
             response = descriptor_of(reply.response)

@@ -96,6 +96,8 @@ class Guarded:
 
 def _assignee(request: conv.ListConversationsRequest | uni.ListUnifiedThreadsRequest, access: Access) -> str | None:
     """The owner a list asks for: None for any, "" for nobody."""
+    if not (request.assignee or request.unassigned or request.mine):
+        return None  # the common read: any owner
     asked = [name for name in ("assignee", "unassigned", "mine") if getattr(request, name)]
     if len(asked) > 1:
         raise InvalidArgument(f"give one of assignee, unassigned, mine (not {' and '.join(asked)})", field=asked[1])
