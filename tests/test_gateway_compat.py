@@ -316,6 +316,28 @@ async def test_a_weak_etag_in_if_none_match_matches(http: httpx.AsyncClient) -> 
     assert (await http.get("/v1/payload/x", headers={"If-None-Match": 'W/"other"'})).status_code == 200
 
 
+async def test_an_answer_nobody_keeps_is_the_kept_answer_sent() -> None:
+    """A page read without a cache (answers.fresh_answer) sends the status, headers and
+    body a kept answer of the same bytes sends, 304 for the same If-None-Match."""
+    from services.gateway.answers import _answer, etag_of, fresh_answer, read_answer
+
+    async def sent(answer: Any) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+
+        async def send(message: Any) -> None:
+            messages.append(message)
+
+        await answer.send_to(send)
+        return messages
+
+    body = b'{"data":{"conversations":[],"cursor":"","has_more":false}}'
+    etag = etag_of(body)
+    for if_none_match in (None, etag, f"W/{etag}", f'"other", {etag}', "*", '"other"'):
+        kept = await sent(_answer(read_answer(body, {}, "/x"), if_none_match))
+        assert await sent(fresh_answer(body, if_none_match)) == kept, if_none_match
+        assert kept[0]["status"] == (200 if if_none_match in (None, '"other"') else 304)
+
+
 async def test_unknown_query_parameters_are_ignored_in_the_grpc_gateway_profile(http: httpx.AsyncClient) -> None:
     assert (await http.get("/v1/echo/a", params={"work_id": "x"})).status_code == 200
 

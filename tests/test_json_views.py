@@ -53,6 +53,10 @@ async def _store(seed: int) -> tuple[MemoryStore, SampleAccount]:
     for message in sample.batch.messages[:5]:
         message.is_read, message.is_new = True, True
         message.read_at.FromSeconds(NOW)
+    # Messages without a direction: is_inbound compares the sender with the account's user
+    # (the compiled loops read the direction themselves, and ask only for these).
+    for message in sample.batch.messages[5:17]:
+        message.direction = e.DIRECTION_UNSPECIFIED
     # One instant shared by a customer's message, a comment and notifications: the inbox
     # orders them by kind (notifications, messages, comments), each kind by id.
     at = sample.batch.messages[1].create_time

@@ -98,6 +98,18 @@ def if_none_match_of(raw_headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     return None if found is None else found.decode("latin-1")
 
 
+def fresh_answer(body: bytes, if_none_match: str | None) -> ReadAnswer:
+    """_answer of read_answer(body), for an answer nobody keeps: its headers made
+    straight, without an Answer of them first."""
+    etag = etag_of(body)
+    headers = [(b"etag", etag.encode()), (b"cache-control", b"no-cache")]
+    if if_none_match is not None and _matches(if_none_match, etag):
+        return ReadAnswer(304, b"", headers)
+    return ReadAnswer(
+        200, body, [*headers, (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    )
+
+
 def _answer(answer: Answer, if_none_match: str | None) -> ReadAnswer:
     """A read's answer, or 304 Not Modified for a client that holds the same bytes already
     (If-None-Match); the client is asked to check again each time (the Answer's no-cache)."""

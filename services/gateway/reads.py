@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.common.rpc_errors import bad_request
 
-from .answers import _answer, _error, _raw_path, before_reading, cache_key, read_answer
+from .answers import _answer, _error, _raw_path, before_reading, cache_key, fresh_answer, read_answer
 from .bind_http import bind_get
 from .binding import BindingError, Remembered
 from .cache import ResponseCache
@@ -135,8 +135,11 @@ async def answer_get(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
     except grpc.aio.AioRpcError as error:
         await _error(profile, status_of(error))(scope, receive, send)
         return True
-    answer = read_answer(profile.encoded_body(answered), {}, page.template)
-    if cache is not None:
-        cache.put(cache_key(raw_path, query, profile, identity), account_id, stamp, answer)
+    body = profile.encoded_body(answered)
+    if cache is None:
+        await fresh_answer(body, if_none_match).send_to(send)
+        return True
+    answer = read_answer(body, {}, page.template)
+    cache.put(cache_key(raw_path, query, profile, identity), account_id, stamp, answer)
     await _answer(answer, if_none_match).send_to(send)
     return True

@@ -14,7 +14,9 @@
 #include <Python.h>
 #include <string.h>
 
-static PyObject *s_conversation, *s_message, *s_comment, *s_unified, *s_move_to_end, *s_message_prefix, *zero;
+static PyObject *s_conversation, *s_message, *s_comment, *s_unified, *s_move_to_end, *s_message_prefix, *s_direction, *zero;
+/* entities.proto's Direction. */
+enum { DIRECTION_UNSPECIFIED = 0, DIRECTION_INBOUND = 1 };
 
 /* The entity's kept head (a new reference), touched as the least recently used no more;
  * NULL without an error when none is kept for this very object. */
@@ -119,24 +121,41 @@ static int put(Page *page, PyObject *item, PyObject *kind, PyObject *id) {
     return failed ? failed : PyList_Append(page->items, Py_None);
 }
 
+/* A message's direction decides is_inbound (account_base.py) when it is given: 1 inbound,
+ * 0 not, -2 when it is not given (is_inbound compares the sender then), -1 on an error (set). */
+static int inbound_by_direction(PyObject *message) {
+    PyObject *direction = PyObject_GetAttr(message, s_direction);
+    if (direction == NULL)
+        return -1;
+    long value = PyLong_AsLong(direction);
+    Py_DECREF(direction);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    return value == DIRECTION_UNSPECIFIED ? -2 : value == DIRECTION_INBOUND;
+}
+
 /* head + the tail kept for the item's read state, tails[(*key, read_ns, shown, is_new)]:
  * read_ns its mark in `read_at` under `named` (None without one), shown whether it counts
- * read (marked, or `counts(entity)` is true; false when `negated`), is_new whether `named`
- * is in `new_items` (message_reading, comment_reading). NULL where no such tail is kept,
- * or on an error (set). */
+ * read (marked, or else for a comment `counts(entity)` (is_own) is true, for a `message`
+ * is_inbound is false: its direction, or `counts(entity)` without one), is_new whether
+ * `named` is in `new_items` (message_reading, comment_reading). NULL where no such tail is
+ * kept, or on an error (set). */
 static PyObject *with_reading(PyObject *head, PyObject *key, PyObject *named, PyObject *entity, PyObject *counts,
-                              int negated, PyObject *read_at, PyObject *new_items, PyObject *tails) {
+                              int message, PyObject *read_at, PyObject *new_items, PyObject *tails) {
     PyObject *read_ns = PyDict_GetItemWithError(read_at, named);
     if (read_ns == NULL && PyErr_Occurred())
         return NULL;
     int shown = 1;
     if (read_ns == NULL) {
-        PyObject *test = PyObject_CallOneArg(counts, entity);
-        int yes = test == NULL ? -1 : PyObject_IsTrue(test);
-        Py_XDECREF(test);
+        int yes = message ? inbound_by_direction(entity) : -2;
+        if (yes == -2) {
+            PyObject *test = PyObject_CallOneArg(counts, entity);
+            yes = test == NULL ? -1 : PyObject_IsTrue(test);
+            Py_XDECREF(test);
+        }
         if (yes < 0)
             return NULL;
-        shown = negated ? !yes : yes;
+        shown = message ? !yes : yes;
     }
     int is_new = PySequence_Contains(new_items, named);
     if (is_new < 0)
@@ -438,8 +457,10 @@ PyMODINIT_FUNC PyInit__pages(void) {
     s_unified = PyUnicode_InternFromString("unified");
     s_move_to_end = PyUnicode_InternFromString("move_to_end");
     s_message_prefix = PyUnicode_InternFromString("message:");
+    s_direction = PyUnicode_InternFromString("direction");
     zero = PyLong_FromLong(0);
-    if (!s_conversation || !s_message || !s_comment || !s_unified || !s_move_to_end || !s_message_prefix || !zero)
+    if (!s_conversation || !s_message || !s_comment || !s_unified || !s_move_to_end || !s_message_prefix || !s_direction ||
+        !zero)
         return NULL;
     return PyModule_Create(&module);
 }
