@@ -405,8 +405,12 @@ class MemoryStore(Searching):
             # Every item taken: the page's are among the first of each order after the
             # cursor, which inbox_of merges (no merge step per item of the whole orders).
             most = page_size(count) + 1
-            n, m, c = (order[starts[rank] : starts[rank] + most] for rank, (_, order) in enumerate(orders))
-            encoded, end, has_more = as_json.inbox_of(state, _KINDS, (n, m, c), most - 1, stop)
+            firsts = (
+                state.inbox_notifications[starts[0] : starts[0] + most],
+                state.inbox_messages[starts[1] : starts[1] + most],
+                state.inbox_comments[starts[2] : starts[2] + most],
+            )
+            encoded, end, has_more = as_json.inbox_of(state, _KINDS, firsts, most - 1, stop)
             return Page([], _unified_cursor(end), has_more, encoded)
 
         # Only the orders of the kinds the types ask for are read.
