@@ -18,9 +18,10 @@ static PyObject *s_conversation, *s_message, *s_comment, *s_unified, *s_move_to_
 /* entities.proto's Direction. */
 enum { DIRECTION_UNSPECIFIED = 0, DIRECTION_INBOUND = 1 };
 
-/* The entity's kept head (a new reference), touched as the least recently used no more;
+/* The entity's kept head (a new reference), touched as the least recently used no more
+ * (`touch`: the kept entries' move_to_end);
  * NULL without an error when none is kept for this very object. */
-static PyObject *find_kept(PyObject *kept, PyObject *entity, Py_ssize_t *hits) {
+static PyObject *find_kept(PyObject *kept, PyObject *touch, PyObject *entity, Py_ssize_t *hits) {
     PyObject *key = PyLong_FromVoidPtr(entity);
     if (key == NULL)
         return NULL;
@@ -31,7 +32,7 @@ static PyObject *find_kept(PyObject *kept, PyObject *entity, Py_ssize_t *hits) {
         return NULL;
     }
     PyObject *head = Py_NewRef(PyTuple_GET_ITEM(found, 1));
-    PyObject *moved = PyObject_CallMethodOneArg(kept, s_move_to_end, key);
+    PyObject *moved = PyObject_CallOneArg(touch, key);
     Py_DECREF(key);
     if (moved == NULL) {
         Py_DECREF(head);
@@ -79,18 +80,20 @@ static PyObject *joined(PyObject *head, PyObject *tail) {
 
 /* A page being made: its items, what is left to the caller, the last key taken. */
 typedef struct {
-    PyObject *items, *missing, *last;
+    PyObject *items, *missing, *last, *touch;
     Py_ssize_t hits;
     int more;
 } Page;
 
-static int page_open(Page *page) {
+/* A page of the entries kept in `kept`, whose move_to_end is looked up once for all. */
+static int page_open(Page *page, PyObject *kept) {
     page->items = PyList_New(0);
     page->missing = PyList_New(0);
     page->last = NULL;
+    page->touch = PyObject_GetAttr(kept, s_move_to_end);
     page->hits = 0;
     page->more = 0;
-    return page->items != NULL && page->missing != NULL ? 0 : -1;
+    return page->items != NULL && page->missing != NULL && page->touch != NULL ? 0 : -1;
 }
 
 /* (items, last, more, missing, hits), or NULL if `failed`; the page is let go either way. */
@@ -101,6 +104,7 @@ static PyObject *page_close(Page *page, int failed) {
     Py_XDECREF(page->items);
     Py_XDECREF(page->missing);
     Py_XDECREF(page->last);
+    Py_XDECREF(page->touch);
     return out;
 }
 
@@ -204,7 +208,7 @@ static PyObject *conversations(PyObject *self, PyObject *args) {
                           &PyDict_Type, &kept, &PyDict_Type, &unread_by, &pinned, &muted, &PyDict_Type, &tails))
         return NULL;
     Page page;
-    PyObject *iterator = page_open(&page) < 0 ? NULL : PyObject_GetIter(keys), *key;
+    PyObject *iterator = page_open(&page, kept) < 0 ? NULL : PyObject_GetIter(keys), *key;
     int failed = iterator == NULL;
     while (!failed && (key = PyIter_Next(iterator)) != NULL) {
         if (PyList_GET_SIZE(page.items) == limit) {
@@ -223,7 +227,7 @@ static PyObject *conversations(PyObject *self, PyObject *args) {
         PyObject *item = NULL;
         int handled = PyDict_Contains(threads_of, id);
         PyObject *conversation = handled ? NULL : entity_of(stored, Py_None, id);
-        PyObject *head = conversation ? find_kept(kept, conversation, &page.hits) : NULL;
+        PyObject *head = conversation ? find_kept(kept, page.touch, conversation, &page.hits) : NULL;
         Py_XDECREF(conversation); /* the kept entry holds it */
         if (head != NULL) {
             PyObject *unread = PyDict_GetItemWithError(unread_by, id);
@@ -257,7 +261,7 @@ static PyObject *messages(PyObject *self, PyObject *args) {
                           &kept, &PyDict_Type, &read_at, &new_items, &is_inbound, &PyDict_Type, &tails))
         return NULL;
     Page page;
-    PyObject *iterator = page_open(&page) < 0 ? NULL : PyObject_GetIter(keys), *key;
+    PyObject *iterator = page_open(&page, kept) < 0 ? NULL : PyObject_GetIter(keys), *key;
     PyObject *reading_key = PyTuple_Pack(1, s_message);
     int failed = iterator == NULL || reading_key == NULL;
     while (!failed && (key = PyIter_Next(iterator)) != NULL) {
@@ -282,7 +286,7 @@ static PyObject *messages(PyObject *self, PyObject *args) {
         }
         PyObject *item = NULL;
         PyObject *message = entity_of(where, parts, id);
-        PyObject *head = message ? find_kept(kept, message, &page.hits) : NULL;
+        PyObject *head = message ? find_kept(kept, page.touch, message, &page.hits) : NULL;
         if (head != NULL) {
             PyObject *named = PyUnicode_Concat(s_message_prefix, id);
             if (named != NULL)
@@ -349,7 +353,7 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
     /* The last key taken and its rank: its entry is made once, at the end. */
     PyObject *last_key = NULL;
     int last_rank = 0;
-    int failed = page_open(&page) < 0, rank;
+    int failed = page_open(&page, kept) < 0, rank;
     for (rank = 0; rank < 3 && !failed; rank++) {
         PyObject *kind = PyTuple_GET_ITEM(kinds, rank);
         if (!PyList_Check(PyTuple_GET_ITEM(given, rank)) || !PyUnicode_Check(kind)) {
@@ -398,7 +402,7 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
         PyObject *entity = is_message   ? entity_of(messages_where, messages_parts, id)
                            : is_comment ? entity_of(comments_where, comments_parts, id)
                                         : NULL;
-        PyObject *head = entity ? find_kept(kept, entity, &page.hits) : NULL;
+        PyObject *head = entity ? find_kept(kept, page.touch, entity, &page.hits) : NULL;
         if (head != NULL) {
             PyObject *named = PyUnicode_Concat(prefixes[rank], id);
             if (named != NULL)
