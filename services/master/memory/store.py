@@ -381,8 +381,10 @@ class MemoryStore(Searching):
         # ordered as the cursors' (-ns, Newest("<kind>:<id>")): newest first, and at one
         # instant notifications, then messages, then comments ("n" > "m" > "c"), each kind
         # by id, larger first.
-        orders = tuple(
-            zip(_KINDS, (state.inbox_notifications, state.inbox_messages, state.inbox_comments), strict=True)
+        orders = (
+            (_KINDS[0], state.inbox_notifications),
+            (_KINDS[1], state.inbox_messages),
+            (_KINDS[2], state.inbox_comments),
         )
         after = cursors.decode(cursor, "unified", (int, Newest))
         starts = [0, 0, 0]
