@@ -16,7 +16,7 @@ from xxhash import xxh3_128_hexdigest
 
 from services.common.rpc_errors import retry_after_of
 
-from .cache import Answer, ResponseCache
+from .cache import Answer, ResponseCache, with_body
 from .errors import http_status_of
 from .marshalers import Profile
 from .observe import CACHE_MISSES
@@ -105,9 +105,7 @@ def fresh_answer(body: bytes, if_none_match: str | None) -> ReadAnswer:
     headers = [(b"etag", etag.encode()), (b"cache-control", b"no-cache")]
     if if_none_match is not None and _matches(if_none_match, etag):
         return ReadAnswer(304, b"", headers)
-    return ReadAnswer(
-        200, body, [*headers, (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    )
+    return ReadAnswer(200, body, with_body(headers, body))
 
 
 def _answer(answer: Answer, if_none_match: str | None) -> ReadAnswer:

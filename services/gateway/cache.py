@@ -41,6 +41,11 @@ CACHED_SERVICES = frozenset(
 )
 
 
+def with_body(headers: list[tuple[bytes, bytes]], body: bytes) -> list[tuple[bytes, bytes]]:
+    """A read answer's raw headers for a 200 carrying `body` (JSON)."""
+    return [*headers, (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+
+
 class Answer:
     """A kept answer, with its HTTP headers ready to send (for 304, and for 200 with the body)."""
 
@@ -52,11 +57,7 @@ class Answer:
         self.raw_headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
         ]
-        self.raw_headers_200 = [
-            *self.raw_headers,
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", b"application/json"),
-        ]
+        self.raw_headers_200 = with_body(self.raw_headers, body)
 
 
 class ResponseCache:

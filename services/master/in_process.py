@@ -224,8 +224,7 @@ class InProcessChannel:
             # the caller authorized for the service's scope, the page once every change so
             # far is on disk, a failure answered as the boundary answers it.
             try:
-                # (admit without its coroutine where the rate is counted here: authorize)
-                caller = keys.authorize(metadata, scope) if keys.shared is None else await keys.admit(metadata, scope)
+                caller = await keys.admit(metadata, scope)
                 page = await read.page(servicer, request, caller, views)
                 persisted = store.persisted()
                 if persisted is not None:

@@ -381,11 +381,8 @@ class MemoryStore(Searching):
         # ordered as the cursors' (-ns, Newest("<kind>:<id>")): newest first, and at one
         # instant notifications, then messages, then comments ("n" > "m" > "c"), each kind
         # by id, larger first.
-        orders = (
-            (_KINDS[0], state.inbox_notifications),
-            (_KINDS[1], state.inbox_messages),
-            (_KINDS[2], state.inbox_comments),
-        )
+        lists = (state.inbox_notifications, state.inbox_messages, state.inbox_comments)
+        orders = tuple(zip(_KINDS, lists, strict=True))
         after = cursors.decode(cursor, "unified", (int, Newest))
         starts = [0, 0, 0]
         if after is not None:
@@ -408,9 +405,9 @@ class MemoryStore(Searching):
             # cursor, which inbox_of merges (no merge step per item of the whole orders).
             most = page_size(count) + 1
             firsts = (
-                state.inbox_notifications[starts[0] : starts[0] + most],
-                state.inbox_messages[starts[1] : starts[1] + most],
-                state.inbox_comments[starts[2] : starts[2] + most],
+                lists[0][starts[0] : starts[0] + most],
+                lists[1][starts[1] : starts[1] + most],
+                lists[2][starts[2] : starts[2] + most],
             )
             encoded, end, has_more = as_json.inbox_of(state, _KINDS, firsts, most - 1, stop)
             return Page([], _unified_cursor(end), has_more, encoded)
