@@ -67,8 +67,18 @@ async def _store(seed: int) -> tuple[MemoryStore, SampleAccount]:
         notification.create_time.CopyFrom(at)
     store = MemoryStore()
     await store.apply_snapshot(SnapshotData("acc", 1, frozenset(), sample.account, sample.batch))
+    # A second crawl brings customers' messages and comments, each a second after one the
+    # first had: new items among old ones, in one page (the compiled loops keep a page's
+    # tails of unmarked items by shown and new).
+    for message in rng.sample(list(sample.batch.messages), 8):
+        conversation = next(c for c in sample.batch.conversations if c.conversation_id == message.conversation_id)
+        sample.add_message(conversation, message.create_time.seconds + 1, inbound=True)
+    for comment in rng.sample(list(sample.batch.comments), 5):
+        sample.add_comment(comment.content_id, comment.created_at.seconds + 1)
+    await store.apply_snapshot(SnapshotData("acc", 2, frozenset(), sample.account, sample.batch))
     state = store._state("acc")
     assert len(state.notifications) == 2
+    assert sum(item.startswith(("message:", "comment:")) for item in state.handling.new_items) == 13
     conversations = list(state.conversations)
     now_ns = time.time_ns()
     for conversation_id in rng.sample(conversations, 4):

@@ -138,14 +138,31 @@ static int inbound_by_direction(PyObject *message) {
     return value == DIRECTION_UNSPECIFIED ? -2 : value == DIRECTION_INBOUND;
 }
 
+/* The tails of one kind's unmarked items (read_ns None) met in a page, by (shown, is_new):
+ * a page's items are mostly unmarked, and four tails at most serve them all, each looked up
+ * in `tails` once a page. Each held (a new reference) until the page is let go. */
+typedef struct {
+    PyObject *tail[2][2];
+    char looked[2][2];
+} Unmarked;
+
+static void unmarked_clear(Unmarked *unmarked) {
+    for (int shown = 0; shown < 2; shown++)
+        for (int is_new = 0; is_new < 2; is_new++) {
+            Py_CLEAR(unmarked->tail[shown][is_new]);
+            unmarked->looked[shown][is_new] = 0;
+        }
+}
+
 /* head + the tail kept for the item's read state, tails[(*key, read_ns, shown, is_new)]:
  * read_ns its mark in `read_at` under `named` (None without one), shown whether it counts
  * read (marked, or else for a comment `counts(entity)` (is_own) is true, for a `message`
  * is_inbound is false: its direction, or `counts(entity)` without one), is_new whether
- * `named` is in `new_items` (message_reading, comment_reading). NULL where no such tail is
- * kept, or on an error (set). */
+ * `named` is in `new_items` (message_reading, comment_reading); an unmarked item's tail is
+ * taken from `unmarked`, the page's. NULL where no such tail is kept, or on an error (set). */
 static PyObject *with_reading(PyObject *head, PyObject *key, PyObject *named, PyObject *entity, PyObject *counts,
-                              int message, PyObject *read_at, PyObject *new_items, PyObject *tails) {
+                              int message, PyObject *read_at, PyObject *new_items, PyObject *tails,
+                              Unmarked *unmarked) {
     PyObject *read_ns = PyDict_GetItemWithError(read_at, named);
     if (read_ns == NULL && PyErr_Occurred())
         return NULL;
@@ -164,6 +181,8 @@ static PyObject *with_reading(PyObject *head, PyObject *key, PyObject *named, Py
     int is_new = PySequence_Contains(new_items, named);
     if (is_new < 0)
         return NULL;
+    if (read_ns == NULL && unmarked->looked[shown][is_new])
+        return joined(head, unmarked->tail[shown][is_new]);
     Py_ssize_t n = PyTuple_GET_SIZE(key);
     PyObject *reading = PyTuple_New(n + 3);
     if (reading == NULL)
@@ -173,9 +192,15 @@ static PyObject *with_reading(PyObject *head, PyObject *key, PyObject *named, Py
     PyTuple_SET_ITEM(reading, n, Py_NewRef(read_ns ? read_ns : Py_None));
     PyTuple_SET_ITEM(reading, n + 1, Py_NewRef(shown ? Py_True : Py_False));
     PyTuple_SET_ITEM(reading, n + 2, Py_NewRef(is_new ? Py_True : Py_False));
-    PyObject *item = joined(head, PyDict_GetItemWithError(tails, reading));
+    PyObject *tail = PyDict_GetItemWithError(tails, reading); /* borrowed */
     Py_DECREF(reading);
-    return item;
+    if (tail == NULL && PyErr_Occurred())
+        return NULL;
+    if (read_ns == NULL) {
+        unmarked->tail[shown][is_new] = Py_XNewRef(tail);
+        unmarked->looked[shown][is_new] = 1;
+    }
+    return joined(head, tail);
 }
 
 /* An item's id in its time key (time_keys.item_of): the bytes between the 12 of the time
@@ -263,6 +288,8 @@ static PyObject *messages(PyObject *self, PyObject *args) {
     Page page;
     PyObject *iterator = page_open(&page, kept) < 0 ? NULL : PyObject_GetIter(keys), *key;
     PyObject *reading_key = PyTuple_Pack(1, s_message);
+    Unmarked unmarked;
+    memset(&unmarked, 0, sizeof unmarked);
     int failed = iterator == NULL || reading_key == NULL;
     while (!failed && (key = PyIter_Next(iterator)) != NULL) {
         if (stop != Py_None) {
@@ -290,7 +317,8 @@ static PyObject *messages(PyObject *self, PyObject *args) {
         if (head != NULL) {
             PyObject *named = PyUnicode_Concat(s_message_prefix, id);
             if (named != NULL)
-                item = with_reading(head, reading_key, named, message, is_inbound, 1, read_at, new_items, tails);
+                item = with_reading(head, reading_key, named, message, is_inbound, 1, read_at, new_items, tails,
+                                    &unmarked);
             Py_XDECREF(named);
             Py_DECREF(head);
         }
@@ -306,6 +334,7 @@ static PyObject *messages(PyObject *self, PyObject *args) {
     }
     Py_XDECREF(iterator);
     Py_XDECREF(reading_key);
+    unmarked_clear(&unmarked);
     return page_close(&page, failed);
 }
 
@@ -349,6 +378,8 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
      * prefix ("<kind>:"). */
     PyObject *orders[3] = {NULL, NULL, NULL}, *reading_keys[3] = {NULL, NULL, NULL}, *prefixes[3] = {NULL, NULL, NULL};
     Py_ssize_t at[3] = {0, 0, 0};
+    Unmarked unmarked[3];
+    memset(unmarked, 0, sizeof unmarked);
     Page page;
     /* The last key taken and its rank: its entry is made once, at the end. */
     PyObject *last_key = NULL;
@@ -407,7 +438,7 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
             PyObject *named = PyUnicode_Concat(prefixes[rank], id);
             if (named != NULL)
                 item = with_reading(head, reading_keys[rank], named, entity, is_message ? is_inbound : is_own,
-                                    is_message, read_at, new_items, tails);
+                                    is_message, read_at, new_items, tails, &unmarked[rank]);
             Py_XDECREF(named);
             Py_DECREF(head);
         }
@@ -428,6 +459,7 @@ static PyObject *inbox(PyObject *self, PyObject *args) {
         Py_XDECREF(orders[r]);
         Py_XDECREF(reading_keys[r]);
         Py_XDECREF(prefixes[r]);
+        unmarked_clear(&unmarked[r]);
     }
     return page_close(&page, failed);
 }
