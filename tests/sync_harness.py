@@ -95,7 +95,9 @@ def engine_for(
         token=token_for(worker_id),
         backoff_initial=0.05,
         backoff_max=0.3,
-        **options,  # type: ignore[arg-type]
+        # A master restarted as the engine connects can leave a call that never starts
+        # (welcome.py): tried again sooner than a worker would, as the backoff is.
+        **{"connect_timeout": 2.0, **options},  # type: ignore[arg-type]
     )
     return engine_class(config, accounts, on_command)
 

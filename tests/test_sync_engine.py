@@ -575,6 +575,33 @@ async def test_heartbeats_before_the_welcome_are_waited_through() -> None:
     assert await _streams_until_welcomed(lambda n: [0.15, _beat()] * 6 + [_welcome()]) == 1
 
 
+async def test_a_stream_that_never_starts_is_given_up_within_the_connect_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call the channel never starts sends nothing and hears nothing. gRPC leaves one so
+    when the master stops just as the connection to it is made (welcome.py); here, a
+    listener that accepts and never speaks HTTP/2, with the channel's connect timeout
+    (the engine's backoff_initial) longer than the test. The worker gives the stream up
+    after its connect timeout, not after the liveness timeout before a Welcome (15 s)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    config = EngineConfig(master=f"127.0.0.1:{port}", worker_id="w", token="t", backoff_initial=30, connect_timeout=0.5)
+    try:
+        async with running(SyncEngine(config, ["acc"])):
+            await eventually(lambda: "the stream's headers did not go out in 0.5 s" in caplog.text, timeout=5)
+        assert held, "the worker reached the listener"
+    finally:
+        for writer in held:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()
+
+
 async def test_a_scheduled_worker_names_the_grant_it_lets_go() -> None:
     """Each Released carries the lease epoch of the grant it answers, so that a late answer
     about a lapsed grant cannot free the one given since (fleet.released): an account the

@@ -21,6 +21,9 @@ class EngineConfig:
     backoff_max: float = 30.0
     # The master is taken for gone after this many heartbeat intervals of silence.
     liveness_intervals: float = 3.0
+    # Seconds for a stream's headers to go out to the master before it is tried again
+    # (welcome.py).
+    connect_timeout: float = 5.0
     # Results of performed commands kept to answer a command delivered again.
     remembered_results: int = 10_000
     # Where the commands begun and their results are kept across restarts (command_log.py);

@@ -255,7 +255,8 @@ class SyncEngine:
         tasks: list[asyncio.Task[None]] = []
         try:
             outbound.put_nowait(self._hello(self.accounts))
-            first = await welcome_of(call, self.clock, self.config.liveness_intervals * self.heartbeat_interval)
+            silence = self.config.liveness_intervals * self.heartbeat_interval
+            first = await welcome_of(call, self.clock, silence, self.config.connect_timeout)
             self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             self._outbound = outbound
             self.sessions += 1
