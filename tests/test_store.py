@@ -15,6 +15,7 @@ from imsync.v1 import unified_messages_pb2 as u
 from services.common.sample import SampleAccount
 from services.master.model import cursor as cursors
 from services.master.model import filters
+from services.master.model import store as model_store
 from services.master.model.cursor import Newest
 from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.master.model.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DeltaData, Page, SnapshotData, Store
@@ -498,13 +499,16 @@ async def test_a_message_without_a_direction_is_the_customers_unless_the_account
     assert f"message:{theirs.message_id}" in listed and f"message:{ours.message_id}" not in listed
 
 
+@pytest.mark.parametrize("scan", [model_store.SCAN, 5])
 async def test_every_inbox_filter_finds_what_the_views_show_on_every_page(
-    new_store: StoreFactory, account: SampleAccount
+    new_store: StoreFactory, account: SampleAccount, scan: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A filtered inbox page reads only the orders of the kinds its types ask for and
     refuses most items before their views are built (filters.unified_kinds,
     unified_before_view); walked page by page, every filter still finds exactly the items
-    whose views pass it, in order: read or not, the account's own, new, each type."""
+    whose views pass it, in order: read or not, the account's own, new, each type. So too
+    when each page looks at 5 keys at most (store.SCAN): short pages, the walk the same."""
+    monkeypatch.setattr(model_store, "SCAN", scan)
     store = new_store()
     assert await store.apply_snapshot(snapshot(account, 1))
     # After the first sync, what arrives is new: messages and notifications.
@@ -547,3 +551,32 @@ async def _inbox(
     """Every item of acc-1's inbox with these filters, page by page."""
     asked = {"types": types, "is_read": is_read, "is_new": is_new, "count": count}
     return await every_item(store.list_unified, account_id="acc-1", **asked)
+
+
+async def test_a_filter_nothing_passes_answers_short_pages_not_a_walk_of_the_account(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page looks at `store.SCAN` keys at most after its cursor: a filter no item passes
+    (nothing read yet, no conversation pinned, no comment new) answers an empty page with has_more and
+    a cursor past the keys it looked at, until the end, rather than walking the account
+    while the master does nothing else."""
+    monkeypatch.setattr(model_store, "SCAN", 50)
+    lists: list[tuple[Callable[..., Awaitable[Page[Any]]], dict[str, Any]]] = [
+        (store.list_unified, {"types": (), "is_read": True, "is_new": None}),
+        (store.list_conversations, {"status": 0, "is_pinned": True, "is_muted": None}),
+        (store.list_discussions, {"content_id": "", "parent_comment_id": "", "is_read": None, "is_new": True}),
+    ]
+    for list_page, asked in lists:
+        pages = 0
+        cursor = ""
+        while True:
+            page = await list_page(account_id="acc-1", **asked, cursor=cursor, count=20)
+            pages += 1
+            assert page.items == [], list_page
+            if not page.has_more:
+                break
+            assert page.cursor and page.cursor != cursor
+            cursor = page.cursor
+        unfiltered = {k: None if isinstance(v, bool) else v for k, v in asked.items()}
+        every = await every_item(list_page, account_id="acc-1", **unfiltered, count=100)
+        assert pages == len(every) // 50 + 1, (list_page, len(every))

@@ -25,6 +25,7 @@ from services.master.memory.records import encode_delta, encode_snapshot
 from services.master.memory.recovery import Checkpoint
 from services.master.model import collector, threads, time_keys, transitions
 from services.master.model import cursor as cursors
+from services.master.model import store as model_store
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
 from services.master.model.account_views import arrival_event, own_event
@@ -87,12 +88,19 @@ def _collect(
     stop: Callable[[Any], bool] | None = None,
 ) -> tuple[list[T], Any, bool]:
     """The first `limit` items `view` makes of `keys`, the key of the last (None for none),
-    and whether more follow."""
+    and whether more follow; or, once `SCAN` keys were looked at and another follows, what
+    they made, the last key looked at, and True."""
     items: list[T] = []
     last: Any = None
+    seen: Any = None
+    looked, bound = 0, model_store.SCAN
     for key in keys:
         if stop is not None and stop(key):
             break
+        if looked == bound:
+            return items, seen, True
+        looked += 1
+        seen = key
         item = view(key)
         if item is None:
             continue

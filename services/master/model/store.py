@@ -30,6 +30,12 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Keys a page of a list looks at after its cursor, at most, as a search's candidates
+# (search.SCAN): a filter few items pass (`is_read=true` on an inbox nobody read) answers
+# a short page, empty even, with has_more and the cursor at the last key looked at, rather
+# than walking the whole account with the event loop held (AIP-158 lets a page hold fewer
+# items than asked). The clients follow has_more.
+SCAN = search.SCAN
 
 
 def page_size(count: int) -> int:

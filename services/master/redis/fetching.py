@@ -10,6 +10,7 @@ from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from services.master.model import cursor as cursors
 from services.master.model import filters
+from services.master.model import store as model_store
 from services.master.model.account_state import AccountState
 from services.master.model.errors import InvalidArgument, NotFound, Unavailable
 from services.master.model.keys import comment_key, message_key, notification_key
@@ -60,6 +61,9 @@ class Fetching(RedisBase):
         last: cursors.SortKey | None = None
         batch = limit + 1
         attempts = 0
+        # At most store.SCAN members looked at, as the memory store's pages (_collect).
+        looked, bound = 0, model_store.SCAN
+        seen: cursors.SortKey = ()
 
         def done(has_more: bool) -> Page[T]:
             return Page(items, cursors.encode(index, last) if last is not None else "", has_more)
@@ -90,6 +94,10 @@ class Fetching(RedisBase):
                 key = key_of(member, shape)
                 if stop is not None and stop(key):
                     return done(False)
+                if looked == bound:
+                    return Page(items, cursors.encode(index, seen), True)
+                looked += 1
+                seen = key
                 if view is None:
                     continue
                 if len(items) == limit:
@@ -99,7 +107,7 @@ class Fetching(RedisBase):
             if len(members) < batch:
                 return done(False)
             start = "(" + members[-1]
-            batch = min(batch * 2, 1000)
+            batch = min(batch * 2, 1000, bound - looked + 1)
 
     def _conversations_page(
         self, keys: AccountKeys, asked: tuple[int, bool | None, bool | None, str | None, int], as_json: JsonViews | None
