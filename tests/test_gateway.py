@@ -168,6 +168,24 @@ async def test_mark_read_through_rest(
     )
     assert many.json()["data"]["marked_count"] == 0
 
+    # At most 1,000 ids a request: more is refused, naming the field, and marks nothing.
+    async def first_unread() -> str:
+        asked: dict[str, str | int] = {"account_id": account.account_id, "is_read": "false", "count": 1}
+        page = await gateway.get("/api/im/unified-messages", params=asked)
+        return str(page.json()["data"]["messages"][0]["id"])
+
+    unread = await first_unread()
+    too_many = await gateway.put(
+        "/api/im/unified-messages/read-many", json={"account_id": account.account_id, "ids": [unread] * 1_001}
+    )
+    assert too_many.status_code == 400, too_many.text
+    assert "ids" in error_of(too_many)["status_msg"]
+    assert await first_unread() == unread
+    allowed = await gateway.put(
+        "/api/im/unified-messages/read-many", json={"account_id": account.account_id, "ids": [unread] * 1_000}
+    )
+    assert allowed.json()["data"]["marked_count"] == 1
+
 
 async def test_body_that_is_not_json_is_400(loaded: Master, gateway: httpx.AsyncClient) -> None:
     response = await gateway.put("/api/im/unified-messages/read-many", content=b"{not json")

@@ -295,7 +295,7 @@ class MarkUnifiedMessagesReadRequest(_message.Message):
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Inbox item ids: "comment:<comment_id>", "message:<message_id>" or
-        "notification:<notification_id>".
+        "notification:<notification_id>"; at most 1,000.
         """
 
     def __init__(

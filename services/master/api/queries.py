@@ -35,6 +35,9 @@ from services.master.model.store import Page, Store
 from services.master.rpc.access import answered, caller
 
 T = TypeVar("T")
+# Items one MarkUnifiedMessagesRead marks at most: each is located, checked and journaled
+# with the master doing nothing else, and its event names them all.
+MAX_READ_IDS = 1_000
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -470,6 +473,8 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
         self, request: uni.MarkUnifiedMessagesReadRequest, context: Context
     ) -> uni.MarkUnifiedMessagesReadResponse:
         async def mark_all(access: Access) -> int:
+            if len(request.ids) > MAX_READ_IDS:
+                raise InvalidArgument(f"at most {MAX_READ_IDS} ids a request", field="ids")
             # Every id is located (and allowed) before any is marked: a bad one changes nothing.
             by_account: dict[str, list[str]] = {}
             for position, item_id in enumerate(request.ids):
