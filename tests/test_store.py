@@ -557,9 +557,9 @@ async def test_a_filter_nothing_passes_answers_short_pages_not_a_walk_of_the_acc
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A page looks at `store.SCAN` keys at most after its cursor: a filter no item passes
-    (nothing read yet, no conversation pinned, no comment new) answers an empty page with has_more and
-    a cursor past the keys it looked at, until the end, rather than walking the account
-    while the master does nothing else."""
+    (nothing read yet, no conversation pinned, no comment new) answers an empty page with
+    has_more and a cursor past the keys it looked at, until the end, rather than walking
+    the account while the master does nothing else."""
     monkeypatch.setattr(model_store, "SCAN", 50)
     lists: list[tuple[Callable[..., Awaitable[Page[Any]]], dict[str, Any]]] = [
         (store.list_unified, {"types": (), "is_read": True, "is_new": None}),

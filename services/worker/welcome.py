@@ -29,9 +29,7 @@ from services.common.futures import abandon
 WELCOME_SECONDS = 30.0
 
 
-async def welcome_of(
-    call: Any, clock: AwakeClock, silence: float, connect: float = WELCOME_SECONDS
-) -> sync_pb2.SyncDataResponse:
+async def welcome_of(call: Any, clock: AwakeClock, silence: float, connect: float) -> sync_pb2.SyncDataResponse:
     """The stream's Welcome, read off `call` past any heartbeats before it; TimeoutError
     when its headers did not go out in `connect` seconds or after `silence` seconds (on
     `clock`) without a message, ConnectionError when the stream ends or begins otherwise."""

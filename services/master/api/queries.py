@@ -474,7 +474,7 @@ class UnifiedMessageServicer(Guarded, unified_messages_pb2_grpc.UnifiedMessageSe
     ) -> uni.MarkUnifiedMessagesReadResponse:
         async def mark_all(access: Access) -> int:
             if len(request.ids) > MAX_READ_IDS:
-                raise InvalidArgument(f"at most {MAX_READ_IDS} ids a request", field="ids")
+                raise InvalidArgument(f"at most {MAX_READ_IDS:,} ids a request", field="ids")
             # Every id is located (and allowed) before any is marked: a bad one changes nothing.
             by_account: dict[str, list[str]] = {}
             for position, item_id in enumerate(request.ids):
