@@ -16,11 +16,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import pytest_asyncio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from imsync.v1 import entities_pb2 as e
+from imsync.v1 import sync_pb2
+from imsync_client import SyncClient
+from services import processes
 
 from . import waiting
+from .conftest import NOW, token_for, write_tokens
 from .demo_processes import DemoProcesses
 
 pytestmark = pytest.mark.e2e
@@ -455,3 +463,103 @@ async def test_a_reply_is_shown_once_as_soon_as_the_platform_s_copy_is_there(bro
         "failedWithItsCopy": False,
     }
     await page.close()
+
+
+async def test_all_accounts_waits_for_an_account_whose_pages_came_back_empty(tmp_path: Path, browser: Any) -> None:
+    """ "Unread only" across accounts, where one account's first page is empty (the master
+    looks at 5,000 items a page, and its newest 5,100 are read) but its unread items are
+    newer than another account's: the console holds the other account's items back until
+    that account has shown its own, so no row is ever put above rows already shown."""
+    from services.master.model.store import SCAN
+
+    read_count = SCAN + 100
+    now = NOW
+
+    def account(account_id: str, newest: int, count: int) -> tuple[e.Account, sync_pb2.EntityBatch]:
+        customer = e.User(user_id=f"{account_id}-customer", user_name=f"{account_id} customer")
+        batch = sync_pb2.EntityBatch(
+            conversations=[e.Conversation(conversation_id=f"{account_id}-c", participant=customer)]
+        )
+        for index in range(count):
+            batch.messages.add(
+                message_id=f"{account_id}-{index:05}",
+                conversation_id=f"{account_id}-c",
+                sender=customer,
+                content=f"{account_id} {index}",
+                direction=e.DIRECTION_INBOUND,
+                create_time=Timestamp(seconds=newest - index),
+            )
+        return e.Account(account_id=account_id, user_name=account_id), batch
+
+    master = await processes.start(
+        [
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-tokens",
+            str(write_tokens(tmp_path / "tokens.toml")),
+            "--retention",
+            "none",
+            "--rate-limit",
+            "0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--gateway-console",
+            str(Path(__file__).parent.parent / "clients" / "web"),
+        ]
+    )
+    grpc_address = (await master.line_with("master listening on")).rpartition(" ")[2]
+    try:
+        async with (
+            grpc.aio.insecure_channel(grpc_address) as channel,
+            httpx.AsyncClient(base_url=f"http://{master.address}", timeout=30) as http,
+        ):
+            worker = SyncClient(channel, "test-worker", token=token_for("test-worker"))
+            await worker.open({"a-shop": 0, "b-shop": 0})
+            # a-shop: read_count + 40 messages, the newest read_count read; b-shop: 30,
+            # every one older than a-shop's.
+            for account_id, newest, count in (("a-shop", now, read_count + 40), ("b-shop", now - 20_000, 30)):
+                profile, batch = account(account_id, newest, count)
+                assert await worker.push_snapshot(account_id, 1, profile, batch) == 1
+            ids, cursor = [], ""
+            while len(ids) < read_count:
+                asked = {"account_id": "a-shop", "count": 100, "cursor": cursor}
+                page = (await http.get("/api/im/unified-messages", params=asked)).json()["data"]
+                ids += [item["id"] for item in page["messages"]]
+                cursor = page["cursor"]
+            for at in range(0, read_count, 1000):
+                body = {"account_id": "a-shop", "ids": ids[at : min(at + 1000, read_count)]}
+                assert (await http.put("/api/im/unified-messages/read-many", json=body)).status_code == 200
+            unread = {"account_id": "a-shop", "is_read": "false", "count": 30}
+            first = (await http.get("/api/im/unified-messages", params=unread)).json()["data"]
+            assert first["messages"] == [] and first["has_more"], "a-shop's first unread page is to be empty"
+            second = (await http.get("/api/im/unified-messages", params={**unread, "cursor": first["cursor"]})).json()
+            newest_unread = f"item:a-shop:{second['data']['messages'][0]['id']}"
+
+            page = await browser.new_page(viewport=WIDE)
+            # Every first row the inbox list ever shows, in order.
+            await page.add_init_script(
+                """window.firstRows = [];
+                new MutationObserver(() => {
+                  const list = document.getElementById("list");
+                  const row = list && list.querySelector("li.item");
+                  const key = row ? row.dataset.key : "";
+                  if (key && window.firstRows[window.firstRows.length - 1] !== key) window.firstRows.push(key);
+                }).observe(document, { childList: true, subtree: true });"""
+            )
+            await page.goto(f"http://{master.address}/")
+            await page.click("button[data-view=inbox]")
+            await page.locator("#list li.item").first.wait_for(timeout=20_000)
+            await page.evaluate("window.firstRows = []")
+            await page.locator("#filters label").filter(has_text="Unread").click()
+            await eventually(lambda: page.locator("#list li.item").count())
+            rows = await page.locator("#list li.item").evaluate_all("rows => rows.map(r => r.dataset.key)")
+            await shoot(page, "all-accounts-unread")
+            shown = await page.evaluate("window.firstRows")
+            await page.close()
+    finally:
+        await master.stop()
+    # The first unread row is a-shop's newest unread one, and it was the first row from the
+    # start: b-shop's older items never stood above it.
+    assert rows[0] == newest_unread, rows[:3]
+    assert shown == [newest_unread], shown

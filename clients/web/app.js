@@ -5,7 +5,7 @@ import { AccountPanel, health, healthBadge } from "./account.js";
 import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { CommentThreadView } from "./comment_thread.js";
 import { ConversationView } from "./conversation.js";
-import { avatar, badge, h, replace, time } from "./dom.js";
+import { avatar, badge, h, horizon, replace, time } from "./dom.js";
 import { EventStream } from "./events.js";
 import { LOCALES, locale, preferredLocale, t, useLocale } from "./i18n.js";
 import { Notifier } from "./notify.js";
@@ -181,9 +181,8 @@ function mergeItems(items) {
 // Items older than what every account with more pages has reached are held back, so that
 // "all accounts" never shows an item above one not loaded yet.
 function visibleInbox() {
-  const reached = [...state.cursors.values()].filter((c) => c.hasMore && c.oldest).map((c) => c.oldest);
-  const horizon = reached.length ? reached.reduce((a, b) => (a > b ? a : b)) : "";
-  return state.inbox.filter((item) => passes(item) && (!horizon || item.create_time >= horizon));
+  const cut = horizon(state.cursors.values());
+  return state.inbox.filter((item) => passes(item) && item.create_time >= cut);
 }
 
 function passes(item) {

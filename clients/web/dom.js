@@ -62,6 +62,22 @@ export function byInstant(items) {
   return items.map((item) => ({ ...item, ms: Date.parse(item.at) || 0 })).sort((a, b) => a.ms - b.ms);
 }
 
+// Where a list merged from several accounts' pages is cut, so that it never shows an item
+// above one not loaded yet: at the newest of the oldest times reached by the accounts that
+// have more pages (`cursors`: {hasMore, oldest}). An account with more pages that has shown
+// nothing yet (its pages so far came back empty: the server looks at a bounded number of
+// items a page and a filter passed none) may still have anything, so everything waits for
+// it. "" when nothing is held back; times compare as RFC 3339 text, as the API writes them.
+export function horizon(cursors) {
+  let at = "";
+  for (const c of cursors) {
+    if (!c.hasMore) continue;
+    if (!c.oldest) return "\uffff";
+    if (c.oldest > at) at = c.oldest;
+  }
+  return at;
+}
+
 // Avatars are drawn from initials: a platform avatar URL would be a request to another host.
 export function avatar(name, size = "") {
   const text = (name || "?").trim();

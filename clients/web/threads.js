@@ -3,7 +3,7 @@
 // nobody's) and state (open, done, snoozed).
 
 import { api } from "./api.js";
-import { avatar, badge, h, time } from "./dom.js";
+import { avatar, badge, h, horizon, time } from "./dom.js";
 import { t } from "./i18n.js";
 import { Presence } from "./presence.js";
 
@@ -99,9 +99,8 @@ export class Threads {
   // Threads older than what every account with more pages has reached wait, so that
   // "all accounts" never shows one above a thread not loaded yet.
   visible() {
-    const reached = [...this.cursors.values()].filter((c) => c.hasMore && c.oldest).map((c) => c.oldest);
-    const horizon = reached.length ? reached.reduce((a, b) => (a > b ? a : b)) : "";
-    return this.items.filter((x) => x.is_pinned || !horizon || (x.latest_time || "") >= horizon);
+    const cut = horizon(this.cursors.values());
+    return this.items.filter((x) => x.is_pinned || (x.latest_time || "") >= cut);
   }
 
   // `onChange` is told when who writes where changed (a presence said, or one ended).
