@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from pathlib import Path
@@ -14,10 +15,10 @@ from imsync.v1 import accounts_pb2 as acc
 from imsync.v1 import accounts_pb2_grpc, conversations_pb2_grpc, sync_pb2
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import replies_pb2 as rep
-from imsync_client import ImClient
+from imsync_client import ImClient, SyncClient
 from services.gateway.app import im_services
 
-from .conftest import Master
+from .conftest import Master, token_for
 
 
 def snake(name: str) -> str:
@@ -198,3 +199,34 @@ async def test_the_inbox_replies_marks_pins_and_mutes(master: Master) -> None:
         under = await inbox.reply_to_comment(comment, "谢谢")
         assert under.request_id.startswith("py-") and under.state == rep.REPLY_STATE_PENDING
     await worker.close()
+
+
+async def test_a_sync_stream_that_never_starts_ends_in_its_welcome_timeout(master: Master) -> None:
+    """SyncClient.open waits for the Welcome at most its timeout: here a listener that accepts
+    and never speaks HTTP/2 (what gRPC does with a connection the master closed as it was
+    made, worker/welcome.py), then the stream is cancelled and the client opens again on a
+    real master."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as silent:
+            client = SyncClient(silent, "test-worker", token=token_for("test-worker"))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TimeoutError, match=r"^no Welcome from the master in 0.5 s$"):
+                await client.open({"a": 0}, timeout=0.5)
+            assert asyncio.get_running_loop().time() - started < 5
+            assert held, "the client reached the listener"
+            await client.close()  # nothing left to close
+    finally:
+        for writer in held:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()
+    client = master.sync()
+    assert await client.open({"a": 0}, timeout=0.5) == {"a": 0}
+    await client.close()

@@ -521,16 +521,17 @@ async def test_all_accounts_waits_for_an_account_whose_pages_came_back_empty(tmp
             for account_id, newest, count in (("a-shop", now, read_count + 40), ("b-shop", now - 20_000, 30)):
                 profile, batch = account(account_id, newest, count)
                 assert await worker.push_snapshot(account_id, 1, profile, batch) == 1
-            ids, cursor = [], ""
+            ids: list[str] = []
+            cursor = ""
             while len(ids) < read_count:
-                asked = {"account_id": "a-shop", "count": 100, "cursor": cursor}
+                asked: dict[str, str | int] = {"account_id": "a-shop", "count": 100, "cursor": cursor}
                 page = (await http.get("/api/im/unified-messages", params=asked)).json()["data"]
                 ids += [item["id"] for item in page["messages"]]
                 cursor = page["cursor"]
             for at in range(0, read_count, 1000):
                 body = {"account_id": "a-shop", "ids": ids[at : min(at + 1000, read_count)]}
                 assert (await http.put("/api/im/unified-messages/read-many", json=body)).status_code == 200
-            unread = {"account_id": "a-shop", "is_read": "false", "count": 30}
+            unread: dict[str, str | int] = {"account_id": "a-shop", "is_read": "false", "count": 30}
             first = (await http.get("/api/im/unified-messages", params=unread)).json()["data"]
             assert first["messages"] == [] and first["has_more"], "a-shop's first unread page is to be empty"
             second = (await http.get("/api/im/unified-messages", params={**unread, "cursor": first["cursor"]})).json()

@@ -13,6 +13,8 @@ from imsync.v1 import entities_pb2, sync_pb2, sync_pb2_grpc
 
 # Well under gRPC's default 4 MiB message limit, leaving room for the envelope.
 DEFAULT_CHUNK_BYTES = 1 << 20
+# How long open() waits for the master's Welcome, as a worker does.
+WELCOME_SECONDS = 30.0
 
 _COLLECTION_FIELDS = ("contents", "comments", "conversations", "messages", "notifications")
 
@@ -66,17 +68,28 @@ class SyncClient:
         # The accounts granted at open(), given back by close().
         self.granted: set[str] = set()
 
-    async def open(self, accounts: Mapping[str, int]) -> dict[str, int]:
+    async def open(self, accounts: Mapping[str, int], *, timeout: float = WELCOME_SECONDS) -> dict[str, int]:
         """Says hello with the versions the worker believes the master has; returns the master's
-        version of each account granted to this worker (refused ones are in `self.refused`)."""
+        version of each account granted to this worker (refused ones are in `self.refused`).
+
+        TimeoutError, and the stream cancelled, when no Welcome came in `timeout` seconds: a
+        master answers at once, or sends heartbeats while it looks at many accounts (over
+        Redis); a call that never started (gRPC can take a connection the master closed as
+        it was made for a ready one) would otherwise wait for ever."""
         # grpc.aio lets a stream call start without an iterator, to write() to it.
         stub: Any = self._stub
-        self._call = stub.SyncData(metadata=self._metadata)
+        self._call = call = stub.SyncData(metadata=self._metadata)
         hello = sync_pb2.Hello(
             worker_id=self._worker_id,
             accounts=[sync_pb2.AccountVersion(account_id=a, version=v) for a, v in accounts.items()],
         )
-        reply = await self._exchange([sync_pb2.SyncDataRequest(hello=hello)])
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await self._exchange([sync_pb2.SyncDataRequest(hello=hello)])
+        except TimeoutError:
+            self._call = None
+            call.cancel()
+            raise TimeoutError(f"no Welcome from the master in {timeout:g} s") from None
         if reply.WhichOneof("kind") == "nack":
             raise SyncRefused("", 0, reply.nack.status)
         self.refused = {refusal.account_id: refusal for refusal in reply.welcome.refused}
