@@ -1094,3 +1094,31 @@ async def test_a_lapsed_lease_s_release_is_answered_before_the_account_comes_bac
         assert holder is not None and holder.worker_id == "worker-a", "the answer freed nothing it holds now"
         heartbeats.cancel()
         heard.stop()
+
+
+async def test_a_worker_naming_its_own_accounts_lets_them_go_when_it_stops(tmp_path: Path) -> None:
+    """The older form of worker ([[accounts]] in its config) stopped by SIGTERM releases its
+    accounts as a scheduled one does: a worker taking over does not wait for the lease
+    (10 s here) to lapse."""
+    master = Master(fleet_config(tmp_path, lease=10.0))
+    port = await master.start()
+    try:
+        config = tmp_path / "worker-a.toml"
+        config.write_text(
+            f'master = "127.0.0.1:{port}"\nworker_id = "worker-a"\ntoken = "{token_for("worker-a")}"\n'
+            'crawl_interval = 0.5\ncommand_log = "worker-a-commands.sqlite3"\n\n'
+            '[[accounts]]\naccount_id = "own-1"\nadapter = "sample"\nseed = 1\n'
+        )
+        worker = await processes.start(["worker", "--config", str(config)])
+        await waiting.eventually(lambda: _synced(master, "own-1"), timeout=15, every=0.1)
+        assert master.hub.leases.holder("own-1")
+        started = asyncio.get_running_loop().time()
+        await worker.stop()
+        assert master.hub.leases.holder("own-1") is None
+        assert asyncio.get_running_loop().time() - started < 5.0
+    finally:
+        await master.stop()
+
+
+async def _synced(master: Master, account_id: str) -> bool:
+    return (await master.store.account_versions([account_id]))[account_id] > 0

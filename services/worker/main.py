@@ -123,8 +123,9 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    if fleet is not None:
-        await fleet.stop()
+    # Every account let go (its session uploaded first, for a scheduled worker), so that
+    # another worker may take it at once rather than after its lease lapses.
+    await (fleet.stop() if fleet is not None else engine.drain())
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
