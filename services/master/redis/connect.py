@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -76,6 +77,40 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | No
     return nodes, user, password
 
 
+class _Packer:
+    """A command's arguments packed by hiredis in one C call: redis-py encodes each argument
+    in Python first (a commit's EVALSHA has a hundred). What hiredis refuses (a memoryview,
+    a bool, None) and a command name of two words go to redis-py's own packer, which packs
+    the same bytes or raises its DataError."""
+
+    def __init__(self, fallback: Any) -> None:
+        self._fallback = fallback
+
+    def pack(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if (" " in first) if isinstance(first, str) else (b" " in first):
+            return self._fallback.pack(*args)  # type: ignore[no-any-return]
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            return self._fallback.pack(*args)  # type: ignore[no-any-return]
+
+
+def _packing_in_c(base: Any) -> Any:
+    """`base` (the connection class the URL chose: TCP, TLS or a Unix socket) packing with
+    _Packer."""
+
+    class Packing(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            packer: Any = getattr(self, "_command_packer", None)
+            if packer is not None:  # None: no hiredis, redis-py packs in Python
+                self._command_packer = _Packer(packer)
+
+    Packing.__name__ = f"Packing{base.__name__}"
+    return Packing
+
+
 def client_for(url: str) -> Client:
     """A redis-py asyncio client for `url`: `Redis` or `RedisCluster`."""
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
@@ -91,4 +126,8 @@ def client_for(url: str) -> Client:
             retry_on_error=errors,
             **_COMMON,
         )
-    return aioredis.Redis.from_url(url, retry=retry, retry_on_error=errors, **_COMMON)
+    client = aioredis.Redis.from_url(url, retry=retry, retry_on_error=errors, **_COMMON)
+    # (A cluster's connections are made by its nodes from its own settings: packed by redis-py.)
+    pool = client.connection_pool
+    pool.connection_class = _packing_in_c(pool.connection_class)
+    return client
