@@ -24,7 +24,7 @@ from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
 from services.master.redis.connect import Client, client_for
 from services.master.redis.errors import out_of_reach
-from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, PAGE, AccountKeys, Writes
+from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, LOAD, PAGE, AccountKeys, Writes
 from services.master.redis.recording import recording_state
 from services.master.redis.replication import Replication
 
@@ -132,6 +132,7 @@ class RedisBase:
         self._flush_add = client.register_script(FLUSH_ADD)
         self._flush_trim = client.register_script(FLUSH_TRIM)
         self._page = client.register_script(PAGE)
+        self._load_script = client.register_script(LOAD)
         self._flushed_key = f"{prefix}:flushed{{{self.events_key}}}"
         self._warned_at = 0.0
         # With replicas to wait for, what persisted() waits for (replication.py).
@@ -296,22 +297,20 @@ class RedisBase:
         pinned_list = list(pinned)
         # Only a conversation can be pinned: a comment thread's key is not asked about.
         conversation_list = [key for key in pinned_list if threads.root_of(key) is None]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.meta)
-        for name, ids in wanted.items():
-            pipe.hmget(keys.entities[name], ids)
-        if item_list:
-            pipe.hmget(keys.read, item_list)
-            pipe.smismember(keys.sets["new"], item_list)
-        if conversation_list:
-            pipe.smismember(keys.sets["pinned"], conversation_list)
-        if pinned_list:
-            pipe.hmget(keys.threads, pinned_list)
-        results = await pipe.execute()
-        raw_meta = results[0]
-        if not raw_meta:
+        lookups: list[tuple[str, str, list[str]]] = [
+            *(("HMGET", keys.entities[name], ids) for name, ids in wanted.items()),
+            *((("HMGET", keys.read, item_list), ("SMISMEMBER", keys.sets["new"], item_list)) if item_list else ()),
+            *((("SMISMEMBER", keys.sets["pinned"], conversation_list),) if conversation_list else ()),
+            *((("HMGET", keys.threads, pinned_list),) if pinned_list else ()),
+        ]
+        args: list[str | int] = []
+        for command, _, fields in lookups:
+            args += [command, len(fields), *fields]
+        results = await self._load_script(keys=[keys.meta, *(key for _, key, _ in lookups)], args=args)
+        flat = results[0]
+        if not flat:
             return None
-        meta = _Meta(raw_meta)
+        meta = _Meta(dict(zip(flat[::2], flat[1::2], strict=True)))
         at = 1
         loaded: dict[str, dict[str, Any]] = {}
         for name, ids in wanted.items():

@@ -342,6 +342,28 @@ redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
 return tonumber(ARGV[2])
 """
 
+# What a change touches, in one round trip (base.py's _load). KEYS[1] the account's meta,
+# then one key per lookup; ARGV: each lookup's command (HMGET or SMISMEMBER), how many
+# fields follow, and the fields. Returns {meta as HGETALL gives it} when the account is not
+# there, else {meta, each lookup's answer in turn}.
+LOAD = """
+local out = {redis.call('HGETALL', KEYS[1])}
+if #out[1] == 0 then return out end
+local at = 1
+for k = 2, #KEYS do
+  local command, count = ARGV[at], tonumber(ARGV[at + 1])
+  local answers = {}
+  -- A thousand fields a call: unpack() takes only so many.
+  for first = at + 2, at + 1 + count, 1000 do
+    local part = redis.call(command, KEYS[k], unpack(ARGV, first, math.min(first + 999, at + 1 + count)))
+    for n = 1, #part do answers[#answers + 1] = part[n] end
+  end
+  out[k] = answers
+  at = at + 2 + count
+end
+return out
+"""
+
 # A page of an account's order and what its items need, in one round trip and at one
 # instant (a script runs alone), so a page needs no rev check and no second trip.
 # KEYS[1] the account's meta, KEYS[2] the order, KEYS[3] the hash holding the order's owner

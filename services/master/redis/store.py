@@ -1,7 +1,7 @@
 """The Redis store: every account's newest state in Redis, shared by the masters using it.
 
-The layout is in layout.py. A change reads what it touches (one pipelined round
-trip), computes itself with the memory store's own code (transitions.py, AccountState)
+The layout is in layout.py. A change reads what it touches (one round trip: the LOAD
+script), computes itself with the memory store's own code (transitions.py, AccountState)
 over recording containers (recording.py), and commits its net writes in one script
 that first checks the account's `rev` is still the one read: two masters changing one
 account never interleave, the later one computes again. A read takes two pipelined round
