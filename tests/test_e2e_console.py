@@ -570,3 +570,43 @@ async def test_all_accounts_waits_for_an_account_whose_pages_came_back_empty(tmp
     # start: b-shop's older items never stood above it.
     assert rows[0] == newest_unread, rows[:3]
     assert shown == [newest_unread], shown
+
+
+async def test_marking_many_items_read_goes_in_requests_of_a_thousand(browser: Any) -> None:
+    """The API marks at most 1,000 inbox items a request: the console's api.markItemsRead
+    sends 2,500 ids as three requests (1,000, 1,000, 500) and adds up what they marked. Its
+    own module, in Chromium, against a stand-in for the endpoint."""
+    console = Path(__file__).parent.parent / "clients" / "web"
+    bodies: list[dict[str, Any]] = []
+
+    async def serve(route: Any) -> None:
+        url = route.request.url
+        if url.startswith("http://console.test/api/im/unified-messages/read-many"):
+            body = json.loads(route.request.post_data)
+            bodies.append(body)
+            answer = {"data": {"marked_count": len(body["ids"]) - 1}, "status_code": 0, "status_msg": ""}
+            await route.fulfill(body=json.dumps(answer), content_type="application/json")
+            return
+        name = url.removeprefix("http://console.test/") or "blank.html"
+        if name == "blank.html":
+            await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
+        elif name.endswith(".json"):
+            await route.fulfill(path=str(console / name), content_type="application/json")
+        else:
+            await route.fulfill(path=str(console / name), content_type="text/javascript")
+
+    page = await browser.new_page()
+    await page.route("http://console.test/**", serve)
+    await page.goto("http://console.test/blank.html")
+    answer = await page.evaluate(
+        """async () => {
+          const { api } = await import("/api.js");
+          const ids = Array.from({ length: 2500 }, (_, n) => `message:m-${n}`);
+          return await api.markItemsRead("acc-1", ids);
+        }"""
+    )
+    await page.close()
+    assert [len(body["ids"]) for body in bodies] == [1000, 1000, 500]
+    assert [body["ids"][0] for body in bodies] == ["message:m-0", "message:m-1000", "message:m-2000"]
+    assert {body["account_id"] for body in bodies} == {"acc-1"}
+    assert answer == {"marked_count": 999 + 999 + 499}

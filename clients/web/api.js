@@ -107,7 +107,15 @@ export const api = {
   // The replies to a comment, newest first.
   replies: (accountId, commentId, cursor) =>
     call("GET", `/api/im/discussions/${encodeURIComponent(commentId)}/replies`, { query: { account_id: accountId, cursor, count: 50 } }),
-  markItemsRead: (accountId, ids) => call("PUT", "/api/im/unified-messages/read-many", { body: { account_id: accountId, ids } }),
+  // The API marks at most 1,000 items a request: more go in turns.
+  markItemsRead: async (accountId, ids) => {
+    let marked = 0;
+    for (let at = 0; at < ids.length; at += 1000) {
+      const body = { account_id: accountId, ids: ids.slice(at, at + 1000) };
+      marked += Number((await call("PUT", "/api/im/unified-messages/read-many", { body })).marked_count || 0);
+    }
+    return { marked_count: marked };
+  },
   // The team's handling of a thread. thread: {conversationId} or {commentId} (a comment thread's).
   claim: (accountId, thread) => call("POST", `${threadPath(thread)}/claim`, { body: { account_id: accountId } }),
   assign: (accountId, thread, assignee) => call("PUT", `${threadPath(thread)}/assignee`, { body: { account_id: accountId, assignee } }),

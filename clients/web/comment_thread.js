@@ -80,9 +80,7 @@ export class CommentThreadView extends ConversationView {
     const unread = this.messages.filter((c) => !c.is_read);
     if (unread.length) {
       for (const comment of unread) this.fresh.add(comment.comment_id);
-      const ids = unread.map((c) => `comment:${c.comment_id}`);
-      // The API marks at most 1,000 items a request.
-      for (let at = 0; at < ids.length; at += 1000) await api.markItemsRead(this.accountId, ids.slice(at, at + 1000));
+      await api.markItemsRead(this.accountId, unread.map((c) => `comment:${c.comment_id}`));
       for (const comment of unread) comment.is_read = true;
     }
     // Marked unread (or back from a snooze): read now, it is no longer.

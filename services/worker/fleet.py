@@ -144,7 +144,3 @@ class WorkerFleet:
         if self._uploaded.get(account_id) != digest:
             self._uploaded[account_id] = digest
             self.engine.upload_session(account_id, data)
-
-    async def stop(self) -> None:
-        """The worker stops: every account released, its session uploaded first."""
-        await self.engine.drain()

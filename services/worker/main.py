@@ -125,7 +125,7 @@ async def run_worker(config: WorkerConfig, *, metrics_listen: str = "", stop: as
     await stop.wait()
     # Every account let go (its session uploaded first, for a scheduled worker), so that
     # another worker may take it at once rather than after its lease lapses.
-    await (fleet.stop() if fleet is not None else engine.drain())
+    await engine.drain()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

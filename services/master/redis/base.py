@@ -297,12 +297,14 @@ class RedisBase:
         pinned_list = list(pinned)
         # Only a conversation can be pinned: a comment thread's key is not asked about.
         conversation_list = [key for key in pinned_list if threads.root_of(key) is None]
-        lookups: list[tuple[str, str, list[str]]] = [
-            *(("HMGET", keys.entities[name], ids) for name, ids in wanted.items()),
-            *((("HMGET", keys.read, item_list), ("SMISMEMBER", keys.sets["new"], item_list)) if item_list else ()),
-            *((("SMISMEMBER", keys.sets["pinned"], conversation_list),) if conversation_list else ()),
-            *((("HMGET", keys.threads, pinned_list),) if pinned_list else ()),
-        ]
+        # (command, key, fields), in the order the answers are read below.
+        lookups = [("HMGET", keys.entities[name], ids) for name, ids in wanted.items()]
+        if item_list:
+            lookups += [("HMGET", keys.read, item_list), ("SMISMEMBER", keys.sets["new"], item_list)]
+        if conversation_list:
+            lookups.append(("SMISMEMBER", keys.sets["pinned"], conversation_list))
+        if pinned_list:
+            lookups.append(("HMGET", keys.threads, pinned_list))
         args: list[str | int] = []
         for command, _, fields in lookups:
             args += [command, len(fields), *fields]
