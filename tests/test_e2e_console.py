@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,29 @@ async def browser() -> AsyncIterator[Any]:
 async def shoot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+CONSOLE = Path(__file__).parent.parent / "clients" / "web"
+
+
+async def module_page(browser: Any, api: Callable[[Any], Awaitable[None]] | None = None) -> Any:
+    """A blank page at http://console.test/ whose other paths are the console's files (its
+    modules imported as they are), and /api/ routes answered by `api` when given."""
+
+    async def serve(route: Any) -> None:
+        name = route.request.url.removeprefix("http://console.test/") or "blank.html"
+        if api is not None and name.startswith("api/"):
+            await api(route)
+        elif name == "blank.html":
+            await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
+        else:
+            kind = "application/json" if name.endswith(".json") else "text/javascript"
+            await route.fulfill(path=str(CONSOLE / name), content_type=kind)
+
+    page = await browser.new_page()
+    await page.route("http://console.test/**", serve)
+    await page.goto("http://console.test/blank.html")
+    return page
 
 
 async def test_the_console_end_to_end(demo: DemoProcesses, browser: Any) -> None:
@@ -428,18 +451,7 @@ async def test_a_reply_is_shown_once_as_soon_as_the_platform_s_copy_is_there(bro
     (a live push, then the command's result): the pending bubble goes as the copy comes,
     not after. A copy is the text on an item no older than the reply; an older message of
     the same words is not it. The console's own module, in Chromium."""
-    console = Path(__file__).parent.parent / "clients" / "web"
-
-    async def serve(route: Any) -> None:
-        name = route.request.url.removeprefix("http://console.test/") or "blank.html"
-        if name == "blank.html":
-            await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
-        else:
-            await route.fulfill(path=str(console / name), content_type="text/javascript")
-
-    page = await browser.new_page()
-    await page.route("http://console.test/**", serve)
-    await page.goto("http://console.test/blank.html")
+    page = await module_page(browser)
     seen = await page.evaluate(
         """async () => {
           const { copiedIn } = await import("/replies.js");
@@ -504,7 +516,7 @@ async def test_all_accounts_waits_for_an_account_whose_pages_came_back_empty(tmp
             "--gateway-listen",
             "127.0.0.1:0",
             "--gateway-console",
-            str(Path(__file__).parent.parent / "clients" / "web"),
+            str(CONSOLE),
         ]
     )
     grpc_address = (await master.line_with("master listening on")).rpartition(" ")[2]
@@ -576,28 +588,16 @@ async def test_marking_many_items_read_goes_in_requests_of_a_thousand(browser: A
     """The API marks at most 1,000 inbox items a request: the console's api.markItemsRead
     sends 2,500 ids as three requests (1,000, 1,000, 500) and adds up what they marked. Its
     own module, in Chromium, against a stand-in for the endpoint."""
-    console = Path(__file__).parent.parent / "clients" / "web"
     bodies: list[dict[str, Any]] = []
 
-    async def serve(route: Any) -> None:
-        url = route.request.url
-        if url.startswith("http://console.test/api/im/unified-messages/read-many"):
-            body = json.loads(route.request.post_data)
-            bodies.append(body)
-            answer = {"data": {"marked_count": len(body["ids"]) - 1}, "status_code": 0, "status_msg": ""}
-            await route.fulfill(body=json.dumps(answer), content_type="application/json")
-            return
-        name = url.removeprefix("http://console.test/") or "blank.html"
-        if name == "blank.html":
-            await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
-        elif name.endswith(".json"):
-            await route.fulfill(path=str(console / name), content_type="application/json")
-        else:
-            await route.fulfill(path=str(console / name), content_type="text/javascript")
+    async def read_many(route: Any) -> None:
+        assert route.request.url == "http://console.test/api/im/unified-messages/read-many"
+        body = json.loads(route.request.post_data)
+        bodies.append(body)
+        answer = {"data": {"marked_count": len(body["ids"]) - 1}, "status_code": 0, "status_msg": ""}
+        await route.fulfill(body=json.dumps(answer), content_type="application/json")
 
-    page = await browser.new_page()
-    await page.route("http://console.test/**", serve)
-    await page.goto("http://console.test/blank.html")
+    page = await module_page(browser, read_many)
     answer = await page.evaluate(
         """async () => {
           const { api } = await import("/api.js");
