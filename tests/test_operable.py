@@ -4,6 +4,7 @@ tells the truth, metrics whose series stay bounded, logs one line per record."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import io
 import json
@@ -17,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
+from imsync.v1 import accounts_pb2, accounts_pb2_grpc
 from services import processes
 from services.common import logs
 from services.common.local_redis import RedisServer
@@ -278,6 +280,52 @@ async def test_health_is_not_serving_while_redis_does_not_answer(tmp_path: Path)
     finally:
         await master.stop()
         redis.stop()
+
+
+async def test_redis_out_of_reach_is_said_once_in_the_log_and_never_shown_to_callers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While Redis is away every loop of the master fails each second. Each says so once,
+    as a warning, and once more when Redis is back: not a traceback every second. A caller
+    is answered UNAVAILABLE without Redis's address, which is the operator's to know."""
+    redis = RedisServer(tmp_path / "redis").start()
+    master = Master(MasterConfig(listen="127.0.0.1:0", store=redis.url, redis_prefix="away", retention=KEEP_EVERYTHING))
+    caplog.set_level(logging.INFO, logger="services")
+    try:
+        port = await master.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        accounts = accounts_pb2_grpc.AccountServiceStub(channel)
+        read = accounts_pb2.ListAccountsRequest()
+        await accounts.ListAccounts(read)
+        redis.stop()
+        await asyncio.sleep(4)  # every loop has failed a few times
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await accounts.ListAccounts(read)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Redis" in (refused.value.details() or "")
+        assert str(redis.port) not in (refused.value.details() or ""), refused.value.details()
+        during = list(caplog.records)
+
+        redis.start()  # on the same port, with its data
+        loops = {"scheduling", "the sweep", "reading the event stream", "reading the command notices"}
+        await waiting.eventually(lambda: all(f"{loop}: back after" in caplog.text for loop in loops), timeout=15)
+        await accounts.ListAccounts(read)
+        await channel.close(grace=None)
+    finally:
+        await master.stop()
+        redis.stop()
+
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for Redis being away"
+    said = collections.Counter(
+        r.getMessage().partition(": out of reach")[0] for r in during if ": out of reach (" in r.getMessage()
+    )
+    assert loops <= set(said), said
+    assert set(said.values()) == {1}, said
+    assert all(f"{redis.port}" in r.getMessage() for r in during if ": out of reach (" in r.getMessage())
+    back = collections.Counter(
+        r.getMessage().partition(": back after")[0] for r in caplog.records if ": back after " in r.getMessage()
+    )
+    assert back == said, (back, said)
 
 
 # ------------------------------------------------------------------ metrics

@@ -97,3 +97,33 @@ def setup(level: str = "INFO", format: str = "text") -> None:
     root.setLevel(level.upper())
     # Libraries that say a line for every request they make would drown the service's own.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+class Outage:
+    """What a loop running every second says while something it needs is out of reach
+    (Redis restarting, say): one warning as it goes and one line as it is back, not a
+    warning, or a traceback, at every turn. The health check says it too."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._since: float | None = None
+
+    def failed(self, error: BaseException) -> None:
+        if self._since is not None:
+            self._log.debug("%s: still out of reach: %s", self._what, _detail(error))
+            return
+        self._since = time.monotonic()
+        self._log.warning("%s: out of reach (%s); trying again every second", self._what, _detail(error))
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            self._log.warning("%s: back after %.1f s out of reach", self._what, time.monotonic() - self._since)
+            self._since = None
+
+
+def _detail(error: BaseException) -> str:
+    """What went wrong, from the error the store raised for it (its cause, where it wrapped
+    one: a client is told less than the log)."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return f"{type(cause).__name__}: {cause}"

@@ -30,13 +30,14 @@ from services.master.memory.durability import Recovery, checkpoint_all, compact,
 from services.master.memory.store import MemoryStore
 from services.master.model.coherence import Coherence
 from services.master.model.commands import CommandBook, Commands, is_reply, reply_of
+from services.master.model.errors import Unavailable
 from services.master.model.events import EventBus
 from services.master.model.leases import SharedLeaseBook
 from services.master.model.metrics import observe_reply
 from services.master.model.store import Store
 from services.master.redis.commands import RedisCommandBook
 from services.master.redis.connect import is_redis_url
-from services.master.redis.errors import FAILURES, reraise_cancellation
+from services.master.redis.errors import FAILURES, UNREACHABLE, reraise_cancellation
 from services.master.redis.events import RedisEventFeed
 from services.master.redis.leases import SharedLeases
 from services.master.redis.rate_limit import SharedRateLimiter, SharedStreamSeats
@@ -61,6 +62,9 @@ class Backend:
     persistence: str = ""
     # Retention runs every so many sweeps (a second each).
     retention_every: int = 1
+    # What the store raises when it is out of reach for a while: the master's background
+    # loops say so once, not with a traceback every second.
+    out_of_reach: tuple[type[BaseException], ...] = (Unavailable,)
 
     async def open(self, listen: str, health: Health, failed: asyncio.Event) -> None:
         """Before serving: recover or reach what the store keeps."""
@@ -176,6 +180,7 @@ class MemoryBackend(Backend):
 class RedisBackend(Backend):
     # Retention in Redis scans every account's orders: less often than in memory.
     retention_every = 10
+    out_of_reach = (Unavailable, *UNREACHABLE)
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -49,6 +49,7 @@ from imsync.v1 import (
     unified_messages_pb2_grpc,
 )
 from services.common.addresses import AddressInUse, check_free
+from services.common.logs import Outage
 from services.common.observability import serve_metrics
 from services.common.rate_limit import RateLimiter
 from services.common.tls import ServerTls
@@ -284,15 +285,17 @@ class Master:
 
     async def _sweep(self) -> None:
         retention_every = self.backend.retention_every
+        scheduling = Outage(log, "scheduling")
+        sweeping = Outage(log, "the sweep")
         for count in itertools.count(1):
             await asyncio.sleep(1.0)
             if self._stopping:  # a cancellation alone may be lost in a call to Redis
                 return
             try:
                 await self.hub.scheduler.round()
-            except Exception:
-                reraise_cancellation()
-                log.exception("scheduling failed")
+                scheduling.succeeded()
+            except Exception as error:
+                self._failed(scheduling, error, "scheduling failed")
             try:
                 await self.hub.sweep()
                 if count % retention_every == 0:
@@ -300,18 +303,28 @@ class Master:
                 if count % _MAINTENANCE_SECONDS == 0 and collector.maintain():
                     log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
                 await self.backend.sweep(count)
-            except Exception:
-                reraise_cancellation()
-                log.exception("sweep failed")
+                sweeping.succeeded()
+            except Exception as error:
+                self._failed(sweeping, error, "sweep failed")
 
     async def _renew_leases(self) -> None:
+        renewing = Outage(log, "renewing the leases in Redis")
         while not self._stopping:
             await asyncio.sleep(self.config.sync.lease_duration / 3)
             try:
                 await self.hub.renew_shared()
-            except Exception:
-                reraise_cancellation()
-                log.exception("renewing the leases in Redis failed")
+                renewing.succeeded()
+            except Exception as error:
+                self._failed(renewing, error, "renewing the leases in Redis failed")
+
+    def _failed(self, outage: Outage, error: Exception, message: str) -> None:
+        """A background loop's turn failed: the store out of reach is said once (Outage);
+        anything else is a defect, logged whole every time."""
+        reraise_cancellation()
+        if isinstance(error, self.backend.out_of_reach):
+            outage.failed(error)
+        else:
+            log.exception(message)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,

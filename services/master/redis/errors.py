@@ -35,7 +35,9 @@ def unavailable_on(
             try:
                 return await method(*args, **kwargs)
             except errors as error:
-                raise Unavailable(f"the store (Redis) cannot be reached: {error}", retry_after=1.0) from error
+                # The caller is told no more than that: Redis's address is not theirs to know
+                # (the master's log says what failed).
+                raise Unavailable("the store (Redis) cannot be reached; try again", retry_after=1.0) from error
 
         return guarded
 

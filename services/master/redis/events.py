@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
+from services.common.logs import Outage
 from services.master.model.events import EventBus
 from services.master.redis.connect import Client
 from services.master.redis.errors import FAILURES, reraise_cancellation
@@ -81,6 +82,7 @@ async def follow_stream(
     cancelled or `stopping` is set (a read blocks a second at most); Redis out of reach is
     waited for, and reading goes on where it stopped."""
     last = after
+    outage = Outage(log, f"reading {what}")
     while not stopping.is_set():
         try:
             found: Any = await client.xread({key: last}, block=1000, count=500)
@@ -88,9 +90,10 @@ async def follow_stream(
             raise
         except FAILURES as error:
             reraise_cancellation()
-            log.warning("cannot read %s: %s; trying again", what, error)
+            outage.failed(error)
             await asyncio.sleep(1.0)
             continue
+        outage.succeeded()
         for _, entries in found or ():
             for entry_id, fields in entries:
                 last = _text(entry_id)
