@@ -104,12 +104,20 @@ class Outage:
     (Redis restarting, say): one warning as it goes and one line as it is back, not a
     warning, or a traceback, at every turn. The health check says it too."""
 
-    def __init__(self, log: logging.Logger, what: str) -> None:
+    def __init__(
+        self, log: logging.Logger, what: str, out_of_reach: tuple[type[BaseException], ...] = (Exception,)
+    ) -> None:
         self._log = log
         self._what = what
+        self._out_of_reach = out_of_reach
         self._since: float | None = None
 
     def failed(self, error: BaseException) -> None:
+        """A turn failed (called in its except block): what is not `out_of_reach` is a
+        defect, logged whole every time."""
+        if not isinstance(error, self._out_of_reach):
+            self._log.exception("%s failed", self._what)
+            return
         if self._since is not None:
             self._log.debug("%s: still out of reach: %s", self._what, _detail(error))
             return

@@ -284,47 +284,28 @@ class Master:
                 coherence.changed_everything()
 
     async def _sweep(self) -> None:
-        retention_every = self.backend.retention_every
-        scheduling = Outage(log, "scheduling")
-        sweeping = Outage(log, "the sweep")
+        scheduling = Outage(log, "scheduling", self.backend.out_of_reach)
+        sweeping = Outage(log, "the sweep", self.backend.out_of_reach)
         for count in itertools.count(1):
             await asyncio.sleep(1.0)
             if self._stopping:  # a cancellation alone may be lost in a call to Redis
                 return
-            try:
-                await self.hub.scheduler.round()
-                scheduling.succeeded()
-            except Exception as error:
-                self._failed(scheduling, error, "scheduling failed")
-            try:
-                await self.hub.sweep()
-                if count % retention_every == 0:
-                    await self.store.enforce_retention()
-                if count % _MAINTENANCE_SECONDS == 0 and collector.maintain():
-                    log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
-                await self.backend.sweep(count)
-                sweeping.succeeded()
-            except Exception as error:
-                self._failed(sweeping, error, "sweep failed")
+            await _turn(scheduling, self.hub.scheduler.round())
+            await _turn(sweeping, self._sweep_once(count))
+
+    async def _sweep_once(self, count: int) -> None:
+        await self.hub.sweep()
+        if count % self.backend.retention_every == 0:
+            await self.store.enforce_retention()
+        if count % _MAINTENANCE_SECONDS == 0 and collector.maintain():
+            log.debug("collected what the freezes of the last %d s held", _MAINTENANCE_SECONDS)
+        await self.backend.sweep(count)
 
     async def _renew_leases(self) -> None:
-        renewing = Outage(log, "renewing the leases in Redis")
+        renewing = Outage(log, "renewing the leases in Redis", self.backend.out_of_reach)
         while not self._stopping:
             await asyncio.sleep(self.config.sync.lease_duration / 3)
-            try:
-                await self.hub.renew_shared()
-                renewing.succeeded()
-            except Exception as error:
-                self._failed(renewing, error, "renewing the leases in Redis failed")
-
-    def _failed(self, outage: Outage, error: Exception, message: str) -> None:
-        """A background loop's turn failed: the store out of reach is said once (Outage);
-        anything else is a defect, logged whole every time."""
-        reraise_cancellation()
-        if isinstance(error, self.backend.out_of_reach):
-            outage.failed(error)
-        else:
-            log.exception(message)
+            await _turn(renewing, self.hub.renew_shared())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking work, answers what was taken, tells workers to come back later,
@@ -424,6 +405,16 @@ async def build_server(
 
 # What runs in the master's process beside it until the event is set (the embedded gateway).
 Alongside = Callable[["Master", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def _turn(outage: Outage, work: Coroutine[Any, Any, None]) -> None:
+    """One turn of a background loop: its failure told as `outage` tells it."""
+    try:
+        await work
+        outage.succeeded()
+    except Exception as error:
+        reraise_cancellation()
+        outage.failed(error)
 
 
 def _bind(add: Callable[[], int]) -> int:
