@@ -22,6 +22,7 @@ import pytest_asyncio
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from imsync.v1 import accounts_pb2 as acc
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2, sync_pb2_grpc
@@ -129,6 +130,51 @@ async def test_an_account_paused_in_the_fleet_shows_as_paused_not_as_a_lost_work
         await store.get_account("a-2")
     await store.set_presence("a-2", "worker-a", False)
     assert (await store.get_account("a-2")).paused
+
+
+async def test_an_account_shows_what_the_team_calls_it_and_its_platform_before_it_is_crawled(
+    new_store: StoreFactory,
+) -> None:
+    """Account.display_name mirrors the fleet entry's; until the first crawl says the
+    platform, the entry's adapter does (an account waiting for its QR code to be scanned
+    showed as its id, platform "unspecified"). Renamed, announced; removed, no name."""
+    store = new_store()
+    events: list[ev.Event] = []
+    store.on_event = events.append
+
+    async def names_announced() -> list[str]:
+        if isinstance(store, RedisStore):  # its events go to the shared stream
+            stream: Any = await store.redis.xrange(store.events_key)
+            events[:] = [ev.Event.FromString(fields[b"e"]) for _, fields in stream]
+        status = [x for x in events if x.type == ev.EVENT_TYPE_ACCOUNT_STATUS_CHANGED and x.account_id == "a-1"]
+        return [x.account.display_name for x in status]
+
+    await store.save_managed_account(sample("a-1", display_name="旗舰店"), create=True)
+    await store.set_presence("a-1", "worker-a", True)  # assigned; not logged in, not crawled
+    shown = await store.get_account("a-1")
+    assert (shown.display_name, shown.platform, shown.user_name) == ("旗舰店", e.PLATFORM_DOUYIN, "")
+    listed = (await store.list_accounts(status=0, platform=e.PLATFORM_DOUYIN, cursor="", count=10)).items
+    assert [a.display_name for a in listed] == ["旗舰店"]
+
+    crawled = SampleAccount("a-1", seed=2, now=NOW)
+    await store.apply_snapshot(SnapshotData("a-1", 1, frozenset(), crawled.account, crawled.batch))
+    shown = await store.get_account("a-1")
+    assert (shown.display_name, shown.user_name) == ("旗舰店", crawled.account.user_name), "both names, each its own"
+
+    await store.save_managed_account(sample("a-1", display_name="旗舰店·华东"), create=False)
+    assert (await store.get_account("a-1")).display_name == "旗舰店·华东"
+    before = await names_announced()
+    await store.save_managed_account(sample("a-1", display_name="旗舰店·华东"), create=False)  # asked again
+    assert await names_announced() == before, "no change, no event"
+    if isinstance(store, RedisStore):  # an account kept before names were mirrored: a worker taking it shows it
+        await store.redis.hdel(store.keys("a-1").meta, "display_name")
+        assert (await store.get_account("a-1")).display_name == ""
+        await store.set_presence("a-1", "worker-b", True)
+        assert (await store.get_account("a-1")).display_name == "旗舰店·华东"
+    await store.delete_managed_account("a-1")
+    shown = await store.get_account("a-1")
+    assert (shown.display_name, shown.platform) == ("", e.PLATFORM_DOUYIN), "the platform the crawl said stays"
+    assert (await names_announced())[-2:] == ["旗舰店·华东", ""]
 
 
 async def test_managed_accounts_and_sessions_survive_a_restart(tmp_path: Path) -> None:

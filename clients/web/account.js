@@ -23,6 +23,12 @@ export function health(account) {
   return { label: t("health.crawling"), tone: "muted", why: t("health.crawling.why") };
 }
 
+// What the team calls the account (its fleet entry's display name), else the platform's
+// name for it, else its id (an account not logged in yet has no platform name).
+export function accountTitle(account) {
+  return account.display_name || account.user_name || account.account_id;
+}
+
 export function healthBadge(account) {
   const { label, tone, why } = health(account);
   return h("span", { class: `health ${tone}`, title: why || label }, label);
@@ -97,11 +103,16 @@ export class AccountPanel {
         h(
           "div",
           {},
-          h("h2", {}, a.user_name || a.account_id),
+          h("h2", {}, accountTitle(a)),
           h(
             "p",
             { class: "muted" },
-            [a.platform !== "unspecified" ? a.platform : "", a.account_id, t("account.worker", { worker: a.worker_id || t("account.no_worker") })]
+            [
+              a.platform !== "unspecified" ? a.platform : "",
+              a.display_name && a.user_name ? a.user_name : "",
+              a.account_id,
+              t("account.worker", { worker: a.worker_id || t("account.no_worker") }),
+            ]
               .filter(Boolean)
               .join(" · "),
           ),

@@ -1,7 +1,7 @@
 // The imsync console: accounts, the unified inbox, conversations and works, replies and
 // live updates, over the gateway's public REST API and its event stream only.
 
-import { AccountPanel, health, healthBadge } from "./account.js";
+import { AccountPanel, accountTitle, health, healthBadge } from "./account.js";
 import { ApiError, api, apiKey, everyPage, setApiKey } from "./api.js";
 import { CommentThreadView } from "./comment_thread.js";
 import { ConversationView } from "./conversation.js";
@@ -90,10 +90,10 @@ function renderAccounts() {
     state.accounts.map((a) =>
       entry(
         a.account_id,
-        a.user_name || a.account_id,
+        accountTitle(a),
         h("span", {}, `${a.platform} · `, healthBadge(a)),
         unread(a.account_id),
-        avatar(a.user_name),
+        avatar(accountTitle(a)),
       ),
     ),
   );
@@ -106,7 +106,7 @@ function accountIds() {
 
 function accountName(id) {
   const account = state.accounts.find((a) => a.account_id === id);
-  return account ? account.user_name || id : id;
+  return account ? accountTitle(account) : id;
 }
 
 async function select(id) {

@@ -487,6 +487,7 @@ class Account(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _builtins.int
     LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """imsync's key for the account, chosen in the worker's configuration."""
     platform: Global___Platform.ValueType
@@ -523,6 +524,12 @@ class Account(_message.Message):
     """Master-owned: an operator paused the account in the fleet (FleetService): no worker
     runs it, by choice, until it is resumed. Once its worker has let it go, worker_id is
     empty and online false without anything being wrong.
+    """
+    display_name: _builtins.str
+    """Master-owned: what the team calls the account, its fleet entry's display_name (empty
+    when the fleet names it nothing, or the account is not the fleet's). The platform's
+    own name for it is user_name, known once it has logged in and been crawled; until
+    then platform is the fleet entry's adapter's.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -569,10 +576,11 @@ class Account(_message.Message):
         collections: _abc.Iterable[Global___CollectionHealth] | None = ...,
         last_error_reason: _builtins.str = ...,
         paused: _builtins.bool = ...,
+        display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error_at", b"last_error_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "collections", b"collections", "crawl_state", b"crawl_state", "created_at", b"created_at", "follower_count", b"follower_count", "following_count", b"following_count", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_error_reason", b"last_error_reason", "login_state", b"login_state", "online", b"online", "paused", b"paused", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "avatar", b"avatar", "collections", b"collections", "crawl_state", b"crawl_state", "created_at", b"created_at", "display_name", b"display_name", "follower_count", b"follower_count", "following_count", b"following_count", "last_crawl_at", b"last_crawl_at", "last_crawl_duration", b"last_crawl_duration", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_error_reason", b"last_error_reason", "login_state", b"login_state", "online", b"online", "paused", b"paused", "platform", b"platform", "signature", b"signature", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_name", b"user_name", "verified", b"verified", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,7 @@ module says how the whole works."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ from services.master.memory import checkpoints
 from services.master.memory.journal import Journal
 from services.master.memory.records import encode_delta, encode_snapshot
 from services.master.memory.recovery import Checkpoint
-from services.master.model import collector, threads, time_keys, transitions
+from services.master.model import collector, fleet, threads, time_keys, transitions
 from services.master.model import cursor as cursors
 from services.master.model import store as model_store
 from services.master.model.account_base import Handling, Presence
@@ -329,7 +330,7 @@ class Changes:
         with collector.bulk():
             state = transitions.after_snapshot(current, handling, snapshot, self._floors(current))
         if current is None:
-            state.presence.paused = self._paused(snapshot.account_id)
+            fleet.mirror(state.presence, self._fleet.get(snapshot.account_id))
         self._announce_arrivals(state)
         self._accounts[snapshot.account_id] = state
         self._changed(snapshot.account_id)
@@ -451,7 +452,7 @@ class Changes:
             # A worker speaks of an account it could not crawl yet: show it, empty.
             state = AccountState.empty(account_id)
             state.handling = self._handling.setdefault(account_id, Handling())
-            state.presence.paused = self._paused(account_id)
+            fleet.mirror(state.presence, self._fleet.get(account_id))
             self._accounts[account_id] = state
             self._account_order.add((account_id,))
         return state
@@ -471,19 +472,15 @@ class Changes:
 
     async def get_presence(self, account_id: str) -> Presence:
         presence = self._state(account_id).presence
-        copy = Presence(presence.worker_id, presence.online, paused=presence.paused)
+        copy = dataclasses.replace(presence, status=sync_pb2.AccountStatusReport())
         copy.status.CopyFrom(presence.status)
         return copy
 
-    def _paused(self, account_id: str) -> bool:
-        managed = self._fleet.get(account_id)
-        return managed is not None and managed.paused
-
-    def _mirror_paused(self, account_id: str) -> None:
-        """Shows the fleet's pause on the account (fleet.py), when the master has it."""
-        state, paused = self._accounts.get(account_id), self._paused(account_id)
-        if state is not None and state.presence.paused != paused:
-            state.presence.paused = paused
+    def _mirror_fleet(self, account_id: str) -> None:
+        """Shows the account's fleet entry on it (model/fleet.py's mirror), when the master
+        has it."""
+        state = self._accounts.get(account_id)
+        if state is not None and fleet.mirror(state.presence, self._fleet.get(account_id)):
             self._announce_status(state)
 
     # ------------------------------------------------------------ accounts

@@ -18,7 +18,7 @@ class Fleet(Templates):
         self._fleet.update({a.account_id: a for a in accounts})
         self._sessions.update({a: s for a, s in sessions.items() if a in self._fleet})
         for account_id, state in self._accounts.items():
-            state.presence.paused = self._paused(account_id)
+            fleet.mirror(state.presence, self._fleet.get(account_id))
 
     async def list_managed_accounts(self) -> list[fl.ManagedAccount]:
         return sorted(self._fleet.values(), key=lambda a: a.account_id)
@@ -35,7 +35,7 @@ class Fleet(Templates):
         book[account.account_id] = account
         if self.journal is not None:
             self.journal.put_row("fleet", account.account_id, account.SerializeToString())
-        self._mirror_paused(account.account_id)
+        self._mirror_fleet(account.account_id)
         return account
 
     async def delete_managed_account(self, account_id: str) -> None:
@@ -45,7 +45,7 @@ class Fleet(Templates):
         if self.journal is not None:
             self.journal.put_row("fleet", account_id, None)
             self.journal.put_row("sessions", account_id, None)
-        self._mirror_paused(account_id)
+        self._mirror_fleet(account_id)
 
     async def session_state(self, account_id: str) -> bytes | None:
         return self._sessions.get(account_id)

@@ -26,13 +26,16 @@ from services.master.model.search import SearchIndex
 
 @dataclass
 class Presence:
-    """What the owning worker says of the account, whether it is connected, and whether an
-    operator paused it (the fleet's choice, mirrored here so that every view shows it)."""
+    """What the owning worker says of the account, whether it is connected, and what its
+    fleet entry says that every view shows (mirrored here: whether an operator paused it,
+    what the team calls it, its adapter's platform; model/fleet.py's mirror)."""
 
     worker_id: str = ""
     online: bool = False
     status: sync_pb2.AccountStatusReport = field(default_factory=sync_pb2.AccountStatusReport)
     paused: bool = False
+    display_name: str = ""
+    platform: int = 0
 
 
 @dataclass

@@ -33,6 +33,9 @@ class AccountViews(AccountBase):
         account.worker_id = presence.worker_id
         account.online = presence.online
         account.paused = presence.paused
+        account.display_name = presence.display_name
+        if not account.platform:  # not crawled yet: the fleet's adapter says which
+            account.platform = presence.platform  # type: ignore[assignment]
         status = presence.status
         if status.login_state:
             account.login_state = status.login_state

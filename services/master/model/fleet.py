@@ -9,11 +9,15 @@ import time
 
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import fleet_pb2 as fl
+from services.master.model.account_base import Presence
 from services.master.model.errors import InvalidArgument
 
 ADAPTERS = ("douyin", "sample")
+# The platform whose pages each adapter reads (the sample adapter's data imitates Douyin's).
+PLATFORMS = {"douyin": e.PLATFORM_DOUYIN, "sample": e.PLATFORM_DOUYIN}
 MAX_ACCOUNTS = 10_000
 MAX_DISPLAY_NAME = 80
 MAX_LABELS = 16
@@ -125,3 +129,17 @@ def assignment_event(account_id: str, worker_id: str, previous: str, reason: str
 def eligible(account: fl.ManagedAccount, labels: dict[str, str]) -> bool:
     """Whether a worker offering `labels` may be given the account."""
     return all(labels.get(name) == value for name, value in account.worker_labels.items())
+
+
+def mirror(presence: Presence, managed: fl.ManagedAccount | None) -> bool:
+    """Puts on the account's presence what every view of it shows of its fleet entry
+    (`managed`; None: not the fleet's): whether it is paused, what the team calls it, its
+    adapter's platform. Whether anything changed."""
+    if managed is None:
+        wanted = (False, "", 0)
+    else:
+        wanted = (managed.paused, managed.display_name, PLATFORMS.get(managed.adapter, 0))
+    if (presence.paused, presence.display_name, presence.platform) == wanted:
+        return False
+    presence.paused, presence.display_name, presence.platform = wanted
+    return True

@@ -76,7 +76,11 @@ class _Meta:
         self.applied = [int(v) for v in get("applied").decode().split(",") if v]
         self.account = e.Account.FromString(get("account"))
         self.presence = Presence(
-            worker_id=get("worker_id").decode(), online=get("online") == b"1", paused=get("paused") == b"1"
+            worker_id=get("worker_id").decode(),
+            online=get("online") == b"1",
+            paused=get("paused") == b"1",
+            display_name=get("display_name").decode(),
+            platform=int(get("platform", b"0")),
         )
         self.presence.status.ParseFromString(get("status"))
         self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}

@@ -8,8 +8,9 @@ from typing import Any
 
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
-from services.master.model import threads, transitions
+from services.master.model import fleet, threads, transitions
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
 from services.master.model.errors import NotFound
@@ -215,7 +216,10 @@ class Changes(Fetching):
         *,
         unless_leased: bool = False,
         only_existing: bool = False,
+        mirror: bool = False,
     ) -> None:
+        """`mirror`: the fleet entry is mirrored again too (it always is on a new account),
+        so that accounts kept before a field was mirrored show it once a worker takes them."""
         keys = self.keys(account_id)
 
         async def attempt() -> bool | None:
@@ -227,9 +231,8 @@ class Changes(Fetching):
             meta = _Meta(raw)
             if (only_existing and not raw) or (unless_leased and leased):
                 return True
-            if not raw:
-                meta.presence.paused = await self._managed_paused(account_id)
-            if not change(meta.presence):
+            mirrored = (mirror or not raw) and fleet.mirror(meta.presence, await self._managed(account_id))
+            if not change(meta.presence) and not mirrored:
                 return True
             writes = Writes()
             fields = writes.hash(keys.meta)
@@ -238,6 +241,8 @@ class Changes(Fetching):
                 worker_id=presence.worker_id,
                 online="1" if presence.online else "0",
                 paused="1" if presence.paused else "0",
+                display_name=presence.display_name,
+                platform=str(presence.platform),
             )
             fields["status"] = meta.presence.status.SerializeToString()
             if not raw:
@@ -270,10 +275,10 @@ class Changes(Fetching):
             presence.worker_id, presence.online = worker_id, online
             return True
 
-        await self._presence_change(account_id, change)
+        await self._presence_change(account_id, change, mirror=True)
 
-    async def _managed_paused(self, account_id: str) -> bool:
-        """Whether the fleet has the account paused: fleet.py answers."""
+    async def _managed(self, account_id: str) -> fl.ManagedAccount | None:
+        """The account's fleet entry, if it is the fleet's: fleet.py answers."""
         raise NotImplementedError
 
     @_redis_errors

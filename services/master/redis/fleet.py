@@ -19,7 +19,6 @@ from typing import Any
 
 from imsync.v1 import fleet_pb2 as fl
 from services.master.model import fleet
-from services.master.model.account_base import Presence
 from services.master.model.errors import AlreadyExists, NotFound, ResourceExhausted
 from services.master.redis.base import _redis_errors
 from services.master.redis.templates import Templates
@@ -90,7 +89,7 @@ class Fleet(Templates):
         self.wrote()
         # Not in the script: the account's keys live in another hash slot. A master that
         # dies in between has not answered; the update asked again mends it.
-        await self._mirror_paused(account.account_id, account.paused)
+        await self._mirror_fleet(account.account_id, account)
         return account
 
     @_redis_errors
@@ -104,22 +103,16 @@ class Fleet(Templates):
         if not int(removed):
             raise NotFound(f"account {account_id!r} is not managed")
         self.wrote()
-        await self._mirror_paused(account_id, False)
+        await self._mirror_fleet(account_id, None)
 
-    async def _managed_paused(self, account_id: str) -> bool:
-        managed = next((a for a in await self.list_managed_accounts() if a.account_id == account_id), None)
-        return managed is not None and managed.paused
+    async def _managed(self, account_id: str) -> fl.ManagedAccount | None:
+        body: Any = await self.redis.hget(self._fleet_keys[0], account_id)
+        return fl.ManagedAccount.FromString(body) if body is not None else None
 
-    async def _mirror_paused(self, account_id: str, paused: bool) -> None:
-        """Shows the fleet's pause on the account (Account.paused), when Redis holds it."""
-
-        def change(presence: Presence) -> bool:
-            if presence.paused == paused:
-                return False
-            presence.paused = paused
-            return True
-
-        await self._presence_change(account_id, change, only_existing=True)
+    async def _mirror_fleet(self, account_id: str, managed: fl.ManagedAccount | None) -> None:
+        """Shows the account's fleet entry on it (model/fleet.py's mirror), when Redis holds
+        the account."""
+        await self._presence_change(account_id, lambda presence: fleet.mirror(presence, managed), only_existing=True)
 
     @_redis_errors
     async def session_state(self, account_id: str) -> bytes | None:
