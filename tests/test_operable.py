@@ -308,7 +308,7 @@ async def test_redis_out_of_reach_is_said_once_in_the_log_and_never_shown_to_cal
 
         redis.start()  # on the same port, with its data
         loops = {"scheduling", "the sweep", "reading the event stream", "reading the command notices"}
-        await waiting.eventually(lambda: all(f"{loop}: back after" in caplog.text for loop in loops), timeout=15)
+        await waiting.eventually(lambda: all(f"{loop}: working again" in caplog.text for loop in loops), timeout=15)
         await accounts.ListAccounts(read)
         await channel.close(grace=None)
     finally:
@@ -323,7 +323,7 @@ async def test_redis_out_of_reach_is_said_once_in_the_log_and_never_shown_to_cal
     assert set(said.values()) == {1}, said
     assert all(f"{redis.port}" in r.getMessage() for r in during if ": out of reach (" in r.getMessage())
     back = collections.Counter(
-        r.getMessage().partition(": back after")[0] for r in caplog.records if ": back after " in r.getMessage()
+        r.getMessage().partition(": working again")[0] for r in caplog.records if ": working again," in r.getMessage()
     )
     assert back == said, (back, said)
 

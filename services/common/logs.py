@@ -126,7 +126,9 @@ class Outage:
 
     def succeeded(self) -> None:
         if self._since is not None:
-            self._log.warning("%s: back after %.1f s out of reach", self._what, time.monotonic() - self._since)
+            self._log.warning(
+                "%s: working again, after %.1f s out of reach", self._what, time.monotonic() - self._since
+            )
             self._since = None
 
 
