@@ -101,8 +101,8 @@ def setup(level: str = "INFO", format: str = "text") -> None:
 
 class Outage:
     """What a loop running every second says while something it needs is out of reach
-    (Redis restarting, say): one warning as it goes and one line as it is back, not a
-    warning, or a traceback, at every turn. The health check says it too."""
+    (Redis restarting, say): one warning as it goes and one line once the loop works
+    again, not a warning, or a traceback, at every turn. The health check says it too."""
 
     def __init__(
         self, log: logging.Logger, what: str, out_of_reach: tuple[type[BaseException], ...] = (Exception,)

@@ -35,7 +35,7 @@ class Presence:
     status: sync_pb2.AccountStatusReport = field(default_factory=sync_pb2.AccountStatusReport)
     paused: bool = False
     display_name: str = ""
-    platform: int = 0
+    platform: e.Platform.ValueType = e.PLATFORM_UNSPECIFIED
 
 
 @dataclass

@@ -35,7 +35,7 @@ class AccountViews(AccountBase):
         account.paused = presence.paused
         account.display_name = presence.display_name
         if not account.platform:  # not crawled yet: the fleet's adapter says which
-            account.platform = presence.platform  # type: ignore[assignment]
+            account.platform = presence.platform
         status = presence.status
         if status.login_state:
             account.login_state = status.login_state

@@ -136,9 +136,9 @@ def mirror(presence: Presence, managed: fl.ManagedAccount | None) -> bool:
     (`managed`; None: not the fleet's): whether it is paused, what the team calls it, its
     adapter's platform. Whether anything changed."""
     if managed is None:
-        wanted = (False, "", 0)
+        wanted = (False, "", e.PLATFORM_UNSPECIFIED)
     else:
-        wanted = (managed.paused, managed.display_name, PLATFORMS.get(managed.adapter, 0))
+        wanted = (managed.paused, managed.display_name, PLATFORMS.get(managed.adapter, e.PLATFORM_UNSPECIFIED))
     if (presence.paused, presence.display_name, presence.platform) == wanted:
         return False
     presence.paused, presence.display_name, presence.platform = wanted

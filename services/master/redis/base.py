@@ -80,7 +80,7 @@ class _Meta:
             online=get("online") == b"1",
             paused=get("paused") == b"1",
             display_name=get("display_name").decode(),
-            platform=int(get("platform", b"0")),
+            platform=e.Platform.ValueType(int(get("platform", b"0"))),
         )
         self.presence.status.ParseFromString(get("status"))
         self.totals = {name: int(get(name, b"0")) for name in _UNREAD_TOTALS}
