@@ -22,6 +22,7 @@ from imsync.testing.v1 import compat_pb2 as c
 from imsync.testing.v1 import compat_pb2_grpc
 from imsync.v1 import conversations_pb2 as conv
 from imsync.v1 import entities_pb2 as e
+from services.common.addresses import free_port
 from services.common.protojson import EncodedReply
 from services.gateway.app import create_app
 from services.gateway.marshalers import GRPC_GATEWAY, IM, Profile, ProfileRegistry
@@ -394,6 +395,31 @@ async def test_im_errors_keep_their_details_in_the_envelope(im_http: httpx.Async
     ]
     failed = (await im_http.get("/v1/fail/8", params={"message": "slow down"})).json()
     assert failed == {"data": None, "status_code": 8, "status_msg": "slow down", "details": []}
+
+
+async def test_a_master_out_of_reach_is_503_without_its_address(caplog: pytest.LogCaptureFixture) -> None:
+    """The channel's own UNAVAILABLE (nothing listens at the master's address) names the
+    address; a client is told only that the master cannot be reached, when to try again,
+    and the gateway's log keeps the address. A server's own UNAVAILABLE keeps its words
+    (test_error_status_table_and_body)."""
+    address = f"127.0.0.1:{free_port()}"
+    channel = grpc.aio.insecure_channel(address)
+    app = create_app(
+        channel=channel,
+        services=c.DESCRIPTOR.services_by_name.values(),
+        profiles=ProfileRegistry(by_prefix=(("/v1/", IM),)),
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            response = await client.get("/v1/echo/a")
+    finally:
+        await channel.close(grace=None)
+    assert response.status_code == 503, response.text
+    answer = response.json()
+    assert answer["status_msg"] == "the master cannot be reached; try again"
+    assert address not in response.text and address.rpartition(":")[2] not in response.text
+    assert answer["details"] == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retry_delay": "1s"}]
+    assert address in caplog.text
 
 
 @pytest.mark.parametrize("profile", [GRPC_GATEWAY, IM], ids=lambda profile: profile.name)

@@ -229,7 +229,7 @@ class Gateway:
             try:
                 await call.read()
             except grpc.aio.AioRpcError as error:
-                return _error(profile, status_of(error))
+                return _error(profile, status_of(error, self._channel))
 
         keepalive = self._sse_keepalive
 
@@ -252,7 +252,7 @@ class Gateway:
                     else:
                         yield profile.stream_item(reply)
             except grpc.aio.AioRpcError as error:
-                status = status_of(error)
+                status = status_of(error, self._channel)
                 yield profile.event_error(status) if sse else profile.stream_error(status)
             finally:
                 call.cancel()
@@ -356,7 +356,7 @@ class Gateway:
             answered: Message | EncodedReply = await call
             headers = incoming_headers(await call.initial_metadata())
         except grpc.aio.AioRpcError as error:
-            return _error(profile, status_of(error))
+            return _error(profile, status_of(error, self._channel))
         if isinstance(answered, EncodedReply):
             body = profile.encoded_body(answered)
         else:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import math
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +15,9 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from starlette.datastructures import Headers
 
+from services.common.rpc_errors import error_status
+
+log = logging.getLogger(__name__)
 _METADATA_PREFIX = "grpc-metadata-"
 _TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -148,8 +154,11 @@ def incoming_headers(metadata: Any) -> dict[str, str]:
     }
 
 
-def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    """The google.rpc.Status of a failed call, with its details when the server sent them."""
+def status_of(error: grpc.aio.AioRpcError, channel: Any = None) -> status_pb2.Status:
+    """The google.rpc.Status of a failed call, with its details when the server sent them.
+    UNAVAILABLE while `channel` (to the master, when the caller has one) is not connected is
+    the channel's own failure, not an answer: its words name the master's address, which is
+    the operator's to know (logged here), not a client's."""
     trailing: Any = error.trailing_metadata() or ()
     for key, value in trailing:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
@@ -158,4 +167,19 @@ def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
             except Exception:  # a peer's garbage is not our crash
                 break
     code = error.code().value[0] if error.code() is not None else code_pb2.UNKNOWN
+    get_state = getattr(channel, "get_state", None)  # (an in-process channel has none)
+    if code == code_pb2.UNAVAILABLE and get_state is not None and get_state() != grpc.ChannelConnectivity.READY:
+        _unreachable(error.details() or "")
+        return error_status(code, "the master cannot be reached; try again", retry_after=1.0)
     return status_pb2.Status(code=code, message=error.details() or "")
+
+
+_said_at = -math.inf
+
+
+def _unreachable(detail: str) -> None:
+    """Logs why the master cannot be reached, at most every 30 s."""
+    global _said_at
+    if time.monotonic() - _said_at >= 30:
+        _said_at = time.monotonic()
+        log.warning("the master cannot be reached: %s", detail)
