@@ -351,17 +351,22 @@ async def im_http() -> AsyncIterator[httpx.AsyncClient]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        async with im_client(channel) as client:
+            yield client
+    finally:
+        await channel.close(grace=None)
+        await server.stop(None)
+
+
+def im_client(channel: grpc.aio.Channel) -> httpx.AsyncClient:
+    """An HTTP client of a gateway over `channel` answering the compat service in the IM profile."""
     app = create_app(
         channel=channel,
         services=c.DESCRIPTOR.services_by_name.values(),
         profiles=ProfileRegistry(by_prefix=(("/v1/", IM),)),
     )
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            yield client
-    finally:
-        await channel.close(grace=None)
-        await server.stop(None)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
 @pytest.mark.parametrize(
@@ -404,13 +409,8 @@ async def test_a_master_out_of_reach_is_503_without_its_address(caplog: pytest.L
     (test_error_status_table_and_body)."""
     address = f"127.0.0.1:{free_port()}"
     channel = grpc.aio.insecure_channel(address)
-    app = create_app(
-        channel=channel,
-        services=c.DESCRIPTOR.services_by_name.values(),
-        profiles=ProfileRegistry(by_prefix=(("/v1/", IM),)),
-    )
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        async with im_client(channel) as client:
             response = await client.get("/v1/echo/a")
     finally:
         await channel.close(grace=None)
