@@ -671,6 +671,16 @@ async def test_two_masters_over_redis_share_the_accounts_and_never_give_one_twic
         listed = (await one.im.list_workers(fl.ListWorkersRequest())).workers
         assert [(w.worker_id, w.master_id) for w in listed] == [("worker-a", "m1"), ("worker-b", "m2")]
 
+        # The second master placing an account the first one's worker took an instant before
+        # (both saw it waiting): placed, not counted as waiting for a worker with room (it
+        # was warned of as such, and counted in imsync_fleet_accounts_waiting).
+        taken = next(account_id for account_id, worker_id in placement.items() if worker_id == "worker-a")
+        session = next(s for s in masters[1][0].hub.sessions.values() if s.worker_id == "worker-b")
+        session.capacity += 1  # room for it, whatever the spread
+        assert await masters[1][0].hub.scheduler.place(sample(taken), [session])
+        session.capacity -= 1
+        assert taken not in session.granted and (await one.placement())[taken] == "worker-a"
+
         # worker-b (on the second master) dies: the first master's worker takes its accounts
         # as far as its capacity goes, without two owners at any moment.
         await two.crash("worker-b")

@@ -189,7 +189,8 @@ class Scheduler:
             await hub.shared.announce_workers([worker_of(s) for s in workers])
 
     async def place(self, account: fl.ManagedAccount, workers: list[SyncSession]) -> bool:
-        """Gives the account to the eligible worker with the most room; False when none has any."""
+        """Gives the account to the eligible worker with the most room; False when none has
+        any (True too when another master's worker took it meanwhile: it waits for nobody)."""
         hub = self.hub
         candidates = [
             s
@@ -206,7 +207,7 @@ class Scheduler:
         try:
             epoch = await session.take(account.account_id)
         except AccountOwned:
-            return False  # another master's worker took it meanwhile
+            return True  # another master's worker took it meanwhile
         version = (await hub.store.account_versions([account.account_id])).get(account.account_id, 0)
         session.versions[account.account_id] = version
         state = await self.session_of(account.account_id)
