@@ -1,4 +1,4 @@
-"""The worker's configuration file: where its command log goes."""
+"""The worker's configuration file: where its command log goes, and what a file it cannot read says."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.worker.config import ConfigError, load_worker_config
+
+from .helpers.cli import imsync
 
 _BASE = 'master = "127.0.0.1:1"\nworker_id = "w"\ntoken = "t"\n'
 _ACCOUNT = '\n[[accounts]]\naccount_id = "a"\nadapter = "sample"\n'
@@ -45,3 +47,16 @@ def test_a_worker_whose_command_log_cannot_be_opened_says_so_and_stops(tmp_path:
     )
     assert done.returncode == 2
     assert "command log" in done.stderr and "blocked" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_config_that_cannot_be_read_is_named_once_with_why(tmp_path: Path) -> None:
+    """The worker's one line names the file once (it said the path three times)."""
+    missing = tmp_path / "nowhere.toml"
+    done = imsync("worker", "--config", str(missing))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"imsync worker: {missing}: No such file or directory", done.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("master = \n")
+    done = imsync("worker", "--config", str(broken))
+    assert done.returncode == 2 and done.stderr.count(str(broken)) == 1, done.stderr
+    assert "not TOML" in done.stderr and "Traceback" not in done.stderr

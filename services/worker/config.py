@@ -110,10 +110,13 @@ def _token(raw: dict[str, Any], path: Path) -> str:
 def load_worker_config(path: Path, *, with_token: bool = True) -> WorkerConfig:
     """The config at `path`, checked. `with_token=False` (reading only its accounts, as
     `imsync account import` does, perhaps on another machine) leaves the token unread."""
+    # (A ConfigError's message is shown after the file's name: its caller names the file.)
     try:
         raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: {error}") from None
+    except OSError as error:
+        raise ConfigError(error.strerror or str(error)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"not TOML: {error}") from None
     token = _token(raw, path) if with_token else ""
     accounts = []
     seen: set[str] = set()
