@@ -9,7 +9,9 @@ import errno
 import io
 import json
 import logging
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +104,54 @@ async def test_a_gateway_a_simulator_and_a_worker_on_a_busy_port_exit_with_one_l
         refused_with_one_line(done, "--metrics-listen", busy)
     finally:
         await master.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["master", "--listen", "nonsense"], "argument --listen: expected HOST:PORT, got 'nonsense'"),
+        (["master", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:x"], "argument --gateway-listen:"),
+        (["gateway", "--listen", "127.0.0.1:99999"], "argument --listen: port out of range"),
+        (["sim", "--listen", ":8090"], "argument --listen: expected HOST:PORT"),
+        (["demo", "--master-listen", "127.0.0.1:70000"], "argument --master-listen: port out of range"),
+        (["worker", "--config", "w.toml", "--metrics-listen", "9464"], "argument --metrics-listen:"),
+    ],
+)
+def test_an_address_that_is_no_host_and_port_is_a_usage_error_naming_the_flag(args: list[str], expected: str) -> None:
+    """Before anything starts: it was a traceback from the server's start (the gateway's
+    after it had said it listened)."""
+    done = imsync(*args)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert expected in done.stderr.strip().splitlines()[-1], done.stderr
+    assert "Traceback" not in done.stderr and "listening on" not in done.stdout
+
+
+def test_a_bad_environment_value_is_a_usage_error_too() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "sim"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "IMSYNC_SIM_ACCOUNTS": "three"},
+    )
+    assert done.returncode == 2 and "argument --accounts: invalid int value: 'three'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_files_the_commands_cannot_use_are_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder" / "keys.toml"
+    refused_with_one_line(
+        imsync("api-key", "create", "fang", "--scopes", "read", "--file", str(missing)), str(missing), "No such file"
+    )
+    refused_with_one_line(
+        imsync("worker-token", "w", "--accounts", "*", "--file", str(missing)), str(missing), "No such file"
+    )
+    not_pem = tmp_path / "cert.pem"
+    not_pem.write_text("not a certificate")
+    for cert, why in ((tmp_path / "none.pem", "No such file"), (not_pem, "PEM")):
+        done = imsync("gateway", "--listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(cert))
+        refused_with_one_line(done, "--tls-cert", str(cert), why)
+    refused_with_one_line(imsync("gateway", "--listen", "127.0.0.1:0", "--tls-key", str(not_pem)), "--tls-key needs")
 
 
 def test_a_second_listener_on_the_masters_port_is_refused_by_the_kernel(tmp_path: Path) -> None:

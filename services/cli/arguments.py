@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from . import fleet as fleet_cli
-from .flags import MiB, _clients, _common, _Flags, _http, _observed
+from .flags import MiB, _clients, _common, _Flags, _http, _observed, listen_address
 from .master_flags import add_master_flags
 
 
@@ -19,6 +19,7 @@ def _gateway(gateway: argparse.ArgumentParser) -> None:
         "IMSYNC_GATEWAY_LISTEN",
         "127.0.0.1:8080",
         "HTTP address to listen on; port 0 picks a free port",
+        type=listen_address,
         metavar="HOST:PORT",
     )
     flag(
@@ -212,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
         "IMSYNC_SIM_LISTEN",
         "127.0.0.1:8090",
         "HTTP address to listen on; port 0 picks a free port",
+        type=listen_address,
         metavar="HOST:PORT",
     )
     flag("--accounts", "IMSYNC_SIM_ACCOUNTS", 3, "simulated accounts", type=int)
@@ -226,9 +228,21 @@ def parser() -> argparse.ArgumentParser:
     )
     flag = _Flags(demo)
     flag(
-        "--gateway-listen", "IMSYNC_GATEWAY_LISTEN", "127.0.0.1:8080", "where the gateway listens", metavar="HOST:PORT"
+        "--gateway-listen",
+        "IMSYNC_GATEWAY_LISTEN",
+        "127.0.0.1:8080",
+        "where the gateway listens",
+        type=listen_address,
+        metavar="HOST:PORT",
     )
-    flag("--master-listen", "IMSYNC_MASTER_LISTEN", "127.0.0.1:50051", "where the master listens", metavar="HOST:PORT")
+    flag(
+        "--master-listen",
+        "IMSYNC_MASTER_LISTEN",
+        "127.0.0.1:50051",
+        "where the master listens",
+        type=listen_address,
+        metavar="HOST:PORT",
+    )
     flag("--interval", "IMSYNC_DEMO_INTERVAL", 5.0, "seconds between two crawls of an account", type=float)
     flag(
         "--sim-rate",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,15 @@ def gateway(args: argparse.Namespace) -> int:
         else None
     )
     http = http_options(args, "", args.tls_cert, args.tls_key, args.forwarded_allow_ips)
+    if args.tls_key and not args.tls_cert:
+        return _fail("gateway", "--tls-key needs --tls-cert")
+    if args.tls_cert:
+        # Read now, as the server will: a file missing or not a certificate and its key is
+        # one line before "listening", not a traceback after it.
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key or None)
+        except OSError as error:  # (ssl.SSLError is one)
+            return _fail("gateway", f"--tls-cert {args.tls_cert}, --tls-key {args.tls_key}: {error.strerror or error}")
     try:
         origins = [check_origin(o) for o in args.cors_allow_origin]
     except ValueError as error:
@@ -241,21 +251,25 @@ def worker_token(args: argparse.Namespace) -> int:
         print(add_worker_token(Path(args.file), args.worker_id, _split(args.accounts)))
     except ValueError as error:
         return _fail("worker-token", str(error))
+    except OSError as error:
+        return _fail("worker-token", f"--file {args.file}: {error.strerror or error}")
     return 0
 
 
 def api_key(args: argparse.Namespace) -> int:
     from services.master.auth.api_keys import create_api_key, revoke_api_key
 
-    if args.action == "revoke":
-        if not revoke_api_key(Path(args.file), args.key_id):
-            print(f"imsync api-key: no key {args.key_id!r} in {args.file}", file=sys.stderr)
-            return 1
-        return 0
     try:
+        if args.action == "revoke":
+            if not revoke_api_key(Path(args.file), args.key_id):
+                print(f"imsync api-key: no key {args.key_id!r} in {args.file}", file=sys.stderr)
+                return 1
+            return 0
         print(create_api_key(Path(args.file), args.key_id, _split(args.accounts), _split(args.scopes), args.agent))
     except ValueError as error:
         return _fail("api-key", str(error))
+    except OSError as error:
+        return _fail("api-key", f"--file {args.file}: {error.strerror or error}")
     return 0
 
 

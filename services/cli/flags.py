@@ -8,6 +8,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from services.common.addresses import split_host_port
+
 MiB = 1024 * 1024
 
 
@@ -20,10 +22,22 @@ class _Flags:
     def __call__(
         self, name: str, env: str, default: Any, help: str, *, type: Callable[[str], Any] = str, **extra: Any
     ) -> None:
+        # An environment value is the default as text: argparse converts it as it converts a
+        # flag given, so a bad one is a usage error naming the flag, not a traceback.
         raw = os.environ.get(env)
-        value = type(raw) if raw is not None else default
+        value = raw if raw is not None else default
         shown = f"; default {default}" if default not in ("", None) else ""
         self.parser.add_argument(name, type=type, default=value, help=f"{help} (env {env}{shown})", **extra)
+
+
+def listen_address(text: str) -> str:
+    """A HOST:PORT to listen on (port 0: any free one), or "" for none."""
+    if text:
+        try:
+            split_host_port(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -82,6 +96,7 @@ def _observed(flag: _Flags) -> None:
         "IMSYNC_METRICS_LISTEN",
         "",
         "serve Prometheus metrics at http://HOST:PORT/metrics",
+        type=listen_address,
         metavar="HOST:PORT",
     )
     flag(

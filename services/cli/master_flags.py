@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .flags import MiB, _clients, _Flags, _http, _observed
+from .flags import MiB, _clients, _Flags, _http, _observed, listen_address
 
 
 def add_master_flags(master: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "IMSYNC_MASTER_LISTEN",
         "127.0.0.1:50051",
         "gRPC address to listen on; port 0 picks a free port",
+        type=listen_address,
         metavar="HOST:PORT",
     )
     flag(
@@ -149,6 +150,7 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "",
         "also serve the REST gateway and the console "
         "from this process, calling the services directly (single-machine use)",
+        type=listen_address,
         metavar="HOST:PORT",
     )
     flag(
