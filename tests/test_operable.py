@@ -115,11 +115,16 @@ async def test_a_gateway_a_simulator_and_a_worker_on_a_busy_port_exit_with_one_l
         (["sim", "--listen", ":8090"], "argument --listen: expected HOST:PORT"),
         (["demo", "--master-listen", "127.0.0.1:70000"], "argument --master-listen: port out of range"),
         (["worker", "--config", "w.toml", "--metrics-listen", "9464"], "argument --metrics-listen:"),
+        (["master", "--heartbeat-seconds", "-1"], "argument --heartbeat-seconds: more than 0, not -1"),
+        (["master", "--lease-seconds", "0"], "argument --lease-seconds: more than 0, not 0"),
+        (["master", "--cache-max-bytes", "-5"], "argument --cache-max-bytes: at least 0, not -5"),
+        (["gateway", "--http-header-timeout", "0"], "argument --http-header-timeout: more than 0"),
     ],
 )
-def test_an_address_that_is_no_host_and_port_is_a_usage_error_naming_the_flag(args: list[str], expected: str) -> None:
-    """Before anything starts: it was a traceback from the server's start (the gateway's
-    after it had said it listened)."""
+def test_an_address_or_a_number_out_of_range_is_a_usage_error_naming_the_flag(args: list[str], expected: str) -> None:
+    """Before anything starts. An address was a traceback from the server's start (the
+    gateway's after it had said it listened); a heartbeat, a lease or a size below 0 was
+    taken as given."""
     done = imsync(*args)
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert expected in done.stderr.strip().splitlines()[-1], done.stderr

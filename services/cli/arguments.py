@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from . import fleet as fleet_cli
-from .flags import MiB, _clients, _common, _Flags, _http, _observed, listen_address
+from .flags import MiB, _clients, _common, _Flags, _http, _observed, listen_address, seconds
 from .master_flags import add_master_flags
 
 
@@ -243,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
         type=listen_address,
         metavar="HOST:PORT",
     )
-    flag("--interval", "IMSYNC_DEMO_INTERVAL", 5.0, "seconds between two crawls of an account", type=float)
+    flag("--interval", "IMSYNC_DEMO_INTERVAL", 5.0, "seconds between two crawls of an account", type=seconds)
     flag(
         "--sim-rate",
         "IMSYNC_DEMO_SIM_RATE",

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.addresses import split_host_port
+
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 
@@ -27,7 +29,26 @@ class _Flags:
         raw = os.environ.get(env)
         value = raw if raw is not None else default
         shown = f"; default {default}" if default not in ("", None) else ""
+        if type in (int, float):  # a count, a size, a rate: never below 0
+            type = at_least(type, 0)
         self.parser.add_argument(name, type=type, default=value, help=f"{help} (env {env}{shown})", **extra)
+
+
+def at_least(convert: Callable[[str], T], low: float, *, above: bool = False) -> Callable[[str], T]:
+    """`convert` (int or float) refusing a value under `low` (with `above`, `low` too)."""
+
+    def check(text: str) -> T:
+        value = convert(text)
+        if value < low or (above and value == low):  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"{'more than' if above else 'at least'} {low:g}, not {text}")
+        return value
+
+    check.__name__ = convert.__name__  # argparse's "invalid int value: 'x'"
+    return check
+
+
+# Seconds something waits or lasts: 0 or less would spin or lapse at once.
+seconds = at_least(float, 0, above=True)
 
 
 def listen_address(text: str) -> str:
@@ -116,7 +137,7 @@ def _http(flag: _Flags, prefix: str = "") -> None:
         "IMSYNC_HTTP_HEADER_TIMEOUT",
         10.0,
         "seconds a request's headers may take",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
     )
     flag(
@@ -124,7 +145,7 @@ def _http(flag: _Flags, prefix: str = "") -> None:
         "IMSYNC_HTTP_BODY_TIMEOUT",
         30.0,
         "seconds a request's body may take",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
     )
     flag(
@@ -132,7 +153,7 @@ def _http(flag: _Flags, prefix: str = "") -> None:
         "IMSYNC_HTTP_KEEP_ALIVE_TIMEOUT",
         5.0,
         "seconds an idle connection stays open",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
     )
     flag(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .flags import MiB, _clients, _Flags, _http, _observed, listen_address
+from .flags import MiB, _clients, _Flags, _http, _observed, listen_address, seconds
 
 
 def add_master_flags(master: argparse.ArgumentParser) -> None:
@@ -58,27 +58,27 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         type=float,
         metavar="PER_SECOND",
     )
-    flag("--heartbeat-seconds", "IMSYNC_HEARTBEAT_SECONDS", 5.0, "heartbeat interval on sync streams", type=float)
+    flag("--heartbeat-seconds", "IMSYNC_HEARTBEAT_SECONDS", 5.0, "heartbeat interval on sync streams", type=seconds)
     flag(
         "--lease-seconds",
         "IMSYNC_LEASE_SECONDS",
         15.0,
         "an account's owner keeps it this long after its last message",
-        type=float,
+        type=seconds,
     )
     flag(
         "--cache-lease-seconds",
         "IMSYNC_CACHE_LEASE_SECONDS",
         1.0,
         "how long a gateway keeping answers may go unheard before changes are acknowledged without it",
-        type=float,
+        type=seconds,
     )
     flag(
         "--command-ttl-seconds",
         "IMSYNC_COMMAND_TTL_SECONDS",
         300.0,
         "a reply not performed by then fails as expired",
-        type=float,
+        type=seconds,
     )
     flag(
         "--data-dir",
@@ -135,7 +135,7 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "IMSYNC_REDIS_WAIT_TIMEOUT",
         1.0,
         "with --redis-wait-replicas: seconds to wait for them; past it the change is not acknowledged (UNAVAILABLE)",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
     )
     flag(
