@@ -27,6 +27,7 @@ from services.common.local_redis import RedisServer
 from services.common.sample import sample_accounts
 from services.gateway import observe
 from services.gateway.observe import HttpMetrics
+from services.master.auth.worker_tokens import WorkerTokens, add_worker_token
 from services.master.model.retention import KEEP_EVERYTHING
 from services.master.server import SERVICE_NAMES, Master, MasterConfig
 from services.master.sync.hub import SyncConfig
@@ -529,6 +530,28 @@ def test_flags_before_or_after_the_command_and_the_version() -> None:
         assert imsync(*args).returncode == 0
     done = imsync("sim", "--log-level", "loud")
     assert done.returncode == 2 and "--log-level" in done.stderr
+
+
+def test_a_keys_or_tokens_file_it_cannot_take_stops_the_master_at_start(tmp_path: Path) -> None:
+    """It ran without them (every key refused, the file's error in the log once); a folder
+    named as the file made every call fail inside."""
+    broken = tmp_path / "keys.toml"
+    broken.write_text("[keys.fang\nscopes = 'read'\n")
+    done = imsync("master", "--listen", "127.0.0.1:0", "--api-keys", str(broken))
+    refused_with_one_line(done, "--api-keys", str(broken))
+    done = imsync("master", "--listen", "127.0.0.1:0", "--worker-tokens", str(tmp_path))
+    refused_with_one_line(done, "--worker-tokens", str(tmp_path), "Is a directory")
+
+
+def test_a_keys_file_that_breaks_later_keeps_the_keys_taken_before(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    add_worker_token(path, "w-1", ["*"])
+    tokens = WorkerTokens(path)
+    assert tokens.may_sync("w-1", "a") and tokens.problem() is None
+    path.unlink()
+    path.mkdir()  # not readable as a file any more
+    assert tokens.may_sync("w-1", "a"), "what was taken before holds"
+    assert tokens.problem() == "Is a directory"
 
 
 async def test_missing_keys_or_tokens_files_are_warned_of_at_start(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ from services.master.api.search import SearchServicer
 from services.master.api.templates import TemplateServicer
 from services.master.api.threads import ThreadServicer
 from services.master.auth.api_keys import ApiKeys
+from services.master.auth.at_start import refusal, warn_of_missing
 from services.master.auth.session_keys import SessionKeys
 from services.master.auth.worker_tokens import WorkerTokens
 from services.master.backend import MemoryBackend, open_backend
@@ -436,9 +437,9 @@ async def serve(config: MasterConfig, store: Store | None = None, alongside: Alo
         master = Master(config, store)
     except ValueError as error:
         _exit(str(error))
-    for name, path in (("--worker-tokens", config.worker_tokens), ("--api-keys", config.api_keys)):
-        if path is not None and not path.is_file():
-            log.warning("%s %s: no such file; nothing is allowed until it exists", name, path)
+    refused = refusal(config.worker_tokens, config.api_keys, master.hub.tokens, master.keys)
+    if refused is not None:
+        _exit(refused)
     try:
         port = await master.start()
     except (AddressInUse, DataDirInUse) as error:
@@ -446,12 +447,7 @@ async def serve(config: MasterConfig, store: Store | None = None, alongside: Alo
     except OSError as error:
         _exit(str(error), 1)
     host = config.listen.rpartition(":")[0]
-    if config.worker_tokens is None:
-        log.warning("no --worker-tokens file: every worker will be refused")
-    if config.api_keys is None:
-        log.warning("no --api-keys file: every IM client may read and answer every account")
-    if config.session_keys is None:
-        log.warning("no --session-keys file: sessions workers upload are refused; an account that moves logs in again")
+    warn_of_missing(config.worker_tokens, config.api_keys, config.session_keys)
     recovery = master.recovery
     if recovery is not None:
         for problem in recovery.problems:

@@ -141,6 +141,10 @@ class ApiKeys:
             return None
         return frozenset(access.agent for access in self._file.current().values() if access.agent)
 
+    def problem(self) -> str | None:
+        """Why the keys file cannot be taken now; None when it can or there is none."""
+        return self._file.problem() if self._file is not None else None
+
     def revision(self) -> int:
         """Moves whenever the keys file is taken again (read now, if it changed)."""
         if self._file is None:

@@ -75,10 +75,28 @@ class WatchedToml(Generic[T]):
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
             try:
-                self._value = self._parse(tomllib.loads(self.path.read_text()))
+                self._value = self._read()
                 self._stamp = stamp
                 self.revision += 1
                 log.info("%s loaded from %s", self._what, self.path)
-            except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError) as error:
+            except _UNUSABLE as error:
                 log.error("%s file %s is invalid (%s); keeping the previous ones", self._what, self.path, error)
         return self._value
+
+    def problem(self) -> str | None:
+        """Why the file cannot be taken as it is now (None: it can, or there is none): a
+        master starting on such a file says so and stops rather than run without it."""
+        if not self.path.exists():
+            return None
+        try:
+            self._read()
+        except _UNUSABLE as error:
+            return (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+        return None
+
+    def _read(self) -> T:
+        return self._parse(tomllib.loads(self.path.read_text()))
+
+
+# A file that cannot be read (a folder, no permission) or parsed keeps the last good content.
+_UNUSABLE = (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError)

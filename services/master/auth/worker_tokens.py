@@ -45,6 +45,10 @@ class WorkerTokens:
     def _workers(self) -> _Workers:
         return self._file.current() if self._file is not None else ({}, {})
 
+    def problem(self) -> str | None:
+        """Why the tokens file cannot be taken now; None when it can or there is none."""
+        return self._file.problem() if self._file is not None else None
+
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> tuple[str, str]:
         """The worker id a request's `authorization: Bearer <token>` belongs to, and the
         token's hash (to check later that it was not revoked meanwhile)."""
