@@ -8,19 +8,17 @@ import argparse
 from typing import Any
 
 from . import fleet as fleet_cli
-from .flags import MiB, _clients, _common, _Flags, _http, _observed, listen_address, seconds
+from .flags import MiB, _clients, _common, _Flags, _http, _observed, seconds
 from .master_flags import add_master_flags
 
 
 def _gateway(gateway: argparse.ArgumentParser) -> None:
     flag = _Flags(gateway)
-    flag(
+    flag.listen(
         "--listen",
         "IMSYNC_GATEWAY_LISTEN",
         "127.0.0.1:8080",
         "HTTP address to listen on; port 0 picks a free port",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag(
         "--master",
@@ -208,13 +206,11 @@ def parser() -> argparse.ArgumentParser:
         "/__sim/truth shows what it holds, /__sim/faults makes it misbehave.",
     )
     flag = _Flags(sim)
-    flag(
+    flag.listen(
         "--listen",
         "IMSYNC_SIM_LISTEN",
         "127.0.0.1:8090",
         "HTTP address to listen on; port 0 picks a free port",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag("--accounts", "IMSYNC_SIM_ACCOUNTS", 3, "simulated accounts", type=int)
     flag("--seed", "IMSYNC_SIM_SEED", 1, "seed of the generated data", type=int)
@@ -227,21 +223,17 @@ def parser() -> argparse.ArgumentParser:
         "master and a gateway on this machine, and prints the URLs to try. Ctrl-C stops everything.",
     )
     flag = _Flags(demo)
-    flag(
+    flag.listen(
         "--gateway-listen",
         "IMSYNC_GATEWAY_LISTEN",
         "127.0.0.1:8080",
         "where the gateway listens",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
-    flag(
+    flag.listen(
         "--master-listen",
         "IMSYNC_MASTER_LISTEN",
         "127.0.0.1:50051",
         "where the master listens",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag("--interval", "IMSYNC_DEMO_INTERVAL", 5.0, "seconds between two crawls of an account", type=seconds)
     flag(

@@ -33,6 +33,10 @@ class _Flags:
             type = at_least(type, 0)
         self.parser.add_argument(name, type=type, default=value, help=f"{help} (env {env}{shown})", **extra)
 
+    def listen(self, name: str, env: str, default: str, help: str) -> None:
+        """A HOST:PORT flag a server listens on ("" where none is a choice)."""
+        self(name, env, default, help, type=listen_address, metavar="HOST:PORT")
+
 
 def at_least(convert: Callable[[str], T], low: float, *, above: bool = False) -> Callable[[str], T]:
     """`convert` (int or float) refusing a value under `low` (with `above`, `low` too)."""
@@ -112,13 +116,11 @@ def _clients(parser: argparse.ArgumentParser, prefix: str = "") -> None:
 
 def _observed(flag: _Flags) -> None:
     """Where a service's metrics are served, and where its traces go."""
-    flag(
+    flag.listen(
         "--metrics-listen",
         "IMSYNC_METRICS_LISTEN",
         "",
         "serve Prometheus metrics at http://HOST:PORT/metrics",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag(
         "--otlp-endpoint",

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .flags import MiB, _clients, _Flags, _http, _observed, listen_address, seconds
+from .flags import MiB, _clients, _Flags, _http, _observed, seconds
 
 
 def add_master_flags(master: argparse.ArgumentParser) -> None:
     flag = _Flags(master)
-    flag(
+    flag.listen(
         "--listen",
         "IMSYNC_MASTER_LISTEN",
         "127.0.0.1:50051",
         "gRPC address to listen on; port 0 picks a free port",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag(
         "--worker-tokens",
@@ -144,14 +142,12 @@ def add_master_flags(master: argparse.ArgumentParser) -> None:
         "",
         "this master's name in the leases it holds in Redis (default host:pid:listen)",
     )
-    flag(
+    flag.listen(
         "--gateway-listen",
         "IMSYNC_EMBEDDED_GATEWAY_LISTEN",
         "",
         "also serve the REST gateway and the console "
         "from this process, calling the services directly (single-machine use)",
-        type=listen_address,
-        metavar="HOST:PORT",
     )
     flag(
         "--gateway-console",
