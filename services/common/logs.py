@@ -99,6 +99,22 @@ def setup(level: str = "INFO", format: str = "text") -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
+class Throttle:
+    """For a warning that could come at every request or round: due at most once every
+    `seconds` (the first time at once)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._every = seconds
+        self._at = -float("inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._at < self._every:
+            return False
+        self._at = now
+        return True
+
+
 class Outage:
     """What a loop running every second says while something it needs is out of reach
     (Redis restarting, say): one warning as it goes and one line once the loop works

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import math
 import re
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +13,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from starlette.datastructures import Headers
 
+from services.common.logs import Throttle
 from services.common.rpc_errors import error_status
 
 log = logging.getLogger(__name__)
@@ -174,12 +173,10 @@ def status_of(error: grpc.aio.AioRpcError, channel: Any = None) -> status_pb2.St
     return status_pb2.Status(code=code, message=error.details() or "")
 
 
-_said_at = -math.inf
+_unreachable_said = Throttle(30)
 
 
 def _unreachable(detail: str) -> None:
     """Logs why the master cannot be reached, at most every 30 s."""
-    global _said_at
-    if time.monotonic() - _said_at >= 30:
-        _said_at = time.monotonic()
+    if _unreachable_said.due():
         log.warning("the master cannot be reached: %s", detail)

@@ -99,4 +99,4 @@ class WatchedToml(Generic[T]):
 
 
 # A file that cannot be read (a folder, no permission) or parsed keeps the last good content.
-_UNUSABLE = (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError)
+_UNUSABLE = (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError)

@@ -20,6 +20,7 @@ from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
 from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
+from services.common.logs import Throttle
 from services.master.memory import checkpoints
 from services.master.memory.journal import Journal
 from services.master.memory.records import encode_delta, encode_snapshot
@@ -134,7 +135,7 @@ class Changes:
         # None keeps everything for good.
         self.retention = retention if retention is not None and not retention.keeps_everything else None
         self._clock = clock
-        self._warned_at = 0.0
+        self._over_bound = Throttle(60)
         self._accounts: dict[str, AccountState] = {}
         self._handling: dict[str, Handling] = {}
         self._account_order: SortedList = SortedList()
@@ -390,8 +391,7 @@ class Changes:
             wanted = min(budget, excess + bound // 20)
             evicted += self._evict_oldest_read(wanted)
             left = self.count_entities() - bound
-            if left > 0 and time.monotonic() - self._warned_at > 60:
-                self._warned_at = time.monotonic()
+            if left > 0 and self._over_bound.due():
                 log.warning("%d entities over the bound of %d: the rest are unread and are kept", left, bound)
         return evicted
 

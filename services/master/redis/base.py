@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from imsync.journal.v1 import journal_pb2 as jpb
 from imsync.v1 import entities_pb2 as e
 from imsync.v1 import events_pb2 as ev
+from services.common.logs import Throttle
 from services.master.model import threads
 from services.master.model.account_base import Handling, Presence
 from services.master.model.account_state import AccountState
@@ -138,7 +139,7 @@ class RedisBase:
         self._page = client.register_script(PAGE)
         self._load_script = client.register_script(LOAD)
         self._flushed_key = f"{prefix}:flushed{{{self.events_key}}}"
-        self._warned_at = 0.0
+        self._over_bound = Throttle(60)
         # With replicas to wait for, what persisted() waits for (replication.py).
         self.replication = Replication(client, f"{prefix}:wait", wait_replicas, wait_timeout) if wait_replicas else None
 

@@ -11,9 +11,9 @@ per master, as it was before) rather than refusing or letting everything through
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+from services.common.logs import Throttle
 from services.common.rate_limit import RateLimiter
 from services.master.redis.errors import FAILURES
 
@@ -50,7 +50,7 @@ class SharedRateLimiter:
         self._local = local
         self._prefix = prefix
         self._take = client.register_script(_TAKE)
-        self._warned_at = 0.0
+        self._alone = Throttle(60)
 
     async def take(self, key: str) -> float:
         if self.rate <= 0 or not key:
@@ -58,8 +58,7 @@ class SharedRateLimiter:
         try:
             return float(await self._take(keys=[f"{self._prefix}:rate:{{{key}}}"], args=[self.rate, self.burst]))
         except FAILURES as error:
-            if time.monotonic() - self._warned_at > 60:
-                self._warned_at = time.monotonic()
+            if self._alone.due():
                 log.warning("rates counted by this master alone: Redis does not answer (%s)", error)
             return self._local.take(key)
 

@@ -20,7 +20,6 @@ loading), fetching.py (reading an order and its items), changes.py (sync), queri
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from imsync.v1 import entities_pb2 as e
@@ -63,8 +62,7 @@ class RedisStore(Queries):
             wanted = min(budget, excess + bound // 20)
             evicted += await self._evict_oldest_read(account_ids, wanted)
             left = await self.entity_count(account_ids) - bound
-            if left > 0 and time.monotonic() - self._warned_at > 60:
-                self._warned_at = time.monotonic()
+            if left > 0 and self._over_bound.due():
                 log.warning("%d entities over the bound of %d: the rest are unread and are kept", left, bound)
         return evicted
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from typing import TYPE_CHECKING
 
 from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
+from services.common.logs import Throttle
 from services.master.model import fleet
 from services.master.model.errors import FailedPrecondition, InvalidArgument, StoreError
 from services.master.model.leases import AccountOwned
@@ -128,8 +128,8 @@ def _load(session: SyncSession) -> float:
 class Scheduler:
     def __init__(self, hub: SyncHub) -> None:
         self.hub = hub
-        # When the accounts that wait for room were last said in the log.
-        self._warned_at = -math.inf
+        # The accounts that wait for room are said in the log once a minute at most.
+        self._waiting = Throttle(60)
         # Nothing is placed before then (wait_for_returning_workers).
         self._placing_from = -math.inf
 
@@ -175,8 +175,7 @@ class Scheduler:
             waiting = [a for a in waiting if not alive[a.account_id]]
         unplaced = [a.account_id for a in waiting if not await self.place(a, workers)]
         FLEET_WAITING.set(len(unplaced))
-        if unplaced and time.monotonic() - self._warned_at > 60:
-            self._warned_at = time.monotonic()
+        if unplaced and self._waiting.due():
             log.warning(
                 "%d accounts wait for a worker with room and the labels they ask for: %s",
                 len(unplaced),
