@@ -9,7 +9,9 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ParamSpec, Self, TypeVar
 
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from imsync.journal.v1 import journal_pb2 as jpb
@@ -25,6 +27,7 @@ from services.master.model.keys import split_item_key
 from services.master.model.retention import Retention
 from services.master.redis.connect import Client, client_for
 from services.master.redis.errors import out_of_reach
+from services.master.redis.lane import Lane
 from services.master.redis.layout import COMMIT, FLUSH, FLUSH_ADD, FLUSH_TRIM, LOAD, PAGE, AccountKeys, Writes
 from services.master.redis.recording import recording_state
 from services.master.redis.replication import Replication
@@ -138,6 +141,9 @@ class RedisBase:
         self._flush_trim = client.register_script(FLUSH_TRIM)
         self._page = client.register_script(PAGE)
         self._load_script = client.register_script(LOAD)
+        # One node's hot scripts (a change's load and commit, a page) on a connection of their
+        # own (lane.py); a cluster routes them by slot itself.
+        self.lane = Lane(client) if isinstance(client, aioredis.Redis) else None
         self._flushed_key = f"{prefix}:flushed{{{self.events_key}}}"
         self._over_bound = Throttle(60)
         # With replicas to wait for, what persisted() waits for (replication.py).
@@ -151,6 +157,8 @@ class RedisBase:
     async def close(self) -> None:
         if self.replication is not None:
             await self.replication.close()
+        if self.lane is not None:
+            await self.lane.close()
         await self.redis.aclose()
 
     def keys(self, account_id: str) -> AccountKeys:
@@ -202,7 +210,7 @@ class RedisBase:
         key_list, ops = writes.encode([keys.meta, keys.lease, keys.outbox, stream])
         flush = "" if self.cluster else str(_FLUSH_BATCH)
         fenced = str(fence) if fence else ""
-        result, *moved = await self._commit(keys=key_list, args=[rev, fenced, flush, self._events_kept, *ops])
+        result, *moved = await self._run(self._commit, key_list, [rev, fenced, flush, self._events_kept, *ops])
         if int(result) == -1:
             return False
         if int(result) == -2:
@@ -215,6 +223,12 @@ class RedisBase:
         if writes.pushes.get(keys.outbox) and (self.cluster or int(moved[0]) == _FLUSH_BATCH):
             await self.flush_outbox(keys)
         return True
+
+    def _run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+        """One of the hot scripts: on the lane on one node (lane.py), else as redis-py runs it."""
+        if self.lane is not None:
+            return self.lane.run(script, keys, args)
+        return script(keys=keys, args=args)
 
     async def flush_outbox(self, keys: AccountKeys) -> None:
         """Moves the account's queued events to the shared stream, a hundred at a time, each
@@ -313,7 +327,7 @@ class RedisBase:
         args: list[str | int] = []
         for command, _, fields in lookups:
             args += [command, len(fields), *fields]
-        results = await self._load_script(keys=[keys.meta, *(key for _, key, _ in lookups)], args=args)
+        results = await self._run(self._load_script, [keys.meta, *(key for _, key, _ in lookups)], args)
         flat = results[0]
         if not flat:
             return None

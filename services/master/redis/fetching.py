@@ -268,7 +268,7 @@ class Fetching(RedisBase):
         args: list[str | int] = [start, batch, ints * WIDTH, "1" if newest else "0", owner[1]]
         for _, command, prefix in lookups:
             args += [command, prefix]
-        found = await self._page(keys=[keys.meta, order_key, owner[0] or keys.meta, *names], args=args)
+        found = await self._run(self._page, [keys.meta, order_key, owner[0] or keys.meta, *names], args)
         if found is None:
             raise NotFound(f"account {keys.account_id!r} not found")
         raw_meta, members, present, *results = found
