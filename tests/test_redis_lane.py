@@ -17,6 +17,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.local_redis import RedisServer
+from services.master.redis.connect import client_for
+from services.master.redis.events import _streams
 from services.master.redis.lane import Lane
 
 ECHO = "return ARGV[1]"
@@ -33,9 +35,11 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         redis.stop()
 
 
-@pytest_asyncio.fixture
-async def client(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.Redis.from_url(server.url, socket_timeout=5)
+@pytest_asyncio.fixture(params=[3, 2], ids=["RESP3", "RESP2"])
+async def client(server: RedisServer, request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """redis-py's client as the store makes it (RESP3, redis-py's default) and in RESP2 (a
+    URL may ask for it): the lane reads whichever its connection speaks."""
+    redis = aioredis.Redis.from_url(server.url, socket_timeout=5, protocol=request.param)
     try:
         yield redis
     finally:
@@ -123,3 +127,25 @@ async def test_a_redis_that_stops_answering_times_out_and_is_connected_to_again(
         server.resume()
         await lane.close()
         await client.aclose()
+
+
+async def test_a_stream_read_on_the_lane_reads_as_redis_py_reads_it(
+    server: RedisServer, client: aioredis.Redis
+) -> None:
+    """The event feed follows the stream on a lane (redis/events.py): what it is handed is
+    what redis-py's XREAD makes of the same entries, and a read that found nothing is empty."""
+    lane = Lane(client)
+    try:
+        assert _streams(await lane.call("XREAD", "COUNT", 10, "BLOCK", 50, "STREAMS", "lane:s", "0-0")) == []
+        for i in range(3):
+            await client.xadd("lane:s", {"e": f"event {i}".encode(), "n": str(i)})
+        raw = await lane.call("XREAD", "COUNT", 10, "STREAMS", "lane:s", "0-0")
+        # As the store's own client (client_for: redis-py's defaults) reads it.
+        store_client = client_for(server.url)
+        try:
+            theirs = await store_client.xread({"lane:s": "0-0"}, count=10)
+        finally:
+            await store_client.aclose()
+        assert _streams(raw) == [tuple(stream) for stream in theirs]
+    finally:
+        await lane.close()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from imsync.v1 import events_pb2 as ev
@@ -21,6 +22,7 @@ from services.common.logs import Outage
 from services.master.model.events import EventBus
 from services.master.redis.connect import Client
 from services.master.redis.errors import FAILURES, reraise_cancellation
+from services.master.redis.lane import Lane
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,17 @@ class RedisEventFeed:
             self._publish(entry_id, fields)
 
     async def follow(self) -> None:
-        """Publishes each new event of the stream to the bus, until cancelled."""
-        await follow_stream(self._redis, self._key, self._last, self._publish, "the event stream", self.stopping)
+        """Publishes each new event of the stream to the bus, until cancelled. On one node
+        it reads on a lane of its own (lane.py): every change's events come back to every
+        master this way, and redis-py's read was most of what that cost."""
+        lane = Lane(self._redis) if isinstance(self._redis, aioredis.Redis) else None
+        try:
+            await follow_stream(
+                self._redis, self._key, self._last, self._publish, "the event stream", self.stopping, lane
+            )
+        finally:
+            if lane is not None:
+                await lane.close()
 
 
 async def follow_stream(
@@ -77,15 +88,19 @@ async def follow_stream(
     handle: Callable[[Any, dict[bytes, bytes]], None],
     what: str,
     stopping: asyncio.Event,
+    lane: Lane | None = None,
 ) -> None:
     """Hands each entry of a stream after `after` to `handle` (its id and fields), until
     cancelled or `stopping` is set (a read blocks a second at most); Redis out of reach is
-    waited for, and reading goes on where it stopped."""
+    waited for, and reading goes on where it stopped. `lane`: read on it (one node)."""
     last = after
     outage = Outage(log, f"reading {what}")
     while not stopping.is_set():
         try:
-            found: Any = await client.xread({key: last}, block=1000, count=500)
+            if lane is not None:
+                found = _streams(await lane.call("XREAD", "COUNT", 500, "BLOCK", 1000, "STREAMS", key, last))
+            else:
+                found = await client.xread({key: last}, block=1000, count=500)
         except asyncio.CancelledError:
             raise
         except FAILURES as error:
@@ -98,3 +113,14 @@ async def follow_stream(
             for entry_id, fields in entries:
                 last = _text(entry_id)
                 handle(entry_id, fields)
+
+
+def _streams(raw: Any) -> Any:
+    """XREAD's reply as hiredis reads it (a map of the streams in RESP3, which redis-py
+    asks for, a list of pairs in RESP2), in the shape redis-py makes of it: each stream's
+    name and entries, each entry its id and a dict of its fields."""
+    streams = raw.items() if isinstance(raw, dict) else raw or ()
+    return [
+        (name, [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in entries])
+        for name, entries in streams
+    ]

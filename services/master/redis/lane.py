@@ -140,7 +140,8 @@ class Lane:
                 self._replies = replies
             return replies
 
-    async def _call(self, *command: Any) -> Any:
+    async def call(self, *command: Any) -> Any:
+        """One command's reply (hiredis's: bytes, ints, lists, None)."""
         for attempt in range(_RETRIES + 1):
             replies = self._replies
             try:
@@ -157,10 +158,10 @@ class Lane:
         """`script` as `script(keys=keys, args=args)` runs it: by its SHA, loaded first when
         Redis does not know it (a restart, SCRIPT FLUSH)."""
         try:
-            return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._call("SCRIPT", "LOAD", script.script)
-            return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
+            await self.call("SCRIPT", "LOAD", script.script)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
         replies, self._replies = self._replies, None
