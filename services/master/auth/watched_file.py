@@ -24,7 +24,12 @@ def token_hash(token: str) -> str:
 
 
 def bearer_hash(metadata: Sequence[tuple[str, str | bytes]], what: str) -> str:
-    """The hash of a request's `authorization: Bearer <secret>`; Unauthenticated without one."""
+    """The hash of a request's `authorization: Bearer <secret>`; Unauthenticated without one.
+
+    Keys and tokens are kept by this hash, and looked up by it in a dict. A lookup's time
+    may tell a caller how much of a stored hash the hash of what they sent matched; to use
+    that they would have to choose secrets whose SHA-256 starts as they wish, which is a
+    preimage search, so it tells them nothing about any secret."""
     found = [value for key, value in metadata if key == "authorization"]
     if len(found) > 1:
         raise InvalidArgument("given more than once: a request has one identity", field="authorization")
