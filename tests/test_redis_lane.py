@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -149,3 +150,21 @@ async def test_a_stream_read_on_the_lane_reads_as_redis_py_reads_it(
         assert _streams(raw) == [tuple(stream) for stream in theirs]
     finally:
         await lane.close()
+
+
+async def test_a_closed_lane_fails_its_calls_and_connects_no_more(server: RedisServer, client: aioredis.Redis) -> None:
+    """The store closing (a master stopping): a call waiting fails, as one after it does,
+    and neither leaves a new connection open behind the store."""
+    lane, echo = Lane(client), client.register_script(ECHO)
+    assert await lane.run(echo, [], ["open"]) == b"open"
+    connections = (await client.info("stats"))["total_connections_received"]
+    server.pause()
+    waiting = asyncio.ensure_future(lane.run(echo, [], ["waiting"]))
+    await asyncio.sleep(0.1)
+    await lane.close()
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(waiting, 5)
+    with pytest.raises(RedisConnectionError):
+        await lane.run(echo, [], ["closed"])
+    server.resume()
+    assert (await client.info("stats"))["total_connections_received"] == connections

@@ -123,9 +123,12 @@ class Lane:
         self._timeout: float | None = self._pool.connection_kwargs.get("socket_timeout")
         self._replies: _Replies | None = None
         self._connecting = asyncio.Lock()
+        self._closed = False
 
     async def _connected(self) -> _Replies:
         async with self._connecting:
+            if self._closed:  # the store is closing: no new connection to leave open
+                raise RedisConnectionError("the lane is closed")
             replies = self._replies
             if replies is None or replies.lost:
                 if replies is not None:
@@ -149,7 +152,7 @@ class Lane:
                     replies = await self._connected()
                 return await replies.call(command)
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                if attempt == _RETRIES:
+                if attempt == _RETRIES or self._closed:
                     raise
             await asyncio.sleep(min(0.5, _BACKOFF * 2**attempt))
         raise AssertionError("unreachable")
@@ -164,6 +167,8 @@ class Lane:
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
+        """Ends the connection; calls still waiting fail, and none connects again."""
+        self._closed = True
         replies, self._replies = self._replies, None
         if replies is not None:
             await replies.connection.disconnect(nowait=True)
