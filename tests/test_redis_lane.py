@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.local_redis import RedisServer
@@ -62,6 +62,8 @@ async def test_redis_s_errors_are_redis_py_s_and_the_lane_goes_on(client: aiored
         await client.set("lane:text", "not a number")
         with pytest.raises(ResponseError, match="not an integer"):
             await lane.run(incr, ["lane:text"], [])
+        with pytest.raises(DataError):  # refused before it is sent, as redis-py refuses it
+            await lane.run(echo, [], [None])
         assert await lane.run(incr, ["lane:count"], []) == 1
         assert await lane.run(echo, [], ["after"]) == b"after"
     finally:

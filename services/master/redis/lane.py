@@ -21,6 +21,9 @@ so the store's mapping of them (errors.py) is unchanged:
   TimeoutError.
 - An error reply raises what redis-py raises for it (NoScriptError, ResponseError, ...).
 
+The event feed follows the stream on a lane of its own (events.py): a read that blocks
+for new entries would hold up every call behind it.
+
 One node only: a Redis Cluster's client routes each script by its keys' slot, and keeps
 its own connections.
 """
@@ -107,16 +110,17 @@ class _Replies(asyncio.Protocol):
 
     def call(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Sends `command`; its reply, when it comes."""
+        packed = self.connection.pack_command(*command)  # first: an argument it refuses raises here
         waiter = self._loop.create_future()
         self._waiting.append((waiter, self._loop.time()))
-        self.transport.writelines(self.connection.pack_command(*command))
+        self.transport.writelines(packed)
         if self._watch is None and self._timeout is not None:
             self._watch = self._loop.call_later(self._timeout, self._check)
         return waiter
 
 
 class Lane:
-    """EVALSHA and SCRIPT LOAD on one pipelined connection of their own (above)."""
+    """Commands on one pipelined connection of their own (above)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._pool = client.connection_pool
