@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -170,3 +171,28 @@ async def test_a_closed_lane_fails_its_calls_and_connects_no_more(server: RedisS
         await lane.run(echo, [], ["closed"])
     server.resume()
     assert (await client.info("stats"))["total_connections_received"] == connections
+
+
+async def test_a_redis_out_of_reach_is_tried_as_redis_py_tries_it_not_more(server: RedisServer) -> None:
+    """Connecting is redis-py's, with its own retries: a Redis that cannot be reached fails
+    a call after one connection of the lane's (a caller was answered after the lane's four
+    attempts of redis-py's four, 3.9 s instead of 1.4 with Redis down)."""
+    client = aioredis.Redis.from_url(server.url, socket_timeout=5)
+    lane, echo = Lane(client), client.register_script(ECHO)
+    made = []
+    make: Any = client.connection_pool.make_connection
+
+    def counted() -> Any:
+        made.append(1)
+        return make()
+
+    client.connection_pool.make_connection = counted  # type: ignore[method-assign]
+    try:
+        assert await lane.run(echo, [], ["up"]) == b"up"
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await lane.run(echo, [], ["down"])
+        assert len(made) == 2  # the first connection, and one more that could not connect
+    finally:
+        await lane.close()
+        await client.aclose()

@@ -15,7 +15,9 @@ so the store's mapping of them (errors.py) is unchanged:
 - Redis closes the connection, or the network does: every call in flight fails with
   ConnectionError, and the next call connects again. A call that failed so is tried again
   on a fresh connection, as redis-py's own retries do (connect.py: a commit sent twice
-  finds the account's rev moved and computes itself again, to a no-op).
+  finds the account's rev moved and computes itself again, to a no-op). Connecting is
+  redis-py's, with its retries: a Redis that cannot be reached fails the call then, not
+  after the lane's retries of redis-py's retries.
 - No reply within the client's socket timeout: the connection is closed (a reply that
   came later could not be told from the next one's) and every call on it fails with
   TimeoutError.
@@ -151,9 +153,10 @@ class Lane:
         """One command's reply (hiredis's: bytes, ints, lists, None)."""
         for attempt in range(_RETRIES + 1):
             replies = self._replies
+            if replies is None or replies.lost:
+                # redis-py tried the connection again itself: a failure here is the answer.
+                replies = await self._connected()
             try:
-                if replies is None or replies.lost:
-                    replies = await self._connected()
                 return await replies.call(command)
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 if attempt == _RETRIES or self._closed:
