@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -635,3 +636,36 @@ async def test_a_scheduled_worker_names_the_grant_it_lets_go() -> None:
             assert fake.streams == 1
     finally:
         await server.stop(None)
+
+
+async def test_a_master_without_session_keys_is_said_once_a_stream_not_an_error_per_upload(
+    master: MasterHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A master run without --session-keys refuses every session uploaded (NO_SESSION_KEYS):
+    a choice its operator made and its log says, not a failure. The worker says it once, as
+    a warning, and sends no more sessions on that stream: not an ERROR in its log and a
+    warning in the master's at every upload (three of each at every move of three accounts)."""
+    caplog.set_level(logging.INFO, logger="services")
+    accounts = {account_id: sample(account_id) for account_id in ("s-1", "s-2", "s-3")}
+    async with running(engine_for(master, list(accounts))) as engine:
+        for account_id, account in accounts.items():
+            engine.publish(account_id, view_of(account))
+        await engine.wait_synced()
+        engine.upload_session("s-1", b'{"cookies": []}')
+        await eventually(lambda: "the master keeps no sessions" in caplog.text, timeout=10)
+        for account_id in ("s-2", "s-3"):  # sessions saved later: not sent to this master
+            engine.upload_session(account_id, b'{"cookies": []}')
+        # Answered in order on the stream: once a later change is acknowledged, every
+        # upload before it has been refused.
+        accounts["s-1"].grow(NOW + 10)
+        engine.publish("s-1", view_of(accounts["s-1"]))
+        await engine.wait_synced()
+    worker = [r for r in caplog.records if r.name.startswith("services.worker")]
+    said = [r for r in worker if "keeps no sessions" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING], said
+    assert not [r for r in worker if r.levelno >= logging.ERROR]
+    # Nothing sent after the refusal: the master refused (and logged) one upload.
+    refused = [
+        r for r in caplog.records if r.name.startswith("services.master") and "keeps no sessions" in r.getMessage()
+    ]
+    assert len(refused) == 1, refused

@@ -21,6 +21,7 @@ import grpc
 
 from imsync.v1 import sync_pb2, sync_pb2_grpc
 from services.common.awake import AwakeClock, before
+from services.common.rpc_errors import reason_of
 from services.common.tls import open_channel
 
 from .account_state import AccountView
@@ -81,6 +82,7 @@ class SyncEngine:
         self.on_release: ReleaseHandler | None = None
         # Sessions to upload, newest per account, sent once the account is granted.
         self._sessions: dict[str, bytes] = {}
+        self._master_keeps_sessions = True
         # Accounts being started or stopped (their tasks), so that a stop waits for a start.
         self._moving: dict[str, asyncio.Task[None]] = {}
 
@@ -259,6 +261,7 @@ class SyncEngine:
             first = await welcome_of(call, self.clock, silence, self.config.connect_timeout)
             self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             self._outbound = outbound
+            self._master_keeps_sessions = True  # until it says otherwise (a master restarted with keys)
             self.sessions += 1
             CONNECTED.set(1)
             self._attempt = 0
@@ -361,6 +364,12 @@ class SyncEngine:
                         self._release(response.nack.account_id, "taken", answer=False)
                     else:
                         self._schedule_rehello()
+                elif reason_of(response.nack.status) == "NO_SESSION_KEYS":
+                    # The master's choice (it runs without --session-keys, and says so): said
+                    # once, and no session is sent on this stream again.
+                    if self._master_keeps_sessions:
+                        log.warning("the master keeps no sessions: %s", response.nack.status.message)
+                        self._master_keeps_sessions = False
                 elif account is None or not response.nack.version:
                     log.error("master refused: %s", response.nack.status.message)
             elif kind == "command":
@@ -386,7 +395,11 @@ class SyncEngine:
                 for message in account.next_messages():
                     outbound.put_nowait(message)
                     sent = True
-            for account_id in [a for a in self._sessions if a in self.accounts and self.accounts[a].granted]:
+            for account_id in [
+                a
+                for a in self._sessions
+                if self._master_keeps_sessions and a in self.accounts and self.accounts[a].granted
+            ]:
                 upload = sync_pb2.SessionUpload(account_id=account_id, storage_state=self._sessions.pop(account_id))
                 outbound.put_nowait(sync_pb2.SyncDataRequest(session=upload))
                 sent = True
