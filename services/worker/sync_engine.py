@@ -261,7 +261,9 @@ class SyncEngine:
             first = await welcome_of(call, self.clock, silence, self.config.connect_timeout)
             self._heard_at, self._heard_awake = time.monotonic(), self.clock()
             self._outbound = outbound
-            self._master_keeps_sessions = True  # until it says otherwise (a master restarted with keys)
+            # A new stream, perhaps to a master started again with keys: sessions go until it
+            # says it keeps none.
+            self._master_keeps_sessions = True
             self.sessions += 1
             CONNECTED.set(1)
             self._attempt = 0
