@@ -109,10 +109,12 @@ class _Started:
 
 
 async def _demo(config: DemoConfig) -> None:
-    # SIGTERM stops the demo as Ctrl-C does: its processes are stopped with it.
+    # SIGTERM, and SIGHUP (the terminal it runs in closed), stop the demo as Ctrl-C does:
+    # its processes are stopped with it, not left running on the demo's ports.
     main = asyncio.current_task()
     if main is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        for stopping in (signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().add_signal_handler(stopping, main.cancel)
     started = _Started()
     with tempfile.TemporaryDirectory(prefix="imsync-demo-") as tmp:
         folder = Path(tmp)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import re
+import signal
 import sys
 from collections import deque
 from collections.abc import Sequence
 
 _LISTENING = re.compile(r"listening on (?:https?://)?(\S+)")
+# The process that started this one with start(): it is to stop when that one dies.
+PARENT_ENV = "IMSYNC_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
 _STARTED = re.compile(r"imsync \w+ .*started")
 
 
@@ -71,6 +77,7 @@ async def _start(
 ) -> Child:
     args = command[command.index("-m") + 2 :]
     stderr = asyncio.subprocess.STDOUT if merge_stderr else None
+    env = {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
     assert process.stdout is not None
     before: list[str] = []
@@ -105,3 +112,17 @@ async def _drain(stream: asyncio.StreamReader, child: Child, echo: bool) -> None
         child.output.append(text)
         if echo:
             print(text, flush=True)
+
+
+def stop_with_parent() -> bool:
+    """In a process start() started: asks Linux to send it SIGTERM when its parent dies (a
+    demo killed outright, or a test run), so that it stops as it stops on SIGTERM instead of
+    running on, orphaned, on its ports. False when the parent is gone already."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent.isdigit():
+        return True
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Gone before the request was made: it would never be sent.
+    return os.getppid() == int(parent)

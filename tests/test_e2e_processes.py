@@ -24,6 +24,7 @@ from services.common.protojson import JsonStyle, to_json
 from services.common.sample import SampleAccount, sample_accounts
 
 from .conftest import NOW, token_for, write_tokens
+from .waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -249,3 +250,72 @@ def _child_of(parent: int, command: str) -> int:
             if ppid == parent and b"services.cli" in args and command.encode() in args:
                 return int(entry.name)
     raise AssertionError(f"no child of {parent} runs imsync {command}")
+
+
+_PARENT = """
+import asyncio, sys
+from services import processes
+
+async def main():
+    child = await processes.start(["sim", "--listen", "127.0.0.1:0", "--accounts", "1"])
+    print(child.process.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_started_by_one_killed_outright_stops_with_it() -> None:
+    """What processes.start starts (the demo's master, gateway, simulator and worker; the
+    tests' masters and workers) is sent SIGTERM when the process that started it dies,
+    however it died: SIGKILLed, it used to leave them running, orphaned, on their ports."""
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PARENT, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent
+    )
+    assert parent.stdout is not None
+    child = int(await asyncio.wait_for(parent.stdout.readline(), 60))
+    assert _alive(child)
+    parent.kill()
+    await parent.wait()
+    await eventually(lambda: not _alive(child), timeout=15)
+
+
+async def test_the_demo_stops_its_processes_when_its_terminal_closes() -> None:
+    """SIGHUP (the terminal `scripts/demo` runs in closed) stops the demo as Ctrl-C does:
+    it used to end the demo alone, leaving its master, gateway, simulator, worker and
+    Chromium running on the demo's ports."""
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "demo",
+        "--master-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert demo.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            while "Ctrl-C stops everything" not in (line := (await demo.stdout.readline()).decode()):
+                assert line, "the demo exited early"
+        children = [_child_of(demo.pid, command) for command in ("master", "gateway", "sim", "worker")]
+        demo.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(60):
+            while await demo.stdout.readline():
+                pass  # what it says as it stops
+            assert await demo.wait() == 0
+        await eventually(lambda: not any(_alive(pid) for pid in children), timeout=15)
+    finally:
+        if demo.returncode is None:
+            demo.terminate()
+            await demo.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its parent to read it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
