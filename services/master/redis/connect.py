@@ -32,6 +32,12 @@ Client = aioredis.Redis | AsyncRedisCluster
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
+# How often a call that lost its connection is tried again, and the pause before each:
+# BACKOFF_BASE doubling up to BACKOFF_CAP (redis-py's Retry here, lane.py's own loop).
+RETRIES = 3
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 0.5
+
 _COMMON: dict[str, Any] = {
     "socket_timeout": 10,
     "socket_connect_timeout": 5,
@@ -113,7 +119,7 @@ def _packing_in_c(base: Any) -> Any:
 
 def client_for(url: str) -> Client:
     """A redis-py asyncio client for `url`: `Redis` or `RedisCluster`."""
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+    retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
     errors: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
     if is_cluster_url(url):
         nodes, user, password = cluster_nodes(url)

@@ -45,10 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# Calls tried again after a connection failed under them, and the pause before each
-# (as connect.py's Retry: 50 ms doubling).
-_RETRIES = 3
-_BACKOFF = 0.05
+from services.master.redis.connect import BACKOFF_BASE, BACKOFF_CAP, RETRIES
 
 
 class _Replies(asyncio.Protocol):
@@ -151,7 +148,7 @@ class Lane:
 
     async def call(self, *command: Any) -> Any:
         """One command's reply (hiredis's: bytes, ints, lists, None)."""
-        for attempt in range(_RETRIES + 1):
+        for attempt in range(RETRIES + 1):
             replies = self._replies
             if replies is None or replies.lost:
                 # redis-py tried the connection again itself: a failure here is the answer.
@@ -159,9 +156,9 @@ class Lane:
             try:
                 return await replies.call(command)
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                if attempt == _RETRIES or self._closed:
+                if attempt == RETRIES or self._closed:
                     raise
-            await asyncio.sleep(min(0.5, _BACKOFF * 2**attempt))
+            await asyncio.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
         raise AssertionError("unreachable")
 
     async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
