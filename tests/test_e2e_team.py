@@ -14,6 +14,7 @@ test-artifacts/console/.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -359,4 +360,23 @@ async def test_the_console_speaks_chinese_and_switches_to_english(agents: Agents
     await page.reload()
     await page.locator("[role=tab][data-view=inbox]", has_text="Inbox").wait_for()
     assert await page.locator("html").get_attribute("lang") == "en"
+
+    # 中文 and then English chosen at once, the Chinese words arriving last: English stays.
+    arrived = asyncio.Event()
+
+    async def slowly(route: Any) -> None:
+        await asyncio.sleep(1.0)
+        await route.continue_()
+        arrived.set()
+
+    await page.route("**/assets/locale-zh-CN.json", slowly)
+    await page.locator("#language").select_option("zh-CN")
+    await page.locator("#language").select_option("en")
+    await asyncio.wait_for(arrived.wait(), 10)
+    await asyncio.sleep(0.5)
+    assert await page.locator("[role=tab][data-view=threads]").inner_text() == "Threads"
+    assert await page.locator("html").get_attribute("lang") == "en"
+    assert await page.locator("#language").input_value() == "en"
+    await page.reload()
+    await page.locator("[role=tab][data-view=inbox]", has_text="Inbox").wait_for()
     assert not errors, errors

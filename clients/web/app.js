@@ -809,7 +809,7 @@ function renderLanguage() {
 }
 
 $("language").addEventListener("change", async (event) => {
-  await useLocale(event.target.value, { remember: true });
+  if (!(await useLocale(event.target.value, { remember: true }))) return; // another was chosen meanwhile
   renderLanguage();
   renderConnection();
   notifier().render();

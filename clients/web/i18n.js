@@ -25,13 +25,24 @@ async function catalogue(locale) {
   return response.ok ? response.json() : {};
 }
 
+// The language asked for last: a catalogue that arrives after a later choice's is dropped,
+// so that choosing 中文 and then English at once ends in English whichever came first.
+let asked = 0;
+
+// Switches to `locale` once its catalogue is here; false when a later call superseded it
+// (nothing changed then).
 export async function useLocale(locale, { remember = false } = {}) {
-  current = locale in LOCALES ? locale : "en";
+  const wanted = locale in LOCALES ? locale : "en";
+  const ask = ++asked;
+  const [own, english] = await Promise.all([catalogue(wanted), wanted === "en" ? Promise.resolve(null) : catalogue("en")]);
+  if (ask !== asked) return false;
+  current = wanted;
+  messages = own;
+  fallback = english || own;
   if (remember) localStorage.setItem(KEY, current);
-  [messages, fallback] = await Promise.all([catalogue(current), current === "en" ? Promise.resolve(null) : catalogue("en")]);
-  fallback = fallback || messages;
   document.documentElement.lang = current;
   translatePage(document);
+  return true;
 }
 
 export function locale() {
