@@ -271,12 +271,27 @@ asyncio.run(main())
 """
 
 
-async def test_a_process_started_by_one_killed_outright_stops_with_it() -> None:
+# A test run's fixtures start their redis-servers so (local_redis.py).
+_REDIS_PARENT = """
+import sys, tempfile, time
+from pathlib import Path
+from services.common.local_redis import RedisServer
+
+server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
+print(server.process.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("starter", [_PARENT, _REDIS_PARENT], ids=["processes.start", "local_redis"])
+async def test_a_process_started_by_one_killed_outright_stops_with_it(starter: str) -> None:
     """What processes.start starts (the demo's master, gateway, simulator and worker; the
-    tests' masters and workers) is sent SIGTERM when the process that started it dies,
-    however it died: SIGKILLed, it used to leave them running, orphaned, on their ports."""
+    tests' masters and workers), and the redis-servers the tests and benchmarks start, are
+    sent SIGTERM when the process that started them dies, however it died: SIGKILLed (a
+    test run stopped so never tears its fixtures down), it used to leave them running,
+    orphaned, on their ports."""
     parent = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _PARENT, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent
+        sys.executable, "-c", starter, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent
     )
     assert parent.stdout is not None
     child = int(await asyncio.wait_for(parent.stdout.readline(), 60))
