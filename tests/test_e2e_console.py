@@ -409,6 +409,8 @@ async def _walk_through(
     await page.locator("#list [role=option]", has_text=missed).click()
     await page.locator(".detail-header .back").wait_for()
     assert not await page.locator(".listing").is_visible()
+    # Its reply box asks no more than fits: the keys' hints are for a keyboard, and wider.
+    assert await page.locator("#detail textarea").get_attribute("placeholder") == "Write a reply…"
     await shoot(page, "narrow-conversation")
     await page.locator(".detail-header .back").click()
     assert await page.locator(".listing").is_visible()
@@ -419,6 +421,7 @@ async def _walk_through(
         await platform.post("/__sim/customer", json={"uid": uid, "kind": "message", "text": f"第{index}条"})
     await page.locator("#list [role=option]", has_text="第34条").click(timeout=60_000)
     await page.locator(".thread .bubble", has_text="第34条").wait_for()
+    assert "Shift+Enter" in (await page.locator("#detail textarea").get_attribute("placeholder") or "")
     bubbles = page.locator(".thread .bubble:not(.mine)")
     loaded = await bubbles.count()
     assert loaded == 30, loaded

@@ -91,7 +91,8 @@ export class ConversationView {
     const header = h("header", { class: "detail-header" }, back, ...this.headerParts());
     const box = replyBox({
       label: t("reply.to", { who: this.customerName() }),
-      placeholder: t("reply.placeholder"),
+      // On a phone its keys are not there to tell of, nor the width to tell it in.
+      placeholder: window.matchMedia("(max-width: 480px), (pointer: coarse)").matches ? t("reply.placeholder.short") : t("reply.placeholder"),
       onSend: (text) => this.send(text),
       onNote: (text) => this.addNote(text),
       onTyping: (typing) => this.sayTyping(typing),
