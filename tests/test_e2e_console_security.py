@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -96,7 +97,15 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(
         page.on(
             "request", lambda request: None if request.url.startswith(demo.base) else stranger_hosts.append(request.url)
         )
+        refused: list[str] = []
+        page.on("response", lambda response: refused.append(response.url) if response.status == 401 else None)
         await page.goto(demo.base + "/")
+        await page.locator("#api-key").wait_for()
+        # Asked once who this is, and nothing more until a key is given: it used to open the
+        # event stream too, and ask for it again every 2 s while the key was being typed.
+        await page.wait_for_timeout(2500)
+        assert [urlsplit(url).path for url in refused] == ["/api/im/me"], refused
+        assert await page.locator("#connection").get_attribute("data-state") == "locked"
         await page.locator("#api-key").fill(key)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#connection[data-state=live]")

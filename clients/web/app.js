@@ -766,26 +766,28 @@ async function start() {
   closeDetail();
   $("forget-key").hidden = !apiKey();
   loaded = false;
-  if (!events) {
-    // Subscribed before the first load, so that nothing happening in between is missed.
-    let opened = () => {};
-    const open = new Promise((resolve) => (opened = resolve));
-    events = new EventStream({
-      onEvent: take,
-      onState: (status) => {
-        opened();
-        onConnection(status);
-      },
-      onLost: onEventsLost,
-    });
-    events.start();
-    await Promise.race([open, new Promise((resolve) => setTimeout(resolve, 3000))]);
-  }
   try {
+    // Who this is, first: a console without a key, or with one refused, asks for one
+    // before it opens anything else (which would only be refused too).
     state.me = await api.me().catch((error) => {
       if (error instanceof ApiError && error.status === 401) throw error;
       return {};
     });
+    if (!events) {
+      // Subscribed before the first load, so that nothing happening in between is missed.
+      let opened = () => {};
+      const open = new Promise((resolve) => (opened = resolve));
+      events = new EventStream({
+        onEvent: take,
+        onState: (status) => {
+          opened();
+          onConnection(status);
+        },
+        onLost: onEventsLost,
+      });
+      events.start();
+      await Promise.race([open, new Promise((resolve) => setTimeout(resolve, 3000))]);
+    }
     await loadAccounts();
     await teamTemplates.reload();
     $("templates").hidden = !(state.me.scopes || ["reply"]).includes("reply");
@@ -793,6 +795,7 @@ async function start() {
     await reloadList();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
+      if (!events) onConnection("locked");
       askForKey(apiKey() ? t("key.refused") : t("key.ask"));
       return;
     }
