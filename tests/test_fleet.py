@@ -876,6 +876,47 @@ async def test_a_restarted_master_lets_its_workers_take_their_accounts_back(tmp_
         await master.stop()
 
 
+async def test_an_account_another_master_moves_names_the_worker_it_ran_on(tmp_path: Path, redis_url: str) -> None:
+    """A master that did not see an account's worker leave (another master's worker had
+    it) and gives the account to a worker of its own says which worker it ran on, and why
+    as far as it knows: "reassigned". It said "new"."""
+    prefix = f"moved{time.monotonic_ns()}"
+    masters: list[Master] = []
+    channels: list[grpc.aio.Channel] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for name in ("m1", "m2"):
+            master = Master(fleet_config(tmp_path, lease=1.0, store=redis_url, redis_prefix=prefix, master_id=name))
+            channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{await master.start()}"))
+            masters.append(master)
+        await masters[0].store.save_managed_account(sample("s-0"), create=True)
+        first = await RawStream(channels[0], sync_pb2.Hello(worker_id="worker-a", capacity=1)).welcomed()
+        tasks.append(asyncio.create_task(first.speaking()))
+        await first.next("assign")
+        other = await RawStream(channels[1], sync_pb2.Hello(worker_id="worker-b", capacity=1)).welcomed()
+        tasks.append(asyncio.create_task(other.speaking()))
+
+        # worker-a's stream ends; once its lease lapses, the account is worker-b's, on m2.
+        tasks[0].cancel()
+        first.call.cancel()
+        assert (await other.next("assign")).assign.account.account_id == "s-0"
+
+        def moved() -> list[tuple[str, str, str]]:
+            events = masters[1].bus.kept_events()
+            assigned = [e.assignment for e in events if e.type == ev.EVENT_TYPE_ACCOUNT_ASSIGNED]
+            return [(a.worker_id, a.previous_worker_id, a.reason) for a in assigned if a.worker_id == "worker-b"]
+
+        assert await waiting.eventually(moved, timeout=10) == [("worker-b", "worker-a", "reassigned")]
+        other.call.cancel()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for channel in channels:
+            await channel.close(grace=None)
+        for master in masters:
+            await master.stop()
+
+
 async def test_a_worker_stops_its_accounts_when_its_master_is_gone_for_most_of_a_lease(tmp_path: Path) -> None:
     """Its accounts' leases lapse on the master, which may give them to another worker: this
     one stops them first. When its master is back, it runs what it is assigned again."""

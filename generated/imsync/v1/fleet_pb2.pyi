@@ -238,7 +238,9 @@ class AccountAssignment(_message.Message):
     """The worker it ran on before; empty for a first assignment."""
     reason: _builtins.str
     """Why: "new", "lease_lapsed", "worker_left", "draining", "rebalance", "paused",
-    "removed", "labels".
+    "removed", "labels"; "reassigned" when the master giving it did not see it leave
+    previous_worker_id (another master's worker had it; on Redis, the master started
+    since).
     """
     def __init__(
         self,

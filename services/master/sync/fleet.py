@@ -30,7 +30,7 @@ from imsync.v1 import fleet_pb2 as fl
 from imsync.v1 import sync_pb2
 from services.common.logs import Throttle
 from services.master.model import fleet
-from services.master.model.errors import FailedPrecondition, InvalidArgument, StoreError
+from services.master.model.errors import FailedPrecondition, InvalidArgument, NotFound, StoreError
 from services.master.model.leases import AccountOwned
 from services.master.model.metrics import FLEET_ASSIGNMENTS, FLEET_RELEASES, FLEET_WAITING, WORKER_ONLINE
 
@@ -121,6 +121,19 @@ async def goodbye(session: SyncSession) -> None:
     session.end()
 
 
+async def _last_worker(hub: SyncHub, account_id: str) -> tuple[str, str]:
+    """The worker an account ran on last, and why it runs elsewhere now, when this master
+    did not see it leave (another master's worker had it, or it started since): the worker
+    its presence still names (a released account's stays named until another takes it),
+    "reassigned"; none named, "new". The memory store keeps no presence across a restart:
+    there, an account moved after one is "new"."""
+    try:
+        last = (await hub.store.get_presence(account_id)).worker_id
+    except NotFound:  # never heard of but in the fleet
+        last = ""
+    return (last, "reassigned") if last else ("", "new")
+
+
 def _load(session: SyncSession) -> float:
     return len(session.granted) / session.capacity
 
@@ -207,6 +220,8 @@ class Scheduler:
             epoch = await session.take(account.account_id)
         except AccountOwned:
             return True  # another master's worker took it meanwhile
+        seen = hub.previous.pop(account.account_id, None)
+        previous, reason = seen if seen is not None else await _last_worker(hub, account.account_id)
         version = (await hub.store.account_versions([account.account_id])).get(account.account_id, 0)
         session.versions[account.account_id] = version
         state = await self.session_of(account.account_id)
@@ -221,7 +236,6 @@ class Scheduler:
         )
         await hub.store.set_presence(account.account_id, session.worker_id, online=True)
         WORKER_ONLINE.labels(account=account.account_id).set(1)
-        previous, reason = hub.previous.pop(account.account_id, ("", "new"))
         await hub.store.announce(fleet.assignment_event(account.account_id, session.worker_id, previous, reason))
         FLEET_ASSIGNMENTS.labels(reason=reason).inc()
         log.info(
