@@ -9,9 +9,14 @@ deletions included. It prints the share of whole crawls, the crawl duration's p5
 against the crawl interval (a ratio: under 1 means crawls keep up), the live arrivals (the
 customers' messages and the account's own, as the worker counts them) against the
 messages announced (new_message and own_message events), and whether any was announced
-twice.
+twice. The event stream is followed as the console follows it: resumed after the last
+event it had when it ends (a master restarted), from then on when that is refused.
 
-    python -m bench.demo_soak [--minutes 10] [--json PATH] [--log PATH]
+With --kill, the worker is SIGKILLed a third of the way through and the master two thirds
+(the demo starts each again; the master from its journal): nothing acknowledged may be
+lost, and the same figures hold.
+
+    python -m bench.demo_soak [--minutes 10] [--kill] [--json PATH] [--log PATH]
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -28,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from services import processes
 
 _CRAWL = re.compile(r"^(\S+): crawl (whole|PARTIAL: (.*)); (\d+) entities in ([\d.]+) s")
 _FAILED = re.compile(r"^(\S+): crawl failed(?: \(\d+ in a row\))?: (.*)")
@@ -94,7 +103,7 @@ async def _differences(http: httpx.AsyncClient, platform: httpx.AsyncClient, acc
     ]
 
 
-async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
+async def soak(minutes: float, log: Path | None = None, kill_midway: bool = False) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -113,6 +122,7 @@ async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
     ready = asyncio.Event()
     reader = asyncio.create_task(_lines(process.stdout, lines, ready))
     events: Counter[str] = Counter()
+    killed: list[str] = []
     try:
         async with asyncio.timeout(300):
             await ready.wait()
@@ -121,20 +131,39 @@ async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
         started = len(lines)
 
         async def follow() -> None:
+            last = ""
             async with httpx.AsyncClient(base_url=base, timeout=None) as http:
-                # A message caught live is a customer's (new_message) or the account's own
-                # (own_message: a new conversation's history holds the shop's replies too).
-                async with http.stream(
-                    "GET",
-                    "/api/im/events",
-                    params={"types": "new_message,own_message"},
-                    headers={"Accept": "text/event-stream"},
-                ) as stream:
-                    async for line in stream.aiter_lines():
-                        if line.startswith("data: "):
-                            event = json.loads(line[6:])["event"]
-                            events[event["message"]["message_id"]] += 1
+                while True:
+                    # A message caught live is a customer's (new_message) or the account's own
+                    # (own_message: a new conversation's history holds the shop's replies too).
+                    headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last} if last else {})
+                    try:
+                        async with http.stream(
+                            "GET", "/api/im/events", params={"types": "new_message,own_message"}, headers=headers
+                        ) as stream:
+                            if stream.status_code != 200:
+                                last = ""  # what followed `last` is gone (the master restarted)
+                            async for line in stream.aiter_lines():
+                                if line.startswith("id: "):
+                                    last = line[4:]
+                                elif line.startswith("data: ") and "event" in (payload := json.loads(line[6:])):
+                                    events[payload["event"]["message"]["message_id"]] += 1
+                    except httpx.HTTPError:
+                        pass  # the gateway restarting: again
+                    await asyncio.sleep(0.5)
 
+        async def kill(command: str, at: float) -> None:
+            await asyncio.sleep(at)
+            pid = processes.child_of(process.pid, command)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(f"{command} at {at:.0f} s")
+                print(f"killed the {command} (SIGKILL) {at:.0f} s in", flush=True)
+
+        killers = [asyncio.create_task(kill(c, minutes * 60 * f)) for c, f in (("worker", 1 / 3), ("master", 2 / 3))]
+        if not kill_midway:
+            for killer in killers:
+                killer.cancel()
         follower = asyncio.create_task(follow())
         print(f"soaking for {minutes:g} minutes: {base}/ (platform {sim})", flush=True)
         await asyncio.sleep(minutes * 60)
@@ -158,8 +187,9 @@ async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
                     break
                 await asyncio.sleep(1)
             converged = time.monotonic() - paused
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
+        for task in (follower, *killers):
+            task.cancel()
+        await asyncio.gather(follower, *killers, return_exceptions=True)
     finally:
         if process.returncode is None:
             process.terminate()
@@ -173,6 +203,7 @@ async def soak(minutes: float, log: Path | None = None) -> dict[str, Any]:
     p95 = durations[int(0.95 * (len(durations) - 1))] if durations else float("nan")
     result = {
         "minutes": minutes,
+        "killed": killed,
         "crawls": len(crawls) + len(failed),
         "whole": whole,
         "partial": len(crawls) - whole,
@@ -201,8 +232,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log", type=Path, help="write the demo's whole output here")
+    parser.add_argument("--kill", action="store_true", help="SIGKILL the worker, then the master, midway")
     args = parser.parse_args()
-    result = asyncio.run(soak(args.minutes, args.log))
+    result = asyncio.run(soak(args.minutes, args.log, args.kill))
     print(
         f"\n{result['crawls']} crawls in {args.minutes:g} min: {result['whole_share']:.1%} whole "
         f"({result['partial']} partial, {result['failed']} failed)\n"
@@ -210,7 +242,8 @@ def main() -> None:
         f"p95 / crawl interval ({result['crawl_interval_s']:g} s) = {result['p95_over_interval']:.2f}\n"
         f"{result['live_arrivals']} messages arrived live; {result['messages_announced']} announced, "
         f"{result['announced_twice']} of them twice\n"
-        f"API equals the platform's truth: {result['api_equals_platform']} "
+        + (f"killed midway: {', '.join(result['killed'])}\n" if result["killed"] else "")
+        + f"API equals the platform's truth: {result['api_equals_platform']} "
         f"({result['seconds_to_converge_after_pause']} s after the customers stopped)"
     )
     for line in result["differences"]:

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (?:https?://)?(\S+)")
 # The process that started this one with start(): it is to stop when that one dies.
@@ -126,3 +127,18 @@ def stop_with_parent() -> bool:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     # Gone before the request was made: it would never be sent.
     return os.getppid() == int(parent)
+
+
+def child_of(parent: int, command: str) -> int | None:
+    """The pid of `parent`'s child running `imsync COMMAND` (the demo's master, say, to kill
+    it midway in a test or a soak); None when it has none now. Linux's /proc."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if ppid == parent and b"services.cli" in args and command.encode() in args:
+                return int(entry.name)
+    return None

@@ -246,16 +246,9 @@ async def _collect_lines(stream: asyncio.StreamReader, lines: list[str]) -> byte
 
 def _child_of(parent: int, command: str) -> int:
     """The pid of `parent`'s child running `imsync COMMAND`."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-            if ppid == parent and b"services.cli" in args and command.encode() in args:
-                return int(entry.name)
-    raise AssertionError(f"no child of {parent} runs imsync {command}")
+    pid = processes.child_of(parent, command)
+    assert pid is not None, f"no child of {parent} runs imsync {command}"
+    return pid
 
 
 _PARENT = """
