@@ -160,10 +160,8 @@ async def soak(minutes: float, log: Path | None = None, kill_midway: bool = Fals
                 killed.append(f"{command} at {at:.0f} s")
                 print(f"killed the {command} (SIGKILL) {at:.0f} s in", flush=True)
 
-        killers = [asyncio.create_task(kill(c, minutes * 60 * f)) for c, f in (("worker", 1 / 3), ("master", 2 / 3))]
-        if not kill_midway:
-            for killer in killers:
-                killer.cancel()
+        midway = (("worker", 1 / 3), ("master", 2 / 3)) if kill_midway else ()
+        killers = [asyncio.create_task(kill(command, minutes * 60 * share)) for command, share in midway]
         follower = asyncio.create_task(follow())
         print(f"soaking for {minutes:g} minutes: {base}/ (platform {sim})", flush=True)
         await asyncio.sleep(minutes * 60)
