@@ -7,7 +7,6 @@ test can kill Redis and start it again on the same files and port.
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import signal
 import socket
@@ -15,23 +14,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from services.common.addresses import free_port
 
-_PR_SET_PDEATHSIG = 1
 
-
-def _stopping_with_us() -> Callable[[], None] | None:
-    """What the child runs before redis-server: Linux sends it SIGTERM when the thread that
-    started it ends, so that a test run or benchmark killed outright (its fixtures'
-    teardown never run) leaves no Redis behind. From the main thread only, whose end is
-    the process's: a server started from a worker thread would stop with that thread."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    return lambda: libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _stopping_with_us() -> list[str]:
+    """What redis-server's command starts with so that Linux sends it SIGTERM when the
+    thread that started it ends: a test run or benchmark killed outright (its fixtures'
+    teardown never run) leaves no Redis behind. util-linux's setpriv asks for it and execs
+    redis-server (a preexec_fn would be Python run between fork and exec, which can hang
+    in a process with other threads running, as gRPC's). From the main thread only, whose
+    end is the process's: a server started from a worker thread would stop with that thread."""
+    setpriv = shutil.which("setpriv")
+    if (
+        setpriv is None
+        or not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 class RedisServer:
@@ -66,6 +68,7 @@ class RedisServer:
                 self.bus_port = free_port()
             self.process = subprocess.Popen(
                 [
+                    *_stopping_with_us(),
                     binary,
                     "--bind",
                     "127.0.0.1",
@@ -91,7 +94,6 @@ class RedisServer:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_stopping_with_us(),
             )
             if self._wait_ready():
                 return self
