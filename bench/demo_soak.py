@@ -28,7 +28,6 @@ import os
 import re
 import signal
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -104,18 +103,8 @@ async def _differences(http: httpx.AsyncClient, platform: httpx.AsyncClient, acc
 
 
 async def soak(minutes: float, log: Path | None = None, kill_midway: bool = False) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "demo",
-        "--master-listen",
-        "127.0.0.1:0",
-        "--gateway-listen",
-        "127.0.0.1:0",
-    ]
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *processes.demo_command(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     assert process.stdout is not None
     lines: list[str] = []

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import re
-import signal
+import shutil
 import sys
+import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (?:https?://)?(\S+)")
-# The process that started this one with start(): it is to stop when that one dies.
-PARENT_ENV = "IMSYNC_PARENT_PID"
-_PR_SET_PDEATHSIG = 1
 _STARTED = re.compile(r"imsync \w+ .*started")
 
 
@@ -78,8 +74,9 @@ async def _start(
 ) -> Child:
     args = command[command.index("-m") + 2 :]
     stderr = asyncio.subprocess.STDOUT if merge_stderr else None
-    env = {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
+    process = await asyncio.create_subprocess_exec(
+        *stopping_with_this_process(), *command, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env
+    )
     assert process.stdout is not None
     before: list[str] = []
     try:
@@ -115,18 +112,36 @@ async def _drain(stream: asyncio.StreamReader, child: Child, echo: bool) -> None
             print(text, flush=True)
 
 
-def stop_with_parent() -> bool:
-    """In a process start() started: asks Linux to send it SIGTERM when its parent dies (a
-    demo killed outright, or a test run), so that it stops as it stops on SIGTERM instead of
-    running on, orphaned, on its ports. False when the parent is gone already."""
-    parent = os.environ.pop(PARENT_ENV, "")
-    if not parent.isdigit():
-        return True
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # Gone before the request was made: it would never be sent.
-    return os.getppid() == int(parent)
+def stopping_with_this_process() -> list[str]:
+    """What a child's command starts with so that Linux sends it SIGTERM when this process
+    dies, however it died (a demo killed outright, a test run stopped so its teardown never
+    ran): util-linux's setpriv asks for it and execs the command, on the same pid. Then the
+    child stops as on SIGTERM instead of running on, orphaned, on its ports. Used for what
+    start() starts and for local_redis's servers. From the main thread only: Linux sends it
+    when the thread that started the child ends, which for the main thread is the
+    process's end; elsewhere, or without setpriv, nothing ([])."""
+    setpriv = shutil.which("setpriv")
+    if (
+        setpriv is None
+        or not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
+
+
+def demo_command() -> list[str]:
+    """`imsync demo` on ports of its own (a test's, a soak's), its address in its output."""
+    return [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "demo",
+        "--master-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+    ]
 
 
 def child_of(parent: int, command: str) -> int | None:

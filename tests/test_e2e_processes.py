@@ -159,22 +159,9 @@ async def test_grpc_and_gateway_answer_identically_and_health_is_served(deployme
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-# `imsync demo` on ports of its own.
-DEMO = [
-    sys.executable,
-    "-m",
-    "services.cli",
-    "demo",
-    "--master-listen",
-    "127.0.0.1:0",
-    "--gateway-listen",
-    "127.0.0.1:0",
-]
-
-
 async def test_the_demo_comes_up_and_its_urls_answer() -> None:
     demo = await asyncio.create_subprocess_exec(
-        *DEMO,
+        *processes.demo_command(),
         "--interval",
         "1",
         "--sim-rate",
@@ -298,7 +285,7 @@ async def test_the_demo_stops_its_processes_when_its_terminal_closes() -> None:
     """SIGHUP (the terminal `scripts/demo` runs in closed) stops the demo as Ctrl-C does:
     it used to end the demo alone, leaving its master, gateway, simulator, worker and
     Chromium running on the demo's ports."""
-    demo = await asyncio.create_subprocess_exec(*DEMO, stdout=asyncio.subprocess.PIPE)
+    demo = await asyncio.create_subprocess_exec(*processes.demo_command(), stdout=asyncio.subprocess.PIPE)
     assert demo.stdout is not None
     try:
         async with asyncio.timeout(120):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from services import processes
 from services.common import logs
 from services.common.version import imsync_version
 
@@ -15,8 +14,6 @@ from .commands import RUN
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if not processes.stop_with_parent():
-        return 0  # started by a process that is gone: nobody to serve
     args = parser().parse_args(argv)
     if args.version:
         print(f"imsync {imsync_version()}")

@@ -11,29 +11,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 from services.common.addresses import free_port
-
-
-def _stopping_with_us() -> list[str]:
-    """What redis-server's command starts with so that Linux sends it SIGTERM when the
-    thread that started it ends: a test run or benchmark killed outright (its fixtures'
-    teardown never run) leaves no Redis behind. util-linux's setpriv asks for it and execs
-    redis-server (a preexec_fn would be Python run between fork and exec, which can hang
-    in a process with other threads running, as gRPC's). From the main thread only, whose
-    end is the process's: a server started from a worker thread would stop with that thread."""
-    setpriv = shutil.which("setpriv")
-    if (
-        setpriv is None
-        or not sys.platform.startswith("linux")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return []
-    return [setpriv, "--pdeathsig", "TERM", "--"]
+from services.processes import stopping_with_this_process
 
 
 class RedisServer:
@@ -68,7 +50,7 @@ class RedisServer:
                 self.bus_port = free_port()
             self.process = subprocess.Popen(
                 [
-                    *_stopping_with_us(),
+                    *stopping_with_this_process(),
                     binary,
                     "--bind",
                     "127.0.0.1",
