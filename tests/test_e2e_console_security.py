@@ -109,6 +109,8 @@ async def test_hostile_comments_are_stored_intact_and_shown_inert(
         await page.locator("#api-key").fill(key)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#connection[data-state=live]")
+        # Live once its event stream is open, which comes before the accounts are listed.
+        await page.locator(".account .name").nth(1).wait_for()
         names = await page.locator(".account .name").all_inner_texts()
         assert len(names) == 2 and names[0] == "All accounts", names  # "all" and shop-0 alone
 
